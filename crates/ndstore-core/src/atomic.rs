@@ -1,0 +1,485 @@
+//! The one way ndstore writes a file: [`OutputFile`] replaces a target atomically (temporary
+//! file, fsync, rename, directory fsync) or rewrites it in place, and [`DurableFile`] makes a
+//! failed fsync poison its handle. Every backend writes through here; none has its own.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::durability::{Durability, Replace, SaveOptions};
+use crate::error::{Error, ErrorKind, Result};
+use crate::os;
+
+/// The suffix of every temporary file ndstore creates.
+pub const TEMP_SUFFIX: &str = ".ndstore-tmp";
+
+/// How many symbolic links a target path may pass through before ndstore gives up (as Linux).
+const MAX_SYMLINKS: usize = 40;
+
+/// A file handle whose fsync failure is remembered: once `sync` fails, every later `sync` and
+/// `close` fails with [`ErrorKind::Poisoned`].
+///
+/// The kernel may drop dirty pages after a failed write-back and report the failure only once,
+/// so a retried fsync can succeed while the data is gone (PostgreSQL's "fsyncgate").
+#[derive(Debug)]
+pub struct DurableFile {
+    file: File,
+    path: PathBuf,
+    poisoned: bool,
+}
+
+impl DurableFile {
+    /// Wraps an open file; `path` is used in error messages.
+    pub fn new(file: File, path: impl Into<PathBuf>) -> DurableFile {
+        DurableFile {
+            file,
+            path: path.into(),
+            poisoned: false,
+        }
+    }
+
+    /// The open file, to write to or read from.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// The path given when the handle was made.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True after a failed sync.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Marks the handle poisoned (used by owners that sync by other means, such as msync).
+    pub fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(poisoned_error(&self.path));
+        }
+        Ok(())
+    }
+
+    /// fsync: data and metadata on the medium. A failure poisons the handle.
+    pub fn sync(&mut self) -> Result<()> {
+        self.check()?;
+        self.file.sync_all().map_err(|e| {
+            self.poisoned = true;
+            Error::io("fsync failed; the handle is poisoned", e).with_path(&self.path)
+        })
+    }
+
+    /// Closes the file, reporting close's own error; fails when the handle is poisoned.
+    pub fn close(self) -> Result<()> {
+        self.check()?;
+        os::close_file(self.file).map_err(|e| Error::io("close failed", e).with_path(&self.path))
+    }
+}
+
+/// The error every call on a poisoned handle returns.
+pub fn poisoned_error(path: &Path) -> Error {
+    Error::new(
+        ErrorKind::Poisoned,
+        "an earlier fsync failed, so written data may be lost; save again atomically to recover",
+    )
+    .with_path(path)
+}
+
+/// fsyncs the directory `dir`, so a created, renamed or removed entry in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    let handle = File::open(dir).map_err(|e| Error::io("opening directory to fsync it", e))?;
+    handle
+        .sync_all()
+        .map_err(|e| Error::io("fsync of directory failed", e))?;
+    os::close_file(handle).map_err(|e| Error::io("close of directory failed", e))
+}
+
+/// The directory that holds `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Follows symbolic links at `path` (not in its directories) to the file a write should
+/// replace. A dangling link resolves to the missing file it names, which the save then creates.
+pub fn resolve_target(path: &Path) -> Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = fs::read_link(&current)
+                    .map_err(|e| Error::io("reading symbolic link", e).with_path(&current))?;
+                current = if link.is_absolute() {
+                    link
+                } else {
+                    parent_dir(&current).join(link)
+                };
+            }
+            Ok(meta) if meta.is_dir() => {
+                return Err(
+                    Error::new(ErrorKind::InvalidInput, "the target is a directory")
+                        .with_path(&current),
+                );
+            }
+            Ok(_) => return Ok(current),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(current),
+            Err(e) => return Err(Error::io("inspecting the target", e).with_path(&current)),
+        }
+    }
+    Err(Error::new(ErrorKind::InvalidInput, "too many levels of symbolic links").with_path(path))
+}
+
+/// The file name stem of temporaries for `target`: `.NAME.` (truncated so the whole temporary
+/// name stays within the 255-byte limit of common file systems).
+fn temp_prefix(target: &Path) -> Result<OsString> {
+    let name = target.file_name().ok_or_else(|| {
+        Error::new(ErrorKind::InvalidInput, "the target has no file name").with_path(target)
+    })?;
+    let mut bytes = vec![b'.'];
+    bytes.extend_from_slice(&name.as_bytes()[..name.len().min(200)]);
+    bytes.push(b'.');
+    Ok(OsString::from_vec(bytes))
+}
+
+fn temp_name(prefix: &OsStr, attempt: u64) -> OsString {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut name = prefix.to_os_string();
+    name.push(format!(
+        "{}-{n}-{nanos:x}{attempt}{TEMP_SUFFIX}",
+        std::process::id()
+    ));
+    name
+}
+
+/// A temporary file beside `target`, created exclusively (`O_EXCL`), never following a link.
+fn create_temp(target: &Path, mode: u32) -> Result<(PathBuf, File)> {
+    let dir = parent_dir(target);
+    let prefix = temp_prefix(target)?;
+    for attempt in 0..100 {
+        let path = dir.join(temp_name(&prefix, attempt));
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(
+                    Error::io("cannot create a temporary file beside the target", e)
+                        .with_path(target),
+                );
+            }
+        }
+    }
+    Err(Error::new(ErrorKind::Io, "could not find a free temporary file name").with_path(target))
+}
+
+/// What a replaced file keeps: its permission bits and its owner.
+#[derive(Clone, Copy, Debug)]
+struct Keep {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+enum State {
+    /// A temporary file that becomes the target on `finish`.
+    Atomic { temp: PathBuf, keep: Option<Keep> },
+    /// The target itself; `created` says whether its directory entry is new.
+    InPlace { created: bool },
+    /// The temporary file was renamed over the target: nothing is left to clean up.
+    Published,
+}
+
+/// A file being written for a save: a temporary beside the target (atomic replace, the default)
+/// or the target itself (in place), finished by [`OutputFile::finish`].
+///
+/// Atomic: on `finish`, the temporary gets the target's permissions and owner (a new file gets
+/// `0666 & !umask`), is fsynced, closed (close errors reported), renamed over the target, and
+/// the directory is fsynced. Dropped without `finish` — an error, an early return, a panic — the
+/// temporary is removed and the target keeps its old content. Symbolic links at the target are
+/// followed: the file they point to is replaced and the link stays.
+///
+/// In place: the target is truncated and rewritten; `finish` fsyncs it (and its directory when
+/// the file is new). Dropped without `finish`, the data written so far stays.
+///
+/// Libraries that can only write to a path (libhdf5) write to [`OutputFile::path`], and the
+/// same `finish` publishes it.
+pub struct OutputFile {
+    target: PathBuf,
+    durability: Durability,
+    file: Option<DurableFile>,
+    state: State,
+}
+
+impl OutputFile {
+    /// Starts a save of `target` as `options` say.
+    pub fn create(target: &Path, options: &SaveOptions) -> Result<OutputFile> {
+        let target = resolve_target(target)?;
+        match options.replace {
+            Replace::Atomic => {
+                let keep = match fs::metadata(&target) {
+                    Ok(meta) => Some(Keep {
+                        mode: meta.permissions().mode() & 0o7777,
+                        uid: meta.uid(),
+                        gid: meta.gid(),
+                    }),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(Error::io("inspecting the target", e).with_path(&target)),
+                };
+                // A replacement is private until it gets the old file's mode; a new file is
+                // created with 0666 so the kernel applies the umask, as for any new file.
+                let mode = if keep.is_some() { 0o600 } else { 0o666 };
+                let (temp, file) = create_temp(&target, mode)?;
+                Ok(OutputFile {
+                    file: Some(DurableFile::new(file, temp.clone())),
+                    state: State::Atomic { temp, keep },
+                    durability: options.durability,
+                    target,
+                })
+            }
+            Replace::InPlace => {
+                let created = !target.exists();
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o666)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(&target)
+                    .map_err(|e| Error::io("cannot open the target for writing", e))
+                    .map_err(|e| e.with_path(&target))?;
+                Ok(OutputFile {
+                    file: Some(DurableFile::new(file, target.clone())),
+                    state: State::InPlace { created },
+                    durability: options.durability,
+                    target,
+                })
+            }
+        }
+    }
+
+    /// The file to write to.
+    pub fn file(&mut self) -> Result<&mut File> {
+        match self.file.as_mut() {
+            Some(f) => Ok(f.file()),
+            None => Err(
+                Error::new(ErrorKind::InvalidInput, "the output is already finished")
+                    .with_path(&self.target),
+            ),
+        }
+    }
+
+    /// The path being written: the temporary file for an atomic save, the target otherwise.
+    /// Give it to libraries that open files by name; call `finish` after they closed it.
+    pub fn path(&self) -> &Path {
+        match &self.state {
+            State::Atomic { temp, .. } => temp,
+            State::InPlace { .. } | State::Published => &self.target,
+        }
+    }
+
+    /// The file the save replaces (symbolic links resolved).
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// The durability this save was asked for.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// fsyncs what was written so far (for an atomic save this does not publish it).
+    pub fn sync(&mut self) -> Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// Publishes the result as described on the type, and returns the first error.
+    pub fn finish(mut self) -> Result<()> {
+        let Some(mut file) = self.file.take() else {
+            return Ok(());
+        };
+        let synced = self.durability == Durability::Synced;
+        match &self.state {
+            State::Atomic { temp, keep } => {
+                if let Some(keep) = keep {
+                    keep_attributes(file.file(), keep, temp)?;
+                }
+                if synced {
+                    file.sync()?;
+                }
+                file.close()?;
+                fs::rename(temp, &self.target).map_err(|e| {
+                    Error::io("cannot rename the temporary file over the target", e)
+                        .with_path(&self.target)
+                })?;
+                // Renamed: from here on the temporary no longer exists, so drop has nothing to do.
+                self.state = State::Published;
+                if synced {
+                    sync_dir(parent_dir(&self.target)).map_err(|e| e.with_path(&self.target))?;
+                }
+            }
+            State::InPlace { created } => {
+                let created = *created;
+                file.file()
+                    .flush()
+                    .map_err(|e| Error::io("flush failed", e).with_path(&self.target))?;
+                if synced {
+                    file.sync()?;
+                }
+                file.close()?;
+                if synced && created {
+                    sync_dir(parent_dir(&self.target)).map_err(|e| e.with_path(&self.target))?;
+                }
+            }
+            State::Published => {}
+        }
+        Ok(())
+    }
+}
+
+fn keep_attributes(file: &File, keep: &Keep, temp: &Path) -> Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(keep.mode))
+        .map_err(|e| {
+            Error::io("cannot give the new file the old file's mode", e).with_path(temp)
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io("inspecting the temporary file", e))?;
+    if meta.uid() != keep.uid || meta.gid() != keep.gid {
+        // Only a privileged process may give a file away; others keep their own ownership, as
+        // every editor that saves by rename does.
+        if let Err(e) = std::os::unix::fs::fchown(file, Some(keep.uid), Some(keep.gid)) {
+            log::debug!(
+                "{}: could not keep the owner of the replaced file: {e}",
+                temp.display()
+            );
+        } else {
+            // chown clears set-user-ID and set-group-ID bits; put the mode back.
+            file.set_permissions(fs::Permissions::from_mode(keep.mode))
+                .map_err(|e| Error::io("cannot restore the mode", e).with_path(temp))?;
+        }
+    }
+    Ok(())
+}
+
+impl Drop for OutputFile {
+    fn drop(&mut self) {
+        let file = self.file.take();
+        match &self.state {
+            State::Atomic { temp, .. } => {
+                // Not published (never finished, or finish failed): roll back.
+                drop(file);
+                if let Err(e) = fs::remove_file(temp) {
+                    log::error!(
+                        "{}: could not remove the temporary file of an abandoned save: {e}",
+                        temp.display()
+                    );
+                }
+            }
+            State::InPlace { .. } => {
+                // Dropped without finish: what was written stays, as it was handed to the OS.
+                if let Some(Err(e)) = file.map(|f| os::close_file(f.file)) {
+                    log::error!("{}: close failed on drop: {e}", self.target.display());
+                }
+            }
+            State::Published => {}
+        }
+    }
+}
+
+/// Saves through `write` as `options` say: `write` gets the file to fill, and the result is
+/// published (atomically by default) only when `write` returns Ok.
+pub fn write_file(
+    path: &Path,
+    options: &SaveOptions,
+    write: impl FnOnce(&mut File) -> Result<()>,
+) -> Result<()> {
+    let mut out = OutputFile::create(path, options)?;
+    write(out.file()?).map_err(|e| e.with_path(path))?;
+    out.finish()
+}
+
+/// Removes temporary files that crashed saves of `target` left behind (those whose writing
+/// process no longer exists), and returns how many it removed.
+///
+/// A save killed between creating its temporary file and renaming it leaves one such file;
+/// the target itself is always intact. Temporaries of live processes are left alone.
+pub fn remove_stale_temps(target: &Path) -> Result<usize> {
+    let target = resolve_target(target)?;
+    let dir = parent_dir(&target);
+    let prefix = temp_prefix(&target)?;
+    let mut removed = 0;
+    let entries =
+        fs::read_dir(dir).map_err(|e| Error::io("listing directory", e).with_path(dir))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing directory", e).with_path(dir))?;
+        let name = entry.file_name();
+        let Some(rest) = name.as_bytes().strip_prefix(prefix.as_bytes()) else {
+            continue;
+        };
+        let Some(rest) = rest.strip_suffix(TEMP_SUFFIX.as_bytes()) else {
+            continue;
+        };
+        let pid = rest
+            .split(|&b| b == b'-')
+            .next()
+            .and_then(|p| std::str::from_utf8(p).ok());
+        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !os::process_alive(pid) {
+            fs::remove_file(entry.path())
+                .map_err(|e| Error::io("removing a stale temporary file", e))
+                .map_err(|e| e.with_path(entry.path()))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
+/// The temporary files of `target` present now, of any process (for tests and diagnostics).
+pub fn list_temps(target: &Path) -> Result<Vec<PathBuf>> {
+    let target = resolve_target(target)?;
+    let dir = parent_dir(&target);
+    let prefix = temp_prefix(&target)?;
+    let entries =
+        fs::read_dir(dir).map_err(|e| Error::io("listing directory", e).with_path(dir))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing directory", e).with_path(dir))?;
+        let name = entry.file_name();
+        if name.as_bytes().starts_with(prefix.as_bytes())
+            && name.as_bytes().ends_with(TEMP_SUFFIX.as_bytes())
+        {
+            found.push(entry.path());
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,91 @@
+//! The traits through which the conformance harness (and any generic caller) drives a backend:
+//! whole-array save and load, metadata, and streaming writers.
+
+use std::path::Path;
+
+use crate::array::DynArray;
+use crate::capabilities::Capabilities;
+use crate::dtype::DTypeKind;
+use crate::durability::SaveOptions;
+use crate::error::{Error, ErrorKind, Result};
+use crate::meta::ArrayMeta;
+
+/// A storage backend for one file format.
+///
+/// Implementations are stateless values (`struct NpyBackend;`); handles carry the state.
+pub trait Backend: Send + Sync + 'static {
+    /// The name the conformance report uses: `file`, `mmap`, `hdf5` or `text`.
+    fn name(&self) -> &'static str;
+
+    /// The file extension the backend's files carry, without the dot.
+    fn extension(&self) -> &'static str;
+
+    /// What the backend promises.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Saves `array` at `path`, replacing any file there as `options` say.
+    fn save(&self, path: &Path, array: &DynArray, options: &SaveOptions) -> Result<()>;
+
+    /// Loads the whole array with its stored metadata.
+    fn load(&self, path: &Path) -> Result<(ArrayMeta, DynArray)>;
+
+    /// Loads the array as element type `kind`, failing with
+    /// [`ErrorKind::TypeMismatch`] before reading the data when the file holds another type.
+    fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray>;
+
+    /// Reads only the metadata; never touches (or allocates for) the data.
+    fn read_meta(&self, path: &Path) -> Result<ArrayMeta>;
+
+    /// Opens a streaming writer for arrays of `dtype` whose axes after the first are
+    /// `row_shape`; rows are appended along axis 0.
+    fn writer(
+        &self,
+        path: &Path,
+        dtype: crate::DType,
+        row_shape: &[usize],
+        options: &SaveOptions,
+    ) -> Result<Box<dyn ArrayWriter>> {
+        let _ = (dtype, row_shape, options);
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the {} backend has no streaming writer", self.name()),
+        )
+        .with_path(path))
+    }
+
+    /// Python code that reads and writes this backend's files with the reference library, for
+    /// interoperability checks. `None` when there is no reference implementation.
+    fn python_interop(&self) -> Option<PythonInterop> {
+        None
+    }
+}
+
+/// Python snippets for interoperability checks.
+///
+/// Each runs with `np` (numpy) imported and `path` set; `load` must bind `arr`, and `save`
+/// must write the array `arr` to `path`.
+#[derive(Clone, Copy, Debug)]
+pub struct PythonInterop {
+    /// Python modules besides numpy that the snippets import.
+    pub modules: &'static [&'static str],
+    /// Reads `path` into `arr`.
+    pub load: &'static str,
+    /// Writes `arr` to `path`.
+    pub save: &'static str,
+}
+
+/// A writer that appends rows along axis 0 and publishes the array on commit.
+///
+/// The durability vocabulary applies: `flush`, `sync`, `commit`; dropping an uncommitted
+/// writer rolls back (atomic) or leaves what was flushed (in place), and never panics.
+pub trait ArrayWriter: Send {
+    /// Appends rows: an array whose shape is `[n, row_shape...]` and whose element type is the
+    /// writer's.
+    fn append(&mut self, rows: &DynArray) -> Result<()>;
+    /// Hands buffered rows to the operating system.
+    fn flush(&mut self) -> Result<()>;
+    /// Flushes and fsyncs what was written so far.
+    fn sync(&mut self) -> Result<()>;
+    /// Completes the file (header, index) and publishes it.
+    fn commit(self: Box<Self>) -> Result<()>;
+}

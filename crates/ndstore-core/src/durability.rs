@@ -1,0 +1,133 @@
+//! The durability vocabulary (flush, sync, close, commit) as traits of the objects that own
+//! buffers, and the options that choose how a save reaches the disk.
+//!
+//! A plain ndarray has no flush: it owns no file. Only handles implement these traits.
+
+use crate::dtype::ByteOrder;
+use crate::error::Result;
+
+/// A handle that owns buffers on the way to a file.
+///
+/// - `flush` hands user-space buffers to the operating system: another process reading the
+///   file now sees the data, but a power loss may still lose it.
+/// - `sync` flushes and then asks the OS to put the data on the medium (fsync, or msync with
+///   `MS_SYNC` for a mapping), plus the parent directory when a directory entry changed.
+///
+/// After a failed sync the handle is poisoned: every later `sync` and `close`/`commit` fails
+/// with [`ErrorKind::Poisoned`](crate::ErrorKind::Poisoned). Retrying fsync cannot bring lost
+/// pages back; recovery is a fresh atomic save.
+pub trait Durable {
+    /// Hands buffered data to the operating system.
+    fn flush(&mut self) -> Result<()>;
+    /// Flushes, then makes the data durable on the medium.
+    fn sync(&mut self) -> Result<()>;
+}
+
+/// A handle that writes in place and is finished by closing it.
+pub trait Close {
+    /// Flushes (and syncs, when the handle's [`Durability`] says so), releases the handle and
+    /// returns the first error seen. Dropping instead of closing flushes on a best-effort basis
+    /// and can only log its errors.
+    fn close(self) -> Result<()>;
+}
+
+/// A writer whose result appears at the target only when committed.
+pub trait Commit {
+    /// Writes everything out, syncs the temporary file, renames it over the target and syncs the
+    /// directory. Dropping instead of committing rolls back: the target keeps its old content.
+    fn commit(self) -> Result<()>;
+}
+
+/// How a save replaces an existing file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Replace {
+    /// Write a temporary file beside the target and rename it over the target: readers and
+    /// crashes see the old or the new version, never a mixture.
+    #[default]
+    Atomic,
+    /// Truncate and rewrite the target itself, as `np.save` does: faster on some file systems,
+    /// but a crash mid-write leaves a damaged file.
+    InPlace,
+}
+
+/// How far a save goes before it returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the data (and the directory, for a new or renamed entry) before returning: the save
+    /// survives power loss once it returns.
+    #[default]
+    Synced,
+    /// Hand the data to the operating system only: it survives the process crashing, not the
+    /// machine losing power.
+    Flushed,
+}
+
+/// Options for a save. The default is atomic replace with sync, in the native byte order.
+///
+/// ```
+/// use ndstore_core::{ByteOrder, SaveOptions};
+/// let fast = SaveOptions::new().flushed();
+/// let numpy_like = SaveOptions::new().in_place().flushed();
+/// let big = SaveOptions::new().byte_order(ByteOrder::Big);
+/// # let _ = (fast, numpy_like, big);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SaveOptions {
+    /// Atomic replace or in-place rewrite.
+    pub replace: Replace,
+    /// Synced or only flushed.
+    pub durability: Durability,
+    /// The byte order to store elements in; `None` is the native order.
+    pub byte_order: Option<ByteOrder>,
+}
+
+impl SaveOptions {
+    /// The defaults: atomic, synced, native byte order.
+    pub fn new() -> SaveOptions {
+        SaveOptions::default()
+    }
+
+    /// Rewrites the target in place instead of replacing it atomically.
+    #[must_use]
+    pub fn in_place(mut self) -> SaveOptions {
+        self.replace = Replace::InPlace;
+        self
+    }
+
+    /// Returns after handing the data to the OS, without fsync.
+    #[must_use]
+    pub fn flushed(mut self) -> SaveOptions {
+        self.durability = Durability::Flushed;
+        self
+    }
+
+    /// Chooses the replace mode.
+    #[must_use]
+    pub fn replace(mut self, replace: Replace) -> SaveOptions {
+        self.replace = replace;
+        self
+    }
+
+    /// Chooses the durability.
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> SaveOptions {
+        self.durability = durability;
+        self
+    }
+
+    /// Stores elements in `byte_order` (ignored for single-byte types).
+    #[must_use]
+    pub fn byte_order(mut self, byte_order: ByteOrder) -> SaveOptions {
+        self.byte_order = Some(byte_order);
+        self
+    }
+
+    /// The byte order elements will be stored in.
+    pub fn effective_byte_order(&self) -> ByteOrder {
+        match self.byte_order {
+            None | Some(ByteOrder::NotApplicable) => ByteOrder::native(),
+            Some(order) => order,
+        }
+    }
+}

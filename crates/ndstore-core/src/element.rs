@@ -1,0 +1,120 @@
+//! The element trait: which Rust types ndstore stores, and how their bytes are checked on the
+//! way in.
+
+use std::fmt::Debug;
+
+use half::f16;
+use ndarray::{ArrayD, ArrayViewD};
+use num_complex::Complex;
+
+use crate::array::DynArray;
+use crate::dtype::DTypeKind;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A Rust type that ndstore can store: bool, the fixed-size integers, `half::f16`, `f32`, `f64`,
+/// `Complex<f32>` and `Complex<f64>`.
+///
+/// The trait is sealed: the dtype catalogue is closed, and every backend supports the same list.
+pub trait Element:
+    Copy + Debug + Send + Sync + bytemuck::NoUninit + sealed::Sealed + 'static
+{
+    /// The dtype kind this type maps to.
+    const KIND: DTypeKind;
+
+    /// A type with the same size whose every bit pattern is valid, so file bytes can be read
+    /// straight into it (`u8` for `bool`, the type itself otherwise).
+    type Raw: bytemuck::Pod;
+
+    /// Turns raw values into elements, or returns the index of the first invalid one (a `bool`
+    /// byte other than 0 or 1).
+    fn from_raw_vec(raw: Vec<Self::Raw>) -> Result<Vec<Self>, usize>;
+
+    /// Checks raw values in place, returning the index of the first invalid one.
+    fn validate_raw(raw: &[Self::Raw]) -> Result<(), usize>;
+
+    /// Wraps a typed array as a runtime-dtype array.
+    fn into_dyn_array(array: ArrayD<Self>) -> DynArray;
+
+    /// Unwraps a runtime-dtype array holding this type, or gives it back.
+    fn try_from_dyn_array(array: DynArray) -> Result<ArrayD<Self>, DynArray>;
+
+    /// Views a runtime-dtype array holding this type.
+    fn view_dyn_array(array: &DynArray) -> Option<ArrayViewD<'_, Self>>;
+}
+
+macro_rules! pod_element {
+    ($($ty:ty => $kind:ident),* $(,)?) => {$(
+        impl sealed::Sealed for $ty {}
+        impl Element for $ty {
+            const KIND: DTypeKind = DTypeKind::$kind;
+            type Raw = $ty;
+            fn from_raw_vec(raw: Vec<$ty>) -> Result<Vec<$ty>, usize> {
+                Ok(raw)
+            }
+            fn validate_raw(_: &[$ty]) -> Result<(), usize> {
+                Ok(())
+            }
+            fn into_dyn_array(array: ArrayD<$ty>) -> DynArray {
+                DynArray::$kind(array)
+            }
+            fn try_from_dyn_array(array: DynArray) -> Result<ArrayD<$ty>, DynArray> {
+                match array {
+                    DynArray::$kind(a) => Ok(a),
+                    other => Err(other),
+                }
+            }
+            fn view_dyn_array(array: &DynArray) -> Option<ArrayViewD<'_, $ty>> {
+                match array {
+                    DynArray::$kind(a) => Some(a.view()),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+pod_element! {
+    i8 => I8, i16 => I16, i32 => I32, i64 => I64,
+    u8 => U8, u16 => U16, u32 => U32, u64 => U64,
+    f16 => F16, f32 => F32, f64 => F64,
+    Complex<f32> => Complex64, Complex<f64> => Complex128,
+}
+
+impl sealed::Sealed for bool {}
+impl Element for bool {
+    const KIND: DTypeKind = DTypeKind::Bool;
+    type Raw = u8;
+
+    fn from_raw_vec(raw: Vec<u8>) -> Result<Vec<bool>, usize> {
+        Self::validate_raw(&raw)?;
+        Ok(raw.into_iter().map(|b| b != 0).collect())
+    }
+
+    fn validate_raw(raw: &[u8]) -> Result<(), usize> {
+        match raw.iter().position(|&b| b > 1) {
+            Some(index) => Err(index),
+            None => Ok(()),
+        }
+    }
+
+    fn into_dyn_array(array: ArrayD<bool>) -> DynArray {
+        DynArray::Bool(array)
+    }
+
+    fn try_from_dyn_array(array: DynArray) -> Result<ArrayD<bool>, DynArray> {
+        match array {
+            DynArray::Bool(a) => Ok(a),
+            other => Err(other),
+        }
+    }
+
+    fn view_dyn_array(array: &DynArray) -> Option<ArrayViewD<'_, bool>> {
+        match array {
+            DynArray::Bool(a) => Some(a.view()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The one error type of ndstore: a kind a program can match on, plus the file and the place a
+//! person needs to fix the input.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What went wrong, for programs to match on.
+///
+/// The list grows as backends do, so matches need a wildcard arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The operating system reported an error (open, read, write, fsync, rename, ...).
+    Io,
+    /// The input ended before the format said it would.
+    Truncated,
+    /// The bytes do not follow the format (wrong magic, a malformed header, bad element values).
+    Format,
+    /// The stored dtype is not one ndstore supports (strings, objects, structured types).
+    UnsupportedDType,
+    /// The caller asked for a different element type or dimensionality than the file holds.
+    TypeMismatch,
+    /// A size computation overflowed, or a size exceeds what the input or a limit allows.
+    TooLarge,
+    /// An archive member name is unsafe or repeated, or a dataset path is invalid.
+    InvalidName,
+    /// A member or dataset that was asked for does not exist.
+    NotFound,
+    /// An earlier fsync failed on this handle: its data may be lost, so it refuses to go on.
+    /// Recovery is a fresh atomic save, never a retried fsync.
+    Poisoned,
+    /// Another handle holds a conflicting lock on the file.
+    Locked,
+    /// The call's own arguments are inconsistent (a shape that does not match the data, say).
+    InvalidInput,
+    /// The backend does not offer this operation; its capabilities say so.
+    Unsupported,
+}
+
+impl ErrorKind {
+    /// A short lowercase name, as the conformance report prints it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Io => "io",
+            ErrorKind::Truncated => "truncated",
+            ErrorKind::Format => "format",
+            ErrorKind::UnsupportedDType => "unsupported dtype",
+            ErrorKind::TypeMismatch => "type mismatch",
+            ErrorKind::TooLarge => "too large",
+            ErrorKind::InvalidName => "invalid name",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Poisoned => "poisoned",
+            ErrorKind::Locked => "locked",
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// Where in the input the problem is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Location {
+    /// A byte offset from the start of the file (or stream).
+    Offset(u64),
+    /// A member of an archive, and a byte offset inside the member.
+    Member {
+        /// The member's name as the archive spells it.
+        name: String,
+        /// The offset inside the member's uncompressed bytes.
+        offset: u64,
+    },
+    /// A line and column of a text file, both counted from 1.
+    LineColumn {
+        /// The line, from 1.
+        line: u64,
+        /// The column, from 1.
+        column: u64,
+    },
+    /// An object path inside a container file (an HDF5 dataset, say).
+    Object(String),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Offset(o) => write!(f, "byte {o}"),
+            Location::Member { name, offset } => write!(f, "member '{name}', byte {offset}"),
+            Location::LineColumn { line, column } => write!(f, "line {line}, column {column}"),
+            Location::Object(path) => write!(f, "object '{path}'"),
+        }
+    }
+}
+
+/// An ndstore error: a kind, a message, and where known the file, the place and the cause.
+///
+/// Displayed as `path: place: message` so a person can go straight to the problem.
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    path: Option<PathBuf>,
+    location: Option<Location>,
+    source: Option<io::Error>,
+}
+
+/// The result type of every fallible ndstore call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A new error of `kind` with a message (lowercase, no trailing period).
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            path: None,
+            location: None,
+            source: None,
+        }
+    }
+
+    /// An I/O error, with a message saying what was being done.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        let kind = if source.kind() == io::ErrorKind::UnexpectedEof {
+            ErrorKind::Truncated
+        } else {
+            ErrorKind::Io
+        };
+        Error {
+            kind,
+            message: context.into(),
+            path: None,
+            location: None,
+            source: Some(source),
+        }
+    }
+
+    /// Attaches the file the error concerns, unless one is already attached.
+    #[must_use]
+    pub fn with_path(mut self, path: impl AsRef<Path>) -> Error {
+        if self.path.is_none() {
+            self.path = Some(path.as_ref().to_path_buf());
+        }
+        self
+    }
+
+    /// Attaches the place in the input, unless one is already attached.
+    #[must_use]
+    pub fn at(mut self, location: Location) -> Error {
+        if self.location.is_none() {
+            self.location = Some(location);
+        }
+        self
+    }
+
+    /// Attaches a byte offset, unless a place is already attached.
+    #[must_use]
+    pub fn at_offset(self, offset: u64) -> Error {
+        self.at(Location::Offset(offset))
+    }
+
+    /// Turns a byte offset into a place inside the named archive member.
+    #[must_use]
+    pub fn in_member(mut self, name: &str) -> Error {
+        self.location = Some(match self.location.take() {
+            Some(Location::Offset(offset)) => Location::Member {
+                name: name.to_owned(),
+                offset,
+            },
+            Some(other) => other,
+            None => Location::Member {
+                name: name.to_owned(),
+                offset: 0,
+            },
+        });
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without path or place.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The file the error concerns, when known.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The place in the input, when known.
+    pub fn location(&self) -> Option<&Location> {
+        self.location.as_ref()
+    }
+
+    /// The operating system's error, for I/O errors.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(path) = &self.path {
+            write!(f, "{}: ", path.display())?;
+        }
+        if let Some(location) = &self.location {
+            write!(f, "{location}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Error({:?}: {self})", self.kind)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(err: Error) -> io::Error {
+        let kind = match err.kind {
+            ErrorKind::Truncated => io::ErrorKind::UnexpectedEof,
+            ErrorKind::NotFound => io::ErrorKind::NotFound,
+            ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
+            ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+            ErrorKind::Io => err
+                .source
+                .as_ref()
+                .map_or(io::ErrorKind::Other, io::Error::kind),
+            _ => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_the_file_and_the_place() {
+        let err = Error::new(ErrorKind::Format, "bad magic")
+            .with_path("a/b.npy")
+            .at_offset(3);
+        assert_eq!(err.to_string(), "a/b.npy: byte 3: bad magic");
+        let err = Error::new(ErrorKind::Truncated, "data ends early")
+            .at_offset(70)
+            .in_member("x.npy");
+        assert_eq!(err.to_string(), "member 'x.npy', byte 70: data ends early");
+    }
+
+    #[test]
+    fn unexpected_eof_is_truncation() {
+        let err = Error::io("reading", io::Error::from(io::ErrorKind::UnexpectedEof));
+        assert_eq!(err.kind(), ErrorKind::Truncated);
+    }
+}
