@@ -1,0 +1,199 @@
+//! The atomic-replace primitive's promises: permissions kept, rollback on drop and panic,
+//! symbolic links followed, no temporary left behind, fsync failures poisoning the handle.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use ndstore_core::atomic::{DurableFile, list_temps, remove_stale_temps};
+use ndstore_core::{ErrorKind, OutputFile, SaveOptions, write_file};
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn save_bytes(path: &Path, bytes: &[u8]) {
+    write_file(path, &SaveOptions::default(), |f| {
+        f.write_all(bytes)
+            .map_err(|e| ndstore_core::Error::io("write", e))
+    })
+    .unwrap();
+}
+
+fn current_umask() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line.split_whitespace().nth(1).unwrap(), 8).unwrap()
+}
+
+#[test]
+fn replace_keeps_the_targets_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    for old_mode in [0o600, 0o644, 0o640, 0o755] {
+        let target = dir.path().join(format!("m{old_mode:o}"));
+        fs::write(&target, b"old").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(old_mode)).unwrap();
+        save_bytes(&target, b"new");
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert_eq!(
+            mode(&target),
+            old_mode,
+            "mode of a replaced {old_mode:o} file"
+        );
+    }
+}
+
+#[test]
+fn new_file_gets_0666_less_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("fresh");
+    save_bytes(&target, b"x");
+    assert_eq!(mode(&target), 0o666 & !current_umask());
+}
+
+#[test]
+fn dropped_output_rolls_back_and_leaves_no_temp() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t");
+    fs::write(&target, b"old").unwrap();
+    {
+        let mut out = OutputFile::create(&target, &SaveOptions::default()).unwrap();
+        out.file().unwrap().write_all(b"partial new data").unwrap();
+        assert_eq!(list_temps(&target).unwrap().len(), 1);
+    }
+    assert_eq!(fs::read(&target).unwrap(), b"old");
+    assert!(list_temps(&target).unwrap().is_empty());
+}
+
+#[test]
+fn a_panicking_writer_never_publishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("p");
+    fs::write(&target, b"old").unwrap();
+    let t = target.clone();
+    let result = std::thread::spawn(move || {
+        let mut out = OutputFile::create(&t, &SaveOptions::default()).unwrap();
+        out.file().unwrap().write_all(b"half").unwrap();
+        panic!("writer thread dies mid-save");
+    })
+    .join();
+    assert!(result.is_err(), "the thread must have panicked");
+    assert_eq!(fs::read(&target).unwrap(), b"old");
+    assert!(list_temps(&target).unwrap().is_empty());
+}
+
+#[test]
+fn failed_write_closure_keeps_old_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("f");
+    fs::write(&target, b"old").unwrap();
+    let err = write_file(&target, &SaveOptions::default(), |f| {
+        f.write_all(b"junk").unwrap();
+        Err(ndstore_core::Error::new(
+            ErrorKind::InvalidInput,
+            "caller gave up",
+        ))
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(fs::read(&target).unwrap(), b"old");
+    assert!(list_temps(&target).unwrap().is_empty());
+}
+
+#[test]
+fn symlink_target_is_replaced_and_the_link_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.bin");
+    let link = dir.path().join("link.bin");
+    fs::write(&real, b"old").unwrap();
+    std::os::unix::fs::symlink("real.bin", &link).unwrap();
+    save_bytes(&link, b"new");
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read(&real).unwrap(), b"new");
+    // A dangling link creates the file it names.
+    let dangling = dir.path().join("dangling");
+    std::os::unix::fs::symlink("created-through-link", &dangling).unwrap();
+    save_bytes(&dangling, b"made");
+    assert_eq!(
+        fs::read(dir.path().join("created-through-link")).unwrap(),
+        b"made"
+    );
+}
+
+#[test]
+fn directory_target_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = OutputFile::create(dir.path(), &SaveOptions::default())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("directory"), "{err}");
+}
+
+#[test]
+fn path_only_writers_publish_through_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("lib.h5");
+    fs::write(&target, b"old").unwrap();
+    let out = OutputFile::create(&target, &SaveOptions::default()).unwrap();
+    assert_ne!(out.path(), target.as_path());
+    assert_eq!(out.path().parent(), target.parent());
+    // A library opening by name truncates and rewrites the temporary file.
+    fs::write(out.path(), b"written by a library").unwrap();
+    out.finish().unwrap();
+    assert_eq!(fs::read(&target).unwrap(), b"written by a library");
+    assert!(list_temps(&target).unwrap().is_empty());
+}
+
+#[test]
+fn in_place_rewrites_the_target_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("i");
+    fs::write(&target, b"old old old").unwrap();
+    let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&target).unwrap());
+    write_file(&target, &SaveOptions::new().in_place(), |f| {
+        f.write_all(b"new")
+            .map_err(|e| ndstore_core::Error::io("write", e))
+    })
+    .unwrap();
+    assert_eq!(fs::read(&target).unwrap(), b"new");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&fs::metadata(&target).unwrap()),
+        ino
+    );
+}
+
+#[test]
+fn stale_temps_of_dead_processes_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("s.npy");
+    fs::write(&target, b"old").unwrap();
+    // A pid above the kernel's maximum is never alive.
+    let stale = dir.path().join(".s.npy.4194999-0-0.ndstore-tmp");
+    fs::write(&stale, b"left by a killed save").unwrap();
+    let live = dir
+        .path()
+        .join(format!(".s.npy.{}-9-0.ndstore-tmp", std::process::id()));
+    fs::write(&live, b"ours").unwrap();
+    assert_eq!(remove_stale_temps(&target).unwrap(), 1);
+    assert!(!stale.exists());
+    assert!(live.exists(), "a live process's temporary must stay");
+    assert_eq!(fs::read(&target).unwrap(), b"old");
+}
+
+#[test]
+fn poisoned_handle_refuses_sync_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d");
+    let mut file = DurableFile::new(fs::File::create(&path).unwrap(), &path);
+    file.sync().unwrap();
+    file.poison();
+    assert_eq!(file.sync().unwrap_err().kind(), ErrorKind::Poisoned);
+    assert_eq!(file.close().unwrap_err().kind(), ErrorKind::Poisoned);
+}
