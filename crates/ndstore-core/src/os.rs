@@ -71,3 +71,25 @@ pub fn process_alive(pid: u32) -> bool {
     let rc = unsafe { libc::kill(pid, 0) };
     rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
+
+/// Reserves `len` bytes of disk for `file`, so a large write neither fragments the file nor
+/// runs out of space half way. Best effort: file systems without fallocate are left alone, and
+/// a genuinely full disk is reported by the writes that follow.
+pub fn preallocate(file: &File, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let Ok(len) = libc::off_t::try_from(len) else {
+            return;
+        };
+        if len == 0 {
+            return;
+        }
+        // SAFETY: the descriptor is borrowed from a live `File`; fallocate only changes the
+        // file's allocation, never memory.
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) };
+        if rc != 0 {
+            log::debug!("fallocate failed: {}", io::Error::last_os_error());
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! `.npy` files: save and load whole arrays through paths (atomic and synced by default) or
+//! through any `Read`/`Write` the caller owns.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use ndarray::{Array, ArrayBase, ArrayD, ArrayViewD, Data, Dimension};
+use ndstore_core::codec::{alloc_raw, array_from_raw, layout_order, write_elements};
+use ndstore_core::{
+    ArrayMeta, ByteOrder, DType, DynArray, Element, Error, ErrorKind, Result, SaveOptions,
+    with_dtype_kind, with_dyn_array,
+};
+
+use crate::header::{self, DEFAULT_MAX_HEADER_LEN, Header};
+
+/// Options for reading `.npy` data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Headers longer than this are refused before they are read (numpy's default: 10,000).
+    pub max_header_len: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> LoadOptions {
+        LoadOptions {
+            max_header_len: DEFAULT_MAX_HEADER_LEN,
+        }
+    }
+}
+
+/// Saves `array` to `path` atomically and durably: the file is complete, fsynced and its
+/// directory entry durable when this returns Ok, and a crash leaves the old file intact.
+///
+/// The array's layout decides the recorded order: C-contiguous arrays are saved in C order,
+/// Fortran-contiguous ones in Fortran order, anything else is copied out in C order.
+pub fn save<A, S, D>(path: impl AsRef<Path>, array: &ArrayBase<S, D>) -> Result<()>
+where
+    A: Element,
+    S: Data<Elem = A>,
+    D: Dimension,
+{
+    save_with(path, array, &SaveOptions::default())
+}
+
+/// Saves `array` to `path` as `options` say (atomic or in place, synced or flushed, byte order).
+pub fn save_with<A, S, D>(
+    path: impl AsRef<Path>,
+    array: &ArrayBase<S, D>,
+    options: &SaveOptions,
+) -> Result<()>
+where
+    A: Element,
+    S: Data<Elem = A>,
+    D: Dimension,
+{
+    save_view(path.as_ref(), array.view().into_dyn(), options)
+}
+
+/// Saves a runtime-typed array.
+pub fn save_dyn(path: impl AsRef<Path>, array: &DynArray, options: &SaveOptions) -> Result<()> {
+    with_dyn_array!(array, a => save_view(path.as_ref(), a.view(), options))
+}
+
+fn meta_for<T: Element>(view: &ArrayViewD<'_, T>, byte_order: ByteOrder) -> ArrayMeta {
+    ArrayMeta::new(
+        DType::new(T::KIND, byte_order),
+        view.shape().to_vec(),
+        layout_order(view),
+    )
+}
+
+fn save_view<T: Element>(
+    path: &Path,
+    view: ArrayViewD<'_, T>,
+    options: &SaveOptions,
+) -> Result<()> {
+    let meta = meta_for(&view, options.effective_byte_order());
+    let header = header::encode(&meta);
+    let total = meta.byte_len()?.checked_add(header.len()).ok_or_else(|| {
+        Error::new(ErrorKind::TooLarge, "the array is too large to save").with_path(path)
+    })?;
+    ndstore_core::write_file(path, options, |file| {
+        ndstore_core::os::preallocate(file, total as u64);
+        write_npy(file, &header, &view, &meta)
+    })
+}
+
+fn write_npy<T: Element>(
+    out: &mut dyn Write,
+    header: &[u8],
+    view: &ArrayViewD<'_, T>,
+    meta: &ArrayMeta,
+) -> Result<()> {
+    out.write_all(header)
+        .map_err(|e| Error::io("writing the .npy header", e))?;
+    write_elements(view, meta.order, meta.dtype.byte_order, &mut |bytes| {
+        out.write_all(bytes)
+    })
+    .map_err(|e| Error::io("writing the .npy data", e))
+}
+
+/// Writes `array` as `.npy` bytes to a writer the caller owns, in `byte_order`.
+///
+/// Durability is then the caller's: this writes into `writer` and nothing more. To make the
+/// bytes durable, flush the writer and `sync_all` the file it writes to — or save by path.
+pub fn write_to<A, S, D>(
+    writer: &mut dyn Write,
+    array: &ArrayBase<S, D>,
+    byte_order: ByteOrder,
+) -> Result<()>
+where
+    A: Element,
+    S: Data<Elem = A>,
+    D: Dimension,
+{
+    let view = array.view().into_dyn();
+    let meta = meta_for(&view, byte_order);
+    write_npy(writer, &header::encode(&meta), &view, &meta)
+}
+
+/// Writes a runtime-typed array as `.npy` bytes to a writer the caller owns.
+pub fn write_dyn_to(writer: &mut dyn Write, array: &DynArray, byte_order: ByteOrder) -> Result<()> {
+    with_dyn_array!(array, a => write_to(writer, a, byte_order))
+}
+
+/// Reads only the header of the `.npy` file at `path`: dtype, shape and order, without reading
+/// or allocating for the data.
+pub fn read_meta(path: impl AsRef<Path>) -> Result<ArrayMeta> {
+    let path = path.as_ref();
+    let (_, header, _) = open(path, &LoadOptions::default())?;
+    Ok(header.meta)
+}
+
+/// Loads the `.npy` file at `path` as an array of `T` with dimensionality `D`.
+///
+/// Fails with [`ErrorKind::TypeMismatch`] before reading any data when the file holds another
+/// element type or number of dimensions; the stored byte order is converted to the native one.
+pub fn load<T: Element, D: Dimension>(path: impl AsRef<Path>) -> Result<Array<T, D>> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] with explicit options.
+pub fn load_with<T: Element, D: Dimension>(
+    path: impl AsRef<Path>,
+    options: &LoadOptions,
+) -> Result<Array<T, D>> {
+    let path = path.as_ref();
+    let (mut file, header, len) = open(path, options)?;
+    check_type::<T, D>(&header.meta).map_err(|e| e.with_path(path))?;
+    let array = read_data::<T>(&mut file, &header, Some(len)).map_err(|e| e.with_path(path))?;
+    into_dimensionality(array).map_err(|e| e.with_path(path))
+}
+
+/// Loads the `.npy` file at `path` whatever its element type, with its stored metadata.
+pub fn load_dyn(path: impl AsRef<Path>) -> Result<(ArrayMeta, DynArray)> {
+    let path = path.as_ref();
+    let (mut file, header, len) = open(path, &LoadOptions::default())?;
+    let array = read_dyn(&mut file, &header, Some(len)).map_err(|e| e.with_path(path))?;
+    Ok((header.meta, array))
+}
+
+/// Reads a `.npy` array of `T` and dimensionality `D` from a reader the caller owns.
+///
+/// The length of a stream is unknown, so memory grows only as data actually arrives: a header
+/// that claims more than the stream holds fails at the end of the stream, not in the allocator.
+pub fn read_from<T: Element, D: Dimension>(reader: &mut dyn Read) -> Result<Array<T, D>> {
+    let header = header::read(reader, DEFAULT_MAX_HEADER_LEN)?;
+    check_type::<T, D>(&header.meta)?;
+    into_dimensionality(read_data::<T>(reader, &header, None)?)
+}
+
+/// Reads a runtime-typed `.npy` array from a reader the caller owns.
+pub fn read_dyn_from(reader: &mut dyn Read) -> Result<(ArrayMeta, DynArray)> {
+    read_dyn_from_limited(reader, DEFAULT_MAX_HEADER_LEN, None)
+}
+
+/// Reads a runtime-typed `.npy` array from `reader`, which holds at most `available` bytes when
+/// that is known (an archive member's declared size, say).
+pub(crate) fn read_dyn_from_limited(
+    reader: &mut dyn Read,
+    max_header_len: usize,
+    available: Option<u64>,
+) -> Result<(ArrayMeta, DynArray)> {
+    let header = header::read(reader, max_header_len)?;
+    let array = read_dyn(reader, &header, available)?;
+    Ok((header.meta, array))
+}
+
+/// Reads a header from a reader the caller owns, leaving the reader at the first data byte.
+pub fn read_header_from(reader: &mut dyn Read) -> Result<ArrayMeta> {
+    Ok(header::read(reader, DEFAULT_MAX_HEADER_LEN)?.meta)
+}
+
+fn open(path: &Path, options: &LoadOptions) -> Result<(File, Header, u64)> {
+    let mut file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
+        .len();
+    let header = header::read(&mut file, options.max_header_len).map_err(|e| e.with_path(path))?;
+    Ok((file, header, len))
+}
+
+fn read_dyn(reader: &mut dyn Read, header: &Header, available: Option<u64>) -> Result<DynArray> {
+    with_dtype_kind!(header.meta.dtype.kind, T => read_data::<T>(reader, header, available).map(DynArray::from))
+}
+
+fn check_type<T: Element, D: Dimension>(meta: &ArrayMeta) -> Result<()> {
+    if meta.dtype.kind != T::KIND {
+        return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, T::KIND));
+    }
+    if let Some(ndim) = D::NDIM {
+        if ndim != meta.shape.len() {
+            return Err(Error::new(
+                ErrorKind::TypeMismatch,
+                format!(
+                    "the file holds a {}-d array, but a {ndim}-d array was requested",
+                    meta.shape.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn into_dimensionality<T, D: Dimension>(array: ArrayD<T>) -> Result<Array<T, D>> {
+    let ndim = array.ndim();
+    array.into_dimensionality::<D>().map_err(|_| {
+        Error::new(
+            ErrorKind::TypeMismatch,
+            format!("the file holds a {ndim}-d array of another dimensionality"),
+        )
+    })
+}
+
+/// Reads the data that `header` describes. With `available` (the file's length) the size is
+/// checked before the one allocation; without it, the buffer grows as bytes arrive.
+fn read_data<T: Element>(
+    reader: &mut dyn Read,
+    header: &Header,
+    available: Option<u64>,
+) -> Result<ArrayD<T>> {
+    let meta = &header.meta;
+    let count = meta.element_count().map_err(|e| e.at_offset(0))?;
+    let byte_len = meta.byte_len().map_err(|e| e.at_offset(0))? as u64;
+    let start = header.data_offset;
+    let raw: Vec<T::Raw> = match available {
+        Some(len) => {
+            let end = start.checked_add(byte_len);
+            if end.is_none_or(|end| end > len) {
+                return Err(Error::new(
+                    ErrorKind::Truncated,
+                    format!(
+                        "the header declares {byte_len} data bytes from byte {start}, but the input holds only {}",
+                        len.saturating_sub(start)
+                    ),
+                )
+                .at_offset(len));
+            }
+            let mut raw = alloc_raw::<T::Raw>(count);
+            header::read_fully(
+                reader,
+                bytemuck::cast_slice_mut(&mut raw),
+                start,
+                "the data ends early",
+            )?;
+            raw
+        }
+        None => read_growing::<T::Raw>(reader, count, start)?,
+    };
+    T::validate_raw(&raw).map_err(|index| {
+        Error::new(
+            ErrorKind::Format,
+            format!("element {index} is not a valid {}", T::KIND),
+        )
+        .at_offset(start + (index * T::KIND.itemsize()) as u64)
+    })?;
+    array_from_raw::<T>(meta, raw)
+}
+
+/// Reads `count` raw values from a stream of unknown length, growing the buffer by at most
+/// 16 MiB at a time, so memory never runs ahead of the bytes actually received.
+fn read_growing<R: bytemuck::Pod>(
+    reader: &mut dyn Read,
+    count: usize,
+    start: u64,
+) -> Result<Vec<R>> {
+    let step = ((16usize << 20) / std::mem::size_of::<R>().max(1)).max(1);
+    let mut raw: Vec<R> = Vec::new();
+    while raw.len() < count {
+        let filled = raw.len();
+        let next = (count - filled).min(step.max(filled));
+        raw.resize(filled + next, R::zeroed());
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut raw[filled..]);
+        let offset = start + (filled * std::mem::size_of::<R>()) as u64;
+        header::read_fully(
+            reader,
+            bytes,
+            offset,
+            "the data ends before the size the header declares",
+        )?;
+    }
+    Ok(raw)
+}
