@@ -53,6 +53,13 @@ pub trait Backend: Send + Sync + 'static {
         .with_path(path))
     }
 
+    /// Hostile files specific to the format (corrupt headers, overflowing shapes, unsafe member
+    /// names, ...), as (name, bytes). The harness adds generic ones (truncation at every byte,
+    /// byte corruption) and checks that each gives a clear error.
+    fn hostile_inputs(&self) -> Vec<(String, Vec<u8>)> {
+        Vec::new()
+    }
+
     /// Python code that reads and writes this backend's files with the reference library, for
     /// interoperability checks. `None` when there is no reference implementation.
     fn python_interop(&self) -> Option<PythonInterop> {

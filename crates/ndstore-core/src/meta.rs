@@ -47,10 +47,11 @@ impl ArrayMeta {
             })
     }
 
-    /// The memory order that matters: arrays with at most one axis longer than 1 are the same in
-    /// C and Fortran order, and are reported as C.
+    /// The memory order that matters: arrays with no elements, or with at most one axis longer
+    /// than 1, are the same in C and Fortran order and are reported as C (as numpy does).
     pub fn effective_order(&self) -> Order {
-        if self.shape.iter().filter(|&&n| n > 1).count() > 1 {
+        let empty = self.shape.contains(&0);
+        if !empty && self.shape.iter().filter(|&&n| n > 1).count() > 1 {
             self.order
         } else {
             Order::C
@@ -98,5 +99,9 @@ mod tests {
         assert_eq!(meta.effective_order(), Order::C);
         let meta = ArrayMeta::new(DType::native(DTypeKind::F64), vec![2, 7], Order::Fortran);
         assert_eq!(meta.effective_order(), Order::Fortran);
+        let meta = ArrayMeta::new(DType::native(DTypeKind::F64), vec![2, 0, 7], Order::Fortran);
+        assert_eq!(meta.effective_order(), Order::C);
+        let meta = ArrayMeta::new(DType::native(DTypeKind::F64), vec![2, 0, 7], Order::Fortran);
+        assert_eq!(meta.effective_order(), Order::C);
     }
 }

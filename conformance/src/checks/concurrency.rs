@@ -1,0 +1,85 @@
+//! CO: two processes saving the same path leave one complete version, and a reader looping
+//! during the replaces never sees a partial file.
+
+use std::time::Duration;
+
+use ndstore_core::{SaveOptions, list_temps};
+
+use crate::Ctx;
+use crate::checks::{identify, versioned};
+use crate::child::{self, Task};
+use crate::report::CheckResult;
+
+/// CO for atomic saves (lock conflicts of in-place handles join with those backends).
+pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
+    let backend = ctx.backend;
+    let caps = backend.capabilities();
+    if !caps.atomic_replace {
+        return Ok(CheckResult::not_applicable("CO", "atomic_replace"));
+    }
+    let saves = ctx.mode.count(100, 1000);
+    let path = ctx.path("co");
+    backend
+        .save(&path, &versioned(backend, 2, 0), &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    let mut writers = Vec::new();
+    for writer in 0..2 {
+        writers.push(child::spawn(&Task::SaveLoop {
+            path: path.clone(),
+            writer,
+            count: saves,
+        })?);
+    }
+    let mut failures = Vec::new();
+    let mut reads = 0u64;
+    loop {
+        let running = writers.iter_mut().any(|w| matches!(w.try_wait(), Ok(None)));
+        reads += 1;
+        match backend.load(&path) {
+            Ok((_, array)) => {
+                if identify(backend, &array, 3, saves).is_none() {
+                    failures.push(format!("read {reads}: not a complete version"));
+                }
+            }
+            Err(e) => failures.push(format!("read {reads}: {e}")),
+        }
+        if !running {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let mut cases = reads;
+    for (n, writer) in writers.into_iter().enumerate() {
+        cases += 1;
+        let output = writer.wait_with_output().map_err(|e| e.to_string())?;
+        let acks = child::protocol_lines(&output.stdout)
+            .iter()
+            .filter(|l| l.starts_with("ACK"))
+            .count() as u64;
+        if !output.status.success() || acks != saves {
+            failures.push(format!(
+                "writer {n} acknowledged {acks} of {saves} saves ({})",
+                output.status
+            ));
+        }
+    }
+    cases += 1;
+    match backend.load(&path) {
+        Ok((_, array)) => match identify(backend, &array, 2, saves) {
+            Some((_, i)) if i + 1 == saves => {}
+            other => failures.push(format!(
+                "the final target is {other:?}, not a writer's last version"
+            )),
+        },
+        Err(e) => failures.push(format!("the final target does not load: {e}")),
+    }
+    cases += 1;
+    let temps = list_temps(&path).map_err(|e| e.to_string())?;
+    if !temps.is_empty() {
+        failures.push(format!("{} temporary files left", temps.len()));
+    }
+    let what = format!(
+        "two processes × {saves} saves of one path while this process read it {reads} times; every read a complete version"
+    );
+    Ok(CheckResult::counted("CO", cases, &failures, &what))
+}

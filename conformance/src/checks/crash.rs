@@ -1,0 +1,117 @@
+//! CK: a child saves in a loop and is killed with SIGKILL at random moments; after every kill
+//! the target must be a complete acknowledged version (the last acknowledged one, or the one
+//! in flight), with at most one stale temporary file, which the cleanup call removes.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use ndstore_core::{CrashGuarantee, SaveOptions, list_temps, remove_stale_temps};
+
+use crate::Ctx;
+use crate::checks::{identify, versioned};
+use crate::child::{self, PREFIX, Task};
+use crate::report::CheckResult;
+use crate::sample::Rng;
+
+/// CK for backends whose saves replace atomically.
+pub fn ck(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
+    let backend = ctx.backend;
+    let caps = backend.capabilities();
+    if caps.crash != CrashGuarantee::AtomicReplace || !caps.atomic_replace {
+        return Ok(CheckResult::not_applicable("CK", "atomic_replace"));
+    }
+    let kills = ctx.mode.count(200, 2000);
+    let path = ctx.path("ck");
+    // The initial content is version 0 of writer 1: "nothing acknowledged yet" must find it.
+    let initial = versioned(backend, 1, 0);
+    backend
+        .save(&path, &initial, &SaveOptions::default())
+        .map_err(|e| format!("initial save: {e}"))?;
+
+    // Time one save of each size, so kill moments spread over whole saves.
+    let started = Instant::now();
+    for i in 0..4 {
+        backend
+            .save(&path, &versioned(backend, 1, i), &SaveOptions::default())
+            .map_err(|e| e.to_string())?;
+    }
+    backend
+        .save(&path, &initial, &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    let per_save = started.elapsed() / 5;
+    let window = (per_save * 6).max(Duration::from_millis(2));
+
+    let mut rng = Rng::new(0xdead_5eed);
+    let mut failures = Vec::new();
+    let mut acked_total = 0u64;
+    let mut stale_seen = 0u64;
+    let mut previous: Option<(u64, u64)> = Some((1, 0));
+    for kill in 0..kills {
+        let result = (|| -> Result<(), String> {
+            let mut child = child::spawn(&Task::SaveLoop {
+                path: path.clone(),
+                writer: 0,
+                count: u64::MAX,
+            })?;
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let mut lines = BufReader::new(stdout).lines();
+            // Wait for READY so the kill lands in the save loop, not in process start-up.
+            loop {
+                match lines.next() {
+                    Some(Ok(line)) if line == format!("{PREFIX}READY") => break,
+                    Some(Ok(_)) => continue,
+                    _ => return Err("the child ended before it was ready".to_owned()),
+                }
+            }
+            let delay = Duration::from_nanos(rng.below(window.as_nanos() as u64));
+            std::thread::sleep(delay);
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut last_ack: Option<u64> = None;
+            for line in lines.map_while(Result::ok) {
+                if let Some(n) = line.strip_prefix(&format!("{PREFIX}ACK ")) {
+                    last_ack = n.trim().parse().ok();
+                }
+            }
+            acked_total += last_ack.map_or(0, |n| n + 1);
+            let (_, loaded) = backend
+                .load(&path)
+                .map_err(|e| format!("the target does not load after the kill: {e}"))?;
+            let found = identify(backend, &loaded, 2, u64::MAX >> 44);
+            // Acceptable: the last acknowledged version, or the one in flight after it.
+            let acceptable = match last_ack {
+                Some(n) => vec![(0, n), (0, n + 1)],
+                None => vec![previous.unwrap_or((1, 0)), (0, 0)],
+            };
+            match found {
+                Some(v) if acceptable.contains(&v) => previous = Some(v),
+                Some(v) => return Err(format!("found version {v:?}, acceptable {acceptable:?}")),
+                None => return Err("the target is not any complete version".to_owned()),
+            }
+            let temps = list_temps(&path).map_err(|e| e.to_string())?;
+            if temps.len() > 1 {
+                return Err(format!("{} temporary files after one kill", temps.len()));
+            }
+            stale_seen += temps.len() as u64;
+            remove_stale_temps(&path).map_err(|e| e.to_string())?;
+            if !list_temps(&path).map_err(|e| e.to_string())?.is_empty() {
+                return Err("remove_stale_temps left a temporary file".to_owned());
+            }
+            // Start the next round from a known acknowledged state.
+            backend
+                .save(&path, &initial, &SaveOptions::default())
+                .map_err(|e| e.to_string())?;
+            previous = Some((1, 0));
+            Ok(())
+        })();
+        if let Err(e) = result {
+            failures.push(format!("kill {kill}: {e}"));
+        }
+    }
+    let consistent = kills - failures.len() as u64;
+    let what = format!(
+        "{consistent}/{kills} kills left a complete acknowledged version ({acked_total} saves acknowledged, \
+         {stale_seen} stale temporaries, all removed by remove_stale_temps; kill window {window:?})"
+    );
+    Ok(CheckResult::counted("CK", kills, &failures, &what))
+}

@@ -1,0 +1,238 @@
+//! SE: a replace keeps the target's mode, a new file gets 0666 & ~umask, temporaries are
+//! created exclusively in the target's directory (proven with strace), symbolic links are
+//! followed and kept, and a read-only directory gives a clear error and leaves nothing behind.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use ndstore_core::SaveOptions;
+
+use crate::Ctx;
+use crate::checks::versioned;
+use crate::child::{self, Task};
+use crate::report::CheckResult;
+
+fn mode(path: &Path) -> Result<u32, String> {
+    Ok(fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .permissions()
+        .mode()
+        & 0o7777)
+}
+
+fn umask() -> Result<u32, String> {
+    let status = fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("Umask:"))
+        .ok_or("no Umask line")?;
+    u32::from_str_radix(line.split_whitespace().nth(1).unwrap_or(""), 8).map_err(|e| e.to_string())
+}
+
+fn euid_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// SE: see the module documentation.
+pub fn se(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
+    let backend = ctx.backend;
+    if !backend.capabilities().atomic_replace {
+        return Ok(CheckResult::not_applicable("SE", "atomic_replace"));
+    }
+    let save = |path: &Path, v: u64| {
+        backend
+            .save(path, &versioned(backend, 0, v), &SaveOptions::default())
+            .map_err(|e| e.to_string())
+    };
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    let mut case = |name: &str, result: Result<(), String>| {
+        cases += 1;
+        if let Err(e) = result {
+            failures.push(format!("{name}: {e}"));
+        }
+    };
+    for old in [0o600, 0o644, 0o640] {
+        let path = ctx.path(&format!("mode-{old:o}"));
+        case(
+            &format!("a {old:o} target keeps its mode"),
+            (|| {
+                save(&path, 0)?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(old))
+                    .map_err(|e| e.to_string())?;
+                save(&path, 1)?;
+                let now = mode(&path)?;
+                if now == old {
+                    Ok(())
+                } else {
+                    Err(format!("became {now:o}"))
+                }
+            })(),
+        );
+    }
+    let path = ctx.path("new-file");
+    case(
+        "a new file gets 0666 & ~umask",
+        (|| {
+            save(&path, 0)?;
+            let want = 0o666 & !umask()?;
+            let got = mode(&path)?;
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("got {got:o}, want {want:o}"))
+            }
+        })(),
+    );
+    let real = ctx.path("real");
+    let link = ctx.path("link");
+    case(
+        "a symbolic link is followed and kept",
+        (|| {
+            save(&real, 0)?;
+            std::os::unix::fs::symlink(&real, &link).map_err(|e| e.to_string())?;
+            save(&link, 1)?;
+            if !fs::symlink_metadata(&link)
+                .map_err(|e| e.to_string())?
+                .file_type()
+                .is_symlink()
+            {
+                return Err("the link was replaced by a file".to_owned());
+            }
+            let (_, loaded) = backend.load(&real).map_err(|e| e.to_string())?;
+            if loaded.bit_eq(&versioned(backend, 0, 1)) {
+                Ok(())
+            } else {
+                Err("the link's target was not updated".to_owned())
+            }
+        })(),
+    );
+    case(
+        "temporaries are created exclusively beside the target",
+        exclusive_temp(ctx),
+    );
+    case(
+        "a read-only directory is a clear error and leaves nothing",
+        read_only_dir(ctx),
+    );
+    Ok(CheckResult::counted(
+        "SE",
+        cases,
+        &failures,
+        "0600/0644/0640 kept, new file 0666 & ~umask, O_CREAT|O_EXCL temporary in the target's directory (strace), symlink followed and kept, read-only directory",
+    ))
+}
+
+/// Records a save in a child with strace and checks the temporary's creation and the rename.
+fn exclusive_temp(ctx: &Ctx<'_>) -> Result<(), String> {
+    let target = ctx.path("traced");
+    let log = ctx.dir.path().join("strace.log");
+    let inner = child::command(&Task::SaveOnce {
+        path: target.clone(),
+    })?;
+    let mut cmd = Command::new("strace");
+    cmd.args([
+        "-f",
+        "-qq",
+        "-e",
+        "trace=openat,rename,renameat,renameat2",
+        "-o",
+    ])
+    .arg(&log)
+    .arg("--")
+    .arg(inner.get_program())
+    .args(inner.get_args())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run strace (install it: apt-get install strace): {e}"))?;
+    if !status.success() {
+        return Err(format!("the traced save failed ({status})"));
+    }
+    let text = fs::read_to_string(&log).map_err(|e| e.to_string())?;
+    let dir = target.parent().ok_or("no parent")?.display().to_string();
+    let name = target
+        .file_name()
+        .ok_or("no name")?
+        .to_string_lossy()
+        .into_owned();
+    let created = text
+        .lines()
+        .find(|l| {
+            l.contains("openat(")
+                && l.contains(&format!("\"{dir}/.{name}."))
+                && l.contains("O_CREAT")
+        })
+        .ok_or("no temporary file was created beside the target")?;
+    if !created.contains("O_EXCL") {
+        return Err(format!(
+            "the temporary was not created exclusively: {created}"
+        ));
+    }
+    let renamed = text.lines().any(|l| {
+        l.contains("rename")
+            && l.contains(&format!("\"{dir}/.{name}."))
+            && l.contains(&format!("\"{}\"", target.display()))
+    });
+    if !renamed {
+        return Err("the temporary was not renamed over the target".to_owned());
+    }
+    Ok(())
+}
+
+/// Saving into a directory the process cannot write: as root, the child drops to `nobody`.
+fn read_only_dir(ctx: &Ctx<'_>) -> Result<(), String> {
+    let dir = ctx.dir.path().join("read-only");
+    fs::create_dir(&dir).map_err(|e| e.to_string())?;
+    let target = dir.join(format!("x.{}", ctx.backend.extension()));
+    let mut cmd = child::command(&Task::SaveOnce {
+        path: target.clone(),
+    })?;
+    if euid_is_root() {
+        // Root ignores permission bits; an unprivileged child shows what users see.
+        fs::set_permissions(ctx.dir.path(), fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+        cmd.uid(65534).gid(65534);
+    } else {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).map_err(|e| e.to_string())?;
+    }
+    let output = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let lines = child::protocol_lines(&output.stdout);
+    let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
+    let error = lines
+        .iter()
+        .find(|l| l.starts_with("ERROR") || l.starts_with("SAVED"))
+        .ok_or_else(|| {
+            format!(
+                "the child said nothing ({}); is the test binary readable by nobody?",
+                output.status
+            )
+        })?;
+    if error.starts_with("SAVED") {
+        return Err("the save into a read-only directory succeeded".to_owned());
+    }
+    if !error.contains(&dir.display().to_string()) {
+        return Err(format!("the error does not name the path: {error}"));
+    }
+    let left = fs::read_dir(&dir).map_err(|e| e.to_string())?.count();
+    if left != 0 {
+        return Err(format!("{left} file(s) left in the directory"));
+    }
+    Ok(())
+}

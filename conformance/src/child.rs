@@ -1,0 +1,252 @@
+//! Child processes for checks that need another process: the harness re-runs the current test
+//! binary, filtered to `conformance::child_entry`, with a task in an environment variable.
+//! The child answers in lines that start with `NDSTORE:`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use ndstore_core::{Backend, DynArray, Order, SaveOptions};
+
+use crate::checks::versioned;
+
+/// The variable that carries a child's task.
+pub const TASK_ENV: &str = "NDSTORE_CONFORMANCE_CHILD";
+
+/// The prefix of every line a child writes for the parent.
+pub const PREFIX: &str = "NDSTORE:";
+
+/// What a child process does.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Task {
+    /// Load `path` and print its metadata and canonical bytes.
+    Load {
+        /// The file to load.
+        path: PathBuf,
+    },
+    /// Save versioned arrays forever (until killed), printing `ACK i` after save `i` returned.
+    SaveLoop {
+        /// The target.
+        path: PathBuf,
+        /// Which writer this is (selects the versions' values).
+        writer: u64,
+        /// Stop after this many saves (`u64::MAX` for until killed).
+        count: u64,
+    },
+    /// Save one array; print the error kind if it fails.
+    SaveOnce {
+        /// The target.
+        path: PathBuf,
+    },
+    /// Open an in-place streaming writer, append `rows` rows, optionally flush, then drop it
+    /// without committing.
+    DropInPlaceWriter {
+        /// The target.
+        path: PathBuf,
+        /// Rows to append before dropping.
+        rows: usize,
+    },
+    /// Load every file in `dir` under a memory limit, printing `START name` before each and
+    /// `RESULT name outcome` after.
+    BadInputs {
+        /// The corpus directory.
+        dir: PathBuf,
+        /// The address-space limit, in bytes.
+        memory_limit: u64,
+    },
+}
+
+/// Starts a child running `task`, with stdout piped.
+pub fn spawn(task: &Task) -> Result<Child, String> {
+    command(task)?
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start a child process: {e}"))
+}
+
+/// The command that runs `task` in a child (the caller may adjust it before spawning).
+pub fn command(task: &Task) -> Result<Command, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the test binary: {e}"))?;
+    let json = serde_json::to_string(task).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        "conformance::child_entry",
+        "--nocapture",
+        "--test-threads",
+        "1",
+        "--quiet",
+    ])
+    .env(TASK_ENV, json)
+    .env_remove("NDSTORE_CONFORMANCE_OUT")
+    .stdin(Stdio::null());
+    Ok(cmd)
+}
+
+/// Runs `task` to completion and returns its protocol lines (without the prefix).
+pub fn run(task: &Task) -> Result<Vec<String>, String> {
+    let child = spawn(task)?;
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("waiting for the child: {e}"))?;
+    let lines = protocol_lines(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "the child failed ({}); its last words: {:?}",
+            output.status,
+            lines.last()
+        ));
+    }
+    Ok(lines)
+}
+
+/// The protocol lines in a child's output.
+pub fn protocol_lines(stdout: &[u8]) -> Vec<String> {
+    BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| l.strip_prefix(PREFIX).map(str::to_owned))
+        .collect()
+}
+
+/// Canonical text for an array, equal in parent and child exactly when the arrays are the
+/// same: kind, shape, and the element bytes in C order.
+pub fn canonical(array: &DynArray) -> String {
+    let mut bytes = Vec::new();
+    ndstore_core::with_dyn_array!(array, a => {
+        let _ = ndstore_core::codec::write_elements(&a.view(), Order::C, ndstore_core::ByteOrder::native(), &mut |b| {
+            bytes.extend_from_slice(b);
+            Ok(())
+        });
+    });
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{} {:?} {hex}", array.kind(), array.shape())
+}
+
+/// The entry point of child processes: runs the task in the environment, if any.
+pub fn entry(backend: &dyn Backend) {
+    let Ok(json) = std::env::var(TASK_ENV) else {
+        return;
+    };
+    let task: Task = match serde_json::from_str(&json) {
+        Ok(task) => task,
+        Err(e) => {
+            println!("{PREFIX}ERROR bad task: {e}");
+            std::process::exit(2);
+        }
+    };
+    let code = run_task(backend, task);
+    std::process::exit(code);
+}
+
+fn say(line: &str) {
+    println!("{PREFIX}{line}");
+}
+
+fn run_task(backend: &dyn Backend, task: Task) -> i32 {
+    match task {
+        Task::Load { path } => match backend.load(&path) {
+            Ok((_, array)) => {
+                say(&format!("LOADED {}", canonical(&array)));
+                0
+            }
+            Err(e) => {
+                say(&format!("ERROR {:?} {e}", e.kind()));
+                1
+            }
+        },
+        Task::SaveLoop {
+            path,
+            writer,
+            count,
+        } => {
+            say("READY");
+            for i in 0..count {
+                let array = versioned(backend, writer, i);
+                if let Err(e) = backend.save(&path, &array, &SaveOptions::default()) {
+                    say(&format!("ERROR {e}"));
+                    return 1;
+                }
+                say(&format!("ACK {i}"));
+            }
+            0
+        }
+        Task::SaveOnce { path } => {
+            let array = versioned(backend, 0, 0);
+            match backend.save(&path, &array, &SaveOptions::default()) {
+                Ok(()) => {
+                    say("SAVED");
+                    0
+                }
+                Err(e) => {
+                    say(&format!("ERROR {:?} {e}", e.kind()));
+                    0
+                }
+            }
+        }
+        Task::DropInPlaceWriter { path, rows } => {
+            let (row_shape, chunk) = crate::checks::rows_for(backend, rows);
+            let dtype = ndstore_core::DType::native(chunk.kind());
+            match backend.writer(&path, dtype, &row_shape, &SaveOptions::new().in_place()) {
+                Ok(mut writer) => {
+                    if let Err(e) = writer.append(&chunk) {
+                        say(&format!("ERROR {e}"));
+                        return 1;
+                    }
+                    drop(writer);
+                    say("DROPPED");
+                    0
+                }
+                Err(e) => {
+                    say(&format!("ERROR {e}"));
+                    1
+                }
+            }
+        }
+        Task::BadInputs { dir, memory_limit } => {
+            limit_memory(memory_limit);
+            let mut names: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries.filter_map(Result::ok).map(|e| e.path()).collect(),
+                Err(e) => {
+                    say(&format!("ERROR {e}"));
+                    return 1;
+                }
+            };
+            names.sort();
+            for path in names {
+                let name = file_name(&path);
+                say(&format!("START {name}"));
+                let outcome = crate::checks::bad_input::outcome(backend, &path);
+                say(&format!("RESULT {name} {outcome}"));
+            }
+            say("DONE");
+            0
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Caps this process's address space, so an allocation the input cannot justify fails here
+/// instead of exhausting the machine.
+fn limit_memory(bytes: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes as libc::rlim_t,
+        rlim_max: bytes as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads the struct we pass and changes only this process's limits.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
+    if rc != 0 {
+        say(&format!(
+            "WARN setrlimit failed: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+}

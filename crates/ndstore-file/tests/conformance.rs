@@ -1,0 +1,3 @@
+//! The `file` backend's conformance suite: the shared checks, driven through its capabilities.
+
+ndstore_conformance::suite!(ndstore_file::NpyBackend);

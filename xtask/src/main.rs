@@ -1,0 +1,293 @@
+//! Repository tasks, run as `cargo xtask <task>`: set-up of what the tests need, the test suite,
+//! the conformance report and repository lints. Standard library only, so it builds fast.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod tidy;
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  test                        set up, then fmt --check, clippy -D warnings, tidy, and every test
+  conformance [--backend NAME] [--full]
+                              set up, run the conformance suite, print and save the matrix
+  setup                       install what the tests need (system packages, Python oracles)
+  tidy                        repository lints";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(),
+        Some("conformance") => conformance(&args[1..]),
+        Some("setup") => setup().map(|_| ()),
+        Some("tidy") => tidy::run(&workspace_root()),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task '{other}'\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map_or(manifest.clone(), Path::to_path_buf)
+}
+
+/// The cargo target directory, honouring CARGO_TARGET_DIR.
+fn target_dir() -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
+        }
+        _ => workspace_root().join("target"),
+    }
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let shown = format!(
+        "{} {}",
+        cmd.get_program().to_string_lossy(),
+        cmd.get_args()
+            .map(OsStr::to_string_lossy)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!("xtask: running {shown}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start `{shown}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{shown}` failed ({status})"))
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH")
+        .map(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// What the environment provides to the tests, passed to them as variables.
+struct Environment {
+    python: PathBuf,
+}
+
+/// Installs what the tests need, when missing: system packages through apt-get (as root), and a
+/// Python virtual environment with the reference libraries under the target directory.
+fn setup() -> Result<Environment, String> {
+    let mut missing: Vec<&str> = Vec::new();
+    if !on_path("strace") {
+        missing.push("strace");
+    }
+    if !on_path("python3") {
+        missing.push("python3");
+    }
+    let venv_ok = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !venv_ok {
+        missing.push("python3-venv");
+    }
+    if !missing.is_empty() {
+        if !is_root() || !on_path("apt-get") {
+            return Err(format!(
+                "missing system packages: {}. Install them (Debian: `sudo apt-get install {}`) and run again",
+                missing.join(", "),
+                missing.join(" ")
+            ));
+        }
+        println!("xtask: installing system packages: {}", missing.join(" "));
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    let python = python_venv()?;
+    Ok(Environment { python })
+}
+
+/// Creates (once) a virtual environment with the pinned requirements, and returns its python.
+fn python_venv() -> Result<PathBuf, String> {
+    let venv = target_dir().join("py-venv");
+    let python = venv.join("bin").join("python");
+    let requirements = workspace_root().join("xtask").join("requirements.txt");
+    let wanted = fs::read_to_string(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    let stamp = venv.join("requirements.installed");
+    if python.is_file() && fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(python);
+    }
+    println!("xtask: creating the Python environment {}", venv.display());
+    run(Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg("--clear")
+        .arg(&venv))?;
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements))
+    .map_err(|e| {
+        format!("{e}\nthe Python oracles (numpy, h5py) could not be installed from PyPI; check network access to PyPI")
+    })?;
+    fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    Ok(python)
+}
+
+fn with_env(cmd: &mut Command, environment: &Environment) {
+    cmd.env("NDSTORE_PYTHON", &environment.python)
+        .env("NDSTORE_REQUIRE_ORACLES", "1");
+}
+
+fn test() -> Result<(), String> {
+    let environment = setup()?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    tidy::run(&workspace_root())?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]);
+    with_env(&mut cmd, &environment);
+    run(&mut cmd)
+}
+
+fn conformance(args: &[String]) -> Result<(), String> {
+    let mut backend: Option<String> = None;
+    let mut full = false;
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "--full" => full = true,
+            "--backend" => backend = Some(iter.next().ok_or("--backend needs a name")?.clone()),
+            other => return Err(format!("unknown option '{other}'\n\n{USAGE}")),
+        }
+    }
+    let backends = ["file", "mmap", "hdf5", "text"];
+    if let Some(name) = &backend {
+        if !backends.contains(&name.as_str()) {
+            return Err(format!(
+                "unknown backend '{name}' (known: {})",
+                backends.join(", ")
+            ));
+        }
+    }
+    let environment = setup()?;
+    let out = target_dir().join("conformance");
+    let results = out.join("results");
+    let _ = fs::remove_dir_all(&results);
+    fs::create_dir_all(&results)
+        .map_err(|e| format!("cannot create {}: {e}", results.display()))?;
+    let mut failed = Vec::new();
+    for name in backends {
+        if backend.as_deref().is_some_and(|b| b != name) {
+            continue;
+        }
+        let Some(package) = backend_package(name) else {
+            println!("xtask: backend `{name}` is not built yet; it is reported as missing");
+            continue;
+        };
+        let mut cmd = cargo();
+        cmd.args([
+            "test",
+            "--quiet",
+            "-p",
+            package,
+            "--test",
+            "conformance",
+            "--",
+            "--test-threads",
+            "1",
+        ]);
+        with_env(&mut cmd, &environment);
+        cmd.env("NDSTORE_CONFORMANCE_OUT", &results).env(
+            "NDSTORE_CONFORMANCE_MODE",
+            if full { "full" } else { "quick" },
+        );
+        if run(&mut cmd).is_err() {
+            failed.push(name);
+        }
+    }
+    let mut report = cargo();
+    report.args([
+        "run",
+        "--quiet",
+        "-p",
+        "ndstore-conformance",
+        "--bin",
+        "conformance-report",
+        "--",
+    ]);
+    report
+        .arg(&results)
+        .arg(&out)
+        .arg(if full { "full" } else { "quick" });
+    run(&mut report)?;
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("conformance failures in: {}", failed.join(", ")))
+    }
+}
+
+/// The crate that holds a backend, once it exists in the workspace.
+fn backend_package(name: &str) -> Option<&'static str> {
+    let package = match name {
+        "file" => "ndstore-file",
+        "mmap" => "ndstore-mmap",
+        "hdf5" => "ndstore-hdf5",
+        "text" => "ndstore-text",
+        _ => return None,
+    };
+    workspace_root()
+        .join("crates")
+        .join(package)
+        .join("Cargo.toml")
+        .is_file()
+        .then_some(package)
+}
