@@ -1,0 +1,124 @@
+//! Real numpy against ndstore: numpy loads every file ndstore writes and re-saves it
+//! byte-identically (so the header bytes are numpy's own), and ndstore loads what numpy writes
+//! with `np.save`, `np.savez`, `np.savez_compressed` and `tofile`.
+
+use std::path::Path;
+
+use ndstore_conformance::{python, sample};
+use ndstore_core::{ArrayMeta, ByteOrder, DType, DTypeKind, Order, SaveOptions};
+use ndstore_file::npz::NpzReader;
+use ndstore_file::{npy, raw};
+
+const SHAPES: [&[usize]; 5] = [&[], &[0], &[7], &[3, 4], &[2, 3, 4]];
+
+/// numpy's interpreter, or `None` (with a note) when the oracles are not set up and not
+/// required; under `cargo xtask test` they are required, so a missing numpy fails the test.
+fn numpy_or_skip() -> Option<()> {
+    match python::interpreter() {
+        Ok(_) => Some(()),
+        Err(e) if std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_some() => panic!("{e}"),
+        Err(e) => {
+            eprintln!("numpy interop not run: {e}");
+            None
+        }
+    }
+}
+
+fn py(script: &str, dir: &Path) -> String {
+    let script = format!(
+        "import numpy as np, os, json\nos.chdir({:?})\n{script}",
+        dir.display().to_string()
+    );
+    python::run_script(&script).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn numpy_reads_ndstore_files_and_resaves_them_byte_identically() {
+    let Some(()) = numpy_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut names = Vec::new();
+    for kind in DTypeKind::ALL {
+        for shape in SHAPES {
+            for order in [Order::C, Order::Fortran] {
+                for byte_order in [ByteOrder::Little, ByteOrder::Big] {
+                    let n = names.len();
+                    let array = sample::array(kind, shape, order, n as u64);
+                    npy::save_dyn(
+                        dir.path().join(format!("{n}.npy")),
+                        &array,
+                        &SaveOptions::new().byte_order(byte_order),
+                    )
+                    .unwrap();
+                    names.push(n);
+                }
+            }
+        }
+    }
+    let out = py(
+        &format!(
+            "bad = []\nfor n in range({}):\n    a = np.load(f'{{n}}.npy')\n    np.save(f'{{n}}-numpy.npy', a)\n    if open(f'{{n}}.npy','rb').read() != open(f'{{n}}-numpy.npy','rb').read():\n        bad.append(n)\nprint(json.dumps(bad))",
+            names.len()
+        ),
+        dir.path(),
+    );
+    assert_eq!(out.trim(), "[]", "files numpy re-saved differently");
+}
+
+#[test]
+fn ndstore_reads_np_save_savez_savez_compressed_and_tofile() {
+    let Some(()) = numpy_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Arrays ndstore wrote, then rewritten by numpy in each of its formats.
+    let mut cases = Vec::new();
+    for kind in DTypeKind::ALL {
+        for shape in SHAPES {
+            for order in [Order::C, Order::Fortran] {
+                for byte_order in [ByteOrder::Little, ByteOrder::Big] {
+                    let n = cases.len();
+                    let array = sample::array(kind, shape, order, 7 + n as u64);
+                    npy::save_dyn(
+                        dir.path().join(format!("{n}.npy")),
+                        &array,
+                        &SaveOptions::new().byte_order(byte_order),
+                    )
+                    .unwrap();
+                    let meta = ArrayMeta::new(DType::new(kind, byte_order), shape.to_vec(), order);
+                    cases.push((
+                        array,
+                        ArrayMeta {
+                            order: meta.effective_order(),
+                            ..meta
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    py(
+        &format!(
+            "arrs = {{f'a{{n}}': np.load(f'{{n}}.npy') for n in range({})}}\nfor k, a in arrs.items():\n    np.save(f'{{k}}-saved.npy', a)\n    np.ascontiguousarray(a).tofile(f'{{k}}.bin')\nnp.savez('all.npz', **arrs)\nnp.savez_compressed('all-compressed.npz', **arrs)",
+            cases.len()
+        ),
+        dir.path(),
+    );
+    let mut stored = NpzReader::open(dir.path().join("all.npz")).unwrap();
+    let mut compressed = NpzReader::open(dir.path().join("all-compressed.npz")).unwrap();
+    for (n, (array, meta)) in cases.iter().enumerate() {
+        let name = format!("a{n}");
+        let (m, a) = npy::load_dyn(dir.path().join(format!("{name}-saved.npy"))).unwrap();
+        assert_eq!(&m, meta, "np.save {name}");
+        assert!(a.bit_eq(array), "np.save {name}");
+        for reader in [&mut stored, &mut compressed] {
+            let (m, a) = reader.load_dyn(&name).unwrap();
+            assert_eq!(&m, meta, "savez {name}");
+            assert!(a.bit_eq(array), "savez {name}");
+        }
+        // tofile writes C order in the array's own byte order.
+        let raw_meta = ArrayMeta {
+            order: Order::C,
+            ..meta.clone()
+        };
+        let a = raw::load_raw_dyn(dir.path().join(format!("{name}.bin")), &raw_meta).unwrap();
+        assert!(a.bit_eq(array), "tofile {name}");
+    }
+}
