@@ -176,7 +176,7 @@ pub fn hostile_npy_files() -> Vec<(String, Vec<u8>)> {
         ("version-9.npy", b"\x93NUMPY\x09\x00\x76\x00".to_vec()),
         (
             "header-length-beyond-file.npy",
-            b"\x93NUMPY\x01\x00\xff\x7f{'descr'".to_vec(),
+            b"\x93NUMPY\x01\x00\x00\x10{'descr'".to_vec(),
         ),
     ];
     // A version 2.0 header of 1 MiB: over numpy's 10,000-byte limit, refused before it is read.

@@ -1,0 +1,161 @@
+//! Hostile input through every reader of the file backend: each gives an error with a kind and
+//! a place, never a panic, an abort or an allocation the input cannot justify.
+
+use std::io::{Cursor, Write};
+
+use ndstore_core::{ErrorKind, Location};
+use ndstore_file::npz::NpzReader;
+use ndstore_file::{NpyBackend, npy};
+use zip::write::SimpleFileOptions;
+
+fn hostile(name: &str) -> Vec<u8> {
+    ndstore_core::Backend::hostile_inputs(&NpyBackend)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, bytes)| bytes)
+        .unwrap_or_else(|| panic!("no hostile input named {name}"))
+}
+
+#[test]
+fn a_header_claiming_2_pow_40_elements_is_an_error_not_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.npy");
+    std::fs::write(&path, hostile("claims-2pow40-f64.npy")).unwrap();
+    let err = npy::load::<f64, ndarray::Ix1>(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated);
+    assert!(
+        err.to_string().contains("bomb.npy") && err.to_string().contains("8796093022208"),
+        "{err}"
+    );
+    // Through a stream the length is unknown: memory grows only with the bytes that arrive.
+    let err = npy::read_dyn_from(&mut Cursor::new(hostile("claims-2pow40-f64.npy"))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated);
+    assert!(matches!(err.location(), Some(Location::Offset(_))), "{err}");
+}
+
+#[test]
+fn each_hostile_file_fails_with_its_own_kind_and_a_byte_offset() {
+    let expectations = [
+        ("shape-product-overflows.npy", ErrorKind::TooLarge),
+        ("bytes-overflow.npy", ErrorKind::TooLarge),
+        ("shape-exceeds-file.npy", ErrorKind::Truncated),
+        ("axis-too-long-for-usize.npy", ErrorKind::Format),
+        ("negative-axis.npy", ErrorKind::Format),
+        ("object-dtype-pickle.npy", ErrorKind::UnsupportedDType),
+        ("unicode-dtype.npy", ErrorKind::UnsupportedDType),
+        ("structured-dtype.npy", ErrorKind::Format),
+        ("unknown-key.npy", ErrorKind::Format),
+        ("not-a-dict.npy", ErrorKind::Format),
+        ("invalid-bool-byte.npy", ErrorKind::Format),
+        ("wrong-magic.npy", ErrorKind::Format),
+        ("empty.npy", ErrorKind::Truncated),
+        ("version-9.npy", ErrorKind::Format),
+        ("header-length-beyond-file.npy", ErrorKind::Truncated),
+        ("header-over-limit.npy", ErrorKind::TooLarge),
+        ("v3-not-utf8.npy", ErrorKind::Format),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, kind) in expectations {
+        let path = dir.path().join(name);
+        std::fs::write(&path, hostile(name)).unwrap();
+        let err = npy::load_dyn(&path).unwrap_err();
+        assert_eq!(err.kind(), kind, "{name}: {err}");
+        assert!(
+            matches!(err.location(), Some(Location::Offset(_))),
+            "{name}: no offset in {err}"
+        );
+        assert!(
+            err.to_string().starts_with(&path.display().to_string()),
+            "{name}: {err}"
+        );
+    }
+    // The pickle refusal says why, and the bool error points at the bad byte.
+    let err = npy::load_dyn(dir.path().join("object-dtype-pickle.npy")).unwrap_err();
+    assert!(err.to_string().contains("pickled"), "{err}");
+    let err = npy::load_dyn(dir.path().join("invalid-bool-byte.npy")).unwrap_err();
+    assert_eq!(err.location(), Some(&Location::Offset(130)), "{err}");
+}
+
+fn zip_with(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, bytes) in members {
+        zip.start_file(
+            *name,
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored),
+        )
+        .unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+#[test]
+fn npz_member_names_that_escape_or_repeat_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut valid = Vec::new();
+    npy::write_to(
+        &mut valid,
+        &ndarray::array![1.0f64],
+        ndstore_core::ByteOrder::Little,
+    )
+    .unwrap();
+    for name in [
+        "../escape.npy",
+        "/absolute.npy",
+        "a/../../b.npy",
+        "back\\slash.npy",
+        "nul\0.npy",
+    ] {
+        let path = dir.path().join("evil.npz");
+        std::fs::write(&path, zip_with(&[(name, &valid)])).unwrap();
+        let err = NpzReader::open(&path)
+            .err()
+            .unwrap_or_else(|| panic!("{name:?} was accepted"));
+        assert_eq!(err.kind(), ErrorKind::InvalidName, "{name:?}: {err}");
+        assert!(
+            matches!(err.location(), Some(Location::Member { .. })),
+            "{name:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn npz_member_claiming_more_than_it_holds_fails_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.npz");
+    // A member whose .npy header claims 2^40 f64 elements but which holds 64 bytes.
+    std::fs::write(
+        &path,
+        zip_with(&[("x.npy", &hostile("claims-2pow40-f64.npy"))]),
+    )
+    .unwrap();
+    let mut reader = NpzReader::open(&path).unwrap();
+    let err = reader.load_dyn("x").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+    assert!(
+        matches!(err.location(), Some(Location::Member { name, .. }) if name == "x.npy"),
+        "{err}"
+    );
+    // A highly compressible member loads fine: the ratio guard only stops impossible claims.
+    let zeros = ndarray::Array1::<f64>::zeros(1 << 20);
+    let big = dir.path().join("zeros.npz");
+    let array = ndstore_core::DynArray::from(zeros.into_dyn());
+    ndstore_file::npz::save_npz(
+        &big,
+        &[("z", &array)],
+        ndstore_file::npz::Compression::Deflated,
+        &Default::default(),
+    )
+    .unwrap();
+    let (_, loaded) = NpzReader::open(&big).unwrap().load_dyn("z").unwrap();
+    assert!(loaded.bit_eq(&array));
+}
+
+#[test]
+fn not_a_zip_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plain.npz");
+    std::fs::write(&path, b"this is not a zip archive at all").unwrap();
+    let err = NpzReader::open(&path).err().unwrap();
+    assert!(err.to_string().contains("plain.npz"), "{err}");
+}
