@@ -117,10 +117,10 @@ pub fn run(id: &str, backend: &dyn Backend) {
             detail: format!("the check could not run: {message}"),
         },
     };
-    if let Some(dir) = std::env::var_os("NDSTORE_CONFORMANCE_OUT") {
-        if let Err(e) = record(&PathBuf::from(dir), backend, &result) {
-            panic!("cannot record the {id} result: {e}");
-        }
+    if let Some(dir) = std::env::var_os("NDSTORE_CONFORMANCE_OUT")
+        && let Err(e) = record(&PathBuf::from(dir), backend, &result)
+    {
+        panic!("cannot record the {id} result: {e}");
     }
     println!(
         "{} {}: {:?} {}/{} — {}",

@@ -15,10 +15,10 @@ impl Log for Capture {
     }
 
     fn log(&self, record: &Record<'_>) {
-        if self.enabled(record.metadata()) {
-            if let Ok(mut records) = self.records.lock() {
-                records.push((record.level(), record.args().to_string()));
-            }
+        if self.enabled(record.metadata())
+            && let Ok(mut records) = self.records.lock()
+        {
+            records.push((record.level(), record.args().to_string()));
         }
     }
 

@@ -164,6 +164,11 @@ impl Report {
         out.push_str("\n## Details\n");
         for backend in &self.backends {
             out.push_str(&format!("\n### {}\n\n", backend.name));
+            if backend.checks.is_empty() {
+                out.push_str(
+                    "- no results: the backend's crate is not built yet, or was not selected\n",
+                );
+            }
             for check in &backend.checks {
                 out.push_str(&format!(
                     "- {} {}: {}\n",

@@ -85,7 +85,7 @@ int_sample!(i8, i16, i32, i64, u8, u16, u32, u64);
 
 impl Sample for f64 {
     fn sample(rng: &mut Rng, index: usize) -> f64 {
-        if index % 3 == 0 {
+        if index.is_multiple_of(3) {
             f64::from_bits(F64_SPECIAL[(index / 3) % F64_SPECIAL.len()])
         } else {
             f64::from_bits(rng.next_u64())
@@ -95,7 +95,7 @@ impl Sample for f64 {
 
 impl Sample for f32 {
     fn sample(rng: &mut Rng, index: usize) -> f32 {
-        if index % 3 == 0 {
+        if index.is_multiple_of(3) {
             f32::from_bits(F32_SPECIAL[(index / 3) % F32_SPECIAL.len()])
         } else {
             f32::from_bits(rng.next_u64() as u32)
@@ -105,7 +105,7 @@ impl Sample for f32 {
 
 impl Sample for f16 {
     fn sample(rng: &mut Rng, index: usize) -> f16 {
-        if index % 3 == 0 {
+        if index.is_multiple_of(3) {
             f16::from_bits(F16_SPECIAL[(index / 3) % F16_SPECIAL.len()])
         } else {
             f16::from_bits(rng.next_u64() as u16)

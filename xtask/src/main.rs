@@ -142,8 +142,37 @@ fn setup() -> Result<Environment, String> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
+    rust_components()?;
     let python = python_venv()?;
     Ok(Environment { python })
+}
+
+/// rustfmt and clippy, which the test command runs, through rustup when they are missing.
+fn rust_components() -> Result<(), String> {
+    let has = |tool: &str| {
+        cargo()
+            .args([tool, "--version"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    let missing: Vec<&str> = [("fmt", "rustfmt"), ("clippy", "clippy")]
+        .into_iter()
+        .filter(|(tool, _)| !has(tool))
+        .map(|(_, component)| component)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !on_path("rustup") {
+        return Err(format!(
+            "missing Rust components: {}; install them with your toolchain manager",
+            missing.join(", ")
+        ));
+    }
+    run(Command::new("rustup")
+        .args(["component", "add"])
+        .args(&missing))
 }
 
 /// Creates (once) a virtual environment with the pinned requirements, and returns its python.
@@ -209,13 +238,13 @@ fn conformance(args: &[String]) -> Result<(), String> {
         }
     }
     let backends = ["file", "mmap", "hdf5", "text"];
-    if let Some(name) = &backend {
-        if !backends.contains(&name.as_str()) {
-            return Err(format!(
-                "unknown backend '{name}' (known: {})",
-                backends.join(", ")
-            ));
-        }
+    if let Some(name) = &backend
+        && !backends.contains(&name.as_str())
+    {
+        return Err(format!(
+            "unknown backend '{name}' (known: {})",
+            backends.join(", ")
+        ));
     }
     let environment = setup()?;
     let out = target_dir().join("conformance");

@@ -31,6 +31,9 @@ pub fn run(root: &Path) -> Result<(), String> {
             ));
         }
     }
+    if let Err(problem) = readme_mirrors_example(root) {
+        problems.push(problem);
+    }
     if problems.is_empty() {
         println!("xtask: tidy: {} files checked, no problems", files.len());
         Ok(())
@@ -85,4 +88,28 @@ fn rel(root: &Path, path: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+/// The README's first example must be the code between `README-BEGIN` and `README-END` in
+/// `examples/quickstart.rs`, which CI compiles and runs.
+fn readme_mirrors_example(root: &Path) -> Result<(), String> {
+    let example = fs::read_to_string(root.join("examples/quickstart.rs"))
+        .map_err(|e| format!("examples/quickstart.rs: {e}"))?;
+    let readme =
+        fs::read_to_string(root.join("README.md")).map_err(|e| format!("README.md: {e}"))?;
+    let body: Vec<&str> = example
+        .lines()
+        .skip_while(|l| !l.contains("README-BEGIN"))
+        .skip(1)
+        .take_while(|l| !l.contains("README-END"))
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect();
+    if body.is_empty() {
+        return Err("examples/quickstart.rs: no README-BEGIN/README-END section".to_owned());
+    }
+    if readme.contains(&body.join("\n")) {
+        Ok(())
+    } else {
+        Err("README.md: the first example differs from examples/quickstart.rs (README-BEGIN..README-END)".to_owned())
+    }
 }

@@ -42,7 +42,7 @@ fn version_kind(backend: &dyn Backend) -> DTypeKind {
 /// The element count of version `i`: versions alternate between a small and a large array so
 /// kills land both in small and in long writes.
 pub fn version_len(i: u64) -> usize {
-    if i % 2 == 0 { 96 } else { 96 * 1024 }
+    if i.is_multiple_of(2) { 96 } else { 96 * 1024 }
 }
 
 fn version_value(writer: u64, i: u64, j: usize) -> u64 {

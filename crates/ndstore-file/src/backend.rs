@@ -85,7 +85,7 @@ impl Backend for NpyBackend {
 /// A v1 `.npy` file with `dict` as its header text (padded as numpy pads) followed by `data`.
 fn npy_with_header(dict: &str, data: &[u8]) -> Vec<u8> {
     let mut text = dict.to_owned();
-    while (10 + text.len() + 1) % 64 != 0 {
+    while !(10 + text.len() + 1).is_multiple_of(64) {
         text.push(' ');
     }
     text.push('\n');

@@ -211,16 +211,16 @@ fn check_type<T: Element, D: Dimension>(meta: &ArrayMeta) -> Result<()> {
     if meta.dtype.kind != T::KIND {
         return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, T::KIND));
     }
-    if let Some(ndim) = D::NDIM {
-        if ndim != meta.shape.len() {
-            return Err(Error::new(
-                ErrorKind::TypeMismatch,
-                format!(
-                    "the file holds a {}-d array, but a {ndim}-d array was requested",
-                    meta.shape.len()
-                ),
-            ));
-        }
+    if let Some(ndim) = D::NDIM
+        && ndim != meta.shape.len()
+    {
+        return Err(Error::new(
+            ErrorKind::TypeMismatch,
+            format!(
+                "the file holds a {}-d array, but a {ndim}-d array was requested",
+                meta.shape.len()
+            ),
+        ));
     }
     Ok(())
 }

@@ -181,10 +181,11 @@ impl Drop for NpyWriter {
         if self.out.is_none() {
             return;
         }
-        if self.replace == Replace::InPlace && !std::thread::panicking() {
-            if let Err(e) = self.write_out() {
-                log::error!("flush of an uncommitted .npy writer failed on drop: {e}");
-            }
+        if self.replace == Replace::InPlace
+            && !std::thread::panicking()
+            && let Err(e) = self.write_out()
+        {
+            log::error!("flush of an uncommitted .npy writer failed on drop: {e}");
         }
         // Anything still buffered is discarded, never written: an atomic writer's rows die with
         // its temporary file (removed as `out` drops), and a panicking in-place writer publishes

@@ -1,5 +1,7 @@
 //! The `.npy` header bytes, snapshotted: any change to what ndstore writes shows up in review.
 //! The numpy interop tests prove these bytes equal numpy's.
+// Tests may unwrap: a panic is how a test reports its failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ndstore_core::{ArrayMeta, DType, Order};
 use ndstore_file::header;

@@ -1,5 +1,7 @@
 //! Hostile input through every reader of the file backend: each gives an error with a kind and
 //! a place, never a panic, an abort or an allocation the input cannot justify.
+// Tests may unwrap: a panic is how a test reports its failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Cursor, Write};
 

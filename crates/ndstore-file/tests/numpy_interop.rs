@@ -1,6 +1,8 @@
 //! Real numpy against ndstore: numpy loads every file ndstore writes and re-saves it
 //! byte-identically (so the header bytes are numpy's own), and ndstore loads what numpy writes
 //! with `np.save`, `np.savez`, `np.savez_compressed` and `tofile`.
+// Tests may unwrap: a panic is how a test reports its failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 

@@ -1,6 +1,8 @@
 //! Round trips through every entry point of the file backend: paths, streams, `.npz` archives
 //! (stored and deflated), raw files and the streaming writer, over every dtype × shapes
 //! {0-d, [0], [7], [3,4], [2,3,4]} × {C, F} × {little, big}.
+// Tests may unwrap: a panic is how a test reports its failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Cursor;
 

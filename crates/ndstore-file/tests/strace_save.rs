@@ -1,6 +1,8 @@
 //! Proof, from the system calls themselves, that a default `save` is atomic and durable: the
 //! temporary file is created exclusively in the target's directory, written, fsynced, closed,
 //! renamed over the target, and the directory is fsynced — and the old mode is kept.
+// Tests may unwrap: a panic is how a test reports its failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -1,1 +1,133 @@
-//! placeholder
+//! Durable n-dimensional array storage: save and load arrays through pluggable backends with
+//! one durability vocabulary — flush, sync, close, commit, drop — and atomic, synced saves by
+//! default.
+//!
+//! This facade re-exports [`ndstore_core`] and each backend behind a cargo feature of the
+//! backend's name (`file` is on by default), and opens files by extension for callers who do
+//! not pick a backend by hand:
+//!
+//! | extension | backend | feature |
+//! |---|---|---|
+//! | `.npy` | [`file::npy`] | `file` |
+//! | `.npz` | [`file::npz`] (first array, or by name) | `file` |
+//!
+//! # Example
+//!
+//! ```
+//! use ndarray::array;
+//!
+//! # fn main() -> ndstore::Result<()> {
+//! # let dir = std::env::temp_dir().join(format!("ndstore-facade-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let path = dir.join("weights.npy");
+//! let a = array![[1.5f32, -0.0], [f32::INFINITY, 4.0]];
+//! ndstore::save(&path, &a.clone().into_dyn().into())?; // atomic + fsync + directory fsync
+//! let (meta, loaded) = ndstore::load(&path)?;
+//! assert_eq!(meta.shape, vec![2, 2]);
+//! assert!(loaded.bit_eq(&a.into_dyn().into()));
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(())
+//! # }
+//! ```
+
+use std::path::Path;
+
+pub use ndstore_core::*;
+
+/// The `file` backend: `.npy`, `.npz` and raw binary.
+#[cfg(feature = "file")]
+pub use ndstore_file as file;
+
+/// The backends this build includes, as the conformance report names them.
+// Each push depends on a feature, so the vector cannot be one `vec![]` literal.
+#[allow(clippy::vec_init_then_push, unused_mut)]
+pub fn backends() -> Vec<Box<dyn Backend>> {
+    let mut backends: Vec<Box<dyn Backend>> = Vec::new();
+    #[cfg(feature = "file")]
+    backends.push(Box::new(ndstore_file::NpyBackend));
+    backends
+}
+
+/// What a file's extension says about its format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// `.npy`
+    Npy,
+    /// `.npz`
+    Npz,
+}
+
+/// The format a path's extension names, or an error saying which extensions are known.
+pub fn format_of(path: &Path) -> Result<Format> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("npy") => Ok(Format::Npy),
+        Some("npz") => Ok(Format::Npz),
+        Some("h5" | "hdf5" | "csv" | "txt") => Err(Error::new(
+            ErrorKind::Unsupported,
+            "this build of ndstore has no backend for this extension yet",
+        )
+        .with_path(path)),
+        _ => Err(Error::new(
+            ErrorKind::Unsupported,
+            "unknown extension (known: .npy, .npz)",
+        )
+        .with_path(path)),
+    }
+}
+
+/// Saves `array` at `path` with the backend its extension names, atomically and durably.
+/// An `.npz` gets one array named `arr_0`, as `np.savez` names a positional array.
+pub fn save(path: impl AsRef<Path>, array: &DynArray) -> Result<()> {
+    save_with(path, array, &SaveOptions::default())
+}
+
+/// [`save`] with explicit options.
+pub fn save_with(path: impl AsRef<Path>, array: &DynArray, options: &SaveOptions) -> Result<()> {
+    let path = path.as_ref();
+    match format_of(path)? {
+        #[cfg(feature = "file")]
+        Format::Npy => ndstore_file::npy::save_dyn(path, array, options),
+        #[cfg(feature = "file")]
+        Format::Npz => ndstore_file::npz::save_npz(
+            path,
+            &[("arr_0", array)],
+            ndstore_file::npz::Compression::Stored,
+            options,
+        ),
+        #[allow(unreachable_patterns)]
+        _ => Err(Error::new(
+            ErrorKind::Unsupported,
+            "the backend for this extension is not enabled",
+        )
+        .with_path(path)),
+    }
+}
+
+/// Loads the array at `path` with the backend its extension names (the first array of an
+/// `.npz`), with its stored metadata.
+pub fn load(path: impl AsRef<Path>) -> Result<(ArrayMeta, DynArray)> {
+    let path = path.as_ref();
+    match format_of(path)? {
+        #[cfg(feature = "file")]
+        Format::Npy => ndstore_file::npy::load_dyn(path),
+        #[cfg(feature = "file")]
+        Format::Npz => {
+            let mut reader = ndstore_file::npz::NpzReader::open(path)?;
+            let first = reader.names().first().cloned().ok_or_else(|| {
+                Error::new(ErrorKind::NotFound, "the archive holds no arrays").with_path(path)
+            })?;
+            reader.load_dyn(&first)
+        }
+        #[allow(unreachable_patterns)]
+        _ => Err(Error::new(
+            ErrorKind::Unsupported,
+            "the backend for this extension is not enabled",
+        )
+        .with_path(path)),
+    }
+}

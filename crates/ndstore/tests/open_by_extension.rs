@@ -1,0 +1,38 @@
+//! The facade opens files by extension and refuses unknown ones by name.
+// Tests may unwrap: a panic is how a test reports its failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ndarray::{ArrayD, IxDyn};
+use ndstore::{DynArray, ErrorKind};
+
+#[test]
+fn npy_and_npz_round_trip_by_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let array = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[3, 2]), |d| {
+        (d[0] * 2 + d[1]) as i16
+    }));
+    for name in ["a.npy", "b.NPZ"] {
+        let path = dir.path().join(name);
+        ndstore::save(&path, &array).unwrap();
+        let (meta, loaded) = ndstore::load(&path).unwrap();
+        assert_eq!(meta.shape, vec![3, 2]);
+        assert!(loaded.bit_eq(&array), "{name}");
+    }
+}
+
+#[test]
+fn unknown_extensions_are_named_in_the_error() {
+    let err = ndstore::load("data.parquet").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(
+        err.to_string().contains("data.parquet") && err.to_string().contains(".npy"),
+        "{err}"
+    );
+    assert_eq!(
+        ndstore::backends()
+            .iter()
+            .map(|b| b.name())
+            .collect::<Vec<_>>(),
+        ["file"]
+    );
+}
