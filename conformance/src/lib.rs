@@ -3,7 +3,7 @@
 //!
 //! A backend crate plugs in with `tests/conformance.rs`:
 //!
-//! ```ignore
+//! ```text
 //! ndstore_conformance::suite!(ndstore_file::NpyBackend);
 //! ```
 //!

@@ -223,7 +223,54 @@ fn test() -> Result<(), String> {
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]);
     with_env(&mut cmd, &environment);
-    run(&mut cmd)
+    run_counting_tests(&mut cmd)
+}
+
+/// Runs `cargo test`, echoing its output, and closes with one line that totals every test
+/// binary's results (cargo's own last line may be a doctest run of zero tests).
+fn run_counting_tests(cmd: &mut Command) -> Result<(), String> {
+    use std::io::{BufRead, BufReader};
+    println!("xtask: running cargo test --workspace");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start cargo test: {e}"))?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let count = |word: &str| -> u64 {
+                    rest.split(';')
+                        .find_map(|part| {
+                            part.trim()
+                                .trim_start_matches("ok. ")
+                                .trim_start_matches("FAILED. ")
+                                .strip_suffix(word)
+                        })
+                        .and_then(|n| n.trim().parse().ok())
+                        .unwrap_or(0)
+                };
+                passed += count(" passed");
+                failed += count(" failed");
+                ignored += count(" ignored");
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for cargo test: {e}"))?;
+    if ignored > 0 {
+        println!("xtask: {ignored} test(s) are marked ignored; the project allows none");
+    }
+    println!("tests: {passed} passed, {failed} failed");
+    if status.success() && ignored == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "cargo test failed ({status}), or tests were ignored"
+        ))
+    }
 }
 
 fn conformance(args: &[String]) -> Result<(), String> {
