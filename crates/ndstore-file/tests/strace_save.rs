@@ -136,3 +136,71 @@ fn default_save_creates_writes_fsyncs_renames_and_syncs_the_directory() {
     let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o640);
 }
+
+const POISON_ENV: &str = "NDSTORE_STRACE_POISON_CHILD";
+
+/// Run by the traced child whose first fsync fails: the writer must stay poisoned, and a fresh
+/// atomic save must then succeed.
+#[test]
+fn poison_child() {
+    use ndstore_core::{Commit, DType, DTypeKind, Durable, ErrorKind, SaveOptions};
+    let Some(dir) = std::env::var_os(POISON_ENV) else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    let rows = ndarray::array![[1.0f64, 2.0]];
+    let mut writer = ndstore_file::NpyWriter::create(
+        dir.join("p.npy"),
+        DType::native(DTypeKind::F64),
+        &[2],
+        &SaveOptions::new().in_place(),
+    )
+    .unwrap();
+    writer.append(&rows).unwrap();
+    let first = writer.sync().unwrap_err();
+    assert_eq!(first.kind(), ErrorKind::Io, "{first}");
+    assert_eq!(writer.sync().unwrap_err().kind(), ErrorKind::Poisoned);
+    assert_eq!(writer.commit().unwrap_err().kind(), ErrorKind::Poisoned);
+    ndstore_file::npy::save(dir.join("fresh.npy"), &rows).unwrap();
+    println!("POISON-CHECKED");
+}
+
+#[test]
+fn a_failed_fsync_poisons_the_writer() {
+    if !strace_available() {
+        eprintln!("strace not installed; not run (cargo xtask test installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=fsync",
+            "-e",
+            "inject=fsync:error=EIO:when=1",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "poison_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(POISON_ENV, dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("POISON-CHECKED"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let loaded: ndarray::Array2<f64> =
+        ndstore_file::npy::load(dir.path().join("fresh.npy")).unwrap();
+    assert_eq!(loaded, ndarray::array![[1.0, 2.0]]);
+}
