@@ -48,11 +48,11 @@ pub enum Task {
         /// Rows to append before dropping.
         rows: usize,
     },
-    /// Load every file in `dir` under a memory limit, printing `START name` before each and
+    /// Load each file under a memory limit, printing `START name` before each and
     /// `RESULT name outcome` after.
     BadInputs {
-        /// The corpus directory.
-        dir: PathBuf,
+        /// The files, in order.
+        files: Vec<PathBuf>,
         /// The address-space limit, in bytes.
         memory_limit: u64,
     },
@@ -206,17 +206,12 @@ fn run_task(backend: &dyn Backend, task: Task) -> i32 {
                 }
             }
         }
-        Task::BadInputs { dir, memory_limit } => {
+        Task::BadInputs {
+            files,
+            memory_limit,
+        } => {
             limit_memory(memory_limit);
-            let mut names: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries.filter_map(Result::ok).map(|e| e.path()).collect(),
-                Err(e) => {
-                    say(&format!("ERROR {e}"));
-                    return 1;
-                }
-            };
-            names.sort();
-            for path in names {
+            for path in files {
                 let name = file_name(&path);
                 say(&format!("START {name}"));
                 let outcome = crate::checks::bad_input::outcome(backend, &path);

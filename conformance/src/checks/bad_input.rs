@@ -148,7 +148,89 @@ fn build_corpus(ctx: &Ctx<'_>, dir: &Path) -> Result<usize, String> {
     Ok(std::fs::read_dir(dir).map_err(|e| e.to_string())?.count())
 }
 
-/// BI: every corpus file, in this process and in a memory-limited child with a timeout.
+/// How the child fared with each file: its outcome line, or the reason it died on the file.
+struct ChildRun {
+    outcomes: Vec<(String, Result<String, String>)>,
+}
+
+/// Loads `files` in memory-limited children with a timeout; a child that dies or hangs on a
+/// file is recorded against that file and replaced by a fresh child for the rest.
+fn run_children(files: &[PathBuf]) -> Result<ChildRun, String> {
+    let mut outcomes = Vec::new();
+    let mut rest: Vec<PathBuf> = files.to_vec();
+    while !rest.is_empty() {
+        let mut cmd = child::command(&Task::BadInputs {
+            files: rest.clone(),
+            memory_limit: MEMORY_LIMIT,
+        })?;
+        let mut process = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdout = process.stdout.take().ok_or("no stdout")?;
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
+        });
+        let started = Instant::now();
+        let status = loop {
+            match process.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if started.elapsed() > TIMEOUT => {
+                    let _ = process.kill();
+                    let _ = process.wait();
+                    break None;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        let lines: Vec<String> = reader
+            .join()
+            .map_err(|_| "reader thread failed")?
+            .into_iter()
+            .filter_map(|l| l.strip_prefix(PREFIX).map(str::to_owned))
+            .collect();
+        let mut finished = 0;
+        let mut last_started = None;
+        for line in &lines {
+            if let Some(name) = line.strip_prefix("START ") {
+                last_started = Some(name.to_owned());
+            } else if let Some(rest_line) = line.strip_prefix("RESULT ") {
+                let (name, outcome) = rest_line.split_once(' ').unwrap_or((rest_line, ""));
+                outcomes.push((name.to_owned(), Ok(outcome.to_owned())));
+                finished += 1;
+                last_started = None;
+            }
+        }
+        if lines.iter().any(|l| l == "DONE") {
+            break;
+        }
+        let why = match status {
+            None => format!("hung for over {TIMEOUT:?}"),
+            Some(s) => format!("died ({s})"),
+        };
+        // The file the child was loading when it died; with no START line, the next one.
+        let culprit = finished;
+        let name = last_started.unwrap_or_else(|| file_name(&rest[culprit.min(rest.len() - 1)]));
+        outcomes.push((name, Err(format!("the child {why} loading it"))));
+        rest.drain(..(culprit + 1).min(rest.len()));
+    }
+    Ok(ChildRun { outcomes })
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// BI: every corpus file, first in memory-limited children with a timeout, then in this
+/// process under `catch_unwind` (only the files a child survived: an abort here would end the
+/// whole run, and the child has already reported it).
 pub fn bi(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
     let dir = ctx.dir.path().join("corpus");
@@ -161,80 +243,32 @@ pub fn bi(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     files.sort();
     let mut failures = Vec::new();
     let mut cases = 0u64;
-    for file in &files {
+    let run = run_children(&files)?;
+    let mut survived = std::collections::HashSet::new();
+    for (name, outcome) in &run.outcomes {
         cases += 1;
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        match outcome {
+            Ok(outcome) => {
+                survived.insert(name.clone());
+                if let Err(e) = judge(name, outcome) {
+                    failures.push(format!("{name} (child): {e}"));
+                }
+            }
+            Err(e) => failures.push(format!("{name} (child): {e}")),
+        }
+    }
+    for file in &files {
+        let name = file_name(file);
+        if !survived.contains(&name) {
+            continue;
+        }
+        cases += 1;
         if let Err(e) = judge(&name, &outcome(backend, file)) {
             failures.push(format!("{name} (in process): {e}"));
         }
     }
-    // The same corpus in a child: an abort, an out-of-memory death or a hang shows here.
-    let mut cmd = child::command(&Task::BadInputs {
-        dir: dir.clone(),
-        memory_limit: MEMORY_LIMIT,
-    })?;
-    let mut process = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stdout = process.stdout.take().ok_or("no stdout")?;
-    let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
-    let started = Instant::now();
-    let status = loop {
-        match process.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() > TIMEOUT => {
-                let _ = process.kill();
-                let _ = process.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    let lines: Vec<String> = reader
-        .join()
-        .map_err(|_| "reader thread failed")?
-        .into_iter()
-        .filter_map(|l| l.strip_prefix(PREFIX).map(str::to_owned))
-        .collect();
-    let mut last_started = None;
-    let mut finished = 0u64;
-    for line in &lines {
-        if let Some(name) = line.strip_prefix("START ") {
-            last_started = Some(name.to_owned());
-        } else if let Some(rest) = line.strip_prefix("RESULT ") {
-            let (name, outcome) = rest.split_once(' ').unwrap_or((rest, ""));
-            cases += 1;
-            finished += 1;
-            if let Err(e) = judge(name, outcome) {
-                failures.push(format!("{name} (child): {e}"));
-            }
-        }
-    }
-    let done = lines.iter().any(|l| l == "DONE");
-    if !done {
-        cases += 1;
-        let why = match status {
-            None => format!("hung for over {TIMEOUT:?}"),
-            Some(s) => format!("died ({s})"),
-        };
-        failures.push(format!(
-            "the child {why} while loading {}",
-            last_started.unwrap_or_default()
-        ));
-    }
     let what = format!(
-        "{count} files (truncation at every byte, byte corruption, the backend's hostile inputs) in process and in a child limited to {} GiB with a {}s timeout ({finished} finished there)",
+        "{count} files (truncation at every byte, byte corruption, the backend's hostile inputs), each in a child limited to {} GiB with a {}s timeout and in process under catch_unwind",
         MEMORY_LIMIT >> 30,
         TIMEOUT.as_secs()
     );

@@ -35,7 +35,7 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     loop {
         let running = writers.iter_mut().any(|w| matches!(w.try_wait(), Ok(None)));
         reads += 1;
-        match backend.load(&path) {
+        match crate::checks::load(backend, &path) {
             Ok((_, array)) => {
                 if identify(backend, &array, 3, saves).is_none() {
                     failures.push(format!("read {reads}: not a complete version"));
@@ -64,7 +64,7 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         }
     }
     cases += 1;
-    match backend.load(&path) {
+    match crate::checks::load(backend, &path) {
         Ok((_, array)) => match identify(backend, &array, 2, saves) {
             Some((_, i)) if i + 1 == saves => {}
             other => failures.push(format!(

@@ -74,8 +74,7 @@ pub fn ck(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
                 }
             }
             acked_total += last_ack.map_or(0, |n| n + 1);
-            let (_, loaded) = backend
-                .load(&path)
+            let (_, loaded) = crate::checks::load(backend, &path)
                 .map_err(|e| format!("the target does not load after the kill: {e}"))?;
             let found = identify(backend, &loaded, 2, u64::MAX >> 44);
             // Acceptable: the last acknowledged version, or the one in flight after it.

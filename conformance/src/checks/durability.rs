@@ -128,7 +128,7 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
                 return Err(format!("the child did not finish: {lines:?}"));
             }
             let (_, expected) = rows_for(backend, 6);
-            let (_, loaded) = backend.load(&path).map_err(|e| e.to_string())?;
+            let (_, loaded) = crate::checks::load(backend, &path).map_err(|e| e.to_string())?;
             if loaded.bit_eq(&expected) {
                 Ok(())
             } else {
@@ -255,9 +255,8 @@ fn target_is(
     path: &Path,
     expected: &ndstore_core::DynArray,
 ) -> Result<(), String> {
-    let (_, loaded) = backend
-        .load(path)
-        .map_err(|e| format!("the target does not load: {e}"))?;
+    let (_, loaded) =
+        crate::checks::load(backend, path).map_err(|e| format!("the target does not load: {e}"))?;
     if !loaded.bit_eq(expected) {
         return Err("the target does not hold the expected version".to_owned());
     }

@@ -123,7 +123,7 @@ pub fn ix(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         }
         // The other direction: what the reference library wrote, read by the backend.
         let out = ctx.path(&format!("ix{}-py", result.n));
-        match backend.load(&out) {
+        match crate::checks::load(backend, &out) {
             Ok((meta, loaded)) => {
                 if meta.dtype != want.dtype
                     || meta.shape != want.shape

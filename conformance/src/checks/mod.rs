@@ -96,3 +96,15 @@ pub fn rows_for(backend: &dyn Backend, rows: usize) -> (Vec<usize>, DynArray) {
     let kind = version_kind(backend);
     (vec![4], sample::array(kind, &[rows, 4], Order::C, 0x5eed))
 }
+
+/// Loads through the backend, turning a panic into an error: a check reports a panicking
+/// backend as a failure instead of dying with it.
+pub fn load(
+    backend: &dyn Backend,
+    path: &std::path::Path,
+) -> Result<(ndstore_core::ArrayMeta, DynArray), String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.load(path))) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("the backend panicked while loading".to_owned()),
+    }
+}

@@ -127,7 +127,8 @@ pub fn round_trip(ctx: &Ctx<'_>, case: &Case, name: &str) -> Result<(), String> 
     ctx.backend
         .save(&path, &array, &options)
         .map_err(|e| format!("save: {e}"))?;
-    let (meta, loaded) = ctx.backend.load(&path).map_err(|e| format!("load: {e}"))?;
+    let (meta, loaded) =
+        crate::checks::load(ctx.backend, &path).map_err(|e| format!("load: {e}"))?;
     let want = case.expected_meta();
     if meta.dtype != want.dtype {
         return Err(format!("dtype {} came back as {}", want.dtype, meta.dtype));

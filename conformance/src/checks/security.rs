@@ -103,7 +103,7 @@ pub fn se(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             {
                 return Err("the link was replaced by a file".to_owned());
             }
-            let (_, loaded) = backend.load(&real).map_err(|e| e.to_string())?;
+            let (_, loaded) = crate::checks::load(backend, &real).map_err(|e| e.to_string())?;
             if loaded.bit_eq(&versioned(backend, 0, 1)) {
                 Ok(())
             } else {
