@@ -124,3 +124,26 @@ fn ndstore_reads_np_save_savez_savez_compressed_and_tofile() {
         assert!(a.bit_eq(array), "tofile {name}");
     }
 }
+
+#[test]
+fn ndstore_reads_format_versions_2_and_3_as_numpy_writes_them() {
+    let Some(()) = numpy_or_skip() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    py(
+        "a = np.arange(12, dtype='>i4').reshape(3, 4)\nfor v in [(1, 0), (2, 0), (3, 0)]:\n    with open(f'v{v[0]}.npy', 'wb') as f:\n        np.lib.format.write_array(f, a, version=v)",
+        dir.path(),
+    );
+    for version in 1..=3 {
+        let path = dir.path().join(format!("v{version}.npy"));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes[6], version, "numpy wrote another version");
+        let (meta, array) = npy::load_dyn(&path).unwrap();
+        assert_eq!(meta.dtype, DType::new(DTypeKind::I32, ByteOrder::Big));
+        let typed = array.into_typed::<i32>().unwrap();
+        assert_eq!(typed.shape(), &[3, 4]);
+        assert_eq!(
+            typed.iter().copied().collect::<Vec<_>>(),
+            (0..12).collect::<Vec<_>>()
+        );
+    }
+}
