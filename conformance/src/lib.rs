@@ -40,6 +40,7 @@
 pub mod checks;
 pub mod child;
 pub mod logcapture;
+pub mod progress;
 pub mod python;
 pub mod report;
 pub mod sample;

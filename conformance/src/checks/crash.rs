@@ -46,7 +46,9 @@ pub fn ck(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let mut acked_total = 0u64;
     let mut stale_seen = 0u64;
     let mut previous: Option<(u64, u64)> = Some((1, 0));
+    let mut progress = crate::progress::Progress::new(backend.name(), "CK", kills);
     for kill in 0..kills {
+        progress.tick(kill);
         let result = (|| -> Result<(), String> {
             let mut child = child::spawn(&Task::SaveLoop {
                 path: path.clone(),

@@ -242,7 +242,13 @@ pub fn rt(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let property = property_cases(ctx);
     let mut failures = Vec::new();
     let mut cases = 0u64;
+    let mut progress = crate::progress::Progress::new(
+        ctx.backend.name(),
+        "RT",
+        (fixed.len() + property.len()) as u64,
+    );
     for (n, case) in fixed.iter().chain(property.iter()).enumerate() {
+        progress.tick(n as u64);
         cases += 1;
         if let Err(e) = round_trip(ctx, case, &format!("rt{n}")) {
             failures.push(format!("{}: {e}", case.label()));
