@@ -19,6 +19,7 @@ fn sample_report() -> Report {
         memory_map: false,
         compression: false,
         crash: CrashGuarantee::AtomicReplace,
+        in_place_crash: CrashGuarantee::None,
         interop: true,
     };
     Report {

@@ -40,6 +40,7 @@ impl Backend for Broken {
             memory_map: false,
             compression: false,
             crash: CrashGuarantee::AtomicReplace,
+            in_place_crash: CrashGuarantee::None,
             interop: false,
         }
     }

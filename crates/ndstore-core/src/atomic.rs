@@ -94,6 +94,43 @@ pub fn poisoned_error(path: &Path) -> Error {
     .with_path(path)
 }
 
+/// How a handle locks its file, so cooperating handles refuse to conflict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lock {
+    /// Shared: readers and copy-on-write maps; excludes exclusive holders.
+    Shared,
+    /// Exclusive: writers in place; excludes every other lock.
+    Exclusive,
+}
+
+/// Takes an advisory lock (`flock`) on `file` without waiting; a conflict is
+/// [`ErrorKind::Locked`] naming `path`. The lock lasts as long as the file handle.
+///
+/// Advisory locks bind only processes that take them: every ndstore handle does; other programs
+/// may not.
+pub fn lock(file: &File, lock: Lock, path: &Path) -> Result<()> {
+    let result = match lock {
+        Lock::Shared => file.try_lock_shared(),
+        Lock::Exclusive => file.try_lock(),
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorKind::Locked,
+            match lock {
+                Lock::Shared => "another handle is writing this file in place",
+                Lock::Exclusive => {
+                    "another handle has this file open (mapped or being written in place)"
+                }
+            },
+        )
+        .with_path(path)),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(Error::io("cannot lock the file", e).with_path(path))
+        }
+    }
+}
+
 /// fsyncs the directory `dir`, so a created, renamed or removed entry in it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let handle = File::open(dir).map_err(|e| Error::io("opening directory to fsync it", e))?;
@@ -259,16 +296,21 @@ impl OutputFile {
             }
             Replace::InPlace => {
                 let created = !target.exists();
+                // Lock before truncating: cutting a file that another handle has mapped would
+                // make that process fault.
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)
                     .create(true)
-                    .truncate(true)
+                    .truncate(false)
                     .mode(0o666)
                     .custom_flags(libc::O_CLOEXEC)
                     .open(&target)
                     .map_err(|e| Error::io("cannot open the target for writing", e))
                     .map_err(|e| e.with_path(&target))?;
+                lock(&file, Lock::Exclusive, &target)?;
+                file.set_len(0)
+                    .map_err(|e| Error::io("cannot truncate the target", e).with_path(&target))?;
                 Ok(OutputFile {
                     file: Some(DurableFile::new(file, target.clone())),
                     state: State::InPlace { created },

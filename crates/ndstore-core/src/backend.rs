@@ -53,6 +53,17 @@ pub trait Backend: Send + Sync + 'static {
         .with_path(path))
     }
 
+    /// Opens an existing array for in-place updates (declared by `in_place_update`). The handle
+    /// syncs on close when `options.durability` is `Synced`.
+    fn open_in_place(&self, path: &Path, options: &SaveOptions) -> Result<Box<dyn InPlaceArray>> {
+        let _ = options;
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the {} backend cannot update files in place", self.name()),
+        )
+        .with_path(path))
+    }
+
     /// Hostile files specific to the format (corrupt headers, overflowing shapes, unsafe member
     /// names, ...), as (name, bytes). The harness adds generic ones (truncation at every byte,
     /// byte corruption) and checks that each gives a clear error.
@@ -65,6 +76,23 @@ pub trait Backend: Send + Sync + 'static {
     fn python_interop(&self) -> Option<PythonInterop> {
         None
     }
+}
+
+/// An open handle that updates an existing array in place (a read-write memory map, an HDF5
+/// dataset), with the durability vocabulary. It holds an exclusive lock while open.
+pub trait InPlaceArray: Send {
+    /// What the array is.
+    fn meta(&self) -> &ArrayMeta;
+    /// Overwrites every element with `values`, which must have the array's kind and shape.
+    fn write_all(&mut self, values: &DynArray) -> Result<()>;
+    /// Reads every element.
+    fn read(&self) -> Result<DynArray>;
+    /// Hands the changes to the operating system: other processes see them.
+    fn flush(&mut self) -> Result<()>;
+    /// Makes the changes durable.
+    fn sync(&mut self) -> Result<()>;
+    /// Flushes (and syncs, when the handle's durability says so) and releases the handle.
+    fn close(self: Box<Self>) -> Result<()>;
 }
 
 /// Python snippets for interoperability checks.

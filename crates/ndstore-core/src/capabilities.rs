@@ -43,8 +43,10 @@ pub struct Capabilities {
     pub memory_map: bool,
     /// Data can be stored compressed.
     pub compression: bool,
-    /// What survives a crash.
+    /// What survives a crash during a whole-array save.
     pub crash: CrashGuarantee,
+    /// What survives a crash during in-place updates (`None` when there are none).
+    pub in_place_crash: CrashGuarantee,
     /// A reference implementation (numpy, h5py) reads and writes the same files.
     pub interop: bool,
 }

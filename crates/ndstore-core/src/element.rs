@@ -35,6 +35,13 @@ pub trait Element:
     /// Checks raw values in place, returning the index of the first invalid one.
     fn validate_raw(raw: &[Self::Raw]) -> Result<(), usize>;
 
+    /// Views raw values (bytes of a mapped file, say) as elements, after checking them.
+    fn view_raw(raw: &[Self::Raw]) -> Result<&[Self], usize>;
+
+    /// Views raw values as mutable elements, after checking them. Writes through the view store
+    /// only valid values.
+    fn view_raw_mut(raw: &mut [Self::Raw]) -> Result<&mut [Self], usize>;
+
     /// Wraps a typed array as a runtime-dtype array.
     fn into_dyn_array(array: ArrayD<Self>) -> DynArray;
 
@@ -56,6 +63,12 @@ macro_rules! pod_element {
             }
             fn validate_raw(_: &[$ty]) -> Result<(), usize> {
                 Ok(())
+            }
+            fn view_raw(raw: &[$ty]) -> Result<&[$ty], usize> {
+                Ok(raw)
+            }
+            fn view_raw_mut(raw: &mut [$ty]) -> Result<&mut [$ty], usize> {
+                Ok(raw)
             }
             fn into_dyn_array(array: ArrayD<$ty>) -> DynArray {
                 DynArray::$kind(array)
@@ -98,6 +111,20 @@ impl Element for bool {
             Some(index) => Err(index),
             None => Ok(()),
         }
+    }
+
+    fn view_raw(raw: &[u8]) -> Result<&[bool], usize> {
+        Self::validate_raw(raw)?;
+        // SAFETY: every byte is 0 or 1 (checked above), the only valid bit patterns of `bool`,
+        // and `bool` has the size and alignment of `u8`; the lifetime is carried over.
+        Ok(unsafe { std::slice::from_raw_parts(raw.as_ptr().cast::<bool>(), raw.len()) })
+    }
+
+    fn view_raw_mut(raw: &mut [u8]) -> Result<&mut [bool], usize> {
+        Self::validate_raw(raw)?;
+        // SAFETY: as in `view_raw`; the slice is borrowed mutably and exclusively, and a write
+        // through `&mut bool` stores only 0 or 1, so the bytes stay valid for both views.
+        Ok(unsafe { std::slice::from_raw_parts_mut(raw.as_mut_ptr().cast::<bool>(), raw.len()) })
     }
 
     fn into_dyn_array(array: ArrayD<bool>) -> DynArray {

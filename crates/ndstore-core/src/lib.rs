@@ -43,11 +43,12 @@ pub mod durability;
 pub mod element;
 pub mod error;
 pub mod meta;
+pub mod npy_header;
 pub mod os;
 
 pub use array::DynArray;
-pub use atomic::{DurableFile, OutputFile, list_temps, remove_stale_temps, write_file};
-pub use backend::{ArrayWriter, Backend, PythonInterop};
+pub use atomic::{DurableFile, Lock, OutputFile, list_temps, lock, remove_stale_temps, write_file};
+pub use backend::{ArrayWriter, Backend, InPlaceArray, PythonInterop};
 pub use capabilities::{Capabilities, CrashGuarantee};
 pub use dtype::{ByteOrder, DType, DTypeKind, Order};
 pub use durability::{Close, Commit, Durability, Durable, Replace, SaveOptions};

@@ -199,3 +199,26 @@ fn poisoned_handle_refuses_sync_and_close() {
     assert_eq!(file.sync().unwrap_err().kind(), ErrorKind::Poisoned);
     assert_eq!(file.close().unwrap_err().kind(), ErrorKind::Poisoned);
 }
+
+#[test]
+fn in_place_writes_are_refused_while_another_handle_holds_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("locked");
+    fs::write(&target, b"old").unwrap();
+    let holder = fs::File::open(&target).unwrap();
+    ndstore_core::lock(&holder, ndstore_core::Lock::Shared, &target).unwrap();
+    let err = OutputFile::create(&target, &SaveOptions::new().in_place())
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Locked);
+    assert!(err.to_string().contains("locked"), "{err}");
+    assert_eq!(
+        fs::read(&target).unwrap(),
+        b"old",
+        "a refused writer must not truncate"
+    );
+    // Atomic replace never truncates the old inode, so it may proceed.
+    save_bytes(&target, b"new");
+    drop(holder);
+    assert!(OutputFile::create(&target, &SaveOptions::new().in_place()).is_ok());
+}

@@ -37,6 +37,7 @@ impl Backend for NpyBackend {
             memory_map: false,
             compression: false,
             crash: CrashGuarantee::AtomicReplace,
+            in_place_crash: CrashGuarantee::None,
             interop: true,
         }
     }

@@ -30,7 +30,7 @@
 //! `sync_all` the file yourself.
 
 mod backend;
-pub mod header;
+pub use ndstore_core::npy_header as header;
 pub mod npy;
 pub mod npz;
 pub mod raw;

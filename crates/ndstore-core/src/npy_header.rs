@@ -1,9 +1,10 @@
 //! The `.npy` header: numpy's exact bytes on the way out, and a strict, bounded parser of the
-//! header's Python-literal dictionary on the way in.
+//! header's Python-literal dictionary on the way in. Shared by the `file` and `mmap` backends,
+//! which must not depend on each other.
 
 use std::io::Read;
 
-use ndstore_core::{ArrayMeta, DType, Error, ErrorKind, Order, Result};
+use crate::{ArrayMeta, DType, Error, ErrorKind, Order, Result};
 
 /// The magic string every `.npy` file starts with.
 pub const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -403,7 +404,7 @@ fn parse_dict(text: &str) -> ParseResult<RawHeader> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndstore_core::{ByteOrder, DTypeKind};
+    use crate::{ByteOrder, DTypeKind};
 
     fn meta(descr: &str, shape: &[usize], order: Order) -> ArrayMeta {
         ArrayMeta::new(
