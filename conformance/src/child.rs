@@ -48,6 +48,23 @@ pub enum Task {
         /// Rows to append before dropping.
         rows: usize,
     },
+    /// Open `path` in place, then forever: write in-place version `i`, sync, print `ACK i`.
+    InPlaceLoop {
+        /// The target.
+        path: PathBuf,
+    },
+    /// Open `path` in place, write version `version` of writer 3, and drop the handle unclosed.
+    DropInPlaceHandle {
+        /// The target.
+        path: PathBuf,
+        /// The version to write.
+        version: u64,
+    },
+    /// Try to open `path` in place and to save it in place; print the outcome of each.
+    TryInPlace {
+        /// The target.
+        path: PathBuf,
+    },
     /// Load each file under a memory limit, printing `START name` before each and
     /// `RESULT name outcome` after.
     BadInputs {
@@ -171,6 +188,59 @@ fn run_task(backend: &dyn Backend, task: Task) -> i32 {
                     return 1;
                 }
                 say(&format!("ACK {i}"));
+            }
+            0
+        }
+        Task::InPlaceLoop { path } => {
+            let mut handle = match backend.open_in_place(&path, &SaveOptions::default()) {
+                Ok(h) => h,
+                Err(e) => {
+                    say(&format!("ERROR {e}"));
+                    return 1;
+                }
+            };
+            say("READY");
+            for i in 0.. {
+                let array =
+                    crate::checks::versioned_with_len(backend, 0, i, crate::checks::IN_PLACE_LEN);
+                if let Err(e) = handle.write_all(&array).and_then(|()| handle.sync()) {
+                    say(&format!("ERROR {e}"));
+                    return 1;
+                }
+                say(&format!("ACK {i}"));
+            }
+            0
+        }
+        Task::DropInPlaceHandle { path, version } => {
+            let array =
+                crate::checks::versioned_with_len(backend, 3, version, crate::checks::IN_PLACE_LEN);
+            match backend
+                .open_in_place(&path, &SaveOptions::default())
+                .and_then(|mut h| h.write_all(&array).map(|()| h))
+            {
+                Ok(handle) => {
+                    drop(handle);
+                    say("DROPPED");
+                    0
+                }
+                Err(e) => {
+                    say(&format!("ERROR {e}"));
+                    1
+                }
+            }
+        }
+        Task::TryInPlace { path } => {
+            match backend.open_in_place(&path, &SaveOptions::default()) {
+                Ok(handle) => {
+                    drop(handle);
+                    say("OPEN OK");
+                }
+                Err(e) => say(&format!("OPEN {:?}", e.kind())),
+            }
+            let array = versioned(backend, 0, 0);
+            match backend.save(&path, &array, &SaveOptions::new().in_place()) {
+                Ok(()) => say("SAVE OK"),
+                Err(e) => say(&format!("SAVE {:?}", e.kind())),
             }
             0
         }

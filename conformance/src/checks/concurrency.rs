@@ -78,8 +78,42 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if !temps.is_empty() {
         failures.push(format!("{} temporary files left", temps.len()));
     }
+    if caps.in_place_update {
+        cases += 1;
+        if let Err(e) = lock_conflicts(ctx) {
+            failures.push(format!("lock conflicts: {e}"));
+        }
+    }
+    let locks = if caps.in_place_update {
+        "; a second in-place writer gets a clear lock error"
+    } else {
+        ""
+    };
     let what = format!(
-        "two processes × {saves} saves of one path while this process read it {reads} times; every read a complete version"
+        "two processes × {saves} saves of one path while this process read it {reads} times; every read a complete version{locks}"
     );
     Ok(CheckResult::counted("CO", cases, &failures, &what))
+}
+
+/// While this process holds an in-place handle, another process's in-place open and in-place
+/// save are refused with `Locked`, and succeed once the handle is closed.
+fn lock_conflicts(ctx: &Ctx<'_>) -> Result<(), String> {
+    let backend = ctx.backend;
+    let path = ctx.path("co-lock");
+    backend
+        .save(&path, &versioned(backend, 0, 0), &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    let handle = backend
+        .open_in_place(&path, &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    let lines = child::run(&Task::TryInPlace { path: path.clone() })?;
+    if !lines.iter().any(|l| l == "OPEN Locked") || !lines.iter().any(|l| l == "SAVE Locked") {
+        return Err(format!("while locked, another process got {lines:?}"));
+    }
+    handle.close().map_err(|e| e.to_string())?;
+    let lines = child::run(&Task::TryInPlace { path: path.clone() })?;
+    if !lines.iter().any(|l| l == "OPEN OK") || !lines.iter().any(|l| l == "SAVE OK") {
+        return Err(format!("after close, another process got {lines:?}"));
+    }
+    Ok(())
 }

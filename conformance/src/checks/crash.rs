@@ -13,14 +13,40 @@ use crate::child::{self, PREFIX, Task};
 use crate::report::CheckResult;
 use crate::sample::Rng;
 
-/// CK for backends whose saves replace atomically.
+/// CK: atomic saves, and in-place handles against the guarantee they declare.
 pub fn ck(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
-    let backend = ctx.backend;
-    let caps = backend.capabilities();
-    if caps.crash != CrashGuarantee::AtomicReplace || !caps.atomic_replace {
-        return Ok(CheckResult::not_applicable("CK", "atomic_replace"));
+    let caps = ctx.backend.capabilities();
+    let atomic = caps.crash == CrashGuarantee::AtomicReplace && caps.atomic_replace;
+    let in_place = caps.in_place_update && caps.in_place_crash == CrashGuarantee::SyncedIsDurable;
+    if !atomic && !in_place {
+        return Ok(CheckResult::not_applicable(
+            "CK",
+            "atomic_replace or in_place_update",
+        ));
     }
     let kills = ctx.mode.count(200, 2000);
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    let mut what = Vec::new();
+    if atomic {
+        cases += kills;
+        what.push(ck_atomic(ctx, kills, &mut failures)?);
+    }
+    if in_place {
+        cases += kills;
+        what.push(ck_in_place(ctx, kills, &mut failures)?);
+    }
+    Ok(CheckResult::counted(
+        "CK",
+        cases,
+        &failures,
+        &what.join("; "),
+    ))
+}
+
+/// Kills during atomic saves; returns the description of what was checked.
+fn ck_atomic(ctx: &Ctx<'_>, kills: u64, failures: &mut Vec<String>) -> Result<String, String> {
+    let backend = ctx.backend;
     let path = ctx.path("ck");
     // The initial content is version 0 of writer 1: "nothing acknowledged yet" must find it.
     let initial = versioned(backend, 1, 0);
@@ -42,7 +68,7 @@ pub fn ck(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let window = (per_save * 6).max(Duration::from_millis(2));
 
     let mut rng = Rng::new(0xdead_5eed);
-    let mut failures = Vec::new();
+    let failed_before = failures.len();
     let mut acked_total = 0u64;
     let mut stale_seen = 0u64;
     let mut previous: Option<(u64, u64)> = Some((1, 0));
@@ -109,10 +135,86 @@ pub fn ck(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             failures.push(format!("kill {kill}: {e}"));
         }
     }
-    let consistent = kills - failures.len() as u64;
-    let what = format!(
-        "{consistent}/{kills} kills left a complete acknowledged version ({acked_total} saves acknowledged, \
+    let consistent = kills - (failures.len() - failed_before) as u64;
+    Ok(format!(
+        "{consistent}/{kills} kills during saves left a complete acknowledged version ({acked_total} saves acknowledged, \
          {stale_seen} stale temporaries, all removed by remove_stale_temps; kill window {window:?})"
-    );
-    Ok(CheckResult::counted("CK", kills, &failures, &what))
+    ))
+}
+
+/// CK for in-place handles that declare `SyncedIsDurable`: a child rewrites the array in place
+/// and syncs in a loop; after each SIGKILL the file must load, with every element from the last
+/// synced version or the one in flight (a torn mix of the two is what the guarantee allows).
+pub fn ck_in_place(
+    ctx: &Ctx<'_>,
+    kills: u64,
+    failures: &mut Vec<String>,
+) -> Result<String, String> {
+    use crate::checks::{IN_PLACE_LEN, element_versions, versioned_with_len};
+    let backend = ctx.backend;
+    let path = ctx.path("ck-in-place");
+    let initial = versioned_with_len(backend, 1, 0, IN_PLACE_LEN);
+    let mut rng = Rng::new(0x1a_91ace);
+    let mut acked_total = 0;
+    let window = Duration::from_millis(30);
+    let mut progress = crate::progress::Progress::new(backend.name(), "CK in place", kills);
+    for kill in 0..kills {
+        progress.tick(kill);
+        let result = (|| -> Result<(), String> {
+            backend
+                .save(&path, &initial, &SaveOptions::default())
+                .map_err(|e| e.to_string())?;
+            let mut child = child::spawn(&Task::InPlaceLoop { path: path.clone() })?;
+            let stdout = child.stdout.take().ok_or("no stdout")?;
+            let mut lines = BufReader::new(stdout).lines();
+            loop {
+                match lines.next() {
+                    Some(Ok(line)) if line == format!("{PREFIX}READY") => break,
+                    Some(Ok(line)) if line.starts_with(&format!("{PREFIX}ERROR")) => {
+                        return Err(line);
+                    }
+                    Some(Ok(_)) => continue,
+                    _ => return Err("the child ended before it was ready".to_owned()),
+                }
+            }
+            std::thread::sleep(Duration::from_nanos(rng.below(window.as_nanos() as u64)));
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut last_ack: Option<u64> = None;
+            for line in lines.map_while(Result::ok) {
+                if let Some(n) = line.strip_prefix(&format!("{PREFIX}ACK ")) {
+                    last_ack = n.trim().parse().ok();
+                }
+            }
+            acked_total += last_ack.map_or(0, |n| n + 1);
+            let (_, loaded) = crate::checks::load(backend, &path)
+                .map_err(|e| format!("the file does not load after the kill: {e}"))?;
+            let elements = element_versions(&loaded).ok_or("no versioned dtype")?;
+            if elements.len() != IN_PLACE_LEN {
+                return Err(format!(
+                    "the array has {} elements, not {IN_PLACE_LEN}",
+                    elements.len()
+                ));
+            }
+            let allowed: Vec<(u64, u64)> = match last_ack {
+                Some(n) => vec![(0, n), (0, n + 1)],
+                None => vec![(1, 0), (0, 0)],
+            };
+            for (j, (writer, version, index)) in elements.into_iter().enumerate() {
+                if index != j as u64 || !allowed.contains(&(writer, version)) {
+                    return Err(format!(
+                        "element {j} is from version {:?}, allowed {allowed:?}",
+                        (writer, version)
+                    ));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            failures.push(format!("in-place kill {kill}: {e}"));
+        }
+    }
+    Ok(format!(
+        "{kills} kills of an in-place writer: every element from the last synced version or the one in flight ({acked_total} syncs acknowledged)"
+    ))
 }

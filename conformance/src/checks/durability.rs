@@ -87,11 +87,41 @@ pub fn fc(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             }
         }
     }
+    if caps.in_place_update {
+        for (name, options) in [
+            ("in-place handle closed (synced)", SaveOptions::default()),
+            (
+                "in-place handle closed (flushed)",
+                SaveOptions::new().flushed(),
+            ),
+        ] {
+            cases += 1;
+            let path = ctx.path(&format!("fc-in-place-{cases}"));
+            let first =
+                crate::checks::versioned_with_len(backend, 0, 0, crate::checks::IN_PLACE_LEN);
+            let second =
+                crate::checks::versioned_with_len(backend, 0, 1, crate::checks::IN_PLACE_LEN);
+            let result = (|| {
+                backend
+                    .save(&path, &first, &SaveOptions::default())
+                    .map_err(|e| e.to_string())?;
+                let mut handle = backend
+                    .open_in_place(&path, &options)
+                    .map_err(|e| e.to_string())?;
+                handle.write_all(&second).map_err(|e| e.to_string())?;
+                handle.close().map_err(|e| e.to_string())?;
+                child_sees(&path, &second)
+            })();
+            if let Err(e) = result {
+                failures.push(format!("{name}: {e}"));
+            }
+        }
+    }
     Ok(CheckResult::counted(
         "FC",
         cases,
         &failures,
-        "saves (synced, flushed, in place) and writer commits read back by another process",
+        "saves (synced, flushed, in place), writer commits and in-place closes read back by another process",
     ))
 }
 
@@ -99,10 +129,10 @@ pub fn fc(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
 pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
     let caps = backend.capabilities();
-    if !caps.streaming_append {
+    if !caps.streaming_append && !caps.in_place_update {
         return Ok(CheckResult::not_applicable(
             "FD",
-            "streaming_append (the backend has no handle to drop)",
+            "streaming_append or in_place_update (the backend has no handle to drop)",
         ));
     }
     let mut failures = Vec::new();
@@ -113,6 +143,38 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             failures.push(format!("{name}: {e}"));
         }
     };
+    if caps.in_place_update {
+        let path = ctx.path("fd-in-place-handle");
+        case(
+            "in-place handle dropped in a child",
+            (|| {
+                let initial =
+                    crate::checks::versioned_with_len(backend, 1, 0, crate::checks::IN_PLACE_LEN);
+                backend
+                    .save(&path, &initial, &SaveOptions::default())
+                    .map_err(|e| e.to_string())?;
+                let lines = child::run(&Task::DropInPlaceHandle {
+                    path: path.clone(),
+                    version: 5,
+                })?;
+                if !lines.iter().any(|l| l == "DROPPED") {
+                    return Err(format!("the child did not finish: {lines:?}"));
+                }
+                let expected =
+                    crate::checks::versioned_with_len(backend, 3, 5, crate::checks::IN_PLACE_LEN);
+                let (_, loaded) = crate::checks::load(backend, &path)?;
+                if loaded.bit_eq(&expected) {
+                    Ok(())
+                } else {
+                    Err("the values written before the drop are not there".to_owned())
+                }
+            })(),
+        );
+    }
+    if !caps.streaming_append {
+        let what = "in-place handle dropped without close: another process sees its data";
+        return Ok(CheckResult::counted("FD", cases, &failures, what));
+    }
     let old = versioned(backend, 9, 0);
 
     // An in-place writer dropped without close, in another process: its rows are there.
@@ -245,7 +307,7 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         "FD",
         cases,
         &failures,
-        "in-place drop seen by another process, atomic rollback, drops during panics, errors on drop logged",
+        "dropped handles: in-place data seen by another process, atomic rollback, drops during panics, errors on drop logged",
     ))
 }
 

@@ -51,7 +51,14 @@ fn version_value(writer: u64, i: u64, j: usize) -> u64 {
 
 /// Version `i` of writer `writer`: a 1-d array whose every element encodes (writer, i, index).
 pub fn versioned(backend: &dyn Backend, writer: u64, i: u64) -> DynArray {
-    let n = version_len(i);
+    versioned_with_len(backend, writer, i, version_len(i))
+}
+
+/// The element count of in-place versions, which all have one size.
+pub const IN_PLACE_LEN: usize = 96 * 1024;
+
+/// Version `i` of writer `writer` with `n` elements.
+pub fn versioned_with_len(backend: &dyn Backend, writer: u64, i: u64, n: usize) -> DynArray {
     let values = (0..n).map(|j| version_value(writer, i, j));
     match version_kind(backend) {
         DTypeKind::F64 => DynArray::from(
@@ -66,6 +73,17 @@ pub fn versioned(backend: &dyn Backend, writer: u64, i: u64) -> DynArray {
             ArrayD::from_shape_vec(IxDyn(&[n]), values.map(|v| v as i32).collect())
                 .unwrap_or_default(),
         ),
+    }
+}
+
+/// The encoded (writer, version, index) of every element, for element-wise crash checks.
+pub fn element_versions(array: &DynArray) -> Option<Vec<(u64, u64, u64)>> {
+    let decode = |v: u64| (v >> 44, (v >> 24) & 0xf_ffff, v & 0xff_ffff);
+    match array {
+        DynArray::F64(a) => Some(a.iter().map(|v| decode(*v as u64)).collect()),
+        DynArray::I64(a) => Some(a.iter().map(|v| decode(*v as u64)).collect()),
+        DynArray::I32(a) => Some(a.iter().map(|v| decode(*v as u64)).collect()),
+        _ => None,
     }
 }
 

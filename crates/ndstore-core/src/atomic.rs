@@ -47,6 +47,11 @@ impl DurableFile {
         &mut self.file
     }
 
+    /// The open file, shared (for positioned writes and reads).
+    pub fn file_ref(&self) -> &File {
+        &self.file
+    }
+
     /// The path given when the handle was made.
     pub fn path(&self) -> &Path {
         &self.path

@@ -188,6 +188,9 @@ pub fn read(reader: &mut dyn Read, max_header_len: usize) -> Result<Header> {
         shape: raw.shape,
         order,
     };
+    // A shape whose byte count overflows is refused here, pointing at the shape.
+    meta.byte_len()
+        .map_err(|e| e.at_offset(text_start + raw.shape_pos as u64))?;
     Ok(Header {
         meta,
         version,
@@ -345,6 +348,7 @@ struct RawHeader {
     descr_pos: usize,
     descr: String,
     fortran: bool,
+    shape_pos: usize,
     shape: Vec<usize>,
 }
 
@@ -371,7 +375,7 @@ fn parse_dict(text: &str) -> ParseResult<RawHeader> {
                 descr.replace((value_pos, cur.string()?)).is_some()
             }
             "fortran_order" => fortran.replace(cur.boolean()?).is_some(),
-            "shape" => shape.replace(cur.shape()?).is_some(),
+            "shape" => shape.replace((value_pos, cur.shape()?)).is_some(),
             other => return Err((key_pos, format!("unknown header key '{other}'"))),
         };
         if duplicate {
@@ -392,11 +396,12 @@ fn parse_dict(text: &str) -> ParseResult<RawHeader> {
     }
     let (descr_pos, descr) = descr.ok_or((0, "the header has no 'descr' key".to_owned()))?;
     let fortran = fortran.ok_or((0, "the header has no 'fortran_order' key".to_owned()))?;
-    let shape = shape.ok_or((0, "the header has no 'shape' key".to_owned()))?;
+    let (shape_pos, shape) = shape.ok_or((0, "the header has no 'shape' key".to_owned()))?;
     Ok(RawHeader {
         descr_pos,
         descr,
         fortran,
+        shape_pos,
         shape,
     })
 }

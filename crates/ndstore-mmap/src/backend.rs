@@ -1,0 +1,156 @@
+//! The `mmap` backend as the conformance harness sees it: `.npy` files written through a
+//! created map and read through a read-only map, and read-write maps as in-place handles.
+
+use std::path::Path;
+
+use ndstore_core::{
+    ArrayMeta, Backend, Capabilities, Close, CrashGuarantee, DTypeKind, Durable, DynArray, Error,
+    InPlaceArray, PythonInterop, Result, SaveOptions, npy_header,
+};
+
+use crate::map::{MappedArray, Mode};
+
+/// Memory-mapped `.npy` files; reported as `mmap`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MmapBackend;
+
+impl Backend for MmapBackend {
+    fn name(&self) -> &'static str {
+        "mmap"
+    }
+
+    fn extension(&self) -> &'static str {
+        "npy"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            dtypes: DTypeKind::ALL.to_vec(),
+            both_byte_orders: true,
+            fortran_order: true,
+            max_ndim: 32,
+            bit_exact: true,
+            atomic_replace: true,
+            in_place_update: true,
+            partial_io: true,
+            streaming_append: false,
+            memory_map: true,
+            compression: false,
+            crash: CrashGuarantee::AtomicReplace,
+            in_place_crash: CrashGuarantee::SyncedIsDurable,
+            interop: true,
+        }
+    }
+
+    fn save(&self, path: &Path, array: &DynArray, options: &SaveOptions) -> Result<()> {
+        let meta = ArrayMeta::new(
+            ndstore_core::DType::new(array.kind(), options.effective_byte_order()),
+            array.shape().to_vec(),
+            array.layout_order(),
+        );
+        // SAFETY: the created file is a fresh temporary (or, in place, the exclusively locked
+        // target) that only this handle writes, and it is unmapped before this returns.
+        let mut map = unsafe { MappedArray::create_npy(path, &meta, options)? };
+        map.write_from(array)?;
+        ndstore_core::Commit::commit(map)
+    }
+
+    fn load(&self, path: &Path) -> Result<(ArrayMeta, DynArray)> {
+        // SAFETY: the map holds a shared lock, so no ndstore handle truncates or rewrites the
+        // file in place while it is read; it is copied out and unmapped before this returns.
+        let map = unsafe { MappedArray::open_npy(path, Mode::Read)? };
+        let array = map.read()?;
+        let meta = map.meta().clone();
+        map.close()?;
+        Ok((meta, array))
+    }
+
+    fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray> {
+        let meta = self.read_meta(path)?;
+        if meta.dtype.kind != kind {
+            return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, kind).with_path(path));
+        }
+        self.load(path).map(|(_, array)| array)
+    }
+
+    fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {
+        let mut file =
+            std::fs::File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+        Ok(
+            npy_header::read(&mut file, npy_header::DEFAULT_MAX_HEADER_LEN)
+                .map_err(|e| e.with_path(path))?
+                .meta,
+        )
+    }
+
+    fn open_in_place(&self, path: &Path, options: &SaveOptions) -> Result<Box<dyn InPlaceArray>> {
+        // SAFETY: the map holds an exclusive lock; every ndstore handle respects it, and the
+        // harness runs no other writer on these files.
+        let mut map = unsafe { MappedArray::open_npy(path, Mode::ReadWrite)? };
+        map.set_durability(options.durability);
+        Ok(Box::new(map))
+    }
+
+    fn hostile_inputs(&self) -> Vec<(String, Vec<u8>)> {
+        let header = |shape: &str| {
+            let mut text =
+                format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+            while !(10 + text.len() + 1).is_multiple_of(64) {
+                text.push(' ');
+            }
+            text.push('\n');
+            let mut out = b"\x93NUMPY\x01\x00".to_vec();
+            out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+            out
+        };
+        let mut short = header("(1000,)");
+        short.extend_from_slice(&[0; 16]);
+        vec![
+            // Mapping past the end of a file faults with SIGBUS on access: refused at open.
+            ("map-past-end.npy".to_owned(), short),
+            (
+                "claims-2pow40-f64.npy".to_owned(),
+                header("(1099511627776,)"),
+            ),
+            (
+                "shape-product-overflows.npy".to_owned(),
+                header("(4611686018427387904, 4611686018427387904)"),
+            ),
+        ]
+    }
+
+    fn python_interop(&self) -> Option<PythonInterop> {
+        Some(PythonInterop {
+            modules: &[],
+            load: "arr = np.load(path, mmap_mode='r')",
+            save: "m = np.lib.format.open_memmap(path, mode='w+', dtype=arr.dtype, shape=arr.shape, fortran_order=bool(arr.flags.f_contiguous and not arr.flags.c_contiguous and arr.ndim > 1))\nif arr.size:\n    m[...] = arr\nm.flush()\ndel m",
+        })
+    }
+}
+
+impl InPlaceArray for MappedArray {
+    fn meta(&self) -> &ArrayMeta {
+        MappedArray::meta(self)
+    }
+
+    fn write_all(&mut self, values: &DynArray) -> Result<()> {
+        self.write_from(values)
+    }
+
+    fn read(&self) -> Result<DynArray> {
+        MappedArray::read(self)
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Durable::flush(self)
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        Durable::sync(self)
+    }
+
+    fn close(self: Box<Self>) -> Result<()> {
+        Close::close(*self)
+    }
+}
