@@ -327,8 +327,13 @@ impl MappedArray {
     /// aligned offset (`.npy` data always is); `bool` bytes are checked to be 0 or 1.
     pub fn view<T: Element>(&self) -> Result<ArrayViewD<'_, T>> {
         self.check_view::<T>()?;
-        let raw: &[T::Raw] =
-            bytemuck::try_cast_slice(self.data()).map_err(|e| self.cast_error(e))?;
+        // An empty slice's dangling pointer is aligned only for u8: use a typed empty slice.
+        let data = self.data();
+        let raw: &[T::Raw] = if data.is_empty() {
+            &[]
+        } else {
+            bytemuck::try_cast_slice(data).map_err(|e| self.cast_error(e))?
+        };
         let values = T::view_raw(raw).map_err(|i| self.invalid(i))?;
         ArrayViewD::from_shape(self.shape(), values).map_err(|e| self.shape_error(e))
     }
@@ -339,13 +344,18 @@ impl MappedArray {
         let shape = self.shape();
         let path = self.path.clone();
         let offset = self.data_offset as u64;
-        let raw: &mut [T::Raw] = bytemuck::try_cast_slice_mut(self.data_mut()?).map_err(|e| {
-            Error::new(
-                ErrorKind::Unsupported,
-                format!("cannot view the mapped bytes: {e}"),
-            )
-            .with_path(&path)
-        })?;
+        let data = self.data_mut()?;
+        let raw: &mut [T::Raw] = if data.is_empty() {
+            &mut []
+        } else {
+            bytemuck::try_cast_slice_mut(data).map_err(|e| {
+                Error::new(
+                    ErrorKind::Unsupported,
+                    format!("cannot view the mapped bytes: {e}"),
+                )
+                .with_path(&path)
+            })?
+        };
         let values = T::view_raw_mut(raw).map_err(|i| {
             Error::new(
                 ErrorKind::Format,
@@ -469,9 +479,13 @@ impl MappedArray {
         self.mode == Mode::ReadWrite && matches!(self.map, Map::Writable(_))
     }
 
-    /// Makes the element range `[start, start + len)` durable (`msync(MS_SYNC)` of the pages
-    /// holding it, then `fsync`).
-    pub fn sync_range(&mut self, start: usize, len: usize) -> Result<()> {
+    /// Starts write-back of the element range `[start, start + len)` (`msync(MS_ASYNC)`).
+    pub fn flush_range(&mut self, start: usize, len: usize) -> Result<()> {
+        let range = self.byte_range(start, len)?;
+        self.msync(Some(range), false)
+    }
+
+    fn byte_range(&self, start: usize, len: usize) -> Result<(usize, usize)> {
         let itemsize = self.meta.dtype.itemsize();
         let count = self.meta.element_count()?;
         let end = start
@@ -484,13 +498,17 @@ impl MappedArray {
                 )
                 .with_path(&self.path)
             })?;
-        self.msync(
-            Some((
-                self.data_offset + start * itemsize,
-                (end - start) * itemsize,
-            )),
-            true,
-        )
+        Ok((
+            self.data_offset + start * itemsize,
+            (end - start) * itemsize,
+        ))
+    }
+
+    /// Makes the element range `[start, start + len)` durable (`msync(MS_SYNC)` of the pages
+    /// holding it, then `fsync`).
+    pub fn sync_range(&mut self, start: usize, len: usize) -> Result<()> {
+        let range = self.byte_range(start, len)?;
+        self.msync(Some(range), true)
     }
 
     fn msync(&mut self, range: Option<(usize, usize)>, sync: bool) -> Result<()> {

@@ -1,0 +1,251 @@
+//! numpy's mapping modes, views, locks and flush/sync, against the files they leave behind.
+
+// Tests may unwrap: a panic is how a test reports its failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ndarray::{Array2, ArrayD, IxDyn, ShapeBuilder, array};
+use ndstore_core::{
+    ArrayMeta, ByteOrder, Close, Commit, DType, DTypeKind, Durable, DynArray, ErrorKind, Order,
+    SaveOptions,
+};
+use ndstore_mmap::{MappedArray, Mode};
+
+fn meta(kind: DTypeKind, shape: &[usize], order: Order) -> ArrayMeta {
+    ArrayMeta::new(DType::native(kind), shape.to_vec(), order)
+}
+
+/// Saves `a` as .npy through a created map.
+fn save(path: &std::path::Path, a: &DynArray) {
+    ndstore_core::Backend::save(&ndstore_mmap::MmapBackend, path, a, &SaveOptions::default())
+        .unwrap();
+}
+
+fn load(path: &std::path::Path) -> DynArray {
+    ndstore_core::Backend::load(&ndstore_mmap::MmapBackend, path)
+        .unwrap()
+        .1
+}
+
+#[test]
+fn read_only_maps_view_without_copying_and_refuse_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.npy");
+    let a = Array2::<f64>::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f64);
+    save(&path, &a.clone().into_dyn().into());
+    let mut map = unsafe { MappedArray::open_npy(&path, Mode::Read).unwrap() };
+    assert_eq!(map.view::<f64>().unwrap(), a.clone().into_dyn());
+    assert_eq!(
+        map.view_mut::<f64>().unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
+    assert_eq!(
+        map.view::<f32>().unwrap_err().kind(),
+        ErrorKind::TypeMismatch
+    );
+}
+
+#[test]
+fn read_write_changes_reach_the_file_and_copy_on_write_changes_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rw.npy");
+    save(&path, &ArrayD::<i32>::zeros(IxDyn(&[5])).into());
+    let mut map = unsafe { MappedArray::open_npy(&path, Mode::ReadWrite).unwrap() };
+    map.view_mut::<i32>().unwrap()[[2]] = 42;
+    map.sync().unwrap();
+    map.close().unwrap();
+    let want: DynArray = ArrayD::from_shape_vec(IxDyn(&[5]), vec![0, 0, 42, 0, 0])
+        .unwrap()
+        .into();
+    assert!(load(&path).bit_eq(&want));
+
+    let mut cow = unsafe { MappedArray::open_npy(&path, Mode::CopyOnWrite).unwrap() };
+    cow.view_mut::<i32>().unwrap().fill(-1);
+    assert_eq!(cow.view::<i32>().unwrap().sum(), -5);
+    cow.sync().unwrap();
+    cow.close().unwrap();
+    assert!(
+        load(&path).bit_eq(&want),
+        "copy-on-write changes must never reach the file"
+    );
+}
+
+#[test]
+fn created_maps_appear_only_complete_on_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.npy");
+    std::fs::write(&path, b"old").unwrap();
+    let m = meta(DTypeKind::F32, &[100, 10], Order::Fortran);
+    let mut map = unsafe { MappedArray::create_npy(&path, &m, &SaveOptions::default()).unwrap() };
+    map.view_mut::<f32>().unwrap().fill(2.5);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b"old",
+        "nothing is published before commit"
+    );
+    map.commit().unwrap();
+    let (meta, loaded) = ndstore_core::Backend::load(&ndstore_mmap::MmapBackend, &path).unwrap();
+    assert_eq!(meta.order, Order::Fortran);
+    assert_eq!(loaded.into_typed::<f32>().unwrap().sum(), 2500.0);
+
+    // Dropped uncommitted: rolled back, no temporary left.
+    let mut map = unsafe { MappedArray::create_npy(&path, &m, &SaveOptions::default()).unwrap() };
+    map.view_mut::<f32>().unwrap().fill(9.0);
+    drop(map);
+    assert_eq!(load(&path).into_typed::<f32>().unwrap().sum(), 2500.0);
+    assert!(ndstore_core::list_temps(&path).unwrap().is_empty());
+}
+
+#[test]
+fn raw_maps_honour_offset_order_and_byte_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.bin");
+    // 16 bytes of preamble, then a 2×3 big-endian u16 array in Fortran order.
+    let values: [u16; 6] = [1, 2, 3, 4, 5, 6];
+    let mut bytes = vec![0xAA; 16];
+    bytes.extend(values.iter().flat_map(|v| v.to_be_bytes()));
+    std::fs::write(&path, &bytes).unwrap();
+    let m = ArrayMeta::new(
+        DType::new(DTypeKind::U16, ByteOrder::Big),
+        vec![2, 3],
+        Order::Fortran,
+    );
+    let map = unsafe { MappedArray::open_raw(&path, &m, 16, Mode::Read).unwrap() };
+    let read = map.read().unwrap().into_typed::<u16>().unwrap();
+    assert_eq!(
+        read,
+        ArrayD::from_shape_vec(IxDyn(&[2, 3]).f(), values.to_vec()).unwrap()
+    );
+    // A zero-copy view needs the native byte order: a clear error, not wrong values.
+    let err = map.view::<u16>().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert!(err.to_string().contains("byte order"), "{err}");
+    // A misaligned offset cannot be viewed either, but can be read.
+    let m8 = ArrayMeta::new(DType::native(DTypeKind::U64), vec![1], Order::C);
+    let map = unsafe { MappedArray::open_raw(&path, &m8, 3, Mode::Read).unwrap() };
+    assert!(
+        map.view::<u64>()
+            .unwrap_err()
+            .to_string()
+            .contains("alignment")
+    );
+    assert_eq!(map.read().unwrap().len(), 1);
+}
+
+#[test]
+fn invalid_bools_are_refused_with_their_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.bin");
+    std::fs::write(&path, [0u8, 1, 2, 1]).unwrap();
+    let map = unsafe {
+        MappedArray::open_raw(&path, &meta(DTypeKind::Bool, &[4], Order::C), 0, Mode::Read).unwrap()
+    };
+    let err = map.view::<bool>().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Format);
+    assert_eq!(err.location(), Some(&ndstore_core::Location::Offset(2)));
+}
+
+#[test]
+fn zero_length_arrays_map_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("z.npy");
+    let mut map = unsafe {
+        MappedArray::create_npy(
+            &path,
+            &meta(DTypeKind::Complex128, &[0, 5], Order::C),
+            &SaveOptions::default(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        map.view_mut::<ndstore_core::num_complex::Complex<f64>>()
+            .unwrap()
+            .len(),
+        0
+    );
+    map.commit().unwrap();
+    let map = unsafe { MappedArray::open_npy(&path, Mode::Read).unwrap() };
+    assert_eq!(
+        map.view::<ndstore_core::num_complex::Complex<f64>>()
+            .unwrap()
+            .shape(),
+        &[0, 5]
+    );
+}
+
+#[test]
+fn cooperating_handles_are_refused_while_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.npy");
+    save(&path, &ArrayD::<u8>::zeros(IxDyn(&[8])).into());
+    let writer = unsafe { MappedArray::open_npy(&path, Mode::ReadWrite).unwrap() };
+    for mode in [Mode::Read, Mode::ReadWrite, Mode::CopyOnWrite] {
+        let err = unsafe { MappedArray::open_npy(&path, mode) }.err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Locked, "{mode:?}: {err}");
+        assert!(err.to_string().contains("l.npy"), "{err}");
+    }
+    // An in-place rewrite would truncate the mapped file: refused too.
+    let err = ndstore_core::Backend::save(
+        &ndstore_mmap::MmapBackend,
+        &path,
+        &ArrayD::<u8>::zeros(IxDyn(&[1])).into(),
+        &SaveOptions::new().in_place(),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked);
+    drop(writer);
+    let reader = unsafe { MappedArray::open_npy(&path, Mode::Read).unwrap() };
+    let second = unsafe { MappedArray::open_npy(&path, Mode::Read).unwrap() };
+    assert_eq!(
+        unsafe { MappedArray::open_npy(&path, Mode::ReadWrite) }
+            .err()
+            .unwrap()
+            .kind(),
+        ErrorKind::Locked
+    );
+    drop((reader, second));
+}
+
+#[test]
+fn truncated_files_are_refused_before_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.npy");
+    save(&path, &ArrayD::<f64>::zeros(IxDyn(&[100])).into());
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 8)
+        .unwrap();
+    let err = unsafe { MappedArray::open_npy(&path, Mode::Read) }
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), ErrorKind::Truncated);
+    assert!(err.location().is_some(), "{err}");
+}
+
+#[test]
+fn range_sync_checks_its_bounds_and_writes_reach_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.npy");
+    save(&path, &ArrayD::<f64>::zeros(IxDyn(&[10_000])).into());
+    let mut map = unsafe { MappedArray::open_npy(&path, Mode::ReadWrite).unwrap() };
+    map.view_mut::<f64>().unwrap()[[9_000]] = 1.0;
+    map.sync_range(8_999, 2).unwrap();
+    assert_eq!(
+        map.sync_range(9_999, 2).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    map.write_from(
+        &array![5.0f64]
+            .into_dyn()
+            .broadcast(IxDyn(&[10_000]))
+            .unwrap()
+            .to_owned()
+            .into(),
+    )
+    .unwrap();
+    Durable::flush(&mut map).unwrap();
+    drop(map);
+    assert_eq!(load(&path).into_typed::<f64>().unwrap().sum(), 50_000.0);
+}
