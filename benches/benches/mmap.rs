@@ -14,8 +14,8 @@ fn mmap_backend(c: &mut Criterion) {
         let label = ndstore_benches::label(bytes);
         ndstore_file::npy::save(&path, &array).unwrap_or_else(|e| panic!("{e}"));
         group.bench_with_input(BenchmarkId::new("open", &label), &path, |b, p| {
-            // SAFETY: the benchmark's own file; nothing else touches it.
             b.iter(|| {
+                // SAFETY: the benchmark's own file; nothing else touches it.
                 unsafe { MappedArray::open_npy(p, Mode::Read) }.unwrap_or_else(|e| panic!("{e}"))
             })
         });

@@ -427,7 +427,7 @@ mod tests {
             &[7],
             &[3, 4],
             &[2, 3, 4],
-            &[usize::MAX / 16, 2],
+            &[usize::MAX / 64, 2],
         ] {
             for order in [Order::C, Order::Fortran] {
                 let m = meta(">c16", shape, order);
@@ -488,5 +488,19 @@ mod tests {
             assert!(msg.contains(want), "{text}: {msg}");
             assert!(pos < text.len(), "{text}: {pos}");
         }
+    }
+
+    #[test]
+    fn overflowing_byte_counts_are_refused_at_the_shape() {
+        let m = meta("<c16", &[usize::MAX / 16, 2], Order::C);
+        let bytes = encode(&m);
+        let err = read(&mut bytes.as_slice(), DEFAULT_MAX_HEADER_LEN).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooLarge);
+        let key = b"'shape': ";
+        let shape_at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+        assert_eq!(
+            err.location(),
+            Some(&crate::Location::Offset(shape_at as u64))
+        );
     }
 }

@@ -304,7 +304,7 @@ impl MappedArray {
             )
             .with_path(&self.path));
         }
-        if self.data_offset % std::mem::align_of::<T>() != 0 {
+        if !self.data_offset.is_multiple_of(std::mem::align_of::<T>()) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 format!(

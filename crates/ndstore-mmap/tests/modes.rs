@@ -32,6 +32,7 @@ fn read_only_maps_view_without_copying_and_refuse_writes() {
     let path = dir.path().join("r.npy");
     let a = Array2::<f64>::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f64);
     save(&path, &a.clone().into_dyn().into());
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let mut map = unsafe { MappedArray::open_npy(&path, Mode::Read).unwrap() };
     assert_eq!(map.view::<f64>().unwrap(), a.clone().into_dyn());
     assert_eq!(
@@ -49,6 +50,7 @@ fn read_write_changes_reach_the_file_and_copy_on_write_changes_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rw.npy");
     save(&path, &ArrayD::<i32>::zeros(IxDyn(&[5])).into());
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let mut map = unsafe { MappedArray::open_npy(&path, Mode::ReadWrite).unwrap() };
     map.view_mut::<i32>().unwrap()[[2]] = 42;
     map.sync().unwrap();
@@ -58,6 +60,7 @@ fn read_write_changes_reach_the_file_and_copy_on_write_changes_do_not() {
         .into();
     assert!(load(&path).bit_eq(&want));
 
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let mut cow = unsafe { MappedArray::open_npy(&path, Mode::CopyOnWrite).unwrap() };
     cow.view_mut::<i32>().unwrap().fill(-1);
     assert_eq!(cow.view::<i32>().unwrap().sum(), -5);
@@ -75,6 +78,7 @@ fn created_maps_appear_only_complete_on_commit() {
     let path = dir.path().join("w.npy");
     std::fs::write(&path, b"old").unwrap();
     let m = meta(DTypeKind::F32, &[100, 10], Order::Fortran);
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let mut map = unsafe { MappedArray::create_npy(&path, &m, &SaveOptions::default()).unwrap() };
     map.view_mut::<f32>().unwrap().fill(2.5);
     assert_eq!(
@@ -88,6 +92,7 @@ fn created_maps_appear_only_complete_on_commit() {
     assert_eq!(loaded.into_typed::<f32>().unwrap().sum(), 2500.0);
 
     // Dropped uncommitted: rolled back, no temporary left.
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let mut map = unsafe { MappedArray::create_npy(&path, &m, &SaveOptions::default()).unwrap() };
     map.view_mut::<f32>().unwrap().fill(9.0);
     drop(map);
@@ -109,6 +114,7 @@ fn raw_maps_honour_offset_order_and_byte_order() {
         vec![2, 3],
         Order::Fortran,
     );
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let map = unsafe { MappedArray::open_raw(&path, &m, 16, Mode::Read).unwrap() };
     let read = map.read().unwrap().into_typed::<u16>().unwrap();
     assert_eq!(
@@ -121,6 +127,7 @@ fn raw_maps_honour_offset_order_and_byte_order() {
     assert!(err.to_string().contains("byte order"), "{err}");
     // A misaligned offset cannot be viewed either, but can be read.
     let m8 = ArrayMeta::new(DType::native(DTypeKind::U64), vec![1], Order::C);
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let map = unsafe { MappedArray::open_raw(&path, &m8, 3, Mode::Read).unwrap() };
     assert!(
         map.view::<u64>()
@@ -136,6 +143,7 @@ fn invalid_bools_are_refused_with_their_offset() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("b.bin");
     std::fs::write(&path, [0u8, 1, 2, 1]).unwrap();
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let map = unsafe {
         MappedArray::open_raw(&path, &meta(DTypeKind::Bool, &[4], Order::C), 0, Mode::Read).unwrap()
     };
@@ -148,6 +156,7 @@ fn invalid_bools_are_refused_with_their_offset() {
 fn zero_length_arrays_map_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("z.npy");
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let mut map = unsafe {
         MappedArray::create_npy(
             &path,
@@ -163,6 +172,7 @@ fn zero_length_arrays_map_nothing() {
         0
     );
     map.commit().unwrap();
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let map = unsafe { MappedArray::open_npy(&path, Mode::Read).unwrap() };
     assert_eq!(
         map.view::<ndstore_core::num_complex::Complex<f64>>()
@@ -177,8 +187,10 @@ fn cooperating_handles_are_refused_while_mapped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.npy");
     save(&path, &ArrayD::<u8>::zeros(IxDyn(&[8])).into());
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let writer = unsafe { MappedArray::open_npy(&path, Mode::ReadWrite).unwrap() };
     for mode in [Mode::Read, Mode::ReadWrite, Mode::CopyOnWrite] {
+        // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
         let err = unsafe { MappedArray::open_npy(&path, mode) }.err().unwrap();
         assert_eq!(err.kind(), ErrorKind::Locked, "{mode:?}: {err}");
         assert!(err.to_string().contains("l.npy"), "{err}");
@@ -193,9 +205,12 @@ fn cooperating_handles_are_refused_while_mapped() {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Locked);
     drop(writer);
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let reader = unsafe { MappedArray::open_npy(&path, Mode::Read).unwrap() };
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let second = unsafe { MappedArray::open_npy(&path, Mode::Read).unwrap() };
     assert_eq!(
+        // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
         unsafe { MappedArray::open_npy(&path, Mode::ReadWrite) }
             .err()
             .unwrap()
@@ -217,6 +232,7 @@ fn truncated_files_are_refused_before_mapping() {
         .unwrap()
         .set_len(len - 8)
         .unwrap();
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let err = unsafe { MappedArray::open_npy(&path, Mode::Read) }
         .err()
         .unwrap();
@@ -229,6 +245,7 @@ fn range_sync_checks_its_bounds_and_writes_reach_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.npy");
     save(&path, &ArrayD::<f64>::zeros(IxDyn(&[10_000])).into());
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let mut map = unsafe { MappedArray::open_npy(&path, Mode::ReadWrite).unwrap() };
     map.view_mut::<f64>().unwrap()[[9_000]] = 1.0;
     map.sync_range(8_999, 2).unwrap();

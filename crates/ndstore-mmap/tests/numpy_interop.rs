@@ -37,6 +37,7 @@ fn numpy_edits_are_seen_by_a_live_map_and_ndstore_edits_by_numpy() {
     .unwrap();
 
     // A read-only ndstore map stays open while numpy edits the file through its own r+ map.
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let reader = unsafe {
         MappedArray::open_raw(
             &path,
@@ -59,6 +60,7 @@ fn numpy_edits_are_seen_by_a_live_map_and_ndstore_edits_by_numpy() {
     drop(reader);
 
     // ndstore edits through r+ and syncs; numpy reads it back.
+    // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let mut map = unsafe { MappedArray::open_npy(&path, Mode::ReadWrite).unwrap() };
     map.view_mut::<f64>().unwrap()[[3, 4]] = -2.25;
     map.sync().unwrap();

@@ -11,6 +11,9 @@
 //! | `.npy` | [`file::npy`] | `file` |
 //! | `.npz` | [`file::npz`] (first array, or by name) | `file` |
 //!
+//! Memory maps are opened explicitly, through [`mmap::MappedArray`] (feature `mmap`): mapping is
+//! an `unsafe` choice the caller makes, never a side effect of a file's extension.
+//!
 //! # Example
 //!
 //! ```
@@ -38,6 +41,10 @@ pub use ndstore_core::*;
 #[cfg(feature = "file")]
 pub use ndstore_file as file;
 
+/// The `mmap` backend: memory-mapped `.npy` and raw arrays.
+#[cfg(feature = "mmap")]
+pub use ndstore_mmap as mmap;
+
 /// The backends this build includes, as the conformance report names them.
 // Each push depends on a feature, so the vector cannot be one `vec![]` literal.
 #[allow(clippy::vec_init_then_push, unused_mut)]
@@ -45,6 +52,8 @@ pub fn backends() -> Vec<Box<dyn Backend>> {
     let mut backends: Vec<Box<dyn Backend>> = Vec::new();
     #[cfg(feature = "file")]
     backends.push(Box::new(ndstore_file::NpyBackend));
+    #[cfg(feature = "mmap")]
+    backends.push(Box::new(ndstore_mmap::MmapBackend));
     backends
 }
 

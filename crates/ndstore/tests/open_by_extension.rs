@@ -33,6 +33,6 @@ fn unknown_extensions_are_named_in_the_error() {
             .iter()
             .map(|b| b.name())
             .collect::<Vec<_>>(),
-        ["file"]
+        ["file", "mmap"]
     );
 }
