@@ -76,31 +76,15 @@ fn ck_atomic(ctx: &Ctx<'_>, kills: u64, failures: &mut Vec<String>) -> Result<St
     for kill in 0..kills {
         progress.tick(kill);
         let result = (|| -> Result<(), String> {
-            let mut child = child::spawn(&Task::SaveLoop {
-                path: path.clone(),
-                writer: 0,
-                count: u64::MAX,
-            })?;
-            let stdout = child.stdout.take().ok_or("no stdout")?;
-            let mut lines = BufReader::new(stdout).lines();
-            // Wait for READY so the kill lands in the save loop, not in process start-up.
-            loop {
-                match lines.next() {
-                    Some(Ok(line)) if line == format!("{PREFIX}READY") => break,
-                    Some(Ok(_)) => continue,
-                    _ => return Err("the child ended before it was ready".to_owned()),
-                }
-            }
             let delay = Duration::from_nanos(rng.below(window.as_nanos() as u64));
-            std::thread::sleep(delay);
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut last_ack: Option<u64> = None;
-            for line in lines.map_while(Result::ok) {
-                if let Some(n) = line.strip_prefix(&format!("{PREFIX}ACK ")) {
-                    last_ack = n.trim().parse().ok();
-                }
-            }
+            let last_ack = kill_during(
+                &Task::SaveLoop {
+                    path: path.clone(),
+                    writer: 0,
+                    count: u64::MAX,
+                },
+                delay,
+            )?;
             acked_total += last_ack.map_or(0, |n| n + 1);
             let (_, loaded) = crate::checks::load(backend, &path)
                 .map_err(|e| format!("the target does not load after the kill: {e}"))?;
@@ -164,28 +148,8 @@ pub fn ck_in_place(
             backend
                 .save(&path, &initial, &SaveOptions::default())
                 .map_err(|e| e.to_string())?;
-            let mut child = child::spawn(&Task::InPlaceLoop { path: path.clone() })?;
-            let stdout = child.stdout.take().ok_or("no stdout")?;
-            let mut lines = BufReader::new(stdout).lines();
-            loop {
-                match lines.next() {
-                    Some(Ok(line)) if line == format!("{PREFIX}READY") => break,
-                    Some(Ok(line)) if line.starts_with(&format!("{PREFIX}ERROR")) => {
-                        return Err(line);
-                    }
-                    Some(Ok(_)) => continue,
-                    _ => return Err("the child ended before it was ready".to_owned()),
-                }
-            }
-            std::thread::sleep(Duration::from_nanos(rng.below(window.as_nanos() as u64)));
-            let _ = child.kill();
-            let _ = child.wait();
-            let mut last_ack: Option<u64> = None;
-            for line in lines.map_while(Result::ok) {
-                if let Some(n) = line.strip_prefix(&format!("{PREFIX}ACK ")) {
-                    last_ack = n.trim().parse().ok();
-                }
-            }
+            let delay = Duration::from_nanos(rng.below(window.as_nanos() as u64));
+            let last_ack = kill_during(&Task::InPlaceLoop { path: path.clone() }, delay)?;
             acked_total += last_ack.map_or(0, |n| n + 1);
             let (_, loaded) = crate::checks::load(backend, &path)
                 .map_err(|e| format!("the file does not load after the kill: {e}"))?;
@@ -217,4 +181,31 @@ pub fn ck_in_place(
     Ok(format!(
         "{kills} kills of an in-place writer: every element from the last synced version or the one in flight ({acked_total} syncs acknowledged)"
     ))
+}
+
+/// Starts a child on `task`, waits until it is ready, kills it with SIGKILL after `delay`, and
+/// returns the last version it acknowledged.
+fn kill_during(task: &Task, delay: Duration) -> Result<Option<u64>, String> {
+    let mut child = child::spawn(task)?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    // Wait for READY so the kill lands in the loop, not in process start-up.
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line == format!("{PREFIX}READY") => break,
+            Some(Ok(line)) if line.starts_with(&format!("{PREFIX}ERROR")) => return Err(line),
+            Some(Ok(_)) => continue,
+            _ => return Err("the child ended before it was ready".to_owned()),
+        }
+    }
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut last_ack = None;
+    for line in lines.map_while(Result::ok) {
+        if let Some(n) = line.strip_prefix(&format!("{PREFIX}ACK ")) {
+            last_ack = n.trim().parse().ok();
+        }
+    }
+    Ok(last_ack)
 }

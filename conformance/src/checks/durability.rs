@@ -73,9 +73,7 @@ pub fn fc(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             let path = ctx.path(&format!("fc-writer-{cases}"));
             let (row_shape, block, whole) = concat_rows(backend, 3, 5);
             let result = (|| {
-                let mut writer = backend
-                    .writer(&path, DType::native(block.kind()), &row_shape, &options)
-                    .map_err(|e| e.to_string())?;
+                let mut writer = open_writer(backend, &path, &block, &row_shape, &options)?;
                 for _ in 0..3 {
                     writer.append(&block).map_err(|e| e.to_string())?;
                 }
@@ -208,14 +206,8 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
                 .save(&path, &old, &SaveOptions::default())
                 .map_err(|e| e.to_string())?;
             let (row_shape, block) = rows_for(backend, 4);
-            let mut writer = backend
-                .writer(
-                    &path,
-                    DType::native(block.kind()),
-                    &row_shape,
-                    &SaveOptions::default(),
-                )
-                .map_err(|e| e.to_string())?;
+            let mut writer =
+                open_writer(backend, &path, &block, &row_shape, &SaveOptions::default())?;
             writer.append(&block).map_err(|e| e.to_string())?;
             writer.flush().map_err(|e| e.to_string())?;
             drop(writer);
@@ -245,9 +237,7 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
                     .save(&path, &old, &SaveOptions::default())
                     .map_err(|e| e.to_string())?;
                 let (row_shape, block) = rows_for(backend, 4);
-                let writer = backend
-                    .writer(&path, DType::native(block.kind()), &row_shape, &options)
-                    .map_err(|e| e.to_string())?;
+                let writer = open_writer(backend, &path, &block, &row_shape, &options)?;
                 let in_place = options.replace == ndstore_core::Replace::InPlace;
                 let joined = std::thread::spawn(move || {
                     let mut writer = writer;
@@ -282,14 +272,8 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
                 return Err("another logger is installed; cannot observe drop errors".to_owned());
             };
             let (row_shape, block) = rows_for(backend, 2);
-            let mut writer = backend
-                .writer(
-                    &path,
-                    DType::native(block.kind()),
-                    &row_shape,
-                    &SaveOptions::default(),
-                )
-                .map_err(|e| e.to_string())?;
+            let mut writer =
+                open_writer(backend, &path, &block, &row_shape, &SaveOptions::default())?;
             writer.append(&block).map_err(|e| e.to_string())?;
             // Pull the temporary file away, so the writer's rollback fails.
             for temp in list_temps(&path).map_err(|e| e.to_string())? {
@@ -327,4 +311,17 @@ fn target_is(
         return Err(format!("{} temporary file(s) left", temps.len()));
     }
     Ok(())
+}
+
+/// Opens a streaming writer for rows like `block` (errors as text, for the checks).
+fn open_writer(
+    backend: &dyn Backend,
+    path: &Path,
+    block: &ndstore_core::DynArray,
+    row_shape: &[usize],
+    options: &SaveOptions,
+) -> Result<Box<dyn ndstore_core::ArrayWriter>, String> {
+    backend
+        .writer(path, DType::native(block.kind()), row_shape, options)
+        .map_err(|e| e.to_string())
 }

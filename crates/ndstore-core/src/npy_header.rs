@@ -71,6 +71,13 @@ pub fn encode(meta: &ArrayMeta) -> Vec<u8> {
         let digits = n.to_string().len();
         dict.push_str(&" ".repeat(GROWTH_AXIS_MAX_DIGITS.saturating_sub(digits)));
     }
+    wrap(&dict)
+}
+
+/// The header bytes (magic, version, length, padded text, newline) for a header dictionary's
+/// text, in the lowest version that holds it, padded exactly as numpy pads. `encode` builds on
+/// it; tests and hostile corpora use it to frame dictionaries of their own.
+pub fn wrap(dict: &str) -> Vec<u8> {
     // Version 1.0 holds headers up to 65535 bytes; larger ones (huge ndim) need 2.0.
     let text_len = dict.len() + 1;
     let v1_len = text_len + numpy_padding(10 + text_len);

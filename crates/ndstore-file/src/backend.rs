@@ -83,16 +83,9 @@ impl Backend for NpyBackend {
     }
 }
 
-/// A v1 `.npy` file with `dict` as its header text (padded as numpy pads) followed by `data`.
+/// A `.npy` file with `dict` as its header text, framed as numpy frames it, followed by `data`.
 fn npy_with_header(dict: &str, data: &[u8]) -> Vec<u8> {
-    let mut text = dict.to_owned();
-    while !(10 + text.len() + 1).is_multiple_of(64) {
-        text.push(' ');
-    }
-    text.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
-    out.extend_from_slice(text.as_bytes());
+    let mut out = ndstore_core::npy_header::wrap(dict);
     out.extend_from_slice(data);
     out
 }

@@ -256,27 +256,28 @@ impl NpzReader {
         })
     }
 
-    /// Reads only the metadata of array `name`, decompressing just its header.
-    pub fn read_meta(&mut self, name: &str) -> Result<ArrayMeta> {
+    /// Opens the member holding array `name`, with the member's own name.
+    fn member(&mut self, name: &str) -> Result<(zip::read::ZipFile<'_, File>, String)> {
         let index = self.member_index(name)?;
-        let path = self.path.clone();
-        let mut member = self
+        let member = self
             .archive
             .by_index(index)
-            .map_err(|e| zip_error("opening a member", e).with_path(&path))?;
-        let member_name = member_name(&member, &path)?;
+            .map_err(|e| zip_error("opening a member", e).with_path(&self.path))?;
+        let member_name = member_name(&member, &self.path)?;
+        Ok((member, member_name))
+    }
+
+    /// Reads only the metadata of array `name`, decompressing just its header.
+    pub fn read_meta(&mut self, name: &str) -> Result<ArrayMeta> {
+        let path = self.path.clone();
+        let (mut member, member_name) = self.member(name)?;
         npy::read_header_from(&mut member).map_err(|e| e.in_member(&member_name).with_path(&path))
     }
 
     /// Loads array `name` with its metadata.
     pub fn load_dyn(&mut self, name: &str) -> Result<(ArrayMeta, DynArray)> {
-        let index = self.member_index(name)?;
         let path = self.path.clone();
-        let mut member = self
-            .archive
-            .by_index(index)
-            .map_err(|e| zip_error("opening a member", e).with_path(&path))?;
-        let member_name = member_name(&member, &path)?;
+        let (mut member, member_name) = self.member(name)?;
         let declared = member.size();
         let compressed = member.compressed_size();
         let plausible = match member.compression() {

@@ -93,16 +93,9 @@ impl Backend for MmapBackend {
 
     fn hostile_inputs(&self) -> Vec<(String, Vec<u8>)> {
         let header = |shape: &str| {
-            let mut text =
-                format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
-            while !(10 + text.len() + 1).is_multiple_of(64) {
-                text.push(' ');
-            }
-            text.push('\n');
-            let mut out = b"\x93NUMPY\x01\x00".to_vec();
-            out.extend_from_slice(&(text.len() as u16).to_le_bytes());
-            out.extend_from_slice(text.as_bytes());
-            out
+            npy_header::wrap(&format!(
+                "{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}"
+            ))
         };
         let mut short = header("(1000,)");
         short.extend_from_slice(&[0; 16]);
