@@ -112,7 +112,12 @@ pub fn identify(
 /// Rows for streaming-writer checks: the row shape and a block of `rows` rows.
 pub fn rows_for(backend: &dyn Backend, rows: usize) -> (Vec<usize>, DynArray) {
     let kind = version_kind(backend);
-    (vec![4], sample::array(kind, &[rows, 4], Order::C, 0x5eed))
+    let rows = if backend.capabilities().bit_exact {
+        sample::array(kind, &[rows, 4], Order::C, 0x5eed)
+    } else {
+        sample::array_without_nan_payloads(kind, &[rows, 4], Order::C, 0x5eed)
+    };
+    (vec![4], rows)
 }
 
 /// Loads through the backend, turning a panic into an error: a check reports a panicking

@@ -1,0 +1,77 @@
+//! The metadata line, `# ndstore: {"dtype":"<f4","shape":[2,3,4],"order":"C"}`, which
+//! `np.loadtxt` skips as a comment and ndstore reads to restore dtype, shape and order.
+
+use ndstore_core::{ArrayMeta, DType, Order};
+use serde::{Deserialize, Serialize};
+
+/// Room left after the first axis length, so a streaming writer can rewrite it in place.
+pub const FIRST_AXIS_WIDTH: usize = 20;
+
+#[derive(Serialize, Deserialize)]
+struct Json {
+    dtype: String,
+    shape: Vec<usize>,
+    order: String,
+}
+
+/// A parsed metadata line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaLine {
+    /// The stored dtype, byte order included.
+    pub dtype: DType,
+    /// The array's shape.
+    pub shape: Vec<usize>,
+    /// The array's memory order.
+    pub order: Order,
+}
+
+impl MetaLine {
+    /// Parses the JSON after `ndstore:`.
+    pub fn parse(json: &[u8]) -> Result<MetaLine, String> {
+        let parsed: Json = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        let dtype = DType::from_numpy_descr(&parsed.dtype)?;
+        let order = match parsed.order.as_str() {
+            "C" => Order::C,
+            "F" => Order::Fortran,
+            other => return Err(format!("order '{other}' is neither C nor F")),
+        };
+        let meta = ArrayMeta::new(dtype, parsed.shape.clone(), order);
+        meta.byte_len().map_err(|e| e.message().to_owned())?;
+        Ok(MetaLine {
+            dtype,
+            shape: parsed.shape,
+            order,
+        })
+    }
+
+    /// As array metadata.
+    pub fn to_meta(&self) -> ArrayMeta {
+        ArrayMeta::new(self.dtype, self.shape.clone(), self.order)
+    }
+
+    /// The line's text after the comment prefix, without a newline. With `pad_first`, the
+    /// first axis is followed by spaces so it can be rewritten in place with more digits.
+    pub fn render(meta: &ArrayMeta, pad_first: bool) -> String {
+        let mut shape = String::from("[");
+        for (i, n) in meta.shape.iter().enumerate() {
+            if i > 0 {
+                shape.push(',');
+            }
+            let digits = n.to_string();
+            shape.push_str(&digits);
+            if i == 0 && pad_first {
+                shape.push_str(&" ".repeat(FIRST_AXIS_WIDTH.saturating_sub(digits.len())));
+            }
+        }
+        shape.push(']');
+        let order = if meta.order == Order::Fortran {
+            "F"
+        } else {
+            "C"
+        };
+        format!(
+            "ndstore: {{\"dtype\":\"{}\",\"shape\":{shape},\"order\":\"{order}\"}}",
+            meta.dtype.to_numpy_descr()
+        )
+    }
+}

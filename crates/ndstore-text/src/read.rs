@@ -1,0 +1,539 @@
+//! Reading delimited text in bounded memory: blocks of whole lines, each block's lines parsed
+//! on two threads, every error placed at its line and column.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ndstore_core::{ArrayMeta, DType, DTypeKind, Error, ErrorKind, Location, Order, Result};
+
+use crate::meta::MetaLine;
+use crate::options::{Delimiter, TextOptions};
+use crate::value::TextValue;
+
+/// Text read per block. Blocks end at a newline, so memory stays near this plus one line.
+const BLOCK: usize = 8 << 20;
+
+/// Blocks smaller than this are parsed on one thread.
+const PARALLEL_MIN: usize = 256 << 10;
+
+/// A reader of delimited text, yielding rows in blocks.
+pub struct TextReader {
+    source: Box<dyn Read + Send>,
+    path: PathBuf,
+    options: TextOptions,
+    buf: Vec<u8>,
+    eof: bool,
+    /// The line number of the first byte in `buf`, from 1.
+    line: u64,
+    meta: Option<MetaLine>,
+    columns: Option<usize>,
+    rows: usize,
+}
+
+fn text_error(path: &Path, line: u64, column: u64, message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Format, message)
+        .with_path(path)
+        .at(Location::LineColumn { line, column })
+}
+
+impl TextReader {
+    /// Opens the file at `path` and reads its leading comment lines (and metadata line).
+    pub fn open(path: impl AsRef<Path>, options: &TextOptions) -> Result<TextReader> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+        TextReader::from_reader(Box::new(file), path, options)
+    }
+
+    /// Reads text from any reader; `name` is used in error messages.
+    pub fn from_reader(
+        source: Box<dyn Read + Send>,
+        name: &Path,
+        options: &TextOptions,
+    ) -> Result<TextReader> {
+        let mut reader = TextReader {
+            source,
+            path: name.to_path_buf(),
+            options: options.clone(),
+            buf: Vec::new(),
+            eof: false,
+            line: 1,
+            meta: None,
+            columns: None,
+            rows: 0,
+        };
+        reader.read_preamble()?;
+        Ok(reader)
+    }
+
+    /// Fills the buffer until it holds a newline after `from`, or the input ends; refuses lines
+    /// longer than the limit before holding them.
+    fn fill_line(&mut self, from: usize) -> Result<Option<usize>> {
+        loop {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[from..]) {
+                return Ok(Some(from + i));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            if self.buf.len() - from > self.options.max_line_len {
+                return Err(text_error(
+                    &self.path,
+                    self.line,
+                    self.options.max_line_len as u64 + 1,
+                    format!(
+                        "the line is longer than the limit of {} bytes",
+                        self.options.max_line_len
+                    ),
+                )
+                .with_path(&self.path));
+            }
+            // Grow geometrically from 4 KiB, so reading a few header lines reads little.
+            let amount = (self.buf.len() - from).clamp(4096, BLOCK);
+            self.read_more(amount)?;
+        }
+    }
+
+    fn read_more(&mut self, amount: usize) -> Result<()> {
+        let start = self.buf.len();
+        self.buf.resize(start + amount, 0);
+        let mut filled = start;
+        while filled < self.buf.len() {
+            match self.source.read(&mut self.buf[filled..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(Error::io("read failed", e).with_path(&self.path).at(
+                        Location::LineColumn {
+                            line: self.line,
+                            column: 1,
+                        },
+                    ));
+                }
+            }
+        }
+        self.buf.truncate(filled);
+        Ok(())
+    }
+
+    /// Skips the BOM, `skip_rows` lines, and the comment and blank lines before the data,
+    /// reading the metadata line among them.
+    fn read_preamble(&mut self) -> Result<()> {
+        self.read_more(4096.min(self.options.max_line_len.max(4)))?;
+        if self.buf.starts_with(b"\xef\xbb\xbf") {
+            self.buf.drain(..3);
+        }
+        let mut skip = self.options.skip_rows;
+        loop {
+            let end = self.fill_line(0)?;
+            let line_end = end.unwrap_or(self.buf.len());
+            let raw = &self.buf[..line_end];
+            let text = trim_line(raw);
+            let is_comment = !self.options.comments.is_empty()
+                && trim_start(text).starts_with(self.options.comments.as_bytes());
+            if skip > 0 {
+                skip -= 1;
+            } else if is_comment {
+                let body = trim_start(&trim_start(text)[self.options.comments.len()..]);
+                if let Some(json) = body.strip_prefix(b"ndstore:") {
+                    if self.meta.is_some() {
+                        return Err(text_error(
+                            &self.path,
+                            self.line,
+                            1,
+                            "the file has two ndstore metadata lines",
+                        ));
+                    }
+                    let meta = MetaLine::parse(json).map_err(|why| {
+                        text_error(
+                            &self.path,
+                            self.line,
+                            1,
+                            format!("bad ndstore metadata line: {why}"),
+                        )
+                    })?;
+                    self.meta = Some(meta);
+                }
+            } else if !trim_start(text).is_empty() {
+                return Ok(());
+            }
+            match end {
+                Some(e) => {
+                    self.buf.drain(..=e);
+                    self.line += 1;
+                }
+                None => {
+                    if !trim(text).is_empty() {
+                        return Err(unterminated(&self.path, self.line, text.len()));
+                    }
+                    self.buf.clear();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The array's metadata: from the metadata line, or the dtype option (f64 by default) with
+    /// a shape known only after reading.
+    pub fn meta_line(&self) -> Option<ArrayMeta> {
+        self.meta.as_ref().map(MetaLine::to_meta)
+    }
+
+    /// The dtype the data will be read as.
+    pub fn dtype(&self) -> DType {
+        match (&self.meta, self.options.dtype) {
+            (Some(meta), _) => meta.dtype,
+            (None, Some(dtype)) => dtype,
+            (None, None) => DType::native(DTypeKind::F64),
+        }
+    }
+
+    /// The path or name used in errors.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the next block of rows (about 8 MiB of text): the values in row order and the row
+    /// count. `None` at the end of the data.
+    pub fn next_block<T: TextValue>(&mut self) -> Result<Option<(Vec<T>, usize)>> {
+        if self.options.max_rows.is_some_and(|m| self.rows >= m) {
+            return Ok(None);
+        }
+        if self.buf.len() < BLOCK && !self.eof {
+            self.read_more(BLOCK)?;
+        }
+        if self.buf.is_empty() && self.eof {
+            return Ok(None);
+        }
+        // The block ends after the last newline; a final line without one ends the input.
+        let end = match memchr::memrchr(b'\n', &self.buf) {
+            Some(i) => i + 1,
+            None if self.eof => self.buf.len(),
+            None => {
+                let nl = self.fill_line(0)?;
+                nl.map_or(self.buf.len(), |i| i + 1)
+            }
+        };
+        let chunk = &self.buf[..end];
+        if !chunk.ends_with(b"\n") {
+            let last_start = memchr::memrchr(b'\n', chunk).map_or(0, |i| i + 1);
+            let last = trim_line(&chunk[last_start..]);
+            if !trim(last).is_empty() {
+                let line = self.line + memchr::memchr_iter(b'\n', chunk).count() as u64;
+                return Err(unterminated(&self.path, line, last.len()));
+            }
+        }
+        let remaining_rows = self.options.max_rows.map(|m| m - self.rows);
+        let parsed = if chunk.len() >= PARALLEL_MIN && remaining_rows.is_none() {
+            parse_parallel::<T>(chunk, self.line, &self.options, &self.path)?
+        } else {
+            parse_lines::<T>(chunk, self.line, &self.options, &self.path, remaining_rows)?
+        };
+        let Parsed {
+            values,
+            rows,
+            columns,
+            lines,
+            first_row_line,
+        } = parsed;
+        if let (Some(want), Some(got)) = (self.columns, columns) {
+            if want != got {
+                return Err(text_error(
+                    &self.path,
+                    first_row_line,
+                    1,
+                    format!("the row has {got} fields, earlier rows have {want}"),
+                ));
+            }
+        }
+        if self.columns.is_none() {
+            self.columns = columns;
+        }
+        self.line += lines;
+        self.rows += rows;
+        self.buf.drain(..end);
+        Ok(Some((values, rows)))
+    }
+
+    /// The number of fields per row, once a row has been read.
+    pub fn columns(&self) -> Option<usize> {
+        self.columns
+    }
+
+    /// The current line number (for errors after the data).
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+}
+
+/// The error for a last line without a line ending: every writer ends its lines, so a missing
+/// one means the file was cut short.
+fn unterminated(path: &Path, line: u64, len: usize) -> Error {
+    Error::new(
+        ErrorKind::Truncated,
+        "the last line has no line ending; the file may be truncated",
+    )
+    .with_path(path)
+    .at(Location::LineColumn {
+        line,
+        column: len as u64 + 1,
+    })
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn trim_start(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+    &s[n..]
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let s = trim_start(s);
+    let n = s
+        .iter()
+        .rev()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count();
+    &s[..s.len() - n]
+}
+
+/// What one run of the parser produced.
+struct Parsed<T> {
+    values: Vec<T>,
+    rows: usize,
+    columns: Option<usize>,
+    /// Lines consumed (data, blank and comment).
+    lines: u64,
+    /// The line of the first data row, for column-count errors between blocks.
+    first_row_line: u64,
+}
+
+/// Parses the whole lines of `chunk`, the first of which is line `first_line`.
+fn parse_lines<T: TextValue>(
+    chunk: &[u8],
+    first_line: u64,
+    options: &TextOptions,
+    path: &Path,
+    max_rows: Option<usize>,
+) -> Result<Parsed<T>> {
+    let mut values = Vec::new();
+    let mut rows = 0usize;
+    let mut columns: Option<usize> = None;
+    let mut line = first_line;
+    let mut first_row_line = first_line;
+    let mut fields: Vec<(usize, &[u8])> = Vec::new();
+    let mut start = 0;
+    let comments = options.comments.as_bytes();
+    while start < chunk.len() {
+        if max_rows.is_some_and(|m| rows >= m) {
+            break;
+        }
+        let end = memchr::memchr(b'\n', &chunk[start..]).map_or(chunk.len(), |i| start + i);
+        let mut text = trim_line(&chunk[start..end]);
+        if !comments.is_empty() {
+            if let Some(at) = memchr::memmem::find(text, comments) {
+                text = &text[..at];
+            }
+        }
+        if !trim(text).is_empty() {
+            fields.clear();
+            split_fields(text, options.delimiter, &mut fields);
+            let selected =
+                select_columns(&fields, options.use_cols.as_deref(), line, text.len(), path)?;
+            match columns {
+                None => {
+                    columns = Some(selected.len());
+                    first_row_line = line;
+                }
+                Some(n) if n != selected.len() => {
+                    let column = fields.get(n).map_or(text.len() + 1, |f| f.0 + 1);
+                    return Err(text_error(
+                        path,
+                        line,
+                        column as u64,
+                        format!(
+                            "the row has {} fields, earlier rows have {n}",
+                            selected.len()
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+            for (offset, field) in selected {
+                let value = T::parse_text(trim(field))
+                    .map_err(|why| text_error(path, line, offset as u64 + 1, why))?;
+                values.push(value);
+            }
+            rows += 1;
+        }
+        line += 1;
+        start = end + 1;
+    }
+    let lines = line - first_line;
+    Ok(Parsed {
+        values,
+        rows,
+        columns,
+        lines,
+        first_row_line,
+    })
+}
+
+fn select_columns<'a>(
+    fields: &[(usize, &'a [u8])],
+    use_cols: Option<&[usize]>,
+    line: u64,
+    len: usize,
+    path: &Path,
+) -> Result<Vec<(usize, &'a [u8])>> {
+    match use_cols {
+        None => Ok(fields.to_vec()),
+        Some(cols) => cols
+            .iter()
+            .map(|&c| {
+                fields.get(c).copied().ok_or_else(|| {
+                    text_error(
+                        path,
+                        line,
+                        len as u64 + 1,
+                        format!("the row has no column {c} (it has {})", fields.len()),
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+/// Splits a line into (byte offset, field) pairs.
+fn split_fields<'a>(text: &'a [u8], delimiter: Delimiter, out: &mut Vec<(usize, &'a [u8])>) {
+    match delimiter {
+        Delimiter::Byte(d) => {
+            let mut start = 0;
+            for i in memchr::memchr_iter(d, text) {
+                out.push((start, &text[start..i]));
+                start = i + 1;
+            }
+            out.push((start, &text[start..]));
+        }
+        Delimiter::Whitespace => {
+            let mut i = 0;
+            while i < text.len() {
+                while i < text.len() && matches!(text[i], b' ' | b'\t') {
+                    i += 1;
+                }
+                let start = i;
+                while i < text.len() && !matches!(text[i], b' ' | b'\t') {
+                    i += 1;
+                }
+                if i > start {
+                    out.push((start, &text[start..i]));
+                }
+            }
+        }
+    }
+}
+
+/// Parses a chunk on two threads, split at a newline near its middle.
+fn parse_parallel<T: TextValue>(
+    chunk: &[u8],
+    first_line: u64,
+    options: &TextOptions,
+    path: &Path,
+) -> Result<Parsed<T>> {
+    let middle = chunk.len() / 2;
+    let Some(split) = memchr::memchr(b'\n', &chunk[middle..]).map(|i| middle + i + 1) else {
+        return parse_lines(chunk, first_line, options, path, None);
+    };
+    let (head, tail) = chunk.split_at(split);
+    let tail_line = first_line + memchr::memchr_iter(b'\n', head).count() as u64;
+    let (a, b) = std::thread::scope(|scope| {
+        let tail_job = scope.spawn(|| parse_lines::<T>(tail, tail_line, options, path, None));
+        let a = parse_lines::<T>(head, first_line, options, path, None);
+        let b = tail_job.join();
+        (a, b)
+    });
+    let mut a = a?;
+    let b =
+        b.map_err(|_| Error::new(ErrorKind::Format, "a parser thread panicked").with_path(path))??;
+    match (a.columns, b.columns) {
+        (Some(x), Some(y)) if x != y => {
+            return Err(text_error(
+                path,
+                b.first_row_line,
+                1,
+                format!("the row has {y} fields, earlier rows have {x}"),
+            ));
+        }
+        (None, Some(_)) => {
+            a.columns = b.columns;
+            a.first_row_line = b.first_row_line;
+        }
+        _ => {}
+    }
+    a.values.extend(b.values);
+    a.rows += b.rows;
+    a.lines += b.lines;
+    Ok(a)
+}
+
+/// Reads a whole text array: the values in C order, the meta they make, and whether a
+/// metadata line was present.
+pub fn read_all<T: TextValue>(mut reader: TextReader) -> Result<(ArrayMeta, Vec<T>)> {
+    let dtype = reader.dtype();
+    if dtype.kind != T::KIND {
+        return Err(
+            ndstore_core::array::type_mismatch(dtype.kind, T::KIND).with_path(reader.path())
+        );
+    }
+    let mut values: Vec<T> = Vec::new();
+    let mut rows = 0;
+    while let Some((block, n)) = reader.next_block::<T>()? {
+        if values.is_empty() {
+            values = block;
+        } else {
+            values.extend(block);
+        }
+        rows += n;
+    }
+    let path = reader.path().to_path_buf();
+    let meta = match reader.meta_line() {
+        Some(meta) => {
+            let want = meta.element_count().map_err(|e| e.with_path(&path))?;
+            if want != values.len() {
+                return Err(Error::new(
+                    ErrorKind::Truncated,
+                    format!("the data holds {} values, but the metadata line says shape {:?} ({want} values)", values.len(), meta.shape),
+                )
+                .with_path(&path)
+                .at(Location::LineColumn { line: reader.line(), column: 1 }));
+            }
+            meta
+        }
+        None => {
+            if rows == 0 {
+                return Err(text_error(
+                    &path,
+                    reader.line(),
+                    1,
+                    "the file holds no data and no ndstore metadata line",
+                ));
+            }
+            let columns = reader.columns().unwrap_or(0);
+            // np.loadtxt squeezes: one row or one column gives a 1-d array, one value a 0-d one.
+            let shape = match (rows, columns) {
+                (1, 1) => vec![],
+                (1, c) => vec![c],
+                (r, 1) => vec![r],
+                (r, c) => vec![r, c],
+            };
+            ArrayMeta::new(dtype, shape, Order::C)
+        }
+    };
+    Ok((meta, values))
+}

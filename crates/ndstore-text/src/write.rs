@@ -1,0 +1,389 @@
+//! Writing delimited text: whole arrays (formatted on two threads, published atomically by
+//! default) and a streaming writer that appends rows with flush, sync and commit.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
+use ndstore_core::{
+    ArrayMeta, ArrayWriter, Commit, DType, Durable, DynArray, Error, ErrorKind, OutputFile,
+    Replace, Result, SaveOptions, with_dyn_array,
+};
+
+use crate::meta::MetaLine;
+use crate::options::{Delimiter, Newline, TextOptions};
+use crate::value::{Style, TextValue};
+
+/// Rows formatted per task; two tasks run at once.
+const ROWS_PER_TASK: usize = 16 * 1024;
+
+fn newline(options: &TextOptions) -> &'static [u8] {
+    match options.newline {
+        Newline::Lf => b"\n",
+        Newline::CrLf => b"\r\n",
+    }
+}
+
+fn delimiter_byte(options: &TextOptions) -> u8 {
+    match options.delimiter {
+        Delimiter::Byte(b) => b,
+        Delimiter::Whitespace => b' ',
+    }
+}
+
+/// The row length of an array's text table: the product of all axes but the first (1 for
+/// 0-d and 1-d arrays), so `np.loadtxt(f).reshape(shape)` restores any array.
+pub fn row_len(shape: &[usize]) -> usize {
+    shape.iter().skip(1).product()
+}
+
+fn comment_lines(text: &str, options: &TextOptions, out: &mut Vec<u8>) {
+    for line in text.lines() {
+        out.extend_from_slice(options.comments.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(newline(options));
+    }
+}
+
+/// The bytes before the data: BOM, metadata line, header lines. Returns them and the offset of
+/// the metadata line's first axis (for in-place rewrites).
+fn preamble(meta: &ArrayMeta, options: &TextOptions, pad_first: bool) -> (Vec<u8>, Option<usize>) {
+    let mut out = Vec::new();
+    if options.bom {
+        out.extend_from_slice(b"\xef\xbb\xbf");
+    }
+    let mut first_axis_at = None;
+    if options.metadata {
+        out.extend_from_slice(options.comments.as_bytes());
+        out.push(b' ');
+        let line = MetaLine::render(meta, pad_first);
+        first_axis_at = line
+            .find("\"shape\":[")
+            .map(|i| out.len() + i + "\"shape\":[".len());
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(newline(options));
+    }
+    if let Some(header) = &options.header {
+        comment_lines(header, options, &mut out);
+    }
+    (out, first_axis_at)
+}
+
+/// Formats `values` (whole rows of `row_len`) into `out`.
+fn format_rows<T: TextValue>(
+    values: &[T],
+    row_len: usize,
+    options: &TextOptions,
+    out: &mut Vec<u8>,
+) {
+    let style = Style {
+        float: options.float_format,
+        bool: options.bool_format,
+    };
+    let delimiter = delimiter_byte(options);
+    let nl = newline(options);
+    for row in values.chunks(row_len.max(1)) {
+        for (i, value) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(delimiter);
+            }
+            value.write_text(out, &style);
+        }
+        out.extend_from_slice(nl);
+    }
+}
+
+/// Writes the whole array as text to `out`: preamble, rows, footer.
+fn write_view<T: TextValue>(
+    view: &ArrayViewD<'_, T>,
+    meta: &ArrayMeta,
+    options: &TextOptions,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let io = |e| Error::io("writing text", e);
+    let (head, _) = preamble(meta, options, false);
+    out.write_all(&head).map_err(io)?;
+    let standard = view.as_standard_layout();
+    let values = standard.as_slice().unwrap_or(&[]);
+    let row = row_len(&meta.shape).max(1);
+    let per_task = ROWS_PER_TASK * row;
+    let mut buffers = [Vec::new(), Vec::new()];
+    for pair in values.chunks(per_task * 2) {
+        let (a, b) = pair.split_at(pair.len().min(per_task));
+        let [first, second] = &mut buffers;
+        first.clear();
+        second.clear();
+        if b.is_empty() {
+            format_rows(a, row, options, first);
+        } else {
+            std::thread::scope(|scope| {
+                scope.spawn(|| format_rows(b, row, options, second));
+                format_rows(a, row, options, first);
+            });
+        }
+        out.write_all(first).map_err(io)?;
+        out.write_all(second).map_err(io)?;
+    }
+    if let Some(footer) = &options.footer {
+        let mut tail = Vec::new();
+        comment_lines(footer, options, &mut tail);
+        out.write_all(&tail).map_err(io)?;
+    }
+    Ok(())
+}
+
+fn meta_of<T: TextValue>(view: &ArrayViewD<'_, T>, save: &SaveOptions) -> ArrayMeta {
+    ArrayMeta::new(
+        DType::new(T::KIND, save.effective_byte_order()),
+        view.shape().to_vec(),
+        ndstore_core::codec::layout_order(view),
+    )
+}
+
+/// Saves `array` as text at `path`: atomically and durably unless `save` says otherwise.
+///
+/// The text holds the values in C order, in rows of all axes but the first; the metadata line
+/// records dtype (byte order included), shape and memory order, so `load` restores them all.
+pub fn save<A, S, D>(
+    path: impl AsRef<Path>,
+    array: &ArrayBase<S, D>,
+    options: &TextOptions,
+    save: &SaveOptions,
+) -> Result<()>
+where
+    A: TextValue,
+    S: Data<Elem = A>,
+    D: Dimension,
+{
+    save_view(path.as_ref(), array.view().into_dyn(), options, save)
+}
+
+pub(crate) fn save_view<T: TextValue>(
+    path: &Path,
+    view: ArrayViewD<'_, T>,
+    options: &TextOptions,
+    save: &SaveOptions,
+) -> Result<()> {
+    let meta = meta_of(&view, save);
+    ndstore_core::write_file(path, save, |file| {
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        write_view(&view, &meta, options, &mut out)?;
+        out.flush().map_err(|e| Error::io("writing text", e))
+    })
+}
+
+/// Writes `array` as text to a writer the caller owns (durability is then the caller's).
+pub fn write_to<A, S, D>(
+    writer: &mut dyn Write,
+    array: &ArrayBase<S, D>,
+    options: &TextOptions,
+) -> Result<()>
+where
+    A: TextValue,
+    S: Data<Elem = A>,
+    D: Dimension,
+{
+    let view = array.view().into_dyn();
+    let meta = meta_of(&view, &SaveOptions::default());
+    write_view(&view, &meta, options, writer)
+}
+
+/// Appends rows to a text file, with the durability vocabulary.
+///
+/// The metadata line is written first with room for the row count, and rewritten in place on
+/// `flush`, `sync` and `commit`. Atomic (the default): nothing appears at the target before
+/// `commit`, and an uncommitted writer rolls back on drop. In place: `flush` makes the rows so
+/// far a complete file; a dropped writer flushes (errors logged) unless its thread panics.
+pub struct TextWriter {
+    out: Option<OutputFile>,
+    data: Option<BufWriter<File>>,
+    options: TextOptions,
+    meta: ArrayMeta,
+    first_axis_at: Option<usize>,
+    replace: Replace,
+}
+
+impl TextWriter {
+    /// Starts a file at `path` for rows of `row_shape` (the axes after the first) of `dtype`.
+    pub fn create(
+        path: impl AsRef<Path>,
+        dtype: DType,
+        row_shape: &[usize],
+        options: &TextOptions,
+        save: &SaveOptions,
+    ) -> Result<TextWriter> {
+        let path = path.as_ref();
+        let mut out = OutputFile::create(path, save)?;
+        let file = out
+            .file()?
+            .try_clone()
+            .map_err(|e| Error::io("duplicating a descriptor", e).with_path(path))?;
+        let mut shape = vec![0];
+        shape.extend_from_slice(row_shape);
+        let meta = ArrayMeta::new(dtype, shape, ndstore_core::Order::C);
+        let (head, first_axis_at) = preamble(&meta, options, true);
+        let mut data = BufWriter::with_capacity(1 << 20, file);
+        data.write_all(&head)
+            .map_err(|e| Error::io("writing the preamble", e).with_path(path))?;
+        Ok(TextWriter {
+            out: Some(out),
+            data: Some(data),
+            options: options.clone(),
+            meta,
+            first_axis_at,
+            replace: save.replace,
+        })
+    }
+
+    fn target(&self) -> &Path {
+        self.out.as_ref().map_or(Path::new(""), OutputFile::target)
+    }
+
+    fn data(&mut self) -> Result<&mut BufWriter<File>> {
+        self.data
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the writer is finished"))
+    }
+
+    /// Appends rows: an array shaped `[n, row_shape...]` of the writer's element type.
+    pub fn append<A, S, D>(&mut self, rows: &ArrayBase<S, D>) -> Result<()>
+    where
+        A: TextValue,
+        S: Data<Elem = A>,
+        D: Dimension,
+    {
+        self.append_view(rows.view().into_dyn())
+    }
+
+    fn append_view<T: TextValue>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {
+        if T::KIND != self.meta.dtype.kind {
+            return Err(
+                ndstore_core::array::type_mismatch(self.meta.dtype.kind, T::KIND)
+                    .with_path(self.target()),
+            );
+        }
+        if view.ndim() == 0 || view.shape()[1..] != self.meta.shape[1..] {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "rows of shape {:?} do not fit [n, {:?}]",
+                    view.shape(),
+                    &self.meta.shape[1..]
+                ),
+            )
+            .with_path(self.target()));
+        }
+        let standard = view.as_standard_layout();
+        let mut text = Vec::new();
+        format_rows(
+            standard.as_slice().unwrap_or(&[]),
+            row_len(&self.meta.shape).max(1),
+            &self.options,
+            &mut text,
+        );
+        let target = self.target().to_path_buf();
+        self.data()?
+            .write_all(&text)
+            .map_err(|e| Error::io("appending rows", e).with_path(&target))?;
+        self.meta.shape[0] += view.shape()[0];
+        Ok(())
+    }
+
+    /// Writes buffered rows and rewrites the row count in the metadata line.
+    fn write_out(&mut self) -> Result<()> {
+        let target = self.target().to_path_buf();
+        self.data()?
+            .flush()
+            .map_err(|e| Error::io("flush failed", e).with_path(&target))?;
+        if let Some(at) = self.first_axis_at {
+            let digits = self.meta.shape[0].to_string();
+            if digits.len() > crate::meta::FIRST_AXIS_WIDTH {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    "the row count outgrew its reserved space",
+                )
+                .with_path(&target));
+            }
+            let mut field = digits.into_bytes();
+            field.resize(crate::meta::FIRST_AXIS_WIDTH, b' ');
+            self.data()?
+                .get_ref()
+                .write_all_at(&field, at as u64)
+                .map_err(|e| Error::io("rewriting the metadata line", e).with_path(&target))?;
+        }
+        Ok(())
+    }
+}
+
+impl Durable for TextWriter {
+    fn flush(&mut self) -> Result<()> {
+        self.write_out()
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.write_out()?;
+        self.out
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the writer is finished"))?
+            .sync()
+    }
+}
+
+impl Commit for TextWriter {
+    fn commit(mut self) -> Result<()> {
+        if let Some(footer) = self.options.footer.clone() {
+            let mut tail = Vec::new();
+            comment_lines(&footer, &self.options, &mut tail);
+            let target = self.target().to_path_buf();
+            self.data()?
+                .write_all(&tail)
+                .map_err(|e| Error::io("writing the footer", e).with_path(&target))?;
+        }
+        self.write_out()?;
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the writer is finished"))?;
+        out.finish()
+    }
+}
+
+impl Drop for TextWriter {
+    fn drop(&mut self) {
+        if self.out.is_none() {
+            return;
+        }
+        if self.replace == Replace::InPlace
+            && !std::thread::panicking()
+            && let Err(e) = self.write_out()
+        {
+            log::error!("flush of an uncommitted text writer failed on drop: {e}");
+        }
+        // Buffered rows are discarded: an atomic writer's temporary is removed as `out` drops,
+        // and a panicking in-place writer publishes only what its last flush wrote.
+        if let Some(data) = self.data.take() {
+            let (_file, _discarded) = data.into_parts();
+        }
+    }
+}
+
+impl ArrayWriter for TextWriter {
+    fn append(&mut self, rows: &DynArray) -> Result<()> {
+        with_dyn_array!(rows, a => self.append_view(a.view()))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        Durable::flush(self)
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        Durable::sync(self)
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        Commit::commit(*self)
+    }
+}
