@@ -344,31 +344,51 @@ fn parse_lines<T: TextValue>(
         if !trim(text).is_empty() {
             fields.clear();
             split_fields(text, options.delimiter, &mut fields);
-            let selected =
-                select_columns(&fields, options.use_cols.as_deref(), line, text.len(), path)?;
+            let count = match options.use_cols.as_deref() {
+                None => fields.len(),
+                Some(cols) => cols.len(),
+            };
             match columns {
                 None => {
-                    columns = Some(selected.len());
+                    columns = Some(count);
                     first_row_line = line;
                 }
-                Some(n) if n != selected.len() => {
+                Some(n) if n != count => {
                     let column = fields.get(n).map_or(text.len() + 1, |f| f.0 + 1);
                     return Err(text_error(
                         path,
                         line,
                         column as u64,
-                        format!(
-                            "the row has {} fields, earlier rows have {n}",
-                            selected.len()
-                        ),
+                        format!("the row has {count} fields, earlier rows have {n}"),
                     ));
                 }
                 Some(_) => {}
             }
-            for (offset, field) in selected {
+            let mut push = |offset: usize, field: &[u8]| -> Result<()> {
                 let value = T::parse_text(trim(field))
                     .map_err(|why| text_error(path, line, offset as u64 + 1, why))?;
                 values.push(value);
+                Ok(())
+            };
+            match options.use_cols.as_deref() {
+                None => {
+                    for &(offset, field) in &fields {
+                        push(offset, field)?;
+                    }
+                }
+                Some(cols) => {
+                    for &c in cols {
+                        let &(offset, field) = fields.get(c).ok_or_else(|| {
+                            text_error(
+                                path,
+                                line,
+                                text.len() as u64 + 1,
+                                format!("the row has no column {c} (it has {})", fields.len()),
+                            )
+                        })?;
+                        push(offset, field)?;
+                    }
+                }
             }
             rows += 1;
         }
@@ -383,31 +403,6 @@ fn parse_lines<T: TextValue>(
         lines,
         first_row_line,
     })
-}
-
-fn select_columns<'a>(
-    fields: &[(usize, &'a [u8])],
-    use_cols: Option<&[usize]>,
-    line: u64,
-    len: usize,
-    path: &Path,
-) -> Result<Vec<(usize, &'a [u8])>> {
-    match use_cols {
-        None => Ok(fields.to_vec()),
-        Some(cols) => cols
-            .iter()
-            .map(|&c| {
-                fields.get(c).copied().ok_or_else(|| {
-                    text_error(
-                        path,
-                        line,
-                        len as u64 + 1,
-                        format!("the row has no column {c} (it has {})", fields.len()),
-                    )
-                })
-            })
-            .collect(),
-    }
 }
 
 /// Splits a line into (byte offset, field) pairs.
