@@ -176,6 +176,16 @@ impl Error {
         self
     }
 
+    /// Moves a line-and-column place down by `lines`: for text parsed in pieces, whose errors
+    /// were placed relative to the piece.
+    #[must_use]
+    pub fn offset_lines(mut self, lines: u64) -> Error {
+        if let Some(Location::LineColumn { line, .. }) = &mut self.location {
+            *line += lines;
+        }
+        self
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.kind

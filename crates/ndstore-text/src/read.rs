@@ -29,6 +29,10 @@ pub struct TextReader {
     meta: Option<MetaLine>,
     columns: Option<usize>,
     rows: usize,
+    /// Bytes of the input consumed before `buf` (BOM and preamble lines).
+    consumed: u64,
+    /// Whether blocks are parsed on two threads (off when the caller splits the file itself).
+    parallel: bool,
 }
 
 fn text_error(path: &Path, line: u64, column: u64, message: impl Into<String>) -> Error {
@@ -51,7 +55,36 @@ impl TextReader {
         name: &Path,
         options: &TextOptions,
     ) -> Result<TextReader> {
-        let mut reader = TextReader {
+        let mut reader = TextReader::bare(source, name, options);
+        reader.read_preamble()?;
+        Ok(reader)
+    }
+
+    /// A reader of a later piece of a file: no preamble, no `skip_rows`, one thread per block.
+    pub(crate) fn piece(
+        source: Box<dyn Read + Send>,
+        name: &Path,
+        options: &TextOptions,
+    ) -> TextReader {
+        let mut reader = TextReader::bare(source, name, options);
+        reader.options.skip_rows = 0;
+        reader.parallel = false;
+        reader
+    }
+
+    /// Parses blocks on one thread (the caller runs readers side by side).
+    pub(crate) fn single_threaded(mut self) -> TextReader {
+        self.parallel = false;
+        self
+    }
+
+    /// Bytes of input before the first data line.
+    pub(crate) fn data_start(&self) -> u64 {
+        self.consumed
+    }
+
+    fn bare(source: Box<dyn Read + Send>, name: &Path, options: &TextOptions) -> TextReader {
+        TextReader {
             source,
             path: name.to_path_buf(),
             options: options.clone(),
@@ -61,9 +94,9 @@ impl TextReader {
             meta: None,
             columns: None,
             rows: 0,
-        };
-        reader.read_preamble()?;
-        Ok(reader)
+            consumed: 0,
+            parallel: true,
+        }
     }
 
     /// Fills the buffer until it holds a newline after `from`, or the input ends; refuses lines
@@ -126,6 +159,7 @@ impl TextReader {
         self.read_more(4096.min(self.options.max_line_len.max(4)))?;
         if self.buf.starts_with(b"\xef\xbb\xbf") {
             self.buf.drain(..3);
+            self.consumed += 3;
         }
         let mut skip = self.options.skip_rows;
         loop {
@@ -164,6 +198,7 @@ impl TextReader {
             match end {
                 Some(e) => {
                     self.buf.drain(..=e);
+                    self.consumed += e as u64 + 1;
                     self.line += 1;
                 }
                 None => {
@@ -228,7 +263,7 @@ impl TextReader {
             }
         }
         let remaining_rows = self.options.max_rows.map(|m| m - self.rows);
-        let parsed = if chunk.len() >= PARALLEL_MIN && remaining_rows.is_none() {
+        let parsed = if self.parallel && chunk.len() >= PARALLEL_MIN && remaining_rows.is_none() {
             parse_parallel::<T>(chunk, self.line, &self.options, &self.path)?
         } else {
             parse_lines::<T>(chunk, self.line, &self.options, &self.path, remaining_rows)?
@@ -330,6 +365,13 @@ fn parse_lines<T: TextValue>(
     let mut fields: Vec<(usize, &[u8])> = Vec::new();
     let mut start = 0;
     let comments = options.comments.as_bytes();
+    // Floats split by one byte parse in a single pass: number, then delimiter, no field split.
+    let fast_delimiter = match options.delimiter {
+        Delimiter::Byte(d) if options.use_cols.is_none() && T::parse_prefix(b"0").is_some() => {
+            Some(d)
+        }
+        _ => None,
+    };
     while start < chunk.len() {
         if max_rows.is_some_and(|m| rows >= m) {
             break;
@@ -341,7 +383,16 @@ fn parse_lines<T: TextValue>(
                 text = &text[..at];
             }
         }
-        if !trim(text).is_empty() {
+        if let Some(d) = fast_delimiter
+            && !trim(text).is_empty()
+        {
+            let n = parse_row_fast::<T>(text, d, columns, &mut values, line, path)?;
+            if columns.is_none() {
+                columns = Some(n);
+                first_row_line = line;
+            }
+            rows += 1;
+        } else if !trim(text).is_empty() {
             fields.clear();
             split_fields(text, options.delimiter, &mut fields);
             let count = match options.use_cols.as_deref() {
@@ -403,6 +454,72 @@ fn parse_lines<T: TextValue>(
         lines,
         first_row_line,
     })
+}
+
+/// Parses one row of floats in a single pass and returns its field count, checking it against
+/// `expected`. Errors name the field's column, with the same messages as the split path.
+fn parse_row_fast<T: TextValue>(
+    text: &[u8],
+    delimiter: u8,
+    expected: Option<usize>,
+    values: &mut Vec<T>,
+    line: u64,
+    path: &Path,
+) -> Result<usize> {
+    let len = text.len();
+    let mut pos = 0;
+    let mut n = 0;
+    let field_error = |start: usize| -> Error {
+        let end = memchr::memchr(delimiter, &text[start..]).map_or(len, |i| start + i);
+        let why = match T::parse_text(trim(&text[start..end])) {
+            Err(why) => why,
+            Ok(_) => format!("unexpected text in the field at column {}", start + 1),
+        };
+        text_error(path, line, start as u64 + 1, why)
+    };
+    loop {
+        while pos < len && text[pos] != delimiter && matches!(text[pos], b' ' | b'\t') {
+            pos += 1;
+        }
+        let start = pos;
+        if let Some(expected) = expected
+            && n == expected
+        {
+            return Err(text_error(
+                path,
+                line,
+                start as u64 + 1,
+                format!("the row has more than {expected} fields, earlier rows have {expected}"),
+            ));
+        }
+        let Some((value, used)) = T::parse_prefix(&text[pos..]) else {
+            return Err(field_error(start));
+        };
+        pos += used;
+        while pos < len && text[pos] != delimiter && matches!(text[pos], b' ' | b'\t') {
+            pos += 1;
+        }
+        if pos < len && text[pos] != delimiter {
+            return Err(field_error(start));
+        }
+        values.push(value);
+        n += 1;
+        if pos == len {
+            break;
+        }
+        pos += 1;
+    }
+    if let Some(expected) = expected
+        && n != expected
+    {
+        return Err(text_error(
+            path,
+            line,
+            len as u64 + 1,
+            format!("the row has {n} fields, earlier rows have {expected}"),
+        ));
+    }
+    Ok(n)
 }
 
 /// Splits a line into (byte offset, field) pairs.
@@ -477,15 +594,17 @@ fn parse_parallel<T: TextValue>(
     Ok(a)
 }
 
-/// Reads a whole text array: the values in C order, the meta they make, and whether a
-/// metadata line was present.
-pub fn read_all<T: TextValue>(mut reader: TextReader) -> Result<(ArrayMeta, Vec<T>)> {
-    let dtype = reader.dtype();
-    if dtype.kind != T::KIND {
-        return Err(
-            ndstore_core::array::type_mismatch(dtype.kind, T::KIND).with_path(reader.path())
-        );
-    }
+/// The values of a reader's data, in row order, with what the checks after it need.
+pub(crate) struct Collected<T> {
+    pub values: Vec<T>,
+    pub rows: usize,
+    pub columns: Option<usize>,
+    /// The line after the last one read.
+    pub end_line: u64,
+}
+
+/// Reads every block of `reader`.
+pub(crate) fn collect<T: TextValue>(reader: &mut TextReader) -> Result<Collected<T>> {
     let mut values: Vec<T> = Vec::new();
     let mut rows = 0;
     while let Some((block, n)) = reader.next_block::<T>()? {
@@ -496,39 +615,64 @@ pub fn read_all<T: TextValue>(mut reader: TextReader) -> Result<(ArrayMeta, Vec<
         }
         rows += n;
     }
-    let path = reader.path().to_path_buf();
-    let meta = match reader.meta_line() {
+    Ok(Collected {
+        values,
+        rows,
+        columns: reader.columns(),
+        end_line: reader.line(),
+    })
+}
+
+/// The array's metadata once all values are read: the metadata line's (checked against the
+/// value count), or rows × columns squeezed as `np.loadtxt` squeezes.
+pub(crate) fn finish<T>(
+    meta_line: Option<ArrayMeta>,
+    dtype: DType,
+    data: &Collected<T>,
+    path: &Path,
+) -> Result<ArrayMeta> {
+    match meta_line {
         Some(meta) => {
-            let want = meta.element_count().map_err(|e| e.with_path(&path))?;
-            if want != values.len() {
+            let want = meta.element_count().map_err(|e| e.with_path(path))?;
+            if want != data.values.len() {
                 return Err(Error::new(
                     ErrorKind::Truncated,
-                    format!("the data holds {} values, but the metadata line says shape {:?} ({want} values)", values.len(), meta.shape),
+                    format!("the data holds {} values, but the metadata line says shape {:?} ({want} values)", data.values.len(), meta.shape),
                 )
-                .with_path(&path)
-                .at(Location::LineColumn { line: reader.line(), column: 1 }));
+                .with_path(path)
+                .at(Location::LineColumn { line: data.end_line, column: 1 }));
             }
-            meta
+            Ok(meta)
         }
         None => {
-            if rows == 0 {
+            if data.rows == 0 {
                 return Err(text_error(
-                    &path,
-                    reader.line(),
+                    path,
+                    data.end_line,
                     1,
                     "the file holds no data and no ndstore metadata line",
                 ));
             }
-            let columns = reader.columns().unwrap_or(0);
-            // np.loadtxt squeezes: one row or one column gives a 1-d array, one value a 0-d one.
-            let shape = match (rows, columns) {
+            let shape = match (data.rows, data.columns.unwrap_or(0)) {
                 (1, 1) => vec![],
                 (1, c) => vec![c],
                 (r, 1) => vec![r],
                 (r, c) => vec![r, c],
             };
-            ArrayMeta::new(dtype, shape, Order::C)
+            Ok(ArrayMeta::new(dtype, shape, Order::C))
         }
-    };
-    Ok((meta, values))
+    }
+}
+
+/// Reads a whole text array: its metadata and its values in C order.
+pub fn read_all<T: TextValue>(mut reader: TextReader) -> Result<(ArrayMeta, Vec<T>)> {
+    let dtype = reader.dtype();
+    if dtype.kind != T::KIND {
+        return Err(
+            ndstore_core::array::type_mismatch(dtype.kind, T::KIND).with_path(reader.path())
+        );
+    }
+    let data = collect::<T>(&mut reader)?;
+    let meta = finish(reader.meta_line(), dtype, &data, reader.path())?;
+    Ok((meta, data.values))
 }

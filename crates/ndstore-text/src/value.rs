@@ -41,6 +41,13 @@ pub trait TextValue: Element {
     fn write_text(&self, out: &mut Vec<u8>, style: &Style);
     /// Parses a field; the error says why it is not a value of this type.
     fn parse_text(field: &[u8]) -> Result<Self, String>;
+
+    /// Parses a value at the start of `text` and says how many bytes it used, when the type has
+    /// such a fast path (floats); `None` sends the caller to `parse_text` on a split field.
+    fn parse_prefix(text: &[u8]) -> Option<(Self, usize)> {
+        let _ = text;
+        None
+    }
 }
 
 fn describe(field: &[u8]) -> String {
@@ -183,6 +190,11 @@ impl TextValue for f64 {
     fn parse_text(field: &[u8]) -> Result<f64, String> {
         parse_float(field)
     }
+    fn parse_prefix(text: &[u8]) -> Option<(f64, usize)> {
+        fast_float2::parse_partial(text)
+            .ok()
+            .filter(|&(_, used)| used > 0)
+    }
 }
 
 impl TextValue for f32 {
@@ -191,6 +203,11 @@ impl TextValue for f32 {
     }
     fn parse_text(field: &[u8]) -> Result<f32, String> {
         parse_float(field)
+    }
+    fn parse_prefix(text: &[u8]) -> Option<(f32, usize)> {
+        fast_float2::parse_partial(text)
+            .ok()
+            .filter(|&(_, used)| used > 0)
     }
 }
 

@@ -291,3 +291,32 @@ fn ndstore_file_free_npy(path: &Path) -> Array2<f64> {
         .collect();
     Array2::from_shape_vec((header.meta.shape[0], header.meta.shape[1]), values).unwrap()
 }
+
+#[test]
+fn large_files_read_in_two_halves_keep_exact_line_numbers() {
+    use std::fmt::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.csv");
+    let rows = 2_000_000usize;
+    let mut text = String::with_capacity(rows * 24);
+    for i in 0..rows {
+        writeln!(text, "{}.25,{}", i, i % 7).unwrap();
+    }
+    assert!(
+        text.len() > 16 << 20,
+        "the file must take the two-halves path"
+    );
+    std::fs::write(&path, &text).unwrap();
+    let all: Array2<f64> = ndstore_text::load(&path, &TextOptions::default()).unwrap();
+    assert_eq!(all.dim(), (rows, 2));
+    assert_eq!(all[[rows - 1, 0]], (rows - 1) as f64 + 0.25);
+    // A bad value far into the second half is reported at its own line.
+    let bad_line = rows - 10;
+    let mut lines: Vec<&str> = text.lines().collect();
+    let replaced = format!("{}.25,oops", bad_line - 1);
+    lines[bad_line - 1] = &replaced;
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let err = ndstore_text::load_dyn(&path, &TextOptions::default()).unwrap_err();
+    let column = replaced.find("oops").unwrap() as u64 + 1;
+    assert_eq!(line_col(&err), (bad_line as u64, column), "{err}");
+}
