@@ -54,7 +54,8 @@ fn read_values<T: TextValue>(path: &Path, options: &TextOptions) -> Result<(Arra
     };
     let head_file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
     let mut head = TextReader::from_reader(Box::new(head_file.take(boundary)), path, options)?
-        .single_threaded();
+        .single_threaded()
+        .with_size_hint(len);
     if head.data_start() >= boundary {
         return sequential();
     }

@@ -33,6 +33,8 @@ pub struct TextReader {
     consumed: u64,
     /// Whether blocks are parsed on two threads (off when the caller splits the file itself).
     parallel: bool,
+    /// The input's length when known (a file), else 0: reservations never exceed it.
+    size_hint: usize,
 }
 
 fn text_error(path: &Path, line: u64, column: u64, message: impl Into<String>) -> Error {
@@ -46,7 +48,17 @@ impl TextReader {
     pub fn open(path: impl AsRef<Path>, options: &TextOptions) -> Result<TextReader> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
-        TextReader::from_reader(Box::new(file), path, options)
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
+            .len();
+        Ok(TextReader::from_reader(Box::new(file), path, options)?.with_size_hint(len))
+    }
+
+    /// Tells the reader how large its input is, so it can reserve memory for the values once.
+    pub(crate) fn with_size_hint(mut self, len: u64) -> TextReader {
+        self.size_hint = usize::try_from(len).unwrap_or(usize::MAX);
+        self
     }
 
     /// Reads text from any reader; `name` is used in error messages.
@@ -96,6 +108,7 @@ impl TextReader {
             rows: 0,
             consumed: 0,
             parallel: true,
+            size_hint: 0,
         }
     }
 
@@ -128,28 +141,24 @@ impl TextReader {
     }
 
     fn read_more(&mut self, amount: usize) -> Result<()> {
+        // `read_to_end` reads into spare capacity without zero-filling it first.
         let start = self.buf.len();
-        self.buf.resize(start + amount, 0);
-        let mut filled = start;
-        while filled < self.buf.len() {
-            match self.source.read(&mut self.buf[filled..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Error::io("read failed", e).with_path(&self.path).at(
-                        Location::LineColumn {
-                            line: self.line,
-                            column: 1,
-                        },
-                    ));
-                }
-            }
+        let wanted = amount as u64;
+        let got = (&mut self.source)
+            .take(wanted)
+            .read_to_end(&mut self.buf)
+            .map_err(|e| {
+                Error::io("read failed", e)
+                    .with_path(&self.path)
+                    .at(Location::LineColumn {
+                        line: self.line,
+                        column: 1,
+                    })
+            })?;
+        if (got as u64) < wanted {
+            self.eof = true;
         }
-        self.buf.truncate(filled);
+        debug_assert_eq!(self.buf.len(), start + got);
         Ok(())
     }
 
@@ -235,6 +244,15 @@ impl TextReader {
     /// Reads the next block of rows (about 8 MiB of text): the values in row order and the row
     /// count. `None` at the end of the data.
     pub fn next_block<T: TextValue>(&mut self) -> Result<Option<(Vec<T>, usize)>> {
+        let mut values = Vec::new();
+        Ok(self
+            .next_block_into(&mut values)?
+            .map(|rows| (values, rows)))
+    }
+
+    /// Appends the next block's values to `values` and returns its row count; `None` at the end
+    /// of the data.
+    pub fn next_block_into<T: TextValue>(&mut self, values: &mut Vec<T>) -> Result<Option<usize>> {
         if self.options.max_rows.is_some_and(|m| self.rows >= m) {
             return Ok(None);
         }
@@ -264,12 +282,18 @@ impl TextReader {
         }
         let remaining_rows = self.options.max_rows.map(|m| m - self.rows);
         let parsed = if self.parallel && chunk.len() >= PARALLEL_MIN && remaining_rows.is_none() {
-            parse_parallel::<T>(chunk, self.line, &self.options, &self.path)?
+            parse_parallel::<T>(chunk, self.line, &self.options, &self.path, values)?
         } else {
-            parse_lines::<T>(chunk, self.line, &self.options, &self.path, remaining_rows)?
+            parse_lines::<T>(
+                chunk,
+                self.line,
+                &self.options,
+                &self.path,
+                remaining_rows,
+                values,
+            )?
         };
         let Parsed {
-            values,
             rows,
             columns,
             lines,
@@ -291,7 +315,12 @@ impl TextReader {
         self.line += lines;
         self.rows += rows;
         self.buf.drain(..end);
-        Ok(Some((values, rows)))
+        Ok(Some(rows))
+    }
+
+    /// An upper bound on the input's size, for reservations (the file's length when known).
+    pub(crate) fn source_hint(&self) -> usize {
+        self.size_hint
     }
 
     /// The number of fields per row, once a row has been read.
@@ -338,9 +367,8 @@ fn trim(s: &[u8]) -> &[u8] {
     &s[..s.len() - n]
 }
 
-/// What one run of the parser produced.
-struct Parsed<T> {
-    values: Vec<T>,
+/// What one run of the parser produced (its values went to the caller's vector).
+struct Parsed {
     rows: usize,
     columns: Option<usize>,
     /// Lines consumed (data, blank and comment).
@@ -356,8 +384,8 @@ fn parse_lines<T: TextValue>(
     options: &TextOptions,
     path: &Path,
     max_rows: Option<usize>,
-) -> Result<Parsed<T>> {
-    let mut values = Vec::new();
+    values: &mut Vec<T>,
+) -> Result<Parsed> {
     let mut rows = 0usize;
     let mut columns: Option<usize> = None;
     let mut line = first_line;
@@ -365,6 +393,8 @@ fn parse_lines<T: TextValue>(
     let mut fields: Vec<(usize, &[u8])> = Vec::new();
     let mut start = 0;
     let comments = options.comments.as_bytes();
+    // One search per block: most blocks hold no comment, and then no line needs searching.
+    let has_comments = !comments.is_empty() && memchr::memmem::find(chunk, comments).is_some();
     // Floats split by one byte parse in a single pass: number, then delimiter, no field split.
     let fast_delimiter = match options.delimiter {
         Delimiter::Byte(d) if options.use_cols.is_none() && T::parse_prefix(b"0").is_some() => {
@@ -378,15 +408,13 @@ fn parse_lines<T: TextValue>(
         }
         let end = memchr::memchr(b'\n', &chunk[start..]).map_or(chunk.len(), |i| start + i);
         let mut text = trim_line(&chunk[start..end]);
-        if !comments.is_empty() {
-            if let Some(at) = memchr::memmem::find(text, comments) {
-                text = &text[..at];
-            }
+        if has_comments && let Some(at) = memchr::memmem::find(text, comments) {
+            text = &text[..at];
         }
         if let Some(d) = fast_delimiter
             && !trim(text).is_empty()
         {
-            let n = parse_row_fast::<T>(text, d, columns, &mut values, line, path)?;
+            let n = parse_row_fast::<T>(text, d, columns, values, line, path)?;
             if columns.is_none() {
                 columns = Some(n);
                 first_row_line = line;
@@ -448,7 +476,6 @@ fn parse_lines<T: TextValue>(
     }
     let lines = line - first_line;
     Ok(Parsed {
-        values,
         rows,
         columns,
         lines,
@@ -557,18 +584,20 @@ fn parse_parallel<T: TextValue>(
     first_line: u64,
     options: &TextOptions,
     path: &Path,
-) -> Result<Parsed<T>> {
+    values: &mut Vec<T>,
+) -> Result<Parsed> {
     let middle = chunk.len() / 2;
     let Some(split) = memchr::memchr(b'\n', &chunk[middle..]).map(|i| middle + i + 1) else {
-        return parse_lines(chunk, first_line, options, path, None);
+        return parse_lines(chunk, first_line, options, path, None, values);
     };
     let (head, tail) = chunk.split_at(split);
     let tail_line = first_line + memchr::memchr_iter(b'\n', head).count() as u64;
+    let mut tail_values = Vec::new();
     let (a, b) = std::thread::scope(|scope| {
-        let tail_job = scope.spawn(|| parse_lines::<T>(tail, tail_line, options, path, None));
-        let a = parse_lines::<T>(head, first_line, options, path, None);
-        let b = tail_job.join();
-        (a, b)
+        let tail_job = scope
+            .spawn(|| parse_lines::<T>(tail, tail_line, options, path, None, &mut tail_values));
+        let a = parse_lines::<T>(head, first_line, options, path, None, values);
+        (a, tail_job.join())
     });
     let mut a = a?;
     let b =
@@ -588,7 +617,7 @@ fn parse_parallel<T: TextValue>(
         }
         _ => {}
     }
-    a.values.extend(b.values);
+    values.extend(tail_values);
     a.rows += b.rows;
     a.lines += b.lines;
     Ok(a)
@@ -606,13 +635,13 @@ pub(crate) struct Collected<T> {
 /// Reads every block of `reader`.
 pub(crate) fn collect<T: TextValue>(reader: &mut TextReader) -> Result<Collected<T>> {
     let mut values: Vec<T> = Vec::new();
+    // The metadata line says how many values come; reserve them once (bounded by what the
+    // input could hold: a value takes at least two bytes of text).
+    if let Some(count) = reader.meta_line().and_then(|m| m.element_count().ok()) {
+        values.reserve(count.min(reader.source_hint() / 2));
+    }
     let mut rows = 0;
-    while let Some((block, n)) = reader.next_block::<T>()? {
-        if values.is_empty() {
-            values = block;
-        } else {
-            values.extend(block);
-        }
+    while let Some(n) = reader.next_block_into(&mut values)? {
         rows += n;
     }
     Ok(Collected {
