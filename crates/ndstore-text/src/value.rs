@@ -42,6 +42,17 @@ pub trait TextValue: Element {
     /// Parses a field; the error says why it is not a value of this type.
     fn parse_text(field: &[u8]) -> Result<Self, String>;
 
+    /// Appends one row: the values separated by `delimiter`, then `newline`.
+    fn write_row(row: &[Self], delimiter: u8, newline: &[u8], out: &mut Vec<u8>, style: &Style) {
+        for (i, value) in row.iter().enumerate() {
+            if i > 0 {
+                out.push(delimiter);
+            }
+            value.write_text(out, style);
+        }
+        out.extend_from_slice(newline);
+    }
+
     /// Parses a value at the start of `text` and says how many bytes it used, when the type has
     /// such a fast path (floats); `None` sends the caller to `parse_text` on a split field.
     fn parse_prefix(text: &[u8]) -> Option<(Self, usize)> {
@@ -162,6 +173,35 @@ fn write_float<F: ryu::Float + Into<f64> + Copy>(value: F, out: &mut Vec<u8>, st
     }
 }
 
+/// A row of floats in the tight loop the text writer spends its time in: one ryu buffer, the
+/// shortest format decided once, finite values first.
+fn write_float_row<F: ryu::Float + Into<f64> + Copy>(
+    row: &[F],
+    delimiter: u8,
+    newline: &[u8],
+    out: &mut Vec<u8>,
+    style: &Style,
+) {
+    let mut buffer = ryu::Buffer::new();
+    let shortest = style.float == FloatFormat::Shortest;
+    for value in row {
+        let wide: f64 = (*value).into();
+        if shortest && wide.is_finite() {
+            out.extend_from_slice(buffer.format_finite(*value).as_bytes());
+        } else {
+            write_float(*value, out, style);
+        }
+        out.push(delimiter);
+    }
+    if row.is_empty() {
+        out.extend_from_slice(newline);
+    } else {
+        // The delimiter after the last value becomes the line ending.
+        out.pop();
+        out.extend_from_slice(newline);
+    }
+}
+
 /// C's `%.{digits}e`: `-1.500e+00`.
 fn write_exponent(value: f64, digits: u8, out: &mut Vec<u8>) {
     let text = format!("{:.*e}", usize::from(digits), value);
@@ -190,6 +230,9 @@ impl TextValue for f64 {
     fn parse_text(field: &[u8]) -> Result<f64, String> {
         parse_float(field)
     }
+    fn write_row(row: &[f64], delimiter: u8, newline: &[u8], out: &mut Vec<u8>, style: &Style) {
+        write_float_row(row, delimiter, newline, out, style);
+    }
     fn parse_prefix(text: &[u8]) -> Option<(f64, usize)> {
         fast_float2::parse_partial(text)
             .ok()
@@ -203,6 +246,9 @@ impl TextValue for f32 {
     }
     fn parse_text(field: &[u8]) -> Result<f32, String> {
         parse_float(field)
+    }
+    fn write_row(row: &[f32], delimiter: u8, newline: &[u8], out: &mut Vec<u8>, style: &Style) {
+        write_float_row(row, delimiter, newline, out, style);
     }
     fn parse_prefix(text: &[u8]) -> Option<(f32, usize)> {
         fast_float2::parse_partial(text)

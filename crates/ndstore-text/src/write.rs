@@ -86,14 +86,64 @@ fn format_rows<T: TextValue>(
     let delimiter = delimiter_byte(options);
     let nl = newline(options);
     for row in values.chunks(row_len.max(1)) {
-        for (i, value) in row.iter().enumerate() {
-            if i > 0 {
-                out.push(delimiter);
-            }
-            value.write_text(out, &style);
-        }
-        out.extend_from_slice(nl);
+        T::write_row(row, delimiter, nl, out, &style);
     }
+}
+
+/// Formats `chunks` on two worker threads while this thread writes the finished chunks in
+/// order: formatting and writing overlap, and buffers are reused.
+fn write_pipelined<T: TextValue>(
+    chunks: &[&[T]],
+    row: usize,
+    options: &TextOptions,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Mutex, mpsc};
+    let next = AtomicUsize::new(0);
+    let pool: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        let (done, finished) = mpsc::sync_channel::<(usize, Vec<u8>)>(4);
+        for _ in 0..2 {
+            let done = done.clone();
+            let (next, pool) = (&next, &pool);
+            scope.spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(chunk) = chunks.get(index) else {
+                        break;
+                    };
+                    let mut text = pool
+                        .lock()
+                        .ok()
+                        .and_then(|mut p| p.pop())
+                        .unwrap_or_default();
+                    text.clear();
+                    format_rows(chunk, row, options, &mut text);
+                    // The writer hung up after an error: stop.
+                    if done.send((index, text)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done);
+        let mut pending = BTreeMap::new();
+        let mut wanted = 0;
+        for (index, text) in finished {
+            pending.insert(index, text);
+            while let Some(text) = pending.remove(&wanted) {
+                out.write_all(&text)
+                    .map_err(|e| Error::io("writing text", e))?;
+                if let Ok(mut pool) = pool.lock() {
+                    pool.push(text);
+                }
+                wanted += 1;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Writes the whole array as text to `out`: preamble, rows, footer.
@@ -109,23 +159,13 @@ fn write_view<T: TextValue>(
     let standard = view.as_standard_layout();
     let values = standard.as_slice().unwrap_or(&[]);
     let row = row_len(&meta.shape).max(1);
-    let per_task = ROWS_PER_TASK * row;
-    let mut buffers = [Vec::new(), Vec::new()];
-    for pair in values.chunks(per_task * 2) {
-        let (a, b) = pair.split_at(pair.len().min(per_task));
-        let [first, second] = &mut buffers;
-        first.clear();
-        second.clear();
-        if b.is_empty() {
-            format_rows(a, row, options, first);
-        } else {
-            std::thread::scope(|scope| {
-                scope.spawn(|| format_rows(b, row, options, second));
-                format_rows(a, row, options, first);
-            });
-        }
-        out.write_all(first).map_err(io)?;
-        out.write_all(second).map_err(io)?;
+    let chunks: Vec<&[T]> = values.chunks(ROWS_PER_TASK * row).collect();
+    if chunks.len() <= 1 {
+        let mut text = Vec::new();
+        format_rows(values, row, options, &mut text);
+        out.write_all(&text).map_err(io)?;
+    } else {
+        write_pipelined(&chunks, row, options, out)?;
     }
     if let Some(footer) = &options.footer {
         let mut tail = Vec::new();
