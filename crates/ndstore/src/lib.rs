@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `.npy` | [`file::npy`] | `file` |
 //! | `.npz` | [`file::npz`] (first array, or by name) | `file` |
+//! | `.csv`, `.txt` | [`text`] (comma-separated; `.txt` whitespace-separated) | `text` |
 //!
 //! Memory maps are opened explicitly, through [`mmap::MappedArray`] (feature `mmap`): mapping is
 //! an `unsafe` choice the caller makes, never a side effect of a file's extension.
@@ -45,6 +46,10 @@ pub use ndstore_file as file;
 #[cfg(feature = "mmap")]
 pub use ndstore_mmap as mmap;
 
+/// The `text` backend: CSV and delimited text.
+#[cfg(feature = "text")]
+pub use ndstore_text as text;
+
 /// The backends this build includes, as the conformance report names them.
 // Each push depends on a feature, so the vector cannot be one `vec![]` literal.
 #[allow(clippy::vec_init_then_push, unused_mut)]
@@ -54,6 +59,8 @@ pub fn backends() -> Vec<Box<dyn Backend>> {
     backends.push(Box::new(ndstore_file::NpyBackend));
     #[cfg(feature = "mmap")]
     backends.push(Box::new(ndstore_mmap::MmapBackend));
+    #[cfg(feature = "text")]
+    backends.push(Box::new(ndstore_text::TextBackend));
     backends
 }
 
@@ -65,6 +72,10 @@ pub enum Format {
     Npy,
     /// `.npz`
     Npz,
+    /// `.csv` (comma-separated text)
+    Csv,
+    /// `.txt` (whitespace-separated text, as `np.savetxt` writes by default)
+    Txt,
 }
 
 /// The format a path's extension names, or an error saying which extensions are known.
@@ -76,14 +87,16 @@ pub fn format_of(path: &Path) -> Result<Format> {
     match ext.as_deref() {
         Some("npy") => Ok(Format::Npy),
         Some("npz") => Ok(Format::Npz),
-        Some("h5" | "hdf5" | "csv" | "txt") => Err(Error::new(
+        Some("csv") => Ok(Format::Csv),
+        Some("txt") => Ok(Format::Txt),
+        Some("h5" | "hdf5") => Err(Error::new(
             ErrorKind::Unsupported,
             "this build of ndstore has no backend for this extension yet",
         )
         .with_path(path)),
         _ => Err(Error::new(
             ErrorKind::Unsupported,
-            "unknown extension (known: .npy, .npz)",
+            "unknown extension (known: .npy, .npz, .csv, .txt)",
         )
         .with_path(path)),
     }
@@ -108,12 +121,27 @@ pub fn save_with(path: impl AsRef<Path>, array: &DynArray, options: &SaveOptions
             ndstore_file::npz::Compression::Stored,
             options,
         ),
+        #[cfg(feature = "text")]
+        Format::Csv | Format::Txt => ndstore_core::with_dyn_array!(array, a => {
+            ndstore_text::save(path, a, &text_options(path), options)
+        }),
         #[allow(unreachable_patterns)]
         _ => Err(Error::new(
             ErrorKind::Unsupported,
             "the backend for this extension is not enabled",
         )
         .with_path(path)),
+    }
+}
+
+/// Comma-separated for `.csv`, whitespace-separated for `.txt`.
+#[cfg(feature = "text")]
+fn text_options(path: &Path) -> ndstore_text::TextOptions {
+    match format_of(path) {
+        Ok(Format::Txt) => {
+            ndstore_text::TextOptions::new().delimiter(ndstore_text::Delimiter::Whitespace)
+        }
+        _ => ndstore_text::TextOptions::new(),
     }
 }
 
@@ -132,6 +160,8 @@ pub fn load(path: impl AsRef<Path>) -> Result<(ArrayMeta, DynArray)> {
             })?;
             reader.load_dyn(&first)
         }
+        #[cfg(feature = "text")]
+        Format::Csv | Format::Txt => ndstore_text::load_dyn(path, &text_options(path)),
         #[allow(unreachable_patterns)]
         _ => Err(Error::new(
             ErrorKind::Unsupported,

@@ -11,7 +11,7 @@ fn npy_and_npz_round_trip_by_extension() {
     let array = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[3, 2]), |d| {
         (d[0] * 2 + d[1]) as i16
     }));
-    for name in ["a.npy", "b.NPZ"] {
+    for name in ["a.npy", "b.NPZ", "c.csv", "d.txt"] {
         let path = dir.path().join(name);
         ndstore::save(&path, &array).unwrap();
         let (meta, loaded) = ndstore::load(&path).unwrap();
@@ -33,6 +33,6 @@ fn unknown_extensions_are_named_in_the_error() {
             .iter()
             .map(|b| b.name())
             .collect::<Vec<_>>(),
-        ["file", "mmap"]
+        ["file", "mmap", "text"]
     );
 }
