@@ -299,15 +299,15 @@ impl TextReader {
             lines,
             first_row_line,
         } = parsed;
-        if let (Some(want), Some(got)) = (self.columns, columns) {
-            if want != got {
-                return Err(text_error(
-                    &self.path,
-                    first_row_line,
-                    1,
-                    format!("the row has {got} fields, earlier rows have {want}"),
-                ));
-            }
+        if let (Some(want), Some(got)) = (self.columns, columns)
+            && want != got
+        {
+            return Err(text_error(
+                &self.path,
+                first_row_line,
+                1,
+                format!("the row has {got} fields, earlier rows have {want}"),
+            ));
         }
         if self.columns.is_none() {
             self.columns = columns;

@@ -145,8 +145,8 @@ impl TextValue for bool {
             b"0" | b"False" | b"false" => Ok(false),
             b"1" | b"True" | b"true" => Ok(true),
             _ => match fast_float2::parse::<f64, _>(field) {
-                Ok(v) if v == 0.0 => Ok(false),
-                Ok(v) if v == 1.0 => Ok(true),
+                Ok(0.0) => Ok(false),
+                Ok(1.0) => Ok(true),
                 _ => Err(format!(
                     "{} is not a bool (0, 1, True or False)",
                     describe(field)
@@ -277,7 +277,7 @@ fn write_complex<F: ryu::Float + Into<f64> + Copy>(re: F, im: F, out: &mut Vec<u
     out.push(b'(');
     write_float(re, out, style);
     let im_wide: f64 = im.into();
-    if !(im_wide.is_sign_negative() && !im_wide.is_nan()) {
+    if !im_wide.is_sign_negative() || im_wide.is_nan() {
         out.push(b'+');
     }
     write_float(im, out, style);
