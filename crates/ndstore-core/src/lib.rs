@@ -45,6 +45,7 @@ pub mod error;
 pub mod meta;
 pub mod npy_header;
 pub mod os;
+pub mod stream;
 
 pub use array::DynArray;
 pub use atomic::{DurableFile, Lock, OutputFile, list_temps, lock, remove_stale_temps, write_file};
@@ -55,6 +56,7 @@ pub use durability::{Close, Commit, Durability, Durable, Replace, SaveOptions};
 pub use element::Element;
 pub use error::{Error, ErrorKind, Location, Result};
 pub use meta::ArrayMeta;
+pub use stream::{StreamFormat, StreamWriter};
 
 pub use half;
 pub use ndarray;

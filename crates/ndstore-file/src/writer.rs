@@ -1,9 +1,9 @@
-//! A streaming `.npy` writer that appends rows along axis 0 without holding the whole array,
-//! with the durability vocabulary: flush, sync, commit, and a drop that never publishes a
-//! partial file.
+//! A streaming `.npy` writer that appends rows along axis 0 without holding the whole array.
+//! The durability vocabulary and the drop policy come from the core's `StreamWriter`; this file
+//! holds only what is `.npy`-specific: the header and its in-place rewrite.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -11,30 +11,52 @@ use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
 use ndstore_core::codec::write_elements;
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Commit, DType, Durable, DynArray, Element, Error, ErrorKind, Order,
-    OutputFile, Replace, Result, SaveOptions, with_dyn_array,
+    Result, SaveOptions, StreamFormat, StreamWriter, with_dyn_array,
 };
 
 use crate::header;
 
-/// Appends rows to a `.npy` file.
-///
-/// The header is written first with room for the final row count (numpy's growth padding), and
-/// rewritten with the true count on `flush`, `sync` and `commit`; the finished file is
-/// byte-identical to what `np.save` writes for the same array.
-///
-/// Atomic (the default): nothing appears at the target until `commit`; dropped uncommitted, the
-/// writer removes its temporary file and the target keeps its old content.
-/// In place: `flush` makes the rows so far a complete `.npy` file that other processes can read;
-/// dropped uncommitted, the writer flushes (best effort, errors logged) — unless its thread is
-/// panicking, when rows buffered since the last flush are discarded rather than published.
-pub struct NpyWriter {
-    out: Option<OutputFile>,
-    data: Option<BufWriter<File>>,
+/// The `.npy` header of a growing array: rewritten with the row count in place, which numpy's
+/// growth padding makes possible (the header for 0 rows and for N rows has the same length).
+struct NpyHeader {
     dtype: DType,
     row_shape: Vec<usize>,
     rows: usize,
     header_len: usize,
-    replace: Replace,
+}
+
+impl NpyHeader {
+    fn encode(&self) -> Vec<u8> {
+        let mut shape = vec![self.rows];
+        shape.extend_from_slice(&self.row_shape);
+        header::encode(&ArrayMeta::new(self.dtype, shape, Order::C))
+    }
+}
+
+impl StreamFormat for NpyHeader {
+    fn complete_header(&mut self, file: &File) -> Result<()> {
+        let header = self.encode();
+        if header.len() != self.header_len {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "the row count outgrew the header's reserved space",
+            ));
+        }
+        file.write_all_at(&header, 0)
+            .map_err(|e| Error::io("rewriting the header", e))
+    }
+}
+
+/// Appends rows to a `.npy` file; the finished file is byte-identical to what `np.save` writes
+/// for the same array.
+///
+/// Atomic (the default): nothing appears at the target until `commit`; dropped uncommitted, the
+/// writer removes its temporary file and the target keeps its old content. In place: `flush`
+/// makes the rows so far a complete `.npy` file that other processes can read; dropped
+/// uncommitted, the writer flushes (errors logged) — unless its thread is panicking, when rows
+/// buffered since the last flush are discarded rather than published.
+pub struct NpyWriter {
+    stream: StreamWriter<NpyHeader>,
 }
 
 impl NpyWriter {
@@ -45,36 +67,25 @@ impl NpyWriter {
         row_shape: &[usize],
         options: &SaveOptions,
     ) -> Result<NpyWriter> {
-        let path = path.as_ref();
-        let mut out = OutputFile::create(path, options)?;
-        let file = out
-            .file()?
-            .try_clone()
-            .map_err(|e| Error::io("duplicating a descriptor", e).with_path(path))?;
-        let mut shape = vec![0];
-        shape.extend_from_slice(row_shape);
-        let header = header::encode(&ArrayMeta::new(dtype, shape, Order::C));
-        let mut data = BufWriter::with_capacity(1 << 20, file);
-        data.write_all(&header)
-            .map_err(|e| Error::io("writing the header", e).with_path(path))?;
-        Ok(NpyWriter {
-            out: Some(out),
-            data: Some(data),
+        let format = NpyHeader {
             dtype,
             row_shape: row_shape.to_vec(),
             rows: 0,
+            header_len: 0,
+        };
+        let header = format.encode();
+        let format = NpyHeader {
             header_len: header.len(),
-            replace: options.replace,
+            ..format
+        };
+        Ok(NpyWriter {
+            stream: StreamWriter::create(path.as_ref(), options, &header, format)?,
         })
-    }
-
-    fn target(&self) -> &Path {
-        self.out.as_ref().map_or(Path::new(""), OutputFile::target)
     }
 
     /// The rows appended so far.
     pub fn rows(&self) -> usize {
-        self.rows
+        self.stream.format().rows
     }
 
     /// Appends rows: an array shaped `[n, row_shape...]` of the writer's element type.
@@ -93,106 +104,46 @@ impl NpyWriter {
     }
 
     fn append_view<T: Element>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {
-        if T::KIND != self.dtype.kind {
-            return Err(ndstore_core::array::type_mismatch(self.dtype.kind, T::KIND)
-                .with_path(self.target()));
+        let target = self.stream.target().to_path_buf();
+        let (data, format) = self.stream.parts()?;
+        if T::KIND != format.dtype.kind {
+            return Err(
+                ndstore_core::array::type_mismatch(format.dtype.kind, T::KIND).with_path(&target),
+            );
         }
-        if view.ndim() == 0 || view.shape()[1..] != self.row_shape[..] {
+        if view.ndim() == 0 || view.shape()[1..] != format.row_shape[..] {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!(
                     "rows of shape {:?} do not fit [n, {:?}]",
                     view.shape(),
-                    self.row_shape
+                    format.row_shape
                 ),
-            )
-            .with_path(self.target()));
-        }
-        let target = self.target().to_path_buf();
-        let byte_order = self.dtype.byte_order;
-        let data = self.data()?;
-        write_elements(&view, Order::C, byte_order, &mut |bytes| {
-            data.write_all(bytes)
-        })
-        .map_err(|e| Error::io("appending rows", e).with_path(&target))?;
-        self.rows += view.shape()[0];
-        Ok(())
-    }
-
-    /// Writes buffered rows and rewrites the header with the current row count.
-    fn write_out(&mut self) -> Result<()> {
-        let target = self.target().to_path_buf();
-        self.data()?
-            .flush()
-            .map_err(|e| Error::io("flush failed", e).with_path(&target))?;
-        let mut shape = vec![self.rows];
-        shape.extend_from_slice(&self.row_shape);
-        let header = header::encode(&ArrayMeta::new(self.dtype, shape, Order::C));
-        if header.len() != self.header_len {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                "the row count outgrew the header's reserved space",
             )
             .with_path(&target));
         }
-        self.data()?
-            .get_ref()
-            .write_all_at(&header, 0)
-            .map_err(|e| Error::io("rewriting the header", e).with_path(&target))
-    }
-
-    fn data(&mut self) -> Result<&mut BufWriter<File>> {
-        self.data
-            .as_mut()
-            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the writer is finished"))
-    }
-
-    fn out(&mut self) -> Result<&mut OutputFile> {
-        self.out
-            .as_mut()
-            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the writer is finished"))
+        write_elements(&view, Order::C, format.dtype.byte_order, &mut |bytes| {
+            data.write_all(bytes)
+        })
+        .map_err(|e| Error::io("appending rows", e).with_path(&target))?;
+        format.rows += view.shape()[0];
+        Ok(())
     }
 }
 
 impl Durable for NpyWriter {
     fn flush(&mut self) -> Result<()> {
-        self.write_out()
+        self.stream.flush()
     }
 
     fn sync(&mut self) -> Result<()> {
-        self.write_out()?;
-        self.out()?.sync()
+        self.stream.sync()
     }
 }
 
 impl Commit for NpyWriter {
-    fn commit(mut self) -> Result<()> {
-        self.write_out()?;
-        let out = self
-            .out
-            .take()
-            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the writer is finished"))?;
-        out.finish()
-    }
-}
-
-impl Drop for NpyWriter {
-    fn drop(&mut self) {
-        if self.out.is_none() {
-            return;
-        }
-        if self.replace == Replace::InPlace
-            && !std::thread::panicking()
-            && let Err(e) = self.write_out()
-        {
-            log::error!("flush of an uncommitted .npy writer failed on drop: {e}");
-        }
-        // Anything still buffered is discarded, never written: an atomic writer's rows die with
-        // its temporary file (removed as `out` drops), and a panicking in-place writer publishes
-        // only what its last flush wrote.
-        if let Some(data) = self.data.take() {
-            let (_file, _discarded) = data.into_parts();
-        }
+    fn commit(self) -> Result<()> {
+        self.stream.commit()
     }
 }
 

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
 use ndstore_core::{
-    ArrayMeta, ArrayWriter, Commit, DType, Durable, DynArray, Error, ErrorKind, OutputFile,
-    Replace, Result, SaveOptions, with_dyn_array,
+    ArrayMeta, ArrayWriter, Commit, DType, Durable, DynArray, Error, ErrorKind, Result,
+    SaveOptions, StreamFormat, StreamWriter, with_dyn_array,
 };
 
 use crate::meta::MetaLine;
@@ -231,19 +231,47 @@ where
     write_view(&view, &meta, options, writer)
 }
 
-/// Appends rows to a text file, with the durability vocabulary.
+/// The text format's part of a stream: the metadata line's row count, rewritten in place, and
+/// the footer.
+struct TextStream {
+    meta: ArrayMeta,
+    first_axis_at: Option<usize>,
+    footer: Vec<u8>,
+}
+
+impl StreamFormat for TextStream {
+    fn complete_header(&mut self, file: &File) -> Result<()> {
+        let Some(at) = self.first_axis_at else {
+            return Ok(());
+        };
+        let digits = self.meta.shape[0].to_string();
+        if digits.len() > crate::meta::FIRST_AXIS_WIDTH {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "the row count outgrew its reserved space",
+            ));
+        }
+        let mut field = digits.into_bytes();
+        field.resize(crate::meta::FIRST_AXIS_WIDTH, b' ');
+        file.write_all_at(&field, at as u64)
+            .map_err(|e| Error::io("rewriting the metadata line", e))
+    }
+
+    fn footer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.footer)
+    }
+}
+
+/// Appends rows to a text file, with the durability vocabulary (from the core's
+/// `StreamWriter`).
 ///
 /// The metadata line is written first with room for the row count, and rewritten in place on
 /// `flush`, `sync` and `commit`. Atomic (the default): nothing appears at the target before
 /// `commit`, and an uncommitted writer rolls back on drop. In place: `flush` makes the rows so
 /// far a complete file; a dropped writer flushes (errors logged) unless its thread panics.
 pub struct TextWriter {
-    out: Option<OutputFile>,
-    data: Option<BufWriter<File>>,
+    stream: StreamWriter<TextStream>,
     options: TextOptions,
-    meta: ArrayMeta,
-    first_axis_at: Option<usize>,
-    replace: Replace,
 }
 
 impl TextWriter {
@@ -255,37 +283,23 @@ impl TextWriter {
         options: &TextOptions,
         save: &SaveOptions,
     ) -> Result<TextWriter> {
-        let path = path.as_ref();
-        let mut out = OutputFile::create(path, save)?;
-        let file = out
-            .file()?
-            .try_clone()
-            .map_err(|e| Error::io("duplicating a descriptor", e).with_path(path))?;
         let mut shape = vec![0];
         shape.extend_from_slice(row_shape);
         let meta = ArrayMeta::new(dtype, shape, ndstore_core::Order::C);
         let (head, first_axis_at) = preamble(&meta, options, true);
-        let mut data = BufWriter::with_capacity(1 << 20, file);
-        data.write_all(&head)
-            .map_err(|e| Error::io("writing the preamble", e).with_path(path))?;
-        Ok(TextWriter {
-            out: Some(out),
-            data: Some(data),
-            options: options.clone(),
+        let mut footer = Vec::new();
+        if let Some(text) = &options.footer {
+            comment_lines(text, options, &mut footer);
+        }
+        let format = TextStream {
             meta,
             first_axis_at,
-            replace: save.replace,
+            footer,
+        };
+        Ok(TextWriter {
+            stream: StreamWriter::create(path.as_ref(), save, &head, format)?,
+            options: options.clone(),
         })
-    }
-
-    fn target(&self) -> &Path {
-        self.out.as_ref().map_or(Path::new(""), OutputFile::target)
-    }
-
-    fn data(&mut self) -> Result<&mut BufWriter<File>> {
-        self.data
-            .as_mut()
-            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the writer is finished"))
     }
 
     /// Appends rows: an array shaped `[n, row_shape...]` of the writer's element type.
@@ -299,114 +313,53 @@ impl TextWriter {
     }
 
     fn append_view<T: TextValue>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {
-        if T::KIND != self.meta.dtype.kind {
+        let target = self.stream.target().to_path_buf();
+        let (data, format) = self.stream.parts()?;
+        if T::KIND != format.meta.dtype.kind {
             return Err(
-                ndstore_core::array::type_mismatch(self.meta.dtype.kind, T::KIND)
-                    .with_path(self.target()),
+                ndstore_core::array::type_mismatch(format.meta.dtype.kind, T::KIND)
+                    .with_path(&target),
             );
         }
-        if view.ndim() == 0 || view.shape()[1..] != self.meta.shape[1..] {
+        if view.ndim() == 0 || view.shape()[1..] != format.meta.shape[1..] {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 format!(
                     "rows of shape {:?} do not fit [n, {:?}]",
                     view.shape(),
-                    &self.meta.shape[1..]
+                    &format.meta.shape[1..]
                 ),
             )
-            .with_path(self.target()));
+            .with_path(&target));
         }
         let standard = view.as_standard_layout();
         let mut text = Vec::new();
         format_rows(
             standard.as_slice().unwrap_or(&[]),
-            row_len(&self.meta.shape).max(1),
+            row_len(&format.meta.shape).max(1),
             &self.options,
             &mut text,
         );
-        let target = self.target().to_path_buf();
-        self.data()?
-            .write_all(&text)
+        data.write_all(&text)
             .map_err(|e| Error::io("appending rows", e).with_path(&target))?;
-        self.meta.shape[0] += view.shape()[0];
-        Ok(())
-    }
-
-    /// Writes buffered rows and rewrites the row count in the metadata line.
-    fn write_out(&mut self) -> Result<()> {
-        let target = self.target().to_path_buf();
-        self.data()?
-            .flush()
-            .map_err(|e| Error::io("flush failed", e).with_path(&target))?;
-        if let Some(at) = self.first_axis_at {
-            let digits = self.meta.shape[0].to_string();
-            if digits.len() > crate::meta::FIRST_AXIS_WIDTH {
-                return Err(Error::new(
-                    ErrorKind::TooLarge,
-                    "the row count outgrew its reserved space",
-                )
-                .with_path(&target));
-            }
-            let mut field = digits.into_bytes();
-            field.resize(crate::meta::FIRST_AXIS_WIDTH, b' ');
-            self.data()?
-                .get_ref()
-                .write_all_at(&field, at as u64)
-                .map_err(|e| Error::io("rewriting the metadata line", e).with_path(&target))?;
-        }
+        format.meta.shape[0] += view.shape()[0];
         Ok(())
     }
 }
 
 impl Durable for TextWriter {
     fn flush(&mut self) -> Result<()> {
-        self.write_out()
+        self.stream.flush()
     }
 
     fn sync(&mut self) -> Result<()> {
-        self.write_out()?;
-        self.out
-            .as_mut()
-            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the writer is finished"))?
-            .sync()
+        self.stream.sync()
     }
 }
 
 impl Commit for TextWriter {
-    fn commit(mut self) -> Result<()> {
-        if let Some(footer) = self.options.footer.clone() {
-            let mut tail = Vec::new();
-            comment_lines(&footer, &self.options, &mut tail);
-            let target = self.target().to_path_buf();
-            self.data()?
-                .write_all(&tail)
-                .map_err(|e| Error::io("writing the footer", e).with_path(&target))?;
-        }
-        self.write_out()?;
-        let out = self
-            .out
-            .take()
-            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the writer is finished"))?;
-        out.finish()
-    }
-}
-
-impl Drop for TextWriter {
-    fn drop(&mut self) {
-        if self.out.is_none() {
-            return;
-        }
-        if self.replace == Replace::InPlace
-            && !std::thread::panicking()
-            && let Err(e) = self.write_out()
-        {
-            log::error!("flush of an uncommitted text writer failed on drop: {e}");
-        }
-        // Buffered rows are discarded: an atomic writer's temporary is removed as `out` drops,
-        // and a panicking in-place writer publishes only what its last flush wrote.
-        if let Some(data) = self.data.take() {
-            let (_file, _discarded) = data.into_parts();
-        }
+    fn commit(self) -> Result<()> {
+        self.stream.commit()
     }
 }
 
