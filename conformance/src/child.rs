@@ -68,8 +68,9 @@ pub enum Task {
     /// Load each file under a memory limit, printing `START name` before each and
     /// `RESULT name outcome` after.
     BadInputs {
-        /// The files, in order.
-        files: Vec<PathBuf>,
+        /// A file listing the files to load, one path per line (a list in the environment
+        /// would outgrow its size limit).
+        list: PathBuf,
         /// The address-space limit, in bytes.
         memory_limit: u64,
     },
@@ -235,12 +236,12 @@ fn run_task(backend: &dyn Backend, task: Task) -> i32 {
                     drop(handle);
                     say("OPEN OK");
                 }
-                Err(e) => say(&format!("OPEN {:?}", e.kind())),
+                Err(e) => say(&format!("OPEN {:?} {e}", e.kind())),
             }
             let array = versioned(backend, 0, 0);
             match backend.save(&path, &array, &SaveOptions::new().in_place()) {
                 Ok(()) => say("SAVE OK"),
-                Err(e) => say(&format!("SAVE {:?}", e.kind())),
+                Err(e) => say(&format!("SAVE {:?} {e}", e.kind())),
             }
             0
         }
@@ -276,11 +277,15 @@ fn run_task(backend: &dyn Backend, task: Task) -> i32 {
                 }
             }
         }
-        Task::BadInputs {
-            files,
-            memory_limit,
-        } => {
+        Task::BadInputs { list, memory_limit } => {
             limit_memory(memory_limit);
+            let files = match std::fs::read_to_string(&list) {
+                Ok(text) => text.lines().map(PathBuf::from).collect::<Vec<_>>(),
+                Err(e) => {
+                    say(&format!("ERROR {e}"));
+                    return 1;
+                }
+            };
             for path in files {
                 let name = file_name(&path);
                 say(&format!("START {name}"));

@@ -127,6 +127,18 @@ fn setup() -> Result<Environment, String> {
     if !venv_ok {
         missing.push("python3-venv");
     }
+    // The hdf5 backend links the system libhdf5, found through pkg-config.
+    if !on_path("pkg-config") {
+        missing.push("pkg-config");
+    }
+    let hdf5_ok = Command::new("pkg-config")
+        .args(["--exists", "hdf5"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !hdf5_ok {
+        missing.push("libhdf5-dev");
+    }
     if !missing.is_empty() {
         if !is_root() || !on_path("apt-get") {
             return Err(format!(

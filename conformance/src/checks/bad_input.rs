@@ -155,12 +155,16 @@ struct ChildRun {
 
 /// Loads `files` in memory-limited children with a timeout; a child that dies or hangs on a
 /// file is recorded against that file and replaced by a fresh child for the rest.
-fn run_children(files: &[PathBuf]) -> Result<ChildRun, String> {
+fn run_children(files: &[PathBuf], list: &Path) -> Result<ChildRun, String> {
     let mut outcomes = Vec::new();
     let mut rest: Vec<PathBuf> = files.to_vec();
     while !rest.is_empty() {
+        // The list goes in a file beside the corpus: in the environment it would outgrow the
+        // size limit of one variable.
+        let text: String = rest.iter().map(|p| format!("{}\n", p.display())).collect();
+        std::fs::write(list, text).map_err(|e| format!("writing the file list: {e}"))?;
         let mut cmd = child::command(&Task::BadInputs {
-            files: rest.clone(),
+            list: list.to_path_buf(),
             memory_limit: MEMORY_LIMIT,
         })?;
         let mut process = cmd
@@ -243,7 +247,7 @@ pub fn bi(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     files.sort();
     let mut failures = Vec::new();
     let mut cases = 0u64;
-    let run = run_children(&files)?;
+    let run = run_children(&files, &ctx.dir.path().join("bad-inputs.list"))?;
     let mut survived = std::collections::HashSet::new();
     for (name, outcome) in &run.outcomes {
         cases += 1;

@@ -107,7 +107,9 @@ fn lock_conflicts(ctx: &Ctx<'_>) -> Result<(), String> {
         .open_in_place(&path, &SaveOptions::default())
         .map_err(|e| e.to_string())?;
     let lines = child::run(&Task::TryInPlace { path: path.clone() })?;
-    if !lines.iter().any(|l| l == "OPEN Locked") || !lines.iter().any(|l| l == "SAVE Locked") {
+    if !lines.iter().any(|l| l.starts_with("OPEN Locked"))
+        || !lines.iter().any(|l| l.starts_with("SAVE Locked"))
+    {
         return Err(format!("while locked, another process got {lines:?}"));
     }
     handle.close().map_err(|e| e.to_string())?;

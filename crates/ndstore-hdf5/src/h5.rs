@@ -1,0 +1,358 @@
+//! HDF5 datasets: whole-file atomic saves through the core's `OutputFile`, loads and listings,
+//! dtypes mapped as h5py maps them, and libhdf5's errors turned into ndstore errors.
+
+use std::path::Path;
+use std::sync::Once;
+
+use hdf5_metno::types::{FloatSize, IntSize, TypeDescriptor, VarLenUnicode};
+use hdf5_metno::{Dataset, Datatype, Group, H5Type};
+use ndarray::{ArrayD, ArrayViewD, IxDyn, ShapeBuilder};
+use ndstore_core::{
+    ArrayMeta, ByteOrder, DType, DTypeKind, DynArray, Element, Error, ErrorKind, Location, Order,
+    OutputFile, Replace, Result, SaveOptions, with_dtype_kind, with_dyn_array,
+};
+
+/// The attribute holding what HDF5 cannot say itself (the memory order), as JSON.
+pub const META_ATTR: &str = "ndstore";
+
+/// The dataset a plain `save` writes and a plain `load` reads.
+pub const DEFAULT_DATASET: &str = "data";
+
+/// Silences libhdf5's own printing of error stacks (its errors become ndstore errors).
+pub(crate) fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| hdf5_metno::silence_errors(true));
+}
+
+/// Turns a libhdf5 error into an ndstore error naming the file and the object.
+pub(crate) fn h5_error(err: hdf5_metno::Error, path: &Path, object: &str) -> Error {
+    let message = err.to_string();
+    let lower = message.to_lowercase();
+    let kind = if lower.contains("lock") {
+        ErrorKind::Locked
+    } else if lower.contains("doesn't exist")
+        || lower.contains("not found")
+        || lower.contains("does not exist")
+    {
+        ErrorKind::NotFound
+    } else {
+        ErrorKind::Format
+    };
+    Error::new(kind, format!("libhdf5: {message}"))
+        .with_path(path)
+        .at(Location::Object(object.to_owned()))
+}
+
+/// Rust element types that libhdf5 reads and writes (every ndstore element type).
+pub trait H5Element: Element + H5Type {}
+impl<T: Element + H5Type> H5Element for T {}
+
+fn big_endian(datatype: &Datatype) -> Result<Datatype> {
+    use hdf5_metno_sys::h5i::hid_t;
+    use hdf5_metno_sys::h5t::{H5T_ORDER_BE, H5Tclose, H5Tcopy, H5Tset_order};
+    hdf5_metno::sync::sync(|| {
+        // SAFETY: `datatype.id()` is a live datatype id owned by `datatype`; the copy is a new id
+        // that is either handed to `from_id` (which takes ownership) or closed here.
+        unsafe {
+            let id: hid_t = H5Tcopy(datatype.id());
+            if id < 0 {
+                return Err(Error::new(
+                    ErrorKind::Format,
+                    "libhdf5 could not copy a datatype",
+                ));
+            }
+            if H5Tset_order(id, H5T_ORDER_BE) < 0 {
+                H5Tclose(id);
+                return Err(Error::new(
+                    ErrorKind::Format,
+                    "libhdf5 could not set big-endian order",
+                ));
+            }
+            hdf5_metno::from_id::<Datatype>(id)
+                .map_err(|e| Error::new(ErrorKind::Format, e.to_string()))
+        }
+    })
+}
+
+/// The byte order a stored datatype uses (a compound's first member's, for complex numbers).
+fn stored_order(datatype: &Datatype) -> ByteOrder {
+    use hdf5_metno_sys::h5t::{
+        H5T_COMPOUND, H5T_ORDER_BE, H5T_ORDER_LE, H5Tclose, H5Tget_class, H5Tget_member_type,
+        H5Tget_order,
+    };
+    hdf5_metno::sync::sync(|| {
+        // SAFETY: `datatype.id()` is live for this call; the member type id is closed here.
+        unsafe {
+            let id = datatype.id();
+            let order = if H5Tget_class(id) == H5T_COMPOUND {
+                let member = H5Tget_member_type(id, 0);
+                let order = H5Tget_order(member);
+                H5Tclose(member);
+                order
+            } else {
+                H5Tget_order(id)
+            };
+            match order {
+                H5T_ORDER_BE => ByteOrder::Big,
+                H5T_ORDER_LE => ByteOrder::Little,
+                _ => ByteOrder::NotApplicable,
+            }
+        }
+    })
+}
+
+/// The ndstore kind of a stored datatype, or an error naming it.
+fn kind_of(datatype: &Datatype) -> std::result::Result<DTypeKind, String> {
+    let descriptor = datatype.to_descriptor().map_err(|e| e.to_string())?;
+    Ok(match &descriptor {
+        TypeDescriptor::Boolean => DTypeKind::Bool,
+        TypeDescriptor::Integer(IntSize::U1) => DTypeKind::I8,
+        TypeDescriptor::Integer(IntSize::U2) => DTypeKind::I16,
+        TypeDescriptor::Integer(IntSize::U4) => DTypeKind::I32,
+        TypeDescriptor::Integer(IntSize::U8) => DTypeKind::I64,
+        TypeDescriptor::Unsigned(IntSize::U1) => DTypeKind::U8,
+        TypeDescriptor::Unsigned(IntSize::U2) => DTypeKind::U16,
+        TypeDescriptor::Unsigned(IntSize::U4) => DTypeKind::U32,
+        TypeDescriptor::Unsigned(IntSize::U8) => DTypeKind::U64,
+        TypeDescriptor::Float(FloatSize::U2) => DTypeKind::F16,
+        TypeDescriptor::Float(FloatSize::U4) => DTypeKind::F32,
+        TypeDescriptor::Float(FloatSize::U8) => DTypeKind::F64,
+        TypeDescriptor::Compound(c)
+            if c.fields.len() == 2 && c.fields[0].name == "r" && c.fields[1].name == "i" =>
+        {
+            match (&c.fields[0].ty, &c.fields[1].ty) {
+                (TypeDescriptor::Float(FloatSize::U4), TypeDescriptor::Float(FloatSize::U4)) => {
+                    DTypeKind::Complex64
+                }
+                (TypeDescriptor::Float(FloatSize::U8), TypeDescriptor::Float(FloatSize::U8)) => {
+                    DTypeKind::Complex128
+                }
+                _ => {
+                    return Err(format!(
+                        "the compound type {descriptor} is not a supported complex number"
+                    ));
+                }
+            }
+        }
+        other => return Err(format!("the HDF5 type {other} is not supported by ndstore")),
+    })
+}
+
+/// Reads a dataset's metadata: dtype (byte order included), shape, and the recorded order.
+pub(crate) fn dataset_meta(dataset: &Dataset, path: &Path, name: &str) -> Result<ArrayMeta> {
+    let datatype = dataset.dtype().map_err(|e| h5_error(e, path, name))?;
+    let kind = kind_of(&datatype).map_err(|why| {
+        Error::new(ErrorKind::UnsupportedDType, why)
+            .with_path(path)
+            .at(Location::Object(name.to_owned()))
+    })?;
+    let order = match dataset
+        .attr(META_ATTR)
+        .and_then(|a| a.read_scalar::<VarLenUnicode>())
+    {
+        Ok(text) => match serde_json::from_str::<serde_json::Value>(text.as_str()) {
+            Ok(value) if value["order"] == "F" => Order::Fortran,
+            _ => Order::C,
+        },
+        Err(_) => Order::C,
+    };
+    Ok(ArrayMeta::new(
+        DType::new(kind, stored_order(&datatype)),
+        dataset.shape(),
+        order,
+    ))
+}
+
+fn write_dataset<T: H5Element>(
+    group: &Group,
+    name: &str,
+    view: ArrayViewD<'_, T>,
+    byte_order: ByteOrder,
+    path: &Path,
+) -> Result<()> {
+    let order = ndstore_core::codec::layout_order(&view);
+    let mut datatype =
+        Datatype::from_descriptor(&T::type_descriptor()).map_err(|e| h5_error(e, path, name))?;
+    if byte_order == ByteOrder::Big && T::KIND.has_byte_order() {
+        datatype = big_endian(&datatype).map_err(|e| e.with_path(path))?;
+    }
+    // HDF5 stores C order; a Fortran array is stored by its logical values and flagged.
+    let standard = view.as_standard_layout();
+    let dataset = group
+        .new_dataset_builder()
+        .with_data_as(&standard, &datatype)
+        .create(name)
+        .map_err(|e| h5_error(e, path, name))?;
+    let meta =
+        serde_json::json!({ "order": if order == Order::Fortran { "F" } else { "C" } }).to_string();
+    let value: VarLenUnicode = meta.parse().map_err(|e: hdf5_metno::types::StringError| {
+        Error::new(ErrorKind::InvalidInput, e.to_string()).with_path(path)
+    })?;
+    dataset
+        .new_attr::<VarLenUnicode>()
+        .shape(())
+        .create(META_ATTR)
+        .and_then(|a| a.write_scalar(&value))
+        .map_err(|e| h5_error(e, path, name))
+}
+
+/// Writes `array` into a new file at `file_path` (which libhdf5 creates or truncates).
+fn write_file(
+    file_path: &Path,
+    dataset: &str,
+    array: &DynArray,
+    byte_order: ByteOrder,
+    target: &Path,
+) -> Result<()> {
+    let file = hdf5_metno::File::create(file_path).map_err(|e| h5_error(e, target, "/"))?;
+    with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, target))?;
+    file.close().map_err(|e| h5_error(e, target, "/"))
+}
+
+/// Saves `array` as dataset `dataset` of a new HDF5 file at `path`.
+///
+/// Atomic (the default): libhdf5 writes a temporary file beside the target, which is closed,
+/// fsynced, renamed over the target and its directory fsynced. In place: libhdf5 truncates and
+/// rewrites the target (its own file lock excludes other writers), then it is fsynced.
+pub fn save_dyn(
+    path: impl AsRef<Path>,
+    dataset: &str,
+    array: &DynArray,
+    options: &SaveOptions,
+) -> Result<()> {
+    init();
+    let path = path.as_ref();
+    let byte_order = options.effective_byte_order();
+    match options.replace {
+        Replace::Atomic => {
+            let out = OutputFile::create(path, options)?;
+            write_file(out.path(), dataset, array, byte_order, out.target())?;
+            out.finish()
+        }
+        Replace::InPlace => {
+            // Our exclusive lock comes before any truncation: libhdf5 truncates at open(2),
+            // before it takes its own lock, so letting it open the target first would destroy a
+            // file another process holds. With our lock held (it excludes every ndstore handle
+            // and libhdf5's own flock in other processes), libhdf5's locking is off for this
+            // handle, since it would conflict with ours.
+            let out = OutputFile::create(path, options)?;
+            let target = out.target().to_path_buf();
+            let file = hdf5_metno::FileBuilder::new()
+                .with_fapl(|fapl| fapl.file_locking(false))
+                .create(&target)
+                .map_err(|e| h5_error(e, &target, "/"))?;
+            with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, &target))?;
+            file.close().map_err(|e| h5_error(e, &target, "/"))?;
+            out.finish()
+        }
+    }
+}
+
+/// fsyncs the file at `path` through a descriptor of our own: libhdf5 never fsyncs, and an
+/// fsync through any descriptor of the file makes its data durable.
+pub(crate) fn fsync(path: &Path) -> Result<()> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::io("cannot open to fsync", e).with_path(path))?;
+    file.sync_all()
+        .map_err(|e| Error::io("fsync failed", e).with_path(path))?;
+    ndstore_core::os::close_file(file).map_err(|e| Error::io("close failed", e).with_path(path))
+}
+
+pub(crate) fn open_read(path: &Path) -> Result<hdf5_metno::File> {
+    init();
+    if !path.exists() {
+        return Err(Error::new(ErrorKind::NotFound, "no such file").with_path(path));
+    }
+    hdf5_metno::File::open(path).map_err(|e| h5_error(e, path, "/"))
+}
+
+pub(crate) fn open_dataset(file: &hdf5_metno::File, path: &Path, name: &str) -> Result<Dataset> {
+    file.dataset(name).map_err(|e| h5_error(e, path, name))
+}
+
+/// Reads a dataset's values as `T`, laid out in the recorded order.
+pub(crate) fn read_typed<T: H5Element>(
+    dataset: &Dataset,
+    meta: &ArrayMeta,
+    path: &Path,
+    name: &str,
+) -> Result<ArrayD<T>> {
+    let values: Vec<T> = dataset
+        .read_raw::<T>()
+        .map_err(|e| h5_error(e, path, name))?;
+    let c = ArrayD::from_shape_vec(IxDyn(&meta.shape), values).map_err(|e| {
+        Error::new(
+            ErrorKind::Format,
+            format!("the data does not fit shape {:?}: {e}", meta.shape),
+        )
+        .with_path(path)
+        .at(Location::Object(name.to_owned()))
+    })?;
+    if meta.effective_order() == Order::Fortran {
+        let fortran: Vec<T> = c.t().iter().copied().collect();
+        ArrayD::from_shape_vec(IxDyn(&meta.shape).f(), fortran)
+            .map_err(|e| Error::new(ErrorKind::Format, e.to_string()).with_path(path))
+    } else {
+        Ok(c)
+    }
+}
+
+/// Loads dataset `name` of the file at `path`, whatever its dtype.
+pub fn load_dyn(path: impl AsRef<Path>, name: &str) -> Result<(ArrayMeta, DynArray)> {
+    let path = path.as_ref();
+    let file = open_read(path)?;
+    let dataset = open_dataset(&file, path, name)?;
+    let meta = dataset_meta(&dataset, path, name)?;
+    let array = with_dtype_kind!(meta.dtype.kind, T => read_typed::<T>(&dataset, &meta, path, name).map(DynArray::from))?;
+    Ok((meta, array))
+}
+
+/// Loads dataset `name` as `T`, failing with a type mismatch before reading other types.
+pub fn load_as(path: impl AsRef<Path>, name: &str, kind: DTypeKind) -> Result<DynArray> {
+    let path = path.as_ref();
+    let file = open_read(path)?;
+    let dataset = open_dataset(&file, path, name)?;
+    let meta = dataset_meta(&dataset, path, name)?;
+    if meta.dtype.kind != kind {
+        return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, kind)
+            .with_path(path)
+            .at(Location::Object(name.to_owned())));
+    }
+    with_dtype_kind!(kind, T => read_typed::<T>(&dataset, &meta, path, name).map(DynArray::from))
+}
+
+/// Reads dataset `name`'s metadata without its data.
+pub fn read_meta(path: impl AsRef<Path>, name: &str) -> Result<ArrayMeta> {
+    let path = path.as_ref();
+    let file = open_read(path)?;
+    let dataset = open_dataset(&file, path, name)?;
+    dataset_meta(&dataset, path, name)
+}
+
+/// Every dataset in the file (groups walked recursively), with its metadata, without reading data.
+pub fn list(path: impl AsRef<Path>) -> Result<Vec<(String, ArrayMeta)>> {
+    let path = path.as_ref();
+    let file = open_read(path)?;
+    let mut found = Vec::new();
+    walk(&file, "", path, &mut found)?;
+    Ok(found)
+}
+
+fn walk(
+    group: &Group,
+    prefix: &str,
+    path: &Path,
+    found: &mut Vec<(String, ArrayMeta)>,
+) -> Result<()> {
+    let here = if prefix.is_empty() { "/" } else { prefix };
+    for dataset in group.datasets().map_err(|e| h5_error(e, path, here))? {
+        let name = dataset.name();
+        let meta = dataset_meta(&dataset, path, &name)?;
+        found.push((name, meta));
+    }
+    for child in group.groups().map_err(|e| h5_error(e, path, here))? {
+        let name = child.name();
+        walk(&child, &name, path, found)?;
+    }
+    Ok(())
+}
