@@ -30,6 +30,8 @@ pub(crate) fn h5_error(err: hdf5_metno::Error, path: &Path, object: &str) -> Err
     let lower = message.to_lowercase();
     let kind = if lower.contains("lock") {
         ErrorKind::Locked
+    } else if lower.contains("signature") || lower.contains("truncated") {
+        ErrorKind::Format
     } else if lower.contains("doesn't exist")
         || lower.contains("not found")
         || lower.contains("does not exist")

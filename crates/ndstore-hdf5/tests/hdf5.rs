@@ -1,0 +1,112 @@
+//! The HDF5 backend's own promises: h5py's files (chunked, gzip) read back, groups and
+//! listings, clear errors, and a refused in-place save that leaves the locked file intact.
+
+// Tests may unwrap: a panic is how a test reports its failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ndarray::{Array2, ArrayD, IxDyn};
+use ndstore_core::{
+    Backend, ByteOrder, DType, DTypeKind, DynArray, ErrorKind, Location, SaveOptions,
+};
+use ndstore_hdf5::Hdf5Backend;
+
+fn python_or_skip() -> bool {
+    match ndstore_conformance::python::interpreter() {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_some() => panic!("{e}"),
+        Err(e) => {
+            eprintln!("h5py interop not run: {e}");
+            false
+        }
+    }
+}
+
+#[test]
+fn h5py_chunked_gzip_and_big_endian_datasets_read_back() {
+    if !python_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h5py.h5");
+    ndstore_conformance::python::run_script(&format!(
+        "import h5py, numpy as np\nwith h5py.File({:?}, 'w') as f:\n    f.create_dataset('grp/sub/gz', data=np.arange(1000, dtype='<f8').reshape(100, 10), chunks=(10, 10), compression='gzip', shuffle=True, fletcher32=True)\n    f.create_dataset('be', data=np.arange(6, dtype='>i4').reshape(2, 3))\n    f.create_dataset('flags', data=np.array([True, False, True]))\n    f.create_dataset('z', data=np.array([1+2j, -3j], dtype='c8'))",
+        path.display().to_string()
+    ))
+    .unwrap();
+    let (meta, gz) = ndstore_hdf5::load_dyn(&path, "/grp/sub/gz").unwrap();
+    assert_eq!(meta.shape, vec![100, 10]);
+    let gz = gz.into_typed::<f64>().unwrap();
+    assert_eq!(gz.sum(), (0..1000).sum::<i32>() as f64);
+    let (meta, be) = ndstore_hdf5::load_dyn(&path, "be").unwrap();
+    assert_eq!(meta.dtype, DType::new(DTypeKind::I32, ByteOrder::Big));
+    assert_eq!(
+        be.into_typed::<i32>().unwrap().into_raw_vec_and_offset().0,
+        vec![0, 1, 2, 3, 4, 5]
+    );
+    let (_, flags) = ndstore_hdf5::load_dyn(&path, "flags").unwrap();
+    assert_eq!(
+        flags
+            .into_typed::<bool>()
+            .unwrap()
+            .into_raw_vec_and_offset()
+            .0,
+        vec![true, false, true]
+    );
+    let (meta, z) = ndstore_hdf5::load_dyn(&path, "z").unwrap();
+    assert_eq!(meta.dtype.kind, DTypeKind::Complex64);
+    assert_eq!(z.len(), 2);
+    let mut names: Vec<String> = ndstore_hdf5::list(&path)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["/be", "/flags", "/grp/sub/gz", "/z"]);
+}
+
+#[test]
+fn missing_datasets_and_foreign_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.h5");
+    let a = DynArray::from(ArrayD::<u8>::zeros(IxDyn(&[3])));
+    ndstore_hdf5::save_dyn(&path, "/deep/group/x", &a, &SaveOptions::default()).unwrap();
+    let err = ndstore_hdf5::load_dyn(&path, "/deep/group/y").unwrap_err();
+    assert_eq!(
+        err.location(),
+        Some(&Location::Object("/deep/group/y".to_owned())),
+        "{err}"
+    );
+    assert!(err.to_string().contains("a.h5"), "{err}");
+    let text = dir.path().join("text.h5");
+    std::fs::write(&text, "not hdf5").unwrap();
+    let err = ndstore_hdf5::load_dyn(&text, "data").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Format, "{err}");
+    assert!(err.to_string().contains("text.h5"), "{err}");
+    let err = ndstore_hdf5::load_dyn(dir.path().join("missing.h5"), "data").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn a_refused_in_place_save_leaves_the_locked_file_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held.h5");
+    let a = DynArray::from(Array2::<f64>::from_elem((4, 4), 2.5).into_dyn());
+    Hdf5Backend
+        .save(&path, &a, &SaveOptions::default())
+        .unwrap();
+    let holder = Hdf5Backend
+        .open_in_place(&path, &SaveOptions::default())
+        .unwrap();
+    // libhdf5 truncates at open(2) before locking; ndstore must lock first and refuse.
+    let other = DynArray::from(ArrayD::<f64>::zeros(IxDyn(&[1])));
+    let err = Hdf5Backend
+        .save(&path, &other, &SaveOptions::new().in_place())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    holder.close().unwrap();
+    let (_, loaded) = Hdf5Backend.load(&path).unwrap();
+    assert!(
+        loaded.bit_eq(&a),
+        "the held file was damaged by the refused save"
+    );
+}
