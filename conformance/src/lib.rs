@@ -136,6 +136,13 @@ pub fn run(id: &str, backend: &dyn Backend) {
 /// Runs check `id` against `backend` and returns its result without failing the test: for the
 /// harness's own tests, which prove that checks fail on broken backends.
 pub fn check(id: &str, backend: &dyn Backend) -> CheckResult {
+    // One check at a time per process: checks fork children, and a child forked while another
+    // check holds a file open would inherit its descriptors (some libraries, libhdf5 among
+    // them, open files without O_CLOEXEC) and with them its locks.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     run_check(id, backend).unwrap_or_else(|message| CheckResult {
         id: id.to_owned(),
         status: Status::Fail,

@@ -232,17 +232,67 @@ fn test() -> Result<(), String> {
         "-D",
         "warnings",
     ]))?;
+    // The facade's optional backends (hdf5 is off by default) are linted and tested too.
+    run(cargo().args([
+        "clippy",
+        "-p",
+        "ndstore",
+        "--all-features",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]);
     with_env(&mut cmd, &environment);
-    run_counting_tests(&mut cmd)
+    let mut facade = cargo();
+    facade.args([
+        "test",
+        "-p",
+        "ndstore",
+        "--all-features",
+        "--test",
+        "open_by_extension",
+    ]);
+    with_env(&mut facade, &environment);
+    run_counting_tests(&mut [cmd, facade])
 }
 
-/// Runs `cargo test`, echoing its output, and closes with one line that totals every test
-/// binary's results (cargo's own last line may be a doctest run of zero tests).
-fn run_counting_tests(cmd: &mut Command) -> Result<(), String> {
+/// Runs each `cargo test` command, echoing its output, and closes with one line that totals
+/// every test binary's results (cargo's own last line may be a doctest run of zero tests).
+fn run_counting_tests(commands: &mut [Command]) -> Result<(), String> {
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    let mut failure = None;
+    for cmd in commands.iter_mut() {
+        let (p, f, i, ok) = run_one_test_command(cmd)?;
+        passed += p;
+        failed += f;
+        ignored += i;
+        if !ok && failure.is_none() {
+            failure = Some("cargo test failed".to_owned());
+        }
+    }
+    if ignored > 0 {
+        println!("xtask: {ignored} test(s) are marked ignored; the project allows none");
+    }
+    println!("tests: {passed} passed, {failed} failed");
+    match failure {
+        None if ignored == 0 => Ok(()),
+        None => Err("tests were marked ignored".to_owned()),
+        Some(why) => Err(why),
+    }
+}
+
+/// Runs one `cargo test` command, echoing it; returns (passed, failed, ignored, success).
+fn run_one_test_command(cmd: &mut Command) -> Result<(u64, u64, u64, bool), String> {
     use std::io::{BufRead, BufReader};
-    println!("xtask: running cargo test --workspace");
+    let shown: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    println!("xtask: running cargo {}", shown.join(" "));
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -272,17 +322,7 @@ fn run_counting_tests(cmd: &mut Command) -> Result<(), String> {
     let status = child
         .wait()
         .map_err(|e| format!("waiting for cargo test: {e}"))?;
-    if ignored > 0 {
-        println!("xtask: {ignored} test(s) are marked ignored; the project allows none");
-    }
-    println!("tests: {passed} passed, {failed} failed");
-    if status.success() && ignored == 0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "cargo test failed ({status}), or tests were ignored"
-        ))
-    }
+    Ok((passed, failed, ignored, status.success()))
 }
 
 fn conformance(args: &[String]) -> Result<(), String> {

@@ -45,6 +45,35 @@ pub(crate) fn h5_error(err: hdf5_metno::Error, path: &Path, object: &str) -> Err
         .at(Location::Object(object.to_owned()))
 }
 
+/// Marks libhdf5's descriptor of `file` close-on-exec.
+///
+/// libhdf5 opens files without `O_CLOEXEC`. A process spawned while a file is open would inherit
+/// the descriptor and, with it, libhdf5's `flock` on the file, which would then outlive our own
+/// close until that process exits: other readers and writers would be refused in the meantime.
+/// A process forked in the instant between libhdf5's open(2) and this call can still inherit it;
+/// libhdf5 offers no way to open with `O_CLOEXEC`.
+pub(crate) fn close_on_exec(file: &hdf5_metno::File) {
+    use hdf5_metno_sys::h5p::H5P_DEFAULT;
+    let mut handle: *mut std::ffi::c_void = std::ptr::null_mut();
+    let rc = hdf5_metno::sync::sync(|| {
+        // SAFETY: `file.id()` is a live file id; libhdf5 writes a pointer to its driver's file
+        // handle into `handle`, which for the default (sec2) driver points at an `int` descriptor
+        // that lives as long as the file is open.
+        unsafe { hdf5_metno_sys::h5f::H5Fget_vfd_handle(file.id(), H5P_DEFAULT, &mut handle) }
+    });
+    if rc < 0 || handle.is_null() {
+        return;
+    }
+    // SAFETY: as above, `handle` points at the open descriptor of the sec2 driver.
+    let fd = unsafe { *(handle as *const libc::c_int) };
+    // SAFETY: fcntl on a descriptor libhdf5 holds open only sets its close-on-exec flag.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags >= 0 {
+        // SAFETY: as above.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+    }
+}
+
 /// Rust element types that libhdf5 reads and writes (every ndstore element type).
 pub trait H5Element: Element + H5Type {}
 impl<T: Element + H5Type> H5Element for T {}
@@ -207,6 +236,7 @@ fn write_file(
     target: &Path,
 ) -> Result<()> {
     let file = hdf5_metno::File::create(file_path).map_err(|e| h5_error(e, target, "/"))?;
+    close_on_exec(&file);
     with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, target))?;
     file.close().map_err(|e| h5_error(e, target, "/"))
 }
@@ -243,6 +273,7 @@ pub fn save_dyn(
                 .with_fapl(|fapl| fapl.file_locking(false))
                 .create(&target)
                 .map_err(|e| h5_error(e, &target, "/"))?;
+            close_on_exec(&file);
             with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, &target))?;
             file.close().map_err(|e| h5_error(e, &target, "/"))?;
             out.finish()
@@ -265,7 +296,9 @@ pub(crate) fn open_read(path: &Path) -> Result<hdf5_metno::File> {
     if !path.exists() {
         return Err(Error::new(ErrorKind::NotFound, "no such file").with_path(path));
     }
-    hdf5_metno::File::open(path).map_err(|e| h5_error(e, path, "/"))
+    let file = hdf5_metno::File::open(path).map_err(|e| h5_error(e, path, "/"))?;
+    close_on_exec(&file);
+    Ok(file)
 }
 
 pub(crate) fn open_dataset(file: &hdf5_metno::File, path: &Path, name: &str) -> Result<Dataset> {

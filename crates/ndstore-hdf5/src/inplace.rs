@@ -29,6 +29,7 @@ impl H5InPlace {
         init();
         let path = path.as_ref();
         let file = File::open_rw(path).map_err(|e| h5_error(e, path, "/"))?;
+        crate::h5::close_on_exec(&file);
         let dataset = file.dataset(name).map_err(|e| h5_error(e, path, name))?;
         let meta = dataset_meta(&dataset, path, name)?;
         Ok(H5InPlace {

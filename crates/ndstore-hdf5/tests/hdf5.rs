@@ -10,6 +10,16 @@ use ndstore_core::{
 };
 use ndstore_hdf5::Hdf5Backend;
 
+/// These tests take turns: one of them spawns a process, and a process forked in the instant
+/// between libhdf5's open(2) and ndstore marking the descriptor close-on-exec (in another test's
+/// thread) would inherit that test's file lock. ndstore narrows that window; only libhdf5 could
+/// close it.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn python_or_skip() -> bool {
     match ndstore_conformance::python::interpreter() {
         Ok(_) => true,
@@ -23,6 +33,7 @@ fn python_or_skip() -> bool {
 
 #[test]
 fn h5py_chunked_gzip_and_big_endian_datasets_read_back() {
+    let _turn = serial();
     if !python_or_skip() {
         return;
     }
@@ -66,6 +77,7 @@ fn h5py_chunked_gzip_and_big_endian_datasets_read_back() {
 
 #[test]
 fn missing_datasets_and_foreign_files_are_clear_errors() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.h5");
     let a = DynArray::from(ArrayD::<u8>::zeros(IxDyn(&[3])));
@@ -88,6 +100,7 @@ fn missing_datasets_and_foreign_files_are_clear_errors() {
 
 #[test]
 fn a_refused_in_place_save_leaves_the_locked_file_intact() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("held.h5");
     let a = DynArray::from(Array2::<f64>::from_elem((4, 4), 2.5).into_dyn());
@@ -108,5 +121,33 @@ fn a_refused_in_place_save_leaves_the_locked_file_intact() {
     assert!(
         loaded.bit_eq(&a),
         "the held file was damaged by the refused save"
+    );
+}
+
+#[test]
+fn a_process_spawned_while_a_file_is_open_does_not_keep_its_lock() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spawn.h5");
+    let a = DynArray::from(ArrayD::<i64>::zeros(IxDyn(&[8])));
+    Hdf5Backend
+        .save(&path, &a, &SaveOptions::default())
+        .unwrap();
+    let handle = Hdf5Backend
+        .open_in_place(&path, &SaveOptions::default())
+        .unwrap();
+    // Spawned while libhdf5 holds the file open (and locked).
+    let mut child = std::process::Command::new("sleep")
+        .arg("5")
+        .spawn()
+        .unwrap();
+    handle.close().unwrap();
+    let reopened = Hdf5Backend.open_in_place(&path, &SaveOptions::default());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        reopened.is_ok(),
+        "the child inherited libhdf5's descriptor and lock: {:?}",
+        reopened.err()
     );
 }

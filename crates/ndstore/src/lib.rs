@@ -11,6 +11,7 @@
 //! | `.npy` | [`file::npy`] | `file` |
 //! | `.npz` | [`file::npz`] (first array, or by name) | `file` |
 //! | `.csv`, `.txt` | [`text`] (comma-separated; `.txt` whitespace-separated) | `text` |
+//! | `.h5`, `.hdf5` | `hdf5` (dataset `data`) | `hdf5`, off by default: it links libhdf5 |
 //!
 //! Memory maps are opened explicitly, through [`mmap::MappedArray`] (feature `mmap`): mapping is
 //! an `unsafe` choice the caller makes, never a side effect of a file's extension.
@@ -50,6 +51,10 @@ pub use ndstore_mmap as mmap;
 #[cfg(feature = "text")]
 pub use ndstore_text as text;
 
+/// The `hdf5` backend: HDF5 datasets through libhdf5 (feature `hdf5`, off by default).
+#[cfg(feature = "hdf5")]
+pub use ndstore_hdf5 as hdf5;
+
 /// The backends this build includes, as the conformance report names them.
 // Each push depends on a feature, so the vector cannot be one `vec![]` literal.
 #[allow(clippy::vec_init_then_push, unused_mut)]
@@ -61,6 +66,8 @@ pub fn backends() -> Vec<Box<dyn Backend>> {
     backends.push(Box::new(ndstore_mmap::MmapBackend));
     #[cfg(feature = "text")]
     backends.push(Box::new(ndstore_text::TextBackend));
+    #[cfg(feature = "hdf5")]
+    backends.push(Box::new(ndstore_hdf5::Hdf5Backend));
     backends
 }
 
@@ -76,6 +83,8 @@ pub enum Format {
     Csv,
     /// `.txt` (whitespace-separated text, as `np.savetxt` writes by default)
     Txt,
+    /// `.h5` or `.hdf5`
+    Hdf5,
 }
 
 /// The format a path's extension names, or an error saying which extensions are known.
@@ -89,14 +98,10 @@ pub fn format_of(path: &Path) -> Result<Format> {
         Some("npz") => Ok(Format::Npz),
         Some("csv") => Ok(Format::Csv),
         Some("txt") => Ok(Format::Txt),
-        Some("h5" | "hdf5") => Err(Error::new(
-            ErrorKind::Unsupported,
-            "this build of ndstore has no backend for this extension yet",
-        )
-        .with_path(path)),
+        Some("h5" | "hdf5") => Ok(Format::Hdf5),
         _ => Err(Error::new(
             ErrorKind::Unsupported,
-            "unknown extension (known: .npy, .npz, .csv, .txt)",
+            "unknown extension (known: .npy, .npz, .csv, .txt, .h5, .hdf5)",
         )
         .with_path(path)),
     }
@@ -125,6 +130,8 @@ pub fn save_with(path: impl AsRef<Path>, array: &DynArray, options: &SaveOptions
         Format::Csv | Format::Txt => ndstore_core::with_dyn_array!(array, a => {
             ndstore_text::save(path, a, &text_options(path), options)
         }),
+        #[cfg(feature = "hdf5")]
+        Format::Hdf5 => ndstore_hdf5::save_dyn(path, ndstore_hdf5::DEFAULT_DATASET, array, options),
         #[allow(unreachable_patterns)]
         _ => Err(Error::new(
             ErrorKind::Unsupported,
@@ -162,6 +169,8 @@ pub fn load(path: impl AsRef<Path>) -> Result<(ArrayMeta, DynArray)> {
         }
         #[cfg(feature = "text")]
         Format::Csv | Format::Txt => ndstore_text::load_dyn(path, &text_options(path)),
+        #[cfg(feature = "hdf5")]
+        Format::Hdf5 => ndstore_hdf5::load_dyn(path, ndstore_hdf5::DEFAULT_DATASET),
         #[allow(unreachable_patterns)]
         _ => Err(Error::new(
             ErrorKind::Unsupported,

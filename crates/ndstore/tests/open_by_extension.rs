@@ -28,11 +28,27 @@ fn unknown_extensions_are_named_in_the_error() {
         err.to_string().contains("data.parquet") && err.to_string().contains(".npy"),
         "{err}"
     );
-    assert_eq!(
-        ndstore::backends()
-            .iter()
-            .map(|b| b.name())
-            .collect::<Vec<_>>(),
-        ["file", "mmap", "text"]
-    );
+    let mut expected = vec!["file", "mmap", "text"];
+    if cfg!(feature = "hdf5") {
+        expected.push("hdf5");
+    }
+    let names: Vec<&str> = ndstore::backends().iter().map(|b| b.name()).collect();
+    assert_eq!(names, expected);
+}
+
+/// Run by `cargo xtask test` with `--all-features`: HDF5 files open by extension too.
+#[cfg(feature = "hdf5")]
+#[test]
+fn hdf5_round_trips_by_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let array = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[2, 5]), |d| {
+        (d[0] * 5 + d[1]) as u32
+    }));
+    for name in ["a.h5", "b.hdf5"] {
+        let path = dir.path().join(name);
+        ndstore::save(&path, &array).unwrap();
+        let (meta, loaded) = ndstore::load(&path).unwrap();
+        assert_eq!(meta.shape, vec![2, 5]);
+        assert!(loaded.bit_eq(&array), "{name}");
+    }
 }
