@@ -112,6 +112,15 @@ pub fn alloc_raw<R: bytemuck::Pod>(count: usize) -> Vec<R> {
     buffer
 }
 
+/// Allocates `count` zeroed elements, advised for transparent huge pages when large: for
+/// libraries that read into a buffer the caller provides (libhdf5's `read_into_raw`).
+pub fn alloc_elements<T: Element>(count: usize) -> Vec<T> {
+    let mut buffer: Vec<T> = bytemuck::zeroed_vec(count);
+    let bytes = std::mem::size_of_val(buffer.as_slice());
+    crate::os::advise_huge_pages_of(buffer.as_mut_ptr().cast::<u8>(), bytes);
+    buffer
+}
+
 /// Builds an array of `meta`'s shape and order from raw values stored in `meta`'s byte order.
 ///
 /// The buffer must hold exactly the element count; bytes are swapped in place when the stored

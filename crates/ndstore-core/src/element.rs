@@ -19,7 +19,7 @@ mod sealed {
 ///
 /// The trait is sealed: the dtype catalogue is closed, and every backend supports the same list.
 pub trait Element:
-    Copy + Debug + Send + Sync + bytemuck::NoUninit + sealed::Sealed + 'static
+    Copy + Debug + Send + Sync + bytemuck::NoUninit + bytemuck::Zeroable + sealed::Sealed + 'static
 {
     /// The dtype kind this type maps to.
     const KIND: DTypeKind;

@@ -13,22 +13,28 @@ const HUGE_PAGE_THRESHOLD: usize = 4 << 20;
 /// A bulk read into a fresh multi-megabyte buffer spends most of its time in page faults; with
 /// 2 MiB pages it takes 512 times fewer. The advice is best effort: failure changes only speed.
 pub fn advise_huge_pages(buffer: &mut [u8]) {
-    if buffer.len() < HUGE_PAGE_THRESHOLD {
+    advise_huge_pages_of(buffer.as_mut_ptr(), buffer.len());
+}
+
+/// [`advise_huge_pages`] for `len` bytes at `start`, which the caller owns (a buffer of any
+/// element type). Only whole pages inside the range are advised.
+pub(crate) fn advise_huge_pages_of(start: *mut u8, len: usize) {
+    if len < HUGE_PAGE_THRESHOLD {
         return;
     }
     #[cfg(target_os = "linux")]
     {
         let page = 4096usize;
-        let start = buffer.as_mut_ptr() as usize;
+        let start = start as usize;
         let aligned = start.next_multiple_of(page);
-        let end = start + buffer.len();
+        let end = start + len;
         if aligned >= end {
             return;
         }
         let len = (end - aligned) / page * page;
-        // SAFETY: [aligned, aligned + len) lies inside `buffer`, which this function borrows
-        // mutably; MADV_HUGEPAGE only changes how the kernel backs the pages, never their
-        // contents, so no Rust-visible memory changes.
+        // SAFETY: [aligned, aligned + len) lies inside the caller's buffer; MADV_HUGEPAGE only
+        // changes how the kernel backs the pages, never their contents, so no Rust-visible
+        // memory changes.
         let rc = unsafe { libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE) };
         if rc != 0 {
             log::debug!(

@@ -312,8 +312,10 @@ pub(crate) fn read_typed<T: H5Element>(
     path: &Path,
     name: &str,
 ) -> Result<ArrayD<T>> {
-    let values: Vec<T> = dataset
-        .read_raw::<T>()
+    // Into a buffer advised for huge pages: a bulk read into a fresh buffer is page faults.
+    let mut values: Vec<T> = ndstore_core::codec::alloc_elements(meta.element_count()?);
+    dataset
+        .read_into_raw(&mut values)
         .map_err(|e| h5_error(e, path, name))?;
     let c = ArrayD::from_shape_vec(IxDyn(&meta.shape), values).map_err(|e| {
         Error::new(
