@@ -281,6 +281,43 @@ pub fn save_dyn(
     }
 }
 
+/// Adds `array` as dataset `dataset` to the HDF5 file at `path` (replacing a dataset of that
+/// name), keeping the file's other datasets; creates the file when it does not exist.
+///
+/// Atomic: the file is copied to a temporary beside it, libhdf5 edits the copy, and the copy is
+/// fsynced and renamed over the original — a crash leaves the old file or the new one, never a
+/// half-edited one. The price is one copy of the file.
+pub fn add_dataset(
+    path: impl AsRef<Path>,
+    dataset: &str,
+    array: &DynArray,
+    options: &SaveOptions,
+) -> Result<()> {
+    init();
+    let path = path.as_ref();
+    let target = ndstore_core::atomic::resolve_target(path)?;
+    if !target.exists() {
+        return save_dyn(&target, dataset, array, options);
+    }
+    let atomic = options.replace(Replace::Atomic);
+    let mut out = OutputFile::create(&target, &atomic)?;
+    {
+        let mut source = std::fs::File::open(&target)
+            .map_err(|e| Error::io("cannot open", e).with_path(&target))?;
+        std::io::copy(&mut source, out.file()?)
+            .map_err(|e| Error::io("copying the file", e).with_path(&target))?;
+    }
+    let file = hdf5_metno::File::open_rw(out.path()).map_err(|e| h5_error(e, &target, "/"))?;
+    close_on_exec(&file);
+    if file.link_exists(dataset) {
+        file.unlink(dataset)
+            .map_err(|e| h5_error(e, &target, dataset))?;
+    }
+    with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), options.effective_byte_order(), &target))?;
+    file.close().map_err(|e| h5_error(e, &target, "/"))?;
+    out.finish()
+}
+
 /// fsyncs the file at `path` through a descriptor of our own: libhdf5 never fsyncs, and an
 /// fsync through any descriptor of the file makes its data durable.
 pub(crate) fn fsync(path: &Path) -> Result<()> {

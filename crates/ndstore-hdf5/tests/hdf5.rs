@@ -151,3 +151,35 @@ fn a_process_spawned_while_a_file_is_open_does_not_keep_its_lock() {
         reopened.err()
     );
 }
+
+#[test]
+fn many_arrays_per_file_each_added_atomically() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.h5");
+    let a = DynArray::from(ArrayD::<i32>::from_elem(IxDyn(&[3]), 7));
+    let b = DynArray::from(ArrayD::<f32>::from_elem(IxDyn(&[2, 2]), 0.5));
+    let c = DynArray::from(ArrayD::<u8>::from_elem(IxDyn(&[1]), 9));
+    ndstore_hdf5::add_dataset(&path, "/a", &a, &SaveOptions::default()).unwrap();
+    ndstore_hdf5::add_dataset(&path, "/nested/b", &b, &SaveOptions::default()).unwrap();
+    ndstore_hdf5::add_dataset(&path, "/a", &c, &SaveOptions::default()).unwrap();
+    let mut names: Vec<String> = ndstore_hdf5::list(&path)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["/a", "/nested/b"]);
+    assert!(
+        ndstore_hdf5::load_dyn(&path, "/a").unwrap().1.bit_eq(&c),
+        "the replaced dataset"
+    );
+    assert!(
+        ndstore_hdf5::load_dyn(&path, "/nested/b")
+            .unwrap()
+            .1
+            .bit_eq(&b),
+        "the kept dataset"
+    );
+    assert!(ndstore_core::list_temps(&path).unwrap().is_empty());
+}
