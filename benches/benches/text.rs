@@ -25,6 +25,12 @@ fn text_backend(c: &mut Criterion) {
         let array = table(rows);
         let label = format!("{rows}x10");
         group.throughput(Throughput::Elements((rows * 10) as u64));
+        group.bench_with_input(BenchmarkId::new("format_only", &label), &array, |b, a| {
+            b.iter(|| {
+                ndstore_text::write_to(&mut std::io::sink(), a, &TextOptions::default())
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+        });
         group.bench_with_input(BenchmarkId::new("write_flushed", &label), &array, |b, a| {
             b.iter(|| {
                 ndstore_text::save(

@@ -17,7 +17,7 @@ use crate::options::{Delimiter, Newline, TextOptions};
 use crate::value::{Style, TextValue};
 
 /// Rows formatted per task; two tasks run at once.
-const ROWS_PER_TASK: usize = 16 * 1024;
+const ROWS_PER_TASK: usize = 8 * 1024;
 
 fn newline(options: &TextOptions) -> &'static [u8] {
     match options.newline {
@@ -90,8 +90,9 @@ fn format_rows<T: TextValue>(
     }
 }
 
-/// Formats `chunks` on two worker threads while this thread writes the finished chunks in
-/// order: formatting and writing overlap, and buffers are reused.
+/// Formats `chunks` on this thread and one worker (two threads for two cores), while this
+/// thread also writes the finished chunks in order between its own: formatting and writing
+/// overlap without a third thread competing for the cores. Buffers are reused.
 fn write_pipelined<T: TextValue>(
     chunks: &[&[T]],
     row: usize,
@@ -103,36 +104,57 @@ fn write_pipelined<T: TextValue>(
     use std::sync::{Mutex, mpsc};
     let next = AtomicUsize::new(0);
     let pool: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    let take_buffer = |pool: &Mutex<Vec<Vec<u8>>>| {
+        pool.lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default()
+    };
     std::thread::scope(|scope| {
         let (done, finished) = mpsc::sync_channel::<(usize, Vec<u8>)>(4);
-        for _ in 0..2 {
-            let done = done.clone();
-            let (next, pool) = (&next, &pool);
-            scope.spawn(move || {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(chunk) = chunks.get(index) else {
-                        break;
-                    };
-                    let mut text = pool
-                        .lock()
-                        .ok()
-                        .and_then(|mut p| p.pop())
-                        .unwrap_or_default();
-                    text.clear();
-                    format_rows(chunk, row, options, &mut text);
-                    // The writer hung up after an error: stop.
-                    if done.send((index, text)).is_err() {
-                        break;
-                    }
+        let (next_ref, pool_ref) = (&next, &pool);
+        scope.spawn(move || {
+            loop {
+                let index = next_ref.fetch_add(1, Ordering::Relaxed);
+                let Some(chunk) = chunks.get(index) else {
+                    break;
+                };
+                let mut text = take_buffer(pool_ref);
+                text.clear();
+                format_rows(chunk, row, options, &mut text);
+                // The writer hung up after an error: stop.
+                if done.send((index, text)).is_err() {
+                    break;
                 }
-            });
-        }
-        drop(done);
+            }
+        });
         let mut pending = BTreeMap::new();
         let mut wanted = 0;
-        for (index, text) in finished {
-            pending.insert(index, text);
+        while wanted < chunks.len() {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            if let Some(chunk) = chunks.get(index) {
+                let mut text = take_buffer(&pool);
+                text.clear();
+                format_rows(chunk, row, options, &mut text);
+                pending.insert(index, text);
+            }
+            while let Ok((i, text)) = finished.try_recv() {
+                pending.insert(i, text);
+            }
+            if index >= chunks.len() && !pending.contains_key(&wanted) {
+                // Nothing left to format here: wait for the worker's chunk.
+                match finished.recv() {
+                    Ok((i, text)) => {
+                        pending.insert(i, text);
+                    }
+                    Err(_) => {
+                        return Err(Error::new(
+                            ErrorKind::InvalidInput,
+                            "a formatting thread stopped early",
+                        ));
+                    }
+                }
+            }
             while let Some(text) = pending.remove(&wanted) {
                 out.write_all(&text)
                     .map_err(|e| Error::io("writing text", e))?;
