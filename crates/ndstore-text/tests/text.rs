@@ -320,3 +320,37 @@ fn large_files_read_in_two_halves_keep_exact_line_numbers() {
     let column = replaced.find("oops").unwrap() as u64 + 1;
     assert_eq!(line_col(&err), (bad_line as u64, column), "{err}");
 }
+
+/// A writer that fails once it has taken `limit` bytes, as a full disk would.
+struct FailingWriter {
+    written: usize,
+    limit: usize,
+}
+
+impl std::io::Write for FailingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written + buf.len() > self.limit {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        self.written += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_writer_stops_the_two_thread_writer_with_its_error() {
+    let a = Array2::<f64>::from_shape_fn((200_000, 4), |(i, j)| (i * 4 + j) as f64 / 3.0);
+    let mut out = FailingWriter {
+        written: 0,
+        limit: 1 << 20,
+    };
+    let err = ndstore_text::write_to(&mut out, &a, &TextOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert_eq!(
+        err.io_error().and_then(std::io::Error::raw_os_error),
+        Some(28)
+    );
+}
