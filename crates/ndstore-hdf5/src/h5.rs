@@ -74,6 +74,48 @@ pub(crate) fn close_on_exec(file: &hdf5_metno::File) {
     }
 }
 
+/// How a dataset is laid out on disk: contiguous (the default), or chunked and filtered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct H5Options {
+    /// Chunk shape; filters need chunks, so with a filter and no shape the whole array is one
+    /// chunk.
+    pub chunk: Option<Vec<usize>>,
+    /// gzip (deflate) level, 0–9, as h5py's `compression="gzip"`.
+    pub deflate: Option<u8>,
+    /// The byte-shuffle filter before compression.
+    pub shuffle: bool,
+    /// A Fletcher-32 checksum per chunk: corrupt chunks fail to read instead of reading wrong.
+    pub fletcher32: bool,
+}
+
+impl H5Options {
+    /// Contiguous, unfiltered storage.
+    pub fn new() -> H5Options {
+        H5Options::default()
+    }
+
+    /// Chunks of `shape`.
+    #[must_use]
+    pub fn chunk(mut self, shape: &[usize]) -> H5Options {
+        self.chunk = Some(shape.to_vec());
+        self
+    }
+
+    /// gzip at `level`, with the shuffle filter and per-chunk checksums.
+    #[must_use]
+    pub fn compressed(mut self, level: u8) -> H5Options {
+        self.deflate = Some(level.min(9));
+        self.shuffle = true;
+        self.fletcher32 = true;
+        self
+    }
+
+    fn filtered(&self) -> bool {
+        self.deflate.is_some() || self.shuffle || self.fletcher32
+    }
+}
+
 /// Rust element types that libhdf5 reads and writes (every ndstore element type).
 pub trait H5Element: Element + H5Type {}
 impl<T: Element + H5Type> H5Element for T {}
@@ -199,6 +241,7 @@ fn write_dataset<T: H5Element>(
     name: &str,
     view: ArrayViewD<'_, T>,
     byte_order: ByteOrder,
+    layout: &H5Options,
     path: &Path,
 ) -> Result<()> {
     let order = ndstore_core::codec::layout_order(&view);
@@ -209,11 +252,37 @@ fn write_dataset<T: H5Element>(
     }
     // HDF5 stores C order; a Fortran array is stored by its logical values and flagged.
     let standard = view.as_standard_layout();
-    let dataset = group
+    let mut builder = group
         .new_dataset_builder()
-        .with_data_as(&standard, &datatype)
-        .create(name)
-        .map_err(|e| h5_error(e, path, name))?;
+        .with_data_as(&standard, &datatype);
+    let chunk = match (&layout.chunk, layout.filtered()) {
+        (Some(chunk), _) => Some(chunk.clone()),
+        // Filters need chunks: the whole array as one chunk (axes of length 0 as 1).
+        (None, true) => Some(view.shape().iter().map(|&n| n.max(1)).collect()),
+        (None, false) => None,
+    };
+    if let Some(chunk) = chunk {
+        if chunk.len() != view.ndim() || chunk.contains(&0) || view.ndim() == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("chunk shape {chunk:?} does not fit an array of shape {:?} (0-d arrays cannot be chunked)", view.shape()),
+            )
+            .with_path(path)
+            .at(Location::Object(name.to_owned())));
+        }
+        builder = builder.chunk(chunk);
+    }
+    // The order h5py uses and libhdf5 requires: shuffle, then compression, then checksums.
+    if layout.shuffle {
+        builder = builder.shuffle();
+    }
+    if let Some(level) = layout.deflate {
+        builder = builder.deflate(level);
+    }
+    if layout.fletcher32 {
+        builder = builder.fletcher32();
+    }
+    let dataset = builder.create(name).map_err(|e| h5_error(e, path, name))?;
     let meta =
         serde_json::json!({ "order": if order == Order::Fortran { "F" } else { "C" } }).to_string();
     let value: VarLenUnicode = meta.parse().map_err(|e: hdf5_metno::types::StringError| {
@@ -233,11 +302,12 @@ fn write_file(
     dataset: &str,
     array: &DynArray,
     byte_order: ByteOrder,
+    layout: &H5Options,
     target: &Path,
 ) -> Result<()> {
     let file = hdf5_metno::File::create(file_path).map_err(|e| h5_error(e, target, "/"))?;
     close_on_exec(&file);
-    with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, target))?;
+    with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, layout, target))?;
     file.close().map_err(|e| h5_error(e, target, "/"))
 }
 
@@ -252,13 +322,24 @@ pub fn save_dyn(
     array: &DynArray,
     options: &SaveOptions,
 ) -> Result<()> {
+    save_with(path, dataset, array, options, &H5Options::default())
+}
+
+/// [`save_dyn`] with the dataset laid out as `layout` says (chunks, gzip, shuffle, checksums).
+pub fn save_with(
+    path: impl AsRef<Path>,
+    dataset: &str,
+    array: &DynArray,
+    options: &SaveOptions,
+    layout: &H5Options,
+) -> Result<()> {
     init();
     let path = path.as_ref();
     let byte_order = options.effective_byte_order();
     match options.replace {
         Replace::Atomic => {
             let out = OutputFile::create(path, options)?;
-            write_file(out.path(), dataset, array, byte_order, out.target())?;
+            write_file(out.path(), dataset, array, byte_order, layout, out.target())?;
             out.finish()
         }
         Replace::InPlace => {
@@ -274,7 +355,7 @@ pub fn save_dyn(
                 .create(&target)
                 .map_err(|e| h5_error(e, &target, "/"))?;
             close_on_exec(&file);
-            with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, &target))?;
+            with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, layout, &target))?;
             file.close().map_err(|e| h5_error(e, &target, "/"))?;
             out.finish()
         }
@@ -299,6 +380,7 @@ pub fn add_dataset(
     if !target.exists() {
         return save_dyn(&target, dataset, array, options);
     }
+    let layout = &H5Options::default();
     let atomic = options.replace(Replace::Atomic);
     let mut out = OutputFile::create(&target, &atomic)?;
     {
@@ -313,7 +395,7 @@ pub fn add_dataset(
         file.unlink(dataset)
             .map_err(|e| h5_error(e, &target, dataset))?;
     }
-    with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), options.effective_byte_order(), &target))?;
+    with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), options.effective_byte_order(), layout, &target))?;
     file.close().map_err(|e| h5_error(e, &target, "/"))?;
     out.finish()
 }

@@ -4,6 +4,7 @@
 //! - [`save_dyn`], [`load_dyn`], [`load_as`], [`read_meta`], [`list`]: files and datasets by
 //!   path (`data.h5` + `/group/name`, groups created as needed).
 //! - [`add_dataset`]: many arrays per file, each added (or replaced) atomically.
+//! - [`save_with`] and [`H5Options`]: chunked datasets with gzip, shuffle and Fletcher-32.
 //! - [`H5InPlace`]: a dataset open for in-place updates, with flush, sync and close.
 //! - [`Hdf5Backend`]: the backend the conformance harness drives, reported as `hdf5`.
 //!
@@ -38,6 +39,7 @@ mod inplace;
 
 pub use backend::Hdf5Backend;
 pub use h5::{
-    DEFAULT_DATASET, META_ATTR, add_dataset, list, load_as, load_dyn, read_meta, save_dyn,
+    DEFAULT_DATASET, H5Options, META_ATTR, add_dataset, list, load_as, load_dyn, read_meta,
+    save_dyn, save_with,
 };
 pub use inplace::H5InPlace;

@@ -183,3 +183,45 @@ fn many_arrays_per_file_each_added_atomically() {
     );
     assert!(ndstore_core::list_temps(&path).unwrap().is_empty());
 }
+
+#[test]
+fn chunked_gzip_shuffle_fletcher32_datasets_round_trip_and_h5py_sees_the_filters() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gz.h5");
+    let a = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[1000, 100]), |d| {
+        (d[0] % 7) as f64
+    }));
+    let layout = ndstore_hdf5::H5Options::new()
+        .chunk(&[100, 100])
+        .compressed(6);
+    ndstore_hdf5::save_with(&path, "/gz", &a, &SaveOptions::default(), &layout).unwrap();
+    assert!(
+        std::fs::metadata(&path).unwrap().len() < 100_000,
+        "the data should compress well below 800 kB"
+    );
+    assert!(ndstore_hdf5::load_dyn(&path, "/gz").unwrap().1.bit_eq(&a));
+    // Filters need chunks; a 0-d array cannot be chunked, and says so.
+    let scalar = DynArray::from(ArrayD::from_elem(IxDyn(&[]), 1.0f32));
+    let err = ndstore_hdf5::save_with(
+        &path,
+        "/s",
+        &scalar,
+        &SaveOptions::default(),
+        &ndstore_hdf5::H5Options::new().compressed(1),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(
+        ndstore_hdf5::load_dyn(&path, "/gz").unwrap().1.bit_eq(&a),
+        "a refused save leaves the file as it was"
+    );
+    if python_or_skip() {
+        let out = ndstore_conformance::python::run_script(&format!(
+            "import h5py\nd = h5py.File({:?}, 'r')['gz']\nprint(d.compression, d.chunks, d.shuffle, d.fletcher32)",
+            path.display().to_string()
+        ))
+        .unwrap();
+        assert_eq!(out.trim(), "gzip (100, 100) True True");
+    }
+}
