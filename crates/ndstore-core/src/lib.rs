@@ -56,7 +56,7 @@ pub use durability::{Close, Commit, Durability, Durable, Replace, SaveOptions};
 pub use element::Element;
 pub use error::{Error, ErrorKind, Location, Result};
 pub use meta::ArrayMeta;
-pub use stream::{StreamFormat, StreamWriter};
+pub use stream::{StreamFormat, StreamWriter, check_rows};
 
 pub use half;
 pub use ndarray;

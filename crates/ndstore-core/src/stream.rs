@@ -7,6 +7,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use crate::atomic::OutputFile;
+use crate::dtype::DTypeKind;
 use crate::durability::{Commit, Durable, Replace, SaveOptions};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -20,6 +21,28 @@ pub trait StreamFormat: Send {
     fn footer(&mut self) -> Vec<u8> {
         Vec::new()
     }
+}
+
+/// Checks rows before a streaming writer appends them: element type `got` must be the writer's
+/// `expected`, and `shape` must be `[n, row_shape...]`. The error names `path`.
+pub fn check_rows(
+    expected: DTypeKind,
+    row_shape: &[usize],
+    got: DTypeKind,
+    shape: &[usize],
+    path: &Path,
+) -> Result<()> {
+    if got != expected {
+        return Err(crate::array::type_mismatch(expected, got).with_path(path));
+    }
+    if shape.is_empty() || shape[1..] != *row_shape {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("rows of shape {shape:?} do not fit [n, {row_shape:?}]"),
+        )
+        .with_path(path));
+    }
+    Ok(())
 }
 
 /// A file written row by row and published by `commit`.

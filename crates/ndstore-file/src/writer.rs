@@ -106,22 +106,13 @@ impl NpyWriter {
     fn append_view<T: Element>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {
         let target = self.stream.target().to_path_buf();
         let (data, format) = self.stream.parts()?;
-        if T::KIND != format.dtype.kind {
-            return Err(
-                ndstore_core::array::type_mismatch(format.dtype.kind, T::KIND).with_path(&target),
-            );
-        }
-        if view.ndim() == 0 || view.shape()[1..] != format.row_shape[..] {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "rows of shape {:?} do not fit [n, {:?}]",
-                    view.shape(),
-                    format.row_shape
-                ),
-            )
-            .with_path(&target));
-        }
+        ndstore_core::check_rows(
+            format.dtype.kind,
+            &format.row_shape,
+            T::KIND,
+            view.shape(),
+            &target,
+        )?;
         write_elements(&view, Order::C, format.dtype.byte_order, &mut |bytes| {
             data.write_all(bytes)
         })

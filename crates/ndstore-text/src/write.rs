@@ -337,23 +337,13 @@ impl TextWriter {
     fn append_view<T: TextValue>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {
         let target = self.stream.target().to_path_buf();
         let (data, format) = self.stream.parts()?;
-        if T::KIND != format.meta.dtype.kind {
-            return Err(
-                ndstore_core::array::type_mismatch(format.meta.dtype.kind, T::KIND)
-                    .with_path(&target),
-            );
-        }
-        if view.ndim() == 0 || view.shape()[1..] != format.meta.shape[1..] {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "rows of shape {:?} do not fit [n, {:?}]",
-                    view.shape(),
-                    &format.meta.shape[1..]
-                ),
-            )
-            .with_path(&target));
-        }
+        ndstore_core::check_rows(
+            format.meta.dtype.kind,
+            &format.meta.shape[1..],
+            T::KIND,
+            view.shape(),
+            &target,
+        )?;
         let standard = view.as_standard_layout();
         let mut text = Vec::new();
         format_rows(
