@@ -3,12 +3,13 @@
 use std::path::Path;
 
 use ndstore_core::{
-    ArrayMeta, Backend, Capabilities, CrashGuarantee, DTypeKind, DynArray, InPlaceArray,
-    PythonInterop, Result, SaveOptions,
+    ArrayMeta, ArrayWriter, Backend, Capabilities, CrashGuarantee, DType, DTypeKind, DynArray,
+    InPlaceArray, PythonInterop, Result, SaveOptions,
 };
 
 use crate::h5::{self, DEFAULT_DATASET};
 use crate::inplace::H5InPlace;
+use crate::writer::{H5Writer, WriterOptions};
 
 /// HDF5 files through libhdf5; reported as `hdf5`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -32,8 +33,8 @@ impl Backend for Hdf5Backend {
             bit_exact: true,
             atomic_replace: true,
             in_place_update: true,
-            partial_io: false,
-            streaming_append: false,
+            partial_io: true,
+            streaming_append: true,
             memory_map: false,
             compression: false,
             crash: CrashGuarantee::AtomicReplace,
@@ -57,6 +58,22 @@ impl Backend for Hdf5Backend {
 
     fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {
         h5::read_meta(path, DEFAULT_DATASET)
+    }
+
+    fn writer(
+        &self,
+        path: &Path,
+        dtype: DType,
+        row_shape: &[usize],
+        options: &SaveOptions,
+    ) -> Result<Box<dyn ArrayWriter>> {
+        Ok(Box::new(H5Writer::create(
+            path,
+            dtype,
+            row_shape,
+            options,
+            &WriterOptions::default(),
+        )?))
     }
 
     fn open_in_place(&self, path: &Path, options: &SaveOptions) -> Result<Box<dyn InPlaceArray>> {

@@ -236,6 +236,40 @@ pub(crate) fn dataset_meta(dataset: &Dataset, path: &Path, name: &str) -> Result
     ))
 }
 
+/// The HDF5 datatype h5py would use for `T`, in `byte_order`.
+pub(crate) fn datatype_for<T: H5Element>(
+    byte_order: ByteOrder,
+    path: &Path,
+    name: &str,
+) -> Result<Datatype> {
+    let datatype =
+        Datatype::from_descriptor(&T::type_descriptor()).map_err(|e| h5_error(e, path, name))?;
+    if byte_order == ByteOrder::Big && T::KIND.has_byte_order() {
+        return big_endian(&datatype).map_err(|e| e.with_path(path));
+    }
+    Ok(datatype)
+}
+
+/// Writes the `{"order": ...}` attribute that records what HDF5 cannot say itself.
+pub(crate) fn write_meta_attr(
+    dataset: &Dataset,
+    order: Order,
+    path: &Path,
+    name: &str,
+) -> Result<()> {
+    let meta =
+        serde_json::json!({ "order": if order == Order::Fortran { "F" } else { "C" } }).to_string();
+    let value: VarLenUnicode = meta.parse().map_err(|e: hdf5_metno::types::StringError| {
+        Error::new(ErrorKind::InvalidInput, e.to_string()).with_path(path)
+    })?;
+    dataset
+        .new_attr::<VarLenUnicode>()
+        .shape(())
+        .create(META_ATTR)
+        .and_then(|a| a.write_scalar(&value))
+        .map_err(|e| h5_error(e, path, name))
+}
+
 fn write_dataset<T: H5Element>(
     group: &Group,
     name: &str,
@@ -245,11 +279,7 @@ fn write_dataset<T: H5Element>(
     path: &Path,
 ) -> Result<()> {
     let order = ndstore_core::codec::layout_order(&view);
-    let mut datatype =
-        Datatype::from_descriptor(&T::type_descriptor()).map_err(|e| h5_error(e, path, name))?;
-    if byte_order == ByteOrder::Big && T::KIND.has_byte_order() {
-        datatype = big_endian(&datatype).map_err(|e| e.with_path(path))?;
-    }
+    let datatype = datatype_for::<T>(byte_order, path, name)?;
     // HDF5 stores C order; a Fortran array is stored by its logical values and flagged.
     let standard = view.as_standard_layout();
     let mut builder = group
@@ -283,17 +313,7 @@ fn write_dataset<T: H5Element>(
         builder = builder.fletcher32();
     }
     let dataset = builder.create(name).map_err(|e| h5_error(e, path, name))?;
-    let meta =
-        serde_json::json!({ "order": if order == Order::Fortran { "F" } else { "C" } }).to_string();
-    let value: VarLenUnicode = meta.parse().map_err(|e: hdf5_metno::types::StringError| {
-        Error::new(ErrorKind::InvalidInput, e.to_string()).with_path(path)
-    })?;
-    dataset
-        .new_attr::<VarLenUnicode>()
-        .shape(())
-        .create(META_ATTR)
-        .and_then(|a| a.write_scalar(&value))
-        .map_err(|e| h5_error(e, path, name))
+    write_meta_attr(&dataset, order, path, name)
 }
 
 /// Writes `array` into a new file at `file_path` (which libhdf5 creates or truncates).

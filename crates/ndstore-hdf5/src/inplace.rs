@@ -57,6 +57,27 @@ impl H5InPlace {
             .map_err(|e| h5_error(e, &self.path, &self.name))
     }
 
+    /// Reads the box `ranges` (one range per axis) of the dataset, C-ordered.
+    pub fn read_slice(&self, ranges: &[std::ops::Range<usize>]) -> Result<DynArray> {
+        let dataset = self.dataset()?;
+        with_dtype_kind!(self.meta.dtype.kind, T => crate::slice::read_box::<T>(dataset, ranges, &self.path, &self.name).map(DynArray::from))
+    }
+
+    /// Writes `values` into the dataset with their first element at `start` (one index per
+    /// axis), leaving the rest of the dataset as it is. The values must have the dataset's
+    /// element type.
+    pub fn write_slice(&mut self, start: &[usize], values: &DynArray) -> Result<()> {
+        if values.kind() != self.meta.dtype.kind {
+            return Err(
+                ndstore_core::array::type_mismatch(self.meta.dtype.kind, values.kind())
+                    .with_path(&self.path)
+                    .at(ndstore_core::Location::Object(self.name.clone())),
+            );
+        }
+        let dataset = self.dataset()?;
+        with_dyn_array!(values, a => crate::slice::write_box(dataset, start, a.view(), &self.path, &self.name))
+    }
+
     fn flush_file(&self) -> Result<()> {
         match &self.file {
             Some(file) => file.flush().map_err(|e| h5_error(e, &self.path, "/")),

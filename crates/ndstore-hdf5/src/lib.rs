@@ -5,7 +5,11 @@
 //!   path (`data.h5` + `/group/name`, groups created as needed).
 //! - [`add_dataset`]: many arrays per file, each added (or replaced) atomically.
 //! - [`save_with`] and [`H5Options`]: chunked datasets with gzip, shuffle and Fletcher-32.
-//! - [`H5InPlace`]: a dataset open for in-place updates, with flush, sync and close.
+//! - [`H5InPlace`]: a dataset open for in-place updates, with flush, sync and close, and
+//!   hyperslab reads and writes; [`read_slice`] reads a box of a dataset without the rest.
+//! - [`H5Writer`]: a resizable, chunked dataset that grows along axis 0 as rows are appended;
+//!   in SWMR mode ([`WriterOptions::swmr`]), [`SwmrReader`]s and h5py in other processes follow
+//!   it while it grows.
 //! - [`Hdf5Backend`]: the backend the conformance harness drives, reported as `hdf5`.
 //!
 //! dtypes are stored as h5py stores them: bool as the enum {FALSE, TRUE}, complex numbers as
@@ -36,6 +40,9 @@
 mod backend;
 mod h5;
 mod inplace;
+mod slice;
+mod swmr;
+mod writer;
 
 pub use backend::Hdf5Backend;
 pub use h5::{
@@ -43,3 +50,6 @@ pub use h5::{
     save_dyn, save_with,
 };
 pub use inplace::H5InPlace;
+pub use slice::read_slice;
+pub use swmr::SwmrReader;
+pub use writer::{H5Writer, WriterOptions};

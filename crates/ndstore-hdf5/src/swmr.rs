@@ -1,0 +1,80 @@
+//! The reading side of SWMR (single writer, multiple readers): a dataset followed while another
+//! process appends to it.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use hdf5_metno::{Dataset, File};
+use ndstore_core::{ArrayMeta, DynArray, Error, ErrorKind, Location, Result, with_dtype_kind};
+
+use crate::h5::{close_on_exec, dataset_meta, h5_error, init, open_dataset};
+use crate::slice::read_box;
+
+/// A dataset open for SWMR reading. [`SwmrReader::refresh`] picks up the rows a SWMR writer
+/// ([`crate::H5Writer`] with [`crate::WriterOptions::swmr`], or h5py) has flushed since; every
+/// refresh sees a consistent prefix of the rows appended.
+pub struct SwmrReader {
+    dataset: Dataset,
+    // Declared after the dataset: the dataset is closed before its file.
+    _file: File,
+    meta: ArrayMeta,
+    path: PathBuf,
+    name: String,
+}
+
+impl SwmrReader {
+    /// Opens dataset `name` of the file at `path`, which a SWMR writer has open (or had).
+    pub fn open(path: impl AsRef<Path>, name: &str) -> Result<SwmrReader> {
+        init();
+        let path = path.as_ref();
+        if !path.exists() {
+            return Err(Error::new(ErrorKind::NotFound, "no such file").with_path(path));
+        }
+        let file = hdf5_metno::FileBuilder::new()
+            .open_as(path, hdf5_metno::file::OpenMode::ReadSWMR)
+            .map_err(|e| h5_error(e, path, "/"))?;
+        close_on_exec(&file);
+        let dataset = open_dataset(&file, path, name)?;
+        let meta = dataset_meta(&dataset, path, name)?;
+        Ok(SwmrReader {
+            dataset,
+            _file: file,
+            meta,
+            path: path.to_path_buf(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Reloads the dataset's metadata from the file and returns its row count.
+    pub fn refresh(&mut self) -> Result<usize> {
+        self.dataset
+            .refresh()
+            .map_err(|e| h5_error(e, &self.path, &self.name))?;
+        self.meta.shape = self.dataset.shape();
+        Ok(self.rows())
+    }
+
+    /// The dataset's metadata as of the last refresh.
+    pub fn meta(&self) -> &ArrayMeta {
+        &self.meta
+    }
+
+    /// The row count as of the last refresh.
+    pub fn rows(&self) -> usize {
+        self.meta.shape.first().copied().unwrap_or(1)
+    }
+
+    /// Reads rows `rows` (all of their other axes).
+    pub fn read_rows(&self, rows: Range<usize>) -> Result<DynArray> {
+        if self.meta.shape.is_empty() {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "a 0-d dataset has no rows")
+                    .with_path(&self.path)
+                    .at(Location::Object(self.name.clone())),
+            );
+        }
+        let mut ranges = vec![rows];
+        ranges.extend(self.meta.shape[1..].iter().map(|&n| 0..n));
+        with_dtype_kind!(self.meta.dtype.kind, T => read_box::<T>(&self.dataset, &ranges, &self.path, &self.name).map(DynArray::from))
+    }
+}

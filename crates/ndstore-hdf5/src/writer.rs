@@ -1,0 +1,329 @@
+//! A streaming HDF5 writer: a chunked dataset, resizable along axis 0, that grows with every
+//! append, with flush (H5Fflush, or H5Dflush in SWMR mode), sync (then fsync) and commit.
+
+use std::path::{Path, PathBuf};
+
+use hdf5_metno::{Dataset, Extent, File, SimpleExtents};
+use ndstore_core::{
+    ArrayWriter, ByteOrder, DType, DTypeKind, DynArray, Error, ErrorKind, Location, Lock, Order,
+    OutputFile, Replace, Result, SaveOptions, with_dtype_kind, with_dyn_array,
+};
+
+use crate::h5::{
+    DEFAULT_DATASET, H5Element, H5Options, close_on_exec, datatype_for, h5_error, init,
+    write_meta_attr,
+};
+use crate::slice::write_box;
+
+/// How a streaming writer lays out its dataset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriterOptions {
+    /// The dataset's path in the file (groups are created as needed).
+    pub dataset: String,
+    /// Rows per chunk; by default as many as fit in 1 MiB.
+    pub chunk_rows: Option<usize>,
+    /// Filters (gzip, shuffle, Fletcher-32); its `chunk` is ignored, the writer chunks by rows.
+    pub filters: H5Options,
+    /// Single-writer/multiple-reader mode: readers in other processes ([`crate::SwmrReader`],
+    /// h5py with `swmr=True`) follow the dataset while it grows. The file is written in place
+    /// (readers must see it) in the HDF5 1.10 format, and `flush` publishes the appended rows to
+    /// them with H5Dflush.
+    pub swmr: bool,
+}
+
+impl Default for WriterOptions {
+    fn default() -> WriterOptions {
+        WriterOptions {
+            dataset: DEFAULT_DATASET.to_owned(),
+            chunk_rows: None,
+            filters: H5Options::default(),
+            swmr: false,
+        }
+    }
+}
+
+impl WriterOptions {
+    /// The default layout for a dataset at `dataset`.
+    pub fn new(dataset: &str) -> WriterOptions {
+        WriterOptions {
+            dataset: dataset.to_owned(),
+            ..WriterOptions::default()
+        }
+    }
+
+    /// Chunks of `rows` rows.
+    #[must_use]
+    pub fn chunk_rows(mut self, rows: usize) -> WriterOptions {
+        self.chunk_rows = Some(rows);
+        self
+    }
+
+    /// SWMR mode, as on the field.
+    #[must_use]
+    pub fn swmr(mut self) -> WriterOptions {
+        self.swmr = true;
+        self
+    }
+}
+
+/// Appends rows to a dataset along axis 0.
+///
+/// Atomic (the default): libhdf5 writes a temporary file beside the target, published by
+/// `commit` (closed, fsynced, renamed, directory fsynced); dropped uncommitted, the temporary is
+/// removed and the target keeps its old content. In place (and in SWMR mode): the target is
+/// written directly under an exclusive lock; `flush` makes the rows so far visible to readers,
+/// `sync` makes them durable. Dropped uncommitted in place, the writer flushes (errors logged);
+/// dropped during a panic, it keeps only the rows of its last flush.
+pub struct H5Writer {
+    dataset: Option<Dataset>,
+    file: Option<File>,
+    out: Option<OutputFile>,
+    kind: DTypeKind,
+    row_shape: Vec<usize>,
+    rows: usize,
+    /// The rows as of the last flush: what a drop during a panic leaves in place.
+    flushed_rows: usize,
+    target: PathBuf,
+    name: String,
+    replace: Replace,
+    swmr: bool,
+    poisoned: bool,
+}
+
+fn chunk_rows(options: &WriterOptions, row_shape: &[usize], size: usize) -> usize {
+    let row_bytes = row_shape.iter().product::<usize>().max(1) * size;
+    options.chunk_rows.unwrap_or((1 << 20) / row_bytes).max(1)
+}
+
+fn create_dataset<T: H5Element>(
+    file: &File,
+    options: &WriterOptions,
+    byte_order: ByteOrder,
+    row_shape: &[usize],
+    path: &Path,
+) -> Result<Dataset> {
+    let name = options.dataset.as_str();
+    let datatype = datatype_for::<T>(byte_order, path, name)?;
+    let mut extents = vec![Extent::resizable(0)];
+    extents.extend(row_shape.iter().map(|&n| Extent::fixed(n)));
+    let mut chunk = vec![chunk_rows(options, row_shape, std::mem::size_of::<T>())];
+    chunk.extend(row_shape.iter().map(|&n| n.max(1)));
+    let mut builder = file
+        .new_dataset_builder()
+        .empty_as(&datatype)
+        .shape(SimpleExtents::from_vec(extents))
+        .chunk(chunk);
+    let filters = &options.filters;
+    if filters.shuffle {
+        builder = builder.shuffle();
+    }
+    if let Some(level) = filters.deflate {
+        builder = builder.deflate(level);
+    }
+    if filters.fletcher32 {
+        builder = builder.fletcher32();
+    }
+    let dataset = builder.create(name).map_err(|e| h5_error(e, path, name))?;
+    write_meta_attr(&dataset, Order::C, path, name)?;
+    Ok(dataset)
+}
+
+impl H5Writer {
+    /// Starts a dataset of `dtype` whose rows have shape `row_shape`, in a new file at `path`.
+    pub fn create(
+        path: impl AsRef<Path>,
+        dtype: DType,
+        row_shape: &[usize],
+        save: &SaveOptions,
+        options: &WriterOptions,
+    ) -> Result<H5Writer> {
+        init();
+        let path = path.as_ref();
+        if options.swmr && save.replace == Replace::Atomic {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "SWMR readers must see the file as it grows: a SWMR writer writes in place \
+                 (SaveOptions::in_place), not through a temporary file",
+            )
+            .with_path(path));
+        }
+        let mut out = OutputFile::create(path, save)?;
+        let target = out.target().to_path_buf();
+        let name = options.dataset.clone();
+        let in_place = save.replace == Replace::InPlace;
+        let file = hdf5_metno::FileBuilder::new()
+            .with_fapl(|fapl| {
+                // In place, our own exclusive lock (taken before the truncation) stands in for
+                // libhdf5's, which would conflict with it.
+                if in_place {
+                    fapl.file_locking(false);
+                }
+                if options.swmr {
+                    fapl.libver_v110();
+                }
+                fapl
+            })
+            .create(out.path())
+            .map_err(|e| h5_error(e, &target, "/"))?;
+        close_on_exec(&file);
+        let byte_order = save.effective_byte_order();
+        let dataset = with_dtype_kind!(dtype.kind, T => create_dataset::<T>(&file, options, byte_order, row_shape, &target))?;
+        if options.swmr {
+            file.start_swmr().map_err(|e| h5_error(e, &target, "/"))?;
+            // Readers take shared locks: keep excluding writers, admit them.
+            ndstore_core::lock(out.file()?, Lock::Shared, &target)?;
+        }
+        Ok(H5Writer {
+            dataset: Some(dataset),
+            file: Some(file),
+            out: Some(out),
+            kind: dtype.kind,
+            row_shape: row_shape.to_vec(),
+            rows: 0,
+            flushed_rows: 0,
+            target,
+            name,
+            replace: save.replace,
+            swmr: options.swmr,
+            poisoned: false,
+        })
+    }
+
+    /// The rows appended so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn closed(&self) -> Error {
+        Error::new(ErrorKind::InvalidInput, "the writer is finished").with_path(&self.target)
+    }
+
+    fn append_typed<T: H5Element>(
+        &self,
+        dataset: &Dataset,
+        rows: ndarray::ArrayViewD<'_, T>,
+    ) -> Result<usize> {
+        let added = rows.shape()[0];
+        let total = self.rows.checked_add(added).ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "the row count overflows").with_path(&self.target)
+        })?;
+        let mut shape = vec![total];
+        shape.extend_from_slice(&self.row_shape);
+        dataset
+            .resize(shape)
+            .map_err(|e| h5_error(e, &self.target, &self.name))?;
+        let mut start = vec![0; self.row_shape.len() + 1];
+        start[0] = self.rows;
+        write_box(dataset, &start, rows, &self.target, &self.name)?;
+        Ok(total)
+    }
+
+    fn flush_hdf5(&mut self) -> Result<()> {
+        self.flush_hdf5_inner()?;
+        self.flushed_rows = self.rows;
+        Ok(())
+    }
+
+    /// Shrinks the dataset back to the rows of the last flush.
+    fn discard_unflushed(&self) -> Result<()> {
+        let Some(dataset) = &self.dataset else {
+            return Ok(());
+        };
+        let mut shape = vec![self.flushed_rows];
+        shape.extend_from_slice(&self.row_shape);
+        dataset
+            .resize(shape)
+            .map_err(|e| h5_error(e, &self.target, &self.name))
+    }
+
+    fn flush_hdf5_inner(&self) -> Result<()> {
+        if self.swmr
+            && let Some(dataset) = &self.dataset
+        {
+            return dataset
+                .flush()
+                .map_err(|e| h5_error(e, &self.target, &self.name));
+        }
+        match &self.file {
+            Some(file) => file.flush().map_err(|e| h5_error(e, &self.target, "/")),
+            None => Err(self.closed()),
+        }
+    }
+}
+
+impl ArrayWriter for H5Writer {
+    fn append(&mut self, rows: &DynArray) -> Result<()> {
+        ndstore_core::check_rows(
+            self.kind,
+            &self.row_shape,
+            rows.kind(),
+            rows.shape(),
+            &self.target,
+        )?;
+        let Some(dataset) = self.dataset.clone() else {
+            return Err(self.closed());
+        };
+        self.rows = with_dyn_array!(rows, a => self.append_typed(&dataset, a.view()))?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.flush_hdf5()
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if self.poisoned {
+            return Err(ndstore_core::atomic::poisoned_error(&self.target));
+        }
+        self.flush_hdf5()?;
+        let out = self.out.as_mut().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "the writer is finished").with_path(&self.target)
+        })?;
+        out.sync().inspect_err(|_| self.poisoned = true)
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        if self.poisoned {
+            return Err(ndstore_core::atomic::poisoned_error(&self.target));
+        }
+        self.dataset = None;
+        let file = self.file.take().ok_or_else(|| self.closed())?;
+        file.close()
+            .map_err(|e| h5_error(e, &self.target, "/").at(Location::Object("/".to_owned())))?;
+        let out = self.out.take().ok_or_else(|| self.closed())?;
+        out.finish()
+    }
+}
+
+impl Drop for H5Writer {
+    fn drop(&mut self) {
+        if self.file.is_none() {
+            return;
+        }
+        if self.replace == Replace::InPlace {
+            // libhdf5 writes everything on close: during a panic, rows appended since the last
+            // flush are cut off first, so only what was published stays.
+            let done = if std::thread::panicking() {
+                self.discard_unflushed()
+            } else {
+                self.flush_hdf5()
+            };
+            if let Err(e) = done {
+                log::error!(
+                    "{}: finishing an HDF5 writer on drop failed: {e}",
+                    self.target.display()
+                );
+            }
+        }
+        self.dataset = None;
+        if let Some(Err(e)) = self.file.take().map(File::close) {
+            log::error!(
+                "{}: closing an HDF5 writer on drop failed: {e}",
+                self.target.display()
+            );
+        }
+        // Atomic: dropping the output removes the temporary file.
+        self.out = None;
+    }
+}

@@ -1,0 +1,433 @@
+//! Resizable datasets written row by row, hyperslab reads and writes, SWMR readers in another
+//! process, and `HDF5_USE_FILE_LOCKING`.
+
+// Tests may unwrap: a panic is how a test reports its failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ndarray::{Array2, Array3, ArrayD, IxDyn, ShapeBuilder, s};
+use ndstore_core::{
+    ArrayWriter, Backend, ByteOrder, DType, DTypeKind, DynArray, ErrorKind, InPlaceArray, Location,
+    SaveOptions,
+};
+use ndstore_hdf5::{H5InPlace, H5Writer, Hdf5Backend, SwmrReader, WriterOptions};
+
+/// The environment variable that turns this test binary into a child process doing one task.
+const CHILD: &str = "NDSTORE_HDF5_TEST_CHILD";
+
+/// Tests that spawn processes take turns (see the same lock in `hdf5.rs`).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn python_or_skip() -> bool {
+    match ndstore_conformance::python::interpreter() {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_some() => panic!("{e}"),
+        Err(e) => {
+            eprintln!("h5py interop not run: {e}");
+            false
+        }
+    }
+}
+
+/// Rows `first..first + n` of a `[n, 3]` i64 table whose row i is `[i, 10 i, 100 i]`.
+fn rows(first: usize, n: usize) -> DynArray {
+    DynArray::from(
+        Array2::from_shape_fn((n, 3), |(i, j)| {
+            ((first + i) * 10usize.pow(j as u32)) as i64
+        })
+        .into_dyn(),
+    )
+}
+
+/// Checks that `table` is rows `0..table.len()` of the `rows` table.
+fn is_prefix(table: &DynArray) -> bool {
+    let n = table.shape().first().copied().unwrap_or(0);
+    table.bit_eq(&rows(0, n))
+}
+
+fn spawn_child(task: &str, path: &Path, envs: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            "child_process_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, task)
+        .env("NDSTORE_HDF5_TEST_PATH", path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.spawn().unwrap()
+}
+
+/// The children's entry point: does nothing unless this binary was started as a child.
+#[test]
+fn child_process_entry() {
+    let Ok(task) = std::env::var(CHILD) else {
+        return;
+    };
+    let path = std::path::PathBuf::from(std::env::var_os("NDSTORE_HDF5_TEST_PATH").unwrap());
+    match task.as_str() {
+        // Follows a SWMR writer: prints "SAW n" whenever a refresh shows more rows, after
+        // checking that the rows read are a consistent prefix, until the row count in "END n".
+        "swmr-reader" => {
+            let total: usize = std::env::var("NDSTORE_HDF5_TEST_ROWS")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut reader = SwmrReader::open(&path, "log/rows").unwrap();
+            let mut seen = usize::MAX;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let n = reader.refresh().unwrap();
+                if n != seen {
+                    let table = reader.read_rows(0..n).unwrap();
+                    println!("{} {n}", if is_prefix(&table) { "SAW" } else { "BAD" });
+                    seen = n;
+                }
+                if n >= total || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        // Opens the file in place and reports how that went.
+        "open-in-place" => match H5InPlace::open(&path, "data", Default::default()) {
+            Ok(handle) => {
+                println!("OPENED");
+                drop(handle);
+            }
+            Err(e) => println!("ERROR {:?} {e}", e.kind()),
+        },
+        other => panic!("unknown child task {other}"),
+    }
+}
+
+#[test]
+fn a_streaming_writer_grows_a_resizable_dataset_and_publishes_it_on_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grow.h5");
+    let save = SaveOptions::default();
+    let mut writer = H5Writer::create(
+        &path,
+        DType::native(DTypeKind::I64),
+        &[3],
+        &save,
+        &WriterOptions::new("/log/rows").chunk_rows(7),
+    )
+    .unwrap();
+    for batch in 0..10 {
+        writer.append(&rows(batch * 5, 5)).unwrap();
+    }
+    writer.append(&rows(50, 0)).unwrap();
+    writer.sync().unwrap();
+    assert!(!path.exists(), "an atomic writer published before commit");
+    assert_eq!(writer.rows(), 50);
+    Box::new(writer).commit().unwrap();
+    let (meta, table) = ndstore_hdf5::load_dyn(&path, "/log/rows").unwrap();
+    assert_eq!(meta.shape, vec![50, 3]);
+    assert!(table.bit_eq(&rows(0, 50)));
+    assert!(ndstore_core::list_temps(&path).unwrap().is_empty());
+
+    // Rows of the wrong type or shape are refused by name; the writer stays usable.
+    let mut writer = Hdf5Backend
+        .writer(&path, DType::native(DTypeKind::I64), &[3], &save)
+        .unwrap();
+    let wrong = DynArray::from(ArrayD::<i64>::zeros(IxDyn(&[2, 4])));
+    let err = writer.append(&wrong).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let err = writer
+        .append(&DynArray::from(ArrayD::<f32>::zeros(IxDyn(&[2, 3]))))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TypeMismatch, "{err}");
+    writer.append(&rows(0, 2)).unwrap();
+    drop(writer);
+    let (_, kept) = ndstore_hdf5::load_dyn(&path, "/log/rows").unwrap();
+    assert!(
+        kept.bit_eq(&rows(0, 50)),
+        "a dropped atomic writer changed the file"
+    );
+    assert!(ndstore_core::list_temps(&path).unwrap().is_empty());
+}
+
+#[test]
+fn big_endian_filtered_and_empty_row_streams_round_trip_and_h5py_sees_a_resizable_dataset() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("be.h5");
+    let mut options = WriterOptions::new("gz");
+    options.filters = ndstore_hdf5::H5Options::new().compressed(4);
+    let mut writer = H5Writer::create(
+        &path,
+        DType::new(DTypeKind::F32, ByteOrder::Big),
+        &[2, 2],
+        &SaveOptions::default().byte_order(ByteOrder::Big),
+        &options,
+    )
+    .unwrap();
+    let block = Array3::from_shape_fn((4, 2, 2), |(i, j, k)| (i * 4 + j * 2 + k) as f32);
+    for _ in 0..3 {
+        writer
+            .append(&DynArray::from(block.clone().into_dyn()))
+            .unwrap();
+    }
+    Box::new(writer).commit().unwrap();
+    let (meta, values) = ndstore_hdf5::load_dyn(&path, "gz").unwrap();
+    assert_eq!(meta.dtype, DType::new(DTypeKind::F32, ByteOrder::Big));
+    assert_eq!(meta.shape, vec![12, 2, 2]);
+    let values = values.into_typed::<f32>().unwrap();
+    assert_eq!(values.slice(s![8..12, .., ..]), block);
+
+    // Rows with a zero-length axis: the dataset grows, with nothing to write.
+    let empty_path = dir.path().join("empty-rows.h5");
+    let mut writer = Hdf5Backend
+        .writer(
+            &empty_path,
+            DType::native(DTypeKind::U8),
+            &[0],
+            &SaveOptions::default(),
+        )
+        .unwrap();
+    writer
+        .append(&DynArray::from(ArrayD::<u8>::zeros(IxDyn(&[5, 0]))))
+        .unwrap();
+    writer.commit().unwrap();
+    assert_eq!(
+        Hdf5Backend.read_meta(&empty_path).unwrap().shape,
+        vec![5, 0]
+    );
+
+    if !python_or_skip() {
+        return;
+    }
+    let out = ndstore_conformance::python::run_script(&format!(
+        "import h5py\nwith h5py.File({:?}, 'r') as f:\n    d = f['gz']\n    print(d.shape, d.maxshape, d.chunks, d.compression, d.dtype.str, float(d[11, 1, 1]))",
+        path.display().to_string()
+    ))
+    .unwrap();
+    assert_eq!(
+        out.trim(),
+        "(12, 2, 2) (None, 2, 2) (65536, 2, 2) gzip >f4 15.0",
+        "h5py's view of a streamed dataset"
+    );
+}
+
+#[test]
+fn hyperslabs_read_and_write_a_box_and_leave_the_rest() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grid.h5");
+    let grid = Array2::from_shape_fn((40, 30), |(i, j)| (i * 100 + j) as f64);
+    ndstore_hdf5::save_dyn(
+        &path,
+        "grid",
+        &DynArray::from(grid.clone().into_dyn()),
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    let part = ndstore_hdf5::read_slice(&path, "grid", &[5..9, 20..30])
+        .unwrap()
+        .into_typed::<f64>()
+        .unwrap();
+    assert_eq!(part, grid.slice(s![5..9, 20..30]).into_dyn());
+    let none = ndstore_hdf5::read_slice(&path, "grid", &[5..5, 0..30]).unwrap();
+    assert_eq!(none.shape(), &[0, 30]);
+
+    // A box that does not fit names the file, the dataset and the axis.
+    let err = ndstore_hdf5::read_slice(&path, "grid", &[0..40, 25..31]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("axis 1"), "{err}");
+    assert!(err.to_string().contains("grid.h5"), "{err}");
+    assert_eq!(err.location(), Some(&Location::Object("grid".to_owned())));
+    let one_axis = vec![0..4];
+    let err = ndstore_hdf5::read_slice(&path, "grid", &one_axis).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+
+    // In place: only the box changes.
+    let mut handle = H5InPlace::open(&path, "grid", Default::default()).unwrap();
+    let patch = Array2::<f64>::from_elem((2, 3), -1.0);
+    handle
+        .write_slice(&[10, 4], &DynArray::from(patch.clone().into_dyn()))
+        .unwrap();
+    let err = handle
+        .write_slice(&[39, 0], &DynArray::from(patch.clone().into_dyn()))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let err = handle
+        .write_slice(
+            &[0, 0],
+            &DynArray::from(ArrayD::<i32>::zeros(IxDyn(&[1, 1]))),
+        )
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TypeMismatch, "{err}");
+    let read_back = handle
+        .read_slice(&[10..12, 4..7])
+        .unwrap()
+        .into_typed::<f64>()
+        .unwrap();
+    assert_eq!(read_back, patch.clone().into_dyn());
+    Box::new(handle).close().unwrap();
+    let mut expected = grid.clone();
+    expected.slice_mut(s![10..12, 4..7]).assign(&patch);
+    let (_, all) = ndstore_hdf5::load_dyn(&path, "grid").unwrap();
+    assert!(all.bit_eq(&DynArray::from(expected.into_dyn())));
+
+    // A Fortran-ordered dataset is sliced by its logical indices.
+    let fortran = Array2::from_shape_vec((3, 4).f(), (0..12).collect::<Vec<i16>>()).unwrap();
+    ndstore_hdf5::save_dyn(
+        &path,
+        "f",
+        &DynArray::from(fortran.clone().into_dyn()),
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    let column = ndstore_hdf5::read_slice(&path, "f", &[0..3, 2..3])
+        .unwrap()
+        .into_typed::<i16>()
+        .unwrap();
+    assert_eq!(column, fortran.slice(s![0..3, 2..3]).into_dyn());
+}
+
+/// Reads the next line of a child's output, failing after `timeout`.
+fn next_line(
+    lines: &std::sync::mpsc::Receiver<String>,
+    timeout: Duration,
+    waiting: &str,
+) -> String {
+    lines
+        .recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("no word from the reader in {timeout:?}, waiting for {waiting}"))
+}
+
+#[test]
+fn a_swmr_reader_in_another_process_follows_a_growing_dataset() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swmr.h5");
+    let batches = 20;
+    let per_batch = 50;
+    let mut writer = H5Writer::create(
+        &path,
+        DType::native(DTypeKind::I64),
+        &[3],
+        &SaveOptions::new().in_place(),
+        &WriterOptions::new("log/rows").chunk_rows(16).swmr(),
+    )
+    .unwrap();
+    writer.flush().unwrap();
+    let total = batches * per_batch;
+    let mut child = spawn_child(
+        "swmr-reader",
+        &path,
+        &[("NDSTORE_HDF5_TEST_ROWS", &total.to_string())],
+    );
+    let (send, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        // The test harness's own words are not the reader's (and may begin its first line).
+        let ours = |line: String| {
+            let at = line.find("SAW ").or_else(|| line.find("BAD "))?;
+            Some(line[at..].to_owned())
+        };
+        for line in BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(ours)
+        {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Every batch, once flushed, must be seen by the reader before the next is written.
+    let first = next_line(&lines, Duration::from_secs(60), "SAW 0");
+    assert_eq!(first, "SAW 0");
+    for batch in 0..batches {
+        writer.append(&rows(batch * per_batch, per_batch)).unwrap();
+        writer.flush().unwrap();
+        let line = next_line(&lines, Duration::from_secs(60), &format!("batch {batch}"));
+        assert_eq!(line, format!("SAW {}", (batch + 1) * per_batch));
+    }
+    // A second writer is refused while the SWMR writer is open.
+    let err = Hdf5Backend
+        .save(&path, &rows(0, 1), &SaveOptions::new().in_place())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    Box::new(writer).commit().unwrap();
+    assert!(child.wait().unwrap().success());
+    let (_, table) = ndstore_hdf5::load_dyn(&path, "log/rows").unwrap();
+    assert!(table.bit_eq(&rows(0, total)));
+
+    // h5py follows a SWMR writer too.
+    if !python_or_skip() {
+        return;
+    }
+    let path = dir.path().join("swmr-h5py.h5");
+    let mut writer = H5Writer::create(
+        &path,
+        DType::native(DTypeKind::I64),
+        &[3],
+        &SaveOptions::new().in_place(),
+        &WriterOptions::new("log/rows").swmr(),
+    )
+    .unwrap();
+    writer.append(&rows(0, 10)).unwrap();
+    writer.flush().unwrap();
+    let seen = ndstore_conformance::python::run_script(&format!(
+        "import h5py\nf = h5py.File({:?}, 'r', swmr=True)\nd = f['log/rows']\nd.refresh()\nprint(d.shape, int(d[9, 2]))",
+        path.display().to_string()
+    ))
+    .unwrap();
+    assert_eq!(seen.trim(), "(10, 3) 900");
+    Box::new(writer).commit().unwrap();
+}
+
+#[test]
+fn a_swmr_writer_must_write_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("atomic-swmr.h5");
+    let err = H5Writer::create(
+        &path,
+        DType::native(DTypeKind::F64),
+        &[],
+        &SaveOptions::default(),
+        &WriterOptions::default().swmr(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(!path.exists());
+}
+
+#[test]
+fn hdf5_use_file_locking_false_is_honoured() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.h5");
+    Hdf5Backend
+        .save(&path, &rows(0, 4), &SaveOptions::default())
+        .unwrap();
+    let holder = H5InPlace::open(&path, "data", Default::default()).unwrap();
+    let report = |envs: &[(&str, &str)]| {
+        let child = spawn_child("open-in-place", &path, envs);
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let locked = report(&[]);
+    assert!(locked.contains("ERROR Locked"), "{locked}");
+    let unlocked = report(&[("HDF5_USE_FILE_LOCKING", "FALSE")]);
+    assert!(unlocked.contains("OPENED"), "{unlocked}");
+    Box::new(holder).close().unwrap();
+}
