@@ -251,7 +251,7 @@ fn hyperslabs_read_and_write_a_box_and_leave_the_rest() {
     assert!(err.to_string().contains("axis 1"), "{err}");
     assert!(err.to_string().contains("grid.h5"), "{err}");
     assert_eq!(err.location(), Some(&Location::Object("grid".to_owned())));
-    let one_axis = vec![0..4];
+    let one_axis = [std::ops::Range { start: 0, end: 4 }];
     let err = ndstore_hdf5::read_slice(&path, "grid", &one_axis).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 
