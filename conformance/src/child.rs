@@ -65,6 +65,36 @@ pub enum Task {
         /// The target.
         path: PathBuf,
     },
+    /// Run `scenario` on `dir/file`. With `attach`, print `READY` and wait for a line on stdin
+    /// first (a tracer attaches meanwhile). Exits with 10, plus 1 when the operation returned
+    /// Ok, plus 2 when it leaked a descriptor.
+    Scenario {
+        /// The directory the operation works in.
+        dir: PathBuf,
+        /// The target's name in it.
+        file: String,
+        /// What to run.
+        scenario: crate::scenario::Scenario,
+        /// Wait for a tracer.
+        attach: bool,
+    },
+    /// Open a handle on `path`, write to it, print `READY` and wait for a line on stdin (a
+    /// tracer that fails the next fsync attaches); then sync twice, finish the handle, save the
+    /// same data afresh and reload it, printing each outcome.
+    Poison {
+        /// The target (holding the in-place version for `InPlace`).
+        path: PathBuf,
+        /// Which handle.
+        handle: PoisonHandle,
+    },
+    /// In `dir`, a tiny file system: save a small version, then one too large for it, then a
+    /// small one again, printing each outcome.
+    FullDisk {
+        /// The mount point.
+        dir: PathBuf,
+        /// The target's name.
+        file: String,
+    },
     /// Load each file under a memory limit, printing `START name` before each and
     /// `RESULT name outcome` after.
     BadInputs {
@@ -74,6 +104,17 @@ pub enum Task {
         /// The address-space limit, in bytes.
         memory_limit: u64,
     },
+}
+
+/// The handles whose poisoning the FS check tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoisonHandle {
+    /// A streaming writer writing in place.
+    WriterInPlace,
+    /// A streaming writer writing a temporary file.
+    WriterAtomic,
+    /// An in-place handle (a map, a dataset).
+    InPlace,
 }
 
 /// Starts a child running `task`, with stdout piped.
@@ -277,6 +318,22 @@ fn run_task(backend: &dyn Backend, task: Task) -> i32 {
                 }
             }
         }
+        Task::Scenario {
+            dir,
+            file,
+            scenario,
+            attach,
+        } => {
+            if attach && !wait_for_go() {
+                return 2;
+            }
+            let before = crate::scenario::open_descriptors();
+            let result = crate::scenario::run(backend, &dir, &file, scenario);
+            let leaked = crate::scenario::open_descriptors() > before;
+            10 + i32::from(result.is_ok()) + 2 * i32::from(leaked)
+        }
+        Task::Poison { path, handle } => poison(backend, &path, handle),
+        Task::FullDisk { dir, file } => full_disk(backend, &dir, &file),
         Task::BadInputs { list, memory_limit } => {
             limit_memory(memory_limit);
             let files = match std::fs::read_to_string(&list) {
@@ -319,4 +376,114 @@ fn limit_memory(bytes: u64) {
             std::io::Error::last_os_error()
         ));
     }
+}
+
+/// Prints `READY` and waits for a line on stdin; false when stdin closed first.
+fn wait_for_go() -> bool {
+    say("READY");
+    let mut line = String::new();
+    matches!(std::io::stdin().read_line(&mut line), Ok(n) if n > 0)
+}
+
+fn outcome<T>(result: &ndstore_core::Result<T>) -> String {
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("err {:?}", e.kind()),
+    }
+}
+
+fn poison(backend: &dyn Backend, path: &Path, handle: PoisonHandle) -> i32 {
+    use ndstore_core::{ArrayWriter, InPlaceArray};
+    enum Handle {
+        Writer(Box<dyn ArrayWriter>),
+        InPlace(Box<dyn InPlaceArray>),
+    }
+    let (data, opened) = match handle {
+        PoisonHandle::InPlace => {
+            let data = poison_data(backend, handle);
+            let opened = backend
+                .open_in_place(path, &SaveOptions::default())
+                .and_then(|mut h| h.write_all(&data).map(|()| Handle::InPlace(h)));
+            (data, opened)
+        }
+        PoisonHandle::WriterInPlace | PoisonHandle::WriterAtomic => {
+            let rows = poison_data(backend, handle);
+            let row_shape = rows.shape()[1..].to_vec();
+            let options = if handle == PoisonHandle::WriterInPlace {
+                SaveOptions::new().in_place()
+            } else {
+                SaveOptions::default()
+            };
+            let opened = backend
+                .writer(
+                    path,
+                    ndstore_core::DType::native(rows.kind()),
+                    &row_shape,
+                    &options,
+                )
+                .and_then(|mut w| w.append(&rows).map(|()| Handle::Writer(w)));
+            (rows, opened)
+        }
+    };
+    let mut handle = match opened {
+        Ok(h) => h,
+        Err(e) => {
+            say(&format!("ERROR {e}"));
+            return 1;
+        }
+    };
+    if !wait_for_go() {
+        return 2;
+    }
+    let (first, second) = match &mut handle {
+        Handle::Writer(w) => (w.sync(), w.sync()),
+        Handle::InPlace(h) => (h.sync(), h.sync()),
+    };
+    say(&format!("SYNC1 {}", outcome(&first)));
+    say(&format!("SYNC2 {}", outcome(&second)));
+    let finished = match handle {
+        Handle::Writer(w) => w.commit(),
+        Handle::InPlace(h) => h.close(),
+    };
+    say(&format!("FINISH {}", outcome(&finished)));
+    drop(data);
+    0
+}
+
+/// The data a [`Task::Poison`] child writes through `handle`.
+pub fn poison_data(backend: &dyn Backend, handle: PoisonHandle) -> DynArray {
+    match handle {
+        PoisonHandle::InPlace => {
+            crate::checks::versioned_with_len(backend, 0, 1, crate::checks::IN_PLACE_LEN)
+        }
+        PoisonHandle::WriterInPlace | PoisonHandle::WriterAtomic => {
+            crate::checks::rows_for(backend, 64).1
+        }
+    }
+}
+
+fn full_disk(backend: &dyn Backend, dir: &Path, file: &str) -> i32 {
+    let path = dir.join(file);
+    let small = versioned(backend, 0, 0);
+    let big = crate::checks::versioned_with_len(backend, 0, 1, 96 * 1024);
+    let again = versioned(backend, 0, 2);
+    say(&format!(
+        "OLD {}",
+        outcome(&backend.save(&path, &small, &SaveOptions::default()))
+    ));
+    say(&format!(
+        "BIG {}",
+        outcome(&backend.save(&path, &big, &SaveOptions::default()))
+    ));
+    let intact = backend.load(&path).is_ok_and(|(_, a)| a.bit_eq(&small));
+    say(&format!("INTACT {intact}"));
+    let temps = ndstore_core::list_temps(&path).map_or(usize::MAX, |t| t.len());
+    say(&format!("TEMPS {temps}"));
+    say(&format!(
+        "SMALL {}",
+        outcome(&backend.save(&path, &again, &SaveOptions::default()))
+    ));
+    let new = backend.load(&path).is_ok_and(|(_, a)| a.bit_eq(&again));
+    say(&format!("NEW {new}"));
+    0
 }

@@ -40,10 +40,13 @@
 pub mod checks;
 pub mod child;
 pub mod logcapture;
+pub mod powerloss;
 pub mod progress;
 pub mod python;
 pub mod report;
 pub mod sample;
+pub mod scenario;
+pub mod syscalls;
 
 use std::path::PathBuf;
 
@@ -206,6 +209,18 @@ macro_rules! suite {
             #[test]
             fn ck() {
                 $crate::run("CK", &$backend);
+            }
+            #[test]
+            fn cp() {
+                $crate::run("CP", &$backend);
+            }
+            #[test]
+            fn io() {
+                $crate::run("IO", &$backend);
+            }
+            #[test]
+            fn fs() {
+                $crate::run("FS", &$backend);
             }
             #[test]
             fn bi() {

@@ -6,6 +6,7 @@ mod concurrency;
 mod crash;
 mod durability;
 mod interop;
+mod power;
 mod roundtrip;
 mod security;
 
@@ -22,6 +23,9 @@ pub fn run(id: &str, ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         "FC" => durability::fc(ctx),
         "FD" => durability::fd(ctx),
         "CK" => crash::ck(ctx),
+        "CP" => power::cp(ctx),
+        "IO" => power::io(ctx),
+        "FS" => power::fs(ctx),
         "BI" => bad_input::bi(ctx),
         "CO" => concurrency::co(ctx),
         "SE" => security::se(ctx),

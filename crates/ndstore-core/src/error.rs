@@ -36,6 +36,9 @@ pub enum ErrorKind {
     InvalidInput,
     /// The backend does not offer this operation; its capabilities say so.
     Unsupported,
+    /// The file system is full, or the user's quota is spent (ENOSPC, EDQUOT). The target keeps
+    /// its old content; free space and save again.
+    StorageFull,
 }
 
 impl ErrorKind {
@@ -54,6 +57,7 @@ impl ErrorKind {
             ErrorKind::Locked => "locked",
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::StorageFull => "storage full",
         }
     }
 }
@@ -123,6 +127,8 @@ impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
         let kind = if source.kind() == io::ErrorKind::UnexpectedEof {
             ErrorKind::Truncated
+        } else if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+            ErrorKind::StorageFull
         } else {
             ErrorKind::Io
         };
@@ -249,7 +255,7 @@ impl From<Error> for io::Error {
             ErrorKind::NotFound => io::ErrorKind::NotFound,
             ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
-            ErrorKind::Io => err
+            ErrorKind::Io | ErrorKind::StorageFull => err
                 .source
                 .as_ref()
                 .map_or(io::ErrorKind::Other, io::Error::kind),

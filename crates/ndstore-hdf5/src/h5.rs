@@ -28,7 +28,9 @@ pub(crate) fn init() {
 pub(crate) fn h5_error(err: hdf5_metno::Error, path: &Path, object: &str) -> Error {
     let message = err.to_string();
     let lower = message.to_lowercase();
-    let kind = if lower.contains("lock") {
+    let kind = if lower.contains("no space left") || lower.contains("quota") {
+        ErrorKind::StorageFull
+    } else if lower.contains("lock") {
         ErrorKind::Locked
     } else if lower.contains("signature") || lower.contains("truncated") {
         ErrorKind::Format
@@ -313,7 +315,10 @@ fn write_dataset<T: H5Element>(
         builder = builder.fletcher32();
     }
     let dataset = builder.create(name).map_err(|e| h5_error(e, path, name))?;
-    write_meta_attr(&dataset, order, path, name)
+    write_meta_attr(&dataset, order, path, name)?;
+    // The data may still sit in libhdf5's sieve buffer, which closing the dataset writes out
+    // without reporting a failure: flush it while errors can still be seen.
+    dataset.flush().map_err(|e| h5_error(e, path, name))
 }
 
 /// Writes `array` into a new file at `file_path` (which libhdf5 creates or truncates).
@@ -328,6 +333,15 @@ fn write_file(
     let file = hdf5_metno::File::create(file_path).map_err(|e| h5_error(e, target, "/"))?;
     close_on_exec(&file);
     with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, layout, target))?;
+    close_checked(file, target)
+}
+
+/// Flushes, then closes `file`, returning the first error.
+///
+/// libhdf5 reports a failed write from its final flush only to an explicit flush: the writes a
+/// dataset's or file's close makes on its own go unreported (a full disk would pass silently).
+pub(crate) fn close_checked(file: hdf5_metno::File, target: &Path) -> Result<()> {
+    file.flush().map_err(|e| h5_error(e, target, "/"))?;
     file.close().map_err(|e| h5_error(e, target, "/"))
 }
 
@@ -376,7 +390,7 @@ pub fn save_with(
                 .map_err(|e| h5_error(e, &target, "/"))?;
             close_on_exec(&file);
             with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, layout, &target))?;
-            file.close().map_err(|e| h5_error(e, &target, "/"))?;
+            close_checked(file, &target)?;
             out.finish()
         }
     }
@@ -416,7 +430,7 @@ pub fn add_dataset(
             .map_err(|e| h5_error(e, &target, dataset))?;
     }
     with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), options.effective_byte_order(), layout, &target))?;
-    file.close().map_err(|e| h5_error(e, &target, "/"))?;
+    close_checked(file, &target)?;
     out.finish()
 }
 

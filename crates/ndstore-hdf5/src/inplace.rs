@@ -133,7 +133,7 @@ impl InPlaceArray for H5InPlace {
         }
         self.dataset = None;
         match self.file.take() {
-            Some(file) => file.close().map_err(|e| h5_error(e, &self.path, "/")),
+            Some(file) => crate::h5::close_checked(file, &self.path),
             None => Ok(()),
         }
     }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use hdf5_metno::{Dataset, Extent, File, SimpleExtents};
 use ndstore_core::{
-    ArrayWriter, ByteOrder, DType, DTypeKind, DynArray, Error, ErrorKind, Location, Lock, Order,
-    OutputFile, Replace, Result, SaveOptions, with_dtype_kind, with_dyn_array,
+    ArrayWriter, ByteOrder, DType, DTypeKind, DynArray, Error, ErrorKind, Lock, Order, OutputFile,
+    Replace, Result, SaveOptions, with_dtype_kind, with_dyn_array,
 };
 
 use crate::h5::{
@@ -287,10 +287,15 @@ impl ArrayWriter for H5Writer {
         if self.poisoned {
             return Err(ndstore_core::atomic::poisoned_error(&self.target));
         }
+        // Flushed while the dataset is open: closing a dataset writes its cached chunks
+        // without reporting a failure.
+        self.flush_hdf5_inner()?;
+        if let Some(file) = &self.file {
+            file.flush().map_err(|e| h5_error(e, &self.target, "/"))?;
+        }
         self.dataset = None;
         let file = self.file.take().ok_or_else(|| self.closed())?;
-        file.close()
-            .map_err(|e| h5_error(e, &self.target, "/").at(Location::Object("/".to_owned())))?;
+        crate::h5::close_checked(file, &self.target)?;
         let out = self.out.take().ok_or_else(|| self.closed())?;
         out.finish()
     }

@@ -1,0 +1,711 @@
+//! CP, IO and FS: power-loss crash states rebuilt from strace recordings, injected I/O errors
+//! (strace's fault injection, and a genuinely full tmpfs), and fsync poisoning.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use ndstore_core::{Backend, CrashGuarantee, DynArray, SaveOptions};
+
+use crate::child::{self, PoisonHandle, Task};
+use crate::powerloss::crash_states;
+use crate::report::CheckResult;
+use crate::scenario::Scenario;
+use crate::syscalls::{self, Recording};
+use crate::{Ctx, Mode};
+
+/// How long a child may take before it counts as hung.
+const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn strace_missing() -> Option<&'static str> {
+    match Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => None,
+        _ => Some("strace (install it: apt-get install strace)"),
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A fresh directory for one case, with its path resolved (strace names files by real path).
+fn case_dir(ctx: &Ctx<'_>, name: &str) -> Result<PathBuf, String> {
+    let dir = ctx.dir.path().join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    dir.canonicalize().map_err(|e| e.to_string())
+}
+
+fn target_name(backend: &dyn Backend) -> String {
+    format!("target.{}", backend.extension())
+}
+
+/// Waits for `child`, killing it after `timeout`.
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("the child hung for {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Forwards the lines of a pipe to a channel.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (send, recv) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    recv
+}
+
+/// Waits for a line containing `word`.
+fn expect_line(lines: &Receiver<String>, word: &str) -> Result<(), String> {
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(word) => return Ok(()),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Err(format!("no '{word}' from the child"))
+}
+
+/// Runs `task` in a child that waits for a tracer: strace attaches with `strace_args` (fault
+/// injection), then the child goes on. Returns its exit status and protocol lines.
+fn run_attached(task: &Task, strace_args: &[String]) -> Result<(ExitStatus, Vec<String>), String> {
+    let mut child = child::command(task)?
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start a child: {e}"))?;
+    let lines = lines_of(child.stdout.take().ok_or("no child stdout")?);
+    let ready = expect_line(&lines, &format!("{}READY", child::PREFIX));
+    if let Err(e) = ready {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    let mut tracer = Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "-p", &child.id().to_string()])
+        .args(strace_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start strace: {e}"))?;
+    let traced = lines_of(tracer.stderr.take().ok_or("no strace stderr")?);
+    let attached = expect_line(&traced, "attached");
+    let go = attached.and_then(|()| {
+        child
+            .stdin
+            .take()
+            .ok_or("no child stdin".to_owned())?
+            .write_all(b"GO\n")
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = go {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = tracer.kill();
+        let _ = tracer.wait();
+        return Err(format!("strace could not attach: {e}"));
+    }
+    let status = wait_timeout(&mut child, CHILD_TIMEOUT);
+    let _ = wait_timeout(&mut tracer, Duration::from_secs(10));
+    let status = status?;
+    let words = lines
+        .try_iter()
+        .filter_map(|l| l.strip_prefix(child::PREFIX).map(str::to_owned))
+        .collect();
+    Ok((status, words))
+}
+
+/// Prepares `dir` with the scenario's old version, records the scenario under strace, and
+/// parses the recording. Returns it with the bytes of the files that were there before.
+fn record(
+    backend: &dyn Backend,
+    dir: &Path,
+    scenario: Scenario,
+) -> Result<(Recording, HashMap<usize, Vec<u8>>), String> {
+    let file = target_name(backend);
+    backend
+        .save(
+            &dir.join(&file),
+            &scenario.old(backend),
+            &SaveOptions::default(),
+        )
+        .map_err(|e| format!("saving the old version: {e}"))?;
+    let initial: Vec<OsString> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .collect();
+    let log = dir.with_extension("strace");
+    let task = Task::Scenario {
+        dir: dir.to_path_buf(),
+        file: file.clone(),
+        scenario,
+        attach: false,
+    };
+    let inner = child::command(&task)?;
+    let mut cmd = Command::new("strace");
+    cmd.args([
+        "-f",
+        "-y",
+        "-xx",
+        "-s",
+        "67108864",
+        "-e",
+        syscalls::TRACED,
+        "-o",
+    ])
+    .arg(&log)
+    .arg(inner.get_program())
+    .args(inner.get_args())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut proc = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run strace (install it: apt-get install strace): {e}"))?;
+    let status = wait_timeout(&mut proc, CHILD_TIMEOUT)?;
+    if status.code() != Some(11) {
+        return Err(format!(
+            "{} did not succeed in the child ({status})",
+            scenario.name()
+        ));
+    }
+    let text = std::fs::read(&log).map_err(|e| format!("reading the strace log: {e}"))?;
+    let _ = std::fs::remove_file(&log);
+    let text = String::from_utf8_lossy(&text);
+    let final_bytes = |name: &OsString| std::fs::read(dir.join(name)).ok();
+    let rec = syscalls::parse(&text, dir, &initial, &final_bytes)?;
+    let mut bytes = HashMap::new();
+    for (name, inode) in &rec.initial {
+        // The initial files as they were: the old version was saved just before.
+        if name == std::ffi::OsStr::new(&file) {
+            let scratch = dir.parent().unwrap_or(dir).join(format!("old-{file}"));
+            backend
+                .save(&scratch, &scenario.old(backend), &SaveOptions::default())
+                .map_err(|e| e.to_string())?;
+            bytes.insert(*inode, std::fs::read(&scratch).map_err(|e| e.to_string())?);
+            let _ = std::fs::remove_file(&scratch);
+        }
+    }
+    Ok((rec, bytes))
+}
+
+/// What a crash state's target loads as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Found {
+    Old,
+    New,
+    Other(String),
+}
+
+fn load_state(
+    backend: &dyn Backend,
+    judge_dir: &Path,
+    file: &str,
+    bytes: Option<&[u8]>,
+    old: &DynArray,
+    new: &DynArray,
+) -> Result<Found, String> {
+    let path = judge_dir.join(file);
+    let _ = std::fs::remove_file(&path);
+    let Some(bytes) = bytes else {
+        return Ok(Found::Other("no file".to_owned()));
+    };
+    std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+    Ok(match backend.load(&path) {
+        Ok((_, a)) if a.bit_eq(new) => Found::New,
+        Ok((_, a)) if a.bit_eq(old) => Found::Old,
+        Ok((_, a)) => Found::Other(format!("another array, shape {:?}", a.shape())),
+        Err(e) => Found::Other(format!("unreadable: {e}")),
+    })
+}
+
+/// Every crash state of `scenario`: (states checked, descriptions of the bad ones).
+fn explore(ctx: &Ctx<'_>, scenario: Scenario, n: usize) -> Result<(usize, Vec<String>), String> {
+    let backend = ctx.backend;
+    let dir = case_dir(ctx, &format!("cp-{n}"))?;
+    let (rec, initial) = record(backend, &dir, scenario)?;
+    let file = target_name(backend);
+    let states = crash_states(&rec, &initial, std::ffi::OsStr::new(&file));
+    let judge_dir = case_dir(ctx, &format!("cp-{n}-judge"))?;
+    let (old, new) = (scenario.old(backend), scenario.new_version(backend));
+    let before_commit_is_atomic = scenario != Scenario::InPlace
+        || backend.capabilities().in_place_crash == CrashGuarantee::AtomicReplace;
+    let mut bad = Vec::new();
+    // Many directory states share the target's bytes: each distinct target is loaded once.
+    let mut judged: HashMap<Option<Vec<u8>>, Found> = HashMap::new();
+    for state in &states {
+        if !state.after_commit && !before_commit_is_atomic {
+            continue;
+        }
+        if !judged.contains_key(&state.target) {
+            let found = load_state(
+                backend,
+                &judge_dir,
+                &file,
+                state.target.as_deref(),
+                &old,
+                &new,
+            )?;
+            judged.insert(state.target.clone(), found);
+        }
+        let Some(found) = judged.get(&state.target) else {
+            continue;
+        };
+        let fine = matches!(
+            (found, state.after_commit),
+            (Found::New, _) | (Found::Old, false)
+        );
+        if !fine {
+            bad.push(format!("{}: {:?}", state.label, found));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&judge_dir);
+    Ok((states.len(), bad))
+}
+
+/// CP: see the module documentation.
+pub fn cp(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
+    if let Some(missing) = strace_missing() {
+        return Ok(CheckResult::not_applicable("CP", missing));
+    }
+    let backend = ctx.backend;
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    let mut summary = Vec::new();
+    let mut n = 0;
+    for scenario in Scenario::REAL {
+        if !scenario.applies(backend) {
+            continue;
+        }
+        n += 1;
+        let (states, bad) = explore(ctx, scenario, n)?;
+        cases += states;
+        summary.push(format!(
+            "{}: {states} states, {} bad",
+            scenario.name(),
+            bad.len()
+        ));
+        failures.extend(
+            bad.into_iter()
+                .take(5)
+                .map(|b| format!("{}: {b}", scenario.name())),
+        );
+    }
+    // The checker proves it can fail: each known-bad protocol must show bad states.
+    let mut caught = Vec::new();
+    for scenario in Scenario::BAD {
+        if !scenario.applies(backend) {
+            continue;
+        }
+        n += 1;
+        cases += 1;
+        let (states, bad) = explore(ctx, scenario, n)?;
+        if bad.is_empty() {
+            failures.push(format!(
+                "self-test: the known-bad protocol '{}' showed no bad state in {states}",
+                scenario.name()
+            ));
+        }
+        caught.push(format!("{} {}/{states} bad", scenario.name(), bad.len()));
+    }
+    Ok(CheckResult::counted(
+        "CP",
+        cases as u64,
+        &failures,
+        &format!(
+            "power-loss crash states from strace recordings (prefixes, one lost operation, torn 4 KiB pages): {}; self-test on known-bad protocols: {}",
+            summary.join("; "),
+            caught.join(", ")
+        ),
+    ))
+}
+
+/// The syscalls the IO check fails, when the operation makes them.
+const INJECTED: [&str; 9] = [
+    "write",
+    "pwrite64",
+    "fsync",
+    "fdatasync",
+    "rename",
+    "renameat",
+    "renameat2",
+    "close",
+    "msync",
+];
+
+/// Which occurrences of a call to fail: all of them in full mode; in quick mode the first
+/// two, the middle and the last.
+fn sample(count: usize, mode: Mode) -> Vec<usize> {
+    let mut ks: Vec<usize> = match mode {
+        Mode::Full => (1..=count).collect(),
+        Mode::Quick => vec![1, 2, count.div_ceil(2), count],
+    };
+    ks.retain(|&k| (1..=count).contains(&k));
+    ks.sort_unstable();
+    ks.dedup();
+    ks
+}
+
+struct Injection<'a> {
+    call: &'a str,
+    k: usize,
+    errno: &'a str,
+    persistent: bool,
+}
+
+/// IO: see the module documentation.
+pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
+    if let Some(missing) = strace_missing() {
+        return Ok(CheckResult::not_applicable("IO", missing));
+    }
+    if !is_root() {
+        return Ok(CheckResult::not_applicable(
+            "IO",
+            "root (strace attaches to a child; a tmpfs is mounted)",
+        ));
+    }
+    let backend = ctx.backend;
+    if !backend.capabilities().atomic_replace {
+        return Ok(CheckResult::not_applicable("IO", "atomic_replace"));
+    }
+    let dir = case_dir(ctx, "io")?;
+    let (rec, _) = record(backend, &dir, Scenario::Save)?;
+    let mut plan = Vec::new();
+    for call in INJECTED {
+        let occurrences: Vec<&syscalls::Call> =
+            rec.calls.iter().filter(|c| c.name == call).collect();
+        for k in sample(occurrences.len(), ctx.mode) {
+            let errnos: &[&str] = match ctx.mode {
+                Mode::Full => &["EIO", "ENOSPC", "EDQUOT"],
+                Mode::Quick if k == 1 => &["EIO", "ENOSPC", "EDQUOT"],
+                Mode::Quick => &["EIO"],
+            };
+            for errno in errnos {
+                for persistent in [false, true] {
+                    // A failure that matters, at k or (persistent) any later occurrence.
+                    let matters = occurrences
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i + 1 == k || (persistent && *i + 1 > k))
+                        .any(|(_, c)| c.matters);
+                    plan.push((
+                        Injection {
+                            call,
+                            k,
+                            errno,
+                            persistent,
+                        },
+                        matters,
+                    ));
+                }
+            }
+        }
+    }
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    let file = target_name(backend);
+    let (old, new) = (
+        Scenario::Save.old(backend),
+        Scenario::Save.new_version(backend),
+    );
+    let mut progress = crate::progress::Progress::new(backend.name(), "IO", plan.len() as u64);
+    for (injection, matters) in &plan {
+        cases += 1;
+        progress.tick(cases as u64);
+        let Injection {
+            call,
+            k,
+            errno,
+            persistent,
+        } = injection;
+        let name = format!(
+            "{call} #{k} fails with {errno}{}",
+            if *persistent {
+                " from then on"
+            } else {
+                " once"
+            }
+        );
+        let dir = case_dir(ctx, "io-case")?;
+        let target = dir.join(&file);
+        backend
+            .save(&target, &old, &SaveOptions::default())
+            .map_err(|e| e.to_string())?;
+        let task = Task::Scenario {
+            dir: dir.clone(),
+            file: file.clone(),
+            scenario: Scenario::Save,
+            attach: true,
+        };
+        let when = if *persistent {
+            format!("{k}+")
+        } else {
+            k.to_string()
+        };
+        let args = vec![
+            "-e".to_owned(),
+            format!("trace={call}"),
+            "-e".to_owned(),
+            format!("inject={call}:error={errno}:when={when}"),
+        ];
+        let (status, _) = match run_attached(&task, &args) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let Some(code @ 10..=13) = status.code() else {
+            failures.push(format!(
+                "{name}: the child died ({status}): a panic or an abort"
+            ));
+            continue;
+        };
+        let bits = code - 10;
+        let ok = bits & 1 == 1;
+        let leaked = bits & 2 == 2;
+        let mut problems = Vec::new();
+        // An injected close leaves the descriptor open (a real one frees it).
+        if leaked && *call != "close" {
+            problems.push(format!("a file descriptor leaked (exit {code})"));
+        }
+        if ok && *matters {
+            problems.push("the failure was swallowed: the save returned Ok".to_owned());
+        }
+        match ndstore_core::list_temps(&target) {
+            Ok(t) if t.is_empty() => {}
+            Ok(t) => problems.push(format!("{} temporary file(s) left", t.len())),
+            Err(e) => problems.push(e.to_string()),
+        }
+        match backend.load(&target) {
+            Ok((_, a)) if a.bit_eq(&new) => {}
+            Ok((_, a)) if a.bit_eq(&old) && !ok => {}
+            Ok(_) => problems.push(format!(
+                "the target holds neither the old nor (after Ok) the new version (returned {})",
+                if ok { "Ok" } else { "Err" }
+            )),
+            Err(e) => problems.push(format!("the target is unreadable: {e}")),
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {}", problems.join("; ")));
+        }
+    }
+    let disk = full_disk(ctx)?;
+    let disk_note = match &disk {
+        Some(Ok(())) => {
+            "a full tmpfs: ENOSPC surfaced, old file intact, no temporary left, a later save fits"
+                .to_owned()
+        }
+        Some(Err(e)) => {
+            failures.push(format!("full disk: {e}"));
+            format!("full disk: {e}")
+        }
+        None => "full disk not run: unshare or mount unavailable".to_owned(),
+    };
+    if disk.is_some() {
+        cases += 1;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(CheckResult::counted(
+        "IO",
+        cases as u64,
+        &failures,
+        &format!(
+            "{} injected failures (strace: write, pwrite64, fsync, fdatasync, rename, close, msync × EIO/ENOSPC/EDQUOT, once and from then on) into an atomic save: Err returned, old or new intact, no temporary, no descriptor leaked, no panic; {disk_note}",
+            plan.len()
+        ),
+    ))
+}
+
+/// Saves into a 256 KiB tmpfs mounted in a private mount namespace. None when the machine
+/// cannot make one.
+fn full_disk(ctx: &Ctx<'_>) -> Result<Option<Result<(), String>>, String> {
+    let unshare_works = Command::new("unshare")
+        .args(["-m", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !unshare_works {
+        return Ok(None);
+    }
+    let backend = ctx.backend;
+    let dir = case_dir(ctx, "full")?;
+    let task = Task::FullDisk {
+        dir: dir.clone(),
+        file: target_name(backend),
+    };
+    let inner = child::command(&task)?;
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "--",
+        "sh",
+        "-c",
+        "mount -t tmpfs -o size=256k ndstore-full \"$0\" && exec \"$@\"",
+    ])
+    .arg(&dir)
+    .arg(inner.get_program())
+    .args(inner.get_args())
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output().map_err(|e| e.to_string())?;
+    let words = child::protocol_lines(&out.stdout);
+    let expect = [
+        "OLD ok",
+        "BIG err StorageFull",
+        "INTACT true",
+        "TEMPS 0",
+        "SMALL ok",
+        "NEW true",
+    ];
+    if !out.status.success() || words.is_empty() {
+        return Ok(Some(Err(format!(
+            "the child failed ({}): {words:?}",
+            out.status
+        ))));
+    }
+    let wrong: Vec<String> = expect
+        .iter()
+        .zip(words.iter().chain(std::iter::repeat(&String::new())))
+        .filter(|(e, got)| e != got)
+        .map(|(e, got)| format!("expected '{e}', got '{got}'"))
+        .collect();
+    Ok(Some(if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("; "))
+    }))
+}
+
+/// FS: see the module documentation.
+pub fn fs(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
+    if let Some(missing) = strace_missing() {
+        return Ok(CheckResult::not_applicable("FS", missing));
+    }
+    if !is_root() {
+        return Ok(CheckResult::not_applicable(
+            "FS",
+            "root (strace attaches to a child)",
+        ));
+    }
+    let backend = ctx.backend;
+    let caps = backend.capabilities();
+    let mut handles = Vec::new();
+    if caps.streaming_append {
+        handles.push(PoisonHandle::WriterInPlace);
+        handles.push(PoisonHandle::WriterAtomic);
+    }
+    if caps.in_place_update {
+        handles.push(PoisonHandle::InPlace);
+    }
+    if handles.is_empty() {
+        return Ok(CheckResult::not_applicable(
+            "FS",
+            "streaming_append or in_place_update (no handle that syncs)",
+        ));
+    }
+    let mut failures = Vec::new();
+    let args = vec![
+        "-e".to_owned(),
+        "trace=fsync,fdatasync,msync".to_owned(),
+        "-e".to_owned(),
+        "inject=fsync,fdatasync,msync:error=EIO:when=1".to_owned(),
+    ];
+    for (n, handle) in handles.iter().enumerate() {
+        let dir = case_dir(ctx, &format!("fs-{n}"))?;
+        let path = dir.join(target_name(backend));
+        if *handle == PoisonHandle::InPlace {
+            let old = crate::checks::versioned_with_len(backend, 0, 0, crate::checks::IN_PLACE_LEN);
+            backend
+                .save(&path, &old, &SaveOptions::default())
+                .map_err(|e| e.to_string())?;
+        }
+        let task = Task::Poison {
+            path: path.clone(),
+            handle: *handle,
+        };
+        let expect = ["SYNC1 err", "SYNC2 err Poisoned", "FINISH err"];
+        match run_attached(&task, &args) {
+            Ok((status, words)) => {
+                let mut wrong: Vec<String> = expect
+                    .iter()
+                    .zip(words.iter().chain(std::iter::repeat(&String::new())))
+                    .filter(|(e, got)| !got.starts_with(*e))
+                    .map(|(e, got)| format!("expected '{e}', got '{got}'"))
+                    .collect();
+                // Recovery: a fresh atomic save of the same data.
+                let data = child::poison_data(backend, *handle);
+                let fresh = dir.join(format!("fresh.{}", backend.extension()));
+                match backend
+                    .save(&fresh, &data, &SaveOptions::default())
+                    .and_then(|()| backend.load(&fresh))
+                {
+                    Ok((_, a)) if a.bit_eq(&data) => {}
+                    Ok(_) => wrong.push("the fresh save reads back different data".to_owned()),
+                    Err(e) => wrong.push(format!("the fresh save failed: {e}")),
+                }
+                if !status.success() || !wrong.is_empty() {
+                    failures.push(format!("{handle:?} ({status}): {}", wrong.join("; ")));
+                }
+            }
+            Err(e) => failures.push(format!("{handle:?}: {e}")),
+        }
+    }
+    Ok(CheckResult::counted(
+        "FS",
+        handles.len() as u64,
+        &failures,
+        &format!(
+            "the first fsync/msync fails with EIO (strace) on {}: that sync returns Err, every later sync and the commit or close return Err (poisoned), and a fresh atomic save of the same data succeeds",
+            handles
+                .iter()
+                .map(|h| format!("{h:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
+}

@@ -1,0 +1,211 @@
+//! The operations the power-loss and fault-injection checks record, run in a child process
+//! between two marks a trace can see, and the known-bad protocols that prove the checker can
+//! fail.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use ndstore_core::ndarray::{Axis, Slice};
+use ndstore_core::{Backend, DynArray, SaveOptions, with_dyn_array};
+
+use crate::checks::{rows_for, versioned_with_len};
+use crate::syscalls::{MARK_COMMITTED, MARK_START};
+
+/// An operation under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Scenario {
+    /// An atomic `save` of the new version over the old.
+    Save,
+    /// A streaming writer (atomic) appends the new rows in three blocks, syncs and commits.
+    Writer,
+    /// An in-place handle overwrites the old version with the new and syncs.
+    InPlace,
+    /// Known bad: truncate the target and rewrite it, as `np.save` does (with an fsync).
+    TruncateRewrite,
+    /// Known bad: temporary, fsync, rename, but no fsync of the directory.
+    RenameWithoutDirSync,
+    /// Known bad: temporary and rename with a directory fsync, but no fsync of the data.
+    RenameWithoutFsync,
+}
+
+/// The element count of the small (old) version.
+const OLD_LEN: usize = 700;
+/// The element count of the new version: several pages, so writes can tear.
+const NEW_LEN: usize = 2500;
+/// The element count of in-place versions.
+const IN_PLACE: usize = 2048;
+/// Rows the writer scenario appends.
+const WRITER_ROWS: usize = 600;
+
+impl Scenario {
+    /// The scenarios that check a backend.
+    pub const REAL: [Scenario; 3] = [Scenario::Save, Scenario::Writer, Scenario::InPlace];
+    /// The known-bad protocols.
+    pub const BAD: [Scenario; 3] = [
+        Scenario::TruncateRewrite,
+        Scenario::RenameWithoutDirSync,
+        Scenario::RenameWithoutFsync,
+    ];
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Save => "atomic save",
+            Scenario::Writer => "streaming writer commit",
+            Scenario::InPlace => "in-place update + sync",
+            Scenario::TruncateRewrite => "truncate and rewrite (np.save)",
+            Scenario::RenameWithoutDirSync => "rename without the directory fsync",
+            Scenario::RenameWithoutFsync => "rename without fsync of the data",
+        }
+    }
+
+    /// Whether the backend has what the scenario needs.
+    pub fn applies(self, backend: &dyn Backend) -> bool {
+        let caps = backend.capabilities();
+        match self {
+            Scenario::Writer => caps.streaming_append,
+            Scenario::InPlace => caps.in_place_update,
+            _ => caps.atomic_replace,
+        }
+    }
+
+    /// The version on disk before the operation.
+    pub fn old(self, backend: &dyn Backend) -> DynArray {
+        match self {
+            Scenario::InPlace => versioned_with_len(backend, 0, 0, IN_PLACE),
+            _ => versioned_with_len(backend, 0, 0, OLD_LEN),
+        }
+    }
+
+    /// The version the operation writes.
+    pub fn new_version(self, backend: &dyn Backend) -> DynArray {
+        match self {
+            Scenario::InPlace => versioned_with_len(backend, 0, 1, IN_PLACE),
+            Scenario::Writer => rows_for(backend, WRITER_ROWS).1,
+            _ => versioned_with_len(backend, 0, 1, NEW_LEN),
+        }
+    }
+}
+
+/// Rows `start..end` of a `[n, ...]` array.
+pub fn row_slice(array: &DynArray, start: usize, end: usize) -> DynArray {
+    with_dyn_array!(array, a => DynArray::from(a.slice_axis(Axis(0), Slice::from(start..end)).to_owned()))
+}
+
+/// Touches the mark `name` in `dir`: a failed open a trace records and nothing else does.
+pub fn mark(dir: &Path, name: &str) {
+    let _ = std::fs::File::open(dir.join(name));
+}
+
+/// The number of open descriptors of this process (below 4096). Counted with fcntl, not by
+/// listing /proc/self/fd: listing opens and closes a directory, and std panics when that close
+/// fails, which is what the fault-injection check makes closes do.
+pub fn open_descriptors() -> usize {
+    (0..4096)
+        // SAFETY: F_GETFD only reads the descriptor's flags; an unused number gives EBADF.
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)
+        .count()
+}
+
+fn io(e: std::io::Error) -> String {
+    e.to_string()
+}
+
+/// Runs `scenario` on `dir/file`: marks the start, runs it, marks the commit if it returned Ok.
+pub fn run(
+    backend: &dyn Backend,
+    dir: &Path,
+    file: &str,
+    scenario: Scenario,
+) -> Result<(), String> {
+    let target = dir.join(file);
+    let new = scenario.new_version(backend);
+    // The bad protocols write the backend's own bytes, prepared outside the directory.
+    let bad_bytes = if Scenario::BAD.contains(&scenario) {
+        let scratch = dir
+            .parent()
+            .unwrap_or(dir)
+            .join(format!("{file}.bad-protocol-scratch"));
+        backend
+            .save(&scratch, &new, &SaveOptions::default())
+            .map_err(|e| e.to_string())?;
+        let bytes = std::fs::read(&scratch).map_err(io)?;
+        let _ = std::fs::remove_file(&scratch);
+        bytes
+    } else {
+        Vec::new()
+    };
+    // The in-place handle is opened before the start: what is measured is the update.
+    let mut handle = if scenario == Scenario::InPlace {
+        Some(
+            backend
+                .open_in_place(&target, &SaveOptions::default())
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
+    mark(dir, MARK_START);
+    let result = match scenario {
+        Scenario::Save => backend
+            .save(&target, &new, &SaveOptions::default())
+            .map_err(|e| e.to_string()),
+        Scenario::Writer => (|| {
+            let dtype = ndstore_core::DType::native(new.kind());
+            let mut writer = backend
+                .writer(&target, dtype, &new.shape()[1..], &SaveOptions::default())
+                .map_err(|e| e.to_string())?;
+            let third = WRITER_ROWS / 3;
+            for part in 0..3 {
+                let end = if part == 2 {
+                    WRITER_ROWS
+                } else {
+                    (part + 1) * third
+                };
+                writer
+                    .append(&row_slice(&new, part * third, end))
+                    .map_err(|e| e.to_string())?;
+            }
+            writer.sync().map_err(|e| e.to_string())?;
+            writer.commit().map_err(|e| e.to_string())
+        })(),
+        Scenario::InPlace => match handle.as_mut() {
+            Some(h) => h
+                .write_all(&new)
+                .and_then(|()| h.sync())
+                .map_err(|e| e.to_string()),
+            None => Err("no handle".to_owned()),
+        },
+        Scenario::TruncateRewrite => (|| {
+            let mut f = std::fs::File::create(&target).map_err(io)?;
+            f.write_all(&bad_bytes).map_err(io)?;
+            f.sync_all().map_err(io)
+        })(),
+        Scenario::RenameWithoutDirSync | Scenario::RenameWithoutFsync => (|| {
+            let temp: PathBuf = dir.join(format!("{file}.bad-temp"));
+            let mut f = std::fs::File::create(&temp).map_err(io)?;
+            f.write_all(&bad_bytes).map_err(io)?;
+            if scenario == Scenario::RenameWithoutDirSync {
+                f.sync_all().map_err(io)?;
+            }
+            drop(f);
+            std::fs::rename(&temp, &target).map_err(io)?;
+            if scenario == Scenario::RenameWithoutFsync {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io)?;
+            }
+            Ok(())
+        })(),
+    };
+    if result.is_ok() {
+        mark(dir, MARK_COMMITTED);
+    }
+    if let Some(h) = handle {
+        let closed = h.close().map_err(|e| e.to_string());
+        return result.and(closed);
+    }
+    result
+}

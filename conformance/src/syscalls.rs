@@ -1,0 +1,700 @@
+//! Reading strace's record of a process into the file-system operations it performed in one
+//! directory: creates, writes (with their bytes and offsets), truncations, renames, unlinks,
+//! fsyncs and msyncs, in order. The power-loss model ([`crate::powerloss`]) replays them.
+//!
+//! The trace must come from `strace -f -y -xx -s <large>` with the calls of [`TRACED`]: `-y`
+//! names each descriptor's file, `-xx` escapes every string as hex, so a line parses without
+//! guessing at quoting.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+
+/// The system calls a recording traces.
+pub const TRACED: &str = "trace=openat,open,creat,write,pwrite64,writev,pwritev,pwritev2,\
+fsync,fdatasync,sync_file_range,close,rename,renameat,renameat2,unlink,unlinkat,ftruncate,\
+fallocate,fcntl,dup,dup2,dup3,lseek,mmap,msync,copy_file_range,sendfile";
+
+/// The file whose failed open marks, in a trace, the moment an operation returned Ok.
+pub const MARK_COMMITTED: &str = ".ndstore-mark-committed";
+/// The file whose failed open marks the start of the operation under test.
+pub const MARK_START: &str = ".ndstore-mark-start";
+
+/// One operation on the directory, in the order the process performed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// A new, empty file appeared under `name`.
+    Create {
+        /// Its name in the directory.
+        name: OsString,
+        /// The file.
+        inode: usize,
+    },
+    /// `len` bytes... written at `offset` of a file.
+    Write {
+        /// The file.
+        inode: usize,
+        /// Where.
+        offset: u64,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// The file's length set to `len`.
+    Truncate {
+        /// The file.
+        inode: usize,
+        /// The new length.
+        len: u64,
+    },
+    /// fsync, fdatasync or msync(MS_SYNC): the file's data is on the medium.
+    Sync {
+        /// The file.
+        inode: usize,
+    },
+    /// An entry renamed within the directory (replacing `to`).
+    Rename {
+        /// The old name.
+        from: OsString,
+        /// The new name.
+        to: OsString,
+    },
+    /// An entry removed.
+    Unlink {
+        /// The name.
+        name: OsString,
+    },
+    /// fsync of the directory: its entries are on the medium.
+    SyncDir,
+    /// The operation under test returned Ok here.
+    Committed,
+    /// The operation under test started here.
+    Started,
+}
+
+/// What a recording found: the operations, and the calls of each name after the start mark
+/// (for choosing which call to fail in the fault-injection check).
+#[derive(Debug, Default)]
+pub struct Recording {
+    /// The operations on the directory.
+    pub ops: Vec<Op>,
+    /// The files that existed before the recording, by name, with their inode numbers.
+    pub initial: Vec<(OsString, usize)>,
+    /// Every call of the traced names after the start mark, in order: (name, path it acted on,
+    /// whether that path is in the directory and the call changes data).
+    pub calls: Vec<Call>,
+    /// Each inode's final name in the directory, if it has one.
+    pub final_names: HashMap<usize, OsString>,
+}
+
+/// A traced call after the start mark.
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The system call.
+    pub name: String,
+    /// The file it acted on, when it named one.
+    pub path: Option<PathBuf>,
+    /// True when a failure of this call must fail the operation: it writes, syncs or renames
+    /// something in the directory, or closes a file written there.
+    pub matters: bool,
+}
+
+#[derive(Clone, Debug)]
+struct OpenFile {
+    inode: Option<usize>,
+    pos: std::rc::Rc<std::cell::Cell<u64>>,
+    append: bool,
+    written: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+struct Mapping {
+    addr: u64,
+    len: u64,
+    inode: usize,
+    offset: u64,
+}
+
+struct Replay<'a> {
+    dir: &'a Path,
+    names: HashMap<OsString, usize>,
+    sizes: HashMap<usize, u64>,
+    fds: HashMap<i64, OpenFile>,
+    maps: Vec<Mapping>,
+    next_inode: usize,
+    rec: Recording,
+    started: bool,
+    /// msync writes whose bytes are read at the end: (operation index, length).
+    msyncs: Vec<(usize, u64)>,
+    /// For msync: the bytes each file holds at the end (read by the caller).
+    final_bytes: &'a dyn Fn(&OsString) -> Option<Vec<u8>>,
+}
+
+/// Splits `a, b, c` at the top-level commas.
+fn split_args(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut start) = (0i32, false, 0);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => quoted = !quoted,
+            b'\\' if quoted => i += 1,
+            b'<' | b'{' | b'[' | b'(' if !quoted => depth += 1,
+            b'>' | b'}' | b']' | b')' if !quoted => depth -= 1,
+            b',' if !quoted && depth == 0 => {
+                out.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if start < text.len() {
+        out.push(text[start..].trim());
+    }
+    out
+}
+
+/// Decodes strace's `\xNN` escapes.
+fn unhex(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len() / 4);
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1] == b'x' {
+            let hex = std::str::from_utf8(&b[i + 2..i + 4]).map_err(|e| e.to_string())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|e| format!("{hex}: {e}"))?);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// A quoted string argument's bytes; a string strace cut short is an error.
+fn string_arg(arg: &str) -> Result<Vec<u8>, String> {
+    let inner = arg
+        .strip_prefix('"')
+        .ok_or_else(|| format!("not a string: {arg}"))?;
+    if inner.ends_with("\"...") {
+        return Err("strace cut a string short: raise -s".to_owned());
+    }
+    unhex(inner.strip_suffix('"').unwrap_or(inner))
+}
+
+/// A descriptor argument decorated by -y: its number and path.
+fn fd_arg(arg: &str) -> Option<(i64, PathBuf)> {
+    let (num, rest) = arg.split_once('<')?;
+    let fd = if num == "AT_FDCWD" {
+        -100
+    } else {
+        num.parse().ok()?
+    };
+    let path = unhex(rest.strip_suffix('>')?).ok()?;
+    Some((fd, PathBuf::from(OsString::from_vec(path))))
+}
+
+fn number(arg: &str) -> Option<u64> {
+    let arg = arg.trim();
+    if let Some(hex) = arg.strip_prefix("0x") {
+        u64::from_str_radix(hex, 16).ok()
+    } else {
+        arg.parse().ok()
+    }
+}
+
+/// The path a (dirfd, path) pair names.
+fn resolve(dirfd: Option<&str>, path: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(OsString::from_vec(string_arg(path)?));
+    if path.is_absolute() {
+        return Ok(path);
+    }
+    let base = dirfd
+        .and_then(fd_arg)
+        .map(|(_, p)| p)
+        .or_else(|| std::env::current_dir().ok())
+        .ok_or("cannot resolve a relative path")?;
+    Ok(base.join(path))
+}
+
+impl Replay<'_> {
+    fn name_in_dir(&self, path: &Path) -> Option<OsString> {
+        (path.parent() == Some(self.dir)).then(|| path.file_name().map(OsString::from))?
+    }
+
+    fn push(&mut self, op: Op) {
+        self.rec.ops.push(op);
+    }
+
+    fn file(&self, fd: i64) -> Option<&OpenFile> {
+        self.fds.get(&fd)
+    }
+
+    fn call(&mut self, name: &str, path: Option<PathBuf>, matters: bool) {
+        if self.started {
+            self.rec.calls.push(Call {
+                name: name.to_owned(),
+                path,
+                matters,
+            });
+        }
+    }
+
+    fn write(&mut self, inode: usize, offset: u64, data: Vec<u8>) {
+        let end = offset + data.len() as u64;
+        let size = self.sizes.entry(inode).or_insert(0);
+        *size = (*size).max(end);
+        self.push(Op::Write {
+            inode,
+            offset,
+            data,
+        });
+    }
+
+    fn line(&mut self, name: &str, args: &[&str], ret: &str) -> Result<(), String> {
+        let ok = !ret.starts_with('-');
+        let fd_of = |i: usize| args.get(i).and_then(|a| fd_arg(a));
+        match name {
+            "openat" | "open" | "creat" => {
+                let (dirfd, path_arg, flags) = match name {
+                    "openat" => (args.first().copied(), args.get(1), args.get(2)),
+                    "creat" => (None, args.first(), Some(&"O_CREAT|O_WRONLY|O_TRUNC")),
+                    _ => (None, args.first(), args.get(1)),
+                };
+                let path = resolve(dirfd, path_arg.ok_or("open without a path")?)?;
+                if path.file_name() == Some(std::ffi::OsStr::new(MARK_COMMITTED)) {
+                    self.push(Op::Committed);
+                    return Ok(());
+                }
+                if path.file_name() == Some(std::ffi::OsStr::new(MARK_START)) {
+                    self.started = true;
+                    self.push(Op::Started);
+                    return Ok(());
+                }
+                self.call(name, Some(path.clone()), false);
+                if !ok {
+                    return Ok(());
+                }
+                let flags = flags.copied().unwrap_or("");
+                let fd: i64 = number(ret.split('<').next().unwrap_or(""))
+                    .ok_or_else(|| format!("open returned {ret}"))?
+                    as i64;
+                let mut inode = None;
+                if let Some(entry) = self.name_in_dir(&path) {
+                    let existing = self.names.get(&entry).copied();
+                    let id = match existing {
+                        Some(id) => {
+                            if flags.contains("O_TRUNC") {
+                                self.sizes.insert(id, 0);
+                                self.push(Op::Truncate { inode: id, len: 0 });
+                            }
+                            id
+                        }
+                        None if flags.contains("O_CREAT") => {
+                            let id = self.next_inode;
+                            self.next_inode += 1;
+                            self.names.insert(entry.clone(), id);
+                            self.sizes.insert(id, 0);
+                            self.push(Op::Create {
+                                name: entry,
+                                inode: id,
+                            });
+                            id
+                        }
+                        None => return Ok(()),
+                    };
+                    inode = Some(id);
+                } else if path == self.dir {
+                    inode = None;
+                }
+                self.fds.insert(
+                    fd,
+                    OpenFile {
+                        inode,
+                        pos: Default::default(),
+                        append: flags.contains("O_APPEND"),
+                        written: Default::default(),
+                    },
+                );
+            }
+            "write" | "pwrite64" => {
+                let (fd, path) = fd_of(0).ok_or("write without a descriptor")?;
+                let file = self.file(fd).cloned();
+                let in_dir = file.as_ref().and_then(|f| f.inode).is_some();
+                self.call(name, Some(path), in_dir);
+                let (Some(file), true) = (file, ok) else {
+                    return Ok(());
+                };
+                let Some(inode) = file.inode else {
+                    return Ok(());
+                };
+                let n = number(ret).ok_or_else(|| format!("write returned {ret}"))? as usize;
+                let mut data = string_arg(args.get(1).ok_or("write without data")?)?;
+                data.truncate(n);
+                file.written.set(true);
+                let offset = if name == "pwrite64" {
+                    number(args.get(3).ok_or("pwrite without an offset")?)
+                        .ok_or("bad pwrite offset")?
+                } else {
+                    let at = if file.append {
+                        self.sizes.get(&inode).copied().unwrap_or(0)
+                    } else {
+                        file.pos.get()
+                    };
+                    file.pos.set(at + n as u64);
+                    at
+                };
+                self.write(inode, offset, data);
+            }
+            "writev" | "pwritev" | "pwritev2" | "copy_file_range" | "sendfile" => {
+                let target = if name == "copy_file_range" { 2 } else { 0 };
+                if let Some((fd, _)) = fd_of(target)
+                    && self.file(fd).and_then(|f| f.inode).is_some()
+                {
+                    return Err(format!(
+                        "{name} into the directory: the model does not replay it"
+                    ));
+                }
+            }
+            "fsync" | "fdatasync" | "sync_file_range" => {
+                let (fd, path) = fd_of(0).ok_or("fsync without a descriptor")?;
+                let is_dir = path == self.dir;
+                let inode = self.file(fd).and_then(|f| f.inode);
+                self.call(name, Some(path), inode.is_some() || is_dir);
+                if !ok || name == "sync_file_range" {
+                    return Ok(());
+                }
+                if is_dir {
+                    self.push(Op::SyncDir);
+                } else if let Some(inode) = inode {
+                    self.push(Op::Sync { inode });
+                }
+            }
+            "close" => {
+                let (fd, path) = fd_of(0).unwrap_or((-1, PathBuf::new()));
+                let written = self
+                    .file(fd)
+                    .is_some_and(|f| f.inode.is_some() && f.written.get());
+                self.call(name, Some(path), written);
+                // An injected failure leaves the descriptor open; a real close frees it.
+                if !ret.contains("INJECTED") {
+                    self.fds.remove(&fd);
+                }
+            }
+            "rename" | "renameat" | "renameat2" => {
+                let (from, to) = if name == "rename" {
+                    (
+                        resolve(None, args.first().ok_or("rename args")?)?,
+                        resolve(None, args.get(1).ok_or("rename args")?)?,
+                    )
+                } else {
+                    (
+                        resolve(args.first().copied(), args.get(1).ok_or("rename args")?)?,
+                        resolve(args.get(2).copied(), args.get(3).ok_or("rename args")?)?,
+                    )
+                };
+                let from_name = self.name_in_dir(&from);
+                let to_name = self.name_in_dir(&to);
+                self.call(
+                    name,
+                    Some(to.clone()),
+                    from_name.is_some() || to_name.is_some(),
+                );
+                if !ok {
+                    return Ok(());
+                }
+                match (from_name, to_name) {
+                    (Some(from), Some(to)) => {
+                        if let Some(id) = self.names.remove(&from) {
+                            self.names.insert(to.clone(), id);
+                        }
+                        self.push(Op::Rename { from, to });
+                    }
+                    (None, None) => {}
+                    _ => return Err("a rename across directories: not modelled".to_owned()),
+                }
+            }
+            "unlink" | "unlinkat" => {
+                let path = if name == "unlink" {
+                    resolve(None, args.first().ok_or("unlink args")?)?
+                } else {
+                    resolve(args.first().copied(), args.get(1).ok_or("unlink args")?)?
+                };
+                if let Some(entry) = self.name_in_dir(&path) {
+                    self.call(name, Some(path), true);
+                    if ok {
+                        self.names.remove(&entry);
+                        self.push(Op::Unlink { name: entry });
+                    }
+                }
+            }
+            "ftruncate" | "fallocate" => {
+                let (fd, path) = fd_of(0).ok_or("ftruncate without a descriptor")?;
+                let inode = self.file(fd).and_then(|f| f.inode);
+                self.call(name, Some(path), inode.is_some());
+                let (Some(inode), true) = (inode, ok) else {
+                    return Ok(());
+                };
+                let len = if name == "ftruncate" {
+                    number(args.get(1).ok_or("ftruncate length")?).ok_or("bad length")?
+                } else {
+                    // fallocate(fd, mode, offset, len): mode 0 may extend the file.
+                    let mode = args.get(1).copied().unwrap_or("0");
+                    if mode != "0" {
+                        return Ok(());
+                    }
+                    let end = number(args.get(2).ok_or("fallocate offset")?).unwrap_or(0)
+                        + number(args.get(3).ok_or("fallocate length")?).unwrap_or(0);
+                    end.max(self.sizes.get(&inode).copied().unwrap_or(0))
+                };
+                self.sizes.insert(inode, len);
+                self.push(Op::Truncate { inode, len });
+            }
+            "fcntl" | "dup" | "dup2" | "dup3" => {
+                let duplicates =
+                    name != "fcntl" || args.get(1).is_some_and(|a| a.contains("DUPFD"));
+                if !duplicates || !ok {
+                    return Ok(());
+                }
+                let (fd, _) = fd_of(0).ok_or("dup without a descriptor")?;
+                let new: i64 = number(ret.split('<').next().unwrap_or(""))
+                    .ok_or_else(|| format!("dup returned {ret}"))?
+                    as i64;
+                if let Some(file) = self.file(fd).cloned() {
+                    self.fds.insert(new, file);
+                }
+            }
+            "lseek" => {
+                let (fd, _) = fd_of(0).ok_or("lseek without a descriptor")?;
+                if let (Some(file), Some(at)) = (self.file(fd), number(ret)) {
+                    file.pos.set(at);
+                }
+            }
+            "mmap" => {
+                if !ok {
+                    return Ok(());
+                }
+                let Some((fd, _)) = fd_of(4) else {
+                    return Ok(());
+                };
+                if let (Some(inode), Some(addr), Some(len), Some(offset)) = (
+                    self.file(fd).and_then(|f| f.inode),
+                    number(ret),
+                    args.get(1).and_then(|a| number(a)),
+                    args.get(5).and_then(|a| number(a)),
+                ) {
+                    self.maps.push(Mapping {
+                        addr,
+                        len,
+                        inode,
+                        offset,
+                    });
+                }
+            }
+            "msync" => {
+                let addr = args.first().and_then(|a| number(a)).unwrap_or(0);
+                let len = args.get(1).and_then(|a| number(a)).unwrap_or(0);
+                let map = self
+                    .maps
+                    .iter()
+                    .rev()
+                    .find(|m| addr >= m.addr && addr < m.addr + m.len.max(1))
+                    .map(|m| (m.inode, m.offset + (addr - m.addr)));
+                self.call(name, None, map.is_some());
+                let (Some((inode, offset)), true) = (map, ok) else {
+                    return Ok(());
+                };
+                // Stores through a map are invisible to strace: the pages msync writes back
+                // are taken as the file's final bytes in that range, filled in at the end,
+                // when the file's final name is known.
+                self.msyncs.push((self.rec.ops.len(), len));
+                self.write(inode, offset, Vec::new());
+                if args.get(2).is_some_and(|f| f.contains("MS_SYNC")) {
+                    self.push(Op::Sync { inode });
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Parses strace's log of a process that worked in `dir`. `initial` names the files in `dir`
+/// before the process started; `final_bytes` gives a file's content at the end (by its final
+/// name), for modelling stores through memory maps.
+pub fn parse(
+    log: &str,
+    dir: &Path,
+    initial: &[OsString],
+    final_bytes: &dyn Fn(&OsString) -> Option<Vec<u8>>,
+) -> Result<Recording, String> {
+    let mut replay = Replay {
+        dir,
+        names: HashMap::new(),
+        sizes: HashMap::new(),
+        fds: HashMap::new(),
+        maps: Vec::new(),
+        next_inode: 0,
+        rec: Recording::default(),
+        started: false,
+        msyncs: Vec::new(),
+        final_bytes,
+    };
+    for name in initial {
+        let id = replay.next_inode;
+        replay.next_inode += 1;
+        replay.names.insert(name.clone(), id);
+        let size = std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+        replay.sizes.insert(id, size);
+        replay.rec.initial.push((name.clone(), id));
+    }
+    let mut pending: HashMap<String, String> = HashMap::new();
+    for raw in log.lines() {
+        let (pid, rest) = raw.split_once(' ').unwrap_or(("", raw));
+        let rest = rest.trim_start();
+        if rest.starts_with("+++") || rest.starts_with("---") {
+            continue;
+        }
+        let line = if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid.to_owned(), head.to_owned());
+            continue;
+        } else if let Some(tail) = rest.strip_prefix("<... ") {
+            let Some((_, after)) = tail.split_once(" resumed>") else {
+                continue;
+            };
+            let head = pending.remove(pid).unwrap_or_default();
+            format!("{head}{after}")
+        } else {
+            rest.to_owned()
+        };
+        let Some(open) = line.find('(') else {
+            continue;
+        };
+        let Some(close) = line.rfind(") = ") else {
+            continue;
+        };
+        if close < open {
+            continue;
+        }
+        let name = &line[..open];
+        let args = split_args(&line[open + 1..close]);
+        let ret = line[close + 4..].trim();
+        replay
+            .line(name, &args, ret)
+            .map_err(|e| format!("{e} (in: {})", truncate(&line)))?;
+    }
+    for (name, id) in &replay.names {
+        replay.rec.final_names.insert(*id, name.clone());
+    }
+    let mut rec = replay.rec;
+    for (at, len) in replay.msyncs {
+        if let Some(Op::Write {
+            inode,
+            offset,
+            data,
+        }) = rec.ops.get_mut(at)
+        {
+            let bytes = rec
+                .final_names
+                .get(inode)
+                .and_then(|n| (replay.final_bytes)(n))
+                .ok_or("a mapped file has no final content to model its stores")?;
+            let start = (*offset as usize).min(bytes.len());
+            let end = (*offset as usize)
+                .saturating_add(len as usize)
+                .min(bytes.len());
+            *data = bytes[start..end].to_vec();
+        }
+    }
+    Ok(rec)
+}
+
+fn truncate(line: &str) -> String {
+    line.chars().take(160).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> String {
+        s.bytes().map(|b| format!("\\x{b:02x}")).collect()
+    }
+
+    #[test]
+    fn a_save_parses_into_create_write_sync_rename_and_directory_sync() {
+        let dir = Path::new("/d");
+        let tmp = hex("/d/a.tmp");
+        let target = hex("/d/a");
+        let log = format!(
+            "1 openat(AT_FDCWD<{root}>, \"{tmp}\", O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, 0666) = 3<{tmp}>\n\
+             1 write(3<{tmp}>, \"{data}\", 5 <unfinished ...>\n\
+             2 close(9<{other}>) = 0\n\
+             1 <... write resumed>) = 3\n\
+             1 fcntl(3<{tmp}>, F_DUPFD_CLOEXEC, 0) = 4<{tmp}>\n\
+             1 write(4<{tmp}>, \"{more}\", 2) = 2\n\
+             1 pwrite64(3<{tmp}>, \"{h}\", 1, 0) = 1\n\
+             1 fsync(3<{tmp}>) = 0\n\
+             1 close(3<{tmp}>) = 0\n\
+             1 rename(\"{tmp}\", \"{target}\") = 0\n\
+             1 openat(AT_FDCWD<{root}>, \"{dirx}\", O_RDONLY|O_CLOEXEC) = 3<{dirx}>\n\
+             1 fsync(3<{dirx}>) = 0\n\
+             1 openat(AT_FDCWD<{root}>, \"{mark}\", O_RDONLY|O_CLOEXEC) = -1 ENOENT (No such file or directory)\n",
+            root = hex("/"),
+            data = hex("hello"),
+            more = hex("lo"),
+            h = hex("H"),
+            other = hex("/elsewhere"),
+            dirx = hex("/d"),
+            mark = hex(&format!("/d/{MARK_COMMITTED}")),
+        );
+        let rec = parse(&log, dir, &[OsString::from("a")], &|_| None).unwrap();
+        let ops = rec.ops;
+        assert_eq!(
+            ops,
+            vec![
+                Op::Create {
+                    name: "a.tmp".into(),
+                    inode: 1
+                },
+                Op::Write {
+                    inode: 1,
+                    offset: 0,
+                    data: b"hel".to_vec()
+                },
+                Op::Write {
+                    inode: 1,
+                    offset: 3,
+                    data: b"lo".to_vec()
+                },
+                Op::Write {
+                    inode: 1,
+                    offset: 0,
+                    data: b"H".to_vec()
+                },
+                Op::Sync { inode: 1 },
+                Op::Rename {
+                    from: "a.tmp".into(),
+                    to: "a".into()
+                },
+                Op::SyncDir,
+                Op::Committed,
+            ]
+        );
+    }
+
+    #[test]
+    fn a_string_cut_short_is_an_error_not_a_shorter_write() {
+        let dir = Path::new("/d");
+        let f = hex("/d/a");
+        let log = format!(
+            "1 openat(AT_FDCWD<{r}>, \"{f}\", O_WRONLY|O_CREAT, 0666) = 3<{f}>\n1 write(3<{f}>, \"{d}\"..., 100) = 100\n",
+            r = hex("/"),
+            d = hex("abc")
+        );
+        let err = parse(&log, dir, &[], &|_| None).unwrap_err();
+        assert!(err.contains("cut a string short"), "{err}");
+    }
+}
