@@ -15,6 +15,11 @@
 //! exclusive for `r+` and created maps), so cooperating ndstore handles are refused with
 //! [`ErrorKind::Locked`](ndstore_core::ErrorKind::Locked) instead.
 //!
+//! A program that ignores the locks and truncates a mapped file kills the mapping process: the
+//! next access to a lost page raises SIGBUS, and ndstore installs no handler for it (no safe
+//! recovery exists once a view points at a page that is gone). `tests/sigbus.rs` shows it in a
+//! child process. Map only files that cooperating programs share.
+//!
 //! # Example
 //!
 //! ```
