@@ -30,3 +30,15 @@ pub fn label(bytes: usize) -> String {
         format!("{}KiB", bytes >> 10)
     }
 }
+
+/// A `rows` × 10 table of values like real measurements: uniform in [0, 1), 16–17 significant
+/// digits (the CSV benchmarks' data).
+pub fn table(rows: usize) -> Array2<f64> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    Array2::from_shape_simple_fn((rows, 10), || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    })
+}

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod bench;
 mod tidy;
 
 const USAGE: &str = "\
@@ -16,6 +17,8 @@ tasks:
   test                        set up, then fmt --check, clippy -D warnings, tidy, and every test
   conformance [--backend NAME] [--full]
                               set up, run the conformance suite, print and save the matrix
+  bench [--full]              ndstore side by side with numpy, h5py, pandas, polars and dd;
+                              writes bench/report.{md,json} under the target directory
   setup                       install what the tests need (system packages, Python oracles)
   tidy                        repository lints";
 
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("conformance") => conformance(&args[1..]),
         Some("setup") => setup().map(|_| ()),
+        Some("bench") => setup().and_then(|env| bench::bench(&args[1..], &env.python)),
         Some("tidy") => tidy::run(&workspace_root()),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");

@@ -1,0 +1,159 @@
+//! One benchmark operation of ndstore, run `reps` times in a fresh process, for
+//! `cargo xtask bench`: prints `ms <milliseconds>` per run, then `rss <bytes>`, the process's
+//! peak resident set. `prepare` writes the shared input files the peers read too.
+//!
+//! Usage: `bench-op prepare DIR BYTES ROWS` or `bench-op OP DIR REPS BYTES ROWS`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use ndarray::{Array2, Ix2};
+use ndstore_core::{ArrayMeta, Commit, DType, DTypeKind, Durable, DynArray, Order, SaveOptions};
+use ndstore_mmap::{MappedArray, Mode};
+use ndstore_text::TextOptions;
+
+type Run = Box<dyn FnMut() -> ndstore_core::Result<f64>>;
+
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn prepare(dir: &Path, bytes: usize, rows: usize) -> ndstore_core::Result<()> {
+    let array = ndstore_benches::f64_array(bytes);
+    ndstore_file::npy::save(dir.join("data.npy"), &array)?;
+    ndstore_hdf5::save_dyn(
+        dir.join("data.h5"),
+        "data",
+        &DynArray::from(array.into_dyn()),
+        &SaveOptions::default(),
+    )?;
+    ndstore_text::save(
+        dir.join("data.csv"),
+        &ndstore_benches::table(rows),
+        &TextOptions::default(),
+        &SaveOptions::default(),
+    )
+}
+
+fn operation(op: &str, dir: &Path, bytes: usize, rows: usize) -> Option<Run> {
+    let dir = dir.to_path_buf();
+    let out = dir.join(format!("out-{op}"));
+    let npy = dir.join("data.npy");
+    Some(match op {
+        "npy_save_flushed" | "npy_save_synced" => {
+            let array = ndstore_benches::f64_array(bytes);
+            let options = if op == "npy_save_flushed" {
+                SaveOptions::new().flushed()
+            } else {
+                SaveOptions::default()
+            };
+            let out = out.with_extension("npy");
+            Box::new(move || ndstore_file::npy::save_with(&out, &array, &options).map(|()| 0.0))
+        }
+        "npy_load" => {
+            Box::new(move || ndstore_file::npy::load::<f64, Ix2>(&npy).map(|a| a[[0, 1]]))
+        }
+        "mmap_open" => Box::new(move || {
+            // SAFETY: the benchmark's own input file; nothing truncates it.
+            unsafe { MappedArray::open_npy(&npy, Mode::Read) }.map(|m| m.meta().shape[0] as f64)
+        }),
+        "mmap_open_sum" => Box::new(move || {
+            // SAFETY: as above.
+            let map = unsafe { MappedArray::open_npy(&npy, Mode::Read) }?;
+            Ok(map.view::<f64>()?.sum())
+        }),
+        "mmap_fill_sync" => {
+            let array = ndstore_benches::f64_array(bytes);
+            let meta = ArrayMeta::new(
+                DType::native(DTypeKind::F64),
+                array.shape().to_vec(),
+                Order::C,
+            );
+            let out = out.with_extension("npy");
+            Box::new(move || {
+                // SAFETY: a fresh file of the benchmark's own.
+                let mut map =
+                    unsafe { MappedArray::create_npy(&out, &meta, &SaveOptions::default()) }?;
+                let mut view = map.view_mut::<f64>()?;
+                view.assign(&array.view().into_dyn());
+                map.sync()?;
+                map.commit()?;
+                Ok(0.0)
+            })
+        }
+        "hdf5_read" => {
+            let h5 = dir.join("data.h5");
+            Box::new(move || ndstore_hdf5::load_dyn(&h5, "data").map(|(m, _)| m.shape[0] as f64))
+        }
+        "hdf5_write_sync" => {
+            let array = DynArray::from(ndstore_benches::f64_array(bytes).into_dyn());
+            let out = out.with_extension("h5");
+            Box::new(move || {
+                ndstore_hdf5::save_dyn(&out, "data", &array, &SaveOptions::default()).map(|()| 0.0)
+            })
+        }
+        "csv_read" => {
+            let csv = dir.join("data.csv");
+            Box::new(move || {
+                ndstore_text::load::<f64, Ix2>(&csv, &TextOptions::default()).map(|a| a[[0, 0]])
+            })
+        }
+        "csv_write" => {
+            let table: Array2<f64> = ndstore_benches::table(rows);
+            let out = out.with_extension("csv");
+            Box::new(move || {
+                ndstore_text::save(
+                    &out,
+                    &table,
+                    &TextOptions::default(),
+                    &SaveOptions::new().flushed(),
+                )
+                .map(|()| 0.0)
+            })
+        }
+        _ => return None,
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    let number = |i: usize| arg(i).parse::<usize>().unwrap_or(0);
+    let result = if arg(0) == "prepare" {
+        prepare(Path::new(&arg(1)), number(2), number(3))
+    } else {
+        let dir = std::path::PathBuf::from(arg(1));
+        match operation(&arg(0), &dir, number(3), number(4)) {
+            None => {
+                eprintln!("bench-op: unknown operation '{}'", arg(0));
+                return std::process::ExitCode::FAILURE;
+            }
+            Some(mut run) => (|| {
+                let mut keep = 0.0;
+                for _ in 0..number(2).max(1) {
+                    let start = Instant::now();
+                    keep += run()?;
+                    println!("ms {}", start.elapsed().as_secs_f64() * 1e3);
+                }
+                std::hint::black_box(keep);
+                println!("rss {}", peak_rss());
+                Ok(())
+            })(),
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-op: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

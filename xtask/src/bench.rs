@@ -1,0 +1,495 @@
+//! `cargo xtask bench [--full]`: ndstore side by side with numpy, h5py, pandas and polars on the
+//! same files, with `dd` as the hardware limit, runs alternating; a table on the terminal and
+//! `bench/report.{md,json}` under the target directory.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::{cargo, run, target_dir, workspace_root};
+
+/// The hardware limit an operation is compared with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    None,
+    /// `dd` writing the bytes into the page cache.
+    WriteCache,
+    /// `dd conv=fsync` writing the bytes.
+    WriteSync,
+    /// `dd` reading the named input file from the page cache.
+    Read(&'static str),
+}
+
+struct Spec {
+    op: &'static str,
+    peers: &'static [&'static str],
+    limit: Limit,
+    /// The target, as the ratio that must not be exceeded and what it is measured against.
+    target: (f64, Against),
+    csv: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Against {
+    Peer,
+    Limit,
+    /// An absolute time in milliseconds.
+    Millis,
+}
+
+const SPECS: &[Spec] = &[
+    Spec {
+        op: "npy_save_flushed",
+        peers: &["numpy"],
+        limit: Limit::WriteCache,
+        target: (0.95, Against::Peer),
+        csv: false,
+    },
+    Spec {
+        op: "npy_save_synced",
+        peers: &["numpy"],
+        limit: Limit::WriteSync,
+        target: (1.05, Against::Limit),
+        csv: false,
+    },
+    Spec {
+        op: "npy_load",
+        peers: &["numpy"],
+        limit: Limit::Read("data.npy"),
+        target: (1.0, Against::Peer),
+        csv: false,
+    },
+    Spec {
+        op: "mmap_open",
+        peers: &["numpy"],
+        limit: Limit::None,
+        target: (0.1, Against::Millis),
+        csv: false,
+    },
+    Spec {
+        op: "mmap_open_sum",
+        peers: &["numpy"],
+        limit: Limit::Read("data.npy"),
+        target: (1.0, Against::Peer),
+        csv: false,
+    },
+    Spec {
+        op: "mmap_fill_sync",
+        peers: &["numpy"],
+        limit: Limit::WriteSync,
+        target: (1.0, Against::Peer),
+        csv: false,
+    },
+    Spec {
+        op: "hdf5_read",
+        peers: &["h5py"],
+        limit: Limit::Read("data.h5"),
+        target: (1.0, Against::Peer),
+        csv: false,
+    },
+    Spec {
+        op: "hdf5_write_sync",
+        peers: &["h5py"],
+        limit: Limit::WriteSync,
+        target: (1.05, Against::Limit),
+        csv: false,
+    },
+    Spec {
+        op: "csv_read",
+        peers: &["pandas", "polars"],
+        limit: Limit::Read("data.csv"),
+        target: (1.0, Against::Peer),
+        csv: true,
+    },
+    Spec {
+        op: "csv_write",
+        peers: &["polars"],
+        limit: Limit::WriteCache,
+        target: (1.0, Against::Peer),
+        csv: true,
+    },
+];
+
+struct Row {
+    op: &'static str,
+    size_bytes: u64,
+    ndstore_ms: f64,
+    peer: String,
+    peer_ms: f64,
+    limit_ms: f64,
+    peak_rss_bytes: u64,
+    target: String,
+    met: bool,
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len();
+    if n % 2 == 1 {
+        samples[n / 2]
+    } else {
+        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+    }
+}
+
+/// Runs a command that prints `ms X` lines (and maybe `rss N`); returns the samples and RSS.
+fn timed(cmd: &mut Command) -> Result<(Vec<f64>, u64), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{:?} {:?} failed: {}",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut ms = Vec::new();
+    let mut rss = 0;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("ms ") {
+            ms.push(
+                v.trim()
+                    .parse()
+                    .map_err(|e| format!("bad sample {v}: {e}"))?,
+            );
+        } else if let Some(v) = line.strip_prefix("rss ") {
+            rss = v.trim().parse().unwrap_or(0);
+        }
+    }
+    Ok((ms, rss))
+}
+
+/// Times one `dd`, in milliseconds.
+fn dd(args: &[String]) -> Result<f64, String> {
+    let start = Instant::now();
+    let status = Command::new("dd")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run dd: {e}"))?;
+    if !status.success() {
+        return Err(format!("dd {args:?} failed"));
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
+fn limit_args(limit: Limit, dir: &Path, bytes: u64) -> Option<Vec<String>> {
+    let mib = bytes.div_ceil(1 << 20).max(1);
+    let out = format!("of={}", dir.join("dd.bin").display());
+    match limit {
+        Limit::None => None,
+        Limit::WriteCache => Some(vec![
+            "if=/dev/zero".into(),
+            out,
+            "bs=1M".into(),
+            format!("count={mib}"),
+        ]),
+        Limit::WriteSync => Some(vec![
+            "if=/dev/zero".into(),
+            out,
+            "bs=1M".into(),
+            format!("count={mib}"),
+            "conv=fsync".into(),
+        ]),
+        Limit::Read(file) => Some(vec![
+            format!("if={}", dir.join(file).display()),
+            "of=/dev/null".into(),
+            "bs=1M".into(),
+        ]),
+    }
+}
+
+fn bench_python(python: &Path) -> Result<(), String> {
+    let requirements = workspace_root()
+        .join("xtask")
+        .join("bench-requirements.txt");
+    let wanted = fs::read_to_string(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    let stamp = target_dir()
+        .join("py-venv")
+        .join("bench-requirements.installed");
+    if fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    run(Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements))
+    .map_err(|e| {
+        format!("{e}\nthe benchmark peers (pandas, polars) could not be installed from PyPI")
+    })?;
+    fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
+}
+
+/// `cargo xtask bench [--full]`.
+pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
+    let full = args.iter().any(|a| a == "--full");
+    if let Some(other) = args.iter().find(|a| *a != "--full") {
+        return Err(format!("unknown bench option '{other}'"));
+    }
+    bench_python(python)?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "ndstore-benches",
+        "--bin",
+        "bench-op",
+    ]))?;
+    let driver = target_dir().join("release").join("bench-op");
+    let peers_py = workspace_root()
+        .join("benches")
+        .join("peers")
+        .join("peers.py");
+    let (bytes, rows, rounds, reps): (u64, u64, usize, usize) = if full {
+        (256 << 20, 1_000_000, 5, 3)
+    } else {
+        (64 << 20, 250_000, 3, 3)
+    };
+    let out_dir = target_dir().join("bench");
+    let data = out_dir.join("data");
+    fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+    println!(
+        "xtask: preparing {} MiB of f64 and a {rows} x 10 CSV in {}",
+        bytes >> 20,
+        data.display()
+    );
+    run(Command::new(&driver)
+        .arg("prepare")
+        .arg(&data)
+        .arg(bytes.to_string())
+        .arg(rows.to_string()))?;
+    let csv_bytes = fs::metadata(data.join("data.csv"))
+        .map_err(|e| e.to_string())?
+        .len();
+    let mut rows_out = Vec::new();
+    for spec in SPECS {
+        let size = if spec.csv { csv_bytes } else { bytes };
+        let mut ours = Vec::new();
+        let mut rss = 0u64;
+        let mut theirs: Vec<Vec<f64>> = vec![Vec::new(); spec.peers.len()];
+        let mut limit = Vec::new();
+        // Warm-up: one run of each, discarded (page cache, Python imports).
+        let reps_s = reps.to_string();
+        let ndstore_cmd = || {
+            let mut c = Command::new(&driver);
+            c.arg(spec.op)
+                .arg(&data)
+                .arg(&reps_s)
+                .arg(bytes.to_string())
+                .arg(rows.to_string());
+            c
+        };
+        let peer_cmd = |peer: &str| {
+            let mut c = Command::new(python);
+            c.arg(&peers_py)
+                .arg(spec.op)
+                .arg(peer)
+                .arg(&data)
+                .arg(&reps_s);
+            c
+        };
+        timed(&mut ndstore_cmd())?;
+        for peer in spec.peers {
+            timed(&mut peer_cmd(peer))?;
+        }
+        for round in 0..rounds {
+            // Alternate who goes first, so neither always meets a warmer or colder machine.
+            let mut order: Vec<Option<usize>> = std::iter::once(None)
+                .chain((0..spec.peers.len()).map(Some))
+                .collect();
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for who in order {
+                match who {
+                    None => {
+                        let (ms, r) = timed(&mut ndstore_cmd())?;
+                        ours.extend(ms);
+                        rss = rss.max(r);
+                    }
+                    Some(i) => theirs[i].extend(timed(&mut peer_cmd(spec.peers[i]))?.0),
+                }
+            }
+            if let Some(args) = limit_args(spec.limit, &data, size) {
+                limit.push(dd(&args)?);
+            }
+        }
+        let ndstore_ms = median(&mut ours);
+        let (peer, peer_ms) = spec
+            .peers
+            .iter()
+            .zip(theirs.iter_mut())
+            .map(|(p, s)| (p.to_string(), median(s)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or_default();
+        let limit_ms = if limit.is_empty() {
+            0.0
+        } else {
+            median(&mut limit)
+        };
+        let (bound, against) = spec.target;
+        let (target, met) = match against {
+            Against::Peer => (format!("≤ {bound} × {peer}"), ndstore_ms <= bound * peer_ms),
+            Against::Limit => (format!("≤ {bound} × dd"), ndstore_ms <= bound * limit_ms),
+            Against::Millis => (format!("≤ {bound} ms"), ndstore_ms <= bound),
+        };
+        let row = Row {
+            op: spec.op,
+            size_bytes: size,
+            ndstore_ms,
+            peer,
+            peer_ms,
+            limit_ms,
+            peak_rss_bytes: rss,
+            target,
+            met,
+        };
+        println!(
+            "{:<18} ndstore {:>9.3} ms  {} {:>9.3} ms  ratio {:.2}",
+            row.op,
+            row.ndstore_ms,
+            row.peer,
+            row.peer_ms,
+            row.ndstore_ms / row.peer_ms
+        );
+        rows_out.push(row);
+    }
+    // The memory target: a load's peak RSS within 1.05 × the array's bytes + 16 MiB.
+    let load_rss = rows_out
+        .iter()
+        .find(|r| r.op == "npy_load")
+        .map_or(0, |r| r.peak_rss_bytes);
+    let rss_limit = (bytes as f64 * 1.05) as u64 + (16 << 20);
+    let markdown = to_markdown(&rows_out, full, load_rss, rss_limit);
+    println!("\n{markdown}");
+    fs::write(out_dir.join("report.md"), &markdown).map_err(|e| e.to_string())?;
+    fs::write(out_dir.join("report.json"), to_json(&rows_out, full)).map_err(|e| e.to_string())?;
+    println!(
+        "written: {} and {}",
+        out_dir.join("report.md").display(),
+        out_dir.join("report.json").display()
+    );
+    Ok(())
+}
+
+fn fmt_ratio(a: f64, b: f64) -> String {
+    if b > 0.0 && a.is_finite() {
+        format!("{:.2}", a / b)
+    } else {
+        "-".to_owned()
+    }
+}
+
+fn to_markdown(rows: &[Row], full: bool, load_rss: u64, rss_limit: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| operation | size | ndstore (median) | best peer (median) | ndstore / peer | dd limit | ndstore / limit | peak RSS | target | met |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let limit = if r.limit_ms > 0.0 {
+            format!("{:.1} ms", r.limit_ms)
+        } else {
+            "-".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.3} ms | {} {:.3} ms | {} | {} | {} | {} MiB | {} | {} |",
+            r.op,
+            human(r.size_bytes),
+            r.ndstore_ms,
+            r.peer,
+            r.peer_ms,
+            fmt_ratio(r.ndstore_ms, r.peer_ms),
+            limit,
+            fmt_ratio(r.ndstore_ms, r.limit_ms),
+            r.peak_rss_bytes >> 20,
+            r.target,
+            if r.met { "yes" } else { "no" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{} mode; medians of alternating runs on this machine. npy load peak RSS {} MiB, target ≤ {} MiB (1.05 × data + 16 MiB): {}.",
+        if full { "full" } else { "quick" },
+        load_rss >> 20,
+        rss_limit >> 20,
+        if load_rss <= rss_limit {
+            "met"
+        } else {
+            "missed"
+        }
+    );
+    out
+}
+
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{} KiB", bytes >> 10)
+    }
+}
+
+fn to_json(rows: &[Row], full: bool) -> String {
+    let num = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.4}")
+        } else {
+            "null".to_owned()
+        }
+    };
+    let mut out = format!(
+        "{{\"mode\":\"{}\",\"rows\":[",
+        if full { "full" } else { "quick" }
+    );
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let ratio = if r.peer_ms > 0.0 {
+            r.ndstore_ms / r.peer_ms
+        } else {
+            f64::NAN
+        };
+        let ratio_to_limit = if r.limit_ms > 0.0 {
+            r.ndstore_ms / r.limit_ms
+        } else {
+            f64::NAN
+        };
+        let _ = write!(
+            out,
+            "{{\"op\":\"{}\",\"size_bytes\":{},\"ndstore_ms\":{},\"peer\":\"{}\",\"peer_ms\":{},\"ratio\":{},\"limit_ms\":{},\"ratio_to_limit\":{},\"peak_rss_bytes\":{},\"target\":\"{}\",\"met\":{}}}",
+            r.op,
+            r.size_bytes,
+            num(r.ndstore_ms),
+            r.peer,
+            num(r.peer_ms),
+            num(ratio),
+            num(r.limit_ms),
+            num(ratio_to_limit),
+            r.peak_rss_bytes,
+            r.target,
+            r.met
+        );
+    }
+    out.push_str("]}\n");
+    out
+}
