@@ -1,4 +1,5 @@
-//! HDF5: contiguous read of a whole dataset, and an atomic write with sync, at every size.
+//! HDF5: contiguous read of a whole dataset, a partial (hyperslab) read of a sixteenth of its
+//! rows, and atomic writes flushed and synced, at every size.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndstore_core::{DynArray, SaveOptions};
@@ -22,6 +23,23 @@ fn hdf5_backend(c: &mut Criterion) {
             .unwrap_or_else(|e| panic!("{e}"));
         group.bench_with_input(BenchmarkId::new("read", &label), &path, |b, p| {
             b.iter(|| ndstore_hdf5::load_dyn(p, "data").unwrap_or_else(|e| panic!("{e}")))
+        });
+        let shape = array.shape().to_vec();
+        let part = [0..shape[0].div_ceil(16), 0..shape[1]];
+        group.bench_with_input(
+            BenchmarkId::new("read_slice_16th", &label),
+            &path,
+            |b, p| {
+                b.iter(|| {
+                    ndstore_hdf5::read_slice(p, "data", &part).unwrap_or_else(|e| panic!("{e}"))
+                })
+            },
+        );
+        group.bench_with_input(BenchmarkId::new("write_flushed", &label), &array, |b, a| {
+            b.iter(|| {
+                ndstore_hdf5::save_dyn(&path, "data", a, &SaveOptions::new().flushed())
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
         });
     }
     group.finish();

@@ -348,7 +348,7 @@ fn a_failing_writer_stops_the_two_thread_writer_with_its_error() {
         limit: 1 << 20,
     };
     let err = ndstore_text::write_to(&mut out, &a, &TextOptions::default()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Io, "{err}");
+    assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
     assert_eq!(
         err.io_error().and_then(std::io::Error::raw_os_error),
         Some(28)
