@@ -26,6 +26,20 @@ pub fn interpreter() -> Result<PathBuf, String> {
     }
 }
 
+/// Whether the oracles can run: true when they are set up; false (with a note naming `what`
+/// was skipped) when they are not and not required; a panic when they are required
+/// (`NDSTORE_REQUIRE_ORACLES`, which `cargo xtask test` sets), so a missing oracle fails tests.
+pub fn available_or_skip(what: &str) -> bool {
+    match interpreter() {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_some() => panic!("{e}"),
+        Err(e) => {
+            eprintln!("{what} not run: {e}");
+            false
+        }
+    }
+}
+
 /// Runs a Python script and returns its standard output, or its error output when it fails.
 pub fn run_script(script: &str) -> Result<String, String> {
     let python = interpreter()?;

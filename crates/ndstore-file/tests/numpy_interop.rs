@@ -13,19 +13,6 @@ use ndstore_file::{npy, raw};
 
 const SHAPES: [&[usize]; 5] = [&[], &[0], &[7], &[3, 4], &[2, 3, 4]];
 
-/// numpy's interpreter, or `None` (with a note) when the oracles are not set up and not
-/// required; under `cargo xtask test` they are required, so a missing numpy fails the test.
-fn numpy_or_skip() -> Option<()> {
-    match python::interpreter() {
-        Ok(_) => Some(()),
-        Err(e) if std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_some() => panic!("{e}"),
-        Err(e) => {
-            eprintln!("numpy interop not run: {e}");
-            None
-        }
-    }
-}
-
 fn py(script: &str, dir: &Path) -> String {
     let script = format!(
         "import numpy as np, os, json\nos.chdir({:?})\n{script}",
@@ -36,7 +23,9 @@ fn py(script: &str, dir: &Path) -> String {
 
 #[test]
 fn numpy_reads_ndstore_files_and_resaves_them_byte_identically() {
-    let Some(()) = numpy_or_skip() else { return };
+    if !python::available_or_skip("numpy interop") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut names = Vec::new();
     for kind in DTypeKind::ALL {
@@ -68,7 +57,9 @@ fn numpy_reads_ndstore_files_and_resaves_them_byte_identically() {
 
 #[test]
 fn ndstore_reads_np_save_savez_savez_compressed_and_tofile() {
-    let Some(()) = numpy_or_skip() else { return };
+    if !python::available_or_skip("numpy interop") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     // Arrays ndstore wrote, then rewritten by numpy in each of its formats.
     let mut cases = Vec::new();
@@ -127,7 +118,9 @@ fn ndstore_reads_np_save_savez_savez_compressed_and_tofile() {
 
 #[test]
 fn ndstore_reads_format_versions_2_and_3_as_numpy_writes_them() {
-    let Some(()) = numpy_or_skip() else { return };
+    if !python::available_or_skip("numpy interop") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     py(
         "a = np.arange(12, dtype='>i4').reshape(3, 4)\nfor v in [(1, 0), (2, 0), (3, 0)]:\n    with open(f'v{v[0]}.npy', 'wb') as f:\n        np.lib.format.write_array(f, a, version=v)",

@@ -20,21 +20,10 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn python_or_skip() -> bool {
-    match ndstore_conformance::python::interpreter() {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_some() => panic!("{e}"),
-        Err(e) => {
-            eprintln!("h5py interop not run: {e}");
-            false
-        }
-    }
-}
-
 #[test]
 fn h5py_chunked_gzip_and_big_endian_datasets_read_back() {
     let _turn = serial();
-    if !python_or_skip() {
+    if !ndstore_conformance::python::available_or_skip("h5py interop") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -216,7 +205,7 @@ fn chunked_gzip_shuffle_fletcher32_datasets_round_trip_and_h5py_sees_the_filters
         ndstore_hdf5::load_dyn(&path, "/gz").unwrap().1.bit_eq(&a),
         "a refused save leaves the file as it was"
     );
-    if python_or_skip() {
+    if ndstore_conformance::python::available_or_skip("h5py interop") {
         let out = ndstore_conformance::python::run_script(&format!(
             "import h5py\nd = h5py.File({:?}, 'r')['gz']\nprint(d.compression, d.chunks, d.shuffle, d.fletcher32)",
             path.display().to_string()

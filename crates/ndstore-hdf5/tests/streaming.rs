@@ -26,17 +26,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn python_or_skip() -> bool {
-    match ndstore_conformance::python::interpreter() {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_some() => panic!("{e}"),
-        Err(e) => {
-            eprintln!("h5py interop not run: {e}");
-            false
-        }
-    }
-}
-
 /// Rows `first..first + n` of a `[n, 3]` i64 table whose row i is `[i, 10 i, 100 i]`.
 fn rows(first: usize, n: usize) -> DynArray {
     DynArray::from(
@@ -209,7 +198,7 @@ fn big_endian_filtered_and_empty_row_streams_round_trip_and_h5py_sees_a_resizabl
         vec![5, 0]
     );
 
-    if !python_or_skip() {
+    if !ndstore_conformance::python::available_or_skip("h5py interop") {
         return;
     }
     let out = ndstore_conformance::python::run_script(&format!(
@@ -371,7 +360,7 @@ fn a_swmr_reader_in_another_process_follows_a_growing_dataset() {
     assert!(table.bit_eq(&rows(0, total)));
 
     // h5py follows a SWMR writer too.
-    if !python_or_skip() {
+    if !ndstore_conformance::python::available_or_skip("h5py interop") {
         return;
     }
     let path = dir.path().join("swmr-h5py.h5");

@@ -9,20 +9,9 @@ use ndstore_conformance::python;
 use ndstore_core::{Close, Durable, SaveOptions};
 use ndstore_mmap::{MappedArray, Mode};
 
-fn numpy_or_skip() -> bool {
-    match python::interpreter() {
-        Ok(_) => true,
-        Err(e) if std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_some() => panic!("{e}"),
-        Err(e) => {
-            eprintln!("numpy interop not run: {e}");
-            false
-        }
-    }
-}
-
 #[test]
 fn numpy_edits_are_seen_by_a_live_map_and_ndstore_edits_by_numpy() {
-    if !numpy_or_skip() {
+    if !python::available_or_skip("numpy interop") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
