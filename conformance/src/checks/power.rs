@@ -159,41 +159,39 @@ fn record(
             &SaveOptions::default(),
         )
         .map_err(|e| format!("saving the old version: {e}"))?;
-    let initial: Vec<OsString> = std::fs::read_dir(dir)
-        .map_err(|e| e.to_string())?
-        .filter_map(|e| e.ok().map(|e| e.file_name()))
-        .collect();
+    // The files there before, with their bytes as they are now: the durable starting state.
+    let mut initial: Vec<OsString> = Vec::new();
+    let mut before: Vec<Vec<u8>> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let name = entry.map_err(|e| e.to_string())?.file_name();
+        before.push(std::fs::read(dir.join(&name)).map_err(|e| e.to_string())?);
+        initial.push(name);
+    }
     let log = dir.with_extension("strace");
     let task = Task::Scenario {
         dir: dir.to_path_buf(),
-        file: file.clone(),
+        file,
         scenario,
         attach: false,
     };
-    let inner = child::command(&task)?;
-    let mut cmd = Command::new("strace");
-    cmd.args([
-        "-f",
-        "-y",
-        "-xx",
-        "-s",
-        "67108864",
-        "-e",
-        syscalls::TRACED,
-        "-o",
-    ])
-    .arg(&log)
-    .arg(inner.get_program())
-    .args(inner.get_args())
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
+    let mut cmd = wrapped(
+        "strace",
+        &[
+            "-f",
+            "-y",
+            "-xx",
+            "-s",
+            "67108864",
+            "-e",
+            syscalls::TRACED,
+            "-o",
+        ],
+        Some(log.as_os_str()),
+        &child::command(&task)?,
+    );
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut proc = cmd
         .spawn()
         .map_err(|e| format!("cannot run strace (install it: apt-get install strace): {e}"))?;
@@ -209,19 +207,39 @@ fn record(
     let text = String::from_utf8_lossy(&text);
     let final_bytes = |name: &OsString| std::fs::read(dir.join(name)).ok();
     let rec = syscalls::parse(&text, dir, &initial, &final_bytes)?;
-    let mut bytes = HashMap::new();
-    for (name, inode) in &rec.initial {
-        // The initial files as they were: the old version was saved just before.
-        if name == std::ffi::OsStr::new(&file) {
-            let scratch = dir.parent().unwrap_or(dir).join(format!("old-{file}"));
-            backend
-                .save(&scratch, &scenario.old(backend), &SaveOptions::default())
-                .map_err(|e| e.to_string())?;
-            bytes.insert(*inode, std::fs::read(&scratch).map_err(|e| e.to_string())?);
-            let _ = std::fs::remove_file(&scratch);
-        }
-    }
+    // `parse` numbers the initial files in the order given.
+    let bytes = rec
+        .initial
+        .iter()
+        .filter_map(|(name, inode)| {
+            let at = initial.iter().position(|n| n == name)?;
+            Some((*inode, before[at].clone()))
+        })
+        .collect();
     Ok((rec, bytes))
+}
+
+/// `program pre_args [extra] inner...`: runs `inner`'s command under a wrapper (strace,
+/// unshare), with `inner`'s environment.
+fn wrapped(
+    program: &str,
+    pre_args: &[&str],
+    extra: Option<&std::ffi::OsStr>,
+    inner: &Command,
+) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(pre_args);
+    if let Some(extra) = extra {
+        cmd.arg(extra);
+    }
+    cmd.arg(inner.get_program()).args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
 }
 
 /// What a crash state's target loads as.
@@ -571,27 +589,21 @@ fn full_disk(ctx: &Ctx<'_>) -> Result<Option<Result<(), String>>, String> {
         dir: dir.clone(),
         file: target_name(backend),
     };
-    let inner = child::command(&task)?;
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "-m",
-        "--",
-        "sh",
-        "-c",
-        "mount -t tmpfs -o size=256k ndstore-full \"$0\" && exec \"$@\"",
-    ])
-    .arg(&dir)
-    .arg(inner.get_program())
-    .args(inner.get_args())
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    for (k, v) in inner.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
+    let mut cmd = wrapped(
+        "unshare",
+        &[
+            "-m",
+            "--",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=256k ndstore-full \"$0\" && exec \"$@\"",
+        ],
+        Some(dir.as_os_str()),
+        &child::command(&task)?,
+    );
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     let out = cmd.output().map_err(|e| e.to_string())?;
     let words = child::protocol_lines(&out.stdout);
     let expect = [
@@ -608,17 +620,22 @@ fn full_disk(ctx: &Ctx<'_>) -> Result<Option<Result<(), String>>, String> {
             out.status
         ))));
     }
-    let wrong: Vec<String> = expect
-        .iter()
-        .zip(words.iter().chain(std::iter::repeat(&String::new())))
-        .filter(|(e, got)| e != got)
-        .map(|(e, got)| format!("expected '{e}', got '{got}'"))
-        .collect();
+    let wrong = unexpected(&expect, &words);
     Ok(Some(if wrong.is_empty() {
         Ok(())
     } else {
         Err(wrong.join("; "))
     }))
+}
+
+/// The child's lines that do not begin as `expect` says, line by line (missing lines count).
+fn unexpected(expect: &[&str], words: &[String]) -> Vec<String> {
+    expect
+        .iter()
+        .zip(words.iter().chain(std::iter::repeat(&String::new())))
+        .filter(|(e, got)| !got.starts_with(**e))
+        .map(|(e, got)| format!("expected '{e}', got '{got}'"))
+        .collect()
 }
 
 /// FS: see the module documentation.
@@ -671,12 +688,7 @@ pub fn fs(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         let expect = ["SYNC1 err", "SYNC2 err Poisoned", "FINISH err"];
         match run_attached(&task, &args) {
             Ok((status, words)) => {
-                let mut wrong: Vec<String> = expect
-                    .iter()
-                    .zip(words.iter().chain(std::iter::repeat(&String::new())))
-                    .filter(|(e, got)| !got.starts_with(*e))
-                    .map(|(e, got)| format!("expected '{e}', got '{got}'"))
-                    .collect();
+                let mut wrong = unexpected(&expect, &words);
                 // Recovery: a fresh atomic save of the same data.
                 let data = child::poison_data(backend, *handle);
                 let fresh = dir.join(format!("fresh.{}", backend.extension()));

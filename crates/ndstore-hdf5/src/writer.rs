@@ -289,7 +289,6 @@ impl ArrayWriter for H5Writer {
         }
         // Flushed while the dataset is open: closing a dataset writes its cached chunks
         // without reporting a failure.
-        self.flush_hdf5_inner()?;
         if let Some(file) = &self.file {
             file.flush().map_err(|e| h5_error(e, &self.target, "/"))?;
         }
