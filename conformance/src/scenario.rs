@@ -101,8 +101,10 @@ pub fn mark(dir: &Path, name: &str) {
 
 /// The number of open descriptors of this process (below 4096). Counted with fcntl, not by
 /// listing /proc/self/fd: listing opens and closes a directory, and std panics when that close
-/// fails, which is what the fault-injection check makes closes do.
+/// fails, which is what the fault-injection check makes closes do. Replaced files still being
+/// released in the background are waited for first: they are not leaks.
 pub fn open_descriptors() -> usize {
+    ndstore_core::release::settle();
     (0..4096)
         // SAFETY: F_GETFD only reads the descriptor's flags; an unused number gives EBADF.
         .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)

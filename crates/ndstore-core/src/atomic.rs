@@ -241,6 +241,8 @@ struct Keep {
     mode: u32,
     uid: u32,
     gid: u32,
+    /// The old file's size: big ones are released off the caller's thread (see `release`).
+    size: u64,
 }
 
 enum State {
@@ -284,6 +286,7 @@ impl OutputFile {
                         mode: meta.permissions().mode() & 0o7777,
                         uid: meta.uid(),
                         gid: meta.gid(),
+                        size: meta.len(),
                     }),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                     Err(e) => return Err(Error::io("inspecting the target", e).with_path(&target)),
@@ -379,12 +382,18 @@ impl OutputFile {
                     file.sync()?;
                 }
                 file.close()?;
+                let old = keep
+                    .as_ref()
+                    .and_then(|k| crate::release::hold(&self.target, k.size));
                 fs::rename(temp, &self.target).map_err(|e| {
                     Error::io("cannot rename the temporary file over the target", e)
                         .with_path(&self.target)
                 })?;
                 // Renamed: from here on the temporary no longer exists, so drop has nothing to do.
                 self.state = State::Published;
+                if let Some(old) = old {
+                    crate::release::release(old);
+                }
                 if synced {
                     sync_dir(parent_dir(&self.target)).map_err(|e| e.with_path(&self.target))?;
                 }

@@ -45,6 +45,7 @@ pub mod error;
 pub mod meta;
 pub mod npy_header;
 pub mod os;
+pub mod release;
 pub mod stream;
 
 pub use array::DynArray;

@@ -222,3 +222,36 @@ fn in_place_writes_are_refused_while_another_handle_holds_the_file() {
     drop(holder);
     assert!(OutputFile::create(&target, &SaveOptions::new().in_place()).is_ok());
 }
+
+/// The unlinked `big-old` files this process still holds open, as /proc names them.
+fn held_deleted_files() -> Vec<String> {
+    fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p.ends_with("(deleted)") && p.contains("big-old"))
+        .collect()
+}
+
+#[test]
+fn a_large_replaced_file_is_released_in_the_background_and_settle_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("big-old");
+    let big = ndstore_core::release::DEFER_BYTES as usize + 4096;
+    for round in 0..3u8 {
+        let old = vec![round; big];
+        fs::write(&target, &old).unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o640)).unwrap();
+        let new = vec![round + 100; big / 2];
+        save_bytes(&target, &new);
+        assert_eq!(fs::read(&target).unwrap(), new);
+        assert_eq!(mode(&target), 0o640);
+        assert!(list_temps(&target).unwrap().is_empty());
+        ndstore_core::release::settle();
+        assert_eq!(
+            held_deleted_files(),
+            Vec::<String>::new(),
+            "the replaced file is still open after settle"
+        );
+    }
+}

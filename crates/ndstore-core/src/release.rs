@@ -1,0 +1,162 @@
+//! Releasing a replaced file off the caller's thread.
+//!
+//! When an atomic save renames its temporary over an existing file, the old file loses its
+//! last name, and the kernel frees its page cache and its blocks inside the `rename` call: about
+//! 15 ms for 256 MiB on ext4, a quarter of the save. `np.save` pays the same inside its
+//! `O_TRUNC` open.
+//!
+//! ndstore holds the old file open (`O_PATH`: no read access needed, no locks touched, no atime)
+//! across the rename, so the rename only unlinks it, and hands the descriptor to one background
+//! thread, whose `close` does the freeing while the caller goes on. Only files of at least
+//! [`DEFER_BYTES`] are deferred; smaller ones cost less to free than to hand over.
+//!
+//! The hand-over queue holds one file: a caller that replaces large files faster than they are
+//! freed waits, so at most two old files' blocks are still in use at any time. A process that
+//! exits closes the descriptors itself. [`settle`] waits until every deferred file is closed,
+//! for callers (and tests) that count descriptors or free space.
+//!
+//! Nothing about durability changes: the directory entry is replaced before the hand-over, and
+//! an unlinked file's blocks were never part of any durable state.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+
+/// Old files of at least this many bytes are released in the background.
+pub const DEFER_BYTES: u64 = 4 << 20;
+
+struct Reaper {
+    queue: SyncSender<File>,
+    /// Files handed over and not yet closed, and the condition [`settle`] waits on.
+    pending: Mutex<usize>,
+    idle: Condvar,
+}
+
+fn reaper() -> Option<&'static Reaper> {
+    static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
+    REAPER
+        .get_or_init(|| {
+            let (queue, files) = mpsc::sync_channel::<File>(1);
+            let spawned = std::thread::Builder::new()
+                .name("ndstore-release".into())
+                .spawn(move || {
+                    for file in files {
+                        drop(file);
+                        if let Some(reaper) = reaper() {
+                            let mut pending = reaper
+                                .pending
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner);
+                            *pending = pending.saturating_sub(1);
+                            if *pending == 0 {
+                                reaper.idle.notify_all();
+                            }
+                        }
+                    }
+                });
+            match spawned {
+                Ok(_) => Some(Reaper {
+                    queue,
+                    pending: Mutex::new(0),
+                    idle: Condvar::new(),
+                }),
+                Err(e) => {
+                    log::debug!("no background release thread ({e}); old files close inline");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// Opens `path` to keep its inode alive across a rename over it, when it is big enough to be
+/// worth it. `None` when it is small, or cannot be opened (then the rename frees it inline).
+pub(crate) fn hold(path: &Path, size: u64) -> Option<File> {
+    if size < DEFER_BYTES {
+        return None;
+    }
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()
+}
+
+/// Closes `file` on the background thread, or here when there is none.
+pub(crate) fn release(file: File) {
+    let Some(reaper) = reaper() else {
+        drop(file);
+        return;
+    };
+    *reaper
+        .pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) += 1;
+    if let Err(mpsc::SendError(file)) = reaper.queue.send(file) {
+        // The thread is gone (it cannot be, short of a panic in `close`): close here.
+        drop(file);
+        let mut pending = reaper
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *pending = pending.saturating_sub(1);
+    }
+}
+
+/// Waits until every replaced file handed to the background thread is closed, so its
+/// descriptor is gone and its blocks are free. Returns at once when none is pending.
+pub fn settle() {
+    let Some(reaper) = reaper() else {
+        return;
+    };
+    let mut pending = reaper
+        .pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    while *pending > 0 {
+        pending = reaper
+            .idle
+            .wait(pending)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn small_files_are_not_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small");
+        std::fs::write(&path, b"x").unwrap();
+        assert!(hold(&path, 1).is_none());
+    }
+
+    #[test]
+    fn a_held_file_outlives_its_name_until_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        std::fs::write(&path, b"old").unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let held = hold(&path, DEFER_BYTES).expect("held");
+        std::fs::remove_file(&path).unwrap();
+        // The descriptor still names the unlinked inode.
+        let fd_path = format!("/proc/self/fd/{}", held.as_raw_fd());
+        let link = std::fs::read_link(&fd_path).unwrap();
+        assert!(link.to_string_lossy().ends_with("(deleted)"), "{link:?}");
+        assert_eq!(std::fs::metadata(&fd_path).unwrap().ino(), ino);
+        release(held);
+        settle();
+        assert!(
+            std::fs::metadata(&fd_path).map_or(true, |m| m.ino() != ino),
+            "the descriptor is still open after settle"
+        );
+    }
+}
