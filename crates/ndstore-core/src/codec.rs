@@ -108,7 +108,9 @@ pub fn write_elements<T: Element>(
 /// is large, so a bulk read into it takes few page faults.
 pub fn alloc_raw<R: bytemuck::Pod>(count: usize) -> Vec<R> {
     let mut buffer: Vec<R> = bytemuck::zeroed_vec(count);
-    crate::os::advise_huge_pages(bytemuck::cast_slice_mut(buffer.as_mut_slice()));
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(buffer.as_mut_slice());
+    crate::os::advise_huge_pages(bytes);
+    crate::bulk::touch_zeroed(bytes);
     buffer
 }
 
@@ -118,6 +120,7 @@ pub fn alloc_elements<T: Element>(count: usize) -> Vec<T> {
     let mut buffer: Vec<T> = bytemuck::zeroed_vec(count);
     let bytes = std::mem::size_of_val(buffer.as_slice());
     crate::os::advise_huge_pages_of(buffer.as_mut_ptr().cast::<u8>(), bytes);
+    crate::bulk::touch_zeroed(buffer.as_mut_slice());
     buffer
 }
 

@@ -36,6 +36,7 @@
 pub mod array;
 pub mod atomic;
 pub mod backend;
+pub mod bulk;
 pub mod capabilities;
 pub mod codec;
 pub mod dtype;

@@ -147,17 +147,19 @@ pub fn load_with<T: Element, D: Dimension>(
     options: &LoadOptions,
 ) -> Result<Array<T, D>> {
     let path = path.as_ref();
-    let (mut file, header, len) = open(path, options)?;
+    let (file, header, len) = open(path, options)?;
     check_type::<T, D>(&header.meta).map_err(|e| e.with_path(path))?;
-    let array = read_data::<T>(&mut file, &header, Some(len)).map_err(|e| e.with_path(path))?;
+    let array =
+        read_data::<T>(Input::File { file: &file, len }, &header).map_err(|e| e.with_path(path))?;
     into_dimensionality(array).map_err(|e| e.with_path(path))
 }
 
 /// Loads the `.npy` file at `path` whatever its element type, with its stored metadata.
 pub fn load_dyn(path: impl AsRef<Path>) -> Result<(ArrayMeta, DynArray)> {
     let path = path.as_ref();
-    let (mut file, header, len) = open(path, &LoadOptions::default())?;
-    let array = read_dyn(&mut file, &header, Some(len)).map_err(|e| e.with_path(path))?;
+    let (file, header, len) = open(path, &LoadOptions::default())?;
+    let array =
+        read_dyn(Input::File { file: &file, len }, &header).map_err(|e| e.with_path(path))?;
     Ok((header.meta, array))
 }
 
@@ -168,7 +170,11 @@ pub fn load_dyn(path: impl AsRef<Path>) -> Result<(ArrayMeta, DynArray)> {
 pub fn read_from<T: Element, D: Dimension>(reader: &mut dyn Read) -> Result<Array<T, D>> {
     let header = header::read(reader, DEFAULT_MAX_HEADER_LEN)?;
     check_type::<T, D>(&header.meta)?;
-    into_dimensionality(read_data::<T>(reader, &header, None)?)
+    let input = Input::Stream {
+        reader,
+        available: None,
+    };
+    into_dimensionality(read_data::<T>(input, &header)?)
 }
 
 /// Reads a runtime-typed `.npy` array from a reader the caller owns.
@@ -184,7 +190,7 @@ pub(crate) fn read_dyn_from_limited(
     available: Option<u64>,
 ) -> Result<(ArrayMeta, DynArray)> {
     let header = header::read(reader, max_header_len)?;
-    let array = read_dyn(reader, &header, available)?;
+    let array = read_dyn(Input::Stream { reader, available }, &header)?;
     Ok((header.meta, array))
 }
 
@@ -203,8 +209,8 @@ fn open(path: &Path, options: &LoadOptions) -> Result<(File, Header, u64)> {
     Ok((file, header, len))
 }
 
-fn read_dyn(reader: &mut dyn Read, header: &Header, available: Option<u64>) -> Result<DynArray> {
-    with_dtype_kind!(header.meta.dtype.kind, T => read_data::<T>(reader, header, available).map(DynArray::from))
+fn read_dyn(input: Input<'_>, header: &Header) -> Result<DynArray> {
+    with_dtype_kind!(header.meta.dtype.kind, T => read_data::<T>(input, header).map(DynArray::from))
 }
 
 fn check_type<T: Element, D: Dimension>(meta: &ArrayMeta) -> Result<()> {
@@ -235,30 +241,60 @@ fn into_dimensionality<T, D: Dimension>(array: ArrayD<T>) -> Result<Array<T, D>>
     })
 }
 
-/// Reads the data that `header` describes. With `available` (the file's length) the size is
-/// checked before the one allocation; without it, the buffer grows as bytes arrive.
-fn read_data<T: Element>(
-    reader: &mut dyn Read,
-    header: &Header,
-    available: Option<u64>,
-) -> Result<ArrayD<T>> {
+/// Where the data comes from: a file of known length, read with `pread` (large arrays on
+/// several threads, see [`ndstore_core::bulk`]), or a stream, read in order.
+enum Input<'a> {
+    File {
+        file: &'a File,
+        len: u64,
+    },
+    Stream {
+        reader: &'a mut dyn Read,
+        /// The most bytes the stream can hold, when known (an archive member's size).
+        available: Option<u64>,
+    },
+}
+
+/// Reads the data that `header` describes. With a known length the size is checked before the
+/// one allocation; without it, the buffer grows as bytes arrive.
+fn read_data<T: Element>(input: Input<'_>, header: &Header) -> Result<ArrayD<T>> {
     let meta = &header.meta;
     let count = meta.element_count().map_err(|e| e.at_offset(0))?;
     let byte_len = meta.byte_len().map_err(|e| e.at_offset(0))? as u64;
     let start = header.data_offset;
-    let raw: Vec<T::Raw> = match available {
-        Some(len) => {
-            let end = start.checked_add(byte_len);
-            if end.is_none_or(|end| end > len) {
-                return Err(Error::new(
-                    ErrorKind::Truncated,
-                    format!(
-                        "the header declares {byte_len} data bytes from byte {start}, but the input holds only {}",
-                        len.saturating_sub(start)
-                    ),
-                )
-                .at_offset(len));
-            }
+    let check_len = |len: u64| -> Result<()> {
+        let end = start.checked_add(byte_len);
+        if end.is_none_or(|end| end > len) {
+            return Err(Error::new(
+                ErrorKind::Truncated,
+                format!(
+                    "the header declares {byte_len} data bytes from byte {start}, but the input holds only {}",
+                    len.saturating_sub(start)
+                ),
+            )
+            .at_offset(len));
+        }
+        Ok(())
+    };
+    let raw: Vec<T::Raw> = match input {
+        Input::File { file, len } => {
+            check_len(len)?;
+            let mut raw = alloc_raw::<T::Raw>(count);
+            ndstore_core::bulk::read_exact_at(file, bytemuck::cast_slice_mut(&mut raw), start)
+                .map_err(|(at, e)| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        Error::new(ErrorKind::Truncated, "the data ends early").at_offset(at)
+                    } else {
+                        Error::io("read failed", e).at_offset(at)
+                    }
+                })?;
+            raw
+        }
+        Input::Stream {
+            reader,
+            available: Some(len),
+        } => {
+            check_len(len)?;
             let mut raw = alloc_raw::<T::Raw>(count);
             header::read_fully(
                 reader,
@@ -268,7 +304,10 @@ fn read_data<T: Element>(
             )?;
             raw
         }
-        None => read_growing::<T::Raw>(reader, count, start)?,
+        Input::Stream {
+            reader,
+            available: None,
+        } => read_growing::<T::Raw>(reader, count, start)?,
     };
     T::validate_raw(&raw).map_err(|index| {
         Error::new(
