@@ -68,10 +68,12 @@ fn read_values<T: TextValue>(path: &Path, options: &TextOptions) -> Result<(Arra
     tail_file
         .seek(SeekFrom::Start(boundary))
         .map_err(|e| Error::io("cannot seek", e).with_path(path))?;
-    let mut tail = TextReader::piece(Box::new(tail_file.take(len - boundary)), path, options);
+    let mut tail = TextReader::piece(Box::new(tail_file.take(len - boundary)), path, options)
+        .with_size_hint(len - boundary);
+    let expected = head.meta_line().and_then(|m| m.element_count().ok());
     let (head_data, tail_data) = std::thread::scope(|scope| {
-        let tail_job = scope.spawn(move || collect::<T>(&mut tail));
-        let head_data = collect::<T>(&mut head);
+        let tail_job = scope.spawn(move || collect::<T>(&mut tail, expected));
+        let head_data = collect::<T>(&mut head, None);
         (head_data, tail_job.join())
     });
     // The first half's error comes first: it is on an earlier line.

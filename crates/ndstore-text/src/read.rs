@@ -632,12 +632,19 @@ pub(crate) struct Collected<T> {
     pub end_line: u64,
 }
 
-/// Reads every block of `reader`.
-pub(crate) fn collect<T: TextValue>(reader: &mut TextReader) -> Result<Collected<T>> {
+/// Reads every block of `reader`. `expected` is the number of values the file's metadata line
+/// announces, when the caller knows it and `reader` has not read that line itself (the second
+/// half of a file read in two).
+pub(crate) fn collect<T: TextValue>(
+    reader: &mut TextReader,
+    expected: Option<usize>,
+) -> Result<Collected<T>> {
     let mut values: Vec<T> = Vec::new();
-    // The metadata line says how many values come; reserve them once (bounded by what the
-    // input could hold: a value takes at least two bytes of text).
-    if let Some(count) = reader.meta_line().and_then(|m| m.element_count().ok()) {
+    // The metadata line says how many values come; reserve them once, bounded by what this
+    // input could hold (a value takes at least two bytes of text). Reserved memory that is
+    // never written costs address space, not pages, so a half-file reader reserves the lot.
+    let expected = expected.or_else(|| reader.meta_line().and_then(|m| m.element_count().ok()));
+    if let Some(count) = expected {
         values.reserve(count.min(reader.source_hint() / 2));
     }
     let mut rows = 0;
@@ -701,7 +708,7 @@ pub fn read_all<T: TextValue>(mut reader: TextReader) -> Result<(ArrayMeta, Vec<
             ndstore_core::array::type_mismatch(dtype.kind, T::KIND).with_path(reader.path())
         );
     }
-    let data = collect::<T>(&mut reader)?;
+    let data = collect::<T>(&mut reader, None)?;
     let meta = finish(reader.meta_line(), dtype, &data, reader.path())?;
     Ok((meta, data.values))
 }
