@@ -458,7 +458,7 @@ pub(crate) fn open_dataset(file: &hdf5_metno::File, path: &Path, name: &str) -> 
     file.dataset(name).map_err(|e| h5_error(e, path, name))
 }
 
-/// Reads a dataset's values as `T`, laid out in the recorded order.
+/// Reads a dataset's values as `T`, laid out in the recorded order, through libhdf5.
 pub(crate) fn read_typed<T: H5Element>(
     dataset: &Dataset,
     meta: &ArrayMeta,
@@ -470,6 +470,98 @@ pub(crate) fn read_typed<T: H5Element>(
     dataset
         .read_into_raw(&mut values)
         .map_err(|e| h5_error(e, path, name))?;
+    shape_values(values, meta, path, name)
+}
+
+/// [`read_typed`] for a dataset of a file this process opened read-only just now: a large
+/// contiguous one is read straight from the file when libhdf5 would only copy its bytes.
+fn read_typed_from_file<T: H5Element>(
+    dataset: &Dataset,
+    meta: &ArrayMeta,
+    path: &Path,
+    name: &str,
+) -> Result<ArrayD<T>> {
+    match read_contiguous::<T>(dataset, meta, path, name)? {
+        Some(values) => shape_values(values, meta, path, name),
+        None => read_typed(dataset, meta, path, name),
+    }
+}
+
+/// Reads a contiguous dataset's bytes with `pread`, in pieces on several threads
+/// ([`ndstore_core::bulk`]), when that is exactly what libhdf5 would do, only on one thread:
+/// the dataset is at least [`bulk::PARALLEL_MIN`](ndstore_core::bulk::PARALLEL_MIN) bytes,
+/// contiguous, in this file (no external storage), without filters, allocated, its stored
+/// size is its shape's, and its file type equals `T`'s memory type (H5Tequal), so libhdf5
+/// would convert nothing. The offset is H5Dget_offset's, which counts from the start of the
+/// file, user block included. Anything else — or a range past the end of the file, which
+/// libhdf5 then reports in its own words — returns `None` and libhdf5 reads.
+///
+/// Only for files opened read-only for this one load: an open read-write handle may hold
+/// writes that libhdf5 has not yet put in the file.
+fn read_contiguous<T: H5Element>(
+    dataset: &Dataset,
+    meta: &ArrayMeta,
+    path: &Path,
+    name: &str,
+) -> Result<Option<Vec<T>>> {
+    use hdf5_metno::dataset::Layout;
+    let count = meta.element_count()?;
+    let Some(bytes) = count.checked_mul(std::mem::size_of::<T>()) else {
+        return Ok(None);
+    };
+    if bytes < ndstore_core::bulk::PARALLEL_MIN || dataset.layout() != Layout::Contiguous {
+        return Ok(None);
+    }
+    let Ok(dcpl) = dataset.dcpl() else {
+        return Ok(None);
+    };
+    if !dcpl.external().is_empty() || !dcpl.filters().is_empty() {
+        return Ok(None);
+    }
+    let Some(offset) = dataset.offset() else {
+        return Ok(None);
+    };
+    if dataset.storage_size() != bytes as u64 {
+        return Ok(None);
+    }
+    match (dataset.dtype(), Datatype::from_type::<T>()) {
+        (Ok(stored), Ok(memory)) if stored == memory => {}
+        _ => return Ok(None),
+    }
+    let file =
+        std::fs::File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
+        .len();
+    if offset.checked_add(bytes as u64).is_none_or(|end| end > len) {
+        return Ok(None);
+    }
+    let mut raw: Vec<T::Raw> = ndstore_core::codec::alloc_raw(count);
+    ndstore_core::bulk::read_exact_at(&file, bytemuck::cast_slice_mut(&mut raw), offset).map_err(
+        |(at, e)| {
+            Error::io("read failed", e)
+                .with_path(path)
+                .at(Location::Offset(at))
+        },
+    )?;
+    T::from_raw_vec(raw).map(Some).map_err(|index| {
+        Error::new(
+            ErrorKind::Format,
+            format!("element {index} is not a valid {}", T::KIND),
+        )
+        .with_path(path)
+        .at(Location::Object(name.to_owned()))
+    })
+}
+
+/// Gives `values`, stored in C order, `meta`'s shape and layout.
+fn shape_values<T: Copy>(
+    values: Vec<T>,
+    meta: &ArrayMeta,
+    path: &Path,
+    name: &str,
+) -> Result<ArrayD<T>> {
     let c = ArrayD::from_shape_vec(IxDyn(&meta.shape), values).map_err(|e| {
         Error::new(
             ErrorKind::Format,
@@ -493,7 +585,7 @@ pub fn load_dyn(path: impl AsRef<Path>, name: &str) -> Result<(ArrayMeta, DynArr
     let file = open_read(path)?;
     let dataset = open_dataset(&file, path, name)?;
     let meta = dataset_meta(&dataset, path, name)?;
-    let array = with_dtype_kind!(meta.dtype.kind, T => read_typed::<T>(&dataset, &meta, path, name).map(DynArray::from))?;
+    let array = with_dtype_kind!(meta.dtype.kind, T => read_typed_from_file::<T>(&dataset, &meta, path, name).map(DynArray::from))?;
     Ok((meta, array))
 }
 
@@ -508,7 +600,7 @@ pub fn load_as(path: impl AsRef<Path>, name: &str, kind: DTypeKind) -> Result<Dy
             .with_path(path)
             .at(Location::Object(name.to_owned())));
     }
-    with_dtype_kind!(kind, T => read_typed::<T>(&dataset, &meta, path, name).map(DynArray::from))
+    with_dtype_kind!(kind, T => read_typed_from_file::<T>(&dataset, &meta, path, name).map(DynArray::from))
 }
 
 /// Reads dataset `name`'s metadata without its data.
@@ -545,4 +637,122 @@ fn walk(
         walk(&child, &name, path, found)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// Just over the size at which contiguous datasets are read straight from the file.
+    fn big() -> ArrayD<f64> {
+        let n = ndstore_core::bulk::PARALLEL_MIN / 8 + 4099;
+        ArrayD::from_shape_fn(IxDyn(&[n / 7, 7]), |i| (i[0] * 7 + i[1]) as f64 * 0.5)
+    }
+
+    fn direct(path: &Path) -> Option<Vec<f64>> {
+        let file = open_read(path).unwrap();
+        let dataset = open_dataset(&file, path, "data").unwrap();
+        let meta = dataset_meta(&dataset, path, "data").unwrap();
+        read_contiguous::<f64>(&dataset, &meta, path, "data").unwrap()
+    }
+
+    fn load(path: &Path) -> ArrayD<f64> {
+        let (_, array) = load_dyn(path, "data").unwrap();
+        array.into_typed::<f64>().unwrap()
+    }
+
+    #[test]
+    fn a_large_contiguous_dataset_is_read_straight_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.h5");
+        let array = big();
+        save_dyn(
+            &path,
+            "data",
+            &DynArray::from(array.clone()),
+            &SaveOptions::default(),
+        )
+        .unwrap();
+        let values = direct(&path).expect("the direct path applies");
+        assert_eq!(values, array.iter().copied().collect::<Vec<_>>());
+        assert_eq!(load(&path), array);
+    }
+
+    #[test]
+    fn the_offset_counts_the_user_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.h5");
+        let array = big();
+        {
+            let file = hdf5_metno::File::with_options()
+                .with_fcpl(|p| p.userblock(4096))
+                .create(&path)
+                .unwrap();
+            file.new_dataset_builder()
+                .with_data(&array)
+                .create("data")
+                .unwrap();
+        }
+        let values = direct(&path).expect("the direct path applies");
+        assert_eq!(values, array.iter().copied().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn other_byte_orders_small_and_chunked_datasets_go_through_libhdf5() {
+        let dir = tempfile::tempdir().unwrap();
+        let array = big();
+        let swapped = dir.path().join("be.h5");
+        let options = SaveOptions::default().byte_order(ByteOrder::Big);
+        save_dyn(&swapped, "data", &DynArray::from(array.clone()), &options).unwrap();
+        assert!(direct(&swapped).is_none());
+        assert_eq!(load(&swapped), array);
+
+        let small = dir.path().join("small.h5");
+        let little = ArrayD::from_shape_fn(IxDyn(&[3, 4]), |i| i[0] as f64 + i[1] as f64);
+        save_dyn(
+            &small,
+            "data",
+            &DynArray::from(little.clone()),
+            &SaveOptions::default(),
+        )
+        .unwrap();
+        assert!(direct(&small).is_none());
+        assert_eq!(load(&small), little);
+
+        let chunked = dir.path().join("chunked.h5");
+        {
+            let file = hdf5_metno::File::create(&chunked).unwrap();
+            file.new_dataset_builder()
+                .chunk((1024, 7))
+                .with_data(&array)
+                .create("data")
+                .unwrap();
+        }
+        assert!(direct(&chunked).is_none());
+        assert_eq!(load(&chunked), array);
+    }
+
+    #[test]
+    fn a_file_cut_inside_the_data_is_an_error_not_a_short_array() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.h5");
+        save_dyn(
+            &path,
+            "data",
+            &DynArray::from(big()),
+            &SaveOptions::default(),
+        )
+        .unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        let err = load_dyn(&path, "data").map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("cut.h5"), "{err}");
+    }
 }
