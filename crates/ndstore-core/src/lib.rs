@@ -48,6 +48,7 @@ pub mod npy_header;
 pub mod os;
 pub mod release;
 pub mod stream;
+pub mod writeback;
 
 pub use array::DynArray;
 pub use atomic::{DurableFile, Lock, OutputFile, list_temps, lock, remove_stale_temps, write_file};

@@ -99,3 +99,28 @@ pub fn preallocate(file: &File, len: u64) {
         }
     }
 }
+
+/// Starts write-back of `len` bytes of `file` from `offset` without waiting for it
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`). Durability still needs an fsync; this only lets
+/// the disk work while the caller writes the rest. Best effort: an error is logged, and a real
+/// I/O failure is reported again by the fsync that follows.
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off64_t::try_from(offset),
+            libc::off64_t::try_from(len),
+        ) else {
+            return;
+        };
+        // SAFETY: the descriptor is borrowed from a live `File`; sync_file_range only queues
+        // the file's dirty pages for write-back, never touching memory.
+        let rc = unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+        if rc != 0 {
+            log::debug!("sync_file_range failed: {}", io::Error::last_os_error());
+        }
+    }
+}

@@ -81,9 +81,11 @@ fn save_view<T: Element>(
     let total = meta.byte_len()?.checked_add(header.len()).ok_or_else(|| {
         Error::new(ErrorKind::TooLarge, "the array is too large to save").with_path(path)
     })?;
+    let synced = options.durability == ndstore_core::Durability::Synced;
     ndstore_core::write_file(path, options, |file| {
         ndstore_core::os::preallocate(file, total as u64);
-        write_npy(file, &header, &view, &meta)
+        let mut out = ndstore_core::writeback::EagerWriteback::new(file, synced);
+        write_npy(&mut out, &header, &view, &meta)
     })
 }
 
