@@ -11,6 +11,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
+use crate::{Error, ErrorKind, Result};
+
 /// Buffers at least this large are split over threads.
 pub const PARALLEL_MIN: usize = 32 << 20;
 
@@ -25,9 +27,14 @@ fn workers(len: usize) -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
-/// Splits `buffer` into `n` pieces on [`PIECE_ALIGN`] boundaries, each with its offset.
-fn pieces(buffer: &mut [u8], n: usize) -> Vec<(usize, &mut [u8])> {
-    let step = buffer.len().div_ceil(n).next_multiple_of(PIECE_ALIGN);
+/// Splits `buffer` into at most `n` pieces starting on [`PIECE_ALIGN`] byte boundaries, each
+/// with its offset in elements.
+fn pieces<T>(buffer: &mut [T], n: usize) -> Vec<(usize, &mut [T])> {
+    let size = std::mem::size_of::<T>().max(1);
+    let step = buffer
+        .len()
+        .div_ceil(n)
+        .next_multiple_of((PIECE_ALIGN / size).max(1));
     let mut offset = 0;
     buffer
         .chunks_mut(step)
@@ -42,18 +49,13 @@ fn pieces(buffer: &mut [u8], n: usize) -> Vec<(usize, &mut [u8])> {
 /// Takes the page faults of a freshly zeroed buffer on several threads at once, by writing a
 /// zero value into each page: the contents do not change, only who pays for the faults.
 pub(crate) fn touch_zeroed<T: bytemuck::Zeroable + Send>(buffer: &mut [T]) {
-    let size = std::mem::size_of::<T>().max(1);
     let n = workers(std::mem::size_of_val(buffer));
     if n < 2 {
         return;
     }
-    let per_page = (4096 / size).max(1);
-    let step = buffer
-        .len()
-        .div_ceil(n)
-        .next_multiple_of((PIECE_ALIGN / size).max(1));
+    let per_page = (4096 / std::mem::size_of::<T>().max(1)).max(1);
     std::thread::scope(|scope| {
-        for piece in buffer.chunks_mut(step) {
+        for (_, piece) in pieces(buffer, n) {
             scope.spawn(move || {
                 // The optimiser may know the allocation is zeroed and drop the stores; hiding
                 // the slice keeps them.
@@ -67,14 +69,14 @@ pub(crate) fn touch_zeroed<T: bytemuck::Zeroable + Send>(buffer: &mut [T]) {
 }
 
 /// Reads exactly `buffer.len()` bytes of `file` from `offset`, large buffers in pieces on
-/// several threads. The error is the first failure by file position, with the offset at which
-/// the read failed (for a file that ends early, where it ends).
-pub fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> Result<(), (u64, io::Error)> {
+/// several threads. The error is the first failure by file position, at the offset where the
+/// read failed: [`ErrorKind::Truncated`] when the file ends early, an I/O error otherwise.
+pub fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> Result<()> {
     let n = workers(buffer.len());
     if n < 2 {
         return read_piece(file, buffer, offset);
     }
-    let results: Vec<Result<(), (u64, io::Error)>> = std::thread::scope(|scope| {
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
         let jobs: Vec<_> = pieces(buffer, n)
             .into_iter()
             .map(|(at, piece)| scope.spawn(move || read_piece(file, piece, offset + at as u64)))
@@ -82,7 +84,7 @@ pub fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> Result<(), 
         jobs.into_iter()
             .map(|job| {
                 job.join().unwrap_or_else(|_| {
-                    Err((offset, io::Error::other("a reading thread panicked")))
+                    Err(Error::new(ErrorKind::Io, "a reading thread panicked").at_offset(offset))
                 })
             })
             .collect()
@@ -91,20 +93,17 @@ pub fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> Result<(), 
 }
 
 /// `pread` until `buffer` is full, retrying interrupted calls.
-fn read_piece(file: &File, buffer: &mut [u8], offset: u64) -> Result<(), (u64, io::Error)> {
+fn read_piece(file: &File, buffer: &mut [u8], offset: u64) -> Result<()> {
     let mut filled = 0;
     while filled < buffer.len() {
         let at = offset + filled as u64;
         match file.read_at(&mut buffer[filled..], at) {
             Ok(0) => {
-                return Err((
-                    at,
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "the file ends early"),
-                ));
+                return Err(Error::new(ErrorKind::Truncated, "the data ends early").at_offset(at));
             }
             Ok(got) => filled += got,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err((at, e)),
+            Err(e) => return Err(Error::io("read failed", e).at_offset(at)),
         }
     }
     Ok(())
@@ -144,9 +143,12 @@ mod tests {
         read_exact_at(&file, &mut whole, 5).unwrap();
         assert_eq!(whole, bytes[5..]);
         let mut too_long = vec![0u8; bytes.len()];
-        let (at, e) = read_exact_at(&file, &mut too_long, 5).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
-        assert_eq!(at, bytes.len() as u64);
+        let e = read_exact_at(&file, &mut too_long, 5).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Truncated);
+        assert_eq!(
+            e.location(),
+            Some(&crate::Location::Offset(bytes.len() as u64))
+        );
     }
 
     #[test]

@@ -282,14 +282,7 @@ fn read_data<T: Element>(input: Input<'_>, header: &Header) -> Result<ArrayD<T>>
         Input::File { file, len } => {
             check_len(len)?;
             let mut raw = alloc_raw::<T::Raw>(count);
-            ndstore_core::bulk::read_exact_at(file, bytemuck::cast_slice_mut(&mut raw), start)
-                .map_err(|(at, e)| {
-                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                        Error::new(ErrorKind::Truncated, "the data ends early").at_offset(at)
-                    } else {
-                        Error::io("read failed", e).at_offset(at)
-                    }
-                })?;
+            ndstore_core::bulk::read_exact_at(file, bytemuck::cast_slice_mut(&mut raw), start)?;
             raw
         }
         Input::Stream {

@@ -538,13 +538,8 @@ fn read_contiguous<T: H5Element>(
         return Ok(None);
     }
     let mut raw: Vec<T::Raw> = ndstore_core::codec::alloc_raw(count);
-    ndstore_core::bulk::read_exact_at(&file, bytemuck::cast_slice_mut(&mut raw), offset).map_err(
-        |(at, e)| {
-            Error::io("read failed", e)
-                .with_path(path)
-                .at(Location::Offset(at))
-        },
-    )?;
+    ndstore_core::bulk::read_exact_at(&file, bytemuck::cast_slice_mut(&mut raw), offset)
+        .map_err(|e| e.with_path(path))?;
     T::from_raw_vec(raw).map(Some).map_err(|index| {
         Error::new(
             ErrorKind::Format,
