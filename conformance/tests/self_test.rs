@@ -12,7 +12,7 @@ use ndstore_conformance::{Status, check};
 use ndstore_core::ndarray::{ArrayD, IxDyn};
 use ndstore_core::{
     ArrayMeta, Backend, Capabilities, CrashGuarantee, DType, DTypeKind, DynArray, Error, ErrorKind,
-    Order, Result, SaveOptions,
+    LoadOptions, Order, Result, SaveOptions,
 };
 
 /// Stores f64 arrays as a count followed by the values, rewriting the file in place (as
@@ -59,7 +59,7 @@ impl Backend for Broken {
         }
         Ok(())
     }
-    fn load(&self, path: &Path) -> Result<(ArrayMeta, DynArray)> {
+    fn load_with(&self, path: &Path, _: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read", e))?;
         // Broken on purpose: trusts the count and slices without checking.
         let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;

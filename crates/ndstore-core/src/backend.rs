@@ -8,6 +8,7 @@ use crate::capabilities::Capabilities;
 use crate::dtype::DTypeKind;
 use crate::durability::SaveOptions;
 use crate::error::{Error, ErrorKind, Result};
+use crate::load::LoadOptions;
 use crate::meta::ArrayMeta;
 
 /// A storage backend for one file format.
@@ -26,8 +27,23 @@ pub trait Backend: Send + Sync + 'static {
     /// Saves `array` at `path`, replacing any file there as `options` say.
     fn save(&self, path: &Path, array: &DynArray, options: &SaveOptions) -> Result<()>;
 
-    /// Loads the whole array with its stored metadata.
-    fn load(&self, path: &Path) -> Result<(ArrayMeta, DynArray)>;
+    /// Loads the whole array with its stored metadata, with the default [`LoadOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Backend::load_with`].
+    fn load(&self, path: &Path) -> Result<(ArrayMeta, DynArray)> {
+        self.load_with(path, &LoadOptions::default())
+    }
+
+    /// Loads the whole array with its stored metadata, never allocating more than the file can
+    /// justify or `options.memory_limit` allows.
+    ///
+    /// # Errors
+    ///
+    /// An error naming the file and, for damaged input, the place; [`ErrorKind::OutOfMemory`]
+    /// when the array is over the memory limit or the allocator refuses.
+    fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)>;
 
     /// Loads the array as element type `kind`, failing with
     /// [`ErrorKind::TypeMismatch`] before reading the data when the file holds another type.

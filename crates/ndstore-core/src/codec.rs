@@ -106,22 +106,31 @@ pub fn write_elements<T: Element>(
 
 /// Allocates a zeroed buffer of `count` raw elements, advised for transparent huge pages when it
 /// is large, so a bulk read into it takes few page faults.
-pub fn alloc_raw<R: bytemuck::Pod>(count: usize) -> Vec<R> {
-    let mut buffer: Vec<R> = bytemuck::zeroed_vec(count);
+///
+/// # Errors
+///
+/// [`ErrorKind::OutOfMemory`] naming the size when the allocator refuses; the caller adds the
+/// file. Callers check the size against the file and [`LoadOptions`](crate::LoadOptions) first.
+pub fn alloc_raw<R: bytemuck::Pod>(count: usize) -> Result<Vec<R>> {
+    let mut buffer: Vec<R> = crate::load::try_zeroed_vec(count, None)?;
     let bytes: &mut [u8] = bytemuck::cast_slice_mut(buffer.as_mut_slice());
     crate::os::advise_huge_pages(bytes);
     crate::bulk::touch_zeroed(bytes);
-    buffer
+    Ok(buffer)
 }
 
 /// Allocates `count` zeroed elements, advised for transparent huge pages when large: for
 /// libraries that read into a buffer the caller provides (libhdf5's `read_into_raw`).
-pub fn alloc_elements<T: Element>(count: usize) -> Vec<T> {
-    let mut buffer: Vec<T> = bytemuck::zeroed_vec(count);
+///
+/// # Errors
+///
+/// [`ErrorKind::OutOfMemory`] naming the size when the allocator refuses.
+pub fn alloc_elements<T: Element>(count: usize) -> Result<Vec<T>> {
+    let mut buffer: Vec<T> = crate::load::try_zeroed_vec(count, None)?;
     let bytes = std::mem::size_of_val(buffer.as_slice());
     crate::os::advise_huge_pages_of(buffer.as_mut_ptr().cast::<u8>(), bytes);
     crate::bulk::touch_zeroed(buffer.as_mut_slice());
-    buffer
+    Ok(buffer)
 }
 
 /// Builds an array of `meta`'s shape and order from raw values stored in `meta`'s byte order.

@@ -39,6 +39,19 @@ pub enum ErrorKind {
     /// The file system is full, or the user's quota is spent (ENOSPC, EDQUOT). The target keeps
     /// its old content; free space and save again.
     StorageFull,
+    /// The data needs more memory than the allocator gave or the caller's memory limit
+    /// ([`LoadOptions::memory_limit`](crate::LoadOptions)) allows. The message names the size.
+    OutOfMemory,
+    /// The file's bytes are damaged: a checksum does not match (zip CRC-32, Fletcher-32), or a
+    /// library found its own structures inconsistent.
+    Corrupt,
+    /// The isolated process that parses a file with a library not hardened against hostile
+    /// input (libhdf5) died on it (a signal, an abort, its memory or time limit): the file is
+    /// damaged or hostile. The caller is unharmed.
+    ReaderCrashed,
+    /// The operating system refused access (EACCES, EPERM), or ndstore refused to replace a
+    /// file the caller could not have written, or to give up its owner, unless told to.
+    PermissionDenied,
 }
 
 impl ErrorKind {
@@ -58,6 +71,10 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "invalid input",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::StorageFull => "storage full",
+            ErrorKind::OutOfMemory => "out of memory",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::ReaderCrashed => "reader crashed",
+            ErrorKind::PermissionDenied => "permission denied",
         }
     }
 }
@@ -129,6 +146,10 @@ impl Error {
             ErrorKind::Truncated
         } else if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
             ErrorKind::StorageFull
+        } else if matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+            ErrorKind::PermissionDenied
+        } else if source.kind() == io::ErrorKind::OutOfMemory {
+            ErrorKind::OutOfMemory
         } else {
             ErrorKind::Io
         };
@@ -255,6 +276,8 @@ impl From<Error> for io::Error {
             ErrorKind::NotFound => io::ErrorKind::NotFound,
             ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+            ErrorKind::OutOfMemory => io::ErrorKind::OutOfMemory,
+            ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
             ErrorKind::Io | ErrorKind::StorageFull => err
                 .source
                 .as_ref()

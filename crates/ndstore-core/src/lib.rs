@@ -43,6 +43,7 @@ pub mod dtype;
 pub mod durability;
 pub mod element;
 pub mod error;
+pub mod load;
 pub mod meta;
 pub mod npy_header;
 pub mod os;
@@ -58,6 +59,7 @@ pub use dtype::{ByteOrder, DType, DTypeKind, Order};
 pub use durability::{Close, Commit, Durability, Durable, Replace, SaveOptions};
 pub use element::Element;
 pub use error::{Error, ErrorKind, Location, Result};
+pub use load::LoadOptions;
 pub use meta::ArrayMeta;
 pub use stream::{StreamFormat, StreamWriter, check_rows};
 

@@ -45,6 +45,27 @@ pub(crate) fn advise_huge_pages_of(start: *mut u8, len: usize) {
     }
 }
 
+/// Allocates `count` zeroed values of `T` through the global allocator, or `None` when the size
+/// overflows or the allocator refuses. `bytemuck::zeroed_vec` does the same but aborts the
+/// process on refusal.
+pub(crate) fn try_zeroed_vec<T: bytemuck::Zeroable>(count: usize) -> Option<Vec<T>> {
+    if count == 0 || std::mem::size_of::<T>() == 0 {
+        let mut empty = Vec::new();
+        empty.resize_with(count, T::zeroed);
+        return Some(empty);
+    }
+    let layout = std::alloc::Layout::array::<T>(count).ok()?;
+    // SAFETY: the layout has a non-zero size (count > 0 and T is not zero-sized).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` was allocated by the global allocator with the layout of `[T; count]`, so
+    // capacity `count` matches it; every byte is zero, which `Zeroable` says is a valid `T`, so
+    // all `count` values are initialised.
+    Some(unsafe { Vec::from_raw_parts(ptr.cast::<T>(), count, count) })
+}
+
 /// Closes `file` and reports the error that `close(2)` returns, which `drop` would discard.
 ///
 /// Some file systems (NFS, FUSE, quota-enforcing ones) report a failed write-back only here.

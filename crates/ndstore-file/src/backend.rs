@@ -4,7 +4,7 @@ use std::path::Path;
 
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Backend, Capabilities, CrashGuarantee, DType, DTypeKind, DynArray,
-    PythonInterop, Result, SaveOptions, with_dtype_kind,
+    LoadOptions, PythonInterop, Result, SaveOptions, with_dtype_kind,
 };
 
 use crate::npy;
@@ -46,8 +46,8 @@ impl Backend for NpyBackend {
         npy::save_dyn(path, array, options)
     }
 
-    fn load(&self, path: &Path) -> Result<(ArrayMeta, DynArray)> {
-        npy::load_dyn(path)
+    fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
+        npy::load_dyn_with(path, options)
     }
 
     fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray> {

@@ -14,21 +14,7 @@ use ndstore_core::{
 
 use crate::header::{self, DEFAULT_MAX_HEADER_LEN, Header};
 
-/// Options for reading `.npy` data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LoadOptions {
-    /// Headers longer than this are refused before they are read (numpy's default: 10,000).
-    pub max_header_len: usize,
-}
-
-impl Default for LoadOptions {
-    fn default() -> LoadOptions {
-        LoadOptions {
-            max_header_len: DEFAULT_MAX_HEADER_LEN,
-        }
-    }
-}
+pub use ndstore_core::LoadOptions;
 
 /// Saves `array` to `path` atomically and durably: the file is complete, fsynced and its
 /// directory entry durable when this returns Ok, and a crash leaves the old file intact.
@@ -151,17 +137,35 @@ pub fn load_with<T: Element, D: Dimension>(
     let path = path.as_ref();
     let (file, header, len) = open(path, options)?;
     check_type::<T, D>(&header.meta).map_err(|e| e.with_path(path))?;
-    let array =
-        read_data::<T>(Input::File { file: &file, len }, &header).map_err(|e| e.with_path(path))?;
+    let array = read_data::<T>(Input::File { file: &file, len }, &header, options)
+        .map_err(|e| e.with_path(path))?;
     into_dimensionality(array).map_err(|e| e.with_path(path))
 }
 
 /// Loads the `.npy` file at `path` whatever its element type, with its stored metadata.
+///
+/// # Errors
+///
+/// As [`load_dyn_with`].
 pub fn load_dyn(path: impl AsRef<Path>) -> Result<(ArrayMeta, DynArray)> {
+    load_dyn_with(path, &LoadOptions::default())
+}
+
+/// [`load_dyn`] with explicit options (a memory limit, say).
+///
+/// # Errors
+///
+/// An error naming the file and the byte for a damaged or hostile file;
+/// [`ErrorKind::OutOfMemory`] when the data is over `options.memory_limit` or cannot be
+/// allocated. The data size is checked against the file's length before anything is allocated.
+pub fn load_dyn_with(
+    path: impl AsRef<Path>,
+    options: &LoadOptions,
+) -> Result<(ArrayMeta, DynArray)> {
     let path = path.as_ref();
-    let (file, header, len) = open(path, &LoadOptions::default())?;
-    let array =
-        read_dyn(Input::File { file: &file, len }, &header).map_err(|e| e.with_path(path))?;
+    let (file, header, len) = open(path, options)?;
+    let array = read_dyn(Input::File { file: &file, len }, &header, options)
+        .map_err(|e| e.with_path(path))?;
     Ok((header.meta, array))
 }
 
@@ -176,23 +180,23 @@ pub fn read_from<T: Element, D: Dimension>(reader: &mut dyn Read) -> Result<Arra
         reader,
         available: None,
     };
-    into_dimensionality(read_data::<T>(input, &header)?)
+    into_dimensionality(read_data::<T>(input, &header, &LoadOptions::default())?)
 }
 
 /// Reads a runtime-typed `.npy` array from a reader the caller owns.
 pub fn read_dyn_from(reader: &mut dyn Read) -> Result<(ArrayMeta, DynArray)> {
-    read_dyn_from_limited(reader, DEFAULT_MAX_HEADER_LEN, None)
+    read_dyn_from_limited(reader, &LoadOptions::default(), None)
 }
 
 /// Reads a runtime-typed `.npy` array from `reader`, which holds at most `available` bytes when
 /// that is known (an archive member's declared size, say).
 pub(crate) fn read_dyn_from_limited(
     reader: &mut dyn Read,
-    max_header_len: usize,
+    options: &LoadOptions,
     available: Option<u64>,
 ) -> Result<(ArrayMeta, DynArray)> {
-    let header = header::read(reader, max_header_len)?;
-    let array = read_dyn(Input::Stream { reader, available }, &header)?;
+    let header = header::read(reader, options.max_header_len)?;
+    let array = read_dyn(Input::Stream { reader, available }, &header, options)?;
     Ok((header.meta, array))
 }
 
@@ -211,8 +215,8 @@ fn open(path: &Path, options: &LoadOptions) -> Result<(File, Header, u64)> {
     Ok((file, header, len))
 }
 
-fn read_dyn(input: Input<'_>, header: &Header) -> Result<DynArray> {
-    with_dtype_kind!(header.meta.dtype.kind, T => read_data::<T>(input, header).map(DynArray::from))
+fn read_dyn(input: Input<'_>, header: &Header, options: &LoadOptions) -> Result<DynArray> {
+    with_dtype_kind!(header.meta.dtype.kind, T => read_data::<T>(input, header, options).map(DynArray::from))
 }
 
 fn check_type<T: Element, D: Dimension>(meta: &ArrayMeta) -> Result<()> {
@@ -258,11 +262,17 @@ enum Input<'a> {
 }
 
 /// Reads the data that `header` describes. With a known length the size is checked before the
-/// one allocation; without it, the buffer grows as bytes arrive.
-fn read_data<T: Element>(input: Input<'_>, header: &Header) -> Result<ArrayD<T>> {
+/// one allocation; without it, the buffer grows as bytes arrive. Either way the size must fit
+/// `options.memory_limit`, and a refused allocation is an error.
+fn read_data<T: Element>(
+    input: Input<'_>,
+    header: &Header,
+    options: &LoadOptions,
+) -> Result<ArrayD<T>> {
     let meta = &header.meta;
     let count = meta.element_count().map_err(|e| e.at_offset(0))?;
     let byte_len = meta.byte_len().map_err(|e| e.at_offset(0))? as u64;
+    options.admit(byte_len)?;
     let start = header.data_offset;
     let check_len = |len: u64| -> Result<()> {
         let end = start.checked_add(byte_len);
@@ -281,7 +291,7 @@ fn read_data<T: Element>(input: Input<'_>, header: &Header) -> Result<ArrayD<T>>
     let raw: Vec<T::Raw> = match input {
         Input::File { file, len } => {
             check_len(len)?;
-            let mut raw = alloc_raw::<T::Raw>(count);
+            let mut raw = alloc_raw::<T::Raw>(count)?;
             ndstore_core::bulk::read_exact_at(file, bytemuck::cast_slice_mut(&mut raw), start)?;
             raw
         }
@@ -290,7 +300,7 @@ fn read_data<T: Element>(input: Input<'_>, header: &Header) -> Result<ArrayD<T>>
             available: Some(len),
         } => {
             check_len(len)?;
-            let mut raw = alloc_raw::<T::Raw>(count);
+            let mut raw = alloc_raw::<T::Raw>(count)?;
             header::read_fully(
                 reader,
                 bytemuck::cast_slice_mut(&mut raw),
@@ -326,6 +336,15 @@ fn read_growing<R: bytemuck::Pod>(
     while raw.len() < count {
         let filled = raw.len();
         let next = (count - filled).min(step.max(filled));
+        raw.try_reserve_exact(next).map_err(|_| {
+            Error::new(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "cannot allocate {} bytes for the array data",
+                    (filled + next) * std::mem::size_of::<R>()
+                ),
+            )
+        })?;
         raw.resize(filled + next, R::zeroed());
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut raw[filled..]);
         let offset = start + (filled * std::mem::size_of::<R>()) as u64;

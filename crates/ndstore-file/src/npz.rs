@@ -14,7 +14,6 @@ use ndstore_core::{
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
-use crate::header::DEFAULT_MAX_HEADER_LEN;
 use crate::npy;
 
 /// Deflate cannot expand data by more than about 1032:1; a member claiming more is a bomb.
@@ -297,20 +296,23 @@ impl NpzReader {
             .in_member(&member_name)
             .with_path(&path));
         }
-        let result =
-            npy::read_dyn_from_limited(&mut member, DEFAULT_MAX_HEADER_LEN, Some(declared))
-                .and_then(|loaded| {
-                    // Reading to the end makes the zip reader check the member's CRC.
-                    let mut rest = [0u8; 1];
-                    match member.read(&mut rest) {
-                        Ok(0) => Ok(loaded),
-                        Ok(_) => Err(Error::new(
-                            ErrorKind::Format,
-                            "the member has bytes after the array data",
-                        )),
-                        Err(e) => Err(Error::io("the member fails its checksum", e)),
-                    }
-                });
+        let result = npy::read_dyn_from_limited(
+            &mut member,
+            &ndstore_core::LoadOptions::default(),
+            Some(declared),
+        )
+        .and_then(|loaded| {
+            // Reading to the end makes the zip reader check the member's CRC.
+            let mut rest = [0u8; 1];
+            match member.read(&mut rest) {
+                Ok(0) => Ok(loaded),
+                Ok(_) => Err(Error::new(
+                    ErrorKind::Format,
+                    "the member has bytes after the array data",
+                )),
+                Err(e) => Err(Error::io("the member fails its checksum", e)),
+            }
+        });
         result.map_err(|e| e.in_member(&member_name).with_path(&path))
     }
 

@@ -103,7 +103,7 @@ pub fn load_raw_dyn(path: impl AsRef<Path>, meta: &ArrayMeta) -> Result<DynArray
         .at_offset(len.min(want)));
     }
     with_dtype_kind!(meta.dtype.kind, T => {
-        let mut raw = alloc_raw::<<T as Element>::Raw>(meta.element_count()?);
+        let mut raw = alloc_raw::<<T as Element>::Raw>(meta.element_count()?)?;
         crate::header::read_fully(&mut file, bytemuck::cast_slice_mut(&mut raw), 0, "the data ends early")
             .map_err(|e| e.with_path(path))?;
         array_from_raw::<T>(meta, raw).map(DynArray::from).map_err(|e| e.with_path(path))

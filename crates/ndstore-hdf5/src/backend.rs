@@ -4,7 +4,7 @@ use std::path::Path;
 
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Backend, Capabilities, CrashGuarantee, DType, DTypeKind, DynArray,
-    InPlaceArray, PythonInterop, Result, SaveOptions,
+    InPlaceArray, LoadOptions, PythonInterop, Result, SaveOptions,
 };
 
 use crate::h5::{self, DEFAULT_DATASET};
@@ -48,7 +48,8 @@ impl Backend for Hdf5Backend {
         h5::save_dyn(path, DEFAULT_DATASET, array, options)
     }
 
-    fn load(&self, path: &Path) -> Result<(ArrayMeta, DynArray)> {
+    fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
+        let _ = options;
         h5::load_dyn(path, DEFAULT_DATASET)
     }
 

@@ -466,7 +466,7 @@ pub(crate) fn read_typed<T: H5Element>(
     name: &str,
 ) -> Result<ArrayD<T>> {
     // Into a buffer advised for huge pages: a bulk read into a fresh buffer is page faults.
-    let mut values: Vec<T> = ndstore_core::codec::alloc_elements(meta.element_count()?);
+    let mut values: Vec<T> = ndstore_core::codec::alloc_elements(meta.element_count()?)?;
     dataset
         .read_into_raw(&mut values)
         .map_err(|e| h5_error(e, path, name))?;
@@ -537,7 +537,7 @@ fn read_contiguous<T: H5Element>(
     if offset.checked_add(bytes as u64).is_none_or(|end| end > len) {
         return Ok(None);
     }
-    let mut raw: Vec<T::Raw> = ndstore_core::codec::alloc_raw(count);
+    let mut raw: Vec<T::Raw> = ndstore_core::codec::alloc_raw(count)?;
     ndstore_core::bulk::read_exact_at(&file, bytemuck::cast_slice_mut(&mut raw), offset)
         .map_err(|e| e.with_path(path))?;
     T::from_raw_vec(raw).map(Some).map_err(|index| {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndstore_core::{
     ArrayMeta, Backend, Capabilities, Close, CrashGuarantee, DTypeKind, Durable, DynArray, Error,
-    InPlaceArray, PythonInterop, Result, SaveOptions, npy_header,
+    InPlaceArray, LoadOptions, PythonInterop, Result, SaveOptions, npy_header,
 };
 
 use crate::map::{MappedArray, Mode};
@@ -55,10 +55,13 @@ impl Backend for MmapBackend {
         ndstore_core::Commit::commit(map)
     }
 
-    fn load(&self, path: &Path) -> Result<(ArrayMeta, DynArray)> {
+    fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
         // SAFETY: the map holds a shared lock, so no ndstore handle truncates or rewrites the
         // file in place while it is read; it is copied out and unmapped before this returns.
         let map = unsafe { MappedArray::open_npy(path, Mode::Read)? };
+        options
+            .admit(map.meta().byte_len()? as u64)
+            .map_err(|e| e.with_path(path))?;
         let array = map.read()?;
         let meta = map.meta().clone();
         map.close()?;

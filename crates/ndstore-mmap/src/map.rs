@@ -404,7 +404,7 @@ impl MappedArray {
         let data = self.data();
         with_dtype_kind!(self.meta.dtype.kind, T => {
             let count = self.meta.element_count()?;
-            let mut raw = alloc_raw::<<T as Element>::Raw>(count);
+            let mut raw = alloc_raw::<<T as Element>::Raw>(count)?;
             bytemuck::cast_slice_mut::<_, u8>(&mut raw).copy_from_slice(data);
             T::validate_raw(&raw).map_err(|i| self.invalid(i))?;
             array_from_raw::<T>(&self.meta, raw).map(DynArray::from).map_err(|e| e.with_path(&self.path))

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Backend, Capabilities, CrashGuarantee, DType, DTypeKind, DynArray,
-    PythonInterop, Result, SaveOptions, with_dyn_array,
+    LoadOptions, PythonInterop, Result, SaveOptions, with_dyn_array,
 };
 
 use crate::options::TextOptions;
@@ -50,8 +50,8 @@ impl Backend for TextBackend {
         with_dyn_array!(array, a => crate::write::save_view(path, a.view(), &TextOptions::default(), options))
     }
 
-    fn load(&self, path: &Path) -> Result<(ArrayMeta, DynArray)> {
-        crate::load::load_dyn(path, &TextOptions::default())
+    fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
+        crate::load::load_dyn_with(path, &TextOptions::default(), options)
     }
 
     fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray> {

@@ -43,7 +43,7 @@ mod value;
 mod write;
 
 pub use backend::TextBackend;
-pub use load::{load, load_dyn, read_meta};
+pub use load::{load, load_dyn, load_dyn_with, read_meta};
 pub use options::{BoolFormat, Delimiter, FloatFormat, Newline, TextOptions};
 pub use read::TextReader;
 pub use value::TextValue;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ndarray::{Array, ArrayD, Dimension, IxDyn, ShapeBuilder};
 use ndstore_core::{
-    ArrayMeta, DynArray, Element, Error, ErrorKind, Order, Result, with_dtype_kind,
+    ArrayMeta, DynArray, Element, Error, ErrorKind, LoadOptions, Order, Result, with_dtype_kind,
 };
 
 use crate::options::TextOptions;
@@ -154,11 +154,39 @@ pub fn load<T: TextValue, D: Dimension>(
 }
 
 /// Loads the text file at `path` whatever its dtype, with its metadata.
+///
+/// # Errors
+///
+/// As [`load_dyn_with`].
 pub fn load_dyn(path: impl AsRef<Path>, options: &TextOptions) -> Result<(ArrayMeta, DynArray)> {
+    load_dyn_with(path, options, &LoadOptions::default())
+}
+
+/// [`load_dyn`] within `limits` (a memory limit, say).
+///
+/// # Errors
+///
+/// An error naming the file, the line and the column for malformed text;
+/// [`ErrorKind::OutOfMemory`] when the array is over `limits.memory_limit`.
+pub fn load_dyn_with(
+    path: impl AsRef<Path>,
+    options: &TextOptions,
+    limits: &LoadOptions,
+) -> Result<(ArrayMeta, DynArray)> {
     let path = path.as_ref();
-    let kind = TextReader::open(path, options)?.dtype().kind;
+    let reader = TextReader::open(path, options)?;
+    if let Some(meta) = reader.meta_line() {
+        limits
+            .admit(meta.byte_len()? as u64)
+            .map_err(|e| e.with_path(path))?;
+    }
+    let kind = reader.dtype().kind;
+    drop(reader);
     with_dtype_kind!(kind, T => {
         let (meta, values) = read_values::<T>(path, options)?;
+        limits
+            .admit(std::mem::size_of_val(values.as_slice()) as u64)
+            .map_err(|e| e.with_path(path))?;
         let array = build(&meta, values, path)?;
         Ok((meta, <T as Element>::into_dyn_array(array)))
     })
