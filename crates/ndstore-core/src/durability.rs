@@ -3,8 +3,8 @@
 //!
 //! A plain ndarray has no flush: it owns no file. Only handles implement these traits.
 
-use crate::dtype::ByteOrder;
-use crate::error::Result;
+use crate::dtype::{ByteOrder, DType};
+use crate::error::{Error, ErrorKind, Result};
 
 /// A handle that owns buffers on the way to a file.
 ///
@@ -123,11 +123,78 @@ impl SaveOptions {
         self
     }
 
+    /// The byte order a streaming writer of `dtype` stores elements in: the dtype's own, which
+    /// [`SaveOptions::byte_order`] may repeat but not contradict. One source of truth for every
+    /// writer: whole-array saves take the options' order (an in-memory array has only the
+    /// native one), writers the dtype's.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when the options ask for
+    /// another byte order than the dtype's.
+    pub fn byte_order_for(&self, dtype: DType) -> Result<ByteOrder> {
+        let dtype = DType::new(dtype.kind, dtype.byte_order);
+        match self.byte_order {
+            Some(asked) if dtype.kind.has_byte_order() => {
+                let asked = DType::new(dtype.kind, asked).byte_order;
+                if asked != dtype.byte_order {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!(
+                            "the dtype {dtype} says {:?} byte order but the save options say {asked:?}; give the order in one place",
+                            dtype.byte_order
+                        ),
+                    ));
+                }
+                Ok(asked)
+            }
+            _ => Ok(dtype.byte_order),
+        }
+    }
+
     /// The byte order elements will be stored in.
     pub fn effective_byte_order(&self) -> ByteOrder {
         match self.byte_order {
             None | Some(ByteOrder::NotApplicable) => ByteOrder::native(),
             Some(order) => order,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::dtype::DTypeKind;
+
+    #[test]
+    fn a_writer_byte_order_has_one_source() {
+        let big = DType::new(DTypeKind::F64, ByteOrder::Big);
+        assert_eq!(
+            SaveOptions::new().byte_order_for(big).unwrap(),
+            ByteOrder::Big
+        );
+        assert_eq!(
+            SaveOptions::new()
+                .byte_order(ByteOrder::Big)
+                .byte_order_for(big)
+                .unwrap(),
+            ByteOrder::Big
+        );
+        let err = SaveOptions::new()
+            .byte_order(ByteOrder::Little)
+            .byte_order_for(big)
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        // Single-byte kinds have no order to contradict.
+        let byte = DType::native(DTypeKind::U8);
+        assert_eq!(
+            SaveOptions::new()
+                .byte_order(ByteOrder::Big)
+                .byte_order_for(byte)
+                .unwrap(),
+            ByteOrder::NotApplicable
+        );
     }
 }
