@@ -80,6 +80,14 @@ pub struct SaveOptions {
     pub durability: Durability,
     /// The byte order to store elements in; `None` is the native order.
     pub byte_order: Option<ByteOrder>,
+    /// Replace a file the caller could not open for writing (mode 0444, say), as `rm -f` and
+    /// editors' forced saves do. Off by default: such a save fails with
+    /// [`ErrorKind::PermissionDenied`] and the file stays, as `np.save` fails with EACCES.
+    pub replace_read_only: bool,
+    /// Let a replaced file change owner when its owner cannot be kept (a caller that is not
+    /// root replacing another user's file in a directory it may write). Off by default: such a
+    /// save fails with [`ErrorKind::PermissionDenied`] and the file stays.
+    pub allow_owner_change: bool,
 }
 
 impl SaveOptions {
@@ -113,6 +121,20 @@ impl SaveOptions {
     #[must_use]
     pub fn durability(mut self, durability: Durability) -> SaveOptions {
         self.durability = durability;
+        self
+    }
+
+    /// Replaces files the caller could not open for writing (see the field).
+    #[must_use]
+    pub fn replace_read_only(mut self) -> SaveOptions {
+        self.replace_read_only = true;
+        self
+    }
+
+    /// Lets a replaced file change owner when its owner cannot be kept (see the field).
+    #[must_use]
+    pub fn allow_owner_change(mut self) -> SaveOptions {
+        self.allow_owner_change = true;
         self
     }
 
