@@ -39,6 +39,7 @@
 
 pub mod checks;
 pub mod child;
+pub mod limits;
 pub mod logcapture;
 pub mod powerloss;
 pub mod progress;

@@ -27,8 +27,8 @@ pub enum ErrorKind {
     InvalidName,
     /// A member or dataset that was asked for does not exist.
     NotFound,
-    /// An earlier fsync failed on this handle: its data may be lost, so it refuses to go on.
-    /// Recovery is a fresh atomic save, never a retried fsync.
+    /// An earlier fsync, write or flush failed on this handle: its data may be lost or
+    /// incomplete, so it refuses to go on. Recovery is a fresh atomic save, never a retry.
     Poisoned,
     /// Another handle holds a conflicting lock on the file.
     Locked,

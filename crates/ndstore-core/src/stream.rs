@@ -13,9 +13,10 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// What a streaming writer's format must do beyond appending bytes.
 pub trait StreamFormat: Send {
-    /// Rewrites the file's header (its row count, say) so that everything written so far is a
-    /// complete file. Called on flush, sync and commit, after the buffer was written.
-    fn complete_header(&mut self, file: &File) -> Result<()>;
+    /// Rewrites the file's header (its row count, say) so that the first `rows` rows written
+    /// are a complete file. Called on flush, sync and commit after the buffer was written, and
+    /// with the last flushed count when a failed or panicking in-place writer is cut back.
+    fn complete_header(&mut self, file: &File, rows: usize) -> Result<()>;
 
     /// Bytes written once, just before commit (a footer). None by default.
     fn footer(&mut self) -> Vec<u8> {
@@ -48,23 +49,69 @@ pub fn check_rows(
 /// A file written row by row and published by `commit`.
 ///
 /// Atomic (the default): nothing appears at the target before `commit`; dropped uncommitted, the
-/// temporary file is removed and the target keeps its old content. In place: `flush` makes what
-/// was written a complete file; dropped uncommitted, the writer flushes (errors logged) unless
-/// its thread is panicking, when rows buffered since the last flush are discarded rather than
-/// published half written.
+/// temporary file is removed and the target keeps its old content.
+///
+/// In place: the target is truncated when the writer is created and at once holds a complete
+/// file of 0 rows; each `flush` makes the rows so far a complete file. Dropped uncommitted, the
+/// writer flushes (errors logged) — unless its thread is panicking, when the file is cut back
+/// to exactly its last flushed state, however much was appended since.
+///
+/// A failed write, flush or sync poisons the writer: that call and every later one, `commit`
+/// included, return `Err` ([`ErrorKind::Poisoned`] after the first), so a writer never
+/// acknowledges rows that are not in the file. An atomic writer's target keeps its old content;
+/// an in-place target is cut back to its last flushed state as soon as the failure is seen.
 pub struct StreamWriter<F: StreamFormat> {
     out: Option<OutputFile>,
     data: Option<BufWriter<File>>,
     replace: Replace,
     format: F,
+    /// Rows appended, and bytes handed to `data`, so far.
+    rows: usize,
+    written: u64,
+    /// Rows and file length at the last successful flush: what an in-place target is cut back
+    /// to when the writer fails or is dropped during a panic.
+    flushed_rows: usize,
+    flushed_len: u64,
+    /// Set by the first failed write, flush or sync.
+    failed: bool,
 }
 
 fn finished() -> Error {
     Error::new(ErrorKind::InvalidInput, "the writer is finished")
 }
 
+/// Counts the bytes that reach the buffer.
+struct Counting<'a> {
+    inner: &'a mut BufWriter<File>,
+    count: &'a mut u64,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        *self.count += n as u64;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        // BufWriter's write_all copies small writes without a system call; count what it took.
+        self.inner.write_all(buf)?;
+        *self.count += buf.len() as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 impl<F: StreamFormat> StreamWriter<F> {
-    /// Starts a file at `path`, writing `preamble` (the header) first.
+    /// Starts a file at `path`, writing `preamble` (the header) first. In place, the preamble
+    /// is written out at once, so the truncated target is a complete file of 0 rows.
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`OutputFile::create`], and I/O errors writing the preamble.
     pub fn create(
         path: &Path,
         options: &SaveOptions,
@@ -79,12 +126,21 @@ impl<F: StreamFormat> StreamWriter<F> {
         let mut data = BufWriter::with_capacity(1 << 20, file);
         data.write_all(preamble)
             .map_err(|e| Error::io("writing the header", e).with_path(path))?;
-        Ok(StreamWriter {
+        let mut writer = StreamWriter {
             out: Some(out),
             data: Some(data),
             replace: options.replace,
             format,
-        })
+            rows: 0,
+            written: preamble.len() as u64,
+            flushed_rows: 0,
+            flushed_len: 0,
+            failed: false,
+        };
+        if writer.replace == Replace::InPlace {
+            writer.write_out()?;
+        }
+        Ok(writer)
     }
 
     /// The file being written (symbolic links resolved).
@@ -97,23 +153,110 @@ impl<F: StreamFormat> StreamWriter<F> {
         &self.format
     }
 
-    /// The buffer to append to and the format's state, together.
-    pub fn parts(&mut self) -> Result<(&mut BufWriter<File>, &mut F)> {
-        match self.data.as_mut() {
-            Some(data) => Ok((data, &mut self.format)),
-            None => Err(finished()),
+    /// The rows appended so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Refuses to go on after a failure, or once finished.
+    fn check(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::new(
+                ErrorKind::Poisoned,
+                "an earlier write, flush or sync of this writer failed, so the rows it holds are incomplete; write them again with a new writer",
+            )
+            .with_path(self.target()));
+        }
+        if self.data.is_none() {
+            return Err(finished());
+        }
+        Ok(())
+    }
+
+    /// Appends `rows` rows whose bytes `write` writes. When `write` fails, the writer is
+    /// poisoned (an in-place target is cut back to its last flushed state) and the error is
+    /// returned; the row count advances only on success.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Poisoned`] after an earlier failure; otherwise `write`'s error, with the
+    /// target's path.
+    pub fn append(
+        &mut self,
+        rows: usize,
+        write: impl FnOnce(&mut dyn Write, &F) -> Result<()>,
+    ) -> Result<()> {
+        self.check()?;
+        let target = self.target().to_path_buf();
+        let data = self.data.as_mut().ok_or_else(finished)?;
+        let mut counting = Counting {
+            inner: data,
+            count: &mut self.written,
+        };
+        match write(&mut counting, &self.format) {
+            Ok(()) => {
+                self.rows += rows;
+                Ok(())
+            }
+            Err(e) => {
+                self.fail();
+                Err(e.with_path(&target))
+            }
         }
     }
 
-    /// Writes the buffer out and completes the header.
+    /// Writes the buffer out and completes the header; a failure poisons the writer.
     fn write_out(&mut self) -> Result<()> {
+        self.check()?;
         let target = self.target().to_path_buf();
         let data = self.data.as_mut().ok_or_else(finished)?;
-        data.flush()
-            .map_err(|e| Error::io("flush failed", e).with_path(&target))?;
-        self.format
-            .complete_header(data.get_ref())
-            .map_err(|e| e.with_path(&target))
+        let result = data
+            .flush()
+            .map_err(|e| Error::io("flush failed", e))
+            .and_then(|()| self.format.complete_header(data.get_ref(), self.rows));
+        match result {
+            Ok(()) => {
+                self.flushed_rows = self.rows;
+                self.flushed_len = self.written;
+                Ok(())
+            }
+            Err(e) => {
+                self.fail();
+                Err(e.with_path(&target))
+            }
+        }
+    }
+
+    /// Poisons the writer, discards what is buffered, and cuts an in-place target back to its
+    /// last flushed state.
+    fn fail(&mut self) {
+        self.failed = true;
+        self.cut_back();
+    }
+
+    /// Discards the buffer without writing it and, in place, truncates the target to its last
+    /// flushed length and rewrites the header for the rows it holds. Errors are logged: this
+    /// runs on paths that already report (or cannot report) an error.
+    fn cut_back(&mut self) {
+        let Some(data) = self.data.take() else {
+            return;
+        };
+        // `into_parts` hands back the file without writing the buffer (BufWriter's own drop
+        // would write it).
+        let (file, _discarded) = data.into_parts();
+        if self.replace != Replace::InPlace {
+            return;
+        }
+        let result = file
+            .set_len(self.flushed_len)
+            .map_err(|e| Error::io("cutting the file back to its last flush", e))
+            .and_then(|()| self.format.complete_header(&file, self.flushed_rows));
+        if let Err(e) = result {
+            log::error!(
+                "{}: could not restore the last flushed state of an abandoned writer: {e}",
+                self.target().display()
+            );
+        }
     }
 }
 
@@ -124,43 +267,50 @@ impl<F: StreamFormat> Durable for StreamWriter<F> {
 
     fn sync(&mut self) -> Result<()> {
         self.write_out()?;
-        self.out.as_mut().ok_or_else(finished)?.sync()
+        let result = self.out.as_mut().ok_or_else(finished)?.sync();
+        if result.is_err() {
+            // The file is poisoned already; the writer refuses to go on too.
+            self.failed = true;
+        }
+        result
     }
 }
 
 impl<F: StreamFormat> Commit for StreamWriter<F> {
     fn commit(mut self) -> Result<()> {
+        self.check()?;
         let footer = self.format.footer();
         if !footer.is_empty() {
-            let target = self.target().to_path_buf();
-            let data = self.data.as_mut().ok_or_else(finished)?;
-            data.write_all(&footer)
-                .map_err(|e| Error::io("writing the footer", e).with_path(&target))?;
+            self.append(0, |out, _| {
+                out.write_all(&footer)
+                    .map_err(|e| Error::io("writing the footer", e))
+            })?;
         }
         self.write_out()?;
+        // Finished: drop has nothing left to do.
+        self.data = None;
         self.out.take().ok_or_else(finished)?.finish()
     }
 }
 
 impl<F: StreamFormat> Drop for StreamWriter<F> {
     fn drop(&mut self) {
-        if self.out.is_none() {
+        if self.out.is_none() || self.data.is_none() {
             return;
         }
-        if self.replace == Replace::InPlace
-            && !std::thread::panicking()
-            && let Err(e) = self.write_out()
-        {
-            log::error!(
-                "{}: flush of an uncommitted writer failed on drop: {e}",
-                self.target().display()
-            );
+        if self.replace == Replace::InPlace && !std::thread::panicking() {
+            // Best effort, as for every in-place handle: what was appended becomes the file.
+            // A failure cuts the file back to its last flush (in `write_out`).
+            if let Err(e) = self.write_out() {
+                log::error!(
+                    "{}: flush of an uncommitted writer failed on drop: {e}",
+                    self.target().display()
+                );
+            }
+            return;
         }
-        // Anything still buffered is discarded, never written: an atomic writer's rows die with
-        // its temporary file (removed as `out` drops), and a panicking in-place writer publishes
-        // only what its last flush wrote.
-        if let Some(data) = self.data.take() {
-            let (_file, _discarded) = data.into_parts();
-        }
+        // Atomic: the rows die with the temporary file, removed as `out` drops. In place during
+        // a panic: the file is cut back to exactly what the last flush published.
+        self.cut_back();
     }
 }

@@ -179,24 +179,33 @@ pub fn read_from<T: Element, D: Dimension>(reader: &mut dyn Read) -> Result<Arra
     let input = Input::Stream {
         reader,
         available: None,
+        backed: false,
     };
     into_dimensionality(read_data::<T>(input, &header, &LoadOptions::default())?)
 }
 
 /// Reads a runtime-typed `.npy` array from a reader the caller owns.
 pub fn read_dyn_from(reader: &mut dyn Read) -> Result<(ArrayMeta, DynArray)> {
-    read_dyn_from_limited(reader, &LoadOptions::default(), None)
+    read_dyn_from_limited(reader, &LoadOptions::default(), None, false)
 }
 
 /// Reads a runtime-typed `.npy` array from `reader`, which holds at most `available` bytes when
-/// that is known (an archive member's declared size, say).
+/// that is known (an archive member's declared size, say). With `backed`, those bytes are known
+/// to exist (a stored member whose data lies inside the file), so the buffer is allocated at
+/// once; otherwise (a compressed member) it grows as bytes arrive.
 pub(crate) fn read_dyn_from_limited(
     reader: &mut dyn Read,
     options: &LoadOptions,
     available: Option<u64>,
+    backed: bool,
 ) -> Result<(ArrayMeta, DynArray)> {
     let header = header::read(reader, options.max_header_len)?;
-    let array = read_dyn(Input::Stream { reader, available }, &header, options)?;
+    let input = Input::Stream {
+        reader,
+        available,
+        backed,
+    };
+    let array = read_dyn(input, &header, options)?;
     Ok((header.meta, array))
 }
 
@@ -258,6 +267,8 @@ enum Input<'a> {
         reader: &'a mut dyn Read,
         /// The most bytes the stream can hold, when known (an archive member's size).
         available: Option<u64>,
+        /// The `available` bytes are known to exist, so they may be allocated at once.
+        backed: bool,
     },
 }
 
@@ -298,6 +309,7 @@ fn read_data<T: Element>(
         Input::Stream {
             reader,
             available: Some(len),
+            backed: true,
         } => {
             check_len(len)?;
             let mut raw = alloc_raw::<T::Raw>(count)?;
@@ -311,8 +323,14 @@ fn read_data<T: Element>(
         }
         Input::Stream {
             reader,
-            available: None,
-        } => read_growing::<T::Raw>(reader, count, start)?,
+            available,
+            backed: _,
+        } => {
+            if let Some(len) = available {
+                check_len(len)?;
+            }
+            read_growing::<T::Raw>(reader, count, start)?
+        }
     };
     T::validate_raw(&raw).map_err(|index| {
         Error::new(

@@ -3,13 +3,15 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{Array, ArrayBase, Data, Dimension};
 use ndstore_core::{
-    ArrayMeta, Commit, DynArray, Element, Error, ErrorKind, OutputFile, Result, SaveOptions,
-    with_dyn_array,
+    ArrayMeta, Commit, DynArray, Element, Error, ErrorKind, LoadOptions, OutputFile, Replace,
+    Result, SaveOptions, with_dyn_array,
 };
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
@@ -64,20 +66,81 @@ fn invalid_name(name: &str, why: String) -> Error {
     )
 }
 
-/// Writes an `.npz` archive array by array, published atomically on [`Commit::commit`].
+/// The archive file as the zip writer sees it: the real file while the writer is live, then a
+/// sink that accepts every write and seek without touching the file.
 ///
-/// Dropped without commit (an error, a panic), the target keeps its old content and no
-/// temporary file remains.
+/// `ZipWriter`'s own `Drop` finalizes an unfinished archive (writing a central directory, which
+/// would publish a partial archive that looks complete) and prints its errors on stderr. An
+/// abandoned writer closes the gate first, so that finalization goes nowhere.
+struct Gate {
+    file: File,
+    closed: Arc<AtomicBool>,
+    /// The position and length zip believes in, kept up to date so the sink stays consistent.
+    pos: u64,
+    len: u64,
+}
+
+impl Write for Gate {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = if self.closed.load(Ordering::Relaxed) {
+            buf.len()
+        } else {
+            self.file.write(buf)?
+        };
+        self.pos += n as u64;
+        self.len = self.len.max(self.pos);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.file.flush()
+    }
+}
+
+impl Seek for Gate {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        if !self.closed.load(Ordering::Relaxed) {
+            self.pos = self.file.seek(to)?;
+            return Ok(self.pos);
+        }
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
+}
+
+/// Writes an `.npz` archive array by array, published on [`Commit::commit`].
+///
+/// Atomic (the default): dropped without commit (an error, a panic), the target keeps its old
+/// content and no temporary file remains. In place: the target is truncated when the writer is
+/// created; dropped without commit, the writer finishes the archive with the arrays added so far
+/// (errors logged) — unless its thread is panicking or an earlier add failed, when the target
+/// is cut back to empty rather than left as a partial archive that looks complete.
+///
+/// A failed `add` poisons the writer: later adds and the commit return `Err`.
 pub struct NpzWriter {
-    out: OutputFile,
-    zip: Option<ZipWriter<File>>,
+    out: Option<OutputFile>,
+    zip: Option<ZipWriter<Gate>>,
+    gate: Arc<AtomicBool>,
     names: HashSet<String>,
     compression: Compression,
     options: SaveOptions,
+    failed: bool,
 }
 
 impl NpzWriter {
     /// Starts an archive at `path`.
+    ///
+    /// # Errors
+    ///
+    /// The errors of creating the output file (see [`OutputFile::create`]).
     pub fn create(
         path: impl AsRef<Path>,
         options: &SaveOptions,
@@ -88,21 +151,37 @@ impl NpzWriter {
         let file = out
             .file()?
             .try_clone()
-            .map_err(|e| Error::io("duplicating a descriptor", e))?;
+            .map_err(|e| Error::io("duplicating a descriptor", e).with_path(path))?;
+        let gate = Arc::new(AtomicBool::new(false));
+        let sink = Gate {
+            file,
+            closed: Arc::clone(&gate),
+            pos: 0,
+            len: 0,
+        };
         Ok(NpzWriter {
-            zip: Some(ZipWriter::new(file)),
-            out,
+            zip: Some(ZipWriter::new(sink)),
+            gate,
+            out: Some(out),
             names: HashSet::new(),
             compression,
             options: *options,
+            failed: false,
         })
     }
 
     fn target(&self) -> PathBuf {
-        self.out.target().to_path_buf()
+        self.out
+            .as_ref()
+            .map_or_else(PathBuf::new, |out| out.target().to_path_buf())
     }
 
     /// Adds `array` as member `NAME.npy`; `np.load(path)[NAME]` reads it back.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidName`] for an unsafe or repeated name; I/O errors (after which the
+    /// writer is poisoned: [`ErrorKind::Poisoned`] from every later call).
     pub fn add<A, S, D>(&mut self, name: &str, array: &ArrayBase<S, D>) -> Result<()>
     where
         A: Element,
@@ -113,14 +192,30 @@ impl NpzWriter {
     }
 
     /// Adds a runtime-typed array as member `NAME.npy`.
+    ///
+    /// # Errors
+    ///
+    /// As [`NpzWriter::add`].
     pub fn add_dyn(&mut self, name: &str, array: &DynArray) -> Result<()> {
         with_dyn_array!(array, a => self.add_view(name, a.view()))
     }
 
+    fn check(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::new(
+                ErrorKind::Poisoned,
+                "an earlier write to this archive failed; write it again with a new writer",
+            )
+            .with_path(self.target()));
+        }
+        Ok(())
+    }
+
     fn add_view<T: Element>(&mut self, name: &str, view: ndarray::ArrayViewD<'_, T>) -> Result<()> {
+        self.check()?;
         let target = self.target();
         validate_name(name).map_err(|why| invalid_name(name, why).with_path(&target))?;
-        if !self.names.insert(name.to_owned()) {
+        if self.names.contains(name) {
             return Err(Error::new(
                 ErrorKind::InvalidName,
                 format!("the archive already has an array named {name:?}"),
@@ -140,24 +235,92 @@ impl NpzWriter {
             .zip
             .as_mut()
             .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the archive is finished"))?;
-        zip.start_file(format!("{name}.npy"), options)
-            .map_err(|e| zip_error("starting a member", e).with_path(&target))?;
-        npy::write_to(zip, &view, self.options.effective_byte_order())
-            .map_err(|e| e.in_member(&format!("{name}.npy")).with_path(&target))
+        let member = format!("{name}.npy");
+        let result = zip
+            .start_file(member.as_str(), options)
+            .map_err(|e| zip_error("starting a member", e))
+            .and_then(|()| npy::write_to(zip, &view, self.options.effective_byte_order()))
+            .map_err(|e| e.in_member(&member).with_path(&target));
+        match result {
+            Ok(()) => {
+                self.names.insert(name.to_owned());
+                Ok(())
+            }
+            Err(e) => {
+                self.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    /// Poisons the writer, closes the gate so nothing more reaches the file, and cuts an
+    /// in-place target back to empty.
+    fn abandon(&mut self) {
+        self.failed = true;
+        self.gate.store(true, Ordering::Relaxed);
+        // zip's Drop now finalizes into the sink.
+        drop(self.zip.take());
+        if self.options.replace == Replace::InPlace
+            && let Some(out) = self.out.as_mut()
+        {
+            let result = out.file().and_then(|f| {
+                f.set_len(0)
+                    .map_err(|e| Error::io("cutting the archive back", e))
+            });
+            if let Err(e) = result {
+                log::error!(
+                    "{}: could not cut back an abandoned archive: {e}",
+                    self.target().display()
+                );
+            }
+        }
     }
 }
 
 impl Commit for NpzWriter {
     fn commit(mut self) -> Result<()> {
+        self.check()?;
         let target = self.target();
         if let Some(zip) = self.zip.take() {
-            let file = zip
+            let gate = zip
                 .finish()
-                .map_err(|e| zip_error("finishing the archive", e).with_path(&target))?;
-            ndstore_core::os::close_file(file)
+                .map_err(|e| zip_error("finishing the archive", e).with_path(&target));
+            let gate = match gate {
+                Ok(gate) => gate,
+                Err(e) => {
+                    self.abandon();
+                    return Err(e);
+                }
+            };
+            ndstore_core::os::close_file(gate.file)
                 .map_err(|e| Error::io("close failed", e).with_path(&target))?;
         }
-        self.out.finish()
+        // `out` publishes the file; drop has nothing left to do.
+        let out = self
+            .out
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the archive is finished"))?;
+        out.finish()
+    }
+}
+
+impl Drop for NpzWriter {
+    fn drop(&mut self) {
+        let Some(zip) = self.zip.take() else {
+            return;
+        };
+        if self.options.replace == Replace::InPlace && !std::thread::panicking() {
+            // In place, as every in-place handle: what was added becomes a complete archive.
+            if let Err(e) = zip.finish() {
+                log::error!(
+                    "{}: finishing an uncommitted archive failed on drop: {e}",
+                    self.target().display()
+                );
+            }
+            return;
+        }
+        self.zip = Some(zip);
+        self.abandon();
     }
 }
 
@@ -182,6 +345,22 @@ fn zip_error(what: &str, err: zip::result::ZipError) -> Error {
     }
 }
 
+/// True when the zip reader reports a CRC-32 mismatch (it says so only in the message).
+fn is_crc_error(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::InvalidData && err.to_string().contains("checksum")
+}
+
+/// An error reading a member's bytes: a CRC-32 mismatch is corruption, anything else I/O.
+fn member_read_error(err: std::io::Error) -> Error {
+    if is_crc_error(&err) {
+        Error::new(ErrorKind::Corrupt, "the member fails its CRC-32 check")
+    } else if err.kind() == std::io::ErrorKind::InvalidData {
+        Error::new(ErrorKind::Format, format!("the member is malformed: {err}"))
+    } else {
+        Error::io("reading the member", err)
+    }
+}
+
 /// A member's name, or an error when it is not valid text.
 fn member_name<R: Read>(member: &zip::read::ZipFile<'_, R>, path: &Path) -> Result<String> {
     member.name().map(|n| n.into_owned()).map_err(|e| {
@@ -197,6 +376,7 @@ fn member_name<R: Read>(member: &zip::read::ZipFile<'_, R>, path: &Path) -> Resu
 pub struct NpzReader {
     archive: ZipArchive<File>,
     path: PathBuf,
+    file_len: u64,
     names: Vec<String>,
 }
 
@@ -205,6 +385,10 @@ impl NpzReader {
     pub fn open(path: impl AsRef<Path>) -> Result<NpzReader> {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| Error::io("cannot open", e).with_path(&path))?;
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::io("cannot inspect", e).with_path(&path))?
+            .len();
         let mut archive = ZipArchive::new(file)
             .map_err(|e| zip_error("not a readable zip archive", e).with_path(&path))?;
         let mut names = Vec::with_capacity(archive.len().min(4096));
@@ -236,6 +420,7 @@ impl NpzReader {
         Ok(NpzReader {
             archive,
             path,
+            file_len,
             names,
         })
     }
@@ -274,45 +459,93 @@ impl NpzReader {
     }
 
     /// Loads array `name` with its metadata.
+    ///
+    /// # Errors
+    ///
+    /// As [`NpzReader::load_dyn_with`].
     pub fn load_dyn(&mut self, name: &str) -> Result<(ArrayMeta, DynArray)> {
+        self.load_dyn_with(name, &LoadOptions::default())
+    }
+
+    /// Loads array `name` with its metadata, within `options` (a memory limit, say).
+    ///
+    /// Sizes are checked before anything is allocated: a stored member's data must lie inside
+    /// the file and its sizes agree; a deflated member may claim at most what deflate can
+    /// produce from its compressed bytes (about 1032:1), and its buffer grows only as it
+    /// decompresses. The member's CRC-32 is checked.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] for an unknown name; [`ErrorKind::Truncated`],
+    /// [`ErrorKind::TooLarge`] or [`ErrorKind::Format`] naming the member for sizes the archive
+    /// cannot justify; [`ErrorKind::Corrupt`] for a CRC-32 mismatch; [`ErrorKind::OutOfMemory`]
+    /// over `options.memory_limit`.
+    pub fn load_dyn_with(
+        &mut self,
+        name: &str,
+        options: &LoadOptions,
+    ) -> Result<(ArrayMeta, DynArray)> {
         let path = self.path.clone();
+        let file_len = self.file_len;
         let (mut member, member_name) = self.member(name)?;
         let declared = member.size();
         let compressed = member.compressed_size();
-        let plausible = match member.compression() {
-            CompressionMethod::Stored => declared == compressed,
-            _ => {
-                declared
-                    <= compressed
-                        .saturating_mul(MAX_DEFLATE_RATIO)
-                        .saturating_add(1024)
-            }
-        };
-        if !plausible {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!("the member claims {declared} bytes from {compressed} stored bytes, more than its compression can produce"),
-            )
-            .in_member(&member_name)
-            .with_path(&path));
+        let data_start = member.data_start().unwrap_or(0);
+        let place = |e: Error| e.at_offset(data_start).with_path(&path);
+        if data_start
+            .checked_add(compressed)
+            .is_none_or(|end| end > file_len)
+        {
+            return Err(place(Error::new(
+                ErrorKind::Truncated,
+                format!(
+                    "member '{member_name}' claims {compressed} stored bytes from byte {data_start}, but the file has {file_len} bytes"
+                ),
+            )));
         }
-        let result = npy::read_dyn_from_limited(
-            &mut member,
-            &ndstore_core::LoadOptions::default(),
-            Some(declared),
-        )
-        .and_then(|loaded| {
-            // Reading to the end makes the zip reader check the member's CRC.
-            let mut rest = [0u8; 1];
-            match member.read(&mut rest) {
-                Ok(0) => Ok(loaded),
-                Ok(_) => Err(Error::new(
+        let backed = match member.compression() {
+            CompressionMethod::Stored if declared == compressed => true,
+            CompressionMethod::Stored => {
+                return Err(place(Error::new(
                     ErrorKind::Format,
-                    "the member has bytes after the array data",
-                )),
-                Err(e) => Err(Error::io("the member fails its checksum", e)),
+                    format!(
+                        "stored member '{member_name}' claims {declared} bytes but stores {compressed}"
+                    ),
+                )));
             }
-        });
+            _ if declared
+                > compressed
+                    .saturating_mul(MAX_DEFLATE_RATIO)
+                    .saturating_add(1024) =>
+            {
+                return Err(place(Error::new(
+                    ErrorKind::TooLarge,
+                    format!(
+                        "member '{member_name}' claims {declared} bytes from {compressed} compressed bytes, more than deflate can produce"
+                    ),
+                )));
+            }
+            _ => false,
+        };
+        let result = npy::read_dyn_from_limited(&mut member, options, Some(declared), backed)
+            .and_then(|loaded| {
+                // Reading to the end makes the zip reader check the member's CRC-32.
+                let mut rest = [0u8; 1];
+                match member.read(&mut rest) {
+                    Ok(0) => Ok(loaded),
+                    Ok(_) => Err(Error::new(
+                        ErrorKind::Format,
+                        "the member has bytes after the array data",
+                    )),
+                    Err(e) => Err(member_read_error(e)),
+                }
+            })
+            .map_err(|e| match e.io_error() {
+                Some(io) if is_crc_error(io) => {
+                    Error::new(ErrorKind::Corrupt, "the member fails its CRC-32 check")
+                }
+                _ => e,
+            });
         result.map_err(|e| e.in_member(&member_name).with_path(&path))
     }
 

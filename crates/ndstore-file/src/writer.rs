@@ -3,7 +3,6 @@
 //! holds only what is `.npy`-specific: the header and its in-place rewrite.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -21,21 +20,20 @@ use crate::header;
 struct NpyHeader {
     dtype: DType,
     row_shape: Vec<usize>,
-    rows: usize,
     header_len: usize,
 }
 
 impl NpyHeader {
-    fn encode(&self) -> Vec<u8> {
-        let mut shape = vec![self.rows];
+    fn encode(&self, rows: usize) -> Vec<u8> {
+        let mut shape = vec![rows];
         shape.extend_from_slice(&self.row_shape);
         header::encode(&ArrayMeta::new(self.dtype, shape, Order::C))
     }
 }
 
 impl StreamFormat for NpyHeader {
-    fn complete_header(&mut self, file: &File) -> Result<()> {
-        let header = self.encode();
+    fn complete_header(&mut self, file: &File, rows: usize) -> Result<()> {
+        let header = self.encode(rows);
         if header.len() != self.header_len {
             return Err(Error::new(
                 ErrorKind::TooLarge,
@@ -67,13 +65,16 @@ impl NpyWriter {
         row_shape: &[usize],
         options: &SaveOptions,
     ) -> Result<NpyWriter> {
+        // The dtype carries the byte order; options may repeat it but not contradict it.
+        let byte_order = options
+            .byte_order_for(dtype)
+            .map_err(|e| e.with_path(path.as_ref()))?;
         let format = NpyHeader {
-            dtype,
+            dtype: DType::new(dtype.kind, byte_order),
             row_shape: row_shape.to_vec(),
-            rows: 0,
             header_len: 0,
         };
-        let header = format.encode();
+        let header = format.encode(0);
         let format = NpyHeader {
             header_len: header.len(),
             ..format
@@ -85,7 +86,7 @@ impl NpyWriter {
 
     /// The rows appended so far.
     pub fn rows(&self) -> usize {
-        self.stream.format().rows
+        self.stream.rows()
     }
 
     /// Appends rows: an array shaped `[n, row_shape...]` of the writer's element type.
@@ -104,21 +105,20 @@ impl NpyWriter {
     }
 
     fn append_view<T: Element>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {
-        let target = self.stream.target().to_path_buf();
-        let (data, format) = self.stream.parts()?;
+        let format = self.stream.format();
         ndstore_core::check_rows(
             format.dtype.kind,
             &format.row_shape,
             T::KIND,
             view.shape(),
-            &target,
+            self.stream.target(),
         )?;
-        write_elements(&view, Order::C, format.dtype.byte_order, &mut |bytes| {
-            data.write_all(bytes)
+        self.stream.append(view.shape()[0], |data, format| {
+            write_elements(&view, Order::C, format.dtype.byte_order, &mut |bytes| {
+                data.write_all(bytes)
+            })
+            .map_err(|e| Error::io("appending rows", e))
         })
-        .map_err(|e| Error::io("appending rows", e).with_path(&target))?;
-        format.rows += view.shape()[0];
-        Ok(())
     }
 }
 

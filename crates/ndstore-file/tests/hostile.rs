@@ -161,3 +161,90 @@ fn not_a_zip_is_a_clear_error() {
     let err = NpzReader::open(&path).err().unwrap();
     assert!(err.to_string().contains("plain.npz"), "{err}");
 }
+
+/// An archive holding one stored member `x.npy` of 1-element f64 data.
+fn small_npz() -> Vec<u8> {
+    let mut valid = Vec::new();
+    npy::write_to(
+        &mut valid,
+        &ndarray::array![1.0f64],
+        ndstore_core::ByteOrder::Little,
+    )
+    .unwrap();
+    zip_with(&[("x.npy", &valid)])
+}
+
+/// Sets both size fields of the first member's local header and central directory entry.
+fn lie_about_sizes(zip: &mut [u8], size: u32) {
+    let bytes = size.to_le_bytes();
+    // Local file header: compressed size at 18, uncompressed size at 22.
+    zip[18..22].copy_from_slice(&bytes);
+    zip[22..26].copy_from_slice(&bytes);
+    // Central directory entry: signature PK\x01\x02, sizes at 20 and 24.
+    let cd = zip.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    zip[cd + 20..cd + 24].copy_from_slice(&bytes);
+    zip[cd + 24..cd + 28].copy_from_slice(&bytes);
+}
+
+#[test]
+fn a_stored_member_claiming_4_gib_in_a_tiny_file_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("liar.npz");
+    let mut zip = small_npz();
+    lie_about_sizes(&mut zip, 0xFFFF_FF00);
+    assert!(zip.len() < 400, "{}", zip.len());
+    std::fs::write(&path, &zip).unwrap();
+    let err = NpzReader::open(&path).unwrap().load_dyn("x").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("liar.npz") && message.contains("4294967040 stored bytes"),
+        "{message}"
+    );
+    assert!(matches!(err.location(), Some(Location::Offset(_))), "{err}");
+}
+
+#[test]
+fn a_damaged_stored_member_fails_its_crc_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rot.npz");
+    let mut zip = small_npz();
+    // The last data byte of the member: the f64's sign byte.
+    let cd = zip.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+    zip[cd - 1] ^= 0x80;
+    std::fs::write(&path, &zip).unwrap();
+    let err = NpzReader::open(&path).unwrap().load_dyn("x").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(
+        matches!(err.location(), Some(Location::Member { name, .. }) if name == "x.npy"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_memory_limit_refuses_larger_arrays_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.npy");
+    npy::save(&path, &ndarray::Array1::<f64>::zeros(1000)).unwrap();
+    let limited = ndstore_core::LoadOptions::new().memory_limit(7999);
+    let err = npy::load_dyn_with(&path, &limited).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+    assert!(err.to_string().contains("a.npy"), "{err}");
+    let enough = ndstore_core::LoadOptions::new().memory_limit(8000);
+    assert_eq!(npy::load_dyn_with(&path, &enough).unwrap().0.shape, [1000]);
+    // The same limit holds inside archives.
+    let npz = dir.path().join("a.npz");
+    let array = ndstore_core::DynArray::from(ndarray::Array1::<f64>::zeros(1000).into_dyn());
+    ndstore_file::npz::save_npz(
+        &npz,
+        &[("a", &array)],
+        ndstore_file::npz::Compression::Deflated,
+        &Default::default(),
+    )
+    .unwrap();
+    let err = NpzReader::open(&npz)
+        .unwrap()
+        .load_dyn_with("a", &limited)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+}

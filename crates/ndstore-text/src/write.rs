@@ -262,11 +262,11 @@ struct TextStream {
 }
 
 impl StreamFormat for TextStream {
-    fn complete_header(&mut self, file: &File) -> Result<()> {
+    fn complete_header(&mut self, file: &File, rows: usize) -> Result<()> {
         let Some(at) = self.first_axis_at else {
             return Ok(());
         };
-        let digits = self.meta.shape[0].to_string();
+        let digits = rows.to_string();
         if digits.len() > crate::meta::FIRST_AXIS_WIDTH {
             return Err(Error::new(
                 ErrorKind::TooLarge,
@@ -307,7 +307,15 @@ impl TextWriter {
     ) -> Result<TextWriter> {
         let mut shape = vec![0];
         shape.extend_from_slice(row_shape);
-        let meta = ArrayMeta::new(dtype, shape, ndstore_core::Order::C);
+        // The dtype carries the byte order; the save options may repeat it but not contradict it.
+        let byte_order = save
+            .byte_order_for(dtype)
+            .map_err(|e| e.with_path(path.as_ref()))?;
+        let meta = ArrayMeta::new(
+            DType::new(dtype.kind, byte_order),
+            shape,
+            ndstore_core::Order::C,
+        );
         let (head, first_axis_at) = preamble(&meta, options, true);
         let mut footer = Vec::new();
         if let Some(text) = &options.footer {
@@ -335,14 +343,13 @@ impl TextWriter {
     }
 
     fn append_view<T: TextValue>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {
-        let target = self.stream.target().to_path_buf();
-        let (data, format) = self.stream.parts()?;
+        let format = self.stream.format();
         ndstore_core::check_rows(
             format.meta.dtype.kind,
             &format.meta.shape[1..],
             T::KIND,
             view.shape(),
-            &target,
+            self.stream.target(),
         )?;
         let standard = view.as_standard_layout();
         let mut text = Vec::new();
@@ -352,10 +359,10 @@ impl TextWriter {
             &self.options,
             &mut text,
         );
-        data.write_all(&text)
-            .map_err(|e| Error::io("appending rows", e).with_path(&target))?;
-        format.meta.shape[0] += view.shape()[0];
-        Ok(())
+        self.stream.append(view.shape()[0], |data, _| {
+            data.write_all(&text)
+                .map_err(|e| Error::io("appending rows", e))
+        })
     }
 }
 
