@@ -39,7 +39,6 @@
 
 pub mod checks;
 pub mod child;
-pub mod limits;
 pub mod logcapture;
 pub mod powerloss;
 pub mod progress;
@@ -48,6 +47,7 @@ pub mod report;
 pub mod sample;
 pub mod scenario;
 pub mod syscalls;
+pub mod testing;
 
 use std::path::PathBuf;
 

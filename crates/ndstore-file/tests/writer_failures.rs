@@ -64,7 +64,7 @@ fn fsize_child() {
 
 fn run_fsize_child(mode: &str, target: &Path) -> String {
     let spec = format!("{mode}:{}", target.display());
-    ndstore_conformance::limits::run_with_file_size_limit(
+    ndstore_conformance::testing::run_with_file_size_limit(
         "fsize_child",
         (CHILD_ENV, &spec),
         FSIZE_LIMIT,

@@ -2,8 +2,10 @@
 //! order restored.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ndarray::{Array, ArrayD, Dimension, IxDyn, ShapeBuilder};
 use ndstore_core::{
@@ -18,44 +20,106 @@ use crate::value::TextValue;
 /// on its own thread; smaller ones block by block.
 const SPLIT_MIN: u64 = 16 << 20;
 
-/// The offset just after the first newline at or after `at`, looking at most 1 MiB ahead.
-fn line_boundary(path: &Path, at: u64) -> Result<Option<u64>> {
-    let mut file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
-    file.seek(SeekFrom::Start(at))
-        .map_err(|e| Error::io("cannot seek", e).with_path(path))?;
-    let mut window = vec![0u8; 1 << 20];
-    let mut filled = 0;
-    while filled < window.len() {
-        let n = file
-            .read(&mut window[filled..])
-            .map_err(|e| Error::io("read failed", e).with_path(path))?;
-        if n == 0 {
-            break;
-        }
-        if let Some(i) = memchr::memchr(b'\n', &window[filled..filled + n]) {
-            return Ok(Some(at + (filled + i) as u64 + 1));
-        }
-        filled += n;
-    }
-    Ok(None)
+/// The file of one load, opened once: every reader of the load reads through this one
+/// descriptor with positioned reads, so a rename over the path between two reads cannot mix
+/// two versions of the file.
+pub(crate) struct Source {
+    file: Arc<File>,
+    len: u64,
+    path: PathBuf,
 }
 
-/// Reads the values of the text file at `path` as `T`, with the array's metadata.
-fn read_values<T: TextValue>(path: &Path, options: &TextOptions) -> Result<(ArrayMeta, Vec<T>)> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
-        .len();
-    let sequential = || read_all::<T>(TextReader::open(path, options)?);
+/// Bytes `pos..end` of a shared file, read with `pread` (no shared file offset).
+struct Span {
+    file: Arc<File>,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for Span {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.end.saturating_sub(self.pos);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Source {
+    /// Opens `path` for one load.
+    pub(crate) fn open(path: &Path) -> Result<Source> {
+        let file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
+            .len();
+        Ok(Source {
+            file: Arc::new(file),
+            len,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn span(&self, pos: u64, end: u64) -> Box<dyn Read + Send> {
+        Box::new(Span {
+            file: Arc::clone(&self.file),
+            pos,
+            end,
+        })
+    }
+
+    /// A reader of the whole file, its preamble read.
+    pub(crate) fn reader(&self, options: &TextOptions) -> Result<TextReader> {
+        Ok(
+            TextReader::from_reader(self.span(0, self.len), &self.path, options)?
+                .with_size_hint(self.len),
+        )
+    }
+
+    /// The offset just after the first newline at or after `at`, looking at most 1 MiB ahead.
+    fn line_boundary(&self, at: u64) -> Result<Option<u64>> {
+        let mut window = vec![0u8; 1 << 20];
+        let mut filled = 0;
+        while filled < window.len() {
+            let n = self
+                .file
+                .read_at(&mut window[filled..], at + filled as u64)
+                .map_err(|e| Error::io("read failed", e).with_path(&self.path))?;
+            if n == 0 {
+                break;
+            }
+            if let Some(i) = memchr::memchr(b'\n', &window[filled..filled + n]) {
+                return Ok(Some(at + (filled + i) as u64 + 1));
+            }
+            filled += n;
+        }
+        Ok(None)
+    }
+}
+
+/// Reads the values of the text file `source` as `T`, with the array's metadata.
+fn read_values<T: TextValue>(
+    source: &Source,
+    options: &TextOptions,
+    limits: &LoadOptions,
+) -> Result<(ArrayMeta, Vec<T>)> {
+    let path = source.path.as_path();
+    let len = source.len;
+    let sequential = || read_all::<T>(source.reader(options)?.with_memory_limit(limits));
     if len < SPLIT_MIN || options.max_rows.is_some() {
         return sequential();
     }
-    let Some(boundary) = line_boundary(path, len / 2)? else {
+    let Some(boundary) = source.line_boundary(len / 2)? else {
         return sequential();
     };
-    let head_file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
-    let mut head = TextReader::from_reader(Box::new(head_file.take(boundary)), path, options)?
+    let mut head = TextReader::from_reader(source.span(0, boundary), path, options)?
         .single_threaded()
-        .with_size_hint(len);
+        .with_size_hint(len)
+        .with_memory_limit(limits);
     if head.data_start() >= boundary {
         return sequential();
     }
@@ -63,13 +127,9 @@ fn read_values<T: TextValue>(path: &Path, options: &TextOptions) -> Result<(Arra
     if dtype.kind != T::KIND {
         return Err(ndstore_core::array::type_mismatch(dtype.kind, T::KIND).with_path(path));
     }
-    let mut tail_file =
-        File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
-    tail_file
-        .seek(SeekFrom::Start(boundary))
-        .map_err(|e| Error::io("cannot seek", e).with_path(path))?;
-    let mut tail = TextReader::piece(Box::new(tail_file.take(len - boundary)), path, options)
-        .with_size_hint(len - boundary);
+    let mut tail = TextReader::piece(source.span(boundary, len), path, options)
+        .with_size_hint(len - boundary)
+        .with_memory_limit(limits);
     let expected = head.meta_line().and_then(|m| m.element_count().ok());
     let (head_data, tail_data) = std::thread::scope(|scope| {
         let tail_job = scope.spawn(move || collect::<T>(&mut tail, expected));
@@ -95,6 +155,20 @@ fn read_values<T: TextValue>(path: &Path, options: &TextOptions) -> Result<(Arra
             column: 1,
         }));
     }
+    limits
+        .admit(
+            std::mem::size_of::<T>() as u64 * (data.values.len() + tail_data.values.len()) as u64,
+        )
+        .map_err(|e| e.with_path(path))?;
+    data.values
+        .try_reserve_exact(tail_data.values.len())
+        .map_err(|_| {
+            Error::new(
+                ErrorKind::OutOfMemory,
+                "cannot allocate memory to join the two halves of the file",
+            )
+            .with_path(path)
+        })?;
     data.values.extend(tail_data.values);
     data.rows += tail_data.rows;
     data.columns = data.columns.or(tail_data.columns);
@@ -141,7 +215,8 @@ pub fn load<T: TextValue, D: Dimension>(
             .dtype
             .unwrap_or(ndstore_core::DType::native(T::KIND)),
     );
-    let (meta, values) = read_values::<T>(path, &options)?;
+    let source = Source::open(path)?;
+    let (meta, values) = read_values::<T>(&source, &options, &LoadOptions::default())?;
     let array = build(&meta, values, path)?;
     let ndim = array.ndim();
     array.into_dimensionality::<D>().map_err(|_| {
@@ -174,19 +249,17 @@ pub fn load_dyn_with(
     limits: &LoadOptions,
 ) -> Result<(ArrayMeta, DynArray)> {
     let path = path.as_ref();
-    let reader = TextReader::open(path, options)?;
+    let source = Source::open(path)?;
+    let reader = source.reader(options)?;
     if let Some(meta) = reader.meta_line() {
         limits
-            .admit(meta.byte_len()? as u64)
+            .admit(meta.byte_len().map_err(|e| e.with_path(path))? as u64)
             .map_err(|e| e.with_path(path))?;
     }
     let kind = reader.dtype().kind;
     drop(reader);
     with_dtype_kind!(kind, T => {
-        let (meta, values) = read_values::<T>(path, options)?;
-        limits
-            .admit(std::mem::size_of_val(values.as_slice()) as u64)
-            .map_err(|e| e.with_path(path))?;
+        let (meta, values) = read_values::<T>(&source, options, limits)?;
         let array = build(&meta, values, path)?;
         Ok((meta, <T as Element>::into_dyn_array(array)))
     })
@@ -195,7 +268,7 @@ pub fn load_dyn_with(
 /// Reads only the metadata line (or, without one, the dtype the data would be read as).
 pub fn read_meta(path: impl AsRef<Path>, options: &TextOptions) -> Result<ArrayMeta> {
     let path = path.as_ref();
-    let reader = TextReader::open(path, options)?;
+    let reader = Source::open(path)?.reader(options)?;
     match reader.meta_line() {
         Some(meta) => Ok(meta),
         // Without a metadata line the shape is known only after reading every row.

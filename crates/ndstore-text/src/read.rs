@@ -35,6 +35,8 @@ pub struct TextReader {
     parallel: bool,
     /// The input's length when known (a file), else 0: reservations never exceed it.
     size_hint: usize,
+    /// The most bytes of values the reader may hold (`LoadOptions::memory_limit`).
+    memory_limit: Option<u64>,
 }
 
 fn text_error(path: &Path, line: u64, column: u64, message: impl Into<String>) -> Error {
@@ -58,6 +60,13 @@ impl TextReader {
     /// Tells the reader how large its input is, so it can reserve memory for the values once.
     pub(crate) fn with_size_hint(mut self, len: u64) -> TextReader {
         self.size_hint = usize::try_from(len).unwrap_or(usize::MAX);
+        self
+    }
+
+    /// Refuses to hold more values than `limits.memory_limit` allows (checked block by block:
+    /// a reader may pass the limit by at most one block of about 8 MiB of text).
+    pub(crate) fn with_memory_limit(mut self, limits: &ndstore_core::LoadOptions) -> TextReader {
+        self.memory_limit = limits.memory_limit;
         self
     }
 
@@ -109,6 +118,7 @@ impl TextReader {
             consumed: 0,
             parallel: true,
             size_hint: 0,
+            memory_limit: None,
         }
     }
 
@@ -211,7 +221,10 @@ impl TextReader {
                     self.line += 1;
                 }
                 None => {
-                    if !trim(text).is_empty() {
+                    // The input ends on a comment line with no line ending: accepted, as numpy
+                    // and pandas accept it, unless it is the metadata line, which a writer
+                    // always ends (and follows with the data it announces).
+                    if self.meta.is_some() && is_comment && !trim(text).is_empty() {
                         return Err(unterminated(&self.path, self.line, text.len()));
                     }
                     self.buf.clear();
@@ -272,13 +285,47 @@ impl TextReader {
             }
         };
         let chunk = &self.buf[..end];
-        if !chunk.ends_with(b"\n") {
+        // A last line without a line ending is accepted (hand-edited files and spreadsheet
+        // exports end this way, and numpy and pandas read them), except in a file with a
+        // metadata line: its writer ends every line, so a missing ending there is evidence
+        // that the file was cut short, perhaps inside the last value.
+        if self.meta.is_some() && !chunk.ends_with(b"\n") {
             let last_start = memchr::memrchr(b'\n', chunk).map_or(0, |i| i + 1);
             let last = trim_line(&chunk[last_start..]);
             if !trim(last).is_empty() {
                 let line = self.line + memchr::memchr_iter(b'\n', chunk).count() as u64;
                 return Err(unterminated(&self.path, line, last.len()));
             }
+        }
+        // Every value takes at least one byte of text and one of delimiter or line ending, so
+        // this block holds at most half its length in values: reserve that, fallibly.
+        let most = chunk.len() / 2 + 1;
+        let item = std::mem::size_of::<T>() as u64;
+        if let Some(limit) = self.memory_limit
+            && (values.len() as u64).saturating_mul(item) > limit
+        {
+            return Err(over_limit(
+                &self.path,
+                self.line,
+                values.len() as u64 * item,
+                limit,
+            ));
+        }
+        if values.capacity() - values.len() < most {
+            values.try_reserve(most).map_err(|_| {
+                Error::new(
+                    ErrorKind::OutOfMemory,
+                    format!(
+                        "cannot allocate {} bytes for the values",
+                        (values.len() + most) as u64 * item
+                    ),
+                )
+                .with_path(&self.path)
+                .at(Location::LineColumn {
+                    line: self.line,
+                    column: 1,
+                })
+            })?;
         }
         let remaining_rows = self.options.max_rows.map(|m| m - self.rows);
         let parsed = if self.parallel && chunk.len() >= PARALLEL_MIN && remaining_rows.is_none() {
@@ -315,6 +362,16 @@ impl TextReader {
         self.line += lines;
         self.rows += rows;
         self.buf.drain(..end);
+        if let Some(limit) = self.memory_limit
+            && (values.len() as u64).saturating_mul(item) > limit
+        {
+            return Err(over_limit(
+                &self.path,
+                self.line,
+                values.len() as u64 * item,
+                limit,
+            ));
+        }
         Ok(Some(rows))
     }
 
@@ -334,8 +391,18 @@ impl TextReader {
     }
 }
 
-/// The error for a last line without a line ending: every writer ends its lines, so a missing
-/// one means the file was cut short.
+/// The error for values over the load's memory limit.
+fn over_limit(path: &Path, line: u64, bytes: u64, limit: u64) -> Error {
+    Error::new(
+        ErrorKind::OutOfMemory,
+        format!("the values read so far take {bytes} bytes, over the load's memory limit of {limit} bytes"),
+    )
+    .with_path(path)
+    .at(Location::LineColumn { line, column: 1 })
+}
+
+/// The error for a last line without a line ending in a file with a metadata line: its writer
+/// ends every line, so a missing one means the file was cut short.
 fn unterminated(path: &Path, line: u64, len: usize) -> Error {
     Error::new(
         ErrorKind::Truncated,
@@ -593,6 +660,13 @@ fn parse_parallel<T: TextValue>(
     let (head, tail) = chunk.split_at(split);
     let tail_line = first_line + memchr::memchr_iter(b'\n', head).count() as u64;
     let mut tail_values = Vec::new();
+    tail_values.try_reserve(tail.len() / 2 + 1).map_err(|_| {
+        Error::new(
+            ErrorKind::OutOfMemory,
+            "cannot allocate memory for the values",
+        )
+        .with_path(path)
+    })?;
     let (a, b) = std::thread::scope(|scope| {
         let tail_job = scope
             .spawn(|| parse_lines::<T>(tail, tail_line, options, path, None, &mut tail_values));
@@ -645,7 +719,17 @@ pub(crate) fn collect<T: TextValue>(
     // never written costs address space, not pages, so a half-file reader reserves the lot.
     let expected = expected.or_else(|| reader.meta_line().and_then(|m| m.element_count().ok()));
     if let Some(count) = expected {
-        values.reserve(count.min(reader.source_hint() / 2));
+        let count = count.min(reader.source_hint() / 2);
+        values.try_reserve_exact(count).map_err(|_| {
+            Error::new(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "cannot allocate {} bytes for the values",
+                    count as u64 * std::mem::size_of::<T>() as u64
+                ),
+            )
+            .with_path(reader.path())
+        })?;
     }
     let mut rows = 0;
     while let Some(n) = reader.next_block_into(&mut values)? {

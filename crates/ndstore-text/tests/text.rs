@@ -40,7 +40,11 @@ fn bad_input_names_line_and_column() {
             (3, 1),
             "out of range",
         ),
-        ("1,2\n3,4", (2, 4), "no line ending"),
+        (
+            "# ndstore: {\"dtype\":\"<f8\",\"shape\":[2,2],\"order\":\"C\"}\n1,2\n3,4",
+            (3, 4),
+            "no line ending",
+        ),
         ("1,2\r\n3,4,\r\n", (2, 5), "fields"),
     ];
     for (text, place, words) in cases {
@@ -347,4 +351,102 @@ fn a_failing_writer_stops_the_two_thread_writer_with_its_error() {
         err.io_error().and_then(std::io::Error::raw_os_error),
         Some(28)
     );
+}
+
+#[test]
+fn a_last_line_without_a_line_ending_loads_unless_a_metadata_line_says_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hand-edited.csv");
+    std::fs::write(&path, "1,2\n3,4").unwrap();
+    let a: Array2<f64> = ndstore_text::load(&path, &TextOptions::default()).unwrap();
+    assert_eq!(a, array![[1.0, 2.0], [3.0, 4.0]]);
+    // A final comment line without an ending is fine too.
+    std::fs::write(&path, "1,2\n3,4\n# end").unwrap();
+    let a: Array2<f64> = ndstore_text::load(&path, &TextOptions::default()).unwrap();
+    assert_eq!(a, array![[1.0, 2.0], [3.0, 4.0]]);
+    // With a metadata line, a short count is evidence of truncation.
+    std::fs::write(
+        &path,
+        "# ndstore: {\"dtype\":\"<f8\",\"shape\":[3,2],\"order\":\"C\"}\n1,2\n3,4\n",
+    )
+    .unwrap();
+    let err = ndstore_text::load_dyn(&path, &TextOptions::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+}
+
+#[test]
+fn numpy_and_pandas_files_without_a_final_line_ending_load_as_they_read_them() {
+    if !ndstore_conformance::python::available_or_skip("numpy and pandas interop") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Files as numpy and pandas write them, then saved by an editor that drops the final line
+    // ending; numpy and pandas read them back, and so must ndstore, to the same bits.
+    let script = format!(
+        "import numpy as np, pandas as pd\nd = {d:?}\nrng = np.random.default_rng(3)\na = rng.standard_normal((40, 3))\nnp.savetxt(d + '/np.csv', a, delimiter=',')\npd.DataFrame(a).to_csv(d + '/pd.csv', index=False, header=False)\nfor name in ('np.csv', 'pd.csv'):\n    p = d + '/' + name\n    text = open(p, 'rb').read()\n    assert text.endswith(b'\\n')\n    open(p, 'wb').write(text.rstrip(b'\\n'))\nnp.save(d + '/np.npy', np.loadtxt(d + '/np.csv', delimiter=','))\nnp.save(d + '/pd.npy', np.ascontiguousarray(pd.read_csv(d + '/pd.csv', header=None).to_numpy()))",
+        d = dir.path().display().to_string()
+    );
+    ndstore_conformance::python::run_script(&script).unwrap();
+    for name in ["np", "pd"] {
+        let expected = ndstore_file_free_npy(&dir.path().join(format!("{name}.npy")));
+        let got: Array2<f64> = ndstore_text::load(
+            dir.path().join(format!("{name}.csv")),
+            &TextOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            expected.map(|v| v.to_bits()),
+            got.map(|v| v.to_bits()),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_memory_limit_stops_a_load_without_a_metadata_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.csv");
+    let text: String = (0..10_000).map(|i| format!("{i},{i}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    let limits = ndstore_core::LoadOptions::new().memory_limit(1000);
+    let err = ndstore_text::load_dyn_with(&path, &TextOptions::default(), &limits).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+    assert!(err.to_string().contains("many.csv"), "{err}");
+    let enough = ndstore_core::LoadOptions::new().memory_limit(160_000);
+    let (meta, _) = ndstore_text::load_dyn_with(&path, &TextOptions::default(), &enough).unwrap();
+    assert_eq!(meta.shape, vec![10_000, 2]);
+}
+
+const OPEN_CHILD_ENV: &str = "NDSTORE_TEXT_OPEN_CHILD";
+
+/// Run by the traced child: one load of a file large enough to be read as two halves.
+#[test]
+fn open_count_child() {
+    let Some(path) = std::env::var_os(OPEN_CHILD_ENV) else {
+        return;
+    };
+    let (meta, _) = ndstore_text::load_dyn(Path::new(&path), &TextOptions::default()).unwrap();
+    assert_eq!(meta.shape, vec![1_500_000, 2]);
+}
+
+#[test]
+fn a_large_load_opens_the_file_once() {
+    use std::fmt::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one-open.csv");
+    let mut text = String::new();
+    for i in 0..1_500_000u64 {
+        writeln!(text, "{i}.5,{}", i % 13).unwrap();
+    }
+    // Over the 16 MiB at which the loader reads two halves side by side: every reader of the
+    // load must read the one descriptor, or a rename between opens would mix two versions.
+    assert!(text.len() > 16 << 20);
+    std::fs::write(&path, text).unwrap();
+    let opens = ndstore_conformance::testing::count_opens(
+        "open_count_child",
+        (OPEN_CHILD_ENV, &path.display().to_string()),
+        "one-open.csv",
+    )
+    .unwrap();
+    assert_eq!(opens, 1);
 }

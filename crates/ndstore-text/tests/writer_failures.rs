@@ -57,7 +57,7 @@ fn fsize_child() {
 fn a_failed_append_poisons_the_writer_and_the_file_keeps_its_last_flush() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("t.csv");
-    let outcomes = ndstore_conformance::limits::run_with_file_size_limit(
+    let outcomes = ndstore_conformance::testing::run_with_file_size_limit(
         "fsize_child",
         (CHILD_ENV, &target.display().to_string()),
         256 << 10,

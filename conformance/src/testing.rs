@@ -1,6 +1,6 @@
-//! Running a test of the current binary again in a child process under a file-size limit, so
-//! writes past the limit fail with EFBIG: how backend tests make a write fail half-way without
-//! a full disk.
+//! Helpers for the backends' own tests, which run a test of the current binary again in a child
+//! process: under a file-size limit, so writes past it fail with EFBIG (a write that fails
+//! half-way without a full disk), or under strace, to count what the child opened.
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
@@ -50,4 +50,35 @@ pub fn run_with_file_size_limit(
         .filter_map(|l| l.split_once("CHILD ").map(|(_, rest)| rest))
         .collect::<Vec<_>>()
         .join("; "))
+}
+
+/// Runs test `test` of the current test binary in a child traced by strace, with `env` set, and
+/// returns how many times it opened a path containing `name` successfully.
+///
+/// # Errors
+///
+/// A message when strace is missing, the child cannot start, or it fails.
+pub fn count_opens(test: &str, env: (&str, &str), name: &str) -> Result<usize, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the test binary: {e}"))?;
+    let log = tempfile::NamedTempFile::new().map_err(|e| format!("no log file: {e}"))?;
+    let output = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(log.path())
+        .arg(exe)
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(env.0, env.1)
+        .output()
+        .map_err(|e| format!("cannot run strace (cargo xtask setup installs it): {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "the traced child failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
+        ));
+    }
+    let text = std::fs::read_to_string(log.path()).map_err(|e| format!("reading the log: {e}"))?;
+    Ok(text
+        .lines()
+        .filter(|l| l.contains(name) && !l.contains("= -1"))
+        .count())
 }
