@@ -182,9 +182,18 @@ pub fn read(reader: &mut dyn Read, max_header_len: usize) -> Result<Header> {
     let raw = parse_dict(&text).map_err(|(pos, msg)| {
         Error::new(ErrorKind::Format, msg).at_offset(text_start + pos as u64)
     })?;
-    let dtype = DType::from_numpy_descr(&raw.descr).map_err(|msg| {
+    let unsupported = |msg: String| {
         Error::new(ErrorKind::UnsupportedDType, msg).at_offset(text_start + raw.descr_pos as u64)
-    })?;
+    };
+    let dtype = match &raw.descr {
+        Descr::Simple(descr) => DType::from_numpy_descr(descr).map_err(unsupported)?,
+        Descr::Structured(fields) => {
+            let shown: String = fields.chars().take(120).collect();
+            return Err(unsupported(format!(
+                "the structured dtype {shown} is not supported: ndstore stores arrays of one numeric type"
+            )));
+        }
+    };
     let order = if raw.fortran {
         Order::Fortran
     } else {
@@ -231,7 +240,7 @@ struct Cursor<'a> {
     pos: usize,
 }
 
-impl Cursor<'_> {
+impl<'a> Cursor<'a> {
     fn skip_ws(&mut self) {
         while let Some(c) = self.text[self.pos..].chars().next() {
             if c.is_whitespace() {
@@ -262,6 +271,41 @@ impl Cursor<'_> {
                 format!("the header ends where '{want}' was expected"),
             )),
         }
+    }
+
+    /// Skips a bracketed value (a list, tuple or dict, with quoted strings inside) and returns
+    /// its text: enough to name a structured dtype in an error without interpreting it.
+    fn bracketed(&mut self) -> ParseResult<&'a str> {
+        self.skip_ws();
+        let start = self.pos;
+        let mut depth = 0usize;
+        let mut quote: Option<char> = None;
+        let mut escaped = false;
+        for (i, c) in self.text[start..].char_indices() {
+            if let Some(q) = quote {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+                continue;
+            }
+            match c {
+                '\'' | '"' => quote = Some(c),
+                '[' | '(' | '{' => depth += 1,
+                ']' | ')' | '}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        self.pos = start + i + c.len_utf8();
+                        return Ok(&self.text[start..self.pos]);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Err((start, "the descr value is not closed".to_owned()))
     }
 
     fn string(&mut self) -> ParseResult<String> {
@@ -353,15 +397,22 @@ impl Cursor<'_> {
 #[derive(Debug)]
 struct RawHeader {
     descr_pos: usize,
-    descr: String,
+    descr: Descr,
     fortran: bool,
     shape_pos: usize,
     shape: Vec<usize>,
 }
 
+/// A header's `descr`: a type string such as `<f8`, or a structured dtype's list of fields.
+#[derive(Debug)]
+enum Descr {
+    Simple(String),
+    Structured(String),
+}
+
 fn parse_dict(text: &str) -> ParseResult<RawHeader> {
     let mut cur = Cursor { text, pos: 0 };
-    let mut descr: Option<(usize, String)> = None;
+    let mut descr: Option<(usize, Descr)> = None;
     let mut fortran = None;
     let mut shape = None;
     cur.expect('{')?;
@@ -376,10 +427,17 @@ fn parse_dict(text: &str) -> ParseResult<RawHeader> {
         let value_pos = cur.peek().map(|_| cur.pos).unwrap_or(cur.pos);
         let duplicate = match key.as_str() {
             "descr" => {
-                if cur.peek() != Some('\'') && cur.peek() != Some('"') {
-                    return Err((value_pos, "the descr is not a simple type string (structured dtypes are not supported)".to_owned()));
-                }
-                descr.replace((value_pos, cur.string()?)).is_some()
+                let value = match cur.peek() {
+                    Some('\'' | '"') => Descr::Simple(cur.string()?),
+                    Some('[' | '(' | '{') => Descr::Structured(cur.bracketed()?.to_owned()),
+                    _ => {
+                        return Err((
+                            value_pos,
+                            "the descr is not a type string or a list of fields".to_owned(),
+                        ));
+                    }
+                };
+                descr.replace((value_pos, value)).is_some()
             }
             "fortran_order" => fortran.replace(cur.boolean()?).is_some(),
             "shape" => shape.replace((value_pos, cur.shape()?)).is_some(),
@@ -461,7 +519,10 @@ mod tests {
         let m = parse_dict(text).unwrap();
         assert_eq!(m.shape, vec![3, 4]);
         assert!(!m.fortran);
-        let dtype = DType::from_numpy_descr(&m.descr).unwrap();
+        let Descr::Simple(descr) = &m.descr else {
+            panic!("not a simple descr: {:?}", m.descr);
+        };
+        let dtype = DType::from_numpy_descr(descr).unwrap();
         assert_eq!(dtype, DType::new(DTypeKind::I64, ByteOrder::Little));
     }
 
@@ -482,8 +543,12 @@ mod tests {
             ),
             ("{'descr': '<f8', 'fortran_order': False}", "'shape'"),
             (
-                "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (), }",
-                "structured",
+                "{'descr': [('a', '<f8')', 'fortran_order': False, 'shape': (), }",
+                "not closed",
+            ),
+            (
+                "{'descr': 7, 'fortran_order': False, 'shape': (), }",
+                "type string",
             ),
             (
                 "{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (), }",

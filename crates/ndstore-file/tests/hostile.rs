@@ -45,7 +45,7 @@ fn each_hostile_file_fails_with_its_own_kind_and_a_byte_offset() {
         ("negative-axis.npy", ErrorKind::Format),
         ("object-dtype-pickle.npy", ErrorKind::UnsupportedDType),
         ("unicode-dtype.npy", ErrorKind::UnsupportedDType),
-        ("structured-dtype.npy", ErrorKind::Format),
+        ("structured-dtype.npy", ErrorKind::UnsupportedDType),
         ("unknown-key.npy", ErrorKind::Format),
         ("not-a-dict.npy", ErrorKind::Format),
         ("invalid-bool-byte.npy", ErrorKind::Format),

@@ -140,3 +140,36 @@ fn ndstore_reads_format_versions_2_and_3_as_numpy_writes_them() {
         );
     }
 }
+
+#[test]
+fn numpy_structured_and_string_arrays_are_refused_as_unsupported_dtypes() {
+    if !python::available_or_skip("numpy interop") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    py(
+        "np.save('structured.npy', np.zeros(3, dtype=[('x', '<f8'), ('y', '<i4', (2,))]))\nnp.save('strings.npy', np.array(['a', 'bc']))\nnp.savez('mixed.npz', s=np.zeros(2, dtype=[('x', '<f4')]))",
+        dir.path(),
+    );
+    for name in ["structured.npy", "strings.npy"] {
+        let err = npy::load_dyn(dir.path().join(name)).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ndstore_core::ErrorKind::UnsupportedDType,
+            "{name}: {err}"
+        );
+        assert!(
+            err.to_string().contains(name) && err.location().is_some(),
+            "{name}: {err}"
+        );
+    }
+    let err = NpzReader::open(dir.path().join("mixed.npz"))
+        .unwrap()
+        .load_dyn("s")
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ndstore_core::ErrorKind::UnsupportedDType,
+        "{err}"
+    );
+}
