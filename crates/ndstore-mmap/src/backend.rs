@@ -11,8 +11,33 @@ use ndstore_core::{
 use crate::map::{MappedArray, Mode};
 
 /// Memory-mapped `.npy` files; reported as `mmap`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MmapBackend;
+///
+/// Its `load` and `open_in_place` map files, so a value of this type is a promise about the
+/// files it touches: it can only be made with the `unsafe` [`MmapBackend::new`].
+///
+/// ```compile_fail
+/// // There is no safe way to get one:
+/// let backend = ndstore_mmap::MmapBackend::default();
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct MmapBackend {
+    _promise: (),
+}
+
+impl MmapBackend {
+    /// The backend, for generic code that drives backends through [`Backend`].
+    ///
+    /// # Safety
+    ///
+    /// While a file is mapped by this backend (during `load`, `load_as` and for the life of a
+    /// handle from `open_in_place`), no process that ignores `flock` may truncate the file
+    /// (access would then fault with SIGBUS, killing the process) or rewrite it in place
+    /// (memory behind shared references would change). Every ndstore handle takes the lock;
+    /// other programs may not. Atomic saves by rename never disturb a map.
+    pub const unsafe fn new() -> MmapBackend {
+        MmapBackend { _promise: () }
+    }
+}
 
 impl Backend for MmapBackend {
     fn name(&self) -> &'static str {
@@ -57,7 +82,8 @@ impl Backend for MmapBackend {
 
     fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
         // SAFETY: the map holds a shared lock, so no ndstore handle truncates or rewrites the
-        // file in place while it is read; it is copied out and unmapped before this returns.
+        // file in place while it is read, and the maker of this backend promised that no other
+        // program does (`MmapBackend::new`); it is copied out and unmapped before this returns.
         let map = unsafe { MappedArray::open_npy(path, Mode::Read)? };
         options
             .admit(map.meta().byte_len()? as u64)
@@ -87,8 +113,9 @@ impl Backend for MmapBackend {
     }
 
     fn open_in_place(&self, path: &Path, options: &SaveOptions) -> Result<Box<dyn InPlaceArray>> {
-        // SAFETY: the map holds an exclusive lock; every ndstore handle respects it, and the
-        // harness runs no other writer on these files.
+        // SAFETY: the map holds an exclusive lock, which every ndstore handle respects, and the
+        // maker of this backend promised that no other program truncates or rewrites the file
+        // (`MmapBackend::new`).
         let mut map = unsafe { MappedArray::open_npy(path, Mode::ReadWrite)? };
         map.set_durability(options.durability);
         Ok(Box::new(map))

@@ -10,20 +10,21 @@ use ndstore_core::{
 };
 use ndstore_mmap::{MappedArray, Mode};
 
+// SAFETY: these tests map only files in their own temporary directories, which no other program
+// truncates or rewrites.
+const MMAP: ndstore_mmap::MmapBackend = unsafe { ndstore_mmap::MmapBackend::new() };
+
 fn meta(kind: DTypeKind, shape: &[usize], order: Order) -> ArrayMeta {
     ArrayMeta::new(DType::native(kind), shape.to_vec(), order)
 }
 
 /// Saves `a` as .npy through a created map.
 fn save(path: &std::path::Path, a: &DynArray) {
-    ndstore_core::Backend::save(&ndstore_mmap::MmapBackend, path, a, &SaveOptions::default())
-        .unwrap();
+    ndstore_core::Backend::save(&MMAP, path, a, &SaveOptions::default()).unwrap();
 }
 
 fn load(path: &std::path::Path) -> DynArray {
-    ndstore_core::Backend::load(&ndstore_mmap::MmapBackend, path)
-        .unwrap()
-        .1
+    ndstore_core::Backend::load(&MMAP, path).unwrap().1
 }
 
 #[test]
@@ -87,7 +88,7 @@ fn created_maps_appear_only_complete_on_commit() {
         "nothing is published before commit"
     );
     map.commit().unwrap();
-    let (meta, loaded) = ndstore_core::Backend::load(&ndstore_mmap::MmapBackend, &path).unwrap();
+    let (meta, loaded) = ndstore_core::Backend::load(&MMAP, &path).unwrap();
     assert_eq!(meta.order, Order::Fortran);
     assert_eq!(loaded.into_typed::<f32>().unwrap().sum(), 2500.0);
 
@@ -197,7 +198,7 @@ fn cooperating_handles_are_refused_while_mapped() {
     }
     // An in-place rewrite would truncate the mapped file: refused too.
     let err = ndstore_core::Backend::save(
-        &ndstore_mmap::MmapBackend,
+        &MMAP,
         &path,
         &ArrayD::<u8>::zeros(IxDyn(&[1])).into(),
         &SaveOptions::new().in_place(),

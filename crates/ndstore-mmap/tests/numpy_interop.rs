@@ -9,6 +9,10 @@ use ndstore_conformance::python;
 use ndstore_core::{Close, Durable, SaveOptions};
 use ndstore_mmap::{MappedArray, Mode};
 
+// SAFETY: these tests map only files in their own temporary directories, which no other program
+// truncates or rewrites.
+const MMAP: ndstore_mmap::MmapBackend = unsafe { ndstore_mmap::MmapBackend::new() };
+
 #[test]
 fn numpy_edits_are_seen_by_a_live_map_and_ndstore_edits_by_numpy() {
     if !python::available_or_skip("numpy interop") {
@@ -17,20 +21,14 @@ fn numpy_edits_are_seen_by_a_live_map_and_ndstore_edits_by_numpy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shared.npy");
     let zeros: ndstore_core::DynArray = ArrayD::<f64>::zeros(IxDyn(&[4, 5])).into();
-    ndstore_core::Backend::save(
-        &ndstore_mmap::MmapBackend,
-        &path,
-        &zeros,
-        &SaveOptions::default(),
-    )
-    .unwrap();
+    ndstore_core::Backend::save(&MMAP, &path, &zeros, &SaveOptions::default()).unwrap();
 
     // A read-only ndstore map stays open while numpy edits the file through its own r+ map.
     // SAFETY: the test's own temporary file; only this test (and the numpy it starts) uses it.
     let reader = unsafe {
         MappedArray::open_raw(
             &path,
-            &ndstore_core::Backend::read_meta(&ndstore_mmap::MmapBackend, &path).unwrap(),
+            &ndstore_core::Backend::read_meta(&MMAP, &path).unwrap(),
             128,
             Mode::Read,
         )

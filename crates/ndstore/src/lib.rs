@@ -55,15 +55,18 @@ pub use ndstore_text as text;
 #[cfg(feature = "hdf5")]
 pub use ndstore_hdf5 as hdf5;
 
-/// The backends this build includes, as the conformance report names them.
+/// The backends this build includes that safe code may drive, as the conformance report names
+/// them.
+///
+/// The `mmap` backend is not among them: it maps files, and a file truncated behind a map's
+/// back kills the process with SIGBUS, so only the caller can promise it is safe. Make it with
+/// `unsafe { ndstore::mmap::MmapBackend::new() }` (see its `# Safety` section).
 // Each push depends on a feature, so the vector cannot be one `vec![]` literal.
 #[allow(clippy::vec_init_then_push, unused_mut)]
 pub fn backends() -> Vec<Box<dyn Backend>> {
     let mut backends: Vec<Box<dyn Backend>> = Vec::new();
     #[cfg(feature = "file")]
     backends.push(Box::new(ndstore_file::NpyBackend));
-    #[cfg(feature = "mmap")]
-    backends.push(Box::new(ndstore_mmap::MmapBackend));
     #[cfg(feature = "text")]
     backends.push(Box::new(ndstore_text::TextBackend));
     #[cfg(feature = "hdf5")]
@@ -154,23 +157,43 @@ fn text_options(path: &Path) -> ndstore_text::TextOptions {
 
 /// Loads the array at `path` with the backend its extension names (the first array of an
 /// `.npz`), with its stored metadata.
+///
+/// # Errors
+///
+/// As [`load_with`].
 pub fn load(path: impl AsRef<Path>) -> Result<(ArrayMeta, DynArray)> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// [`load`] within `options`: a memory limit, say, for files you did not write.
+///
+/// Whatever the file's bytes, the result is the array or an error naming the file and the
+/// place; sizes are checked against the file and the limit before anything is allocated.
+///
+/// # Errors
+///
+/// [`ErrorKind::Unsupported`] for an unknown extension or a backend not built in; the
+/// backend's error for a missing, damaged or hostile file; [`ErrorKind::OutOfMemory`] over
+/// `options.memory_limit`.
+pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
     let path = path.as_ref();
     match format_of(path)? {
         #[cfg(feature = "file")]
-        Format::Npy => ndstore_file::npy::load_dyn(path),
+        Format::Npy => ndstore_file::npy::load_dyn_with(path, options),
         #[cfg(feature = "file")]
         Format::Npz => {
             let mut reader = ndstore_file::npz::NpzReader::open(path)?;
             let first = reader.names().first().cloned().ok_or_else(|| {
                 Error::new(ErrorKind::NotFound, "the archive holds no arrays").with_path(path)
             })?;
-            reader.load_dyn(&first)
+            reader.load_dyn_with(&first, options)
         }
         #[cfg(feature = "text")]
-        Format::Csv | Format::Txt => ndstore_text::load_dyn(path, &text_options(path)),
+        Format::Csv | Format::Txt => {
+            ndstore_text::load_dyn_with(path, &text_options(path), options)
+        }
         #[cfg(feature = "hdf5")]
-        Format::Hdf5 => ndstore_hdf5::load_dyn(path, ndstore_hdf5::DEFAULT_DATASET),
+        Format::Hdf5 => ndstore_hdf5::Hdf5Backend.load_with(path, options),
         #[allow(unreachable_patterns)]
         _ => Err(Error::new(
             ErrorKind::Unsupported,

@@ -28,7 +28,8 @@ fn unknown_extensions_are_named_in_the_error() {
         err.to_string().contains("data.parquet") && err.to_string().contains(".npy"),
         "{err}"
     );
-    let mut expected = vec!["file", "mmap", "text"];
+    // The mapping backend is not handed to safe code.
+    let mut expected = vec!["file", "text"];
     if cfg!(feature = "hdf5") {
         expected.push("hdf5");
     }
@@ -50,5 +51,29 @@ fn hdf5_round_trips_by_extension() {
         let (meta, loaded) = ndstore::load(&path).unwrap();
         assert_eq!(meta.shape, vec![2, 5]);
         assert!(loaded.bit_eq(&array), "{name}");
+    }
+}
+
+#[test]
+fn safe_code_gets_no_backend_that_maps_files() {
+    let names: Vec<&str> = ndstore::backends().iter().map(|b| b.name()).collect();
+    assert!(
+        names.contains(&"file") && names.contains(&"text"),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"mmap"), "{names:?}");
+}
+
+#[test]
+fn a_memory_limit_applies_to_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let array = DynArray::from(ArrayD::<f64>::zeros(IxDyn(&[100, 10])));
+    let limited = ndstore::LoadOptions::new().memory_limit(7999);
+    for name in ["a.npy", "b.npz", "c.csv"] {
+        let path = dir.path().join(name);
+        ndstore::save(&path, &array).unwrap();
+        let err = ndstore::load_with(&path, &limited).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{name}: {err}");
+        assert!(err.to_string().contains(name), "{name}: {err}");
     }
 }
