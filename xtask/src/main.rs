@@ -120,6 +120,10 @@ fn setup() -> Result<Environment, String> {
     if !on_path("strace") {
         missing.push("strace");
     }
+    // A FUSE file system for the test that old files are not held open across a rename there.
+    if !on_path("bindfs") {
+        missing.push("bindfs");
+    }
     if !on_path("python3") {
         missing.push("python3");
     }

@@ -155,11 +155,22 @@ pub fn parent_dir(path: &Path) -> &Path {
 
 /// Follows symbolic links at `path` (not in its directories) to the file a write should
 /// replace. A dangling link resolves to the missing file it names, which the save then creates.
+///
+/// Each link is followed under the rule of Linux's `fs.protected_symlinks`, whatever the
+/// sysctl says: a link in a sticky, world-writable directory (`/tmp`) is followed only when
+/// its owner is this process's effective user or the directory's owner. Otherwise another user
+/// could plant a link there and redirect a privileged save onto any file.
+///
+/// # Errors
+///
+/// [`ErrorKind::PermissionDenied`] for a link the rule refuses; [`ErrorKind::InvalidInput`]
+/// for a directory or too many links; I/O errors inspecting the path.
 pub fn resolve_target(path: &Path) -> Result<PathBuf> {
     let mut current = path.to_path_buf();
     for _ in 0..MAX_SYMLINKS {
         match fs::symlink_metadata(&current) {
             Ok(meta) if meta.file_type().is_symlink() => {
+                check_protected_symlink(&current, &meta)?;
                 let link = fs::read_link(&current)
                     .map_err(|e| Error::io("reading symbolic link", e).with_path(&current))?;
                 current = if link.is_absolute() {
@@ -180,6 +191,29 @@ pub fn resolve_target(path: &Path) -> Result<PathBuf> {
         }
     }
     Err(Error::new(ErrorKind::InvalidInput, "too many levels of symbolic links").with_path(path))
+}
+
+/// Refuses to follow the link at `link` (whose own metadata is `meta`) when the kernel's
+/// protected-symlinks rule would: the link sits in a sticky, world-writable directory, and
+/// neither this process's effective user nor the directory's owner owns it.
+fn check_protected_symlink(link: &Path, meta: &fs::Metadata) -> Result<()> {
+    let dir = parent_dir(link);
+    let dir_meta = fs::metadata(dir)
+        .map_err(|e| Error::io("inspecting the link's directory", e).with_path(link))?;
+    let dir_mode = dir_meta.permissions().mode();
+    let sticky_and_open = dir_mode & 0o1000 != 0 && dir_mode & 0o002 != 0;
+    if !sticky_and_open || meta.uid() == os::effective_uid() || meta.uid() == dir_meta.uid() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::PermissionDenied,
+        format!(
+            "refusing to follow a symbolic link owned by uid {} in a sticky, world-writable directory owned by uid {} (the fs.protected_symlinks rule): another user may have planted it",
+            meta.uid(),
+            dir_meta.uid()
+        ),
+    )
+    .with_path(link))
 }
 
 /// The file name stem of temporaries for `target`: `.NAME.` (truncated so the whole temporary
@@ -235,14 +269,71 @@ fn create_temp(target: &Path, mode: u32) -> Result<(PathBuf, File)> {
     Err(Error::new(ErrorKind::Io, "could not find a free temporary file name").with_path(target))
 }
 
-/// What a replaced file keeps: its permission bits and its owner.
-#[derive(Clone, Copy, Debug)]
+/// What a replaced file keeps: its permission bits, its owner and its extended attributes
+/// (POSIX ACLs among them).
+#[derive(Clone, Debug)]
 struct Keep {
     mode: u32,
     uid: u32,
     gid: u32,
     /// The old file's size: big ones are released off the caller's thread (see `release`).
     size: u64,
+    /// The old file's extended attributes, names and values.
+    xattrs: Vec<(std::ffi::CString, Vec<u8>)>,
+    /// The owner may change when it cannot be kept (`SaveOptions::allow_owner_change`).
+    owner_may_change: bool,
+}
+
+impl Keep {
+    /// What `target` (an existing file) must keep, after checking that the caller may replace
+    /// it: a file the caller could not open for writing is refused unless `options` allow it.
+    fn of(target: &Path, meta: &fs::Metadata, options: &SaveOptions) -> Result<Keep> {
+        if !options.replace_read_only {
+            let writable = os::may_write(target).map_err(|e| {
+                Error::io("checking write permission on the target", e).with_path(target)
+            })?;
+            if !writable {
+                return Err(Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "this user may not write the file (mode {:o}), so replacing it would override its protection, as np.save refuses to; SaveOptions::replace_read_only() replaces it anyway",
+                        meta.permissions().mode() & 0o7777
+                    ),
+                )
+                .with_path(target));
+            }
+        }
+        let mut xattrs = Vec::new();
+        let names = os::xattr_names(target).map_err(|e| {
+            Error::io("listing the extended attributes of the file it replaces", e)
+                .with_path(target)
+        })?;
+        for name in names {
+            match os::xattr_value(target, &name) {
+                Ok(value) => xattrs.push((name, value)),
+                // Removed since it was listed: nothing to keep.
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+                Err(e) => {
+                    return Err(Error::io(
+                        format!(
+                            "reading extended attribute {} of the file it replaces",
+                            name.to_string_lossy()
+                        ),
+                        e,
+                    )
+                    .with_path(target));
+                }
+            }
+        }
+        Ok(Keep {
+            mode: meta.permissions().mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.len(),
+            xattrs,
+            owner_may_change: options.allow_owner_change,
+        })
+    }
 }
 
 enum State {
@@ -282,12 +373,7 @@ impl OutputFile {
         match options.replace {
             Replace::Atomic => {
                 let keep = match fs::metadata(&target) {
-                    Ok(meta) => Some(Keep {
-                        mode: meta.permissions().mode() & 0o7777,
-                        uid: meta.uid(),
-                        gid: meta.gid(),
-                        size: meta.len(),
-                    }),
+                    Ok(meta) => Some(Keep::of(&target, &meta, options)?),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                     Err(e) => return Err(Error::io("inspecting the target", e).with_path(&target)),
                 };
@@ -376,7 +462,7 @@ impl OutputFile {
         match &self.state {
             State::Atomic { temp, keep } => {
                 if let Some(keep) = keep {
-                    keep_attributes(file.file(), keep, temp)?;
+                    keep_attributes(file.file(), keep, temp, &self.target)?;
                 }
                 if synced {
                     file.sync()?;
@@ -417,26 +503,61 @@ impl OutputFile {
     }
 }
 
-fn keep_attributes(file: &File, keep: &Keep, temp: &Path) -> Result<()> {
-    file.set_permissions(fs::Permissions::from_mode(keep.mode))
+/// Gives the temporary `file` what the replaced file had: owner, mode and extended attributes.
+///
+/// The owner first (chown clears set-user-ID and set-group-ID bits), then the mode, then the
+/// extended attributes (a POSIX ACL sets the group bits to its mask, as on the old file). A
+/// caller that is not root cannot give a file away: then the save fails, unless the options
+/// let the owner change, when the set-ID bits are dropped (they would otherwise become the
+/// caller's).
+fn keep_attributes(file: &File, keep: &Keep, temp: &Path, target: &Path) -> Result<()> {
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io("inspecting the temporary file", e).with_path(temp))?;
+    let mut mode = keep.mode;
+    let owner_differs = meta.uid() != keep.uid || meta.gid() != keep.gid;
+    if owner_differs && let Err(e) = std::os::unix::fs::fchown(file, Some(keep.uid), Some(keep.gid))
+    {
+        if !keep.owner_may_change {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "cannot keep the owner of the file it replaces (uid {}, gid {}): {e}; SaveOptions::allow_owner_change() lets the owner change",
+                    keep.uid, keep.gid
+                ),
+            )
+            .with_path(target));
+        }
+        log::info!(
+            "{}: the replaced file's owner (uid {}, gid {}) could not be kept: {e}",
+            target.display(),
+            keep.uid,
+            keep.gid
+        );
+        mode &= !0o6000;
+    }
+    file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| {
             Error::io("cannot give the new file the old file's mode", e).with_path(temp)
         })?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::io("inspecting the temporary file", e))?;
-    if meta.uid() != keep.uid || meta.gid() != keep.gid {
-        // Only a privileged process may give a file away; others keep their own ownership, as
-        // every editor that saves by rename does.
-        if let Err(e) = std::os::unix::fs::fchown(file, Some(keep.uid), Some(keep.gid)) {
-            log::debug!(
-                "{}: could not keep the owner of the replaced file: {e}",
-                temp.display()
-            );
-        } else {
-            // chown clears set-user-ID and set-group-ID bits; put the mode back.
-            file.set_permissions(fs::Permissions::from_mode(keep.mode))
-                .map_err(|e| Error::io("cannot restore the mode", e).with_path(temp))?;
+    for (name, value) in &keep.xattrs {
+        if let Err(e) = os::set_xattr(file, name, value) {
+            let label = name.to_string_lossy();
+            // Labels a security module or the kernel manages (SELinux, capabilities, trusted
+            // attributes) are its to assign; everything else, ACLs above all, is kept or the
+            // save fails.
+            if label.starts_with("security.") || label.starts_with("trusted.") {
+                log::warn!(
+                    "{}: extended attribute {label} of the replaced file not kept: {e}",
+                    target.display()
+                );
+                continue;
+            }
+            return Err(Error::io(
+                format!("cannot keep extended attribute {label} of the file it replaces"),
+                e,
+            )
+            .with_path(target));
         }
     }
     Ok(())

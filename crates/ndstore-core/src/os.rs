@@ -145,3 +145,172 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
         }
     }
 }
+
+/// Whether this process may open `path` for writing, by the kernel's full permission check
+/// with the effective user and group (`faccessat(AT_EACCESS)`: mode bits, ACLs, capabilities).
+pub fn may_write(path: &std::path::Path) -> io::Result<bool> {
+    let c_path = c_path(path)?;
+    // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call; faccessat only
+    // reads it.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::W_OK,
+            libc::AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EACCES | libc::EPERM | libc::EROFS) => Ok(false),
+        // Some kernels and file systems refuse the flag combination; ask without the no-follow
+        // flag (the path is already a resolved target, not a link).
+        Some(libc::EINVAL) => {
+            // SAFETY: as above.
+            let rc = unsafe {
+                libc::faccessat(
+                    libc::AT_FDCWD,
+                    c_path.as_ptr(),
+                    libc::W_OK,
+                    libc::AT_EACCESS,
+                )
+            };
+            if rc == 0 {
+                Ok(true)
+            } else {
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::EACCES | libc::EPERM | libc::EROFS) => Ok(false),
+                    _ => Err(err),
+                }
+            }
+        }
+        _ => Err(err),
+    }
+}
+
+fn c_path(path: &std::path::Path) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// The names of the extended attributes of `path` (not following a link at it). A file system
+/// without extended attributes has none.
+pub fn xattr_names(path: &std::path::Path) -> io::Result<Vec<std::ffi::CString>> {
+    let c_path = c_path(path)?;
+    let mut buffer: Vec<u8> = Vec::new();
+    loop {
+        // SAFETY: `c_path` is NUL-terminated; with size 0 the kernel only returns the size
+        // needed, otherwise it writes at most `buffer.len()` bytes into `buffer`.
+        let rc = unsafe {
+            libc::llistxattr(
+                c_path.as_ptr(),
+                buffer.as_mut_ptr().cast::<libc::c_char>(),
+                buffer.len(),
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                Some(libc::ENOTSUP) => Ok(Vec::new()),
+                // The list grew between the two calls: ask for the size again.
+                Some(libc::ERANGE) => {
+                    buffer.clear();
+                    continue;
+                }
+                _ => Err(err),
+            };
+        }
+        let len = rc as usize;
+        if buffer.is_empty() && len > 0 {
+            buffer.resize(len, 0);
+            continue;
+        }
+        buffer.truncate(len);
+        return Ok(buffer
+            .split(|&b| b == 0)
+            .filter(|name| !name.is_empty())
+            .filter_map(|name| std::ffi::CString::new(name).ok())
+            .collect());
+    }
+}
+
+/// The value of extended attribute `name` of `path` (not following a link at it).
+pub fn xattr_value(path: &std::path::Path, name: &std::ffi::CStr) -> io::Result<Vec<u8>> {
+    let c_path = c_path(path)?;
+    let mut buffer: Vec<u8> = Vec::new();
+    loop {
+        // SAFETY: both strings are NUL-terminated; the kernel writes at most `buffer.len()`
+        // bytes into `buffer` (none when it is empty, returning the size needed).
+        let rc = unsafe {
+            libc::lgetxattr(
+                c_path.as_ptr(),
+                name.as_ptr(),
+                buffer.as_mut_ptr().cast::<libc::c_void>(),
+                buffer.len(),
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ERANGE) {
+                buffer.clear();
+                continue;
+            }
+            return Err(err);
+        }
+        let len = rc as usize;
+        if buffer.is_empty() && len > 0 {
+            buffer.resize(len, 0);
+            continue;
+        }
+        buffer.truncate(len);
+        return Ok(buffer);
+    }
+}
+
+/// Sets extended attribute `name` of the open `file` to `value`.
+pub fn set_xattr(file: &File, name: &std::ffi::CStr, value: &[u8]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the descriptor is borrowed from a live `File`; `name` is NUL-terminated and the
+    // kernel reads `value.len()` bytes of `value`.
+    let rc = unsafe {
+        libc::fsetxattr(
+            file.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast::<libc::c_void>(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The file system type (`statfs`'s `f_type` magic number) of the file system holding `path`.
+pub fn fs_type(path: &std::path::Path) -> io::Result<i64> {
+    let c_path = c_path(path)?;
+    let mut stat = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `c_path` is NUL-terminated and `stat` is large enough for the kernel to fill.
+    let rc = unsafe { libc::statfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: statfs returned 0, so it filled `stat`.
+    let stat = unsafe { stat.assume_init() };
+    // f_type is a `long` on 64-bit Linux and an `int` elsewhere; both fit in i64.
+    #[allow(clippy::useless_conversion)]
+    Ok(i64::from(stat.f_type))
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

@@ -11,9 +11,16 @@
 //! [`DEFER_BYTES`] are deferred; smaller ones cost less to free than to hand over.
 //!
 //! The hand-over queue holds one file: a caller that replaces large files faster than they are
-//! freed waits, so at most two old files' blocks are still in use at any time. A process that
-//! exits closes the descriptors itself. [`settle`] waits until every deferred file is closed,
-//! for callers (and tests) that count descriptors or free space.
+//! freed waits, so at most three old files' blocks are still in use at any time (one being
+//! closed by the background thread, one queued, and one held by the caller waiting to queue
+//! it). A process that exits closes the descriptors itself. [`settle`] waits until every
+//! deferred file is closed, for callers (and tests) that count descriptors or free space.
+//!
+//! Not on network and user-space file systems (NFS, SMB/CIFS, FUSE, 9p, Ceph, AFS): there a
+//! file that is still open when its last name goes is kept by the client (NFS "silly-renames"
+//! it to `.nfsXXXX` first, two server operations with a window in which the target has no
+//! file), so the rename over a held file is neither cheaper nor as clean. Old files there are
+//! freed inline, as by a plain rename.
 //!
 //! Nothing about durability changes: the directory entry is replaced before the hand-over, and
 //! an unlinked file's blocks were never part of any durable state.
@@ -71,10 +78,35 @@ fn reaper() -> Option<&'static Reaper> {
         .as_ref()
 }
 
+/// `statfs` magic numbers of file systems where an open file that loses its last name is
+/// handled by a client or a user-space server: NFS, SMB, CIFS, SMB2, FUSE, 9p, Ceph, AFS,
+/// Coda, OCFS2 and GFS2 (cluster file systems with their own unlink protocols).
+const NO_DEFER_FS: [i64; 11] = [
+    0x6969,      // NFS
+    0x517b,      // SMB
+    0xff53_4d42, // CIFS
+    0xfe53_4d42, // SMB2
+    0x6573_5546, // FUSE
+    0x0102_1997, // 9p
+    0x00c3_6400, // Ceph
+    0x5346_414f, // AFS
+    0x7375_7245, // Coda
+    0x7461_636f, // OCFS2
+    0x0116_1970, // GFS2
+];
+
+/// Whether the file system holding `path` frees a held, unlinked file as a local one does.
+/// Unknown (statfs failed) counts as no.
+pub(crate) fn local_unlink_semantics(path: &Path) -> bool {
+    let dir = crate::atomic::parent_dir(path);
+    crate::os::fs_type(dir).is_ok_and(|kind| !NO_DEFER_FS.contains(&kind))
+}
+
 /// Opens `path` to keep its inode alive across a rename over it, when it is big enough to be
-/// worth it. `None` when it is small, or cannot be opened (then the rename frees it inline).
+/// worth it and its file system is local. `None` when it is small, on a network or user-space
+/// file system, or cannot be opened (then the rename frees it inline).
 pub(crate) fn hold(path: &Path, size: u64) -> Option<File> {
-    if size < DEFER_BYTES {
+    if size < DEFER_BYTES || !local_unlink_semantics(path) {
         return None;
     }
     OpenOptions::new()
@@ -130,6 +162,19 @@ mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn network_and_user_space_file_systems_are_told_apart_from_local_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        std::fs::write(&path, b"x").unwrap();
+        // The scratch directory is on a local file system (ext4, tmpfs, overlayfs...).
+        let kind = crate::os::fs_type(dir.path()).unwrap();
+        assert!(!NO_DEFER_FS.contains(&kind), "{kind:#x}");
+        assert!(local_unlink_semantics(&path));
+        // A directory that cannot be inspected is "unknown": never held.
+        assert!(!local_unlink_semantics(Path::new("/no/such/dir/file")));
+    }
 
     #[test]
     fn small_files_are_not_held() {

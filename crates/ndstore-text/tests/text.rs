@@ -445,7 +445,7 @@ fn a_large_load_opens_the_file_once() {
     let opens = ndstore_conformance::testing::count_opens(
         "open_count_child",
         (OPEN_CHILD_ENV, &path.display().to_string()),
-        "one-open.csv",
+        &["one-open.csv"],
     )
     .unwrap();
     assert_eq!(opens, 1);
