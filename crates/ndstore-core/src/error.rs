@@ -116,8 +116,12 @@ impl fmt::Display for Location {
 
 /// An ndstore error: a kind, a message, and where known the file, the place and the cause.
 ///
-/// Displayed as `path: place: message` so a person can go straight to the problem.
-pub struct Error {
+/// Displayed as `path: place: message` so a person can go straight to the problem. The error is
+/// one pointer wide (its parts are boxed), so `Result<(), Error>` costs a register, not a
+/// struct.
+pub struct Error(Box<Inner>);
+
+struct Inner {
     kind: ErrorKind,
     message: String,
     path: Option<PathBuf>,
@@ -131,13 +135,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error of `kind` with a message (lowercase, no trailing period).
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error {
+        Error(Box::new(Inner {
             kind,
             message: message.into(),
             path: None,
             location: None,
             source: None,
-        }
+        }))
     }
 
     /// An I/O error, with a message saying what was being done.
@@ -153,20 +157,20 @@ impl Error {
         } else {
             ErrorKind::Io
         };
-        Error {
+        Error(Box::new(Inner {
             kind,
             message: context.into(),
             path: None,
             location: None,
             source: Some(source),
-        }
+        }))
     }
 
     /// Attaches the file the error concerns, unless one is already attached.
     #[must_use]
     pub fn with_path(mut self, path: impl AsRef<Path>) -> Error {
-        if self.path.is_none() {
-            self.path = Some(path.as_ref().to_path_buf());
+        if self.0.path.is_none() {
+            self.0.path = Some(path.as_ref().to_path_buf());
         }
         self
     }
@@ -174,8 +178,8 @@ impl Error {
     /// Attaches the place in the input, unless one is already attached.
     #[must_use]
     pub fn at(mut self, location: Location) -> Error {
-        if self.location.is_none() {
-            self.location = Some(location);
+        if self.0.location.is_none() {
+            self.0.location = Some(location);
         }
         self
     }
@@ -189,7 +193,7 @@ impl Error {
     /// Turns a byte offset into a place inside the named archive member.
     #[must_use]
     pub fn in_member(mut self, name: &str) -> Error {
-        self.location = Some(match self.location.take() {
+        self.0.location = Some(match self.0.location.take() {
             Some(Location::Offset(offset)) => Location::Member {
                 name: name.to_owned(),
                 offset,
@@ -207,7 +211,7 @@ impl Error {
     /// were placed relative to the piece.
     #[must_use]
     pub fn offset_lines(mut self, lines: u64) -> Error {
-        if let Some(Location::LineColumn { line, .. }) = &mut self.location {
+        if let Some(Location::LineColumn { line, .. }) = &mut self.0.location {
             *line += lines;
         }
         self
@@ -215,40 +219,40 @@ impl Error {
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The message, without path or place.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The file the error concerns, when known.
     pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+        self.0.path.as_deref()
     }
 
     /// The place in the input, when known.
     pub fn location(&self) -> Option<&Location> {
-        self.location.as_ref()
+        self.0.location.as_ref()
     }
 
     /// The operating system's error, for I/O errors.
     pub fn io_error(&self) -> Option<&io::Error> {
-        self.source.as_ref()
+        self.0.source.as_ref()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(path) = &self.path {
+        if let Some(path) = &self.0.path {
             write!(f, "{}: ", path.display())?;
         }
-        if let Some(location) = &self.location {
+        if let Some(location) = &self.0.location {
             write!(f, "{location}: ")?;
         }
-        f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
+        f.write_str(&self.0.message)?;
+        if let Some(source) = &self.0.source {
             write!(f, ": {source}")?;
         }
         Ok(())
@@ -257,13 +261,14 @@ impl fmt::Display for Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Error({:?}: {self})", self.kind)
+        write!(f, "Error({:?}: {self})", self.0.kind)
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_ref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
@@ -271,7 +276,7 @@ impl std::error::Error for Error {
 
 impl From<Error> for io::Error {
     fn from(err: Error) -> io::Error {
-        let kind = match err.kind {
+        let kind = match err.0.kind {
             ErrorKind::Truncated => io::ErrorKind::UnexpectedEof,
             ErrorKind::NotFound => io::ErrorKind::NotFound,
             ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
@@ -279,6 +284,7 @@ impl From<Error> for io::Error {
             ErrorKind::OutOfMemory => io::ErrorKind::OutOfMemory,
             ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
             ErrorKind::Io | ErrorKind::StorageFull => err
+                .0
                 .source
                 .as_ref()
                 .map_or(io::ErrorKind::Other, io::Error::kind),
@@ -308,5 +314,17 @@ mod tests {
     fn unexpected_eof_is_truncation() {
         let err = Error::io("reading", io::Error::from(io::ErrorKind::UnexpectedEof));
         assert_eq!(err.kind(), ErrorKind::Truncated);
+    }
+}
+
+#[cfg(test)]
+mod size {
+    #[test]
+    fn a_result_with_the_error_is_one_pointer_wide() {
+        assert!(std::mem::size_of::<super::Result<()>>() <= 16);
+        assert_eq!(
+            std::mem::size_of::<super::Error>(),
+            std::mem::size_of::<usize>()
+        );
     }
 }
