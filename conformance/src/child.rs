@@ -11,9 +11,30 @@ use serde::{Deserialize, Serialize};
 use ndstore_core::{Backend, DynArray, Order, SaveOptions};
 
 use crate::checks::versioned;
+use crate::fixtures::Fixtures;
 
 /// The variable that carries a child's task.
 pub const TASK_ENV: &str = "NDSTORE_CONFORMANCE_CHILD";
+
+/// The variable that names the backend under test, for test binaries that hold several (the
+/// self-tests' broken backends): their child entry picks the backend by it.
+pub const BACKEND_ENV: &str = "NDSTORE_CONFORMANCE_BACKEND";
+
+/// The backend whose check runs now (checks run one at a time per process).
+static CURRENT_BACKEND: std::sync::Mutex<&'static str> = std::sync::Mutex::new("");
+
+/// Records which backend the check about to run is for; children started from now on are told.
+pub fn set_current_backend(name: &'static str) {
+    *CURRENT_BACKEND
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
+}
+
+fn current_backend() -> &'static str {
+    *CURRENT_BACKEND
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The prefix of every line a child writes for the parent.
 pub const PREFIX: &str = "NDSTORE:";
@@ -95,14 +116,19 @@ pub enum Task {
         /// The target's name.
         file: String,
     },
-    /// Load each file under a memory limit, printing `START name` before each and
-    /// `RESULT name outcome` after.
+    /// Under an address-space limit, make and load each damaged file of a BI list, printing
+    /// `START name` before each and `RESULT name outcome` after; fail at once when the limit
+    /// cannot be set.
     BadInputs {
-        /// A file listing the files to load, one path per line (a list in the environment
-        /// would outgrow its size limit).
+        /// A file listing the cases, one JSON object per line (a list in the environment would
+        /// outgrow its size limit).
         list: PathBuf,
+        /// Where the damaged files are made, one at a time.
+        scratch: PathBuf,
         /// The address-space limit, in bytes.
         memory_limit: u64,
+        /// The memory limit each load is given ([`ndstore_core::LoadOptions::memory_limit`]).
+        load_limit: u64,
     },
 }
 
@@ -140,6 +166,7 @@ pub fn command(task: &Task) -> Result<Command, String> {
         "--quiet",
     ])
     .env(TASK_ENV, json)
+    .env(BACKEND_ENV, current_backend())
     .env_remove("NDSTORE_CONFORMANCE_OUT")
     .stdin(Stdio::null());
     Ok(cmd)
@@ -185,8 +212,9 @@ pub fn canonical(array: &DynArray) -> String {
     format!("{} {:?} {hex}", array.kind(), array.shape())
 }
 
-/// The entry point of child processes: runs the task in the environment, if any.
-pub fn entry(backend: &dyn Backend) {
+/// The entry point of child processes: runs the task in the environment, if any, against
+/// `backend` with its `fixtures`.
+pub fn entry(backend: &dyn Backend, fixtures: &dyn Fixtures) {
     let Ok(json) = std::env::var(TASK_ENV) else {
         return;
     };
@@ -197,7 +225,7 @@ pub fn entry(backend: &dyn Backend) {
             std::process::exit(2);
         }
     };
-    let code = run_task(backend, task);
+    let code = run_task(backend, fixtures, task);
     std::process::exit(code);
 }
 
@@ -205,7 +233,7 @@ fn say(line: &str) {
     println!("{PREFIX}{line}");
 }
 
-fn run_task(backend: &dyn Backend, task: Task) -> i32 {
+fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
     match task {
         Task::Load { path } => match backend.load(&path) {
             Ok((_, array)) => {
@@ -334,48 +362,58 @@ fn run_task(backend: &dyn Backend, task: Task) -> i32 {
         }
         Task::Poison { path, handle } => poison(backend, &path, handle),
         Task::FullDisk { dir, file } => full_disk(backend, &dir, &file),
-        Task::BadInputs { list, memory_limit } => {
-            limit_memory(memory_limit);
-            let files = match std::fs::read_to_string(&list) {
-                Ok(text) => text.lines().map(PathBuf::from).collect::<Vec<_>>(),
+        Task::BadInputs {
+            list,
+            scratch,
+            memory_limit,
+            load_limit,
+        } => {
+            // Without the limit, a reader that allocates what a file claims would take the
+            // machine's memory instead of failing here: refuse to run rather than warn.
+            if let Err(e) = limit_memory(memory_limit) {
+                say(&format!("ERROR cannot limit the address space: {e}"));
+                return 3;
+            }
+            match crate::checks::bad_input::child_cases(
+                backend, fixtures, &list, &scratch, load_limit, &say,
+            ) {
+                Ok(()) => {
+                    say("DONE");
+                    0
+                }
                 Err(e) => {
                     say(&format!("ERROR {e}"));
-                    return 1;
+                    1
                 }
-            };
-            for path in files {
-                let name = file_name(&path);
-                say(&format!("START {name}"));
-                let outcome = crate::checks::bad_input::outcome(backend, &path);
-                say(&format!("RESULT {name} {outcome}"));
             }
-            say("DONE");
-            0
         }
     }
 }
 
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
 /// Caps this process's address space, so an allocation the input cannot justify fails here
-/// instead of exhausting the machine.
-fn limit_memory(bytes: u64) {
+/// instead of exhausting the machine; and its core dumps, so a crash costs no disk.
+///
+/// # Errors
+///
+/// The operating system's refusal.
+pub fn limit_memory(bytes: u64) -> std::io::Result<()> {
     let limit = libc::rlimit {
         rlim_cur: bytes as libc::rlim_t,
         rlim_max: bytes as libc::rlim_t,
     };
     // SAFETY: setrlimit reads the struct we pass and changes only this process's limits.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) };
-    if rc != 0 {
-        say(&format!(
-            "WARN setrlimit failed: {}",
-            std::io::Error::last_os_error()
-        ));
+    if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Prints `READY` and waits for a line on stdin; false when stdin closed first.

@@ -4,16 +4,24 @@
 //! A backend crate plugs in with `tests/conformance.rs`:
 //!
 //! ```text
-//! ndstore_conformance::suite!(ndstore_file::NpyBackend);
+//! ndstore_conformance::suite!(ndstore_file::NpyBackend, FileFixtures);
 //! ```
 //!
 //! which expands to one `#[test]` per check, named `conformance::rt`, `conformance::fc`, ...,
 //! so `cargo test -p ndstore-file --test conformance conformance::ck` reruns one check.
+//! `FileFixtures` implements [`Fixtures`], defined in the same test file: what only the format
+//! knows (hostile inputs, realistic files and their regions, other loaders, the Python snippets),
+//! kept out of the production [`Backend`] trait.
 //!
 //! The backend's declared [`Capabilities`](ndstore_core::Capabilities) decide which checks
 //! apply: a check whose capability is missing is N/A and says which; a declared capability
-//! that fails is FAIL, never a skip. Checks that need another process re-run the test binary
-//! as a child (see [`child`]), so "another process sees the data" is tested with one.
+//! that fails is FAIL. A check that cannot run on this machine (no strace, not root) is SKIP
+//! with its reason, and fails the test unless skips are allowed ([`skips_allowed`]). Checks that
+//! need another process re-run the test binary as a child (see [`child`]), so "another process
+//! sees the data" is tested with one.
+//!
+//! Every check proves on each run that it can fail: [`selftest`] holds a backend broken on
+//! purpose for each, on which the check must FAIL.
 //!
 //! `cargo xtask conformance` runs every backend's suite with `NDSTORE_CONFORMANCE_OUT` set; each
 //! check then writes its [`CheckResult`] there, and the `conformance-report` binary renders the
@@ -32,6 +40,7 @@
 //!         capabilities: None,
 //!         checks: vec![CheckResult::counted("RT", 10, &[], "ten cases")],
 //!     }],
+//!     self_tests: vec![],
 //! };
 //! assert!(report.to_markdown().contains("PASS 10/10"));
 //! assert!(!report.has_failures());
@@ -39,6 +48,7 @@
 
 pub mod checks;
 pub mod child;
+pub mod fixtures;
 pub mod logcapture;
 pub mod powerloss;
 pub mod progress;
@@ -46,6 +56,7 @@ pub mod python;
 pub mod report;
 pub mod sample;
 pub mod scenario;
+pub mod selftest;
 pub mod syscalls;
 pub mod testing;
 
@@ -53,6 +64,7 @@ use std::path::PathBuf;
 
 use ndstore_core::Backend;
 
+pub use fixtures::{Fixtures, NoFixtures, PythonInterop};
 pub use report::{CheckResult, Status};
 
 /// How much work a run does: quick for CI, full for `cargo xtask conformance --full`.
@@ -90,10 +102,13 @@ impl Mode {
     }
 }
 
-/// What every check gets: the backend, the mode, and a scratch directory removed afterwards.
+/// What every check gets: the backend, its fixtures, the mode, and a scratch directory removed
+/// afterwards.
 pub struct Ctx<'a> {
     /// The backend under test.
     pub backend: &'a dyn Backend,
+    /// What only its format knows (hostile and realistic files, loaders, Python snippets).
+    pub fixtures: &'a dyn Fixtures,
     /// Quick or full.
     pub mode: Mode,
     /// A fresh directory for this check's files.
@@ -109,10 +124,21 @@ impl Ctx<'_> {
     }
 }
 
-/// Runs check `id` against `backend`, records the result for the report when
-/// `NDSTORE_CONFORMANCE_OUT` is set, and panics (failing the test) when the check failed.
-pub fn run(id: &str, backend: &dyn Backend) {
-    let result = check(id, backend);
+/// The variable that allows skipped checks (set by `cargo xtask conformance --allow-skip`).
+pub const ALLOW_SKIP_ENV: &str = "NDSTORE_CONFORMANCE_ALLOW_SKIP";
+
+/// Whether a skipped check may pass its test: only when `NDSTORE_CONFORMANCE_ALLOW_SKIP=1` and
+/// never under `CI=true`, where everything must run.
+pub fn skips_allowed() -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    !ci && std::env::var(ALLOW_SKIP_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Runs check `id` against `backend` with its `fixtures`, records the result for the report
+/// when `NDSTORE_CONFORMANCE_OUT` is set, and panics (failing the test) when the check failed,
+/// or was skipped without [`skips_allowed`].
+pub fn run(id: &str, backend: &dyn Backend, fixtures: &dyn Fixtures) {
+    let result = check(id, backend, fixtures);
     if let Some(dir) = std::env::var_os("NDSTORE_CONFORMANCE_OUT")
         && let Err(e) = record(&PathBuf::from(dir), backend, &result)
     {
@@ -127,6 +153,9 @@ pub fn run(id: &str, backend: &dyn Backend) {
         result.cases,
         result.detail
     );
+    for note in &result.notes {
+        println!("  {}: {}", note.name, note.detail);
+    }
     assert_ne!(
         result.status,
         Status::Fail,
@@ -135,11 +164,18 @@ pub fn run(id: &str, backend: &dyn Backend) {
         id,
         result.detail
     );
+    assert!(
+        result.status != Status::Skip || skips_allowed(),
+        "{} {} could not run here: {} (`cargo xtask conformance --allow-skip` accepts this outside CI)",
+        backend.name(),
+        id,
+        result.detail
+    );
 }
 
 /// Runs check `id` against `backend` and returns its result without failing the test: for the
 /// harness's own tests, which prove that checks fail on broken backends.
-pub fn check(id: &str, backend: &dyn Backend) -> CheckResult {
+pub fn check(id: &str, backend: &dyn Backend, fixtures: &dyn Fixtures) -> CheckResult {
     // One check at a time per process: checks fork children, and a child forked while another
     // check holds a file open would inherit its descriptors (some libraries, libhdf5 among
     // them, open files without O_CLOEXEC) and with them its locks.
@@ -147,16 +183,22 @@ pub fn check(id: &str, backend: &dyn Backend) -> CheckResult {
     let _turn = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    run_check(id, backend).unwrap_or_else(|message| CheckResult {
+    child::set_current_backend(backend.name());
+    run_check(id, backend, fixtures).unwrap_or_else(|message| CheckResult {
         id: id.to_owned(),
         status: Status::Fail,
         cases: 1,
         failures: 1,
         detail: format!("the check could not run: {message}"),
+        notes: Vec::new(),
     })
 }
 
-fn run_check(id: &str, backend: &dyn Backend) -> Result<CheckResult, String> {
+fn run_check(
+    id: &str,
+    backend: &dyn Backend,
+    fixtures: &dyn Fixtures,
+) -> Result<CheckResult, String> {
     let dir = tempfile::Builder::new()
         .prefix(&format!(
             "ndstore-{}-{}-",
@@ -167,6 +209,7 @@ fn run_check(id: &str, backend: &dyn Backend) -> Result<CheckResult, String> {
         .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
     let ctx = Ctx {
         backend,
+        fixtures,
         mode: Mode::from_env(),
         dir,
     };
@@ -187,63 +230,64 @@ fn record(
     std::fs::write(dir.join(format!("{}.json", result.id)), json)
 }
 
-/// Expands to the conformance suite for one backend: one `#[test]` per check, plus the entry
-/// point child processes run. Use it once, in the backend crate's `tests/conformance.rs`.
+/// Expands to the conformance suite for one backend and its [`Fixtures`]: one `#[test]` per
+/// check, plus the entry point child processes run. Use it once, in the backend crate's
+/// `tests/conformance.rs`.
 #[macro_export]
 macro_rules! suite {
-    ($backend:expr) => {
+    ($backend:expr, $fixtures:expr) => {
         mod conformance {
             use super::*;
 
             #[test]
             fn rt() {
-                $crate::run("RT", &$backend);
+                $crate::run("RT", &$backend, &$fixtures);
             }
             #[test]
             fn fc() {
-                $crate::run("FC", &$backend);
+                $crate::run("FC", &$backend, &$fixtures);
             }
             #[test]
             fn fd() {
-                $crate::run("FD", &$backend);
+                $crate::run("FD", &$backend, &$fixtures);
             }
             #[test]
             fn ck() {
-                $crate::run("CK", &$backend);
+                $crate::run("CK", &$backend, &$fixtures);
             }
             #[test]
             fn cp() {
-                $crate::run("CP", &$backend);
+                $crate::run("CP", &$backend, &$fixtures);
             }
             #[test]
             fn io() {
-                $crate::run("IO", &$backend);
+                $crate::run("IO", &$backend, &$fixtures);
             }
             #[test]
             fn fs() {
-                $crate::run("FS", &$backend);
+                $crate::run("FS", &$backend, &$fixtures);
             }
             #[test]
             fn bi() {
-                $crate::run("BI", &$backend);
+                $crate::run("BI", &$backend, &$fixtures);
             }
             #[test]
             fn co() {
-                $crate::run("CO", &$backend);
+                $crate::run("CO", &$backend, &$fixtures);
             }
             #[test]
             fn se() {
-                $crate::run("SE", &$backend);
+                $crate::run("SE", &$backend, &$fixtures);
             }
             #[test]
             fn ix() {
-                $crate::run("IX", &$backend);
+                $crate::run("IX", &$backend, &$fixtures);
             }
             /// Not a check: the entry point of the child processes the checks start. It does
             /// nothing unless the harness set the task variable.
             #[test]
             fn child_entry() {
-                $crate::child::entry(&$backend);
+                $crate::child::entry(&$backend, &$fixtures);
             }
         }
     };

@@ -2,7 +2,7 @@
 // Tests may unwrap: a panic is how a test reports its failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ndstore_conformance::report::{BackendReport, CheckResult, Report, Status};
+use ndstore_conformance::report::{BackendReport, CheckResult, Note, Report, SelfTest, Status};
 use ndstore_core::{Capabilities, CrashGuarantee, DTypeKind};
 
 fn sample_report() -> Report {
@@ -32,6 +32,17 @@ fn sample_report() -> Report {
                     CheckResult::counted("RT", 508, &[], "fixed and property cases"),
                     CheckResult::counted("CK", 200, &["kill 7: torn".to_owned()], "kills"),
                     CheckResult::not_applicable("CO", "in_place_update"),
+                    CheckResult::skipped("FS", "not root (strace attaches to a child)"),
+                    CheckResult::counted("IO", 30, &[], "injected failures")
+                        .with_skipped_part("the full-disk case needs unshare"),
+                    CheckResult::counted("BI", 900, &[], "900 files").with_note(Note {
+                        name: "trusted".to_owned(),
+                        cases: 450,
+                        failures: 5,
+                        detail: "in-process (trusted) path: 5 of 450 crashed the process"
+                            .to_owned(),
+                    }),
+                    CheckResult::counted("SE", 0, &[], "nothing ran"),
                 ],
             },
             BackendReport {
@@ -39,6 +50,18 @@ fn sample_report() -> Report {
                 capabilities: None,
                 checks: vec![],
             },
+        ],
+        self_tests: vec![
+            SelfTest::from_result(
+                "broken-overwrites-in-place",
+                "a save truncates the target and rewrites it",
+                &CheckResult::counted("CK", 200, &["kill 3: torn".to_owned()], "kills"),
+            ),
+            SelfTest::from_result(
+                "broken-opens-twice",
+                "a load opens the path twice",
+                &CheckResult::counted("CO", 300, &[], "reads"),
+            ),
         ],
     }
 }
@@ -70,4 +93,44 @@ fn json_has_the_documented_shape() {
             .contains("in_place_update")
     );
     assert_eq!(report.backends[0].checks[0].status, Status::Pass);
+    // SKIP is its own status with its reason, never N/A.
+    assert_eq!(file["checks"][3]["status"], "skip");
+    assert!(
+        file["checks"][3]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not root")
+    );
+    // A part that could not run turns a pass into a skip.
+    assert_eq!(file["checks"][4]["status"], "skip");
+    assert_eq!(file["checks"][4]["cases"], 30);
+    // The trusted path is a note beside BI, with its own counts.
+    assert_eq!(file["checks"][5]["status"], "pass");
+    assert_eq!(file["checks"][5]["notes"][0]["name"], "trusted");
+    assert_eq!(file["checks"][5]["notes"][0]["failures"], 5);
+    // No case ran: FAIL, not PASS 0/0.
+    assert_eq!(file["checks"][6]["status"], "fail");
+    // The self-tests: which variant, which check, and whether it failed as required.
+    let tests = &json["self_tests"];
+    assert_eq!(tests[0]["variant"], "broken-overwrites-in-place");
+    assert_eq!(tests[0]["check"], "CK");
+    assert_eq!(tests[0]["status"], "fail");
+    assert_eq!(tests[0]["caught"], true);
+    assert_eq!(tests[1]["caught"], false);
+    assert_eq!(report.skips().len(), 2, "{:?}", report.skips());
+}
+
+#[test]
+fn a_self_test_that_does_not_fail_fails_the_report() {
+    let mut report = sample_report();
+    report.backends.truncate(1);
+    report.backends[0]
+        .checks
+        .retain(|c| c.status == Status::Pass || c.status == Status::Skip);
+    assert!(
+        report.has_failures(),
+        "the uncaught CO self-test must fail it"
+    );
+    report.self_tests.retain(|t| t.caught);
+    assert!(!report.has_failures());
 }

@@ -1,119 +1,110 @@
-//! The harness proves it can fail: a deliberately broken backend — in-place overwrites that
-//! claim to be atomic, a reader that panics on short files, byte order dropped on save — must
-//! get FAIL from RT, CK, CO and BI.
+//! The harness proves it can fail: each check of the catalogue must FAIL on a backend broken on
+//! purpose for it (see `ndstore_conformance::selftest`), and the same backend without its flaw
+//! (the control) must pass the checks, so every FAIL comes from the flaw.
+//!
+//! `cargo xtask conformance` runs this file with `NDSTORE_CONFORMANCE_OUT` set, so each
+//! self-test lands in the report; here it is also the unit-test form.
 
-// Tests may unwrap: a panic is how a test reports its failure.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::io::Write;
-use std::path::Path;
-
-use ndstore_conformance::{Status, check};
-use ndstore_core::ndarray::{ArrayD, IxDyn};
-use ndstore_core::{
-    ArrayMeta, Backend, Capabilities, CrashGuarantee, DType, DTypeKind, DynArray, Error, ErrorKind,
-    LoadOptions, Order, Result, SaveOptions,
-};
-
-/// Stores f64 arrays as a count followed by the values, rewriting the file in place (as
-/// `np.save` does) while declaring atomic replace.
-struct Broken;
-
-impl Backend for Broken {
-    fn name(&self) -> &'static str {
-        "broken"
-    }
-    fn extension(&self) -> &'static str {
-        "brk"
-    }
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            dtypes: vec![DTypeKind::F64],
-            both_byte_orders: true,
-            fortran_order: false,
-            max_ndim: 1,
-            bit_exact: true,
-            atomic_replace: true,
-            in_place_update: false,
-            partial_io: false,
-            streaming_append: false,
-            memory_map: false,
-            compression: false,
-            crash: CrashGuarantee::AtomicReplace,
-            in_place_crash: CrashGuarantee::None,
-            interop: false,
-        }
-    }
-    fn save(&self, path: &Path, array: &DynArray, _: &SaveOptions) -> Result<()> {
-        let values: Vec<f64> = match array {
-            DynArray::F64(a) => a.iter().copied().collect(),
-            _ => return Err(Error::new(ErrorKind::Unsupported, "f64 only")),
-        };
-        // Truncate, then write piece by piece: a crash or a reader in between sees a torn file.
-        let mut file = std::fs::File::create(path).map_err(|e| Error::io("create", e))?;
-        file.write_all(&(values.len() as u64).to_le_bytes())
-            .map_err(|e| Error::io("write", e))?;
-        for chunk in values.chunks(512) {
-            let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
-            file.write_all(&bytes).map_err(|e| Error::io("write", e))?;
-        }
-        Ok(())
-    }
-    fn load_with(&self, path: &Path, _: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("read", e))?;
-        // Broken on purpose: trusts the count and slices without checking.
-        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-        let values: Vec<f64> = (0..n)
-            .map(|i| f64::from_le_bytes(bytes[8 + i * 8..16 + i * 8].try_into().unwrap()))
-            .collect();
-        let meta = ArrayMeta::new(
-            DType::new(DTypeKind::F64, ndstore_core::ByteOrder::Little),
-            vec![n],
-            Order::C,
-        );
-        Ok((
-            meta,
-            DynArray::from(ArrayD::from_shape_vec(IxDyn(&[n]), values).unwrap()),
-        ))
-    }
-    fn load_as(&self, path: &Path, _: DTypeKind) -> Result<DynArray> {
-        self.load(path).map(|(_, a)| a)
-    }
-    fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {
-        self.load(path).map(|(m, _)| m)
-    }
-}
+use ndstore_conformance::Status;
+use ndstore_conformance::selftest::{self, VARIANTS};
 
 mod conformance {
-    /// The entry point of the harness's child processes for the broken backend.
+    /// The entry point of the harness's child processes for the broken backends: the variant
+    /// is named in the child's environment.
     #[test]
     fn child_entry() {
-        ndstore_conformance::child::entry(&super::Broken);
+        ndstore_conformance::selftest::child_entry();
     }
 }
 
 #[test]
-fn round_trip_catches_a_dropped_byte_order_and_shape() {
-    let result = check("RT", &Broken);
-    assert_eq!(result.status, Status::Fail, "{}", result.detail);
-    assert!(result.failures > 0);
+fn every_check_of_the_catalogue_has_a_broken_variant() {
+    for (id, _) in ndstore_conformance::report::CATALOGUE {
+        assert!(
+            VARIANTS.iter().any(|v| v.check == id),
+            "no broken variant proves that {id} can fail"
+        );
+    }
 }
 
 #[test]
-fn kill_check_catches_in_place_overwrites() {
-    let result = check("CK", &Broken);
-    assert_eq!(result.status, Status::Fail, "{}", result.detail);
+fn rt_catches_a_dropped_byte_order() {
+    selftest::must_fail("broken-drops-byte-order");
 }
 
 #[test]
-fn concurrency_check_catches_torn_reads() {
-    let result = check("CO", &Broken);
-    assert_eq!(result.status, Status::Fail, "{}", result.detail);
+fn fc_catches_a_commit_that_loses_the_last_rows() {
+    selftest::must_fail("broken-commit-loses-tail");
 }
 
 #[test]
-fn bad_input_check_catches_a_panicking_reader() {
-    let result = check("BI", &Broken);
-    assert_eq!(result.status, Status::Fail, "{}", result.detail);
-    assert!(result.detail.contains("panic"), "{}", result.detail);
+fn fd_catches_a_drop_that_publishes_partial_data() {
+    selftest::must_fail("broken-drop-publishes");
+}
+
+#[test]
+fn ck_catches_a_save_that_overwrites_in_place() {
+    selftest::must_fail("broken-overwrites-in-place");
+}
+
+#[test]
+fn cp_catches_a_rename_without_fsync() {
+    selftest::must_fail("broken-rename-without-fsync");
+}
+
+#[test]
+fn io_catches_ignored_write_errors() {
+    selftest::must_fail("broken-ignores-write-errors");
+}
+
+#[test]
+fn fs_catches_a_sync_that_swallows_eio() {
+    selftest::must_fail("broken-sync-swallows-eio");
+}
+
+#[test]
+fn bi_catches_a_reader_that_allocates_the_declared_size() {
+    selftest::must_fail("broken-allocates-declared-size");
+}
+
+#[test]
+fn bi_catches_a_reader_that_panics_on_short_files() {
+    selftest::must_fail("broken-panics-on-short-files");
+}
+
+#[test]
+fn co_catches_a_loader_that_opens_the_path_twice() {
+    selftest::must_fail("broken-opens-twice");
+}
+
+#[test]
+fn se_catches_a_temporary_that_is_not_private() {
+    selftest::must_fail("broken-temporary-not-private");
+}
+
+#[test]
+fn ix_catches_files_that_only_round_trip_with_themselves() {
+    selftest::must_fail("broken-swaps-stored-bytes");
+}
+
+/// The control: the flaws' common backend, without a flaw, passes the checks the cheaper
+/// variants target, so their failures come from their flaws.
+#[test]
+fn control_passes_rt_fc_fd_bi_se_ix() {
+    for id in ["RT", "FC", "FD", "BI", "SE", "IX"] {
+        let result = selftest::control(id);
+        assert_eq!(result.status, Status::Pass, "{id}: {}", result.detail);
+    }
+}
+
+/// The control passes the checks that kill, race and trace processes too.
+#[test]
+fn control_passes_ck_cp_io_fs_co() {
+    for id in ["CK", "CP", "IO", "FS", "CO"] {
+        let result = selftest::control(id);
+        if result.status == Status::Skip && ndstore_conformance::skips_allowed() {
+            continue;
+        }
+        assert_eq!(result.status, Status::Pass, "{id}: {}", result.detail);
+    }
 }

@@ -1,29 +1,135 @@
 //! BI: hostile and damaged files give a clear error with a kind and a place — never a panic, an
-//! abort, an allocation the file cannot justify, or a hang. Every case runs twice: in this
-//! process under `catch_unwind`, and in a child process under a memory limit and a timeout.
+//! abort, an allocation the file cannot justify, or a hang.
+//!
+//! The corpus has three parts: the backend's hostile inputs (lying sizes, link cycles, ...,
+//! from its [`Fixtures`]); every cut and some corrupt bytes of a small valid file; and
+//! structure-aware damage of realistic files of at least 1 MiB, whose fixtures map their regions
+//! (headers, indexes, heaps, data, trailers): every byte of a metadata region is corrupted (a bit
+//! flip, 0x00 or 0xff, in turn) and cut, data regions at sampled places.
+//!
+//! Every case runs in a child process under an address-space limit, which makes each damaged
+//! file just before loading it; a signal, an abort, a hang or a hit limit there fails the case,
+//! and a fresh child takes the rest. Then the cases a child survived run again in this process
+//! under `catch_unwind`. A backend's trusted (in-process) loader runs the same corpus in
+//! children, and its crashes are reported beside BI's result, never as a pass.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::time::Duration;
 
-use ndstore_core::{Backend, DTypeKind, Order, SaveOptions};
+use serde::{Deserialize, Serialize};
 
-use crate::Ctx;
+use ndstore_core::{Backend, DTypeKind, Error, ErrorKind, LoadOptions, Order, SaveOptions};
+
 use crate::child::{self, PREFIX, Task};
-use crate::report::CheckResult;
-use crate::sample;
+use crate::fixtures::{Density, Expect, Fixtures, REALISTIC_MIN_BYTES, Realistic, Region};
+use crate::report::{CheckResult, Note};
+use crate::sample::{self, Rng};
+use crate::{Ctx, Mode};
 
 /// The child's address-space limit: far below what the hostile headers claim.
 const MEMORY_LIMIT: u64 = 2 << 30;
 
-/// How long the child may take over the whole corpus.
-const TIMEOUT: Duration = Duration::from_secs(300);
+/// The memory limit every load is given: under the address-space limit, so a reader that
+/// checks it refuses before the limit is hit.
+const LOAD_LIMIT: u64 = 1 << 30;
 
-/// What loading one file gave, as one line of text: `ok`, `err KIND placed|unplaced|nopath`, or
-/// `panic MESSAGE`.
-pub fn outcome(backend: &dyn Backend, path: &Path) -> String {
-    let result = catch_unwind(AssertUnwindSafe(|| backend.load(path).map(|_| ())));
+/// How long one file may take in the child before it counts as hung.
+const CASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a case's file is loaded.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Via {
+    /// The backend's own `load_with`.
+    Backend,
+    /// A loader of the fixtures, by name.
+    Loader(String),
+    /// The fixtures' trusted (in-process) loader.
+    Trusted,
+}
+
+/// What is done to a source file to make a case's file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Damage {
+    /// Nothing: the source as it is (hostile inputs, intact realistic files).
+    None,
+    /// Cut to this many bytes.
+    Truncate(u64),
+    /// The byte at `at` replaced by `byte`.
+    Set {
+        /// The offset.
+        at: u64,
+        /// The new value.
+        byte: u8,
+    },
+}
+
+/// One case as the child sees it: which file to make and how to load it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildCase {
+    /// The name of the file made (unique in the run).
+    pub name: String,
+    /// How it is loaded.
+    pub via: Via,
+    /// The file it is made from.
+    pub source: PathBuf,
+    /// What is done to the source.
+    pub damage: Damage,
+}
+
+/// What a case's outcome must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Want {
+    /// A clear error.
+    Error,
+    /// Data or a clear error.
+    Either,
+    /// Data (an intact realistic file).
+    Data,
+}
+
+impl From<Expect> for Want {
+    fn from(expect: Expect) -> Want {
+        match expect {
+            Expect::MustFail => Want::Error,
+            Expect::MayLoad => Want::Either,
+        }
+    }
+}
+
+/// A case as the parent judges it.
+struct Case {
+    child: ChildCase,
+    want: Want,
+    /// (realistic file, region) for the per-region counts.
+    region: Option<(String, String)>,
+}
+
+/// Loads `path` as `via` says, under `load_limit`, and describes the result in one line: `ok`,
+/// `err KIND placed|unplaced|nopath MESSAGE`, or `panic MESSAGE`.
+pub fn outcome(
+    backend: &dyn Backend,
+    fixtures: &dyn Fixtures,
+    via: &Via,
+    path: &Path,
+    load_limit: u64,
+) -> String {
+    let options = LoadOptions::new().memory_limit(load_limit);
+    let result = catch_unwind(AssertUnwindSafe(|| match via {
+        Via::Backend => backend.load_with(path, &options).map(|_| ()),
+        Via::Loader(name) => match fixtures.loaders().iter().find(|l| l.name == name) {
+            Some(loader) => (loader.load)(path, &options),
+            None => Err(missing_loader(name)),
+        },
+        Via::Trusted => match fixtures.trusted_loader() {
+            Some(loader) => (loader.load)(path, &options),
+            None => Err(missing_loader("trusted")),
+        },
+    }));
     match result {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(e)) => {
@@ -51,20 +157,28 @@ pub fn outcome(backend: &dyn Backend, path: &Path) -> String {
     }
 }
 
-/// Whether `outcome` is acceptable for a case named `name`: damaged files (`trunc-`, `hostile-`)
-/// must fail; corrupted bytes may load (the damage may sit in the data) or fail; every failure
-/// must name the file and the place (`io` errors only the file).
-fn judge(name: &str, outcome: &str) -> Result<(), String> {
-    let must_fail = name.starts_with("trunc-") || name.starts_with("hostile-");
+fn missing_loader(name: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        format!("the fixtures have no loader named {name:?}"),
+    )
+}
+
+/// Whether `outcome` is acceptable for a case that wants `want`. An out-of-memory error is an
+/// honest answer only where a valid file may hold more than itself (`oom_ok`); elsewhere it
+/// means the reader tried to allocate what the file could not justify.
+fn judge(want: Want, outcome: &str, oom_ok: bool) -> Result<(), String> {
     if outcome == "ok" {
-        return if must_fail {
-            Err("loaded without an error".to_owned())
-        } else {
-            Ok(())
+        return match want {
+            Want::Error => Err("loaded without an error".to_owned()),
+            Want::Either | Want::Data => Ok(()),
         };
     }
     if outcome.starts_with("panic") {
         return Err(outcome.to_owned());
+    }
+    if want == Want::Data {
+        return Err(format!("the intact file does not load: {outcome}"));
     }
     let mut parts = outcome.splitn(4, ' ');
     let (_, kind, placed) = (
@@ -72,158 +186,21 @@ fn judge(name: &str, outcome: &str) -> Result<(), String> {
         parts.next().unwrap_or(""),
         parts.next().unwrap_or(""),
     );
-    match placed {
-        "placed" => Ok(()),
-        "unplaced" if kind == "io" => Ok(()),
+    if placed == "nopath" {
+        return Err(format!("the error does not name the file: {outcome}"));
+    }
+    if kind == "out_of_memory" && !oom_ok {
+        return Err(format!(
+            "the reader tried to allocate what the file cannot justify: {outcome}"
+        ));
+    }
+    match (placed, kind) {
+        ("placed", _) => Ok(()),
+        // Errors of the operating system, of the memory limit, and of an isolated reader that
+        // died name the file; no byte is to blame.
+        ("unplaced", "io" | "out_of_memory" | "reader_crashed") => Ok(()),
         _ => Err(format!("the error does not say where: {outcome}")),
     }
-}
-
-/// The corpus kept in the repository for `backend` (its hostile inputs), written when missing.
-fn kept_corpus(backend: &dyn Backend) -> Result<Vec<PathBuf>, String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus")
-        .join(backend.name());
-    let inputs = backend.hostile_inputs();
-    if !inputs.is_empty() {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    for (name, bytes) in &inputs {
-        let path = dir.join(format!("hostile-{name}"));
-        if std::fs::read(&path).ok().as_deref() != Some(bytes.as_slice()) {
-            std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-    }
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries.filter_map(Result::ok).map(|e| e.path()).collect(),
-        Err(_) => Vec::new(),
-    };
-    files.sort();
-    Ok(files)
-}
-
-/// Builds the run's corpus in `dir`: the kept files, every truncation of a small valid file,
-/// and byte corruptions of its first 256 bytes.
-fn build_corpus(ctx: &Ctx<'_>, dir: &Path) -> Result<usize, String> {
-    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    let backend = ctx.backend;
-    for file in kept_corpus(backend)? {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        std::fs::copy(&file, dir.join(name)).map_err(|e| e.to_string())?;
-    }
-    let caps = backend.capabilities();
-    let kind = if caps.stores(DTypeKind::F64) {
-        DTypeKind::F64
-    } else {
-        caps.dtypes[0]
-    };
-    let valid = ctx.path("valid");
-    backend
-        .save(
-            &valid,
-            &sample::array(kind, &[3, 4], Order::C, 5),
-            &SaveOptions::default(),
-        )
-        .map_err(|e| format!("saving the valid sample: {e}"))?;
-    let bytes = std::fs::read(&valid).map_err(|e| e.to_string())?;
-    let ext = backend.extension();
-    for len in 0..bytes.len() {
-        std::fs::write(dir.join(format!("trunc-{len:06}.{ext}")), &bytes[..len])
-            .map_err(|e| e.to_string())?;
-    }
-    let mut rng = sample::Rng::new(0xbad_1257);
-    for pos in 0..bytes.len().min(256) {
-        let mut damaged = bytes.clone();
-        damaged[pos] = match rng.below(3) {
-            0 => 0xff,
-            1 => 0x00,
-            _ => damaged[pos] ^ (1 << rng.below(8)),
-        };
-        std::fs::write(dir.join(format!("flip-{pos:06}.{ext}")), &damaged)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(std::fs::read_dir(dir).map_err(|e| e.to_string())?.count())
-}
-
-/// How the child fared with each file: its outcome line, or the reason it died on the file.
-struct ChildRun {
-    outcomes: Vec<(String, Result<String, String>)>,
-}
-
-/// Loads `files` in memory-limited children with a timeout; a child that dies or hangs on a
-/// file is recorded against that file and replaced by a fresh child for the rest.
-fn run_children(files: &[PathBuf], list: &Path) -> Result<ChildRun, String> {
-    let mut outcomes = Vec::new();
-    let mut rest: Vec<PathBuf> = files.to_vec();
-    while !rest.is_empty() {
-        // The list goes in a file beside the corpus: in the environment it would outgrow the
-        // size limit of one variable.
-        let text: String = rest.iter().map(|p| format!("{}\n", p.display())).collect();
-        std::fs::write(list, text).map_err(|e| format!("writing the file list: {e}"))?;
-        let mut cmd = child::command(&Task::BadInputs {
-            list: list.to_path_buf(),
-            memory_limit: MEMORY_LIMIT,
-        })?;
-        let mut process = cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let stdout = process.stdout.take().ok_or("no stdout")?;
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
-        });
-        let started = Instant::now();
-        let status = loop {
-            match process.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if started.elapsed() > TIMEOUT => {
-                    let _ = process.kill();
-                    let _ = process.wait();
-                    break None;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => return Err(e.to_string()),
-            }
-        };
-        let lines: Vec<String> = reader
-            .join()
-            .map_err(|_| "reader thread failed")?
-            .into_iter()
-            .filter_map(|l| l.strip_prefix(PREFIX).map(str::to_owned))
-            .collect();
-        let mut finished = 0;
-        let mut last_started = None;
-        for line in &lines {
-            if let Some(name) = line.strip_prefix("START ") {
-                last_started = Some(name.to_owned());
-            } else if let Some(rest_line) = line.strip_prefix("RESULT ") {
-                let (name, outcome) = rest_line.split_once(' ').unwrap_or((rest_line, ""));
-                outcomes.push((name.to_owned(), Ok(outcome.to_owned())));
-                finished += 1;
-                last_started = None;
-            }
-        }
-        if lines.iter().any(|l| l == "DONE") {
-            break;
-        }
-        let why = match status {
-            None => format!("hung for over {TIMEOUT:?}"),
-            Some(s) => format!("died ({s})"),
-        };
-        // The file the child was loading when it died; with no START line, the next one.
-        let culprit = finished;
-        let name = last_started.unwrap_or_else(|| file_name(&rest[culprit.min(rest.len() - 1)]));
-        outcomes.push((name, Err(format!("the child {why} loading it"))));
-        rest.drain(..(culprit + 1).min(rest.len()));
-    }
-    Ok(ChildRun { outcomes })
 }
 
 fn file_name(path: &Path) -> String {
@@ -232,49 +209,633 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// BI: every corpus file, first in memory-limited children with a timeout, then in this
-/// process under `catch_unwind` (only the files a child survived: an abort here would end the
-/// whole run, and the child has already reported it).
+/// The hostile inputs of the fixtures as files: in the repository's `corpus/<backend>/` when
+/// that directory exists (kept there for readers, rewritten when the fixtures change, files no
+/// fixture makes any more removed), otherwise in `scratch`. Returns each file with its loader.
+fn kept_corpus(
+    ctx: &Ctx<'_>,
+    scratch: &Path,
+) -> Result<Vec<(PathBuf, Option<&'static str>)>, String> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(ctx.backend.name());
+    let dir = if repo.is_dir() {
+        repo
+    } else {
+        scratch.to_path_buf()
+    };
+    let inputs = ctx.fixtures.hostile_inputs();
+    let mut files = Vec::new();
+    let mut names = HashSet::new();
+    for hostile in &inputs {
+        let name = format!("hostile-{}", hostile.name);
+        let path = dir.join(&name);
+        if std::fs::read(&path).ok().as_deref() != Some(hostile.bytes.as_slice()) {
+            std::fs::write(&path, &hostile.bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        names.insert(name);
+        files.push((path, hostile.loader));
+    }
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let name = file_name(&path);
+        if name.starts_with("hostile-") && !names.contains(&name) {
+            std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(files)
+}
+
+/// The positions of a region that get damage: every byte (dense regions in full mode, and
+/// small ones), or `cap` positions spread evenly from the first byte to the last.
+fn positions(region: &Region, cap: u64) -> Vec<u64> {
+    let (start, end) = (region.range.start, region.range.end);
+    let len = end.saturating_sub(start);
+    if len == 0 {
+        return Vec::new();
+    }
+    if len <= cap {
+        return (start..end).collect();
+    }
+    let mut out: Vec<u64> = (0..cap)
+        .map(|i| start + i * (len - 1) / (cap - 1).max(1))
+        .collect();
+    out.dedup();
+    out
+}
+
+/// How many positions of a region get corrupt bytes and cuts, by density and mode.
+fn caps(density: Density, mode: Mode) -> (u64, u64) {
+    match (density, mode) {
+        (Density::Dense, Mode::Full) => (u64::MAX, u64::MAX),
+        (Density::Dense, Mode::Quick) => (128, 32),
+        (Density::Sampled, Mode::Full) => (96, 32),
+        (Density::Sampled, Mode::Quick) => (12, 4),
+    }
+}
+
+/// A corrupt value for `old`: a flipped bit, 0x00 or 0xff in turn (`turn`), never `old` itself.
+fn corrupt(old: u8, turn: u64, rng: &mut Rng) -> u8 {
+    let new = match turn % 3 {
+        0 => old ^ (1 << rng.below(8)),
+        1 => 0x00,
+        _ => 0xff,
+    };
+    if new == old { old ^ 0xff } else { new }
+}
+
+/// Checks a realistic file: at least 1 MiB, regions inside it and covering every byte.
+fn check_map(file: &Realistic, len: u64) -> Vec<String> {
+    let mut problems = Vec::new();
+    if len < REALISTIC_MIN_BYTES {
+        problems.push(format!(
+            "{}: {len} bytes, under the {REALISTIC_MIN_BYTES} a realistic file must have",
+            file.name
+        ));
+    }
+    let mut ranges: Vec<_> = file.regions.iter().map(|r| r.range.clone()).collect();
+    ranges.sort_by_key(|r| (r.start, r.end));
+    let mut covered = 0u64;
+    for range in &ranges {
+        if range.end > len {
+            problems.push(format!(
+                "{}: a region ends at byte {}, past the end ({len})",
+                file.name, range.end
+            ));
+        }
+        if range.start > covered {
+            problems.push(format!(
+                "{}: bytes {covered}..{} are in no region",
+                file.name, range.start
+            ));
+        }
+        covered = covered.max(range.end);
+    }
+    if covered < len {
+        problems.push(format!(
+            "{}: bytes {covered}..{len} are in no region",
+            file.name
+        ));
+    }
+    problems
+}
+
+/// Every case of the run, with the problems found while building it (a missing realistic file,
+/// a map with holes) and a description of the corpus.
+struct Corpus {
+    cases: Vec<Case>,
+    problems: Vec<String>,
+    what: Vec<String>,
+}
+
+fn build_corpus(ctx: &Ctx<'_>, dir: &Path) -> Result<Corpus, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let backend = ctx.backend;
+    let ext = backend.extension();
+    let mut cases = Vec::new();
+    let mut problems = Vec::new();
+    let mut what = Vec::new();
+    let loaders: HashSet<&str> = ctx.fixtures.loaders().iter().map(|l| l.name).collect();
+    let via = |loader: Option<&'static str>| match loader {
+        None => Via::Backend,
+        Some(name) => Via::Loader(name.to_owned()),
+    };
+    let unknown = |loader: Option<&'static str>, problems: &mut Vec<String>| {
+        if let Some(name) = loader
+            && !loaders.contains(name)
+        {
+            problems.push(format!(
+                "a fixture names the loader {name:?}, which does not exist"
+            ));
+        }
+    };
+
+    let kept = kept_corpus(ctx, dir)?;
+    what.push(format!("{} hostile inputs", kept.len()));
+    for (path, loader) in kept {
+        unknown(loader, &mut problems);
+        cases.push(Case {
+            child: ChildCase {
+                name: file_name(&path),
+                via: via(loader),
+                source: path,
+                damage: Damage::None,
+            },
+            want: Want::Error,
+            region: None,
+        });
+    }
+
+    // A small valid file: cut at every byte, and corrupt bytes in its first 256.
+    let caps_ = backend.capabilities();
+    let kind = if caps_.stores(DTypeKind::F64) {
+        DTypeKind::F64
+    } else {
+        caps_.dtypes.first().copied().unwrap_or(DTypeKind::U8)
+    };
+    let small = ctx.dir.path().join(format!("small.{ext}"));
+    backend
+        .save(
+            &small,
+            &sample::array(kind, &[3, 4], Order::C, 5),
+            &SaveOptions::default(),
+        )
+        .map_err(|e| format!("saving the small valid file: {e}"))?;
+    let bytes = std::fs::read(&small).map_err(|e| e.to_string())?;
+    for len in 0..bytes.len() as u64 {
+        cases.push(Case {
+            child: ChildCase {
+                name: format!("trunc-{len:06}.{ext}"),
+                via: Via::Backend,
+                source: small.clone(),
+                damage: Damage::Truncate(len),
+            },
+            want: Want::Error,
+            region: None,
+        });
+    }
+    let mut rng = Rng::new(0xbad_1257);
+    for at in 0..bytes.len().min(256) {
+        let byte = corrupt(bytes[at], rng.below(3), &mut rng);
+        cases.push(Case {
+            child: ChildCase {
+                name: format!("flip-{at:06}.{ext}"),
+                via: Via::Backend,
+                source: small.clone(),
+                damage: Damage::Set {
+                    at: at as u64,
+                    byte,
+                },
+            },
+            want: Want::Either,
+            region: None,
+        });
+    }
+    what.push(format!(
+        "every cut of a 3×4 file ({} bytes) and {} corrupt bytes of it",
+        bytes.len(),
+        bytes.len().min(256)
+    ));
+
+    // Realistic files, damaged in every region.
+    let realistic_dir = ctx.dir.path().join("realistic");
+    std::fs::create_dir_all(&realistic_dir).map_err(|e| e.to_string())?;
+    let files = ctx.fixtures.realistic_files(backend, &realistic_dir)?;
+    if files.is_empty() {
+        problems.push(
+            "the fixtures give no realistic file, so no region of a real file is damaged"
+                .to_owned(),
+        );
+    }
+    for (n, file) in files.iter().enumerate() {
+        unknown(file.loader, &mut problems);
+        let bytes =
+            std::fs::read(&file.path).map_err(|e| format!("{}: {e}", file.path.display()))?;
+        let len = bytes.len() as u64;
+        problems.extend(check_map(file, len));
+        let stem = format!("real{n}");
+        let fext = file
+            .path
+            .extension()
+            .map_or(ext.to_owned(), |e| e.to_string_lossy().into_owned());
+        cases.push(Case {
+            child: ChildCase {
+                name: format!("{stem}-intact.{fext}"),
+                via: via(file.loader),
+                source: file.path.clone(),
+                damage: Damage::None,
+            },
+            want: Want::Data,
+            region: None,
+        });
+        let mut rng = Rng::new(0x5eed_0000 + n as u64);
+        for (r, region) in file.regions.iter().enumerate() {
+            let (flip_cap, cut_cap) = caps(region.density, ctx.mode);
+            let label = Some((file.name.clone(), region.name.clone()));
+            let flip_at = match region.density {
+                Density::Dense => positions(region, flip_cap),
+                Density::Sampled => sampled(region, flip_cap, &mut rng),
+            };
+            let turns: u64 = match (region.density, ctx.mode) {
+                (Density::Dense, Mode::Full) => 3,
+                _ => 1,
+            };
+            for at in flip_at.into_iter().filter(|&at| at < len) {
+                for t in 0..turns {
+                    let byte = corrupt(bytes[at as usize], at + t + r as u64, &mut rng);
+                    cases.push(Case {
+                        child: ChildCase {
+                            name: format!("{stem}-r{r}-set{t}-{at:08}.{fext}"),
+                            via: via(file.loader),
+                            source: file.path.clone(),
+                            damage: Damage::Set { at, byte },
+                        },
+                        want: region.flips.into(),
+                        region: label.clone(),
+                    });
+                }
+            }
+            let cut_at = match region.density {
+                Density::Dense => positions(region, cut_cap),
+                Density::Sampled => sampled(region, cut_cap, &mut rng),
+            };
+            for at in cut_at.into_iter().filter(|&at| at < len) {
+                cases.push(Case {
+                    child: ChildCase {
+                        name: format!("{stem}-r{r}-cut-{at:08}.{fext}"),
+                        via: via(file.loader),
+                        source: file.path.clone(),
+                        damage: Damage::Truncate(at),
+                    },
+                    want: region.truncation.into(),
+                    region: label.clone(),
+                });
+            }
+        }
+    }
+    Ok(Corpus {
+        cases,
+        problems,
+        what,
+    })
+}
+
+/// `cap` random positions of a sampled region (the first and the last byte among them).
+fn sampled(region: &Region, cap: u64, rng: &mut Rng) -> Vec<u64> {
+    let (start, end) = (region.range.start, region.range.end);
+    if end <= start {
+        return Vec::new();
+    }
+    let mut out = vec![start, end - 1];
+    while (out.len() as u64) < cap.min(end - start) {
+        out.push(start + rng.below(end - start));
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Makes a case's file in `scratch` from its source bytes.
+fn materialise(case: &ChildCase, source: &[u8], scratch: &Path) -> Result<PathBuf, String> {
+    let path = scratch.join(&case.name);
+    let result = match case.damage {
+        Damage::None => std::fs::write(&path, source),
+        Damage::Truncate(len) => std::fs::write(&path, &source[..(len as usize).min(source.len())]),
+        Damage::Set { at, byte } => {
+            let mut bytes = source.to_vec();
+            if let Some(b) = bytes.get_mut(at as usize) {
+                *b = byte;
+            }
+            std::fs::write(&path, &bytes)
+        }
+    };
+    result.map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// The child's side of BI: reads the cases listed in `list`, and for each makes its file in
+/// `scratch`, says `START name`, loads it, says `RESULT name outcome`, and removes it.
+///
+/// # Errors
+///
+/// A message when the list cannot be read or a file cannot be made.
+pub fn child_cases(
+    backend: &dyn Backend,
+    fixtures: &dyn Fixtures,
+    list: &Path,
+    scratch: &Path,
+    load_limit: u64,
+    say: &dyn Fn(&str),
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(list).map_err(|e| format!("{}: {e}", list.display()))?;
+    let mut sources: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+    for line in text.lines() {
+        let case: ChildCase =
+            serde_json::from_str(line).map_err(|e| format!("a bad case line: {e}"))?;
+        if !sources.contains_key(&case.source) {
+            let bytes = std::fs::read(&case.source)
+                .map_err(|e| format!("{}: {e}", case.source.display()))?;
+            sources.insert(case.source.clone(), bytes);
+        }
+        let source = sources.get(&case.source).map_or(&[][..], Vec::as_slice);
+        let path = materialise(&case, source, scratch)?;
+        say(&format!("START {}", case.name));
+        let outcome = outcome(backend, fixtures, &case.via, &path, load_limit);
+        say(&format!("RESULT {} {outcome}", case.name));
+        let _ = std::fs::remove_file(&path);
+    }
+    Ok(())
+}
+
+/// Loads `cases` in memory-limited children; a child that dies or hangs on a case is recorded
+/// against it and replaced by a fresh child for the rest. Returns one outcome per case, in
+/// order: the outcome line, or why the child died on it.
+fn run_children(
+    cases: &[&ChildCase],
+    dir: &Path,
+    tag: &str,
+) -> Result<Vec<Result<String, String>>, String> {
+    let list = dir.join(format!("{tag}.list"));
+    let scratch = dir.join(format!("{tag}-scratch"));
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let mut outcomes: Vec<Result<String, String>> = Vec::with_capacity(cases.len());
+    while outcomes.len() < cases.len() {
+        let rest = &cases[outcomes.len()..];
+        let mut text = String::new();
+        for case in rest {
+            text.push_str(&serde_json::to_string(case).map_err(|e| e.to_string())?);
+            text.push('\n');
+        }
+        std::fs::write(&list, text).map_err(|e| format!("writing the case list: {e}"))?;
+        let mut process = child::command(&Task::BadInputs {
+            list: list.clone(),
+            scratch: scratch.clone(),
+            memory_limit: MEMORY_LIMIT,
+            load_limit: LOAD_LIMIT,
+        })?
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start a child: {e}"))?;
+        let stdout = process.stdout.take().ok_or("no stdout")?;
+        let (send, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(line) = line.strip_prefix(PREFIX)
+                    && send.send(line.to_owned()).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let started = outcomes.len();
+        let mut hung = false;
+        let mut done = false;
+        let mut error = None;
+        loop {
+            match lines.recv_timeout(CASE_TIMEOUT) {
+                Ok(line) => {
+                    if line.starts_with("RESULT ") {
+                        let rest_line = &line["RESULT ".len()..];
+                        let name = &cases[outcomes.len()].name;
+                        let outcome = rest_line
+                            .strip_prefix(name.as_str())
+                            .map_or(rest_line, str::trim_start);
+                        outcomes.push(Ok(outcome.to_owned()));
+                    } else if line == "DONE" {
+                        done = true;
+                    } else if let Some(e) = line.strip_prefix("ERROR ") {
+                        error = Some(e.to_owned());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    hung = true;
+                    let _ = process.kill();
+                    break;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let status = process.wait().map_err(|e| e.to_string())?;
+        if done && outcomes.len() == cases.len() {
+            break;
+        }
+        if let Some(e) = error {
+            return Err(format!("the BI child could not run: {e}"));
+        }
+        if outcomes.len() >= cases.len() {
+            break;
+        }
+        let why = if hung {
+            format!("hung for over {CASE_TIMEOUT:?}")
+        } else {
+            format!("died ({status})")
+        };
+        if outcomes.len() == started && !hung && status.success() {
+            return Err(format!(
+                "the BI child ended without loading anything ({status})"
+            ));
+        }
+        // The case it was on: the first without a result.
+        outcomes.push(Err(format!("the child {why} loading it")));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    let _ = std::fs::remove_file(&list);
+    Ok(outcomes)
+}
+
+/// Per-region tallies: cases and failures.
+type Tally = BTreeMap<(String, String), (u64, u64)>;
+
+/// BI: see the module documentation.
 pub fn bi(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
     let dir = ctx.dir.path().join("corpus");
-    let count = build_corpus(ctx, &dir)?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    let mut failures = Vec::new();
-    let mut cases = 0u64;
-    let run = run_children(&files, &ctx.dir.path().join("bad-inputs.list"))?;
-    let mut survived = std::collections::HashSet::new();
-    for (name, outcome) in &run.outcomes {
+    let corpus = build_corpus(ctx, &dir)?;
+    let oom_ok = ctx.fixtures.arrays_may_exceed_file();
+    let mut failures: Vec<String> = corpus.problems.clone();
+    let mut cases = failures.len() as u64;
+    let mut tally = Tally::new();
+    let child_cases: Vec<&ChildCase> = corpus.cases.iter().map(|c| &c.child).collect();
+    let mut progress =
+        crate::progress::Progress::new(backend.name(), "BI", corpus.cases.len() as u64);
+    progress.tick(0);
+    let outcomes = run_children(&child_cases, &dir, "children")?;
+    let mut again = Vec::new();
+    for (case, outcome) in corpus.cases.iter().zip(&outcomes) {
         cases += 1;
-        match outcome {
-            Ok(outcome) => {
-                survived.insert(name.clone());
-                if let Err(e) = judge(name, outcome) {
-                    failures.push(format!("{name} (child): {e}"));
+        let verdict = match outcome {
+            Ok(line) => {
+                // Survived: run it again here, unless it ran out of memory under the limit
+                // (repeating it without the child's limit could take the machine's memory).
+                if !line.starts_with("err out_of_memory") {
+                    again.push(case);
                 }
+                judge(case.want, line, oom_ok)
             }
-            Err(e) => failures.push(format!("{name} (child): {e}")),
+            Err(e) => Err(e.clone()),
+        };
+        count(&mut tally, case, verdict.is_err());
+        if let Err(e) = verdict {
+            failures.push(format!("{} (child): {e}", case.child.name));
         }
     }
-    for file in &files {
-        let name = file_name(file);
-        if !survived.contains(&name) {
-            continue;
-        }
+    let scratch = dir.join("in-process");
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let mut sources: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+    for (n, case) in again.iter().enumerate() {
+        progress.tick(n as u64);
+        let source = match sources.get(&case.child.source) {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = std::fs::read(&case.child.source).map_err(|e| e.to_string())?;
+                sources.entry(case.child.source.clone()).or_insert(bytes)
+            }
+        };
+        let path = materialise(&case.child, source, &scratch)?;
         cases += 1;
-        if let Err(e) = judge(&name, &outcome(backend, file)) {
-            failures.push(format!("{name} (in process): {e}"));
+        let line = outcome(backend, ctx.fixtures, &case.child.via, &path, LOAD_LIMIT);
+        let _ = std::fs::remove_file(&path);
+        let verdict = judge(case.want, &line, oom_ok);
+        count(&mut tally, case, verdict.is_err());
+        if let Err(e) = verdict {
+            failures.push(format!("{} (in process): {e}", case.child.name));
         }
     }
-    let what = format!(
-        "{count} files (truncation at every byte, byte corruption, the backend's hostile inputs), each in a child limited to {} GiB with a {}s timeout and in process under catch_unwind",
+    let mut what = format!(
+        "{} files, each made and loaded in a child process limited to {} GiB of address space \
+         (loads limited to {} GiB, {} s per file), and the {} that a child survived again in \
+         this process: {}",
+        corpus.cases.len(),
         MEMORY_LIMIT >> 30,
-        TIMEOUT.as_secs()
+        LOAD_LIMIT >> 30,
+        CASE_TIMEOUT.as_secs(),
+        again.len(),
+        corpus.what.join("; ")
     );
-    Ok(CheckResult::counted("BI", cases, &failures, &what))
+    what.push_str(&region_summary(&tally));
+    let mut result = CheckResult::counted("BI", cases, &failures, &what);
+    if !failures.is_empty() {
+        // The failures first, then what the corpus was.
+        result.detail = format!("{}; the corpus: {what}", result.detail);
+    }
+    if let Some(note) = trusted(ctx, &corpus, &dir)? {
+        result = result.with_note(note);
+    }
+    Ok(result)
+}
+
+fn count(tally: &mut Tally, case: &Case, failed: bool) {
+    if let Some(key) = &case.region {
+        let entry = tally.entry(key.clone()).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1 += u64::from(failed);
+    }
+}
+
+/// "; realistic.npy: npy magic 12, npy data 32 (2 failed), ...": cases per region of each
+/// realistic file, in the child and in process together.
+fn region_summary(tally: &Tally) -> String {
+    let mut files: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for ((file, region), (cases, failed)) in tally {
+        let text = if *failed == 0 {
+            format!("{region} {cases}")
+        } else {
+            format!("{region} {cases} ({failed} failed)")
+        };
+        files.entry(file.as_str()).or_default().push(text);
+    }
+    files
+        .into_iter()
+        .map(|(file, regions)| format!("; {file} damaged in every region: {}", regions.join(", ")))
+        .collect()
+}
+
+/// Runs every case again through the fixtures' trusted (in-process) loader, in children, and
+/// counts what crashed the process: the note the report shows beside BI.
+fn trusted(ctx: &Ctx<'_>, corpus: &Corpus, dir: &Path) -> Result<Option<Note>, String> {
+    let Some(loader) = ctx.fixtures.trusted_loader() else {
+        return Ok(None);
+    };
+    let cases: Vec<ChildCase> = corpus
+        .cases
+        .iter()
+        .map(|c| ChildCase {
+            name: format!("trusted-{}", c.child.name),
+            via: Via::Trusted,
+            ..c.child.clone()
+        })
+        .collect();
+    let refs: Vec<&ChildCase> = cases.iter().collect();
+    let outcomes = run_children(&refs, dir, "trusted")?;
+    let mut crashed = Vec::new();
+    let mut panicked = Vec::new();
+    let mut unclear = Vec::new();
+    for (case, outcome) in corpus.cases.iter().zip(&outcomes) {
+        match outcome {
+            Err(e) => crashed.push(format!("{}: {e}", case.child.name)),
+            Ok(line) if line.starts_with("panic") => {
+                panicked.push(format!("{}: {line}", case.child.name));
+            }
+            Ok(line) if line.contains(" nopath ") => {
+                unclear.push(format!("{}: {line}", case.child.name));
+            }
+            Ok(_) => {}
+        }
+    }
+    let failures = (crashed.len() + panicked.len() + unclear.len()) as u64;
+    let mut detail = format!(
+        "{} (`{}`), explicitly in process, over the same {} files in memory-limited children: \
+         {} crashed the process (a signal, an abort, a hit limit or a hang), {} panicked, {} \
+         gave an error that does not name the file",
+        "in-process (trusted) path",
+        loader.name,
+        outcomes.len(),
+        crashed.len(),
+        panicked.len(),
+        unclear.len()
+    );
+    let first: Vec<&String> = crashed
+        .iter()
+        .chain(&panicked)
+        .chain(&unclear)
+        .take(5)
+        .collect();
+    if !first.is_empty() {
+        detail.push_str(&format!(
+            "; first: {}",
+            first
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    Ok(Some(Note {
+        name: "trusted".to_owned(),
+        cases: outcomes.len() as u64,
+        failures,
+        detail,
+    }))
 }

@@ -320,7 +320,7 @@ fn explore(ctx: &Ctx<'_>, scenario: Scenario, n: usize) -> Result<(usize, Vec<St
 /// CP: see the module documentation.
 pub fn cp(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if let Some(missing) = strace_missing() {
-        return Ok(CheckResult::not_applicable("CP", missing));
+        return Ok(CheckResult::skipped("CP", &format!("no {missing}")));
     }
     let backend = ctx.backend;
     let mut cases = 0;
@@ -410,12 +410,12 @@ struct Injection<'a> {
 /// IO: see the module documentation.
 pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if let Some(missing) = strace_missing() {
-        return Ok(CheckResult::not_applicable("IO", missing));
+        return Ok(CheckResult::skipped("IO", &format!("no {missing}")));
     }
     if !is_root() {
-        return Ok(CheckResult::not_applicable(
+        return Ok(CheckResult::skipped(
             "IO",
-            "root (strace attaches to a child; a tmpfs is mounted)",
+            "not root (strace attaches to a child; a tmpfs is mounted)",
         ));
     }
     let backend = ctx.backend;
@@ -554,13 +554,13 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             failures.push(format!("full disk: {e}"));
             format!("full disk: {e}")
         }
-        None => "full disk not run: unshare or mount unavailable".to_owned(),
+        None => "full disk not run".to_owned(),
     };
     if disk.is_some() {
         cases += 1;
     }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(CheckResult::counted(
+    let result = CheckResult::counted(
         "IO",
         cases as u64,
         &failures,
@@ -568,7 +568,13 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             "{} injected failures (strace: write, pwrite64, fsync, fdatasync, rename, close, msync × EIO/ENOSPC/EDQUOT, once and from then on) into an atomic save: Err returned, old or new intact, no temporary, no descriptor leaked, no panic; {disk_note}",
             plan.len()
         ),
-    ))
+    );
+    Ok(match disk {
+        Some(_) => result,
+        None => result.with_skipped_part(
+            "the full-disk case needs unshare and mount (a tmpfs in a private mount namespace)",
+        ),
+    })
 }
 
 /// Saves into a 256 KiB tmpfs mounted in a private mount namespace. None when the machine
@@ -641,12 +647,12 @@ fn unexpected(expect: &[&str], words: &[String]) -> Vec<String> {
 /// FS: see the module documentation.
 pub fn fs(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if let Some(missing) = strace_missing() {
-        return Ok(CheckResult::not_applicable("FS", missing));
+        return Ok(CheckResult::skipped("FS", &format!("no {missing}")));
     }
     if !is_root() {
-        return Ok(CheckResult::not_applicable(
+        return Ok(CheckResult::skipped(
             "FS",
-            "root (strace attaches to a child)",
+            "not root (strace attaches to a child)",
         ));
     }
     let backend = ctx.backend;

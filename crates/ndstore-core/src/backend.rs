@@ -79,19 +79,6 @@ pub trait Backend: Send + Sync + 'static {
         )
         .with_path(path))
     }
-
-    /// Hostile files specific to the format (corrupt headers, overflowing shapes, unsafe member
-    /// names, ...), as (name, bytes). The harness adds generic ones (truncation at every byte,
-    /// byte corruption) and checks that each gives a clear error.
-    fn hostile_inputs(&self) -> Vec<(String, Vec<u8>)> {
-        Vec::new()
-    }
-
-    /// Python code that reads and writes this backend's files with the reference library, for
-    /// interoperability checks. `None` when there is no reference implementation.
-    fn python_interop(&self) -> Option<PythonInterop> {
-        None
-    }
 }
 
 /// An open handle that updates an existing array in place (a read-write memory map, an HDF5
@@ -109,20 +96,6 @@ pub trait InPlaceArray: Send {
     fn sync(&mut self) -> Result<()>;
     /// Flushes (and syncs, when the handle's durability says so) and releases the handle.
     fn close(self: Box<Self>) -> Result<()>;
-}
-
-/// Python snippets for interoperability checks.
-///
-/// Each runs with `np` (numpy) imported and `path` set; `load` must bind `arr`, and `save`
-/// must write the array `arr` to `path`.
-#[derive(Clone, Copy, Debug)]
-pub struct PythonInterop {
-    /// Python modules besides numpy that the snippets import.
-    pub modules: &'static [&'static str],
-    /// Reads `path` into `arr`.
-    pub load: &'static str,
-    /// Writes `arr` to `path`.
-    pub save: &'static str,
 }
 
 /// A writer that appends rows along axis 0 and publishes the array on commit.

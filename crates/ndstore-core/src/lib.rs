@@ -53,7 +53,7 @@ pub mod writeback;
 
 pub use array::DynArray;
 pub use atomic::{DurableFile, Lock, OutputFile, list_temps, lock, remove_stale_temps, write_file};
-pub use backend::{ArrayWriter, Backend, InPlaceArray, PythonInterop};
+pub use backend::{ArrayWriter, Backend, InPlaceArray};
 pub use capabilities::{Capabilities, CrashGuarantee};
 pub use dtype::{ByteOrder, DType, DTypeKind, Order};
 pub use durability::{Close, Commit, Durability, Durable, Replace, SaveOptions};

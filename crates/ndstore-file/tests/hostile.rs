@@ -6,15 +6,16 @@
 use std::io::{Cursor, Write};
 
 use ndstore_core::{ErrorKind, Location};
+use ndstore_file::npy;
 use ndstore_file::npz::NpzReader;
-use ndstore_file::{NpyBackend, npy};
 use zip::write::SimpleFileOptions;
 
+/// A hostile `.npy` file of the conformance corpus, by name.
 fn hostile(name: &str) -> Vec<u8> {
-    ndstore_core::Backend::hostile_inputs(&NpyBackend)
+    ndstore_conformance::fixtures::hostile_npy()
         .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, bytes)| bytes)
+        .find(|h| h.name == name)
+        .map(|h| h.bytes)
         .unwrap_or_else(|| panic!("no hostile input named {name}"))
 }
 

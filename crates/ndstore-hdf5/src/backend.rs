@@ -4,7 +4,7 @@ use std::path::Path;
 
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Backend, Capabilities, CrashGuarantee, DType, DTypeKind, DynArray,
-    InPlaceArray, LoadOptions, PythonInterop, Result, SaveOptions,
+    InPlaceArray, LoadOptions, Result, SaveOptions,
 };
 
 use crate::h5::{self, DEFAULT_DATASET};
@@ -83,38 +83,5 @@ impl Backend for Hdf5Backend {
             DEFAULT_DATASET,
             options.durability,
         )?))
-    }
-
-    fn hostile_inputs(&self) -> Vec<(String, Vec<u8>)> {
-        vec![
-            (
-                "not-hdf5.h5".to_owned(),
-                b"this is plain text, not an HDF5 file\n".to_vec(),
-            ),
-            ("empty.h5".to_owned(), Vec::new()),
-            (
-                "signature-only.h5".to_owned(),
-                b"\x89HDF\r\n\x1a\n".to_vec(),
-            ),
-            ("signature-then-zeros.h5".to_owned(), {
-                let mut v = b"\x89HDF\r\n\x1a\n".to_vec();
-                v.extend_from_slice(&[0u8; 2040]);
-                v
-            }),
-        ]
-    }
-
-    fn python_interop(&self) -> Option<PythonInterop> {
-        Some(PythonInterop {
-            modules: &["h5py", "json"],
-            load: "f = h5py.File(path, 'r')\n\
-                   d = f['data']\n\
-                   meta = json.loads(d.attrs.get('ndstore', '{\"order\": \"C\"}'))\n\
-                   arr = np.array(d[...], order='F' if meta['order'] == 'F' else 'C')\n\
-                   f.close()",
-            save: "with h5py.File(path, 'w') as f:\n\
-                   \x20   d = f.create_dataset('data', data=np.ascontiguousarray(arr) if arr.ndim else arr)\n\
-                   \x20   d.attrs['ndstore'] = json.dumps({'order': 'F' if arr.flags.f_contiguous and not arr.flags.c_contiguous and arr.ndim > 1 else 'C'})",
-        })
     }
 }

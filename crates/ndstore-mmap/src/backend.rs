@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndstore_core::{
     ArrayMeta, Backend, Capabilities, Close, CrashGuarantee, DTypeKind, Durable, DynArray, Error,
-    InPlaceArray, LoadOptions, PythonInterop, Result, SaveOptions, npy_header,
+    InPlaceArray, LoadOptions, Result, SaveOptions, npy_header,
 };
 
 use crate::map::{MappedArray, Mode};
@@ -119,36 +119,6 @@ impl Backend for MmapBackend {
         let mut map = unsafe { MappedArray::open_npy(path, Mode::ReadWrite)? };
         map.set_durability(options.durability);
         Ok(Box::new(map))
-    }
-
-    fn hostile_inputs(&self) -> Vec<(String, Vec<u8>)> {
-        let header = |shape: &str| {
-            npy_header::wrap(&format!(
-                "{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}"
-            ))
-        };
-        let mut short = header("(1000,)");
-        short.extend_from_slice(&[0; 16]);
-        vec![
-            // Mapping past the end of a file faults with SIGBUS on access: refused at open.
-            ("map-past-end.npy".to_owned(), short),
-            (
-                "claims-2pow40-f64.npy".to_owned(),
-                header("(1099511627776,)"),
-            ),
-            (
-                "shape-product-overflows.npy".to_owned(),
-                header("(4611686018427387904, 4611686018427387904)"),
-            ),
-        ]
-    }
-
-    fn python_interop(&self) -> Option<PythonInterop> {
-        Some(PythonInterop {
-            modules: &[],
-            load: "arr = np.load(path, mmap_mode='r')",
-            save: "m = np.lib.format.open_memmap(path, mode='w+', dtype=arr.dtype, shape=arr.shape, fortran_order=bool(arr.flags.f_contiguous and not arr.flags.c_contiguous and arr.ndim > 1))\nif arr.size:\n    m[...] = arr\nm.flush()\ndel m",
-        })
     }
 }
 
