@@ -127,8 +127,6 @@ pub enum Task {
         scratch: PathBuf,
         /// The address-space limit, in bytes.
         memory_limit: u64,
-        /// The memory limit each load is given ([`ndstore_core::LoadOptions::memory_limit`]).
-        load_limit: u64,
     },
 }
 
@@ -366,7 +364,6 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             list,
             scratch,
             memory_limit,
-            load_limit,
         } => {
             // Without the limit, a reader that allocates what a file claims would take the
             // machine's memory instead of failing here: refuse to run rather than warn.
@@ -374,9 +371,7 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
                 say(&format!("ERROR cannot limit the address space: {e}"));
                 return 3;
             }
-            match crate::checks::bad_input::child_cases(
-                backend, fixtures, &list, &scratch, load_limit, &say,
-            ) {
+            match crate::checks::bad_input::child_cases(backend, fixtures, &list, &scratch, &say) {
                 Ok(()) => {
                     say("DONE");
                     0
@@ -414,6 +409,60 @@ pub fn limit_memory(bytes: u64) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// This process's address space is capped while it lives: for running damaged files in this
+/// process after a child survived them, with the same headroom the child had. The old limit
+/// comes back on drop.
+pub struct AddressSpaceCap {
+    old: libc::rlimit,
+}
+
+impl AddressSpaceCap {
+    /// Caps this process's address space at what it uses now plus `headroom` bytes (or the
+    /// current limit, when that is lower).
+    ///
+    /// # Errors
+    ///
+    /// When the current size or limit cannot be read, or the limit cannot be set.
+    pub fn new(headroom: u64) -> std::io::Result<AddressSpaceCap> {
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let used_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmSize:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| std::io::Error::other("no VmSize in /proc/self/status"))?;
+        let mut old = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the current limits into the struct we pass.
+        if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut old) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let wanted = (used_kib * 1024).saturating_add(headroom) as libc::rlim_t;
+        let capped = libc::rlimit {
+            rlim_cur: wanted.min(old.rlim_cur),
+            rlim_max: old.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct and lowers only this process's soft limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &capped) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(AddressSpaceCap { old })
+    }
+}
+
+impl Drop for AddressSpaceCap {
+    fn drop(&mut self) {
+        // SAFETY: restores the soft limit read in `new`, which the unchanged hard limit allows.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &self.old) } != 0 {
+            log::error!(
+                "cannot restore the address-space limit: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
 }
 
 /// Prints `READY` and waits for a line on stdin; false when stdin closed first.

@@ -34,9 +34,23 @@ use crate::{Ctx, Mode};
 /// The child's address-space limit: far below what the hostile headers claim.
 const MEMORY_LIMIT: u64 = 2 << 30;
 
-/// The memory limit every load is given: under the address-space limit, so a reader that
-/// checks it refuses before the limit is hit.
-const LOAD_LIMIT: u64 = 1 << 30;
+/// A load may grow the reader's resident memory by this much beyond what the file's size
+/// justifies (libraries, buffers, threads)...
+const MEMORY_FLOOR: u64 = 64 << 20;
+
+/// ...plus this many times the file's size (the array itself, a copy, a decompressed member).
+const MEMORY_PER_FILE_BYTE: u64 = 4;
+
+/// A case whose load grew the child's memory by more than this is not repeated in this
+/// process, which has no room to spare.
+const IN_PROCESS_MAX_GROWTH: u64 = 256 << 20;
+
+/// How many cuts of the small valid file quick mode makes (spread evenly; full mode cuts at
+/// every byte). Most formats' small files are shorter, and get every cut.
+const SMALL_CUTS_QUICK: u64 = 1024;
+
+/// How many damaged files of failed cases are kept for reproduction, per check run.
+const KEPT_FAILURES: usize = 40;
 
 /// How long one file may take in the child before it counts as hung.
 const CASE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -109,16 +123,11 @@ struct Case {
     region: Option<(String, String)>,
 }
 
-/// Loads `path` as `via` says, under `load_limit`, and describes the result in one line: `ok`,
-/// `err KIND placed|unplaced|nopath MESSAGE`, or `panic MESSAGE`.
-pub fn outcome(
-    backend: &dyn Backend,
-    fixtures: &dyn Fixtures,
-    via: &Via,
-    path: &Path,
-    load_limit: u64,
-) -> String {
-    let options = LoadOptions::new().memory_limit(load_limit);
+/// Loads `path` as `via` says, with the default options (as a user's `load` would), and
+/// describes the result in one line: `ok`, `err KIND placed|unplaced|nopath MESSAGE`, or
+/// `panic MESSAGE`.
+pub fn outcome(backend: &dyn Backend, fixtures: &dyn Fixtures, via: &Via, path: &Path) -> String {
+    let options = LoadOptions::default();
     let result = catch_unwind(AssertUnwindSafe(|| match via {
         Via::Backend => backend.load_with(path, &options).map(|_| ()),
         Via::Loader(name) => match fixtures.loaders().iter().find(|l| l.name == name) {
@@ -285,6 +294,29 @@ fn corrupt(old: u8, turn: u64, rng: &mut Rng) -> u8 {
     if new == old { old ^ 0xff } else { new }
 }
 
+/// Whether a load whose resident memory grew by `growth` bytes was justified by a file of `len`
+/// bytes. `unbounded` formats (and intact files) may take any amount.
+fn judge_memory(growth: u64, len: u64, unbounded: bool) -> Result<(), String> {
+    let allowed = MEMORY_FLOOR + MEMORY_PER_FILE_BYTE * len;
+    if unbounded || growth <= allowed {
+        Ok(())
+    } else {
+        Err(format!(
+            "a file of {len} bytes made the reader touch {} MiB of memory",
+            growth >> 20
+        ))
+    }
+}
+
+/// The length of a case's file.
+fn case_len(case: &ChildCase, sources: &mut Sources) -> Result<u64, String> {
+    let source = sources.get(&case.source)?.len() as u64;
+    Ok(match case.damage {
+        Damage::Truncate(len) => len.min(source),
+        Damage::None | Damage::Set { .. } => source,
+    })
+}
+
 /// Checks a realistic file: at least 1 MiB, regions inside it and covering every byte.
 fn check_map(file: &Realistic, len: u64) -> Vec<String> {
     let mut problems = Vec::new();
@@ -383,7 +415,12 @@ fn build_corpus(ctx: &Ctx<'_>, dir: &Path) -> Result<Corpus, String> {
         )
         .map_err(|e| format!("saving the small valid file: {e}"))?;
     let bytes = std::fs::read(&small).map_err(|e| e.to_string())?;
-    for len in 0..bytes.len() as u64 {
+    let whole = Region::dense("small file", 0..bytes.len() as u64);
+    let cuts = match ctx.mode {
+        Mode::Full => positions(&whole, u64::MAX),
+        Mode::Quick => positions(&whole, SMALL_CUTS_QUICK),
+    };
+    for &len in &cuts {
         cases.push(Case {
             child: ChildCase {
                 name: format!("trunc-{len:06}.{ext}"),
@@ -400,7 +437,7 @@ fn build_corpus(ctx: &Ctx<'_>, dir: &Path) -> Result<Corpus, String> {
         let byte = corrupt(bytes[at], rng.below(3), &mut rng);
         cases.push(Case {
             child: ChildCase {
-                name: format!("flip-{at:06}.{ext}"),
+                name: format!("flip-{at:06}-{byte:02x}.{ext}"),
                 via: Via::Backend,
                 source: small.clone(),
                 damage: Damage::Set {
@@ -413,7 +450,12 @@ fn build_corpus(ctx: &Ctx<'_>, dir: &Path) -> Result<Corpus, String> {
         });
     }
     what.push(format!(
-        "every cut of a 3×4 file ({} bytes) and {} corrupt bytes of it",
+        "{} of a 3×4 file ({} bytes) and {} corrupt bytes of it",
+        if cuts.len() == bytes.len() {
+            "every cut".to_owned()
+        } else {
+            format!("{} cuts", cuts.len())
+        },
         bytes.len(),
         bytes.len().min(256)
     ));
@@ -466,7 +508,7 @@ fn build_corpus(ctx: &Ctx<'_>, dir: &Path) -> Result<Corpus, String> {
                     let byte = corrupt(bytes[at as usize], at + t + r as u64, &mut rng);
                     cases.push(Case {
                         child: ChildCase {
-                            name: format!("{stem}-r{r}-set{t}-{at:08}.{fext}"),
+                            name: format!("{stem}-r{r}-set{t}-{at:08}-{byte:02x}.{fext}"),
                             via: via(file.loader),
                             source: file.path.clone(),
                             damage: Damage::Set { at, byte },
@@ -535,7 +577,9 @@ fn materialise(case: &ChildCase, source: &[u8], scratch: &Path) -> Result<PathBu
 }
 
 /// The child's side of BI: reads the cases listed in `list`, and for each makes its file in
-/// `scratch`, says `START name`, loads it, says `RESULT name outcome`, and removes it.
+/// `scratch`, says `START name`, loads it, says `RESULT name BASE PEAK outcome` (this process's
+/// resident memory before the load and at its peak during it, in KiB, or `-` when unknown), and
+/// removes it.
 ///
 /// # Errors
 ///
@@ -545,7 +589,6 @@ pub fn child_cases(
     fixtures: &dyn Fixtures,
     list: &Path,
     scratch: &Path,
-    load_limit: u64,
     say: &dyn Fn(&str),
 ) -> Result<(), String> {
     let text = std::fs::read_to_string(list).map_err(|e| format!("{}: {e}", list.display()))?;
@@ -561,11 +604,58 @@ pub fn child_cases(
         let source = sources.get(&case.source).map_or(&[][..], Vec::as_slice);
         let path = materialise(&case, source, scratch)?;
         say(&format!("START {}", case.name));
-        let outcome = outcome(backend, fixtures, &case.via, &path, load_limit);
-        say(&format!("RESULT {} {outcome}", case.name));
+        let base = reset_peak_memory();
+        let outcome = outcome(backend, fixtures, &case.via, &path);
+        let peak = base.and_then(|_| memory_kib("VmHWM:"));
+        let kib = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+        say(&format!(
+            "RESULT {} {} {} {outcome}",
+            case.name,
+            kib(base),
+            kib(peak)
+        ));
         let _ = std::fs::remove_file(&path);
     }
     Ok(())
+}
+
+/// One line of `/proc/self/status` in KiB (`VmHWM:`, `VmRSS:`).
+fn memory_kib(field: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Resets this process's peak resident memory to what it holds now, and returns that (KiB);
+/// `None` when the kernel does not offer it.
+fn reset_peak_memory() -> Option<u64> {
+    std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    memory_kib("VmRSS:")
+}
+
+/// What a child said about one case: the outcome line, and how much its resident memory grew
+/// while loading (KiB), when known.
+#[derive(Clone, Debug)]
+struct Said {
+    line: String,
+    growth_kib: Option<u64>,
+}
+
+/// Parses `BASE PEAK outcome...` after a case's name.
+fn said(rest: &str) -> Said {
+    let mut parts = rest.splitn(3, ' ');
+    let base = parts.next().and_then(|v| v.parse::<u64>().ok());
+    let peak = parts.next().and_then(|v| v.parse::<u64>().ok());
+    Said {
+        line: parts.next().unwrap_or("").to_owned(),
+        growth_kib: base.zip(peak).map(|(b, p)| p.saturating_sub(b)),
+    }
 }
 
 /// Loads `cases` in memory-limited children; a child that dies or hangs on a case is recorded
@@ -575,11 +665,11 @@ fn run_children(
     cases: &[&ChildCase],
     dir: &Path,
     tag: &str,
-) -> Result<Vec<Result<String, String>>, String> {
+) -> Result<Vec<Result<Said, String>>, String> {
     let list = dir.join(format!("{tag}.list"));
     let scratch = dir.join(format!("{tag}-scratch"));
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-    let mut outcomes: Vec<Result<String, String>> = Vec::with_capacity(cases.len());
+    let mut outcomes: Vec<Result<Said, String>> = Vec::with_capacity(cases.len());
     while outcomes.len() < cases.len() {
         let rest = &cases[outcomes.len()..];
         let mut text = String::new();
@@ -592,7 +682,6 @@ fn run_children(
             list: list.clone(),
             scratch: scratch.clone(),
             memory_limit: MEMORY_LIMIT,
-            load_limit: LOAD_LIMIT,
         })?
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -622,7 +711,7 @@ fn run_children(
                         let outcome = rest_line
                             .strip_prefix(name.as_str())
                             .map_or(rest_line, str::trim_start);
-                        outcomes.push(Ok(outcome.to_owned()));
+                        outcomes.push(Ok(said(outcome)));
                     } else if line == "DONE" {
                         done = true;
                     } else if let Some(e) = line.strip_prefix("ERROR ") {
@@ -668,6 +757,19 @@ fn run_children(
 /// Per-region tallies: cases and failures.
 type Tally = BTreeMap<(String, String), (u64, u64)>;
 
+/// Reads a case's source once per run.
+struct Sources(HashMap<PathBuf, Vec<u8>>);
+
+impl Sources {
+    fn get(&mut self, path: &Path) -> Result<&[u8], String> {
+        if !self.0.contains_key(path) {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            self.0.insert(path.to_path_buf(), bytes);
+        }
+        Ok(self.0.get(path).map_or(&[][..], Vec::as_slice))
+    }
+}
+
 /// BI: see the module documentation.
 pub fn bi(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
@@ -675,6 +777,7 @@ pub fn bi(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let corpus = build_corpus(ctx, &dir)?;
     let oom_ok = ctx.fixtures.arrays_may_exceed_file();
     let mut failures: Vec<String> = corpus.problems.clone();
+    let mut failed_cases: Vec<&ChildCase> = Vec::new();
     let mut cases = failures.len() as u64;
     let mut tally = Tally::new();
     let child_cases: Vec<&ChildCase> = corpus.cases.iter().map(|c| &c.child).collect();
@@ -682,68 +785,131 @@ pub fn bi(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         crate::progress::Progress::new(backend.name(), "BI", corpus.cases.len() as u64);
     progress.tick(0);
     let outcomes = run_children(&child_cases, &dir, "children")?;
+    let mut sources = Sources(HashMap::new());
     let mut again = Vec::new();
+    let mut heavy = 0;
     for (case, outcome) in corpus.cases.iter().zip(&outcomes) {
         cases += 1;
         let verdict = match outcome {
-            Ok(line) => {
-                // Survived: run it again here, unless it ran out of memory under the limit
-                // (repeating it without the child's limit could take the machine's memory).
-                if !line.starts_with("err out_of_memory") {
+            Ok(said) => {
+                // Survived: run it again here, unless it took much memory or ran out of it
+                // under the limit (repeated here, it could take the machine's memory).
+                let growth = said.growth_kib.unwrap_or(0) << 10;
+                if growth > IN_PROCESS_MAX_GROWTH {
+                    heavy += 1;
+                } else if !said.line.starts_with("err out_of_memory") {
                     again.push(case);
                 }
-                judge(case.want, line, oom_ok)
+                let len = case_len(&case.child, &mut sources)?;
+                judge(case.want, &said.line, oom_ok)
+                    .and_then(|()| judge_memory(growth, len, oom_ok || case.want == Want::Data))
             }
             Err(e) => Err(e.clone()),
         };
         count(&mut tally, case, verdict.is_err());
         if let Err(e) = verdict {
             failures.push(format!("{} (child): {e}", case.child.name));
+            failed_cases.push(&case.child);
         }
     }
     let scratch = dir.join("in-process");
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-    let mut sources: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+    // This process gets the child's headroom too: a file a child survived may still have
+    // allocated much, and here nothing else would stop it taking the machine's memory.
+    let cap = child::AddressSpaceCap::new(MEMORY_LIMIT)
+        .map_err(|e| format!("cannot cap this process's address space: {e}"))?;
     for (n, case) in again.iter().enumerate() {
         progress.tick(n as u64);
-        let source = match sources.get(&case.child.source) {
-            Some(bytes) => bytes,
-            None => {
-                let bytes = std::fs::read(&case.child.source).map_err(|e| e.to_string())?;
-                sources.entry(case.child.source.clone()).or_insert(bytes)
-            }
-        };
-        let path = materialise(&case.child, source, &scratch)?;
+        let path = materialise(&case.child, sources.get(&case.child.source)?, &scratch)?;
         cases += 1;
-        let line = outcome(backend, ctx.fixtures, &case.child.via, &path, LOAD_LIMIT);
+        let line = outcome(backend, ctx.fixtures, &case.child.via, &path);
         let _ = std::fs::remove_file(&path);
         let verdict = judge(case.want, &line, oom_ok);
         count(&mut tally, case, verdict.is_err());
         if let Err(e) = verdict {
             failures.push(format!("{} (in process): {e}", case.child.name));
+            failed_cases.push(&case.child);
         }
     }
+    drop(cap);
     let mut what = format!(
         "{} files, each made and loaded in a child process limited to {} GiB of address space \
-         (loads limited to {} GiB, {} s per file), and the {} that a child survived again in \
-         this process: {}",
+         ({} s per file; the reader's resident memory may not grow by more than {} MiB plus \
+         {}× the file's size{}), and the {} that a child survived again in this process{}: {}",
         corpus.cases.len(),
         MEMORY_LIMIT >> 30,
-        LOAD_LIMIT >> 30,
         CASE_TIMEOUT.as_secs(),
+        MEMORY_FLOOR >> 20,
+        MEMORY_PER_FILE_BYTE,
+        if oom_ok {
+            ", except where the format lets an array outgrow its file"
+        } else {
+            ""
+        },
         again.len(),
+        if heavy > 0 {
+            format!(
+                " (not the {heavy} that took over {} MiB)",
+                IN_PROCESS_MAX_GROWTH >> 20
+            )
+        } else {
+            String::new()
+        },
         corpus.what.join("; ")
     );
     what.push_str(&region_summary(&tally));
+    let trusted = trusted(ctx, &corpus, &dir)?;
+    let trusted_failed: Vec<ChildCase> = trusted.as_ref().map_or(Vec::new(), |t| t.1.clone());
+    failed_cases.extend(trusted_failed.iter());
+    let kept = keep_failures(ctx, &failed_cases, &mut sources)?;
+    // Every failure, for the test's output (the report keeps the first few).
+    for failure in &failures {
+        println!("BI failure: {failure}");
+    }
     let mut result = CheckResult::counted("BI", cases, &failures, &what);
     if !failures.is_empty() {
         // The failures first, then what the corpus was.
         result.detail = format!("{}; the corpus: {what}", result.detail);
     }
-    if let Some(note) = trusted(ctx, &corpus, &dir)? {
+    if let Some(kept) = &kept {
+        result.detail.push_str(&format!(
+            "; the damaged files of the first {} failures are kept in {kept}",
+            failed_cases.len().min(KEPT_FAILURES)
+        ));
+    }
+    if let Some((note, _)) = trusted {
         result = result.with_note(note);
     }
     Ok(result)
+}
+
+/// Keeps the damaged files of the first failures for reproduction: in the results directory
+/// when `NDSTORE_CONFORMANCE_OUT` is set, otherwise in the system's temporary directory.
+/// Returns where, when anything failed.
+fn keep_failures(
+    ctx: &Ctx<'_>,
+    failed: &[&ChildCase],
+    sources: &mut Sources,
+) -> Result<Option<String>, String> {
+    if failed.is_empty() {
+        return Ok(None);
+    }
+    let base = std::env::var_os("NDSTORE_CONFORMANCE_OUT").map_or_else(
+        || std::env::temp_dir().join("ndstore-conformance"),
+        PathBuf::from,
+    );
+    let dir = base.join(ctx.backend.name()).join("BI-failures");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut seen = HashSet::new();
+    for case in failed
+        .iter()
+        .filter(|c| seen.insert(c.name.clone()))
+        .take(KEPT_FAILURES)
+    {
+        materialise(case, sources.get(&case.source)?, &dir)?;
+    }
+    Ok(Some(dir.display().to_string()))
 }
 
 fn count(tally: &mut Tally, case: &Case, failed: bool) {
@@ -773,8 +939,13 @@ fn region_summary(tally: &Tally) -> String {
 }
 
 /// Runs every case again through the fixtures' trusted (in-process) loader, in children, and
-/// counts what crashed the process: the note the report shows beside BI.
-fn trusted(ctx: &Ctx<'_>, corpus: &Corpus, dir: &Path) -> Result<Option<Note>, String> {
+/// counts what crashed the process: the note the report shows beside BI, and the cases that
+/// failed.
+fn trusted(
+    ctx: &Ctx<'_>,
+    corpus: &Corpus,
+    dir: &Path,
+) -> Result<Option<(Note, Vec<ChildCase>)>, String> {
     let Some(loader) = ctx.fixtures.trusted_loader() else {
         return Ok(None);
     };
@@ -792,50 +963,57 @@ fn trusted(ctx: &Ctx<'_>, corpus: &Corpus, dir: &Path) -> Result<Option<Note>, S
     let mut crashed = Vec::new();
     let mut panicked = Vec::new();
     let mut unclear = Vec::new();
-    for (case, outcome) in corpus.cases.iter().zip(&outcomes) {
-        match outcome {
-            Err(e) => crashed.push(format!("{}: {e}", case.child.name)),
-            Ok(line) if line.starts_with("panic") => {
-                panicked.push(format!("{}: {line}", case.child.name));
+    let mut failed = Vec::new();
+    for (case, outcome) in cases.iter().zip(&outcomes) {
+        let list = match outcome {
+            Err(e) => {
+                crashed.push(format!("{}: {e}", case.name));
+                true
             }
-            Ok(line) if line.contains(" nopath ") => {
-                unclear.push(format!("{}: {line}", case.child.name));
+            Ok(said) if said.line.starts_with("panic") => {
+                panicked.push(format!("{}: {}", case.name, said.line));
+                true
             }
-            Ok(_) => {}
+            Ok(said) if said.line.contains(" nopath ") => {
+                unclear.push(format!("{}: {}", case.name, said.line));
+                true
+            }
+            Ok(_) => false,
+        };
+        if list {
+            failed.push(case.clone());
         }
     }
-    let failures = (crashed.len() + panicked.len() + unclear.len()) as u64;
+    for line in crashed.iter().chain(&panicked).chain(&unclear) {
+        println!("BI trusted-path failure: {line}");
+    }
     let mut detail = format!(
-        "{} (`{}`), explicitly in process, over the same {} files in memory-limited children: \
+        "in-process (trusted) path (`{}`), over the same {} files in memory-limited children: \
          {} crashed the process (a signal, an abort, a hit limit or a hang), {} panicked, {} \
          gave an error that does not name the file",
-        "in-process (trusted) path",
         loader.name,
         outcomes.len(),
         crashed.len(),
         panicked.len(),
         unclear.len()
     );
-    let first: Vec<&String> = crashed
+    let first: Vec<&str> = crashed
         .iter()
         .chain(&panicked)
         .chain(&unclear)
         .take(5)
+        .map(String::as_str)
         .collect();
     if !first.is_empty() {
-        detail.push_str(&format!(
-            "; first: {}",
-            first
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
+        detail.push_str(&format!("; first: {}", first.join("; ")));
     }
-    Ok(Some(Note {
-        name: "trusted".to_owned(),
-        cases: outcomes.len() as u64,
-        failures,
-        detail,
-    }))
+    Ok(Some((
+        Note {
+            name: "trusted".to_owned(),
+            cases: outcomes.len() as u64,
+            failures: failed.len() as u64,
+            detail,
+        },
+        failed,
+    )))
 }

@@ -63,6 +63,11 @@ fn stored_zip(name: &str, bytes: &[u8]) -> Vec<u8> {
     zip.finish().unwrap().into_inner()
 }
 
+/// A `.npy` header dictionary for `n` u8 elements.
+fn u8_dict(n: u64) -> String {
+    format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({n},), }}")
+}
+
 /// Offsets of the first local header's and the first central header's size fields.
 fn size_fields(archive: &[u8]) -> [usize; 2] {
     let central = archive
@@ -83,11 +88,30 @@ fn hostile_npz() -> Vec<Hostile> {
     )
     .unwrap();
     // A stored member whose local header and central directory both claim 0xFFFFFF00 bytes,
-    // in a file of about 300 bytes.
-    let mut lying = stored_zip("x.npy", &member);
+    // in a file of about 300 bytes; its .npy header agrees with them (u8 elements that fill the
+    // claimed size), so only the file's length gives the lie away.
+    let claimed = 0xFFFF_FF00u32;
+    let probe = ndstore_core::npy_header::wrap(&u8_dict(1));
+    let mut agreeing =
+        ndstore_core::npy_header::wrap(&u8_dict(u64::from(claimed) - probe.len() as u64));
+    assert_eq!(
+        agreeing.len(),
+        probe.len(),
+        "the header length must not change"
+    );
+    agreeing.extend_from_slice(&[7u8; 64]);
+    let mut lying = stored_zip("x.npy", &agreeing);
     for at in size_fields(&lying) {
         for field in [at, at + 4] {
-            lying[field..field + 4].copy_from_slice(&0xFFFF_FF00u32.to_le_bytes());
+            lying[field..field + 4].copy_from_slice(&claimed.to_le_bytes());
+        }
+    }
+    // The same sizes over a small array: the member's .npy is complete, but the archive says
+    // it goes on for 4 GiB.
+    let mut overlong = stored_zip("x.npy", &member);
+    for at in size_fields(&overlong) {
+        for field in [at, at + 4] {
+            overlong[field..field + 4].copy_from_slice(&claimed.to_le_bytes());
         }
     }
     // A member whose .npy header claims 2^40 f64 elements, holding 64 bytes.
@@ -108,6 +132,7 @@ fn hostile_npz() -> Vec<Hostile> {
     }
     vec![
         Hostile::new("stored-member-claims-4gib.npz", lying).loaded_by("npz"),
+        Hostile::new("stored-member-size-overlong.npz", overlong).loaded_by("npz"),
         Hostile::new("deflated-member-claims-4gib.npz", bomb).loaded_by("npz"),
         Hostile::new(
             "member-claims-2pow40-f64.npz",
@@ -122,7 +147,7 @@ fn hostile_npz() -> Vec<Hostile> {
     ]
 }
 
-/// A realistic `.npz` (about 1.2 MiB, as `np.savez_compressed` writes: several deflated members
+/// A realistic `.npz` (about 1.3 MiB, as `np.savez_compressed` writes: several deflated members
 /// of several dtypes) and its map: each member's local header (dense), deflated data (sampled,
 /// covered by its CRC-32), each central directory header and the end records (dense).
 fn realistic_npz(dir: &Path) -> Result<Realistic, String> {
@@ -130,7 +155,7 @@ fn realistic_npz(dir: &Path) -> Result<Realistic, String> {
     let arrays = [
         (
             "temperature",
-            ndstore_conformance::sample::array(DTypeKind::F64, &[200, 200], Order::C, 1),
+            ndstore_conformance::sample::array(DTypeKind::F64, &[400, 300], Order::C, 1),
         ),
         (
             "pressure",
@@ -138,7 +163,7 @@ fn realistic_npz(dir: &Path) -> Result<Realistic, String> {
         ),
         (
             "counts",
-            ndstore_conformance::sample::array(DTypeKind::I64, &[50_000], Order::C, 3),
+            ndstore_conformance::sample::array(DTypeKind::I64, &[60_000], Order::C, 3),
         ),
         (
             "mask",

@@ -150,23 +150,33 @@ fn h5_bytes(build: impl FnOnce(&hdf5_metno::File) -> hdf5_metno::Result<()>) -> 
 }
 
 /// The objects of the realistic file, for their header addresses.
-const OBJECTS: [&str; 6] = ["/", "/data", "/g", "/g/ints", "/g/sub", "/g/sub/small"];
+const OBJECTS: [&str; 7] = [
+    "/",
+    "/data",
+    "/g",
+    "/g/ints",
+    "/g/waves",
+    "/g/sub",
+    "/g/sub/small",
+];
 
-/// A realistic HDF5 file of about 1.3 MiB: ndstore's own chunked dataset `data` (gzip, shuffle,
+/// A realistic HDF5 file of about 1.4 MiB: ndstore's own chunked dataset `data` (shuffle and
 /// Fletcher-32, and ndstore's attribute), and, written with libhdf5 directly, a group with
-/// attributes, a chunked gzip dataset, a nested group with a contiguous dataset, a soft and a
-/// hard link, and a variable-length string attribute on the root.
+/// attributes, two chunked gzip datasets, a nested group with a contiguous dataset, a soft and a
+/// hard link, and a variable-length string attribute on the root. The bulk of the bytes is not
+/// compressed, so each of the thousands of damaged copies loads in milliseconds.
 fn realistic_h5(dir: &Path) -> Result<Realistic, String> {
     let path = dir.join("realistic.h5");
     let data = ndstore_conformance::sample::array(DTypeKind::F64, &[640, 256], Order::C, 0x4df5);
+    let mut layout = ndstore_hdf5::H5Options::new().chunk(&[128, 256]);
+    layout.shuffle = true;
+    layout.fletcher32 = true;
     ndstore_hdf5::save_with(
         &path,
         ndstore_hdf5::DEFAULT_DATASET,
         &data,
         &SaveOptions::default(),
-        &ndstore_hdf5::H5Options::new()
-            .chunk(&[128, 256])
-            .compressed(4),
+        &layout,
     )
     .map_err(|e| e.to_string())?;
     let add = || -> hdf5_metno::Result<()> {
@@ -189,6 +199,13 @@ fn realistic_h5(dir: &Path) -> Result<Realistic, String> {
             .with_data(&ints)
             .create("ints")?;
         ds.new_attr::<i64>().create("offset")?.write_scalar(&-7)?;
+        let waves = ndarray::Array2::from_shape_fn((64, 128), |(i, j)| ((i * j) as f64).sin());
+        g.new_dataset_builder()
+            .chunk((16, 128))
+            .shuffle()
+            .deflate(6)
+            .with_data(&waves)
+            .create("waves")?;
         let sub = g.create_group("sub")?;
         sub.new_dataset_builder()
             .with_data(&ndarray::Array1::from_iter(0..100u8))
@@ -227,7 +244,7 @@ fn h5_regions(path: &Path) -> Result<Vec<Region>, String> {
         let (addr, size) = object_header(&file, name)?;
         regions.push(Region::dense("object header", addr..(addr + size).min(len)));
     }
-    for name in ["/data", "/g/ints", "/g/sub/small"] {
+    for name in ["/data", "/g/ints", "/g/waves", "/g/sub/small"] {
         let ds = file.dataset(name).map_err(|e| e.to_string())?;
         let checksummed = name == "/data";
         match ds.num_chunks() {

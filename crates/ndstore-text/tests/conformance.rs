@@ -76,7 +76,7 @@ fn lines(bytes: &[u8]) -> Vec<std::ops::Range<u64>> {
     out
 }
 
-/// A realistic CSV of about 1.2 MiB (6000 rows of 10 f64 values with the `# ndstore:` line) and
+/// A realistic CSV of about 1.1 MiB (15,000 rows of 4 f64 values with the `# ndstore:` line) and
 /// its map: the metadata line, the first, middle and last data lines (dense), and the lines
 /// between them (sampled). A cut inside the last line may lose only a final digit, which no
 /// format without a checksum can see, so it may load.
@@ -84,7 +84,7 @@ fn realistic_csv(backend: &dyn Backend, dir: &Path) -> Result<Realistic, String>
     let path = dir.join("realistic.csv");
     let array = ndstore_conformance::sample::array_without_nan_payloads(
         DTypeKind::F64,
-        &[6000, 10],
+        &[15_000, 4],
         Order::C,
         0x7e47,
     );
