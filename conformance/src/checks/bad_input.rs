@@ -818,19 +818,29 @@ pub fn bi(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     // allocated much, and here nothing else would stop it taking the machine's memory.
     let cap = child::AddressSpaceCap::new(MEMORY_LIMIT)
         .map_err(|e| format!("cannot cap this process's address space: {e}"))?;
-    for (n, case) in again.iter().enumerate() {
-        progress.tick(n as u64);
-        let path = materialise(&case.child, sources.get(&case.child.source)?, &scratch)?;
-        cases += 1;
-        let line = outcome(backend, ctx.fixtures, &case.child.via, &path);
-        let _ = std::fs::remove_file(&path);
-        let verdict = judge(case.want, &line, oom_ok);
-        count(&mut tally, case, verdict.is_err());
-        if let Err(e) = verdict {
-            failures.push(format!("{} (in process): {e}", case.child.name));
-            failed_cases.push(&case.child);
+    // A panicking reader is a finding, reported with its message; the default hook would also
+    // print a backtrace per damaged file.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut in_process = || -> Result<(), String> {
+        for (n, case) in again.iter().enumerate() {
+            progress.tick(n as u64);
+            let path = materialise(&case.child, sources.get(&case.child.source)?, &scratch)?;
+            cases += 1;
+            let line = outcome(backend, ctx.fixtures, &case.child.via, &path);
+            let _ = std::fs::remove_file(&path);
+            let verdict = judge(case.want, &line, oom_ok);
+            count(&mut tally, case, verdict.is_err());
+            if let Err(e) = verdict {
+                failures.push(format!("{} (in process): {e}", case.child.name));
+                failed_cases.push(&case.child);
+            }
         }
-    }
+        Ok(())
+    };
+    let ran = in_process();
+    std::panic::set_hook(hook);
+    ran?;
     drop(cap);
     let mut what = format!(
         "{} files, each made and loaded in a child process limited to {} GiB of address space \
