@@ -397,3 +397,58 @@ pub fn hostile_npy() -> Vec<Hostile> {
         .map(|(name, bytes)| Hostile::new(name, bytes))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn npy_regions_cover_the_file_in_order() {
+        let meta = ndstore_core::ArrayMeta::new(
+            ndstore_core::DType::new(DTypeKind::F64, ByteOrder::Little),
+            vec![4],
+            Order::C,
+        );
+        let mut bytes = ndstore_core::npy_header::encode(&meta);
+        let data = bytes.len() as u64;
+        bytes.extend_from_slice(&[0; 32]);
+        let regions = npy_regions(&bytes).unwrap();
+        let names: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "npy magic",
+                "npy version",
+                "npy header length",
+                "npy header dictionary",
+                "npy header padding",
+                "npy data"
+            ]
+        );
+        let mut at = 0;
+        for region in &regions {
+            assert_eq!(region.range.start, at, "{region:?}");
+            at = region.range.end;
+        }
+        assert_eq!(at, bytes.len() as u64);
+        assert_eq!(regions[5].range.start, data);
+        assert_eq!(bytes[regions[3].range.end as usize - 1], b'}');
+        assert!(npy_regions(b"not npy").is_err());
+    }
+
+    #[test]
+    fn every_hostile_npy_file_has_a_unique_name() {
+        let files = hostile_npy();
+        let mut names: Vec<&str> = files.iter().map(|h| h.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), files.len());
+        assert!(
+            files
+                .iter()
+                .all(|h| h.name.ends_with(".npy") && h.loader.is_none())
+        );
+    }
+}

@@ -5,6 +5,9 @@
 //! `cargo xtask conformance` runs this file with `NDSTORE_CONFORMANCE_OUT` set, so each
 //! self-test lands in the report; here it is also the unit-test form.
 
+// Tests may unwrap: a panic is how a test reports its failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ndstore_conformance::Status;
 use ndstore_conformance::selftest::{self, VARIANTS};
 
@@ -107,4 +110,93 @@ fn control_passes_ck_cp_io_fs_co() {
         }
         assert_eq!(result.status, Status::Pass, "{id}: {}", result.detail);
     }
+}
+
+/// Python snippets that fail on purpose, for counting IX per direction.
+struct FailingPython {
+    load: &'static str,
+    save: &'static str,
+}
+
+impl ndstore_conformance::Fixtures for FailingPython {
+    fn python_interop(&self) -> Option<ndstore_conformance::PythonInterop> {
+        Some(ndstore_conformance::PythonInterop {
+            modules: &[],
+            load: self.load,
+            save: self.save,
+        })
+    }
+}
+
+/// IX counts a direction as held only when it ran and agreed: when numpy cannot write its own
+/// files, exactly half the directions hold; when it reads nothing, none do.
+#[test]
+fn ix_counts_each_direction_that_ran_and_agreed() {
+    if !ndstore_conformance::python::available_or_skip("IX counting") {
+        return;
+    }
+    let reads_only = FailingPython {
+        load: "arr = np.load(path)",
+        save: "raise ValueError('this numpy writes nothing')",
+    };
+    let result = ndstore_conformance::check("IX", selftest::reference(), &reads_only);
+    assert_eq!(result.status, Status::Fail, "{}", result.detail);
+    assert_eq!(result.failures * 2, result.cases, "{}", result.detail);
+    let nothing = FailingPython {
+        load: "raise ValueError('this numpy reads nothing')",
+        save: "np.save(path, arr)",
+    };
+    let result = ndstore_conformance::check("IX", selftest::reference(), &nothing);
+    assert_eq!(result.status, Status::Fail, "{}", result.detail);
+    assert_eq!(result.failures, result.cases, "{}", result.detail);
+}
+
+/// A BI child that cannot set its address-space limit refuses to run (it would otherwise load
+/// hostile files with the machine's whole memory at their disposal): strace makes the
+/// `prlimit64` call fail.
+#[test]
+fn the_bi_child_refuses_to_run_without_its_memory_limit() {
+    use ndstore_conformance::child::{self, Task};
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("cases.list");
+    std::fs::write(&list, "").unwrap();
+    child::set_current_backend(selftest::reference().name);
+    let inner = child::command(&Task::BadInputs {
+        list,
+        scratch: dir.path().to_path_buf(),
+        memory_limit: 2 << 30,
+    })
+    .unwrap();
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args([
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=prlimit64,setrlimit",
+        "-e",
+        "inject=prlimit64,setrlimit:error=EPERM",
+        "--",
+    ])
+    .arg(inner.get_program())
+    .args(inner.get_args());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    let output = cmd
+        .output()
+        .expect("strace runs (cargo xtask setup installs it)");
+    let lines = child::protocol_lines(&output.stdout);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ERROR cannot limit the address space")),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l == "DONE"), "{lines:?}");
+    assert_eq!(output.status.code(), Some(3), "{lines:?}");
 }

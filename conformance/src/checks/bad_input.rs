@@ -52,6 +52,9 @@ const SMALL_CUTS_QUICK: u64 = 1024;
 /// How many damaged files of failed cases are kept for reproduction, per check run.
 const KEPT_FAILURES: usize = 40;
 
+/// How many failures the test's output lists one by one.
+const PRINTED_FAILURES: usize = 100;
+
 /// How long one file may take in the child before it counts as hung.
 const CASE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -872,9 +875,15 @@ pub fn bi(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let trusted_failed: Vec<ChildCase> = trusted.as_ref().map_or(Vec::new(), |t| t.1.clone());
     failed_cases.extend(trusted_failed.iter());
     let kept = keep_failures(ctx, &failed_cases, &mut sources)?;
-    // Every failure, for the test's output (the report keeps the first few).
-    for failure in &failures {
+    // The failures, for the test's output (the report keeps the first few).
+    for failure in failures.iter().take(PRINTED_FAILURES) {
         println!("BI failure: {failure}");
+    }
+    if failures.len() > PRINTED_FAILURES {
+        println!(
+            "BI failure: ... and {} more",
+            failures.len() - PRINTED_FAILURES
+        );
     }
     let mut result = CheckResult::counted("BI", cases, &failures, &what);
     if !failures.is_empty() {
@@ -1026,4 +1035,106 @@ fn trusted(
         },
         failed,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn damaged_files_must_fail_with_a_named_place() {
+        let placed = "err format placed x.npy: byte 8: bad";
+        assert!(judge(Want::Error, placed, false).is_ok());
+        assert!(judge(Want::Either, placed, false).is_ok());
+        assert!(judge(Want::Data, placed, false).is_err());
+        assert!(judge(Want::Error, "ok", false).is_err());
+        assert!(judge(Want::Either, "ok", false).is_ok());
+        assert!(judge(Want::Either, "panic index out of range", false).is_err());
+        // Unplaced errors pass only for what has no byte to blame.
+        assert!(judge(Want::Error, "err format unplaced x.npz: bad", false).is_err());
+        assert!(judge(Want::Error, "err io unplaced x.npz: denied", false).is_ok());
+        assert!(judge(Want::Error, "err reader_crashed unplaced x.h5: died", false).is_ok());
+        // An error that does not name the file never passes.
+        assert!(judge(Want::Error, "err format nopath bad", false).is_err());
+        // Out of memory is honest only where an array may outgrow its file.
+        let oom = "err out_of_memory unplaced x.h5: cannot allocate 17179869184 bytes";
+        assert!(judge(Want::Error, oom, true).is_ok());
+        assert!(judge(Want::Error, oom, false).is_err());
+    }
+
+    #[test]
+    fn memory_must_be_justified_by_the_file_in_bounded_formats() {
+        assert!(judge_memory(MEMORY_FLOOR, 0, false).is_ok());
+        assert!(judge_memory(MEMORY_FLOOR + 1, 0, false).is_err());
+        assert!(judge_memory(MEMORY_FLOOR + (4 << 20), 1 << 20, false).is_ok());
+        assert!(judge_memory(MEMORY_FLOOR + (4 << 20) + 1, 1 << 20, false).is_err());
+        assert!(judge_memory(4 << 30, 300, true).is_ok());
+        let err = judge_memory(4 << 30, 300, false).unwrap_err();
+        assert!(
+            err.contains("300 bytes") && err.contains("4096 MiB"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dense_regions_get_every_byte_or_an_even_spread() {
+        let small = Region::dense("header", 10..20);
+        assert_eq!(positions(&small, 64), (10..20).collect::<Vec<_>>());
+        let big = Region::dense("heap", 0..1000);
+        let spread = positions(&big, 5);
+        assert_eq!(spread, vec![0, 249, 499, 749, 999]);
+        let mut rng = Rng::new(1);
+        let data = Region::sampled("data", 100..200);
+        let sampled = sampled(&data, 12, &mut rng);
+        assert!(sampled.len() <= 12 && sampled.contains(&100) && sampled.contains(&199));
+        assert!(sampled.iter().all(|p| (100..200).contains(p)));
+    }
+
+    #[test]
+    fn a_corrupt_byte_always_differs() {
+        let mut rng = Rng::new(7);
+        for old in [0x00, 0xff, 0x5a] {
+            for turn in 0..6 {
+                assert_ne!(corrupt(old, turn, &mut rng), old);
+            }
+        }
+    }
+
+    #[test]
+    fn a_map_must_cover_a_file_of_a_mebibyte() {
+        let file = |regions| Realistic {
+            name: "r.bin".to_owned(),
+            path: PathBuf::from("r.bin"),
+            loader: None,
+            regions,
+        };
+        let mib = REALISTIC_MIN_BYTES;
+        let whole = file(vec![
+            Region::dense("header", 0..100),
+            Region::sampled("data", 100..mib),
+        ]);
+        assert!(check_map(&whole, mib).is_empty());
+        let hole = file(vec![
+            Region::dense("header", 0..100),
+            Region::sampled("data", 200..mib),
+        ]);
+        assert_eq!(
+            check_map(&hole, mib),
+            vec!["r.bin: bytes 100..200 are in no region"]
+        );
+        let small = file(vec![Region::dense("all", 0..10)]);
+        assert_eq!(check_map(&small, 10).len(), 1);
+        let past = file(vec![Region::dense("all", 0..mib + 1)]);
+        assert_eq!(check_map(&past, mib).len(), 1);
+    }
+
+    #[test]
+    fn the_child_reports_memory_growth() {
+        let said = said("1000 5000 err format placed x: y");
+        assert_eq!(said.line, "err format placed x: y");
+        assert_eq!(said.growth_kib, Some(4000));
+        assert_eq!(super::said("- - ok").growth_kib, None);
+    }
 }

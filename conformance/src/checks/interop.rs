@@ -24,7 +24,10 @@ struct PyResult {
     shape: Option<Vec<usize>>,
     fortran: Option<bool>,
     hex: Option<String>,
+    /// Reading the backend's file failed.
     error: Option<String>,
+    /// Writing the reference file failed.
+    save_error: Option<String>,
 }
 
 const SCRIPT: &str = r#"
@@ -38,18 +41,26 @@ for c in spec["cases"]:
     ns = {"np": np, "path": c["path"]}
     for module in spec["modules"]:
         ns[module] = sys.modules[module]
+    res = {"n": c["n"]}
+    arr = None
     try:
         exec(spec["load"], ns)
-        a = np.asarray(ns["arr"])
-        res = {"n": c["n"], "descr": a.dtype.str, "shape": list(a.shape),
-               "fortran": bool(a.flags.f_contiguous and not a.flags.c_contiguous and a.ndim > 1),
-               "hex": np.ascontiguousarray(a).tobytes().hex()}
-        ns2 = {"np": np, "path": c["out"], "arr": ns["arr"]}
+        arr = ns["arr"]
+        a = np.asarray(arr)
+        res.update({"descr": a.dtype.str, "shape": list(a.shape),
+                    "fortran": bool(a.flags.f_contiguous and not a.flags.c_contiguous and a.ndim > 1),
+                    "hex": np.ascontiguousarray(a).tobytes().hex()})
+    except Exception as e:
+        res["error"] = repr(e)
+    try:
+        if arr is None:
+            raise ValueError("nothing was read to write back")
+        ns2 = {"np": np, "path": c["out"], "arr": arr}
         for module in spec["modules"]:
             ns2[module] = sys.modules[module]
         exec(spec["save"], ns2)
     except Exception as e:
-        res = {"n": c["n"], "error": repr(e)}
+        res["save_error"] = repr(e)
     out.append(res)
 print(json.dumps(out))
 "#;
@@ -98,19 +109,21 @@ pub fn ix(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let output = python::run_script(&script)?;
     let results: Vec<PyResult> = serde_json::from_str(output.trim())
         .map_err(|e| format!("cannot read python's answer: {e}"))?;
+    let mut answered = vec![false; cases.len()];
     for result in results {
         let Some(case) = cases.get(result.n) else {
             continue;
         };
-        let verdict = &mut verdicts[result.n];
-        if verdict[FROM_REFERENCE].is_some() {
+        if std::mem::replace(&mut answered[result.n], true) {
+            // A second answer for one case counts for nothing.
             continue;
         }
-        if let Some(error) = result.error {
-            // Python neither read the backend's file nor wrote one of its own.
-            verdict[TO_REFERENCE].get_or_insert(Err(format!("python: {error}")));
-            verdict[FROM_REFERENCE] = Some(Err("python wrote no reference file".to_owned()));
-            continue;
+        let verdict = &mut verdicts[result.n];
+        if let Some(error) = &result.save_error {
+            verdict[FROM_REFERENCE] = Some(Err(format!("python could not write: {error}")));
+        }
+        if let Some(error) = &result.error {
+            verdict[TO_REFERENCE].get_or_insert(Err(format!("python could not read: {error}")));
         }
         let want = case.expected_meta();
         let array = case.array(caps.bit_exact);
@@ -136,7 +149,12 @@ pub fn ix(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         } else {
             Ok(())
         };
-        verdict[TO_REFERENCE].get_or_insert(seen);
+        if result.error.is_none() {
+            verdict[TO_REFERENCE].get_or_insert(seen);
+        }
+        if verdict[FROM_REFERENCE].is_some() {
+            continue;
+        }
         // The backend reads what the reference library wrote.
         let out = ctx.path(&format!("ix{}-py", result.n));
         verdict[FROM_REFERENCE] = Some(match crate::checks::load(backend, &out) {
