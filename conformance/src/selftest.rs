@@ -3,7 +3,7 @@
 //!
 //! Every broken variant is the same small `.npy` backend built on ndstore-core's own pieces
 //! (`OutputFile`, the `.npy` header, the element codec) with exactly one flaw. Without a flaw it
-//! is [`reference`], which the unit tests run as the control: the checks pass on it, so each
+//! is [`reference()`], which the unit tests run as the control: the checks pass on it, so each
 //! FAIL below comes from the flaw and nothing else.
 //!
 //! `cargo xtask conformance` runs every variant through its check (the `self_test` test of this

@@ -436,8 +436,8 @@ fn build_corpus(ctx: &Ctx<'_>, dir: &Path) -> Result<Corpus, String> {
         });
     }
     let mut rng = Rng::new(0xbad_1257);
-    for at in 0..bytes.len().min(256) {
-        let byte = corrupt(bytes[at], rng.below(3), &mut rng);
+    for (at, &old) in bytes.iter().enumerate().take(256) {
+        let byte = corrupt(old, rng.below(3), &mut rng);
         cases.push(Case {
             child: ChildCase {
                 name: format!("flip-{at:06}-{byte:02x}.{ext}"),
@@ -708,8 +708,7 @@ fn run_children(
         loop {
             match lines.recv_timeout(CASE_TIMEOUT) {
                 Ok(line) => {
-                    if line.starts_with("RESULT ") {
-                        let rest_line = &line["RESULT ".len()..];
+                    if let Some(rest_line) = line.strip_prefix("RESULT ") {
                         let name = &cases[outcomes.len()].name;
                         let outcome = rest_line
                             .strip_prefix(name.as_str())
