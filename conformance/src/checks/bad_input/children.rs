@@ -159,6 +159,7 @@ pub(super) fn run_children(
     let list = dir.join(format!("{tag}.list"));
     let scratch = dir.join(format!("{tag}-scratch"));
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let scratch_prefix = format!("{}/", scratch.display());
     let mut outcomes: Vec<Result<Said, String>> = Vec::with_capacity(cases.len());
     while outcomes.len() < cases.len() {
         let rest = &cases[outcomes.len()..];
@@ -200,7 +201,9 @@ pub(super) fn run_children(
                         let outcome = rest_line
                             .strip_prefix(name.as_str())
                             .map_or(rest_line, str::trim_start);
-                        outcomes.push(Ok(said(outcome)));
+                        // The report names the damaged file, not the scratch directory it was in.
+                        let outcome = outcome.replace(&scratch_prefix, "");
+                        outcomes.push(Ok(said(&outcome)));
                     } else if line == "DONE" {
                         done = true;
                     } else if let Some(e) = line.strip_prefix("ERROR ") {

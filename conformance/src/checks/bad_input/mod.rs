@@ -302,6 +302,7 @@ fn in_this_process<'a>(
 ) -> Result<(), String> {
     let scratch = dir.join("in-process");
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+    let scratch_prefix = format!("{}/", scratch.display());
     let mut progress =
         crate::progress::Progress::new(ctx.backend.name(), "BI in process", again.len() as u64);
     let cap = child::AddressSpaceCap::new(MEMORY_LIMIT)
@@ -312,7 +313,8 @@ fn in_this_process<'a>(
         for (n, case) in again.iter().enumerate() {
             progress.tick(n as u64);
             let path = materialise(&case.child, sources.get(&case.child.source)?, &scratch)?;
-            let line = outcome(ctx.backend, ctx.fixtures, &case.child.via, &path);
+            let line = outcome(ctx.backend, ctx.fixtures, &case.child.via, &path)
+                .replace(&scratch_prefix, "");
             let _ = std::fs::remove_file(&path);
             verdicts.record(case, judge(case.want, &line, verdicts.oom_ok), "in process");
         }
