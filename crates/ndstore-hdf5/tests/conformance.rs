@@ -160,8 +160,8 @@ const OBJECTS: [&str; 7] = [
     "/g/sub/small",
 ];
 
-/// A realistic HDF5 file of about 1.4 MiB: ndstore's own chunked dataset `data` (shuffle and
-/// Fletcher-32, and ndstore's attribute), and, written with libhdf5 directly, a group with
+/// A realistic HDF5 file of about 1.4 MiB: ndstore's own chunked dataset `data` (Fletcher-32
+/// checksums, and ndstore's attribute), and, written with libhdf5 directly, a group with
 /// attributes, two chunked gzip datasets, a nested group with a contiguous dataset, a soft and a
 /// hard link, and a variable-length string attribute on the root. The bulk of the bytes is not
 /// compressed, so each of the thousands of damaged copies loads in milliseconds.
@@ -169,7 +169,6 @@ fn realistic_h5(dir: &Path) -> Result<Realistic, String> {
     let path = dir.join("realistic.h5");
     let data = ndstore_conformance::sample::array(DTypeKind::F64, &[640, 256], Order::C, 0x4df5);
     let mut layout = ndstore_hdf5::H5Options::new().chunk(&[128, 256]);
-    layout.shuffle = true;
     layout.fletcher32 = true;
     ndstore_hdf5::save_with(
         &path,
