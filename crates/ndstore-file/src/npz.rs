@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{Array, ArrayBase, Data, Dimension};
 use ndstore_core::{
-    ArrayMeta, Commit, DynArray, Element, Error, ErrorKind, LoadOptions, OutputFile, Replace,
-    Result, SaveOptions, with_dyn_array,
+    ArrayMeta, Commit, DynArray, Element, Error, ErrorKind, LoadOptions, Location, OutputFile,
+    Replace, Result, SaveOptions, with_dyn_array,
 };
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
@@ -345,6 +345,34 @@ fn zip_error(what: &str, err: zip::result::ZipError) -> Error {
     }
 }
 
+/// Where an archive's directory is, for errors about it: the central directory's offset as the
+/// end record gives it, or the end record itself when that offset is outside the file, or the
+/// end of the file when there is no end record (the file is not a zip archive, or is cut short).
+fn directory_place(file: &File, len: u64) -> Location {
+    use std::os::unix::fs::FileExt;
+    // The end record is 22 bytes plus a comment of at most 65535 bytes.
+    let window = len.min(22 + 65535);
+    let mut tail = vec![0u8; window as usize];
+    if file.read_exact_at(&mut tail, len - window).is_err() {
+        return Location::Offset(len);
+    }
+    let Some(at) = tail
+        .windows(4)
+        .rposition(|w| w == b"PK\x05\x06")
+        .filter(|&at| at + 22 <= tail.len())
+    else {
+        return Location::Offset(len);
+    };
+    let end_record = len - window + at as u64;
+    let field = &tail[at + 16..at + 20];
+    let directory = u64::from(u32::from_le_bytes([field[0], field[1], field[2], field[3]]));
+    if directory < end_record {
+        Location::Offset(directory)
+    } else {
+        Location::Offset(end_record + 16)
+    }
+}
+
 /// True when the zip reader reports a CRC-32 mismatch (it says so only in the message).
 fn is_crc_error(err: &std::io::Error) -> bool {
     err.kind() == std::io::ErrorKind::InvalidData && err.to_string().contains("checksum")
@@ -389,15 +417,29 @@ impl NpzReader {
             .metadata()
             .map_err(|e| Error::io("cannot inspect", e).with_path(&path))?
             .len();
-        let mut archive = ZipArchive::new(file)
-            .map_err(|e| zip_error("not a readable zip archive", e).with_path(&path))?;
+        let place = directory_place(&file, file_len);
+        let archive = ZipArchive::new(file).map_err(|e| {
+            zip_error("not a readable zip archive", e)
+                .at(place.clone())
+                .with_path(&path)
+        })?;
         let mut names = Vec::with_capacity(archive.len().min(4096));
         let mut seen = HashSet::new();
         for index in 0..archive.len() {
-            let member = archive
-                .by_index_raw(index)
-                .map_err(|e| zip_error("reading the archive directory", e).with_path(&path))?;
-            let raw = member_name(&member, &path)?;
+            // The central directory's entry only: a member's own header is read when it loads.
+            let member = archive.by_index_data(index).map_err(|e| {
+                zip_error("reading the archive directory", e)
+                    .at(place.clone())
+                    .with_path(&path)
+            })?;
+            let raw = member.name().map(|n| n.into_owned()).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidName,
+                    format!("an archive member name is not valid text: {e}"),
+                )
+                .at_offset(member.central_header_start())
+                .with_path(&path)
+            })?;
             let name = raw.strip_suffix(".npy").unwrap_or(&raw).to_owned();
             validate_name(&raw)
                 .and_then(|()| {
@@ -443,10 +485,16 @@ impl NpzReader {
     /// Opens the member holding array `name`, with the member's own name.
     fn member(&mut self, name: &str) -> Result<(zip::read::ZipFile<'_, File>, String)> {
         let index = self.member_index(name)?;
-        let member = self
+        let header_start = self
             .archive
-            .by_index(index)
-            .map_err(|e| zip_error("opening a member", e).with_path(&self.path))?;
+            .by_index_data(index)
+            .map(|entry| entry.header_start())
+            .unwrap_or(0);
+        let member = self.archive.by_index(index).map_err(|e| {
+            zip_error(&format!("opening member '{name}.npy'"), e)
+                .at_offset(header_start)
+                .with_path(&self.path)
+        })?;
         let member_name = member_name(&member, &self.path)?;
         Ok((member, member_name))
     }

@@ -161,6 +161,28 @@ fn not_a_zip_is_a_clear_error() {
     std::fs::write(&path, b"this is not a zip archive at all").unwrap();
     let err = NpzReader::open(&path).err().unwrap();
     assert!(err.to_string().contains("plain.npz"), "{err}");
+    // No end record anywhere: the place is the end of the file, where it should have been.
+    assert_eq!(err.location(), Some(&Location::Offset(32)), "{err}");
+}
+
+#[test]
+fn a_damaged_archive_names_the_directory_or_the_member_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cut.npz");
+    let zip = small_npz();
+    // Cut inside the central directory: the end record is gone.
+    std::fs::write(&path, &zip[..zip.len() - 30]).unwrap();
+    let err = NpzReader::open(&path).err().unwrap();
+    assert!(matches!(err.location(), Some(Location::Offset(_))), "{err}");
+    // The member's own header damaged (its signature): the error names that header's offset.
+    let mut damaged = zip.clone();
+    damaged[0] ^= 0xff;
+    std::fs::write(&path, &damaged).unwrap();
+    let err = NpzReader::open(&path)
+        .and_then(|mut reader| reader.load_dyn("x"))
+        .unwrap_err();
+    assert_eq!(err.location(), Some(&Location::Offset(0)), "{err}");
+    assert!(err.to_string().contains("x.npy"), "{err}");
 }
 
 /// An archive holding one stored member `x.npy` of 1-element f64 data.
