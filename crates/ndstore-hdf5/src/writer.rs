@@ -148,6 +148,8 @@ impl H5Writer {
             )
             .with_path(path));
         }
+        // One source for the byte order, the dtype's; checked before anything is created.
+        let byte_order = save.byte_order_for(dtype).map_err(|e| e.with_path(path))?;
         let mut out = OutputFile::create(path, save)?;
         let target = out.target().to_path_buf();
         let name = options.dataset.clone();
@@ -167,7 +169,6 @@ impl H5Writer {
             .create(out.path())
             .map_err(|e| h5_error(e, &target, "/"))?;
         close_on_exec(&file);
-        let byte_order = save.effective_byte_order();
         let dataset = with_dtype_kind!(dtype.kind, T => create_dataset::<T>(&file, options, byte_order, row_shape, &target))?;
         if options.swmr {
             file.start_swmr().map_err(|e| h5_error(e, &target, "/"))?;
