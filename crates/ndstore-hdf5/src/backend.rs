@@ -9,9 +9,11 @@ use ndstore_core::{
 
 use crate::h5::{self, DEFAULT_DATASET};
 use crate::inplace::H5InPlace;
+use crate::isolated::{self, ReadOptions};
 use crate::writer::{H5Writer, WriterOptions};
 
-/// HDF5 files through libhdf5; reported as `hdf5`.
+/// HDF5 files through libhdf5; reported as `hdf5`. Loads and metadata go through the isolated
+/// reader ([`crate::load_dyn`]); writers and in-place handles run libhdf5 in this process.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Hdf5Backend;
 
@@ -49,16 +51,15 @@ impl Backend for Hdf5Backend {
     }
 
     fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
-        let _ = options;
-        h5::load_dyn(path, DEFAULT_DATASET)
+        isolated::load_with(path, DEFAULT_DATASET, &ReadOptions::new().load(*options))
     }
 
     fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray> {
-        h5::load_as(path, DEFAULT_DATASET, kind)
+        isolated::load_as(path, DEFAULT_DATASET, kind)
     }
 
     fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {
-        h5::read_meta(path, DEFAULT_DATASET)
+        isolated::read_meta(path, DEFAULT_DATASET)
     }
 
     fn writer(

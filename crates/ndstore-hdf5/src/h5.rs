@@ -1,15 +1,16 @@
-//! HDF5 datasets: whole-file atomic saves through the core's `OutputFile`, loads and listings,
-//! dtypes mapped as h5py maps them, and libhdf5's errors turned into ndstore errors.
+//! HDF5 datasets, the writing side and what both sides share: whole-file atomic saves through
+//! the core's `OutputFile`, datasets added to a file under its lock, dtypes mapped as h5py maps
+//! them, ndstore's `ndstore` attribute, and libhdf5's errors turned into ndstore errors.
 
 use std::path::Path;
 use std::sync::Once;
 
-use hdf5_metno::types::{FloatSize, IntSize, TypeDescriptor, VarLenUnicode};
+use hdf5_metno::types::{FixedAscii, FloatSize, IntSize, TypeDescriptor};
 use hdf5_metno::{Dataset, Datatype, Group, H5Type};
-use ndarray::{ArrayD, ArrayViewD, IxDyn, ShapeBuilder};
+use ndarray::ArrayViewD;
 use ndstore_core::{
-    ArrayMeta, ByteOrder, DType, DTypeKind, DynArray, Element, Error, ErrorKind, Location, Order,
-    OutputFile, Replace, Result, SaveOptions, with_dtype_kind, with_dyn_array,
+    ByteOrder, DTypeKind, DynArray, Element, Error, ErrorKind, Location, Order, OutputFile,
+    Replace, Result, SaveOptions, with_dyn_array,
 };
 
 /// The attribute holding what HDF5 cannot say itself (the memory order), as JSON.
@@ -18,10 +19,15 @@ pub const META_ATTR: &str = "ndstore";
 /// The dataset a plain `save` writes and a plain `load` reads.
 pub const DEFAULT_DATASET: &str = "data";
 
-/// Silences libhdf5's own printing of error stacks (its errors become ndstore errors).
+/// Initialises libhdf5 once per process: silences its own printing of error stacks (its errors
+/// become ndstore errors) and registers the lzf decoder. The isolated reader's child inherits
+/// an initialised library, so it does no first-time set-up of its own.
 pub(crate) fn init() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| hdf5_metno::silence_errors(true));
+    ONCE.call_once(|| {
+        hdf5_metno::silence_errors(true);
+        crate::lzf::register();
+    });
 }
 
 /// Turns a libhdf5 error into an ndstore error naming the file and the object.
@@ -30,9 +36,15 @@ pub(crate) fn h5_error(err: hdf5_metno::Error, path: &Path, object: &str) -> Err
     let lower = message.to_lowercase();
     let kind = if lower.contains("no space left") || lower.contains("quota") {
         ErrorKind::StorageFull
-    } else if lower.contains("lock") {
+    } else if lower.contains("unable to lock") {
         ErrorKind::Locked
-    } else if lower.contains("signature") || lower.contains("truncated") {
+    } else if lower.contains("truncated") {
+        ErrorKind::Truncated
+    } else if lower.contains("checksum") {
+        ErrorKind::Corrupt
+    } else if lower.contains("allocation failed") || lower.contains("can't allocate") {
+        ErrorKind::OutOfMemory
+    } else if lower.contains("signature") {
         ErrorKind::Format
     } else if lower.contains("doesn't exist")
         || lower.contains("not found")
@@ -55,24 +67,8 @@ pub(crate) fn h5_error(err: hdf5_metno::Error, path: &Path, object: &str) -> Err
 /// A process forked in the instant between libhdf5's open(2) and this call can still inherit it;
 /// libhdf5 offers no way to open with `O_CLOEXEC`.
 pub(crate) fn close_on_exec(file: &hdf5_metno::File) {
-    use hdf5_metno_sys::h5p::H5P_DEFAULT;
-    let mut handle: *mut std::ffi::c_void = std::ptr::null_mut();
-    let rc = hdf5_metno::sync::sync(|| {
-        // SAFETY: `file.id()` is a live file id; libhdf5 writes a pointer to its driver's file
-        // handle into `handle`, which for the default (sec2) driver points at an `int` descriptor
-        // that lives as long as the file is open.
-        unsafe { hdf5_metno_sys::h5f::H5Fget_vfd_handle(file.id(), H5P_DEFAULT, &mut handle) }
-    });
-    if rc < 0 || handle.is_null() {
-        return;
-    }
-    // SAFETY: as above, `handle` points at the open descriptor of the sec2 driver.
-    let fd = unsafe { *(handle as *const libc::c_int) };
-    // SAFETY: fcntl on a descriptor libhdf5 holds open only sets its close-on-exec flag.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags >= 0 {
-        // SAFETY: as above.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+    if let Some(fd) = crate::sys::vfd_descriptor(file) {
+        crate::sys::set_cloexec(fd);
     }
 }
 
@@ -150,7 +146,7 @@ fn big_endian(datatype: &Datatype) -> Result<Datatype> {
 }
 
 /// The byte order a stored datatype uses (a compound's first member's, for complex numbers).
-fn stored_order(datatype: &Datatype) -> ByteOrder {
+pub(crate) fn stored_order(datatype: &Datatype) -> ByteOrder {
     use hdf5_metno_sys::h5t::{
         H5T_COMPOUND, H5T_ORDER_BE, H5T_ORDER_LE, H5Tclose, H5Tget_class, H5Tget_member_type,
         H5Tget_order,
@@ -177,7 +173,7 @@ fn stored_order(datatype: &Datatype) -> ByteOrder {
 }
 
 /// The ndstore kind of a stored datatype, or an error naming it.
-fn kind_of(datatype: &Datatype) -> std::result::Result<DTypeKind, String> {
+pub(crate) fn kind_of(datatype: &Datatype) -> std::result::Result<DTypeKind, String> {
     let descriptor = datatype.to_descriptor().map_err(|e| e.to_string())?;
     Ok(match &descriptor {
         TypeDescriptor::Boolean => DTypeKind::Bool,
@@ -213,31 +209,6 @@ fn kind_of(datatype: &Datatype) -> std::result::Result<DTypeKind, String> {
     })
 }
 
-/// Reads a dataset's metadata: dtype (byte order included), shape, and the recorded order.
-pub(crate) fn dataset_meta(dataset: &Dataset, path: &Path, name: &str) -> Result<ArrayMeta> {
-    let datatype = dataset.dtype().map_err(|e| h5_error(e, path, name))?;
-    let kind = kind_of(&datatype).map_err(|why| {
-        Error::new(ErrorKind::UnsupportedDType, why)
-            .with_path(path)
-            .at(Location::Object(name.to_owned()))
-    })?;
-    let order = match dataset
-        .attr(META_ATTR)
-        .and_then(|a| a.read_scalar::<VarLenUnicode>())
-    {
-        Ok(text) => match serde_json::from_str::<serde_json::Value>(text.as_str()) {
-            Ok(value) if value["order"] == "F" => Order::Fortran,
-            _ => Order::C,
-        },
-        Err(_) => Order::C,
-    };
-    Ok(ArrayMeta::new(
-        DType::new(kind, stored_order(&datatype)),
-        dataset.shape(),
-        order,
-    ))
-}
-
 /// The HDF5 datatype h5py would use for `T`, in `byte_order`.
 pub(crate) fn datatype_for<T: H5Element>(
     byte_order: ByteOrder,
@@ -252,7 +223,13 @@ pub(crate) fn datatype_for<T: H5Element>(
     Ok(datatype)
 }
 
-/// Writes the `{"order": ...}` attribute that records what HDF5 cannot say itself.
+/// The size of the `ndstore` attribute's fixed-length string.
+const META_ATTR_LEN: usize = 32;
+
+/// Writes the `{"order": ...}` attribute that records what HDF5 cannot say itself, as a
+/// fixed-length ASCII string: reading it never needs libhdf5's global heap, the structure a
+/// damaged file's variable-length strings crashed libhdf5 in. (Earlier ndstore versions wrote a
+/// variable-length string; loads read both.)
 pub(crate) fn write_meta_attr(
     dataset: &Dataset,
     order: Order,
@@ -261,11 +238,10 @@ pub(crate) fn write_meta_attr(
 ) -> Result<()> {
     let meta =
         serde_json::json!({ "order": if order == Order::Fortran { "F" } else { "C" } }).to_string();
-    let value: VarLenUnicode = meta.parse().map_err(|e: hdf5_metno::types::StringError| {
-        Error::new(ErrorKind::InvalidInput, e.to_string()).with_path(path)
-    })?;
+    let value = FixedAscii::<META_ATTR_LEN>::from_ascii(meta.as_bytes())
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()).with_path(path))?;
     dataset
-        .new_attr::<VarLenUnicode>()
+        .new_attr::<FixedAscii<META_ATTR_LEN>>()
         .shape(())
         .create(META_ATTR)
         .and_then(|a| a.write_scalar(&value))
@@ -402,6 +378,20 @@ pub fn save_with(
 /// Atomic: the file is copied to a temporary beside it, libhdf5 edits the copy, and the copy is
 /// fsynced and renamed over the original — a crash leaves the old file or the new one, never a
 /// half-edited one. The price is one copy of the file.
+///
+/// Concurrent calls on one file take turns: each holds a lock on the file from before the copy
+/// until after the rename, so none copies a version another is about to replace (which would
+/// lose that one's dataset). While an in-place writer ([`crate::H5InPlace`], an in-place save
+/// or writer) holds the file, the call fails with [`ErrorKind::Locked`] instead of copying
+/// what that writer has not flushed. Readers are not kept out.
+///
+/// libhdf5 edits the copy in this process. Before it does, the isolated reader opens the file
+/// and reads the replaced dataset's metadata, so a file that crashes libhdf5 there is refused;
+/// editing a file you did not write is still at [`crate::trusted`]'s risk.
+///
+/// # Errors
+///
+/// `Locked` (see above), the errors of [`save_dyn`] and of the isolated reader.
 pub fn add_dataset(
     path: impl AsRef<Path>,
     dataset: &str,
@@ -411,16 +401,20 @@ pub fn add_dataset(
     init();
     let path = path.as_ref();
     let target = ndstore_core::atomic::resolve_target(path)?;
-    if !target.exists() {
-        return save_dyn(&target, dataset, array, options);
-    }
+    let Some(source) = lock_for_adding(&target)? else {
+        return create_for_adding(&target, dataset, array, options);
+    };
+    let source = crate::isolated::Source::of(source, &target)?;
+    crate::isolated::check_before_editing(&target, &source, dataset)?;
     let layout = &H5Options::default();
     let atomic = options.replace(Replace::Atomic);
     let mut out = OutputFile::create(&target, &atomic)?;
     {
-        let mut source = std::fs::File::open(&target)
-            .map_err(|e| Error::io("cannot open", e).with_path(&target))?;
-        std::io::copy(&mut source, out.file()?)
+        // From the locked descriptor, not the path: this is the version the lock covers.
+        let mut from = &source.file;
+        std::io::Seek::rewind(&mut from)
+            .map_err(|e| Error::io("cannot read the file", e).with_path(&target))?;
+        std::io::copy(&mut from, out.file()?)
             .map_err(|e| Error::io("copying the file", e).with_path(&target))?;
     }
     let file = hdf5_metno::File::open_rw(out.path()).map_err(|e| h5_error(e, &target, "/"))?;
@@ -431,323 +425,67 @@ pub fn add_dataset(
     }
     with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), options.effective_byte_order(), layout, &target))?;
     close_checked(file, &target)?;
-    out.finish()
+    // The locks on the old file are held until the new one is in its place.
+    let published = out.finish();
+    drop(source);
+    published
 }
 
-/// fsyncs the file at `path` through a descriptor of our own: libhdf5 never fsyncs, and an
-/// fsync through any descriptor of the file makes its data durable.
-pub(crate) fn fsync(path: &Path) -> Result<()> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::io("cannot open to fsync", e).with_path(path))?;
-    file.sync_all()
-        .map_err(|e| Error::io("fsync failed", e).with_path(path))?;
-    ndstore_core::os::close_file(file).map_err(|e| Error::io("close failed", e).with_path(path))
-}
-
-pub(crate) fn open_read(path: &Path) -> Result<hdf5_metno::File> {
-    init();
-    if !path.exists() {
-        return Err(Error::new(ErrorKind::NotFound, "no such file").with_path(path));
-    }
-    let file = hdf5_metno::File::open(path).map_err(|e| h5_error(e, path, "/"))?;
-    close_on_exec(&file);
-    Ok(file)
-}
-
-pub(crate) fn open_dataset(file: &hdf5_metno::File, path: &Path, name: &str) -> Result<Dataset> {
-    file.dataset(name).map_err(|e| h5_error(e, path, name))
-}
-
-/// Reads a dataset's values as `T`, laid out in the recorded order, through libhdf5.
-pub(crate) fn read_typed<T: H5Element>(
-    dataset: &Dataset,
-    meta: &ArrayMeta,
-    path: &Path,
-    name: &str,
-) -> Result<ArrayD<T>> {
-    // Into a buffer advised for huge pages: a bulk read into a fresh buffer is page faults.
-    let mut values: Vec<T> = ndstore_core::codec::alloc_elements(meta.element_count()?)?;
-    dataset
-        .read_into_raw(&mut values)
-        .map_err(|e| h5_error(e, path, name))?;
-    shape_values(values, meta, path, name)
-}
-
-/// [`read_typed`] for a dataset of a file this process opened read-only just now: a large
-/// contiguous one is read straight from the file when libhdf5 would only copy its bytes.
-fn read_typed_from_file<T: H5Element>(
-    dataset: &Dataset,
-    meta: &ArrayMeta,
-    path: &Path,
-    name: &str,
-) -> Result<ArrayD<T>> {
-    match read_contiguous::<T>(dataset, meta, path, name)? {
-        Some(values) => shape_values(values, meta, path, name),
-        None => read_typed(dataset, meta, path, name),
-    }
-}
-
-/// Reads a contiguous dataset's bytes with `pread`, in pieces on several threads
-/// ([`ndstore_core::bulk`]), when that is exactly what libhdf5 would do, only on one thread:
-/// the dataset is at least [`bulk::PARALLEL_MIN`](ndstore_core::bulk::PARALLEL_MIN) bytes,
-/// contiguous, in this file (no external storage), without filters, allocated, its stored
-/// size is its shape's, and its file type equals `T`'s memory type (H5Tequal), so libhdf5
-/// would convert nothing. The offset is H5Dget_offset's, which counts from the start of the
-/// file, user block included. Anything else — or a range past the end of the file, which
-/// libhdf5 then reports in its own words — returns `None` and libhdf5 reads.
-///
-/// Only for files opened read-only for this one load: an open read-write handle may hold
-/// writes that libhdf5 has not yet put in the file.
-fn read_contiguous<T: H5Element>(
-    dataset: &Dataset,
-    meta: &ArrayMeta,
-    path: &Path,
-    name: &str,
-) -> Result<Option<Vec<T>>> {
-    use hdf5_metno::dataset::Layout;
-    let count = meta.element_count()?;
-    let Some(bytes) = count.checked_mul(std::mem::size_of::<T>()) else {
-        return Ok(None);
-    };
-    if bytes < ndstore_core::bulk::PARALLEL_MIN || dataset.layout() != Layout::Contiguous {
-        return Ok(None);
-    }
-    let Ok(dcpl) = dataset.dcpl() else {
-        return Ok(None);
-    };
-    if !dcpl.external().is_empty() || !dcpl.filters().is_empty() {
-        return Ok(None);
-    }
-    let Some(offset) = dataset.offset() else {
-        return Ok(None);
-    };
-    if dataset.storage_size() != bytes as u64 {
-        return Ok(None);
-    }
-    match (dataset.dtype(), Datatype::from_type::<T>()) {
-        (Ok(stored), Ok(memory)) if stored == memory => {}
-        _ => return Ok(None),
-    }
-    let file =
-        std::fs::File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
-        .len();
-    if offset.checked_add(bytes as u64).is_none_or(|end| end > len) {
-        return Ok(None);
-    }
-    let mut raw: Vec<T::Raw> = ndstore_core::codec::alloc_raw(count)?;
-    ndstore_core::bulk::read_exact_at(&file, bytemuck::cast_slice_mut(&mut raw), offset)
-        .map_err(|e| e.with_path(path))?;
-    T::from_raw_vec(raw).map(Some).map_err(|index| {
-        Error::new(
-            ErrorKind::Format,
-            format!("element {index} is not a valid {}", T::KIND),
-        )
-        .with_path(path)
-        .at(Location::Object(name.to_owned()))
-    })
-}
-
-/// Gives `values`, stored in C order, `meta`'s shape and layout.
-fn shape_values<T: Copy>(
-    values: Vec<T>,
-    meta: &ArrayMeta,
-    path: &Path,
-    name: &str,
-) -> Result<ArrayD<T>> {
-    let c = ArrayD::from_shape_vec(IxDyn(&meta.shape), values).map_err(|e| {
-        Error::new(
-            ErrorKind::Format,
-            format!("the data does not fit shape {:?}: {e}", meta.shape),
-        )
-        .with_path(path)
-        .at(Location::Object(name.to_owned()))
-    })?;
-    if meta.effective_order() == Order::Fortran {
-        let fortran: Vec<T> = c.t().iter().copied().collect();
-        ArrayD::from_shape_vec(IxDyn(&meta.shape).f(), fortran)
-            .map_err(|e| Error::new(ErrorKind::Format, e.to_string()).with_path(path))
-    } else {
-        Ok(c)
-    }
-}
-
-/// Loads dataset `name` of the file at `path`, whatever its dtype.
-pub fn load_dyn(path: impl AsRef<Path>, name: &str) -> Result<(ArrayMeta, DynArray)> {
-    let path = path.as_ref();
-    let file = open_read(path)?;
-    let dataset = open_dataset(&file, path, name)?;
-    let meta = dataset_meta(&dataset, path, name)?;
-    let array = with_dtype_kind!(meta.dtype.kind, T => read_typed_from_file::<T>(&dataset, &meta, path, name).map(DynArray::from))?;
-    Ok((meta, array))
-}
-
-/// Loads dataset `name` as `T`, failing with a type mismatch before reading other types.
-pub fn load_as(path: impl AsRef<Path>, name: &str, kind: DTypeKind) -> Result<DynArray> {
-    let path = path.as_ref();
-    let file = open_read(path)?;
-    let dataset = open_dataset(&file, path, name)?;
-    let meta = dataset_meta(&dataset, path, name)?;
-    if meta.dtype.kind != kind {
-        return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, kind)
-            .with_path(path)
-            .at(Location::Object(name.to_owned())));
-    }
-    with_dtype_kind!(kind, T => read_typed_from_file::<T>(&dataset, &meta, path, name).map(DynArray::from))
-}
-
-/// Reads dataset `name`'s metadata without its data.
-pub fn read_meta(path: impl AsRef<Path>, name: &str) -> Result<ArrayMeta> {
-    let path = path.as_ref();
-    let file = open_read(path)?;
-    let dataset = open_dataset(&file, path, name)?;
-    dataset_meta(&dataset, path, name)
-}
-
-/// Every dataset in the file (groups walked recursively), with its metadata, without reading data.
-pub fn list(path: impl AsRef<Path>) -> Result<Vec<(String, ArrayMeta)>> {
-    let path = path.as_ref();
-    let file = open_read(path)?;
-    let mut found = Vec::new();
-    walk(&file, "", path, &mut found)?;
-    Ok(found)
-}
-
-fn walk(
-    group: &Group,
-    prefix: &str,
-    path: &Path,
-    found: &mut Vec<(String, ArrayMeta)>,
-) -> Result<()> {
-    let here = if prefix.is_empty() { "/" } else { prefix };
-    for dataset in group.datasets().map_err(|e| h5_error(e, path, here))? {
-        let name = dataset.name();
-        let meta = dataset_meta(&dataset, path, &name)?;
-        found.push((name, meta));
-    }
-    for child in group.groups().map_err(|e| h5_error(e, path, here))? {
-        let name = child.name();
-        walk(&child, &name, path, found)?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-
-    /// Just over the size at which contiguous datasets are read straight from the file.
-    fn big() -> ArrayD<f64> {
-        let n = ndstore_core::bulk::PARALLEL_MIN / 8 + 4099;
-        ArrayD::from_shape_fn(IxDyn(&[n / 7, 7]), |i| (i[0] * 7 + i[1]) as f64 * 0.5)
-    }
-
-    fn direct(path: &Path) -> Option<Vec<f64>> {
-        let file = open_read(path).unwrap();
-        let dataset = open_dataset(&file, path, "data").unwrap();
-        let meta = dataset_meta(&dataset, path, "data").unwrap();
-        read_contiguous::<f64>(&dataset, &meta, path, "data").unwrap()
-    }
-
-    fn load(path: &Path) -> ArrayD<f64> {
-        let (_, array) = load_dyn(path, "data").unwrap();
-        array.into_typed::<f64>().unwrap()
-    }
-
-    #[test]
-    fn a_large_contiguous_dataset_is_read_straight_from_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.h5");
-        let array = big();
-        save_dyn(
-            &path,
-            "data",
-            &DynArray::from(array.clone()),
-            &SaveOptions::default(),
-        )
-        .unwrap();
-        let values = direct(&path).expect("the direct path applies");
-        assert_eq!(values, array.iter().copied().collect::<Vec<_>>());
-        assert_eq!(load(&path), array);
-    }
-
-    #[test]
-    fn the_offset_counts_the_user_block() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("u.h5");
-        let array = big();
-        {
-            let file = hdf5_metno::File::with_options()
-                .with_fcpl(|p| p.userblock(4096))
-                .create(&path)
-                .unwrap();
-            file.new_dataset_builder()
-                .with_data(&array)
-                .create("data")
-                .unwrap();
-        }
-        let values = direct(&path).expect("the direct path applies");
-        assert_eq!(values, array.iter().copied().collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn other_byte_orders_small_and_chunked_datasets_go_through_libhdf5() {
-        let dir = tempfile::tempdir().unwrap();
-        let array = big();
-        let swapped = dir.path().join("be.h5");
-        let options = SaveOptions::default().byte_order(ByteOrder::Big);
-        save_dyn(&swapped, "data", &DynArray::from(array.clone()), &options).unwrap();
-        assert!(direct(&swapped).is_none());
-        assert_eq!(load(&swapped), array);
-
-        let small = dir.path().join("small.h5");
-        let little = ArrayD::from_shape_fn(IxDyn(&[3, 4]), |i| i[0] as f64 + i[1] as f64);
-        save_dyn(
-            &small,
-            "data",
-            &DynArray::from(little.clone()),
-            &SaveOptions::default(),
-        )
-        .unwrap();
-        assert!(direct(&small).is_none());
-        assert_eq!(load(&small), little);
-
-        let chunked = dir.path().join("chunked.h5");
-        {
-            let file = hdf5_metno::File::create(&chunked).unwrap();
-            file.new_dataset_builder()
-                .chunk((1024, 7))
-                .with_data(&array)
-                .create("data")
-                .unwrap();
-        }
-        assert!(direct(&chunked).is_none());
-        assert_eq!(load(&chunked), array);
-    }
-
-    #[test]
-    fn a_file_cut_inside_the_data_is_an_error_not_a_short_array() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cut.h5");
-        save_dyn(
-            &path,
-            "data",
-            &DynArray::from(big()),
-            &SaveOptions::default(),
-        )
-        .unwrap();
-        let len = std::fs::metadata(&path).unwrap().len();
-        std::fs::OpenOptions::new()
+/// Opens the file at `target` (read-write: the caller replaces it) and locks it for
+/// [`add_dataset`]: an exclusive OFD lock (other additions wait for it) and a shared `flock` (in-place writers, whose `flock` is exclusive,
+/// refuse it: `Locked`). When the path was replaced while waiting, the new file is locked
+/// instead. `None` when there is no file.
+fn lock_for_adding(target: &Path) -> Result<Option<std::fs::File>> {
+    loop {
+        // Read-write, though nothing is written through it: the OFD lock is a write lock.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
-            .open(&path)
-            .unwrap()
-            .set_len(len / 2)
-            .unwrap();
-        let err = load_dyn(&path, "data").map(|_| ()).unwrap_err();
-        assert!(err.to_string().contains("cut.h5"), "{err}");
+            .open(target);
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("cannot open", e).with_path(target)),
+        };
+        crate::sys::ofd_lock_wait(&file)
+            .map_err(|e| Error::io("cannot lock the file", e).with_path(target))?;
+        match file.try_lock_shared() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::new(
+                    ErrorKind::Locked,
+                    "an in-place writer has the file open; adding a dataset now would copy what                      it has not flushed and lose what it writes later",
+                )
+                .with_path(target));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io("cannot lock the file", e).with_path(target));
+            }
+        }
+        if crate::sys::is_same_file(&file, target)
+            .map_err(|e| Error::io("cannot inspect", e).with_path(target))?
+        {
+            return Ok(Some(file));
+        }
     }
+}
+
+/// [`add_dataset`] when there is no file yet: creates it under a lock on the directory, so two
+/// calls creating the same file take turns (the second then adds to the first's file).
+fn create_for_adding(
+    target: &Path,
+    dataset: &str,
+    array: &DynArray,
+    options: &SaveOptions,
+) -> Result<()> {
+    let dir_path = ndstore_core::atomic::parent_dir(target);
+    let dir = std::fs::File::open(dir_path)
+        .map_err(|e| Error::io("cannot open the directory", e).with_path(dir_path))?;
+    dir.lock()
+        .map_err(|e| Error::io("cannot lock the directory", e).with_path(dir_path))?;
+    if target.exists() {
+        drop(dir);
+        return add_dataset(target, dataset, array, options);
+    }
+    save_dyn(target, dataset, array, options)
 }

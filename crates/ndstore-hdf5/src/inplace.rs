@@ -1,18 +1,25 @@
 //! An HDF5 dataset open for in-place updates, with flush (H5Fflush) and sync (H5Fflush, then
-//! fsync — libhdf5 never fsyncs on its own).
+//! fsync of libhdf5's own descriptor — libhdf5 never fsyncs on its own).
 
 use std::path::{Path, PathBuf};
 
 use hdf5_metno::{Dataset, File};
 use ndstore_core::{
-    ArrayMeta, Durability, DynArray, Error, ErrorKind, InPlaceArray, Result, with_dtype_kind,
-    with_dyn_array,
+    ArrayMeta, Durability, DynArray, Error, ErrorKind, InPlaceArray, Location, Result,
+    with_dtype_kind, with_dyn_array,
 };
 
-use crate::h5::{H5Element, dataset_meta, fsync, h5_error, init, read_typed};
+use crate::h5::{H5Element, h5_error, init};
+use crate::read::{self, describe};
 
-/// A dataset open read-write. libhdf5 locks the file while it is open, so a second writer gets
-/// [`ErrorKind::Locked`]. Dropped without `close`, it flushes (errors logged) and closes.
+/// A dataset open read-write, in this process: for files you trust (libhdf5 parses and edits
+/// the file here; see [`crate::trusted`] for what that risks). Before libhdf5 opens the file
+/// here, the isolated reader opens it and reads the dataset's metadata, so a file that crashes
+/// libhdf5 on opening is refused instead.
+///
+/// libhdf5 locks the file while it is open, so a second writer gets [`ErrorKind::Locked`].
+/// After a failed sync the handle is poisoned: every later sync and `close` fail, whatever the
+/// durability. Dropped without `close`, it flushes (errors logged) and closes.
 pub struct H5InPlace {
     file: Option<File>,
     dataset: Option<Dataset>,
@@ -25,13 +32,21 @@ pub struct H5InPlace {
 
 impl H5InPlace {
     /// Opens dataset `name` of the file at `path` for in-place updates.
+    ///
+    /// # Errors
+    ///
+    /// `Locked` when another handle holds the file; the errors of [`crate::load_dyn`] when the
+    /// file or the dataset cannot be read.
     pub fn open(path: impl AsRef<Path>, name: &str, durability: Durability) -> Result<H5InPlace> {
         init();
         let path = path.as_ref();
+        let source = crate::isolated::Source::open(path)?;
+        crate::isolated::check_before_editing(path, &source, name)?;
+        drop(source);
         let file = File::open_rw(path).map_err(|e| h5_error(e, path, "/"))?;
         crate::h5::close_on_exec(&file);
-        let dataset = file.dataset(name).map_err(|e| h5_error(e, path, name))?;
-        let meta = dataset_meta(&dataset, path, name)?;
+        let dataset = read::open_dataset(&file, path, name)?;
+        let meta = describe(&dataset, path, name)?;
         Ok(H5InPlace {
             file: Some(file),
             dataset: Some(dataset),
@@ -58,20 +73,29 @@ impl H5InPlace {
     }
 
     /// Reads the box `ranges` (one range per axis) of the dataset, C-ordered.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming the axis when the box does not fit; libhdf5's errors.
     pub fn read_slice(&self, ranges: &[std::ops::Range<usize>]) -> Result<DynArray> {
         let dataset = self.dataset()?;
-        with_dtype_kind!(self.meta.dtype.kind, T => crate::slice::read_box::<T>(dataset, ranges, &self.path, &self.name).map(DynArray::from))
+        with_dtype_kind!(self.meta.dtype.kind, T => crate::trusted::read_box_values::<T>(dataset, &self.meta, ranges, None, &self.path, &self.name).map(DynArray::from))
     }
 
     /// Writes `values` into the dataset with their first element at `start` (one index per
     /// axis), leaving the rest of the dataset as it is. The values must have the dataset's
     /// element type.
+    ///
+    /// # Errors
+    ///
+    /// `TypeMismatch` for values of another element type, `InvalidInput` when they do not fit,
+    /// libhdf5's errors.
     pub fn write_slice(&mut self, start: &[usize], values: &DynArray) -> Result<()> {
         if values.kind() != self.meta.dtype.kind {
             return Err(
                 ndstore_core::array::type_mismatch(self.meta.dtype.kind, values.kind())
                     .with_path(&self.path)
-                    .at(ndstore_core::Location::Object(self.name.clone())),
+                    .at(Location::Object(self.name.clone())),
             );
         }
         let dataset = self.dataset()?;
@@ -83,6 +107,50 @@ impl H5InPlace {
             Some(file) => file.flush().map_err(|e| h5_error(e, &self.path, "/")),
             None => Ok(()),
         }
+    }
+
+    /// fsync through libhdf5's own descriptor of the file: a write-back error the kernel
+    /// reported through it is seen there, and after a rename of the path it is still this
+    /// handle's file that is made durable, not whatever the path names now.
+    fn fsync_own(&self) -> Result<()> {
+        let file = self.file.as_ref().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "the handle is closed").with_path(&self.path)
+        })?;
+        let fd = crate::sys::vfd_descriptor(file).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Io,
+                "libhdf5 did not give its file descriptor, so the file cannot be fsynced",
+            )
+            .with_path(&self.path)
+        })?;
+        crate::sys::fsync_descriptor(fd)
+            .map_err(|e| Error::io("fsync failed", e).with_path(&self.path))
+    }
+
+    fn read_all<T: ndstore_core::Element>(&self) -> Result<ndarray::ArrayD<T>> {
+        let dataset = self.dataset()?;
+        let count = self
+            .meta
+            .element_count()
+            .map_err(|e| e.with_path(&self.path))?;
+        let mut raw: Vec<T::Raw> =
+            ndstore_core::codec::alloc_raw(count).map_err(|e| e.with_path(&self.path))?;
+        // Through libhdf5, never straight from the file: its caches may hold writes the file
+        // does not have yet.
+        read::read_all(
+            dataset,
+            self.meta.dtype.kind,
+            bytemuck::cast_slice_mut(&mut raw),
+            &self.path,
+            &self.name,
+        )?;
+        read::array_from_raw::<T>(
+            raw,
+            &self.meta.shape,
+            self.meta.effective_order(),
+            &self.path,
+            &self.name,
+        )
     }
 }
 
@@ -109,8 +177,7 @@ impl InPlaceArray for H5InPlace {
     }
 
     fn read(&self) -> Result<DynArray> {
-        let dataset = self.dataset()?;
-        with_dtype_kind!(self.meta.dtype.kind, T => read_typed::<T>(dataset, &self.meta, &self.path, &self.name).map(DynArray::from))
+        with_dtype_kind!(self.meta.dtype.kind, T => self.read_all::<T>().map(DynArray::from))
     }
 
     fn flush(&mut self) -> Result<()> {
@@ -122,20 +189,25 @@ impl InPlaceArray for H5InPlace {
             return Err(ndstore_core::atomic::poisoned_error(&self.path));
         }
         self.flush_file()?;
-        fsync(&self.path).inspect_err(|_| self.poisoned = true)
+        self.fsync_own().inspect_err(|_| self.poisoned = true)
     }
 
     fn close(mut self: Box<Self>) -> Result<()> {
-        if self.durability == Durability::Synced {
-            self.sync()?;
+        let finished = if self.durability == Durability::Synced {
+            self.sync()
+        } else if self.poisoned {
+            // Flushed handles do not sync on close, but one that failed to sync has lost data:
+            // its close says so.
+            Err(ndstore_core::atomic::poisoned_error(&self.path))
         } else {
-            self.flush_file()?;
-        }
+            self.flush_file()
+        };
         self.dataset = None;
-        match self.file.take() {
+        let closed = match self.file.take() {
             Some(file) => crate::h5::close_checked(file, &self.path),
             None => Ok(()),
-        }
+        };
+        finished.and(closed)
     }
 }
 

@@ -40,16 +40,25 @@
 mod backend;
 mod h5;
 mod inplace;
+mod isolated;
+mod lzf;
+mod read;
 mod slice;
 mod swmr;
+mod sys;
+mod tree;
+pub mod trusted;
+mod worker;
 mod writer;
 
 pub use backend::Hdf5Backend;
-pub use h5::{
-    DEFAULT_DATASET, H5Options, META_ATTR, add_dataset, list, load_as, load_dyn, read_meta,
-    save_dyn, save_with,
-};
+pub use h5::{DEFAULT_DATASET, H5Options, META_ATTR, add_dataset, save_dyn, save_with};
 pub use inplace::H5InPlace;
-pub use slice::read_slice;
+pub use isolated::{
+    ReadOptions, list, list_with, load_as, load_default, load_dyn, load_with, read_meta,
+    read_slice, read_slice_with,
+};
+pub use read::{DEFAULT_UNBACKED_LIMIT, MAX_FILTER_RATIO};
 pub use swmr::SwmrReader;
+pub use tree::{DEFAULT_MAX_DEPTH, Entry, Object};
 pub use writer::{H5Writer, WriterOptions};

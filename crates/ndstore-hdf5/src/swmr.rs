@@ -7,10 +7,13 @@ use std::path::{Path, PathBuf};
 use hdf5_metno::{Dataset, File};
 use ndstore_core::{ArrayMeta, DynArray, Error, ErrorKind, Location, Result, with_dtype_kind};
 
-use crate::h5::{close_on_exec, dataset_meta, h5_error, init, open_dataset};
-use crate::slice::read_box;
+use crate::h5::{close_on_exec, h5_error, init};
+use crate::read::{describe, open_dataset};
+use crate::trusted::read_box_values;
 
-/// A dataset open for SWMR reading. [`SwmrReader::refresh`] picks up the rows a SWMR writer
+/// A dataset open for SWMR reading, in this process: for files you trust (a SWMR reader follows
+/// a writer of your own; libhdf5 parses the file here, see [`crate::trusted`] for what that
+/// risks). [`SwmrReader::refresh`] picks up the rows a SWMR writer
 /// ([`crate::H5Writer`] with [`crate::WriterOptions::swmr`], or h5py) has flushed since; every
 /// refresh sees a consistent prefix of the rows appended.
 pub struct SwmrReader {
@@ -35,7 +38,7 @@ impl SwmrReader {
             .map_err(|e| h5_error(e, path, "/"))?;
         close_on_exec(&file);
         let dataset = open_dataset(&file, path, name)?;
-        let meta = dataset_meta(&dataset, path, name)?;
+        let meta = describe(&dataset, path, name)?;
         Ok(SwmrReader {
             dataset,
             _file: file,
@@ -75,6 +78,6 @@ impl SwmrReader {
         }
         let mut ranges = vec![rows];
         ranges.extend(self.meta.shape[1..].iter().map(|&n| 0..n));
-        with_dtype_kind!(self.meta.dtype.kind, T => read_box::<T>(&self.dataset, &ranges, &self.path, &self.name).map(DynArray::from))
+        with_dtype_kind!(self.meta.dtype.kind, T => read_box_values::<T>(&self.dataset, &self.meta, &ranges, None, &self.path, &self.name).map(DynArray::from))
     }
 }

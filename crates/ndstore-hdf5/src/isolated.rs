@@ -1,0 +1,659 @@
+//! The default entry points for files someone else wrote: loads, metadata, listings and slices
+//! parsed by libhdf5 in an isolated child process (`worker`), with data handed back through
+//! the caller's own descriptor or a memfd, never copied through the pipe.
+
+use std::fs::File;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use hdf5_metno::Dataset;
+use ndarray::ArrayD;
+use ndstore_core::{
+    ArrayMeta, DTypeKind, DynArray, Element, Error, ErrorKind, LoadOptions, Location, Order,
+    Result, with_dtype_kind,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::h5::{DEFAULT_DATASET, h5_error};
+use crate::read::{self, object_error};
+use crate::sys;
+use crate::tree::{self, Entry, Object};
+use crate::worker::{self, Child, Limits};
+
+/// Options of a load through the isolated reader: the caller's limits on the array, and the
+/// reader process's own.
+///
+/// ```
+/// use std::time::Duration;
+/// use ndstore_hdf5::ReadOptions;
+/// // Refuse arrays over 4 GiB; give the reader 10 s before it reads data.
+/// let options = ReadOptions::new().memory_limit(4 << 30).timeout(Duration::from_secs(10));
+/// assert_eq!(options.load.memory_limit, Some(4 << 30));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadOptions {
+    /// The limits every backend applies ([`LoadOptions::memory_limit`] for the array). When
+    /// no memory limit is set, data the file does not hold (fill values) is limited to
+    /// [`DEFAULT_UNBACKED_LIMIT`](crate::DEFAULT_UNBACKED_LIMIT).
+    pub load: LoadOptions,
+    /// How long the reader may take before it reads data (opening the file, its metadata, a
+    /// listing); it is then killed and the load fails with [`ErrorKind::ReaderCrashed`].
+    /// Default: 60 s.
+    pub timeout: Duration,
+    /// The reader gets one more second per this many bytes of data it reads. Default: 16 MiB,
+    /// so a 1 GiB dataset may take 60 s + 64 s.
+    pub bytes_per_second: u64,
+    /// The address space the reader may use beyond its size at the start and the data it reads
+    /// (libhdf5's caches, chunk and decompression buffers). Default: 1 GiB.
+    pub work_memory: u64,
+    /// How deep a listing (and the facade's search for a file's only dataset) descends into
+    /// groups. Default: [`DEFAULT_MAX_DEPTH`](crate::DEFAULT_MAX_DEPTH).
+    pub max_depth: usize,
+}
+
+impl Default for ReadOptions {
+    fn default() -> ReadOptions {
+        ReadOptions {
+            load: LoadOptions::default(),
+            timeout: Duration::from_secs(60),
+            bytes_per_second: 16 << 20,
+            work_memory: 1 << 30,
+            max_depth: tree::DEFAULT_MAX_DEPTH,
+        }
+    }
+}
+
+impl ReadOptions {
+    /// The defaults.
+    pub fn new() -> ReadOptions {
+        ReadOptions::default()
+    }
+
+    /// Loads with `load`'s limits.
+    #[must_use]
+    pub fn load(mut self, load: LoadOptions) -> ReadOptions {
+        self.load = load;
+        self
+    }
+
+    /// Refuses arrays whose data would need more than `bytes` bytes of memory.
+    #[must_use]
+    pub fn memory_limit(mut self, bytes: u64) -> ReadOptions {
+        self.load.memory_limit = Some(bytes);
+        self
+    }
+
+    /// The reader's time before it reads data.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> ReadOptions {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The reader's working memory beyond the data.
+    #[must_use]
+    pub fn work_memory(mut self, bytes: u64) -> ReadOptions {
+        self.work_memory = bytes;
+        self
+    }
+
+    /// How deep listings descend into groups.
+    #[must_use]
+    pub fn max_depth(mut self, depth: usize) -> ReadOptions {
+        self.max_depth = depth;
+        self
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            timeout: self.timeout,
+            bytes_per_second: self.bytes_per_second,
+            work_memory: self.work_memory,
+        }
+    }
+}
+
+/// The file a load reads, opened once: every later read, the isolated reader's included
+/// (through `/proc/self/fd`), goes through this descriptor, so a rename of the path during the
+/// load cannot mix two versions of the file.
+pub(crate) struct Source {
+    pub file: File,
+    pub len: u64,
+    /// Whether this process holds a shared `flock` on the file: writers that lock (ndstore's
+    /// in-place handles, libhdf5's read-write opens) are then kept out until the load ends, so
+    /// the data may be read from the file after the reader ended.
+    pub locked: bool,
+    /// The name the reader opens the file by.
+    pub proc_path: String,
+}
+
+impl Source {
+    pub(crate) fn open(path: &Path) -> Result<Source> {
+        let file = File::open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::new(ErrorKind::NotFound, "no such file").with_path(path)
+            } else {
+                Error::io("cannot open", e).with_path(path)
+            }
+        })?;
+        Source::of(file, path)
+    }
+
+    /// A source for a file the caller opened already.
+    pub(crate) fn of(file: File, path: &Path) -> Result<Source> {
+        let metadata = file
+            .metadata()
+            .map_err(|e| Error::io("cannot inspect", e).with_path(path))?;
+        if metadata.is_dir() {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "a directory, not an HDF5 file")
+                    .with_path(path),
+            );
+        }
+        let locking = !matches!(
+            std::env::var("HDF5_USE_FILE_LOCKING").as_deref(),
+            Ok("FALSE" | "0")
+        );
+        let locked = locking && file.try_lock_shared().is_ok();
+        let proc_path = if Path::new("/proc/self/fd").is_dir() {
+            use std::os::fd::AsRawFd;
+            format!("/proc/self/fd/{}", file.as_raw_fd())
+        } else {
+            path.display().to_string()
+        };
+        Ok(Source {
+            len: metadata.len(),
+            file,
+            locked,
+            proc_path,
+        })
+    }
+
+    /// Whether the file no longer has a name (it was replaced or removed since it was opened).
+    pub(crate) fn replaced(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.file.metadata().is_ok_and(|m| m.nlink() == 0)
+    }
+}
+
+/// Which dataset a load reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Choice<'a> {
+    /// The one named.
+    Named(&'a str),
+    /// `data` when there is one, else the file's only dataset.
+    Default,
+}
+
+impl Choice<'_> {
+    fn object(&self) -> &str {
+        match self {
+            Choice::Named(name) => name,
+            Choice::Default => "/",
+        }
+    }
+}
+
+/// Opens the dataset `choice` names.
+pub(crate) fn choose(
+    file: &hdf5_metno::File,
+    path: &Path,
+    choice: Choice<'_>,
+    max_depth: usize,
+) -> Result<(String, Dataset)> {
+    let name = match choice {
+        Choice::Named(name) => name.to_owned(),
+        Choice::Default => default_dataset(file, path, max_depth)?,
+    };
+    let dataset = read::open_dataset(file, path, &name)?;
+    Ok((name, dataset))
+}
+
+/// `data` when the file has a dataset of that name; otherwise the file's only dataset, or
+/// `NotFound` naming the datasets there are.
+fn default_dataset(file: &hdf5_metno::File, path: &Path, max_depth: usize) -> Result<String> {
+    let is_dataset = file
+        .loc_type_by_name(DEFAULT_DATASET)
+        .is_ok_and(|t| t == hdf5_metno::LocationType::Dataset);
+    if file.link_exists(DEFAULT_DATASET) && is_dataset {
+        return Ok(DEFAULT_DATASET.to_owned());
+    }
+    let datasets: Vec<String> = tree::list(file, path, max_depth)?
+        .into_iter()
+        .filter(|e| matches!(e.object, Object::Dataset(_) | Object::Unsupported { .. }))
+        .map(|e| e.path)
+        .collect();
+    match datasets.as_slice() {
+        [only] => Ok(only.clone()),
+        [] => Err(Error::new(ErrorKind::NotFound, "the file holds no dataset")
+            .with_path(path)
+            .at(Location::Object("/".to_owned()))),
+        many => {
+            let shown: Vec<&str> = many.iter().take(20).map(String::as_str).collect();
+            let more = many.len().saturating_sub(shown.len());
+            Err(Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "the file has no dataset '{DEFAULT_DATASET}' and {} others, so none is the one \
+                     to load: {}{}; load one by name",
+                    many.len(),
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+            .with_path(path)
+            .at(Location::Object("/".to_owned())))
+        }
+    }
+}
+
+/// Where the reader left the values.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Data {
+    /// In the file, at this offset, exactly as the array's bytes.
+    InFile(u64),
+    /// In the memfd, converted to the native memory type.
+    InMemfd,
+}
+
+/// The reader's answer to a load.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Loaded {
+    name: String,
+    /// The dataset's metadata (for a box, the box's shape in C order).
+    meta: ArrayMeta,
+    data: Data,
+}
+
+/// What a load asks for.
+struct Request<'a> {
+    choice: Choice<'a>,
+    want: Option<DTypeKind>,
+    ranges: Option<&'a [Range<usize>]>,
+    options: &'a ReadOptions,
+}
+
+/// What the reader made of one attempt: the answer, or the news that the file the caller opened
+/// was replaced before the reader could open it.
+#[derive(Debug, Serialize, Deserialize)]
+enum Attempt<T> {
+    Done(T),
+    Replaced,
+}
+
+/// How many times a load opens a file that keeps being replaced before it gives up.
+const MAX_ATTEMPTS: usize = 8;
+
+/// Opens the file at `path` once, and runs `work` in the isolated reader on that same file
+/// (libhdf5 opens it through `/proc/self/fd`, so a rename of the path cannot make it read
+/// another file). libhdf5 cannot open a file whose last name was removed (it resolves the
+/// descriptor's link, which then names a deleted file): the file was replaced between the two
+/// opens, and the load starts again on the new one, so it always reads one version.
+fn in_reader<T, F>(path: &Path, object: &str, options: &ReadOptions, work: F) -> Result<(Source, T)>
+where
+    T: Serialize + DeserializeOwned,
+    F: Fn(&mut Child, &Source, hdf5_metno::File) -> Result<T>,
+{
+    for _ in 0..MAX_ATTEMPTS {
+        let source = Source::open(path)?;
+        let attempt: Attempt<T> = worker::run(
+            path,
+            &source.proc_path,
+            object,
+            &options.limits(),
+            |child| match read::open_file(Path::new(&source.proc_path), path) {
+                Ok(file) => work(child, &source, file).map(Attempt::Done),
+                Err(_) if source.replaced() => Ok(Attempt::Replaced),
+                Err(e) => Err(e),
+            },
+        )?;
+        if let Attempt::Done(answer) = attempt {
+            return Ok((source, answer));
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Io,
+        format!("the file was replaced {MAX_ATTEMPTS} times while it was being opened"),
+    )
+    .with_path(path))
+}
+
+/// Loads through the isolated reader.
+fn load(path: &Path, request: &Request<'_>) -> Result<(String, ArrayMeta, DynArray)> {
+    let memfd = sys::memfd(c"ndstore-hdf5-data")
+        .map_err(|e| Error::io("cannot create a memfd", e).with_path(path))?;
+    let (source, loaded) = in_reader(
+        path,
+        request.choice.object(),
+        request.options,
+        |child, source, file| read_in_child(child, path, source, file, &memfd, request),
+    )?;
+    let Loaded { name, meta, data } = loaded;
+    let bytes = meta.byte_len().map_err(|e| e.with_path(path))?;
+    request
+        .options
+        .load
+        .admit(bytes as u64)
+        .map_err(|e| e.with_path(path).at(Location::Object(name.clone())))?;
+    let array = with_dtype_kind!(meta.dtype.kind, T => collect::<T>(&meta, &data, &source, &memfd, path, &name).map(DynArray::from))?;
+    Ok((name, meta, array))
+}
+
+/// The reader's side of a load: everything libhdf5 does, in the child.
+fn read_in_child(
+    child: &mut Child,
+    path: &Path,
+    source: &Source,
+    file: hdf5_metno::File,
+    memfd: &File,
+    request: &Request<'_>,
+) -> Result<Loaded> {
+    let (name, dataset) = choose(&file, path, request.choice, request.options.max_depth)?;
+    let meta = read::describe(&dataset, path, &name)?;
+    if let Some(kind) = request.want
+        && meta.dtype.kind != kind
+    {
+        return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, kind)
+            .with_path(path)
+            .at(Location::Object(name)));
+    }
+    let options = &request.options.load;
+    let Some(ranges) = request.ranges else {
+        let plan = read::plan(&dataset, &meta, path, &name, source.len, options, None)?;
+        if let (Some(offset), true) = (plan.direct, source.locked) {
+            return Ok(Loaded {
+                name,
+                meta,
+                data: Data::InFile(offset),
+            });
+        }
+        child.reading(plan.bytes);
+        fill(memfd, plan.bytes, path, |out| {
+            read::read_all(&dataset, meta.dtype.kind, out, path, &name)
+        })?;
+        return Ok(Loaded {
+            name,
+            meta,
+            data: Data::InMemfd,
+        });
+    };
+    let shape = read::box_shape(ranges, &meta.shape, path, &name)?;
+    let boxed = ArrayMeta::new(meta.dtype, shape, Order::C);
+    let bytes = boxed
+        .byte_len()
+        .map_err(|e| e.with_path(path))
+        .map(|n| n as u64)?;
+    read::plan(
+        &dataset,
+        &meta,
+        path,
+        &name,
+        source.len,
+        options,
+        Some(bytes),
+    )?;
+    child.reading(bytes);
+    fill(memfd, bytes, path, |out| {
+        read::read_box(&dataset, meta.dtype.kind, ranges, out, path, &name)
+    })?;
+    Ok(Loaded {
+        name,
+        meta: boxed,
+        data: Data::InMemfd,
+    })
+}
+
+/// Sizes the memfd to `bytes`, maps it and lets `read` fill it.
+fn fill(
+    memfd: &File,
+    bytes: u64,
+    path: &Path,
+    read: impl FnOnce(&mut [u8]) -> Result<()>,
+) -> Result<()> {
+    let len = usize::try_from(bytes).map_err(|_| {
+        Error::new(
+            ErrorKind::TooLarge,
+            format!("{bytes} bytes do not fit in memory"),
+        )
+        .with_path(path)
+    })?;
+    memfd
+        .set_len(bytes)
+        .map_err(|e| Error::io("cannot size the reader's memfd", e).with_path(path))?;
+    let mut map = sys::SharedMap::new(memfd, len).map_err(|e| {
+        Error::new(
+            ErrorKind::OutOfMemory,
+            format!("cannot map {bytes} bytes for the data: {e}"),
+        )
+        .with_path(path)
+    })?;
+    read(map.bytes())
+}
+
+/// The parent's side: the values from where the reader left them into a fresh buffer,
+/// validated and shaped.
+fn collect<T: Element>(
+    meta: &ArrayMeta,
+    data: &Data,
+    source: &Source,
+    memfd: &File,
+    path: &Path,
+    name: &str,
+) -> Result<ArrayD<T>> {
+    let count = meta.element_count().map_err(|e| e.with_path(path))?;
+    let bytes = (count as u64).saturating_mul(std::mem::size_of::<T::Raw>() as u64);
+    let at = |kind: ErrorKind, why: String| object_error(kind, why, path, name);
+    let (file, offset) = match data {
+        Data::InFile(offset) => {
+            if offset.checked_add(bytes).is_none_or(|end| end > source.len) {
+                return Err(at(
+                    ErrorKind::Truncated,
+                    format!(
+                        "the dataset's {bytes} bytes at offset {offset} run past the end of the \
+                         file ({} bytes)",
+                        source.len
+                    ),
+                ));
+            }
+            (&source.file, *offset)
+        }
+        Data::InMemfd => {
+            let len = memfd
+                .metadata()
+                .map_err(|e| Error::io("cannot inspect the reader's memfd", e).with_path(path))?
+                .len();
+            if len != bytes {
+                return Err(at(
+                    ErrorKind::ReaderCrashed,
+                    format!("the isolated reader left {len} bytes of data, not {bytes}"),
+                ));
+            }
+            (memfd, 0)
+        }
+    };
+    let mut raw: Vec<T::Raw> = ndstore_core::codec::alloc_raw(count)
+        .map_err(|e| e.with_path(path).at(Location::Object(name.to_owned())))?;
+    ndstore_core::bulk::read_exact_at(file, bytemuck::cast_slice_mut(&mut raw), offset)
+        .map_err(|e| e.with_path(path))?;
+    read::array_from_raw::<T>(raw, &meta.shape, meta.effective_order(), path, name)
+}
+
+/// Loads dataset `name` of the file at `path`, whatever its dtype, parsing the file in an
+/// isolated reader process: a damaged or hostile file gives an error, never a crash, a hang or
+/// an unbounded allocation in the caller.
+///
+/// # Errors
+///
+/// `NotFound` for a missing file or dataset; `UnsupportedDType` or `Unsupported` for a dataset
+/// ndstore cannot load (its type, a null dataspace, a filter libhdf5 lacks, data outside the
+/// file); `OutOfMemory` for data over the memory limits; `Format`, `Corrupt` or `Truncated`
+/// when libhdf5 reports the file damaged; `ReaderCrashed` when libhdf5 died on it or ran out
+/// of time or memory. Every error names the file and, where known, the object.
+pub fn load_dyn(path: impl AsRef<Path>, name: &str) -> Result<(ArrayMeta, DynArray)> {
+    load_with(path, name, &ReadOptions::default())
+}
+
+/// [`load_dyn`] with explicit limits.
+///
+/// # Errors
+///
+/// As [`load_dyn`].
+pub fn load_with(
+    path: impl AsRef<Path>,
+    name: &str,
+    options: &ReadOptions,
+) -> Result<(ArrayMeta, DynArray)> {
+    let request = Request {
+        choice: Choice::Named(name),
+        want: None,
+        ranges: None,
+        options,
+    };
+    load(path.as_ref(), &request).map(|(_, meta, array)| (meta, array))
+}
+
+/// Loads dataset [`DEFAULT_DATASET`] (`data`) of the file at `path` or, when it has none, the
+/// file's only dataset, returning its path too (isolated, as [`load_dyn`]).
+///
+/// # Errors
+///
+/// As [`load_dyn`]; `NotFound` listing the datasets when the file has no `data` and more than
+/// one dataset, or none.
+pub fn load_default(
+    path: impl AsRef<Path>,
+    options: &ReadOptions,
+) -> Result<(String, ArrayMeta, DynArray)> {
+    let request = Request {
+        choice: Choice::Default,
+        want: None,
+        ranges: None,
+        options,
+    };
+    load(path.as_ref(), &request)
+}
+
+/// Loads dataset `name` as `kind`, failing with a type mismatch before reading other types
+/// (isolated, as [`load_dyn`]).
+///
+/// # Errors
+///
+/// As [`load_dyn`], and `TypeMismatch` when the dataset holds another dtype.
+pub fn load_as(path: impl AsRef<Path>, name: &str, kind: DTypeKind) -> Result<DynArray> {
+    let request = Request {
+        choice: Choice::Named(name),
+        want: Some(kind),
+        ranges: None,
+        options: &ReadOptions::default(),
+    };
+    load(path.as_ref(), &request).map(|(_, _, array)| array)
+}
+
+/// Reads the box `ranges` (one range per axis, in the dataset's logical indices) of dataset
+/// `name`, reading only the chunks or bytes the box covers (isolated, as [`load_dyn`]). The
+/// result is C-ordered, whatever order the dataset records.
+///
+/// ```
+/// # use ndarray::Array2;
+/// # use ndstore_core::{DynArray, SaveOptions};
+/// # fn main() -> ndstore_core::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("grid.h5");
+/// let grid = Array2::from_shape_fn((100, 50), |(i, j)| (i * 50 + j) as i32);
+/// ndstore_hdf5::save_dyn(&path, "grid", &DynArray::from(grid.into_dyn()), &SaveOptions::default())?;
+/// let corner = ndstore_hdf5::read_slice(&path, "grid", &[10..12, 0..3])?.into_typed::<i32>()?;
+/// assert_eq!(corner.shape(), &[2, 3]);
+/// assert_eq!(corner[[1, 2]], 11 * 50 + 2);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+///
+/// As [`load_dyn`], and `InvalidInput` naming the axis when the box does not fit the dataset.
+pub fn read_slice(path: impl AsRef<Path>, name: &str, ranges: &[Range<usize>]) -> Result<DynArray> {
+    read_slice_with(path, name, ranges, &ReadOptions::default())
+}
+
+/// [`read_slice`] with explicit limits.
+///
+/// # Errors
+///
+/// As [`read_slice`].
+pub fn read_slice_with(
+    path: impl AsRef<Path>,
+    name: &str,
+    ranges: &[Range<usize>],
+    options: &ReadOptions,
+) -> Result<DynArray> {
+    let request = Request {
+        choice: Choice::Named(name),
+        want: None,
+        ranges: Some(ranges),
+        options,
+    };
+    load(path.as_ref(), &request).map(|(_, _, array)| array)
+}
+
+/// Reads dataset `name`'s metadata without its data (isolated, as [`load_dyn`]).
+///
+/// # Errors
+///
+/// As [`load_dyn`].
+pub fn read_meta(path: impl AsRef<Path>, name: &str) -> Result<ArrayMeta> {
+    let path = path.as_ref();
+    let (_, meta) = in_reader(path, name, &ReadOptions::default(), |_, _, file| {
+        let dataset = read::open_dataset(&file, path, name)?;
+        read::describe(&dataset, path, name)
+    })?;
+    Ok(meta)
+}
+
+/// Every object of the file (isolated, as [`load_dyn`]): datasets with their metadata, those
+/// ndstore cannot load marked with their HDF5 type, groups, and soft and external links
+/// reported without being followed. Each object is listed once, however many hard links lead
+/// to it (the others are [`Object::Alias`]), and groups at most
+/// [`DEFAULT_MAX_DEPTH`](crate::DEFAULT_MAX_DEPTH) deep.
+///
+/// # Errors
+///
+/// As [`load_dyn`] for the file itself; objects that cannot be read are entries
+/// ([`Object::Unreadable`]), not errors.
+pub fn list(path: impl AsRef<Path>) -> Result<Vec<Entry>> {
+    list_with(path, &ReadOptions::default())
+}
+
+/// [`list`] with explicit limits and depth.
+///
+/// # Errors
+///
+/// As [`list`].
+pub fn list_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Vec<Entry>> {
+    let path = path.as_ref();
+    let (_, entries) = in_reader(path, "/", options, |_, _, file| {
+        tree::list(&file, path, options.max_depth)
+    })?;
+    Ok(entries)
+}
+
+/// Checks, in the isolated reader, that libhdf5 survives opening the file `source` and reading
+/// the metadata and storage of dataset `name` (when it exists), before an in-process handle
+/// edits the file. A file the reader crashes on is refused with the reader's error.
+pub(crate) fn check_before_editing(path: &Path, source: &Source, name: &str) -> Result<()> {
+    let options = ReadOptions::default();
+    worker::run(path, &source.proc_path, name, &options.limits(), |_| {
+        let file = read::open_file(Path::new(&source.proc_path), path)?;
+        if file.link_exists(name) {
+            let dataset = file.dataset(name).map_err(|e| h5_error(e, path, name))?;
+            let _ = dataset.storage_size();
+            let _ = read::unsupported(&dataset);
+        }
+        Ok(())
+    })
+}

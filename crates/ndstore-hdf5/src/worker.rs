@@ -1,0 +1,398 @@
+//! The isolated reader: libhdf5 parses a file someone else wrote in a forked child, so a crash,
+//! an abort, a stack overflow, a hang or a runaway allocation inside libhdf5 ends that child,
+//! never the caller.
+//!
+//! The parent forks while it holds hdf5-metno's global lock (so no other thread of the caller
+//! is inside libhdf5, and the child inherits an idle library), after libhdf5 was initialised in
+//! the parent. The child turns logging off (a logger's lock held by another thread at the fork
+//! would never be released), limits its address space and core dumps, restores the default
+//! action of crash signals, runs the work under `catch_unwind`, and always ends with `_exit`:
+//! it never returns into the caller's code and never runs `atexit` handlers.
+//!
+//! The child answers in JSON lines on a pipe: `Reading` when it knows how many bytes it will
+//! read (the parent then extends the deadline), and one final `Done` or `Failed`. Bulk data
+//! never goes through the pipe: the child returns the offset of a contiguous dataset's bytes,
+//! which the parent reads from its own descriptor, or writes the values into a memfd the parent
+//! created before the fork.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ndstore_core::{Error, ErrorKind, Location, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::sys::{self, Ended};
+
+/// The limits of one isolated read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Wall-clock time before any data is read.
+    pub timeout: Duration,
+    /// Once the child says how many bytes it reads, it gets one more second per this many.
+    pub bytes_per_second: u64,
+    /// Address space the child may use beyond its size at the fork and the data it reads.
+    pub work_memory: u64,
+}
+
+/// The most bytes of answer the parent accepts (listings of huge files included).
+const MAX_REPLY: usize = 256 << 20;
+
+/// An error as it crosses the pipe.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct WireError {
+    kind: String,
+    message: String,
+    object: Option<String>,
+    offset: Option<u64>,
+}
+
+impl WireError {
+    fn from_error(e: &Error) -> WireError {
+        let mut message = e.message().to_owned();
+        if let Some(source) = e.io_error() {
+            message = format!("{message}: {source}");
+        }
+        let (object, offset) = match e.location() {
+            Some(Location::Object(o)) => (Some(o.clone()), None),
+            Some(Location::Offset(o)) => (None, Some(*o)),
+            Some(other) => {
+                message = format!("{other}: {message}");
+                (None, None)
+            }
+            None => (None, None),
+        };
+        WireError {
+            kind: e.kind().as_str().to_owned(),
+            message,
+            object,
+            offset,
+        }
+    }
+
+    fn into_error(self, path: &Path, proc_path: &str) -> Error {
+        let shown = path.display().to_string();
+        let mut error = Error::new(
+            kind_named(&self.kind),
+            self.message.replace(proc_path, &shown),
+        )
+        .with_path(path);
+        if let Some(object) = self.object {
+            error = error.at(Location::Object(object));
+        }
+        if let Some(offset) = self.offset {
+            error = error.at_offset(offset);
+        }
+        error
+    }
+}
+
+/// The kind whose `as_str` is `name` (the wire's spelling), `Format` for one this build does not
+/// know.
+fn kind_named(name: &str) -> ErrorKind {
+    use ErrorKind::*;
+    [
+        Io,
+        Truncated,
+        Format,
+        UnsupportedDType,
+        TypeMismatch,
+        TooLarge,
+        InvalidName,
+        NotFound,
+        Poisoned,
+        Locked,
+        InvalidInput,
+        Unsupported,
+        StorageFull,
+        OutOfMemory,
+        Corrupt,
+        ReaderCrashed,
+        PermissionDenied,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == name)
+    .unwrap_or(Format)
+}
+
+/// One line from the child.
+#[derive(Debug, Serialize, Deserialize)]
+enum Message<T> {
+    /// The child is about to read this many bytes of data.
+    Reading(u64),
+    /// The answer.
+    Done(T),
+    /// The work failed with an error.
+    Failed(WireError),
+}
+
+/// The child's side: its channel to the parent and its memory budget.
+pub(crate) struct Child {
+    pipe: File,
+    /// The address space the child had when it started, plus its work budget.
+    base: u64,
+}
+
+impl Child {
+    /// Announces that the work will read `bytes` of data: the address-space limit grows by
+    /// that much (the data goes into a mapped memfd) and the parent's deadline moves on.
+    pub(crate) fn reading(&mut self, bytes: u64) {
+        sys::confine(self.base.saturating_add(bytes));
+        self.send(&Message::<()>::Reading(bytes));
+    }
+
+    fn send<T: Serialize>(&mut self, message: &Message<T>) {
+        if let Ok(mut line) = serde_json::to_vec(message) {
+            line.push(b'\n');
+            // A parent that stopped listening (it timed out) kills this child anyway.
+            let _ = self.pipe.write_all(&line);
+        }
+    }
+}
+
+/// The address space this process uses now, from `/proc/self/statm`.
+fn address_space() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    pages.saturating_mul(sys::page_size())
+}
+
+/// Runs `work` in a forked child and returns its answer. `path` is the file the caller named
+/// (errors name it); `proc_path` the name the child opens it by, replaced by `path` in messages;
+/// `object` the object errors are placed at when the child dies.
+pub(crate) fn run<T, F>(
+    path: &Path,
+    proc_path: &str,
+    object: &str,
+    limits: &Limits,
+    work: F,
+) -> Result<T>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce(&mut Child) -> Result<T>,
+{
+    crate::h5::init();
+    let io = |what: &str, e: std::io::Error| Error::io(what, e).with_path(path);
+    let (pid, read_end) = hdf5_metno::sync::sync(|| -> Result<(libc::pid_t, OwnedFd)> {
+        // Inside libhdf5's lock: no other thread of this process is in libhdf5 now, and none
+        // can fork one of our children while this pipe's write end is open here, so no other
+        // child inherits it.
+        let (read_end, write_end) = sys::pipe().map_err(|e| io("cannot create a pipe", e))?;
+        let before = address_space();
+        let work_memory = limits.work_memory;
+        // SAFETY: the child takes no lock another thread may hold: it runs under the libhdf5
+        // lock this thread holds (hdf5-metno's lock is reentrant, and its owner is this very
+        // thread, the only one in the child), logging is switched off before anything else,
+        // nothing prints, and memory allocation is safe after fork in glibc.
+        let pid = unsafe {
+            sys::fork_into(move || {
+                log::set_max_level(log::LevelFilter::Off);
+                let base = before.saturating_add(work_memory);
+                sys::confine(base);
+                let mut child = Child {
+                    pipe: File::from(write_end),
+                    base,
+                };
+                let message = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    work(&mut child)
+                })) {
+                    Ok(Ok(answer)) => Message::Done(answer),
+                    Ok(Err(e)) => Message::Failed(WireError::from_error(&e)),
+                    Err(panic) => {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| (*s).to_owned())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Message::Failed(WireError {
+                            kind: ErrorKind::ReaderCrashed.as_str().to_owned(),
+                            message: format!("the isolated HDF5 reader panicked: {what}"),
+                            object: None,
+                            offset: None,
+                        })
+                    }
+                };
+                child.send(&message);
+                0
+            })
+        }
+        .map_err(|e| io("cannot fork the isolated HDF5 reader", e))?;
+        Ok((pid, read_end))
+    })?;
+    let answer = listen::<T>(pid, read_end, limits);
+    let crashed = |why: String| {
+        Error::new(
+            ErrorKind::ReaderCrashed,
+            format!(
+                "the isolated HDF5 reader {why}; the file is damaged or hostile (or needs more \
+                 than the reader's limits: {} s, {} MiB of working memory)",
+                limits.timeout.as_secs(),
+                limits.work_memory >> 20
+            ),
+        )
+        .with_path(path)
+        .at(Location::Object(object.to_owned()))
+    };
+    match answer {
+        Heard::Answer(message, ended) => match (message, ended) {
+            (Message::Done(answer), Ended::Exited(0)) => Ok(answer),
+            (Message::Failed(e), _) => Err(e.into_error(path, proc_path)),
+            (_, Ended::Signaled(signal)) => {
+                Err(crashed(format!("died with {}", sys::signal_name(signal))))
+            }
+            (_, Ended::Exited(code)) => Err(crashed(format!("exited with status {code}"))),
+        },
+        Heard::Nothing(Ended::Signaled(signal)) => {
+            Err(crashed(format!("died with {}", sys::signal_name(signal))))
+        }
+        Heard::Nothing(Ended::Exited(code)) => Err(crashed(format!(
+            "exited with status {code} without an answer"
+        ))),
+        Heard::TimedOut(after) => Err(crashed(format!(
+            "did not finish within {:.1} s and was killed",
+            after.as_secs_f64()
+        ))),
+        Heard::TooLong => Err(crashed(format!(
+            "answered with more than {} MiB and was killed",
+            MAX_REPLY >> 20
+        ))),
+        Heard::Garbled(why) => Err(crashed(format!(
+            "sent an answer that does not parse: {why}"
+        ))),
+        Heard::Lost(e) => Err(io("waiting for the isolated HDF5 reader failed", e)),
+    }
+}
+
+/// What the parent heard from its child.
+enum Heard<T> {
+    Answer(Message<T>, Ended),
+    Nothing(Ended),
+    TimedOut(Duration),
+    TooLong,
+    Garbled(String),
+    Lost(std::io::Error),
+}
+
+/// Reads the child's lines until it ends, moving the deadline when it announces a read, and
+/// reaps it (killing it on the deadline or an oversized answer).
+fn listen<T: DeserializeOwned>(pid: libc::pid_t, pipe: OwnedFd, limits: &Limits) -> Heard<T> {
+    let start = Instant::now();
+    let mut deadline = start + limits.timeout;
+    let mut lines = Lines {
+        pipe: File::from(pipe),
+        buffer: Vec::new(),
+        last: None,
+    };
+    let give_up = |heard: Heard<T>| {
+        let _ = sys::kill_and_reap(pid);
+        heard
+    };
+    if let Err(e) = sys::set_nonblocking(lines.pipe.as_fd()) {
+        return give_up(Heard::Lost(e));
+    }
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return give_up(Heard::TimedOut(now - start));
+        }
+        let wait = (deadline - now).min(Duration::from_millis(100));
+        let readable = match sys::wait_readable(lines.pipe.as_fd(), wait) {
+            Ok(readable) => readable,
+            Err(e) => return give_up(Heard::Lost(e)),
+        };
+        let mut at_end = false;
+        if readable {
+            match lines.take(limits) {
+                Ok(Taken {
+                    at_end: end,
+                    reading,
+                }) => {
+                    at_end = end;
+                    if let Some(extended) = reading {
+                        deadline = Instant::now() + extended;
+                    }
+                }
+                Err(heard) => return give_up(heard),
+            }
+        }
+        if at_end || !readable {
+            match sys::try_reap(pid) {
+                Ok(Some(ended)) => {
+                    // What the child wrote before it ended is all in the pipe now.
+                    if let Err(heard) = lines.take(limits) {
+                        return heard;
+                    }
+                    return match lines.last {
+                        Some(message) => Heard::Answer(message, ended),
+                        None => Heard::Nothing(ended),
+                    };
+                }
+                // The pipe is closed and the child is exiting: it is reaped in a moment.
+                Ok(None) if at_end => std::thread::sleep(Duration::from_millis(1)),
+                Ok(None) => {}
+                Err(e) => return give_up(Heard::Lost(e)),
+            }
+        }
+    }
+}
+
+/// The parent's end of the pipe, the bytes of a line not yet complete, and the last answer.
+struct Lines<T> {
+    pipe: File,
+    buffer: Vec<u8>,
+    last: Option<Message<T>>,
+}
+
+/// What one drain of the pipe found.
+struct Taken {
+    at_end: bool,
+    /// The time the child has from now on, when it announced a read.
+    reading: Option<Duration>,
+}
+
+impl<T: DeserializeOwned> Lines<T> {
+    /// Reads what the pipe holds now and parses the complete lines.
+    fn take(&mut self, limits: &Limits) -> Result<Taken, Heard<T>> {
+        let mut chunk = [0u8; 64 << 10];
+        let mut taken = Taken {
+            at_end: false,
+            reading: None,
+        };
+        loop {
+            match self.pipe.read(&mut chunk) {
+                Ok(0) => {
+                    taken.at_end = true;
+                    break;
+                }
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Heard::Lost(e)),
+            }
+            if self.buffer.len() > MAX_REPLY {
+                return Err(Heard::TooLong);
+            }
+        }
+        while let Some(newline) = self.buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=newline).collect();
+            match serde_json::from_slice::<Message<T>>(&line) {
+                Ok(Message::Reading(bytes)) => {
+                    let extra = bytes / limits.bytes_per_second.max(1);
+                    taken.reading = Some(limits.timeout + Duration::from_secs(extra));
+                }
+                Ok(message) => self.last = Some(message),
+                Err(e) => return Err(Heard::Garbled(e.to_string())),
+            }
+        }
+        Ok(taken)
+    }
+}
