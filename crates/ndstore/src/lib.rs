@@ -11,7 +11,7 @@
 //! | `.npy` | [`file::npy`] | `file` |
 //! | `.npz` | [`file::npz`] (first array, or by name) | `file` |
 //! | `.csv`, `.txt` | [`text`] (comma-separated; `.txt` whitespace-separated) | `text` |
-//! | `.h5`, `.hdf5` | `hdf5` (dataset `data`) | `hdf5`, off by default: it links libhdf5 |
+//! | `.h5`, `.hdf5` | `hdf5` (dataset `data`, else the file's only dataset; parsed in an isolated reader process) | `hdf5`, off by default: it links libhdf5 |
 //!
 //! Memory maps are opened explicitly, through [`mmap::MappedArray`] (feature `mmap`): mapping is
 //! an `unsafe` choice the caller makes, never a side effect of a file's extension.
@@ -156,7 +156,8 @@ fn text_options(path: &Path) -> ndstore_text::TextOptions {
 }
 
 /// Loads the array at `path` with the backend its extension names (the first array of an
-/// `.npz`), with its stored metadata.
+/// `.npz`; an HDF5 file's dataset `data` or, when it has none, its only dataset, else `NotFound`
+/// naming the datasets), with its stored metadata.
 ///
 /// # Errors
 ///
@@ -193,7 +194,11 @@ pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Array
             ndstore_text::load_dyn_with(path, &text_options(path), options)
         }
         #[cfg(feature = "hdf5")]
-        Format::Hdf5 => ndstore_hdf5::Hdf5Backend.load_with(path, options),
+        // Dataset `data`, or the only one; libhdf5 parses the file in an isolated process.
+        Format::Hdf5 => {
+            ndstore_hdf5::load_default(path, &ndstore_hdf5::ReadOptions::new().load(*options))
+                .map(|(_, meta, array)| (meta, array))
+        }
         #[allow(unreachable_patterns)]
         _ => Err(Error::new(
             ErrorKind::Unsupported,

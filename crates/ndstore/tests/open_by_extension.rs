@@ -77,3 +77,36 @@ fn a_memory_limit_applies_to_every_format() {
         assert!(err.to_string().contains(name), "{name}: {err}");
     }
 }
+
+/// An HDF5 file without a dataset `data` loads its only dataset; with several, the error lists
+/// them.
+#[cfg(feature = "hdf5")]
+#[test]
+fn an_hdf5_file_loads_its_only_dataset_or_names_the_datasets() {
+    use ndstore::SaveOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.h5");
+    let x = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[3]), |d| d[0] as i16));
+    ndstore::hdf5::save_dyn(&path, "/results/x", &x, &SaveOptions::default()).unwrap();
+    let (meta, loaded) = ndstore::load(&path).unwrap();
+    assert_eq!(meta.shape, vec![3]);
+    assert!(loaded.bit_eq(&x));
+
+    let y = DynArray::from(ArrayD::from_elem(IxDyn(&[2]), 1.5f32));
+    ndstore::hdf5::add_dataset(&path, "/y", &y, &SaveOptions::default()).unwrap();
+    let err = ndstore::load(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("/results/x") && message.contains("/y"),
+        "{message}"
+    );
+
+    // With a dataset `data`, that one is loaded, however many others there are.
+    ndstore::hdf5::add_dataset(&path, "data", &y, &SaveOptions::default()).unwrap();
+    assert!(ndstore::load(&path).unwrap().1.bit_eq(&y));
+    // The memory limit applies here too.
+    let limited = ndstore::LoadOptions::new().memory_limit(7);
+    let err = ndstore::load_with(&path, &limited).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+}
