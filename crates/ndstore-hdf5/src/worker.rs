@@ -188,6 +188,7 @@ where
         // child inherits it.
         let (read_end, write_end) = sys::pipe().map_err(|e| io("cannot create a pipe", e))?;
         let before = address_space();
+        let placed = object.to_owned();
         let work_memory = limits.work_memory;
         // SAFETY: the child takes no lock another thread may hold: it runs under the libhdf5
         // lock this thread holds (hdf5-metno's lock is reentrant, and its owner is this very
@@ -216,7 +217,7 @@ where
                         Message::Failed(WireError {
                             kind: ErrorKind::ReaderCrashed.as_str().to_owned(),
                             message: format!("the isolated HDF5 reader panicked: {what}"),
-                            object: None,
+                            object: Some(placed),
                             offset: None,
                         })
                     }

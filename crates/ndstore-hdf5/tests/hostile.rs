@@ -165,7 +165,10 @@ impl Outcome {
     fn lines(&self, word: &str) -> Vec<String> {
         self.stdout
             .lines()
-            .filter_map(|l| l.find(word).map(|at| l[at + word.len()..].trim().to_owned()))
+            .filter_map(|l| {
+                l.find(word)
+                    .map(|at| l[at + word.len()..].trim().to_owned())
+            })
             .collect()
     }
 
@@ -247,7 +250,10 @@ fn child_entry() {
         .map(str::to_owned)
         .collect();
     match task.as_str() {
-        "load" => println!("RESULT {}", report(ndstore_hdf5::load_dyn(&args[0], "data"))),
+        "load" => println!(
+            "RESULT {}",
+            report(ndstore_hdf5::load_dyn(&args[0], "data"))
+        ),
         "load-timeout" => {
             let options = ReadOptions::new().timeout(Duration::from_secs(args[1].parse().unwrap()));
             println!(
@@ -280,7 +286,12 @@ fn child_entry() {
                 let path = dir.join(format!("case-{case}.h5"));
                 std::fs::write(&path, &damaged).unwrap();
                 let result = ndstore_hdf5::load_with(&path, "data", &options);
-                println!("CASE {case} byte {} bit {} {}", bit / 8, bit % 8, report(result));
+                println!(
+                    "CASE {case} byte {} bit {} {}",
+                    bit / 8,
+                    bit % 8,
+                    report(result)
+                );
                 std::fs::remove_file(&path).unwrap();
             }
             println!("DONE");
@@ -353,7 +364,12 @@ fn six_hundred_random_bit_flips_never_crash_the_caller() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = in_child(
         "flips",
-        &[file.to_str().unwrap(), dir.path().to_str().unwrap(), "600", &end],
+        &[
+            file.to_str().unwrap(),
+            dir.path().to_str().unwrap(),
+            "600",
+            &end,
+        ],
         Duration::from_secs(1800),
     );
     outcome.assert_survived("600 bit flips");
@@ -367,8 +383,15 @@ fn six_hundred_random_bit_flips_never_crash_the_caller() {
     }
     // Nor may libhdf5 allocate what a damaged header claims in the caller's process.
     let peak: u64 = outcome.lines("PEAK").join("").parse().unwrap();
-    assert!(peak < 1 << 30, "the caller's memory peaked at {} MiB", peak >> 20);
-    let crashed = cases.iter().filter(|c| c.contains("ERR ReaderCrashed")).count();
+    assert!(
+        peak < 1 << 30,
+        "the caller's memory peaked at {} MiB",
+        peak >> 20
+    );
+    let crashed = cases
+        .iter()
+        .filter(|c| c.contains("ERR ReaderCrashed"))
+        .count();
     let failed = cases.iter().filter(|c| c.contains(" ERR ")).count();
     eprintln!("600 flips: {failed} errors, of which {crashed} isolated reader crashes");
 }
@@ -478,8 +501,12 @@ fn external_links_are_reported_and_never_followed() {
         }
     );
     for err in [
-        ndstore_hdf5::load_dyn(&copy, "ext").map(|_| ()).unwrap_err(),
-        ndstore_hdf5::trusted::load_dyn(&copy, "ext").map(|_| ()).unwrap_err(),
+        ndstore_hdf5::load_dyn(&copy, "ext")
+            .map(|_| ())
+            .unwrap_err(),
+        ndstore_hdf5::trusted::load_dyn(&copy, "ext")
+            .map(|_| ())
+            .unwrap_err(),
     ] {
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
         assert!(err.to_string().contains("external link"), "{err}");
