@@ -96,10 +96,18 @@ pub(crate) fn unsupported(dataset: &Dataset) -> Option<(ErrorKind, String)> {
         Ok(datatype) => datatype,
         Err(e) => return Some((ErrorKind::Format, format!("libhdf5: {e}"))),
     };
-    kind_of(&datatype).err().map(|why| {
+    kind_of(&datatype).err().map(|_| {
+        let detail = match datatype.to_descriptor() {
+            Ok(descriptor) => format!(" ({descriptor})"),
+            Err(_) => String::new(),
+        };
         (
             ErrorKind::UnsupportedDType,
-            format!("{why} (an HDF5 {} type)", sys::type_class(&datatype)),
+            format!(
+                "the dataset holds an HDF5 {} type{detail}; ndstore loads booleans, integers, \
+                 floats and complex numbers",
+                sys::type_class(&datatype)
+            ),
         )
     })
 }
