@@ -657,3 +657,58 @@ pub(crate) fn check_before_editing(path: &Path, source: &Source, name: &str) -> 
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use ndstore_core::SaveOptions;
+
+    use super::*;
+
+    fn save(path: &Path, value: f64) {
+        let a = DynArray::from(ArrayD::from_elem(ndarray::IxDyn(&[5]), value));
+        crate::save_dyn(path, "data", &a, &SaveOptions::default()).unwrap();
+    }
+
+    /// Reads `data` in the reader from the file `source` holds.
+    fn read_through(path: &Path, source: &Source) -> Result<Vec<f64>> {
+        let limits = ReadOptions::default().limits();
+        worker::run(path, &source.proc_path, "data", &limits, |_| {
+            let file = read::open_file(Path::new(&source.proc_path), path)?;
+            let dataset = read::open_dataset(&file, path, "data")?;
+            dataset
+                .read_raw::<f64>()
+                .map_err(|e| crate::h5::h5_error(e, path, "data"))
+        })
+    }
+
+    #[test]
+    fn the_reader_reads_the_file_the_caller_opened_even_after_a_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.h5");
+        save(&path, 1.0);
+        let source = Source::open(&path).unwrap();
+        // The opened file moves away, and another takes its name.
+        std::fs::rename(&path, dir.path().join("moved.h5")).unwrap();
+        save(&path, 2.0);
+        assert_eq!(read_through(&path, &source).unwrap(), vec![1.0; 5]);
+        assert!(!source.replaced());
+        // A fresh load sees the file the name holds now.
+        let (_, now) = crate::load_dyn(&path, "data").unwrap();
+        assert_eq!(now.into_typed::<f64>().unwrap().sum(), 10.0);
+    }
+
+    #[test]
+    fn a_file_replaced_before_the_reader_opens_it_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.h5");
+        save(&path, 1.0);
+        let source = Source::open(&path).unwrap();
+        // An atomic save over the name: the opened file has no name any more, and libhdf5
+        // cannot open it through /proc (it resolves the link to a deleted path).
+        save(&path, 2.0);
+        assert!(source.replaced());
+        assert!(read_through(&path, &source).is_err());
+    }
+}

@@ -229,8 +229,10 @@ pub(crate) fn signal_name(signal: i32) -> String {
 /// In a forked child: no core dumps, an address-space limit of `bytes` (or the hard limit
 /// already set, when that is lower), and the default action for the signals a crash raises, so
 /// a handler the caller installed (a runtime's, a crash reporter's) does not run in the copy.
-/// Returns the limit in force.
-pub(crate) fn confine(bytes: u64) -> u64 {
+/// With `last`, the hard limit comes down to the same value, so nothing can raise it again;
+/// otherwise only the soft limit is set, and a later call may raise it. Returns the limit in
+/// force.
+pub(crate) fn confine(bytes: u64, last: bool) -> u64 {
     let no_core = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -246,7 +248,7 @@ pub(crate) fn confine(bytes: u64) -> u64 {
     let limit = bytes.min(current.rlim_max);
     let wanted = libc::rlimit {
         rlim_cur: limit,
-        rlim_max: limit,
+        rlim_max: if last { limit } else { current.rlim_max },
     };
     // SAFETY: a valid rlimit structure, at most the hard limit already in force.
     unsafe { libc::setrlimit(libc::RLIMIT_AS, &wanted) };

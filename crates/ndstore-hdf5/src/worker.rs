@@ -74,12 +74,13 @@ impl WireError {
     }
 
     fn into_error(self, path: &Path, proc_path: &str) -> Error {
-        let shown = path.display().to_string();
-        let mut error = Error::new(
-            kind_named(&self.kind),
-            self.message.replace(proc_path, &shown),
-        )
-        .with_path(path);
+        // libhdf5 names the file by the name the reader opened it with.
+        let message = if proc_path.is_empty() {
+            self.message
+        } else {
+            self.message.replace(proc_path, &path.display().to_string())
+        };
+        let mut error = Error::new(kind_named(&self.kind), message).with_path(path);
         if let Some(object) = self.object {
             error = error.at(Location::Object(object));
         }
@@ -140,7 +141,7 @@ impl Child {
     /// Announces that the work will read `bytes` of data: the address-space limit grows by
     /// that much (the data goes into a mapped memfd) and the parent's deadline moves on.
     pub(crate) fn reading(&mut self, bytes: u64) {
-        sys::confine(self.base.saturating_add(bytes));
+        sys::confine(self.base.saturating_add(bytes), true);
         self.send(&Message::<()>::Reading(bytes));
     }
 
@@ -198,7 +199,7 @@ where
             sys::fork_into(move || {
                 log::set_max_level(log::LevelFilter::Off);
                 let base = before.saturating_add(work_memory);
-                sys::confine(base);
+                sys::confine(base, false);
                 let mut child = Child {
                     pipe: File::from(write_end),
                     base,
@@ -395,5 +396,94 @@ impl<T: DeserializeOwned> Lines<T> {
             }
         }
         Ok(taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn limits(timeout: u64) -> Limits {
+        Limits {
+            timeout: Duration::from_secs(timeout),
+            bytes_per_second: 1 << 20,
+            work_memory: 256 << 20,
+        }
+    }
+
+    fn run_in_reader<T: Serialize + DeserializeOwned>(
+        limits: &Limits,
+        work: impl FnOnce(&mut Child) -> Result<T>,
+    ) -> Result<T> {
+        run(Path::new("some.h5"), "", "/obj", limits, work)
+    }
+
+    #[test]
+    fn answers_and_errors_come_back_from_the_reader() {
+        assert_eq!(run_in_reader(&limits(60), |_| Ok(vec![1u32, 2, 3])).unwrap(), [1, 2, 3]);
+        let err = run_in_reader::<()>(&limits(60), |_| {
+            Err(Error::new(ErrorKind::Corrupt, "bad bytes").at_offset(17))
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert_eq!(err.to_string(), "some.h5: byte 17: bad bytes");
+    }
+
+    #[test]
+    fn a_reader_killed_by_a_signal_is_reader_crashed_naming_the_signal() {
+        let err = run_in_reader::<()>(&limits(60), |_| std::process::abort()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ReaderCrashed);
+        assert!(err.to_string().contains("SIGABRT"), "{err}");
+        assert_eq!(err.location(), Some(&Location::Object("/obj".to_owned())));
+    }
+
+    #[test]
+    fn a_panicking_reader_is_an_error_not_a_panic() {
+        let err = run_in_reader::<()>(&limits(60), |_| panic!("boom")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ReaderCrashed);
+        assert!(err.to_string().contains("boom"), "{err}");
+    }
+
+    #[test]
+    fn a_hung_reader_is_killed_at_its_deadline() {
+        let err = run_in_reader::<()>(&limits(1), |_| loop {
+            std::thread::sleep(Duration::from_millis(10));
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ReaderCrashed);
+        assert!(err.to_string().contains("did not finish within"), "{err}");
+    }
+
+    #[test]
+    fn the_reader_cannot_allocate_past_its_limit() {
+        let refused = run_in_reader(&limits(60), |_| {
+            let mut v: Vec<u8> = Vec::new();
+            Ok(v.try_reserve_exact(1 << 30).is_err())
+        })
+        .unwrap();
+        assert!(refused, "1 GiB was allocated under a 256 MiB budget");
+        // Announcing a read raises the limit by that much.
+        let granted = run_in_reader(&limits(60), |child| {
+            child.reading(1 << 30);
+            let mut v: Vec<u8> = Vec::new();
+            Ok(v.try_reserve_exact(1 << 30).is_ok())
+        })
+        .unwrap();
+        assert!(granted, "an announced read of 1 GiB was refused");
+    }
+
+    #[test]
+    fn announcing_a_read_moves_the_deadline_on() {
+        // 3 s before data; the announced 64 MiB at 1 MiB/s give 64 s more, far more than the
+        // 6 s the work takes.
+        let done = run_in_reader(&limits(3), |child| {
+            child.reading(64 << 20);
+            std::thread::sleep(Duration::from_secs(6));
+            Ok(true)
+        })
+        .unwrap();
+        assert!(done);
     }
 }
