@@ -296,18 +296,29 @@ const MAX_ATTEMPTS: usize = 8;
 /// another file). libhdf5 cannot open a file whose last name was removed (it resolves the
 /// descriptor's link, which then names a deleted file): the file was replaced between the two
 /// opens, and the load starts again on the new one, so it always reads one version.
-fn in_reader<T, F>(path: &Path, object: &str, options: &ReadOptions, work: F) -> Result<(Source, T)>
+///
+/// `memfd`, when given, stays open in the reader for the data.
+fn in_reader<T, F>(
+    path: &Path,
+    object: &str,
+    options: &ReadOptions,
+    memfd: Option<&File>,
+    work: F,
+) -> Result<(Source, T)>
 where
     T: Serialize + DeserializeOwned,
     F: Fn(&mut Child, &Source, hdf5_metno::File) -> Result<T>,
 {
     for _ in 0..MAX_ATTEMPTS {
         let source = Source::open(path)?;
+        let mut keep = vec![&source.file];
+        keep.extend(memfd);
         let attempt: Attempt<T> = worker::run(
             path,
             &source.proc_path,
             object,
             &options.limits(),
+            &keep,
             |child| match read::open_file(Path::new(&source.proc_path), path) {
                 Ok(file) => work(child, &source, file).map(Attempt::Done),
                 Err(_) if source.replaced() => Ok(Attempt::Replaced),
@@ -333,6 +344,7 @@ fn load(path: &Path, request: &Request<'_>) -> Result<(String, ArrayMeta, DynArr
         path,
         request.choice.object(),
         request.options,
+        Some(&memfd),
         |child, source, file| read_in_child(child, path, source, file, &memfd, request),
     )?;
     let Loaded { name, meta, data } = loaded;
@@ -608,7 +620,7 @@ pub fn read_slice_with(
 /// As [`load_dyn`].
 pub fn read_meta(path: impl AsRef<Path>, name: &str) -> Result<ArrayMeta> {
     let path = path.as_ref();
-    let (_, meta) = in_reader(path, name, &ReadOptions::default(), |_, _, file| {
+    let (_, meta) = in_reader(path, name, &ReadOptions::default(), None, |_, _, file| {
         let dataset = read::open_dataset(&file, path, name)?;
         read::describe(&dataset, path, name)
     })?;
@@ -636,7 +648,7 @@ pub fn list(path: impl AsRef<Path>) -> Result<Vec<Entry>> {
 /// As [`list`].
 pub fn list_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Vec<Entry>> {
     let path = path.as_ref();
-    let (_, entries) = in_reader(path, "/", options, |_, _, file| {
+    let (_, entries) = in_reader(path, "/", options, None, |_, _, file| {
         tree::list(&file, path, options.max_depth)
     })?;
     Ok(entries)
@@ -647,15 +659,22 @@ pub fn list_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Vec<En
 /// edits the file. A file the reader crashes on is refused with the reader's error.
 pub(crate) fn check_before_editing(path: &Path, source: &Source, name: &str) -> Result<()> {
     let options = ReadOptions::default();
-    worker::run(path, &source.proc_path, name, &options.limits(), |_| {
-        let file = read::open_file(Path::new(&source.proc_path), path)?;
-        if file.link_exists(name) {
-            let dataset = file.dataset(name).map_err(|e| h5_error(e, path, name))?;
-            let _ = dataset.storage_size();
-            let _ = read::unsupported(&dataset);
-        }
-        Ok(())
-    })
+    worker::run(
+        path,
+        &source.proc_path,
+        name,
+        &options.limits(),
+        &[&source.file],
+        |_| {
+            let file = read::open_file(Path::new(&source.proc_path), path)?;
+            if file.link_exists(name) {
+                let dataset = file.dataset(name).map_err(|e| h5_error(e, path, name))?;
+                let _ = dataset.storage_size();
+                let _ = read::unsupported(&dataset);
+            }
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]
@@ -674,13 +693,20 @@ mod tests {
     /// Reads `data` in the reader from the file `source` holds.
     fn read_through(path: &Path, source: &Source) -> Result<Vec<f64>> {
         let limits = ReadOptions::default().limits();
-        worker::run(path, &source.proc_path, "data", &limits, |_| {
-            let file = read::open_file(Path::new(&source.proc_path), path)?;
-            let dataset = read::open_dataset(&file, path, "data")?;
-            dataset
-                .read_raw::<f64>()
-                .map_err(|e| crate::h5::h5_error(e, path, "data"))
-        })
+        worker::run(
+            path,
+            &source.proc_path,
+            "data",
+            &limits,
+            &[&source.file],
+            |_| {
+                let file = read::open_file(Path::new(&source.proc_path), path)?;
+                let dataset = read::open_dataset(&file, path, "data")?;
+                dataset
+                    .read_raw::<f64>()
+                    .map_err(|e| crate::h5::h5_error(e, path, "data"))
+            },
+        )
     }
 
     #[test]
@@ -710,5 +736,58 @@ mod tests {
         save(&path, 2.0);
         assert!(source.replaced());
         assert!(read_through(&path, &source).is_err());
+    }
+
+    #[test]
+    fn a_reader_does_not_keep_the_callers_other_files_locked() {
+        use ndstore_core::{Durability, InPlaceArray};
+        let dir = tempfile::tempdir().unwrap();
+        let held = dir.path().join("held.h5");
+        save(&held, 1.0);
+        let started = dir.path().join("started");
+        let finish = dir.path().join("finish");
+        let handle = crate::H5InPlace::open(&held, "data", Durability::Synced).unwrap();
+        std::thread::scope(|scope| {
+            // A reader that runs until told to stop, forked while `held` is open and locked.
+            let reader = scope.spawn(|| {
+                let limits = ReadOptions::default().limits();
+                worker::run(Path::new("other.h5"), "", "/", &limits, &[], |_| {
+                    std::fs::write(&started, b"").unwrap();
+                    while !finish.exists() {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Ok(())
+                })
+            });
+            while !started.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            // Closed while the reader runs: the lock must go with it.
+            Box::new(handle).close().unwrap();
+            let reopened = crate::H5InPlace::open(&held, "data", Durability::Synced);
+            std::fs::write(&finish, b"").unwrap();
+            reader.join().unwrap().unwrap();
+            assert!(
+                reopened.is_ok(),
+                "the reader kept the closed file locked: {:?}",
+                reopened.err()
+            );
+        });
+    }
+
+    #[test]
+    fn a_file_this_process_has_open_in_place_loads_through_the_reader() {
+        use ndstore_core::{Durability, InPlaceArray};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("open.h5");
+        save(&path, 1.0);
+        let mut handle = crate::H5InPlace::open(&path, "data", Durability::Synced).unwrap();
+        let new = DynArray::from(ArrayD::from_elem(ndarray::IxDyn(&[5]), 3.0));
+        handle.write_all(&new).unwrap();
+        handle.flush().unwrap();
+        // libhdf5 in the reader uses this process's open file (and its descriptor).
+        let (_, loaded) = crate::load_dyn(&path, "data").unwrap();
+        assert!(loaded.bit_eq(&new));
+        Box::new(handle).close().unwrap();
     }
 }

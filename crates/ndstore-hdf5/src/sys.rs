@@ -266,6 +266,106 @@ pub(crate) fn confine(bytes: u64, last: bool) -> u64 {
     limit
 }
 
+/// In a forked child: closes every descriptor from 3 up except those in `keep`. The child is a
+/// copy of the caller, descriptors included, and a copy of a descriptor keeps its file's
+/// `flock` and a pipe's write end alive: another thread's file, closed by its owner while the
+/// child runs, would stay locked until the child ended.
+pub(crate) fn close_descriptors_except(keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&fd| fd >= 3).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from: u32 = 3;
+    let mut ranges = Vec::new();
+    for &fd in &keep {
+        let fd = fd.unsigned_abs();
+        if fd > from {
+            ranges.push((from, fd - 1));
+        }
+        from = fd + 1;
+    }
+    ranges.push((from, u32::MAX));
+    for (first, last) in ranges {
+        // SAFETY: close_range closes descriptors of this (child) process only; nothing in the
+        // child uses the ones closed.
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+        if rc != 0 {
+            close_listed_except(&keep);
+            return;
+        }
+    }
+}
+
+/// [`close_descriptors_except`] for kernels without close_range (before 5.9): closes the
+/// descriptors `/proc/self/fd` lists.
+fn close_listed_except(keep: &[RawFd]) {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let open: Vec<RawFd> = entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in open {
+        if fd >= 3 && !keep.contains(&fd) {
+            // SAFETY: as in `close_descriptors_except`; the listing's own descriptor is closed
+            // already (EBADF, ignored).
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// The descriptors libhdf5 holds for files it has open in this process that are `file` (same
+/// device and inode). libhdf5 opening a file it has open already uses the open one, so a
+/// forked child must keep those. Call while holding libhdf5's lock.
+pub(crate) fn hdf5_descriptors_of(file: &File) -> Vec<RawFd> {
+    use hdf5_metno_sys::h5f::{H5F_OBJ_ALL, H5F_OBJ_FILE, H5Fget_obj_count, H5Fget_obj_ids};
+    use std::os::unix::fs::MetadataExt;
+    let Ok(wanted) = file.metadata() else {
+        return Vec::new();
+    };
+    let ids = hdf5_metno::sync::sync(|| {
+        // SAFETY: H5F_OBJ_ALL asks about every open file; no pointer is passed.
+        let count = unsafe { H5Fget_obj_count(H5F_OBJ_ALL as hid_t, H5F_OBJ_FILE) };
+        let Ok(count) = usize::try_from(count) else {
+            return Vec::new();
+        };
+        let mut ids: Vec<hid_t> = vec![0; count];
+        // SAFETY: `ids` has room for `count` ids, the most libhdf5 writes.
+        let got =
+            unsafe { H5Fget_obj_ids(H5F_OBJ_ALL as hid_t, H5F_OBJ_FILE, count, ids.as_mut_ptr()) };
+        ids.truncate(usize::try_from(got).unwrap_or(0));
+        ids
+    });
+    let mut fds = Vec::new();
+    for id in ids {
+        let mut handle: *mut c_void = std::ptr::null_mut();
+        let rc = hdf5_metno::sync::sync(|| {
+            // SAFETY: `id` is an open file id libhdf5 just listed; it writes a pointer to the
+            // sec2 driver's descriptor into `handle`.
+            unsafe {
+                hdf5_metno_sys::h5f::H5Fget_vfd_handle(
+                    id,
+                    hdf5_metno_sys::h5p::H5P_DEFAULT,
+                    &mut handle,
+                )
+            }
+        });
+        if rc < 0 || handle.is_null() {
+            continue;
+        }
+        // SAFETY: as above, `handle` points at the open descriptor.
+        let fd = unsafe { *(handle as *const c_int) };
+        // SAFETY: the descriptor is open (libhdf5 holds it); ManuallyDrop never closes it.
+        let open = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+        if open
+            .metadata()
+            .is_ok_and(|m| m.dev() == wanted.dev() && m.ino() == wanted.ino())
+        {
+            fds.push(fd);
+        }
+    }
+    fds
+}
+
 /// A shared, writable mapping of a memfd (the isolated reader's output), unmapped on drop.
 pub(crate) struct SharedMap {
     ptr: *mut c_void,

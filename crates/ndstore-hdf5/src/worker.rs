@@ -17,7 +17,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -170,11 +170,16 @@ fn address_space() -> u64 {
 /// Runs `work` in a forked child and returns its answer. `path` is the file the caller named
 /// (errors name it); `proc_path` the name the child opens it by, replaced by `path` in messages;
 /// `object` the object errors are placed at when the child dies.
+///
+/// The child closes every descriptor but its standard streams, its pipe, and `keep` (with
+/// libhdf5's own descriptors of the first of `keep`'s files, which libhdf5 reuses when this
+/// process has that file open already).
 pub(crate) fn run<T, F>(
     path: &Path,
     proc_path: &str,
     object: &str,
     limits: &Limits,
+    keep: &[&File],
     work: F,
 ) -> Result<T>
 where
@@ -188,6 +193,11 @@ where
         // can fork one of our children while this pipe's write end is open here, so no other
         // child inherits it.
         let (read_end, write_end) = sys::pipe().map_err(|e| io("cannot create a pipe", e))?;
+        let mut kept: Vec<std::os::fd::RawFd> = keep.iter().map(|f| f.as_raw_fd()).collect();
+        if let Some(first) = keep.first() {
+            kept.extend(sys::hdf5_descriptors_of(first));
+        }
+        kept.push(write_end.as_raw_fd());
         let before = address_space();
         let placed = object.to_owned();
         let work_memory = limits.work_memory;
@@ -198,6 +208,7 @@ where
         let pid = unsafe {
             sys::fork_into(move || {
                 log::set_max_level(log::LevelFilter::Off);
+                sys::close_descriptors_except(&kept);
                 let base = before.saturating_add(work_memory);
                 sys::confine(base, false);
                 let mut child = Child {
@@ -417,12 +428,15 @@ mod tests {
         limits: &Limits,
         work: impl FnOnce(&mut Child) -> Result<T>,
     ) -> Result<T> {
-        run(Path::new("some.h5"), "", "/obj", limits, work)
+        run(Path::new("some.h5"), "", "/obj", limits, &[], work)
     }
 
     #[test]
     fn answers_and_errors_come_back_from_the_reader() {
-        assert_eq!(run_in_reader(&limits(60), |_| Ok(vec![1u32, 2, 3])).unwrap(), [1, 2, 3]);
+        assert_eq!(
+            run_in_reader(&limits(60), |_| Ok(vec![1u32, 2, 3])).unwrap(),
+            [1, 2, 3]
+        );
         let err = run_in_reader::<()>(&limits(60), |_| {
             Err(Error::new(ErrorKind::Corrupt, "bad bytes").at_offset(17))
         })
@@ -448,8 +462,10 @@ mod tests {
 
     #[test]
     fn a_hung_reader_is_killed_at_its_deadline() {
-        let err = run_in_reader::<()>(&limits(1), |_| loop {
-            std::thread::sleep(Duration::from_millis(10));
+        let err = run_in_reader::<()>(&limits(1), |_| {
+            loop {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         })
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ReaderCrashed);
