@@ -49,7 +49,7 @@ def operation(op, peer, d):
             m.flush()
             del m
         return run
-    if op == "hdf5_read":
+    if op in ("hdf5_read", "hdf5_read_in_process"):
         import h5py
 
         def run():

@@ -28,6 +28,9 @@ struct Spec {
     limit: Limit,
     /// The target, as the ratio that must not be exceeded and what it is measured against.
     target: (f64, Against),
+    /// A second target: at most this ratio of another operation's ndstore median (measured
+    /// before this one).
+    versus: Option<(f64, &'static str)>,
     csv: bool,
 }
 
@@ -45,6 +48,7 @@ const SPECS: &[Spec] = &[
         peers: &["numpy"],
         limit: Limit::WriteCache,
         target: (0.95, Against::Peer),
+        versus: None,
         csv: false,
     },
     Spec {
@@ -52,6 +56,7 @@ const SPECS: &[Spec] = &[
         peers: &["numpy"],
         limit: Limit::WriteSync,
         target: (1.05, Against::Limit),
+        versus: None,
         csv: false,
     },
     Spec {
@@ -59,6 +64,7 @@ const SPECS: &[Spec] = &[
         peers: &["numpy"],
         limit: Limit::Read("data.npy"),
         target: (1.0, Against::Peer),
+        versus: None,
         csv: false,
     },
     Spec {
@@ -66,6 +72,7 @@ const SPECS: &[Spec] = &[
         peers: &["numpy"],
         limit: Limit::None,
         target: (0.1, Against::Millis),
+        versus: None,
         csv: false,
     },
     Spec {
@@ -73,6 +80,7 @@ const SPECS: &[Spec] = &[
         peers: &["numpy"],
         limit: Limit::Read("data.npy"),
         target: (1.0, Against::Peer),
+        versus: None,
         csv: false,
     },
     Spec {
@@ -80,13 +88,26 @@ const SPECS: &[Spec] = &[
         peers: &["numpy"],
         limit: Limit::WriteSync,
         target: (1.0, Against::Peer),
+        versus: None,
         csv: false,
     },
+    // libhdf5 in this process: the trusted path, and the yardstick of the isolated one.
+    Spec {
+        op: "hdf5_read_in_process",
+        peers: &["h5py"],
+        limit: Limit::Read("data.h5"),
+        target: (1.0, Against::Peer),
+        versus: None,
+        csv: false,
+    },
+    // The default load: libhdf5 in a forked reader, the data read by the caller from its own
+    // descriptor.
     Spec {
         op: "hdf5_read",
         peers: &["h5py"],
         limit: Limit::Read("data.h5"),
         target: (1.0, Against::Peer),
+        versus: Some((1.15, "hdf5_read_in_process")),
         csv: false,
     },
     Spec {
@@ -94,6 +115,7 @@ const SPECS: &[Spec] = &[
         peers: &["h5py"],
         limit: Limit::WriteSync,
         target: (1.05, Against::Limit),
+        versus: None,
         csv: false,
     },
     Spec {
@@ -101,6 +123,7 @@ const SPECS: &[Spec] = &[
         peers: &["pandas", "polars"],
         limit: Limit::Read("data.csv"),
         target: (1.0, Against::Peer),
+        versus: None,
         csv: true,
     },
     Spec {
@@ -108,6 +131,7 @@ const SPECS: &[Spec] = &[
         peers: &["polars"],
         limit: Limit::WriteCache,
         target: (1.0, Against::Peer),
+        versus: None,
         csv: true,
     },
 ];
@@ -116,6 +140,8 @@ struct Row {
     op: &'static str,
     size_bytes: u64,
     ndstore_ms: f64,
+    /// The fastest and slowest of ndstore's runs.
+    ndstore_range: (f64, f64),
     peer: String,
     peer_ms: f64,
     limit_ms: f64,
@@ -236,11 +262,24 @@ fn bench_python(python: &Path) -> Result<(), String> {
     fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
 }
 
-/// `cargo xtask bench [--full]`.
+/// `cargo xtask bench [--full] [--only PREFIX]`.
 pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
     let full = args.iter().any(|a| a == "--full");
-    if let Some(other) = args.iter().find(|a| *a != "--full") {
-        return Err(format!("unknown bench option '{other}'"));
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .map(|i| {
+            args.get(i + 1)
+                .cloned()
+                .ok_or("--only needs an operation prefix")
+        })
+        .transpose()?;
+    if let Some(other) = args
+        .iter()
+        .enumerate()
+        .find(|(i, a)| *a != "--full" && *a != "--only" && (*i == 0 || args[i - 1] != "--only"))
+    {
+        return Err(format!("unknown bench option '{}'", other.1));
     }
     bench_python(python)?;
     run(cargo().args([
@@ -279,6 +318,12 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
         .len();
     let mut rows_out = Vec::new();
     for spec in SPECS {
+        if only
+            .as_deref()
+            .is_some_and(|prefix| !spec.op.starts_with(prefix))
+        {
+            continue;
+        }
         let size = if spec.csv { csv_bytes } else { bytes };
         let mut ours = Vec::new();
         let mut rss = 0u64;
@@ -334,6 +379,10 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
             }
         }
         let ndstore_ms = median(&mut ours);
+        let ndstore_range = (
+            ours.first().copied().unwrap_or(f64::NAN),
+            ours.last().copied().unwrap_or(f64::NAN),
+        );
         let (peer, peer_ms) = spec
             .peers
             .iter()
@@ -347,15 +396,27 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
             median(&mut limit)
         };
         let (bound, against) = spec.target;
-        let (target, met) = match against {
+        let (mut target, mut met) = match against {
             Against::Peer => (format!("≤ {bound} × {peer}"), ndstore_ms <= bound * peer_ms),
             Against::Limit => (format!("≤ {bound} × dd"), ndstore_ms <= bound * limit_ms),
             Against::Millis => (format!("≤ {bound} ms"), ndstore_ms <= bound),
         };
+        if let Some((ratio, other)) = spec.versus {
+            let theirs = rows_out
+                .iter()
+                .find(|r: &&Row| r.op == other)
+                .map_or(f64::NAN, |r| r.ndstore_ms);
+            target.push_str(&format!(
+                " and ≤ {ratio} × {other} ({:.2})",
+                ndstore_ms / theirs
+            ));
+            met = met && ndstore_ms <= ratio * theirs;
+        }
         let row = Row {
             op: spec.op,
             size_bytes: size,
             ndstore_ms,
+            ndstore_range,
             peer,
             peer_ms,
             limit_ms,
@@ -403,7 +464,7 @@ fn to_markdown(rows: &[Row], full: bool, load_rss: u64, rss_limit: u64) -> Strin
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| operation | size | ndstore (median) | best peer (median) | ndstore / peer | dd limit | ndstore / limit | peak RSS | target | met |"
+        "| operation | size | ndstore (median, min–max) | best peer (median) | ndstore / peer | dd limit | ndstore / limit | peak RSS | target | met |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
@@ -414,10 +475,12 @@ fn to_markdown(rows: &[Row], full: bool, load_rss: u64, rss_limit: u64) -> Strin
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.3} ms | {} {:.3} ms | {} | {} | {} | {} MiB | {} | {} |",
+            "| {} | {} | {:.3} ms ({:.1}–{:.1}) | {} {:.3} ms | {} | {} | {} | {} MiB | {} | {} |",
             r.op,
             human(r.size_bytes),
             r.ndstore_ms,
+            r.ndstore_range.0,
+            r.ndstore_range.1,
             r.peer,
             r.peer_ms,
             fmt_ratio(r.ndstore_ms, r.peer_ms),
@@ -479,10 +542,12 @@ fn to_json(rows: &[Row], full: bool) -> String {
         };
         let _ = write!(
             out,
-            "{{\"op\":\"{}\",\"size_bytes\":{},\"ndstore_ms\":{},\"peer\":\"{}\",\"peer_ms\":{},\"ratio\":{},\"limit_ms\":{},\"ratio_to_limit\":{},\"peak_rss_bytes\":{},\"target\":\"{}\",\"met\":{}}}",
+            "{{\"op\":\"{}\",\"size_bytes\":{},\"ndstore_ms\":{},\"ndstore_min_ms\":{},\"ndstore_max_ms\":{},\"peer\":\"{}\",\"peer_ms\":{},\"ratio\":{},\"limit_ms\":{},\"ratio_to_limit\":{},\"peak_rss_bytes\":{},\"target\":\"{}\",\"met\":{}}}",
             r.op,
             r.size_bytes,
             num(r.ndstore_ms),
+            num(r.ndstore_range.0),
+            num(r.ndstore_range.1),
             r.peer,
             num(r.peer_ms),
             num(ratio),

@@ -19,7 +19,8 @@ tasks:
                               set up, run the conformance suite and the harness's self-tests,
                               print and save the matrix; a check that could not run here (SKIP)
                               fails the run unless --allow-skip, which CI=true refuses
-  bench [--full]              ndstore side by side with numpy, h5py, pandas, polars and dd;
+  bench [--full] [--only OP]  ndstore side by side with numpy, h5py, pandas, polars and dd
+                              (only the operations whose names start with OP);
                               writes bench/report.{md,json} under the target directory
   setup                       install what the tests need (system packages, Python oracles)
   tidy                        repository lints";

@@ -89,9 +89,17 @@ fn operation(op: &str, dir: &Path, bytes: usize, rows: usize) -> Option<Run> {
                 Ok(0.0)
             })
         }
+        // The default, isolated load: libhdf5 parses the file in a forked reader process.
         "hdf5_read" => {
             let h5 = dir.join("data.h5");
             Box::new(move || ndstore_hdf5::load_dyn(&h5, "data").map(|(m, _)| m.shape[0] as f64))
+        }
+        // The trusted load: libhdf5 in this process.
+        "hdf5_read_in_process" => {
+            let h5 = dir.join("data.h5");
+            Box::new(move || {
+                ndstore_hdf5::trusted::load_dyn(&h5, "data").map(|(m, _)| m.shape[0] as f64)
+            })
         }
         "hdf5_write_sync" => {
             let array = DynArray::from(ndstore_benches::f64_array(bytes).into_dyn());
