@@ -118,60 +118,6 @@ impl H5Options {
 pub trait H5Element: Element + H5Type {}
 impl<T: Element + H5Type> H5Element for T {}
 
-fn big_endian(datatype: &Datatype) -> Result<Datatype> {
-    use hdf5_metno_sys::h5i::hid_t;
-    use hdf5_metno_sys::h5t::{H5T_ORDER_BE, H5Tclose, H5Tcopy, H5Tset_order};
-    hdf5_metno::sync::sync(|| {
-        // SAFETY: `datatype.id()` is a live datatype id owned by `datatype`; the copy is a new id
-        // that is either handed to `from_id` (which takes ownership) or closed here.
-        unsafe {
-            let id: hid_t = H5Tcopy(datatype.id());
-            if id < 0 {
-                return Err(Error::new(
-                    ErrorKind::Format,
-                    "libhdf5 could not copy a datatype",
-                ));
-            }
-            if H5Tset_order(id, H5T_ORDER_BE) < 0 {
-                H5Tclose(id);
-                return Err(Error::new(
-                    ErrorKind::Format,
-                    "libhdf5 could not set big-endian order",
-                ));
-            }
-            hdf5_metno::from_id::<Datatype>(id)
-                .map_err(|e| Error::new(ErrorKind::Format, e.to_string()))
-        }
-    })
-}
-
-/// The byte order a stored datatype uses (a compound's first member's, for complex numbers).
-pub(crate) fn stored_order(datatype: &Datatype) -> ByteOrder {
-    use hdf5_metno_sys::h5t::{
-        H5T_COMPOUND, H5T_ORDER_BE, H5T_ORDER_LE, H5Tclose, H5Tget_class, H5Tget_member_type,
-        H5Tget_order,
-    };
-    hdf5_metno::sync::sync(|| {
-        // SAFETY: `datatype.id()` is live for this call; the member type id is closed here.
-        unsafe {
-            let id = datatype.id();
-            let order = if H5Tget_class(id) == H5T_COMPOUND {
-                let member = H5Tget_member_type(id, 0);
-                let order = H5Tget_order(member);
-                H5Tclose(member);
-                order
-            } else {
-                H5Tget_order(id)
-            };
-            match order {
-                H5T_ORDER_BE => ByteOrder::Big,
-                H5T_ORDER_LE => ByteOrder::Little,
-                _ => ByteOrder::NotApplicable,
-            }
-        }
-    })
-}
-
 /// The ndstore kind of a stored datatype, or an error naming it.
 pub(crate) fn kind_of(datatype: &Datatype) -> std::result::Result<DTypeKind, String> {
     let descriptor = datatype.to_descriptor().map_err(|e| e.to_string())?;
@@ -218,7 +164,7 @@ pub(crate) fn datatype_for<T: H5Element>(
     let datatype =
         Datatype::from_descriptor(&T::type_descriptor()).map_err(|e| h5_error(e, path, name))?;
     if byte_order == ByteOrder::Big && T::KIND.has_byte_order() {
-        return big_endian(&datatype).map_err(|e| e.with_path(path));
+        return crate::sys::big_endian_copy(&datatype).map_err(|e| e.with_path(path));
     }
     Ok(datatype)
 }

@@ -215,11 +215,13 @@ pub(crate) fn choose(
 /// `data` when the file has a dataset of that name; otherwise the file's only dataset, or
 /// `NotFound` naming the datasets there are.
 fn default_dataset(file: &hdf5_metno::File, path: &Path, max_depth: usize) -> Result<String> {
-    let is_dataset = file
-        .loc_type_by_name(DEFAULT_DATASET)
-        .is_ok_and(|t| t == hdf5_metno::LocationType::Dataset);
-    if file.link_exists(DEFAULT_DATASET) && is_dataset {
-        return Ok(DEFAULT_DATASET.to_owned());
+    match sys::open_dataset_in_file(file, DEFAULT_DATASET) {
+        Ok(_) => return Ok(DEFAULT_DATASET.to_owned()),
+        Err(sys::OpenFailed::ExternalLink) => {
+            // The error names the link.
+            read::open_dataset(file, path, DEFAULT_DATASET)?;
+        }
+        Err(sys::OpenFailed::Hdf5(_)) => {}
     }
     let datasets: Vec<String> = tree::list(file, path, max_depth)?
         .into_iter()

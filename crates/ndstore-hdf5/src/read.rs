@@ -15,7 +15,7 @@ use ndstore_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::h5::{META_ATTR, h5_error, kind_of, stored_order};
+use crate::h5::{META_ATTR, h5_error, kind_of};
 use crate::sys::{self, Allocation};
 
 /// The most a chunked, filtered dataset may expand over its stored bytes before the excess
@@ -47,35 +47,19 @@ pub(crate) fn open_file(open_as: &Path, shown: &Path) -> Result<File> {
 /// Opens dataset `name`, refusing a path that passes through an external link: libhdf5 would
 /// open the file the link names, and a file someone else wrote must not make ndstore open others.
 pub(crate) fn open_dataset(file: &File, path: &Path, name: &str) -> Result<Dataset> {
-    let mut prefix = String::new();
-    for part in name.split('/').filter(|p| !p.is_empty() && *p != ".") {
-        prefix.push('/');
-        prefix.push_str(part);
-        let (parent, leaf) = prefix.rsplit_once('/').unwrap_or(("", &prefix));
-        let parent = if parent.is_empty() { "/" } else { parent };
-        let Ok(group) = file.group(parent) else {
-            break;
-        };
-        let mut external = false;
-        let _ = group.iter_visit_default(|link, info| {
-            if link == leaf && info.link_type == hdf5_metno::LinkType::External {
-                external = true;
-            }
-            Ok(())
-        });
-        if external {
-            return Err(object_error(
-                ErrorKind::Unsupported,
-                format!(
-                    "'{prefix}' is an external link into another file; ndstore does not follow \
-                     links out of the file it was given (open the file the link names instead)"
-                ),
-                path,
-                name,
-            ));
-        }
-    }
-    file.dataset(name).map_err(|e| h5_error(e, path, name))
+    sys::open_dataset_in_file(file, name).map_err(|failed| match failed {
+        sys::OpenFailed::ExternalLink => object_error(
+            ErrorKind::Unsupported,
+            format!(
+                "the path '{name}' passes through an external link into another file; ndstore \
+                 does not follow links out of the file it was given (open the file the link \
+                 names instead)"
+            ),
+            path,
+            name,
+        ),
+        sys::OpenFailed::Hdf5(e) => h5_error(e, path, name),
+    })
 }
 
 /// Why a dataset cannot be loaded, before any of its data is read: its dataspace or its type.
@@ -127,7 +111,7 @@ pub(crate) fn describe(dataset: &Dataset, path: &Path, name: &str) -> Result<Arr
         .map_err(|e| h5_error(e, path, name))?
         .shape();
     Ok(ArrayMeta::new(
-        DType::new(kind, stored_order(&datatype)),
+        DType::new(kind, sys::stored_order(&datatype)),
         shape,
         order,
     ))

@@ -578,6 +578,75 @@ pub(crate) fn read_into(
     Ok(())
 }
 
+/// The external-link callback of [`open_dataset_in_file`]: notes the attempt in `op_data` and
+/// refuses it, so libhdf5 never opens the file the link names.
+extern "C" fn refuse_external_link(
+    _parent_file: *const c_char,
+    _parent_group: *const c_char,
+    _child_file: *const c_char,
+    _child_object: *const c_char,
+    _flags: *mut c_uint,
+    _fapl: hid_t,
+    op_data: *mut c_void,
+) -> hdf5_metno_sys::h5::herr_t {
+    if !op_data.is_null() {
+        // SAFETY: `op_data` is the `AtomicBool` that `open_dataset_in_file` passes, alive for
+        // the whole call that may invoke this callback.
+        unsafe { &*(op_data as *const std::sync::atomic::AtomicBool) }
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    -1
+}
+
+/// Why [`open_dataset_in_file`] failed.
+pub(crate) enum OpenFailed {
+    /// The path passes through an external link, which libhdf5 was not allowed to follow.
+    ExternalLink,
+    /// libhdf5's error.
+    Hdf5(hdf5_metno::Error),
+}
+
+/// Opens dataset `name` of `file`, with libhdf5 refusing to follow any external link on the way
+/// (soft links inside the file are followed, at most libhdf5's 16 deep).
+pub(crate) fn open_dataset_in_file(
+    file: &hdf5_metno::File,
+    name: &str,
+) -> std::result::Result<Dataset, OpenFailed> {
+    use hdf5_metno_sys::h5d::H5Dopen2;
+    use hdf5_metno_sys::h5p::H5Pset_elink_cb;
+    let cname = CString::new(name).map_err(|e| OpenFailed::Hdf5(e.to_string().into()))?;
+    let access = hdf5_metno::plist::DatasetAccess::try_new().map_err(OpenFailed::Hdf5)?;
+    let external = std::sync::atomic::AtomicBool::new(false);
+    let id = hdf5_metno::sync::sync(|| {
+        // SAFETY: a live property list; the callback and its data (`external`, which outlives
+        // the H5Dopen2 below, the only call that can run it) are valid.
+        let rc = unsafe {
+            H5Pset_elink_cb(
+                access.id(),
+                Some(refuse_external_link),
+                (&external as *const std::sync::atomic::AtomicBool)
+                    .cast_mut()
+                    .cast(),
+            )
+        };
+        if rc < 0 {
+            return -1;
+        }
+        // SAFETY: a live file id, a NUL-terminated name, a live access property list.
+        unsafe { H5Dopen2(file.id(), cname.as_ptr(), access.id()) }
+    });
+    if external.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(OpenFailed::ExternalLink);
+    }
+    if id < 0 {
+        return Err(OpenFailed::Hdf5(
+            hdf5_metno::Error::query().unwrap_or_else(|e| e),
+        ));
+    }
+    // SAFETY: `id` is a dataset id H5Dopen2 just returned; `from_id` takes ownership of it.
+    unsafe { hdf5_metno::from_id::<Dataset>(id) }.map_err(OpenFailed::Hdf5)
+}
+
 /// Whether libhdf5 has allocated storage for a dataset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Allocation {
@@ -764,6 +833,63 @@ pub(crate) fn attribute_bytes(
         i64::from(unsafe { H5Aread(attr.id(), datatype.id(), buffer.as_mut_ptr().cast()) })
     })?;
     Ok(buffer)
+}
+
+/// A copy of `datatype` in big-endian byte order (the one thing hdf5-metno's safe API cannot
+/// make).
+pub(crate) fn big_endian_copy(datatype: &Datatype) -> ndstore_core::Result<Datatype> {
+    use hdf5_metno_sys::h5t::{H5T_ORDER_BE, H5Tclose, H5Tcopy, H5Tset_order};
+    use ndstore_core::{Error, ErrorKind};
+    hdf5_metno::sync::sync(|| {
+        // SAFETY: `datatype.id()` is a live datatype id owned by `datatype`; the copy is a new id
+        // that is either handed to `from_id` (which takes ownership) or closed here.
+        unsafe {
+            let id: hid_t = H5Tcopy(datatype.id());
+            if id < 0 {
+                return Err(Error::new(
+                    ErrorKind::Format,
+                    "libhdf5 could not copy a datatype",
+                ));
+            }
+            if H5Tset_order(id, H5T_ORDER_BE) < 0 {
+                H5Tclose(id);
+                return Err(Error::new(
+                    ErrorKind::Format,
+                    "libhdf5 could not set big-endian order",
+                ));
+            }
+            hdf5_metno::from_id::<Datatype>(id)
+                .map_err(|e| Error::new(ErrorKind::Format, e.to_string()))
+        }
+    })
+}
+
+/// The byte order a stored datatype uses (a compound's first member's, for complex numbers).
+pub(crate) fn stored_order(datatype: &Datatype) -> ndstore_core::ByteOrder {
+    use hdf5_metno_sys::h5t::{
+        H5T_COMPOUND, H5T_ORDER_BE, H5T_ORDER_LE, H5Tclose, H5Tget_class, H5Tget_member_type,
+        H5Tget_order,
+    };
+    use ndstore_core::ByteOrder;
+    hdf5_metno::sync::sync(|| {
+        // SAFETY: `datatype.id()` is live for this call; the member type id is closed here.
+        unsafe {
+            let id = datatype.id();
+            let order = if H5Tget_class(id) == H5T_COMPOUND {
+                let member = H5Tget_member_type(id, 0);
+                let order = H5Tget_order(member);
+                H5Tclose(member);
+                order
+            } else {
+                H5Tget_order(id)
+            };
+            match order {
+                H5T_ORDER_BE => ByteOrder::Big,
+                H5T_ORDER_LE => ByteOrder::Little,
+                _ => ByteOrder::NotApplicable,
+            }
+        }
+    })
 }
 
 /// Whether a string datatype is variable-length.
