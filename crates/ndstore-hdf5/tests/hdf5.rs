@@ -216,3 +216,24 @@ fn chunked_gzip_shuffle_fletcher32_datasets_round_trip_and_h5py_sees_the_filters
         assert_eq!(out.trim(), "gzip (100, 100) True True");
     }
 }
+
+#[test]
+fn the_backend_load_honours_the_memory_limit() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limited.h5");
+    let a = DynArray::from(ArrayD::<f64>::zeros(IxDyn(&[100, 10])));
+    Hdf5Backend
+        .save(&path, &a, &SaveOptions::default())
+        .unwrap();
+    let err = Hdf5Backend
+        .load_with(&path, &ndstore_core::LoadOptions::new().memory_limit(7999))
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+    assert!(err.to_string().contains("limited.h5"), "{err}");
+    let (_, loaded) = Hdf5Backend
+        .load_with(&path, &ndstore_core::LoadOptions::new().memory_limit(8000))
+        .unwrap();
+    assert!(loaded.bit_eq(&a));
+}

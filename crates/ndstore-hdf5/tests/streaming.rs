@@ -420,3 +420,37 @@ fn hdf5_use_file_locking_false_is_honoured() {
     assert!(unlocked.contains("OPENED"), "{unlocked}");
     Box::new(holder).close().unwrap();
 }
+
+#[test]
+fn a_writers_byte_order_comes_from_its_dtype_and_a_contradiction_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("order.h5");
+    let big = DType::new(DTypeKind::F64, ByteOrder::Big);
+    // The dtype alone says big-endian: the dataset is stored big-endian.
+    let mut writer = H5Writer::create(
+        &path,
+        big,
+        &[2],
+        &SaveOptions::default(),
+        &WriterOptions::default(),
+    )
+    .unwrap();
+    writer
+        .append(&DynArray::from(ArrayD::from_elem(IxDyn(&[3, 2]), 1.5f64)))
+        .unwrap();
+    Box::new(writer).commit().unwrap();
+    assert_eq!(Hdf5Backend.read_meta(&path).unwrap().dtype, big);
+    // Options that contradict the dtype are refused before anything is written.
+    let other = dir.path().join("contradiction.h5");
+    let err = H5Writer::create(
+        &other,
+        big,
+        &[2],
+        &SaveOptions::default().byte_order(ByteOrder::Little),
+        &WriterOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(!other.exists());
+}
