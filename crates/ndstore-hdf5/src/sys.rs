@@ -551,13 +551,9 @@ pub(crate) fn read_into(
     let (mem_space, file_space_id) = match file_space {
         None => (None, H5S_ALL),
         Some(space) => {
-            let count = u64::try_from(out.len() / mem_type.size().max(1)).unwrap_or(u64::MAX);
-            (
-                Some(hdf5_metno::Dataspace::try_new(
-                    usize::try_from(count).unwrap_or(usize::MAX),
-                )?),
-                space.id(),
-            )
+            // A flat memory space of as many elements as the file selection holds.
+            let count = out.len() / mem_type.size().max(1);
+            (Some(hdf5_metno::Dataspace::try_new(count)?), space.id())
         }
     };
     let mem_space_id = mem_space.as_ref().map_or(H5S_ALL, |s| s.id());
