@@ -96,7 +96,8 @@ pub struct Loader {
     pub load: fn(&Path, &LoadOptions) -> ndstore_core::Result<()>,
 }
 
-/// A hostile file: bytes the format must refuse with a clear error.
+/// A hostile file: bytes the format must refuse with a clear error or, for a valid file built
+/// to break naive readers (a link cycle), survive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hostile {
     /// The file's name, with its extension; the kept corpus stores it as `hostile-NAME`.
@@ -105,6 +106,9 @@ pub struct Hostile {
     pub bytes: Vec<u8>,
     /// The loader that must refuse it; `None` for the backend's own `load`.
     pub loader: Option<&'static str>,
+    /// Whether the file is valid, so loading it may succeed: it must then load or fail with a
+    /// clear error, and never crash, hang or exhaust memory. False: it must be refused.
+    pub valid: bool,
 }
 
 impl Hostile {
@@ -114,7 +118,15 @@ impl Hostile {
             name: name.into(),
             bytes,
             loader: None,
+            valid: false,
         }
+    }
+
+    /// The file is valid (built to break naive readers, not damaged): loading it may succeed.
+    #[must_use]
+    pub fn valid(mut self) -> Hostile {
+        self.valid = true;
+        self
     }
 
     /// The same file, refused by the loader named `loader` instead.

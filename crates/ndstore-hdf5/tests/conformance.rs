@@ -13,6 +13,7 @@ use hdf5_metno::types::VarLenUnicode;
 use ndstore_conformance::fixtures::{Hostile, Loader, Realistic, Region};
 use ndstore_conformance::{Fixtures, PythonInterop};
 use ndstore_core::{Backend, DTypeKind, LoadOptions, Order, SaveOptions};
+use ndstore_hdf5::Object;
 
 ndstore_conformance::suite!(ndstore_hdf5::Hdf5Backend, Hdf5Fixtures);
 
@@ -59,6 +60,7 @@ impl Fixtures for Hdf5Fixtures {
                 h5_bytes(|file| file.link_soft("/data", "data")),
             ),
             // A valid file with a soft link `/g/loop -> /`: listing it must not recurse forever.
+            // Valid, so walking it may succeed; it must end, without a crash.
             Hostile::new(
                 "soft-link-cycle.h5",
                 h5_bytes(|file| {
@@ -66,7 +68,8 @@ impl Fixtures for Hdf5Fixtures {
                     file.create_group("g")?.link_soft("/", "loop")
                 }),
             )
-            .loaded_by("walk"),
+            .loaded_by("walk")
+            .valid(),
             // The same cycle through a hard link: `/g/up` is the root group itself.
             Hostile::new(
                 "hard-link-cycle.h5",
@@ -75,7 +78,8 @@ impl Fixtures for Hdf5Fixtures {
                     file.create_group("g")?.link_hard("/", "up")
                 }),
             )
-            .loaded_by("walk"),
+            .loaded_by("walk")
+            .valid(),
         ]
     }
 
@@ -91,11 +95,14 @@ impl Fixtures for Hdf5Fixtures {
     }
 
     fn trusted_loader(&self) -> Option<Loader> {
-        // The in-process path. On this branch `ndstore_hdf5::load_dyn` is it; once the default
-        // path runs libhdf5 in an isolated process, this becomes `trusted::load_dyn`.
+        // The explicitly in-process path, for files the caller trusts: BI reports what it does
+        // with hostile files as a note, never as the backend's verdict.
         Some(Loader {
             name: "trusted",
-            load: |path, _| ndstore_hdf5::load_dyn(path, ndstore_hdf5::DEFAULT_DATASET).map(|_| ()),
+            load: |path, options| {
+                ndstore_hdf5::trusted::load_with(path, ndstore_hdf5::DEFAULT_DATASET, options)
+                    .map(|_| ())
+            },
         })
     }
 
@@ -121,9 +128,13 @@ impl Fixtures for Hdf5Fixtures {
 
 /// What a user does with an HDF5 file someone sent them: list every object, then load every
 /// dataset, through the default entry points.
-fn walk(path: &Path, _: &LoadOptions) -> ndstore_core::Result<()> {
-    for (name, _) in ndstore_hdf5::list(path)? {
-        ndstore_hdf5::load_dyn(path, &name)?;
+fn walk(path: &Path, load: &LoadOptions) -> ndstore_core::Result<()> {
+    let options = ndstore_hdf5::ReadOptions::new().load(*load);
+    for entry in ndstore_hdf5::list_with(path, &options)? {
+        // Every dataset the listing says ndstore loads.
+        if matches!(entry.object, Object::Dataset(_)) {
+            ndstore_hdf5::load_with(path, &entry.path, &options)?;
+        }
     }
     Ok(())
 }

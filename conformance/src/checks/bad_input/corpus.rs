@@ -23,11 +23,12 @@ pub(super) fn file_name(path: &Path) -> String {
 
 /// The hostile inputs of the fixtures as files: in the repository's `corpus/<backend>/` when
 /// that directory exists (kept there for readers, rewritten when the fixtures change, files no
-/// fixture makes any more removed), otherwise in `scratch`. Returns each file with its loader.
+/// fixture makes any more removed), otherwise in `scratch`. Returns each file with its loader
+/// and whether it is valid.
 pub(super) fn kept_corpus(
     ctx: &Ctx<'_>,
     scratch: &Path,
-) -> Result<Vec<(PathBuf, Option<&'static str>)>, String> {
+) -> Result<Vec<(PathBuf, Option<&'static str>, bool)>, String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("corpus")
         .join(ctx.backend.name());
@@ -47,7 +48,7 @@ pub(super) fn kept_corpus(
                 .map_err(|e| format!("{}: {e}", path.display()))?;
         }
         names.insert(name);
-        files.push((path, hostile.loader));
+        files.push((path, hostile.loader, hostile.valid));
     }
     for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let path = entry.map_err(|e| e.to_string())?.path();
@@ -180,11 +181,12 @@ fn via(ctx: &Ctx<'_>, loader: Option<&'static str>, problems: &mut Vec<String>) 
     }
 }
 
-/// The hostile inputs, each of which must be refused.
+/// The hostile inputs, each of which must be refused, except the valid ones, which must load
+/// or be refused clearly.
 fn hostile_cases(ctx: &Ctx<'_>, dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
     let kept = kept_corpus(ctx, dir)?;
     corpus.what.push(format!("{} hostile inputs", kept.len()));
-    for (path, loader) in kept {
+    for (path, loader, valid) in kept {
         let via = via(ctx, loader, &mut corpus.problems);
         corpus.cases.push(Case {
             child: ChildCase {
@@ -193,7 +195,7 @@ fn hostile_cases(ctx: &Ctx<'_>, dir: &Path, corpus: &mut Corpus) -> Result<(), S
                 source: path,
                 damage: Damage::None,
             },
-            want: Want::Error,
+            want: if valid { Want::Either } else { Want::Error },
             region: None,
         });
     }
