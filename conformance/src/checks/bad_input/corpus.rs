@@ -21,14 +21,17 @@ pub(super) fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// A hostile input's file, with its loader and whether it is valid.
+pub(super) struct Kept {
+    path: PathBuf,
+    loader: Option<&'static str>,
+    valid: bool,
+}
+
 /// The hostile inputs of the fixtures as files: in the repository's `corpus/<backend>/` when
 /// that directory exists (kept there for readers, rewritten when the fixtures change, files no
-/// fixture makes any more removed), otherwise in `scratch`. Returns each file with its loader
-/// and whether it is valid.
-pub(super) fn kept_corpus(
-    ctx: &Ctx<'_>,
-    scratch: &Path,
-) -> Result<Vec<(PathBuf, Option<&'static str>, bool)>, String> {
+/// fixture makes any more removed), otherwise in `scratch`.
+pub(super) fn kept_corpus(ctx: &Ctx<'_>, scratch: &Path) -> Result<Vec<Kept>, String> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("corpus")
         .join(ctx.backend.name());
@@ -48,7 +51,11 @@ pub(super) fn kept_corpus(
                 .map_err(|e| format!("{}: {e}", path.display()))?;
         }
         names.insert(name);
-        files.push((path, hostile.loader, hostile.valid));
+        files.push(Kept {
+            path,
+            loader: hostile.loader,
+            valid: hostile.valid,
+        });
     }
     for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let path = entry.map_err(|e| e.to_string())?.path();
@@ -186,7 +193,12 @@ fn via(ctx: &Ctx<'_>, loader: Option<&'static str>, problems: &mut Vec<String>) 
 fn hostile_cases(ctx: &Ctx<'_>, dir: &Path, corpus: &mut Corpus) -> Result<(), String> {
     let kept = kept_corpus(ctx, dir)?;
     corpus.what.push(format!("{} hostile inputs", kept.len()));
-    for (path, loader, valid) in kept {
+    for Kept {
+        path,
+        loader,
+        valid,
+    } in kept
+    {
         let via = via(ctx, loader, &mut corpus.problems);
         corpus.cases.push(Case {
             child: ChildCase {
