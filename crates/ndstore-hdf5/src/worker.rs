@@ -209,12 +209,14 @@ where
             sys::fork_into(move || {
                 log::set_max_level(log::LevelFilter::Off);
                 sys::close_descriptors_except(&kept);
+                // Tell the parent the inherited descriptors are closed: it holds libhdf5's lock
+                // until then, so no file this process closes meanwhile keeps its lock (flock)
+                // alive in this child.
+                let mut pipe = File::from(write_end);
+                let _ = pipe.write_all(b"\n");
                 let base = before.saturating_add(work_memory);
                 sys::confine(base, false);
-                let mut child = Child {
-                    pipe: File::from(write_end),
-                    base,
-                };
+                let mut child = Child { pipe, base };
                 let message = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     work(&mut child)
                 })) {
@@ -239,7 +241,11 @@ where
             })
         }
         .map_err(|e| io("cannot fork the isolated HDF5 reader", e))?;
-        Ok((pid, read_end))
+        // Wait, still under the lock, until the child has closed what it inherited. A child that
+        // dies first gives the end of the pipe here, and `listen` reports how it died.
+        let mut ready = File::from(read_end);
+        let _ = ready.read_exact(&mut [0u8; 1]);
+        Ok((pid, OwnedFd::from(ready)))
     })?;
     let answer = listen::<T>(pid, read_end, limits);
     let crashed = |why: String| {
