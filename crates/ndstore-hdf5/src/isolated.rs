@@ -290,14 +290,13 @@ enum Attempt<T> {
     Replaced,
 }
 
-/// How many times a load opens a file that keeps being replaced before it gives up.
-const MAX_ATTEMPTS: usize = 8;
-
 /// Opens the file at `path` once, and runs `work` in the isolated reader on that same file
 /// (libhdf5 opens it through `/proc/self/fd`, so a rename of the path cannot make it read
 /// another file). libhdf5 cannot open a file whose last name was removed (it resolves the
 /// descriptor's link, which then names a deleted file): the file was replaced between the two
-/// opens, and the load starts again on the new one, so it always reads one version.
+/// opens, and the load starts again on the new one, so it always reads one version. A writer
+/// that replaces the file faster than a reader can start (under load, a fork takes
+/// milliseconds) only delays the load: it tries again until the reader's timeout has passed.
 ///
 /// `memfd`, when given, stays open in the reader for the data.
 fn in_reader<T, F>(
@@ -311,7 +310,10 @@ where
     T: Serialize + DeserializeOwned,
     F: Fn(&mut Child, &Source, hdf5_metno::File) -> Result<T>,
 {
-    for _ in 0..MAX_ATTEMPTS {
+    let start = std::time::Instant::now();
+    let mut attempts = 0u64;
+    while attempts == 0 || start.elapsed() < options.timeout {
+        attempts += 1;
         let source = Source::open(path)?;
         let mut keep = vec![&source.file];
         keep.extend(memfd);
@@ -333,7 +335,10 @@ where
     }
     Err(Error::new(
         ErrorKind::Io,
-        format!("the file was replaced {MAX_ATTEMPTS} times while it was being opened"),
+        format!(
+            "the file was replaced {attempts} times in {:.1} s while it was being opened",
+            start.elapsed().as_secs_f64()
+        ),
     )
     .with_path(path))
 }
