@@ -164,6 +164,17 @@ fn trace(child: &mut Child, args: &[&str]) -> Child {
     tracer
 }
 
+/// Serialises this file's tests. libhdf5 opens files without `O_CLOEXEC`; the crate sets it right
+/// after each open, but a process another test spawns in that instant keeps the descriptor, and
+/// with it the file's lock, for its whole life: the lock tests would then see a lock nobody
+/// they know holds.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn saved(dir: &Path) -> PathBuf {
     let path = dir.join("edit.h5");
     ndstore_hdf5::save_dyn(&path, "data", &values(1), &SaveOptions::default()).unwrap();
@@ -172,6 +183,7 @@ fn saved(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_failed_sync_poisons_the_handle_and_close_fails_in_every_durability_mode() {
+    let _serial = serial();
     if !strace_or_skip() {
         return;
     }
@@ -208,6 +220,7 @@ fn a_failed_sync_poisons_the_handle_and_close_fails_in_every_durability_mode() {
 
 #[test]
 fn sync_fsyncs_libhdf5s_own_descriptor_even_after_the_path_was_replaced() {
+    let _serial = serial();
     if !strace_or_skip() {
         return;
     }
@@ -253,6 +266,7 @@ fn sync_fsyncs_libhdf5s_own_descriptor_even_after_the_path_was_replaced() {
 
 #[test]
 fn two_processes_adding_datasets_at_once_lose_none() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = saved(dir.path());
     let per_child = 25;
@@ -290,6 +304,7 @@ fn two_processes_adding_datasets_at_once_lose_none() {
 
 #[test]
 fn adding_a_dataset_beside_an_in_place_writer_is_refused_and_the_writer_keeps_its_data() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = saved(dir.path());
     let mut handle = H5InPlace::open(&path, "data", Durability::Synced).unwrap();
