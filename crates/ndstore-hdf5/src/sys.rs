@@ -71,6 +71,14 @@ pub(crate) unsafe fn fork_into(work: impl FnOnce() -> i32) -> io::Result<libc::p
     unsafe { libc::_exit(code) }
 }
 
+/// The resident memory of process `pid` in bytes, from `/proc/PID/statm`; `None` when it
+/// cannot be read (the process is gone, or there is no `/proc`).
+pub(crate) fn resident_bytes(pid: libc::pid_t) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages.saturating_mul(page_size()))
+}
+
 /// How a child process ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Ended {

@@ -280,6 +280,10 @@ where
             "did not finish within {:.1} s and was killed",
             after.as_secs_f64()
         ))),
+        Heard::TooBig(resident) => Err(crashed(format!(
+            "grew to {} MiB of resident memory and was killed",
+            resident >> 20
+        ))),
         Heard::TooLong => Err(crashed(format!(
             "answered with more than {} MiB and was killed",
             MAX_REPLY >> 20
@@ -297,6 +301,8 @@ enum Heard<T> {
     Nothing(Ended),
     TimedOut(Duration),
     TooLong,
+    /// Its resident memory passed its budget (bytes).
+    TooBig(u64),
     Garbled(String),
     Lost(std::io::Error),
 }
@@ -318,7 +324,18 @@ fn listen<T: DeserializeOwned>(pid: libc::pid_t, pipe: OwnedFd, limits: &Limits)
     if let Err(e) = sys::set_nonblocking(lines.pipe.as_fd()) {
         return give_up(Heard::Lost(e));
     }
+    // The address-space limit the child sets on itself is the first fence; its resident memory,
+    // watched from here at every poll, is the second, for where that limit cannot hold (under
+    // AddressSanitizer, whose shadow memory needs terabytes of address space).
+    let mut budget = sys::resident_bytes(pid)
+        .unwrap_or(0)
+        .saturating_add(limits.work_memory);
     loop {
+        if let Some(resident) = sys::resident_bytes(pid)
+            && resident > budget
+        {
+            return give_up(Heard::TooBig(resident));
+        }
         let now = Instant::now();
         if now >= deadline {
             return give_up(Heard::TimedOut(now - start));
@@ -336,8 +353,9 @@ fn listen<T: DeserializeOwned>(pid: libc::pid_t, pipe: OwnedFd, limits: &Limits)
                     reading,
                 }) => {
                     at_end = end;
-                    if let Some(extended) = reading {
+                    if let Some((extended, bytes)) = reading {
                         deadline = Instant::now() + extended;
+                        budget = budget.saturating_add(bytes);
                     }
                 }
                 Err(heard) => return give_up(heard),
@@ -374,8 +392,8 @@ struct Lines<T> {
 /// What one drain of the pipe found.
 struct Taken {
     at_end: bool,
-    /// The time the child has from now on, when it announced a read.
-    reading: Option<Duration>,
+    /// The time the child has from now on and the bytes it reads, when it announced a read.
+    reading: Option<(Duration, u64)>,
 }
 
 impl<T: DeserializeOwned> Lines<T> {
@@ -406,7 +424,7 @@ impl<T: DeserializeOwned> Lines<T> {
             match serde_json::from_slice::<Message<T>>(&line) {
                 Ok(Message::Reading(bytes)) => {
                     let extra = bytes / limits.bytes_per_second.max(1);
-                    taken.reading = Some(limits.timeout + Duration::from_secs(extra));
+                    taken.reading = Some((limits.timeout + Duration::from_secs(extra), bytes));
                 }
                 Ok(message) => self.last = Some(message),
                 Err(e) => return Err(Heard::Garbled(e.to_string())),
@@ -476,6 +494,29 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ReaderCrashed);
         assert!(err.to_string().contains("did not finish within"), "{err}");
+    }
+
+    #[test]
+    fn a_reader_whose_resident_memory_outgrows_its_budget_is_killed() {
+        // The address-space limit gone, as under AddressSanitizer: only the parent's watch on the
+        // child's resident memory stops it.
+        let err = run_in_reader::<()>(&limits(60), |_| {
+            let unlimited = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: a valid rlimit structure; the hard limit was left unlimited.
+            unsafe { libc::setrlimit(libc::RLIMIT_AS, &unlimited) };
+            let mut held = Vec::new();
+            for _ in 0..32 {
+                held.push(vec![1u8; 64 << 20]);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ReaderCrashed);
+        assert!(err.to_string().contains("resident memory"), "{err}");
     }
 
     #[test]
