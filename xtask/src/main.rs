@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod fuzz;
 mod tidy;
 
 const USAGE: &str = "\
@@ -22,6 +23,8 @@ tasks:
   bench [--full] [--only OP]  ndstore side by side with numpy, h5py, pandas, polars and dd
                               (only the operations whose names start with OP);
                               writes bench/report.{md,json} under the target directory
+  fuzz [--target T] [--time S] [--runs N]
+                              build and run the libFuzzer targets of fuzz/ (see fuzz --help)
   setup                       install what the tests need (system packages, Python oracles)
   tidy                        repository lints";
 
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         Some("conformance") => conformance(&args[1..]),
         Some("setup") => setup().map(|_| ()),
         Some("bench") => setup().and_then(|env| bench::bench(&args[1..], &env.python)),
+        Some("fuzz") => setup().and_then(|env| fuzz::fuzz(&args[1..], &env.python)),
         Some("tidy") => tidy::run(&workspace_root()),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
