@@ -32,10 +32,15 @@ impl ArrayMeta {
         element_count(&self.shape)
     }
 
-    /// The number of data bytes, or an error when shape × itemsize overflows.
+    /// The number of data bytes, or an error when shape × itemsize overflows. The lengths other
+    /// than zero, times the itemsize, must fit `isize` even when an axis of zero leaves no
+    /// bytes: no array (ndarray's or numpy's) can have such a shape.
     pub fn byte_len(&self) -> Result<usize> {
-        self.element_count()?
-            .checked_mul(self.dtype.itemsize())
+        let count = self.element_count()?;
+        nonzero_product(&self.shape)
+            .and_then(|n| n.checked_mul(self.dtype.itemsize()))
+            .filter(|&n| n <= isize::MAX as usize)
+            .map(|_| count * self.dtype.itemsize())
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::TooLarge,
@@ -59,11 +64,20 @@ impl ArrayMeta {
     }
 }
 
-/// The product of `shape`, or an error when it overflows `usize`.
-pub fn element_count(shape: &[usize]) -> Result<usize> {
+/// The product of the lengths other than zero, when it fits `isize`.
+fn nonzero_product(shape: &[usize]) -> Option<usize> {
     shape
         .iter()
+        .filter(|&&n| n != 0)
         .try_fold(1usize, |acc, &n| acc.checked_mul(n))
+        .filter(|&n| n <= isize::MAX as usize)
+}
+
+/// The product of `shape`, or an error when the lengths other than zero multiply past
+/// `isize::MAX` (ndarray's limit, which an axis of zero does not lift).
+pub fn element_count(shape: &[usize]) -> Result<usize> {
+    nonzero_product(shape)
+        .map(|n| if shape.contains(&0) { 0 } else { n })
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::TooLarge,
@@ -76,6 +90,23 @@ pub fn element_count(shape: &[usize]) -> Result<usize> {
 mod tests {
     use super::*;
     use crate::dtype::DTypeKind;
+
+    #[test]
+    fn an_axis_of_zero_does_not_lift_the_limit_on_the_others() {
+        let f64 = DType::native(DTypeKind::F64);
+        let past_isize = ArrayMeta::new(f64, vec![2, isize::MAX as usize, 0], Order::C);
+        assert_eq!(past_isize.byte_len().unwrap_err().kind(), ErrorKind::TooLarge);
+        assert_eq!(
+            past_isize.element_count().unwrap_err().kind(),
+            ErrorKind::TooLarge
+        );
+        // The elements fit isize, their bytes do not.
+        let bytes_past = ArrayMeta::new(f64, vec![0, 1 << 60], Order::C);
+        assert_eq!(bytes_past.element_count().unwrap(), 0);
+        assert_eq!(bytes_past.byte_len().unwrap_err().kind(), ErrorKind::TooLarge);
+        let empty = ArrayMeta::new(f64, vec![0, 1 << 40], Order::C);
+        assert_eq!(empty.byte_len().unwrap(), 0);
+    }
 
     #[test]
     fn byte_len_is_checked() {
