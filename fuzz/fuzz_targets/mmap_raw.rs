@@ -69,7 +69,10 @@ fuzz_target!(|data: &[u8]| {
                 if offset == 0
                     && let Ok(loaded) = &loaded
                 {
-                    assert!(array.bit_eq(loaded), "map and raw load disagree on the values");
+                    assert!(
+                        array.bit_eq(loaded),
+                        "map and raw load disagree on the values"
+                    );
                 }
             }
             Err(e) => check_err("open_raw read", &e, Some(&raw)),

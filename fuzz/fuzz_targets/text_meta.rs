@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
         "# ndstore: {{\"dtype\":\"{}\",\"shape\":[{}],\"order\":\"{}\"}}\n",
         dtype.to_numpy_descr(),
         shape_json.join(","),
-        if memory_order == Order::Fortran { "F" } else { "C" }
+        if memory_order == Order::Fortran {
+            "F"
+        } else {
+            "C"
+        }
     )
     .into_bytes();
     text.extend_from_slice(body);

@@ -95,29 +95,6 @@ pub fn check_loaded(what: &str, meta: &ArrayMeta, array: &DynArray) {
     );
 }
 
-/// Asserts that two loads of the same bytes agree: both fail with the same kind, or both
-/// succeed with the same metadata and bit-identical values.
-pub fn check_same(
-    what: &str,
-    a: &ndstore_core::Result<(ArrayMeta, DynArray)>,
-    b: &ndstore_core::Result<(ArrayMeta, DynArray)>,
-) {
-    match (a, b) {
-        (Ok((ma, xa)), Ok((mb, xb))) => {
-            assert_eq!(ma, mb, "{what}: the two reads disagree on the metadata");
-            assert!(xa.bit_eq(xb), "{what}: the two reads disagree on the values");
-        }
-        (Err(ea), Err(eb)) => assert_eq!(
-            ea.kind(),
-            eb.kind(),
-            "{what}: the two reads fail differently: {ea} / {eb}"
-        ),
-        (Ok(_), Err(e)) | (Err(e), Ok(_)) => {
-            panic!("{what}: one read succeeds and the other fails: {e}")
-        }
-    }
-}
-
 /// The element kind a selector byte picks (every kind ndstore stores).
 pub fn kind_from_byte(b: u8) -> DTypeKind {
     DTypeKind::ALL[usize::from(b) % DTypeKind::ALL.len()]
@@ -136,7 +113,9 @@ pub fn text_options(selector: u8) -> ndstore_text::TextOptions {
     };
     TextOptions::new()
         .delimiter(delimiter)
-        .dtype(ndstore_core::DType::native(kind_from_byte((selector >> 2) + 11)))
+        .dtype(ndstore_core::DType::native(kind_from_byte(
+            (selector >> 2) + 11,
+        )))
 }
 
 /// Loads `text` as a file (`ndstore_text::load_dyn`, `read_meta`) and reads it as a stream
@@ -184,7 +163,11 @@ pub fn fuzz_text(options: &ndstore_text::TextOptions, text: &[u8]) {
     match streamed {
         Ok(count) => {
             if let Ok((_, array)) = &loaded {
-                assert_eq!(count, array.len(), "stream and load read different value counts");
+                assert_eq!(
+                    count,
+                    array.len(),
+                    "stream and load read different value counts"
+                );
             }
         }
         Err(e) => check_err("TextReader::next_block", &e, Some(&path)),

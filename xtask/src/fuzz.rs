@@ -157,7 +157,9 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     };
     while let Some(arg) = iter.next() {
         match arg.as_str() {
-            "--target" => options.target = Some(iter.next().ok_or("--target needs a name")?.clone()),
+            "--target" => {
+                options.target = Some(iter.next().ok_or("--target needs a name")?.clone())
+            }
             "--time" => options.time = Some(number(iter.next(), "--time")?),
             "--runs" => options.runs = Some(number(iter.next(), "--runs")?),
             "--no-asan" => options.asan = false,
@@ -204,7 +206,12 @@ pub fn fuzz(args: &[String], python: &Path) -> Result<(), String> {
     };
     if options.seeds {
         run(Command::new(python)
-            .arg(workspace_root().join("fuzz").join("seeds").join("make_seeds.py"))
+            .arg(
+                workspace_root()
+                    .join("fuzz")
+                    .join("seeds")
+                    .join("make_seeds.py"),
+            )
             .arg(workspace_root().join("fuzz").join("seeds")))?;
     }
     let targets: Vec<&Target> = TARGETS
@@ -252,7 +259,11 @@ pub fn fuzz(args: &[String], python: &Path) -> Result<(), String> {
     }
     let crashed: Vec<String> = outcomes
         .iter()
-        .flat_map(|o| o.crashes.iter().map(|c| format!("{}: {}", o.name, c.display())))
+        .flat_map(|o| {
+            o.crashes
+                .iter()
+                .map(|c| format!("{}: {}", o.name, c.display()))
+        })
         .collect();
     if crashed.is_empty() {
         Ok(())
@@ -340,10 +351,7 @@ fn build_dir(asan: bool) -> PathBuf {
 }
 
 fn binary(target: &Target, host: &str, asan: bool) -> PathBuf {
-    build_dir(asan)
-        .join(host)
-        .join("release")
-        .join(target.name)
+    build_dir(asan).join(host).join("release").join(target.name)
 }
 
 /// Writes the target's seeds (shaped for its input format) into a fresh directory.
@@ -367,7 +375,8 @@ fn write_seeds(target: &Target, dir: &Path) -> Result<usize, String> {
             .collect();
         files.sort();
         for file in files {
-            let bytes = fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let bytes =
+                fs::read(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             let input = shape_seed(target.shape, bytes);
             if input.len() > target.max_len {
                 continue;
@@ -481,12 +490,19 @@ fn run_target(
     let seconds = started.elapsed().as_secs_f64();
     let text = fs::read_to_string(&log_path).unwrap_or_default();
     let executions = executions(&text);
-    let crashes: Vec<PathBuf> = file_names(&artifacts).difference(&before).cloned().collect();
+    let crashes: Vec<PathBuf> = file_names(&artifacts)
+        .difference(&before)
+        .cloned()
+        .collect();
     println!(
         "xtask: {}: {executions} executions in {seconds:.0} s, {} crash input(s){}",
         target.name,
         crashes.len(),
-        if status.success() { "" } else { " (the run failed; see its log)" }
+        if status.success() {
+            ""
+        } else {
+            " (the run failed; see its log)"
+        }
     );
     if !status.success() && crashes.is_empty() {
         return Err(format!(

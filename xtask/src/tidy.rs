@@ -8,7 +8,14 @@ use std::path::{Path, PathBuf};
 pub fn run(root: &Path) -> Result<(), String> {
     let mut problems = Vec::new();
     let mut files = Vec::new();
-    for dir in ["crates", "conformance", "benches", "xtask", "examples"] {
+    for dir in [
+        "crates",
+        "conformance",
+        "benches",
+        "xtask",
+        "examples",
+        "fuzz",
+    ] {
         collect_rs(&root.join(dir), &mut files);
     }
     for file in &files {

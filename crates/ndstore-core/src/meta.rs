@@ -95,7 +95,10 @@ mod tests {
     fn an_axis_of_zero_does_not_lift_the_limit_on_the_others() {
         let f64 = DType::native(DTypeKind::F64);
         let past_isize = ArrayMeta::new(f64, vec![2, isize::MAX as usize, 0], Order::C);
-        assert_eq!(past_isize.byte_len().unwrap_err().kind(), ErrorKind::TooLarge);
+        assert_eq!(
+            past_isize.byte_len().unwrap_err().kind(),
+            ErrorKind::TooLarge
+        );
         assert_eq!(
             past_isize.element_count().unwrap_err().kind(),
             ErrorKind::TooLarge
@@ -103,7 +106,10 @@ mod tests {
         // The elements fit isize, their bytes do not.
         let bytes_past = ArrayMeta::new(f64, vec![0, 1 << 60], Order::C);
         assert_eq!(bytes_past.element_count().unwrap(), 0);
-        assert_eq!(bytes_past.byte_len().unwrap_err().kind(), ErrorKind::TooLarge);
+        assert_eq!(
+            bytes_past.byte_len().unwrap_err().kind(),
+            ErrorKind::TooLarge
+        );
         let empty = ArrayMeta::new(f64, vec![0, 1 << 40], Order::C);
         assert_eq!(empty.byte_len().unwrap(), 0);
     }

@@ -26,7 +26,11 @@ fn input(name: &str) -> (PathBuf, Vec<u8>) {
 fn a_zero_length_axis_beside_axes_past_isize_is_refused_at_the_shape() {
     let (path, bytes) = input("zero-axis-beside-axes-past-isize.npy");
     // The shape's text starts at byte 60 of this file.
-    let shape_at = 10 + bytes[10..].windows(8).position(|w| w == b"'shape':").unwrap() as u64;
+    let shape_at = 10
+        + bytes[10..]
+            .windows(8)
+            .position(|w| w == b"'shape':")
+            .unwrap() as u64;
 
     let err = npy::read_dyn_from(&mut bytes.as_slice()).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
