@@ -490,10 +490,19 @@ impl NpzReader {
             .by_index_data(index)
             .map(|entry| entry.header_start())
             .unwrap_or(0);
+        // The member's own spelling, so an error before it opens (zip refuses an encrypted
+        // member, say) still names it.
+        let spelled = match self.archive.name_for_index(index) {
+            Some(Ok(spelled)) => spelled.into_owned(),
+            _ => name.to_owned(),
+        };
         let member = self.archive.by_index(index).map_err(|e| {
-            zip_error(&format!("opening member '{name}.npy'"), e)
-                .at_offset(header_start)
-                .with_path(&self.path)
+            zip_error(
+                &format!("opening the member whose local header is at byte {header_start}"),
+                e,
+            )
+            .in_member(&spelled)
+            .with_path(&self.path)
         })?;
         let member_name = member_name(&member, &self.path)?;
         Ok((member, member_name))

@@ -47,3 +47,22 @@ fn a_zero_length_axis_beside_axes_past_isize_is_refused_at_the_shape() {
         "{err}"
     );
 }
+
+/// Found by `npz`: a member flagged as encrypted makes the zip crate refuse to open it
+/// ("password required"); the error named the file but not the member, although the archive's
+/// directory had already given its name.
+#[test]
+fn a_member_zip_refuses_to_open_is_named() {
+    let (path, _) = input("npz-encrypted-member.npz");
+    let mut reader = ndstore_file::npz::NpzReader::open(&path).unwrap();
+    assert_eq!(reader.names(), ["a", "b"]);
+    let expect_member = |err: ndstore_core::Error| {
+        assert_eq!(err.path(), Some(path.as_path()), "{err}");
+        assert!(
+            matches!(err.location(), Some(Location::Member { name, .. }) if name == "a.npy"),
+            "{err}"
+        );
+    };
+    expect_member(reader.read_meta("a").unwrap_err());
+    expect_member(reader.load_dyn("a").unwrap_err());
+}
