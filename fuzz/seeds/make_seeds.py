@@ -18,10 +18,12 @@ def arrays():
     rng = np.random.default_rng(13)
     kinds = ["?", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16"]
     for kind in kinds:
-        for order in "<>":
-            dtype = np.dtype(kind if kind in ("?", "i1", "u1") else order + kind)
+        single = kind in ("?", "i1", "u1")
+        for order in "<" if single else "<>":
+            dtype = np.dtype(kind if single else order + kind)
             values = rng.integers(0, 2, size=(2, 3)) if kind == "?" else rng.integers(-3, 100, size=(2, 3))
-            yield f"{kind}{'be' if order == '>' else 'le'}", values.astype(dtype)
+            name = "b1" if kind == "?" else kind
+            yield name if single else f"{name}{'be' if order == '>' else 'le'}", values.astype(dtype)
     yield "f8-fortran", np.asfortranarray(np.arange(12, dtype="<f8").reshape(3, 4))
     yield "f4-3d", np.arange(24, dtype="<f4").reshape(2, 3, 4)
     yield "f8-scalar", np.array(2.5)
