@@ -128,6 +128,8 @@ const TARGETS: &[Target] = &[
 const MALLOC_LIMIT_MB: u32 = 64;
 /// The resident-memory limit (AddressSanitizer's quarantine and shadow memory included).
 const RSS_LIMIT_MB: u32 = 2048;
+/// libFuzzer's exit code after SIGINT (`-interrupted_exitcode`).
+const INTERRUPTED_EXIT_CODE: i32 = 72;
 /// Seconds one input may take before it counts as a hang.
 const INPUT_TIMEOUT_S: u32 = 30;
 
@@ -494,17 +496,21 @@ fn run_target(
         .difference(&before)
         .cloned()
         .collect();
+    // libFuzzer exits with 72 when interrupted (Ctrl-C): the run ended early, and counts.
+    let interrupted = status.code() == Some(INTERRUPTED_EXIT_CODE);
     println!(
         "xtask: {}: {executions} executions in {seconds:.0} s, {} crash input(s){}",
         target.name,
         crashes.len(),
         if status.success() {
             ""
+        } else if interrupted {
+            " (interrupted)"
         } else {
             " (the run failed; see its log)"
         }
     );
-    if !status.success() && crashes.is_empty() {
+    if !status.success() && !interrupted && crashes.is_empty() {
         return Err(format!(
             "the fuzz target {} failed ({status}) without a crash input; see {}",
             target.name,
