@@ -201,13 +201,18 @@ struct Outcome {
     crashes: Vec<PathBuf>,
 }
 
-/// Runs the fuzz task; `python` is the project's Python environment (for `--seeds`).
-pub fn fuzz(args: &[String], python: &Path) -> Result<(), String> {
+/// Runs the fuzz task; `setup` installs what the build needs (libhdf5) and returns the
+/// project's Python environment (for `--seeds`). `--help` and `--list` need neither.
+pub fn fuzz(
+    args: &[String],
+    setup: impl FnOnce() -> Result<PathBuf, String>,
+) -> Result<(), String> {
     let Some(options) = parse(args)? else {
         return Ok(());
     };
+    let python = setup()?;
     if options.seeds {
-        run(Command::new(python)
+        run(Command::new(&python)
             .arg(
                 workspace_root()
                     .join("fuzz")

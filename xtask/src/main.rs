@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         Some("conformance") => conformance(&args[1..]),
         Some("setup") => setup().map(|_| ()),
         Some("bench") => setup().and_then(|env| bench::bench(&args[1..], &env.python)),
-        Some("fuzz") => setup().and_then(|env| fuzz::fuzz(&args[1..], &env.python)),
+        Some("fuzz") => fuzz::fuzz(&args[1..], || setup().map(|env| env.python)),
         Some("tidy") => tidy::run(&workspace_root()),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
