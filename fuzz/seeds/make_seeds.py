@@ -3,6 +3,9 @@
 Run by `cargo xtask fuzz --seeds` with the project's Python environment; the output is
 committed (every file is a few KiB at most), so fuzzing needs no Python.
 
+Files named `found-*` are not written here: they are inputs the fuzz targets found (kept as
+seeds, and as reproducers for whoever owns the code they broke).
+
 usage: make_seeds.py OUT_DIR
 """
 
