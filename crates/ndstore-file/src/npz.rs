@@ -497,12 +497,10 @@ impl NpzReader {
             _ => name.to_owned(),
         };
         let member = self.archive.by_index(index).map_err(|e| {
-            zip_error(
-                &format!("opening the member whose local header is at byte {header_start}"),
-                e,
-            )
-            .in_member(&spelled)
-            .with_path(&self.path)
+            // The place is the member's local header in the archive: its bytes were not reached.
+            zip_error(&format!("opening member '{spelled}'"), e)
+                .at_offset(header_start)
+                .with_path(&self.path)
         })?;
         let member_name = member_name(&member, &self.path)?;
         Ok((member, member_name))

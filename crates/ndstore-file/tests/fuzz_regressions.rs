@@ -50,7 +50,7 @@ fn a_zero_length_axis_beside_axes_past_isize_is_refused_at_the_shape() {
 
 /// Found by `npz`: a member flagged as encrypted makes the zip crate refuse to open it
 /// ("password required"); the error named the file but not the member, although the archive's
-/// directory had already given its name.
+/// directory had already given its name. The place is the member's local header.
 #[test]
 fn a_member_zip_refuses_to_open_is_named() {
     let (path, _) = input("npz-encrypted-member.npz");
@@ -58,10 +58,8 @@ fn a_member_zip_refuses_to_open_is_named() {
     assert_eq!(reader.names(), ["a", "b"]);
     let expect_member = |err: ndstore_core::Error| {
         assert_eq!(err.path(), Some(path.as_path()), "{err}");
-        assert!(
-            matches!(err.location(), Some(Location::Member { name, .. }) if name == "a.npy"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("member 'a.npy'"), "{err}");
+        assert!(matches!(err.location(), Some(Location::Offset(_))), "{err}");
     };
     expect_member(reader.read_meta("a").unwrap_err());
     expect_member(reader.load_dyn("a").unwrap_err());
