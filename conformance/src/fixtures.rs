@@ -9,7 +9,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use ndstore_core::{Backend, ByteOrder, DTypeKind, LoadOptions, Order, SaveOptions};
+use ndstore_core::{Backend, ByteOrder, DTypeKind, DynArray, LoadOptions, Order, SaveOptions};
 
 use crate::sample;
 
@@ -55,6 +55,12 @@ pub trait Fixtures: Sync {
         None
     }
 
+    /// A second reference implementation in Rust (ndarray-npy for `.npy`), run in this process
+    /// over the same IX cases; `None` when there is none.
+    fn rust_interop(&self) -> Option<RustInterop> {
+        None
+    }
+
     /// True when a valid file may hold an array larger than itself (HDF5: chunks never written
     /// read as the fill value), so a load may need more memory than the file's size and an
     /// out-of-memory error naming the file is an honest answer. False (the default) when every
@@ -84,6 +90,18 @@ pub struct PythonInterop {
     pub load: &'static str,
     /// Writes `arr` to `path`.
     pub save: &'static str,
+}
+
+/// A reference library in Rust: plain functions reading and writing the backend's files. Each
+/// returns `None` for a dtype the library does not support (those cases are not counted).
+#[derive(Clone, Copy, Debug)]
+pub struct RustInterop {
+    /// The library's name, for the report: `ndarray-npy`.
+    pub name: &'static str,
+    /// Reads the file at the path as an array of the given dtype.
+    pub load: fn(&Path, DTypeKind) -> Option<Result<DynArray, String>>,
+    /// Writes the array to the path.
+    pub save: fn(&Path, &DynArray) -> Option<Result<(), String>>,
 }
 
 /// A way to load a file other than the backend's own `load`: its name (which hostile and

@@ -6,7 +6,8 @@ use ndstore_core::{Order, with_dyn_array};
 use serde::{Deserialize, Serialize};
 
 use crate::Ctx;
-use crate::checks::roundtrip::fixed_matrix;
+use crate::checks::roundtrip::{Case, fixed_matrix};
+use crate::fixtures::RustInterop;
 use crate::python;
 use crate::report::CheckResult;
 
@@ -184,16 +185,90 @@ pub fn ix(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             }
         }
     }
-    let what = format!(
+    let mut what = format!(
         "{} cases: the reference library read {} of the backend's files as written, and the backend read {} of the reference library's",
         cases.len(),
         agreed[TO_REFERENCE],
         agreed[FROM_REFERENCE]
     );
-    Ok(CheckResult::counted(
-        "IX",
-        (cases.len() * 2) as u64,
-        &failures,
-        &what,
-    ))
+    let mut counted = (cases.len() * 2) as u64;
+    if let Some(rust) = ctx.fixtures.rust_interop() {
+        let (ran, agreed) = rust_cases(ctx, &rust, &cases, &verdicts, &mut failures);
+        counted += (ran[TO_REFERENCE] + ran[FROM_REFERENCE]) as u64;
+        what.push_str(&format!(
+            "; {} read {} of {} of the backend's files in the dtypes it supports, and the backend read {} of its {}",
+            rust.name,
+            agreed[TO_REFERENCE],
+            ran[TO_REFERENCE],
+            agreed[FROM_REFERENCE],
+            ran[FROM_REFERENCE]
+        ));
+    }
+    Ok(CheckResult::counted("IX", counted, &failures, &what))
+}
+
+/// The same cases through the Rust reference library, both directions: it reads the backend's
+/// files (those the backend saved), and the backend reads what it writes. Returns the cases run
+/// and agreed per direction; a dtype the library does not support is not run.
+fn rust_cases(
+    ctx: &Ctx<'_>,
+    rust: &RustInterop,
+    cases: &[Case],
+    verdicts: &[[Option<Result<(), String>>; 2]],
+    failures: &mut Vec<String>,
+) -> ([usize; 2], [usize; 2]) {
+    let backend = ctx.backend;
+    let caps = backend.capabilities();
+    let mut ran = [0usize; 2];
+    let mut agreed = [0usize; 2];
+    let mut judge = |direction: usize, label: String, verdict: Result<(), String>| {
+        ran[direction] += 1;
+        match verdict {
+            Ok(()) => agreed[direction] += 1,
+            Err(e) => failures.push(format!("{label}: {}: {e}", rust.name)),
+        }
+    };
+    for (n, case) in cases.iter().enumerate() {
+        let want = case.expected_meta();
+        let array = case.array(caps.bit_exact);
+        // The backend's file, unless its save already failed (a failure counted above).
+        if !matches!(verdicts[n][TO_REFERENCE], Some(Err(_))) {
+            let path = ctx.path(&format!("ix{n}"));
+            if let Some(read) = (rust.load)(&path, want.dtype.kind) {
+                let verdict = read.and_then(|read| {
+                    if read.shape() != want.shape.as_slice() {
+                        Err(format!("reads shape {:?}", read.shape()))
+                    } else if !read.bit_eq(&array) {
+                        Err("reads other values".to_owned())
+                    } else {
+                        Ok(())
+                    }
+                });
+                judge(
+                    TO_REFERENCE,
+                    case.label(),
+                    verdict.map_err(|e| format!("reading the backend's file: {e}")),
+                );
+            }
+        }
+        let out = ctx.path(&format!("ix{n}-rs"));
+        if let Some(written) = (rust.save)(&out, &array) {
+            let verdict = written
+                .map_err(|e| format!("could not write: {e}"))
+                .and_then(|()| {
+                    let (meta, loaded) = crate::checks::load(backend, &out)
+                        .map_err(|e| format!("reading its file: {e}"))?;
+                    // It writes its own byte order and memory order; the values must agree.
+                    if meta.dtype.kind != want.dtype.kind || meta.shape != want.shape {
+                        Err(format!("reading its file gave {meta:?}"))
+                    } else if !loaded.bit_eq(&array) {
+                        Err("reading its file gave other values".to_owned())
+                    } else {
+                        Ok(())
+                    }
+                });
+            judge(FROM_REFERENCE, case.label(), verdict);
+        }
+    }
+    (ran, agreed)
 }

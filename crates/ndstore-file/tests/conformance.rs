@@ -8,9 +8,10 @@
 use std::io::{Cursor, Write};
 use std::path::Path;
 
+use ndstore_conformance::fixtures::RustInterop;
 use ndstore_conformance::fixtures::{self, Hostile, Loader, Realistic, Region};
 use ndstore_conformance::{Fixtures, PythonInterop};
-use ndstore_core::{Backend, DTypeKind, LoadOptions, Order, SaveOptions};
+use ndstore_core::{Backend, DTypeKind, DynArray, LoadOptions, Order, SaveOptions};
 use ndstore_file::npz::{self, Compression};
 
 ndstore_conformance::suite!(ndstore_file::NpyBackend, FileFixtures);
@@ -46,6 +47,98 @@ impl Fixtures for FileFixtures {
             save: "np.save(path, arr)",
         })
     }
+
+    fn rust_interop(&self) -> Option<RustInterop> {
+        Some(RustInterop {
+            name: "ndarray-npy",
+            load: ndarray_npy_load,
+            save: ndarray_npy_save,
+        })
+    }
+}
+
+/// Every dtype ndarray-npy reads and writes (all but f16), as the element type `$t`.
+macro_rules! with_ndarray_npy_type {
+    ($kind:expr, $t:ident => $body:expr) => {{
+        use ndstore_core::num_complex::Complex;
+        match $kind {
+            DTypeKind::Bool => {
+                type $t = bool;
+                Some($body)
+            }
+            DTypeKind::I8 => {
+                type $t = i8;
+                Some($body)
+            }
+            DTypeKind::I16 => {
+                type $t = i16;
+                Some($body)
+            }
+            DTypeKind::I32 => {
+                type $t = i32;
+                Some($body)
+            }
+            DTypeKind::I64 => {
+                type $t = i64;
+                Some($body)
+            }
+            DTypeKind::U8 => {
+                type $t = u8;
+                Some($body)
+            }
+            DTypeKind::U16 => {
+                type $t = u16;
+                Some($body)
+            }
+            DTypeKind::U32 => {
+                type $t = u32;
+                Some($body)
+            }
+            DTypeKind::U64 => {
+                type $t = u64;
+                Some($body)
+            }
+            DTypeKind::F32 => {
+                type $t = f32;
+                Some($body)
+            }
+            DTypeKind::F64 => {
+                type $t = f64;
+                Some($body)
+            }
+            DTypeKind::Complex64 => {
+                type $t = Complex<f32>;
+                Some($body)
+            }
+            DTypeKind::Complex128 => {
+                type $t = Complex<f64>;
+                Some($body)
+            }
+            _ => None,
+        }
+    }};
+}
+
+/// ndarray-npy reads a `.npy` file as `kind`.
+fn ndarray_npy_load(path: &Path, kind: DTypeKind) -> Option<Result<DynArray, String>> {
+    use ndarray_npy::ReadNpyExt;
+    with_ndarray_npy_type!(kind, T => std::fs::File::open(path)
+        .map_err(|e| e.to_string())
+        .and_then(|file| ndarray::ArrayD::<T>::read_npy(file).map_err(|e| e.to_string()))
+        .map(DynArray::from))
+}
+
+/// ndarray-npy writes `array` as a `.npy` file.
+fn ndarray_npy_save(path: &Path, array: &DynArray) -> Option<Result<(), String>> {
+    use ndarray_npy::WriteNpyExt;
+    with_ndarray_npy_type!(array.kind(), T => array
+    .clone()
+    .into_typed::<T>()
+    .map_err(|e| e.to_string())
+    .and_then(|typed| {
+        let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+        typed.write_npy(file).map_err(|e| e.to_string())
+    }))
 }
 
 /// Every member of an `.npz` archive, as a user who opened an archive they were sent would.
