@@ -108,6 +108,16 @@ pub enum Task {
         /// Which handle.
         handle: PoisonHandle,
     },
+    /// Add `count` arrays to the file at `path` through the fixtures' editor, named
+    /// `w{writer}_{i}`, printing `ACK i` after each addition returned.
+    EditLoop {
+        /// The file edited.
+        path: PathBuf,
+        /// Which writer this is (selects the names and values).
+        writer: u64,
+        /// How many additions.
+        count: u64,
+    },
     /// In `dir`, a tiny file system: save a small version, then one too large for it, then a
     /// small one again, printing each outcome.
     FullDisk {
@@ -360,6 +370,26 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
         }
         Task::Poison { path, handle } => poison(backend, &path, handle),
         Task::FullDisk { dir, file } => full_disk(backend, &dir, &file),
+        Task::EditLoop {
+            path,
+            writer,
+            count,
+        } => {
+            let Some(editor) = fixtures.editor() else {
+                say("ERROR the backend's fixtures have no editor");
+                return 1;
+            };
+            say("READY");
+            for i in 0..count {
+                let array = versioned(backend, writer, i);
+                if let Err(e) = (editor.add)(&path, &edited_name(writer, i), &array) {
+                    say(&format!("ERROR {e}"));
+                    return 1;
+                }
+                say(&format!("ACK {i}"));
+            }
+            0
+        }
         Task::BadInputs {
             list,
             scratch,
@@ -573,4 +603,9 @@ fn full_disk(backend: &dyn Backend, dir: &Path, file: &str) -> i32 {
     let new = backend.load(&path).is_ok_and(|(_, a)| a.bit_eq(&again));
     say(&format!("NEW {new}"));
     0
+}
+
+/// The name under which editor `writer` adds its `i`-th array.
+pub fn edited_name(writer: u64, i: u64) -> String {
+    format!("w{writer}_{i}")
 }

@@ -55,6 +55,12 @@ pub trait Fixtures: Sync {
         None
     }
 
+    /// How to add an array to an existing file beside the others (HDF5's `add_dataset`), for
+    /// CO's concurrent editors; `None` when files hold one array.
+    fn editor(&self) -> Option<Editor> {
+        None
+    }
+
     /// A second reference implementation in Rust (ndarray-npy for `.npy`), run in this process
     /// over the same IX cases; `None` when there is none.
     fn rust_interop(&self) -> Option<RustInterop> {
@@ -90,6 +96,18 @@ pub struct PythonInterop {
     pub load: &'static str,
     /// Writes `arr` to `path`.
     pub save: &'static str,
+}
+
+/// Adds arrays to a file that holds several (read, modify, replace), for CO: two processes
+/// adding at once must lose none.
+#[derive(Clone, Copy, Debug)]
+pub struct Editor {
+    /// Adds the array under the name to the file at the path.
+    pub add: fn(&Path, &str, &DynArray) -> ndstore_core::Result<()>,
+    /// The names of the arrays the file holds, as `add` spells them.
+    pub names: fn(&Path) -> ndstore_core::Result<Vec<String>>,
+    /// Loads the array of that name.
+    pub load: fn(&Path, &str) -> ndstore_core::Result<DynArray>,
 }
 
 /// A reference library in Rust: plain functions reading and writing the backend's files. Each

@@ -8,6 +8,7 @@ use ndstore_core::{SaveOptions, list_temps};
 use crate::Ctx;
 use crate::checks::{identify, versioned};
 use crate::child::{self, Task};
+use crate::fixtures::Editor;
 use crate::report::CheckResult;
 
 /// CO for atomic saves (lock conflicts of in-place handles join with those backends).
@@ -89,9 +90,18 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     } else {
         ""
     };
-    let what = format!(
+    let mut what = format!(
         "two processes × {saves} saves of one path while this process read it {reads} times; every read a complete version{locks}"
     );
+    if let Some(editor) = ctx.fixtures.editor() {
+        let additions = ctx.mode.count(10, 50);
+        let (ran, problems) = concurrent_edits(ctx, &editor, additions)?;
+        cases += ran;
+        failures.extend(problems);
+        what.push_str(&format!(
+            "; two processes × {additions} additions of an array to one file lose none"
+        ));
+    }
     Ok(CheckResult::counted("CO", cases, &failures, &what))
 }
 
@@ -118,4 +128,69 @@ fn lock_conflicts(ctx: &Ctx<'_>) -> Result<(), String> {
         return Err(format!("after close, another process got {lines:?}"));
     }
     Ok(())
+}
+
+/// Two processes add `additions` arrays each to one file at once: every addition that returned
+/// must be in the file afterwards with its values, beside the file's first array.
+fn concurrent_edits(
+    ctx: &Ctx<'_>,
+    editor: &Editor,
+    additions: u64,
+) -> Result<(u64, Vec<String>), String> {
+    let backend = ctx.backend;
+    let path = ctx.path("co-edit");
+    backend
+        .save(&path, &versioned(backend, 2, 0), &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    let mut editors = Vec::new();
+    for writer in 0..2 {
+        editors.push(child::spawn(&Task::EditLoop {
+            path: path.clone(),
+            writer,
+            count: additions,
+        })?);
+    }
+    let mut failures = Vec::new();
+    let mut acked = Vec::new();
+    for (writer, child) in editors.into_iter().enumerate() {
+        let output = child.wait_with_output().map_err(|e| e.to_string())?;
+        let lines = child::protocol_lines(&output.stdout);
+        let acks = lines.iter().filter(|l| l.starts_with("ACK")).count() as u64;
+        if !output.status.success() || acks != additions {
+            let error = lines.iter().find(|l| l.starts_with("ERROR"));
+            failures.push(format!(
+                "editor {writer} acknowledged {acks} of {additions} additions ({}{})",
+                output.status,
+                error.map(|e| format!(", {e}")).unwrap_or_default()
+            ));
+        }
+        acked.push(acks);
+    }
+    let names = match (editor.names)(&path) {
+        Ok(names) => names,
+        Err(e) => return Ok((1, vec![format!("the edited file does not list: {e}")])),
+    };
+    let mut cases = 0;
+    for (writer, &acks) in acked.iter().enumerate() {
+        for i in 0..acks {
+            cases += 1;
+            let name = child::edited_name(writer as u64, i);
+            if !names.iter().any(|n| n.trim_start_matches('/') == name) {
+                failures.push(format!("the acknowledged addition {name} was lost"));
+                continue;
+            }
+            match (editor.load)(&path, &name) {
+                Ok(array) if array.bit_eq(&versioned(backend, writer as u64, i)) => {}
+                Ok(_) => failures.push(format!("{name} holds other values")),
+                Err(e) => failures.push(format!("{name} does not load: {e}")),
+            }
+        }
+    }
+    cases += 1;
+    match crate::checks::load(backend, &path) {
+        Ok((_, array)) if array.bit_eq(&versioned(backend, 2, 0)) => {}
+        Ok(_) => failures.push("the file's first array changed".to_owned()),
+        Err(e) => failures.push(format!("the file's first array does not load: {e}")),
+    }
+    Ok((cases, failures))
 }

@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::path::Path;
 
 use hdf5_metno::types::VarLenUnicode;
-use ndstore_conformance::fixtures::{Hostile, Loader, Realistic, Region};
+use ndstore_conformance::fixtures::{Editor, Hostile, Loader, Realistic, Region};
 use ndstore_conformance::{Fixtures, PythonInterop};
 use ndstore_core::{Backend, DTypeKind, LoadOptions, Order, SaveOptions};
 use ndstore_hdf5::Object;
@@ -92,6 +92,22 @@ impl Fixtures for Hdf5Fixtures {
             name: "walk",
             load: walk,
         }]
+    }
+
+    fn editor(&self) -> Option<Editor> {
+        Some(Editor {
+            add: |path, name, array| {
+                ndstore_hdf5::add_dataset(path, name, array, &SaveOptions::default())
+            },
+            names: |path| {
+                Ok(ndstore_hdf5::list(path)?
+                    .into_iter()
+                    .filter(|entry| matches!(entry.object, Object::Dataset(_)))
+                    .map(|entry| entry.path)
+                    .collect())
+            },
+            load: |path, name| ndstore_hdf5::load_dyn(path, name).map(|(_, array)| array),
+        })
     }
 
     fn trusted_loader(&self) -> Option<Loader> {
