@@ -42,9 +42,24 @@ impl H5InPlace {
         let path = path.as_ref();
         let source = crate::isolated::Source::open(path)?;
         crate::isolated::check_before_editing(path, &source, name)?;
+        let checked = identity(&source.file.metadata());
+        // The source's shared lock would refuse libhdf5's exclusive one: it goes first, and the
+        // file libhdf5 opens is then compared with the one the reader checked.
         drop(source);
         let file = File::open_rw(path).map_err(|e| h5_error(e, path, "/"))?;
         crate::h5::close_on_exec(&file);
+        let opened = crate::sys::vfd_descriptor(&file)
+            .map(|fd| identity(&std::fs::metadata(format!("/proc/self/fd/{fd}"))));
+        if let (Some(checked), Some(Some(opened))) = (checked, opened)
+            && checked != opened
+        {
+            return Err(Error::new(
+                ErrorKind::Io,
+                "the file was replaced between its check in the isolated reader and its opening; \
+                 nothing was changed, open it again",
+            )
+            .with_path(path));
+        }
         let dataset = read::open_dataset(&file, path, name)?;
         let meta = describe(&dataset, path, name)?;
         Ok(H5InPlace {
@@ -230,4 +245,10 @@ impl Drop for H5InPlace {
             );
         }
     }
+}
+
+/// A file's device and inode, when its metadata could be read.
+fn identity(metadata: &std::io::Result<std::fs::Metadata>) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    metadata.as_ref().ok().map(|m| (m.dev(), m.ino()))
 }

@@ -661,9 +661,10 @@ pub fn list_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Vec<En
     Ok(entries)
 }
 
-/// Checks, in the isolated reader, that libhdf5 survives opening the file `source` and reading
-/// the metadata and storage of dataset `name` (when it exists), before an in-process handle
-/// edits the file. A file the reader crashes on is refused with the reader's error.
+/// Checks, in the isolated reader, that libhdf5 survives opening the file `source` and doing what
+/// the in-process edit does first: reading dataset `name`'s metadata as [`read::describe`] does
+/// (ndstore's attribute included), its storage and its type (when it exists). A file the reader
+/// crashes on is refused with the reader's error.
 pub(crate) fn check_before_editing(path: &Path, source: &Source, name: &str) -> Result<()> {
     let options = ReadOptions::default();
     worker::run(
@@ -678,6 +679,7 @@ pub(crate) fn check_before_editing(path: &Path, source: &Source, name: &str) -> 
                 let dataset = file.dataset(name).map_err(|e| h5_error(e, path, name))?;
                 let _ = dataset.storage_size();
                 let _ = read::unsupported(&dataset);
+                let _ = read::describe(&dataset, path, name);
             }
             Ok(())
         },

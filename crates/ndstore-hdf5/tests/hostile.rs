@@ -266,6 +266,14 @@ fn child_entry() {
             println!("RESULT {result}");
             println!("PEAK {}", peak_rss());
         }
+        "inplace" => println!(
+            "RESULT {}",
+            match ndstore_hdf5::H5InPlace::open(&args[0], "data", ndstore_core::Durability::Synced)
+            {
+                Ok(_) => "OK".to_owned(),
+                Err(e) => format!("ERR {:?} {e}", e.kind()),
+            }
+        ),
         "list" => match ndstore_hdf5::list(&args[0]) {
             Ok(entries) => println!("LIST {}", serde_json::to_string(&entries).unwrap()),
             Err(e) => println!("LIST-ERR {:?} {e}", e.kind()),
@@ -332,6 +340,26 @@ fn a_flipped_bit_in_the_old_attributes_heap_is_an_error_not_a_crash() {
         "{result}"
     );
     assert!(result.contains(damaged.to_str().unwrap()), "{result}");
+}
+
+#[test]
+fn an_in_place_open_of_a_file_libhdf5_crashes_on_is_refused_not_a_crash() {
+    let file = old_attribute_file();
+    let dir = tempfile::tempdir().unwrap();
+    let heap = heap_offset(&std::fs::read(&file).unwrap());
+    // The crash is in reading ndstore's own attribute, which the in-place open reads too: the
+    // isolated check must read it first.
+    for (byte, bit) in [(heap + 28, 0), (heap + 24, 3)] {
+        let damaged = flipped(&file, byte, bit, dir.path());
+        let outcome = in_child("inplace", &[damaged.to_str().unwrap()], CHILD_TIMEOUT);
+        outcome.assert_survived("opening a damaged file in place");
+        let result = outcome.lines("RESULT").join("");
+        assert!(
+            result.starts_with("ERR "),
+            "byte {byte} bit {bit}: {result}"
+        );
+        assert!(result.contains(damaged.to_str().unwrap()), "{result}");
+    }
 }
 
 #[test]
