@@ -288,6 +288,17 @@ pub(crate) fn plan(
             true
         }
         (Layout::Chunked, Allocation::Full | Allocation::Partial) => {
+            // Chunks do not overlap, so together they fit in the file: an index claiming more
+            // lies, and would let fill values pass for stored data.
+            if stored > file_len {
+                return Err(fail(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "the dataset's chunk index claims {stored} stored bytes, more than the \
+                         whole file holds ({file_len} bytes)"
+                    ),
+                ));
+            }
             let ratio = if filters.is_empty() {
                 1
             } else {

@@ -153,6 +153,39 @@ fn unallocated_file() -> PathBuf {
     })
 }
 
+/// A 2^28-f64 (2 GiB) chunked dataset with one chunk of 1024 written, whose chunk index (a v1
+/// B-tree) is then patched so its one record claims 0xFFFFFFF0 stored bytes for a chunk far
+/// outside the extent: the dataset's storage size becomes 4 GiB in a 12 KB file, enough to pass
+/// for data the file holds.
+fn fake_chunk_file(dir: &Path) -> PathBuf {
+    let path = dir.join("fake-chunk.h5");
+    {
+        let file = hdf5_metno::File::create(&path).unwrap();
+        let dataset = file
+            .new_dataset::<f64>()
+            .shape(1usize << 28)
+            .chunk(1024)
+            .create("data")
+            .unwrap();
+        dataset
+            .write_slice(&ndarray::Array1::<f64>::ones(1024), ndarray::s![0..1024])
+            .unwrap();
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    let node = (0..bytes.len() - 5)
+        .find(|&i| &bytes[i..i + 4] == b"TREE" && bytes[i + 4] == 1)
+        .expect("a v1 B-tree node of chunks");
+    // Key 0: the chunk's stored size (u32), its filter mask (u32), its offsets (u64 per axis
+    // and one more); key 1 follows the child's address.
+    let key0 = node + 24;
+    bytes[key0..key0 + 4].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    bytes[key0 + 8..key0 + 16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    let key1 = key0 + 24 + 8;
+    bytes[key1 + 8..key1 + 16].copy_from_slice(&((1u64 << 40) + 1024).to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 /// How a child ended, and what it printed.
 struct Outcome {
     signal: Option<i32>,
@@ -539,6 +572,22 @@ fn external_links_are_reported_and_never_followed() {
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
         assert!(err.to_string().contains("external link"), "{err}");
     }
+}
+
+#[test]
+fn chunks_claiming_more_bytes_than_the_file_holds_are_refused_before_anything_is_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = fake_chunk_file(dir.path());
+    assert!(std::fs::metadata(&file).unwrap().len() < 64 << 10);
+    let outcome = in_child("load-measured", &[file.to_str().unwrap()], CHILD_TIMEOUT);
+    outcome.assert_survived("loading a dataset whose chunk index lies about its size");
+    let result = outcome.lines("RESULT").join("");
+    assert!(result.starts_with("ERR Corrupt"), "{result}");
+    assert!(result.contains(file.to_str().unwrap()), "{result}");
+    let peak: u64 = outcome.lines("PEAK").join("").parse().unwrap();
+    assert!(peak < 512 << 20, "the load used {} MiB", peak >> 20);
+    let err = ndstore_hdf5::trusted::load_dyn(&file, "data").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
 }
 
 #[test]
