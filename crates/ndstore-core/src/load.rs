@@ -97,6 +97,47 @@ pub fn try_zeroed_vec<T: bytemuck::Zeroable>(count: usize, path: Option<&Path>) 
     })
 }
 
+/// Opens the file at `path` for a load: only a regular file (or a directory, which the caller
+/// refuses in its own words) is accepted, and the open never blocks — a FIFO, a socket or a
+/// device (archives can unpack FIFOs) is refused by its type instead of hanging the load.
+///
+/// # Errors
+///
+/// `NotFound`, `PermissionDenied` or `Io` from the open; `InvalidInput` naming the file's type
+/// when it is not a regular file.
+pub fn open_for_load(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::FileTypeExt;
+    let file = crate::os::open_nonblocking(path, false).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::new(ErrorKind::NotFound, "no such file").with_path(path)
+        } else {
+            Error::io("cannot open", e).with_path(path)
+        }
+    })?;
+    let kind = file
+        .metadata()
+        .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
+        .file_type();
+    let what = if kind.is_file() || kind.is_dir() {
+        return Ok(file);
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    };
+    Err(Error::new(
+        ErrorKind::InvalidInput,
+        format!("{what}, not a regular file: ndstore loads arrays from regular files"),
+    )
+    .with_path(path))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

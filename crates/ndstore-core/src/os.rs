@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 
 /// Buffers at least this large are advised for transparent huge pages.
 const HUGE_PAGE_THRESHOLD: usize = 4 << 20;
@@ -313,4 +313,30 @@ pub fn fs_type(path: &std::path::Path) -> io::Result<i64> {
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Opens `path` for reading (and writing, with `write`) without blocking in the open itself (`O_NONBLOCK`: opening a FIFO
+/// with no writer would wait forever), then makes reads block again, as they do for regular
+/// files.
+///
+/// # Errors
+///
+/// The errors of open(2) and fcntl(2).
+pub fn open_nonblocking(path: &std::path::Path, write: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    // SAFETY: F_GETFL and F_SETFL on a descriptor this function owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
 }

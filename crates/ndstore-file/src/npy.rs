@@ -215,7 +215,7 @@ pub fn read_header_from(reader: &mut dyn Read) -> Result<ArrayMeta> {
 }
 
 fn open(path: &Path, options: &LoadOptions) -> Result<(File, Header, u64)> {
-    let mut file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+    let mut file = ndstore_core::load::open_for_load(path)?;
     let len = file
         .metadata()
         .map_err(|e| Error::io("cannot inspect", e).with_path(path))?

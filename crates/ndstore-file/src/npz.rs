@@ -412,7 +412,7 @@ impl NpzReader {
     /// Opens the archive at `path` and validates every member name.
     pub fn open(path: impl AsRef<Path>) -> Result<NpzReader> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(|e| Error::io("cannot open", e).with_path(&path))?;
+        let file = ndstore_core::load::open_for_load(&path)?;
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("cannot inspect", e).with_path(&path))?

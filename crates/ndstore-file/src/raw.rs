@@ -1,7 +1,6 @@
 //! Raw binary files, as numpy's `tofile` and `fromfile` write and read them: element bytes
 //! only, with dtype, shape and order supplied by the caller.
 
-use std::fs::File;
 use std::path::Path;
 
 use ndarray::{Array, ArrayBase, ArrayViewD, Data, Dimension};
@@ -80,7 +79,7 @@ pub fn load_raw<T: Element, D: Dimension>(
 /// Loads a raw file as a runtime-typed array; see [`load_raw`].
 pub fn load_raw_dyn(path: impl AsRef<Path>, meta: &ArrayMeta) -> Result<DynArray> {
     let path = path.as_ref();
-    let mut file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+    let mut file = ndstore_core::load::open_for_load(path)?;
     let len = file
         .metadata()
         .map_err(|e| Error::io("cannot inspect", e).with_path(path))?

@@ -132,14 +132,7 @@ pub(crate) struct Source {
 
 impl Source {
     pub(crate) fn open(path: &Path) -> Result<Source> {
-        let file = File::open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::new(ErrorKind::NotFound, "no such file").with_path(path)
-            } else {
-                Error::io("cannot open", e).with_path(path)
-            }
-        })?;
-        Source::of(file, path)
+        Source::of(ndstore_core::load::open_for_load(path)?, path)
     }
 
     /// A source for a file the caller opened already.

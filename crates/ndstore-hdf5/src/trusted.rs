@@ -43,12 +43,8 @@ use crate::tree::{self, Entry};
 
 /// Opens `path` with libhdf5 in this process; `NotFound` when there is no such file.
 fn open(path: &Path) -> Result<hdf5_metno::File> {
-    if !path.exists() {
-        return Err(
-            ndstore_core::Error::new(ndstore_core::ErrorKind::NotFound, "no such file")
-                .with_path(path),
-        );
-    }
+    // A missing file, a FIFO (libhdf5 would wait on it forever) or a device is refused here.
+    drop(ndstore_core::load::open_for_load(path)?);
     read::open_file(path, path)
 }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use ndstore_core::{
-    ArrayMeta, Backend, Capabilities, Close, CrashGuarantee, DTypeKind, Durable, DynArray, Error,
+    ArrayMeta, Backend, Capabilities, Close, CrashGuarantee, DTypeKind, Durable, DynArray,
     InPlaceArray, LoadOptions, Result, SaveOptions, npy_header,
 };
 
@@ -103,8 +103,7 @@ impl Backend for MmapBackend {
     }
 
     fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {
-        let mut file =
-            std::fs::File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+        let mut file = ndstore_core::load::open_for_load(path)?;
         Ok(
             npy_header::read(&mut file, npy_header::DEFAULT_MAX_HEADER_LEN)
                 .map_err(|e| e.with_path(path))?

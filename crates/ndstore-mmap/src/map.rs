@@ -1,7 +1,7 @@
 //! `MappedArray`: a memory-mapped `.npy` or raw array in numpy's modes, with typed views, the
 //! durability vocabulary, and an advisory lock held for as long as the mapping lives.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -618,11 +618,19 @@ impl Drop for MappedArray {
 }
 
 fn open_existing(path: &Path, mode: Mode) -> Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(mode == Mode::ReadWrite)
-        .open(path)
+    // Opened without blocking, so a FIFO cannot hang the open; only a regular file is mapped.
+    let file = ndstore_core::os::open_nonblocking(path, mode == Mode::ReadWrite)
         .map_err(|e| Error::io("cannot open", e).with_path(path))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| Error::io("cannot inspect", e).with_path(path))?;
+    if !metadata.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file: only regular files can be mapped",
+        )
+        .with_path(path));
+    }
     let lock = if mode == Mode::ReadWrite {
         Lock::Exclusive
     } else {

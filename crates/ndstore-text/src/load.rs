@@ -52,7 +52,7 @@ impl Read for Span {
 impl Source {
     /// Opens `path` for one load.
     pub(crate) fn open(path: &Path) -> Result<Source> {
-        let file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+        let file = ndstore_core::load::open_for_load(path)?;
         let len = file
             .metadata()
             .map_err(|e| Error::io("cannot inspect", e).with_path(path))?

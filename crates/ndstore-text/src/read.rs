@@ -1,7 +1,6 @@
 //! Reading delimited text in bounded memory: blocks of whole lines, each block's lines parsed
 //! on two threads, every error placed at its line and column.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -49,7 +48,7 @@ impl TextReader {
     /// Opens the file at `path` and reads its leading comment lines (and metadata line).
     pub fn open(path: impl AsRef<Path>, options: &TextOptions) -> Result<TextReader> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+        let file = ndstore_core::load::open_for_load(path)?;
         let len = file
             .metadata()
             .map_err(|e| Error::io("cannot inspect", e).with_path(path))?

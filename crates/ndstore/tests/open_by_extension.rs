@@ -110,3 +110,33 @@ fn an_hdf5_file_loads_its_only_dataset_or_names_the_datasets() {
     let err = ndstore::load_with(&path, &limited).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
 }
+
+#[test]
+fn a_fifo_is_refused_by_its_type_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut names = vec!["f.npy", "f.npz", "f.csv", "f.txt"];
+    if cfg!(feature = "hdf5") {
+        names.push("f.h5");
+    }
+    for name in names {
+        let path = dir.path().join(name);
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo {name}");
+        // A load that waits for a writer never returns: it runs on a thread the test gives up on.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let loading = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(ndstore::load(&loading).map(|_| ()));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("loading the FIFO {name} hangs"));
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{name}: {err}");
+        assert!(err.to_string().contains("FIFO"), "{name}: {err}");
+        assert!(err.to_string().contains(name), "{name}: {err}");
+    }
+}
