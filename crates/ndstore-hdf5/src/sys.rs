@@ -86,6 +86,9 @@ pub(crate) enum Ended {
     Exited(i32),
     /// A signal killed it.
     Signaled(i32),
+    /// It ended, but its status went elsewhere: the caller ignores SIGCHLD (children are then
+    /// reaped by the kernel) or a handler of its own reaped every child (`waitpid(-1)`).
+    Unknown,
 }
 
 /// Reaps `pid` if it has ended, without waiting.
@@ -102,6 +105,9 @@ pub(crate) fn try_reap(pid: libc::pid_t) -> io::Result<Option<Ended>> {
             if err.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
+            if err.raw_os_error() == Some(libc::ECHILD) {
+                return Ok(Some(Ended::Unknown));
+            }
             return Err(err);
         }
         return Ok(Some(ended(status)));
@@ -110,7 +116,9 @@ pub(crate) fn try_reap(pid: libc::pid_t) -> io::Result<Option<Ended>> {
 
 /// Kills `pid` with SIGKILL and reaps it.
 pub(crate) fn kill_and_reap(pid: libc::pid_t) -> io::Result<Ended> {
-    // SAFETY: `pid` is our own unreaped child, so the id cannot have been reused yet.
+    // SAFETY: kill has no memory-safety preconditions. `pid` is our child, killed only while
+    // its pipe is open or just after (a caller that reaps children elsewhere could have reaped
+    // it in that instant; its id is not reused that fast in practice).
     unsafe { libc::kill(pid, libc::SIGKILL) };
     reap(pid)
 }
@@ -125,6 +133,9 @@ pub(crate) fn reap(pid: libc::pid_t) -> io::Result<Ended> {
             return Ok(ended(status));
         }
         let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ECHILD) {
+            return Ok(Ended::Unknown);
+        }
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
         }

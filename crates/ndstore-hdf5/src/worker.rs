@@ -263,16 +263,19 @@ where
     };
     match answer {
         Heard::Answer(message, ended) => match (message, ended) {
-            (Message::Done(answer), Ended::Exited(0)) => Ok(answer),
+            // A complete answer stands even when the exit status went to another waiter.
+            (Message::Done(answer), Ended::Exited(0) | Ended::Unknown) => Ok(answer),
             (Message::Failed(e), _) => Err(e.into_error(path, proc_path)),
             (_, Ended::Signaled(signal)) => {
                 Err(crashed(format!("died with {}", sys::signal_name(signal))))
             }
             (_, Ended::Exited(code)) => Err(crashed(format!("exited with status {code}"))),
+            (Message::Reading(_), Ended::Unknown) => Err(crashed(UNREAPED.to_owned())),
         },
         Heard::Nothing(Ended::Signaled(signal)) => {
             Err(crashed(format!("died with {}", sys::signal_name(signal))))
         }
+        Heard::Nothing(Ended::Unknown) => Err(crashed(UNREAPED.to_owned())),
         Heard::Nothing(Ended::Exited(code)) => Err(crashed(format!(
             "exited with status {code} without an answer"
         ))),
@@ -294,6 +297,11 @@ where
         Heard::Lost(e) => Err(io("waiting for the isolated HDF5 reader failed", e)),
     }
 }
+
+/// Why a reader that ended without an answer cannot say how, when the caller reaps children
+/// itself.
+const UNREAPED: &str = "ended without an answer, and its exit status went to another waiter \
+     (this process ignores SIGCHLD or reaps every child itself)";
 
 /// What the parent heard from its child.
 enum Heard<T> {

@@ -299,6 +299,15 @@ fn child_entry() {
             println!("RESULT {result}");
             println!("PEAK {}", peak_rss());
         }
+        // The caller ignores SIGCHLD, so the kernel reaps the reader before this process can.
+        "load-sigchld-ignored" => {
+            // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+            unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+            println!(
+                "RESULT {}",
+                report(ndstore_hdf5::load_dyn(&args[0], "data"))
+            );
+        }
         "inplace" => println!(
             "RESULT {}",
             match ndstore_hdf5::H5InPlace::open(&args[0], "data", ndstore_core::Durability::Synced)
@@ -373,6 +382,30 @@ fn a_flipped_bit_in_the_old_attributes_heap_is_an_error_not_a_crash() {
         "{result}"
     );
     assert!(result.contains(damaged.to_str().unwrap()), "{result}");
+}
+
+#[test]
+fn a_caller_that_ignores_sigchld_still_loads_and_still_hears_of_crashes() {
+    let good = old_attribute_file();
+    let outcome = in_child(
+        "load-sigchld-ignored",
+        &[good.to_str().unwrap()],
+        CHILD_TIMEOUT,
+    );
+    outcome.assert_survived("loading with SIGCHLD ignored");
+    let result = outcome.lines("RESULT").join("");
+    assert!(result.starts_with("OK"), "{result}");
+    let dir = tempfile::tempdir().unwrap();
+    let heap = heap_offset(&std::fs::read(&good).unwrap());
+    let damaged = flipped(&good, heap + 28, 0, dir.path());
+    let outcome = in_child(
+        "load-sigchld-ignored",
+        &[damaged.to_str().unwrap()],
+        CHILD_TIMEOUT,
+    );
+    outcome.assert_survived("loading a damaged file with SIGCHLD ignored");
+    let result = outcome.lines("RESULT").join("");
+    assert!(result.starts_with("ERR ReaderCrashed"), "{result}");
 }
 
 #[test]
