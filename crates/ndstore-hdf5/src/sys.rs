@@ -71,6 +71,18 @@ pub(crate) unsafe fn fork_into(work: impl FnOnce() -> i32) -> io::Result<libc::p
     unsafe { libc::_exit(code) }
 }
 
+/// In a forked reader: its standard error goes to `/dev/null`, so what a dying libhdf5 or Rust's
+/// allocation-failure handler prints does not land on the caller's terminal (the parent reports
+/// the crash itself). Left as it was when `/dev/null` cannot be opened.
+pub(crate) fn silence_stderr() {
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return;
+    };
+    // SAFETY: dup2 onto descriptor 2 of this (child) process, from a descriptor it owns; nothing
+    // in the child holds a reference to the old standard error.
+    unsafe { libc::dup2(null.as_raw_fd(), libc::STDERR_FILENO) };
+}
+
 /// The resident memory of process `pid` in bytes, from `/proc/PID/statm`; `None` when it
 /// cannot be read (the process is gone, or there is no `/proc`).
 pub(crate) fn resident_bytes(pid: libc::pid_t) -> Option<u64> {

@@ -209,6 +209,7 @@ where
             sys::fork_into(move || {
                 log::set_max_level(log::LevelFilter::Off);
                 sys::close_descriptors_except(&kept);
+                sys::silence_stderr();
                 // Tell the parent the inherited descriptors are closed: it holds libhdf5's lock
                 // until then, so no file this process closes meanwhile keeps its lock (flock)
                 // alive in this child.
