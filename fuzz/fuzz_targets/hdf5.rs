@@ -33,9 +33,17 @@ const NAMES: &[&str] = &[
 /// not an allocation the caller made, so it is let through here (it would better be `Corrupt`).
 const LIBHDF5_ALLOCATION_FAILED: &str = "memory allocation failed";
 
-/// [`check_err`], letting libhdf5's own refused allocations through (see above).
+/// How the memory limit refuses a dataset whose values the file does not hold (fill values of
+/// an unallocated dataset, which HDF5 lets outgrow its file): a refusal before any allocation.
+const OVER_THE_LIMIT: &str = "over the memory limit";
+
+/// [`check_err`], letting libhdf5's own refused allocations and the memory limit's refusals
+/// through (see above), when they name the file and the object.
 fn check_hdf5_err(what: &str, err: &ndstore_core::Error, path: &std::path::Path) {
-    if err.kind() == ErrorKind::OutOfMemory && err.message().contains(LIBHDF5_ALLOCATION_FAILED) {
+    if err.kind() == ErrorKind::OutOfMemory
+        && (err.message().contains(LIBHDF5_ALLOCATION_FAILED)
+            || err.message().contains(OVER_THE_LIMIT))
+    {
         assert_eq!(
             err.path(),
             Some(path),
