@@ -74,7 +74,10 @@ impl WriterOptions {
 /// removed and the target keeps its old content. In place (and in SWMR mode): the target is
 /// written directly under an exclusive lock; `flush` makes the rows so far visible to readers,
 /// `sync` makes them durable. Dropped uncommitted in place, the writer flushes (errors logged);
-/// dropped during a panic, it keeps only the rows of its last flush.
+/// dropped during a panic, it keeps only the rows of its last flush, and the file gives back the
+/// space of the rows appended after it. An in-place file is written in the HDF5 1.10 format
+/// (readable by libhdf5 1.10 and later, h5py 2.7 and later); an atomic one in the earliest
+/// format that holds its dataset.
 pub struct H5Writer {
     dataset: Option<Dataset>,
     file: Option<File>,
@@ -161,7 +164,12 @@ impl H5Writer {
                 if in_place {
                     fapl.file_locking(false);
                 }
-                if options.swmr {
+                // The 1.10 format indexes the chunks of a dataset with one growing dimension
+                // in an extensible array, which gives the space of pruned chunks back at close:
+                // an in-place writer dropped in a panic shrinks its dataset to the last flush,
+                // and with the 1.8 format's B-tree the appended chunks stayed in the file (64
+                // MiB appended after a flush left a file 64 MiB larger). SWMR needs it too.
+                if options.swmr || in_place {
                     fapl.libver_v110();
                 }
                 fapl

@@ -454,3 +454,40 @@ fn a_writers_byte_order_comes_from_its_dtype_and_a_contradiction_is_refused() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(!other.exists());
 }
+
+/// An in-place writer dropped during a panic keeps the rows of its last flush, and the file does
+/// not keep the space of the 64 MiB appended after it (the 1.8 format's chunk B-tree kept them:
+/// a 68 MB file for 8 MB of flushed rows).
+#[test]
+fn an_in_place_writer_dropped_in_a_panic_gives_back_what_it_appended_after_its_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("panic.h5");
+    let mut writer = H5Writer::create(
+        &path,
+        DType::native(DTypeKind::I64),
+        &[3],
+        &SaveOptions::default().in_place(),
+        &WriterOptions::default(),
+    )
+    .unwrap();
+    writer.append(&rows(0, 1000)).unwrap();
+    writer.flush().unwrap();
+    let flushed_len = std::fs::metadata(&path).unwrap().len();
+    // 64 MiB of rows, far past libhdf5's chunk cache.
+    let more = rows(1000, (64 << 20) / 24);
+    let joined = std::thread::spawn(move || {
+        let mut writer = writer;
+        writer.append(&more).unwrap();
+        panic!("the writing thread dies");
+    })
+    .join();
+    assert!(joined.is_err(), "the thread did not panic");
+    let (meta, table) = ndstore_hdf5::load_dyn(&path, "data").unwrap();
+    assert_eq!(meta.shape, vec![1000, 3]);
+    assert!(table.bit_eq(&rows(0, 1000)));
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        len < flushed_len + (1 << 20),
+        "the file is {len} bytes after the panic, {flushed_len} after the flush"
+    );
+}
