@@ -165,10 +165,16 @@ impl Source {
         })
     }
 
-    /// Whether the file no longer has a name (it was replaced or removed since it was opened).
+    /// Whether the name this file was opened by was removed or replaced since: its link in
+    /// `/proc/self/fd` then names a deleted path, which libhdf5 cannot open, even when the file
+    /// has other names (hard links) or has been linked back to the same name since. (A file
+    /// whose own name ends in " (deleted)" is taken for replaced too: it is then read from
+    /// memory, which reads the same bytes.)
     pub(crate) fn replaced(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
         self.file.metadata().is_ok_and(|m| m.nlink() == 0)
+            || std::fs::read_link(&self.proc_path)
+                .is_ok_and(|name| name.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"))
     }
 }
 
@@ -316,10 +322,9 @@ where
             object,
             &options.limits(),
             &keep,
-            |child| match read::open_file(Path::new(&source.proc_path), path) {
-                Ok(file) => work(child, &source, file).map(Attempt::Done),
-                Err(_) if source.replaced() => Ok(Attempt::Replaced),
-                Err(e) => Err(e),
+            |child| match open_in_reader(child, &source, path, options)? {
+                Some(file) => work(child, &source, file).map(Attempt::Done),
+                None => Ok(Attempt::Replaced),
             },
         )?;
         if let Attempt::Done(answer) = attempt {
@@ -334,6 +339,30 @@ where
         ),
     )
     .with_path(path))
+}
+
+/// Opens, in the reader, the file `source` holds. libhdf5 opens it through `/proc/self/fd`,
+/// which it cannot do once the file has no name (it resolves the link, which names a deleted
+/// file): then the reader reads the file's bytes through the descriptor and libhdf5 opens them
+/// from memory (its core driver, with no backing file), when the file fits in the reader's work
+/// memory. `None` when the file was replaced and is too large for that: the caller starts again
+/// on the file the name holds now.
+fn open_in_reader(
+    child: &mut Child,
+    source: &Source,
+    path: &Path,
+    options: &ReadOptions,
+) -> Result<Option<hdf5_metno::File>> {
+    match read::open_file(Path::new(&source.proc_path), path) {
+        Ok(file) => Ok(Some(file)),
+        Err(_) if source.replaced() && source.len <= options.work_memory => {
+            // The image is read into a buffer that libhdf5 copies: twice its size at most.
+            child.reading(source.len.saturating_mul(2));
+            read::open_image(&source.file, source.len, path).map(Some)
+        }
+        Err(_) if source.replaced() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Loads through the isolated reader.
@@ -701,8 +730,9 @@ mod tests {
             "data",
             &limits,
             &[&source.file],
-            |_| {
-                let file = read::open_file(Path::new(&source.proc_path), path)?;
+            |child| {
+                let file = open_in_reader(child, source, path, &ReadOptions::default())?
+                    .ok_or_else(|| Error::new(ErrorKind::Io, "replaced"))?;
                 let dataset = read::open_dataset(&file, path, "data")?;
                 dataset
                     .read_raw::<f64>()
@@ -728,16 +758,41 @@ mod tests {
     }
 
     #[test]
-    fn a_file_replaced_before_the_reader_opens_it_is_noticed() {
+    fn a_file_replaced_before_the_reader_opens_it_is_read_from_its_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.h5");
         save(&path, 1.0);
         let source = Source::open(&path).unwrap();
         // An atomic save over the name: the opened file has no name any more, and libhdf5
-        // cannot open it through /proc (it resolves the link to a deleted path).
+        // cannot open it through /proc (it resolves the link to a deleted path); the reader
+        // opens its bytes instead, so the load reads the file it opened, not the new one.
         save(&path, 2.0);
         assert!(source.replaced());
-        assert!(read_through(&path, &source).is_err());
+        assert_eq!(read_through(&path, &source).unwrap(), vec![1.0; 5]);
+    }
+
+    #[test]
+    fn a_replaced_file_larger_than_the_work_memory_is_tried_again_on_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.h5");
+        // 8 MiB of data, twice the work memory.
+        let big = DynArray::from(ArrayD::from_elem(ndarray::IxDyn(&[1 << 20]), 1.0));
+        crate::save_dyn(&path, "data", &big, &SaveOptions::default()).unwrap();
+        let source = Source::open(&path).unwrap();
+        save(&path, 2.0);
+        let options = ReadOptions::default().work_memory(4 << 20);
+        let opened = worker::run(
+            &path,
+            &source.proc_path,
+            "data",
+            &options.limits(),
+            &[&source.file],
+            |child| Ok(open_in_reader(child, &source, &path, &options)?.is_some()),
+        );
+        assert!(
+            !opened.unwrap(),
+            "a file over the work memory was read into memory"
+        );
     }
 
     #[test]

@@ -37,7 +37,8 @@
 //! | the reader's address space | its size at the fork + 1 GiB + the data it reads |
 //! | listing depth | [`DEFAULT_MAX_DEPTH`], 64 groups |
 //!
-//! A load opens the file once; the reader opens that same file through `/proc/self/fd`, so a
+//! A load opens the file once; the reader opens that same file through `/proc/self/fd` (or,
+//! when its name was replaced meanwhile, from its bytes read through that descriptor), so a
 //! rename of the path during the load cannot mix two versions. Links are never followed out of
 //! the file (external links, external storage and virtual datasets are refused by name), and
 //! listings visit each object once, however its links loop. lzf (h5py's `compression="lzf"`) is

@@ -44,6 +44,28 @@ pub(crate) fn open_file(open_as: &Path, shown: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// Opens the `len` bytes of `file` from memory (libhdf5's core driver, no backing file), read
+/// only: for a file whose name is gone, which libhdf5 cannot open by `/proc/self/fd`. `shown`
+/// is the name errors give.
+pub(crate) fn open_image(file: &std::fs::File, len: u64, shown: &Path) -> Result<File> {
+    use std::os::unix::fs::FileExt;
+    crate::h5::init();
+    let too_large = || {
+        Error::new(
+            ErrorKind::OutOfMemory,
+            format!("cannot hold the file's {len} bytes in memory to open it"),
+        )
+        .with_path(shown)
+    };
+    let len = usize::try_from(len).map_err(|_| too_large())?;
+    let mut image = Vec::new();
+    image.try_reserve_exact(len).map_err(|_| too_large())?;
+    image.resize(len, 0);
+    file.read_exact_at(&mut image, 0)
+        .map_err(|e| Error::io("cannot read the file", e).with_path(shown))?;
+    sys::open_image(&image).map_err(|e| h5_error(e, shown, "/"))
+}
+
 /// Opens dataset `name`, refusing a path that passes through an external link: libhdf5 would
 /// open the file the link names, and a file someone else wrote must not make ndstore open others.
 pub(crate) fn open_dataset(file: &File, path: &Path, name: &str) -> Result<Dataset> {

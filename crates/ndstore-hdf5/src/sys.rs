@@ -453,10 +453,48 @@ impl Drop for SharedMap {
 // ---------------------------------------------------------------------------------------------
 // libhdf5.
 
+/// The name a file opened from memory has inside libhdf5. The core driver refuses an image
+/// whose name opens an existing file, and no file can be opened by this one (`/dev/null` is not
+/// a directory).
+const IMAGE_NAME: &str = "/dev/null/ndstore-file-image";
+
+/// Opens an HDF5 file from its bytes, read only: libhdf5's core driver with a file image and no
+/// backing file. libhdf5 copies `image`, which the caller may drop once this returns.
+pub(crate) fn open_image(image: &[u8]) -> hdf5_metno::Result<hdf5_metno::File> {
+    use hdf5_metno_sys::h5f::{H5F_ACC_RDONLY, H5Fopen};
+    use hdf5_metno_sys::h5p::H5Pset_file_image;
+    let access = hdf5_metno::plist::FileAccess::build()
+        .core_filebacked(false)
+        .finish()?;
+    let cname = CString::new(IMAGE_NAME).map_err(|e| hdf5_metno::Error::from(e.to_string()))?;
+    let id = hdf5_metno::sync::sync(|| {
+        // SAFETY: a live property list; libhdf5 copies `image.len()` bytes from the pointer,
+        // which is valid for that many, and never writes through it.
+        let rc = unsafe {
+            H5Pset_file_image(access.id(), image.as_ptr().cast_mut().cast(), image.len())
+        };
+        if rc < 0 {
+            return -1;
+        }
+        // SAFETY: a NUL-terminated name and a live access property list.
+        unsafe { H5Fopen(cname.as_ptr(), H5F_ACC_RDONLY, access.id()) }
+    });
+    if id < 0 {
+        return Err(hdf5_metno::Error::query().unwrap_or_else(|e| e));
+    }
+    // SAFETY: `id` is a file id H5Fopen just returned; `from_id` takes ownership of it.
+    unsafe { hdf5_metno::from_id::<hdf5_metno::File>(id) }
+}
+
 /// The descriptor of libhdf5's own (sec2) file driver for `file`, or `None` when libhdf5 does
-/// not say. It stays open as long as the file is.
+/// not say or the file has another driver (a file opened from memory has no descriptor). It
+/// stays open as long as the file is.
 pub(crate) fn vfd_descriptor(file: &hdf5_metno::File) -> Option<RawFd> {
     use hdf5_metno_sys::h5p::H5P_DEFAULT;
+    let driver = file.access_plist().ok()?.get_driver().ok()?;
+    if !matches!(driver, hdf5_metno::plist::file_access::FileDriver::Sec2) {
+        return None;
+    }
     let mut handle: *mut c_void = std::ptr::null_mut();
     let rc = hdf5_metno::sync::sync(|| {
         // SAFETY: `file.id()` is a live file id; libhdf5 writes a pointer to its driver's file

@@ -135,14 +135,18 @@ pub(crate) struct Child {
     pipe: File,
     /// The address space the child had when it started, plus its work budget.
     base: u64,
+    /// The bytes announced so far.
+    announced: u64,
 }
 
 impl Child {
-    /// Announces that the work will read `bytes` of data: the address-space limit grows by
-    /// that much (the data goes into a mapped memfd) and the parent's deadline moves on.
+    /// Announces that the work will read `bytes` more of data: the address-space limit grows
+    /// by that much (the data goes into a mapped memfd, or a file's image into memory) and the
+    /// parent's deadline and memory budget move on with the total announced.
     pub(crate) fn reading(&mut self, bytes: u64) {
-        sys::confine(self.base.saturating_add(bytes), true);
-        self.send(&Message::<()>::Reading(bytes));
+        self.announced = self.announced.saturating_add(bytes);
+        sys::confine(self.base.saturating_add(self.announced), true);
+        self.send(&Message::<()>::Reading(self.announced));
     }
 
     fn send<T: Serialize>(&mut self, message: &Message<T>) {
@@ -217,7 +221,11 @@ where
                 let _ = pipe.write_all(b"\n");
                 let base = before.saturating_add(work_memory);
                 sys::confine(base, false);
-                let mut child = Child { pipe, base };
+                let mut child = Child {
+                    pipe,
+                    base,
+                    announced: 0,
+                };
                 let message = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     work(&mut child)
                 })) {

@@ -8,7 +8,9 @@ use ndarray::{Array2, ArrayD, IxDyn};
 use ndstore_core::{
     Backend, ByteOrder, DType, DTypeKind, DynArray, ErrorKind, Location, SaveOptions,
 };
-use ndstore_hdf5::Hdf5Backend;
+use std::time::Duration;
+
+use ndstore_hdf5::{Hdf5Backend, ReadOptions};
 
 /// These tests take turns: one of them spawns a process, and a process forked in the instant
 /// between libhdf5's open(2) and ndstore marking the descriptor close-on-exec (in another test's
@@ -236,4 +238,56 @@ fn the_backend_load_honours_the_memory_limit() {
         .load_with(&path, &ndstore_core::LoadOptions::new().memory_limit(8000))
         .unwrap();
     assert!(loaded.bit_eq(&a));
+}
+
+/// A target that another thread replaces by rename as fast as it can, between two versions:
+/// every load reads one version whole. The file a load opens is often replaced before the
+/// isolated reader's libhdf5 opens it (by `/proc/self/fd`, which fails once the file has no
+/// name); before the reader opened such a file from its bytes, it started again on the new file,
+/// which was replaced again, and loads failed after their timeout.
+#[test]
+fn loads_of_a_target_replaced_continuously_read_one_version_each() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flip.h5");
+    let versions: Vec<_> = [1.0f64, 2.0]
+        .iter()
+        .map(|&v| {
+            let a = DynArray::from(ArrayD::from_elem(IxDyn(&[1 << 16]), v));
+            let file = dir.path().join(format!("v{v}.h5"));
+            ndstore_hdf5::save_dyn(&file, "data", &a, &SaveOptions::default()).unwrap();
+            (file, a)
+        })
+        .collect();
+    std::fs::copy(&versions[0].0, &path).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let options = ReadOptions::default().timeout(Duration::from_secs(5));
+    std::thread::scope(|scope| {
+        let flipper = scope.spawn(|| {
+            let next = dir.path().join("next.h5");
+            let mut flips = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&next);
+                std::fs::hard_link(&versions[(flips % 2) as usize].0, &next).unwrap();
+                std::fs::rename(&next, &path).unwrap();
+                flips += 1;
+            }
+            flips
+        });
+        let loads: Vec<_> = (0..20)
+            .map(|_| ndstore_hdf5::load_with(&path, "data", &options))
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            flipper.join().unwrap() > 20,
+            "the target was hardly replaced"
+        );
+        for (load, got) in loads.into_iter().enumerate() {
+            let (_, array) = got.unwrap_or_else(|e| panic!("load {load} failed: {e}"));
+            assert!(
+                versions.iter().any(|(_, a)| array.bit_eq(a)),
+                "load {load} read neither version"
+            );
+        }
+    });
 }
