@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use ndstore_core::{Backend, DynArray, Order, SaveOptions};
 
-use crate::checks::versioned;
+use crate::checks::{Sizes, versioned};
 use crate::fixtures::Fixtures;
 
 /// The variable that carries a child's task.
@@ -55,6 +55,8 @@ pub enum Task {
         writer: u64,
         /// Stop after this many saves (`u64::MAX` for until killed).
         count: u64,
+        /// How many elements each version has.
+        sizes: Sizes,
     },
     /// Save one array; print the error kind if it fails.
     SaveOnce {
@@ -69,10 +71,13 @@ pub enum Task {
         /// Rows to append before dropping.
         rows: usize,
     },
-    /// Open `path` in place, then forever: write in-place version `i`, sync, print `ACK i`.
+    /// Open `path` in place, then forever: write in-place version `i` (`len` elements), sync,
+    /// print `ACK i`.
     InPlaceLoop {
         /// The target.
         path: PathBuf,
+        /// The array's element count.
+        len: usize,
     },
     /// Open `path` in place, write version `version` of writer 3, and drop the handle unclosed.
     DropInPlaceHandle {
@@ -257,10 +262,11 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             path,
             writer,
             count,
+            sizes,
         } => {
             say("READY");
             for i in 0..count {
-                let array = versioned(backend, writer, i);
+                let array = sizes.version(backend, writer, i);
                 if let Err(e) = backend.save(&path, &array, &SaveOptions::default()) {
                     say(&format!("ERROR {e}"));
                     return 1;
@@ -269,7 +275,7 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             }
             0
         }
-        Task::InPlaceLoop { path } => {
+        Task::InPlaceLoop { path, len } => {
             let mut handle = match backend.open_in_place(&path, &SaveOptions::default()) {
                 Ok(h) => h,
                 Err(e) => {
@@ -279,8 +285,7 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             };
             say("READY");
             for i in 0.. {
-                let array =
-                    crate::checks::versioned_with_len(backend, 0, i, crate::checks::IN_PLACE_LEN);
+                let array = crate::checks::versioned_with_len(backend, 0, i, len);
                 if let Err(e) = handle.write_all(&array).and_then(|()| handle.sync()) {
                     say(&format!("ERROR {e}"));
                     return 1;

@@ -29,6 +29,7 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             path: path.clone(),
             writer,
             count: saves,
+            sizes: crate::checks::Sizes::Mixed,
         })?);
     }
     let mut failures = Vec::new();

@@ -185,6 +185,28 @@ impl Sizes {
     }
 }
 
+/// The bytes of the largest version in `sizes`.
+pub fn largest_bytes(backend: &dyn Backend, sizes: Sizes) -> usize {
+    let itemsize = version_kind(backend).itemsize();
+    match sizes {
+        Sizes::Mixed => version_len(0).max(version_len(1)) * itemsize,
+        Sizes::Fixed(n) => n * itemsize,
+    }
+}
+
+/// The sizes of a sequence of versions, for a check's detail: `of 768 B and 768 KiB`.
+pub fn sizes_text(backend: &dyn Backend, sizes: Sizes) -> String {
+    let itemsize = version_kind(backend).itemsize();
+    match sizes {
+        Sizes::Mixed => format!(
+            "of {} and {}",
+            size_text(version_len(0) * itemsize),
+            size_text(version_len(1) * itemsize)
+        ),
+        Sizes::Fixed(n) => format!("of {}", size_text(n * itemsize)),
+    }
+}
+
 /// A size in bytes as a report says it: `64 MiB`, `768 KiB`, `700 B`.
 pub fn size_text(bytes: usize) -> String {
     if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
