@@ -101,6 +101,8 @@ pub enum Task {
         file: String,
         /// What to run.
         scenario: crate::scenario::Scenario,
+        /// How large its arrays are.
+        scale: crate::scenario::Scale,
         /// Wait for a tracer.
         attach: bool,
     },
@@ -363,13 +365,14 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             dir,
             file,
             scenario,
+            scale,
             attach,
         } => {
             if attach && !wait_for_go() {
                 return 2;
             }
             let before = crate::scenario::open_descriptors();
-            let result = crate::scenario::run(backend, &dir, &file, scenario);
+            let result = crate::scenario::run(backend, &dir, &file, scenario, scale);
             let leaked = crate::scenario::open_descriptors() > before;
             10 + i32::from(result.is_ok()) + 2 * i32::from(leaked)
         }

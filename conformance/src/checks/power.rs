@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use ndstore_core::{Backend, CrashGuarantee, DynArray, SaveOptions};
 
+use crate::checks::{same_bits, size_text};
 use crate::child::{self, PoisonHandle, Task};
-use crate::powerloss::crash_states;
+use crate::powerloss::{TargetKey, crash_states};
 use crate::report::CheckResult;
-use crate::scenario::Scenario;
+use crate::scenario::{Scale, Scenario};
 use crate::syscalls::{self, Recording};
 use crate::{Ctx, Mode};
 
@@ -150,12 +151,13 @@ fn record(
     backend: &dyn Backend,
     dir: &Path,
     scenario: Scenario,
+    scale: Scale,
 ) -> Result<(Recording, HashMap<usize, Vec<u8>>), String> {
     let file = target_name(backend);
     backend
         .save(
             &dir.join(&file),
-            &scenario.old(backend),
+            &scenario.old(backend, scale),
             &SaveOptions::default(),
         )
         .map_err(|e| format!("saving the old version: {e}"))?;
@@ -172,8 +174,10 @@ fn record(
         dir: dir.to_path_buf(),
         file,
         scenario,
+        scale,
         attach: false,
     };
+    let limit = syscalls::STRING_LIMIT.to_string();
     let mut cmd = wrapped(
         "strace",
         &[
@@ -181,7 +185,7 @@ fn record(
             "-y",
             "-xx",
             "-s",
-            "67108864",
+            &limit,
             "-e",
             syscalls::TRACED,
             "-o",
@@ -264,41 +268,45 @@ fn load_state(
         return Ok(Found::Other("no file".to_owned()));
     };
     std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
-    Ok(match backend.load(&path) {
-        Ok((_, a)) if a.bit_eq(new) => Found::New,
-        Ok((_, a)) if a.bit_eq(old) => Found::Old,
+    let found = match crate::checks::load(backend, &path) {
+        Ok((_, a)) if same_bits(&a, new) => Found::New,
+        Ok((_, a)) if same_bits(&a, old) => Found::Old,
         Ok((_, a)) => Found::Other(format!("another array, shape {:?}", a.shape())),
         Err(e) => Found::Other(format!("unreadable: {e}")),
-    })
+    };
+    let _ = std::fs::remove_file(&path);
+    Ok(found)
 }
 
 /// Every crash state of `scenario`: (states checked, descriptions of the bad ones).
-fn explore(ctx: &Ctx<'_>, scenario: Scenario, n: usize) -> Result<(usize, Vec<String>), String> {
+fn explore(
+    ctx: &Ctx<'_>,
+    scenario: Scenario,
+    scale: Scale,
+    n: usize,
+) -> Result<(usize, Vec<String>), String> {
     let backend = ctx.backend;
     let dir = case_dir(ctx, &format!("cp-{n}"))?;
-    let (rec, initial) = record(backend, &dir, scenario)?;
+    let (rec, initial) = record(backend, &dir, scenario, scale)?;
     let file = target_name(backend);
-    let states = crash_states(&rec, &initial, std::ffi::OsStr::new(&file));
+    let states = crash_states(&rec, std::ffi::OsStr::new(&file));
     let judge_dir = case_dir(ctx, &format!("cp-{n}-judge"))?;
-    let (old, new) = (scenario.old(backend), scenario.new_version(backend));
+    let (old, new) = (
+        scenario.old(backend, scale),
+        scenario.new_version(backend, scale),
+    );
     let before_commit_is_atomic = scenario != Scenario::InPlace
         || backend.capabilities().in_place_crash == CrashGuarantee::AtomicReplace;
     let mut bad = Vec::new();
-    // Many directory states share the target's bytes: each distinct target is loaded once.
-    let mut judged: HashMap<Option<Vec<u8>>, Found> = HashMap::new();
+    // Many directory states hold the same target: each distinct one is rebuilt and loaded once.
+    let mut judged: HashMap<TargetKey, Found> = HashMap::new();
     for state in &states {
         if !state.after_commit && !before_commit_is_atomic {
             continue;
         }
         if !judged.contains_key(&state.target) {
-            let found = load_state(
-                backend,
-                &judge_dir,
-                &file,
-                state.target.as_deref(),
-                &old,
-                &new,
-            )?;
+            let bytes = state.target_bytes(&rec, &initial);
+            let found = load_state(backend, &judge_dir, &file, bytes.as_deref(), &old, &new)?;
             judged.insert(state.target.clone(), found);
         }
         let Some(found) = judged.get(&state.target) else {
@@ -327,51 +335,78 @@ pub fn cp(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let mut failures = Vec::new();
     let mut summary = Vec::new();
     let mut n = 0;
-    for scenario in Scenario::REAL {
-        if !scenario.applies(backend) {
-            continue;
+    let mut largest = 0;
+    for scale in [Scale::Small, Scale::Large] {
+        for scenario in Scenario::REAL {
+            if !scenario.applies(backend) {
+                continue;
+            }
+            n += 1;
+            let name = case_name(backend, scenario, scale);
+            largest = largest.max(case_bytes(backend, scenario, scale));
+            let (states, bad) = match explore(ctx, scenario, scale, n) {
+                Ok(found) => found,
+                Err(e) => {
+                    cases += 1;
+                    failures.push(format!("{name}: {e}"));
+                    summary.push(format!("{name}: not modelled"));
+                    continue;
+                }
+            };
+            cases += states;
+            summary.push(format!("{name}: {states} states, {} bad", bad.len()));
+            failures.extend(bad.into_iter().take(5).map(|b| format!("{name}: {b}")));
         }
-        n += 1;
-        let (states, bad) = explore(ctx, scenario, n)?;
-        cases += states;
-        summary.push(format!(
-            "{}: {states} states, {} bad",
-            scenario.name(),
-            bad.len()
-        ));
-        failures.extend(
-            bad.into_iter()
-                .take(5)
-                .map(|b| format!("{}: {b}", scenario.name())),
-        );
     }
-    // The checker proves it can fail: each known-bad protocol must show bad states.
+    // The checker proves it can fail: each known-bad protocol must show bad states, and one of
+    // them also at 64 MiB, where writes are rebuilt from the final file.
     let mut caught = Vec::new();
-    for scenario in Scenario::BAD {
+    let bad_cases = Scenario::BAD
+        .into_iter()
+        .map(|s| (s, Scale::Small))
+        .chain([(Scenario::RenameWithoutFsync, Scale::Large)]);
+    for (scenario, scale) in bad_cases {
         if !scenario.applies(backend) {
             continue;
         }
         n += 1;
         cases += 1;
-        let (states, bad) = explore(ctx, scenario, n)?;
+        let name = case_name(backend, scenario, scale);
+        let (states, bad) = explore(ctx, scenario, scale, n).map_err(|e| format!("{name}: {e}"))?;
         if bad.is_empty() {
             failures.push(format!(
-                "self-test: the known-bad protocol '{}' showed no bad state in {states}",
-                scenario.name()
+                "self-test: the known-bad protocol '{name}' showed no bad state in {states}"
             ));
         }
-        caught.push(format!("{} {}/{states} bad", scenario.name(), bad.len()));
+        caught.push(format!("{name} {}/{states} bad", bad.len()));
     }
     Ok(CheckResult::counted(
         "CP",
         cases as u64,
         &failures,
         &format!(
-            "power-loss crash states from strace recordings (prefixes, one lost operation, torn 4 KiB pages): {}; self-test on known-bad protocols: {}",
+            "arrays up to {}: power-loss crash states from strace recordings (prefixes, one lost operation, torn 4 KiB pages; writes over {} rebuilt from the final file): {}; self-test on known-bad protocols: {}",
+            size_text(largest),
+            size_text(syscalls::STRING_LIMIT),
             summary.join("; "),
             caught.join(", ")
         ),
     ))
+}
+
+/// A scenario's name with the size of its new version: `atomic save of 64 MiB`.
+fn case_name(backend: &dyn Backend, scenario: Scenario, scale: Scale) -> String {
+    format!(
+        "{} of {}",
+        scenario.name(),
+        size_text(case_bytes(backend, scenario, scale))
+    )
+}
+
+/// The bytes of a scenario's larger version.
+fn case_bytes(backend: &dyn Backend, scenario: Scenario, scale: Scale) -> usize {
+    crate::checks::array_bytes(&scenario.new_version(backend, scale))
+        .max(crate::checks::array_bytes(&scenario.old(backend, scale)))
 }
 
 /// The syscalls the IO check fails, when the operation makes them.
@@ -423,7 +458,7 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         return Ok(CheckResult::not_applicable("IO", "atomic_replace"));
     }
     let dir = case_dir(ctx, "io")?;
-    let (rec, _) = record(backend, &dir, Scenario::Save)?;
+    let (rec, _) = record(backend, &dir, Scenario::Save, Scale::Small)?;
     let mut plan = Vec::new();
     for call in INJECTED {
         let occurrences: Vec<&syscalls::Call> =
@@ -459,8 +494,8 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let mut failures = Vec::new();
     let file = target_name(backend);
     let (old, new) = (
-        Scenario::Save.old(backend),
-        Scenario::Save.new_version(backend),
+        Scenario::Save.old(backend, Scale::Small),
+        Scenario::Save.new_version(backend, Scale::Small),
     );
     let mut progress = crate::progress::Progress::new(backend.name(), "IO", plan.len() as u64);
     for (injection, matters) in &plan {
@@ -489,6 +524,7 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             dir: dir.clone(),
             file: file.clone(),
             scenario: Scenario::Save,
+            scale: Scale::Small,
             attach: true,
         };
         let when = if *persistent {
