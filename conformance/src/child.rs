@@ -125,6 +125,20 @@ pub enum Task {
         /// How many additions.
         count: u64,
     },
+    /// A streaming writer that meets a failed write inside an append, and is used on: see
+    /// [`writer_fault`]. It reports by exit code, since the failure may be injected into every
+    /// later write, its report's too: 128 plus one bit per call of [`FAULT_CALLS`] that
+    /// returned Ok.
+    WriterFault {
+        /// The target.
+        path: PathBuf,
+        /// In place (or atomic).
+        in_place: bool,
+        /// The failing block's row count.
+        rows: usize,
+        /// How the failure comes.
+        how: FaultSource,
+    },
     /// In `dir`, a tiny file system: save a small version, then one too large for it, then a
     /// small one again, printing each outcome.
     FullDisk {
@@ -132,6 +146,9 @@ pub enum Task {
         dir: PathBuf,
         /// The target's name.
         file: String,
+        /// Small versions (768 B, then 768 KiB that does not fit), or 64 MiB ones (the second
+        /// does not fit beside the first).
+        scale: crate::scenario::Scale,
     },
     /// Under an address-space limit, make and load each damaged file of a BI list, printing
     /// `START name` before each and `RESULT name outcome` after; fail at once when the limit
@@ -145,6 +162,21 @@ pub enum Task {
         /// The address-space limit, in bytes.
         memory_limit: u64,
     },
+}
+
+/// Where a [`Task::WriterFault`]'s failure comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultSource {
+    /// A tracer that attaches after the first flush (the child prints `READY` and waits) and
+    /// fails a write inside the next append.
+    Tracer,
+    /// Marks around the failing append (failed opens of the start and commit marks), for a
+    /// recording that counts its writes; nothing fails.
+    Marks,
+    /// A file-size limit (`RLIMIT_FSIZE`, SIGXFSZ ignored) this many bytes above the file's size
+    /// after the first flush, lifted after the failing append: the append's writes stop short,
+    /// then fail with EFBIG, as on a file system that ran out of room mid-write.
+    SizeLimit(u64),
 }
 
 /// The handles whose poisoning the FS check tests.
@@ -377,7 +409,13 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             10 + i32::from(result.is_ok()) + 2 * i32::from(leaked)
         }
         Task::Poison { path, handle } => poison(backend, &path, handle),
-        Task::FullDisk { dir, file } => full_disk(backend, &dir, &file),
+        Task::WriterFault {
+            path,
+            in_place,
+            rows,
+            how,
+        } => writer_fault(backend, &path, in_place, rows, how),
+        Task::FullDisk { dir, file, scale } => full_disk(backend, &dir, &file, scale),
         Task::EditLoop {
             path,
             writer,
@@ -503,6 +541,116 @@ impl Drop for AddressSpaceCap {
     }
 }
 
+/// Limits the size of files this process writes to `bytes` (`None`: no limit), with SIGXFSZ
+/// ignored so a write past the limit fails with EFBIG instead of killing the process.
+fn limit_file_size(bytes: Option<u64>) -> Result<(), String> {
+    let value = bytes.map_or(libc::RLIM_INFINITY, |b| b as libc::rlim_t);
+    let limit = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: ignoring SIGXFSZ installs no handler of ours; the kernel then fails the write
+    // with EFBIG instead of delivering the signal.
+    let ignored = unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    // SAFETY: setrlimit reads the struct we pass and changes only this process's limits.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) };
+    if ignored == libc::SIG_ERR || rc != 0 {
+        return Err(format!(
+            "cannot limit the file size: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The blocks of a [`Task::WriterFault`]: a first block flushed before the failure, the block
+/// whose append fails (`rows` rows), and a block appended after it. Every element encodes its
+/// block and place, so a committed file that holds a block's rows where another's should be is
+/// caught.
+pub fn fault_blocks(backend: &dyn Backend, rows: usize) -> [DynArray; 3] {
+    [
+        crate::checks::versioned_rows(backend, 1, 1000),
+        crate::checks::versioned_rows(backend, 2, rows),
+        crate::checks::versioned_rows(backend, 3, 1000),
+    ]
+}
+
+/// The calls of a [`Task::WriterFault`] child, in order; bit `i` of its exit code (above 128)
+/// says call `i` returned Ok.
+pub const FAULT_CALLS: [&str; 7] = [
+    "APPEND0", "FLUSH0", "APPEND1", "APPEND2", "FLUSH", "SYNC", "COMMIT",
+];
+
+/// A streaming writer appends and flushes a first block; then one append fails inside (a
+/// tracer injects the error, or a file-size limit stops it); then the writer is used on:
+/// another append, flush, sync and commit. Reports by exit code (see [`FAULT_CALLS`]); the
+/// parent judges the file.
+fn writer_fault(
+    backend: &dyn Backend,
+    path: &Path,
+    in_place: bool,
+    rows: usize,
+    how: FaultSource,
+) -> i32 {
+    let [first, failing, after] = fault_blocks(backend, rows);
+    let options = if in_place {
+        SaveOptions::new().in_place()
+    } else {
+        SaveOptions::default()
+    };
+    let dtype = ndstore_core::DType::native(first.kind());
+    let mut writer = match backend.writer(path, dtype, &first.shape()[1..], &options) {
+        Ok(w) => w,
+        Err(e) => {
+            say(&format!("ERROR {e}"));
+            return 1;
+        }
+    };
+    let mut ok = Vec::new();
+    ok.push(writer.append(&first).is_ok());
+    ok.push(writer.flush().is_ok());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match how {
+        FaultSource::Tracer => {
+            if !wait_for_go() {
+                return 2;
+            }
+        }
+        FaultSource::Marks => crate::scenario::mark(dir, crate::syscalls::MARK_START),
+        FaultSource::SizeLimit(extra) => {
+            let written = ndstore_core::list_temps(path)
+                .ok()
+                .and_then(|t| t.into_iter().next())
+                .unwrap_or_else(|| path.to_path_buf());
+            let size = written.metadata().map_or(0, |m| m.len());
+            if let Err(e) = limit_file_size(Some(size + extra)) {
+                say(&format!("ERROR {e}"));
+                return 1;
+            }
+        }
+    }
+    ok.push(writer.append(&failing).is_ok());
+    match how {
+        FaultSource::Marks => crate::scenario::mark(dir, crate::syscalls::MARK_COMMITTED),
+        FaultSource::SizeLimit(_) => {
+            if let Err(e) = limit_file_size(None) {
+                say(&format!("ERROR {e}"));
+                return 1;
+            }
+        }
+        FaultSource::Tracer => {}
+    }
+    ok.push(writer.append(&after).is_ok());
+    ok.push(writer.flush().is_ok());
+    ok.push(writer.sync().is_ok());
+    ok.push(writer.commit().is_ok());
+    128 + ok
+        .iter()
+        .enumerate()
+        .map(|(i, &ok)| i32::from(ok) << i)
+        .sum::<i32>()
+}
+
 /// Prints `READY` and waits for a line on stdin; false when stdin closed first.
 fn wait_for_go() -> bool {
     say("READY");
@@ -587,11 +735,23 @@ pub fn poison_data(backend: &dyn Backend, handle: PoisonHandle) -> DynArray {
     }
 }
 
-fn full_disk(backend: &dyn Backend, dir: &Path, file: &str) -> i32 {
+fn full_disk(backend: &dyn Backend, dir: &Path, file: &str, scale: crate::scenario::Scale) -> i32 {
     let path = dir.join(file);
-    let small = versioned(backend, 0, 0);
-    let big = crate::checks::versioned_with_len(backend, 0, 1, 96 * 1024);
-    let again = versioned(backend, 0, 2);
+    let (small, big, again) = match scale {
+        crate::scenario::Scale::Small => (
+            versioned(backend, 0, 0),
+            crate::checks::versioned_with_len(backend, 0, 1, 96 * 1024),
+            versioned(backend, 0, 2),
+        ),
+        crate::scenario::Scale::Large => {
+            let n = crate::checks::large_len(backend);
+            (
+                crate::checks::versioned_with_len(backend, 0, 0, n),
+                crate::checks::versioned_with_len(backend, 0, 1, n),
+                versioned(backend, 0, 2),
+            )
+        }
+    };
     say(&format!(
         "OLD {}",
         outcome(&backend.save(&path, &small, &SaveOptions::default()))
@@ -600,7 +760,9 @@ fn full_disk(backend: &dyn Backend, dir: &Path, file: &str) -> i32 {
         "BIG {}",
         outcome(&backend.save(&path, &big, &SaveOptions::default()))
     ));
-    let intact = backend.load(&path).is_ok_and(|(_, a)| a.bit_eq(&small));
+    let intact = backend
+        .load(&path)
+        .is_ok_and(|(_, a)| crate::checks::same_bits(&a, &small));
     say(&format!("INTACT {intact}"));
     let temps = ndstore_core::list_temps(&path).map_or(usize::MAX, |t| t.len());
     say(&format!("TEMPS {temps}"));

@@ -9,6 +9,7 @@ mod interop;
 mod power;
 mod roundtrip;
 mod security;
+mod writer_faults;
 
 use ndstore_core::ndarray::{ArrayD, IxDyn};
 use ndstore_core::{Backend, DTypeKind, DynArray, Element, Order};

@@ -20,9 +20,9 @@ use crate::syscalls::{self, Recording};
 use crate::{Ctx, Mode};
 
 /// How long a child may take before it counts as hung.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn strace_missing() -> Option<&'static str> {
+pub(super) fn strace_missing() -> Option<&'static str> {
     match Command::new("strace")
         .arg("-V")
         .stdout(Stdio::null())
@@ -40,7 +40,7 @@ fn is_root() -> bool {
 }
 
 /// A fresh directory for one case, with its path resolved (strace names files by real path).
-fn case_dir(ctx: &Ctx<'_>, name: &str) -> Result<PathBuf, String> {
+pub(super) fn case_dir(ctx: &Ctx<'_>, name: &str) -> Result<PathBuf, String> {
     let dir = ctx.dir.path().join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -49,12 +49,12 @@ fn case_dir(ctx: &Ctx<'_>, name: &str) -> Result<PathBuf, String> {
     dir.canonicalize().map_err(|e| e.to_string())
 }
 
-fn target_name(backend: &dyn Backend) -> String {
+pub(super) fn target_name(backend: &dyn Backend) -> String {
     format!("target.{}", backend.extension())
 }
 
 /// Waits for `child`, killing it after `timeout`.
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus, String> {
+pub(super) fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus, String> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -97,7 +97,10 @@ fn expect_line(lines: &Receiver<String>, word: &str) -> Result<(), String> {
 
 /// Runs `task` in a child that waits for a tracer: strace attaches with `strace_args` (fault
 /// injection), then the child goes on. Returns its exit status and protocol lines.
-fn run_attached(task: &Task, strace_args: &[String]) -> Result<(ExitStatus, Vec<String>), String> {
+pub(super) fn run_attached(
+    task: &Task,
+    strace_args: &[String],
+) -> Result<(ExitStatus, Vec<String>), String> {
     let mut child = child::command(task)?
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -225,7 +228,7 @@ fn record(
 
 /// `program pre_args [extra] inner...`: runs `inner`'s command under a wrapper (strace,
 /// unshare), with `inner`'s environment.
-fn wrapped(
+pub(super) fn wrapped(
     program: &str,
     pre_args: &[&str],
     extra: Option<&std::ffi::OsStr>,
@@ -442,6 +445,58 @@ struct Injection<'a> {
     persistent: bool,
 }
 
+/// The injections into an atomic save of `scale`: every traced call the recorded save made,
+/// at the occurrences [`sample`] picks; at 64 MiB the first, middle and last occurrence with
+/// EIO once, and the first with ENOSPC from then on. Each with whether its failure matters.
+fn save_plan(rec: &Recording, mode: Mode, scale: Scale) -> Vec<(Injection<'static>, bool)> {
+    let mut plan = Vec::new();
+    for call in INJECTED {
+        let occurrences: Vec<&syscalls::Call> =
+            rec.calls.iter().filter(|c| c.name == call).collect();
+        // At 64 MiB the first, middle and last occurrences (the second too in full mode).
+        let ks = match scale {
+            Scale::Large => sample(occurrences.len(), Mode::Quick)
+                .into_iter()
+                .filter(|&k| k != 2 || mode == Mode::Full)
+                .collect(),
+            Scale::Small => sample(occurrences.len(), mode),
+        };
+        for k in ks {
+            let variants: &[(&str, bool)] = match scale {
+                Scale::Small if mode == Mode::Full || k == 1 => &[
+                    ("EIO", false),
+                    ("EIO", true),
+                    ("ENOSPC", false),
+                    ("ENOSPC", true),
+                    ("EDQUOT", false),
+                    ("EDQUOT", true),
+                ],
+                Scale::Small => &[("EIO", false), ("EIO", true)],
+                Scale::Large if k == 1 => &[("EIO", false), ("ENOSPC", true)],
+                Scale::Large => &[("EIO", false)],
+            };
+            for &(errno, persistent) in variants {
+                // A failure that matters, at k or (persistent) any later occurrence.
+                let matters = occurrences
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i + 1 == k || (persistent && *i + 1 > k))
+                    .any(|(_, c)| c.matters);
+                plan.push((
+                    Injection {
+                        call,
+                        k,
+                        errno,
+                        persistent,
+                    },
+                    matters,
+                ));
+            }
+        }
+    }
+    plan
+}
+
 /// IO: see the module documentation.
 pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if let Some(missing) = strace_missing() {
@@ -457,50 +512,88 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if !backend.capabilities().atomic_replace {
         return Ok(CheckResult::not_applicable("IO", "atomic_replace"));
     }
-    let dir = case_dir(ctx, "io")?;
-    let (rec, _) = record(backend, &dir, Scenario::Save, Scale::Small)?;
-    let mut plan = Vec::new();
-    for call in INJECTED {
-        let occurrences: Vec<&syscalls::Call> =
-            rec.calls.iter().filter(|c| c.name == call).collect();
-        for k in sample(occurrences.len(), ctx.mode) {
-            let errnos: &[&str] = match ctx.mode {
-                Mode::Full => &["EIO", "ENOSPC", "EDQUOT"],
-                Mode::Quick if k == 1 => &["EIO", "ENOSPC", "EDQUOT"],
-                Mode::Quick => &["EIO"],
-            };
-            for errno in errnos {
-                for persistent in [false, true] {
-                    // A failure that matters, at k or (persistent) any later occurrence.
-                    let matters = occurrences
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| *i + 1 == k || (persistent && *i + 1 > k))
-                        .any(|(_, c)| c.matters);
-                    plan.push((
-                        Injection {
-                            call,
-                            k,
-                            errno,
-                            persistent,
-                        },
-                        matters,
-                    ));
-                }
-            }
-        }
-    }
     let mut cases = 0;
     let mut failures = Vec::new();
+    let mut notes = Vec::new();
+    let mut largest = 0;
+    for scale in [Scale::Small, Scale::Large] {
+        let (n, note) = inject_into_saves(ctx, scale, &mut failures)?;
+        cases += n;
+        notes.push(note);
+        largest = largest.max(case_bytes(backend, Scenario::Save, scale));
+    }
+    if backend.capabilities().streaming_append {
+        let (n, note, bytes) = super::writer_faults::run(ctx, &mut failures)?;
+        cases += n;
+        notes.push(note);
+        largest = largest.max(bytes);
+    }
+    let mut disk_missing = false;
+    for scale in [Scale::Small, Scale::Large] {
+        let disk = full_disk(ctx, scale)?;
+        let size = size_text(case_bytes(backend, Scenario::Save, scale));
+        match &disk {
+            Some(Ok(())) => notes.push(format!(
+                "a full tmpfs under a save of {size}: ENOSPC surfaced, old file intact, no temporary left, a later save fits"
+            )),
+            Some(Err(e)) => {
+                failures.push(format!("full disk ({size}): {e}"));
+                notes.push(format!("full disk ({size}): {e}"));
+            }
+            None => {
+                disk_missing = true;
+                notes.push(format!("full disk ({size}) not run"));
+            }
+        }
+        if disk.is_some() {
+            cases += 1;
+        }
+    }
+    let result = CheckResult::counted(
+        "IO",
+        cases as u64,
+        &failures,
+        &format!("arrays up to {}: {}", size_text(largest), notes.join("; ")),
+    );
+    Ok(if disk_missing {
+        result.with_skipped_part(
+            "the full-disk case needs unshare and mount (a tmpfs in a private mount namespace)",
+        )
+    } else {
+        result
+    })
+}
+
+/// Injects failures into atomic saves of `scale`; returns the case count and a description.
+fn inject_into_saves(
+    ctx: &Ctx<'_>,
+    scale: Scale,
+    failures: &mut Vec<String>,
+) -> Result<(usize, String), String> {
+    let backend = ctx.backend;
+    let dir = case_dir(ctx, "io")?;
+    let (rec, _) = record(backend, &dir, Scenario::Save, scale)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let plan = save_plan(&rec, ctx.mode, scale);
     let file = target_name(backend);
     let (old, new) = (
-        Scenario::Save.old(backend, Scale::Small),
-        Scenario::Save.new_version(backend, Scale::Small),
+        Scenario::Save.old(backend, scale),
+        Scenario::Save.new_version(backend, scale),
     );
-    let mut progress = crate::progress::Progress::new(backend.name(), "IO", plan.len() as u64);
-    for (injection, matters) in &plan {
-        cases += 1;
-        progress.tick(cases as u64);
+    let size = size_text(case_bytes(backend, Scenario::Save, scale));
+    // The old file's bytes: a failed save must leave exactly them.
+    let old_bytes = {
+        let dir = case_dir(ctx, "io-old")?;
+        let path = dir.join(&file);
+        backend
+            .save(&path, &old, &SaveOptions::default())
+            .map_err(|e| e.to_string())?;
+        std::fs::read(&path).map_err(|e| e.to_string())?
+    };
+    let label = format!("IO {size}");
+    let mut progress = crate::progress::Progress::new(backend.name(), &label, plan.len() as u64);
+    for (done, (injection, matters)) in plan.iter().enumerate() {
+        progress.tick(done as u64);
         let Injection {
             call,
             k,
@@ -508,7 +601,7 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             persistent,
         } = injection;
         let name = format!(
-            "{call} #{k} fails with {errno}{}",
+            "save of {size}: {call} #{k} fails with {errno}{}",
             if *persistent {
                 " from then on"
             } else {
@@ -517,14 +610,12 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         );
         let dir = case_dir(ctx, "io-case")?;
         let target = dir.join(&file);
-        backend
-            .save(&target, &old, &SaveOptions::default())
-            .map_err(|e| e.to_string())?;
+        std::fs::write(&target, &old_bytes).map_err(|e| e.to_string())?;
         let task = Task::Scenario {
             dir: dir.clone(),
             file: file.clone(),
             scenario: Scenario::Save,
-            scale: Scale::Small,
+            scale,
             attach: true,
         };
         let when = if *persistent {
@@ -567,55 +658,41 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             Ok(t) => problems.push(format!("{} temporary file(s) left", t.len())),
             Err(e) => problems.push(e.to_string()),
         }
-        match backend.load(&target) {
-            Ok((_, a)) if a.bit_eq(&new) => {}
-            Ok((_, a)) if a.bit_eq(&old) && !ok => {}
-            Ok(_) => problems.push(format!(
-                "the target holds neither the old nor (after Ok) the new version (returned {})",
-                if ok { "Ok" } else { "Err" }
-            )),
-            Err(e) => problems.push(format!("the target is unreadable: {e}")),
+        let untouched = std::fs::read(&target).is_ok_and(|b| b == old_bytes);
+        if !untouched || ok {
+            match crate::checks::load(backend, &target) {
+                Ok((_, a)) if same_bits(&a, &new) => {}
+                Ok(_) => problems.push(format!(
+                    "the target holds neither the old file, byte for byte, nor (after Ok) the new version (returned {})",
+                    if ok { "Ok" } else { "Err" }
+                )),
+                Err(e) => problems.push(format!("the target is unreadable: {e}")),
+            }
         }
         if !problems.is_empty() {
             failures.push(format!("{name}: {}", problems.join("; ")));
         }
     }
-    let disk = full_disk(ctx)?;
-    let disk_note = match &disk {
-        Some(Ok(())) => {
-            "a full tmpfs: ENOSPC surfaced, old file intact, no temporary left, a later save fits"
-                .to_owned()
-        }
-        Some(Err(e)) => {
-            failures.push(format!("full disk: {e}"));
-            format!("full disk: {e}")
-        }
-        None => "full disk not run".to_owned(),
-    };
-    if disk.is_some() {
-        cases += 1;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let result = CheckResult::counted(
-        "IO",
-        cases as u64,
-        &failures,
-        &format!(
-            "{} injected failures (strace: write, pwrite64, fsync, fdatasync, rename, close, msync × EIO/ENOSPC/EDQUOT, once and from then on) into an atomic save: Err returned, old or new intact, no temporary, no descriptor leaked, no panic; {disk_note}",
-            plan.len()
+    let _ = std::fs::remove_dir_all(ctx.dir.path().join("io-case"));
+    let _ = std::fs::remove_dir_all(ctx.dir.path().join("io-old"));
+    Ok((
+        plan.len(),
+        format!(
+            "{} injected failures (strace: write, pwrite64, fsync, fdatasync, rename, close, msync × {}, once and from then on) into an atomic save of {size}: Err returned, old file untouched or new, no temporary, no descriptor leaked, no panic",
+            plan.len(),
+            if scale == Scale::Small {
+                "EIO/ENOSPC/EDQUOT"
+            } else {
+                "EIO/ENOSPC"
+            }
         ),
-    );
-    Ok(match disk {
-        Some(_) => result,
-        None => result.with_skipped_part(
-            "the full-disk case needs unshare and mount (a tmpfs in a private mount namespace)",
-        ),
-    })
+    ))
 }
 
-/// Saves into a 256 KiB tmpfs mounted in a private mount namespace. None when the machine
-/// cannot make one.
-fn full_disk(ctx: &Ctx<'_>) -> Result<Option<Result<(), String>>, String> {
+/// Saves into a tmpfs mounted in a private mount namespace, too small for a second copy of the
+/// file: 256 KiB for small arrays, one and a half times a 64 MiB save's file for large ones.
+/// None when the machine cannot make one.
+fn full_disk(ctx: &Ctx<'_>, scale: Scale) -> Result<Option<Result<(), String>>, String> {
     let unshare_works = Command::new("unshare")
         .args(["-m", "true"])
         .stdout(Stdio::null())
@@ -626,20 +703,33 @@ fn full_disk(ctx: &Ctx<'_>) -> Result<Option<Result<(), String>>, String> {
         return Ok(None);
     }
     let backend = ctx.backend;
+    let size = match scale {
+        Scale::Small => "256k".to_owned(),
+        Scale::Large => {
+            let probe = case_dir(ctx, "full-probe")?.join(target_name(backend));
+            backend
+                .save(
+                    &probe,
+                    &Scenario::Save.old(backend, scale),
+                    &SaveOptions::new().flushed(),
+                )
+                .map_err(|e| e.to_string())?;
+            let bytes = std::fs::metadata(&probe).map_err(|e| e.to_string())?.len();
+            let _ = std::fs::remove_dir_all(ctx.dir.path().join("full-probe"));
+            format!("{}k", (bytes + bytes / 2) >> 10)
+        }
+    };
     let dir = case_dir(ctx, "full")?;
     let task = Task::FullDisk {
         dir: dir.clone(),
         file: target_name(backend),
+        scale,
     };
+    // The size is digits and a unit, made here: safe inside the script.
+    let script = format!("mount -t tmpfs -o size={size} ndstore-full \"$0\" && exec \"$@\"");
     let mut cmd = wrapped(
         "unshare",
-        &[
-            "-m",
-            "--",
-            "sh",
-            "-c",
-            "mount -t tmpfs -o size=256k ndstore-full \"$0\" && exec \"$@\"",
-        ],
+        &["-m", "--", "sh", "-c", &script],
         Some(dir.as_os_str()),
         &child::command(&task)?,
     );
@@ -647,6 +737,7 @@ fn full_disk(ctx: &Ctx<'_>) -> Result<Option<Result<(), String>>, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let out = cmd.output().map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
     let words = child::protocol_lines(&out.stdout);
     let expect = [
         "OLD ok",
