@@ -114,6 +114,11 @@ pub enum Task {
         path: PathBuf,
         /// Which handle.
         handle: PoisonHandle,
+        /// The handle's durability: only flushed (its close or commit does not sync), or
+        /// synced.
+        flushed: bool,
+        /// How much it writes.
+        scale: crate::scenario::Scale,
     },
     /// Add `count` arrays to the file at `path` through the fixtures' editor, named
     /// `w{writer}_{i}`, printing `ACK i` after each addition returned.
@@ -408,7 +413,12 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             let leaked = crate::scenario::open_descriptors() > before;
             10 + i32::from(result.is_ok()) + 2 * i32::from(leaked)
         }
-        Task::Poison { path, handle } => poison(backend, &path, handle),
+        Task::Poison {
+            path,
+            handle,
+            flushed,
+            scale,
+        } => poison(backend, &path, handle, flushed, scale),
         Task::WriterFault {
             path,
             in_place,
@@ -665,28 +675,40 @@ fn outcome<T>(result: &ndstore_core::Result<T>) -> String {
     }
 }
 
-fn poison(backend: &dyn Backend, path: &Path, handle: PoisonHandle) -> i32 {
-    use ndstore_core::{ArrayWriter, InPlaceArray};
+fn poison(
+    backend: &dyn Backend,
+    path: &Path,
+    handle: PoisonHandle,
+    flushed: bool,
+    scale: crate::scenario::Scale,
+) -> i32 {
+    use ndstore_core::{ArrayWriter, Durability, InPlaceArray};
     enum Handle {
         Writer(Box<dyn ArrayWriter>),
         InPlace(Box<dyn InPlaceArray>),
     }
+    let durability = if flushed {
+        Durability::Flushed
+    } else {
+        Durability::Synced
+    };
     let (data, opened) = match handle {
         PoisonHandle::InPlace => {
-            let data = poison_data(backend, handle);
+            let data = poison_data(backend, handle, scale);
             let opened = backend
-                .open_in_place(path, &SaveOptions::default())
+                .open_in_place(path, &SaveOptions::new().durability(durability))
                 .and_then(|mut h| h.write_all(&data).map(|()| Handle::InPlace(h)));
             (data, opened)
         }
         PoisonHandle::WriterInPlace | PoisonHandle::WriterAtomic => {
-            let rows = poison_data(backend, handle);
+            let rows = poison_data(backend, handle, scale);
             let row_shape = rows.shape()[1..].to_vec();
             let options = if handle == PoisonHandle::WriterInPlace {
                 SaveOptions::new().in_place()
             } else {
                 SaveOptions::default()
-            };
+            }
+            .durability(durability);
             let opened = backend
                 .writer(
                     path,
@@ -724,13 +746,22 @@ fn poison(backend: &dyn Backend, path: &Path, handle: PoisonHandle) -> i32 {
 }
 
 /// The data a [`Task::Poison`] child writes through `handle`.
-pub fn poison_data(backend: &dyn Backend, handle: PoisonHandle) -> DynArray {
-    match handle {
-        PoisonHandle::InPlace => {
+pub fn poison_data(
+    backend: &dyn Backend,
+    handle: PoisonHandle,
+    scale: crate::scenario::Scale,
+) -> DynArray {
+    use crate::scenario::Scale;
+    match (handle, scale) {
+        (PoisonHandle::InPlace, Scale::Small) => {
             crate::checks::versioned_with_len(backend, 0, 1, crate::checks::IN_PLACE_LEN)
         }
-        PoisonHandle::WriterInPlace | PoisonHandle::WriterAtomic => {
-            crate::checks::rows_for(backend, 64).1
+        (PoisonHandle::InPlace, Scale::Large) => {
+            crate::checks::versioned_with_len(backend, 0, 1, crate::checks::large_len(backend))
+        }
+        (_, Scale::Small) => crate::checks::rows_for(backend, 64).1,
+        (_, Scale::Large) => {
+            crate::checks::versioned_rows(backend, 1, crate::checks::large_rows(backend))
         }
     }
 }

@@ -805,47 +805,32 @@ pub fn fs(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         "-e".to_owned(),
         "inject=fsync,fdatasync,msync:error=EIO:when=1".to_owned(),
     ];
-    for (n, handle) in handles.iter().enumerate() {
-        let dir = case_dir(ctx, &format!("fs-{n}"))?;
-        let path = dir.join(target_name(backend));
-        if *handle == PoisonHandle::InPlace {
-            let old = crate::checks::versioned_with_len(backend, 0, 0, crate::checks::IN_PLACE_LEN);
-            backend
-                .save(&path, &old, &SaveOptions::default())
-                .map_err(|e| e.to_string())?;
-        }
-        let task = Task::Poison {
-            path: path.clone(),
-            handle: *handle,
-        };
-        let expect = ["SYNC1 err", "SYNC2 err Poisoned", "FINISH err"];
-        match run_attached(&task, &args) {
-            Ok((status, words)) => {
-                let mut wrong = unexpected(&expect, &words);
-                // Recovery: a fresh atomic save of the same data.
-                let data = child::poison_data(backend, *handle);
-                let fresh = dir.join(format!("fresh.{}", backend.extension()));
-                match backend
-                    .save(&fresh, &data, &SaveOptions::default())
-                    .and_then(|()| backend.load(&fresh))
-                {
-                    Ok((_, a)) if a.bit_eq(&data) => {}
-                    Ok(_) => wrong.push("the fresh save reads back different data".to_owned()),
-                    Err(e) => wrong.push(format!("the fresh save failed: {e}")),
-                }
-                if !status.success() || !wrong.is_empty() {
-                    failures.push(format!("{handle:?} ({status}): {}", wrong.join("; ")));
+    let mut cases = 0;
+    let mut largest = 0;
+    for scale in [Scale::Small, Scale::Large] {
+        for flushed in [false, true] {
+            for handle in &handles {
+                cases += 1;
+                let data = child::poison_data(backend, *handle, scale);
+                largest = largest.max(crate::checks::array_bytes(&data));
+                let name = format!(
+                    "{handle:?} ({}, {})",
+                    if flushed { "flushed" } else { "synced" },
+                    size_text(crate::checks::array_bytes(&data))
+                );
+                if let Err(e) = poison_case(ctx, *handle, flushed, scale, &data, &args) {
+                    failures.push(format!("{name}: {e}"));
                 }
             }
-            Err(e) => failures.push(format!("{handle:?}: {e}")),
         }
     }
     Ok(CheckResult::counted(
         "FS",
-        handles.len() as u64,
+        cases,
         &failures,
         &format!(
-            "the first fsync/msync fails with EIO (strace) on {}: that sync returns Err, every later sync and the commit or close return Err (poisoned), and a fresh atomic save of the same data succeeds",
+            "arrays up to {}: the first fsync/msync fails with EIO (strace) on {}, each synced and flushed (Durability::Flushed), small and large: that sync returns Err, every later sync and the commit or close return Err (poisoned), and a fresh atomic save of the same data succeeds",
+            size_text(largest),
             handles
                 .iter()
                 .map(|h| format!("{h:?}"))
@@ -853,4 +838,48 @@ pub fn fs(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
                 .join(", ")
         ),
     ))
+}
+
+/// One FS case: the handle's first sync fails; it must stay poisoned; a fresh save recovers.
+fn poison_case(
+    ctx: &Ctx<'_>,
+    handle: PoisonHandle,
+    flushed: bool,
+    scale: Scale,
+    data: &DynArray,
+    args: &[String],
+) -> Result<(), String> {
+    let backend = ctx.backend;
+    let dir = case_dir(ctx, "fs")?;
+    let path = dir.join(target_name(backend));
+    if handle == PoisonHandle::InPlace {
+        let old = crate::checks::versioned_with_len(backend, 0, 0, data.len());
+        backend
+            .save(&path, &old, &SaveOptions::default())
+            .map_err(|e| e.to_string())?;
+    }
+    let task = Task::Poison {
+        path: path.clone(),
+        handle,
+        flushed,
+        scale,
+    };
+    let expect = ["SYNC1 err", "SYNC2 err Poisoned", "FINISH err"];
+    let (status, words) = run_attached(&task, args)?;
+    let mut wrong = unexpected(&expect, &words);
+    // Recovery: a fresh atomic save of the same data.
+    let fresh = dir.join(format!("fresh.{}", backend.extension()));
+    match backend
+        .save(&fresh, data, &SaveOptions::default())
+        .and_then(|()| backend.load(&fresh))
+    {
+        Ok((_, a)) if same_bits(&a, data) => {}
+        Ok(_) => wrong.push("the fresh save reads back different data".to_owned()),
+        Err(e) => wrong.push(format!("the fresh save failed: {e}")),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if !status.success() || !wrong.is_empty() {
+        return Err(format!("{status}: {}", wrong.join("; ")));
+    }
+    Ok(())
 }
