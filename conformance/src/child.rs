@@ -47,6 +47,17 @@ pub enum Task {
         /// The file to load.
         path: PathBuf,
     },
+    /// Load `path` `loads` times, printing `LOAD i WHICH` after each: the index in `versions`
+    /// of the version it held (version 0 of writer `w` with `n` elements), `OTHER` for an
+    /// array that is none of them, or `ERROR message`.
+    LoadVersions {
+        /// The file, replaced meanwhile by another process.
+        path: PathBuf,
+        /// The (writer, element count) of each version it may hold.
+        versions: Vec<(u64, usize)>,
+        /// How many loads.
+        loads: u64,
+    },
     /// Save versioned arrays forever (until killed), printing `ACK i` after save `i` returned.
     SaveLoop {
         /// The target.
@@ -297,6 +308,29 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
                 1
             }
         },
+        Task::LoadVersions {
+            path,
+            versions,
+            loads,
+        } => {
+            let arrays: Vec<DynArray> = versions
+                .iter()
+                .map(|&(writer, n)| crate::checks::versioned_with_len(backend, writer, 0, n))
+                .collect();
+            for i in 0..loads {
+                match crate::checks::load(backend, &path) {
+                    Ok((_, array)) => {
+                        let which = arrays
+                            .iter()
+                            .position(|a| crate::checks::same_bits(a, &array))
+                            .map_or("OTHER".to_owned(), |w| w.to_string());
+                        say(&format!("LOAD {i} {which}"));
+                    }
+                    Err(e) => say(&format!("LOAD {i} ERROR {e}")),
+                }
+            }
+            0
+        }
         Task::SaveLoop {
             path,
             writer,
