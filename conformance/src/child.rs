@@ -79,8 +79,9 @@ pub enum Task {
     DropInPlaceWriter {
         /// The target.
         path: PathBuf,
-        /// Rows to append before dropping.
-        rows: usize,
+        /// Rows to append before dropping: sample rows when small, versioned rows (the
+        /// [`fd_rows`]) when large.
+        scale: crate::scenario::Scale,
     },
     /// Open `path` in place, then forever: write in-place version `i` (`len` elements), sync,
     /// print `ACK i`.
@@ -96,6 +97,8 @@ pub enum Task {
         path: PathBuf,
         /// The version to write.
         version: u64,
+        /// The array's element count.
+        len: usize,
     },
     /// Try to open `path` in place and to save it in place; print the outcome of each.
     TryInPlace {
@@ -367,9 +370,8 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             }
             0
         }
-        Task::DropInPlaceHandle { path, version } => {
-            let array =
-                crate::checks::versioned_with_len(backend, 3, version, crate::checks::IN_PLACE_LEN);
+        Task::DropInPlaceHandle { path, version, len } => {
+            let array = crate::checks::versioned_with_len(backend, 3, version, len);
             match backend
                 .open_in_place(&path, &SaveOptions::default())
                 .and_then(|mut h| h.write_all(&array).map(|()| h))
@@ -413,8 +415,9 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
                 }
             }
         }
-        Task::DropInPlaceWriter { path, rows } => {
-            let (row_shape, chunk) = crate::checks::rows_for(backend, rows);
+        Task::DropInPlaceWriter { path, scale } => {
+            let chunk = fd_rows(backend, scale);
+            let row_shape = chunk.shape()[1..].to_vec();
             let dtype = ndstore_core::DType::native(chunk.kind());
             match backend.writer(&path, dtype, &row_shape, &SaveOptions::new().in_place()) {
                 Ok(mut writer) => {
@@ -777,6 +780,17 @@ fn poison(
     say(&format!("FINISH {}", outcome(&finished)));
     drop(data);
     0
+}
+
+/// The rows a [`Task::DropInPlaceWriter`] child appends: six sample rows, or 64 MiB of
+/// versioned rows.
+pub fn fd_rows(backend: &dyn Backend, scale: crate::scenario::Scale) -> DynArray {
+    match scale {
+        crate::scenario::Scale::Small => crate::checks::rows_for(backend, 6).1,
+        crate::scenario::Scale::Large => {
+            crate::checks::versioned_rows(backend, 1, crate::checks::large_rows(backend))
+        }
+    }
 }
 
 /// The data a [`Task::Poison`] child writes through `handle`.
