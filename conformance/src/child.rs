@@ -69,10 +69,14 @@ pub enum Task {
         /// How many elements each version has.
         sizes: Sizes,
     },
-    /// Save one array; print the error kind if it fails.
+    /// Save one array (version `version` of writer 0); print `SAVED`, or `ERROR Kind message`.
     SaveOnce {
         /// The target.
         path: PathBuf,
+        /// Which version.
+        version: u64,
+        /// The opt-ins of the replace policy.
+        policy: Policy,
     },
     /// Open an in-place streaming writer, append `rows` rows, optionally flush, then drop it
     /// without committing.
@@ -181,6 +185,15 @@ pub enum Task {
         /// The address-space limit, in bytes.
         memory_limit: u64,
     },
+}
+
+/// The opt-ins of the replace policy a [`Task::SaveOnce`] gives its save.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// `SaveOptions::replace_read_only`.
+    pub replace_read_only: bool,
+    /// `SaveOptions::allow_owner_change`.
+    pub allow_owner_change: bool,
 }
 
 /// Where a [`Task::WriterFault`]'s failure comes from.
@@ -402,9 +415,20 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             }
             0
         }
-        Task::SaveOnce { path } => {
-            let array = versioned(backend, 0, 0);
-            match backend.save(&path, &array, &SaveOptions::default()) {
+        Task::SaveOnce {
+            path,
+            version,
+            policy,
+        } => {
+            let array = versioned(backend, 0, version);
+            let mut options = SaveOptions::default();
+            if policy.replace_read_only {
+                options = options.replace_read_only();
+            }
+            if policy.allow_owner_change {
+                options = options.allow_owner_change();
+            }
+            match backend.save(&path, &array, &options) {
                 Ok(()) => {
                     say("SAVED");
                     0

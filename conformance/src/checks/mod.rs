@@ -7,6 +7,7 @@ mod crash;
 mod durability;
 mod interop;
 mod power;
+mod replace_policy;
 mod roundtrip;
 mod security;
 mod writer_faults;
