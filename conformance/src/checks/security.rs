@@ -146,17 +146,13 @@ fn protected_symlinks() -> String {
         .map_or_else(|_| "unknown".to_owned(), |v| v.trim().to_owned())
 }
 
-/// Marks the cases that could not run here.
-// TODO(lead): the report engineer's branch adds `Status::Skip` and
-// `CheckResult::with_skipped_part`; once they are on main, return
-// `result.with_skipped_part(&skipped.join("; "))` so a case that could not run makes SE SKIP,
-// never PASS. Until then the skipped cases are named in the detail only (they are skipped only
-// when the harness is not root, or the scratch file system refuses xattrs or ACLs).
-fn with_skipped(mut result: CheckResult, skipped: &[String]) -> CheckResult {
-    if !skipped.is_empty() {
-        result.detail = format!("{}; NOT RUN: {}", result.detail, skipped.join("; "));
+/// A case that could not run here makes SE SKIP with its reason, never PASS (a FAIL stays FAIL).
+fn with_skipped(result: CheckResult, skipped: &[String]) -> CheckResult {
+    if skipped.is_empty() {
+        result
+    } else {
+        result.with_skipped_part(&skipped.join("; "))
     }
-    result
 }
 
 /// Records a save in a child with strace and checks the temporary's creation and the rename.
