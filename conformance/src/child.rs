@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use ndstore_core::{Backend, DynArray, Order, SaveOptions};
 
-use crate::checks::versioned;
+use crate::checks::{Sizes, versioned};
 use crate::fixtures::Fixtures;
 
 /// The variable that carries a child's task.
@@ -47,6 +47,17 @@ pub enum Task {
         /// The file to load.
         path: PathBuf,
     },
+    /// Load `path` `loads` times, printing `LOAD i WHICH` after each: the index in `versions`
+    /// of the version it held (version 0 of writer `w` with `n` elements), `OTHER` for an
+    /// array that is none of them, or `ERROR message`.
+    LoadVersions {
+        /// The file, replaced meanwhile by another process.
+        path: PathBuf,
+        /// The (writer, element count) of each version it may hold.
+        versions: Vec<(u64, usize)>,
+        /// How many loads.
+        loads: u64,
+    },
     /// Save versioned arrays forever (until killed), printing `ACK i` after save `i` returned.
     SaveLoop {
         /// The target.
@@ -55,24 +66,34 @@ pub enum Task {
         writer: u64,
         /// Stop after this many saves (`u64::MAX` for until killed).
         count: u64,
+        /// How many elements each version has.
+        sizes: Sizes,
     },
-    /// Save one array; print the error kind if it fails.
+    /// Save one array (version `version` of writer 0); print `SAVED`, or `ERROR Kind message`.
     SaveOnce {
         /// The target.
         path: PathBuf,
+        /// Which version.
+        version: u64,
+        /// The opt-ins of the replace policy.
+        policy: Policy,
     },
     /// Open an in-place streaming writer, append `rows` rows, optionally flush, then drop it
     /// without committing.
     DropInPlaceWriter {
         /// The target.
         path: PathBuf,
-        /// Rows to append before dropping.
-        rows: usize,
+        /// Rows to append before dropping: sample rows when small, versioned rows (the
+        /// [`fd_rows`]) when large.
+        scale: crate::scenario::Scale,
     },
-    /// Open `path` in place, then forever: write in-place version `i`, sync, print `ACK i`.
+    /// Open `path` in place, then forever: write in-place version `i` (`len` elements), sync,
+    /// print `ACK i`.
     InPlaceLoop {
         /// The target.
         path: PathBuf,
+        /// The array's element count.
+        len: usize,
     },
     /// Open `path` in place, write version `version` of writer 3, and drop the handle unclosed.
     DropInPlaceHandle {
@@ -80,6 +101,8 @@ pub enum Task {
         path: PathBuf,
         /// The version to write.
         version: u64,
+        /// The array's element count.
+        len: usize,
     },
     /// Try to open `path` in place and to save it in place; print the outcome of each.
     TryInPlace {
@@ -96,6 +119,8 @@ pub enum Task {
         file: String,
         /// What to run.
         scenario: crate::scenario::Scenario,
+        /// How large its arrays are.
+        scale: crate::scenario::Scale,
         /// Wait for a tracer.
         attach: bool,
     },
@@ -107,6 +132,11 @@ pub enum Task {
         path: PathBuf,
         /// Which handle.
         handle: PoisonHandle,
+        /// The handle's durability: only flushed (its close or commit does not sync), or
+        /// synced.
+        flushed: bool,
+        /// How much it writes.
+        scale: crate::scenario::Scale,
     },
     /// Add `count` arrays to the file at `path` through the fixtures' editor, named
     /// `w{writer}_{i}`, printing `ACK i` after each addition returned.
@@ -118,6 +148,20 @@ pub enum Task {
         /// How many additions.
         count: u64,
     },
+    /// A streaming writer that meets a failed write inside an append, and is used on: see
+    /// [`writer_fault`]. It reports by exit code, since the failure may be injected into every
+    /// later write, its report's too: 128 plus one bit per call of [`FAULT_CALLS`] that
+    /// returned Ok.
+    WriterFault {
+        /// The target.
+        path: PathBuf,
+        /// In place (or atomic).
+        in_place: bool,
+        /// The failing block's row count.
+        rows: usize,
+        /// How the failure comes.
+        how: FaultSource,
+    },
     /// In `dir`, a tiny file system: save a small version, then one too large for it, then a
     /// small one again, printing each outcome.
     FullDisk {
@@ -125,6 +169,9 @@ pub enum Task {
         dir: PathBuf,
         /// The target's name.
         file: String,
+        /// Small versions (768 B, then 768 KiB that does not fit), or 64 MiB ones (the second
+        /// does not fit beside the first).
+        scale: crate::scenario::Scale,
     },
     /// Under an address-space limit, make and load each damaged file of a BI list, printing
     /// `START name` before each and `RESULT name outcome` after; fail at once when the limit
@@ -138,6 +185,30 @@ pub enum Task {
         /// The address-space limit, in bytes.
         memory_limit: u64,
     },
+}
+
+/// The opt-ins of the replace policy a [`Task::SaveOnce`] gives its save.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// `SaveOptions::replace_read_only`.
+    pub replace_read_only: bool,
+    /// `SaveOptions::allow_owner_change`.
+    pub allow_owner_change: bool,
+}
+
+/// Where a [`Task::WriterFault`]'s failure comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultSource {
+    /// A tracer that attaches after the first flush (the child prints `READY` and waits) and
+    /// fails a write inside the next append.
+    Tracer,
+    /// Marks around the failing append (failed opens of the start and commit marks), for a
+    /// recording that counts its writes; nothing fails.
+    Marks,
+    /// A file-size limit (`RLIMIT_FSIZE`, SIGXFSZ ignored) this many bytes above the file's size
+    /// after the first flush, lifted after the failing append: the append's writes stop short,
+    /// then fail with EFBIG, as on a file system that ran out of room mid-write.
+    SizeLimit(u64),
 }
 
 /// The handles whose poisoning the FS check tests.
@@ -253,14 +324,38 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
                 1
             }
         },
+        Task::LoadVersions {
+            path,
+            versions,
+            loads,
+        } => {
+            let arrays: Vec<DynArray> = versions
+                .iter()
+                .map(|&(writer, n)| crate::checks::versioned_with_len(backend, writer, 0, n))
+                .collect();
+            for i in 0..loads {
+                match crate::checks::load(backend, &path) {
+                    Ok((_, array)) => {
+                        let which = arrays
+                            .iter()
+                            .position(|a| crate::checks::same_bits(a, &array))
+                            .map_or("OTHER".to_owned(), |w| w.to_string());
+                        say(&format!("LOAD {i} {which}"));
+                    }
+                    Err(e) => say(&format!("LOAD {i} ERROR {e}")),
+                }
+            }
+            0
+        }
         Task::SaveLoop {
             path,
             writer,
             count,
+            sizes,
         } => {
             say("READY");
             for i in 0..count {
-                let array = versioned(backend, writer, i);
+                let array = sizes.version(backend, writer, i);
                 if let Err(e) = backend.save(&path, &array, &SaveOptions::default()) {
                     say(&format!("ERROR {e}"));
                     return 1;
@@ -269,7 +364,7 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             }
             0
         }
-        Task::InPlaceLoop { path } => {
+        Task::InPlaceLoop { path, len } => {
             let mut handle = match backend.open_in_place(&path, &SaveOptions::default()) {
                 Ok(h) => h,
                 Err(e) => {
@@ -279,8 +374,7 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             };
             say("READY");
             for i in 0.. {
-                let array =
-                    crate::checks::versioned_with_len(backend, 0, i, crate::checks::IN_PLACE_LEN);
+                let array = crate::checks::versioned_with_len(backend, 0, i, len);
                 if let Err(e) = handle.write_all(&array).and_then(|()| handle.sync()) {
                     say(&format!("ERROR {e}"));
                     return 1;
@@ -289,9 +383,8 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             }
             0
         }
-        Task::DropInPlaceHandle { path, version } => {
-            let array =
-                crate::checks::versioned_with_len(backend, 3, version, crate::checks::IN_PLACE_LEN);
+        Task::DropInPlaceHandle { path, version, len } => {
+            let array = crate::checks::versioned_with_len(backend, 3, version, len);
             match backend
                 .open_in_place(&path, &SaveOptions::default())
                 .and_then(|mut h| h.write_all(&array).map(|()| h))
@@ -322,9 +415,20 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             }
             0
         }
-        Task::SaveOnce { path } => {
-            let array = versioned(backend, 0, 0);
-            match backend.save(&path, &array, &SaveOptions::default()) {
+        Task::SaveOnce {
+            path,
+            version,
+            policy,
+        } => {
+            let array = versioned(backend, 0, version);
+            let mut options = SaveOptions::default();
+            if policy.replace_read_only {
+                options = options.replace_read_only();
+            }
+            if policy.allow_owner_change {
+                options = options.allow_owner_change();
+            }
+            match backend.save(&path, &array, &options) {
                 Ok(()) => {
                     say("SAVED");
                     0
@@ -335,8 +439,9 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
                 }
             }
         }
-        Task::DropInPlaceWriter { path, rows } => {
-            let (row_shape, chunk) = crate::checks::rows_for(backend, rows);
+        Task::DropInPlaceWriter { path, scale } => {
+            let chunk = fd_rows(backend, scale);
+            let row_shape = chunk.shape()[1..].to_vec();
             let dtype = ndstore_core::DType::native(chunk.kind());
             match backend.writer(&path, dtype, &row_shape, &SaveOptions::new().in_place()) {
                 Ok(mut writer) => {
@@ -358,18 +463,30 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             dir,
             file,
             scenario,
+            scale,
             attach,
         } => {
             if attach && !wait_for_go() {
                 return 2;
             }
             let before = crate::scenario::open_descriptors();
-            let result = crate::scenario::run(backend, &dir, &file, scenario);
+            let result = crate::scenario::run(backend, &dir, &file, scenario, scale);
             let leaked = crate::scenario::open_descriptors() > before;
             10 + i32::from(result.is_ok()) + 2 * i32::from(leaked)
         }
-        Task::Poison { path, handle } => poison(backend, &path, handle),
-        Task::FullDisk { dir, file } => full_disk(backend, &dir, &file),
+        Task::Poison {
+            path,
+            handle,
+            flushed,
+            scale,
+        } => poison(backend, &path, handle, flushed, scale),
+        Task::WriterFault {
+            path,
+            in_place,
+            rows,
+            how,
+        } => writer_fault(backend, &path, in_place, rows, how),
+        Task::FullDisk { dir, file, scale } => full_disk(backend, &dir, &file, scale),
         Task::EditLoop {
             path,
             writer,
@@ -495,6 +612,116 @@ impl Drop for AddressSpaceCap {
     }
 }
 
+/// Limits the size of files this process writes to `bytes` (`None`: no limit), with SIGXFSZ
+/// ignored so a write past the limit fails with EFBIG instead of killing the process.
+fn limit_file_size(bytes: Option<u64>) -> Result<(), String> {
+    let value = bytes.map_or(libc::RLIM_INFINITY, |b| b as libc::rlim_t);
+    let limit = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: ignoring SIGXFSZ installs no handler of ours; the kernel then fails the write
+    // with EFBIG instead of delivering the signal.
+    let ignored = unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    // SAFETY: setrlimit reads the struct we pass and changes only this process's limits.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) };
+    if ignored == libc::SIG_ERR || rc != 0 {
+        return Err(format!(
+            "cannot limit the file size: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// The blocks of a [`Task::WriterFault`]: a first block flushed before the failure, the block
+/// whose append fails (`rows` rows), and a block appended after it. Every element encodes its
+/// block and place, so a committed file that holds a block's rows where another's should be is
+/// caught.
+pub fn fault_blocks(backend: &dyn Backend, rows: usize) -> [DynArray; 3] {
+    [
+        crate::checks::versioned_rows(backend, 1, 1000),
+        crate::checks::versioned_rows(backend, 2, rows),
+        crate::checks::versioned_rows(backend, 3, 1000),
+    ]
+}
+
+/// The calls of a [`Task::WriterFault`] child, in order; bit `i` of its exit code (above 128)
+/// says call `i` returned Ok.
+pub const FAULT_CALLS: [&str; 7] = [
+    "APPEND0", "FLUSH0", "APPEND1", "APPEND2", "FLUSH", "SYNC", "COMMIT",
+];
+
+/// A streaming writer appends and flushes a first block; then one append fails inside (a
+/// tracer injects the error, or a file-size limit stops it); then the writer is used on:
+/// another append, flush, sync and commit. Reports by exit code (see [`FAULT_CALLS`]); the
+/// parent judges the file.
+fn writer_fault(
+    backend: &dyn Backend,
+    path: &Path,
+    in_place: bool,
+    rows: usize,
+    how: FaultSource,
+) -> i32 {
+    let [first, failing, after] = fault_blocks(backend, rows);
+    let options = if in_place {
+        SaveOptions::new().in_place()
+    } else {
+        SaveOptions::default()
+    };
+    let dtype = ndstore_core::DType::native(first.kind());
+    let mut writer = match backend.writer(path, dtype, &first.shape()[1..], &options) {
+        Ok(w) => w,
+        Err(e) => {
+            say(&format!("ERROR {e}"));
+            return 1;
+        }
+    };
+    let mut ok = Vec::new();
+    ok.push(writer.append(&first).is_ok());
+    ok.push(writer.flush().is_ok());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match how {
+        FaultSource::Tracer => {
+            if !wait_for_go() {
+                return 2;
+            }
+        }
+        FaultSource::Marks => crate::scenario::mark(dir, crate::syscalls::MARK_START),
+        FaultSource::SizeLimit(extra) => {
+            let written = ndstore_core::list_temps(path)
+                .ok()
+                .and_then(|t| t.into_iter().next())
+                .unwrap_or_else(|| path.to_path_buf());
+            let size = written.metadata().map_or(0, |m| m.len());
+            if let Err(e) = limit_file_size(Some(size + extra)) {
+                say(&format!("ERROR {e}"));
+                return 1;
+            }
+        }
+    }
+    ok.push(writer.append(&failing).is_ok());
+    match how {
+        FaultSource::Marks => crate::scenario::mark(dir, crate::syscalls::MARK_COMMITTED),
+        FaultSource::SizeLimit(_) => {
+            if let Err(e) = limit_file_size(None) {
+                say(&format!("ERROR {e}"));
+                return 1;
+            }
+        }
+        FaultSource::Tracer => {}
+    }
+    ok.push(writer.append(&after).is_ok());
+    ok.push(writer.flush().is_ok());
+    ok.push(writer.sync().is_ok());
+    ok.push(writer.commit().is_ok());
+    128 + ok
+        .iter()
+        .enumerate()
+        .map(|(i, &ok)| i32::from(ok) << i)
+        .sum::<i32>()
+}
+
 /// Prints `READY` and waits for a line on stdin; false when stdin closed first.
 fn wait_for_go() -> bool {
     say("READY");
@@ -509,28 +736,40 @@ fn outcome<T>(result: &ndstore_core::Result<T>) -> String {
     }
 }
 
-fn poison(backend: &dyn Backend, path: &Path, handle: PoisonHandle) -> i32 {
-    use ndstore_core::{ArrayWriter, InPlaceArray};
+fn poison(
+    backend: &dyn Backend,
+    path: &Path,
+    handle: PoisonHandle,
+    flushed: bool,
+    scale: crate::scenario::Scale,
+) -> i32 {
+    use ndstore_core::{ArrayWriter, Durability, InPlaceArray};
     enum Handle {
         Writer(Box<dyn ArrayWriter>),
         InPlace(Box<dyn InPlaceArray>),
     }
+    let durability = if flushed {
+        Durability::Flushed
+    } else {
+        Durability::Synced
+    };
     let (data, opened) = match handle {
         PoisonHandle::InPlace => {
-            let data = poison_data(backend, handle);
+            let data = poison_data(backend, handle, scale);
             let opened = backend
-                .open_in_place(path, &SaveOptions::default())
+                .open_in_place(path, &SaveOptions::new().durability(durability))
                 .and_then(|mut h| h.write_all(&data).map(|()| Handle::InPlace(h)));
             (data, opened)
         }
         PoisonHandle::WriterInPlace | PoisonHandle::WriterAtomic => {
-            let rows = poison_data(backend, handle);
+            let rows = poison_data(backend, handle, scale);
             let row_shape = rows.shape()[1..].to_vec();
             let options = if handle == PoisonHandle::WriterInPlace {
                 SaveOptions::new().in_place()
             } else {
                 SaveOptions::default()
-            };
+            }
+            .durability(durability);
             let opened = backend
                 .writer(
                     path,
@@ -567,23 +806,55 @@ fn poison(backend: &dyn Backend, path: &Path, handle: PoisonHandle) -> i32 {
     0
 }
 
-/// The data a [`Task::Poison`] child writes through `handle`.
-pub fn poison_data(backend: &dyn Backend, handle: PoisonHandle) -> DynArray {
-    match handle {
-        PoisonHandle::InPlace => {
-            crate::checks::versioned_with_len(backend, 0, 1, crate::checks::IN_PLACE_LEN)
-        }
-        PoisonHandle::WriterInPlace | PoisonHandle::WriterAtomic => {
-            crate::checks::rows_for(backend, 64).1
+/// The rows a [`Task::DropInPlaceWriter`] child appends: six sample rows, or 64 MiB of
+/// versioned rows.
+pub fn fd_rows(backend: &dyn Backend, scale: crate::scenario::Scale) -> DynArray {
+    match scale {
+        crate::scenario::Scale::Small => crate::checks::rows_for(backend, 6).1,
+        crate::scenario::Scale::Large => {
+            crate::checks::versioned_rows(backend, 1, crate::checks::large_rows(backend))
         }
     }
 }
 
-fn full_disk(backend: &dyn Backend, dir: &Path, file: &str) -> i32 {
+/// The data a [`Task::Poison`] child writes through `handle`.
+pub fn poison_data(
+    backend: &dyn Backend,
+    handle: PoisonHandle,
+    scale: crate::scenario::Scale,
+) -> DynArray {
+    use crate::scenario::Scale;
+    match (handle, scale) {
+        (PoisonHandle::InPlace, Scale::Small) => {
+            crate::checks::versioned_with_len(backend, 0, 1, crate::checks::IN_PLACE_LEN)
+        }
+        (PoisonHandle::InPlace, Scale::Large) => {
+            crate::checks::versioned_with_len(backend, 0, 1, crate::checks::large_len(backend))
+        }
+        (_, Scale::Small) => crate::checks::rows_for(backend, 64).1,
+        (_, Scale::Large) => {
+            crate::checks::versioned_rows(backend, 1, crate::checks::large_rows(backend))
+        }
+    }
+}
+
+fn full_disk(backend: &dyn Backend, dir: &Path, file: &str, scale: crate::scenario::Scale) -> i32 {
     let path = dir.join(file);
-    let small = versioned(backend, 0, 0);
-    let big = crate::checks::versioned_with_len(backend, 0, 1, 96 * 1024);
-    let again = versioned(backend, 0, 2);
+    let (small, big, again) = match scale {
+        crate::scenario::Scale::Small => (
+            versioned(backend, 0, 0),
+            crate::checks::versioned_with_len(backend, 0, 1, 96 * 1024),
+            versioned(backend, 0, 2),
+        ),
+        crate::scenario::Scale::Large => {
+            let n = crate::checks::large_len(backend);
+            (
+                crate::checks::versioned_with_len(backend, 0, 0, n),
+                crate::checks::versioned_with_len(backend, 0, 1, n),
+                versioned(backend, 0, 2),
+            )
+        }
+    };
     say(&format!(
         "OLD {}",
         outcome(&backend.save(&path, &small, &SaveOptions::default()))
@@ -592,7 +863,9 @@ fn full_disk(backend: &dyn Backend, dir: &Path, file: &str) -> i32 {
         "BIG {}",
         outcome(&backend.save(&path, &big, &SaveOptions::default()))
     ));
-    let intact = backend.load(&path).is_ok_and(|(_, a)| a.bit_eq(&small));
+    let intact = backend
+        .load(&path)
+        .is_ok_and(|(_, a)| crate::checks::same_bits(&a, &small));
     say(&format!("INTACT {intact}"));
     let temps = ndstore_core::list_temps(&path).map_or(usize::MAX, |t| t.len());
     say(&format!("TEMPS {temps}"));

@@ -21,11 +21,13 @@ use crate::syscalls::{Op, Recording};
 /// The page size at which writes may tear.
 pub const PAGE: u64 = 4096;
 
-/// One state of the target after a simulated power cut.
+/// One state of the directory after a simulated power cut. It is kept as which operations
+/// persisted, and how, rather than as bytes: a 64 MiB target is rebuilt
+/// ([`CrashState::target_bytes`]) only when its content has not been judged yet.
 #[derive(Clone, Debug)]
 pub struct CrashState {
-    /// The target's bytes; `None` when no file has the target's name.
-    pub target: Option<Vec<u8>>,
+    /// What the target's name holds: equal keys mean equal bytes.
+    pub target: TargetKey,
     /// True when the cut came after the operation under test returned Ok: the target must be
     /// the new version.
     pub after_commit: bool,
@@ -33,8 +35,16 @@ pub struct CrashState {
     pub label: String,
 }
 
+/// What a name holds in a crash state: the file (its number in the recording) and the
+/// operations on it that persisted, each whole or torn. `None` when no file has the name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TargetKey(Option<(usize, Content)>);
+
+/// The persisted operations on one file, in order: (operation index, how it persisted).
+type Content = Vec<(usize, Keep)>;
+
 /// How one operation is replayed into a state.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Keep {
     All,
     Lost,
@@ -42,14 +52,54 @@ enum Keep {
     Torn(bool),
 }
 
-fn apply(
-    rec: &Recording,
-    initial: &HashMap<usize, Vec<u8>>,
-    upto: usize,
-    keep: &dyn Fn(usize) -> Keep,
-) -> DirState {
+impl CrashState {
+    /// The target's bytes in this state (`None` when no file has its name), given the bytes
+    /// each initial file held.
+    pub fn target_bytes(
+        &self,
+        rec: &Recording,
+        initial: &HashMap<usize, Vec<u8>>,
+    ) -> Option<Vec<u8>> {
+        let (inode, content) = self.target.0.as_ref()?;
+        let mut file = initial.get(inode).cloned().unwrap_or_default();
+        for &(j, how) in content {
+            match &rec.ops[j] {
+                Op::Write { offset, data, .. } => {
+                    let (start, end) = match how {
+                        Keep::Torn(first) => {
+                            let Some(mid) = torn_boundary(*offset, data.len() as u64) else {
+                                continue;
+                            };
+                            if first {
+                                (*offset, mid)
+                            } else {
+                                (mid, *offset + data.len() as u64)
+                            }
+                        }
+                        _ => (*offset, *offset + data.len() as u64),
+                    };
+                    if file.len() < end as usize {
+                        file.resize(end as usize, 0);
+                    }
+                    let from = (start - offset) as usize;
+                    let to = (end - offset) as usize;
+                    file[start as usize..end as usize].copy_from_slice(&data[from..to]);
+                }
+                Op::Truncate { len, .. } => file.resize(*len as usize, 0),
+                _ => {}
+            }
+        }
+        Some(file)
+    }
+}
+
+/// A directory after a crash, as what each name holds, sorted by name.
+type DirState = Vec<(OsString, usize, Content)>;
+
+/// Replays `ops[..upto]`, each as `keep` says, into what every name holds.
+fn replay(rec: &Recording, upto: usize, keep: &dyn Fn(usize) -> Keep) -> DirState {
     let mut names: HashMap<OsString, usize> = rec.initial.iter().cloned().collect();
-    let mut files: HashMap<usize, Vec<u8>> = initial.clone();
+    let mut contents: HashMap<usize, Content> = HashMap::new();
     for (j, op) in rec.ops[..upto].iter().enumerate() {
         let how = keep(j);
         if how == Keep::Lost {
@@ -58,37 +108,21 @@ fn apply(
         match op {
             Op::Create { name, inode } => {
                 names.insert(name.clone(), *inode);
-                files.entry(*inode).or_default();
             }
             Op::Write {
                 inode,
                 offset,
                 data,
             } => {
-                let (start, end) = match how {
-                    Keep::Torn(first) => {
-                        let Some(mid) = torn_boundary(*offset, data.len() as u64) else {
-                            continue;
-                        };
-                        if first {
-                            (*offset, mid)
-                        } else {
-                            (mid, *offset + data.len() as u64)
-                        }
-                    }
-                    _ => (*offset, *offset + data.len() as u64),
-                };
-                let file = files.entry(*inode).or_default();
-                if file.len() < end as usize {
-                    file.resize(end as usize, 0);
+                // A torn write that spans one page persists whole or not at all: not torn.
+                if matches!(how, Keep::Torn(_))
+                    && torn_boundary(*offset, data.len() as u64).is_none()
+                {
+                    continue;
                 }
-                let from = (start - offset) as usize;
-                let to = (end - offset) as usize;
-                file[start as usize..end as usize].copy_from_slice(&data[from..to]);
+                contents.entry(*inode).or_default().push((j, how));
             }
-            Op::Truncate { inode, len } => {
-                files.entry(*inode).or_default().resize(*len as usize, 0);
-            }
+            Op::Truncate { inode, .. } => contents.entry(*inode).or_default().push((j, how)),
             Op::Rename { from, to } => {
                 if let Some(id) = names.remove(from) {
                     names.insert(to.clone(), id);
@@ -100,21 +134,23 @@ fn apply(
             Op::Sync { .. } | Op::SyncDir | Op::Committed | Op::Started => {}
         }
     }
-    let mut dir: Vec<(OsString, Vec<u8>)> = names
+    let mut dir: DirState = names
         .into_iter()
-        .map(|(name, id)| (name, files.get(&id).cloned().unwrap_or_default()))
+        .map(|(name, id)| {
+            let content = contents.get(&id).cloned().unwrap_or_default();
+            (name, id, content)
+        })
         .collect();
     dir.sort();
     dir
 }
 
-/// A directory after a crash: each name with its bytes, sorted by name.
-type DirState = Vec<(OsString, Vec<u8>)>;
-
-fn target_of(dir: &DirState, target: &OsStr) -> Option<Vec<u8>> {
-    dir.iter()
-        .find(|(name, _)| name == target)
-        .map(|(_, bytes)| bytes.clone())
+fn target_of(dir: &DirState, target: &OsStr) -> TargetKey {
+    TargetKey(
+        dir.iter()
+            .find(|(name, _, _)| name == target)
+            .map(|(_, inode, content)| (*inode, content.clone())),
+    )
 }
 
 /// The page boundary in the middle of a write that spans more than one page.
@@ -148,21 +184,17 @@ fn changes_state(op: &Op) -> bool {
     )
 }
 
-/// Every crash state of the directory under the model (duplicates removed), with what it
-/// holds under the name `target`, given the bytes each initial file held.
-pub fn crash_states(
-    rec: &Recording,
-    initial: &HashMap<usize, Vec<u8>>,
-    target: &OsStr,
-) -> Vec<CrashState> {
+/// Every crash state of the directory under the model (states whose every name holds the same
+/// operations counted once), with what it holds under the name `target`.
+pub fn crash_states(rec: &Recording, target: &OsStr) -> Vec<CrashState> {
     let ops = &rec.ops;
     let mut seen: HashSet<(DirState, bool)> = HashSet::new();
     let mut states = Vec::new();
     let mut add = |dir: DirState, after_commit: bool, label: String| {
-        let bytes = target_of(&dir, target);
+        let key = target_of(&dir, target);
         if seen.insert((dir, after_commit)) {
             states.push(CrashState {
-                target: bytes,
+                target: key,
                 after_commit,
                 label,
             });
@@ -171,7 +203,7 @@ pub fn crash_states(
     for upto in 0..=ops.len() {
         let after_commit = ops[..upto].iter().any(|o| matches!(o, Op::Committed));
         add(
-            apply(rec, initial, upto, &|_| Keep::All),
+            replay(rec, upto, &|_| Keep::All),
             after_commit,
             format!("everything up to operation {upto} persisted"),
         );
@@ -189,7 +221,7 @@ pub fn crash_states(
         }
         let lost: HashSet<usize> = optional.iter().copied().collect();
         add(
-            apply(rec, initial, upto, &|j| {
+            replay(rec, upto, &|j| {
                 if lost.contains(&j) {
                     Keep::Lost
                 } else {
@@ -201,7 +233,7 @@ pub fn crash_states(
         );
         for &j in &optional {
             add(
-                apply(rec, initial, upto, &|i| {
+                replay(rec, upto, &|i| {
                     if i == j { Keep::Lost } else { Keep::All }
                 }),
                 after_commit,
@@ -215,7 +247,7 @@ pub fn crash_states(
             {
                 for first in [true, false] {
                     add(
-                        apply(rec, initial, upto, &|i| {
+                        replay(rec, upto, &|i| {
                             if i == j { Keep::Torn(first) } else { Keep::All }
                         }),
                         after_commit,
@@ -264,9 +296,10 @@ mod tests {
 
     fn targets(ops: Vec<Op>) -> Vec<(Option<Vec<u8>>, bool)> {
         let initial = HashMap::from([(0usize, b"old".to_vec())]);
-        crash_states(&rec(ops), &initial, OsStr::new("t"))
+        let r = rec(ops);
+        crash_states(&r, OsStr::new("t"))
             .into_iter()
-            .map(|s| (s.target, s.after_commit))
+            .map(|s| (s.target_bytes(&r, &initial), s.after_commit))
             .collect()
     }
 
@@ -327,14 +360,16 @@ mod tests {
         let initial = HashMap::from([(0usize, vec![0u8; 0])]);
         let data = vec![7u8; 2 * PAGE as usize];
         let r = rec(vec![write(0, &data), Op::Sync { inode: 0 }]);
-        let states = crash_states(&r, &initial, OsStr::new("t"));
-        assert!(states.iter().any(|s| {
-            s.target
-                .as_ref()
+        let states: Vec<Option<Vec<u8>>> = crash_states(&r, OsStr::new("t"))
+            .iter()
+            .map(|s| s.target_bytes(&r, &initial))
+            .collect();
+        assert!(states.iter().any(|t| {
+            t.as_ref()
                 .is_some_and(|b| b.len() == PAGE as usize && b.iter().all(|&x| x == 7))
         }));
-        assert!(states.iter().any(|s| {
-            s.target.as_ref().is_some_and(|b| {
+        assert!(states.iter().any(|t| {
+            t.as_ref().is_some_and(|b| {
                 b.len() == 2 * PAGE as usize && b[..PAGE as usize].iter().all(|&x| x == 0)
             })
         }));

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use ndstore_core::ndarray::{Axis, Slice};
 use ndstore_core::{Backend, DynArray, SaveOptions, with_dyn_array};
 
-use crate::checks::{rows_for, versioned_with_len};
+use crate::checks::{large_len, large_rows, rows_for, versioned_rows, versioned_with_len};
 use crate::syscalls::{MARK_COMMITTED, MARK_START};
 
 /// An operation under test.
@@ -28,6 +28,16 @@ pub enum Scenario {
     RenameWithoutDirSync,
     /// Known bad: temporary and rename with a directory fsync, but no fsync of the data.
     RenameWithoutFsync,
+}
+
+/// How large a scenario's arrays are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scale {
+    /// A few KiB: every write is recorded with its bytes, every page can tear.
+    Small,
+    /// [`LARGE_BYTES`](crate::checks::LARGE_BYTES) (64 MiB) old and new versions, above every
+    /// fast-path threshold of the code.
+    Large,
 }
 
 /// The element count of the small (old) version.
@@ -72,19 +82,22 @@ impl Scenario {
     }
 
     /// The version on disk before the operation.
-    pub fn old(self, backend: &dyn Backend) -> DynArray {
-        match self {
-            Scenario::InPlace => versioned_with_len(backend, 0, 0, IN_PLACE),
-            _ => versioned_with_len(backend, 0, 0, OLD_LEN),
+    pub fn old(self, backend: &dyn Backend, scale: Scale) -> DynArray {
+        match (self, scale) {
+            (_, Scale::Large) => versioned_with_len(backend, 0, 0, large_len(backend)),
+            (Scenario::InPlace, Scale::Small) => versioned_with_len(backend, 0, 0, IN_PLACE),
+            (_, Scale::Small) => versioned_with_len(backend, 0, 0, OLD_LEN),
         }
     }
 
     /// The version the operation writes.
-    pub fn new_version(self, backend: &dyn Backend) -> DynArray {
-        match self {
-            Scenario::InPlace => versioned_with_len(backend, 0, 1, IN_PLACE),
-            Scenario::Writer => rows_for(backend, WRITER_ROWS).1,
-            _ => versioned_with_len(backend, 0, 1, NEW_LEN),
+    pub fn new_version(self, backend: &dyn Backend, scale: Scale) -> DynArray {
+        match (self, scale) {
+            (Scenario::Writer, Scale::Large) => versioned_rows(backend, 1, large_rows(backend)),
+            (_, Scale::Large) => versioned_with_len(backend, 0, 1, large_len(backend)),
+            (Scenario::InPlace, Scale::Small) => versioned_with_len(backend, 0, 1, IN_PLACE),
+            (Scenario::Writer, Scale::Small) => rows_for(backend, WRITER_ROWS).1,
+            (_, Scale::Small) => versioned_with_len(backend, 0, 1, NEW_LEN),
         }
     }
 }
@@ -121,9 +134,10 @@ pub fn run(
     dir: &Path,
     file: &str,
     scenario: Scenario,
+    scale: Scale,
 ) -> Result<(), String> {
     let target = dir.join(file);
-    let new = scenario.new_version(backend);
+    let new = scenario.new_version(backend, scale);
     // The bad protocols write the backend's own bytes, prepared outside the directory.
     let bad_bytes = if Scenario::BAD.contains(&scenario) {
         let scratch = dir
@@ -159,13 +173,10 @@ pub fn run(
             let mut writer = backend
                 .writer(&target, dtype, &new.shape()[1..], &SaveOptions::default())
                 .map_err(|e| e.to_string())?;
-            let third = WRITER_ROWS / 3;
+            let rows = new.shape()[0];
+            let third = rows / 3;
             for part in 0..3 {
-                let end = if part == 2 {
-                    WRITER_ROWS
-                } else {
-                    (part + 1) * third
-                };
+                let end = if part == 2 { rows } else { (part + 1) * third };
                 writer
                     .append(&row_slice(&new, part * third, end))
                     .map_err(|e| e.to_string())?;

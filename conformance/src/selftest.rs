@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use ndstore_core::npy_header;
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Backend, ByteOrder, Capabilities, CrashGuarantee, DType, DTypeKind,
-    DynArray, Error, ErrorKind, LoadOptions, Order, OutputFile, Replace, Result, SaveOptions,
-    with_dtype_kind, with_dyn_array,
+    Durability, DynArray, Error, ErrorKind, LoadOptions, Order, OutputFile, Replace, Result,
+    SaveOptions, with_dtype_kind, with_dyn_array,
 };
 
 use crate::fixtures::{self, Fixtures, Hostile, PythonInterop, Realistic};
@@ -32,14 +32,18 @@ enum Flaw {
     DropsByteOrder,
     CommitLosesTail,
     DropPublishes,
+    PanicKeepsAppended,
     OverwritesInPlace,
     RenameWithoutFsync,
     IgnoresWriteErrors,
+    AppendNotPoisoned,
     SyncSwallowsEio,
+    FlushedCommitForgetsPoison,
     AllocatesDeclaredSize,
     PanicsOnShortFiles,
     OpensTwice,
     TemporaryNotPrivate,
+    ReplacesProtectedFiles,
     SwapsStoredBytes,
 }
 
@@ -56,7 +60,7 @@ pub struct Variant {
 }
 
 /// Every broken variant, in catalogue order of the check each targets.
-pub const VARIANTS: [Variant; 12] = [
+pub const VARIANTS: [Variant; 16] = [
     Variant {
         name: "broken-drops-byte-order",
         check: "RT",
@@ -74,6 +78,12 @@ pub const VARIANTS: [Variant; 12] = [
         check: "FD",
         defect: "an uncommitted writer, dropped, publishes the rows it has",
         flaw: Flaw::DropPublishes,
+    },
+    Variant {
+        name: "broken-panic-keeps-appended",
+        check: "FD",
+        defect: "an in-place writer dropped during a panic keeps the rows it wrote out since its last flush, and its header counts them",
+        flaw: Flaw::PanicKeepsAppended,
     },
     Variant {
         name: "broken-overwrites-in-place",
@@ -94,10 +104,22 @@ pub const VARIANTS: [Variant; 12] = [
         flaw: Flaw::IgnoresWriteErrors,
     },
     Variant {
+        name: "broken-append-not-poisoned",
+        check: "IO",
+        defect: "a writer whose append fails part-way returns the error but keeps going: the partial rows stay, the row count includes them, and later appends and the commit return Ok",
+        flaw: Flaw::AppendNotPoisoned,
+    },
+    Variant {
         name: "broken-sync-swallows-eio",
         check: "FS",
         defect: "a writer's sync returns Ok when fsync fails, and keeps going",
         flaw: Flaw::SyncSwallowsEio,
+    },
+    Variant {
+        name: "broken-flushed-commit-forgets-poison",
+        check: "FS",
+        defect: "a Durability::Flushed writer's commit, which does not sync, returns Ok after a sync of the writer failed (synced writers are right)",
+        flaw: Flaw::FlushedCommitForgetsPoison,
     },
     Variant {
         name: "broken-allocates-declared-size",
@@ -122,6 +144,12 @@ pub const VARIANTS: [Variant; 12] = [
         check: "SE",
         defect: "a save creates its temporary without O_EXCL, with the default mode, and never gives it the target's mode",
         flaw: Flaw::TemporaryNotPrivate,
+    },
+    Variant {
+        name: "broken-replaces-protected-files",
+        check: "SE",
+        defect: "a save replaces a file the caller may not write and one whose owner it cannot keep, as if asked to (replace_read_only and allow_owner_change always on)",
+        flaw: Flaw::ReplacesProtectedFiles,
     },
     Variant {
         name: "broken-swaps-stored-bytes",
@@ -249,10 +277,12 @@ pub fn child_entry() {
     }
 }
 
-/// Writes `bytes` in pieces of 64 KiB (so a fault injected into the k-th write lands inside the
-/// data), ignoring their errors when `ignore_errors`.
+/// Writes `bytes` in at least 64 KiB and at most 16 pieces (so a fault injected into the k-th
+/// write lands inside the data, while a 64 MiB save stays a few writes, as with real backends:
+/// CP's crash states grow with the writes a save makes), ignoring their errors when
+/// `ignore_errors`.
 fn write_pieces(file: &mut File, bytes: &[u8], ignore_errors: bool, path: &Path) -> Result<()> {
-    for piece in bytes.chunks(64 << 10) {
+    for piece in bytes.chunks((bytes.len() / 16).max(64 << 10)) {
         let written = file.write_all(piece);
         if !ignore_errors {
             written.map_err(|e| Error::io("write failed", e).with_path(path))?;
@@ -402,6 +432,14 @@ impl Backend for Variant {
     }
 
     fn save(&self, path: &Path, array: &DynArray, options: &SaveOptions) -> Result<()> {
+        let forced;
+        let options = if self.flaw == Flaw::ReplacesProtectedFiles {
+            // Broken on purpose: the careful replace policy's opt-ins, taken without asking.
+            forced = options.replace_read_only().allow_owner_change();
+            &forced
+        } else {
+            options
+        };
         let byte_order = if self.flaw == Flaw::DropsByteOrder {
             ByteOrder::native()
         } else {
@@ -476,28 +514,39 @@ impl Backend for Variant {
             path: path.to_path_buf(),
             out: Some(out),
             replace: options.replace,
+            durability: options.durability,
             meta,
             header_len: header.len(),
             pending: Vec::new(),
             rows: 0,
             rows_out: 0,
+            flushed_rows: 0,
+            flushed_len: header.len() as u64,
+            poisoned: false,
         }))
     }
 }
 
 /// The variants' streaming writer: rows buffered, written out with the header's row count
 /// rewritten in place (its length never changes: numpy pads the growth axis), published on
-/// commit.
+/// commit. A failed write or sync poisons it: every later call and the commit fail, and an
+/// in-place file is cut back to its last flush (as it is when the writer is dropped during a
+/// panic).
 struct RowWriter {
     flaw: Flaw,
     path: PathBuf,
     out: Option<OutputFile>,
     replace: Replace,
+    durability: Durability,
     meta: ArrayMeta,
     header_len: usize,
     pending: Vec<u8>,
     rows: usize,
     rows_out: usize,
+    /// The rows and file length of the last `flush` or `sync`: what an in-place file goes back to.
+    flushed_rows: usize,
+    flushed_len: u64,
+    poisoned: bool,
 }
 
 impl RowWriter {
@@ -505,20 +554,30 @@ impl RowWriter {
         Error::new(ErrorKind::InvalidInput, "the writer is finished").with_path(&self.path)
     }
 
-    /// Writes the buffered rows and rewrites the header with their count.
+    fn check_poison(&self) -> Result<()> {
+        if self.poisoned {
+            Err(ndstore_core::atomic::poisoned_error(&self.path))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes the buffered rows and rewrites the header with their count; a failure poisons
+    /// the writer.
     fn write_out(&mut self) -> Result<()> {
+        self.check_poison()?;
+        let written = self.write_out_unpoisoned();
+        if written.is_err() && self.flaw != Flaw::AppendNotPoisoned {
+            self.poison();
+        }
+        written
+    }
+
+    fn write_out_unpoisoned(&mut self) -> Result<()> {
         let ignore = self.flaw == Flaw::IgnoresWriteErrors;
         let path = self.path.clone();
         let pending = std::mem::take(&mut self.pending);
-        let mut meta = self.meta.clone();
-        meta.shape[0] = self.rows;
-        let header = npy_header::encode(&meta);
-        if header.len() != self.header_len {
-            return Err(
-                Error::new(ErrorKind::TooLarge, "the row count outgrew the header")
-                    .with_path(&path),
-            );
-        }
+        let header = self.header_for(self.rows)?;
         let finished = self.finished();
         let file = self.out.as_mut().ok_or(finished)?.file()?;
         write_pieces(file, &pending, ignore, &path)?;
@@ -529,10 +588,65 @@ impl RowWriter {
         self.rows_out = self.rows;
         Ok(())
     }
+
+    fn header_for(&self, rows: usize) -> Result<Vec<u8>> {
+        let mut meta = self.meta.clone();
+        meta.shape[0] = rows;
+        let header = npy_header::encode(&meta);
+        if header.len() == self.header_len {
+            Ok(header)
+        } else {
+            Err(
+                Error::new(ErrorKind::TooLarge, "the row count outgrew the header")
+                    .with_path(&self.path),
+            )
+        }
+    }
+
+    /// Marks the writer poisoned and cuts an in-place file back to its last flush.
+    fn poison(&mut self) {
+        self.poisoned = true;
+        if self.replace == Replace::InPlace {
+            self.cut_back();
+        }
+    }
+
+    /// An in-place file back to exactly its last flush: its length, and the header's count.
+    fn cut_back(&mut self) {
+        let Ok(header) = self.header_for(self.flushed_rows) else {
+            return;
+        };
+        let len = self.flushed_len;
+        let Some(Ok(file)) = self.out.as_mut().map(OutputFile::file) else {
+            return;
+        };
+        if let Err(e) = file
+            .set_len(len)
+            .and_then(|()| file.write_all_at(&header, 0))
+        {
+            log::error!(
+                "{}: cutting the file back to its last flush failed: {e}",
+                self.path.display()
+            );
+        }
+    }
+
+    /// Notes what a successful flush or sync made the file hold.
+    fn flushed(&mut self) -> Result<()> {
+        let finished = self.finished();
+        let file = self.out.as_mut().ok_or(finished)?.file()?;
+        self.flushed_len = file
+            .metadata()
+            .map_err(|e| Error::io("cannot inspect", e).with_path(&self.path))?
+            .len();
+        self.flushed_rows = self.rows;
+        Ok(())
+    }
 }
 
 impl ArrayWriter for RowWriter {
     fn append(&mut self, rows: &DynArray) -> Result<()> {
+        self.check_poison()?;
         ndstore_core::check_rows(
             self.meta.dtype.kind,
             &self.meta.shape[1..],
@@ -555,28 +669,54 @@ impl ArrayWriter for RowWriter {
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.write_out()
+        self.write_out()?;
+        self.flushed()
     }
 
     fn sync(&mut self) -> Result<()> {
         self.write_out()?;
         let finished = self.finished();
-        let synced = self.out.as_mut().ok_or(finished)?.sync();
+        let out = self.out.as_mut().ok_or(finished)?;
+        let synced = if self.flaw == Flaw::FlushedCommitForgetsPoison
+            && self.durability == Durability::Flushed
+        {
+            // Broken on purpose: fsyncs the file by other means than the output's own handle,
+            // which therefore never learns that a sync failed (the writer alone remembers).
+            out.file()?
+                .sync_all()
+                .map_err(|e| Error::io("fsync failed", e).with_path(&self.path))
+        } else {
+            out.sync()
+        };
         if self.flaw == Flaw::SyncSwallowsEio {
             // Broken on purpose: the failure is dropped.
             let _ = synced;
             return Ok(());
         }
-        synced
+        if synced.is_err() {
+            self.poison();
+        }
+        synced?;
+        self.flushed()
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
+        let forgets =
+            self.flaw == Flaw::FlushedCommitForgetsPoison && self.durability == Durability::Flushed;
+        if !forgets {
+            // Broken on purpose when it forgets: a commit that does not sync looks no further.
+            self.check_poison()?;
+        }
         if self.flaw == Flaw::CommitLosesTail {
             // Broken on purpose: what was appended since the last write-out is forgotten.
             self.pending.clear();
             self.rows = self.rows_out;
         }
-        self.write_out()?;
+        if forgets {
+            self.write_out_unpoisoned()?;
+        } else {
+            self.write_out()?;
+        }
         let finished = self.finished();
         self.out.take().ok_or(finished)?.finish()
     }
@@ -595,11 +735,16 @@ impl Drop for RowWriter {
             }
             return;
         }
-        if self.replace == Replace::InPlace
-            && !std::thread::panicking()
-            && let Err(e) = self.write_out()
-        {
-            log::error!("{}: flush on drop failed: {e}", self.path.display());
+        if self.replace == Replace::InPlace && !self.poisoned {
+            if std::thread::panicking() {
+                // Only what the last flush published stays (unless broken on purpose, when the
+                // rows written out since then stay, counted by the header).
+                if self.flaw != Flaw::PanicKeepsAppended {
+                    self.cut_back();
+                }
+            } else if let Err(e) = self.write_out() {
+                log::error!("{}: flush on drop failed: {e}", self.path.display());
+            }
         }
         // An atomic writer's temporary is removed as `out` drops; rows still pending die here.
     }

@@ -2,9 +2,16 @@
 //! directory: creates, writes (with their bytes and offsets), truncations, renames, unlinks,
 //! fsyncs and msyncs, in order. The power-loss model ([`crate::powerloss`]) replays them.
 //!
-//! The trace must come from `strace -f -y -xx -s <large>` with the calls of [`TRACED`]: `-y`
-//! names each descriptor's file, `-xx` escapes every string as hex, so a line parses without
-//! guessing at quoting.
+//! The trace must come from `strace -f -y -xx -s STRING_LIMIT` with the calls of [`TRACED`]:
+//! `-y` names each descriptor's file, `-xx` escapes every string as hex, so a line parses
+//! without guessing at quoting.
+//!
+//! Writes up to [`STRING_LIMIT`] bytes are recorded with their bytes. A longer write (a 64 MiB
+//! save writes 8 MiB at a time) is recorded with only its first [`STRING_LIMIT`] bytes; the
+//! rest is taken from the file's final content, which is exact only when nothing later in the
+//! recording writes that range again or cuts the file below it. The parser checks both, and
+//! that the recorded first bytes match the final file where they were not overwritten, and
+//! refuses a recording it cannot rebuild (a large range written twice) instead of guessing.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -15,6 +22,11 @@ use std::path::{Path, PathBuf};
 pub const TRACED: &str = "trace=openat,open,creat,write,pwrite64,writev,pwritev,pwritev2,\
 fsync,fdatasync,sync_file_range,close,rename,renameat,renameat2,unlink,unlinkat,ftruncate,\
 fallocate,fcntl,dup,dup2,dup3,lseek,mmap,msync,copy_file_range,sendfile";
+
+/// strace's `-s`: how many bytes of each written buffer a recording holds. Header rewrites
+/// (the first bytes of a file) stay within it, so they never conflict with a large write's
+/// bytes taken from the final file.
+pub const STRING_LIMIT: usize = 65536;
 
 /// The file whose failed open marks, in a trace, the moment an operation returned Ok.
 pub const MARK_COMMITTED: &str = ".ndstore-mark-committed";
@@ -107,6 +119,14 @@ struct OpenFile {
     written: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
+/// A write whose buffer strace recorded only in part.
+struct CutWrite {
+    /// Its index in the operations.
+    at: usize,
+    /// Its length.
+    len: u64,
+}
+
 struct Mapping {
     addr: u64,
     len: u64,
@@ -125,6 +145,8 @@ struct Replay<'a> {
     started: bool,
     /// msync writes whose bytes are read at the end: (operation index, length).
     msyncs: Vec<(usize, u64)>,
+    /// Writes strace cut short, completed from the final file at the end.
+    cut: Vec<CutWrite>,
     /// For msync: the bytes each file holds at the end (read by the caller).
     final_bytes: &'a dyn Fn(&OsString) -> Option<Vec<u8>>,
 }
@@ -175,13 +197,21 @@ fn unhex(text: &str) -> Result<Vec<u8>, String> {
 
 /// A quoted string argument's bytes; a string strace cut short is an error.
 fn string_arg(arg: &str) -> Result<Vec<u8>, String> {
+    match buffer_arg(arg)? {
+        (bytes, false) => Ok(bytes),
+        (_, true) => Err("strace cut a string short: raise -s".to_owned()),
+    }
+}
+
+/// A written buffer's recorded bytes, and whether strace cut it short.
+fn buffer_arg(arg: &str) -> Result<(Vec<u8>, bool), String> {
     let inner = arg
         .strip_prefix('"')
         .ok_or_else(|| format!("not a string: {arg}"))?;
-    if inner.ends_with("\"...") {
-        return Err("strace cut a string short: raise -s".to_owned());
+    if let Some(head) = inner.strip_suffix("\"...") {
+        return Ok((unhex(head)?, true));
     }
-    unhex(inner.strip_suffix('"').unwrap_or(inner))
+    Ok((unhex(inner.strip_suffix('"').unwrap_or(inner))?, false))
 }
 
 /// A descriptor argument decorated by -y: its number and path.
@@ -242,8 +272,10 @@ impl Replay<'_> {
         }
     }
 
-    fn write(&mut self, inode: usize, offset: u64, data: Vec<u8>) {
-        let end = offset + data.len() as u64;
+    /// Records a write of `len` bytes, of which `data` holds the first (all, unless strace cut
+    /// the buffer short).
+    fn write(&mut self, inode: usize, offset: u64, data: Vec<u8>, len: u64) {
+        let end = offset + len;
         let size = self.sizes.entry(inode).or_insert(0);
         *size = (*size).max(end);
         self.push(Op::Write {
@@ -331,8 +363,14 @@ impl Replay<'_> {
                     return Ok(());
                 };
                 let n = number(ret).ok_or_else(|| format!("write returned {ret}"))? as usize;
-                let mut data = string_arg(args.get(1).ok_or("write without data")?)?;
+                let (mut data, cut) = buffer_arg(args.get(1).ok_or("write without data")?)?;
                 data.truncate(n);
+                if cut && data.len() < n {
+                    self.cut.push(CutWrite {
+                        at: self.rec.ops.len(),
+                        len: n as u64,
+                    });
+                }
                 file.written.set(true);
                 let offset = if name == "pwrite64" {
                     number(args.get(3).ok_or("pwrite without an offset")?)
@@ -346,7 +384,7 @@ impl Replay<'_> {
                     file.pos.set(at + n as u64);
                     at
                 };
-                self.write(inode, offset, data);
+                self.write(inode, offset, data, n as u64);
             }
             "writev" | "pwritev" | "pwritev2" | "copy_file_range" | "sendfile" => {
                 let target = if name == "copy_file_range" { 2 } else { 0 };
@@ -510,7 +548,7 @@ impl Replay<'_> {
                 // are taken as the file's final bytes in that range, filled in at the end,
                 // when the file's final name is known.
                 self.msyncs.push((self.rec.ops.len(), len));
-                self.write(inode, offset, Vec::new());
+                self.write(inode, offset, Vec::new(), 0);
                 if args.get(2).is_some_and(|f| f.contains("MS_SYNC")) {
                     self.push(Op::Sync { inode });
                 }
@@ -540,6 +578,7 @@ pub fn parse(
         rec: Recording::default(),
         started: false,
         msyncs: Vec::new(),
+        cut: Vec::new(),
         final_bytes,
     };
     for name in initial {
@@ -572,15 +611,24 @@ pub fn parse(
         let Some(open) = line.find('(') else {
             continue;
         };
-        let Some(close) = line.rfind(") = ") else {
+        let name = &line[..open];
+        // strace pads a resumed call's return value (`<... fsync resumed>)      = 0`); strings
+        // are hex under -xx, so " = " occurs only before the return value.
+        let parsed = line.rsplit_once(" = ").and_then(|(call, ret)| {
+            let call = call.trim_end();
+            (call.len() > open && call.ends_with(')'))
+                .then(|| (&call[open + 1..call.len() - 1], ret.trim()))
+        });
+        let Some((inner, ret)) = parsed else {
+            if traced(name) {
+                return Err(format!(
+                    "a traced call without a return value: the model cannot replay it (in: {})",
+                    truncate(&line)
+                ));
+            }
             continue;
         };
-        if close < open {
-            continue;
-        }
-        let name = &line[..open];
-        let args = split_args(&line[open + 1..close]);
-        let ret = line[close + 4..].trim();
+        let args = split_args(inner);
         replay
             .line(name, &args, ret)
             .map_err(|e| format!("{e} (in: {})", truncate(&line)))?;
@@ -589,6 +637,7 @@ pub fn parse(
         replay.rec.final_names.insert(*id, name.clone());
     }
     let mut rec = replay.rec;
+    complete_cut_writes(&mut rec, &replay.cut, &replay.msyncs, replay.final_bytes)?;
     for (at, len) in replay.msyncs {
         if let Some(Op::Write {
             inode,
@@ -609,6 +658,107 @@ pub fn parse(
         }
     }
     Ok(rec)
+}
+
+/// Fills in the bytes strace did not record of each cut write, from the file's final content,
+/// after checking that the final content still holds them: no later write of the same file
+/// overlaps the missing range and no later truncation cuts below it (stores through a map,
+/// modelled from the final content themselves, are not counted), and the recorded first bytes
+/// match the final content where nothing overwrote them.
+fn complete_cut_writes(
+    rec: &mut Recording,
+    cut: &[CutWrite],
+    msyncs: &[(usize, u64)],
+    final_bytes: &dyn Fn(&OsString) -> Option<Vec<u8>>,
+) -> Result<(), String> {
+    let mut finals: HashMap<usize, Vec<u8>> = HashMap::new();
+    for c in cut {
+        let Some(Op::Write {
+            inode,
+            offset,
+            data,
+        }) = rec.ops.get(c.at)
+        else {
+            return Err("a cut write is not a write".to_owned());
+        };
+        let (inode, offset, head) = (*inode, *offset, data.len() as u64);
+        let (missing, end) = (offset + head, offset + c.len);
+        let overlaps = |from: u64, to: u64, o: u64, l: u64| o < to && o + l > from;
+        let mut head_overwritten = false;
+        for (j, op) in rec.ops.iter().enumerate().skip(c.at + 1) {
+            match op {
+                Op::Write {
+                    inode: i,
+                    offset: o,
+                    data: d,
+                } if *i == inode => {
+                    if msyncs.iter().any(|(at, _)| *at == j) {
+                        continue;
+                    }
+                    let l = cut
+                        .iter()
+                        .find(|later| later.at == j)
+                        .map_or(d.len() as u64, |later| later.len);
+                    if overlaps(missing, end, *o, l) {
+                        return Err(format!(
+                            "a write of {} bytes at offset {offset} was recorded without its last {} bytes, and a later write (operation {j}, {l} bytes at {o}) overwrote them: the model cannot rebuild it",
+                            c.len,
+                            end - missing
+                        ));
+                    }
+                    head_overwritten |= overlaps(offset, missing, *o, l);
+                }
+                Op::Truncate { inode: i, len } if *i == inode && *len < end => {
+                    return Err(format!(
+                        "a write of {} bytes at offset {offset} was recorded without its last {} bytes, and a later truncation to {len} bytes cut into them: the model cannot rebuild it",
+                        c.len,
+                        end - missing
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let std::collections::hash_map::Entry::Vacant(slot) = finals.entry(inode) {
+            let bytes = rec
+                .final_names
+                .get(&inode)
+                .and_then(final_bytes)
+                .ok_or_else(|| {
+                    format!(
+                        "a write of {} bytes at offset {offset} was recorded without all its bytes, and its file is gone at the end: the model cannot rebuild it",
+                        c.len
+                    )
+                })?;
+            slot.insert(bytes);
+        }
+        let whole = &finals[&inode];
+        if (whole.len() as u64) < end {
+            return Err(format!(
+                "a write of {} bytes at offset {offset} was recorded without all its bytes, and the final file ({} bytes) does not hold them",
+                c.len,
+                whole.len()
+            ));
+        }
+        let (missing, end, start) = (missing as usize, end as usize, offset as usize);
+        if let Some(Op::Write { data, .. }) = rec.ops.get_mut(c.at) {
+            if !head_overwritten && data[..] != whole[start..missing] {
+                return Err(format!(
+                    "the first {} recorded bytes of a write at offset {offset} differ from the final file there: the final file is not what the recording wrote",
+                    missing - start
+                ));
+            }
+            data.extend_from_slice(&whole[missing..end]);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is one of the calls of [`TRACED`].
+fn traced(name: &str) -> bool {
+    TRACED
+        .trim_start_matches("trace=")
+        .split(',')
+        .any(|call| call == name)
 }
 
 fn truncate(line: &str) -> String {
@@ -632,11 +782,13 @@ mod tests {
             "1 openat(AT_FDCWD<{root}>, \"{tmp}\", O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, 0666) = 3<{tmp}>\n\
              1 write(3<{tmp}>, \"{data}\", 5 <unfinished ...>\n\
              2 close(9<{other}>) = 0\n\
-             1 <... write resumed>) = 3\n\
+             1 <... write resumed>)              = 3\n\
              1 fcntl(3<{tmp}>, F_DUPFD_CLOEXEC, 0) = 4<{tmp}>\n\
              1 write(4<{tmp}>, \"{more}\", 2) = 2\n\
              1 pwrite64(3<{tmp}>, \"{h}\", 1, 0) = 1\n\
-             1 fsync(3<{tmp}>) = 0\n\
+             1 fsync(3<{tmp}> <unfinished ...>\n\
+             2 close(8<{other}>) = 0\n\
+             1 <... fsync resumed>)              = 0\n\
              1 close(3<{tmp}>) = 0\n\
              1 rename(\"{tmp}\", \"{target}\") = 0\n\
              1 openat(AT_FDCWD<{root}>, \"{dirx}\", O_RDONLY|O_CLOEXEC) = 3<{dirx}>\n\
@@ -686,7 +838,7 @@ mod tests {
     }
 
     #[test]
-    fn a_string_cut_short_is_an_error_not_a_shorter_write() {
+    fn a_cut_write_without_a_final_file_is_refused_not_a_shorter_write() {
         let dir = Path::new("/d");
         let f = hex("/d/a");
         let log = format!(
@@ -695,6 +847,81 @@ mod tests {
             d = hex("abc")
         );
         let err = parse(&log, dir, &[], &|_| None).unwrap_err();
-        assert!(err.contains("cut a string short"), "{err}");
+        assert!(err.contains("cannot rebuild"), "{err}");
+    }
+
+    /// A file `a` created, then the given writes (descriptor 3), as strace logs them.
+    fn log_of(writes: &[String]) -> String {
+        let f = hex("/d/a");
+        let mut log = format!(
+            "1 openat(AT_FDCWD<{r}>, \"{f}\", O_WRONLY|O_CREAT, 0666) = 3<{f}>\n",
+            r = hex("/"),
+        );
+        for w in writes {
+            log.push_str(&w.replace("FD", &format!("3<{f}>")));
+            log.push('\n');
+        }
+        log
+    }
+
+    fn final_file(bytes: &'static [u8]) -> impl Fn(&OsString) -> Option<Vec<u8>> {
+        move |name| (name == "a").then(|| bytes.to_vec())
+    }
+
+    fn written(rec: &Recording) -> Vec<(u64, Vec<u8>)> {
+        rec.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Write { offset, data, .. } => Some((*offset, data.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cut_write_is_completed_from_the_final_file() {
+        let log = log_of(&[format!("1 write(FD, \"{}\"..., 10) = 10", hex("01"))]);
+        let rec = parse(&log, Path::new("/d"), &[], &final_file(b"0123456789")).unwrap();
+        assert_eq!(written(&rec), vec![(0, b"0123456789".to_vec())]);
+    }
+
+    #[test]
+    fn a_header_rewritten_within_the_recorded_bytes_is_kept_apart() {
+        // The streaming writer's pattern: header and data in one large write, then the header
+        // rewritten in place; the first write's header is its recorded bytes.
+        let log = log_of(&[
+            format!("1 write(FD, \"{}\"..., 10) = 10", hex("h0")),
+            format!("1 pwrite64(FD, \"{}\", 2, 0) = 2", hex("H1")),
+        ]);
+        let rec = parse(&log, Path::new("/d"), &[], &final_file(b"H123456789")).unwrap();
+        assert_eq!(
+            written(&rec),
+            vec![(0, b"h0234567890"[..10].to_vec()), (0, b"H1".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_large_range_written_twice_is_refused() {
+        let log = log_of(&[
+            format!("1 write(FD, \"{}\"..., 10) = 10", hex("01")),
+            format!("1 pwrite64(FD, \"{}\", 2, 5) = 2", hex("xx")),
+        ]);
+        let err = parse(&log, Path::new("/d"), &[], &final_file(b"01234xx789")).unwrap_err();
+        assert!(err.contains("cannot rebuild"), "{err}");
+        let log = log_of(&[
+            format!("1 write(FD, \"{}\"..., 10) = 10", hex("01")),
+            "1 ftruncate(FD, 4) = 0".to_owned(),
+        ]);
+        let err = parse(&log, Path::new("/d"), &[], &final_file(b"0123")).unwrap_err();
+        assert!(err.contains("cannot rebuild"), "{err}");
+    }
+
+    #[test]
+    fn a_final_file_that_does_not_match_the_recorded_bytes_is_refused() {
+        let log = log_of(&[format!("1 write(FD, \"{}\"..., 10) = 10", hex("01"))]);
+        let err = parse(&log, Path::new("/d"), &[], &final_file(b"ab23456789")).unwrap_err();
+        assert!(err.contains("differ from the final file"), "{err}");
+        let err = parse(&log, Path::new("/d"), &[], &final_file(b"01")).unwrap_err();
+        assert!(err.contains("does not hold them"), "{err}");
     }
 }

@@ -1,12 +1,27 @@
 //! CO: two processes saving the same path leave one complete version, and a reader looping
-//! during the replaces never sees a partial file.
+//! during the replaces never sees a partial file or a mix of two versions.
+//!
+//! Three races: two writers of small and medium arrays while this process reads; two writers of
+//! 64 MiB arrays while it reads (every multi-threaded read path runs: parallel bulk reads,
+//! direct HDF5 reads, two-half text loads); and loads of a 64 MiB target that a thread keeps
+//! replacing by rename every few microseconds, alternating between two complete versions. A
+//! loader that opens the path twice (or reads metadata through one open and data through
+//! another) sees a rename between its opens in the third race, and returns a mix. When the
+//! fixtures have an editor (HDF5's `add_dataset`), two processes also add arrays to one file at
+//! once, and none may be lost.
 
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ndstore_core::{SaveOptions, list_temps};
 
 use crate::Ctx;
-use crate::checks::{identify, versioned};
+use crate::checks::{
+    Sizes, array_bytes, identify_sized, large_len, largest_bytes, size_text, sizes_text, versioned,
+    versioned_with_len,
+};
 use crate::child::{self, Task};
 use crate::fixtures::Editor;
 use crate::report::CheckResult;
@@ -18,10 +33,82 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if !caps.atomic_replace {
         return Ok(CheckResult::not_applicable("CO", "atomic_replace"));
     }
-    let saves = ctx.mode.count(100, 1000);
-    let path = ctx.path("co");
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    let mut what = Vec::new();
+    let large = Sizes::Fixed(large_len(backend));
+    for (sizes, saves) in [
+        (Sizes::Mixed, ctx.mode.count(100, 1000)),
+        (large, ctx.mode.count(3, 12)),
+    ] {
+        let (n, text) = racing_writers(ctx, sizes, saves, &mut failures)?;
+        cases += n;
+        what.push(text);
+    }
+    // A loader that opens the path twice but checks the second file's length against the
+    // first's metadata (and falls back to a correct path when they disagree) mixes versions
+    // only when the shorter one's metadata meets the longer file: a quarter of the loads. 24
+    // loads miss that with a chance of 0.1% (12 missed it in one of a few HDF5 runs).
+    let (n, text) = flipping_target(ctx, large, ctx.mode.count(24, 100), &mut failures)?;
+    cases += n;
+    what.push(text);
+    if caps.in_place_update {
+        cases += 1;
+        if let Err(e) = lock_conflicts(ctx) {
+            failures.push(format!("lock conflicts: {e}"));
+        }
+        what.push("a second in-place writer gets a clear lock error".to_owned());
+    }
+    if let Some(editor) = ctx.fixtures.editor() {
+        let additions = ctx.mode.count(10, 50);
+        let (ran, problems) = concurrent_edits(ctx, &editor, additions)?;
+        cases += ran;
+        failures.extend(problems);
+        what.push(format!(
+            "two processes × {additions} additions of an array to one file lose none"
+        ));
+    }
+    let result = CheckResult::counted(
+        "CO",
+        cases,
+        &failures,
+        &format!(
+            "arrays up to {}: {}",
+            size_text(largest_bytes(backend, large)),
+            what.join("; ")
+        ),
+    );
+    // Without strace the loads ran, but a loader that opens the path twice is caught only when
+    // the scheduler happens to let a rename in between: that part did not really run.
+    Ok(match super::power::strace_missing() {
+        Some(missing) => result.with_skipped_part(&format!(
+            "no {missing}, so the loading child's opens were not delayed"
+        )),
+        None => result,
+    })
+}
+
+/// Two child processes save `saves` versions of `sizes` to one path while this process loads
+/// it in a loop: every load is one complete version, the last is a writer's last, and no
+/// temporary is left. Returns the case count and a description.
+fn racing_writers(
+    ctx: &Ctx<'_>,
+    sizes: Sizes,
+    saves: u64,
+    failures: &mut Vec<String>,
+) -> Result<(u64, String), String> {
+    let backend = ctx.backend;
+    let path = ctx.path(if sizes == Sizes::Mixed {
+        "co"
+    } else {
+        "co-large"
+    });
     backend
-        .save(&path, &versioned(backend, 2, 0), &SaveOptions::default())
+        .save(
+            &path,
+            &sizes.version(backend, 2, 0),
+            &SaveOptions::default(),
+        )
         .map_err(|e| e.to_string())?;
     let mut writers = Vec::new();
     for writer in 0..2 {
@@ -29,17 +116,20 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             path: path.clone(),
             writer,
             count: saves,
+            sizes,
         })?);
     }
-    let mut failures = Vec::new();
     let mut reads = 0u64;
     loop {
         let running = writers.iter_mut().any(|w| matches!(w.try_wait(), Ok(None)));
         reads += 1;
         match crate::checks::load(backend, &path) {
             Ok((_, array)) => {
-                if identify(backend, &array, 3, saves).is_none() {
-                    failures.push(format!("read {reads}: not a complete version"));
+                if identify_sized(backend, &array, 3, saves, sizes).is_none() {
+                    failures.push(format!(
+                        "read {reads} (versions {}): not a complete version",
+                        sizes_text(backend, sizes)
+                    ));
                 }
             }
             Err(e) => failures.push(format!("read {reads}: {e}")),
@@ -66,7 +156,7 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     }
     cases += 1;
     match crate::checks::load(backend, &path) {
-        Ok((_, array)) => match identify(backend, &array, 2, saves) {
+        Ok((_, array)) => match identify_sized(backend, &array, 2, saves, sizes) {
             Some((_, i)) if i + 1 == saves => {}
             other => failures.push(format!(
                 "the final target is {other:?}, not a writer's last version"
@@ -79,30 +169,171 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if !temps.is_empty() {
         failures.push(format!("{} temporary files left", temps.len()));
     }
-    if caps.in_place_update {
-        cases += 1;
-        if let Err(e) = lock_conflicts(ctx) {
-            failures.push(format!("lock conflicts: {e}"));
-        }
+    let _ = std::fs::remove_file(&path);
+    Ok((
+        cases,
+        format!(
+            "two processes × {saves} saves {} of one path while this process read it {reads} times, every read a complete version",
+            sizes_text(backend, sizes)
+        ),
+    ))
+}
+
+/// Loads a target that a thread keeps replacing by rename, alternating between two complete
+/// versions of different lengths (hard links to two saved files): every load must be exactly
+/// one of them. The lengths differ, so metadata read through one open and data through another
+/// cannot agree by chance.
+fn flipping_target(
+    ctx: &Ctx<'_>,
+    sizes: Sizes,
+    loads: u64,
+    failures: &mut Vec<String>,
+) -> Result<(u64, String), String> {
+    let backend = ctx.backend;
+    let dir = ctx.dir.path().join("co-flip");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let ext = backend.extension();
+    let len = sizes.len(0);
+    let arrays = [
+        versioned_with_len(backend, 0, 0, len),
+        versioned_with_len(backend, 1, 0, len - len / 8),
+    ];
+    let versions = [dir.join(format!("a.{ext}")), dir.join(format!("b.{ext}"))];
+    for (array, path) in arrays.iter().zip(&versions) {
+        backend
+            .save(path, array, &SaveOptions::new().flushed())
+            .map_err(|e| e.to_string())?;
     }
-    let locks = if caps.in_place_update {
-        "; a second in-place writer gets a clear lock error"
-    } else {
-        ""
+    let target = dir.join(format!("target.{ext}"));
+    std::fs::hard_link(&versions[0], &target).map_err(|e| e.to_string())?;
+    let mut notes = String::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flipper = {
+        let stop = Arc::clone(&stop);
+        let (versions, target, staged) = (versions.clone(), target.clone(), dir.join("staged"));
+        std::thread::spawn(move || flip(&versions, &target, &staged, &stop))
     };
-    let mut what = format!(
-        "two processes × {saves} saves of one path while this process read it {reads} times; every read a complete version{locks}"
-    );
-    if let Some(editor) = ctx.fixtures.editor() {
-        let additions = ctx.mode.count(10, 50);
-        let (ran, problems) = concurrent_edits(ctx, &editor, additions)?;
-        cases += ran;
-        failures.extend(problems);
-        what.push_str(&format!(
-            "; two processes × {additions} additions of an array to one file lose none"
-        ));
+    let lines = load_in_child(&target, &arrays, loads, &mut notes);
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = [0u64; 2];
+    match &lines {
+        Ok(lines) => {
+            for line in lines.iter().filter_map(|l| l.strip_prefix("LOAD ")) {
+                let (read, which) = line.split_once(' ').unwrap_or((line, ""));
+                match which {
+                    "0" => seen[0] += 1,
+                    "1" => seen[1] += 1,
+                    "OTHER" => failures.push(format!(
+                        "load {read} of a target replaced by rename every few microseconds: not one complete version (a loader that opens the path twice mixes two)"
+                    )),
+                    other => failures.push(format!(
+                        "load {read} of a target replaced by rename every few microseconds: {other}"
+                    )),
+                }
+            }
+            if seen[0] + seen[1] + failures.len() as u64 == 0 {
+                failures.push("the loading child reported no load".to_owned());
+            }
+        }
+        Err(e) => failures.push(format!("loads during renames: {e}")),
     }
-    Ok(CheckResult::counted("CO", cases, &failures, &what))
+    stop.store(true, Ordering::Relaxed);
+    let flipped = flipper
+        .join()
+        .map_err(|_| "the renaming thread panicked".to_owned())??;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((
+        loads,
+        format!(
+            "{loads} loads in another process{notes} of a target of {} or {} replaced by rename {flipped} times meanwhile (every few microseconds), each exactly one version ({} and {} of each)",
+            size_text(array_bytes(&arrays[0])),
+            size_text(array_bytes(&arrays[1])),
+            seen[0],
+            seen[1]
+        ),
+    ))
+}
+
+/// How long each open of the loading child is held back, in microseconds: a loader that opens
+/// the path twice then has a rename between its opens on nearly every load, instead of only
+/// when the scheduler happens to let one in.
+const OPEN_DELAY_US: u32 = 5000;
+
+/// Loads `target` `loads` times in a child, whose opens strace delays when it can (`notes`
+/// then says so); returns the child's lines.
+fn load_in_child(
+    target: &Path,
+    arrays: &[ndstore_core::DynArray; 2],
+    loads: u64,
+    notes: &mut String,
+) -> Result<Vec<String>, String> {
+    let versions = arrays
+        .iter()
+        .enumerate()
+        .map(|(writer, a)| (writer as u64, a.len()))
+        .collect();
+    let task = Task::LoadVersions {
+        path: target.to_path_buf(),
+        versions,
+        loads,
+    };
+    let inner = child::command(&task)?;
+    let strace = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut cmd = if strace {
+        *notes = format!(
+            " whose opens strace delays by {} ms each",
+            OPEN_DELAY_US / 1000
+        );
+        let delay = format!("inject=openat,open:delay_exit={OPEN_DELAY_US}");
+        super::power::wrapped(
+            "strace",
+            &[
+                "-f",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=openat,open",
+                "-e",
+                &delay,
+            ],
+            None,
+            &inner,
+        )
+    } else {
+        *notes = " (strace missing: opens not delayed)".to_owned();
+        inner
+    };
+    let output = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot start the loading child: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("the loading child failed ({})", output.status));
+    }
+    Ok(child::protocol_lines(&output.stdout))
+}
+
+/// Until `stop`: link one of `versions` at `staged` and rename it over `target`, alternating.
+/// Returns how many renames it made.
+fn flip(
+    versions: &[std::path::PathBuf; 2],
+    target: &Path,
+    staged: &Path,
+    stop: &AtomicBool,
+) -> Result<u64, String> {
+    let mut flips = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let _ = std::fs::remove_file(staged);
+        std::fs::hard_link(&versions[1 - (flips as usize % 2)], staged)
+            .map_err(|e| format!("linking: {e}"))?;
+        std::fs::rename(staged, target).map_err(|e| format!("renaming: {e}"))?;
+        flips += 1;
+    }
+    Ok(flips)
 }
 
 /// While this process holds an in-place handle, another process's in-place open and in-place

@@ -1,6 +1,10 @@
 //! CK: a child saves in a loop and is killed with SIGKILL at random moments; after every kill
 //! the target must be a complete acknowledged version (the last acknowledged one, or the one
 //! in flight), with at most one stale temporary file, which the cleanup call removes.
+//!
+//! Most kills land in small and medium saves (up to 768 KiB); a few land in 64 MiB saves, whose
+//! replaced file is released on a background thread and whose data is written back eagerly,
+//! so the fast paths meet a kill too.
 
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
@@ -8,10 +12,16 @@ use std::time::{Duration, Instant};
 use ndstore_core::{CrashGuarantee, SaveOptions, list_temps, remove_stale_temps};
 
 use crate::Ctx;
-use crate::checks::{identify, versioned};
+use crate::checks::{Sizes, identify_sized, large_len, size_text};
 use crate::child::{self, PREFIX, Task};
 use crate::report::CheckResult;
 use crate::sample::Rng;
+
+/// One series of kills: how many, and how large the arrays are.
+struct Series {
+    kills: u64,
+    sizes: Sizes,
+}
 
 /// CK: atomic saves, and in-place handles against the guarantee they declare.
 pub fn ck(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
@@ -24,55 +34,80 @@ pub fn ck(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             "atomic_replace or in_place_update",
         ));
     }
-    let kills = ctx.mode.count(200, 2000);
+    let series = [
+        Series {
+            kills: ctx.mode.count(200, 2000),
+            sizes: Sizes::Mixed,
+        },
+        Series {
+            kills: ctx.mode.count(6, 40),
+            sizes: Sizes::Fixed(large_len(ctx.backend)),
+        },
+    ];
     let mut failures = Vec::new();
     let mut cases = 0;
     let mut what = Vec::new();
-    if atomic {
-        cases += kills;
-        what.push(ck_atomic(ctx, kills, &mut failures)?);
+    for series in &series {
+        if atomic {
+            cases += series.kills;
+            what.push(ck_atomic(ctx, series, &mut failures)?);
+        }
+        if in_place {
+            cases += series.kills;
+            what.push(ck_in_place(ctx, series, &mut failures)?);
+        }
     }
-    if in_place {
-        cases += kills;
-        what.push(ck_in_place(ctx, kills, &mut failures)?);
-    }
+    let largest = series
+        .iter()
+        .map(|s| crate::checks::largest_bytes(ctx.backend, s.sizes))
+        .max()
+        .unwrap_or(0);
     Ok(CheckResult::counted(
         "CK",
         cases,
         &failures,
-        &what.join("; "),
+        &format!("arrays up to {}: {}", size_text(largest), what.join("; ")),
     ))
 }
 
 /// Kills during atomic saves; returns the description of what was checked.
-fn ck_atomic(ctx: &Ctx<'_>, kills: u64, failures: &mut Vec<String>) -> Result<String, String> {
+fn ck_atomic(ctx: &Ctx<'_>, series: &Series, failures: &mut Vec<String>) -> Result<String, String> {
     let backend = ctx.backend;
-    let path = ctx.path("ck");
+    let Series { kills, sizes, .. } = *series;
+    let large = sizes != Sizes::Mixed;
+    let path = ctx.path(if large { "ck-large" } else { "ck" });
     // The initial content is version 0 of writer 1: "nothing acknowledged yet" must find it.
-    let initial = versioned(backend, 1, 0);
+    let initial = sizes.version(backend, 1, 0);
     backend
         .save(&path, &initial, &SaveOptions::default())
         .map_err(|e| format!("initial save: {e}"))?;
 
-    // Time one save of each size, so kill moments spread over whole saves.
+    // Time a few saves, so kill moments spread over whole saves: mixed series time one save of
+    // each size and kill within about six; large series kill within about two.
+    let timed = if large { 2 } else { 4 };
     let started = Instant::now();
-    for i in 0..4 {
+    for i in 0..timed {
         backend
-            .save(&path, &versioned(backend, 1, i), &SaveOptions::default())
+            .save(
+                &path,
+                &sizes.version(backend, 1, i),
+                &SaveOptions::default(),
+            )
             .map_err(|e| e.to_string())?;
     }
     backend
         .save(&path, &initial, &SaveOptions::default())
         .map_err(|e| e.to_string())?;
-    let per_save = started.elapsed() / 5;
-    let window = (per_save * 6).max(Duration::from_millis(2));
+    let per_save = started.elapsed() / (timed as u32 + 1);
+    let window = (per_save * if large { 2 } else { 6 }).max(Duration::from_millis(2));
 
-    let mut rng = Rng::new(0xdead_5eed);
+    let mut rng = Rng::new(if large { 0xb16_5eed } else { 0xdead_5eed });
     let failed_before = failures.len();
     let mut acked_total = 0u64;
     let mut stale_seen = 0u64;
     let mut previous: Option<(u64, u64)> = Some((1, 0));
-    let mut progress = crate::progress::Progress::new(backend.name(), "CK", kills);
+    let label = if large { "CK 64 MiB" } else { "CK" };
+    let mut progress = crate::progress::Progress::new(backend.name(), label, kills);
     for kill in 0..kills {
         progress.tick(kill);
         let result = (|| -> Result<(), String> {
@@ -82,13 +117,14 @@ fn ck_atomic(ctx: &Ctx<'_>, kills: u64, failures: &mut Vec<String>) -> Result<St
                     path: path.clone(),
                     writer: 0,
                     count: u64::MAX,
+                    sizes,
                 },
                 delay,
             )?;
             acked_total += last_ack.map_or(0, |n| n + 1);
             let (_, loaded) = crate::checks::load(backend, &path)
                 .map_err(|e| format!("the target does not load after the kill: {e}"))?;
-            let found = identify(backend, &loaded, 2, u64::MAX >> 44);
+            let found = identify_sized(backend, &loaded, 2, u64::MAX >> 44, sizes);
             // Acceptable: the last acknowledged version, or the one in flight after it.
             let acceptable = match last_ack {
                 Some(n) => vec![(0, n), (0, n + 1)],
@@ -108,20 +144,28 @@ fn ck_atomic(ctx: &Ctx<'_>, kills: u64, failures: &mut Vec<String>) -> Result<St
             if !list_temps(&path).map_err(|e| e.to_string())?.is_empty() {
                 return Err("remove_stale_temps left a temporary file".to_owned());
             }
-            // Start the next round from a known acknowledged state.
-            backend
-                .save(&path, &initial, &SaveOptions::default())
-                .map_err(|e| e.to_string())?;
-            previous = Some((1, 0));
+            // Start the next round from a known acknowledged state. A large series goes on
+            // from the version found, which is complete and known: a second 64 MiB save per
+            // kill would double the series' time.
+            if !large {
+                backend
+                    .save(&path, &initial, &SaveOptions::default())
+                    .map_err(|e| e.to_string())?;
+                previous = Some((1, 0));
+            }
             Ok(())
         })();
         if let Err(e) = result {
-            failures.push(format!("kill {kill}: {e}"));
+            failures.push(format!(
+                "{}kill {kill}: {e}",
+                if large { "64 MiB " } else { "" }
+            ));
         }
     }
     let consistent = kills - (failures.len() - failed_before) as u64;
+    let sizes_text = crate::checks::sizes_text(backend, sizes);
     Ok(format!(
-        "{consistent}/{kills} kills during saves left a complete acknowledged version ({acked_total} saves acknowledged, \
+        "{consistent}/{kills} kills during saves {sizes_text} left a complete acknowledged version ({acked_total} saves acknowledged, \
          {stale_seen} stale temporaries, all removed by remove_stale_temps; kill window {window:?})"
     ))
 }
@@ -129,19 +173,52 @@ fn ck_atomic(ctx: &Ctx<'_>, kills: u64, failures: &mut Vec<String>) -> Result<St
 /// CK for in-place handles that declare `SyncedIsDurable`: a child rewrites the array in place
 /// and syncs in a loop; after each SIGKILL the file must load, with every element from the last
 /// synced version or the one in flight (a torn mix of the two is what the guarantee allows).
-pub fn ck_in_place(
+fn ck_in_place(
     ctx: &Ctx<'_>,
-    kills: u64,
+    series: &Series,
     failures: &mut Vec<String>,
 ) -> Result<String, String> {
     use crate::checks::{IN_PLACE_LEN, element_versions, versioned_with_len};
     let backend = ctx.backend;
-    let path = ctx.path("ck-in-place");
-    let initial = versioned_with_len(backend, 1, 0, IN_PLACE_LEN);
-    let mut rng = Rng::new(0x1a_91ace);
+    let kills = series.kills;
+    let large = series.sizes != Sizes::Mixed;
+    let len = if large {
+        large_len(backend)
+    } else {
+        IN_PLACE_LEN
+    };
+    let path = ctx.path(if large {
+        "ck-in-place-large"
+    } else {
+        "ck-in-place"
+    });
+    let initial = versioned_with_len(backend, 1, 0, len);
+    let mut rng = Rng::new(if large { 0xb16_1ace } else { 0x1a_91ace });
     let mut acked_total = 0;
-    let window = Duration::from_millis(30);
-    let mut progress = crate::progress::Progress::new(backend.name(), "CK in place", kills);
+    let window = if large {
+        // One large rewrite and sync, timed, twice over.
+        backend
+            .save(&path, &initial, &SaveOptions::default())
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let mut handle = backend
+            .open_in_place(&path, &SaveOptions::default())
+            .map_err(|e| e.to_string())?;
+        handle
+            .write_all(&versioned_with_len(backend, 0, 0, len))
+            .and_then(|()| handle.sync())
+            .and_then(|()| handle.close())
+            .map_err(|e| e.to_string())?;
+        (started.elapsed() * 2).max(Duration::from_millis(30))
+    } else {
+        Duration::from_millis(30)
+    };
+    let label = if large {
+        "CK in place 64 MiB"
+    } else {
+        "CK in place"
+    };
+    let mut progress = crate::progress::Progress::new(backend.name(), label, kills);
     for kill in 0..kills {
         progress.tick(kill);
         let result = (|| -> Result<(), String> {
@@ -149,14 +226,20 @@ pub fn ck_in_place(
                 .save(&path, &initial, &SaveOptions::default())
                 .map_err(|e| e.to_string())?;
             let delay = Duration::from_nanos(rng.below(window.as_nanos() as u64));
-            let last_ack = kill_during(&Task::InPlaceLoop { path: path.clone() }, delay)?;
+            let last_ack = kill_during(
+                &Task::InPlaceLoop {
+                    path: path.clone(),
+                    len,
+                },
+                delay,
+            )?;
             acked_total += last_ack.map_or(0, |n| n + 1);
             let (_, loaded) = crate::checks::load(backend, &path)
                 .map_err(|e| format!("the file does not load after the kill: {e}"))?;
             let elements = element_versions(&loaded).ok_or("no versioned dtype")?;
-            if elements.len() != IN_PLACE_LEN {
+            if elements.len() != len {
                 return Err(format!(
-                    "the array has {} elements, not {IN_PLACE_LEN}",
+                    "the array has {} elements, not {len}",
                     elements.len()
                 ));
             }
@@ -175,11 +258,15 @@ pub fn ck_in_place(
             Ok(())
         })();
         if let Err(e) = result {
-            failures.push(format!("in-place kill {kill}: {e}"));
+            failures.push(format!(
+                "in-place {}kill {kill}: {e}",
+                if large { "64 MiB " } else { "" }
+            ));
         }
     }
     Ok(format!(
-        "{kills} kills of an in-place writer: every element from the last synced version or the one in flight ({acked_total} syncs acknowledged)"
+        "{kills} kills of an in-place writer of {}: every element from the last synced version or the one in flight ({acked_total} syncs acknowledged)",
+        size_text(crate::checks::array_bytes(&initial))
     ))
 }
 

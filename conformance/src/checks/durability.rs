@@ -3,11 +3,15 @@
 
 use std::path::Path;
 
-use ndstore_core::{Backend, DType, SaveOptions, list_temps};
+use ndstore_core::{Backend, DType, Replace, SaveOptions, list_temps};
 
-use crate::checks::{rows_for, versioned};
+use crate::checks::{
+    IN_PLACE_LEN, array_bytes, element_versions, large_len, rows_for, same_bits, size_text,
+    versioned, versioned_with_len,
+};
 use crate::child::{self, Task, canonical};
 use crate::report::CheckResult;
+use crate::scenario::Scale;
 use crate::{Ctx, logcapture};
 
 /// Loads `path` in a child process and compares with `expected`.
@@ -123,7 +127,8 @@ pub fn fc(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     ))
 }
 
-/// FD: the drop contract for every handle type the backend has.
+/// FD: the drop contract for every handle type the backend has, with small arrays and with
+/// 64 MiB ones (more than every writer's buffer, libhdf5's caches included).
 pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
     let caps = backend.capabilities();
@@ -141,158 +146,280 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             failures.push(format!("{name}: {e}"));
         }
     };
-    if caps.in_place_update {
-        let path = ctx.path("fd-in-place-handle");
-        case(
-            "in-place handle dropped in a child",
-            (|| {
-                let initial =
-                    crate::checks::versioned_with_len(backend, 1, 0, crate::checks::IN_PLACE_LEN);
-                backend
-                    .save(&path, &initial, &SaveOptions::default())
-                    .map_err(|e| e.to_string())?;
-                let lines = child::run(&Task::DropInPlaceHandle {
-                    path: path.clone(),
-                    version: 5,
-                })?;
-                if !lines.iter().any(|l| l == "DROPPED") {
-                    return Err(format!("the child did not finish: {lines:?}"));
-                }
-                let expected =
-                    crate::checks::versioned_with_len(backend, 3, 5, crate::checks::IN_PLACE_LEN);
-                let (_, loaded) = crate::checks::load(backend, &path)?;
-                if loaded.bit_eq(&expected) {
-                    Ok(())
+    let mut what = Vec::new();
+    for scale in [Scale::Small, Scale::Large] {
+        if caps.in_place_update {
+            let len = match scale {
+                Scale::Small => IN_PLACE_LEN,
+                Scale::Large => large_len(backend),
+            };
+            let size = size_text(array_bytes(&versioned_with_len(backend, 0, 0, len)));
+            case(
+                &format!("in-place handle of {size} dropped in a child"),
+                in_place_handle_dropped(ctx, len),
+            );
+            case(
+                &format!("in-place handle of {size} dropped during a panic"),
+                in_place_handle_panics(ctx, len),
+            );
+        }
+        if caps.streaming_append {
+            let size = size_text(array_bytes(&child::fd_rows(backend, scale)));
+            case(
+                &format!("in-place writer of {size} dropped in a child"),
+                in_place_writer_dropped(ctx, scale),
+            );
+            case(
+                &format!("uncommitted atomic writer of {size} dropped"),
+                atomic_writer_dropped(ctx, scale),
+            );
+            for options in [SaveOptions::default(), SaveOptions::new().in_place()] {
+                let kind = if options.replace == Replace::InPlace {
+                    "in-place"
                 } else {
-                    Err("the values written before the drop are not there".to_owned())
-                }
-            })(),
-        );
-    }
-    if !caps.streaming_append {
-        let what = "in-place handle dropped without close: another process sees its data";
-        return Ok(CheckResult::counted("FD", cases, &failures, what));
-    }
-    let old = versioned(backend, 9, 0);
-
-    // An in-place writer dropped without close, in another process: its rows are there.
-    let path = ctx.path("fd-in-place");
-    case(
-        "in-place writer dropped in a child",
-        (|| {
-            let lines = child::run(&Task::DropInPlaceWriter {
-                path: path.clone(),
-                rows: 6,
-            })?;
-            if !lines.iter().any(|l| l == "DROPPED") {
-                return Err(format!("the child did not finish: {lines:?}"));
+                    "atomic"
+                };
+                case(
+                    &format!(
+                        "{kind} writer dropped during a panic, {size} appended after its flush"
+                    ),
+                    writer_panics(ctx, options, scale),
+                );
             }
-            let (_, expected) = rows_for(backend, 6);
-            let (_, loaded) = crate::checks::load(backend, &path).map_err(|e| e.to_string())?;
-            if loaded.bit_eq(&expected) {
-                Ok(())
-            } else {
-                Err("the rows written before the drop are not all there".to_owned())
-            }
-        })(),
-    );
-
-    // An uncommitted atomic writer dropped: the target keeps its old content, no temp remains.
-    let path = ctx.path("fd-atomic");
-    case(
-        "uncommitted atomic writer dropped",
-        (|| {
-            backend
-                .save(&path, &old, &SaveOptions::default())
-                .map_err(|e| e.to_string())?;
-            let (row_shape, block) = rows_for(backend, 4);
-            let mut writer =
-                open_writer(backend, &path, &block, &row_shape, &SaveOptions::default())?;
-            writer.append(&block).map_err(|e| e.to_string())?;
-            writer.flush().map_err(|e| e.to_string())?;
-            drop(writer);
-            target_is(backend, &path, &old)
-        })(),
-    );
-
-    // Writers dropped while their thread panics never publish a partial file.
-    for (n, (name, options)) in [
-        (
-            "atomic writer dropped during a panic",
-            SaveOptions::default(),
-        ),
-        (
-            "in-place writer dropped during a panic",
-            SaveOptions::new().in_place(),
-        ),
+        }
+    }
+    if caps.in_place_update {
+        what.push("in-place handles dropped without close in a child (their data seen by another process) and during a panic (one complete version, never a mix)");
+    }
+    if caps.streaming_append {
+        what.push("in-place writers dropped in a child (their rows seen by another process); uncommitted atomic writers roll back; writers dropped during a panic after appending past their last flush publish exactly that flush (in place) or nothing (atomic)");
+        // An error met while dropping is reported through the log, not swallowed.
+        case("an error on drop is logged", error_on_drop_is_logged(ctx));
+        what.push("errors on drop logged");
+    }
+    let largest = [
+        caps.in_place_update
+            .then(|| large_len(backend) * array_bytes(&versioned_with_len(backend, 0, 0, 1))),
+        caps.streaming_append
+            .then(|| array_bytes(&child::fd_rows(backend, Scale::Large))),
     ]
     .into_iter()
-    .enumerate()
-    {
-        let path = ctx.path(&format!("fd-panic-{n}"));
-        case(
-            name,
-            (|| {
-                backend
-                    .save(&path, &old, &SaveOptions::default())
-                    .map_err(|e| e.to_string())?;
-                let (row_shape, block) = rows_for(backend, 4);
-                let writer = open_writer(backend, &path, &block, &row_shape, &options)?;
-                let in_place = options.replace == ndstore_core::Replace::InPlace;
-                let joined = std::thread::spawn(move || {
-                    let mut writer = writer;
-                    let _ = writer.append(&block);
-                    if in_place {
-                        let _ = writer.flush();
-                        let _ = writer.append(&block);
-                    }
-                    panic!("the writing thread dies");
-                })
-                .join();
-                if joined.is_ok() {
-                    return Err("the thread did not panic".to_owned());
-                }
-                if in_place {
-                    // Only what the last flush published: the first block, complete.
-                    let (_, block) = rows_for(backend, 4);
-                    target_is(backend, &path, &block)
-                } else {
-                    target_is(backend, &path, &old)
-                }
-            })(),
-        );
-    }
-
-    // An error met while dropping is reported through the log, not swallowed.
-    let path = ctx.path("fd-error");
-    case(
-        "an error on drop is logged",
-        (|| {
-            let Some(before) = logcapture::install() else {
-                return Err("another logger is installed; cannot observe drop errors".to_owned());
-            };
-            let (row_shape, block) = rows_for(backend, 2);
-            let mut writer =
-                open_writer(backend, &path, &block, &row_shape, &SaveOptions::default())?;
-            writer.append(&block).map_err(|e| e.to_string())?;
-            // Pull the temporary file away, so the writer's rollback fails.
-            for temp in list_temps(&path).map_err(|e| e.to_string())? {
-                std::fs::remove_file(&temp).map_err(|e| e.to_string())?;
-            }
-            drop(writer);
-            match logcapture::records_since(before) {
-                Some(records) if !records.is_empty() => Ok(()),
-                _ => Err("the failed rollback was not reported".to_owned()),
-            }
-        })(),
-    );
-
+    .flatten()
+    .max()
+    .unwrap_or(0);
     Ok(CheckResult::counted(
         "FD",
         cases,
         &failures,
-        "dropped handles: in-place data seen by another process, atomic rollback, drops during panics, errors on drop logged",
+        &format!("arrays up to {}: {}", size_text(largest), what.join("; ")),
     ))
+}
+
+/// An in-place handle that wrote version 5 is dropped unclosed in a child: the values are
+/// there.
+fn in_place_handle_dropped(ctx: &Ctx<'_>, len: usize) -> Result<(), String> {
+    let backend = ctx.backend;
+    let path = ctx.path("fd-in-place-handle");
+    backend
+        .save(
+            &path,
+            &versioned_with_len(backend, 1, 0, len),
+            &SaveOptions::default(),
+        )
+        .map_err(|e| e.to_string())?;
+    let lines = child::run(&Task::DropInPlaceHandle {
+        path: path.clone(),
+        version: 5,
+        len,
+    })?;
+    if !lines.iter().any(|l| l == "DROPPED") {
+        return Err(format!("the child did not finish: {lines:?}"));
+    }
+    let (_, loaded) = crate::checks::load(backend, &path)?;
+    if same_bits(&loaded, &versioned_with_len(backend, 3, 5, len)) {
+        Ok(())
+    } else {
+        Err("the values written before the drop are not there".to_owned())
+    }
+}
+
+/// An in-place handle writes and flushes version 1, writes version 2 and its thread panics:
+/// the file holds one of the two whole (a handle's writes reach the file as they are made, a
+/// map's stores at once), never a mix, and loads.
+fn in_place_handle_panics(ctx: &Ctx<'_>, len: usize) -> Result<(), String> {
+    let backend = ctx.backend;
+    let path = ctx.path("fd-in-place-handle-panic");
+    backend
+        .save(
+            &path,
+            &versioned_with_len(backend, 1, 0, len),
+            &SaveOptions::default(),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut handle = backend
+        .open_in_place(&path, &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    let (first, second) = (
+        versioned_with_len(backend, 3, 1, len),
+        versioned_with_len(backend, 3, 2, len),
+    );
+    handle
+        .write_all(&first)
+        .and_then(|()| handle.flush())
+        .map_err(|e| e.to_string())?;
+    let joined = std::thread::spawn(move || {
+        let mut handle = handle;
+        let _ = handle.write_all(&second);
+        panic!("the writing thread dies");
+    })
+    .join();
+    if joined.is_ok() {
+        return Err("the thread did not panic".to_owned());
+    }
+    let (_, loaded) =
+        crate::checks::load(backend, &path).map_err(|e| format!("the file does not load: {e}"))?;
+    let elements = element_versions(&loaded).ok_or("no versioned dtype")?;
+    let whole = |version: u64| {
+        elements.len() == len
+            && elements
+                .iter()
+                .enumerate()
+                .all(|(j, v)| *v == (3, version, j as u64))
+    };
+    if whole(1) || whole(2) {
+        Ok(())
+    } else {
+        Err(
+            "the file is neither the flushed version nor the one written after it, whole"
+                .to_owned(),
+        )
+    }
+}
+
+/// An in-place writer dropped without commit in a child: its rows are there.
+fn in_place_writer_dropped(ctx: &Ctx<'_>, scale: Scale) -> Result<(), String> {
+    let backend = ctx.backend;
+    let path = ctx.path("fd-in-place");
+    let lines = child::run(&Task::DropInPlaceWriter {
+        path: path.clone(),
+        scale,
+    })?;
+    if !lines.iter().any(|l| l == "DROPPED") {
+        return Err(format!("the child did not finish: {lines:?}"));
+    }
+    let (_, loaded) = crate::checks::load(backend, &path)?;
+    if same_bits(&loaded, &child::fd_rows(backend, scale)) {
+        Ok(())
+    } else {
+        Err("the rows written before the drop are not all there".to_owned())
+    }
+}
+
+/// An uncommitted atomic writer that appended and flushed is dropped: the target keeps its old
+/// content and no temporary remains.
+fn atomic_writer_dropped(ctx: &Ctx<'_>, scale: Scale) -> Result<(), String> {
+    let backend = ctx.backend;
+    let path = ctx.path("fd-atomic");
+    let old = versioned(backend, 9, 0);
+    backend
+        .save(&path, &old, &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    let block = child::fd_rows(backend, scale);
+    let mut writer = open_writer(
+        backend,
+        &path,
+        &block,
+        &block.shape()[1..],
+        &SaveOptions::default(),
+    )?;
+    writer.append(&block).map_err(|e| e.to_string())?;
+    writer.flush().map_err(|e| e.to_string())?;
+    drop(writer);
+    target_is(backend, &path, &old)
+}
+
+/// A writer appends a first block and flushes, appends more and its thread panics: an in-place
+/// target holds exactly the first block, an atomic one its old content. At 64 MiB the second
+/// block is far beyond every buffer, so a writer that wrote through and did not cut back is
+/// caught.
+fn writer_panics(ctx: &Ctx<'_>, options: SaveOptions, scale: Scale) -> Result<(), String> {
+    let backend = ctx.backend;
+    let in_place = options.replace == Replace::InPlace;
+    let path = ctx.path(&format!(
+        "fd-panic-{}",
+        if in_place { "in-place" } else { "atomic" }
+    ));
+    let old = versioned(backend, 9, 0);
+    backend
+        .save(&path, &old, &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    let (first, second) = match scale {
+        Scale::Small => {
+            let (_, block) = rows_for(backend, 4);
+            (block.clone(), block)
+        }
+        Scale::Large => (
+            crate::checks::versioned_rows(backend, 1, 1000),
+            child::fd_rows(backend, scale),
+        ),
+    };
+    let mut writer = open_writer(backend, &path, &first, &first.shape()[1..], &options)?;
+    writer
+        .append(&first)
+        .and_then(|()| writer.flush())
+        .map_err(|e| e.to_string())?;
+    let flushed_len = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
+    let joined = std::thread::spawn(move || {
+        let mut writer = writer;
+        let _ = writer.append(&second);
+        panic!("the writing thread dies");
+    })
+    .join();
+    if joined.is_ok() {
+        return Err("the thread did not panic".to_owned());
+    }
+    if in_place {
+        // Only what the last flush published: the first block, complete, and no byte of the
+        // rows appended after it (a loader that reads only what the header counts would not
+        // notice them).
+        target_is(backend, &path, &first)?;
+        // The 64 MiB appended after the flush must not stay in the file even where the
+        // header does not count them: the file may not have grown by half of them. (A little
+        // growth is a format's right: libhdf5 may write metadata when it closes.)
+        let len = std::fs::metadata(&path).map_err(|e| e.to_string())?.len();
+        let appended = array_bytes(&child::fd_rows(backend, scale)) as u64;
+        if scale == Scale::Large && len >= flushed_len + appended / 2 {
+            return Err(format!(
+                "the file is {len} bytes, not the {flushed_len} its last flush left: the {} appended after the flush stayed in it, unacknowledged",
+                size_text(appended as usize)
+            ));
+        }
+        Ok(())
+    } else {
+        target_is(backend, &path, &old)
+    }
+}
+
+/// An atomic writer whose temporary file was pulled away fails to roll back on drop, and says
+/// so through the log.
+fn error_on_drop_is_logged(ctx: &Ctx<'_>) -> Result<(), String> {
+    let backend = ctx.backend;
+    let path = ctx.path("fd-error");
+    let Some(before) = logcapture::install() else {
+        return Err("another logger is installed; cannot observe drop errors".to_owned());
+    };
+    let (row_shape, block) = rows_for(backend, 2);
+    let mut writer = open_writer(backend, &path, &block, &row_shape, &SaveOptions::default())?;
+    writer.append(&block).map_err(|e| e.to_string())?;
+    // Pull the temporary file away, so the writer's rollback fails.
+    for temp in list_temps(&path).map_err(|e| e.to_string())? {
+        std::fs::remove_file(&temp).map_err(|e| e.to_string())?;
+    }
+    drop(writer);
+    match logcapture::records_since(before) {
+        Some(records) if !records.is_empty() => Ok(()),
+        _ => Err("the failed rollback was not reported".to_owned()),
+    }
 }
 
 /// The target loads as `expected` and no temporary file is left.
@@ -303,8 +430,12 @@ fn target_is(
 ) -> Result<(), String> {
     let (_, loaded) =
         crate::checks::load(backend, path).map_err(|e| format!("the target does not load: {e}"))?;
-    if !loaded.bit_eq(expected) {
-        return Err("the target does not hold the expected version".to_owned());
+    if !same_bits(&loaded, expected) {
+        return Err(format!(
+            "the target does not hold the expected version: {} rows, not {}",
+            loaded.shape().first().copied().unwrap_or(0),
+            expected.shape().first().copied().unwrap_or(0)
+        ));
     }
     let temps = list_temps(path).map_err(|e| e.to_string())?;
     if !temps.is_empty() {

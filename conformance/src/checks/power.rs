@@ -11,17 +11,18 @@ use std::time::{Duration, Instant};
 
 use ndstore_core::{Backend, CrashGuarantee, DynArray, SaveOptions};
 
+use crate::checks::{same_bits, size_text};
 use crate::child::{self, PoisonHandle, Task};
-use crate::powerloss::crash_states;
+use crate::powerloss::{TargetKey, crash_states};
 use crate::report::CheckResult;
-use crate::scenario::Scenario;
+use crate::scenario::{Scale, Scenario};
 use crate::syscalls::{self, Recording};
 use crate::{Ctx, Mode};
 
 /// How long a child may take before it counts as hung.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const CHILD_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn strace_missing() -> Option<&'static str> {
+pub(super) fn strace_missing() -> Option<&'static str> {
     match Command::new("strace")
         .arg("-V")
         .stdout(Stdio::null())
@@ -39,7 +40,7 @@ fn is_root() -> bool {
 }
 
 /// A fresh directory for one case, with its path resolved (strace names files by real path).
-fn case_dir(ctx: &Ctx<'_>, name: &str) -> Result<PathBuf, String> {
+pub(super) fn case_dir(ctx: &Ctx<'_>, name: &str) -> Result<PathBuf, String> {
     let dir = ctx.dir.path().join(name);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -48,12 +49,12 @@ fn case_dir(ctx: &Ctx<'_>, name: &str) -> Result<PathBuf, String> {
     dir.canonicalize().map_err(|e| e.to_string())
 }
 
-fn target_name(backend: &dyn Backend) -> String {
+pub(super) fn target_name(backend: &dyn Backend) -> String {
     format!("target.{}", backend.extension())
 }
 
 /// Waits for `child`, killing it after `timeout`.
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus, String> {
+pub(super) fn wait_timeout(child: &mut Child, timeout: Duration) -> Result<ExitStatus, String> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -96,7 +97,10 @@ fn expect_line(lines: &Receiver<String>, word: &str) -> Result<(), String> {
 
 /// Runs `task` in a child that waits for a tracer: strace attaches with `strace_args` (fault
 /// injection), then the child goes on. Returns its exit status and protocol lines.
-fn run_attached(task: &Task, strace_args: &[String]) -> Result<(ExitStatus, Vec<String>), String> {
+pub(super) fn run_attached(
+    task: &Task,
+    strace_args: &[String],
+) -> Result<(ExitStatus, Vec<String>), String> {
     let mut child = child::command(task)?
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -150,12 +154,13 @@ fn record(
     backend: &dyn Backend,
     dir: &Path,
     scenario: Scenario,
+    scale: Scale,
 ) -> Result<(Recording, HashMap<usize, Vec<u8>>), String> {
     let file = target_name(backend);
     backend
         .save(
             &dir.join(&file),
-            &scenario.old(backend),
+            &scenario.old(backend, scale),
             &SaveOptions::default(),
         )
         .map_err(|e| format!("saving the old version: {e}"))?;
@@ -172,8 +177,10 @@ fn record(
         dir: dir.to_path_buf(),
         file,
         scenario,
+        scale,
         attach: false,
     };
+    let limit = syscalls::STRING_LIMIT.to_string();
     let mut cmd = wrapped(
         "strace",
         &[
@@ -181,7 +188,7 @@ fn record(
             "-y",
             "-xx",
             "-s",
-            "67108864",
+            &limit,
             "-e",
             syscalls::TRACED,
             "-o",
@@ -221,7 +228,7 @@ fn record(
 
 /// `program pre_args [extra] inner...`: runs `inner`'s command under a wrapper (strace,
 /// unshare), with `inner`'s environment.
-fn wrapped(
+pub(super) fn wrapped(
     program: &str,
     pre_args: &[&str],
     extra: Option<&std::ffi::OsStr>,
@@ -264,41 +271,45 @@ fn load_state(
         return Ok(Found::Other("no file".to_owned()));
     };
     std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
-    Ok(match backend.load(&path) {
-        Ok((_, a)) if a.bit_eq(new) => Found::New,
-        Ok((_, a)) if a.bit_eq(old) => Found::Old,
+    let found = match crate::checks::load(backend, &path) {
+        Ok((_, a)) if same_bits(&a, new) => Found::New,
+        Ok((_, a)) if same_bits(&a, old) => Found::Old,
         Ok((_, a)) => Found::Other(format!("another array, shape {:?}", a.shape())),
         Err(e) => Found::Other(format!("unreadable: {e}")),
-    })
+    };
+    let _ = std::fs::remove_file(&path);
+    Ok(found)
 }
 
 /// Every crash state of `scenario`: (states checked, descriptions of the bad ones).
-fn explore(ctx: &Ctx<'_>, scenario: Scenario, n: usize) -> Result<(usize, Vec<String>), String> {
+fn explore(
+    ctx: &Ctx<'_>,
+    scenario: Scenario,
+    scale: Scale,
+    n: usize,
+) -> Result<(usize, Vec<String>), String> {
     let backend = ctx.backend;
     let dir = case_dir(ctx, &format!("cp-{n}"))?;
-    let (rec, initial) = record(backend, &dir, scenario)?;
+    let (rec, initial) = record(backend, &dir, scenario, scale)?;
     let file = target_name(backend);
-    let states = crash_states(&rec, &initial, std::ffi::OsStr::new(&file));
+    let states = crash_states(&rec, std::ffi::OsStr::new(&file));
     let judge_dir = case_dir(ctx, &format!("cp-{n}-judge"))?;
-    let (old, new) = (scenario.old(backend), scenario.new_version(backend));
+    let (old, new) = (
+        scenario.old(backend, scale),
+        scenario.new_version(backend, scale),
+    );
     let before_commit_is_atomic = scenario != Scenario::InPlace
         || backend.capabilities().in_place_crash == CrashGuarantee::AtomicReplace;
     let mut bad = Vec::new();
-    // Many directory states share the target's bytes: each distinct target is loaded once.
-    let mut judged: HashMap<Option<Vec<u8>>, Found> = HashMap::new();
+    // Many directory states hold the same target: each distinct one is rebuilt and loaded once.
+    let mut judged: HashMap<TargetKey, Found> = HashMap::new();
     for state in &states {
         if !state.after_commit && !before_commit_is_atomic {
             continue;
         }
         if !judged.contains_key(&state.target) {
-            let found = load_state(
-                backend,
-                &judge_dir,
-                &file,
-                state.target.as_deref(),
-                &old,
-                &new,
-            )?;
+            let bytes = state.target_bytes(&rec, &initial);
+            let found = load_state(backend, &judge_dir, &file, bytes.as_deref(), &old, &new)?;
             judged.insert(state.target.clone(), found);
         }
         let Some(found) = judged.get(&state.target) else {
@@ -327,51 +338,78 @@ pub fn cp(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let mut failures = Vec::new();
     let mut summary = Vec::new();
     let mut n = 0;
-    for scenario in Scenario::REAL {
-        if !scenario.applies(backend) {
-            continue;
+    let mut largest = 0;
+    for scale in [Scale::Small, Scale::Large] {
+        for scenario in Scenario::REAL {
+            if !scenario.applies(backend) {
+                continue;
+            }
+            n += 1;
+            let name = case_name(backend, scenario, scale);
+            largest = largest.max(case_bytes(backend, scenario, scale));
+            let (states, bad) = match explore(ctx, scenario, scale, n) {
+                Ok(found) => found,
+                Err(e) => {
+                    cases += 1;
+                    failures.push(format!("{name}: {e}"));
+                    summary.push(format!("{name}: not modelled"));
+                    continue;
+                }
+            };
+            cases += states;
+            summary.push(format!("{name}: {states} states, {} bad", bad.len()));
+            failures.extend(bad.into_iter().take(5).map(|b| format!("{name}: {b}")));
         }
-        n += 1;
-        let (states, bad) = explore(ctx, scenario, n)?;
-        cases += states;
-        summary.push(format!(
-            "{}: {states} states, {} bad",
-            scenario.name(),
-            bad.len()
-        ));
-        failures.extend(
-            bad.into_iter()
-                .take(5)
-                .map(|b| format!("{}: {b}", scenario.name())),
-        );
     }
-    // The checker proves it can fail: each known-bad protocol must show bad states.
+    // The checker proves it can fail: each known-bad protocol must show bad states, and one of
+    // them also at 64 MiB, where writes are rebuilt from the final file.
     let mut caught = Vec::new();
-    for scenario in Scenario::BAD {
+    let bad_cases = Scenario::BAD
+        .into_iter()
+        .map(|s| (s, Scale::Small))
+        .chain([(Scenario::RenameWithoutFsync, Scale::Large)]);
+    for (scenario, scale) in bad_cases {
         if !scenario.applies(backend) {
             continue;
         }
         n += 1;
         cases += 1;
-        let (states, bad) = explore(ctx, scenario, n)?;
+        let name = case_name(backend, scenario, scale);
+        let (states, bad) = explore(ctx, scenario, scale, n).map_err(|e| format!("{name}: {e}"))?;
         if bad.is_empty() {
             failures.push(format!(
-                "self-test: the known-bad protocol '{}' showed no bad state in {states}",
-                scenario.name()
+                "self-test: the known-bad protocol '{name}' showed no bad state in {states}"
             ));
         }
-        caught.push(format!("{} {}/{states} bad", scenario.name(), bad.len()));
+        caught.push(format!("{name} {}/{states} bad", bad.len()));
     }
     Ok(CheckResult::counted(
         "CP",
         cases as u64,
         &failures,
         &format!(
-            "power-loss crash states from strace recordings (prefixes, one lost operation, torn 4 KiB pages): {}; self-test on known-bad protocols: {}",
+            "arrays up to {}: power-loss crash states from strace recordings (prefixes, one lost operation, torn 4 KiB pages; writes over {} rebuilt from the final file): {}; self-test on known-bad protocols: {}",
+            size_text(largest),
+            size_text(syscalls::STRING_LIMIT),
             summary.join("; "),
             caught.join(", ")
         ),
     ))
+}
+
+/// A scenario's name with the size of its new version: `atomic save of 64 MiB`.
+fn case_name(backend: &dyn Backend, scenario: Scenario, scale: Scale) -> String {
+    format!(
+        "{} of {}",
+        scenario.name(),
+        size_text(case_bytes(backend, scenario, scale))
+    )
+}
+
+/// The bytes of a scenario's larger version.
+fn case_bytes(backend: &dyn Backend, scenario: Scenario, scale: Scale) -> usize {
+    crate::checks::array_bytes(&scenario.new_version(backend, scale))
+        .max(crate::checks::array_bytes(&scenario.old(backend, scale)))
 }
 
 /// The syscalls the IO check fails, when the operation makes them.
@@ -407,6 +445,58 @@ struct Injection<'a> {
     persistent: bool,
 }
 
+/// The injections into an atomic save of `scale`: every traced call the recorded save made,
+/// at the occurrences [`sample`] picks; at 64 MiB the first, middle and last occurrence with
+/// EIO once, and the first with ENOSPC from then on. Each with whether its failure matters.
+fn save_plan(rec: &Recording, mode: Mode, scale: Scale) -> Vec<(Injection<'static>, bool)> {
+    let mut plan = Vec::new();
+    for call in INJECTED {
+        let occurrences: Vec<&syscalls::Call> =
+            rec.calls.iter().filter(|c| c.name == call).collect();
+        // At 64 MiB the first, middle and last occurrences (the second too in full mode).
+        let ks = match scale {
+            Scale::Large => sample(occurrences.len(), Mode::Quick)
+                .into_iter()
+                .filter(|&k| k != 2 || mode == Mode::Full)
+                .collect(),
+            Scale::Small => sample(occurrences.len(), mode),
+        };
+        for k in ks {
+            let variants: &[(&str, bool)] = match scale {
+                Scale::Small if mode == Mode::Full || k == 1 => &[
+                    ("EIO", false),
+                    ("EIO", true),
+                    ("ENOSPC", false),
+                    ("ENOSPC", true),
+                    ("EDQUOT", false),
+                    ("EDQUOT", true),
+                ],
+                Scale::Small => &[("EIO", false), ("EIO", true)],
+                Scale::Large if k == 1 => &[("EIO", false), ("ENOSPC", true)],
+                Scale::Large => &[("EIO", false)],
+            };
+            for &(errno, persistent) in variants {
+                // A failure that matters, at k or (persistent) any later occurrence.
+                let matters = occurrences
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i + 1 == k || (persistent && *i + 1 > k))
+                    .any(|(_, c)| c.matters);
+                plan.push((
+                    Injection {
+                        call,
+                        k,
+                        errno,
+                        persistent,
+                    },
+                    matters,
+                ));
+            }
+        }
+    }
+    plan
+}
+
 /// IO: see the module documentation.
 pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if let Some(missing) = strace_missing() {
@@ -422,50 +512,88 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if !backend.capabilities().atomic_replace {
         return Ok(CheckResult::not_applicable("IO", "atomic_replace"));
     }
-    let dir = case_dir(ctx, "io")?;
-    let (rec, _) = record(backend, &dir, Scenario::Save)?;
-    let mut plan = Vec::new();
-    for call in INJECTED {
-        let occurrences: Vec<&syscalls::Call> =
-            rec.calls.iter().filter(|c| c.name == call).collect();
-        for k in sample(occurrences.len(), ctx.mode) {
-            let errnos: &[&str] = match ctx.mode {
-                Mode::Full => &["EIO", "ENOSPC", "EDQUOT"],
-                Mode::Quick if k == 1 => &["EIO", "ENOSPC", "EDQUOT"],
-                Mode::Quick => &["EIO"],
-            };
-            for errno in errnos {
-                for persistent in [false, true] {
-                    // A failure that matters, at k or (persistent) any later occurrence.
-                    let matters = occurrences
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| *i + 1 == k || (persistent && *i + 1 > k))
-                        .any(|(_, c)| c.matters);
-                    plan.push((
-                        Injection {
-                            call,
-                            k,
-                            errno,
-                            persistent,
-                        },
-                        matters,
-                    ));
-                }
-            }
-        }
-    }
     let mut cases = 0;
     let mut failures = Vec::new();
+    let mut notes = Vec::new();
+    let mut largest = 0;
+    for scale in [Scale::Small, Scale::Large] {
+        let (n, note) = inject_into_saves(ctx, scale, &mut failures)?;
+        cases += n;
+        notes.push(note);
+        largest = largest.max(case_bytes(backend, Scenario::Save, scale));
+    }
+    if backend.capabilities().streaming_append {
+        let (n, note, bytes) = super::writer_faults::run(ctx, &mut failures)?;
+        cases += n;
+        notes.push(note);
+        largest = largest.max(bytes);
+    }
+    let mut disk_missing = false;
+    for scale in [Scale::Small, Scale::Large] {
+        let disk = full_disk(ctx, scale)?;
+        let size = size_text(case_bytes(backend, Scenario::Save, scale));
+        match &disk {
+            Some(Ok(())) => notes.push(format!(
+                "a full tmpfs under a save of {size}: ENOSPC surfaced, old file intact, no temporary left, a later save fits"
+            )),
+            Some(Err(e)) => {
+                failures.push(format!("full disk ({size}): {e}"));
+                notes.push(format!("full disk ({size}): {e}"));
+            }
+            None => {
+                disk_missing = true;
+                notes.push(format!("full disk ({size}) not run"));
+            }
+        }
+        if disk.is_some() {
+            cases += 1;
+        }
+    }
+    let result = CheckResult::counted(
+        "IO",
+        cases as u64,
+        &failures,
+        &format!("arrays up to {}: {}", size_text(largest), notes.join("; ")),
+    );
+    Ok(if disk_missing {
+        result.with_skipped_part(
+            "the full-disk case needs unshare and mount (a tmpfs in a private mount namespace)",
+        )
+    } else {
+        result
+    })
+}
+
+/// Injects failures into atomic saves of `scale`; returns the case count and a description.
+fn inject_into_saves(
+    ctx: &Ctx<'_>,
+    scale: Scale,
+    failures: &mut Vec<String>,
+) -> Result<(usize, String), String> {
+    let backend = ctx.backend;
+    let dir = case_dir(ctx, "io")?;
+    let (rec, _) = record(backend, &dir, Scenario::Save, scale)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let plan = save_plan(&rec, ctx.mode, scale);
     let file = target_name(backend);
     let (old, new) = (
-        Scenario::Save.old(backend),
-        Scenario::Save.new_version(backend),
+        Scenario::Save.old(backend, scale),
+        Scenario::Save.new_version(backend, scale),
     );
-    let mut progress = crate::progress::Progress::new(backend.name(), "IO", plan.len() as u64);
-    for (injection, matters) in &plan {
-        cases += 1;
-        progress.tick(cases as u64);
+    let size = size_text(case_bytes(backend, Scenario::Save, scale));
+    // The old file's bytes: a failed save must leave exactly them.
+    let old_bytes = {
+        let dir = case_dir(ctx, "io-old")?;
+        let path = dir.join(&file);
+        backend
+            .save(&path, &old, &SaveOptions::default())
+            .map_err(|e| e.to_string())?;
+        std::fs::read(&path).map_err(|e| e.to_string())?
+    };
+    let label = format!("IO {size}");
+    let mut progress = crate::progress::Progress::new(backend.name(), &label, plan.len() as u64);
+    for (done, (injection, matters)) in plan.iter().enumerate() {
+        progress.tick(done as u64);
         let Injection {
             call,
             k,
@@ -473,7 +601,7 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             persistent,
         } = injection;
         let name = format!(
-            "{call} #{k} fails with {errno}{}",
+            "save of {size}: {call} #{k} fails with {errno}{}",
             if *persistent {
                 " from then on"
             } else {
@@ -482,13 +610,12 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         );
         let dir = case_dir(ctx, "io-case")?;
         let target = dir.join(&file);
-        backend
-            .save(&target, &old, &SaveOptions::default())
-            .map_err(|e| e.to_string())?;
+        std::fs::write(&target, &old_bytes).map_err(|e| e.to_string())?;
         let task = Task::Scenario {
             dir: dir.clone(),
             file: file.clone(),
             scenario: Scenario::Save,
+            scale,
             attach: true,
         };
         let when = if *persistent {
@@ -531,55 +658,41 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             Ok(t) => problems.push(format!("{} temporary file(s) left", t.len())),
             Err(e) => problems.push(e.to_string()),
         }
-        match backend.load(&target) {
-            Ok((_, a)) if a.bit_eq(&new) => {}
-            Ok((_, a)) if a.bit_eq(&old) && !ok => {}
-            Ok(_) => problems.push(format!(
-                "the target holds neither the old nor (after Ok) the new version (returned {})",
-                if ok { "Ok" } else { "Err" }
-            )),
-            Err(e) => problems.push(format!("the target is unreadable: {e}")),
+        let untouched = std::fs::read(&target).is_ok_and(|b| b == old_bytes);
+        if !untouched || ok {
+            match crate::checks::load(backend, &target) {
+                Ok((_, a)) if same_bits(&a, &new) => {}
+                Ok(_) => problems.push(format!(
+                    "the target holds neither the old file, byte for byte, nor (after Ok) the new version (returned {})",
+                    if ok { "Ok" } else { "Err" }
+                )),
+                Err(e) => problems.push(format!("the target is unreadable: {e}")),
+            }
         }
         if !problems.is_empty() {
             failures.push(format!("{name}: {}", problems.join("; ")));
         }
     }
-    let disk = full_disk(ctx)?;
-    let disk_note = match &disk {
-        Some(Ok(())) => {
-            "a full tmpfs: ENOSPC surfaced, old file intact, no temporary left, a later save fits"
-                .to_owned()
-        }
-        Some(Err(e)) => {
-            failures.push(format!("full disk: {e}"));
-            format!("full disk: {e}")
-        }
-        None => "full disk not run".to_owned(),
-    };
-    if disk.is_some() {
-        cases += 1;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let result = CheckResult::counted(
-        "IO",
-        cases as u64,
-        &failures,
-        &format!(
-            "{} injected failures (strace: write, pwrite64, fsync, fdatasync, rename, close, msync × EIO/ENOSPC/EDQUOT, once and from then on) into an atomic save: Err returned, old or new intact, no temporary, no descriptor leaked, no panic; {disk_note}",
-            plan.len()
+    let _ = std::fs::remove_dir_all(ctx.dir.path().join("io-case"));
+    let _ = std::fs::remove_dir_all(ctx.dir.path().join("io-old"));
+    Ok((
+        plan.len(),
+        format!(
+            "{} injected failures (strace: write, pwrite64, fsync, fdatasync, rename, close, msync × {}, once and from then on) into an atomic save of {size}: Err returned, old file untouched or new, no temporary, no descriptor leaked, no panic",
+            plan.len(),
+            if scale == Scale::Small {
+                "EIO/ENOSPC/EDQUOT"
+            } else {
+                "EIO/ENOSPC"
+            }
         ),
-    );
-    Ok(match disk {
-        Some(_) => result,
-        None => result.with_skipped_part(
-            "the full-disk case needs unshare and mount (a tmpfs in a private mount namespace)",
-        ),
-    })
+    ))
 }
 
-/// Saves into a 256 KiB tmpfs mounted in a private mount namespace. None when the machine
-/// cannot make one.
-fn full_disk(ctx: &Ctx<'_>) -> Result<Option<Result<(), String>>, String> {
+/// Saves into a tmpfs mounted in a private mount namespace, too small for a second copy of the
+/// file: 256 KiB for small arrays, one and a half times a 64 MiB save's file for large ones.
+/// None when the machine cannot make one.
+fn full_disk(ctx: &Ctx<'_>, scale: Scale) -> Result<Option<Result<(), String>>, String> {
     let unshare_works = Command::new("unshare")
         .args(["-m", "true"])
         .stdout(Stdio::null())
@@ -590,20 +703,33 @@ fn full_disk(ctx: &Ctx<'_>) -> Result<Option<Result<(), String>>, String> {
         return Ok(None);
     }
     let backend = ctx.backend;
+    let size = match scale {
+        Scale::Small => "256k".to_owned(),
+        Scale::Large => {
+            let probe = case_dir(ctx, "full-probe")?.join(target_name(backend));
+            backend
+                .save(
+                    &probe,
+                    &Scenario::Save.old(backend, scale),
+                    &SaveOptions::new().flushed(),
+                )
+                .map_err(|e| e.to_string())?;
+            let bytes = std::fs::metadata(&probe).map_err(|e| e.to_string())?.len();
+            let _ = std::fs::remove_dir_all(ctx.dir.path().join("full-probe"));
+            format!("{}k", (bytes + bytes / 2) >> 10)
+        }
+    };
     let dir = case_dir(ctx, "full")?;
     let task = Task::FullDisk {
         dir: dir.clone(),
         file: target_name(backend),
+        scale,
     };
+    // The size is digits and a unit, made here: safe inside the script.
+    let script = format!("mount -t tmpfs -o size={size} ndstore-full \"$0\" && exec \"$@\"");
     let mut cmd = wrapped(
         "unshare",
-        &[
-            "-m",
-            "--",
-            "sh",
-            "-c",
-            "mount -t tmpfs -o size=256k ndstore-full \"$0\" && exec \"$@\"",
-        ],
+        &["-m", "--", "sh", "-c", &script],
         Some(dir.as_os_str()),
         &child::command(&task)?,
     );
@@ -611,6 +737,7 @@ fn full_disk(ctx: &Ctx<'_>) -> Result<Option<Result<(), String>>, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     let out = cmd.output().map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
     let words = child::protocol_lines(&out.stdout);
     let expect = [
         "OLD ok",
@@ -678,47 +805,32 @@ pub fn fs(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         "-e".to_owned(),
         "inject=fsync,fdatasync,msync:error=EIO:when=1".to_owned(),
     ];
-    for (n, handle) in handles.iter().enumerate() {
-        let dir = case_dir(ctx, &format!("fs-{n}"))?;
-        let path = dir.join(target_name(backend));
-        if *handle == PoisonHandle::InPlace {
-            let old = crate::checks::versioned_with_len(backend, 0, 0, crate::checks::IN_PLACE_LEN);
-            backend
-                .save(&path, &old, &SaveOptions::default())
-                .map_err(|e| e.to_string())?;
-        }
-        let task = Task::Poison {
-            path: path.clone(),
-            handle: *handle,
-        };
-        let expect = ["SYNC1 err", "SYNC2 err Poisoned", "FINISH err"];
-        match run_attached(&task, &args) {
-            Ok((status, words)) => {
-                let mut wrong = unexpected(&expect, &words);
-                // Recovery: a fresh atomic save of the same data.
-                let data = child::poison_data(backend, *handle);
-                let fresh = dir.join(format!("fresh.{}", backend.extension()));
-                match backend
-                    .save(&fresh, &data, &SaveOptions::default())
-                    .and_then(|()| backend.load(&fresh))
-                {
-                    Ok((_, a)) if a.bit_eq(&data) => {}
-                    Ok(_) => wrong.push("the fresh save reads back different data".to_owned()),
-                    Err(e) => wrong.push(format!("the fresh save failed: {e}")),
-                }
-                if !status.success() || !wrong.is_empty() {
-                    failures.push(format!("{handle:?} ({status}): {}", wrong.join("; ")));
+    let mut cases = 0;
+    let mut largest = 0;
+    for scale in [Scale::Small, Scale::Large] {
+        for flushed in [false, true] {
+            for handle in &handles {
+                cases += 1;
+                let data = child::poison_data(backend, *handle, scale);
+                largest = largest.max(crate::checks::array_bytes(&data));
+                let name = format!(
+                    "{handle:?} ({}, {})",
+                    if flushed { "flushed" } else { "synced" },
+                    size_text(crate::checks::array_bytes(&data))
+                );
+                if let Err(e) = poison_case(ctx, *handle, flushed, scale, &data, &args) {
+                    failures.push(format!("{name}: {e}"));
                 }
             }
-            Err(e) => failures.push(format!("{handle:?}: {e}")),
         }
     }
     Ok(CheckResult::counted(
         "FS",
-        handles.len() as u64,
+        cases,
         &failures,
         &format!(
-            "the first fsync/msync fails with EIO (strace) on {}: that sync returns Err, every later sync and the commit or close return Err (poisoned), and a fresh atomic save of the same data succeeds",
+            "arrays up to {}: the first fsync/msync fails with EIO (strace) on {}, each synced and flushed (Durability::Flushed), small and large: that sync returns Err, every later sync and the commit or close return Err (poisoned), and a fresh atomic save of the same data succeeds",
+            size_text(largest),
             handles
                 .iter()
                 .map(|h| format!("{h:?}"))
@@ -726,4 +838,48 @@ pub fn fs(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
                 .join(", ")
         ),
     ))
+}
+
+/// One FS case: the handle's first sync fails; it must stay poisoned; a fresh save recovers.
+fn poison_case(
+    ctx: &Ctx<'_>,
+    handle: PoisonHandle,
+    flushed: bool,
+    scale: Scale,
+    data: &DynArray,
+    args: &[String],
+) -> Result<(), String> {
+    let backend = ctx.backend;
+    let dir = case_dir(ctx, "fs")?;
+    let path = dir.join(target_name(backend));
+    if handle == PoisonHandle::InPlace {
+        let old = crate::checks::versioned_with_len(backend, 0, 0, data.len());
+        backend
+            .save(&path, &old, &SaveOptions::default())
+            .map_err(|e| e.to_string())?;
+    }
+    let task = Task::Poison {
+        path: path.clone(),
+        handle,
+        flushed,
+        scale,
+    };
+    let expect = ["SYNC1 err", "SYNC2 err Poisoned", "FINISH err"];
+    let (status, words) = run_attached(&task, args)?;
+    let mut wrong = unexpected(&expect, &words);
+    // Recovery: a fresh atomic save of the same data.
+    let fresh = dir.join(format!("fresh.{}", backend.extension()));
+    match backend
+        .save(&fresh, data, &SaveOptions::default())
+        .and_then(|()| backend.load(&fresh))
+    {
+        Ok((_, a)) if same_bits(&a, data) => {}
+        Ok(_) => wrong.push("the fresh save reads back different data".to_owned()),
+        Err(e) => wrong.push(format!("the fresh save failed: {e}")),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if !status.success() || !wrong.is_empty() {
+        return Err(format!("{status}: {}", wrong.join("; ")));
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! SE: a replace keeps the target's mode, a new file gets 0666 & ~umask, temporaries are
 //! created exclusively in the target's directory (proven with strace), symbolic links are
-//! followed and kept, and a read-only directory gives a clear error and leaves nothing behind.
+//! followed and kept, a read-only directory gives a clear error and leaves nothing behind, and
+//! the replace policy of careful tools holds ([`super::replace_policy`]).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -10,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use ndstore_core::SaveOptions;
 
+use super::replace_policy::{self, Outcome};
 use crate::Ctx;
 use crate::checks::versioned;
 use crate::child::{self, Task};
@@ -119,12 +121,38 @@ pub fn se(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         "a read-only directory is a clear error and leaves nothing",
         read_only_dir(ctx),
     );
-    Ok(CheckResult::counted(
+    let mut skipped = Vec::new();
+    for (name, outcome) in replace_policy::cases(ctx, euid_is_root()) {
+        match outcome {
+            Outcome::Ran(result) => case(&name, result),
+            Outcome::Skipped(reason) => skipped.push(format!("{name}: {reason}")),
+        }
+    }
+    let result = CheckResult::counted(
         "SE",
         cases,
         &failures,
-        "0600/0644/0640 kept, new file 0666 & ~umask, O_CREAT|O_EXCL temporary in the target's directory (strace), symlink followed and kept, read-only directory",
-    ))
+        &format!(
+            "0600/0644/0640 kept, new file 0666 & ~umask, O_CREAT|O_EXCL temporary in the target's directory (strace), symlink followed and kept, read-only directory; the replace policy, saving as nobody: 0444 and foreign files refused unless opted in, owner kept or the save refused, xattrs and ACLs kept, planted links in sticky directories not followed (fs.protected_symlinks is {} here; ndstore applies the rule whatever it says)",
+            protected_symlinks()
+        ),
+    );
+    Ok(with_skipped(result, &skipped))
+}
+
+/// `fs.protected_symlinks` as this machine sets it.
+fn protected_symlinks() -> String {
+    fs::read_to_string("/proc/sys/fs/protected_symlinks")
+        .map_or_else(|_| "unknown".to_owned(), |v| v.trim().to_owned())
+}
+
+/// A case that could not run here makes SE SKIP with its reason, never PASS (a FAIL stays FAIL).
+fn with_skipped(result: CheckResult, skipped: &[String]) -> CheckResult {
+    if skipped.is_empty() {
+        result
+    } else {
+        result.with_skipped_part(&skipped.join("; "))
+    }
 }
 
 /// Records a save in a child with strace and checks the temporary's creation and the rename.
@@ -133,6 +161,8 @@ fn exclusive_temp(ctx: &Ctx<'_>) -> Result<(), String> {
     let log = ctx.dir.path().join("strace.log");
     let inner = child::command(&Task::SaveOnce {
         path: target.clone(),
+        version: 0,
+        policy: child::Policy::default(),
     })?;
     let mut cmd = Command::new("strace");
     cmd.args([
@@ -198,6 +228,8 @@ fn read_only_dir(ctx: &Ctx<'_>) -> Result<(), String> {
     let target = dir.join(format!("x.{}", ctx.backend.extension()));
     let mut cmd = child::command(&Task::SaveOnce {
         path: target.clone(),
+        version: 0,
+        policy: child::Policy::default(),
     })?;
     if euid_is_root() {
         // Root ignores permission bits; an unprivileged child shows what users see.

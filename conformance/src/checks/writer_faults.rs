@@ -1,0 +1,346 @@
+//! IO for streaming writers: a write fails inside an append (strace injects EIO, ENOSPC or
+//! EFBIG into the k-th write of the append, or a file-size limit stops it part-way), and the
+//! writer is used on: another append, flush, sync and commit.
+//!
+//! Acknowledged means correct. Either the writer is poisoned (every later call and the commit
+//! return Err, and the target keeps its old content, atomic, or what its last successful flush
+//! wrote, in place), or the failed append was rolled back and the committed file holds exactly
+//! the blocks whose appends returned Ok. A committed file holding rows that were never
+//! acknowledged (a torn block, a block where another belongs) fails the case, whatever the
+//! calls returned.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+
+use ndstore_core::{DynArray, SaveOptions, list_temps};
+
+use super::power::{CHILD_TIMEOUT, case_dir, run_attached, target_name, wait_timeout, wrapped};
+use crate::Ctx;
+use crate::checks::{ROW_WIDTH, concat, element_versions, same_bits, size_text, versioned};
+use crate::child::{self, FAULT_CALLS, FaultSource, Task, fault_blocks};
+use crate::syscalls::{MARK_COMMITTED, MARK_START};
+
+/// The bytes of the block whose append fails: more than any writer's buffer (1 MiB), so the
+/// append writes through to the file, several times for the text writer.
+const FAILING_BYTES: usize = 8 << 20;
+
+/// Runs every writer-fault case; returns the case count, a description, and the largest block's
+/// bytes.
+pub(super) fn run(
+    ctx: &Ctx<'_>,
+    failures: &mut Vec<String>,
+) -> Result<(usize, String, usize), String> {
+    let backend = ctx.backend;
+    let rows = FAILING_BYTES / (ROW_WIDTH * super::version_kind(backend).itemsize().max(1));
+    let mut cases = 0;
+    let mut counted = Vec::new();
+    for in_place in [false, true] {
+        let writer = if in_place {
+            "in-place writer"
+        } else {
+            "atomic writer"
+        };
+        let (call, count) = match count_writes(ctx, in_place, rows) {
+            Ok(found) => found,
+            Err(e) => {
+                cases += 1;
+                failures.push(format!("{writer}: {e}"));
+                continue;
+            }
+        };
+        counted.push(format!("{writer}: {count} {call} calls"));
+        let mut ks = vec![1, count];
+        ks.dedup();
+        let mut plan: Vec<(String, FaultSource, Vec<String>)> = Vec::new();
+        for errno in ["EIO", "ENOSPC", "EFBIG"] {
+            for &k in &ks {
+                plan.push((
+                    format!("{call} #{k} of the append fails with {errno} once"),
+                    FaultSource::Tracer,
+                    inject(call, errno, &k.to_string()),
+                ));
+            }
+        }
+        plan.push((
+            format!("{call} #1 of the append fails with EIO from then on"),
+            FaultSource::Tracer,
+            inject(call, "EIO", "1+"),
+        ));
+        plan.push((
+            "a file-size limit stops the append half-way (a short write, then EFBIG)".to_owned(),
+            FaultSource::SizeLimit((FAILING_BYTES / 2) as u64),
+            Vec::new(),
+        ));
+        for (name, how, args) in plan {
+            cases += 1;
+            if let Err(problem) = fault_case(ctx, in_place, rows, how, &args) {
+                failures.push(format!("{writer}, {name}: {problem}"));
+            }
+        }
+    }
+    let note = format!(
+        "{cases} writer faults inside an append of {} ({}; EIO, ENOSPC, EFBIG at the first and last write, EIO from then on, and a file-size limit), then append, flush, sync and commit: poisoned with the old or last flushed content, or rolled back with exactly the acknowledged rows",
+        size_text(FAILING_BYTES),
+        counted.join(", ")
+    );
+    Ok((cases, note, FAILING_BYTES))
+}
+
+fn inject(call: &str, errno: &str, when: &str) -> Vec<String> {
+    vec![
+        "-e".to_owned(),
+        format!("trace={call}"),
+        "-e".to_owned(),
+        format!("inject={call}:error={errno}:when={when}"),
+    ]
+}
+
+/// Records the failing append (nothing fails) and counts its writes to the file: which call
+/// (`write` or `pwrite64`) and how often.
+fn count_writes(
+    ctx: &Ctx<'_>,
+    in_place: bool,
+    rows: usize,
+) -> Result<(&'static str, usize), String> {
+    let backend = ctx.backend;
+    let dir = case_dir(ctx, "io-writer-count")?;
+    let path = dir.join(target_name(backend));
+    backend
+        .save(&path, &versioned(backend, 9, 0), &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    let log = dir.with_extension("strace");
+    let task = Task::WriterFault {
+        path: path.clone(),
+        in_place,
+        rows,
+        how: FaultSource::Marks,
+    };
+    let mut cmd = wrapped(
+        "strace",
+        &["-f", "-y", "-e", "trace=openat,write,pwrite64", "-o"],
+        Some(log.as_os_str()),
+        &child::command(&task)?,
+    );
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut proc = cmd.spawn().map_err(|e| format!("cannot run strace: {e}"))?;
+    let status = wait_timeout(&mut proc, CHILD_TIMEOUT)?;
+    let text = std::fs::read_to_string(&log).map_err(|e| format!("reading the strace log: {e}"))?;
+    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_dir_all(&dir);
+    if status.code() != Some(255) {
+        return Err(format!(
+            "the recorded writer did not succeed in every call ({status})"
+        ));
+    }
+    let dir_text = dir.display().to_string();
+    let mut inside = false;
+    let (mut writes, mut pwrites) = (0, 0);
+    for line in text.lines() {
+        if line.contains(MARK_START) {
+            inside = true;
+        } else if line.contains(MARK_COMMITTED) {
+            inside = false;
+        } else if inside && line.contains(&format!("<{dir_text}/")) {
+            if line.contains(" write(") {
+                writes += 1;
+            } else if line.contains(" pwrite64(") {
+                pwrites += 1;
+            }
+        }
+    }
+    match (writes, pwrites) {
+        (0, 0) => Err(format!(
+            "an append of {} made no write: nothing to fail inside it",
+            size_text(FAILING_BYTES)
+        )),
+        (w, p) if w >= p => Ok(("write", w)),
+        (_, p) => Ok(("pwrite64", p)),
+    }
+}
+
+/// One case: the child writes, meets the failure, goes on; the file is judged.
+fn fault_case(
+    ctx: &Ctx<'_>,
+    in_place: bool,
+    rows: usize,
+    how: FaultSource,
+    args: &[String],
+) -> Result<(), String> {
+    let backend = ctx.backend;
+    let dir = case_dir(ctx, "io-writer")?;
+    let path = dir.join(target_name(backend));
+    backend
+        .save(&path, &versioned(backend, 9, 0), &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    let old_bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+    let task = Task::WriterFault {
+        path: path.clone(),
+        in_place,
+        rows,
+        how,
+    };
+    let (status, words) = match how {
+        FaultSource::Tracer => run_attached(&task, args)?,
+        _ => run_plain(&task)?,
+    };
+    let Some(code @ 128..=255) = status.code() else {
+        return Err(format!(
+            "the child died ({status}): a panic or an abort; it said {words:?}"
+        ));
+    };
+    let returned: Vec<(&str, bool)> = FAULT_CALLS
+        .iter()
+        .enumerate()
+        .map(|(i, call)| (*call, (code - 128) >> i & 1 == 1))
+        .collect();
+    let result = judge(backend, &returned, in_place, rows, &path, &old_bytes);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_plain(task: &Task) -> Result<(ExitStatus, Vec<String>), String> {
+    let mut proc = child::command(task)?
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start a child: {e}"))?;
+    let stdout = proc.stdout.take().ok_or("no child stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut { stdout }, &mut out);
+        out
+    });
+    let status = wait_timeout(&mut proc, CHILD_TIMEOUT)?;
+    let out = reader.join().map_err(|_| "the reader thread died")?;
+    Ok((status, child::protocol_lines(&out)))
+}
+
+/// Judges the file a writer-fault child left, from what each call returned.
+fn judge(
+    backend: &dyn ndstore_core::Backend,
+    returned: &[(&str, bool)],
+    in_place: bool,
+    rows: usize,
+    path: &Path,
+    old_bytes: &[u8],
+) -> Result<(), String> {
+    let [first, failing, after] = fault_blocks(backend, rows);
+    let said = |word: &str| returned.iter().any(|(w, ok)| *w == word && *ok);
+    let calls = returned
+        .iter()
+        .map(|(w, ok)| format!("{} {}", w.to_lowercase(), if *ok { "ok" } else { "err" }))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !said("APPEND0") || !said("FLUSH0") {
+        return Err(format!("the writer failed before the fault: {calls}"));
+    }
+    let failed_ok = said("APPEND1");
+    let mut problems = Vec::new();
+    if failed_ok {
+        problems.push("the append whose write failed returned Ok".to_owned());
+    }
+    // Replay what was acknowledged, and what the last successful flush made the file hold.
+    let mut acknowledged: Vec<&DynArray> = vec![&first];
+    let mut flushed = acknowledged.clone();
+    if failed_ok {
+        acknowledged.push(&failing);
+    }
+    if said("APPEND2") {
+        acknowledged.push(&after);
+    }
+    for word in ["FLUSH", "SYNC"] {
+        if said(word) {
+            flushed = acknowledged.clone();
+        }
+    }
+    let committed = said("COMMIT");
+    let poisoned = ["APPEND2", "FLUSH", "SYNC", "COMMIT"]
+        .iter()
+        .all(|w| !said(w));
+    let temps = list_temps(path).map_err(|e| e.to_string())?;
+    if !temps.is_empty() {
+        problems.push(format!("{} temporary file(s) left", temps.len()));
+    }
+    let expected = if committed {
+        Some(&acknowledged)
+    } else if in_place {
+        Some(&flushed)
+    } else {
+        None
+    };
+    match expected {
+        Some(blocks) => {
+            let want = concat(blocks).ok_or("cannot join the blocks")?;
+            match crate::checks::load(backend, path) {
+                Ok((_, got)) if same_bits(&got, &want) => {}
+                Ok((_, got)) => problems.push(format!(
+                    "{} the file holds {}",
+                    if committed {
+                        format!(
+                            "the commit returned Ok after {} acknowledged rows, but",
+                            want.shape()[0]
+                        )
+                    } else {
+                        format!(
+                            "the commit failed and the last successful flush wrote {} rows, but",
+                            want.shape()[0]
+                        )
+                    },
+                    mismatch(&got, &want)
+                )),
+                Err(e) => problems.push(format!(
+                    "the target does not load ({}): {e}",
+                    if committed {
+                        "after an Ok commit"
+                    } else {
+                        "it should hold what the last flush wrote"
+                    }
+                )),
+            }
+        }
+        None => {
+            if std::fs::read(path).map_err(|e| e.to_string())? != old_bytes {
+                problems.push(
+                    "the commit failed but the target is not its old file, byte for byte"
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        let how = if poisoned { "poisoned: " } else { "" };
+        Err(format!("{} ({how}{calls})", problems.join("; ")))
+    }
+}
+
+/// Where `got` first differs from `want`, in the blocks' own terms.
+fn mismatch(got: &DynArray, want: &DynArray) -> String {
+    if got.shape() != want.shape() {
+        return format!(
+            "an array of shape {:?}, not {:?}",
+            got.shape(),
+            want.shape()
+        );
+    }
+    let (Some(g), Some(w)) = (element_versions(got), element_versions(want)) else {
+        return "other values".to_owned();
+    };
+    let Some(j) = g.iter().zip(&w).position(|(a, b)| a != b) else {
+        return "the same elements in another layout".to_owned();
+    };
+    let (row, column) = (j / ROW_WIDTH, j % ROW_WIDTH);
+    let (got_writer, got_block, got_index) = g[j];
+    let (_, want_block, want_index) = w[j];
+    let found = if got_writer == 5 {
+        format!("element {got_index} of block {got_block}")
+    } else {
+        "a value no block holds".to_owned()
+    };
+    format!(
+        "at row {row}, column {column}: {found} where element {want_index} of block {want_block} belongs"
+    )
+}
