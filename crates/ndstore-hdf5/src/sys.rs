@@ -453,6 +453,25 @@ impl Drop for SharedMap {
 // ---------------------------------------------------------------------------------------------
 // libhdf5.
 
+/// Lets the objects created from now on in `file` use the 1.10 format (its dataset layouts
+/// index the chunks of one growing dimension in an extensible array) while the superblock
+/// keeps the version the file was created with.
+pub(crate) fn chunk_index_of_1_10(file: &hdf5_metno::File) -> hdf5_metno::Result<()> {
+    use hdf5_metno_sys::h5f::{H5F_LIBVER_LATEST, H5F_libver_t};
+    // libhdf5 1.10.2 and later have it; hdf5-metno-sys does not declare it.
+    unsafe extern "C" {
+        fn H5Fset_libver_bounds(file: hid_t, low: H5F_libver_t, high: H5F_libver_t) -> c_int;
+    }
+    let rc = hdf5_metno::sync::sync(|| {
+        // SAFETY: a live file id; no pointer is passed.
+        unsafe { H5Fset_libver_bounds(file.id(), H5F_libver_t::H5F_LIBVER_V110, H5F_LIBVER_LATEST) }
+    });
+    if rc < 0 {
+        return Err(hdf5_metno::Error::query().unwrap_or_else(|e| e));
+    }
+    Ok(())
+}
+
 /// The name a file opened from memory has inside libhdf5. The core driver refuses an image
 /// whose name opens an existing file, and no file can be opened by this one (`/dev/null` is not
 /// a directory).

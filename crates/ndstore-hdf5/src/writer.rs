@@ -75,9 +75,9 @@ impl WriterOptions {
 /// written directly under an exclusive lock; `flush` makes the rows so far visible to readers,
 /// `sync` makes them durable. Dropped uncommitted in place, the writer flushes (errors logged);
 /// dropped during a panic, it keeps only the rows of its last flush, and the file gives back the
-/// space of the rows appended after it. An in-place file is written in the HDF5 1.10 format
-/// (readable by libhdf5 1.10 and later, h5py 2.7 and later); an atomic one in the earliest
-/// format that holds its dataset.
+/// space of the rows appended after it. An in-place writer's dataset is in the HDF5 1.10 format
+/// (readable by libhdf5 1.10 and later, h5py 2.7 and later), in a file whose superblock is in the
+/// earliest format; an atomic writer uses the earliest format that holds its dataset.
 pub struct H5Writer {
     dataset: Option<Dataset>,
     file: Option<File>,
@@ -164,12 +164,7 @@ impl H5Writer {
                 if in_place {
                     fapl.file_locking(false);
                 }
-                // The 1.10 format indexes the chunks of a dataset with one growing dimension
-                // in an extensible array, which gives the space of pruned chunks back at close:
-                // an in-place writer dropped in a panic shrinks its dataset to the last flush,
-                // and with the 1.8 format's B-tree the appended chunks stayed in the file (64
-                // MiB appended after a flush left a file 64 MiB larger). SWMR needs it too.
-                if options.swmr || in_place {
+                if options.swmr {
                     fapl.libver_v110();
                 }
                 fapl
@@ -177,6 +172,16 @@ impl H5Writer {
             .create(out.path())
             .map_err(|e| h5_error(e, &target, "/"))?;
         close_on_exec(&file);
+        // In place, the dataset is made in the 1.10 format, which indexes the chunks of one
+        // growing dimension in an extensible array that gives the space of pruned chunks back
+        // at close: a writer dropped in a panic shrinks its dataset to the last flush, and with
+        // the earlier format's B-tree the appended chunks stayed in the file (64 MiB appended
+        // after a flush left a file 64 MiB larger). The superblock stays in the earliest
+        // format: the 1.10 one marks the file open for write until it is closed, and a writer
+        // killed after a flush left a file nothing would open without h5clear.
+        if in_place && !options.swmr {
+            crate::sys::chunk_index_of_1_10(&file).map_err(|e| h5_error(e, &target, "/"))?;
+        }
         let dataset = with_dtype_kind!(dtype.kind, T => create_dataset::<T>(&file, options, byte_order, row_shape, &target))?;
         if options.swmr {
             file.start_swmr().map_err(|e| h5_error(e, &target, "/"))?;

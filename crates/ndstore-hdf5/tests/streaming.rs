@@ -100,6 +100,22 @@ fn child_process_entry() {
             }
             Err(e) => println!("ERROR {:?} {e}", e.kind()),
         },
+        // Writes 1000 rows in place, flushes and dies without closing anything, as if killed.
+        "abandon-in-place-writer" => {
+            let mut writer = H5Writer::create(
+                &path,
+                DType::native(DTypeKind::I64),
+                &[3],
+                &SaveOptions::default().in_place(),
+                &WriterOptions::default(),
+            )
+            .unwrap();
+            writer.append(&rows(0, 1000)).unwrap();
+            writer.flush().unwrap();
+            // SAFETY: ends the process at once, running no exit handler (libhdf5's would close
+            // the file).
+            unsafe { libc::_exit(0) };
+        }
         other => panic!("unknown child task {other}"),
     }
 }
@@ -490,4 +506,22 @@ fn an_in_place_writer_dropped_in_a_panic_gives_back_what_it_appended_after_its_f
         len < flushed_len + (1 << 20),
         "the file is {len} bytes after the panic, {flushed_len} after the flush"
     );
+}
+
+/// An in-place writer killed after a flush leaves a file that opens, in ndstore and in h5py,
+/// without h5clear: the 1.10 format's superblock marks a file open for write until it is
+/// closed, so the writer keeps the superblock of the earliest format (an in-place writer
+/// created with the 1.10 bounds left a file that nothing would open).
+#[test]
+fn an_in_place_writer_killed_after_a_flush_leaves_a_file_that_opens() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("killed.h5");
+    let status = spawn_child("abandon-in-place-writer", &path, &[])
+        .wait()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let (meta, table) = ndstore_hdf5::load_dyn(&path, "data").unwrap();
+    assert_eq!(meta.shape, vec![1000, 3]);
+    assert!(table.bit_eq(&rows(0, 1000)));
 }
