@@ -82,6 +82,22 @@ fn lines_of(pipe: impl std::io::Read + Send + 'static) -> Receiver<String> {
     recv
 }
 
+/// Every line still to come, up to the end of the pipe: a child that has exited may have
+/// written lines the reading thread has not passed on yet (under load, an FS case once lost its
+/// last line, "FINISH err", that way). Gives up after 10 s, in case a process the child
+/// started keeps the pipe open.
+fn drain(lines: &Receiver<String>) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => got.push(line),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
 /// Waits for a line containing `word`.
 fn expect_line(lines: &Receiver<String>, word: &str) -> Result<(), String> {
     let deadline = Instant::now() + CHILD_TIMEOUT;
@@ -141,8 +157,8 @@ pub(super) fn run_attached(
     let status = wait_timeout(&mut child, CHILD_TIMEOUT);
     let _ = wait_timeout(&mut tracer, Duration::from_secs(10));
     let status = status?;
-    let words = lines
-        .try_iter()
+    let words = drain(&lines)
+        .into_iter()
         .filter_map(|l| l.strip_prefix(child::PREFIX).map(str::to_owned))
         .collect();
     Ok((status, words))
