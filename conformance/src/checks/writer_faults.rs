@@ -2,12 +2,12 @@
 //! EFBIG into the k-th write of the append, or a file-size limit stops it part-way), and the
 //! writer is used on: another append, flush, sync and commit.
 //!
-//! Acknowledged means correct. Either the writer is poisoned (every later call and the commit
-//! return Err, and the target keeps its old content, atomic, or what its last successful flush
-//! wrote, in place), or the failed append was rolled back and the committed file holds exactly
-//! the blocks whose appends returned Ok. A committed file holding rows that were never
-//! acknowledged (a torn block, a block where another belongs) fails the case, whatever the
-//! calls returned.
+//! Acknowledged means correct, and a failed write poisons (the README's vocabulary): an append
+//! that returned Err must be followed by Err from every later call, the commit included, and the
+//! target keeps its old content (atomic) or what its last successful flush wrote (in place). An
+//! append the fault did not reach may return Ok; then the committed file holds exactly the
+//! blocks whose appends returned Ok. A file holding rows that were never acknowledged (a torn
+//! block, a block where another belongs) fails the case, whatever the calls returned.
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -240,6 +240,20 @@ fn judge(
     let mut problems = Vec::new();
     if failed_ok {
         problems.push("the append whose write failed returned Ok".to_owned());
+    } else {
+        // The vocabulary's rule: a failed write poisons the handle, and every later call
+        // returns Err.
+        let went_on: Vec<String> = ["APPEND2", "FLUSH", "SYNC", "COMMIT"]
+            .iter()
+            .filter(|w| said(w))
+            .map(|w| w.to_lowercase())
+            .collect();
+        if !went_on.is_empty() {
+            problems.push(format!(
+                "the writer was not poisoned by the failed append: {} returned Ok after it",
+                went_on.join(", ")
+            ));
+        }
     }
     // Replay what was acknowledged, and what the last successful flush made the file hold.
     let mut acknowledged: Vec<&DynArray> = vec![&first];

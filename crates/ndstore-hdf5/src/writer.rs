@@ -266,8 +266,33 @@ impl H5Writer {
     }
 }
 
+impl H5Writer {
+    fn check_poison(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(ndstore_core::atomic::poisoned_error(&self.target));
+        }
+        Ok(())
+    }
+
+    /// Poisons the writer after a failed write or flush; in place, the dataset is cut back to
+    /// the rows of the last flush at once (and so it stays when the writer is dropped).
+    fn poison(&mut self, e: Error) -> Error {
+        self.poisoned = true;
+        if self.replace == Replace::InPlace
+            && let Err(cut) = self.discard_unflushed()
+        {
+            log::error!(
+                "{}: cutting a failed HDF5 writer back to its last flush failed: {cut}",
+                self.target.display()
+            );
+        }
+        e
+    }
+}
+
 impl ArrayWriter for H5Writer {
     fn append(&mut self, rows: &DynArray) -> Result<()> {
+        self.check_poison()?;
         ndstore_core::check_rows(
             self.kind,
             &self.row_shape,
@@ -278,19 +303,23 @@ impl ArrayWriter for H5Writer {
         let Some(dataset) = self.dataset.clone() else {
             return Err(self.closed());
         };
-        self.rows = with_dyn_array!(rows, a => self.append_typed(&dataset, a.view()))?;
-        Ok(())
+        match with_dyn_array!(rows, a => self.append_typed(&dataset, a.view())) {
+            Ok(total) => {
+                self.rows = total;
+                Ok(())
+            }
+            Err(e) => Err(self.poison(e)),
+        }
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.flush_hdf5()
+        self.check_poison()?;
+        self.flush_hdf5().map_err(|e| self.poison(e))
     }
 
     fn sync(&mut self) -> Result<()> {
-        if self.poisoned {
-            return Err(ndstore_core::atomic::poisoned_error(&self.target));
-        }
-        self.flush_hdf5()?;
+        self.check_poison()?;
+        self.flush_hdf5().map_err(|e| self.poison(e))?;
         let out = self.out.as_mut().ok_or_else(|| {
             Error::new(ErrorKind::InvalidInput, "the writer is finished").with_path(&self.target)
         })?;
@@ -298,9 +327,7 @@ impl ArrayWriter for H5Writer {
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
-        if self.poisoned {
-            return Err(ndstore_core::atomic::poisoned_error(&self.target));
-        }
+        self.check_poison()?;
         // Flushed while the dataset is open: closing a dataset writes its cached chunks
         // without reporting a failure.
         if let Some(file) = &self.file {
@@ -320,9 +347,10 @@ impl Drop for H5Writer {
             return;
         }
         if self.replace == Replace::InPlace {
-            // libhdf5 writes everything on close: during a panic, rows appended since the last
-            // flush are cut off first, so only what was published stays.
-            let done = if std::thread::panicking() {
+            // libhdf5 writes everything on close: during a panic (or after a failure), rows
+            // appended since the last flush are cut off first, so only what was published
+            // stays.
+            let done = if std::thread::panicking() || self.poisoned {
                 self.discard_unflushed()
             } else {
                 self.flush_hdf5()

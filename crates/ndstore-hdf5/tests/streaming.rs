@@ -476,6 +476,7 @@ fn a_writers_byte_order_comes_from_its_dtype_and_a_contradiction_is_refused() {
 /// a 68 MB file for 8 MB of flushed rows).
 #[test]
 fn an_in_place_writer_dropped_in_a_panic_gives_back_what_it_appended_after_its_flush() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("panic.h5");
     let mut writer = H5Writer::create(
