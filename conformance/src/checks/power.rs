@@ -117,6 +117,15 @@ pub(super) fn run_attached(
     task: &Task,
     strace_args: &[String],
 ) -> Result<(ExitStatus, Vec<String>), String> {
+    run_attached_logged(task, strace_args, Path::new("/dev/null"))
+}
+
+/// [`run_attached`], with strace's output in `log`.
+fn run_attached_logged(
+    task: &Task,
+    strace_args: &[String],
+    log: &Path,
+) -> Result<(ExitStatus, Vec<String>), String> {
     let mut child = child::command(task)?
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -131,7 +140,9 @@ pub(super) fn run_attached(
         return Err(e);
     }
     let mut tracer = Command::new("strace")
-        .args(["-f", "-o", "/dev/null", "-p", &child.id().to_string()])
+        .args(["-f", "-o"])
+        .arg(log)
+        .args(["-p", &child.id().to_string()])
         .args(strace_args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -640,18 +651,25 @@ fn inject_into_saves(
             k.to_string()
         };
         let args = vec![
+            "-y".to_owned(),
             "-e".to_owned(),
             format!("trace={call}"),
             "-e".to_owned(),
             format!("inject={call}:error={errno}:when={when}"),
         ];
-        let (status, _) = match run_attached(&task, &args) {
+        let log = ctx.dir.path().join("io-strace.log");
+        let (status, _) = match run_attached_logged(&task, &args, &log) {
             Ok(r) => r,
             Err(e) => {
                 failures.push(format!("{name}: {e}"));
                 continue;
             }
         };
+        // The occurrence the plan counted on may not be the one that failed: a call another
+        // thread makes (std reading cgroup files for the number of CPUs, a close on the release
+        // thread) can come first in one run and not in the recorded one. A failure that hit
+        // no file of the case's directory is the backend's to ignore.
+        let matters = *matters && injected_into(&log, &dir);
         let Some(code @ 10..=13) = status.code() else {
             failures.push(format!(
                 "{name}: the child died ({status}): a panic or an abort"
@@ -666,7 +684,7 @@ fn inject_into_saves(
         if leaked && *call != "close" {
             problems.push(format!("a file descriptor leaked (exit {code})"));
         }
-        if ok && *matters {
+        if ok && matters {
             problems.push("the failure was swallowed: the save returned Ok".to_owned());
         }
         match ndstore_core::list_temps(&target) {
@@ -703,6 +721,46 @@ fn inject_into_saves(
             }
         ),
     ))
+}
+
+/// Whether some call strace failed on purpose (its `(INJECTED)` lines in `log`, written with
+/// `-y`, which names each descriptor's file) touched `dir`, or named no file at all (then it
+/// cannot be told apart, and it counts). True when the log cannot be read.
+fn injected_into(log: &Path, dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return true;
+    };
+    let dir = dir.to_string_lossy();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = false;
+    for (i, line) in lines.iter().enumerate() {
+        if !line.contains("(INJECTED)") {
+            continue;
+        }
+        found = true;
+        // A call another thread interrupted ends on a `<... close resumed>` line; its
+        // arguments are on the same process's `<unfinished ...>` line before it.
+        let call = if line.contains("resumed>") {
+            let pid = line.split_whitespace().next().unwrap_or_default();
+            lines[..i]
+                .iter()
+                .rev()
+                .find(|l| {
+                    l.contains("<unfinished ...>") && l.split_whitespace().next() == Some(pid)
+                })
+                .copied()
+        } else {
+            Some(*line)
+        };
+        match call {
+            Some(call) if call.contains(dir.as_ref()) => return true,
+            // Arguments naming no file, or not found: it cannot be told apart, so it counts.
+            Some(call) if !call.contains('<') || call.contains("resumed>") => return true,
+            None => return true,
+            Some(_) => {}
+        }
+    }
+    !found
 }
 
 /// Saves into a tmpfs mounted in a private mount namespace, too small for a second copy of the
@@ -898,4 +956,42 @@ fn poison_case(
         return Err(format!("{status}: {}", wrong.join("; ")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::injected_into;
+
+    fn judged(log: &str) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strace.log");
+        std::fs::write(&path, log).unwrap();
+        injected_into(&path, std::path::Path::new("/scratch/io-case"))
+    }
+
+    #[test]
+    fn an_injected_failure_counts_only_where_it_hit_the_case() {
+        // The save's own temporary file.
+        assert!(judged(
+            "10 close(5</scratch/io-case/.t.ndstore-tmp>) = -1 EIO (Input/output error) (INJECTED)\n"
+        ));
+        // std reading a cgroup file for the number of CPUs.
+        assert!(!judged(
+            "10 close(6</sys/fs/cgroup/cpu.max>) = -1 EIO (Input/output error) (INJECTED)\n\
+             10 close(5</scratch/io-case/.t.ndstore-tmp>) = 0\n"
+        ));
+        // Interrupted by another thread: the arguments are on the unfinished line.
+        assert!(judged(
+            "11 close(5</scratch/io-case/t.npy> <unfinished ...>\n\
+             10 close(7</proc/self/cgroup>) = 0\n\
+             11 <... close resumed>) = -1 EIO (Input/output error) (INJECTED)\n"
+        ));
+        assert!(!judged(
+            "11 close(7</proc/self/mountinfo> <unfinished ...>\n\
+             10 close(5</scratch/io-case/t.npy>) = 0\n\
+             11 <... close resumed>) = -1 EIO (Input/output error) (INJECTED)\n"
+        ));
+        // Nothing injected (the call never came): as planned.
+        assert!(judged("10 close(5</scratch/io-case/t.npy>) = 0\n"));
+    }
 }
