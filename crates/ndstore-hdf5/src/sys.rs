@@ -83,12 +83,26 @@ pub(crate) fn silence_stderr() {
     unsafe { libc::dup2(null.as_raw_fd(), libc::STDERR_FILENO) };
 }
 
-/// The resident memory of process `pid` in bytes, from `/proc/PID/statm`; `None` when it
-/// cannot be read (the process is gone, or there is no `/proc`).
+/// The anonymous and shared-memory resident bytes of process `pid`, from `/proc/PID/status`;
+/// `None` when they cannot be read (the process is gone, or there is no `/proc`).
 pub(crate) fn resident_bytes(pid: libc::pid_t) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages.saturating_mul(page_size()))
+    // Anonymous and shared-memory pages only: the pages of mapped files (the program's and
+    // libraries' code, which a forked child maps again as it runs) can be dropped by the kernel
+    // at any time and are not what a hostile file makes a reader allocate.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mut total = 0u64;
+    let mut found = 0;
+    for line in status.lines() {
+        if let Some(rest) = line
+            .strip_prefix("RssAnon:")
+            .or_else(|| line.strip_prefix("RssShmem:"))
+        {
+            let kib: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
+            total = total.saturating_add(kib.saturating_mul(1024));
+            found += 1;
+        }
+    }
+    (found == 2).then_some(total)
 }
 
 /// How a child process ended.

@@ -344,9 +344,12 @@ fn listen<T: DeserializeOwned>(pid: libc::pid_t, pipe: OwnedFd, limits: &Limits)
     // The address-space limit the child sets on itself is the first fence; its resident memory,
     // watched from here at every poll, is the second, for where that limit cannot hold (under
     // AddressSanitizer, whose shadow memory needs terabytes of address space).
-    let mut budget = sys::resident_bytes(pid)
+    // The budget is counted from what the child holds at the fork, plus its work memory and
+    // the total it announced.
+    let base_budget = sys::resident_bytes(pid)
         .unwrap_or(0)
         .saturating_add(limits.work_memory);
+    let mut budget = base_budget;
     loop {
         if let Some(resident) = sys::resident_bytes(pid)
             && resident > budget
@@ -370,9 +373,9 @@ fn listen<T: DeserializeOwned>(pid: libc::pid_t, pipe: OwnedFd, limits: &Limits)
                     reading,
                 }) => {
                     at_end = end;
-                    if let Some((extended, bytes)) = reading {
+                    if let Some((extended, announced)) = reading {
                         deadline = Instant::now() + extended;
-                        budget = budget.saturating_add(bytes);
+                        budget = base_budget.saturating_add(announced);
                     }
                 }
                 Err(heard) => return give_up(heard),
@@ -409,7 +412,8 @@ struct Lines<T> {
 /// What one drain of the pipe found.
 struct Taken {
     at_end: bool,
-    /// The time the child has from now on and the bytes it reads, when it announced a read.
+    /// The time the child has from now on and the total bytes it announced, when it announced
+    /// a read.
     reading: Option<(Duration, u64)>,
 }
 
@@ -534,6 +538,58 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ReaderCrashed);
         assert!(err.to_string().contains("resident memory"), "{err}");
+    }
+
+    #[test]
+    fn pages_of_mapped_files_do_not_count_against_the_readers_memory() {
+        // A reader maps the pages of files (its own code, which a forked child maps again as it
+        // runs; a file libhdf5 maps): the kernel can drop them at any time, and they are not
+        // memory a hostile file makes it allocate. 64 MiB of a mapped file, read through, under
+        // 16 MiB of work memory.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mapped");
+        std::fs::write(&path, vec![7u8; 64 << 20]).unwrap();
+        let file = File::open(&path).unwrap();
+        let small = Limits {
+            work_memory: 16 << 20,
+            ..limits(60)
+        };
+        let sum = run(Path::new("some.h5"), "", "/obj", &small, &[&file], |_| {
+            let unlimited = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: a valid rlimit structure; the hard limit was left unlimited.
+            unsafe { libc::setrlimit(libc::RLIMIT_AS, &unlimited) };
+            let len = 64usize << 20;
+            // SAFETY: a fresh read-only shared mapping of a file this process holds open, of
+            // its length; it is read only as bytes and unmapped before it goes.
+            let base = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    file.as_raw_fd(),
+                    0,
+                )
+            };
+            assert_ne!(base, libc::MAP_FAILED);
+            let mut sum = 0u64;
+            for page in (0..len).step_by(4096) {
+                // SAFETY: `page` is inside the mapping made above.
+                sum += u64::from(unsafe { std::ptr::read_volatile(base.cast::<u8>().add(page)) });
+                if page % (4 << 20) == 0 {
+                    // Slow enough for the parent's watch to look more than once.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            // SAFETY: the mapping made above, no longer read.
+            unsafe { libc::munmap(base, len) };
+            Ok(sum)
+        })
+        .unwrap();
+        assert_eq!(sum, 7 * (64 << 20) / 4096);
     }
 
     #[test]
