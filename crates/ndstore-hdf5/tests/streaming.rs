@@ -61,6 +61,31 @@ fn spawn_child(task: &str, path: &Path, envs: &[(&str, &str)]) -> Child {
     command.spawn().unwrap()
 }
 
+/// Limits the size of the files this process writes to `bytes`, once: the first write past it
+/// fails with EFBIG, and the limit is lifted then (by the SIGXFSZ handler), so the failure is
+/// transient, as an injected I/O error.
+fn fail_one_growth(bytes: u64) {
+    extern "C" fn lift(_: libc::c_int) {
+        let none = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit is a system call, safe in a signal handler; it reads the struct.
+        unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &none) };
+    }
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: the handler only makes a system call; setrlimit reads the struct passed and
+    // changes only this process's limits.
+    unsafe {
+        let handler = lift as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        assert_ne!(libc::signal(libc::SIGXFSZ, handler), libc::SIG_ERR);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+}
+
 /// The children's entry point: does nothing unless this binary was started as a child.
 #[test]
 fn child_process_entry() {
@@ -115,6 +140,33 @@ fn child_process_entry() {
             // SAFETY: ends the process at once, running no exit handler (libhdf5's would close
             // the file).
             unsafe { libc::_exit(0) };
+        }
+        // Writes 1000 rows in place in chunks of 100 and flushes; appends 1000 more (held in
+        // libhdf5's chunk cache), and the first write that grows the file fails once, in the
+        // flush of NDSTORE_HDF5_TEST_FAILING ("flush" or "commit"); the writer is dropped.
+        // Prints whether the call failed and, for a flush, the rows the writer reports.
+        "in-place-flush-fails" => {
+            let mut writer = H5Writer::create(
+                &path,
+                DType::native(DTypeKind::I64),
+                &[3],
+                &SaveOptions::default().in_place(),
+                &WriterOptions::default().chunk_rows(100),
+            )
+            .unwrap();
+            writer.append(&rows(0, 1000)).unwrap();
+            writer.flush().unwrap();
+            fail_one_growth(std::fs::metadata(&path).unwrap().len());
+            writer.append(&rows(1000, 1000)).unwrap();
+            let failing = std::env::var("NDSTORE_HDF5_TEST_FAILING").unwrap();
+            let failed = if failing == "commit" {
+                Box::new(writer).commit().is_err()
+            } else {
+                let failed = writer.flush().is_err();
+                println!("ROWS {}", writer.rows());
+                failed
+            };
+            println!("FAILED {failed}");
         }
         other => panic!("unknown child task {other}"),
     }
@@ -525,4 +577,36 @@ fn an_in_place_writer_killed_after_a_flush_leaves_a_file_that_opens() {
     let (meta, table) = ndstore_hdf5::load_dyn(&path, "data").unwrap();
     assert_eq!(meta.shape, vec![1000, 3]);
     assert!(table.bit_eq(&rows(0, 1000)));
+}
+
+/// Runs the `in-place-flush-fails` child with its failing call, returning what it printed.
+fn flush_fails(path: &Path, failing: &str) -> String {
+    let child = spawn_child(
+        "in-place-flush-fails",
+        path,
+        &[("NDSTORE_HDF5_TEST_FAILING", failing)],
+    );
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", output.status);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A failed flush poisons an in-place writer and cuts it back to its last flush: the commit's
+/// flush too (a writer whose commit failed flushed the rows when it was dropped, so a commit
+/// that returned Err published them), and the writer's row count says what the file holds.
+#[test]
+fn an_in_place_writer_whose_flush_or_commit_fails_keeps_its_last_flush() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    for failing in ["flush", "commit"] {
+        let path = dir.path().join(format!("{failing}.h5"));
+        let said = flush_fails(&path, failing);
+        assert!(said.contains("FAILED true"), "{failing}: {said}");
+        if failing == "flush" {
+            assert!(said.contains("ROWS 1000\n"), "{failing}: {said}");
+        }
+        let (meta, table) = ndstore_hdf5::load_dyn(&path, "data").unwrap();
+        assert_eq!(meta.shape, vec![1000, 3], "{failing}");
+        assert!(table.bit_eq(&rows(0, 1000)), "{failing}");
+    }
 }
