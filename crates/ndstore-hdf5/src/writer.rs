@@ -270,7 +270,14 @@ impl H5Writer {
 impl H5Writer {
     fn check_poison(&self) -> Result<()> {
         if self.poisoned {
-            return Err(ndstore_core::atomic::poisoned_error(&self.target));
+            // As the core's streaming writers say it: the failure may have been a write or a
+            // flush, not only an fsync.
+            return Err(Error::new(
+                ErrorKind::Poisoned,
+                "an earlier write, flush or sync of this writer failed, so the rows it holds are \
+                 incomplete; write them again with a new writer",
+            )
+            .with_path(&self.target));
         }
         Ok(())
     }

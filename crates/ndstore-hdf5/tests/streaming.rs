@@ -144,7 +144,8 @@ fn child_process_entry() {
         // Writes 1000 rows in place in chunks of 100 and flushes; appends 1000 more (held in
         // libhdf5's chunk cache), and the first write that grows the file fails once, in the
         // flush of NDSTORE_HDF5_TEST_FAILING ("flush" or "commit"); the writer is dropped.
-        // Prints whether the call failed and, for a flush, the rows the writer reports.
+        // Prints whether the call failed and, for a flush, the rows the writer reports and the
+        // error of a later append.
         "in-place-flush-fails" => {
             let mut writer = H5Writer::create(
                 &path,
@@ -164,6 +165,7 @@ fn child_process_entry() {
             } else {
                 let failed = writer.flush().is_err();
                 println!("ROWS {}", writer.rows());
+                println!("LATER {}", writer.append(&rows(1000, 1)).unwrap_err());
                 failed
             };
             println!("FAILED {failed}");
@@ -604,6 +606,11 @@ fn an_in_place_writer_whose_flush_or_commit_fails_keeps_its_last_flush() {
         assert!(said.contains("FAILED true"), "{failing}: {said}");
         if failing == "flush" {
             assert!(said.contains("ROWS 1000\n"), "{failing}: {said}");
+            // A later call says what failed: a flush, not an fsync.
+            assert!(
+                said.contains("an earlier write, flush or sync of this writer failed"),
+                "{said}"
+            );
         }
         let (meta, table) = ndstore_hdf5::load_dyn(&path, "data").unwrap();
         assert_eq!(meta.shape, vec![1000, 3], "{failing}");
