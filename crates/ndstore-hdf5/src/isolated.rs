@@ -369,7 +369,7 @@ fn open_in_reader(
         Err(_) if source.replaced() && source.len <= options.work_memory => {
             // The image is held twice at most: the buffer it is read into (freed once libhdf5
             // has its copy) or libhdf5's copy, and the copy libhdf5's driver reads.
-            child.reading(source.len.saturating_mul(2));
+            child.holding(source.len.saturating_mul(2));
             read::open_image(&source.file, source.len, path).map(Some)
         }
         Err(_) if source.replaced() => Ok(None),
@@ -839,6 +839,43 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Format, "{err}");
         // libhdf5 refuses an empty image with a message about its arguments, not the file.
         assert!(err.to_string().contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn a_replaced_file_read_from_its_bytes_may_still_read_its_data() {
+        // 64 MiB of zeros in gzip chunks, a file of some hundred KiB, replaced before the reader
+        // opens it: the reader holds the file's bytes, then reads 64 MiB of data, eight times
+        // its work memory. Holding the image fixed the reader's address-space limit for good,
+        // and the data's announced read could no longer raise it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.h5");
+        let zeros = DynArray::from(ArrayD::<f64>::zeros(ndarray::IxDyn(&[8 << 20])));
+        let layout = crate::H5Options::new().chunk(&[1 << 17]).compressed(9);
+        crate::save_with(&path, "data", &zeros, &SaveOptions::default(), &layout).unwrap();
+        let source = Source::open(&path).unwrap();
+        save(&path, 2.0);
+        let options = ReadOptions::default().work_memory(8 << 20);
+        let request = Request {
+            choice: Choice::Named("data"),
+            want: None,
+            ranges: None,
+            options: &options,
+        };
+        let memfd = sys::memfd(c"test-data").unwrap();
+        let loaded = worker::run(
+            &path,
+            &source.proc_path,
+            "data",
+            &options.limits(),
+            &[&source.file, &memfd],
+            |child| {
+                let file = open_in_reader(child, &source, &path, &options)?
+                    .ok_or_else(|| Error::new(ErrorKind::Io, "replaced"))?;
+                read_in_child(child, &path, &source, file, &memfd, &request)
+            },
+        );
+        assert_eq!(loaded.unwrap().meta.shape, vec![8 << 20]);
+        assert_eq!(memfd.metadata().unwrap().len(), 64 << 20);
     }
 
     #[test]
