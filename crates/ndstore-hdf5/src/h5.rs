@@ -309,6 +309,14 @@ pub(crate) fn close_checked(file: hdf5_metno::File, target: &Path) -> Result<()>
 /// Atomic (the default): libhdf5 writes a temporary file beside the target, which is closed,
 /// fsynced, renamed over the target and its directory fsynced. In place: libhdf5 truncates and
 /// rewrites the target (its own file lock excludes other writers), then it is fsynced.
+///
+/// # Errors
+///
+/// `InvalidInput` for a dataset path libhdf5 refuses or a byte order that contradicts the
+/// dtype's; `UnsupportedDType` for a dtype HDF5 cannot store as h5py does; `Locked` when an
+/// in-place save finds the file held by another handle; `StorageFull`, `PermissionDenied` or
+/// `Io` when the file or its directory cannot be written, synced or renamed. An atomic save
+/// that fails leaves the target as it was.
 pub fn save_dyn(
     path: impl AsRef<Path>,
     dataset: &str,
@@ -319,6 +327,10 @@ pub fn save_dyn(
 }
 
 /// [`save_dyn`] with the dataset laid out as `layout` says (chunks, gzip, shuffle, checksums).
+///
+/// # Errors
+///
+/// As [`save_dyn`], and `InvalidInput` for a chunk shape that does not fit the array.
 pub fn save_with(
     path: impl AsRef<Path>,
     dataset: &str,

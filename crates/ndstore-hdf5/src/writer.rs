@@ -134,6 +134,13 @@ fn create_dataset<T: H5Element>(
 
 impl H5Writer {
     /// Starts a dataset of `dtype` whose rows have shape `row_shape`, in a new file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a SWMR writer that is not in place, a byte order that contradicts
+    /// the dtype's, or a dataset path libhdf5 refuses; `UnsupportedDType` for a dtype HDF5
+    /// cannot store; `Locked` when an in-place writer finds the file held by another handle;
+    /// `StorageFull`, `PermissionDenied` or `Io` when the file cannot be created.
     pub fn create(
         path: impl AsRef<Path>,
         dtype: DType,
