@@ -36,6 +36,18 @@ fn rows(first: usize, n: usize) -> DynArray {
     )
 }
 
+/// An in-place writer of the `rows` table (i64 rows of 3) at `path`.
+fn in_place_writer(path: &Path, options: &WriterOptions) -> H5Writer {
+    H5Writer::create(
+        path,
+        DType::native(DTypeKind::I64),
+        &[3],
+        &SaveOptions::default().in_place(),
+        options,
+    )
+    .unwrap()
+}
+
 /// Checks that `table` is rows `0..table.len()` of the `rows` table.
 fn is_prefix(table: &DynArray) -> bool {
     let n = table.shape().first().copied().unwrap_or(0);
@@ -127,14 +139,7 @@ fn child_process_entry() {
         },
         // Writes 1000 rows in place, flushes and dies without closing anything, as if killed.
         "abandon-in-place-writer" => {
-            let mut writer = H5Writer::create(
-                &path,
-                DType::native(DTypeKind::I64),
-                &[3],
-                &SaveOptions::default().in_place(),
-                &WriterOptions::default(),
-            )
-            .unwrap();
+            let mut writer = in_place_writer(&path, &WriterOptions::default());
             writer.append(&rows(0, 1000)).unwrap();
             writer.flush().unwrap();
             // SAFETY: ends the process at once, running no exit handler (libhdf5's would close
@@ -147,14 +152,7 @@ fn child_process_entry() {
         // Prints whether the call failed and, for a flush, the rows the writer reports and the
         // error of a later append.
         "in-place-flush-fails" => {
-            let mut writer = H5Writer::create(
-                &path,
-                DType::native(DTypeKind::I64),
-                &[3],
-                &SaveOptions::default().in_place(),
-                &WriterOptions::default().chunk_rows(100),
-            )
-            .unwrap();
+            let mut writer = in_place_writer(&path, &WriterOptions::default().chunk_rows(100));
             writer.append(&rows(0, 1000)).unwrap();
             writer.flush().unwrap();
             fail_one_growth(std::fs::metadata(&path).unwrap().len());
@@ -377,14 +375,7 @@ fn a_swmr_reader_in_another_process_follows_a_growing_dataset() {
     let path = dir.path().join("swmr.h5");
     let batches = 20;
     let per_batch = 50;
-    let mut writer = H5Writer::create(
-        &path,
-        DType::native(DTypeKind::I64),
-        &[3],
-        &SaveOptions::new().in_place(),
-        &WriterOptions::new("log/rows").chunk_rows(16).swmr(),
-    )
-    .unwrap();
+    let mut writer = in_place_writer(&path, &WriterOptions::new("log/rows").chunk_rows(16).swmr());
     writer.flush().unwrap();
     let total = batches * per_batch;
     let mut child = spawn_child(
@@ -434,14 +425,7 @@ fn a_swmr_reader_in_another_process_follows_a_growing_dataset() {
         return;
     }
     let path = dir.path().join("swmr-h5py.h5");
-    let mut writer = H5Writer::create(
-        &path,
-        DType::native(DTypeKind::I64),
-        &[3],
-        &SaveOptions::new().in_place(),
-        &WriterOptions::new("log/rows").swmr(),
-    )
-    .unwrap();
+    let mut writer = in_place_writer(&path, &WriterOptions::new("log/rows").swmr());
     writer.append(&rows(0, 10)).unwrap();
     writer.flush().unwrap();
     let seen = ndstore_conformance::python::run_script(&format!(
@@ -533,14 +517,7 @@ fn an_in_place_writer_dropped_in_a_panic_gives_back_what_it_appended_after_its_f
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("panic.h5");
-    let mut writer = H5Writer::create(
-        &path,
-        DType::native(DTypeKind::I64),
-        &[3],
-        &SaveOptions::default().in_place(),
-        &WriterOptions::default(),
-    )
-    .unwrap();
+    let mut writer = in_place_writer(&path, &WriterOptions::default());
     writer.append(&rows(0, 1000)).unwrap();
     writer.flush().unwrap();
     let flushed_len = std::fs::metadata(&path).unwrap().len();
