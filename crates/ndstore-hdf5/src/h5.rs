@@ -32,31 +32,68 @@ pub(crate) fn init() {
 
 /// Turns a libhdf5 error into an ndstore error naming the file and the object.
 pub(crate) fn h5_error(err: hdf5_metno::Error, path: &Path, object: &str) -> Error {
-    let message = err.to_string();
-    let lower = message.to_lowercase();
-    let kind = if lower.contains("no space left") || lower.contains("quota") {
-        ErrorKind::StorageFull
-    } else if lower.contains("unable to lock") {
-        ErrorKind::Locked
-    } else if lower.contains("truncated") {
-        ErrorKind::Truncated
-    } else if lower.contains("checksum") {
-        ErrorKind::Corrupt
-    } else if lower.contains("allocation failed") || lower.contains("can't allocate") {
-        ErrorKind::OutOfMemory
-    } else if lower.contains("signature") {
-        ErrorKind::Format
-    } else if lower.contains("doesn't exist")
-        || lower.contains("not found")
-        || lower.contains("does not exist")
-    {
-        ErrorKind::NotFound
-    } else {
-        ErrorKind::Format
-    };
-    Error::new(kind, format!("libhdf5: {message}"))
+    let kind = err
+        .stack()
+        .map_or(ErrorKind::Format, |stack| kind_of_stack(&stack));
+    Error::new(kind, format!("libhdf5: {err}"))
         .with_path(path)
         .at(Location::Object(object.to_owned()))
+}
+
+/// The kind of a libhdf5 error, from its error stack: the minor codes of its frames, the
+/// `errno` of a failed system call, and, where libhdf5 has no code for it, the fixed text a
+/// frame starts with. Never from a substring anywhere in the message, which holds the file's
+/// name (a file named `unable to lock.h5` must not make a missing file `Locked`).
+fn kind_of_stack(stack: &hdf5_metno::ExpandedErrorStack) -> ErrorKind {
+    use hdf5_metno::{MajorErrorCode as Major, MinorErrorCode as Minor};
+    // A lock conflict anywhere in the stack (libhdf5 1.10.7 and later name it CANTLOCKFILE;
+    // earlier ones CANTLOCK in their file layers).
+    if stack.iter().any(|f| {
+        f.minor_code() == Minor::CantLockFile
+            || (f.minor_code() == Minor::CantLock
+                && matches!(f.major_code(), Major::File | Major::VirtualFileLayer))
+    }) {
+        return ErrorKind::Locked;
+    }
+    // The innermost failed system call says what the operating system refused.
+    if let Some(errno) = stack.iter().rev().find_map(|f| errno_of(f.desc())) {
+        let kind = Error::io("", std::io::Error::from_raw_os_error(errno)).kind();
+        return if errno == libc::ENOENT {
+            ErrorKind::NotFound
+        } else {
+            kind
+        };
+    }
+    // Otherwise the innermost frame, where libhdf5 found the cause.
+    let Some(cause) = stack.iter().next_back() else {
+        return ErrorKind::Format;
+    };
+    let text = cause.desc().to_ascii_lowercase();
+    match cause.minor_code() {
+        Minor::Truncated => ErrorKind::Truncated,
+        Minor::NotHdf5 => ErrorKind::Format,
+        Minor::CantAlloc => ErrorKind::OutOfMemory,
+        Minor::NotFound => ErrorKind::NotFound,
+        _ if text.starts_with("memory allocation failed") => ErrorKind::OutOfMemory,
+        _ if text.starts_with("data error detected by fletcher32 checksum")
+            || text.starts_with("incorrect metadata checksum") =>
+        {
+            ErrorKind::Corrupt
+        }
+        _ => ErrorKind::Format,
+    }
+}
+
+/// The `errno` a frame's text reports, from libhdf5's `..., errno = N, error message = '...'`:
+/// the last such field, since a file name libhdf5 quotes comes before it.
+fn errno_of(desc: &str) -> Option<i32> {
+    const FIELD: &str = "errno = ";
+    let at = desc.rfind(FIELD)? + FIELD.len();
+    let digits: String = desc[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok().filter(|&n| n > 0)
 }
 
 /// Marks libhdf5's descriptor of `file` close-on-exec.
@@ -272,6 +309,14 @@ pub(crate) fn close_checked(file: hdf5_metno::File, target: &Path) -> Result<()>
 /// Atomic (the default): libhdf5 writes a temporary file beside the target, which is closed,
 /// fsynced, renamed over the target and its directory fsynced. In place: libhdf5 truncates and
 /// rewrites the target (its own file lock excludes other writers), then it is fsynced.
+///
+/// # Errors
+///
+/// `InvalidInput` for a dataset path libhdf5 refuses or a byte order that contradicts the
+/// dtype's; `UnsupportedDType` for a dtype HDF5 cannot store as h5py does; `Locked` when an
+/// in-place save finds the file held by another handle; `StorageFull`, `PermissionDenied` or
+/// `Io` when the file or its directory cannot be written, synced or renamed. An atomic save
+/// that fails leaves the target as it was.
 pub fn save_dyn(
     path: impl AsRef<Path>,
     dataset: &str,
@@ -282,6 +327,10 @@ pub fn save_dyn(
 }
 
 /// [`save_dyn`] with the dataset laid out as `layout` says (chunks, gzip, shuffle, checksums).
+///
+/// # Errors
+///
+/// As [`save_dyn`], and `InvalidInput` for a chunk shape that does not fit the array.
 pub fn save_with(
     path: impl AsRef<Path>,
     dataset: &str,
@@ -400,7 +449,8 @@ fn lock_for_adding(target: &Path) -> Result<Option<std::fs::File>> {
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(Error::new(
                     ErrorKind::Locked,
-                    "an in-place writer has the file open; adding a dataset now would copy what                      it has not flushed and lose what it writes later",
+                    "an in-place writer has the file open; adding a dataset now would copy what it \
+                     has not flushed and lose what it writes later",
                 )
                 .with_path(target));
             }
@@ -434,4 +484,55 @@ fn create_for_adding(
         return add_dataset(target, dataset, array, options);
     }
     save_dyn(target, dataset, array, options)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_file_name_does_not_decide_the_kind_of_an_error() {
+        // libhdf5 quotes the name in its message: a missing file whose path holds the words of
+        // other failures is NotFound, whatever they say.
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "unable to lock",
+            "no space left",
+            "quota",
+            "truncated",
+            "checksum",
+        ] {
+            let path = dir.path().join(name).join("block.h5");
+            let err = crate::read::open_file(&path, &path).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_lock_conflict_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("block.h5");
+        let a = DynArray::from(ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(&[3])));
+        save_dyn(&path, "data", &a, &SaveOptions::default()).unwrap();
+        // Another holder's exclusive lock: libhdf5's shared one is refused.
+        let holder = std::fs::File::open(&path).unwrap();
+        holder.lock().unwrap();
+        let err = crate::read::open_file(&path, &path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+        holder.unlock().unwrap();
+        assert!(crate::read::open_file(&path, &path).is_ok());
+    }
+
+    #[test]
+    fn the_errno_of_a_frame_is_its_last_field() {
+        assert_eq!(
+            errno_of(
+                "unable to open file: name = 'x, errno = 28', errno = 2, error message = 'No such file or directory', flags = 0"
+            ),
+            Some(2)
+        );
+        assert_eq!(errno_of("file signature not found"), None);
+    }
 }

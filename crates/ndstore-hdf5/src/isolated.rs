@@ -165,16 +165,27 @@ impl Source {
         })
     }
 
-    /// Whether the name this file was opened by was removed or replaced since: its link in
-    /// `/proc/self/fd` then names a deleted path, which libhdf5 cannot open, even when the file
-    /// has other names (hard links) or has been linked back to the same name since. (A file
-    /// whose own name ends in " (deleted)" is taken for replaced too: it is then read from
-    /// memory, which reads the same bytes.)
+    /// Whether the name this file was opened by was removed or replaced since, so that libhdf5
+    /// cannot open it through `/proc/self/fd`: libhdf5 resolves that link to the path it names,
+    /// which then names a deleted file (" (deleted)" appended), even when the file has other
+    /// names (hard links) or has been linked back to the same name since. The path the link
+    /// names is looked up, not its spelling: a file whose own name ends in " (deleted)" is not
+    /// taken for replaced.
     pub(crate) fn replaced(&self) -> bool {
         use std::os::unix::fs::MetadataExt;
-        self.file.metadata().is_ok_and(|m| m.nlink() == 0)
-            || std::fs::read_link(&self.proc_path)
-                .is_ok_and(|name| name.as_os_str().as_encoded_bytes().ends_with(b" (deleted)"))
+        let Ok(mine) = self.file.metadata() else {
+            return false;
+        };
+        if mine.nlink() == 0 {
+            return true;
+        }
+        if !self.proc_path.starts_with("/proc/self/fd/") {
+            return false;
+        }
+        std::fs::read_link(&self.proc_path).is_ok_and(|name| {
+            !std::fs::metadata(name)
+                .is_ok_and(|there| there.dev() == mine.dev() && there.ino() == mine.ino())
+        })
     }
 }
 
@@ -356,8 +367,9 @@ fn open_in_reader(
     match read::open_file(Path::new(&source.proc_path), path) {
         Ok(file) => Ok(Some(file)),
         Err(_) if source.replaced() && source.len <= options.work_memory => {
-            // The image is read into a buffer that libhdf5 copies: twice its size at most.
-            child.reading(source.len.saturating_mul(2));
+            // The image is held twice at most: the buffer it is read into (freed once libhdf5
+            // has its copy) or libhdf5's copy, and the copy libhdf5's driver reads.
+            child.holding(source.len.saturating_mul(2));
             read::open_image(&source.file, source.len, path).map(Some)
         }
         Err(_) if source.replaced() => Ok(None),
@@ -781,18 +793,89 @@ mod tests {
         let source = Source::open(&path).unwrap();
         save(&path, 2.0);
         let options = ReadOptions::default().work_memory(4 << 20);
-        let opened = worker::run(
-            &path,
+        assert!(
+            !opens(&path, &source, &options).unwrap(),
+            "a file over the work memory was read into memory"
+        );
+    }
+
+    /// Opens the file `source` holds in the reader as a load does, answering whether libhdf5
+    /// opened it (`false`: replaced and too large to read from its bytes).
+    fn opens(path: &Path, source: &Source, options: &ReadOptions) -> Result<bool> {
+        worker::run(
+            path,
             &source.proc_path,
             "data",
             &options.limits(),
             &[&source.file],
-            |child| Ok(open_in_reader(child, &source, &path, &options)?.is_some()),
+            |child| Ok(open_in_reader(child, source, path, options)?.is_some()),
+        )
+    }
+
+    #[test]
+    fn a_file_whose_own_name_ends_in_deleted_is_not_taken_for_replaced() {
+        // Its link in /proc ends in " (deleted)" as a replaced file's does, but the file has
+        // that name: a file libhdf5 refuses is an error, not a replacement to wait out (the
+        // load started again until its timeout, then blamed a writer that never was).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.h5 (deleted)");
+        std::fs::write(&path, vec![7u8; 2 << 20]).unwrap();
+        let source = Source::open(&path).unwrap();
+        assert!(!source.replaced());
+        let options = ReadOptions::default().work_memory(1 << 20);
+        let err = opens(&path, &source, &options).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Format, "{err}");
+    }
+
+    #[test]
+    fn an_empty_file_replaced_before_the_reader_opens_it_is_not_hdf5() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.h5");
+        std::fs::write(&path, b"").unwrap();
+        let source = Source::open(&path).unwrap();
+        save(&path, 2.0);
+        assert!(source.replaced());
+        let err = opens(&path, &source, &ReadOptions::default()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Format, "{err}");
+        // libhdf5 refuses an empty image with a message about its arguments, not the file.
+        assert!(err.to_string().contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn a_replaced_file_read_from_its_bytes_may_still_read_its_data() {
+        // 64 MiB of zeros in gzip chunks, a file of some hundred KiB, replaced before the reader
+        // opens it: the reader holds the file's bytes, then reads 64 MiB of data, eight times
+        // its work memory. Holding the image fixed the reader's address-space limit for good,
+        // and the data's announced read could no longer raise it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.h5");
+        let zeros = DynArray::from(ArrayD::<f64>::zeros(ndarray::IxDyn(&[8 << 20])));
+        let layout = crate::H5Options::new().chunk(&[1 << 17]).compressed(9);
+        crate::save_with(&path, "data", &zeros, &SaveOptions::default(), &layout).unwrap();
+        let source = Source::open(&path).unwrap();
+        save(&path, 2.0);
+        let options = ReadOptions::default().work_memory(8 << 20);
+        let request = Request {
+            choice: Choice::Named("data"),
+            want: None,
+            ranges: None,
+            options: &options,
+        };
+        let memfd = sys::memfd(c"test-data").unwrap();
+        let loaded = worker::run(
+            &path,
+            &source.proc_path,
+            "data",
+            &options.limits(),
+            &[&source.file, &memfd],
+            |child| {
+                let file = open_in_reader(child, &source, &path, &options)?
+                    .ok_or_else(|| Error::new(ErrorKind::Io, "replaced"))?;
+                read_in_child(child, &path, &source, file, &memfd, &request)
+            },
         );
-        assert!(
-            !opened.unwrap(),
-            "a file over the work memory was read into memory"
-        );
+        assert_eq!(loaded.unwrap().meta.shape, vec![8 << 20]);
+        assert_eq!(memfd.metadata().unwrap().len(), 64 << 20);
     }
 
     #[test]

@@ -73,6 +73,9 @@
 //! # }
 //! ```
 
+// Every fallible public function says how it fails (issue 16).
+#![warn(clippy::missing_errors_doc)]
+
 mod backend;
 mod h5;
 mod inplace;

@@ -57,13 +57,22 @@ pub(crate) fn open_image(file: &std::fs::File, len: u64, shown: &Path) -> Result
         )
         .with_path(shown)
     };
+    if len == 0 {
+        // libhdf5 would refuse an empty image for its arguments, not for what the file is.
+        return Err(Error::new(
+            ErrorKind::Format,
+            "the file is empty, so it is not an HDF5 file",
+        )
+        .with_path(shown)
+        .at(Location::Object("/".to_owned())));
+    }
     let len = usize::try_from(len).map_err(|_| too_large())?;
     let mut image = Vec::new();
     image.try_reserve_exact(len).map_err(|_| too_large())?;
     image.resize(len, 0);
     file.read_exact_at(&mut image, 0)
         .map_err(|e| Error::io("cannot read the file", e).with_path(shown))?;
-    sys::open_image(&image).map_err(|e| h5_error(e, shown, "/"))
+    sys::open_image(image).map_err(|e| h5_error(e, shown, "/"))
 }
 
 /// Opens dataset `name`, refusing a path that passes through an external link: libhdf5 would

@@ -27,6 +27,12 @@ pub struct SwmrReader {
 
 impl SwmrReader {
     /// Opens dataset `name` of the file at `path`, which a SWMR writer has open (or had).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` for a missing file or dataset; `Format` (or the kind libhdf5's error stack
+    /// gives) when libhdf5 cannot open the file for SWMR reading, as for a file not written in
+    /// the 1.10 format; the errors of describing the dataset (`UnsupportedDType` and the like).
     pub fn open(path: impl AsRef<Path>, name: &str) -> Result<SwmrReader> {
         init();
         let path = path.as_ref();
@@ -49,6 +55,11 @@ impl SwmrReader {
     }
 
     /// Reloads the dataset's metadata from the file and returns its row count.
+    ///
+    /// # Errors
+    ///
+    /// The kind libhdf5's error stack gives when it cannot reload the metadata (`Io` for a
+    /// failed read, `Format` for a damaged file).
     pub fn refresh(&mut self) -> Result<usize> {
         self.dataset
             .refresh()
@@ -68,6 +79,11 @@ impl SwmrReader {
     }
 
     /// Reads rows `rows` (all of their other axes).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a 0-d dataset or rows past the last refresh's row count; the kind
+    /// libhdf5's error stack gives when the read fails.
     pub fn read_rows(&self, rows: Range<usize>) -> Result<DynArray> {
         if self.meta.shape.is_empty() {
             return Err(

@@ -492,8 +492,9 @@ pub(crate) fn chunk_index_of_1_10(file: &hdf5_metno::File) -> hdf5_metno::Result
 const IMAGE_NAME: &str = "/dev/null/ndstore-file-image";
 
 /// Opens an HDF5 file from its bytes, read only: libhdf5's core driver with a file image and no
-/// backing file. libhdf5 copies `image`, which the caller may drop once this returns.
-pub(crate) fn open_image(image: &[u8]) -> hdf5_metno::Result<hdf5_metno::File> {
+/// backing file. `image` is freed as soon as the access property list holds its copy, before
+/// the driver makes its own, so the bytes are never held more than twice.
+pub(crate) fn open_image(image: Vec<u8>) -> hdf5_metno::Result<hdf5_metno::File> {
     use hdf5_metno_sys::h5f::{H5F_ACC_RDONLY, H5Fopen};
     use hdf5_metno_sys::h5p::H5Pset_file_image;
     let access = hdf5_metno::plist::FileAccess::build()
@@ -506,6 +507,7 @@ pub(crate) fn open_image(image: &[u8]) -> hdf5_metno::Result<hdf5_metno::File> {
         let rc = unsafe {
             H5Pset_file_image(access.id(), image.as_ptr().cast_mut().cast(), image.len())
         };
+        drop(image);
         if rc < 0 {
             return -1;
         }

@@ -140,12 +140,23 @@ pub(crate) struct Child {
 }
 
 impl Child {
-    /// Announces that the work will read `bytes` more of data: the address-space limit grows
-    /// by that much (the data goes into a mapped memfd, or a file's image into memory) and the
-    /// parent's deadline and memory budget move on with the total announced.
+    /// Announces that the work will read `bytes` more of data, the last announcement: the
+    /// address-space limit grows by that much (the data goes into a mapped memfd) and is then
+    /// fixed (its hard limit too), and the parent's deadline and memory budget move on with the
+    /// total announced.
     pub(crate) fn reading(&mut self, bytes: u64) {
+        self.announce(bytes, true);
+    }
+
+    /// Announces that the work will hold `bytes` more before it reads its data (a file's image
+    /// in memory): as [`Child::reading`], but the limit stays open to the data's announcement.
+    pub(crate) fn holding(&mut self, bytes: u64) {
+        self.announce(bytes, false);
+    }
+
+    fn announce(&mut self, bytes: u64, last: bool) {
         self.announced = self.announced.saturating_add(bytes);
-        sys::confine(self.base.saturating_add(self.announced), true);
+        sys::confine(self.base.saturating_add(self.announced), last);
         self.send(&Message::<()>::Reading(self.announced));
     }
 

@@ -134,6 +134,13 @@ fn create_dataset<T: H5Element>(
 
 impl H5Writer {
     /// Starts a dataset of `dtype` whose rows have shape `row_shape`, in a new file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a SWMR writer that is not in place, a byte order that contradicts
+    /// the dtype's, or a dataset path libhdf5 refuses; `UnsupportedDType` for a dtype HDF5
+    /// cannot store; `Locked` when an in-place writer finds the file held by another handle;
+    /// `StorageFull`, `PermissionDenied` or `Io` when the file cannot be created.
     pub fn create(
         path: impl AsRef<Path>,
         dtype: DType,
@@ -204,7 +211,8 @@ impl H5Writer {
         })
     }
 
-    /// The rows appended so far.
+    /// The rows the dataset holds: those appended so far, or, once a failure has cut an
+    /// in-place writer back, those of its last flush.
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -269,22 +277,31 @@ impl H5Writer {
 impl H5Writer {
     fn check_poison(&self) -> Result<()> {
         if self.poisoned {
-            return Err(ndstore_core::atomic::poisoned_error(&self.target));
+            // As the core's streaming writers say it: the failure may have been a write or a
+            // flush, not only an fsync.
+            return Err(Error::new(
+                ErrorKind::Poisoned,
+                "an earlier write, flush or sync of this writer failed, so the rows it holds are \
+                 incomplete; write them again with a new writer",
+            )
+            .with_path(&self.target));
         }
         Ok(())
     }
 
     /// Poisons the writer after a failed write or flush; in place, the dataset is cut back to
-    /// the rows of the last flush at once (and so it stays when the writer is dropped).
+    /// the rows of the last flush at once (and so it stays when the writer is dropped), and
+    /// [`H5Writer::rows`] says so.
     fn poison(&mut self, e: Error) -> Error {
         self.poisoned = true;
-        if self.replace == Replace::InPlace
-            && let Err(cut) = self.discard_unflushed()
-        {
-            log::error!(
-                "{}: cutting a failed HDF5 writer back to its last flush failed: {cut}",
-                self.target.display()
-            );
+        if self.replace == Replace::InPlace {
+            match self.discard_unflushed() {
+                Ok(()) => self.rows = self.flushed_rows,
+                Err(cut) => log::error!(
+                    "{}: cutting a failed HDF5 writer back to its last flush failed: {cut}",
+                    self.target.display()
+                ),
+            }
         }
         e
     }
@@ -330,8 +347,14 @@ impl ArrayWriter for H5Writer {
         self.check_poison()?;
         // Flushed while the dataset is open: closing a dataset writes its cached chunks
         // without reporting a failure.
-        if let Some(file) = &self.file {
-            file.flush().map_err(|e| h5_error(e, &self.target, "/"))?;
+        // A failed flush here poisons as any other: in place, the dataset is cut back to the
+        // last flush, and the drop that follows does not flush the rows the commit did not
+        // publish.
+        if let Some(file) = &self.file
+            && let Err(e) = file.flush()
+        {
+            let e = h5_error(e, &self.target, "/");
+            return Err(self.poison(e));
         }
         self.dataset = None;
         let file = self.file.take().ok_or_else(|| self.closed())?;

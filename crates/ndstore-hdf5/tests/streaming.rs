@@ -36,6 +36,18 @@ fn rows(first: usize, n: usize) -> DynArray {
     )
 }
 
+/// An in-place writer of the `rows` table (i64 rows of 3) at `path`.
+fn in_place_writer(path: &Path, options: &WriterOptions) -> H5Writer {
+    H5Writer::create(
+        path,
+        DType::native(DTypeKind::I64),
+        &[3],
+        &SaveOptions::default().in_place(),
+        options,
+    )
+    .unwrap()
+}
+
 /// Checks that `table` is rows `0..table.len()` of the `rows` table.
 fn is_prefix(table: &DynArray) -> bool {
     let n = table.shape().first().copied().unwrap_or(0);
@@ -59,6 +71,31 @@ fn spawn_child(task: &str, path: &Path, envs: &[(&str, &str)]) -> Child {
         command.env(k, v);
     }
     command.spawn().unwrap()
+}
+
+/// Limits the size of the files this process writes to `bytes`, once: the first write past it
+/// fails with EFBIG, and the limit is lifted then (by the SIGXFSZ handler), so the failure is
+/// transient, as an injected I/O error.
+fn fail_one_growth(bytes: u64) {
+    extern "C" fn lift(_: libc::c_int) {
+        let none = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: setrlimit is a system call, safe in a signal handler; it reads the struct.
+        unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &none) };
+    }
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: the handler only makes a system call; setrlimit reads the struct passed and
+    // changes only this process's limits.
+    unsafe {
+        let handler = lift as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        assert_ne!(libc::signal(libc::SIGXFSZ, handler), libc::SIG_ERR);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
 }
 
 /// The children's entry point: does nothing unless this binary was started as a child.
@@ -102,19 +139,34 @@ fn child_process_entry() {
         },
         // Writes 1000 rows in place, flushes and dies without closing anything, as if killed.
         "abandon-in-place-writer" => {
-            let mut writer = H5Writer::create(
-                &path,
-                DType::native(DTypeKind::I64),
-                &[3],
-                &SaveOptions::default().in_place(),
-                &WriterOptions::default(),
-            )
-            .unwrap();
+            let mut writer = in_place_writer(&path, &WriterOptions::default());
             writer.append(&rows(0, 1000)).unwrap();
             writer.flush().unwrap();
             // SAFETY: ends the process at once, running no exit handler (libhdf5's would close
             // the file).
             unsafe { libc::_exit(0) };
+        }
+        // Writes 1000 rows in place in chunks of 100 and flushes; appends 1000 more (held in
+        // libhdf5's chunk cache), and the first write that grows the file fails once, in the
+        // flush of NDSTORE_HDF5_TEST_FAILING ("flush" or "commit"); the writer is dropped.
+        // Prints whether the call failed and, for a flush, the rows the writer reports and the
+        // error of a later append.
+        "in-place-flush-fails" => {
+            let mut writer = in_place_writer(&path, &WriterOptions::default().chunk_rows(100));
+            writer.append(&rows(0, 1000)).unwrap();
+            writer.flush().unwrap();
+            fail_one_growth(std::fs::metadata(&path).unwrap().len());
+            writer.append(&rows(1000, 1000)).unwrap();
+            let failing = std::env::var("NDSTORE_HDF5_TEST_FAILING").unwrap();
+            let failed = if failing == "commit" {
+                Box::new(writer).commit().is_err()
+            } else {
+                let failed = writer.flush().is_err();
+                println!("ROWS {}", writer.rows());
+                println!("LATER {}", writer.append(&rows(1000, 1)).unwrap_err());
+                failed
+            };
+            println!("FAILED {failed}");
         }
         other => panic!("unknown child task {other}"),
     }
@@ -323,14 +375,7 @@ fn a_swmr_reader_in_another_process_follows_a_growing_dataset() {
     let path = dir.path().join("swmr.h5");
     let batches = 20;
     let per_batch = 50;
-    let mut writer = H5Writer::create(
-        &path,
-        DType::native(DTypeKind::I64),
-        &[3],
-        &SaveOptions::new().in_place(),
-        &WriterOptions::new("log/rows").chunk_rows(16).swmr(),
-    )
-    .unwrap();
+    let mut writer = in_place_writer(&path, &WriterOptions::new("log/rows").chunk_rows(16).swmr());
     writer.flush().unwrap();
     let total = batches * per_batch;
     let mut child = spawn_child(
@@ -380,14 +425,7 @@ fn a_swmr_reader_in_another_process_follows_a_growing_dataset() {
         return;
     }
     let path = dir.path().join("swmr-h5py.h5");
-    let mut writer = H5Writer::create(
-        &path,
-        DType::native(DTypeKind::I64),
-        &[3],
-        &SaveOptions::new().in_place(),
-        &WriterOptions::new("log/rows").swmr(),
-    )
-    .unwrap();
+    let mut writer = in_place_writer(&path, &WriterOptions::new("log/rows").swmr());
     writer.append(&rows(0, 10)).unwrap();
     writer.flush().unwrap();
     let seen = ndstore_conformance::python::run_script(&format!(
@@ -479,14 +517,7 @@ fn an_in_place_writer_dropped_in_a_panic_gives_back_what_it_appended_after_its_f
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("panic.h5");
-    let mut writer = H5Writer::create(
-        &path,
-        DType::native(DTypeKind::I64),
-        &[3],
-        &SaveOptions::default().in_place(),
-        &WriterOptions::default(),
-    )
-    .unwrap();
+    let mut writer = in_place_writer(&path, &WriterOptions::default());
     writer.append(&rows(0, 1000)).unwrap();
     writer.flush().unwrap();
     let flushed_len = std::fs::metadata(&path).unwrap().len();
@@ -525,4 +556,41 @@ fn an_in_place_writer_killed_after_a_flush_leaves_a_file_that_opens() {
     let (meta, table) = ndstore_hdf5::load_dyn(&path, "data").unwrap();
     assert_eq!(meta.shape, vec![1000, 3]);
     assert!(table.bit_eq(&rows(0, 1000)));
+}
+
+/// Runs the `in-place-flush-fails` child with its failing call, returning what it printed.
+fn flush_fails(path: &Path, failing: &str) -> String {
+    let child = spawn_child(
+        "in-place-flush-fails",
+        path,
+        &[("NDSTORE_HDF5_TEST_FAILING", failing)],
+    );
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", output.status);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A failed flush poisons an in-place writer and cuts it back to its last flush: the commit's
+/// flush too (a writer whose commit failed flushed the rows when it was dropped, so a commit
+/// that returned Err published them), and the writer's row count says what the file holds.
+#[test]
+fn an_in_place_writer_whose_flush_or_commit_fails_keeps_its_last_flush() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    for failing in ["flush", "commit"] {
+        let path = dir.path().join(format!("{failing}.h5"));
+        let said = flush_fails(&path, failing);
+        assert!(said.contains("FAILED true"), "{failing}: {said}");
+        if failing == "flush" {
+            assert!(said.contains("ROWS 1000\n"), "{failing}: {said}");
+            // A later call says what failed: a flush, not an fsync.
+            assert!(
+                said.contains("an earlier write, flush or sync of this writer failed"),
+                "{said}"
+            );
+        }
+        let (meta, table) = ndstore_hdf5::load_dyn(&path, "data").unwrap();
+        assert_eq!(meta.shape, vec![1000, 3], "{failing}");
+        assert!(table.bit_eq(&rows(0, 1000)), "{failing}");
+    }
 }
