@@ -123,37 +123,30 @@ struct Environment {
 /// Installs what the tests need, when missing: system packages through apt-get (as root), and a
 /// Python virtual environment with the reference libraries under the target directory.
 fn setup() -> Result<Environment, String> {
-    let mut missing: Vec<&str> = Vec::new();
-    if !on_path("strace") {
-        missing.push("strace");
-    }
-    // A FUSE file system for the test that old files are not held open across a rename there.
-    if !on_path("bindfs") {
-        missing.push("bindfs");
-    }
-    if !on_path("python3") {
-        missing.push("python3");
-    }
-    let venv_ok = Command::new("python3")
-        .args(["-c", "import venv, ensurepip"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !venv_ok {
-        missing.push("python3-venv");
-    }
-    // The hdf5 backend links the system libhdf5, found through pkg-config.
-    if !on_path("pkg-config") {
-        missing.push("pkg-config");
-    }
-    let hdf5_ok = Command::new("pkg-config")
-        .args(["--exists", "hdf5"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !hdf5_ok {
-        missing.push("libhdf5-dev");
-    }
+    let succeeds = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
+    // Each system package the tests need, and whether it is there.
+    let packages = [
+        ("strace", on_path("strace")),
+        // A FUSE file system for the test that old files are not held open across a rename
+        // there.
+        ("bindfs", on_path("bindfs")),
+        ("python3", on_path("python3")),
+        (
+            "python3-venv",
+            succeeds(Command::new("python3").args(["-c", "import venv, ensurepip"])),
+        ),
+        // The hdf5 backend links the system libhdf5, found through pkg-config.
+        ("pkg-config", on_path("pkg-config")),
+        (
+            "libhdf5-dev",
+            succeeds(Command::new("pkg-config").args(["--exists", "hdf5"])),
+        ),
+    ];
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(_, there)| !there)
+        .map(|(package, _)| *package)
+        .collect();
     if !missing.is_empty() {
         if !is_root() || !on_path("apt-get") {
             return Err(format!(
