@@ -349,13 +349,13 @@ fn conformance(args: &[String]) -> Result<(), String> {
     if allow_skip && env::var("CI").is_ok_and(|v| v == "true") {
         return Err("--allow-skip is refused under CI=true: in CI every check must run".to_owned());
     }
-    let backends = ["file", "mmap", "hdf5", "text"];
     if let Some(name) = &backend
-        && !backends.contains(&name.as_str())
+        && !BACKENDS.iter().any(|(known, _)| known == name)
     {
+        let known: Vec<&str> = BACKENDS.iter().map(|(name, _)| *name).collect();
         return Err(format!(
             "unknown backend '{name}' (known: {})",
-            backends.join(", ")
+            known.join(", ")
         ));
     }
     let environment = setup()?;
@@ -393,14 +393,14 @@ fn conformance(args: &[String]) -> Result<(), String> {
     if run(&mut self_tests).is_err() {
         failed.push("self-tests");
     }
-    for name in backends {
+    for (name, package) in BACKENDS {
         if backend.as_deref().is_some_and(|b| b != name) {
             continue;
         }
-        let Some(package) = backend_package(name) else {
+        if !package_exists(package) {
             println!("xtask: backend `{name}` is not built yet; it is reported as missing");
             continue;
-        };
+        }
         let mut cmd = cargo();
         cmd.args([
             "test",
@@ -440,19 +440,20 @@ fn conformance(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// The crate that holds a backend, once it exists in the workspace.
-fn backend_package(name: &str) -> Option<&'static str> {
-    let package = match name {
-        "file" => "ndstore-file",
-        "mmap" => "ndstore-mmap",
-        "hdf5" => "ndstore-hdf5",
-        "text" => "ndstore-text",
-        _ => return None,
-    };
+/// Every backend, by name, with the crate that holds it, in the order the conformance suite
+/// runs them.
+const BACKENDS: [(&str, &str); 4] = [
+    ("file", "ndstore-file"),
+    ("mmap", "ndstore-mmap"),
+    ("hdf5", "ndstore-hdf5"),
+    ("text", "ndstore-text"),
+];
+
+/// Whether the crate `package` exists in the workspace yet.
+fn package_exists(package: &str) -> bool {
     workspace_root()
         .join("crates")
         .join(package)
         .join("Cargo.toml")
         .is_file()
-        .then_some(package)
 }
