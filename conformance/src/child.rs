@@ -1,8 +1,7 @@
 //! Child processes for checks that need another process: the harness re-runs the current test
 //! binary, filtered to `conformance::child_entry`, with a task in an environment variable.
-//! The child answers in lines that start with `NDSTORE:`.
+//! The child answers with [`Reply`] values (see [`crate::protocol`]).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -12,6 +11,8 @@ use ndstore_core::{Backend, DynArray, Order, SaveOptions};
 
 use crate::checks::{Sizes, versioned};
 use crate::fixtures::Fixtures;
+pub use crate::protocol::PREFIX;
+use crate::protocol::{Failure, Found, Reply, ReplyPage, outcome, replies};
 
 /// The variable that carries a child's task.
 pub const TASK_ENV: &str = "NDSTORE_CONFORMANCE_CHILD";
@@ -36,20 +37,17 @@ fn current_backend() -> &'static str {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The prefix of every line a child writes for the parent.
-pub const PREFIX: &str = "NDSTORE:";
-
 /// What a child process does.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Task {
-    /// Load `path` and print its metadata and canonical bytes.
+    /// Load `path` and reply [`Reply::Loaded`]: its canonical form, or the error.
     Load {
         /// The file to load.
         path: PathBuf,
     },
-    /// Load `path` `loads` times, printing `LOAD i WHICH` after each: the index in `versions`
-    /// of the version it held (version 0 of writer `w` with `n` elements), `OTHER` for an
-    /// array that is none of them, or `ERROR message`.
+    /// Load `path` `loads` times, replying [`Reply::Load`] after each: the index in
+    /// `versions` of the version it held (version 0 of writer `w` with `n` elements), another
+    /// array that is none of them, or the error.
     LoadVersions {
         /// The file, replaced meanwhile by another process.
         path: PathBuf,
@@ -58,7 +56,8 @@ pub enum Task {
         /// How many loads.
         loads: u64,
     },
-    /// Save versioned arrays forever (until killed), printing `ACK i` after save `i` returned.
+    /// Save versioned arrays forever (until killed), replying [`Reply::Ack`] `i` after save
+    /// `i` returned.
     SaveLoop {
         /// The target.
         path: PathBuf,
@@ -69,7 +68,8 @@ pub enum Task {
         /// How many elements each version has.
         sizes: Sizes,
     },
-    /// Save one array (version `version` of writer 0); print `SAVED`, or `ERROR Kind message`.
+    /// Save one array (version `version` of writer 0); reply [`Reply::Saved`] with what the
+    /// save returned.
     SaveOnce {
         /// The target.
         path: PathBuf,
@@ -88,7 +88,7 @@ pub enum Task {
         scale: crate::scenario::Scale,
     },
     /// Open `path` in place, then forever: write in-place version `i` (`len` elements), sync,
-    /// print `ACK i`.
+    /// reply [`Reply::Ack`] `i`.
     InPlaceLoop {
         /// The target.
         path: PathBuf,
@@ -104,14 +104,16 @@ pub enum Task {
         /// The array's element count.
         len: usize,
     },
-    /// Try to open `path` in place and to save it in place; print the outcome of each.
+    /// Try to open `path` in place and to save it in place; reply [`Reply::TriedInPlace`] with
+    /// the outcome of each.
     TryInPlace {
         /// The target.
         path: PathBuf,
     },
-    /// Run `scenario` on `dir/file`. With `attach`, print `READY` and wait for a line on stdin
-    /// first (a tracer attaches meanwhile). Exits with 10, plus 1 when the operation returned
-    /// Ok, plus 2 when it leaked a descriptor.
+    /// Run `scenario` on `dir/file`. With `attach`, say [`Reply::Ready`] and wait for a line
+    /// on stdin first (a tracer attaches meanwhile). Replies [`Reply::Ran`] in the slot at
+    /// `reply` (see [`crate::protocol::ReplySlot`]): a failure injected into every later
+    /// write would also fail a reply on a pipe.
     Scenario {
         /// The directory the operation works in.
         dir: PathBuf,
@@ -123,10 +125,12 @@ pub enum Task {
         scale: crate::scenario::Scale,
         /// Wait for a tracer.
         attach: bool,
+        /// The reply slot.
+        reply: PathBuf,
     },
-    /// Open a handle on `path`, write to it, print `READY` and wait for a line on stdin (a
+    /// Open a handle on `path`, write to it, reply [`Reply::Ready`] and wait for a line on stdin (a
     /// tracer that fails the next fsync attaches); then sync twice, finish the handle, save the
-    /// same data afresh and reload it, printing each outcome.
+    /// same data afresh and reload it, replying [`Reply::Synced`] and [`Reply::Finished`].
     Poison {
         /// The target (holding the in-place version for `InPlace`).
         path: PathBuf,
@@ -139,7 +143,7 @@ pub enum Task {
         scale: crate::scenario::Scale,
     },
     /// Add `count` arrays to the file at `path` through the fixtures' editor, named
-    /// `w{writer}_{i}`, printing `ACK i` after each addition returned.
+    /// `w{writer}_{i}`, replying [`Reply::Ack`] `i` after each addition returned.
     EditLoop {
         /// The file edited.
         path: PathBuf,
@@ -149,9 +153,8 @@ pub enum Task {
         count: u64,
     },
     /// A streaming writer that meets a failed write inside an append, and is used on: see
-    /// [`writer_fault`]. It reports by exit code, since the failure may be injected into every
-    /// later write, its report's too: 128 plus one bit per call of [`FAULT_CALLS`] that
-    /// returned Ok.
+    /// [`writer_fault`]. It replies [`Reply::Returned`] in the slot at `reply`, since the
+    /// failure may be injected into every later write, a reply's on a pipe too.
     WriterFault {
         /// The target.
         path: PathBuf,
@@ -161,9 +164,11 @@ pub enum Task {
         rows: usize,
         /// How the failure comes.
         how: FaultSource,
+        /// The reply slot.
+        reply: PathBuf,
     },
     /// In `dir`, a tiny file system: save a small version, then one too large for it, then a
-    /// small one again, printing each outcome.
+    /// small one again; reply [`Reply::FullDisk`] with each outcome.
     FullDisk {
         /// The mount point.
         dir: PathBuf,
@@ -173,9 +178,9 @@ pub enum Task {
         /// does not fit beside the first).
         scale: crate::scenario::Scale,
     },
-    /// Under an address-space limit, make and load each damaged file of a BI list, printing
-    /// `START name` before each and `RESULT name outcome` after; fail at once when the limit
-    /// cannot be set.
+    /// Under an address-space limit, make and load each damaged file of a BI list, replying
+    /// [`Reply::Started`] before each and [`Reply::Result`] after, then [`Reply::Done`]; fail
+    /// at once when the limit cannot be set.
     BadInputs {
         /// A file listing the cases, one JSON object per line (a list in the environment would
         /// outgrow its size limit).
@@ -199,7 +204,7 @@ pub struct Policy {
 /// Where a [`Task::WriterFault`]'s failure comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FaultSource {
-    /// A tracer that attaches after the first flush (the child prints `READY` and waits) and
+    /// A tracer that attaches after the first flush (the child replies `Ready` and waits) and
     /// fails a write inside the next append.
     Tracer,
     /// Marks around the failing append (failed opens of the start and commit marks), for a
@@ -251,30 +256,42 @@ pub fn command(task: &Task) -> Result<Command, String> {
     Ok(cmd)
 }
 
-/// Runs `task` to completion and returns its protocol lines (without the prefix).
-pub fn run(task: &Task) -> Result<Vec<String>, String> {
+/// Runs `cmd`, a [`Task::SaveOnce`] child (adjusted, say, to run as another user), and
+/// returns its exit status and what its save returned, when it said.
+///
+/// # Errors
+///
+/// When the child cannot run, or its replies do not parse.
+pub fn save_outcome(
+    mut cmd: Command,
+) -> Result<(std::process::ExitStatus, Option<crate::protocol::Outcome>), String> {
+    let output = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let saved = replies(&output.stdout)?.into_iter().find_map(|r| match r {
+        Reply::Saved(outcome) => Some(outcome),
+        _ => None,
+    });
+    Ok((output.status, saved))
+}
+
+/// Runs `task` to completion and returns its replies.
+pub fn run(task: &Task) -> Result<Vec<Reply>, String> {
     let child = spawn(task)?;
     let output = child
         .wait_with_output()
         .map_err(|e| format!("waiting for the child: {e}"))?;
-    let lines = protocol_lines(&output.stdout);
+    let replies = replies(&output.stdout)?;
     if !output.status.success() {
         return Err(format!(
             "the child failed ({}); its last words: {:?}",
             output.status,
-            lines.last()
+            replies.last()
         ));
     }
-    Ok(lines)
-}
-
-/// The protocol lines in a child's output.
-pub fn protocol_lines(stdout: &[u8]) -> Vec<String> {
-    BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|l| l.strip_prefix(PREFIX).map(str::to_owned))
-        .collect()
+    Ok(replies)
 }
 
 /// Canonical text for an array, equal in parent and child exactly when the arrays are the
@@ -300,7 +317,7 @@ pub fn entry(backend: &dyn Backend, fixtures: &dyn Fixtures) {
     let task: Task = match serde_json::from_str(&json) {
         Ok(task) => task,
         Err(e) => {
-            println!("{PREFIX}ERROR bad task: {e}");
+            Reply::Error(format!("bad task: {e}")).say();
             std::process::exit(2);
         }
     };
@@ -308,172 +325,44 @@ pub fn entry(backend: &dyn Backend, fixtures: &dyn Fixtures) {
     std::process::exit(code);
 }
 
-fn say(line: &str) {
-    println!("{PREFIX}{line}");
+/// Says that the task could not go on, with `message`.
+fn say_error(message: impl std::fmt::Display) {
+    Reply::Error(message.to_string()).say();
 }
 
 fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
     match task {
-        Task::Load { path } => match backend.load(&path) {
-            Ok((_, array)) => {
-                say(&format!("LOADED {}", canonical(&array)));
-                0
-            }
-            Err(e) => {
-                say(&format!("ERROR {:?} {e}", e.kind()));
-                1
-            }
-        },
+        Task::Load { path } => load(backend, &path),
         Task::LoadVersions {
             path,
             versions,
             loads,
-        } => {
-            let arrays: Vec<DynArray> = versions
-                .iter()
-                .map(|&(writer, n)| crate::checks::versioned_with_len(backend, writer, 0, n))
-                .collect();
-            for i in 0..loads {
-                match crate::checks::load(backend, &path) {
-                    Ok((_, array)) => {
-                        let which = arrays
-                            .iter()
-                            .position(|a| crate::checks::same_bits(a, &array))
-                            .map_or("OTHER".to_owned(), |w| w.to_string());
-                        say(&format!("LOAD {i} {which}"));
-                    }
-                    Err(e) => say(&format!("LOAD {i} ERROR {e}")),
-                }
-            }
-            0
-        }
+        } => load_versions(backend, &path, &versions, loads),
         Task::SaveLoop {
             path,
             writer,
             count,
             sizes,
-        } => {
-            say("READY");
-            for i in 0..count {
-                let array = sizes.version(backend, writer, i);
-                if let Err(e) = backend.save(&path, &array, &SaveOptions::default()) {
-                    say(&format!("ERROR {e}"));
-                    return 1;
-                }
-                say(&format!("ACK {i}"));
-            }
-            0
-        }
-        Task::InPlaceLoop { path, len } => {
-            let mut handle = match backend.open_in_place(&path, &SaveOptions::default()) {
-                Ok(h) => h,
-                Err(e) => {
-                    say(&format!("ERROR {e}"));
-                    return 1;
-                }
-            };
-            say("READY");
-            for i in 0.. {
-                let array = crate::checks::versioned_with_len(backend, 0, i, len);
-                if let Err(e) = handle.write_all(&array).and_then(|()| handle.sync()) {
-                    say(&format!("ERROR {e}"));
-                    return 1;
-                }
-                say(&format!("ACK {i}"));
-            }
-            0
-        }
+        } => save_loop(backend, &path, writer, count, sizes),
+        Task::InPlaceLoop { path, len } => in_place_loop(backend, &path, len),
         Task::DropInPlaceHandle { path, version, len } => {
-            let array = crate::checks::versioned_with_len(backend, 3, version, len);
-            match backend
-                .open_in_place(&path, &SaveOptions::default())
-                .and_then(|mut h| h.write_all(&array).map(|()| h))
-            {
-                Ok(handle) => {
-                    drop(handle);
-                    say("DROPPED");
-                    0
-                }
-                Err(e) => {
-                    say(&format!("ERROR {e}"));
-                    1
-                }
-            }
+            drop_in_place_handle(backend, &path, version, len)
         }
-        Task::TryInPlace { path } => {
-            match backend.open_in_place(&path, &SaveOptions::default()) {
-                Ok(handle) => {
-                    drop(handle);
-                    say("OPEN OK");
-                }
-                Err(e) => say(&format!("OPEN {:?} {e}", e.kind())),
-            }
-            let array = versioned(backend, 0, 0);
-            match backend.save(&path, &array, &SaveOptions::new().in_place()) {
-                Ok(()) => say("SAVE OK"),
-                Err(e) => say(&format!("SAVE {:?} {e}", e.kind())),
-            }
-            0
-        }
+        Task::TryInPlace { path } => try_in_place(backend, &path),
         Task::SaveOnce {
             path,
             version,
             policy,
-        } => {
-            let array = versioned(backend, 0, version);
-            let mut options = SaveOptions::default();
-            if policy.replace_read_only {
-                options = options.replace_read_only();
-            }
-            if policy.allow_owner_change {
-                options = options.allow_owner_change();
-            }
-            match backend.save(&path, &array, &options) {
-                Ok(()) => {
-                    say("SAVED");
-                    0
-                }
-                Err(e) => {
-                    say(&format!("ERROR {:?} {e}", e.kind()));
-                    0
-                }
-            }
-        }
-        Task::DropInPlaceWriter { path, scale } => {
-            let chunk = fd_rows(backend, scale);
-            let row_shape = chunk.shape()[1..].to_vec();
-            let dtype = ndstore_core::DType::native(chunk.kind());
-            match backend.writer(&path, dtype, &row_shape, &SaveOptions::new().in_place()) {
-                Ok(mut writer) => {
-                    if let Err(e) = writer.append(&chunk) {
-                        say(&format!("ERROR {e}"));
-                        return 1;
-                    }
-                    drop(writer);
-                    say("DROPPED");
-                    0
-                }
-                Err(e) => {
-                    say(&format!("ERROR {e}"));
-                    1
-                }
-            }
-        }
+        } => save_once(backend, &path, version, policy),
+        Task::DropInPlaceWriter { path, scale } => drop_in_place_writer(backend, &path, scale),
         Task::Scenario {
             dir,
             file,
             scenario,
             scale,
             attach,
-        } => {
-            if attach && !wait_for_go() {
-                return 2;
-            }
-            let before = crate::scenario::open_descriptors();
-            let result = crate::scenario::run(backend, &dir, &file, scenario, scale);
-            let leaked = crate::scenario::open_descriptors() > before;
-            10 + i32::from(result.is_ok()) + 2 * i32::from(leaked)
-        }
+            reply,
+        } => run_scenario(backend, &dir, &file, (scenario, scale), attach, &reply),
         Task::Poison {
             path,
             handle,
@@ -485,49 +374,241 @@ fn run_task(backend: &dyn Backend, fixtures: &dyn Fixtures, task: Task) -> i32 {
             in_place,
             rows,
             how,
-        } => writer_fault(backend, &path, in_place, rows, how),
+            reply,
+        } => match ReplyPage::map(&reply) {
+            Ok(page) => writer_fault(backend, &path, (in_place, rows), how, page),
+            Err(e) => {
+                say_error(e);
+                1
+            }
+        },
         Task::FullDisk { dir, file, scale } => full_disk(backend, &dir, &file, scale),
         Task::EditLoop {
             path,
             writer,
             count,
-        } => {
-            let Some(editor) = fixtures.editor() else {
-                say("ERROR the backend's fixtures have no editor");
-                return 1;
-            };
-            say("READY");
-            for i in 0..count {
-                let array = versioned(backend, writer, i);
-                if let Err(e) = (editor.add)(&path, &edited_name(writer, i), &array) {
-                    say(&format!("ERROR {e}"));
-                    return 1;
-                }
-                say(&format!("ACK {i}"));
-            }
-            0
-        }
+        } => edit_loop(backend, fixtures, &path, writer, count),
         Task::BadInputs {
             list,
             scratch,
             memory_limit,
-        } => {
-            // Without the limit, a reader that allocates what a file claims would take the
-            // machine's memory instead of failing here: refuse to run rather than warn.
-            if let Err(e) = limit_memory(memory_limit) {
-                say(&format!("ERROR cannot limit the address space: {e}"));
-                return 3;
+        } => bad_inputs(backend, fixtures, &list, &scratch, memory_limit),
+    }
+}
+
+/// [`Task::Load`].
+fn load(backend: &dyn Backend, path: &Path) -> i32 {
+    match backend.load(path) {
+        Ok((_, array)) => {
+            Reply::Loaded(Ok(canonical(&array))).say();
+            0
+        }
+        Err(e) => {
+            Reply::Loaded(Err(Failure::from(&e))).say();
+            1
+        }
+    }
+}
+
+/// [`Task::LoadVersions`].
+fn load_versions(backend: &dyn Backend, path: &Path, versions: &[(u64, usize)], loads: u64) -> i32 {
+    let arrays: Vec<DynArray> = versions
+        .iter()
+        .map(|&(writer, n)| crate::checks::versioned_with_len(backend, writer, 0, n))
+        .collect();
+    for i in 0..loads {
+        match crate::checks::load(backend, path) {
+            Ok((_, array)) => {
+                let found = arrays
+                    .iter()
+                    .position(|a| crate::checks::same_bits(a, &array))
+                    .map_or(Found::Other, Found::Version);
+                Reply::Load { i, found }.say();
             }
-            match crate::checks::bad_input::child_cases(backend, fixtures, &list, &scratch, &say) {
-                Ok(()) => {
-                    say("DONE");
-                    0
-                }
-                Err(e) => {
-                    say(&format!("ERROR {e}"));
-                    1
-                }
+            Err(e) => Reply::Load {
+                i,
+                found: Found::Error(e),
             }
+            .say(),
+        }
+    }
+    0
+}
+
+/// [`Task::SaveLoop`].
+fn save_loop(backend: &dyn Backend, path: &Path, writer: u64, count: u64, sizes: Sizes) -> i32 {
+    Reply::Ready.say();
+    for i in 0..count {
+        let array = sizes.version(backend, writer, i);
+        if let Err(e) = backend.save(path, &array, &SaveOptions::default()) {
+            say_error(e);
+            return 1;
+        }
+        Reply::Ack(i).say();
+    }
+    0
+}
+
+/// [`Task::InPlaceLoop`].
+fn in_place_loop(backend: &dyn Backend, path: &Path, len: usize) -> i32 {
+    let mut handle = match backend.open_in_place(path, &SaveOptions::default()) {
+        Ok(h) => h,
+        Err(e) => {
+            say_error(e);
+            return 1;
+        }
+    };
+    Reply::Ready.say();
+    for i in 0.. {
+        let array = crate::checks::versioned_with_len(backend, 0, i, len);
+        if let Err(e) = handle.write_all(&array).and_then(|()| handle.sync()) {
+            say_error(e);
+            return 1;
+        }
+        Reply::Ack(i).say();
+    }
+    0
+}
+
+/// [`Task::DropInPlaceHandle`].
+fn drop_in_place_handle(backend: &dyn Backend, path: &Path, version: u64, len: usize) -> i32 {
+    let array = crate::checks::versioned_with_len(backend, 3, version, len);
+    match backend
+        .open_in_place(path, &SaveOptions::default())
+        .and_then(|mut h| h.write_all(&array).map(|()| h))
+    {
+        Ok(handle) => {
+            drop(handle);
+            Reply::Dropped.say();
+            0
+        }
+        Err(e) => {
+            say_error(e);
+            1
+        }
+    }
+}
+
+/// [`Task::TryInPlace`].
+fn try_in_place(backend: &dyn Backend, path: &Path) -> i32 {
+    let open = outcome(&backend.open_in_place(path, &SaveOptions::default()));
+    let array = versioned(backend, 0, 0);
+    let save = outcome(&backend.save(path, &array, &SaveOptions::new().in_place()));
+    Reply::TriedInPlace { open, save }.say();
+    0
+}
+
+/// [`Task::SaveOnce`].
+fn save_once(backend: &dyn Backend, path: &Path, version: u64, policy: Policy) -> i32 {
+    let array = versioned(backend, 0, version);
+    let mut options = SaveOptions::default();
+    if policy.replace_read_only {
+        options = options.replace_read_only();
+    }
+    if policy.allow_owner_change {
+        options = options.allow_owner_change();
+    }
+    Reply::Saved(outcome(&backend.save(path, &array, &options))).say();
+    0
+}
+
+/// [`Task::DropInPlaceWriter`].
+fn drop_in_place_writer(backend: &dyn Backend, path: &Path, scale: crate::scenario::Scale) -> i32 {
+    let chunk = fd_rows(backend, scale);
+    let row_shape = chunk.shape()[1..].to_vec();
+    let dtype = ndstore_core::DType::native(chunk.kind());
+    match backend.writer(path, dtype, &row_shape, &SaveOptions::new().in_place()) {
+        Ok(mut writer) => {
+            if let Err(e) = writer.append(&chunk) {
+                say_error(e);
+                return 1;
+            }
+            drop(writer);
+            Reply::Dropped.say();
+            0
+        }
+        Err(e) => {
+            say_error(e);
+            1
+        }
+    }
+}
+
+/// [`Task::Scenario`]: replies in the slot at `reply`, since every later write may fail.
+fn run_scenario(
+    backend: &dyn Backend,
+    dir: &Path,
+    file: &str,
+    (scenario, scale): (crate::scenario::Scenario, crate::scenario::Scale),
+    attach: bool,
+    reply: &Path,
+) -> i32 {
+    let page = match ReplyPage::map(reply) {
+        Ok(page) => page,
+        Err(e) => {
+            say_error(e);
+            return 1;
+        }
+    };
+    if attach && !wait_for_go() {
+        return 2;
+    }
+    let before = crate::scenario::open_descriptors();
+    let result = crate::scenario::run(backend, dir, file, scenario, scale);
+    let leaked = crate::scenario::open_descriptors() > before;
+    page.store(&Reply::Ran {
+        ok: result.is_ok(),
+        leaked,
+    });
+    0
+}
+
+/// [`Task::EditLoop`].
+fn edit_loop(
+    backend: &dyn Backend,
+    fixtures: &dyn Fixtures,
+    path: &Path,
+    writer: u64,
+    count: u64,
+) -> i32 {
+    let Some(editor) = fixtures.editor() else {
+        say_error("the backend's fixtures have no editor");
+        return 1;
+    };
+    Reply::Ready.say();
+    for i in 0..count {
+        let array = versioned(backend, writer, i);
+        if let Err(e) = (editor.add)(path, &edited_name(writer, i), &array) {
+            say_error(e);
+            return 1;
+        }
+        Reply::Ack(i).say();
+    }
+    0
+}
+
+/// [`Task::BadInputs`].
+fn bad_inputs(
+    backend: &dyn Backend,
+    fixtures: &dyn Fixtures,
+    list: &Path,
+    scratch: &Path,
+    memory_limit: u64,
+) -> i32 {
+    // Without the limit, a reader that allocates what a file claims would take the machine's
+    // memory instead of failing here: refuse to run rather than warn.
+    if let Err(e) = limit_memory(memory_limit) {
+        say_error(format!("cannot limit the address space: {e}"));
+        return 3;
+    }
+    match crate::checks::bad_input::child_cases(backend, fixtures, list, scratch, &Reply::say) {
+        Ok(()) => {
+            Reply::Done.say();
+            0
+        }
+        Err(e) => {
+            say_error(e);
+            1
         }
     }
 }
@@ -646,22 +727,22 @@ pub fn fault_blocks(backend: &dyn Backend, rows: usize) -> [DynArray; 3] {
     ]
 }
 
-/// The calls of a [`Task::WriterFault`] child, in order; bit `i` of its exit code (above 128)
-/// says call `i` returned Ok.
+/// The calls of a [`Task::WriterFault`] child, in order: its [`Reply::Returned`] says of each
+/// whether it returned Ok.
 pub const FAULT_CALLS: [&str; 7] = [
     "APPEND0", "FLUSH0", "APPEND1", "APPEND2", "FLUSH", "SYNC", "COMMIT",
 ];
 
 /// A streaming writer appends and flushes a first block; then one append fails inside (a
 /// tracer injects the error, or a file-size limit stops it); then the writer is used on:
-/// another append, flush, sync and commit. Reports by exit code (see [`FAULT_CALLS`]); the
-/// parent judges the file.
+/// another append, flush, sync and commit. Replies in its slot page (see [`FAULT_CALLS`]);
+/// the parent judges the file.
 fn writer_fault(
     backend: &dyn Backend,
     path: &Path,
-    in_place: bool,
-    rows: usize,
+    (in_place, rows): (bool, usize),
     how: FaultSource,
+    page: ReplyPage,
 ) -> i32 {
     let [first, failing, after] = fault_blocks(backend, rows);
     let options = if in_place {
@@ -673,7 +754,7 @@ fn writer_fault(
     let mut writer = match backend.writer(path, dtype, &first.shape()[1..], &options) {
         Ok(w) => w,
         Err(e) => {
-            say(&format!("ERROR {e}"));
+            say_error(e);
             return 1;
         }
     };
@@ -681,10 +762,28 @@ fn writer_fault(
     ok.push(writer.append(&first).is_ok());
     ok.push(writer.flush().is_ok());
     let dir = path.parent().unwrap_or(Path::new("."));
+    if let Err(code) = before_failing_append(path, dir, how) {
+        return code;
+    }
+    ok.push(writer.append(&failing).is_ok());
+    if let Err(code) = after_failing_append(dir, how) {
+        return code;
+    }
+    ok.push(writer.append(&after).is_ok());
+    ok.push(writer.flush().is_ok());
+    ok.push(writer.sync().is_ok());
+    ok.push(writer.commit().is_ok());
+    page.store(&Reply::Returned(ok));
+    0
+}
+
+/// Sets up the failure of a [`Task::WriterFault`]'s failing append, as `how` says; `Err`
+/// holds the exit code when that failed.
+fn before_failing_append(path: &Path, dir: &Path, how: FaultSource) -> Result<(), i32> {
     match how {
         FaultSource::Tracer => {
             if !wait_for_go() {
-                return 2;
+                return Err(2);
             }
         }
         FaultSource::Marks => crate::scenario::mark(dir, crate::syscalls::MARK_START),
@@ -695,45 +794,40 @@ fn writer_fault(
                 .unwrap_or_else(|| path.to_path_buf());
             let size = written.metadata().map_or(0, |m| m.len());
             if let Err(e) = limit_file_size(Some(size + extra)) {
-                say(&format!("ERROR {e}"));
-                return 1;
+                say_error(e);
+                return Err(1);
             }
         }
     }
-    ok.push(writer.append(&failing).is_ok());
+    Ok(())
+}
+
+/// Ends what [`before_failing_append`] set up: the commit mark, or the lifted size limit.
+fn after_failing_append(dir: &Path, how: FaultSource) -> Result<(), i32> {
     match how {
         FaultSource::Marks => crate::scenario::mark(dir, crate::syscalls::MARK_COMMITTED),
         FaultSource::SizeLimit(_) => {
             if let Err(e) = limit_file_size(None) {
-                say(&format!("ERROR {e}"));
-                return 1;
+                say_error(e);
+                return Err(1);
             }
         }
         FaultSource::Tracer => {}
     }
-    ok.push(writer.append(&after).is_ok());
-    ok.push(writer.flush().is_ok());
-    ok.push(writer.sync().is_ok());
-    ok.push(writer.commit().is_ok());
-    128 + ok
-        .iter()
-        .enumerate()
-        .map(|(i, &ok)| i32::from(ok) << i)
-        .sum::<i32>()
+    Ok(())
 }
 
-/// Prints `READY` and waits for a line on stdin; false when stdin closed first.
+/// Replies [`Reply::Ready`] and waits for a line on stdin; false when stdin closed first.
 fn wait_for_go() -> bool {
-    say("READY");
+    Reply::Ready.say();
     let mut line = String::new();
     matches!(std::io::stdin().read_line(&mut line), Ok(n) if n > 0)
 }
 
-fn outcome<T>(result: &ndstore_core::Result<T>) -> String {
-    match result {
-        Ok(_) => "ok".to_owned(),
-        Err(e) => format!("err {:?}", e.kind()),
-    }
+/// A handle that syncs: a streaming writer or an in-place handle.
+enum SyncHandle {
+    Writer(Box<dyn ndstore_core::ArrayWriter>),
+    InPlace(Box<dyn ndstore_core::InPlaceArray>),
 }
 
 fn poison(
@@ -743,48 +837,11 @@ fn poison(
     flushed: bool,
     scale: crate::scenario::Scale,
 ) -> i32 {
-    use ndstore_core::{ArrayWriter, Durability, InPlaceArray};
-    enum Handle {
-        Writer(Box<dyn ArrayWriter>),
-        InPlace(Box<dyn InPlaceArray>),
-    }
-    let durability = if flushed {
-        Durability::Flushed
-    } else {
-        Durability::Synced
-    };
-    let (data, opened) = match handle {
-        PoisonHandle::InPlace => {
-            let data = poison_data(backend, handle, scale);
-            let opened = backend
-                .open_in_place(path, &SaveOptions::new().durability(durability))
-                .and_then(|mut h| h.write_all(&data).map(|()| Handle::InPlace(h)));
-            (data, opened)
-        }
-        PoisonHandle::WriterInPlace | PoisonHandle::WriterAtomic => {
-            let rows = poison_data(backend, handle, scale);
-            let row_shape = rows.shape()[1..].to_vec();
-            let options = if handle == PoisonHandle::WriterInPlace {
-                SaveOptions::new().in_place()
-            } else {
-                SaveOptions::default()
-            }
-            .durability(durability);
-            let opened = backend
-                .writer(
-                    path,
-                    ndstore_core::DType::native(rows.kind()),
-                    &row_shape,
-                    &options,
-                )
-                .and_then(|mut w| w.append(&rows).map(|()| Handle::Writer(w)));
-            (rows, opened)
-        }
-    };
-    let mut handle = match opened {
+    let data = poison_data(backend, handle, scale);
+    let mut handle = match open_poisoned(backend, path, handle, flushed, &data) {
         Ok(h) => h,
         Err(e) => {
-            say(&format!("ERROR {e}"));
+            say_error(e);
             return 1;
         }
     };
@@ -792,18 +849,58 @@ fn poison(
         return 2;
     }
     let (first, second) = match &mut handle {
-        Handle::Writer(w) => (w.sync(), w.sync()),
-        Handle::InPlace(h) => (h.sync(), h.sync()),
+        SyncHandle::Writer(w) => (w.sync(), w.sync()),
+        SyncHandle::InPlace(h) => (h.sync(), h.sync()),
     };
-    say(&format!("SYNC1 {}", outcome(&first)));
-    say(&format!("SYNC2 {}", outcome(&second)));
+    Reply::Synced {
+        first: outcome(&first),
+        second: outcome(&second),
+    }
+    .say();
     let finished = match handle {
-        Handle::Writer(w) => w.commit(),
-        Handle::InPlace(h) => h.close(),
+        SyncHandle::Writer(w) => w.commit(),
+        SyncHandle::InPlace(h) => h.close(),
     };
-    say(&format!("FINISH {}", outcome(&finished)));
+    Reply::Finished(outcome(&finished)).say();
     drop(data);
     0
+}
+
+/// Opens the handle a [`Task::Poison`] child poisons and writes `data` through it.
+fn open_poisoned(
+    backend: &dyn Backend,
+    path: &Path,
+    handle: PoisonHandle,
+    flushed: bool,
+    data: &DynArray,
+) -> ndstore_core::Result<SyncHandle> {
+    let durability = if flushed {
+        ndstore_core::Durability::Flushed
+    } else {
+        ndstore_core::Durability::Synced
+    };
+    match handle {
+        PoisonHandle::InPlace => backend
+            .open_in_place(path, &SaveOptions::new().durability(durability))
+            .and_then(|mut h| h.write_all(data).map(|()| SyncHandle::InPlace(h))),
+        PoisonHandle::WriterInPlace | PoisonHandle::WriterAtomic => {
+            let row_shape = data.shape()[1..].to_vec();
+            let options = if handle == PoisonHandle::WriterInPlace {
+                SaveOptions::new().in_place()
+            } else {
+                SaveOptions::default()
+            }
+            .durability(durability);
+            backend
+                .writer(
+                    path,
+                    ndstore_core::DType::native(data.kind()),
+                    &row_shape,
+                    &options,
+                )
+                .and_then(|mut w| w.append(data).map(|()| SyncHandle::Writer(w)))
+        }
+    }
 }
 
 /// The rows a [`Task::DropInPlaceWriter`] child appends: six sample rows, or 64 MiB of
@@ -855,26 +952,23 @@ fn full_disk(backend: &dyn Backend, dir: &Path, file: &str, scale: crate::scenar
             )
         }
     };
-    say(&format!(
-        "OLD {}",
-        outcome(&backend.save(&path, &small, &SaveOptions::default()))
-    ));
-    say(&format!(
-        "BIG {}",
-        outcome(&backend.save(&path, &big, &SaveOptions::default()))
-    ));
+    let old = outcome(&backend.save(&path, &small, &SaveOptions::default()));
+    let big = outcome(&backend.save(&path, &big, &SaveOptions::default()));
     let intact = backend
         .load(&path)
         .is_ok_and(|(_, a)| crate::checks::same_bits(&a, &small));
-    say(&format!("INTACT {intact}"));
     let temps = ndstore_core::list_temps(&path).map_or(usize::MAX, |t| t.len());
-    say(&format!("TEMPS {temps}"));
-    say(&format!(
-        "SMALL {}",
-        outcome(&backend.save(&path, &again, &SaveOptions::default()))
-    ));
+    let small = outcome(&backend.save(&path, &again, &SaveOptions::default()));
     let new = backend.load(&path).is_ok_and(|(_, a)| a.bit_eq(&again));
-    say(&format!("NEW {new}"));
+    Reply::FullDisk(crate::protocol::FullDisk {
+        old,
+        big,
+        intact,
+        temps,
+        small,
+        new,
+    })
+    .say();
     0
 }
 

@@ -32,13 +32,14 @@
 //! The report model renders without any backend:
 //!
 //! ```
+//! use ndstore_conformance::Check;
 //! use ndstore_conformance::report::{BackendReport, CheckResult, Report};
 //! let report = Report {
 //!     mode: "quick".into(),
 //!     backends: vec![BackendReport {
 //!         name: "file".into(),
 //!         capabilities: None,
-//!         checks: vec![CheckResult::counted("RT", 10, &[], "ten cases")],
+//!         checks: vec![CheckResult::counted(Check::RoundTrip, 10, &[], "ten cases")],
 //!     }],
 //!     self_tests: vec![],
 //! };
@@ -46,12 +47,14 @@
 //! assert!(!report.has_failures());
 //! ```
 
+pub mod check;
 pub mod checks;
 pub mod child;
 pub mod fixtures;
 pub mod logcapture;
 pub mod powerloss;
 pub mod progress;
+pub mod protocol;
 pub mod python;
 pub mod report;
 pub mod sample;
@@ -64,6 +67,7 @@ use std::path::PathBuf;
 
 use ndstore_core::Backend;
 
+pub use check::Check;
 pub use fixtures::{Fixtures, NoFixtures, PythonInterop};
 pub use report::{CheckResult, Status};
 
@@ -137,7 +141,7 @@ pub fn skips_allowed() -> bool {
 /// Runs check `id` against `backend` with its `fixtures`, records the result for the report
 /// when `NDSTORE_CONFORMANCE_OUT` is set, and panics (failing the test) when the check failed,
 /// or was skipped without [`skips_allowed`].
-pub fn run(id: &str, backend: &dyn Backend, fixtures: &dyn Fixtures) {
+pub fn run(id: Check, backend: &dyn Backend, fixtures: &dyn Fixtures) {
     let result = check(id, backend, fixtures);
     if let Some(dir) = std::env::var_os("NDSTORE_CONFORMANCE_OUT")
         && let Err(e) = record(&PathBuf::from(dir), backend, &result)
@@ -175,7 +179,7 @@ pub fn run(id: &str, backend: &dyn Backend, fixtures: &dyn Fixtures) {
 
 /// Runs check `id` against `backend` and returns its result without failing the test: for the
 /// harness's own tests, which prove that checks fail on broken backends.
-pub fn check(id: &str, backend: &dyn Backend, fixtures: &dyn Fixtures) -> CheckResult {
+pub fn check(id: Check, backend: &dyn Backend, fixtures: &dyn Fixtures) -> CheckResult {
     // One check at a time per process: checks fork children, and a child forked while another
     // check holds a file open would inherit its descriptors (some libraries, libhdf5 among
     // them, open files without O_CLOEXEC) and with them its locks.
@@ -185,7 +189,7 @@ pub fn check(id: &str, backend: &dyn Backend, fixtures: &dyn Fixtures) -> CheckR
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     child::set_current_backend(backend.name());
     run_check(id, backend, fixtures).unwrap_or_else(|message| CheckResult {
-        id: id.to_owned(),
+        id,
         status: Status::Fail,
         cases: 1,
         failures: 1,
@@ -195,7 +199,7 @@ pub fn check(id: &str, backend: &dyn Backend, fixtures: &dyn Fixtures) -> CheckR
 }
 
 fn run_check(
-    id: &str,
+    id: Check,
     backend: &dyn Backend,
     fixtures: &dyn Fixtures,
 ) -> Result<CheckResult, String> {
@@ -203,7 +207,7 @@ fn run_check(
         .prefix(&format!(
             "ndstore-{}-{}-",
             backend.name(),
-            id.to_lowercase()
+            id.id().to_lowercase()
         ))
         .tempdir()
         .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
@@ -227,7 +231,7 @@ fn record(
         serde_json::to_string_pretty(&backend.capabilities()).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("capabilities.json"), caps)?;
     let json = serde_json::to_string_pretty(result).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join(format!("{}.json", result.id)), json)
+    std::fs::write(dir.join(format!("{}.json", result.id.id())), json)
 }
 
 /// Expands to the conformance suite for one backend and its [`Fixtures`]: one `#[test]` per
@@ -241,47 +245,47 @@ macro_rules! suite {
 
             #[test]
             fn rt() {
-                $crate::run("RT", &$backend, &$fixtures);
+                $crate::run($crate::Check::RoundTrip, &$backend, &$fixtures);
             }
             #[test]
             fn fc() {
-                $crate::run("FC", &$backend, &$fixtures);
+                $crate::run($crate::Check::FlushOnClose, &$backend, &$fixtures);
             }
             #[test]
             fn fd() {
-                $crate::run("FD", &$backend, &$fixtures);
+                $crate::run($crate::Check::FlushOnDrop, &$backend, &$fixtures);
             }
             #[test]
             fn ck() {
-                $crate::run("CK", &$backend, &$fixtures);
+                $crate::run($crate::Check::Kill, &$backend, &$fixtures);
             }
             #[test]
             fn cp() {
-                $crate::run("CP", &$backend, &$fixtures);
+                $crate::run($crate::Check::PowerLoss, &$backend, &$fixtures);
             }
             #[test]
             fn io() {
-                $crate::run("IO", &$backend, &$fixtures);
+                $crate::run($crate::Check::InjectedIo, &$backend, &$fixtures);
             }
             #[test]
             fn fs() {
-                $crate::run("FS", &$backend, &$fixtures);
+                $crate::run($crate::Check::FsyncFailure, &$backend, &$fixtures);
             }
             #[test]
             fn bi() {
-                $crate::run("BI", &$backend, &$fixtures);
+                $crate::run($crate::Check::BadInput, &$backend, &$fixtures);
             }
             #[test]
             fn co() {
-                $crate::run("CO", &$backend, &$fixtures);
+                $crate::run($crate::Check::Concurrency, &$backend, &$fixtures);
             }
             #[test]
             fn se() {
-                $crate::run("SE", &$backend, &$fixtures);
+                $crate::run($crate::Check::Security, &$backend, &$fixtures);
             }
             #[test]
             fn ix() {
-                $crate::run("IX", &$backend, &$fixtures);
+                $crate::run($crate::Check::Interop, &$backend, &$fixtures);
             }
             /// Not a check: the entry point of the child processes the checks start. It does
             /// nothing unless the harness set the task variable.

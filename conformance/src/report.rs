@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use ndstore_core::Capabilities;
 
+pub use crate::check::Check;
+
 /// The outcome of one check for one backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
@@ -47,8 +49,8 @@ pub struct Note {
 /// One check's result for one backend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
-    /// The check's ID from the catalogue (RT, FC, ...).
-    pub id: String,
+    /// The check (serialised as its catalogue ID: RT, FC, ...).
+    pub id: Check,
     /// Pass, fail, not applicable, or skipped.
     pub status: Status,
     /// How many cases ran.
@@ -65,7 +67,7 @@ pub struct CheckResult {
 impl CheckResult {
     /// A result counted from cases: failing when any case failed, and when no case ran (a check
     /// that checked nothing has proven nothing).
-    pub fn counted(id: &str, cases: u64, failures: &[String], what: &str) -> CheckResult {
+    pub fn counted(id: Check, cases: u64, failures: &[String], what: &str) -> CheckResult {
         let failed = failures.len() as u64;
         let (status, failed, detail) = if cases == 0 {
             (
@@ -84,7 +86,7 @@ impl CheckResult {
             )
         };
         CheckResult {
-            id: id.to_owned(),
+            id,
             status,
             cases,
             failures: failed,
@@ -94,9 +96,9 @@ impl CheckResult {
     }
 
     /// Not applicable because the backend lacks `capability`.
-    pub fn not_applicable(id: &str, capability: &str) -> CheckResult {
+    pub fn not_applicable(id: Check, capability: &str) -> CheckResult {
         CheckResult {
-            id: id.to_owned(),
+            id,
             status: Status::NotApplicable,
             cases: 0,
             failures: 0,
@@ -107,9 +109,9 @@ impl CheckResult {
 
     /// Skipped: the check could not run here, for `reason` (a missing tool, a missing
     /// privilege). Nothing was checked.
-    pub fn skipped(id: &str, reason: &str) -> CheckResult {
+    pub fn skipped(id: Check, reason: &str) -> CheckResult {
         CheckResult {
-            id: id.to_owned(),
+            id,
             status: Status::Skip,
             cases: 0,
             failures: 0,
@@ -145,7 +147,7 @@ pub struct SelfTest {
     /// What is broken in it, in a sentence.
     pub defect: String,
     /// The check that must fail on it.
-    pub check: String,
+    pub check: Check,
     /// What the check said: FAIL is what is required.
     pub status: Status,
     /// True when the check failed, as required.
@@ -160,7 +162,7 @@ impl SelfTest {
         SelfTest {
             variant: variant.to_owned(),
             defect: defect.to_owned(),
-            check: result.id.clone(),
+            check: result.id,
             status: result.status,
             caught: result.status == Status::Fail,
             detail: result.detail.clone(),
@@ -190,42 +192,6 @@ pub struct Report {
     #[serde(default)]
     pub self_tests: Vec<SelfTest>,
 }
-
-/// The catalogue, in the order the matrix shows it.
-pub const CATALOGUE: [(&str, &str); 11] = [
-    (
-        "RT",
-        "round trip of shape, dtype, order and bit-identical values",
-    ),
-    (
-        "FC",
-        "flush-on-close: another process reads exactly the data",
-    ),
-    (
-        "FD",
-        "flush-on-drop, rollback of uncommitted writers, drop during panic",
-    ),
-    (
-        "CK",
-        "kill -9 during saves: always a complete acknowledged version",
-    ),
-    ("CP", "power loss: old or new, new once sync returned"),
-    (
-        "IO",
-        "injected I/O errors: surfaced, old file intact, nothing leaked",
-    ),
-    ("FS", "fsync failure poisons the handle"),
-    (
-        "BI",
-        "bad input: clear error with a place; no panic, abort, OOM or hang",
-    ),
-    ("CO", "concurrency: writers, readers during replace, locks"),
-    (
-        "SE",
-        "permissions kept, exclusive temporaries, symlinks, read-only dirs",
-    ),
-    ("IX", "interoperability with numpy / h5py, both directions"),
-];
 
 /// The matrix's legend, as the report prints it under the table.
 pub const LEGEND: &str = "PASS n/m: n of m cases held. FAIL n/m: only n of m held, or no case ran \
@@ -271,20 +237,20 @@ impl Report {
         let mut out = String::new();
         out.push_str(&format!("# ndstore conformance ({} mode)\n\n", self.mode));
         out.push_str("| backend |");
-        for (id, _) in CATALOGUE {
-            out.push_str(&format!(" {id} |"));
+        for check in Check::ALL {
+            out.push_str(&format!(" {check} |"));
         }
         out.push_str("\n|---|");
-        for _ in CATALOGUE {
+        for _ in Check::ALL {
             out.push_str("---|");
         }
         out.push('\n');
         for backend in &self.backends {
             out.push_str(&format!("| {} |", backend.name));
-            for (id, _) in CATALOGUE {
+            for check in Check::ALL {
                 out.push_str(&format!(
                     " {} |",
-                    cell(backend.checks.iter().find(|c| c.id == id))
+                    cell(backend.checks.iter().find(|c| c.id == check))
                 ));
             }
             out.push('\n');
@@ -292,8 +258,8 @@ impl Report {
         out.push('\n');
         out.push_str(LEGEND);
         out.push_str("\n\n## Checks\n\n");
-        for (id, what) in CATALOGUE {
-            out.push_str(&format!("- **{id}**: {what}\n"));
+        for check in Check::ALL {
+            out.push_str(&format!("- **{check}**: {}\n", check.description()));
         }
         out.push_str(&self.self_tests_markdown());
         out.push_str("\n## Details\n");

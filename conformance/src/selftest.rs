@@ -21,6 +21,7 @@ use ndstore_core::{
     SaveOptions, with_dtype_kind, with_dyn_array,
 };
 
+use crate::check::Check;
 use crate::fixtures::{self, Fixtures, Hostile, PythonInterop, Realistic};
 use crate::report::{CheckResult, SelfTest, Status};
 
@@ -52,8 +53,8 @@ enum Flaw {
 pub struct Variant {
     /// Its name, as the report shows it (`broken-...`).
     pub name: &'static str,
-    /// The check (catalogue ID) that must FAIL on it.
-    pub check: &'static str,
+    /// The check that must FAIL on it (none for the control).
+    pub check: Option<Check>,
     /// What is broken, in a sentence.
     pub defect: &'static str,
     flaw: Flaw,
@@ -63,97 +64,97 @@ pub struct Variant {
 pub const VARIANTS: [Variant; 16] = [
     Variant {
         name: "broken-drops-byte-order",
-        check: "RT",
+        check: Some(Check::RoundTrip),
         defect: "saves every array in the native byte order, whatever it is asked for",
         flaw: Flaw::DropsByteOrder,
     },
     Variant {
         name: "broken-commit-loses-tail",
-        check: "FC",
+        check: Some(Check::FlushOnClose),
         defect: "a writer's commit publishes the file without the rows appended since its last flush",
         flaw: Flaw::CommitLosesTail,
     },
     Variant {
         name: "broken-drop-publishes",
-        check: "FD",
+        check: Some(Check::FlushOnDrop),
         defect: "an uncommitted writer, dropped, publishes the rows it has",
         flaw: Flaw::DropPublishes,
     },
     Variant {
         name: "broken-panic-keeps-appended",
-        check: "FD",
+        check: Some(Check::FlushOnDrop),
         defect: "an in-place writer dropped during a panic keeps the rows it wrote out since its last flush, and its header counts them",
         flaw: Flaw::PanicKeepsAppended,
     },
     Variant {
         name: "broken-overwrites-in-place",
-        check: "CK",
+        check: Some(Check::Kill),
         defect: "a save truncates the target and rewrites it (as np.save does) while declaring atomic replace",
         flaw: Flaw::OverwritesInPlace,
     },
     Variant {
         name: "broken-rename-without-fsync",
-        check: "CP",
+        check: Some(Check::PowerLoss),
         defect: "a save renames its temporary over the target without fsyncing the data first",
         flaw: Flaw::RenameWithoutFsync,
     },
     Variant {
         name: "broken-ignores-write-errors",
-        check: "IO",
+        check: Some(Check::InjectedIo),
         defect: "saves and a writer's appends ignore the errors of their writes",
         flaw: Flaw::IgnoresWriteErrors,
     },
     Variant {
         name: "broken-append-not-poisoned",
-        check: "IO",
+        check: Some(Check::InjectedIo),
         defect: "a writer whose append fails part-way returns the error but keeps going: the partial rows stay, the row count includes them, and later appends and the commit return Ok",
         flaw: Flaw::AppendNotPoisoned,
     },
     Variant {
         name: "broken-sync-swallows-eio",
-        check: "FS",
+        check: Some(Check::FsyncFailure),
         defect: "a writer's sync returns Ok when fsync fails, and keeps going",
         flaw: Flaw::SyncSwallowsEio,
     },
     Variant {
         name: "broken-flushed-commit-forgets-poison",
-        check: "FS",
+        check: Some(Check::FsyncFailure),
         defect: "a Durability::Flushed writer's commit, which does not sync, returns Ok after a sync of the writer failed (synced writers are right)",
         flaw: Flaw::FlushedCommitForgetsPoison,
     },
     Variant {
         name: "broken-allocates-declared-size",
-        check: "BI",
+        check: Some(Check::BadInput),
         defect: "a load allocates the size the header declares before checking that the file holds it",
         flaw: Flaw::AllocatesDeclaredSize,
     },
     Variant {
         name: "broken-panics-on-short-files",
-        check: "BI",
+        check: Some(Check::BadInput),
         defect: "a load slices the data out of the file without checking its length",
         flaw: Flaw::PanicsOnShortFiles,
     },
     Variant {
         name: "broken-opens-twice",
-        check: "CO",
+        check: Some(Check::Concurrency),
         defect: "a load reads the header from one open of the path and the data from a second",
         flaw: Flaw::OpensTwice,
     },
     Variant {
         name: "broken-temporary-not-private",
-        check: "SE",
+        check: Some(Check::Security),
         defect: "a save creates its temporary without O_EXCL, with the default mode, and never gives it the target's mode",
         flaw: Flaw::TemporaryNotPrivate,
     },
     Variant {
         name: "broken-replaces-protected-files",
-        check: "SE",
+        check: Some(Check::Security),
         defect: "a save replaces a file the caller may not write and one whose owner it cannot keep, as if asked to (replace_read_only and allow_owner_change always on)",
         flaw: Flaw::ReplacesProtectedFiles,
     },
     Variant {
         name: "broken-swaps-stored-bytes",
-        check: "IX",
+        check: Some(Check::Interop),
         defect: "files store their data in the other byte order from the one their header names (and loads swap it back, so round trips hold)",
         flaw: Flaw::SwapsStoredBytes,
     },
@@ -162,7 +163,7 @@ pub const VARIANTS: [Variant; 16] = [
 /// The control: the same backend without a flaw.
 pub const REFERENCE: Variant = Variant {
     name: "reference",
-    check: "",
+    check: None,
     defect: "none",
     flaw: Flaw::None,
 };
@@ -215,11 +216,14 @@ const OUT_ENV: &str = "NDSTORE_CONFORMANCE_OUT";
 ///
 /// # Panics
 ///
-/// When there is no variant of that name, or the result cannot be recorded: both mistakes in
-/// the test that calls it.
+/// When there is no broken variant of that name, or the result cannot be recorded: both
+/// mistakes in the test that calls it.
 pub fn run(name: &str) -> SelfTest {
     let variant = variant(name).unwrap_or_else(|| panic!("no broken variant named {name}"));
-    let result = crate::check(variant.check, variant, &SelfTestFixtures);
+    let check = variant
+        .check
+        .unwrap_or_else(|| panic!("{name} is the control, which no check must fail on"));
+    let result = crate::check(check, variant, &SelfTestFixtures);
     let test = SelfTest::from_result(variant.name, variant.defect, &result);
     if let Some(dir) = std::env::var_os(OUT_ENV) {
         let dir = PathBuf::from(dir).join("self-test");
@@ -231,8 +235,8 @@ pub fn run(name: &str) -> SelfTest {
         }
     }
     println!(
-        "self-test {} on {}: {:?} — {}",
-        variant.check, variant.name, result.status, result.detail
+        "self-test {check} on {}: {:?} — {}",
+        variant.name, result.status, result.detail
     );
     test
 }
@@ -256,7 +260,7 @@ pub fn must_fail(name: &str) {
 }
 
 /// Runs `check` on the control and returns its result.
-pub fn control(check: &str) -> CheckResult {
+pub fn control(check: Check) -> CheckResult {
     crate::check(check, reference(), &SelfTestFixtures)
 }
 
@@ -269,10 +273,7 @@ pub fn child_entry() {
     if let Some(variant) = variant(&name) {
         crate::child::entry(variant, &SelfTestFixtures);
     } else if std::env::var_os(crate::child::TASK_ENV).is_some() {
-        println!(
-            "{}ERROR no broken variant named {name:?}",
-            crate::child::PREFIX
-        );
+        crate::protocol::Reply::Error(format!("no broken variant named {name:?}")).say();
         std::process::exit(2);
     }
 }

@@ -285,277 +285,460 @@ impl Replay<'_> {
         });
     }
 
+    /// Replays one traced call: parsed into its family first, then handled by that family.
     fn line(&mut self, name: &str, args: &[&str], ret: &str) -> Result<(), String> {
-        let ok = !ret.starts_with('-');
-        let fd_of = |i: usize| args.get(i).and_then(|a| fd_arg(a));
-        match name {
-            "openat" | "open" | "creat" => {
-                let (dirfd, path_arg, flags) = match name {
-                    "openat" => (args.first().copied(), args.get(1), args.get(2)),
-                    "creat" => (None, args.first(), Some(&"O_CREAT|O_WRONLY|O_TRUNC")),
-                    _ => (None, args.first(), args.get(1)),
-                };
-                let path = resolve(dirfd, path_arg.ok_or("open without a path")?)?;
-                if path.file_name() == Some(std::ffi::OsStr::new(MARK_COMMITTED)) {
-                    self.push(Op::Committed);
-                    return Ok(());
-                }
-                if path.file_name() == Some(std::ffi::OsStr::new(MARK_START)) {
-                    self.started = true;
-                    self.push(Op::Started);
-                    return Ok(());
-                }
-                self.call(name, Some(path.clone()), false);
-                if !ok {
-                    return Ok(());
-                }
-                let flags = flags.copied().unwrap_or("");
-                let fd: i64 = number(ret.split('<').next().unwrap_or(""))
-                    .ok_or_else(|| format!("open returned {ret}"))?
-                    as i64;
-                let mut inode = None;
-                if let Some(entry) = self.name_in_dir(&path) {
-                    let existing = self.names.get(&entry).copied();
-                    let id = match existing {
-                        Some(id) => {
-                            if flags.contains("O_TRUNC") {
-                                self.sizes.insert(id, 0);
-                                self.push(Op::Truncate { inode: id, len: 0 });
-                            }
-                            id
-                        }
-                        None if flags.contains("O_CREAT") => {
-                            let id = self.next_inode;
-                            self.next_inode += 1;
-                            self.names.insert(entry.clone(), id);
-                            self.sizes.insert(id, 0);
-                            self.push(Op::Create {
-                                name: entry,
-                                inode: id,
-                            });
-                            id
-                        }
-                        None => return Ok(()),
-                    };
-                    inode = Some(id);
-                } else if path == self.dir {
-                    inode = None;
-                }
-                self.fds.insert(
-                    fd,
-                    OpenFile {
-                        inode,
-                        pos: Default::default(),
-                        append: flags.contains("O_APPEND"),
-                        written: Default::default(),
-                    },
-                );
+        let call = Syscall {
+            name,
+            args,
+            ret,
+            ok: !ret.starts_with('-'),
+        };
+        match Family::of(name, args) {
+            Family::Open { dirfd, path, flags } => self.open(&call, dirfd, path, flags),
+            Family::Write { positional } => self.write_call(&call, positional),
+            Family::Unmodelled { target } => self.unmodelled(&call, target),
+            Family::Sync { range } => self.sync(&call, range),
+            Family::Close => {
+                self.close(&call);
+                Ok(())
             }
-            "write" | "pwrite64" => {
-                let (fd, path) = fd_of(0).ok_or("write without a descriptor")?;
-                let file = self.file(fd).cloned();
-                let in_dir = file.as_ref().and_then(|f| f.inode).is_some();
-                self.call(name, Some(path), in_dir);
-                let (Some(file), true) = (file, ok) else {
-                    return Ok(());
-                };
-                let Some(inode) = file.inode else {
-                    return Ok(());
-                };
-                let n = number(ret).ok_or_else(|| format!("write returned {ret}"))? as usize;
-                let (mut data, cut) = buffer_arg(args.get(1).ok_or("write without data")?)?;
-                data.truncate(n);
-                if cut && data.len() < n {
-                    self.cut.push(CutWrite {
-                        at: self.rec.ops.len(),
-                        len: n as u64,
-                    });
-                }
-                file.written.set(true);
-                let offset = if name == "pwrite64" {
-                    number(args.get(3).ok_or("pwrite without an offset")?)
-                        .ok_or("bad pwrite offset")?
-                } else {
-                    let at = if file.append {
-                        self.sizes.get(&inode).copied().unwrap_or(0)
-                    } else {
-                        file.pos.get()
-                    };
-                    file.pos.set(at + n as u64);
-                    at
-                };
-                self.write(inode, offset, data, n as u64);
+            Family::Rename { from, to } => self.rename(&call, from, to),
+            Family::Unlink { dirfd, path } => self.unlink(&call, dirfd, path),
+            Family::Resize { allocate } => self.resize(&call, allocate),
+            Family::Dup => self.dup(&call),
+            Family::Seek => self.seek(&call),
+            Family::Map => {
+                self.map(&call);
+                Ok(())
             }
-            "writev" | "pwritev" | "pwritev2" | "copy_file_range" | "sendfile" => {
-                let target = if name == "copy_file_range" { 2 } else { 0 };
-                if let Some((fd, _)) = fd_of(target)
-                    && self.file(fd).and_then(|f| f.inode).is_some()
-                {
-                    return Err(format!(
-                        "{name} into the directory: the model does not replay it"
-                    ));
-                }
+            Family::Msync => {
+                self.msync(&call);
+                Ok(())
             }
-            "fsync" | "fdatasync" | "sync_file_range" => {
-                let (fd, path) = fd_of(0).ok_or("fsync without a descriptor")?;
-                let is_dir = path == self.dir;
-                let inode = self.file(fd).and_then(|f| f.inode);
-                self.call(name, Some(path), inode.is_some() || is_dir);
-                if !ok || name == "sync_file_range" {
-                    return Ok(());
+            Family::Ignored => Ok(()),
+        }
+    }
+
+    /// openat, open, creat: the marks, then a file of the directory created, truncated or
+    /// opened.
+    fn open(
+        &mut self,
+        call: &Syscall<'_>,
+        dirfd: Option<&str>,
+        path: Option<&str>,
+        flags: &str,
+    ) -> Result<(), String> {
+        let path = resolve(dirfd, path.ok_or("open without a path")?)?;
+        if path.file_name() == Some(std::ffi::OsStr::new(MARK_COMMITTED)) {
+            self.push(Op::Committed);
+            return Ok(());
+        }
+        if path.file_name() == Some(std::ffi::OsStr::new(MARK_START)) {
+            self.started = true;
+            self.push(Op::Started);
+            return Ok(());
+        }
+        self.call(call.name, Some(path.clone()), false);
+        if !call.ok {
+            return Ok(());
+        }
+        let fd = call.returned_fd("open")?;
+        let mut inode = None;
+        if let Some(entry) = self.name_in_dir(&path) {
+            let Some(id) = self.open_entry(entry, flags) else {
+                return Ok(());
+            };
+            inode = Some(id);
+        }
+        self.fds.insert(
+            fd,
+            OpenFile {
+                inode,
+                pos: Default::default(),
+                append: flags.contains("O_APPEND"),
+                written: Default::default(),
+            },
+        );
+        Ok(())
+    }
+
+    /// The inode an open of `entry` with `flags` reaches: the existing file (cut to nothing
+    /// by `O_TRUNC`) or a new one (`O_CREAT`); none when the entry does not exist.
+    fn open_entry(&mut self, entry: OsString, flags: &str) -> Option<usize> {
+        match self.names.get(&entry).copied() {
+            Some(id) => {
+                if flags.contains("O_TRUNC") {
+                    self.sizes.insert(id, 0);
+                    self.push(Op::Truncate { inode: id, len: 0 });
                 }
-                if is_dir {
-                    self.push(Op::SyncDir);
-                } else if let Some(inode) = inode {
-                    self.push(Op::Sync { inode });
-                }
+                Some(id)
             }
-            "close" => {
-                let (fd, path) = fd_of(0).unwrap_or((-1, PathBuf::new()));
-                let written = self
-                    .file(fd)
-                    .is_some_and(|f| f.inode.is_some() && f.written.get());
-                self.call(name, Some(path), written);
-                // An injected failure leaves the descriptor open; a real close frees it.
-                if !ret.contains("INJECTED") {
-                    self.fds.remove(&fd);
-                }
+            None if flags.contains("O_CREAT") => {
+                let id = self.next_inode;
+                self.next_inode += 1;
+                self.names.insert(entry.clone(), id);
+                self.sizes.insert(id, 0);
+                self.push(Op::Create {
+                    name: entry,
+                    inode: id,
+                });
+                Some(id)
             }
-            "rename" | "renameat" | "renameat2" => {
-                let (from, to) = if name == "rename" {
-                    (
-                        resolve(None, args.first().ok_or("rename args")?)?,
-                        resolve(None, args.get(1).ok_or("rename args")?)?,
-                    )
-                } else {
-                    (
-                        resolve(args.first().copied(), args.get(1).ok_or("rename args")?)?,
-                        resolve(args.get(2).copied(), args.get(3).ok_or("rename args")?)?,
-                    )
-                };
-                let from_name = self.name_in_dir(&from);
-                let to_name = self.name_in_dir(&to);
-                self.call(
-                    name,
-                    Some(to.clone()),
-                    from_name.is_some() || to_name.is_some(),
-                );
-                if !ok {
-                    return Ok(());
-                }
-                match (from_name, to_name) {
-                    (Some(from), Some(to)) => {
-                        if let Some(id) = self.names.remove(&from) {
-                            self.names.insert(to.clone(), id);
-                        }
-                        self.push(Op::Rename { from, to });
-                    }
-                    (None, None) => {}
-                    _ => return Err("a rename across directories: not modelled".to_owned()),
-                }
-            }
-            "unlink" | "unlinkat" => {
-                let path = if name == "unlink" {
-                    resolve(None, args.first().ok_or("unlink args")?)?
-                } else {
-                    resolve(args.first().copied(), args.get(1).ok_or("unlink args")?)?
-                };
-                if let Some(entry) = self.name_in_dir(&path) {
-                    self.call(name, Some(path), true);
-                    if ok {
-                        self.names.remove(&entry);
-                        self.push(Op::Unlink { name: entry });
-                    }
-                }
-            }
-            "ftruncate" | "fallocate" => {
-                let (fd, path) = fd_of(0).ok_or("ftruncate without a descriptor")?;
-                let inode = self.file(fd).and_then(|f| f.inode);
-                self.call(name, Some(path), inode.is_some());
-                let (Some(inode), true) = (inode, ok) else {
-                    return Ok(());
-                };
-                let len = if name == "ftruncate" {
-                    number(args.get(1).ok_or("ftruncate length")?).ok_or("bad length")?
-                } else {
-                    // fallocate(fd, mode, offset, len): mode 0 may extend the file.
-                    let mode = args.get(1).copied().unwrap_or("0");
-                    if mode != "0" {
-                        return Ok(());
-                    }
-                    let end = number(args.get(2).ok_or("fallocate offset")?).unwrap_or(0)
-                        + number(args.get(3).ok_or("fallocate length")?).unwrap_or(0);
-                    end.max(self.sizes.get(&inode).copied().unwrap_or(0))
-                };
-                self.sizes.insert(inode, len);
-                self.push(Op::Truncate { inode, len });
-            }
-            "fcntl" | "dup" | "dup2" | "dup3" => {
-                let duplicates =
-                    name != "fcntl" || args.get(1).is_some_and(|a| a.contains("DUPFD"));
-                if !duplicates || !ok {
-                    return Ok(());
-                }
-                let (fd, _) = fd_of(0).ok_or("dup without a descriptor")?;
-                let new: i64 = number(ret.split('<').next().unwrap_or(""))
-                    .ok_or_else(|| format!("dup returned {ret}"))?
-                    as i64;
-                if let Some(file) = self.file(fd).cloned() {
-                    self.fds.insert(new, file);
-                }
-            }
-            "lseek" => {
-                let (fd, _) = fd_of(0).ok_or("lseek without a descriptor")?;
-                if let (Some(file), Some(at)) = (self.file(fd), number(ret)) {
-                    file.pos.set(at);
-                }
-            }
-            "mmap" => {
-                if !ok {
-                    return Ok(());
-                }
-                let Some((fd, _)) = fd_of(4) else {
-                    return Ok(());
-                };
-                if let (Some(inode), Some(addr), Some(len), Some(offset)) = (
-                    self.file(fd).and_then(|f| f.inode),
-                    number(ret),
-                    args.get(1).and_then(|a| number(a)),
-                    args.get(5).and_then(|a| number(a)),
-                ) {
-                    self.maps.push(Mapping {
-                        addr,
-                        len,
-                        inode,
-                        offset,
-                    });
-                }
-            }
-            "msync" => {
-                let addr = args.first().and_then(|a| number(a)).unwrap_or(0);
-                let len = args.get(1).and_then(|a| number(a)).unwrap_or(0);
-                let map = self
-                    .maps
-                    .iter()
-                    .rev()
-                    .find(|m| addr >= m.addr && addr < m.addr + m.len.max(1))
-                    .map(|m| (m.inode, m.offset + (addr - m.addr)));
-                self.call(name, None, map.is_some());
-                let (Some((inode, offset)), true) = (map, ok) else {
-                    return Ok(());
-                };
-                // Stores through a map are invisible to strace: the pages msync writes back
-                // are taken as the file's final bytes in that range, filled in at the end,
-                // when the file's final name is known.
-                self.msyncs.push((self.rec.ops.len(), len));
-                self.write(inode, offset, Vec::new(), 0);
-                if args.get(2).is_some_and(|f| f.contains("MS_SYNC")) {
-                    self.push(Op::Sync { inode });
-                }
-            }
-            _ => {}
+            None => None,
+        }
+    }
+
+    /// write, pwrite64: the bytes written to a file of the directory, at its position (or
+    /// pwrite's offset).
+    fn write_call(&mut self, call: &Syscall<'_>, positional: bool) -> Result<(), String> {
+        let (fd, path) = call.fd(0).ok_or("write without a descriptor")?;
+        let file = self.file(fd).cloned();
+        let in_dir = file.as_ref().and_then(|f| f.inode).is_some();
+        self.call(call.name, Some(path), in_dir);
+        let (Some(file), true) = (file, call.ok) else {
+            return Ok(());
+        };
+        let Some(inode) = file.inode else {
+            return Ok(());
+        };
+        let n = number(call.ret).ok_or_else(|| format!("write returned {}", call.ret))? as usize;
+        let (mut data, cut) = buffer_arg(call.args.get(1).ok_or("write without data")?)?;
+        data.truncate(n);
+        if cut && data.len() < n {
+            self.cut.push(CutWrite {
+                at: self.rec.ops.len(),
+                len: n as u64,
+            });
+        }
+        file.written.set(true);
+        let offset = if positional {
+            number(call.args.get(3).ok_or("pwrite without an offset")?)
+                .ok_or("bad pwrite offset")?
+        } else {
+            let at = if file.append {
+                self.sizes.get(&inode).copied().unwrap_or(0)
+            } else {
+                file.pos.get()
+            };
+            file.pos.set(at + n as u64);
+            at
+        };
+        self.write(inode, offset, data, n as u64);
+        Ok(())
+    }
+
+    /// writev, pwritev, pwritev2, copy_file_range, sendfile: refused when they write into the
+    /// directory, which the model does not replay.
+    fn unmodelled(&mut self, call: &Syscall<'_>, target: usize) -> Result<(), String> {
+        if let Some((fd, _)) = call.fd(target)
+            && self.file(fd).and_then(|f| f.inode).is_some()
+        {
+            return Err(format!(
+                "{} into the directory: the model does not replay it",
+                call.name
+            ));
         }
         Ok(())
+    }
+
+    /// fsync, fdatasync, sync_file_range: a file's or the directory's sync (a ranged sync
+    /// only counts as a call).
+    fn sync(&mut self, call: &Syscall<'_>, range: bool) -> Result<(), String> {
+        let (fd, path) = call.fd(0).ok_or("fsync without a descriptor")?;
+        let is_dir = path == self.dir;
+        let inode = self.file(fd).and_then(|f| f.inode);
+        self.call(call.name, Some(path), inode.is_some() || is_dir);
+        if !call.ok || range {
+            return Ok(());
+        }
+        if is_dir {
+            self.push(Op::SyncDir);
+        } else if let Some(inode) = inode {
+            self.push(Op::Sync { inode });
+        }
+        Ok(())
+    }
+
+    /// close: the descriptor is freed, unless the failure was injected.
+    fn close(&mut self, call: &Syscall<'_>) {
+        let (fd, path) = call.fd(0).unwrap_or((-1, PathBuf::new()));
+        let written = self
+            .file(fd)
+            .is_some_and(|f| f.inode.is_some() && f.written.get());
+        self.call(call.name, Some(path), written);
+        // An injected failure leaves the descriptor open; a real close frees it.
+        if !call.ret.contains("INJECTED") {
+            self.fds.remove(&fd);
+        }
+    }
+
+    /// rename, renameat, renameat2: an entry renamed within the directory.
+    fn rename(
+        &mut self,
+        call: &Syscall<'_>,
+        from: PathArg<'_>,
+        to: PathArg<'_>,
+    ) -> Result<(), String> {
+        let from = resolve(from.0, from.1.ok_or("rename args")?)?;
+        let to = resolve(to.0, to.1.ok_or("rename args")?)?;
+        let from_name = self.name_in_dir(&from);
+        let to_name = self.name_in_dir(&to);
+        self.call(
+            call.name,
+            Some(to.clone()),
+            from_name.is_some() || to_name.is_some(),
+        );
+        if !call.ok {
+            return Ok(());
+        }
+        match (from_name, to_name) {
+            (Some(from), Some(to)) => {
+                if let Some(id) = self.names.remove(&from) {
+                    self.names.insert(to.clone(), id);
+                }
+                self.push(Op::Rename { from, to });
+                Ok(())
+            }
+            (None, None) => Ok(()),
+            _ => Err("a rename across directories: not modelled".to_owned()),
+        }
+    }
+
+    /// unlink, unlinkat: an entry of the directory removed.
+    fn unlink(
+        &mut self,
+        call: &Syscall<'_>,
+        dirfd: Option<&str>,
+        path: Option<&str>,
+    ) -> Result<(), String> {
+        let path = resolve(dirfd, path.ok_or("unlink args")?)?;
+        if let Some(entry) = self.name_in_dir(&path) {
+            self.call(call.name, Some(path), true);
+            if call.ok {
+                self.names.remove(&entry);
+                self.push(Op::Unlink { name: entry });
+            }
+        }
+        Ok(())
+    }
+
+    /// ftruncate, fallocate: a file's length set (fallocate only in mode 0, which may extend
+    /// it).
+    fn resize(&mut self, call: &Syscall<'_>, allocate: bool) -> Result<(), String> {
+        let (fd, path) = call.fd(0).ok_or("ftruncate without a descriptor")?;
+        let inode = self.file(fd).and_then(|f| f.inode);
+        self.call(call.name, Some(path), inode.is_some());
+        let (Some(inode), true) = (inode, call.ok) else {
+            return Ok(());
+        };
+        let len = if allocate {
+            // fallocate(fd, mode, offset, len): mode 0 may extend the file.
+            let mode = call.args.get(1).copied().unwrap_or("0");
+            if mode != "0" {
+                return Ok(());
+            }
+            let end = number(call.args.get(2).ok_or("fallocate offset")?).unwrap_or(0)
+                + number(call.args.get(3).ok_or("fallocate length")?).unwrap_or(0);
+            end.max(self.sizes.get(&inode).copied().unwrap_or(0))
+        } else {
+            number(call.args.get(1).ok_or("ftruncate length")?).ok_or("bad length")?
+        };
+        self.sizes.insert(inode, len);
+        self.push(Op::Truncate { inode, len });
+        Ok(())
+    }
+
+    /// dup, dup2, dup3, fcntl(F_DUPFD...): the new descriptor shares the old one's file and
+    /// position.
+    fn dup(&mut self, call: &Syscall<'_>) -> Result<(), String> {
+        if !call.ok {
+            return Ok(());
+        }
+        let (fd, _) = call.fd(0).ok_or("dup without a descriptor")?;
+        let new = call.returned_fd("dup")?;
+        if let Some(file) = self.file(fd).cloned() {
+            self.fds.insert(new, file);
+        }
+        Ok(())
+    }
+
+    /// lseek: the descriptor's new position.
+    fn seek(&mut self, call: &Syscall<'_>) -> Result<(), String> {
+        let (fd, _) = call.fd(0).ok_or("lseek without a descriptor")?;
+        if let (Some(file), Some(at)) = (self.file(fd), number(call.ret)) {
+            file.pos.set(at);
+        }
+        Ok(())
+    }
+
+    /// mmap of a file of the directory: remembered, so a later msync can be placed.
+    fn map(&mut self, call: &Syscall<'_>) {
+        if !call.ok {
+            return;
+        }
+        let Some((fd, _)) = call.fd(4) else {
+            return;
+        };
+        if let (Some(inode), Some(addr), Some(len), Some(offset)) = (
+            self.file(fd).and_then(|f| f.inode),
+            number(call.ret),
+            call.args.get(1).and_then(|a| number(a)),
+            call.args.get(5).and_then(|a| number(a)),
+        ) {
+            self.maps.push(Mapping {
+                addr,
+                len,
+                inode,
+                offset,
+            });
+        }
+    }
+
+    /// msync of a mapped file of the directory: a write of the range (its bytes taken from
+    /// the final file at the end), and a sync with `MS_SYNC`.
+    fn msync(&mut self, call: &Syscall<'_>) {
+        let addr = call.args.first().and_then(|a| number(a)).unwrap_or(0);
+        let len = call.args.get(1).and_then(|a| number(a)).unwrap_or(0);
+        let map = self
+            .maps
+            .iter()
+            .rev()
+            .find(|m| addr >= m.addr && addr < m.addr + m.len.max(1))
+            .map(|m| (m.inode, m.offset + (addr - m.addr)));
+        self.call(call.name, None, map.is_some());
+        let (Some((inode, offset)), true) = (map, call.ok) else {
+            return;
+        };
+        // Stores through a map are invisible to strace: the pages msync writes back are taken
+        // as the file's final bytes in that range, filled in at the end, when the file's final
+        // name is known.
+        self.msyncs.push((self.rec.ops.len(), len));
+        self.write(inode, offset, Vec::new(), 0);
+        if call.args.get(2).is_some_and(|f| f.contains("MS_SYNC")) {
+            self.push(Op::Sync { inode });
+        }
+    }
+}
+
+/// One line of the log split into its call's name, arguments and return value.
+struct Syscall<'a> {
+    name: &'a str,
+    args: &'a [&'a str],
+    ret: &'a str,
+    /// The call succeeded (its return value is not negative).
+    ok: bool,
+}
+
+impl Syscall<'_> {
+    /// Argument `i` as a descriptor decorated by -y.
+    fn fd(&self, i: usize) -> Option<(i64, PathBuf)> {
+        self.args.get(i).and_then(|a| fd_arg(a))
+    }
+
+    /// The descriptor the call returned (`3</path>`).
+    fn returned_fd(&self, what: &str) -> Result<i64, String> {
+        number(self.ret.split('<').next().unwrap_or(""))
+            .map(|fd| fd as i64)
+            .ok_or_else(|| format!("{what} returned {}", self.ret))
+    }
+}
+
+/// A (directory descriptor, path) pair of arguments, either possibly missing.
+type PathArg<'a> = (Option<&'a str>, Option<&'a str>);
+
+/// The families of traced calls the replay tells apart, with the arguments that tell the
+/// members of a family apart.
+enum Family<'a> {
+    /// openat, open, creat.
+    Open {
+        dirfd: Option<&'a str>,
+        path: Option<&'a str>,
+        flags: &'a str,
+    },
+    /// write, or pwrite64 (`positional`).
+    Write { positional: bool },
+    /// Writes the model does not replay; `target` is the argument naming the written file.
+    Unmodelled { target: usize },
+    /// fsync, fdatasync, or sync_file_range (`range`).
+    Sync { range: bool },
+    /// close.
+    Close,
+    /// rename, renameat, renameat2.
+    Rename { from: PathArg<'a>, to: PathArg<'a> },
+    /// unlink, unlinkat.
+    Unlink {
+        dirfd: Option<&'a str>,
+        path: Option<&'a str>,
+    },
+    /// ftruncate, or fallocate (`allocate`).
+    Resize { allocate: bool },
+    /// dup, dup2, dup3, and fcntl duplicating a descriptor.
+    Dup,
+    /// lseek.
+    Seek,
+    /// mmap.
+    Map,
+    /// msync.
+    Msync,
+    /// Anything else (an fcntl that does not duplicate, say).
+    Ignored,
+}
+
+impl<'a> Family<'a> {
+    /// The family of call `name` with `args`.
+    fn of(name: &str, args: &[&'a str]) -> Family<'a> {
+        let arg = |i: usize| args.get(i).copied();
+        match name {
+            "openat" => Family::Open {
+                dirfd: arg(0),
+                path: arg(1),
+                flags: arg(2).unwrap_or(""),
+            },
+            "creat" => Family::Open {
+                dirfd: None,
+                path: arg(0),
+                flags: "O_CREAT|O_WRONLY|O_TRUNC",
+            },
+            "open" => Family::Open {
+                dirfd: None,
+                path: arg(0),
+                flags: arg(1).unwrap_or(""),
+            },
+            "write" | "pwrite64" => Family::Write {
+                positional: name == "pwrite64",
+            },
+            "writev" | "pwritev" | "pwritev2" | "sendfile" => Family::Unmodelled { target: 0 },
+            "copy_file_range" => Family::Unmodelled { target: 2 },
+            "fsync" | "fdatasync" | "sync_file_range" => Family::Sync {
+                range: name == "sync_file_range",
+            },
+            "close" => Family::Close,
+            "rename" => Family::Rename {
+                from: (None, arg(0)),
+                to: (None, arg(1)),
+            },
+            "renameat" | "renameat2" => Family::Rename {
+                from: (arg(0), arg(1)),
+                to: (arg(2), arg(3)),
+            },
+            "unlink" => Family::Unlink {
+                dirfd: None,
+                path: arg(0),
+            },
+            "unlinkat" => Family::Unlink {
+                dirfd: arg(0),
+                path: arg(1),
+            },
+            "ftruncate" | "fallocate" => Family::Resize {
+                allocate: name == "fallocate",
+            },
+            "dup" | "dup2" | "dup3" => Family::Dup,
+            "fcntl" if arg(1).is_some_and(|a| a.contains("DUPFD")) => Family::Dup,
+            "lseek" => Family::Seek,
+            "mmap" => Family::Map,
+            "msync" => Family::Msync,
+            _ => Family::Ignored,
+        }
     }
 }
 
@@ -591,41 +774,10 @@ pub fn parse(
     }
     let mut pending: HashMap<String, String> = HashMap::new();
     for raw in log.lines() {
-        let (pid, rest) = raw.split_once(' ').unwrap_or(("", raw));
-        let rest = rest.trim_start();
-        if rest.starts_with("+++") || rest.starts_with("---") {
-            continue;
-        }
-        let line = if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
-            pending.insert(pid.to_owned(), head.to_owned());
-            continue;
-        } else if let Some(tail) = rest.strip_prefix("<... ") {
-            let Some((_, after)) = tail.split_once(" resumed>") else {
-                continue;
-            };
-            let head = pending.remove(pid).unwrap_or_default();
-            format!("{head}{after}")
-        } else {
-            rest.to_owned()
-        };
-        let Some(open) = line.find('(') else {
+        let Some(line) = whole_call(raw, &mut pending) else {
             continue;
         };
-        let name = &line[..open];
-        // strace pads a resumed call's return value (`<... fsync resumed>)      = 0`); strings
-        // are hex under -xx, so " = " occurs only before the return value.
-        let parsed = line.rsplit_once(" = ").and_then(|(call, ret)| {
-            let call = call.trim_end();
-            (call.len() > open && call.ends_with(')'))
-                .then(|| (&call[open + 1..call.len() - 1], ret.trim()))
-        });
-        let Some((inner, ret)) = parsed else {
-            if traced(name) {
-                return Err(format!(
-                    "a traced call without a return value: the model cannot replay it (in: {})",
-                    truncate(&line)
-                ));
-            }
+        let Some((name, inner, ret)) = split_call(&line)? else {
             continue;
         };
         let args = split_args(inner);
@@ -638,7 +790,61 @@ pub fn parse(
     }
     let mut rec = replay.rec;
     complete_cut_writes(&mut rec, &replay.cut, &replay.msyncs, replay.final_bytes)?;
-    for (at, len) in replay.msyncs {
+    fill_msync_writes(&mut rec, &replay.msyncs, replay.final_bytes)?;
+    Ok(rec)
+}
+
+/// A log line as one whole call: signal and exit lines are none, an `<unfinished ...>` head
+/// waits in `pending` for its process's `<... resumed>` tail, which completes it.
+fn whole_call(raw: &str, pending: &mut HashMap<String, String>) -> Option<String> {
+    let (pid, rest) = raw.split_once(' ').unwrap_or(("", raw));
+    let rest = rest.trim_start();
+    if rest.starts_with("+++") || rest.starts_with("---") {
+        return None;
+    }
+    if let Some(head) = rest.strip_suffix(" <unfinished ...>") {
+        pending.insert(pid.to_owned(), head.to_owned());
+        None
+    } else if let Some(tail) = rest.strip_prefix("<... ") {
+        let (_, after) = tail.split_once(" resumed>")?;
+        let head = pending.remove(pid).unwrap_or_default();
+        Some(format!("{head}{after}"))
+    } else {
+        Some(rest.to_owned())
+    }
+}
+
+/// A whole call's name, the text inside its parentheses and its return value; none for a line
+/// that is no call, and an error for a traced call without a return value.
+fn split_call(line: &str) -> Result<Option<(&str, &str, &str)>, String> {
+    let Some(open) = line.find('(') else {
+        return Ok(None);
+    };
+    let name = &line[..open];
+    // strace pads a resumed call's return value (`<... fsync resumed>)      = 0`); strings
+    // are hex under -xx, so " = " occurs only before the return value.
+    let parsed = line.rsplit_once(" = ").and_then(|(call, ret)| {
+        let call = call.trim_end();
+        (call.len() > open && call.ends_with(')'))
+            .then(|| (&call[open + 1..call.len() - 1], ret.trim()))
+    });
+    match parsed {
+        Some((inner, ret)) => Ok(Some((name, inner, ret))),
+        None if traced(name) => Err(format!(
+            "a traced call without a return value: the model cannot replay it (in: {})",
+            truncate(line)
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Gives each msync's write the final file's bytes in its range.
+fn fill_msync_writes(
+    rec: &mut Recording,
+    msyncs: &[(usize, u64)],
+    final_bytes: &dyn Fn(&OsString) -> Option<Vec<u8>>,
+) -> Result<(), String> {
+    for &(at, len) in msyncs {
         if let Some(Op::Write {
             inode,
             offset,
@@ -648,7 +854,7 @@ pub fn parse(
             let bytes = rec
                 .final_names
                 .get(inode)
-                .and_then(|n| (replay.final_bytes)(n))
+                .and_then(final_bytes)
                 .ok_or("a mapped file has no final content to model its stores")?;
             let start = (*offset as usize).min(bytes.len());
             let end = (*offset as usize)
@@ -657,7 +863,7 @@ pub fn parse(
             *data = bytes[start..end].to_vec();
         }
     }
-    Ok(rec)
+    Ok(())
 }
 
 /// Fills in the bytes strace did not record of each cut write, from the file's final content,
@@ -682,42 +888,8 @@ fn complete_cut_writes(
             return Err("a cut write is not a write".to_owned());
         };
         let (inode, offset, head) = (*inode, *offset, data.len() as u64);
-        let (missing, end) = (offset + head, offset + c.len);
-        let overlaps = |from: u64, to: u64, o: u64, l: u64| o < to && o + l > from;
-        let mut head_overwritten = false;
-        for (j, op) in rec.ops.iter().enumerate().skip(c.at + 1) {
-            match op {
-                Op::Write {
-                    inode: i,
-                    offset: o,
-                    data: d,
-                } if *i == inode => {
-                    if msyncs.iter().any(|(at, _)| *at == j) {
-                        continue;
-                    }
-                    let l = cut
-                        .iter()
-                        .find(|later| later.at == j)
-                        .map_or(d.len() as u64, |later| later.len);
-                    if overlaps(missing, end, *o, l) {
-                        return Err(format!(
-                            "a write of {} bytes at offset {offset} was recorded without its last {} bytes, and a later write (operation {j}, {l} bytes at {o}) overwrote them: the model cannot rebuild it",
-                            c.len,
-                            end - missing
-                        ));
-                    }
-                    head_overwritten |= overlaps(offset, missing, *o, l);
-                }
-                Op::Truncate { inode: i, len } if *i == inode && *len < end => {
-                    return Err(format!(
-                        "a write of {} bytes at offset {offset} was recorded without its last {} bytes, and a later truncation to {len} bytes cut into them: the model cannot rebuild it",
-                        c.len,
-                        end - missing
-                    ));
-                }
-                _ => {}
-            }
-        }
+        let end = offset + c.len;
+        let head_overwritten = later_overwrites(rec, c, cut, msyncs, inode, offset, head)?;
         if let std::collections::hash_map::Entry::Vacant(slot) = finals.entry(inode) {
             let bytes = rec
                 .final_names
@@ -739,7 +911,7 @@ fn complete_cut_writes(
                 whole.len()
             ));
         }
-        let (missing, end, start) = (missing as usize, end as usize, offset as usize);
+        let (missing, end, start) = ((offset + head) as usize, end as usize, offset as usize);
         if let Some(Op::Write { data, .. }) = rec.ops.get_mut(c.at) {
             if !head_overwritten && data[..] != whole[start..missing] {
                 return Err(format!(
@@ -751,6 +923,57 @@ fn complete_cut_writes(
         }
     }
     Ok(())
+}
+
+/// Checks the operations after cut write `c` (of `inode`, at `offset`, `head` bytes recorded):
+/// an error when a later write overlaps its missing bytes or a later truncation cuts into
+/// them; otherwise whether a later write overlaps its recorded head.
+fn later_overwrites(
+    rec: &Recording,
+    c: &CutWrite,
+    cut: &[CutWrite],
+    msyncs: &[(usize, u64)],
+    inode: usize,
+    offset: u64,
+    head: u64,
+) -> Result<bool, String> {
+    let (missing, end) = (offset + head, offset + c.len);
+    let overlaps = |from: u64, to: u64, o: u64, l: u64| o < to && o + l > from;
+    let mut head_overwritten = false;
+    for (j, op) in rec.ops.iter().enumerate().skip(c.at + 1) {
+        match op {
+            Op::Write {
+                inode: i,
+                offset: o,
+                data: d,
+            } if *i == inode => {
+                if msyncs.iter().any(|(at, _)| *at == j) {
+                    continue;
+                }
+                let l = cut
+                    .iter()
+                    .find(|later| later.at == j)
+                    .map_or(d.len() as u64, |later| later.len);
+                if overlaps(missing, end, *o, l) {
+                    return Err(format!(
+                        "a write of {} bytes at offset {offset} was recorded without its last {} bytes, and a later write (operation {j}, {l} bytes at {o}) overwrote them: the model cannot rebuild it",
+                        c.len,
+                        end - missing
+                    ));
+                }
+                head_overwritten |= overlaps(offset, missing, *o, l);
+            }
+            Op::Truncate { inode: i, len } if *i == inode && *len < end => {
+                return Err(format!(
+                    "a write of {} bytes at offset {offset} was recorded without its last {} bytes, and a later truncation to {len} bytes cut into them: the model cannot rebuild it",
+                    c.len,
+                    end - missing
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(head_overwritten)
 }
 
 /// Whether `name` is one of the calls of [`TRACED`].

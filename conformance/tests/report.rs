@@ -2,6 +2,7 @@
 // Tests may unwrap: a panic is how a test reports its failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use ndstore_conformance::Check;
 use ndstore_conformance::report::{BackendReport, CheckResult, Note, Report, SelfTest, Status};
 use ndstore_core::{Capabilities, CrashGuarantee, DTypeKind};
 
@@ -29,20 +30,23 @@ fn sample_report() -> Report {
                 name: "file".to_owned(),
                 capabilities: Some(caps),
                 checks: vec![
-                    CheckResult::counted("RT", 508, &[], "fixed and property cases"),
-                    CheckResult::counted("CK", 200, &["kill 7: torn".to_owned()], "kills"),
-                    CheckResult::not_applicable("CO", "in_place_update"),
-                    CheckResult::skipped("FS", "not root (strace attaches to a child)"),
-                    CheckResult::counted("IO", 30, &[], "injected failures")
+                    CheckResult::counted(Check::RoundTrip, 508, &[], "fixed and property cases"),
+                    CheckResult::counted(Check::Kill, 200, &["kill 7: torn".to_owned()], "kills"),
+                    CheckResult::not_applicable(Check::Concurrency, "in_place_update"),
+                    CheckResult::skipped(
+                        Check::FsyncFailure,
+                        "not root (strace attaches to a child)",
+                    ),
+                    CheckResult::counted(Check::InjectedIo, 30, &[], "injected failures")
                         .with_skipped_part("the full-disk case needs unshare"),
-                    CheckResult::counted("BI", 900, &[], "900 files").with_note(Note {
+                    CheckResult::counted(Check::BadInput, 900, &[], "900 files").with_note(Note {
                         name: "trusted".to_owned(),
                         cases: 450,
                         failures: 5,
                         detail: "in-process (trusted) path: 5 of 450 crashed the process"
                             .to_owned(),
                     }),
-                    CheckResult::counted("SE", 0, &[], "nothing ran"),
+                    CheckResult::counted(Check::Security, 0, &[], "nothing ran"),
                 ],
             },
             BackendReport {
@@ -55,12 +59,12 @@ fn sample_report() -> Report {
             SelfTest::from_result(
                 "broken-overwrites-in-place",
                 "a save truncates the target and rewrites it",
-                &CheckResult::counted("CK", 200, &["kill 3: torn".to_owned()], "kills"),
+                &CheckResult::counted(Check::Kill, 200, &["kill 3: torn".to_owned()], "kills"),
             ),
             SelfTest::from_result(
                 "broken-opens-twice",
                 "a load opens the path twice",
-                &CheckResult::counted("CO", 300, &[], "reads"),
+                &CheckResult::counted(Check::Concurrency, 300, &[], "reads"),
             ),
         ],
     }

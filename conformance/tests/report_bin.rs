@@ -4,6 +4,7 @@
 // Tests may unwrap: a panic is how a test reports its failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use ndstore_conformance::Check;
 use std::path::Path;
 use std::process::Command;
 
@@ -21,10 +22,11 @@ fn results(dir: &Path, checks: &[CheckResult], uncaught: Option<&str>) {
     let tests = dir.join("self-test");
     std::fs::create_dir_all(&tests).unwrap();
     for variant in &VARIANTS {
+        let check = variant.check.unwrap();
         let result = if uncaught == Some(variant.name) {
-            CheckResult::counted(variant.check, 10, &[], "held")
+            CheckResult::counted(check, 10, &[], "held")
         } else {
-            CheckResult::counted(variant.check, 10, &["caught".to_owned()], "held")
+            CheckResult::counted(check, 10, &["caught".to_owned()], "held")
         };
         let test = SelfTest::from_result(variant.name, variant.defect, &result);
         std::fs::write(
@@ -57,7 +59,7 @@ fn a_clean_run_passes() {
     let dir = tempfile::tempdir().unwrap();
     results(
         dir.path(),
-        &[CheckResult::counted("RT", 5, &[], "ok")],
+        &[CheckResult::counted(Check::RoundTrip, 5, &[], "ok")],
         None,
     );
     assert!(passes(dir.path(), false, false));
@@ -75,8 +77,8 @@ fn a_clean_run_passes() {
 fn a_skip_fails_the_run_unless_allowed_and_never_in_ci() {
     let dir = tempfile::tempdir().unwrap();
     let checks = [
-        CheckResult::counted("RT", 5, &[], "ok"),
-        CheckResult::skipped("FS", "not root"),
+        CheckResult::counted(Check::RoundTrip, 5, &[], "ok"),
+        CheckResult::skipped(Check::FsyncFailure, "not root"),
     ];
     results(dir.path(), &checks, None);
     assert!(!passes(dir.path(), false, false));
@@ -87,7 +89,7 @@ fn a_skip_fails_the_run_unless_allowed_and_never_in_ci() {
 #[test]
 fn a_self_test_that_does_not_fail_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let checks = [CheckResult::counted("RT", 5, &[], "ok")];
+    let checks = [CheckResult::counted(Check::RoundTrip, 5, &[], "ok")];
     results(dir.path(), &checks, Some("broken-opens-twice"));
     assert!(!passes(dir.path(), true, false));
 }
@@ -97,7 +99,7 @@ fn a_missing_self_test_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
     results(
         dir.path(),
-        &[CheckResult::counted("RT", 5, &[], "ok")],
+        &[CheckResult::counted(Check::RoundTrip, 5, &[], "ok")],
         None,
     );
     std::fs::remove_file(
@@ -112,7 +114,12 @@ fn a_missing_self_test_fails_the_run() {
 #[test]
 fn a_failed_check_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let checks = [CheckResult::counted("RT", 5, &["torn".to_owned()], "ok")];
+    let checks = [CheckResult::counted(
+        Check::RoundTrip,
+        5,
+        &["torn".to_owned()],
+        "ok",
+    )];
     results(dir.path(), &checks, None);
     assert!(!passes(dir.path(), true, false));
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -262,8 +262,14 @@ fn bench_python(python: &Path) -> Result<(), String> {
     fs::write(&stamp, wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
 }
 
-/// `cargo xtask bench [--full] [--only PREFIX]`.
-pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
+/// What `cargo xtask bench` was asked for.
+struct BenchOptions {
+    full: bool,
+    /// Only the operations whose names start with this.
+    only: Option<String>,
+}
+
+fn bench_options(args: &[String]) -> Result<BenchOptions, String> {
     let full = args.iter().any(|a| a == "--full");
     let only = args
         .iter()
@@ -281,6 +287,55 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
     {
         return Err(format!("unknown bench option '{}'", other.1));
     }
+    Ok(BenchOptions { full, only })
+}
+
+/// Where and how much every operation runs: the driver, the peers' script, the data and the
+/// counts of the mode.
+struct Setup<'a> {
+    driver: PathBuf,
+    python: &'a Path,
+    peers_py: PathBuf,
+    data: PathBuf,
+    /// The f64 array's bytes.
+    bytes: u64,
+    /// The CSV's rows.
+    rows: u64,
+    /// Alternating rounds per operation.
+    rounds: usize,
+    /// Runs per process.
+    reps: usize,
+    /// The CSV file's bytes.
+    csv_bytes: u64,
+}
+
+impl Setup<'_> {
+    /// The driver running ndstore operation `op`.
+    fn ndstore(&self, op: &str) -> Command {
+        let mut c = Command::new(&self.driver);
+        c.arg(op)
+            .arg(&self.data)
+            .arg(self.reps.to_string())
+            .arg(self.bytes.to_string())
+            .arg(self.rows.to_string());
+        c
+    }
+
+    /// The peers' script running `op` with `peer`.
+    fn peer(&self, op: &str, peer: &str) -> Command {
+        let mut c = Command::new(self.python);
+        c.arg(&self.peers_py)
+            .arg(op)
+            .arg(peer)
+            .arg(&self.data)
+            .arg(self.reps.to_string());
+        c
+    }
+}
+
+/// `cargo xtask bench [--full] [--only PREFIX]`.
+pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
+    let options = bench_options(args)?;
     bench_python(python)?;
     run(cargo().args([
         "build",
@@ -290,6 +345,33 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
         "--bin",
         "bench-op",
     ]))?;
+    let out_dir = target_dir().join("bench");
+    let setup = prepare(python, &out_dir, options.full)?;
+    let mut rows_out = Vec::new();
+    for spec in SPECS {
+        if options
+            .only
+            .as_deref()
+            .is_some_and(|prefix| !spec.op.starts_with(prefix))
+        {
+            continue;
+        }
+        let row = measure(spec, &setup)?;
+        println!(
+            "{:<18} ndstore {:>9.3} ms  {} {:>9.3} ms  ratio {:.2}",
+            row.op,
+            row.ndstore_ms,
+            row.peer,
+            row.peer_ms,
+            row.ndstore_ms / row.peer_ms
+        );
+        rows_out.push(row);
+    }
+    write_report(&rows_out, options.full, setup.bytes, &out_dir)
+}
+
+/// Makes the data files of the mode under `out_dir`.
+fn prepare<'a>(python: &'a Path, out_dir: &Path, full: bool) -> Result<Setup<'a>, String> {
     let driver = target_dir().join("release").join("bench-op");
     let peers_py = workspace_root()
         .join("benches")
@@ -300,7 +382,6 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
     } else {
         (64 << 20, 250_000, 3, 3)
     };
-    let out_dir = target_dir().join("bench");
     let data = out_dir.join("data");
     fs::create_dir_all(&data).map_err(|e| e.to_string())?;
     println!(
@@ -316,151 +397,157 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
     let csv_bytes = fs::metadata(data.join("data.csv"))
         .map_err(|e| e.to_string())?
         .len();
-    let mut rows_out = Vec::new();
-    for spec in SPECS {
-        if only
-            .as_deref()
-            .is_some_and(|prefix| !spec.op.starts_with(prefix))
-        {
-            continue;
+    Ok(Setup {
+        driver,
+        python,
+        peers_py,
+        data,
+        bytes,
+        rows,
+        rounds,
+        reps,
+        csv_bytes,
+    })
+}
+
+/// The times one operation's rounds collected.
+#[derive(Default)]
+struct Samples {
+    ours: Vec<f64>,
+    rss: u64,
+    /// One list per peer.
+    theirs: Vec<Vec<f64>>,
+    limit: Vec<f64>,
+    /// The operation of the spec's second target.
+    versus: Vec<f64>,
+}
+
+/// Runs `spec` with its peers, its second target's operation and its limit, alternating, and
+/// judges it.
+fn measure(spec: &Spec, setup: &Setup<'_>) -> Result<Row, String> {
+    let size = if spec.csv {
+        setup.csv_bytes
+    } else {
+        setup.bytes
+    };
+    // Warm-up: one run of each, discarded (page cache, Python imports).
+    timed(&mut setup.ndstore(spec.op))?;
+    for peer in spec.peers {
+        timed(&mut setup.peer(spec.op, peer))?;
+    }
+    let mut samples = Samples {
+        theirs: vec![Vec::new(); spec.peers.len()],
+        ..Samples::default()
+    };
+    for round in 0..setup.rounds {
+        run_round(spec, setup, round, &mut samples)?;
+        if let Some(args) = limit_args(spec.limit, &setup.data, size) {
+            // dd writes a new file, as a save does: truncating an old one would add the
+            // freeing of its blocks (and, on ext4, a forced write-back) to the limit.
+            let _ = fs::remove_file(setup.data.join("dd.bin"));
+            samples.limit.push(dd(&args)?);
         }
-        let size = if spec.csv { csv_bytes } else { bytes };
-        let mut ours = Vec::new();
-        let mut rss = 0u64;
-        let mut theirs: Vec<Vec<f64>> = vec![Vec::new(); spec.peers.len()];
-        let mut limit = Vec::new();
-        // Warm-up: one run of each, discarded (page cache, Python imports).
-        let reps_s = reps.to_string();
-        let ndstore_cmd = || {
-            let mut c = Command::new(&driver);
-            c.arg(spec.op)
-                .arg(&data)
-                .arg(&reps_s)
-                .arg(bytes.to_string())
-                .arg(rows.to_string());
-            c
-        };
-        let peer_cmd = |peer: &str| {
-            let mut c = Command::new(python);
-            c.arg(&peers_py)
-                .arg(spec.op)
-                .arg(peer)
-                .arg(&data)
-                .arg(&reps_s);
-            c
-        };
-        timed(&mut ndstore_cmd())?;
-        for peer in spec.peers {
-            timed(&mut peer_cmd(peer))?;
-        }
-        // The operation a second target compares with runs in the same rotation, so both meet
-        // the same machine.
-        let versus_cmd = |op: &str| {
-            let mut c = Command::new(&driver);
-            c.arg(op)
-                .arg(&data)
-                .arg(&reps_s)
-                .arg(bytes.to_string())
-                .arg(rows.to_string());
-            c
-        };
-        let mut versus_ms = Vec::new();
-        for round in 0..rounds {
-            // Alternate who goes first, so neither always meets a warmer or colder machine.
-            // None is ndstore, Some(i) peer i, and Some(peers.len()) the compared operation.
-            let others = spec.peers.len() + usize::from(spec.versus.is_some());
-            let mut order: Vec<Option<usize>> =
-                std::iter::once(None).chain((0..others).map(Some)).collect();
-            if round % 2 == 1 {
-                order.reverse();
+    }
+    Ok(judge(spec, size, samples))
+}
+
+/// One round: ndstore, each peer and the compared operation once each, in an order that
+/// alternates between rounds, so neither always meets a warmer or colder machine.
+fn run_round(
+    spec: &Spec,
+    setup: &Setup<'_>,
+    round: usize,
+    samples: &mut Samples,
+) -> Result<(), String> {
+    // None is ndstore, Some(i) peer i, and Some(peers.len()) the compared operation (it runs
+    // in the same rotation, so both meet the same machine).
+    let others = spec.peers.len() + usize::from(spec.versus.is_some());
+    let mut order: Vec<Option<usize>> =
+        std::iter::once(None).chain((0..others).map(Some)).collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    for who in order {
+        match who {
+            None => {
+                let (ms, r) = timed(&mut setup.ndstore(spec.op))?;
+                samples.ours.extend(ms);
+                samples.rss = samples.rss.max(r);
             }
-            for who in order {
-                match who {
-                    None => {
-                        let (ms, r) = timed(&mut ndstore_cmd())?;
-                        ours.extend(ms);
-                        rss = rss.max(r);
-                    }
-                    Some(i) if i < spec.peers.len() => {
-                        theirs[i].extend(timed(&mut peer_cmd(spec.peers[i]))?.0)
-                    }
-                    Some(_) => {
-                        if let Some((_, op)) = spec.versus {
-                            versus_ms.extend(timed(&mut versus_cmd(op))?.0);
-                        }
-                    }
+            Some(i) if i < spec.peers.len() => {
+                samples.theirs[i].extend(timed(&mut setup.peer(spec.op, spec.peers[i]))?.0)
+            }
+            Some(_) => {
+                if let Some((_, op)) = spec.versus {
+                    samples.versus.extend(timed(&mut setup.ndstore(op))?.0);
                 }
             }
-            if let Some(args) = limit_args(spec.limit, &data, size) {
-                // dd writes a new file, as a save does: truncating an old one would add the
-                // freeing of its blocks (and, on ext4, a forced write-back) to the limit.
-                let _ = fs::remove_file(data.join("dd.bin"));
-                limit.push(dd(&args)?);
-            }
         }
-        let ndstore_ms = median(&mut ours);
-        let ndstore_range = (
-            ours.first().copied().unwrap_or(f64::NAN),
-            ours.last().copied().unwrap_or(f64::NAN),
-        );
-        let (peer, peer_ms) = spec
-            .peers
-            .iter()
-            .zip(theirs.iter_mut())
-            .map(|(p, s)| (p.to_string(), median(s)))
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .unwrap_or_default();
-        let limit_ms = if limit.is_empty() {
-            0.0
-        } else {
-            median(&mut limit)
-        };
-        let (bound, against) = spec.target;
-        let (mut target, mut met) = match against {
-            Against::Peer => (format!("≤ {bound} × {peer}"), ndstore_ms <= bound * peer_ms),
-            Against::Limit => (format!("≤ {bound} × dd"), ndstore_ms <= bound * limit_ms),
-            Against::Millis => (format!("≤ {bound} ms"), ndstore_ms <= bound),
-        };
-        if let Some((ratio, other)) = spec.versus {
-            let theirs = median(&mut versus_ms);
-            target.push_str(&format!(
-                " and ≤ {ratio} × {other} ({:.2}; {other} {theirs:.3} ms in the same rotation)",
-                ndstore_ms / theirs
-            ));
-            met = met && ndstore_ms <= ratio * theirs;
-        }
-        let row = Row {
-            op: spec.op,
-            size_bytes: size,
-            ndstore_ms,
-            ndstore_range,
-            peer,
-            peer_ms,
-            limit_ms,
-            peak_rss_bytes: rss,
-            target,
-            met,
-        };
-        println!(
-            "{:<18} ndstore {:>9.3} ms  {} {:>9.3} ms  ratio {:.2}",
-            row.op,
-            row.ndstore_ms,
-            row.peer,
-            row.peer_ms,
-            row.ndstore_ms / row.peer_ms
-        );
-        rows_out.push(row);
     }
+    Ok(())
+}
+
+/// The row of `spec` from its samples: medians, the best peer, and whether the targets were
+/// met.
+fn judge(spec: &Spec, size: u64, mut samples: Samples) -> Row {
+    let ours = &mut samples.ours;
+    let ndstore_ms = median(ours);
+    let ndstore_range = (
+        ours.first().copied().unwrap_or(f64::NAN),
+        ours.last().copied().unwrap_or(f64::NAN),
+    );
+    let (peer, peer_ms) = spec
+        .peers
+        .iter()
+        .zip(samples.theirs.iter_mut())
+        .map(|(p, s)| (p.to_string(), median(s)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_default();
+    let limit_ms = if samples.limit.is_empty() {
+        0.0
+    } else {
+        median(&mut samples.limit)
+    };
+    let (bound, against) = spec.target;
+    let (mut target, mut met) = match against {
+        Against::Peer => (format!("≤ {bound} × {peer}"), ndstore_ms <= bound * peer_ms),
+        Against::Limit => (format!("≤ {bound} × dd"), ndstore_ms <= bound * limit_ms),
+        Against::Millis => (format!("≤ {bound} ms"), ndstore_ms <= bound),
+    };
+    if let Some((ratio, other)) = spec.versus {
+        let theirs = median(&mut samples.versus);
+        target.push_str(&format!(
+            " and ≤ {ratio} × {other} ({:.2}; {other} {theirs:.3} ms in the same rotation)",
+            ndstore_ms / theirs
+        ));
+        met = met && ndstore_ms <= ratio * theirs;
+    }
+    Row {
+        op: spec.op,
+        size_bytes: size,
+        ndstore_ms,
+        ndstore_range,
+        peer,
+        peer_ms,
+        limit_ms,
+        peak_rss_bytes: samples.rss,
+        target,
+        met,
+    }
+}
+
+/// Prints the report and writes it as Markdown and JSON into `out_dir`.
+fn write_report(rows: &[Row], full: bool, bytes: u64, out_dir: &Path) -> Result<(), String> {
     // The memory target: a load's peak RSS within 1.05 × the array's bytes + 16 MiB.
-    let load_rss = rows_out
+    let load_rss = rows
         .iter()
         .find(|r| r.op == "npy_load")
         .map_or(0, |r| r.peak_rss_bytes);
     let rss_limit = (bytes as f64 * 1.05) as u64 + (16 << 20);
-    let markdown = to_markdown(&rows_out, full, load_rss, rss_limit);
+    let markdown = to_markdown(rows, full, load_rss, rss_limit);
     println!("\n{markdown}");
     fs::write(out_dir.join("report.md"), &markdown).map_err(|e| e.to_string())?;
-    fs::write(out_dir.join("report.json"), to_json(&rows_out, full)).map_err(|e| e.to_string())?;
+    fs::write(out_dir.join("report.json"), to_json(rows, full)).map_err(|e| e.to_string())?;
     println!(
         "written: {} and {}",
         out_dir.join("report.md").display(),

@@ -123,37 +123,30 @@ struct Environment {
 /// Installs what the tests need, when missing: system packages through apt-get (as root), and a
 /// Python virtual environment with the reference libraries under the target directory.
 fn setup() -> Result<Environment, String> {
-    let mut missing: Vec<&str> = Vec::new();
-    if !on_path("strace") {
-        missing.push("strace");
-    }
-    // A FUSE file system for the test that old files are not held open across a rename there.
-    if !on_path("bindfs") {
-        missing.push("bindfs");
-    }
-    if !on_path("python3") {
-        missing.push("python3");
-    }
-    let venv_ok = Command::new("python3")
-        .args(["-c", "import venv, ensurepip"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !venv_ok {
-        missing.push("python3-venv");
-    }
-    // The hdf5 backend links the system libhdf5, found through pkg-config.
-    if !on_path("pkg-config") {
-        missing.push("pkg-config");
-    }
-    let hdf5_ok = Command::new("pkg-config")
-        .args(["--exists", "hdf5"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !hdf5_ok {
-        missing.push("libhdf5-dev");
-    }
+    let succeeds = |cmd: &mut Command| cmd.output().is_ok_and(|o| o.status.success());
+    // Each system package the tests need, and whether it is there.
+    let packages = [
+        ("strace", on_path("strace")),
+        // A FUSE file system for the test that old files are not held open across a rename
+        // there.
+        ("bindfs", on_path("bindfs")),
+        ("python3", on_path("python3")),
+        (
+            "python3-venv",
+            succeeds(Command::new("python3").args(["-c", "import venv, ensurepip"])),
+        ),
+        // The hdf5 backend links the system libhdf5, found through pkg-config.
+        ("pkg-config", on_path("pkg-config")),
+        (
+            "libhdf5-dev",
+            succeeds(Command::new("pkg-config").args(["--exists", "hdf5"])),
+        ),
+    ];
+    let missing: Vec<&str> = packages
+        .iter()
+        .filter(|(_, there)| !there)
+        .map(|(package, _)| *package)
+        .collect();
     if !missing.is_empty() {
         if !is_root() || !on_path("apt-get") {
             return Err(format!(
@@ -356,13 +349,13 @@ fn conformance(args: &[String]) -> Result<(), String> {
     if allow_skip && env::var("CI").is_ok_and(|v| v == "true") {
         return Err("--allow-skip is refused under CI=true: in CI every check must run".to_owned());
     }
-    let backends = ["file", "mmap", "hdf5", "text"];
     if let Some(name) = &backend
-        && !backends.contains(&name.as_str())
+        && !BACKENDS.iter().any(|(known, _)| known == name)
     {
+        let known: Vec<&str> = BACKENDS.iter().map(|(name, _)| *name).collect();
         return Err(format!(
             "unknown backend '{name}' (known: {})",
-            backends.join(", ")
+            known.join(", ")
         ));
     }
     let environment = setup()?;
@@ -400,14 +393,14 @@ fn conformance(args: &[String]) -> Result<(), String> {
     if run(&mut self_tests).is_err() {
         failed.push("self-tests");
     }
-    for name in backends {
+    for (name, package) in BACKENDS {
         if backend.as_deref().is_some_and(|b| b != name) {
             continue;
         }
-        let Some(package) = backend_package(name) else {
+        if !package_exists(package) {
             println!("xtask: backend `{name}` is not built yet; it is reported as missing");
             continue;
-        };
+        }
         let mut cmd = cargo();
         cmd.args([
             "test",
@@ -447,19 +440,20 @@ fn conformance(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// The crate that holds a backend, once it exists in the workspace.
-fn backend_package(name: &str) -> Option<&'static str> {
-    let package = match name {
-        "file" => "ndstore-file",
-        "mmap" => "ndstore-mmap",
-        "hdf5" => "ndstore-hdf5",
-        "text" => "ndstore-text",
-        _ => return None,
-    };
+/// Every backend, by name, with the crate that holds it, in the order the conformance suite
+/// runs them.
+const BACKENDS: [(&str, &str); 4] = [
+    ("file", "ndstore-file"),
+    ("mmap", "ndstore-mmap"),
+    ("hdf5", "ndstore-hdf5"),
+    ("text", "ndstore-text"),
+];
+
+/// Whether the crate `package` exists in the workspace yet.
+fn package_exists(package: &str) -> bool {
     workspace_root()
         .join("crates")
         .join(package)
         .join("Cargo.toml")
         .is_file()
-        .then_some(package)
 }

@@ -1,5 +1,6 @@
 //! Repository lints that plain `cargo test` cannot express: every source file says why it
-//! exists, and every backend crate plugs into the conformance suite.
+//! exists, every backend crate plugs into the conformance suite, and every path
+//! ARCHITECTURE.md names exists.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,7 @@ pub fn run(root: &Path) -> Result<(), String> {
     if let Err(problem) = readme_mirrors_example(root) {
         problems.push(problem);
     }
+    problems.extend(architecture_paths_exist(root));
     if problems.is_empty() {
         println!("xtask: tidy: {} files checked, no problems", files.len());
         Ok(())
@@ -118,5 +120,141 @@ fn readme_mirrors_example(root: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err("README.md: the first example differs from examples/quickstart.rs (README-BEGIN..README-END)".to_owned())
+    }
+}
+
+/// The folders whose paths ARCHITECTURE.md may name from the workspace root.
+const MAPPED_ROOTS: [&str; 6] = [
+    "crates/",
+    "conformance/",
+    "xtask/",
+    "benches/",
+    "fuzz/",
+    "examples/",
+];
+
+/// Every path ARCHITECTURE.md names exists: paths from the workspace root (`crates/...`,
+/// `conformance/...`, `xtask/...`, `benches/...`, `fuzz/...`), and file names in a section
+/// headed by a folder (`dtype.rs` under `### \`crates/ndstore-core\``), which must be a file
+/// somewhere below that folder.
+fn architecture_paths_exist(root: &Path) -> Vec<String> {
+    let Ok(text) = fs::read_to_string(root.join("ARCHITECTURE.md")) else {
+        return vec!["ARCHITECTURE.md: cannot be read".to_owned()];
+    };
+    let mut problems = Vec::new();
+    let mut section: Option<PathBuf> = None;
+    for (n, line) in text.lines().enumerate() {
+        if line.starts_with('#') {
+            section = named_paths(line.trim_start_matches('#'))
+                .into_iter()
+                .next()
+                .map(|p| root.join(p));
+        }
+        for path in named_paths(line) {
+            if !root.join(path).exists() {
+                problems.push(format!(
+                    "ARCHITECTURE.md:{}: names {path}, which does not exist",
+                    n + 1
+                ));
+            }
+        }
+        let Some(dir) = &section else {
+            continue;
+        };
+        for name in named_files(line) {
+            if !has_file(dir, name) {
+                problems.push(format!(
+                    "ARCHITECTURE.md:{}: names {name}, which is no file under {}",
+                    n + 1,
+                    rel(root, dir)
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// The workspace paths a line names: words that start with one of [`MAPPED_ROOTS`] (after a
+/// backtick, a parenthesis or a space), without placeholders (`<backend>`).
+fn named_paths(line: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    for (at, _) in line.char_indices() {
+        let before = line[..at].chars().next_back();
+        if !matches!(before, None | Some('`' | '(' | ' ')) {
+            continue;
+        }
+        let rest = &line[at..];
+        if !MAPPED_ROOTS.iter().any(|r| rest.starts_with(r)) {
+            continue;
+        }
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "_./-<>".contains(c)))
+            .unwrap_or(rest.len());
+        let path = rest[..end].trim_end_matches(['.', ',']);
+        if !path.contains('<') {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// The file names in backticks on a line that are relative to its section's folder:
+/// `lib.rs`, `checks/power.rs`, `peers.py`.
+fn named_files(line: &str) -> Vec<&str> {
+    line.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| {
+            !w.contains([' ', '<', ':'])
+                && !MAPPED_ROOTS.iter().any(|r| w.starts_with(r))
+                && [".rs", ".py", ".txt"].iter().any(|e| w.ends_with(e))
+        })
+        .collect()
+}
+
+/// Whether a file whose path ends with `name` lies below `dir` (build output left out).
+fn has_file(dir: &Path, name: &str) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            path.file_name().is_none_or(|n| n != "target") && has_file(&path, name)
+        } else {
+            path.ends_with(name)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn architecture_paths_are_found_in_code_and_prose() {
+        let line = "see `crates/ndstore-core/src/os.rs`, (conformance/src/lib.rs) and \
+                    `corpus/<backend>/`, `fuzz/`. Not xcrates/a.rs nor `conformance/<x>/y`.";
+        assert_eq!(
+            named_paths(line),
+            [
+                "crates/ndstore-core/src/os.rs",
+                "conformance/src/lib.rs",
+                "fuzz/"
+            ]
+        );
+        let line = "- `lib.rs`: `suite!(Backend, Fixtures)`, `checks/power.rs` and `a b.rs`";
+        assert_eq!(named_files(line), ["lib.rs", "checks/power.rs"]);
+    }
+
+    #[test]
+    fn this_workspace_names_no_missing_path_and_a_bogus_one_is_caught() {
+        let root = crate::workspace_root();
+        assert_eq!(architecture_paths_exist(&root), Vec::<String>::new());
+        assert!(!has_file(
+            &root.join("conformance"),
+            "checks/no_such_check.rs"
+        ));
+        assert!(has_file(&root.join("conformance"), "checks/power.rs"));
     }
 }

@@ -18,12 +18,14 @@ use std::time::Duration;
 use ndstore_core::{SaveOptions, list_temps};
 
 use crate::Ctx;
+use crate::check::Check;
 use crate::checks::{
     Sizes, array_bytes, identify_sized, large_len, largest_bytes, size_text, sizes_text, versioned,
     versioned_with_len,
 };
 use crate::child::{self, Task};
 use crate::fixtures::Editor;
+use crate::protocol::{Found, Reply, failed_with, replies};
 use crate::report::CheckResult;
 
 /// CO for atomic saves (lock conflicts of in-place handles join with those backends).
@@ -31,7 +33,10 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
     let caps = backend.capabilities();
     if !caps.atomic_replace {
-        return Ok(CheckResult::not_applicable("CO", "atomic_replace"));
+        return Ok(CheckResult::not_applicable(
+            Check::Concurrency,
+            "atomic_replace",
+        ));
     }
     let mut failures = Vec::new();
     let mut cases = 0;
@@ -69,7 +74,7 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         ));
     }
     let result = CheckResult::counted(
-        "CO",
+        Check::Concurrency,
         cases,
         &failures,
         &format!(
@@ -110,15 +115,12 @@ fn racing_writers(
             &SaveOptions::default(),
         )
         .map_err(|e| e.to_string())?;
-    let mut writers = Vec::new();
-    for writer in 0..2 {
-        writers.push(child::spawn(&Task::SaveLoop {
-            path: path.clone(),
-            writer,
-            count: saves,
-            sizes,
-        })?);
-    }
+    let mut writers = spawn_two(|writer| Task::SaveLoop {
+        path: path.clone(),
+        writer,
+        count: saves,
+        sizes,
+    })?;
     let mut reads = 0u64;
     loop {
         let running = writers.iter_mut().any(|w| matches!(w.try_wait(), Ok(None)));
@@ -142,15 +144,11 @@ fn racing_writers(
     let mut cases = reads;
     for (n, writer) in writers.into_iter().enumerate() {
         cases += 1;
-        let output = writer.wait_with_output().map_err(|e| e.to_string())?;
-        let acks = child::protocol_lines(&output.stdout)
-            .iter()
-            .filter(|l| l.starts_with("ACK"))
-            .count() as u64;
-        if !output.status.success() || acks != saves {
+        let acked = acknowledged(writer)?;
+        if !acked.all(saves) {
             failures.push(format!(
-                "writer {n} acknowledged {acks} of {saves} saves ({})",
-                output.status
+                "writer {n} acknowledged {} of {saves} saves ({})",
+                acked.acks, acked.status
             ));
         }
     }
@@ -213,21 +211,22 @@ fn flipping_target(
         let (versions, target, staged) = (versions.clone(), target.clone(), dir.join("staged"));
         std::thread::spawn(move || flip(&versions, &target, &staged, &stop))
     };
-    let lines = load_in_child(&target, &arrays, loads, &mut notes);
+    let replies = load_in_child(&target, &arrays, loads, &mut notes);
     stop.store(true, Ordering::Relaxed);
     let mut seen = [0u64; 2];
-    match &lines {
-        Ok(lines) => {
-            for line in lines.iter().filter_map(|l| l.strip_prefix("LOAD ")) {
-                let (read, which) = line.split_once(' ').unwrap_or((line, ""));
-                match which {
-                    "0" => seen[0] += 1,
-                    "1" => seen[1] += 1,
-                    "OTHER" => failures.push(format!(
+    match &replies {
+        Ok(replies) => {
+            for reply in replies {
+                let Reply::Load { i: read, found } = reply else {
+                    continue;
+                };
+                match found {
+                    Found::Version(v @ (0 | 1)) => seen[*v] += 1,
+                    Found::Version(_) | Found::Other => failures.push(format!(
                         "load {read} of a target replaced by rename every few microseconds: not one complete version (a loader that opens the path twice mixes two)"
                     )),
-                    other => failures.push(format!(
-                        "load {read} of a target replaced by rename every few microseconds: {other}"
+                    Found::Error(e) => failures.push(format!(
+                        "load {read} of a target replaced by rename every few microseconds: ERROR {e}"
                     )),
                 }
             }
@@ -260,13 +259,13 @@ fn flipping_target(
 const OPEN_DELAY_US: u32 = 5000;
 
 /// Loads `target` `loads` times in a child, whose opens strace delays when it can (`notes`
-/// then says so); returns the child's lines.
+/// then says so); returns the child's replies.
 fn load_in_child(
     target: &Path,
     arrays: &[ndstore_core::DynArray; 2],
     loads: u64,
     notes: &mut String,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<Reply>, String> {
     let versions = arrays
         .iter()
         .enumerate()
@@ -314,7 +313,7 @@ fn load_in_child(
     if !output.status.success() {
         return Err(format!("the loading child failed ({})", output.status));
     }
-    Ok(child::protocol_lines(&output.stdout))
+    replies(&output.stdout)
 }
 
 /// Until `stop`: link one of `versions` at `staged` and rename it over `target`, alternating.
@@ -347,18 +346,34 @@ fn lock_conflicts(ctx: &Ctx<'_>) -> Result<(), String> {
     let handle = backend
         .open_in_place(&path, &SaveOptions::default())
         .map_err(|e| e.to_string())?;
-    let lines = child::run(&Task::TryInPlace { path: path.clone() })?;
-    if !lines.iter().any(|l| l.starts_with("OPEN Locked"))
-        || !lines.iter().any(|l| l.starts_with("SAVE Locked"))
+    let tried = try_in_place(&path)?;
+    if !matches!(&tried, Reply::TriedInPlace { open, save }
+        if failed_with(open, "Locked") && failed_with(save, "Locked"))
     {
-        return Err(format!("while locked, another process got {lines:?}"));
+        return Err(format!("while locked, another process got {tried:?}"));
     }
     handle.close().map_err(|e| e.to_string())?;
-    let lines = child::run(&Task::TryInPlace { path: path.clone() })?;
-    if !lines.iter().any(|l| l == "OPEN OK") || !lines.iter().any(|l| l == "SAVE OK") {
-        return Err(format!("after close, another process got {lines:?}"));
+    let tried = try_in_place(&path)?;
+    if !matches!(
+        &tried,
+        Reply::TriedInPlace {
+            open: Ok(()),
+            save: Ok(())
+        }
+    ) {
+        return Err(format!("after close, another process got {tried:?}"));
     }
     Ok(())
+}
+
+/// What another process's in-place open and in-place save of `path` returned.
+fn try_in_place(path: &Path) -> Result<Reply, String> {
+    child::run(&Task::TryInPlace {
+        path: path.to_path_buf(),
+    })?
+    .into_iter()
+    .find(|r| matches!(r, Reply::TriedInPlace { .. }))
+    .ok_or_else(|| "the child said nothing".to_owned())
 }
 
 /// Two processes add `additions` arrays each to one file at once: every addition that returned
@@ -373,29 +388,27 @@ fn concurrent_edits(
     backend
         .save(&path, &versioned(backend, 2, 0), &SaveOptions::default())
         .map_err(|e| e.to_string())?;
-    let mut editors = Vec::new();
-    for writer in 0..2 {
-        editors.push(child::spawn(&Task::EditLoop {
-            path: path.clone(),
-            writer,
-            count: additions,
-        })?);
-    }
+    let editors = spawn_two(|writer| Task::EditLoop {
+        path: path.clone(),
+        writer,
+        count: additions,
+    })?;
     let mut failures = Vec::new();
     let mut acked = Vec::new();
     for (writer, child) in editors.into_iter().enumerate() {
-        let output = child.wait_with_output().map_err(|e| e.to_string())?;
-        let lines = child::protocol_lines(&output.stdout);
-        let acks = lines.iter().filter(|l| l.starts_with("ACK")).count() as u64;
-        if !output.status.success() || acks != additions {
-            let error = lines.iter().find(|l| l.starts_with("ERROR"));
+        let editor = acknowledged(child)?;
+        if !editor.all(additions) {
             failures.push(format!(
-                "editor {writer} acknowledged {acks} of {additions} additions ({}{})",
-                output.status,
-                error.map(|e| format!(", {e}")).unwrap_or_default()
+                "editor {writer} acknowledged {} of {additions} additions ({}{})",
+                editor.acks,
+                editor.status,
+                editor
+                    .error
+                    .map(|e| format!(", ERROR {e}"))
+                    .unwrap_or_default()
             ));
         }
-        acked.push(acks);
+        acked.push(editor.acks);
     }
     let names = match (editor.names)(&path) {
         Ok(names) => names,
@@ -424,4 +437,43 @@ fn concurrent_edits(
         Err(e) => failures.push(format!("the file's first array does not load: {e}")),
     }
     Ok((cases, failures))
+}
+
+/// Starts two children at once, writers 0 and 1, each on its `task`.
+fn spawn_two(task: impl Fn(u64) -> Task) -> Result<Vec<std::process::Child>, String> {
+    (0..2).map(|writer| child::spawn(&task(writer))).collect()
+}
+
+/// What a child that acknowledges each step ([`Reply::Ack`]) did, once it ended.
+struct Acknowledged {
+    /// How it exited.
+    status: std::process::ExitStatus,
+    /// How many steps it acknowledged.
+    acks: u64,
+    /// Why it stopped, when it said.
+    error: Option<String>,
+}
+
+impl Acknowledged {
+    /// It ended well, having acknowledged all `steps`.
+    fn all(&self, steps: u64) -> bool {
+        self.status.success() && self.acks == steps
+    }
+}
+
+/// Waits for `child` and counts the steps it acknowledged.
+fn acknowledged(child: std::process::Child) -> Result<Acknowledged, String> {
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    let replies = replies(&output.stdout)?;
+    Ok(Acknowledged {
+        status: output.status,
+        acks: replies
+            .iter()
+            .filter(|r| matches!(r, Reply::Ack(_)))
+            .count() as u64,
+        error: replies.into_iter().find_map(|r| match r {
+            Reply::Error(e) => Some(e),
+            _ => None,
+        }),
+    })
 }

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use ndstore_core::{CrashGuarantee, SaveOptions, list_temps, remove_stale_temps};
 
 use crate::Ctx;
+use crate::check::Check;
 use crate::checks::{Sizes, identify_sized, large_len, size_text};
-use crate::child::{self, PREFIX, Task};
+use crate::child::{self, Task};
+use crate::protocol::Reply;
 use crate::report::CheckResult;
 use crate::sample::Rng;
 
@@ -30,7 +32,7 @@ pub fn ck(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let in_place = caps.in_place_update && caps.in_place_crash == CrashGuarantee::SyncedIsDurable;
     if !atomic && !in_place {
         return Ok(CheckResult::not_applicable(
-            "CK",
+            Check::Kill,
             "atomic_replace or in_place_update",
         ));
     }
@@ -63,7 +65,7 @@ pub fn ck(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         .max()
         .unwrap_or(0);
     Ok(CheckResult::counted(
-        "CK",
+        Check::Kill,
         cases,
         &failures,
         &format!("arrays up to {}: {}", size_text(largest), what.join("; ")),
@@ -106,8 +108,12 @@ fn ck_atomic(ctx: &Ctx<'_>, series: &Series, failures: &mut Vec<String>) -> Resu
     let mut acked_total = 0u64;
     let mut stale_seen = 0u64;
     let mut previous: Option<(u64, u64)> = Some((1, 0));
-    let label = if large { "CK 64 MiB" } else { "CK" };
-    let mut progress = crate::progress::Progress::new(backend.name(), label, kills);
+    let label = if large {
+        format!("{} 64 MiB", Check::Kill)
+    } else {
+        Check::Kill.to_string()
+    };
+    let mut progress = crate::progress::Progress::new(backend.name(), &label, kills);
     for kill in 0..kills {
         progress.tick(kill);
         let result = (|| -> Result<(), String> {
@@ -276,12 +282,14 @@ fn kill_during(task: &Task, delay: Duration) -> Result<Option<u64>, String> {
     let mut child = child::spawn(task)?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    // Wait for READY so the kill lands in the loop, not in process start-up.
+    // Wait for Ready so the kill lands in the loop, not in process start-up.
     loop {
         match lines.next() {
-            Some(Ok(line)) if line == format!("{PREFIX}READY") => break,
-            Some(Ok(line)) if line.starts_with(&format!("{PREFIX}ERROR")) => return Err(line),
-            Some(Ok(_)) => continue,
+            Some(Ok(line)) => match Reply::parse(&line) {
+                Some(Ok(Reply::Ready)) => break,
+                Some(Ok(Reply::Error(e))) => return Err(e),
+                _ => continue,
+            },
             _ => return Err("the child ended before it was ready".to_owned()),
         }
     }
@@ -290,8 +298,9 @@ fn kill_during(task: &Task, delay: Duration) -> Result<Option<u64>, String> {
     let _ = child.wait();
     let mut last_ack = None;
     for line in lines.map_while(Result::ok) {
-        if let Some(n) = line.strip_prefix(&format!("{PREFIX}ACK ")) {
-            last_ack = n.trim().parse().ok();
+        // A line the kill cut short is no reply.
+        if let Some(Ok(Reply::Ack(n))) = Reply::parse(&line) {
+            last_ack = Some(n);
         }
     }
     Ok(last_ack)

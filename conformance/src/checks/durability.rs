@@ -5,30 +5,29 @@ use std::path::Path;
 
 use ndstore_core::{Backend, DType, Replace, SaveOptions, list_temps};
 
+use crate::check::Check;
 use crate::checks::{
-    IN_PLACE_LEN, array_bytes, element_versions, large_len, rows_for, same_bits, size_text,
+    IN_PLACE_LEN, Tally, array_bytes, element_versions, large_len, rows_for, same_bits, size_text,
     versioned, versioned_with_len,
 };
 use crate::child::{self, Task, canonical};
+use crate::protocol::Reply;
 use crate::report::CheckResult;
 use crate::scenario::Scale;
 use crate::{Ctx, logcapture};
 
 /// Loads `path` in a child process and compares with `expected`.
 fn child_sees(path: &Path, expected: &ndstore_core::DynArray) -> Result<(), String> {
-    let lines = child::run(&Task::Load {
+    let replies = child::run(&Task::Load {
         path: path.to_path_buf(),
     })?;
-    let want = format!("LOADED {}", canonical(expected));
-    match lines
-        .iter()
-        .find(|l| l.starts_with("LOADED") || l.starts_with("ERROR"))
-    {
-        Some(line) if *line == want => Ok(()),
-        Some(line) if line.starts_with("ERROR") => {
-            Err(format!("the other process could not load it: {line}"))
-        }
-        Some(_) => Err("the other process read different data".to_owned()),
+    match replies.iter().find_map(|r| match r {
+        Reply::Loaded(loaded) => Some(loaded),
+        _ => None,
+    }) {
+        Some(Ok(found)) if *found == canonical(expected) => Ok(()),
+        Some(Err(e)) => Err(format!("the other process could not load it: {e}")),
+        Some(Ok(_)) => Err("the other process read different data".to_owned()),
         None => Err("the other process said nothing".to_owned()),
     }
 }
@@ -48,45 +47,23 @@ fn concat_rows(
 
 /// FC: after save, or a writer's commit, returned Ok, another process reads exactly the data.
 pub fn fc(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
-    let backend = ctx.backend;
-    let caps = backend.capabilities();
-    let mut failures = Vec::new();
-    let mut cases = 0;
+    let caps = ctx.backend.capabilities();
+    let mut tally = Tally::default();
     for (name, options) in [
         ("save synced", SaveOptions::default()),
         ("save flushed", SaveOptions::new().flushed()),
         ("save in place", SaveOptions::new().in_place()),
     ] {
-        cases += 1;
-        let path = ctx.path(&format!("fc-{cases}"));
-        let array = versioned(backend, 0, cases);
-        let result = backend
-            .save(&path, &array, &options)
-            .map_err(|e| e.to_string())
-            .and_then(|()| child_sees(&path, &array));
-        if let Err(e) = result {
-            failures.push(format!("{name}: {e}"));
-        }
+        let n = tally.cases + 1;
+        tally.case(name, save_seen(ctx, n, &options));
     }
     if caps.streaming_append {
         for (name, options) in [
             ("atomic writer commit", SaveOptions::default()),
             ("in-place writer commit", SaveOptions::new().in_place()),
         ] {
-            cases += 1;
-            let path = ctx.path(&format!("fc-writer-{cases}"));
-            let (row_shape, block, whole) = concat_rows(backend, 3, 5);
-            let result = (|| {
-                let mut writer = open_writer(backend, &path, &block, &row_shape, &options)?;
-                for _ in 0..3 {
-                    writer.append(&block).map_err(|e| e.to_string())?;
-                }
-                writer.commit().map_err(|e| e.to_string())?;
-                child_sees(&path, &whole)
-            })();
-            if let Err(e) = result {
-                failures.push(format!("{name}: {e}"));
-            }
+            let path = ctx.path(&format!("fc-writer-{}", tally.cases + 1));
+            tally.case(name, commit_seen(ctx.backend, &path, &options));
         }
     }
     if caps.in_place_update {
@@ -97,34 +74,51 @@ pub fn fc(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
                 SaveOptions::new().flushed(),
             ),
         ] {
-            cases += 1;
-            let path = ctx.path(&format!("fc-in-place-{cases}"));
-            let first =
-                crate::checks::versioned_with_len(backend, 0, 0, crate::checks::IN_PLACE_LEN);
-            let second =
-                crate::checks::versioned_with_len(backend, 0, 1, crate::checks::IN_PLACE_LEN);
-            let result = (|| {
-                backend
-                    .save(&path, &first, &SaveOptions::default())
-                    .map_err(|e| e.to_string())?;
-                let mut handle = backend
-                    .open_in_place(&path, &options)
-                    .map_err(|e| e.to_string())?;
-                handle.write_all(&second).map_err(|e| e.to_string())?;
-                handle.close().map_err(|e| e.to_string())?;
-                child_sees(&path, &second)
-            })();
-            if let Err(e) = result {
-                failures.push(format!("{name}: {e}"));
-            }
+            let path = ctx.path(&format!("fc-in-place-{}", tally.cases + 1));
+            tally.case(name, close_seen(ctx.backend, &path, &options));
         }
     }
-    Ok(CheckResult::counted(
-        "FC",
-        cases,
-        &failures,
+    Ok(tally.result(
+        Check::FlushOnClose,
         "saves (synced, flushed, in place), writer commits and in-place closes read back by another process",
     ))
+}
+
+/// Save `n` (version `n`) with `options`, then another process loads it.
+fn save_seen(ctx: &Ctx<'_>, n: u64, options: &SaveOptions) -> Result<(), String> {
+    let path = ctx.path(&format!("fc-{n}"));
+    let array = versioned(ctx.backend, 0, n);
+    ctx.backend
+        .save(&path, &array, options)
+        .map_err(|e| e.to_string())?;
+    child_sees(&path, &array)
+}
+
+/// A writer appends three blocks and commits, then another process loads them.
+fn commit_seen(backend: &dyn Backend, path: &Path, options: &SaveOptions) -> Result<(), String> {
+    let (row_shape, block, whole) = concat_rows(backend, 3, 5);
+    let mut writer = open_writer(backend, path, &block, &row_shape, options)?;
+    for _ in 0..3 {
+        writer.append(&block).map_err(|e| e.to_string())?;
+    }
+    writer.commit().map_err(|e| e.to_string())?;
+    child_sees(path, &whole)
+}
+
+/// An in-place handle overwrites a saved version and is closed, then another process loads
+/// it.
+fn close_seen(backend: &dyn Backend, path: &Path, options: &SaveOptions) -> Result<(), String> {
+    let first = versioned_with_len(backend, 0, 0, IN_PLACE_LEN);
+    let second = versioned_with_len(backend, 0, 1, IN_PLACE_LEN);
+    backend
+        .save(path, &first, &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    let mut handle = backend
+        .open_in_place(path, options)
+        .map_err(|e| e.to_string())?;
+    handle.write_all(&second).map_err(|e| e.to_string())?;
+    handle.close().map_err(|e| e.to_string())?;
+    child_sees(path, &second)
 }
 
 /// FD: the drop contract for every handle type the backend has, with small arrays and with
@@ -134,58 +128,18 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let caps = backend.capabilities();
     if !caps.streaming_append && !caps.in_place_update {
         return Ok(CheckResult::not_applicable(
-            "FD",
+            Check::FlushOnDrop,
             "streaming_append or in_place_update (the backend has no handle to drop)",
         ));
     }
-    let mut failures = Vec::new();
-    let mut cases = 0;
-    let mut case = |name: &str, result: Result<(), String>| {
-        cases += 1;
-        if let Err(e) = result {
-            failures.push(format!("{name}: {e}"));
-        }
-    };
+    let mut tally = Tally::default();
     let mut what = Vec::new();
     for scale in [Scale::Small, Scale::Large] {
         if caps.in_place_update {
-            let len = match scale {
-                Scale::Small => IN_PLACE_LEN,
-                Scale::Large => large_len(backend),
-            };
-            let size = size_text(array_bytes(&versioned_with_len(backend, 0, 0, len)));
-            case(
-                &format!("in-place handle of {size} dropped in a child"),
-                in_place_handle_dropped(ctx, len),
-            );
-            case(
-                &format!("in-place handle of {size} dropped during a panic"),
-                in_place_handle_panics(ctx, len),
-            );
+            in_place_handle_cases(ctx, scale, &mut tally);
         }
         if caps.streaming_append {
-            let size = size_text(array_bytes(&child::fd_rows(backend, scale)));
-            case(
-                &format!("in-place writer of {size} dropped in a child"),
-                in_place_writer_dropped(ctx, scale),
-            );
-            case(
-                &format!("uncommitted atomic writer of {size} dropped"),
-                atomic_writer_dropped(ctx, scale),
-            );
-            for options in [SaveOptions::default(), SaveOptions::new().in_place()] {
-                let kind = if options.replace == Replace::InPlace {
-                    "in-place"
-                } else {
-                    "atomic"
-                };
-                case(
-                    &format!(
-                        "{kind} writer dropped during a panic, {size} appended after its flush"
-                    ),
-                    writer_panics(ctx, options, scale),
-                );
-            }
+            writer_drop_cases(ctx, scale, &mut tally);
         }
     }
     if caps.in_place_update {
@@ -194,7 +148,7 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if caps.streaming_append {
         what.push("in-place writers dropped in a child (their rows seen by another process); uncommitted atomic writers roll back; writers dropped during a panic after appending past their last flush publish exactly that flush (in place) or nothing (atomic)");
         // An error met while dropping is reported through the log, not swallowed.
-        case("an error on drop is logged", error_on_drop_is_logged(ctx));
+        tally.case("an error on drop is logged", error_on_drop_is_logged(ctx));
         what.push("errors on drop logged");
     }
     let largest = [
@@ -207,12 +161,53 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     .flatten()
     .max()
     .unwrap_or(0);
-    Ok(CheckResult::counted(
-        "FD",
-        cases,
-        &failures,
+    Ok(tally.result(
+        Check::FlushOnDrop,
         &format!("arrays up to {}: {}", size_text(largest), what.join("; ")),
     ))
+}
+
+/// FD's cases of an in-place handle at `scale`: dropped in a child, dropped during a panic.
+fn in_place_handle_cases(ctx: &Ctx<'_>, scale: Scale, tally: &mut Tally) {
+    let backend = ctx.backend;
+    let len = match scale {
+        Scale::Small => IN_PLACE_LEN,
+        Scale::Large => large_len(backend),
+    };
+    let size = size_text(array_bytes(&versioned_with_len(backend, 0, 0, len)));
+    tally.case(
+        &format!("in-place handle of {size} dropped in a child"),
+        in_place_handle_dropped(ctx, len),
+    );
+    tally.case(
+        &format!("in-place handle of {size} dropped during a panic"),
+        in_place_handle_panics(ctx, len),
+    );
+}
+
+/// FD's cases of streaming writers at `scale`: an in-place one dropped in a child, an atomic
+/// one dropped uncommitted, and both kinds dropped during a panic.
+fn writer_drop_cases(ctx: &Ctx<'_>, scale: Scale, tally: &mut Tally) {
+    let size = size_text(array_bytes(&child::fd_rows(ctx.backend, scale)));
+    tally.case(
+        &format!("in-place writer of {size} dropped in a child"),
+        in_place_writer_dropped(ctx, scale),
+    );
+    tally.case(
+        &format!("uncommitted atomic writer of {size} dropped"),
+        atomic_writer_dropped(ctx, scale),
+    );
+    for options in [SaveOptions::default(), SaveOptions::new().in_place()] {
+        let kind = if options.replace == Replace::InPlace {
+            "in-place"
+        } else {
+            "atomic"
+        };
+        tally.case(
+            &format!("{kind} writer dropped during a panic, {size} appended after its flush"),
+            writer_panics(ctx, options, scale),
+        );
+    }
 }
 
 /// An in-place handle that wrote version 5 is dropped unclosed in a child: the values are
@@ -227,19 +222,34 @@ fn in_place_handle_dropped(ctx: &Ctx<'_>, len: usize) -> Result<(), String> {
             &SaveOptions::default(),
         )
         .map_err(|e| e.to_string())?;
-    let lines = child::run(&Task::DropInPlaceHandle {
+    let task = Task::DropInPlaceHandle {
         path: path.clone(),
         version: 5,
         len,
-    })?;
-    if !lines.iter().any(|l| l == "DROPPED") {
-        return Err(format!("the child did not finish: {lines:?}"));
+    };
+    let expected = versioned_with_len(backend, 3, 5, len);
+    dropped_in_child(backend, &task, &path, &expected).map_err(|e| {
+        e.unwrap_or_else(|| "the values written before the drop are not there".to_owned())
+    })
+}
+
+/// Runs `task`, a child that drops a handle on `path`, then loads the file here: `Err(None)`
+/// when it does not hold `expected`; `Err(Some(..))` for the other failures.
+fn dropped_in_child(
+    backend: &dyn Backend,
+    task: &Task,
+    path: &Path,
+    expected: &ndstore_core::DynArray,
+) -> Result<(), Option<String>> {
+    let lines = child::run(task)?;
+    if !lines.contains(&Reply::Dropped) {
+        return Err(Some(format!("the child did not finish: {lines:?}")));
     }
-    let (_, loaded) = crate::checks::load(backend, &path)?;
-    if same_bits(&loaded, &versioned_with_len(backend, 3, 5, len)) {
+    let (_, loaded) = crate::checks::load(backend, path)?;
+    if same_bits(&loaded, expected) {
         Ok(())
     } else {
-        Err("the values written before the drop are not there".to_owned())
+        Err(None)
     }
 }
 
@@ -300,19 +310,13 @@ fn in_place_handle_panics(ctx: &Ctx<'_>, len: usize) -> Result<(), String> {
 fn in_place_writer_dropped(ctx: &Ctx<'_>, scale: Scale) -> Result<(), String> {
     let backend = ctx.backend;
     let path = ctx.path("fd-in-place");
-    let lines = child::run(&Task::DropInPlaceWriter {
+    let task = Task::DropInPlaceWriter {
         path: path.clone(),
         scale,
-    })?;
-    if !lines.iter().any(|l| l == "DROPPED") {
-        return Err(format!("the child did not finish: {lines:?}"));
-    }
-    let (_, loaded) = crate::checks::load(backend, &path)?;
-    if same_bits(&loaded, &child::fd_rows(backend, scale)) {
-        Ok(())
-    } else {
-        Err("the rows written before the drop are not all there".to_owned())
-    }
+    };
+    dropped_in_child(backend, &task, &path, &child::fd_rows(backend, scale)).map_err(|e| {
+        e.unwrap_or_else(|| "the rows written before the drop are not all there".to_owned())
+    })
 }
 
 /// An uncommitted atomic writer that appended and flushed is dropped: the target keeps its old

@@ -6,6 +6,7 @@ use ndstore_core::{Order, with_dyn_array};
 use serde::{Deserialize, Serialize};
 
 use crate::Ctx;
+use crate::check::Check;
 use crate::checks::roundtrip::{Case, fixed_matrix};
 use crate::fixtures::RustInterop;
 use crate::python;
@@ -77,7 +78,7 @@ pub fn ix(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
     let caps = backend.capabilities();
     let Some(interop) = ctx.fixtures.python_interop().filter(|_| caps.interop) else {
-        return Ok(CheckResult::not_applicable("IX", "interop"));
+        return Ok(CheckResult::not_applicable(Check::Interop, "interop"));
     };
     let cases = fixed_matrix(ctx);
     let mut py_cases = Vec::new();
@@ -204,7 +205,12 @@ pub fn ix(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             ran[FROM_REFERENCE]
         ));
     }
-    Ok(CheckResult::counted("IX", counted, &failures, &what))
+    Ok(CheckResult::counted(
+        Check::Interop,
+        counted,
+        &failures,
+        &what,
+    ))
 }
 
 /// The same cases through the Rust reference library, both directions: it reads the backend's

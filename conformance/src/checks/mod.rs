@@ -15,24 +15,48 @@ mod writer_faults;
 use ndstore_core::ndarray::{ArrayD, IxDyn};
 use ndstore_core::{Backend, DTypeKind, DynArray, Element, Order};
 
+use crate::check::Check;
 use crate::report::CheckResult;
 use crate::{Ctx, sample};
 
-/// Runs the check with catalogue ID `id`.
-pub fn run(id: &str, ctx: &Ctx<'_>) -> Result<CheckResult, String> {
-    match id {
-        "RT" => roundtrip::rt(ctx),
-        "FC" => durability::fc(ctx),
-        "FD" => durability::fd(ctx),
-        "CK" => crash::ck(ctx),
-        "CP" => power::cp(ctx),
-        "IO" => power::io(ctx),
-        "FS" => power::fs(ctx),
-        "BI" => bad_input::bi(ctx),
-        "CO" => concurrency::co(ctx),
-        "SE" => security::se(ctx),
-        "IX" => interop::ix(ctx),
-        other => Err(format!("unknown check '{other}'")),
+/// Runs `check`.
+pub fn run(check: Check, ctx: &Ctx<'_>) -> Result<CheckResult, String> {
+    match check {
+        Check::RoundTrip => roundtrip::rt(ctx),
+        Check::FlushOnClose => durability::fc(ctx),
+        Check::FlushOnDrop => durability::fd(ctx),
+        Check::Kill => crash::ck(ctx),
+        Check::PowerLoss => power::cp(ctx),
+        Check::InjectedIo => power::io(ctx),
+        Check::FsyncFailure => power::fs(ctx),
+        Check::BadInput => bad_input::bi(ctx),
+        Check::Concurrency => concurrency::co(ctx),
+        Check::Security => security::se(ctx),
+        Check::Interop => interop::ix(ctx),
+    }
+}
+
+/// The cases a check ran and the failures among them, each named.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// How many cases ran.
+    pub cases: u64,
+    /// `name: what went wrong`, one per failed case.
+    pub failures: Vec<String>,
+}
+
+impl Tally {
+    /// Counts case `name`, and its failure when `result` is one.
+    pub fn case(&mut self, name: &str, result: Result<(), String>) {
+        self.cases += 1;
+        if let Err(e) = result {
+            self.failures.push(format!("{name}: {e}"));
+        }
+    }
+
+    /// The check's result, counted from its cases (see [`CheckResult::counted`]).
+    pub fn result(&self, id: Check, what: &str) -> CheckResult {
+        CheckResult::counted(id, self.cases, &self.failures, what)
     }
 }
 

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use ndstore_core::{Backend, CrashGuarantee, DynArray, SaveOptions};
 
+use crate::check::Check;
 use crate::checks::{same_bits, size_text};
 use crate::child::{self, PoisonHandle, Task};
 use crate::powerloss::{TargetKey, crash_states};
+use crate::protocol::{Reply, ReplySlot, failed_with, replies};
 use crate::report::CheckResult;
 use crate::scenario::{Scale, Scenario};
 use crate::syscalls::{self, Recording};
@@ -112,11 +114,11 @@ fn expect_line(lines: &Receiver<String>, word: &str) -> Result<(), String> {
 }
 
 /// Runs `task` in a child that waits for a tracer: strace attaches with `strace_args` (fault
-/// injection), then the child goes on. Returns its exit status and protocol lines.
+/// injection), then the child goes on. Returns its exit status and replies.
 pub(super) fn run_attached(
     task: &Task,
     strace_args: &[String],
-) -> Result<(ExitStatus, Vec<String>), String> {
+) -> Result<(ExitStatus, Vec<Reply>), String> {
     run_attached_logged(task, strace_args, Path::new("/dev/null"))
 }
 
@@ -125,7 +127,7 @@ fn run_attached_logged(
     task: &Task,
     strace_args: &[String],
     log: &Path,
-) -> Result<(ExitStatus, Vec<String>), String> {
+) -> Result<(ExitStatus, Vec<Reply>), String> {
     let mut child = child::command(task)?
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -133,7 +135,7 @@ fn run_attached_logged(
         .spawn()
         .map_err(|e| format!("cannot start a child: {e}"))?;
     let lines = lines_of(child.stdout.take().ok_or("no child stdout")?);
-    let ready = expect_line(&lines, &format!("{}READY", child::PREFIX));
+    let ready = expect_line(&lines, &Reply::Ready.line());
     if let Err(e) = ready {
         let _ = child.kill();
         let _ = child.wait();
@@ -168,11 +170,11 @@ fn run_attached_logged(
     let status = wait_timeout(&mut child, CHILD_TIMEOUT);
     let _ = wait_timeout(&mut tracer, Duration::from_secs(10));
     let status = status?;
-    let words = drain(&lines)
-        .into_iter()
-        .filter_map(|l| l.strip_prefix(child::PREFIX).map(str::to_owned))
-        .collect();
-    Ok((status, words))
+    let replies = drain(&lines)
+        .iter()
+        .filter_map(|l| Reply::parse(l))
+        .collect::<Result<_, _>>()?;
+    Ok((status, replies))
 }
 
 /// Prepares `dir` with the scenario's old version, records the scenario under strace, and
@@ -192,47 +194,26 @@ fn record(
         )
         .map_err(|e| format!("saving the old version: {e}"))?;
     // The files there before, with their bytes as they are now: the durable starting state.
-    let mut initial: Vec<OsString> = Vec::new();
-    let mut before: Vec<Vec<u8>> = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
-        let name = entry.map_err(|e| e.to_string())?.file_name();
-        before.push(std::fs::read(dir.join(&name)).map_err(|e| e.to_string())?);
-        initial.push(name);
-    }
+    let (initial, before) = snapshot(dir)?;
     let log = dir.with_extension("strace");
+    let slot = ReplySlot::new()?;
     let task = Task::Scenario {
         dir: dir.to_path_buf(),
         file,
         scenario,
         scale,
         attach: false,
+        reply: slot.path(),
     };
-    let limit = syscalls::STRING_LIMIT.to_string();
-    let mut cmd = wrapped(
-        "strace",
-        &[
-            "-f",
-            "-y",
-            "-xx",
-            "-s",
-            &limit,
-            "-e",
-            syscalls::TRACED,
-            "-o",
-        ],
-        Some(log.as_os_str()),
-        &child::command(&task)?,
-    );
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut proc = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run strace (install it: apt-get install strace): {e}"))?;
-    let status = wait_timeout(&mut proc, CHILD_TIMEOUT)?;
-    if status.code() != Some(11) {
+    let status = run_traced(&task, &log)?;
+    let reply = slot.read();
+    let succeeded = Ok(Reply::Ran {
+        ok: true,
+        leaked: false,
+    });
+    if !status.success() || reply != succeeded {
         return Err(format!(
-            "{} did not succeed in the child ({status})",
+            "{} did not succeed in the child ({status}: {reply:?})",
             scenario.name()
         ));
     }
@@ -251,6 +232,46 @@ fn record(
         })
         .collect();
     Ok((rec, bytes))
+}
+
+/// The names of the files in `dir`, and their bytes, in the same order.
+fn snapshot(dir: &Path) -> Result<(Vec<OsString>, Vec<Vec<u8>>), String> {
+    let mut names: Vec<OsString> = Vec::new();
+    let mut bytes: Vec<Vec<u8>> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let name = entry.map_err(|e| e.to_string())?.file_name();
+        bytes.push(std::fs::read(dir.join(&name)).map_err(|e| e.to_string())?);
+        names.push(name);
+    }
+    Ok((names, bytes))
+}
+
+/// Runs `task` in a child under strace from its start, recording [`syscalls::TRACED`] into
+/// `log`; returns the child's exit status.
+fn run_traced(task: &Task, log: &Path) -> Result<ExitStatus, String> {
+    let limit = syscalls::STRING_LIMIT.to_string();
+    let mut cmd = wrapped(
+        "strace",
+        &[
+            "-f",
+            "-y",
+            "-xx",
+            "-s",
+            &limit,
+            "-e",
+            syscalls::TRACED,
+            "-o",
+        ],
+        Some(log.as_os_str()),
+        &child::command(task)?,
+    );
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut proc = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run strace (install it: apt-get install strace): {e}"))?;
+    wait_timeout(&mut proc, CHILD_TIMEOUT)
 }
 
 /// `program pre_args [extra] inner...`: runs `inner`'s command under a wrapper (strace,
@@ -358,38 +379,89 @@ fn explore(
 /// CP: see the module documentation.
 pub fn cp(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if let Some(missing) = strace_missing() {
-        return Ok(CheckResult::skipped("CP", &format!("no {missing}")));
+        return Ok(CheckResult::skipped(
+            Check::PowerLoss,
+            &format!("no {missing}"),
+        ));
     }
-    let backend = ctx.backend;
-    let mut cases = 0;
-    let mut failures = Vec::new();
-    let mut summary = Vec::new();
     let mut n = 0;
-    let mut largest = 0;
+    let real = explore_real(ctx, &mut n);
+    let mut failures = real.failures;
+    let (bad_cases, caught) = explore_known_bad(ctx, &mut n, &mut failures)?;
+    Ok(CheckResult::counted(
+        Check::PowerLoss,
+        (real.cases + bad_cases) as u64,
+        &failures,
+        &format!(
+            "arrays up to {}: power-loss crash states from strace recordings (prefixes, one lost operation, torn 4 KiB pages; writes over {} rebuilt from the final file): {}; self-test on known-bad protocols: {}",
+            size_text(real.largest),
+            size_text(syscalls::STRING_LIMIT),
+            real.summary.join("; "),
+            caught.join(", ")
+        ),
+    ))
+}
+
+/// What CP found in the backend's real protocols.
+struct Explored {
+    /// Crash states checked, plus one per protocol the model refused.
+    cases: usize,
+    failures: Vec<String>,
+    /// One line per protocol: its states and bad states.
+    summary: Vec<String>,
+    /// The bytes of the largest array saved.
+    largest: usize,
+}
+
+/// Explores every real scenario that applies to the backend, small and large; `n` numbers the
+/// cases' directories.
+fn explore_real(ctx: &Ctx<'_>, n: &mut usize) -> Explored {
+    let backend = ctx.backend;
+    let mut found = Explored {
+        cases: 0,
+        failures: Vec::new(),
+        summary: Vec::new(),
+        largest: 0,
+    };
     for scale in [Scale::Small, Scale::Large] {
         for scenario in Scenario::REAL {
             if !scenario.applies(backend) {
                 continue;
             }
-            n += 1;
+            *n += 1;
             let name = case_name(backend, scenario, scale);
-            largest = largest.max(case_bytes(backend, scenario, scale));
-            let (states, bad) = match explore(ctx, scenario, scale, n) {
-                Ok(found) => found,
+            found.largest = found.largest.max(case_bytes(backend, scenario, scale));
+            let (states, bad) = match explore(ctx, scenario, scale, *n) {
+                Ok(explored) => explored,
                 Err(e) => {
-                    cases += 1;
-                    failures.push(format!("{name}: {e}"));
-                    summary.push(format!("{name}: not modelled"));
+                    found.cases += 1;
+                    found.failures.push(format!("{name}: {e}"));
+                    found.summary.push(format!("{name}: not modelled"));
                     continue;
                 }
             };
-            cases += states;
-            summary.push(format!("{name}: {states} states, {} bad", bad.len()));
-            failures.extend(bad.into_iter().take(5).map(|b| format!("{name}: {b}")));
+            found.cases += states;
+            found
+                .summary
+                .push(format!("{name}: {states} states, {} bad", bad.len()));
+            found
+                .failures
+                .extend(bad.into_iter().take(5).map(|b| format!("{name}: {b}")));
         }
     }
-    // The checker proves it can fail: each known-bad protocol must show bad states, and one of
-    // them also at 64 MiB, where writes are rebuilt from the final file.
+    found
+}
+
+/// The checker proves it can fail: each known-bad protocol must show bad states, and one of
+/// them also at 64 MiB, where writes are rebuilt from the final file. Returns the cases run and
+/// what each showed.
+fn explore_known_bad(
+    ctx: &Ctx<'_>,
+    n: &mut usize,
+    failures: &mut Vec<String>,
+) -> Result<(usize, Vec<String>), String> {
+    let backend = ctx.backend;
+    let mut cases = 0;
     let mut caught = Vec::new();
     let bad_cases = Scenario::BAD
         .into_iter()
@@ -399,10 +471,11 @@ pub fn cp(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         if !scenario.applies(backend) {
             continue;
         }
-        n += 1;
+        *n += 1;
         cases += 1;
         let name = case_name(backend, scenario, scale);
-        let (states, bad) = explore(ctx, scenario, scale, n).map_err(|e| format!("{name}: {e}"))?;
+        let (states, bad) =
+            explore(ctx, scenario, scale, *n).map_err(|e| format!("{name}: {e}"))?;
         if bad.is_empty() {
             failures.push(format!(
                 "self-test: the known-bad protocol '{name}' showed no bad state in {states}"
@@ -410,18 +483,7 @@ pub fn cp(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         }
         caught.push(format!("{name} {}/{states} bad", bad.len()));
     }
-    Ok(CheckResult::counted(
-        "CP",
-        cases as u64,
-        &failures,
-        &format!(
-            "arrays up to {}: power-loss crash states from strace recordings (prefixes, one lost operation, torn 4 KiB pages; writes over {} rebuilt from the final file): {}; self-test on known-bad protocols: {}",
-            size_text(largest),
-            size_text(syscalls::STRING_LIMIT),
-            summary.join("; "),
-            caught.join(", ")
-        ),
-    ))
+    Ok((cases, caught))
 }
 
 /// A scenario's name with the size of its new version: `atomic save of 64 MiB`.
@@ -470,6 +532,40 @@ struct Injection<'a> {
     k: usize,
     errno: &'a str,
     persistent: bool,
+}
+
+impl Injection<'_> {
+    /// `write #3 fails with EIO once`.
+    fn describe(&self) -> String {
+        format!(
+            "{} #{} fails with {}{}",
+            self.call,
+            self.k,
+            self.errno,
+            if self.persistent {
+                " from then on"
+            } else {
+                " once"
+            }
+        )
+    }
+
+    /// strace's arguments that trace the call and fail it.
+    fn strace_args(&self) -> Vec<String> {
+        let (call, k) = (self.call, self.k);
+        let when = if self.persistent {
+            format!("{k}+")
+        } else {
+            k.to_string()
+        };
+        vec![
+            "-y".to_owned(),
+            "-e".to_owned(),
+            format!("trace={call}"),
+            "-e".to_owned(),
+            format!("inject={call}:error={}:when={when}", self.errno),
+        ]
+    }
 }
 
 /// The injections into an atomic save of `scale`: every traced call the recorded save made,
@@ -527,17 +623,23 @@ fn save_plan(rec: &Recording, mode: Mode, scale: Scale) -> Vec<(Injection<'stati
 /// IO: see the module documentation.
 pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if let Some(missing) = strace_missing() {
-        return Ok(CheckResult::skipped("IO", &format!("no {missing}")));
+        return Ok(CheckResult::skipped(
+            Check::InjectedIo,
+            &format!("no {missing}"),
+        ));
     }
     if !is_root() {
         return Ok(CheckResult::skipped(
-            "IO",
+            Check::InjectedIo,
             "not root (strace attaches to a child; a tmpfs is mounted)",
         ));
     }
     let backend = ctx.backend;
     if !backend.capabilities().atomic_replace {
-        return Ok(CheckResult::not_applicable("IO", "atomic_replace"));
+        return Ok(CheckResult::not_applicable(
+            Check::InjectedIo,
+            "atomic_replace",
+        ));
     }
     let mut cases = 0;
     let mut failures = Vec::new();
@@ -555,29 +657,10 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         notes.push(note);
         largest = largest.max(bytes);
     }
-    let mut disk_missing = false;
-    for scale in [Scale::Small, Scale::Large] {
-        let disk = full_disk(ctx, scale)?;
-        let size = size_text(case_bytes(backend, Scenario::Save, scale));
-        match &disk {
-            Some(Ok(())) => notes.push(format!(
-                "a full tmpfs under a save of {size}: ENOSPC surfaced, old file intact, no temporary left, a later save fits"
-            )),
-            Some(Err(e)) => {
-                failures.push(format!("full disk ({size}): {e}"));
-                notes.push(format!("full disk ({size}): {e}"));
-            }
-            None => {
-                disk_missing = true;
-                notes.push(format!("full disk ({size}) not run"));
-            }
-        }
-        if disk.is_some() {
-            cases += 1;
-        }
-    }
+    let (n, disk_missing) = full_disk_cases(ctx, &mut failures, &mut notes)?;
+    cases += n;
     let result = CheckResult::counted(
-        "IO",
+        Check::InjectedIo,
         cases as u64,
         &failures,
         &format!("arrays up to {}: {}", size_text(largest), notes.join("; ")),
@@ -591,6 +674,38 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     })
 }
 
+/// IO's full-disk cases, small and large: returns how many ran, and whether the machine could
+/// not run them.
+fn full_disk_cases(
+    ctx: &Ctx<'_>,
+    failures: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<(usize, bool), String> {
+    let mut cases = 0;
+    let mut missing = false;
+    for scale in [Scale::Small, Scale::Large] {
+        let disk = full_disk(ctx, scale)?;
+        let size = size_text(case_bytes(ctx.backend, Scenario::Save, scale));
+        match &disk {
+            Some(Ok(())) => notes.push(format!(
+                "a full tmpfs under a save of {size}: ENOSPC surfaced, old file intact, no temporary left, a later save fits"
+            )),
+            Some(Err(e)) => {
+                failures.push(format!("full disk ({size}): {e}"));
+                notes.push(format!("full disk ({size}): {e}"));
+            }
+            None => {
+                missing = true;
+                notes.push(format!("full disk ({size}) not run"));
+            }
+        }
+        if disk.is_some() {
+            cases += 1;
+        }
+    }
+    Ok((cases, missing))
+}
+
 /// Injects failures into atomic saves of `scale`; returns the case count and a description.
 fn inject_into_saves(
     ctx: &Ctx<'_>,
@@ -602,107 +717,16 @@ fn inject_into_saves(
     let (rec, _) = record(backend, &dir, Scenario::Save, scale)?;
     let _ = std::fs::remove_dir_all(&dir);
     let plan = save_plan(&rec, ctx.mode, scale);
-    let file = target_name(backend);
-    let (old, new) = (
-        Scenario::Save.old(backend, scale),
-        Scenario::Save.new_version(backend, scale),
-    );
     let size = size_text(case_bytes(backend, Scenario::Save, scale));
     // The old file's bytes: a failed save must leave exactly them.
-    let old_bytes = {
-        let dir = case_dir(ctx, "io-old")?;
-        let path = dir.join(&file);
-        backend
-            .save(&path, &old, &SaveOptions::default())
-            .map_err(|e| e.to_string())?;
-        std::fs::read(&path).map_err(|e| e.to_string())?
-    };
-    let label = format!("IO {size}");
+    let old_bytes = saved_bytes(ctx, &Scenario::Save.old(backend, scale))?;
+    let new = Scenario::Save.new_version(backend, scale);
+    let label = format!("{} {size}", Check::InjectedIo);
     let mut progress = crate::progress::Progress::new(backend.name(), &label, plan.len() as u64);
     for (done, (injection, matters)) in plan.iter().enumerate() {
         progress.tick(done as u64);
-        let Injection {
-            call,
-            k,
-            errno,
-            persistent,
-        } = injection;
-        let name = format!(
-            "save of {size}: {call} #{k} fails with {errno}{}",
-            if *persistent {
-                " from then on"
-            } else {
-                " once"
-            }
-        );
-        let dir = case_dir(ctx, "io-case")?;
-        let target = dir.join(&file);
-        std::fs::write(&target, &old_bytes).map_err(|e| e.to_string())?;
-        let task = Task::Scenario {
-            dir: dir.clone(),
-            file: file.clone(),
-            scenario: Scenario::Save,
-            scale,
-            attach: true,
-        };
-        let when = if *persistent {
-            format!("{k}+")
-        } else {
-            k.to_string()
-        };
-        let args = vec![
-            "-y".to_owned(),
-            "-e".to_owned(),
-            format!("trace={call}"),
-            "-e".to_owned(),
-            format!("inject={call}:error={errno}:when={when}"),
-        ];
-        let log = ctx.dir.path().join("io-strace.log");
-        let (status, _) = match run_attached_logged(&task, &args, &log) {
-            Ok(r) => r,
-            Err(e) => {
-                failures.push(format!("{name}: {e}"));
-                continue;
-            }
-        };
-        // The occurrence the plan counted on may not be the one that failed: a call another
-        // thread makes (std reading cgroup files for the number of CPUs, a close on the release
-        // thread) can come first in one run and not in the recorded one. A failure that hit
-        // no file of the case's directory is the backend's to ignore.
-        let matters = *matters && injected_into(&log, &dir);
-        let Some(code @ 10..=13) = status.code() else {
-            failures.push(format!(
-                "{name}: the child died ({status}): a panic or an abort"
-            ));
-            continue;
-        };
-        let bits = code - 10;
-        let ok = bits & 1 == 1;
-        let leaked = bits & 2 == 2;
-        let mut problems = Vec::new();
-        // An injected close leaves the descriptor open (a real one frees it).
-        if leaked && *call != "close" {
-            problems.push(format!("a file descriptor leaked (exit {code})"));
-        }
-        if ok && matters {
-            problems.push("the failure was swallowed: the save returned Ok".to_owned());
-        }
-        match ndstore_core::list_temps(&target) {
-            Ok(t) if t.is_empty() => {}
-            Ok(t) => problems.push(format!("{} temporary file(s) left", t.len())),
-            Err(e) => problems.push(e.to_string()),
-        }
-        let untouched = std::fs::read(&target).is_ok_and(|b| b == old_bytes);
-        if !untouched || ok {
-            match crate::checks::load(backend, &target) {
-                Ok((_, a)) if same_bits(&a, &new) => {}
-                Ok(_) => problems.push(format!(
-                    "the target holds neither the old file, byte for byte, nor (after Ok) the new version (returned {})",
-                    if ok { "Ok" } else { "Err" }
-                )),
-                Err(e) => problems.push(format!("the target is unreadable: {e}")),
-            }
-        }
+        let name = format!("save of {size}: {}", injection.describe());
+        let problems = injected_save(ctx, scale, injection, *matters, &old_bytes, &new)?;
         if !problems.is_empty() {
             failures.push(format!("{name}: {}", problems.join("; ")));
         }
@@ -721,6 +745,107 @@ fn inject_into_saves(
             }
         ),
     ))
+}
+
+/// The bytes of the backend's file for `array`, saved in a scratch directory.
+fn saved_bytes(ctx: &Ctx<'_>, array: &DynArray) -> Result<Vec<u8>, String> {
+    let dir = case_dir(ctx, "io-old")?;
+    let path = dir.join(target_name(ctx.backend));
+    ctx.backend
+        .save(&path, array, &SaveOptions::default())
+        .map_err(|e| e.to_string())?;
+    std::fs::read(&path).map_err(|e| e.to_string())
+}
+
+/// One IO case: an atomic save of `new` over a file holding `old_bytes`, with `injection`'s
+/// failure. Returns what went wrong (nothing when the case held).
+fn injected_save(
+    ctx: &Ctx<'_>,
+    scale: Scale,
+    injection: &Injection<'_>,
+    matters: bool,
+    old_bytes: &[u8],
+    new: &DynArray,
+) -> Result<Vec<String>, String> {
+    let file = target_name(ctx.backend);
+    let dir = case_dir(ctx, "io-case")?;
+    let target = dir.join(&file);
+    std::fs::write(&target, old_bytes).map_err(|e| e.to_string())?;
+    let slot = ReplySlot::new()?;
+    let task = Task::Scenario {
+        dir: dir.clone(),
+        file,
+        scenario: Scenario::Save,
+        scale,
+        attach: true,
+        reply: slot.path(),
+    };
+    let log = ctx.dir.path().join("io-strace.log");
+    let (status, _) = match run_attached_logged(&task, &injection.strace_args(), &log) {
+        Ok(r) => r,
+        Err(e) => return Ok(vec![e]),
+    };
+    // The occurrence the plan counted on may not be the one that failed: a call another
+    // thread makes (std reading cgroup files for the number of CPUs, a close on the release
+    // thread) can come first in one run and not in the recorded one. A failure that hit
+    // no file of the case's directory is the backend's to ignore.
+    let matters = matters && injected_into(&log, &dir);
+    let (ok, leaked) = match slot.read() {
+        Ok(Reply::Ran { ok, leaked }) if status.success() => (ok, leaked),
+        reply => {
+            return Ok(vec![format!(
+                "the child died ({status}): a panic or an abort ({reply:?})"
+            )]);
+        }
+    };
+    let mut problems = Vec::new();
+    // An injected close leaves the descriptor open (a real one frees it).
+    if leaked && injection.call != "close" {
+        problems.push("a file descriptor leaked".to_owned());
+    }
+    problems.extend(judge_failed_save(
+        ctx.backend,
+        &target,
+        old_bytes,
+        new,
+        ok,
+        matters,
+    ));
+    Ok(problems)
+}
+
+/// What is wrong after a save that returned Ok (`ok`) or Err under an injected failure (which
+/// `matters` when it hit a call the save must not ignore): a swallowed failure, a temporary
+/// left, a target that is neither the old file nor, after Ok, the new version.
+fn judge_failed_save(
+    backend: &dyn Backend,
+    target: &Path,
+    old_bytes: &[u8],
+    new: &DynArray,
+    ok: bool,
+    matters: bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    if ok && matters {
+        problems.push("the failure was swallowed: the save returned Ok".to_owned());
+    }
+    match ndstore_core::list_temps(target) {
+        Ok(t) if t.is_empty() => {}
+        Ok(t) => problems.push(format!("{} temporary file(s) left", t.len())),
+        Err(e) => problems.push(e.to_string()),
+    }
+    let untouched = std::fs::read(target).is_ok_and(|b| b == old_bytes);
+    if !untouched || ok {
+        match crate::checks::load(backend, target) {
+            Ok((_, a)) if same_bits(&a, new) => {}
+            Ok(_) => problems.push(format!(
+                "the target holds neither the old file, byte for byte, nor (after Ok) the new version (returned {})",
+                if ok { "Ok" } else { "Err" }
+            )),
+            Err(e) => problems.push(format!("the target is unreadable: {e}")),
+        }
+    }
+    problems
 }
 
 /// Whether some call strace failed on purpose (its `(INJECTED)` lines in `log`, written with
@@ -777,22 +902,7 @@ fn full_disk(ctx: &Ctx<'_>, scale: Scale) -> Result<Option<Result<(), String>>, 
         return Ok(None);
     }
     let backend = ctx.backend;
-    let size = match scale {
-        Scale::Small => "256k".to_owned(),
-        Scale::Large => {
-            let probe = case_dir(ctx, "full-probe")?.join(target_name(backend));
-            backend
-                .save(
-                    &probe,
-                    &Scenario::Save.old(backend, scale),
-                    &SaveOptions::new().flushed(),
-                )
-                .map_err(|e| e.to_string())?;
-            let bytes = std::fs::metadata(&probe).map_err(|e| e.to_string())?.len();
-            let _ = std::fs::remove_dir_all(ctx.dir.path().join("full-probe"));
-            format!("{}k", (bytes + bytes / 2) >> 10)
-        }
-    };
+    let size = tmpfs_size(ctx, scale)?;
     let dir = case_dir(ctx, "full")?;
     let task = Task::FullDisk {
         dir: dir.clone(),
@@ -812,22 +922,18 @@ fn full_disk(ctx: &Ctx<'_>, scale: Scale) -> Result<Option<Result<(), String>>, 
         .stderr(Stdio::null());
     let out = cmd.output().map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&dir);
-    let words = child::protocol_lines(&out.stdout);
-    let expect = [
-        "OLD ok",
-        "BIG err StorageFull",
-        "INTACT true",
-        "TEMPS 0",
-        "SMALL ok",
-        "NEW true",
-    ];
-    if !out.status.success() || words.is_empty() {
+    let replies = replies(&out.stdout)?;
+    let found = replies.iter().find_map(|r| match r {
+        Reply::FullDisk(found) => Some(found),
+        _ => None,
+    });
+    let Some(found) = found.filter(|_| out.status.success()) else {
         return Ok(Some(Err(format!(
-            "the child failed ({}): {words:?}",
+            "the child failed ({}): {replies:?}",
             out.status
         ))));
-    }
-    let wrong = unexpected(&expect, &words);
+    };
+    let wrong = full_disk_wrong(found);
     Ok(Some(if wrong.is_empty() {
         Ok(())
     } else {
@@ -835,40 +941,93 @@ fn full_disk(ctx: &Ctx<'_>, scale: Scale) -> Result<Option<Result<(), String>>, 
     }))
 }
 
-/// The child's lines that do not begin as `expect` says, line by line (missing lines count).
-fn unexpected(expect: &[&str], words: &[String]) -> Vec<String> {
-    expect
-        .iter()
-        .zip(words.iter().chain(std::iter::repeat(&String::new())))
-        .filter(|(e, got)| !got.starts_with(**e))
-        .map(|(e, got)| format!("expected '{e}', got '{got}'"))
-        .collect()
+/// What is wrong in a full-disk child's findings: the first save must succeed, the one that
+/// does not fit fail with `StorageFull` and leave the old file and no temporary, and a later
+/// small save succeed and load.
+fn full_disk_wrong(found: &crate::protocol::FullDisk) -> Vec<String> {
+    let mut wrong = Vec::new();
+    expect(
+        &mut wrong,
+        "the first save Ok",
+        found.old.is_ok(),
+        &found.old,
+    );
+    expect(
+        &mut wrong,
+        "the save that does not fit Err StorageFull",
+        failed_with(&found.big, "StorageFull"),
+        &found.big,
+    );
+    expect(
+        &mut wrong,
+        "the old file intact",
+        found.intact,
+        found.intact,
+    );
+    expect(
+        &mut wrong,
+        "no temporary left",
+        found.temps == 0,
+        found.temps,
+    );
+    expect(
+        &mut wrong,
+        "the later save Ok",
+        found.small.is_ok(),
+        &found.small,
+    );
+    expect(&mut wrong, "the later save loads", found.new, found.new);
+    wrong
+}
+
+/// The size of the full-disk case's tmpfs, as mount takes it: 256 KiB for small arrays, one
+/// and a half times a saved file for large ones.
+fn tmpfs_size(ctx: &Ctx<'_>, scale: Scale) -> Result<String, String> {
+    let backend = ctx.backend;
+    Ok(match scale {
+        Scale::Small => "256k".to_owned(),
+        Scale::Large => {
+            let probe = case_dir(ctx, "full-probe")?.join(target_name(backend));
+            backend
+                .save(
+                    &probe,
+                    &Scenario::Save.old(backend, scale),
+                    &SaveOptions::new().flushed(),
+                )
+                .map_err(|e| e.to_string())?;
+            let bytes = std::fs::metadata(&probe).map_err(|e| e.to_string())?.len();
+            let _ = std::fs::remove_dir_all(ctx.dir.path().join("full-probe"));
+            format!("{}k", (bytes + bytes / 2) >> 10)
+        }
+    })
+}
+
+/// Adds `expected ..., got ...` to `wrong` unless what the child reported `holds`.
+fn expect(wrong: &mut Vec<String>, expected: &str, holds: bool, got: impl std::fmt::Debug) {
+    if !holds {
+        wrong.push(format!("expected {expected}, got {got:?}"));
+    }
 }
 
 /// FS: see the module documentation.
 pub fn fs(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     if let Some(missing) = strace_missing() {
-        return Ok(CheckResult::skipped("FS", &format!("no {missing}")));
+        return Ok(CheckResult::skipped(
+            Check::FsyncFailure,
+            &format!("no {missing}"),
+        ));
     }
     if !is_root() {
         return Ok(CheckResult::skipped(
-            "FS",
+            Check::FsyncFailure,
             "not root (strace attaches to a child)",
         ));
     }
     let backend = ctx.backend;
-    let caps = backend.capabilities();
-    let mut handles = Vec::new();
-    if caps.streaming_append {
-        handles.push(PoisonHandle::WriterInPlace);
-        handles.push(PoisonHandle::WriterAtomic);
-    }
-    if caps.in_place_update {
-        handles.push(PoisonHandle::InPlace);
-    }
+    let handles = syncing_handles(&backend.capabilities());
     if handles.is_empty() {
         return Ok(CheckResult::not_applicable(
-            "FS",
+            Check::FsyncFailure,
             "streaming_append or in_place_update (no handle that syncs)",
         ));
     }
@@ -899,7 +1058,7 @@ pub fn fs(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         }
     }
     Ok(CheckResult::counted(
-        "FS",
+        Check::FsyncFailure,
         cases,
         &failures,
         &format!(
@@ -912,6 +1071,19 @@ pub fn fs(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
                 .join(", ")
         ),
     ))
+}
+
+/// The handles of a backend with these capabilities that sync, which FS poisons.
+fn syncing_handles(caps: &ndstore_core::Capabilities) -> Vec<PoisonHandle> {
+    let mut handles = Vec::new();
+    if caps.streaming_append {
+        handles.push(PoisonHandle::WriterInPlace);
+        handles.push(PoisonHandle::WriterAtomic);
+    }
+    if caps.in_place_update {
+        handles.push(PoisonHandle::InPlace);
+    }
+    handles
 }
 
 /// One FS case: the handle's first sync fails; it must stay poisoned; a fresh save recovers.
@@ -938,9 +1110,8 @@ fn poison_case(
         flushed,
         scale,
     };
-    let expect = ["SYNC1 err", "SYNC2 err Poisoned", "FINISH err"];
-    let (status, words) = run_attached(&task, args)?;
-    let mut wrong = unexpected(&expect, &words);
+    let (status, replies) = run_attached(&task, args)?;
+    let mut wrong = poison_replies_wrong(&replies);
     // Recovery: a fresh atomic save of the same data.
     let fresh = dir.join(format!("fresh.{}", backend.extension()));
     match backend
@@ -956,6 +1127,36 @@ fn poison_case(
         return Err(format!("{status}: {}", wrong.join("; ")));
     }
     Ok(())
+}
+
+/// What is wrong in a poisoned handle's replies: its first sync must fail, the second with
+/// `Poisoned`, and the commit or close must fail.
+fn poison_replies_wrong(replies: &[Reply]) -> Vec<String> {
+    let mut wrong = Vec::new();
+    match replies.iter().find(|r| matches!(r, Reply::Synced { .. })) {
+        Some(Reply::Synced { first, second }) => {
+            expect(&mut wrong, "the first sync Err", first.is_err(), first);
+            expect(
+                &mut wrong,
+                "the second sync Err Poisoned",
+                failed_with(second, "Poisoned"),
+                second,
+            );
+        }
+        _ => wrong.push(format!("expected the syncs' outcomes, got {replies:?}")),
+    }
+    match replies.iter().find(|r| matches!(r, Reply::Finished(_))) {
+        Some(Reply::Finished(finished)) => expect(
+            &mut wrong,
+            "the commit or close Err",
+            finished.is_err(),
+            finished,
+        ),
+        _ => wrong.push(format!(
+            "expected the commit's or close's outcome, got {replies:?}"
+        )),
+    }
+    wrong
 }
 
 #[cfg(test)]

@@ -13,13 +13,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use ndstore_core::SaveOptions;
 
 use crate::Ctx;
 use crate::checks::{same_bits, versioned};
 use crate::child::{self, Policy, Task};
+use crate::protocol::{Outcome as Answer, failed_with};
 
 /// The unprivileged user (and group) the children drop to: `nobody`.
 const NOBODY: u32 = 65534;
@@ -90,34 +90,24 @@ fn file_for(ctx: &Ctx<'_>, path: &Path, owner: u32, mode: u32) -> Result<Vec<u8>
     fs::read(path).map_err(|e| e.to_string())
 }
 
-/// Saves version 1 at `path` in a child running as `nobody`, with `policy`; returns its answer
-/// (`SAVED` or `ERROR Kind message`).
-fn save_as_nobody(path: &Path, policy: Policy) -> Result<String, String> {
+/// Saves version 1 at `path` in a child running as `nobody`, with `policy`; returns what the
+/// save returned.
+fn save_as_nobody(path: &Path, policy: Policy) -> Result<Answer, String> {
     let mut cmd = child::command(&Task::SaveOnce {
         path: path.to_path_buf(),
         version: 1,
         policy,
     })?;
     cmd.uid(NOBODY).gid(NOBODY);
-    let output = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    child::protocol_lines(&output.stdout)
-        .into_iter()
-        .find(|l| l.starts_with("SAVED") || l.starts_with("ERROR"))
-        .ok_or_else(|| {
-            format!(
-                "the child said nothing ({}); can nobody run the test binary?",
-                output.status
-            )
-        })
+    let (status, saved) = child::save_outcome(cmd)?;
+    saved.ok_or_else(|| {
+        format!("the child said nothing ({status}); can nobody run the test binary?")
+    })
 }
 
 /// The refused save left the file as it was: its bytes and its owner.
-fn refused_and_kept(answer: &str, path: &Path, bytes: &[u8], owner: u32) -> Result<(), String> {
-    if !answer.starts_with("ERROR PermissionDenied") {
+fn refused_and_kept(answer: &Answer, path: &Path, bytes: &[u8], owner: u32) -> Result<(), String> {
+    if !failed_with(answer, "PermissionDenied") {
         return Err(format!(
             "the save answered {answer:?}, not PermissionDenied"
         ));
@@ -133,8 +123,14 @@ fn refused_and_kept(answer: &str, path: &Path, bytes: &[u8], owner: u32) -> Resu
 }
 
 /// The save that opted in replaced the file: version 1, owned by `owner`, with `mode`.
-fn replaced(ctx: &Ctx<'_>, answer: &str, path: &Path, owner: u32, mode: u32) -> Result<(), String> {
-    if answer != "SAVED" {
+fn replaced(
+    ctx: &Ctx<'_>,
+    answer: &Answer,
+    path: &Path,
+    owner: u32,
+    mode: u32,
+) -> Result<(), String> {
+    if answer.is_err() {
         return Err(format!("the save that opted in answered {answer:?}"));
     }
     let backend = ctx.backend;
@@ -159,51 +155,45 @@ fn replaced(ctx: &Ctx<'_>, answer: &str, path: &Path, owner: u32, mode: u32) -> 
 }
 
 fn read_only_file(ctx: &Ctx<'_>) -> Result<(), String> {
-    let dir = dir_for(ctx, "se-read-only", NOBODY, 0o755)?;
-    let path = dir.join(format!("x.{}", ctx.backend.extension()));
-    let bytes = file_for(ctx, &path, NOBODY, 0o444)?;
-    let answer = save_as_nobody(&path, Policy::default())?;
-    refused_and_kept(&answer, &path, &bytes, NOBODY)?;
-    let answer = save_as_nobody(
-        &path,
-        Policy {
-            replace_read_only: true,
-            ..Policy::default()
-        },
-    )?;
-    replaced(ctx, &answer, &path, NOBODY, 0o444)
+    let opt_in = Policy {
+        replace_read_only: true,
+        ..Policy::default()
+    };
+    refused_unless_opted_in(ctx, "se-read-only", (NOBODY, 0o444), opt_in)
 }
 
 fn foreign_read_only_file(ctx: &Ctx<'_>) -> Result<(), String> {
-    let dir = dir_for(ctx, "se-foreign-read-only", NOBODY, 0o755)?;
-    let path = dir.join(format!("x.{}", ctx.backend.extension()));
-    let bytes = file_for(ctx, &path, 0, 0o644)?;
-    let answer = save_as_nobody(&path, Policy::default())?;
-    refused_and_kept(&answer, &path, &bytes, 0)?;
-    let answer = save_as_nobody(
-        &path,
-        Policy {
-            replace_read_only: true,
-            allow_owner_change: true,
-        },
-    )?;
-    replaced(ctx, &answer, &path, NOBODY, 0o644)
+    let opt_in = Policy {
+        replace_read_only: true,
+        allow_owner_change: true,
+    };
+    refused_unless_opted_in(ctx, "se-foreign-read-only", (0, 0o644), opt_in)
 }
 
 fn foreign_owner(ctx: &Ctx<'_>) -> Result<(), String> {
-    let dir = dir_for(ctx, "se-foreign-owner", NOBODY, 0o755)?;
+    let opt_in = Policy {
+        allow_owner_change: true,
+        ..Policy::default()
+    };
+    refused_unless_opted_in(ctx, "se-foreign-owner", (0, 0o666), opt_in)
+}
+
+/// In a directory `name` that `nobody` may write, a file owned by `owner` with `mode`: a save
+/// by `nobody` without opt-ins is refused and leaves the file as it was; a save with `opt_in`
+/// replaces it, and the new file belongs to `nobody` with the old mode.
+fn refused_unless_opted_in(
+    ctx: &Ctx<'_>,
+    name: &str,
+    (owner, mode): (u32, u32),
+    opt_in: Policy,
+) -> Result<(), String> {
+    let dir = dir_for(ctx, name, NOBODY, 0o755)?;
     let path = dir.join(format!("x.{}", ctx.backend.extension()));
-    let bytes = file_for(ctx, &path, 0, 0o666)?;
+    let bytes = file_for(ctx, &path, owner, mode)?;
     let answer = save_as_nobody(&path, Policy::default())?;
-    refused_and_kept(&answer, &path, &bytes, 0)?;
-    let answer = save_as_nobody(
-        &path,
-        Policy {
-            allow_owner_change: true,
-            ..Policy::default()
-        },
-    )?;
-    replaced(ctx, &answer, &path, NOBODY, 0o666)
+    refused_and_kept(&answer, &path, &bytes, owner)?;
+    let answer = save_as_nobody(&path, opt_in)?;
+    replaced(ctx, &answer, &path, NOBODY, mode)
 }
 
 /// In a sticky, world-writable directory owned by root, a link owned by `nobody` to a file of

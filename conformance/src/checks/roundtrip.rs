@@ -6,6 +6,7 @@ use ndstore_core::{
 };
 
 use crate::Ctx;
+use crate::check::Check;
 use crate::report::CheckResult;
 use crate::sample::{self, FIXED_SHAPES, Rng};
 
@@ -244,7 +245,7 @@ pub fn rt(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let mut cases = 0u64;
     let mut progress = crate::progress::Progress::new(
         ctx.backend.name(),
-        "RT",
+        Check::RoundTrip.id(),
         (fixed.len() + property.len()) as u64,
     );
     for (n, case) in fixed.iter().chain(property.iter()).enumerate() {
@@ -268,5 +269,10 @@ pub fn rt(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         fixed.len(),
         property.len()
     );
-    Ok(CheckResult::counted("RT", cases, &failures, &what))
+    Ok(CheckResult::counted(
+        Check::RoundTrip,
+        cases,
+        &failures,
+        &what,
+    ))
 }

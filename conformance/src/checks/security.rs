@@ -13,6 +13,7 @@ use ndstore_core::SaveOptions;
 
 use super::replace_policy::{self, Outcome};
 use crate::Ctx;
+use crate::check::Check;
 use crate::checks::versioned;
 use crate::child::{self, Task};
 use crate::report::CheckResult;
@@ -43,7 +44,10 @@ fn euid_is_root() -> bool {
 pub fn se(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
     if !backend.capabilities().atomic_replace {
-        return Ok(CheckResult::not_applicable("SE", "atomic_replace"));
+        return Ok(CheckResult::not_applicable(
+            Check::Security,
+            "atomic_replace",
+        ));
     }
     let save = |path: &Path, v: u64| {
         backend
@@ -129,7 +133,7 @@ pub fn se(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         }
     }
     let result = CheckResult::counted(
-        "SE",
+        Check::Security,
         cases,
         &failures,
         &format!(
@@ -240,26 +244,18 @@ fn read_only_dir(ctx: &Ctx<'_>) -> Result<(), String> {
     } else {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).map_err(|e| e.to_string())?;
     }
-    let output = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    let lines = child::protocol_lines(&output.stdout);
+    let (status, saved) = child::save_outcome(cmd)?;
     let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o755));
-    let error = lines
-        .iter()
-        .find(|l| l.starts_with("ERROR") || l.starts_with("SAVED"))
-        .ok_or_else(|| {
-            format!(
-                "the child said nothing ({}); is the test binary readable by nobody?",
-                output.status
-            )
-        })?;
-    if error.starts_with("SAVED") {
-        return Err("the save into a read-only directory succeeded".to_owned());
-    }
-    if !error.contains(&dir.display().to_string()) {
+    let error = match saved {
+        Some(Err(error)) => error,
+        Some(Ok(())) => return Err("the save into a read-only directory succeeded".to_owned()),
+        None => {
+            return Err(format!(
+                "the child said nothing ({status}); is the test binary readable by nobody?"
+            ));
+        }
+    };
+    if !error.message.contains(&dir.display().to_string()) {
         return Err(format!("the error does not name the path: {error}"));
     }
     let left = fs::read_dir(&dir).map_err(|e| e.to_string())?.count();

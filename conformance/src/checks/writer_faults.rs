@@ -18,6 +18,7 @@ use super::power::{CHILD_TIMEOUT, case_dir, run_attached, target_name, wait_time
 use crate::Ctx;
 use crate::checks::{ROW_WIDTH, concat, element_versions, same_bits, size_text, versioned};
 use crate::child::{self, FAULT_CALLS, FaultSource, Task, fault_blocks};
+use crate::protocol::{Reply, ReplySlot, replies};
 use crate::syscalls::{MARK_COMMITTED, MARK_START};
 
 /// The bytes of the block whose append fails: more than any writer's buffer (1 MiB), so the
@@ -109,11 +110,13 @@ fn count_writes(
         .save(&path, &versioned(backend, 9, 0), &SaveOptions::default())
         .map_err(|e| e.to_string())?;
     let log = dir.with_extension("strace");
+    let slot = ReplySlot::new()?;
     let task = Task::WriterFault {
         path: path.clone(),
         in_place,
         rows,
         how: FaultSource::Marks,
+        reply: slot.path(),
     };
     let mut cmd = wrapped(
         "strace",
@@ -129,9 +132,10 @@ fn count_writes(
     let text = std::fs::read_to_string(&log).map_err(|e| format!("reading the strace log: {e}"))?;
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_dir_all(&dir);
-    if status.code() != Some(255) {
+    let reply = slot.read();
+    if !status.success() || reply != Ok(Reply::Returned(vec![true; FAULT_CALLS.len()])) {
         return Err(format!(
-            "the recorded writer did not succeed in every call ({status})"
+            "the recorded writer did not succeed in every call ({status}: {reply:?})"
         ));
     }
     let dir_text = dir.display().to_string();
@@ -175,32 +179,33 @@ fn fault_case(
         .save(&path, &versioned(backend, 9, 0), &SaveOptions::default())
         .map_err(|e| e.to_string())?;
     let old_bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+    let slot = ReplySlot::new()?;
     let task = Task::WriterFault {
         path: path.clone(),
         in_place,
         rows,
         how,
+        reply: slot.path(),
     };
     let (status, words) = match how {
         FaultSource::Tracer => run_attached(&task, args)?,
         _ => run_plain(&task)?,
     };
-    let Some(code @ 128..=255) = status.code() else {
-        return Err(format!(
-            "the child died ({status}): a panic or an abort; it said {words:?}"
-        ));
+    let ok = match slot.read() {
+        Ok(Reply::Returned(ok)) if status.success() && ok.len() == FAULT_CALLS.len() => ok,
+        reply => {
+            return Err(format!(
+                "the child died ({status}): a panic or an abort; it said {words:?} and left {reply:?}"
+            ));
+        }
     };
-    let returned: Vec<(&str, bool)> = FAULT_CALLS
-        .iter()
-        .enumerate()
-        .map(|(i, call)| (*call, (code - 128) >> i & 1 == 1))
-        .collect();
+    let returned: Vec<(&str, bool)> = FAULT_CALLS.iter().copied().zip(ok).collect();
     let result = judge(backend, &returned, in_place, rows, &path, &old_bytes);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-fn run_plain(task: &Task) -> Result<(ExitStatus, Vec<String>), String> {
+fn run_plain(task: &Task) -> Result<(ExitStatus, Vec<Reply>), String> {
     let mut proc = child::command(task)?
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -214,7 +219,7 @@ fn run_plain(task: &Task) -> Result<(ExitStatus, Vec<String>), String> {
     });
     let status = wait_timeout(&mut proc, CHILD_TIMEOUT)?;
     let out = reader.join().map_err(|_| "the reader thread died")?;
-    Ok((status, child::protocol_lines(&out)))
+    Ok((status, replies(&out)?))
 }
 
 /// Judges the file a writer-fault child left, from what each call returned.

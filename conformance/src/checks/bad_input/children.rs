@@ -13,8 +13,9 @@ use ndstore_core::{Backend, Error, ErrorKind, LoadOptions};
 
 use super::corpus::materialise;
 use super::{CASE_TIMEOUT, ChildCase, MEMORY_LIMIT, Via};
-use crate::child::{self, PREFIX, Task};
+use crate::child::{self, Task};
 use crate::fixtures::Fixtures;
+use crate::protocol::Reply;
 
 /// Loads `path` as `via` says, with the default options (as a user's `load` would), and
 /// describes the result in one line: `ok`, `err KIND placed|unplaced|nopath MESSAGE`, or
@@ -67,9 +68,9 @@ pub(super) fn missing_loader(name: &str) -> Error {
 }
 
 /// The child's side of BI: reads the cases listed in `list`, and for each makes its file in
-/// `scratch`, says `START name`, loads it, says `RESULT name BASE PEAK outcome` (this process's
-/// resident memory before the load and at its peak during it, in KiB, or `-` when unknown), and
-/// removes it.
+/// `scratch`, says [`Reply::Started`], loads it, says [`Reply::Result`] (with this process's
+/// resident memory before the load and at its peak during it, in KiB, when known), and removes
+/// it.
 ///
 /// # Errors
 ///
@@ -79,7 +80,7 @@ pub fn child_cases(
     fixtures: &dyn Fixtures,
     list: &Path,
     scratch: &Path,
-    say: &dyn Fn(&str),
+    say: &dyn Fn(&Reply),
 ) -> Result<(), String> {
     let text = std::fs::read_to_string(list).map_err(|e| format!("{}: {e}", list.display()))?;
     let mut sources: HashMap<PathBuf, Vec<u8>> = HashMap::new();
@@ -93,17 +94,16 @@ pub fn child_cases(
         }
         let source = sources.get(&case.source).map_or(&[][..], Vec::as_slice);
         let path = materialise(&case, source, scratch)?;
-        say(&format!("START {}", case.name));
+        say(&Reply::Started(case.name.clone()));
         let base = reset_peak_memory();
         let outcome = outcome(backend, fixtures, &case.via, &path);
         let peak = base.and_then(|_| memory_kib("VmHWM:"));
-        let kib = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
-        say(&format!(
-            "RESULT {} {} {} {outcome}",
-            case.name,
-            kib(base),
-            kib(peak)
-        ));
+        say(&Reply::Result {
+            name: case.name.clone(),
+            base_kib: base,
+            peak_kib: peak,
+            outcome,
+        });
         let _ = std::fs::remove_file(&path);
     }
     Ok(())
@@ -137,14 +137,11 @@ pub(super) struct Said {
     pub(super) growth_kib: Option<u64>,
 }
 
-/// Parses `BASE PEAK outcome...` after a case's name.
-pub(super) fn said(rest: &str) -> Said {
-    let mut parts = rest.splitn(3, ' ');
-    let base = parts.next().and_then(|v| v.parse::<u64>().ok());
-    let peak = parts.next().and_then(|v| v.parse::<u64>().ok());
+/// What the child said about a case, from its base and peak memory and its outcome.
+pub(super) fn said(base_kib: Option<u64>, peak_kib: Option<u64>, outcome: String) -> Said {
     Said {
-        line: parts.next().unwrap_or("").to_owned(),
-        growth_kib: base.zip(peak).map(|(b, p)| p.saturating_sub(b)),
+        line: outcome,
+        growth_kib: base_kib.zip(peak_kib).map(|(b, p)| p.saturating_sub(b)),
     }
 }
 
@@ -179,11 +176,11 @@ pub(super) fn run_children(
         .spawn()
         .map_err(|e| format!("cannot start a child: {e}"))?;
         let stdout = process.stdout.take().ok_or("no stdout")?;
-        let (send, lines) = channel();
+        let (send, replies) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(line) = line.strip_prefix(PREFIX)
-                    && send.send(line.to_owned()).is_err()
+                if let Some(reply) = Reply::parse(&line)
+                    && send.send(reply).is_err()
                 {
                     break;
                 }
@@ -194,22 +191,22 @@ pub(super) fn run_children(
         let mut done = false;
         let mut error = None;
         loop {
-            match lines.recv_timeout(CASE_TIMEOUT) {
-                Ok(line) => {
-                    if let Some(rest_line) = line.strip_prefix("RESULT ") {
-                        let name = &cases[outcomes.len()].name;
-                        let outcome = rest_line
-                            .strip_prefix(name.as_str())
-                            .map_or(rest_line, str::trim_start);
-                        // The report names the damaged file, not the scratch directory it was in.
-                        let outcome = outcome.replace(&scratch_prefix, "");
-                        outcomes.push(Ok(said(&outcome)));
-                    } else if line == "DONE" {
-                        done = true;
-                    } else if let Some(e) = line.strip_prefix("ERROR ") {
-                        error = Some(e.to_owned());
-                    }
+            match replies.recv_timeout(CASE_TIMEOUT) {
+                Ok(Ok(Reply::Result {
+                    base_kib,
+                    peak_kib,
+                    outcome,
+                    ..
+                })) => {
+                    // The report names the damaged file, not the scratch directory it was in.
+                    let outcome = outcome.replace(&scratch_prefix, "");
+                    outcomes.push(Ok(said(base_kib, peak_kib, outcome)));
                 }
+                Ok(Ok(Reply::Done)) => done = true,
+                Ok(Ok(Reply::Error(e))) => error = Some(e),
+                // A child that died inside a long line leaves part of it: the case it was on
+                // is charged with its death below.
+                Ok(Ok(_) | Err(_)) => {}
                 Err(RecvTimeoutError::Timeout) => {
                     hung = true;
                     let _ = process.kill();

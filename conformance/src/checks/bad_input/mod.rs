@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Ctx;
+use crate::check::Check;
 use crate::child;
 use crate::fixtures::Expect;
 use crate::report::{CheckResult, Note};
@@ -237,7 +238,7 @@ pub fn bi(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             failures.len() - PRINTED_FAILURES
         );
     }
-    let mut result = CheckResult::counted("BI", verdicts.cases, failures, &what);
+    let mut result = CheckResult::counted(Check::BadInput, verdicts.cases, failures, &what);
     if !failures.is_empty() {
         // The failures first, then what the corpus was.
         result.detail = format!("{}; the corpus: {what}", result.detail);
@@ -584,9 +585,12 @@ mod tests {
 
     #[test]
     fn the_child_reports_memory_growth() {
-        let said = said("1000 5000 err format placed x: y");
+        let said = said(Some(1000), Some(5000), "err format placed x: y".to_owned());
         assert_eq!(said.line, "err format placed x: y");
         assert_eq!(said.growth_kib, Some(4000));
-        assert_eq!(super::children::said("- - ok").growth_kib, None);
+        assert_eq!(
+            super::children::said(None, None, "ok".to_owned()).growth_kib,
+            None
+        );
     }
 }
