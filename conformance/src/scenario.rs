@@ -117,7 +117,7 @@ pub fn mark(dir: &Path, name: &str) {
 /// fails, which is what the fault-injection check makes closes do. Replaced files still being
 /// released in the background are waited for first: they are not leaks.
 pub fn open_descriptors() -> usize {
-    ndstore_core::release::settle();
+    ndstore_core::__private::release::settle();
     (0..4096)
         // SAFETY: F_GETFD only reads the descriptor's flags; an unused number gives EBADF.
         .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)

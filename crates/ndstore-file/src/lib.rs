@@ -30,7 +30,7 @@
 //! `sync_all` the file yourself.
 
 mod backend;
-pub use ndstore_core::npy_header as header;
+use ndstore_core::__private::npy_header as header;
 pub mod npy;
 pub mod npz;
 pub mod raw;

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use ndarray::{Array, ArrayBase, ArrayD, ArrayViewD, Data, Dimension};
-use ndstore_core::codec::{alloc_raw, array_from_raw, layout_order, write_elements};
+use ndstore_core::__private::codec::{alloc_raw, array_from_raw, layout_order, write_elements};
 use ndstore_core::{
     ArrayMeta, ByteOrder, DType, DynArray, Element, Error, ErrorKind, Result, SaveOptions,
     with_dtype_kind, with_dyn_array,
@@ -69,8 +69,8 @@ fn save_view<T: Element>(
     })?;
     let synced = options.durability == ndstore_core::Durability::Synced;
     ndstore_core::write_file(path, options, |file| {
-        ndstore_core::os::preallocate(file, total as u64);
-        let mut out = ndstore_core::writeback::EagerWriteback::new(file, synced);
+        ndstore_core::__private::os::preallocate(file, total as u64);
+        let mut out = ndstore_core::__private::writeback::EagerWriteback::new(file, synced);
         write_npy(&mut out, &header, &view, &meta)
     })
 }
@@ -215,7 +215,7 @@ pub fn read_header_from(reader: &mut dyn Read) -> Result<ArrayMeta> {
 }
 
 fn open(path: &Path, options: &LoadOptions) -> Result<(File, Header, u64)> {
-    let mut file = ndstore_core::load::open_for_load(path)?;
+    let mut file = ndstore_core::__private::load::open_for_load(path)?;
     let len = file
         .metadata()
         .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
@@ -230,7 +230,10 @@ fn read_dyn(input: Input<'_>, header: &Header, options: &LoadOptions) -> Result<
 
 fn check_type<T: Element, D: Dimension>(meta: &ArrayMeta) -> Result<()> {
     if meta.dtype.kind != T::KIND {
-        return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, T::KIND));
+        return Err(ndstore_core::__private::array::type_mismatch(
+            meta.dtype.kind,
+            T::KIND,
+        ));
     }
     if let Some(ndim) = D::NDIM
         && ndim != meta.shape.len()
@@ -303,7 +306,11 @@ fn read_data<T: Element>(
         Input::File { file, len } => {
             check_len(len)?;
             let mut raw = alloc_raw::<T::Raw>(count)?;
-            ndstore_core::bulk::read_exact_at(file, bytemuck::cast_slice_mut(&mut raw), start)?;
+            ndstore_core::__private::bulk::read_exact_at(
+                file,
+                bytemuck::cast_slice_mut(&mut raw),
+                start,
+            )?;
             raw
         }
         Input::Stream {

@@ -292,7 +292,7 @@ impl Commit for NpzWriter {
                     return Err(e);
                 }
             };
-            ndstore_core::os::close_file(gate.file)
+            ndstore_core::__private::os::close_file(gate.file)
                 .map_err(|e| Error::io("close failed", e).with_path(&target))?;
         }
         // `out` publishes the file; drop has nothing left to do.
@@ -412,7 +412,7 @@ impl NpzReader {
     /// Opens the archive at `path` and validates every member name.
     pub fn open(path: impl AsRef<Path>) -> Result<NpzReader> {
         let path = path.as_ref().to_path_buf();
-        let file = ndstore_core::load::open_for_load(&path)?;
+        let file = ndstore_core::__private::load::open_for_load(&path)?;
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("cannot inspect", e).with_path(&path))?

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use ndarray::{Array, ArrayBase, ArrayViewD, Data, Dimension};
-use ndstore_core::codec::{alloc_raw, array_from_raw, layout_order, write_elements};
+use ndstore_core::__private::codec::{alloc_raw, array_from_raw, layout_order, write_elements};
 use ndstore_core::{
     ArrayMeta, DType, DynArray, Element, Error, ErrorKind, Result, SaveOptions, with_dtype_kind,
     with_dyn_array,
@@ -45,7 +45,7 @@ fn save_view<T: Element>(
         layout_order(&view),
     );
     ndstore_core::write_file(path, options, |file| {
-        ndstore_core::os::preallocate(file, meta.byte_len()? as u64);
+        ndstore_core::__private::os::preallocate(file, meta.byte_len()? as u64);
         write_elements(&view, meta.order, meta.dtype.byte_order, &mut |bytes| {
             std::io::Write::write_all(file, bytes)
         })
@@ -79,7 +79,7 @@ pub fn load_raw<T: Element, D: Dimension>(
 /// Loads a raw file as a runtime-typed array; see [`load_raw`].
 pub fn load_raw_dyn(path: impl AsRef<Path>, meta: &ArrayMeta) -> Result<DynArray> {
     let path = path.as_ref();
-    let mut file = ndstore_core::load::open_for_load(path)?;
+    let mut file = ndstore_core::__private::load::open_for_load(path)?;
     let len = file
         .metadata()
         .map_err(|e| Error::io("cannot inspect", e).with_path(path))?

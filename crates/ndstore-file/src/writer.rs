@@ -7,10 +7,11 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
-use ndstore_core::codec::write_elements;
+use ndstore_core::__private::codec::write_elements;
+use ndstore_core::__private::stream::{StreamFormat, StreamWriter};
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Commit, DType, Durable, DynArray, Element, Error, ErrorKind, Order,
-    Result, SaveOptions, StreamFormat, StreamWriter, with_dyn_array,
+    Result, SaveOptions, with_dyn_array,
 };
 
 use crate::header;
@@ -106,7 +107,7 @@ impl NpyWriter {
 
     fn append_view<T: Element>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {
         let format = self.stream.format();
-        ndstore_core::check_rows(
+        ndstore_core::__private::stream::check_rows(
             format.dtype.kind,
             &format.row_shape,
             T::KIND,

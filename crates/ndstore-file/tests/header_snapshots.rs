@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ndstore_core::{ArrayMeta, DType, Order};
-use ndstore_file::header;
+use ndstore_core::__private::npy_header as header;
 
 fn render(descr: &str, shape: &[usize], order: Order) -> String {
     let meta = ArrayMeta::new(

@@ -107,11 +107,12 @@ impl H5InPlace {
     /// libhdf5's errors.
     pub fn write_slice(&mut self, start: &[usize], values: &DynArray) -> Result<()> {
         if values.kind() != self.meta.dtype.kind {
-            return Err(
-                ndstore_core::array::type_mismatch(self.meta.dtype.kind, values.kind())
-                    .with_path(&self.path)
-                    .at(Location::Object(self.name.clone())),
-            );
+            return Err(ndstore_core::__private::array::type_mismatch(
+                self.meta.dtype.kind,
+                values.kind(),
+            )
+            .with_path(&self.path)
+            .at(Location::Object(self.name.clone())));
         }
         let dataset = self.dataset()?;
         with_dyn_array!(values, a => crate::slice::write_box(dataset, start, a.view(), &self.path, &self.name))
@@ -148,8 +149,8 @@ impl H5InPlace {
             .meta
             .element_count()
             .map_err(|e| e.with_path(&self.path))?;
-        let mut raw: Vec<T::Raw> =
-            ndstore_core::codec::alloc_raw(count).map_err(|e| e.with_path(&self.path))?;
+        let mut raw: Vec<T::Raw> = ndstore_core::__private::codec::alloc_raw(count)
+            .map_err(|e| e.with_path(&self.path))?;
         // Through libhdf5, never straight from the file: its caches may hold writes the file
         // does not have yet.
         read::read_all(
@@ -201,7 +202,7 @@ impl InPlaceArray for H5InPlace {
 
     fn sync(&mut self) -> Result<()> {
         if self.poisoned {
-            return Err(ndstore_core::atomic::poisoned_error(&self.path));
+            return Err(ndstore_core::__private::atomic::poisoned_error(&self.path));
         }
         self.flush_file()?;
         self.fsync_own().inspect_err(|_| self.poisoned = true)
@@ -213,7 +214,7 @@ impl InPlaceArray for H5InPlace {
         } else if self.poisoned {
             // Flushed handles do not sync on close, but one that failed to sync has lost data:
             // its close says so.
-            Err(ndstore_core::atomic::poisoned_error(&self.path))
+            Err(ndstore_core::__private::atomic::poisoned_error(&self.path))
         } else {
             self.flush_file()
         };

@@ -269,7 +269,9 @@ impl H5Writer {
 impl H5Writer {
     fn check_poison(&self) -> Result<()> {
         if self.poisoned {
-            return Err(ndstore_core::atomic::poisoned_error(&self.target));
+            return Err(ndstore_core::__private::atomic::poisoned_error(
+                &self.target,
+            ));
         }
         Ok(())
     }
@@ -293,7 +295,7 @@ impl H5Writer {
 impl ArrayWriter for H5Writer {
     fn append(&mut self, rows: &DynArray) -> Result<()> {
         self.check_poison()?;
-        ndstore_core::check_rows(
+        ndstore_core::__private::stream::check_rows(
             self.kind,
             &self.row_shape,
             rows.kind(),

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn, ShapeBuilder};
-use ndstore_core::codec::{alloc_raw, array_from_raw, write_elements};
-use ndstore_core::npy_header;
+use ndstore_core::__private::codec::{alloc_raw, array_from_raw, write_elements};
+use ndstore_core::__private::npy_header;
 use ndstore_core::{
     ArrayMeta, Close, Commit, Durability, Durable, DurableFile, DynArray, Element, Error,
     ErrorKind, Lock, Order, OutputFile, Result, SaveOptions, with_dtype_kind, with_dyn_array,
@@ -221,7 +221,7 @@ impl MappedArray {
             .map_err(|e| Error::io("writing the header", e).with_path(&target))?;
         file.set_len(end as u64)
             .map_err(|e| Error::io("sizing the file", e).with_path(&target))?;
-        ndstore_core::os::preallocate(&file, end as u64);
+        ndstore_core::__private::os::preallocate(&file, end as u64);
         let map = if bytes == 0 {
             Map::Empty
         } else {
@@ -292,10 +292,11 @@ impl MappedArray {
 
     fn check_view<T: Element>(&self) -> Result<()> {
         if self.meta.dtype.kind != T::KIND {
-            return Err(
-                ndstore_core::array::type_mismatch(self.meta.dtype.kind, T::KIND)
-                    .with_path(&self.path),
-            );
+            return Err(ndstore_core::__private::array::type_mismatch(
+                self.meta.dtype.kind,
+                T::KIND,
+            )
+            .with_path(&self.path));
         }
         if self.meta.dtype.byte_order.needs_swap() {
             return Err(Error::new(
@@ -416,10 +417,11 @@ impl MappedArray {
     /// which avoids the slow misaligned copies a large `memcpy` into a mapping can hit.
     pub fn write_from(&mut self, values: &DynArray) -> Result<()> {
         if values.kind() != self.meta.dtype.kind {
-            return Err(
-                ndstore_core::array::type_mismatch(self.meta.dtype.kind, values.kind())
-                    .with_path(&self.path),
-            );
+            return Err(ndstore_core::__private::array::type_mismatch(
+                self.meta.dtype.kind,
+                values.kind(),
+            )
+            .with_path(&self.path));
         }
         if values.shape() != self.meta.shape.as_slice() {
             return Err(Error::new(
@@ -513,7 +515,7 @@ impl MappedArray {
 
     fn msync(&mut self, range: Option<(usize, usize)>, sync: bool) -> Result<()> {
         if self.poisoned {
-            return Err(ndstore_core::atomic::poisoned_error(&self.path));
+            return Err(ndstore_core::__private::atomic::poisoned_error(&self.path));
         }
         if !self.writes_through() {
             return Ok(());
@@ -619,7 +621,7 @@ impl Drop for MappedArray {
 
 fn open_existing(path: &Path, mode: Mode) -> Result<File> {
     // Opened without blocking, so a FIFO cannot hang the open; only a regular file is mapped.
-    let file = ndstore_core::os::open_nonblocking(path, mode == Mode::ReadWrite)
+    let file = ndstore_core::__private::os::open_nonblocking(path, mode == Mode::ReadWrite)
         .map_err(|e| Error::io("cannot open", e).with_path(path))?;
     let metadata = file
         .metadata()

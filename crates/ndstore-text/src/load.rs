@@ -52,7 +52,7 @@ impl Read for Span {
 impl Source {
     /// Opens `path` for one load.
     pub(crate) fn open(path: &Path) -> Result<Source> {
-        let file = ndstore_core::load::open_for_load(path)?;
+        let file = ndstore_core::__private::load::open_for_load(path)?;
         let len = file
             .metadata()
             .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
@@ -125,7 +125,9 @@ fn read_values<T: TextValue>(
     }
     let dtype = head.dtype();
     if dtype.kind != T::KIND {
-        return Err(ndstore_core::array::type_mismatch(dtype.kind, T::KIND).with_path(path));
+        return Err(
+            ndstore_core::__private::array::type_mismatch(dtype.kind, T::KIND).with_path(path),
+        );
     }
     let mut tail = TextReader::piece(source.span(boundary, len), path, options)
         .with_size_hint(len - boundary)

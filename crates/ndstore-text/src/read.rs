@@ -48,7 +48,7 @@ impl TextReader {
     /// Opens the file at `path` and reads its leading comment lines (and metadata line).
     pub fn open(path: impl AsRef<Path>, options: &TextOptions) -> Result<TextReader> {
         let path = path.as_ref();
-        let file = ndstore_core::load::open_for_load(path)?;
+        let file = ndstore_core::__private::load::open_for_load(path)?;
         let len = file
             .metadata()
             .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
@@ -788,7 +788,8 @@ pub fn read_all<T: TextValue>(mut reader: TextReader) -> Result<(ArrayMeta, Vec<
     let dtype = reader.dtype();
     if dtype.kind != T::KIND {
         return Err(
-            ndstore_core::array::type_mismatch(dtype.kind, T::KIND).with_path(reader.path())
+            ndstore_core::__private::array::type_mismatch(dtype.kind, T::KIND)
+                .with_path(reader.path()),
         );
     }
     let data = collect::<T>(&mut reader, None)?;

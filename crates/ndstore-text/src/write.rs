@@ -7,9 +7,10 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
+use ndstore_core::__private::stream::{StreamFormat, StreamWriter};
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Commit, DType, Durable, DynArray, Error, ErrorKind, Result,
-    SaveOptions, StreamFormat, StreamWriter, with_dyn_array,
+    SaveOptions, with_dyn_array,
 };
 
 use crate::meta::MetaLine;
@@ -201,7 +202,7 @@ fn meta_of<T: TextValue>(view: &ArrayViewD<'_, T>, save: &SaveOptions) -> ArrayM
     ArrayMeta::new(
         DType::new(T::KIND, save.effective_byte_order()),
         view.shape().to_vec(),
-        ndstore_core::codec::layout_order(view),
+        ndstore_core::__private::codec::layout_order(view),
     )
 }
 
@@ -344,7 +345,7 @@ impl TextWriter {
 
     fn append_view<T: TextValue>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {
         let format = self.stream.format();
-        ndstore_core::check_rows(
+        ndstore_core::__private::stream::check_rows(
             format.meta.dtype.kind,
             &format.meta.shape[1..],
             T::KIND,

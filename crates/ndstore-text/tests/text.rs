@@ -282,7 +282,7 @@ fn numpy_savetxt_default_and_17g_read_bit_exactly() {
 fn ndstore_file_free_npy(path: &Path) -> Array2<f64> {
     let bytes = std::fs::read(path).unwrap();
     let mut cursor = std::io::Cursor::new(&bytes);
-    let header = ndstore_core::npy_header::read(&mut cursor, 10_000).unwrap();
+    let header = ndstore_core::__private::npy_header::read(&mut cursor, 10_000).unwrap();
     let values: Vec<f64> = bytes[header.data_offset as usize..]
         .chunks_exact(8)
         .map(|c| f64::from_le_bytes(c.try_into().unwrap()))

@@ -2,7 +2,8 @@
 //! one durability vocabulary — flush, sync, close, commit, drop — and atomic, synced saves by
 //! default.
 //!
-//! This facade re-exports [`ndstore_core`] and each backend behind a cargo feature of the
+//! This facade re-exports the user-facing types of [`ndstore_core`] (by name: the core's
+//! helpers for backends stay out of the API) and each backend behind a cargo feature of the
 //! backend's name (`file` is on by default), and opens files by extension for callers who do
 //! not pick a backend by hand:
 //!
@@ -37,7 +38,12 @@
 
 use std::path::Path;
 
-pub use ndstore_core::*;
+pub use ndstore_core::{
+    ArrayMeta, ArrayWriter, Backend, ByteOrder, Capabilities, Close, Commit, CrashGuarantee, DType,
+    DTypeKind, Durability, Durable, DurableFile, DynArray, Element, Error, ErrorKind, InPlaceArray,
+    LoadOptions, Location, Lock, Order, OutputFile, Replace, Result, SaveOptions, half, list_temps,
+    lock, ndarray, num_complex, remove_stale_temps, with_dtype_kind, with_dyn_array, write_file,
+};
 
 /// The `file` backend: `.npy`, `.npz` and raw binary.
 #[cfg(feature = "file")]
