@@ -76,8 +76,8 @@ impl Scenario {
         let caps = backend.capabilities();
         match self {
             Scenario::Writer => caps.streaming_append,
-            Scenario::InPlace => caps.in_place_update,
-            _ => caps.atomic_replace,
+            Scenario::InPlace => caps.in_place_update(),
+            _ => caps.atomic_replace(),
         }
     }
 

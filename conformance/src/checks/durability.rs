@@ -89,7 +89,7 @@ pub fn fc(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             }
         }
     }
-    if caps.in_place_update {
+    if caps.in_place_update() {
         for (name, options) in [
             ("in-place handle closed (synced)", SaveOptions::default()),
             (
@@ -132,7 +132,7 @@ pub fn fc(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
 pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
     let caps = backend.capabilities();
-    if !caps.streaming_append && !caps.in_place_update {
+    if !caps.streaming_append && !caps.in_place_update() {
         return Ok(CheckResult::not_applicable(
             "FD",
             "streaming_append or in_place_update (the backend has no handle to drop)",
@@ -148,7 +148,7 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     };
     let mut what = Vec::new();
     for scale in [Scale::Small, Scale::Large] {
-        if caps.in_place_update {
+        if caps.in_place_update() {
             let len = match scale {
                 Scale::Small => IN_PLACE_LEN,
                 Scale::Large => large_len(backend),
@@ -188,7 +188,7 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             }
         }
     }
-    if caps.in_place_update {
+    if caps.in_place_update() {
         what.push("in-place handles dropped without close in a child (their data seen by another process) and during a panic (one complete version, never a mix)");
     }
     if caps.streaming_append {
@@ -198,7 +198,7 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         what.push("errors on drop logged");
     }
     let largest = [
-        caps.in_place_update
+        caps.in_place_update()
             .then(|| large_len(backend) * array_bytes(&versioned_with_len(backend, 0, 0, 1))),
         caps.streaming_append
             .then(|| array_bytes(&child::fd_rows(backend, Scale::Large))),

@@ -326,7 +326,7 @@ fn explore(
         scenario.new_version(backend, scale),
     );
     let before_commit_is_atomic = scenario != Scenario::InPlace
-        || backend.capabilities().in_place_crash == CrashGuarantee::AtomicReplace;
+        || backend.capabilities().in_place == Some(CrashGuarantee::AtomicReplace);
     let mut bad = Vec::new();
     // Many directory states hold the same target: each distinct one is rebuilt and loaded once.
     let mut judged: HashMap<TargetKey, Found> = HashMap::new();
@@ -536,7 +536,7 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         ));
     }
     let backend = ctx.backend;
-    if !backend.capabilities().atomic_replace {
+    if !backend.capabilities().atomic_replace() {
         return Ok(CheckResult::not_applicable("IO", "atomic_replace"));
     }
     let mut cases = 0;
@@ -863,7 +863,7 @@ pub fn fs(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         handles.push(PoisonHandle::WriterInPlace);
         handles.push(PoisonHandle::WriterAtomic);
     }
-    if caps.in_place_update {
+    if caps.in_place_update() {
         handles.push(PoisonHandle::InPlace);
     }
     if handles.is_empty() {

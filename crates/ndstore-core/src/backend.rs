@@ -69,7 +69,7 @@ pub trait Backend: Send + Sync + 'static {
         .with_path(path))
     }
 
-    /// Opens an existing array for in-place updates (declared by `in_place_update`). The handle
+    /// Opens an existing array for in-place updates (declared by [`Capabilities::in_place`]). The handle
     /// syncs on close when `options.durability` is `Synced`.
     fn open_in_place(&self, path: &Path, options: &SaveOptions) -> Result<Box<dyn InPlaceArray>> {
         let _ = options;

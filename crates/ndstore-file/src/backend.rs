@@ -30,14 +30,12 @@ impl Backend for NpyBackend {
             fortran_order: true,
             max_ndim: 32,
             bit_exact: true,
-            atomic_replace: true,
-            in_place_update: false,
             partial_io: false,
             streaming_append: true,
             memory_map: false,
             compression: false,
             crash: CrashGuarantee::AtomicReplace,
-            in_place_crash: CrashGuarantee::None,
+            in_place: None,
             interop: true,
         }
     }

@@ -56,14 +56,12 @@ impl Backend for MmapBackend {
             fortran_order: true,
             max_ndim: 32,
             bit_exact: true,
-            atomic_replace: true,
-            in_place_update: true,
             partial_io: true,
             streaming_append: false,
             memory_map: true,
             compression: false,
             crash: CrashGuarantee::AtomicReplace,
-            in_place_crash: CrashGuarantee::SyncedIsDurable,
+            in_place: Some(CrashGuarantee::SyncedIsDurable),
             interop: true,
         }
     }

@@ -34,14 +34,12 @@ impl Backend for TextBackend {
             // Decimal text carries every value exactly except a NaN's payload and sign: every
             // NaN reads back as the quiet NaN.
             bit_exact: false,
-            atomic_replace: true,
-            in_place_update: false,
             partial_io: false,
             streaming_append: true,
             memory_map: false,
             compression: false,
             crash: CrashGuarantee::AtomicReplace,
-            in_place_crash: CrashGuarantee::None,
+            in_place: None,
             interop: true,
         }
     }
