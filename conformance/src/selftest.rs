@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use ndstore_core::__private::npy_header;
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Backend, ByteOrder, Capabilities, CrashGuarantee, DType, DTypeKind,
-    Durability, DynArray, Error, ErrorKind, LoadOptions, Order, OutputFile, Replace, Result,
-    SaveOptions, with_dtype_kind, with_dyn_array,
+    Durability, Durable, DynArray, Error, ErrorKind, LoadOptions, Order, OutputFile, Replace,
+    Result, SaveOptions, with_dtype_kind, with_dyn_array,
 };
 
 use crate::fixtures::{self, Fixtures, Hostile, PythonInterop, Realistic};
@@ -671,6 +671,37 @@ impl ArrayWriter for RowWriter {
         Ok(())
     }
 
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let forgets =
+            self.flaw == Flaw::FlushedCommitForgetsPoison && self.durability == Durability::Flushed;
+        if !forgets {
+            // Broken on purpose when it forgets: a commit that does not sync looks no further.
+            self.check_poison()?;
+        }
+        if self.flaw == Flaw::CommitLosesTail {
+            // Broken on purpose: what was appended since the last write-out is forgotten.
+            self.pending.clear();
+            self.rows = self.rows_out;
+        }
+        if forgets {
+            self.write_out_unpoisoned()?;
+        } else {
+            self.write_out()?;
+        }
+        let finished = self.finished();
+        self.out.take().ok_or(finished)?.finish()
+    }
+    fn abort(mut self: Box<Self>) -> Result<()> {
+        // The rows die with the writer: an in-place file goes back to its last flush, an
+        // atomic writer's temporary is removed.
+        if self.replace == Replace::InPlace {
+            self.cut_back();
+        }
+        self.out.take().map_or(Ok(()), OutputFile::abort)
+    }
+}
+
+impl Durable for RowWriter {
     fn flush(&mut self) -> Result<()> {
         self.write_out()?;
         self.flushed()
@@ -701,27 +732,6 @@ impl ArrayWriter for RowWriter {
         }
         synced?;
         self.flushed()
-    }
-
-    fn commit(mut self: Box<Self>) -> Result<()> {
-        let forgets =
-            self.flaw == Flaw::FlushedCommitForgetsPoison && self.durability == Durability::Flushed;
-        if !forgets {
-            // Broken on purpose when it forgets: a commit that does not sync looks no further.
-            self.check_poison()?;
-        }
-        if self.flaw == Flaw::CommitLosesTail {
-            // Broken on purpose: what was appended since the last write-out is forgotten.
-            self.pending.clear();
-            self.rows = self.rows_out;
-        }
-        if forgets {
-            self.write_out_unpoisoned()?;
-        } else {
-            self.write_out()?;
-        }
-        let finished = self.finished();
-        self.out.take().ok_or(finished)?.finish()
     }
 }
 

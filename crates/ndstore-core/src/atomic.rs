@@ -343,6 +343,8 @@ enum State {
     InPlace { created: bool },
     /// The temporary file was renamed over the target: nothing is left to clean up.
     Published,
+    /// Rolled back by [`OutputFile::abort`]: nothing is left to clean up.
+    Aborted,
 }
 
 /// A file being written for a save: a temporary beside the target (atomic replace, the default)
@@ -431,7 +433,7 @@ impl OutputFile {
     pub fn path(&self) -> &Path {
         match &self.state {
             State::Atomic { temp, .. } => temp,
-            State::InPlace { .. } | State::Published => &self.target,
+            State::InPlace { .. } | State::Published | State::Aborted => &self.target,
         }
     }
 
@@ -497,9 +499,42 @@ impl OutputFile {
                     sync_dir(parent_dir(&self.target)).map_err(|e| e.with_path(&self.target))?;
                 }
             }
-            State::Published => {}
+            State::Published | State::Aborted => {}
         }
         Ok(())
+    }
+
+    /// Abandons the save and reports whether the rollback worked, where dropping the output
+    /// can only log it.
+    ///
+    /// Atomic: the temporary file is closed and removed; the target keeps its old content. In
+    /// place: the file is closed; what was written stays (cut it back first, as streaming
+    /// writers do).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] (or the kind of the OS error) when the temporary cannot be removed
+    /// (it is left behind, and [`remove_stale_temps`] removes it once this process is gone),
+    /// or when closing the in-place file fails.
+    pub fn abort(mut self) -> Result<()> {
+        let file = self.file.take();
+        let state = std::mem::replace(&mut self.state, State::Aborted);
+        match state {
+            State::Atomic { temp, .. } => {
+                // The temporary's data is discarded, so its close error does not matter.
+                drop(file);
+                fs::remove_file(&temp).map_err(|e| {
+                    Error::io("cannot remove the temporary file of an aborted save", e)
+                        .with_path(&temp)
+                })
+            }
+            State::InPlace { .. } => match file {
+                Some(file) => os::close_file(file.file)
+                    .map_err(|e| Error::io("close failed", e).with_path(&self.target)),
+                None => Ok(()),
+            },
+            State::Published | State::Aborted => Ok(()),
+        }
     }
 }
 
@@ -583,7 +618,7 @@ impl Drop for OutputFile {
                     log::error!("{}: close failed on drop: {e}", self.target.display());
                 }
             }
-            State::Published => {}
+            State::Published | State::Aborted => {}
         }
     }
 }

@@ -74,6 +74,8 @@ pub struct StreamWriter<F: StreamFormat> {
     flushed_len: u64,
     /// Set by the first failed write, flush or sync.
     failed: bool,
+    /// A failure to cut an in-place target back, kept for [`StreamWriter::abort`] to report.
+    rollback_error: Option<Error>,
 }
 
 fn finished() -> Error {
@@ -136,6 +138,7 @@ impl<F: StreamFormat> StreamWriter<F> {
             flushed_rows: 0,
             flushed_len: 0,
             failed: false,
+            rollback_error: None,
         };
         if writer.replace == Replace::InPlace {
             writer.write_out()?;
@@ -231,32 +234,53 @@ impl<F: StreamFormat> StreamWriter<F> {
     /// last flushed state.
     fn fail(&mut self) {
         self.failed = true;
-        self.cut_back();
+        self.cut_back_logged();
+    }
+
+    /// [`StreamWriter::cut_back`] on a path that already reports (or cannot report) an error:
+    /// a failure is logged, and kept for `abort` to return.
+    fn cut_back_logged(&mut self) {
+        if let Err(e) = self.cut_back() {
+            log::error!(
+                "{}: could not restore the last flushed state of an abandoned writer: {e}",
+                self.target().display()
+            );
+            self.rollback_error = Some(e);
+        }
     }
 
     /// Discards the buffer without writing it and, in place, truncates the target to its last
-    /// flushed length and rewrites the header for the rows it holds. Errors are logged: this
-    /// runs on paths that already report (or cannot report) an error.
-    fn cut_back(&mut self) {
+    /// flushed length and rewrites the header for the rows it holds.
+    fn cut_back(&mut self) -> Result<()> {
         let Some(data) = self.data.take() else {
-            return;
+            return Ok(());
         };
         // `into_parts` hands back the file without writing the buffer (BufWriter's own drop
         // would write it).
         let (file, _discarded) = data.into_parts();
         if self.replace != Replace::InPlace {
-            return;
+            return Ok(());
         }
-        let result = file
-            .set_len(self.flushed_len)
+        file.set_len(self.flushed_len)
             .map_err(|e| Error::io("cutting the file back to its last flush", e))
-            .and_then(|()| self.format.complete_header(&file, self.flushed_rows));
-        if let Err(e) = result {
-            log::error!(
-                "{}: could not restore the last flushed state of an abandoned writer: {e}",
-                self.target().display()
-            );
-        }
+            .and_then(|()| self.format.complete_header(&file, self.flushed_rows))
+            .map_err(|e| e.with_path(self.target()))
+    }
+
+    /// Abandons the writer and reports whether the rollback worked, where dropping it can only
+    /// log: atomic, the temporary file is removed and the target keeps its old content; in
+    /// place, the target is cut back to exactly its last flushed state (the rows appended since
+    /// are gone) and closed.
+    ///
+    /// # Errors
+    ///
+    /// The error of cutting an in-place target back (now, or earlier when a failed write cut
+    /// it), of closing it, or of removing an atomic writer's temporary file.
+    pub fn abort(mut self) -> Result<()> {
+        let cut = self.cut_back();
+        let earlier = self.rollback_error.take().map_or(Ok(()), Err);
+        let released = self.out.take().map_or(Ok(()), OutputFile::abort);
+        earlier.and(cut).and(released)
     }
 }
 
@@ -311,6 +335,6 @@ impl<F: StreamFormat> Drop for StreamWriter<F> {
         }
         // Atomic: the rows die with the temporary file, removed as `out` drops. In place during
         // a panic: the file is cut back to exactly what the last flush published.
-        self.cut_back();
+        self.cut_back_logged();
     }
 }

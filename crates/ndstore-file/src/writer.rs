@@ -123,6 +123,21 @@ impl NpyWriter {
     }
 }
 
+impl NpyWriter {
+    /// Abandons the writer and reports whether the rollback worked, where dropping it can
+    /// only log: atomic, the temporary file is removed and the target keeps its old content;
+    /// in place, the target is cut back to exactly its last flush (a complete file of the rows
+    /// flushed so far).
+    ///
+    /// # Errors
+    ///
+    /// The error of the rollback: the temporary file cannot be removed, or the in-place file
+    /// cannot be cut back or closed.
+    pub fn abort(self) -> Result<()> {
+        self.stream.abort()
+    }
+}
+
 impl Durable for NpyWriter {
     fn flush(&mut self) -> Result<()> {
         self.stream.flush()
@@ -144,15 +159,11 @@ impl ArrayWriter for NpyWriter {
         self.append_dyn(rows)
     }
 
-    fn flush(&mut self) -> Result<()> {
-        Durable::flush(self)
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        Durable::sync(self)
-    }
-
     fn commit(self: Box<Self>) -> Result<()> {
         Commit::commit(*self)
+    }
+
+    fn abort(self: Box<Self>) -> Result<()> {
+        NpyWriter::abort(*self)
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use hdf5_metno::{Dataset, File};
 use ndstore_core::{
-    ArrayMeta, Durability, DynArray, Error, ErrorKind, InPlaceArray, Location, Result,
+    ArrayMeta, Durability, Durable, DynArray, Error, ErrorKind, InPlaceArray, Location, Result,
     with_dtype_kind, with_dyn_array,
 };
 
@@ -196,18 +196,6 @@ impl InPlaceArray for H5InPlace {
         with_dtype_kind!(self.meta.dtype.kind, T => self.read_all::<T>().map(DynArray::from))
     }
 
-    fn flush(&mut self) -> Result<()> {
-        self.flush_file()
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        if self.poisoned {
-            return Err(ndstore_core::__private::atomic::poisoned_error(&self.path));
-        }
-        self.flush_file()?;
-        self.fsync_own().inspect_err(|_| self.poisoned = true)
-    }
-
     fn close(mut self: Box<Self>) -> Result<()> {
         let finished = if self.durability == Durability::Synced {
             self.sync()
@@ -224,6 +212,30 @@ impl InPlaceArray for H5InPlace {
             None => Ok(()),
         };
         finished.and(closed)
+    }
+
+    /// As the drop, without its explicit flush and with the error returned: libhdf5 writes
+    /// its cache as it closes the file.
+    fn abort(mut self: Box<Self>) -> Result<()> {
+        self.dataset = None;
+        match self.file.take().map(File::close) {
+            Some(Err(e)) => Err(h5_error(e, &self.path, "/")),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Durable for H5InPlace {
+    fn flush(&mut self) -> Result<()> {
+        self.flush_file()
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if self.poisoned {
+            return Err(ndstore_core::__private::atomic::poisoned_error(&self.path));
+        }
+        self.flush_file()?;
+        self.fsync_own().inspect_err(|_| self.poisoned = true)
     }
 }
 

@@ -714,7 +714,7 @@ pub(crate) fn check_before_editing(path: &Path, source: &Source, name: &str) -> 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use ndstore_core::SaveOptions;
+    use ndstore_core::{Durable, SaveOptions};
 
     use super::*;
 

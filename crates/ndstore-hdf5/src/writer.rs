@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use hdf5_metno::{Dataset, Extent, File, SimpleExtents};
 use ndstore_core::{
-    ArrayWriter, ByteOrder, DType, DTypeKind, DynArray, Error, ErrorKind, Lock, Order, OutputFile,
-    Replace, Result, SaveOptions, with_dtype_kind, with_dyn_array,
+    ArrayWriter, ByteOrder, DType, DTypeKind, Durable, DynArray, Error, ErrorKind, Lock, Order,
+    OutputFile, Replace, Result, SaveOptions, with_dtype_kind, with_dyn_array,
 };
 
 use crate::h5::{
@@ -314,20 +314,6 @@ impl ArrayWriter for H5Writer {
         }
     }
 
-    fn flush(&mut self) -> Result<()> {
-        self.check_poison()?;
-        self.flush_hdf5().map_err(|e| self.poison(e))
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        self.check_poison()?;
-        self.flush_hdf5().map_err(|e| self.poison(e))?;
-        let out = self.out.as_mut().ok_or_else(|| {
-            Error::new(ErrorKind::InvalidInput, "the writer is finished").with_path(&self.target)
-        })?;
-        out.sync().inspect_err(|_| self.poisoned = true)
-    }
-
     fn commit(mut self: Box<Self>) -> Result<()> {
         self.check_poison()?;
         // Flushed while the dataset is open: closing a dataset writes its cached chunks
@@ -340,6 +326,41 @@ impl ArrayWriter for H5Writer {
         crate::h5::close_checked(file, &self.target)?;
         let out = self.out.take().ok_or_else(|| self.closed())?;
         out.finish()
+    }
+
+    /// As the drop of a writer whose thread panics, with the errors returned: in place, the
+    /// dataset is cut back to the rows of the last flush before libhdf5 closes the file;
+    /// atomic, the temporary file is removed.
+    fn abort(mut self: Box<Self>) -> Result<()> {
+        let cut = if self.replace == Replace::InPlace && self.file.is_some() {
+            self.discard_unflushed()
+        } else {
+            Ok(())
+        };
+        self.dataset = None;
+        let closed = match self.file.take().map(File::close) {
+            Some(Err(e)) if self.replace == Replace::InPlace => Err(h5_error(e, &self.target, "/")),
+            // An atomic writer's temporary is removed next: its close does not matter.
+            _ => Ok(()),
+        };
+        let removed = self.out.take().map_or(Ok(()), OutputFile::abort);
+        cut.and(closed).and(removed)
+    }
+}
+
+impl Durable for H5Writer {
+    fn flush(&mut self) -> Result<()> {
+        self.check_poison()?;
+        self.flush_hdf5().map_err(|e| self.poison(e))
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.check_poison()?;
+        self.flush_hdf5().map_err(|e| self.poison(e))?;
+        let out = self.out.as_mut().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "the writer is finished").with_path(&self.target)
+        })?;
+        out.sync().inspect_err(|_| self.poisoned = true)
     }
 }
 

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use ndstore_core::__private::npy_header;
 use ndstore_core::{
-    ArrayMeta, Backend, Capabilities, Close, CrashGuarantee, DTypeKind, Durable, DynArray,
-    InPlaceArray, LoadOptions, Result, SaveOptions,
+    ArrayMeta, Backend, Capabilities, Close, CrashGuarantee, DTypeKind, DynArray, InPlaceArray,
+    LoadOptions, Result, SaveOptions,
 };
 
 use crate::map::{MappedArray, Mode};
@@ -136,15 +136,11 @@ impl InPlaceArray for MappedArray {
         MappedArray::read(self)
     }
 
-    fn flush(&mut self) -> Result<()> {
-        Durable::flush(self)
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        Durable::sync(self)
-    }
-
     fn close(self: Box<Self>) -> Result<()> {
         Close::close(*self)
+    }
+
+    fn abort(self: Box<Self>) -> Result<()> {
+        MappedArray::abort(*self)
     }
 }

@@ -482,9 +482,14 @@ impl MappedArray {
     }
 
     /// Starts write-back of the element range `[start, start + len)` (`msync(MS_ASYNC)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for a range outside the array; the I/O error of `msync`;
+    /// [`ErrorKind::Poisoned`] after a failed sync.
     pub fn flush_range(&mut self, start: usize, len: usize) -> Result<()> {
         let range = self.byte_range(start, len)?;
-        self.msync(Some(range), false)
+        self.flush_pages(Some(range))
     }
 
     fn byte_range(&self, start: usize, len: usize) -> Result<(usize, usize)> {
@@ -508,78 +513,113 @@ impl MappedArray {
 
     /// Makes the element range `[start, start + len)` durable (`msync(MS_SYNC)` of the pages
     /// holding it, then `fsync`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for a range outside the array; the I/O error of `msync` or
+    /// `fsync`, which poisons the map; [`ErrorKind::Poisoned`] after an earlier failed sync.
     pub fn sync_range(&mut self, start: usize, len: usize) -> Result<()> {
         let range = self.byte_range(start, len)?;
-        self.msync(Some(range), true)
+        self.sync_pages(Some(range))
     }
 
-    fn msync(&mut self, range: Option<(usize, usize)>, sync: bool) -> Result<()> {
+    /// Fails on a poisoned map; says whether there is anything to write back.
+    fn writable(&self) -> Result<bool> {
         if self.poisoned {
             return Err(ndstore_core::__private::atomic::poisoned_error(&self.path));
         }
-        if !self.writes_through() {
+        Ok(self.writes_through())
+    }
+
+    /// `msync(MS_ASYNC)` of the byte range, or of the whole map.
+    fn flush_pages(&mut self, range: Option<(usize, usize)>) -> Result<()> {
+        if !self.writable()? {
             return Ok(());
         }
         let result = match (&self.map, range) {
-            (Map::Writable(m), Some((offset, len))) if sync => m.flush_range(offset, len),
             (Map::Writable(m), Some((offset, len))) => m.flush_async_range(offset, len),
-            (Map::Writable(m), None) if sync => m.flush(),
             (Map::Writable(m), None) => m.flush_async(),
             _ => Ok(()),
         };
-        if let Err(e) = result {
-            if sync {
-                self.poisoned = true;
-            }
-            return Err(Error::io(
-                if sync {
-                    "msync failed; the map is poisoned"
-                } else {
-                    "msync failed"
-                },
-                e,
-            )
-            .with_path(&self.path));
-        }
-        if sync {
-            // Data written with pwrite, and the file's size, are made durable by fsync.
-            let result = self.durable_file().map_or(Ok(()), DurableFile::sync);
-            if result.is_err() {
-                self.poisoned = true;
-            }
-            result?;
-        }
-        Ok(())
+        result.map_err(|e| Error::io("msync failed", e).with_path(&self.path))
     }
 
-    fn finish(&mut self, publish: bool) -> Result<()> {
-        let sync = self.durability == Durability::Synced;
-        if publish {
-            self.msync(None, sync)?;
+    /// `msync(MS_SYNC)` of the byte range, or of the whole map, then `fsync`; a failure
+    /// poisons the map.
+    fn sync_pages(&mut self, range: Option<(usize, usize)>) -> Result<()> {
+        if !self.writable()? {
+            return Ok(());
         }
-        let map = std::mem::replace(&mut self.map, Map::Empty);
-        drop(map);
+        let result = match (&self.map, range) {
+            (Map::Writable(m), Some((offset, len))) => m.flush_range(offset, len),
+            (Map::Writable(m), None) => m.flush(),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            self.poisoned = true;
+            return Err(Error::io("msync failed; the map is poisoned", e).with_path(&self.path));
+        }
+        // Data written with pwrite, and the file's size, are made durable by fsync.
+        let result = self.durable_file().map_or(Ok(()), DurableFile::sync);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// Writes back as the durability says (sync, or only flush), unmaps, and publishes a
+    /// created file.
+    fn finish(&mut self) -> Result<()> {
+        match self.durability {
+            Durability::Synced => self.sync_pages(None)?,
+            Durability::Flushed => self.flush_pages(None)?,
+        }
+        self.map = Map::Empty;
         match self.backing.take() {
             Some(Backing::Existing(file)) => file.close(),
             Some(Backing::Created { out, file }) => {
                 file.close()?;
-                if publish { out.finish() } else { Ok(()) }
+                out.finish()
             }
             None => Ok(()),
         }
+    }
+
+    /// Unmaps and releases the file without writing back or publishing: an uncommitted
+    /// created file is rolled back (an atomic one's temporary removed).
+    fn release(&mut self) -> Result<()> {
+        self.map = Map::Empty;
+        match self.backing.take() {
+            Some(Backing::Existing(file)) => file.close(),
+            Some(Backing::Created { out, file }) => file.close().and(out.abort()),
+            None => Ok(()),
+        }
+    }
+
+    /// Unmaps and releases the array without the write-back `close` does, and reports what
+    /// dropping it would only log. A created (`w+`) array is not published: an atomic one's
+    /// temporary file is removed and the target keeps its old content. Stores into a
+    /// read-write map are in the file's pages as soon as they are made, so they stay.
+    ///
+    /// # Errors
+    ///
+    /// The error of closing the file or removing the temporary; [`ErrorKind::Poisoned`] after
+    /// a failed sync.
+    pub fn abort(mut self) -> Result<()> {
+        self.release()
     }
 }
 
 impl Durable for MappedArray {
     /// Starts write-back of the dirty pages (`MS_ASYNC`); other processes already see them.
     fn flush(&mut self) -> Result<()> {
-        self.msync(None, false)
+        self.flush_pages(None)
     }
 
     /// `msync(MS_SYNC)` then `fsync`: what numpy's `memmap.flush()` does, plus the fsync. For a
     /// created (`w+`) array this makes the temporary durable; `commit` publishes it.
     fn sync(&mut self) -> Result<()> {
-        self.msync(None, true)
+        self.sync_pages(None)
     }
 }
 
@@ -587,7 +627,7 @@ impl Close for MappedArray {
     /// Flushes (syncs, unless created with `SaveOptions::flushed()`), unmaps and releases the
     /// lock. A created (`w+`) array is published, as by `commit`.
     fn close(mut self) -> Result<()> {
-        self.finish(true)
+        self.finish()
     }
 }
 
@@ -595,7 +635,7 @@ impl Commit for MappedArray {
     /// Syncs the created file and publishes it at the target (rename and directory fsync for
     /// the default atomic creation).
     fn commit(mut self) -> Result<()> {
-        self.finish(true)
+        self.finish()
     }
 }
 
@@ -605,14 +645,15 @@ impl Drop for MappedArray {
             return;
         }
         let atomic_creation = matches!(&self.backing, Some(Backing::Created { out, .. }) if out.path() != out.target());
-        if atomic_creation || std::thread::panicking() {
-            // Not published: an uncommitted w+ rolls back as its OutputFile drops.
-            let _ = self.finish(false);
-            return;
-        }
-        if let Err(e) = self.msync(None, false).and_then(|()| self.finish(false)) {
+        // Not published: an uncommitted w+ rolls back; during a panic nothing is written back.
+        let result = if atomic_creation || std::thread::panicking() {
+            self.release()
+        } else {
+            self.flush_pages(None).and_then(|()| self.release())
+        };
+        if let Err(e) = result {
             log::error!(
-                "{}: flushing a mapped array on drop failed: {e}",
+                "{}: releasing a mapped array on drop failed: {e}",
                 self.path.display()
             );
         }

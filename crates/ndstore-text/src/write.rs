@@ -367,6 +367,21 @@ impl TextWriter {
     }
 }
 
+impl TextWriter {
+    /// Abandons the writer and reports whether the rollback worked, where dropping it can
+    /// only log: atomic, the temporary file is removed and the target keeps its old content;
+    /// in place, the target is cut back to exactly its last flush (a complete file of the rows
+    /// flushed so far).
+    ///
+    /// # Errors
+    ///
+    /// The error of the rollback: the temporary file cannot be removed, or the in-place file
+    /// cannot be cut back or closed.
+    pub fn abort(self) -> Result<()> {
+        self.stream.abort()
+    }
+}
+
 impl Durable for TextWriter {
     fn flush(&mut self) -> Result<()> {
         self.stream.flush()
@@ -388,15 +403,11 @@ impl ArrayWriter for TextWriter {
         with_dyn_array!(rows, a => self.append_view(a.view()))
     }
 
-    fn flush(&mut self) -> Result<()> {
-        Durable::flush(self)
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        Durable::sync(self)
-    }
-
     fn commit(self: Box<Self>) -> Result<()> {
         Commit::commit(*self)
+    }
+
+    fn abort(self: Box<Self>) -> Result<()> {
+        TextWriter::abort(*self)
     }
 }
