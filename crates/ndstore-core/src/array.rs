@@ -8,7 +8,7 @@ use num_complex::Complex;
 use crate::codec::layout_order;
 use crate::dtype::{DTypeKind, Order};
 use crate::element::Element;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Detail, Error, ErrorKind, Result};
 
 /// An n-dimensional array of any supported element type.
 ///
@@ -187,12 +187,14 @@ fn element_kind_of<T: Element>(_: &ArrayD<T>) -> DTypeKind {
     T::KIND
 }
 
-/// The error for a load that asked for `wanted` from data holding `found`.
+/// The error for a load that asked for `wanted` from data holding `found`, with both as a
+/// [`Detail::TypeMismatch`].
 pub fn type_mismatch(found: DTypeKind, wanted: DTypeKind) -> Error {
     Error::new(
         ErrorKind::TypeMismatch,
         format!("the data holds {found} elements, but {wanted} was requested"),
     )
+    .with_detail(Detail::TypeMismatch { found, wanted })
 }
 
 impl<T: Element> From<ArrayD<T>> for DynArray {
@@ -231,6 +233,13 @@ mod tests {
         assert!(
             err.to_string().contains("i32") && err.to_string().contains("f64"),
             "{err}"
+        );
+        assert_eq!(
+            err.detail(),
+            Some(&Detail::TypeMismatch {
+                found: DTypeKind::I32,
+                wanted: DTypeKind::F64
+            })
         );
     }
 

@@ -58,7 +58,7 @@ pub use capabilities::{Capabilities, CrashGuarantee};
 pub use dtype::{ByteOrder, DType, DTypeKind, Order};
 pub use durability::{Close, Commit, Durability, Durable, Replace, SaveOptions};
 pub use element::Element;
-pub use error::{Error, ErrorKind, Location, Result};
+pub use error::{Detail, Error, ErrorKind, Location, Result};
 pub use load::LoadOptions;
 pub use meta::ArrayMeta;
 

@@ -186,7 +186,8 @@ pub fn read(reader: &mut dyn Read, max_header_len: usize) -> Result<Header> {
         Error::new(ErrorKind::UnsupportedDType, msg).at_offset(text_start + raw.descr_pos as u64)
     };
     let dtype = match &raw.descr {
-        Descr::Simple(descr) => DType::from_numpy_descr(descr).map_err(unsupported)?,
+        Descr::Simple(descr) => DType::from_numpy_descr(descr)
+            .map_err(|e| e.at_offset(text_start + raw.descr_pos as u64))?,
         Descr::Structured(fields) => {
             let shown: String = fields.chars().take(120).collect();
             return Err(unsupported(format!(

@@ -37,29 +37,38 @@ pub enum Compression {
 
 /// Checks an array name for use as an archive member: not empty, no NUL or backslash, not
 /// absolute, no `.` or `..` components.
-pub fn validate_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() {
-        return Err("the name is empty".to_owned());
-    }
-    if name.contains('\0') {
-        return Err("the name contains a NUL byte".to_owned());
-    }
-    if name.contains('\\') {
-        return Err("the name contains a backslash".to_owned());
-    }
-    if name.starts_with('/') || name.as_bytes().get(1) == Some(&b':') {
-        return Err("the name is an absolute path".to_owned());
-    }
-    if name
+///
+/// ```
+/// use ndstore_core::ErrorKind;
+/// use ndstore_file::npz::validate_name;
+/// assert!(validate_name("weights/layer1").is_ok());
+/// assert_eq!(validate_name("../escape").unwrap_err().kind(), ErrorKind::InvalidName);
+/// ```
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidName`] saying what is wrong with the name.
+pub fn validate_name(name: &str) -> Result<()> {
+    let why = if name.is_empty() {
+        "the name is empty"
+    } else if name.contains('\0') {
+        "the name contains a NUL byte"
+    } else if name.contains('\\') {
+        "the name contains a backslash"
+    } else if name.starts_with('/') || name.as_bytes().get(1) == Some(&b':') {
+        "the name is an absolute path"
+    } else if name
         .split('/')
         .any(|part| part.is_empty() || part == "." || part == "..")
     {
-        return Err("the name has an empty, '.' or '..' path component".to_owned());
-    }
-    Ok(())
+        "the name has an empty, '.' or '..' path component"
+    } else {
+        return Ok(());
+    };
+    Err(invalid_name(name, why))
 }
 
-fn invalid_name(name: &str, why: String) -> Error {
+fn invalid_name(name: &str, why: &str) -> Error {
     Error::new(
         ErrorKind::InvalidName,
         format!("unsafe array name {name:?}: {why}"),
@@ -214,7 +223,7 @@ impl NpzWriter {
     fn add_view<T: Element>(&mut self, name: &str, view: ndarray::ArrayViewD<'_, T>) -> Result<()> {
         self.check()?;
         let target = self.target();
-        validate_name(name).map_err(|why| invalid_name(name, why).with_path(&target))?;
+        validate_name(name).map_err(|e| e.with_path(&target))?;
         if self.names.contains(name) {
             return Err(Error::new(
                 ErrorKind::InvalidName,
@@ -446,9 +455,9 @@ impl NpzReader {
                     member
                         .enclosed_name()
                         .map(|_| ())
-                        .ok_or_else(|| "it escapes the archive".to_owned())
+                        .ok_or_else(|| invalid_name(&raw, "it escapes the archive"))
                 })
-                .map_err(|why| invalid_name(&raw, why).in_member(&raw).with_path(&path))?;
+                .map_err(|e| e.in_member(&raw).with_path(&path))?;
             if !seen.insert(name.clone()) {
                 return Err(Error::new(
                     ErrorKind::InvalidName,

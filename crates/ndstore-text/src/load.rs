@@ -147,15 +147,13 @@ fn read_values<T: TextValue>(
     if let (Some(a), Some(b)) = (data.columns, tail_data.columns)
         && a != b
     {
-        return Err(Error::new(
-            ErrorKind::Format,
-            format!("rows after line {lines_before} have {b} fields, earlier rows have {a}"),
-        )
-        .with_path(path)
-        .at(ndstore_core::Location::LineColumn {
-            line: lines_before + 1,
-            column: 1,
-        }));
+        return Err(crate::read::column_count_error(
+            path,
+            lines_before + 1,
+            1,
+            a,
+            b,
+        ));
     }
     limits
         .admit(

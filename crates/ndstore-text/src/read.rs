@@ -4,7 +4,9 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use ndstore_core::{ArrayMeta, DType, DTypeKind, Error, ErrorKind, Location, Order, Result};
+use ndstore_core::{
+    ArrayMeta, DType, DTypeKind, Detail, Error, ErrorKind, Location, Order, Result,
+};
 
 use crate::meta::MetaLine;
 use crate::options::{Delimiter, TextOptions};
@@ -42,6 +44,28 @@ fn text_error(path: &Path, line: u64, column: u64, message: impl Into<String>) -
     Error::new(ErrorKind::Format, message)
         .with_path(path)
         .at(Location::LineColumn { line, column })
+}
+
+/// A row with `found` fields after rows with `expected`, at `line` and `column`, with the
+/// counts as a [`Detail::ColumnCount`].
+pub(crate) fn column_count_error(
+    path: &Path,
+    line: u64,
+    column: u64,
+    expected: usize,
+    found: usize,
+) -> Error {
+    text_error(
+        path,
+        line,
+        column,
+        format!("the row has {found} fields, earlier rows have {expected}"),
+    )
+    .with_detail(Detail::ColumnCount {
+        line,
+        expected,
+        found,
+    })
 }
 
 impl TextReader {
@@ -200,12 +224,12 @@ impl TextReader {
                             "the file has two ndstore metadata lines",
                         ));
                     }
-                    let meta = MetaLine::parse(json).map_err(|why| {
+                    let meta = MetaLine::parse(json).map_err(|e| {
                         text_error(
                             &self.path,
                             self.line,
                             1,
-                            format!("bad ndstore metadata line: {why}"),
+                            format!("bad ndstore metadata line: {}", e.message()),
                         )
                     })?;
                     self.meta = Some(meta);
@@ -348,12 +372,7 @@ impl TextReader {
         if let (Some(want), Some(got)) = (self.columns, columns)
             && want != got
         {
-            return Err(text_error(
-                &self.path,
-                first_row_line,
-                1,
-                format!("the row has {got} fields, earlier rows have {want}"),
-            ));
+            return Err(column_count_error(&self.path, first_row_line, 1, want, got));
         }
         if self.columns.is_none() {
             self.columns = columns;
@@ -500,18 +519,17 @@ fn parse_lines<T: TextValue>(
                 }
                 Some(n) if n != count => {
                     let column = fields.get(n).map_or(text.len() + 1, |f| f.0 + 1);
-                    return Err(text_error(
-                        path,
-                        line,
-                        column as u64,
-                        format!("the row has {count} fields, earlier rows have {n}"),
-                    ));
+                    return Err(column_count_error(path, line, column as u64, n, count));
                 }
                 Some(_) => {}
             }
             let mut push = |offset: usize, field: &[u8]| -> Result<()> {
-                let value = T::parse_text(trim(field))
-                    .map_err(|why| text_error(path, line, offset as u64 + 1, why))?;
+                let value = T::parse_text(trim(field)).map_err(|e| {
+                    e.with_path(path).at(Location::LineColumn {
+                        line,
+                        column: offset as u64 + 1,
+                    })
+                })?;
                 values.push(value);
                 Ok(())
             };
@@ -564,11 +582,19 @@ fn parse_row_fast<T: TextValue>(
     let mut n = 0;
     let field_error = |start: usize| -> Error {
         let end = memchr::memchr(delimiter, &text[start..]).map_or(len, |i| start + i);
-        let why = match T::parse_text(trim(&text[start..end])) {
-            Err(why) => why,
-            Ok(_) => format!("unexpected text in the field at column {}", start + 1),
+        let place = Location::LineColumn {
+            line,
+            column: start as u64 + 1,
         };
-        text_error(path, line, start as u64 + 1, why)
+        match T::parse_text(trim(&text[start..end])) {
+            Err(e) => e.with_path(path).at(place),
+            Ok(_) => text_error(
+                path,
+                line,
+                start as u64 + 1,
+                format!("unexpected text in the field at column {}", start + 1),
+            ),
+        }
     };
     loop {
         while pos < len && text[pos] != delimiter && matches!(text[pos], b' ' | b'\t') {
@@ -578,11 +604,14 @@ fn parse_row_fast<T: TextValue>(
         if let Some(expected) = expected
             && n == expected
         {
-            return Err(text_error(
+            // As the split path counts them: one more than the delimiters.
+            let found = memchr::memchr_iter(delimiter, text).count() + 1;
+            return Err(column_count_error(
                 path,
                 line,
                 start as u64 + 1,
-                format!("the row has more than {expected} fields, earlier rows have {expected}"),
+                expected,
+                found,
             ));
         }
         let Some((value, used)) = T::parse_prefix(&text[pos..]) else {
@@ -605,12 +634,7 @@ fn parse_row_fast<T: TextValue>(
     if let Some(expected) = expected
         && n != expected
     {
-        return Err(text_error(
-            path,
-            line,
-            len as u64 + 1,
-            format!("the row has {n} fields, earlier rows have {expected}"),
-        ));
+        return Err(column_count_error(path, line, len as u64 + 1, expected, n));
     }
     Ok(n)
 }
@@ -677,12 +701,7 @@ fn parse_parallel<T: TextValue>(
         b.map_err(|_| Error::new(ErrorKind::Format, "a parser thread panicked").with_path(path))??;
     match (a.columns, b.columns) {
         (Some(x), Some(y)) if x != y => {
-            return Err(text_error(
-                path,
-                b.first_row_line,
-                1,
-                format!("the row has {y} fields, earlier rows have {x}"),
-            ));
+            return Err(column_count_error(path, b.first_row_line, 1, x, y));
         }
         (None, Some(_)) => {
             a.columns = b.columns;
