@@ -133,17 +133,15 @@ fn read_values<T: TextValue>(
         .with_size_hint(len - boundary)
         .with_memory_limit(limits);
     let expected = head.meta_line().and_then(|m| m.element_count().ok());
-    let (head_data, tail_data) = std::thread::scope(|scope| {
-        let tail_job = scope.spawn(move || collect::<T>(&mut tail, expected));
-        let head_data = collect::<T>(&mut head, None);
-        (head_data, tail_job.join())
-    });
+    // A panic of the second half's parser is raised again here, not turned into an error.
+    let (head_data, tail_data) = ndstore_core::__private::bulk::on_two_threads(
+        || collect::<T>(&mut head, None),
+        move || collect::<T>(&mut tail, expected),
+    );
     // The first half's error comes first: it is on an earlier line.
     let mut data: Collected<T> = head_data?;
     let lines_before = data.end_line - 1;
-    let tail_data = tail_data
-        .map_err(|_| Error::new(ErrorKind::Format, "a parser thread panicked").with_path(path))?
-        .map_err(|e| e.offset_lines(lines_before))?;
+    let tail_data = tail_data.map_err(|e| e.offset_lines(lines_before))?;
     if let (Some(a), Some(b)) = (data.columns, tail_data.columns)
         && a != b
     {

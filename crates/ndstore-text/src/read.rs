@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use ndstore_core::__private::bulk::on_two_threads;
 use ndstore_core::{
     ArrayMeta, DType, DTypeKind, Detail, Error, ErrorKind, Location, Order, Result,
 };
@@ -690,15 +691,13 @@ fn parse_parallel<T: TextValue>(
         )
         .with_path(path)
     })?;
-    let (a, b) = std::thread::scope(|scope| {
-        let tail_job = scope
-            .spawn(|| parse_lines::<T>(tail, tail_line, options, path, None, &mut tail_values));
-        let a = parse_lines::<T>(head, first_line, options, path, None, values);
-        (a, tail_job.join())
-    });
+    // A panic of the second parser is raised again here, not turned into an error.
+    let (a, b) = on_two_threads(
+        || parse_lines::<T>(head, first_line, options, path, None, values),
+        || parse_lines::<T>(tail, tail_line, options, path, None, &mut tail_values),
+    );
     let mut a = a?;
-    let b =
-        b.map_err(|_| Error::new(ErrorKind::Format, "a parser thread panicked").with_path(path))??;
+    let b = b?;
     match (a.columns, b.columns) {
         (Some(x), Some(y)) if x != y => {
             return Err(column_count_error(path, b.first_row_line, 1, x, y));

@@ -7,6 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
+use ndstore_core::__private::bulk::on_two_threads;
 use ndstore_core::__private::stream::{StreamFormat, StreamWriter};
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Commit, DType, Durable, DynArray, Error, ErrorKind, Result,
@@ -111,30 +112,31 @@ fn write_pipelined<T: TextValue>(
             .and_then(|mut p| p.pop())
             .unwrap_or_default()
     };
-    std::thread::scope(|scope| {
-        let (done, finished) = mpsc::sync_channel::<(usize, Vec<u8>)>(4);
-        let (next_ref, pool_ref) = (&next, &pool);
-        scope.spawn(move || {
-            loop {
-                let index = next_ref.fetch_add(1, Ordering::Relaxed);
-                let Some(chunk) = chunks.get(index) else {
-                    break;
-                };
-                let mut text = take_buffer(pool_ref);
-                text.clear();
-                format_rows(chunk, row, options, &mut text);
-                // The writer hung up after an error: stop.
-                if done.send((index, text)).is_err() {
-                    break;
-                }
+    let (done, finished) = mpsc::sync_channel::<(usize, Vec<u8>)>(4);
+    let (next_ref, pool_ref) = (&next, &pool);
+    let format_there = move || {
+        loop {
+            let index = next_ref.fetch_add(1, Ordering::Relaxed);
+            let Some(chunk) = chunks.get(index) else {
+                break;
+            };
+            let mut text = take_buffer(pool_ref);
+            text.clear();
+            format_rows(chunk, row, options, &mut text);
+            // The writer hung up after an error: stop.
+            if done.send((index, text)).is_err() {
+                break;
             }
-        });
+        }
+    };
+    // Owns the receiving end, so the worker stops sending once this returns (or unwinds).
+    let format_and_write_here = move || -> Result<()> {
         let mut pending = BTreeMap::new();
         let mut wanted = 0;
         while wanted < chunks.len() {
-            let index = next.fetch_add(1, Ordering::Relaxed);
+            let index = next_ref.fetch_add(1, Ordering::Relaxed);
             if let Some(chunk) = chunks.get(index) {
-                let mut text = take_buffer(&pool);
+                let mut text = take_buffer(pool_ref);
                 text.clear();
                 format_rows(chunk, row, options, &mut text);
                 pending.insert(index, text);
@@ -143,7 +145,8 @@ fn write_pipelined<T: TextValue>(
                 pending.insert(i, text);
             }
             if index >= chunks.len() && !pending.contains_key(&wanted) {
-                // Nothing left to format here: wait for the worker's chunk.
+                // Nothing left to format here: wait for the worker's chunk. The worker hangs up
+                // early only by panicking, and its panic is raised again below.
                 match finished.recv() {
                     Ok((i, text)) => {
                         pending.insert(i, text);
@@ -159,14 +162,16 @@ fn write_pipelined<T: TextValue>(
             while let Some(text) = pending.remove(&wanted) {
                 out.write_all(&text)
                     .map_err(|e| Error::io("writing text", e))?;
-                if let Ok(mut pool) = pool.lock() {
+                if let Ok(mut pool) = pool_ref.lock() {
                     pool.push(text);
                 }
                 wanted += 1;
             }
         }
         Ok(())
-    })
+    };
+    // A panic of the formatting worker is raised again here, not turned into an error.
+    on_two_threads(format_and_write_here, format_there).0
 }
 
 /// Writes the whole array as text to `out`: preamble, rows, footer.
