@@ -14,6 +14,19 @@ use crate::error::{Detail, Error, ErrorKind, Result};
 ///
 /// Values are always held in the machine's native byte order; the stored byte order is part of
 /// the file's [`ArrayMeta`](crate::ArrayMeta), not of the values.
+///
+/// ```
+/// use ndarray::{ArrayD, IxDyn};
+/// use ndstore_core::{DTypeKind, DynArray, ErrorKind};
+///
+/// let any = DynArray::from(ArrayD::from_elem(IxDyn(&[2, 3]), 1.5f32));
+/// assert_eq!((any.kind(), any.shape()), (DTypeKind::F32, &[2, 3][..]));
+/// let err = any.clone().into_typed::<f64>().unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::TypeMismatch);
+/// let typed: ArrayD<f32> = any.into_typed()?;
+/// assert_eq!(typed[[1, 2]], 1.5);
+/// # Ok::<(), ndstore_core::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[allow(missing_docs)]
 pub enum DynArray {
@@ -150,6 +163,11 @@ impl DynArray {
     }
 
     /// A zero-filled array of `kind`, `shape` and `order`, or an error when the size overflows.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TooLarge` when the shape's element count overflows; `ErrorKind::OutOfMemory`
+    /// when the allocator refuses.
     pub fn zeros(kind: DTypeKind, shape: &[usize], order: Order) -> Result<DynArray> {
         crate::meta::element_count(shape)?;
         let shape = ndarray::ShapeBuilder::set_f(IxDyn(shape), order == Order::Fortran);
@@ -162,6 +180,11 @@ impl DynArray {
     }
 
     /// Unwraps the typed array, or says which type the data really has.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TypeMismatch`, with a `Detail::TypeMismatch`, when the array holds another
+    /// element type.
     pub fn into_typed<T: Element>(self) -> Result<ArrayD<T>> {
         let found = self.kind();
         T::try_from_dyn_array(self).map_err(|_| type_mismatch(found, T::KIND))

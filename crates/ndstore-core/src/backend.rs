@@ -25,6 +25,12 @@ pub trait Backend: Send + Sync + 'static {
     fn capabilities(&self) -> Capabilities;
 
     /// Saves `array` at `path`, replacing any file there as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// The backend's I/O errors (`ErrorKind::StorageFull`, `ErrorKind::PermissionDenied`, ...),
+    /// `ErrorKind::Locked` in place, and `ErrorKind::UnsupportedDType` for an array the format
+    /// cannot hold; a failed atomic save leaves the target's old content.
     fn save(&self, path: &Path, array: &DynArray, options: &SaveOptions) -> Result<()>;
 
     /// Loads the whole array with its stored metadata, with the default [`LoadOptions`].
@@ -47,13 +53,28 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Loads the array as element type `kind`, failing with
     /// [`ErrorKind::TypeMismatch`] before reading the data when the file holds another type.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TypeMismatch` when the file holds another element type; the errors of
+    /// `Backend::load_with`.
     fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray>;
 
     /// Reads only the metadata; never touches (or allocates for) the data.
+    ///
+    /// # Errors
+    ///
+    /// An error naming the file and, for damaged input, the place.
     fn read_meta(&self, path: &Path) -> Result<ArrayMeta>;
 
     /// Opens a streaming writer for arrays of `dtype` whose axes after the first are
     /// `row_shape`; rows are appended along axis 0.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::Unsupported` when the backend has no streaming writer (the default);
+    /// `ErrorKind::InvalidInput` when the options contradict the dtype's byte order; the errors of
+    /// creating the file, as `OutputFile::create`.
     fn writer(
         &self,
         path: &Path,
@@ -71,6 +92,12 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Opens an existing array for in-place updates (declared by [`Capabilities::in_place`]). The handle
     /// syncs on close when `options.durability` is `Synced`.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::Unsupported` when the backend has no in-place handles (the default);
+    /// `ErrorKind::Locked` when another handle holds the file; the errors of opening it and reading
+    /// its metadata.
     fn open_in_place(&self, path: &Path, options: &SaveOptions) -> Result<Box<dyn InPlaceArray>> {
         let _ = options;
         Err(Error::new(

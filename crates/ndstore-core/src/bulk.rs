@@ -106,6 +106,11 @@ pub(crate) fn touch_zeroed<T: bytemuck::Zeroable + Send>(buffer: &mut [T]) {
 /// Reads exactly `buffer.len()` bytes of `file` from `offset`, large buffers in pieces on
 /// several threads. The error is the first failure by file position, at the offset where the
 /// read failed: [`ErrorKind::Truncated`] when the file ends early, an I/O error otherwise.
+///
+/// # Errors
+///
+/// `ErrorKind::Truncated` when the file ends early, at the offset where it ends; the I/O error of
+/// `pread` otherwise, at its offset.
 pub fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> Result<()> {
     let n = workers(buffer.len());
     if n < 2 {

@@ -33,6 +33,8 @@
 //! # }
 //! ```
 
+#![warn(clippy::missing_errors_doc)]
+
 mod array;
 mod atomic;
 mod backend;

@@ -16,6 +16,10 @@ pub trait StreamFormat: Send {
     /// Rewrites the file's header (its row count, say) so that the first `rows` rows written
     /// are a complete file. Called on flush, sync and commit after the buffer was written, and
     /// with the last flushed count when a failed or panicking in-place writer is cut back.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of rewriting the header; the writer is poisoned by it.
     fn complete_header(&mut self, file: &File, rows: usize) -> Result<()>;
 
     /// Bytes written once, just before commit (a footer). None by default.
@@ -26,6 +30,11 @@ pub trait StreamFormat: Send {
 
 /// Checks rows before a streaming writer appends them: element type `got` must be the writer's
 /// `expected`, and `shape` must be `[n, row_shape...]`. The error names `path`.
+///
+/// # Errors
+///
+/// `ErrorKind::TypeMismatch` for rows of another element type, `ErrorKind::InvalidInput` for rows
+/// of another shape; both name `path`.
 pub fn check_rows(
     expected: DTypeKind,
     row_shape: &[usize],

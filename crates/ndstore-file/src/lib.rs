@@ -29,6 +29,8 @@
 //! Saving to a `Write` you own ([`npy::write_to`]) leaves durability to you: flush the writer and
 //! `sync_all` the file yourself.
 
+#![warn(clippy::missing_errors_doc)]
+
 mod backend;
 use ndstore_core::__private::npy_header as header;
 pub mod npy;

@@ -21,6 +21,13 @@ pub use ndstore_core::LoadOptions;
 ///
 /// The array's layout decides the recorded order: C-contiguous arrays are saved in C order,
 /// Fortran-contiguous ones in Fortran order, anything else is copied out in C order.
+///
+/// # Errors
+///
+/// The errors of opening the output (`OutputFile::create`: `ErrorKind::PermissionDenied`,
+/// `ErrorKind::Locked` in place, ...), and I/O errors of writing, syncing, renaming and syncing the
+/// directory (`ErrorKind::StorageFull` for a full disk); a failed atomic save leaves the target's
+/// old content.
 pub fn save<A, S, D>(path: impl AsRef<Path>, array: &ArrayBase<S, D>) -> Result<()>
 where
     A: Element,
@@ -31,6 +38,13 @@ where
 }
 
 /// Saves `array` to `path` as `options` say (atomic or in place, synced or flushed, byte order).
+///
+/// # Errors
+///
+/// The errors of opening the output (`OutputFile::create`: `ErrorKind::PermissionDenied`,
+/// `ErrorKind::Locked` in place, ...), and I/O errors of writing, syncing, renaming and syncing the
+/// directory (`ErrorKind::StorageFull` for a full disk); a failed atomic save leaves the target's
+/// old content.
 pub fn save_with<A, S, D>(
     path: impl AsRef<Path>,
     array: &ArrayBase<S, D>,
@@ -45,6 +59,13 @@ where
 }
 
 /// Saves a runtime-typed array.
+///
+/// # Errors
+///
+/// The errors of opening the output (`OutputFile::create`: `ErrorKind::PermissionDenied`,
+/// `ErrorKind::Locked` in place, ...), and I/O errors of writing, syncing, renaming and syncing the
+/// directory (`ErrorKind::StorageFull` for a full disk); a failed atomic save leaves the target's
+/// old content.
 pub fn save_dyn(path: impl AsRef<Path>, array: &DynArray, options: &SaveOptions) -> Result<()> {
     with_dyn_array!(array, a => save_view(path.as_ref(), a.view(), options))
 }
@@ -93,6 +114,10 @@ fn write_npy<T: Element>(
 ///
 /// Durability is then the caller's: this writes into `writer` and nothing more. To make the
 /// bytes durable, flush the writer and `sync_all` the file it writes to — or save by path.
+///
+/// # Errors
+///
+/// The writer's I/O errors.
 pub fn write_to<A, S, D>(
     writer: &mut dyn Write,
     array: &ArrayBase<S, D>,
@@ -109,12 +134,21 @@ where
 }
 
 /// Writes a runtime-typed array as `.npy` bytes to a writer the caller owns.
+///
+/// # Errors
+///
+/// The writer's I/O errors.
 pub fn write_dyn_to(writer: &mut dyn Write, array: &DynArray, byte_order: ByteOrder) -> Result<()> {
     with_dyn_array!(array, a => write_to(writer, a, byte_order))
 }
 
 /// Reads only the header of the `.npy` file at `path`: dtype, shape and order, without reading
 /// or allocating for the data.
+///
+/// # Errors
+///
+/// An error naming the file and the place for a missing or damaged header (`ErrorKind::Format`,
+/// `ErrorKind::Truncated`, `ErrorKind::UnsupportedDType`, `ErrorKind::TooLarge`); I/O errors.
 pub fn read_meta(path: impl AsRef<Path>) -> Result<ArrayMeta> {
     let path = path.as_ref();
     let (_, header, _) = open(path, &LoadOptions::default())?;
@@ -125,11 +159,27 @@ pub fn read_meta(path: impl AsRef<Path>) -> Result<ArrayMeta> {
 ///
 /// Fails with [`ErrorKind::TypeMismatch`] before reading any data when the file holds another
 /// element type or number of dimensions; the stored byte order is converted to the native one.
+///
+/// # Errors
+///
+/// An error naming the file and, for damaged input, the place: `ErrorKind::Format`,
+/// `ErrorKind::Truncated`, `ErrorKind::UnsupportedDType`, `ErrorKind::TooLarge` for sizes the file
+/// cannot hold; `ErrorKind::OutOfMemory` over the memory limit or when the allocator refuses; I/O
+/// errors. `ErrorKind::TypeMismatch` before any data is read when the file holds another element
+/// type or number of dimensions.
 pub fn load<T: Element, D: Dimension>(path: impl AsRef<Path>) -> Result<Array<T, D>> {
     load_with(path, &LoadOptions::default())
 }
 
 /// [`load`] with explicit options.
+///
+/// # Errors
+///
+/// An error naming the file and, for damaged input, the place: `ErrorKind::Format`,
+/// `ErrorKind::Truncated`, `ErrorKind::UnsupportedDType`, `ErrorKind::TooLarge` for sizes the file
+/// cannot hold; `ErrorKind::OutOfMemory` over the memory limit or when the allocator refuses; I/O
+/// errors. `ErrorKind::TypeMismatch` before any data is read when the file holds another element
+/// type or number of dimensions.
 pub fn load_with<T: Element, D: Dimension>(
     path: impl AsRef<Path>,
     options: &LoadOptions,
@@ -173,6 +223,13 @@ pub fn load_dyn_with(
 ///
 /// The length of a stream is unknown, so memory grows only as data actually arrives: a header
 /// that claims more than the stream holds fails at the end of the stream, not in the allocator.
+///
+/// # Errors
+///
+/// `ErrorKind::Format`, `ErrorKind::Truncated` or `ErrorKind::UnsupportedDType` for bytes that are
+/// not a valid `.npy` stream (with the byte offset); `ErrorKind::OutOfMemory` when the allocator
+/// refuses; the reader's I/O errors. `ErrorKind::TypeMismatch` before any data is read when the
+/// file holds another element type or number of dimensions.
 pub fn read_from<T: Element, D: Dimension>(reader: &mut dyn Read) -> Result<Array<T, D>> {
     let header = header::read(reader, DEFAULT_MAX_HEADER_LEN)?;
     check_type::<T, D>(&header.meta)?;
@@ -185,6 +242,12 @@ pub fn read_from<T: Element, D: Dimension>(reader: &mut dyn Read) -> Result<Arra
 }
 
 /// Reads a runtime-typed `.npy` array from a reader the caller owns.
+///
+/// # Errors
+///
+/// `ErrorKind::Format`, `ErrorKind::Truncated` or `ErrorKind::UnsupportedDType` for bytes that are
+/// not a valid `.npy` stream (with the byte offset); `ErrorKind::OutOfMemory` when the allocator
+/// refuses; the reader's I/O errors.
 pub fn read_dyn_from(reader: &mut dyn Read) -> Result<(ArrayMeta, DynArray)> {
     read_dyn_from_limited(reader, &LoadOptions::default(), None, false)
 }
@@ -210,6 +273,12 @@ pub(crate) fn read_dyn_from_limited(
 }
 
 /// Reads a header from a reader the caller owns, leaving the reader at the first data byte.
+///
+/// # Errors
+///
+/// `ErrorKind::Format`, `ErrorKind::Truncated`, `ErrorKind::UnsupportedDType` or
+/// `ErrorKind::TooLarge` for a header that is not valid, with its byte offset; the reader's I/O
+/// errors.
 pub fn read_header_from(reader: &mut dyn Read) -> Result<ArrayMeta> {
     Ok(header::read(reader, DEFAULT_MAX_HEADER_LEN)?.meta)
 }

@@ -334,6 +334,13 @@ impl Drop for NpzWriter {
 }
 
 /// Saves named arrays as an `.npz` archive, atomically and durably unless `options` say otherwise.
+///
+/// # Errors
+///
+/// `ErrorKind::InvalidName` for an unsafe or repeated name; otherwise the errors of opening the
+/// output (`OutputFile::create`: `ErrorKind::PermissionDenied`, `ErrorKind::Locked` in place, ...),
+/// and I/O errors of writing, syncing, renaming and syncing the directory (`ErrorKind::StorageFull`
+/// for a full disk); a failed atomic save leaves the target's old content.
 pub fn save_npz(
     path: impl AsRef<Path>,
     arrays: &[(&str, &DynArray)],
@@ -419,6 +426,12 @@ pub struct NpzReader {
 
 impl NpzReader {
     /// Opens the archive at `path` and validates every member name.
+    ///
+    /// # Errors
+    ///
+    /// An error naming the file: `ErrorKind::Format` for bytes that are not a zip archive,
+    /// `ErrorKind::InvalidName` for a member name that is unsafe, repeated or escapes the archive
+    /// (with the member); I/O errors.
     pub fn open(path: impl AsRef<Path>) -> Result<NpzReader> {
         let path = path.as_ref().to_path_buf();
         let file = ndstore_core::__private::load::open_for_load(&path)?;
@@ -516,6 +529,11 @@ impl NpzReader {
     }
 
     /// Reads only the metadata of array `name`, decompressing just its header.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::NotFound` for a name the archive does not hold; the errors of a damaged member
+    /// header, with the member and the offset inside it.
     pub fn read_meta(&mut self, name: &str) -> Result<ArrayMeta> {
         let path = self.path.clone();
         let (mut member, member_name) = self.member(name)?;
@@ -614,6 +632,11 @@ impl NpzReader {
     }
 
     /// Loads array `name` as `T` with dimensionality `D`.
+    ///
+    /// # Errors
+    ///
+    /// As `NpzReader::load_dyn`, and `ErrorKind::TypeMismatch` when the array holds another element
+    /// type or number of dimensions.
     pub fn load<T: Element, D: Dimension>(&mut self, name: &str) -> Result<Array<T, D>> {
         let (meta, array) = self.load_dyn(name)?;
         let ndim = meta.shape.len();
@@ -631,6 +654,10 @@ impl NpzReader {
 }
 
 /// Loads every array of an `.npz` archive, in archive order.
+///
+/// # Errors
+///
+/// The errors of `NpzReader::open` and of loading each member (`NpzReader::load_dyn`).
 pub fn load_npz(path: impl AsRef<Path>) -> Result<Vec<(String, ArrayMeta, DynArray)>> {
     let mut reader = NpzReader::open(path)?;
     let names = reader.names().to_vec();

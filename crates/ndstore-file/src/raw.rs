@@ -12,6 +12,13 @@ use ndstore_core::{
 
 /// Saves the elements of `array` with nothing else, and returns the metadata needed to read
 /// them back (a raw file cannot say what it holds).
+///
+/// # Errors
+///
+/// The errors of opening the output (`OutputFile::create`: `ErrorKind::PermissionDenied`,
+/// `ErrorKind::Locked` in place, ...), and I/O errors of writing, syncing, renaming and syncing the
+/// directory (`ErrorKind::StorageFull` for a full disk); a failed atomic save leaves the target's
+/// old content.
 pub fn save_raw<A, S, D>(
     path: impl AsRef<Path>,
     array: &ArrayBase<S, D>,
@@ -26,6 +33,13 @@ where
 }
 
 /// Saves the elements of a runtime-typed array; see [`save_raw`].
+///
+/// # Errors
+///
+/// The errors of opening the output (`OutputFile::create`: `ErrorKind::PermissionDenied`,
+/// `ErrorKind::Locked` in place, ...), and I/O errors of writing, syncing, renaming and syncing the
+/// directory (`ErrorKind::StorageFull` for a full disk); a failed atomic save leaves the target's
+/// old content.
 pub fn save_raw_dyn(
     path: impl AsRef<Path>,
     array: &DynArray,
@@ -58,6 +72,13 @@ fn save_view<T: Element>(
 ///
 /// The file's length must equal the shape's byte count: a raw file has no header to check, so
 /// its size is the only evidence that the caller's metadata is right.
+///
+/// # Errors
+///
+/// `ErrorKind::Truncated` (shorter) or `ErrorKind::InvalidInput` (longer) when the file's length
+/// is not the shape's byte count, both named;
+/// `ErrorKind::TypeMismatch` when `meta` describes another element type or number of dimensions;
+/// `ErrorKind::OutOfMemory` when the allocator refuses; I/O errors.
 pub fn load_raw<T: Element, D: Dimension>(
     path: impl AsRef<Path>,
     meta: &ArrayMeta,
@@ -77,6 +98,12 @@ pub fn load_raw<T: Element, D: Dimension>(
 }
 
 /// Loads a raw file as a runtime-typed array; see [`load_raw`].
+///
+/// # Errors
+///
+/// `ErrorKind::Truncated` (shorter) or `ErrorKind::InvalidInput` (longer) when the file's length
+/// is not the shape's byte count, both named;
+/// `ErrorKind::OutOfMemory` when the allocator refuses; I/O errors.
 pub fn load_raw_dyn(path: impl AsRef<Path>, meta: &ArrayMeta) -> Result<DynArray> {
     let path = path.as_ref();
     let mut file = ndstore_core::__private::load::open_for_load(path)?;

@@ -44,6 +44,35 @@ enum Backing {
 
 /// A memory-mapped array.
 ///
+/// Updating a `.npy` file in place through a read-write map, then making the change durable:
+///
+/// ```
+/// use ndarray::{ArrayD, IxDyn};
+/// use ndstore_core::{ArrayMeta, Close, Commit, DType, DTypeKind, Durable, DynArray, Order};
+/// use ndstore_mmap::{MappedArray, Mode};
+///
+/// # fn main() -> ndstore_core::Result<()> {
+/// # let dir = std::env::temp_dir().join(format!("ndstore-map-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("counts.npy");
+/// let meta = ArrayMeta::new(DType::native(DTypeKind::U32), vec![3], Order::C);
+/// // SAFETY (all three maps): the file is this example's own; no other process truncates or
+/// // rewrites it.
+/// let mut created = unsafe { MappedArray::create_npy(&path, &meta, &Default::default())? };
+/// created.write_from(&DynArray::from(ArrayD::from_elem(IxDyn(&[3]), 7u32)))?;
+/// created.commit()?; // numpy's mode w+, published atomically
+/// let mut map = unsafe { MappedArray::open_npy(&path, Mode::ReadWrite)? };
+/// map.view_mut::<u32>()?[[1]] = 20;
+/// map.sync()?; // msync(MS_SYNC) and fsync: numpy's memmap.flush(), plus the fsync
+/// map.close()?;
+/// let check = unsafe { MappedArray::open_npy(&path, Mode::Read)? };
+/// assert_eq!(check.view::<u32>()?.as_slice(), Some(&[7, 20, 7][..]));
+/// # drop(check);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(())
+/// # }
+/// ```
+///
 /// numpy users: numpy's `memmap.flush()` is ndstore's [`Durable::sync`] — `msync(MS_SYNC)` and
 /// `fsync`. ndstore's [`Durable::flush`] only starts write-back (`MS_ASYNC`); in a shared
 /// mapping other processes see stores at once anyway.
@@ -73,6 +102,14 @@ impl MappedArray {
     /// The header is parsed and the file's length checked before anything is mapped; a file
     /// shorter than its header declares is an error, never a mapping past its end.
     ///
+    /// # Errors
+    ///
+    /// An error naming the file: `ErrorKind::InvalidInput` for something other than a regular file,
+    /// `ErrorKind::Locked` when another handle holds a conflicting lock, the header's errors
+    /// (`ErrorKind::Format`, `ErrorKind::Truncated`, ...), `ErrorKind::Truncated` for a file
+    /// shorter than its header declares, `ErrorKind::TooLarge` for a map that does not fit the
+    /// address space; I/O errors of opening and mapping.
+    ///
     /// # Safety
     ///
     /// A mapping is memory shared with the file. While it exists, no other process may truncate
@@ -93,6 +130,10 @@ impl MappedArray {
 
     /// Maps a raw file holding the elements `meta` describes, starting `offset` bytes in, as
     /// `np.memmap(path, dtype, mode, offset, shape, order)` does.
+    ///
+    /// # Errors
+    ///
+    /// As `MappedArray::open_npy`, without the header's.
     ///
     /// # Safety
     ///
@@ -169,6 +210,11 @@ impl MappedArray {
     /// `path` only complete, on [`Commit::commit`] (or `close`); dropped uncommitted, nothing
     /// appears. With `SaveOptions::in_place()` the target itself is created and truncated.
     ///
+    /// # Errors
+    ///
+    /// The errors of `OutputFile::create`, of sizing the file (`ErrorKind::StorageFull`) and of
+    /// mapping it; `ErrorKind::TooLarge` for a size that overflows.
+    ///
     /// # Safety
     ///
     /// As for [`MappedArray::open_npy`], for the file being created.
@@ -184,6 +230,10 @@ impl MappedArray {
 
     /// Creates a raw file of `meta`'s size, filled with zeros, and maps it read-write
     /// (`np.memmap(path, mode="w+")`). Atomic by default, as [`MappedArray::create_npy`].
+    ///
+    /// # Errors
+    ///
+    /// As `MappedArray::create_npy`.
     ///
     /// # Safety
     ///
@@ -326,6 +376,12 @@ impl MappedArray {
 
     /// A view of the mapped elements, without copying. Needs the native byte order and an
     /// aligned offset (`.npy` data always is); `bool` bytes are checked to be 0 or 1.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TypeMismatch` for another element type; `ErrorKind::Unsupported` for data in
+    /// the non-native byte order or misaligned for `T`; `ErrorKind::Format` for a `bool` byte other
+    /// than 0 or 1.
     pub fn view<T: Element>(&self) -> Result<ArrayViewD<'_, T>> {
         self.check_view::<T>()?;
         // An empty slice's dangling pointer is aligned only for u8: use a typed empty slice.
@@ -340,6 +396,10 @@ impl MappedArray {
     }
 
     /// A mutable view of the mapped elements (modes `r+`, `c` and created arrays).
+    ///
+    /// # Errors
+    ///
+    /// As `MappedArray::view`, and `ErrorKind::Unsupported` for a read-only map.
     pub fn view_mut<T: Element>(&mut self) -> Result<ArrayViewMutD<'_, T>> {
         self.check_view::<T>()?;
         let shape = self.shape();
@@ -401,6 +461,11 @@ impl MappedArray {
 
     /// Copies the elements out into an owned array in native byte order (any byte order, any
     /// offset).
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::OutOfMemory` when the copy cannot be allocated; `ErrorKind::Format` for a `bool`
+    /// byte other than 0 or 1.
     pub fn read(&self) -> Result<DynArray> {
         let data = self.data();
         with_dtype_kind!(self.meta.dtype.kind, T => {
@@ -415,6 +480,12 @@ impl MappedArray {
     /// Overwrites every element with `values` (same kind and shape), converting to the stored
     /// byte order and order. Bulk fills go through `pwrite` into the page cache the map shares,
     /// which avoids the slow misaligned copies a large `memcpy` into a mapping can hit.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TypeMismatch` or `ErrorKind::InvalidInput` when `values` do not have the
+    /// array's element type and shape; `ErrorKind::Unsupported` for a read-only map; the I/O
+    /// error of writing into the file.
     pub fn write_from(&mut self, values: &DynArray) -> Result<()> {
         if values.kind() != self.meta.dtype.kind {
             return Err(ndstore_core::__private::array::type_mismatch(

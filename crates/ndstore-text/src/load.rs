@@ -203,6 +203,13 @@ fn build<T: TextValue>(meta: &ArrayMeta, values: Vec<T>, path: &Path) -> Result<
 ///
 /// With a metadata line, its dtype must be `T` and its shape decides the array's; without one,
 /// the file is read as rows × columns (squeezed as `np.loadtxt` squeezes).
+///
+/// # Errors
+///
+/// An error naming the file and the line and column: `ErrorKind::Format` for a field that is no
+/// value of `T` or a ragged row (with a `Detail::ColumnCount`), `ErrorKind::TypeMismatch` when the
+/// metadata line names another element type or the rows another number of dimensions;
+/// `ErrorKind::OutOfMemory` over the memory limit; I/O errors.
 pub fn load<T: TextValue, D: Dimension>(
     path: impl AsRef<Path>,
     options: &TextOptions,
@@ -264,6 +271,11 @@ pub fn load_dyn_with(
 }
 
 /// Reads only the metadata line (or, without one, the dtype the data would be read as).
+///
+/// # Errors
+///
+/// An error naming the file and the line for a damaged metadata line or rows it cannot count; I/O
+/// errors.
 pub fn read_meta(path: impl AsRef<Path>, options: &TextOptions) -> Result<ArrayMeta> {
     let path = path.as_ref();
     let reader = Source::open(path)?.reader(options)?;

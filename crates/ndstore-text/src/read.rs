@@ -71,6 +71,11 @@ pub(crate) fn column_count_error(
 
 impl TextReader {
     /// Opens the file at `path` and reads its leading comment lines (and metadata line).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors opening the file; the errors of a damaged metadata line, with the file and the
+    /// line.
     pub fn open(path: impl AsRef<Path>, options: &TextOptions) -> Result<TextReader> {
         let path = path.as_ref();
         let file = ndstore_core::__private::load::open_for_load(path)?;
@@ -95,6 +100,10 @@ impl TextReader {
     }
 
     /// Reads text from any reader; `name` is used in error messages.
+    ///
+    /// # Errors
+    ///
+    /// The reader's I/O errors; the errors of a damaged metadata line, with the line.
     pub fn from_reader(
         source: Box<dyn Read + Send>,
         name: &Path,
@@ -280,6 +289,10 @@ impl TextReader {
 
     /// Reads the next block of rows (about 8 MiB of text): the values in row order and the row
     /// count. `None` at the end of the data.
+    ///
+    /// # Errors
+    ///
+    /// As `TextReader::next_block_into`.
     pub fn next_block<T: TextValue>(&mut self) -> Result<Option<(Vec<T>, usize)>> {
         let mut values = Vec::new();
         Ok(self
@@ -289,6 +302,12 @@ impl TextReader {
 
     /// Appends the next block's values to `values` and returns its row count; `None` at the end
     /// of the data.
+    ///
+    /// # Errors
+    ///
+    /// An error naming the file and the line and column: `ErrorKind::Format` for a field that is no
+    /// value of `T`, a ragged row (with a `Detail::ColumnCount`) or a line over the length limit;
+    /// `ErrorKind::OutOfMemory` over the memory limit; I/O errors.
     pub fn next_block_into<T: TextValue>(&mut self, values: &mut Vec<T>) -> Result<Option<usize>> {
         if self.options.max_rows.is_some_and(|m| self.rows >= m) {
             return Ok(None);

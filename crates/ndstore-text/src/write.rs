@@ -215,6 +215,13 @@ fn meta_of<T: TextValue>(view: &ArrayViewD<'_, T>, save: &SaveOptions) -> ArrayM
 ///
 /// The text holds the values in C order, in rows of all axes but the first; the metadata line
 /// records dtype (byte order included), shape and memory order, so `load` restores them all.
+///
+/// # Errors
+///
+/// The errors of opening the output (`OutputFile::create`: `ErrorKind::PermissionDenied`,
+/// `ErrorKind::Locked` in place, ...), and I/O errors of writing, syncing, renaming and syncing the
+/// directory (`ErrorKind::StorageFull` for a full disk); a failed atomic save leaves the target's
+/// old content.
 pub fn save<A, S, D>(
     path: impl AsRef<Path>,
     array: &ArrayBase<S, D>,
@@ -244,6 +251,10 @@ pub(crate) fn save_view<T: TextValue>(
 }
 
 /// Writes `array` as text to a writer the caller owns (durability is then the caller's).
+///
+/// # Errors
+///
+/// The writer's I/O errors.
 pub fn write_to<A, S, D>(
     writer: &mut dyn Write,
     array: &ArrayBase<S, D>,
@@ -304,6 +315,11 @@ pub struct TextWriter {
 
 impl TextWriter {
     /// Starts a file at `path` for rows of `row_shape` (the axes after the first) of `dtype`.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::InvalidInput` when the options' byte order contradicts the dtype's; the errors
+    /// of `OutputFile::create` and of writing the preamble.
     pub fn create(
         path: impl AsRef<Path>,
         dtype: DType,
@@ -339,6 +355,12 @@ impl TextWriter {
     }
 
     /// Appends rows: an array shaped `[n, row_shape...]` of the writer's element type.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TypeMismatch` or `ErrorKind::InvalidInput` for rows that do not fit the writer;
+    /// the I/O error of a write, which poisons the writer (`ErrorKind::Poisoned` for every later
+    /// call).
     pub fn append<A, S, D>(&mut self, rows: &ArrayBase<S, D>) -> Result<()>
     where
         A: TextValue,
