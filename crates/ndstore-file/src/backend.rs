@@ -49,7 +49,8 @@ impl Backend for NpyBackend {
     }
 
     fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray> {
-        with_dtype_kind!(kind, T => npy::load::<T, ndarray::IxDyn>(path).map(DynArray::from))
+        with_dtype_kind!(kind, |T| npy::load::<T, ndarray::IxDyn>(path)
+            .map(DynArray::from))
     }
 
     fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {

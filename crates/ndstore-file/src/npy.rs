@@ -67,7 +67,7 @@ where
 /// directory (`ErrorKind::StorageFull` for a full disk); a failed atomic save leaves the target's
 /// old content.
 pub fn save_dyn(path: impl AsRef<Path>, array: &DynArray, options: &SaveOptions) -> Result<()> {
-    with_dyn_array!(array, a => save_view(path.as_ref(), a.view(), options))
+    with_dyn_array!(array, |a| save_view(path.as_ref(), a.view(), options))
 }
 
 fn meta_for<T: Element>(view: &ArrayViewD<'_, T>, byte_order: ByteOrder) -> ArrayMeta {
@@ -139,7 +139,7 @@ where
 ///
 /// The writer's I/O errors.
 pub fn write_dyn_to(writer: &mut dyn Write, array: &DynArray, byte_order: ByteOrder) -> Result<()> {
-    with_dyn_array!(array, a => write_to(writer, a, byte_order))
+    with_dyn_array!(array, |a| write_to(writer, a, byte_order))
 }
 
 /// Reads only the header of the `.npy` file at `path`: dtype, shape and order, without reading
@@ -294,7 +294,10 @@ fn open(path: &Path, options: &LoadOptions) -> Result<(File, Header, u64)> {
 }
 
 fn read_dyn(input: Input<'_>, header: &Header, options: &LoadOptions) -> Result<DynArray> {
-    with_dtype_kind!(header.meta.dtype.kind, T => read_data::<T>(input, header, options).map(DynArray::from))
+    with_dtype_kind!(header.meta.dtype.kind, |T| read_data::<T>(
+        input, header, options
+    )
+    .map(DynArray::from))
 }
 
 fn check_type<T: Element, D: Dimension>(meta: &ArrayMeta) -> Result<()> {

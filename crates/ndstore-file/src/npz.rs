@@ -206,7 +206,7 @@ impl NpzWriter {
     ///
     /// As [`NpzWriter::add`].
     pub fn add_dyn(&mut self, name: &str, array: &DynArray) -> Result<()> {
-        with_dyn_array!(array, a => self.add_view(name, a.view()))
+        with_dyn_array!(array, |a| self.add_view(name, a.view()))
     }
 
     fn check(&self) -> Result<()> {

@@ -45,7 +45,7 @@ pub fn save_raw_dyn(
     array: &DynArray,
     options: &SaveOptions,
 ) -> Result<ArrayMeta> {
-    with_dyn_array!(array, a => save_view(path.as_ref(), a.view(), options))
+    with_dyn_array!(array, |a| save_view(path.as_ref(), a.view(), options))
 }
 
 fn save_view<T: Element>(
@@ -128,10 +128,17 @@ pub fn load_raw_dyn(path: impl AsRef<Path>, meta: &ArrayMeta) -> Result<DynArray
         .with_path(path)
         .at_offset(len.min(want)));
     }
-    with_dtype_kind!(meta.dtype.kind, T => {
+    with_dtype_kind!(meta.dtype.kind, |T| {
         let mut raw = alloc_raw::<<T as Element>::Raw>(meta.element_count()?)?;
-        crate::header::read_fully(&mut file, bytemuck::cast_slice_mut(&mut raw), 0, "the data ends early")
-            .map_err(|e| e.with_path(path))?;
-        array_from_raw::<T>(meta, raw).map(DynArray::from).map_err(|e| e.with_path(path))
+        crate::header::read_fully(
+            &mut file,
+            bytemuck::cast_slice_mut(&mut raw),
+            0,
+            "the data ends early",
+        )
+        .map_err(|e| e.with_path(path))?;
+        array_from_raw::<T>(meta, raw)
+            .map(DynArray::from)
+            .map_err(|e| e.with_path(path))
     })
 }

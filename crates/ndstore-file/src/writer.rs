@@ -139,7 +139,7 @@ impl NpyWriter {
     ///
     /// As `NpyWriter::append`.
     pub fn append_dyn(&mut self, rows: &DynArray) -> Result<()> {
-        with_dyn_array!(rows, a => self.append_view(a.view()))
+        with_dyn_array!(rows, |a| self.append_view(a.view()))
     }
 
     fn append_view<T: Element>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {

@@ -94,7 +94,12 @@ impl H5InPlace {
     /// `InvalidInput` naming the axis when the box does not fit; libhdf5's errors.
     pub fn read_slice(&self, ranges: &[std::ops::Range<usize>]) -> Result<DynArray> {
         let dataset = self.dataset()?;
-        with_dtype_kind!(self.meta.dtype.kind, T => crate::trusted::read_box_values::<T>(dataset, &self.meta, ranges, None, &self.path, &self.name).map(DynArray::from))
+        with_dtype_kind!(self.meta.dtype.kind, |T| {
+            crate::trusted::read_box_values::<T>(
+                dataset, &self.meta, ranges, None, &self.path, &self.name,
+            )
+            .map(DynArray::from)
+        })
     }
 
     /// Writes `values` into the dataset with their first element at `start` (one index per
@@ -115,7 +120,13 @@ impl H5InPlace {
             .at(Location::Object(self.name.clone())));
         }
         let dataset = self.dataset()?;
-        with_dyn_array!(values, a => crate::slice::write_box(dataset, start, a.view(), &self.path, &self.name))
+        with_dyn_array!(values, |a| crate::slice::write_box(
+            dataset,
+            start,
+            a.view(),
+            &self.path,
+            &self.name
+        ))
     }
 
     fn flush_file(&self) -> Result<()> {
@@ -189,11 +200,13 @@ impl InPlaceArray for H5InPlace {
             )
             .with_path(&self.path));
         }
-        with_dyn_array!(values, a => self.write_typed(a.view()))
+        with_dyn_array!(values, |a| self.write_typed(a.view()))
     }
 
     fn read(&self) -> Result<DynArray> {
-        with_dtype_kind!(self.meta.dtype.kind, T => self.read_all::<T>().map(DynArray::from))
+        with_dtype_kind!(self.meta.dtype.kind, |T| self
+            .read_all::<T>()
+            .map(DynArray::from))
     }
 
     fn close(mut self: Box<Self>) -> Result<()> {

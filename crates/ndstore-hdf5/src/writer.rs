@@ -182,7 +182,9 @@ impl H5Writer {
         if in_place && !options.swmr {
             crate::sys::chunk_index_of_1_10(&file).map_err(|e| h5_error(e, &target, "/"))?;
         }
-        let dataset = with_dtype_kind!(dtype.kind, T => create_dataset::<T>(&file, options, byte_order, row_shape, &target))?;
+        let dataset = with_dtype_kind!(dtype.kind, |T| create_dataset::<T>(
+            &file, options, byte_order, row_shape, &target
+        ))?;
         if options.swmr {
             file.start_swmr().map_err(|e| h5_error(e, &target, "/"))?;
             // Readers take shared locks: keep excluding writers, admit them.
@@ -305,7 +307,7 @@ impl ArrayWriter for H5Writer {
         let Some(dataset) = self.dataset.clone() else {
             return Err(self.closed());
         };
-        match with_dyn_array!(rows, a => self.append_typed(&dataset, a.view())) {
+        match with_dyn_array!(rows, |a| self.append_typed(&dataset, a.view())) {
             Ok(total) => {
                 self.rows = total;
                 Ok(())

@@ -468,12 +468,14 @@ impl MappedArray {
     /// byte other than 0 or 1.
     pub fn read(&self) -> Result<DynArray> {
         let data = self.data();
-        with_dtype_kind!(self.meta.dtype.kind, T => {
+        with_dtype_kind!(self.meta.dtype.kind, |T| {
             let count = self.meta.element_count()?;
             let mut raw = alloc_raw::<<T as Element>::Raw>(count)?;
             bytemuck::cast_slice_mut::<_, u8>(&mut raw).copy_from_slice(data);
             T::validate_raw(&raw).map_err(|i| self.invalid(i))?;
-            array_from_raw::<T>(&self.meta, raw).map(DynArray::from).map_err(|e| e.with_path(&self.path))
+            array_from_raw::<T>(&self.meta, raw)
+                .map(DynArray::from)
+                .map_err(|e| e.with_path(&self.path))
         })
     }
 
@@ -511,22 +513,28 @@ impl MappedArray {
         let mut position = self.data_offset as u64;
         match (&self.map, self.file()) {
             // Shared read-write mapping: write through the file, which the map sees at once.
-            (Map::Writable(_), Some(file)) if self.mode == Mode::ReadWrite => {
-                with_dyn_array!(values, a => write_elements(&a.view(), order, byte_order, &mut |bytes| {
+            (Map::Writable(_), Some(file)) if self.mode == Mode::ReadWrite => with_dyn_array!(
+                values,
+                |a| write_elements(&a.view(), order, byte_order, &mut |bytes| {
                     file.write_all_at(bytes, position)?;
                     position += bytes.len() as u64;
                     Ok(())
-                }))
-                .map_err(|e| Error::io("writing into the mapped file", e).with_path(&path))
-            }
+                })
+            )
+            .map_err(|e| Error::io("writing into the mapped file", e).with_path(&path)),
             _ => {
                 let data = self.data_mut()?;
                 let mut at = 0usize;
-                with_dyn_array!(values, a => write_elements(&a.view(), order, byte_order, &mut |bytes| {
-                    data[at..at + bytes.len()].copy_from_slice(bytes);
-                    at += bytes.len();
-                    Ok(())
-                }))
+                with_dyn_array!(values, |a| write_elements(
+                    &a.view(),
+                    order,
+                    byte_order,
+                    &mut |bytes| {
+                        data[at..at + bytes.len()].copy_from_slice(bytes);
+                        at += bytes.len();
+                        Ok(())
+                    }
+                ))
                 .map_err(|e| Error::io("writing into the map", e).with_path(&path))
             }
         }

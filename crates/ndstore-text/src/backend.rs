@@ -45,7 +45,12 @@ impl Backend for TextBackend {
     }
 
     fn save(&self, path: &Path, array: &DynArray, options: &SaveOptions) -> Result<()> {
-        with_dyn_array!(array, a => crate::write::save_view(path, a.view(), &TextOptions::default(), options))
+        with_dyn_array!(array, |a| crate::write::save_view(
+            path,
+            a.view(),
+            &TextOptions::default(),
+            options
+        ))
     }
 
     fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
@@ -53,7 +58,11 @@ impl Backend for TextBackend {
     }
 
     fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray> {
-        ndstore_core::with_dtype_kind!(kind, T => crate::load::load::<T, ndarray::IxDyn>(path, &TextOptions::default()).map(DynArray::from))
+        ndstore_core::with_dtype_kind!(kind, |T| crate::load::load::<T, ndarray::IxDyn>(
+            path,
+            &TextOptions::default()
+        )
+        .map(DynArray::from))
     }
 
     fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {

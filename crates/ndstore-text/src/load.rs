@@ -263,7 +263,7 @@ pub fn load_dyn_with(
     }
     let kind = reader.dtype().kind;
     drop(reader);
-    with_dtype_kind!(kind, T => {
+    with_dtype_kind!(kind, |T| {
         let (meta, values) = read_values::<T>(&source, options, limits)?;
         let array = build(&meta, values, path)?;
         Ok((meta, <T as Element>::into_dyn_array(array)))

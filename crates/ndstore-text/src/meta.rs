@@ -62,9 +62,18 @@ impl MetaLine {
         ArrayMeta::new(self.dtype, self.shape.clone(), self.order)
     }
 
-    /// The line's text after the comment prefix, without a newline. With `pad_first`, the
-    /// first axis is followed by spaces so it can be rewritten in place with more digits.
-    pub fn render(meta: &ArrayMeta, pad_first: bool) -> String {
+    /// The line's text after the comment prefix, without a newline.
+    pub fn render(meta: &ArrayMeta) -> String {
+        MetaLine::render_with_first_axis_width(meta, 0)
+    }
+
+    /// [`MetaLine::render`] with the first axis followed by spaces up to
+    /// [`FIRST_AXIS_WIDTH`] digits, so a streaming writer can rewrite it in place with more.
+    pub fn render_padded(meta: &ArrayMeta) -> String {
+        MetaLine::render_with_first_axis_width(meta, FIRST_AXIS_WIDTH)
+    }
+
+    fn render_with_first_axis_width(meta: &ArrayMeta, width: usize) -> String {
         let mut shape = String::from("[");
         for (i, n) in meta.shape.iter().enumerate() {
             if i > 0 {
@@ -72,8 +81,8 @@ impl MetaLine {
             }
             let digits = n.to_string();
             shape.push_str(&digits);
-            if i == 0 && pad_first {
-                shape.push_str(&" ".repeat(FIRST_AXIS_WIDTH.saturating_sub(digits.len())));
+            if i == 0 {
+                shape.push_str(&" ".repeat(width.saturating_sub(digits.len())));
             }
         }
         shape.push(']');

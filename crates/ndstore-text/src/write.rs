@@ -50,9 +50,20 @@ fn comment_lines(text: &str, options: &TextOptions, out: &mut Vec<u8>) {
     }
 }
 
-/// The bytes before the data: BOM, metadata line, header lines. Returns them and the offset of
-/// the metadata line's first axis (for in-place rewrites).
-fn preamble(meta: &ArrayMeta, options: &TextOptions, pad_first: bool) -> (Vec<u8>, Option<usize>) {
+/// The bytes before the data of a whole-array save: BOM, metadata line, header lines.
+fn preamble(meta: &ArrayMeta, options: &TextOptions) -> Vec<u8> {
+    preamble_with(&MetaLine::render(meta), options).0
+}
+
+/// The bytes before a streaming writer's rows, with the metadata line's first axis padded, and
+/// the offset of that axis (for its rewrites in place).
+fn streaming_preamble(meta: &ArrayMeta, options: &TextOptions) -> (Vec<u8>, Option<usize>) {
+    preamble_with(&MetaLine::render_padded(meta), options)
+}
+
+/// BOM, the metadata `line` (when the options write one), header lines; and the offset of the
+/// line's first axis.
+fn preamble_with(line: &str, options: &TextOptions) -> (Vec<u8>, Option<usize>) {
     let mut out = Vec::new();
     if options.bom {
         out.extend_from_slice(b"\xef\xbb\xbf");
@@ -61,7 +72,6 @@ fn preamble(meta: &ArrayMeta, options: &TextOptions, pad_first: bool) -> (Vec<u8
     if options.metadata {
         out.extend_from_slice(options.comments.as_bytes());
         out.push(b' ');
-        let line = MetaLine::render(meta, pad_first);
         first_axis_at = line
             .find("\"shape\":[")
             .map(|i| out.len() + i + "\"shape\":[".len());
@@ -182,7 +192,7 @@ fn write_view<T: TextValue>(
     out: &mut dyn Write,
 ) -> Result<()> {
     let io = |e| Error::io("writing text", e);
-    let (head, _) = preamble(meta, options, false);
+    let head = preamble(meta, options);
     out.write_all(&head).map_err(io)?;
     let standard = view.as_standard_layout();
     let values = standard.as_slice().unwrap_or(&[]);
@@ -338,7 +348,7 @@ impl TextWriter {
             shape,
             ndstore_core::Order::C,
         );
-        let (head, first_axis_at) = preamble(&meta, options, true);
+        let (head, first_axis_at) = streaming_preamble(&meta, options);
         let mut footer = Vec::new();
         if let Some(text) = &options.footer {
             comment_lines(text, options, &mut footer);
@@ -427,7 +437,7 @@ impl Commit for TextWriter {
 
 impl ArrayWriter for TextWriter {
     fn append(&mut self, rows: &DynArray) -> Result<()> {
-        with_dyn_array!(rows, a => self.append_view(a.view()))
+        with_dyn_array!(rows, |a| self.append_view(a.view()))
     }
 
     fn commit(self: Box<Self>) -> Result<()> {

@@ -153,7 +153,7 @@ pub fn save_with(path: impl AsRef<Path>, array: &DynArray, options: &SaveOptions
             options,
         ),
         #[cfg(feature = "text")]
-        Format::Csv | Format::Txt => ndstore_core::with_dyn_array!(array, a => {
+        Format::Csv | Format::Txt => ndstore_core::with_dyn_array!(array, |a| {
             ndstore_text::save(path, a, &text_options(path), options)
         }),
         #[cfg(feature = "hdf5")]

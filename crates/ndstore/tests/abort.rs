@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
-use ndstore::{Backend, DType, DTypeKind, DynArray, SaveOptions};
+use ndstore::{ArrayWriter, Backend, DType, DTypeKind, DynArray, SaveOptions};
 
 /// Every backend of this build, the mapping one included.
 fn all_backends() -> Vec<Box<dyn Backend>> {
@@ -32,65 +32,68 @@ fn loaded(backend: &dyn Backend, path: &Path) -> DynArray {
     backend.load(path).unwrap().1
 }
 
-#[test]
-fn an_aborted_atomic_writer_leaves_the_old_file_and_no_temporary() {
+/// Runs `case` on every backend with a streaming writer, each with its own target named
+/// `name`; at least two backends must have one.
+fn each_streaming_backend(name: &str, case: impl Fn(&dyn Backend, &Path)) {
     let dir = tempfile::tempdir().unwrap();
     let mut tested = 0;
     for backend in all_backends() {
         if !backend.capabilities().streaming_append {
             continue;
         }
-        let path = target(dir.path(), backend.as_ref(), "atomic");
-        backend
-            .save(&path, &rows(2, 1.0), &SaveOptions::default())
-            .unwrap();
-        let dtype = DType::native(DTypeKind::F64);
-        let mut writer = backend
-            .writer(&path, dtype, &[3], &SaveOptions::default())
-            .unwrap();
-        writer.append(&rows(4, 2.0)).unwrap();
-        writer.flush().unwrap();
-        writer.append(&rows(1, 3.0)).unwrap();
-        writer.abort().unwrap();
-        assert!(
-            loaded(backend.as_ref(), &path).bit_eq(&rows(2, 1.0)),
-            "{}",
-            backend.name()
-        );
-        assert!(
-            ndstore::list_temps(&path).unwrap().is_empty(),
-            "{}",
-            backend.name()
+        case(
+            backend.as_ref(),
+            &target(dir.path(), backend.as_ref(), name),
         );
         tested += 1;
     }
     assert!(tested >= 2, "only {tested} backends have streaming writers");
 }
 
+/// A writer of rows of three f64 values.
+fn writer(backend: &dyn Backend, path: &Path, options: &SaveOptions) -> Box<dyn ArrayWriter> {
+    let dtype = DType::native(DTypeKind::F64);
+    backend.writer(path, dtype, &[3], options).unwrap()
+}
+
+#[test]
+fn an_aborted_atomic_writer_leaves_the_old_file_and_no_temporary() {
+    each_streaming_backend("atomic", |backend, path| {
+        backend
+            .save(path, &rows(2, 1.0), &SaveOptions::default())
+            .unwrap();
+        let mut writer = writer(backend, path, &SaveOptions::default());
+        writer.append(&rows(4, 2.0)).unwrap();
+        writer.flush().unwrap();
+        writer.append(&rows(1, 3.0)).unwrap();
+        writer.abort().unwrap();
+        assert!(
+            loaded(backend, path).bit_eq(&rows(2, 1.0)),
+            "{}",
+            backend.name()
+        );
+        assert!(
+            ndstore::list_temps(path).unwrap().is_empty(),
+            "{}",
+            backend.name()
+        );
+    });
+}
+
 #[test]
 fn an_aborted_in_place_writer_is_cut_back_to_its_last_flush() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut tested = 0;
-    for backend in all_backends() {
-        if !backend.capabilities().streaming_append {
-            continue;
-        }
-        let path = target(dir.path(), backend.as_ref(), "in-place");
-        let options = SaveOptions::new().in_place();
-        let dtype = DType::native(DTypeKind::F64);
-        let mut writer = backend.writer(&path, dtype, &[3], &options).unwrap();
+    each_streaming_backend("in-place", |backend, path| {
+        let mut writer = writer(backend, path, &SaveOptions::new().in_place());
         writer.append(&rows(2, 1.0)).unwrap();
         writer.flush().unwrap();
         writer.append(&rows(3, 2.0)).unwrap();
         writer.abort().unwrap();
         assert!(
-            loaded(backend.as_ref(), &path).bit_eq(&rows(2, 1.0)),
+            loaded(backend, path).bit_eq(&rows(2, 1.0)),
             "{}",
             backend.name()
         );
-        tested += 1;
-    }
-    assert!(tested >= 2, "only {tested} backends have streaming writers");
+    });
 }
 
 /// Puts a directory where a writer's temporary file is, so removing the temporary fails.
@@ -104,22 +107,13 @@ fn block_the_temporary(path: &Path) -> PathBuf {
 
 #[test]
 fn a_writer_whose_rollback_fails_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut tested = 0;
-    for backend in all_backends() {
-        if !backend.capabilities().streaming_append {
-            continue;
-        }
-        let path = target(dir.path(), backend.as_ref(), "blocked");
+    each_streaming_backend("blocked", |backend, path| {
         backend
-            .save(&path, &rows(2, 1.0), &SaveOptions::default())
+            .save(path, &rows(2, 1.0), &SaveOptions::default())
             .unwrap();
-        let dtype = DType::native(DTypeKind::F64);
-        let mut writer = backend
-            .writer(&path, dtype, &[3], &SaveOptions::default())
-            .unwrap();
+        let mut writer = writer(backend, path, &SaveOptions::default());
         writer.append(&rows(4, 2.0)).unwrap();
-        let blocker = block_the_temporary(&path);
+        let blocker = block_the_temporary(path);
         let err = writer.abort().unwrap_err();
         assert!(
             err.to_string().contains("temporary"),
@@ -127,14 +121,12 @@ fn a_writer_whose_rollback_fails_says_so() {
             backend.name()
         );
         assert!(
-            loaded(backend.as_ref(), &path).bit_eq(&rows(2, 1.0)),
+            loaded(backend, path).bit_eq(&rows(2, 1.0)),
             "{}",
             backend.name()
         );
         std::fs::remove_dir(blocker).unwrap();
-        tested += 1;
-    }
-    assert!(tested >= 2, "only {tested} backends have streaming writers");
+    });
 }
 
 #[test]
