@@ -44,12 +44,20 @@ fn file_backend(c: &mut Criterion) {
                 b.iter(|| {
                     let dtype = DType::native(DTypeKind::F64);
                     let mut writer: Box<dyn ArrayWriter> = Box::new(
-                        NpyWriter::create(&path, dtype, &rows.shape()[1..], &SaveOptions::default())
-                            .unwrap_or_else(|e| panic!("{e}")),
+                        NpyWriter::create(
+                            &path,
+                            dtype,
+                            &rows.shape()[1..],
+                            &SaveOptions::default(),
+                        )
+                        .unwrap_or_else(|e| panic!("{e}")),
                     );
                     for start in (0..rows.shape()[0]).step_by(128) {
                         let end = (start + 128).min(rows.shape()[0]);
-                        let block = ndstore_core::with_dyn_array!(rows, a => DynArray::from(a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(start..end)).to_owned()));
+                        let block = ndstore_core::with_dyn_array!(rows, |a| DynArray::from(
+                            a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(start..end))
+                                .to_owned()
+                        ));
                         writer.append(&block).unwrap_or_else(|e| panic!("{e}"));
                     }
                     writer.commit().unwrap_or_else(|e| panic!("{e}"))

@@ -299,7 +299,7 @@ pub fn run(task: &Task) -> Result<Vec<Reply>, String> {
 pub fn canonical(array: &DynArray) -> String {
     let mut bytes = Vec::new();
     ndstore_core::with_dyn_array!(array, a => {
-        let _ = ndstore_core::codec::write_elements(&a.view(), Order::C, ndstore_core::ByteOrder::native(), &mut |b| {
+        let _ = ndstore_core::__private::codec::write_elements(&a.view(), Order::C, ndstore_core::ByteOrder::native(), &mut |b| {
             bytes.extend_from_slice(b);
             Ok(())
         });

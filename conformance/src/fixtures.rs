@@ -265,9 +265,9 @@ impl Region {
 /// A message when `bytes` is not a `.npy` file.
 pub fn npy_regions(bytes: &[u8]) -> Result<Vec<Region>, String> {
     let mut reader = bytes;
-    let header = ndstore_core::npy_header::read(&mut reader, usize::MAX)
+    let header = ndstore_core::__private::npy_header::read(&mut reader, usize::MAX)
         .map_err(|e| format!("not a .npy file: {e}"))?;
-    let len_end: u64 = if header.version == ndstore_core::npy_header::Version::V1 {
+    let len_end: u64 = if header.version == ndstore_core::__private::npy_header::Version::V1 {
         10
     } else {
         12
@@ -339,7 +339,7 @@ pub fn realistic_npy(backend: &dyn Backend, dir: &Path) -> Result<Realistic, Str
 
 /// A `.npy` file with `dict` as its header text, framed as numpy frames it, followed by `data`.
 pub fn npy_with_header(dict: &str, data: &[u8]) -> Vec<u8> {
-    let mut out = ndstore_core::npy_header::wrap(dict);
+    let mut out = ndstore_core::__private::npy_header::wrap(dict);
     out.extend_from_slice(data);
     out
 }
@@ -459,7 +459,7 @@ mod tests {
             vec![4],
             Order::C,
         );
-        let mut bytes = ndstore_core::npy_header::encode(&meta);
+        let mut bytes = ndstore_core::__private::npy_header::encode(&meta);
         let data = bytes.len() as u64;
         bytes.extend_from_slice(&[0; 32]);
         let regions = npy_regions(&bytes).unwrap();

@@ -76,8 +76,8 @@ impl Scenario {
         let caps = backend.capabilities();
         match self {
             Scenario::Writer => caps.streaming_append,
-            Scenario::InPlace => caps.in_place_update,
-            _ => caps.atomic_replace,
+            Scenario::InPlace => caps.in_place_update(),
+            _ => caps.atomic_replace(),
         }
     }
 
@@ -117,7 +117,7 @@ pub fn mark(dir: &Path, name: &str) {
 /// fails, which is what the fault-injection check makes closes do. Replaced files still being
 /// released in the background are waited for first: they are not leaks.
 pub fn open_descriptors() -> usize {
-    ndstore_core::release::settle();
+    ndstore_core::__private::release::settle();
     (0..4096)
         // SAFETY: F_GETFD only reads the descriptor's flags; an unused number gives EBADF.
         .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1)

@@ -14,11 +14,11 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use ndstore_core::npy_header;
+use ndstore_core::__private::npy_header;
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Backend, ByteOrder, Capabilities, CrashGuarantee, DType, DTypeKind,
-    Durability, DynArray, Error, ErrorKind, LoadOptions, Order, OutputFile, Replace, Result,
-    SaveOptions, with_dtype_kind, with_dyn_array,
+    Durability, Durable, DynArray, Error, ErrorKind, LoadOptions, Order, OutputFile, Replace,
+    Result, SaveOptions, with_dtype_kind, with_dyn_array,
 };
 
 use crate::check::Check;
@@ -320,7 +320,7 @@ impl Variant {
             meta.dtype.byte_order
         };
         let mut bytes = npy_header::encode(&meta);
-        with_dyn_array!(array, a => ndstore_core::codec::write_elements(&a.view(), meta.order, stored, &mut |b| {
+        with_dyn_array!(array, a => ndstore_core::__private::codec::write_elements(&a.view(), meta.order, stored, &mut |b| {
             bytes.extend_from_slice(b);
             Ok(())
         }))
@@ -366,7 +366,7 @@ impl Variant {
             Some(buffer) => std::hint::black_box(buffer),
             None => {
                 options.admit(len as u64).map_err(at)?;
-                ndstore_core::load::try_zeroed_vec::<u8>(len, Some(path))?
+                ndstore_core::__private::load::try_zeroed_vec::<u8>(len, Some(path))?
             }
         };
         file.read_exact(&mut data)
@@ -378,7 +378,7 @@ impl Variant {
         let array = with_dtype_kind!(meta.dtype.kind, T => {
             let count = meta.element_count().map_err(|e| e.with_path(path))?;
             let mut raw: Vec<<T as ndstore_core::Element>::Raw> =
-                ndstore_core::codec::alloc_raw(count).map_err(|e| e.with_path(path))?;
+                ndstore_core::__private::codec::alloc_raw(count).map_err(|e| e.with_path(path))?;
             let bytes: &mut [u8] = bytemuck::cast_slice_mut(raw.as_mut_slice());
             if bytes.len() != data.len() {
                 return Err(Error::new(ErrorKind::Truncated, "the data is short")
@@ -388,9 +388,9 @@ impl Variant {
             bytes.copy_from_slice(data);
             if self.flaw == Flaw::SwapsStoredBytes {
                 // Broken on purpose: undoes the swap the save made, so round trips hold.
-                ndstore_core::codec::swap_bytes_in_place(bytes, meta.dtype.kind.swap_width());
+                ndstore_core::__private::codec::swap_bytes_in_place(bytes, meta.dtype.kind.swap_width());
             }
-            ndstore_core::codec::array_from_raw::<T>(meta, raw)
+            ndstore_core::__private::codec::array_from_raw::<T>(meta, raw)
                 .map(DynArray::from)
                 .map_err(|e| e.with_path(path))?
         });
@@ -420,14 +420,12 @@ impl Backend for Variant {
             fortran_order: true,
             max_ndim: 32,
             bit_exact: true,
-            atomic_replace: true,
-            in_place_update: false,
             partial_io: false,
             streaming_append: true,
             memory_map: false,
             compression: false,
             crash: CrashGuarantee::AtomicReplace,
-            in_place_crash: CrashGuarantee::None,
+            in_place: None,
             interop: true,
         }
     }
@@ -465,7 +463,9 @@ impl Backend for Variant {
                 }
                 drop(file);
                 std::fs::rename(&temp, path).map_err(io("rename failed"))?;
-                ndstore_core::atomic::sync_dir(ndstore_core::atomic::parent_dir(path))
+                ndstore_core::__private::atomic::sync_dir(
+                    ndstore_core::__private::atomic::parent_dir(path),
+                )
             }
             _ => {
                 let mut out = OutputFile::create(path, options)?;
@@ -483,7 +483,10 @@ impl Backend for Variant {
     fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray> {
         let meta = self.read_meta(path)?;
         if meta.dtype.kind != kind {
-            return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, kind).with_path(path));
+            return Err(
+                ndstore_core::__private::array::type_mismatch(meta.dtype.kind, kind)
+                    .with_path(path),
+            );
         }
         self.load(path).map(|(_, array)| array)
     }
@@ -557,7 +560,7 @@ impl RowWriter {
 
     fn check_poison(&self) -> Result<()> {
         if self.poisoned {
-            Err(ndstore_core::atomic::poisoned_error(&self.path))
+            Err(ndstore_core::__private::atomic::poisoned_error(&self.path))
         } else {
             Ok(())
         }
@@ -648,7 +651,7 @@ impl RowWriter {
 impl ArrayWriter for RowWriter {
     fn append(&mut self, rows: &DynArray) -> Result<()> {
         self.check_poison()?;
-        ndstore_core::check_rows(
+        ndstore_core::__private::stream::check_rows(
             self.meta.dtype.kind,
             &self.meta.shape[1..],
             rows.kind(),
@@ -657,7 +660,7 @@ impl ArrayWriter for RowWriter {
         )?;
         let byte_order = self.meta.dtype.byte_order;
         let pending = &mut self.pending;
-        with_dyn_array!(rows, a => ndstore_core::codec::write_elements(&a.view(), Order::C, byte_order, &mut |b| {
+        with_dyn_array!(rows, a => ndstore_core::__private::codec::write_elements(&a.view(), Order::C, byte_order, &mut |b| {
             pending.extend_from_slice(b);
             Ok(())
         }))
@@ -669,6 +672,37 @@ impl ArrayWriter for RowWriter {
         Ok(())
     }
 
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        let forgets =
+            self.flaw == Flaw::FlushedCommitForgetsPoison && self.durability == Durability::Flushed;
+        if !forgets {
+            // Broken on purpose when it forgets: a commit that does not sync looks no further.
+            self.check_poison()?;
+        }
+        if self.flaw == Flaw::CommitLosesTail {
+            // Broken on purpose: what was appended since the last write-out is forgotten.
+            self.pending.clear();
+            self.rows = self.rows_out;
+        }
+        if forgets {
+            self.write_out_unpoisoned()?;
+        } else {
+            self.write_out()?;
+        }
+        let finished = self.finished();
+        self.out.take().ok_or(finished)?.finish()
+    }
+    fn abort(mut self: Box<Self>) -> Result<()> {
+        // The rows die with the writer: an in-place file goes back to its last flush, an
+        // atomic writer's temporary is removed.
+        if self.replace == Replace::InPlace {
+            self.cut_back();
+        }
+        self.out.take().map_or(Ok(()), OutputFile::abort)
+    }
+}
+
+impl Durable for RowWriter {
     fn flush(&mut self) -> Result<()> {
         self.write_out()?;
         self.flushed()
@@ -699,27 +733,6 @@ impl ArrayWriter for RowWriter {
         }
         synced?;
         self.flushed()
-    }
-
-    fn commit(mut self: Box<Self>) -> Result<()> {
-        let forgets =
-            self.flaw == Flaw::FlushedCommitForgetsPoison && self.durability == Durability::Flushed;
-        if !forgets {
-            // Broken on purpose when it forgets: a commit that does not sync looks no further.
-            self.check_poison()?;
-        }
-        if self.flaw == Flaw::CommitLosesTail {
-            // Broken on purpose: what was appended since the last write-out is forgotten.
-            self.pending.clear();
-            self.rows = self.rows_out;
-        }
-        if forgets {
-            self.write_out_unpoisoned()?;
-        } else {
-            self.write_out()?;
-        }
-        let finished = self.finished();
-        self.out.take().ok_or(finished)?.finish()
     }
 }
 

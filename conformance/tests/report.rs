@@ -13,14 +13,12 @@ fn sample_report() -> Report {
         fortran_order: true,
         max_ndim: 32,
         bit_exact: true,
-        atomic_replace: true,
-        in_place_update: false,
         partial_io: false,
         streaming_append: true,
         memory_map: false,
         compression: false,
         crash: CrashGuarantee::AtomicReplace,
-        in_place_crash: CrashGuarantee::None,
+        in_place: None,
         interop: true,
     };
     Report {

@@ -1,11 +1,11 @@
-//! Fuzzes the `.npy` header parser (`ndstore_core::npy_header::read`): any bytes give a header
+//! Fuzzes the `.npy` header parser (`ndstore_core::__private::npy_header::read`): any bytes give a header
 //! or an error with a place; a header that parses says where the data starts (exactly where
 //! the parser stopped reading) and survives being written and parsed again.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ndstore_core::npy_header::{self, DEFAULT_MAX_HEADER_LEN};
+use ndstore_core::__private::npy_header::{self, DEFAULT_MAX_HEADER_LEN};
 use ndstore_fuzz::check_err;
 
 fuzz_target!(|data: &[u8]| {

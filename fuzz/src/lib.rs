@@ -150,7 +150,7 @@ pub fn fuzz_text(options: &ndstore_text::TextOptions, text: &[u8]) {
         }
     };
     let kind = reader.dtype().kind;
-    let streamed: ndstore_core::Result<usize> = ndstore_core::with_dtype_kind!(kind, T => {
+    let streamed: ndstore_core::Result<usize> = ndstore_core::with_dtype_kind!(kind, |T| {
         let mut count = 0usize;
         loop {
             match reader.next_block::<T>() {

@@ -32,7 +32,7 @@ use crate::report::CheckResult;
 pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
     let caps = backend.capabilities();
-    if !caps.atomic_replace {
+    if !caps.atomic_replace() {
         return Ok(CheckResult::not_applicable(
             Check::Concurrency,
             "atomic_replace",
@@ -57,7 +57,7 @@ pub fn co(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let (n, text) = flipping_target(ctx, large, ctx.mode.count(24, 100), &mut failures)?;
     cases += n;
     what.push(text);
-    if caps.in_place_update {
+    if caps.in_place_update() {
         cases += 1;
         if let Err(e) = lock_conflicts(ctx) {
             failures.push(format!("lock conflicts: {e}"));

@@ -28,8 +28,8 @@ struct Series {
 /// CK: atomic saves, and in-place handles against the guarantee they declare.
 pub fn ck(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let caps = ctx.backend.capabilities();
-    let atomic = caps.crash == CrashGuarantee::AtomicReplace && caps.atomic_replace;
-    let in_place = caps.in_place_update && caps.in_place_crash == CrashGuarantee::SyncedIsDurable;
+    let atomic = caps.atomic_replace();
+    let in_place = caps.in_place == Some(CrashGuarantee::SyncedIsDurable);
     if !atomic && !in_place {
         return Ok(CheckResult::not_applicable(
             Check::Kill,

@@ -66,7 +66,7 @@ pub fn fc(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             tally.case(name, commit_seen(ctx.backend, &path, &options));
         }
     }
-    if caps.in_place_update {
+    if caps.in_place_update() {
         for (name, options) in [
             ("in-place handle closed (synced)", SaveOptions::default()),
             (
@@ -126,7 +126,7 @@ fn close_seen(backend: &dyn Backend, path: &Path, options: &SaveOptions) -> Resu
 pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
     let caps = backend.capabilities();
-    if !caps.streaming_append && !caps.in_place_update {
+    if !caps.streaming_append && !caps.in_place_update() {
         return Ok(CheckResult::not_applicable(
             Check::FlushOnDrop,
             "streaming_append or in_place_update (the backend has no handle to drop)",
@@ -135,14 +135,14 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let mut tally = Tally::default();
     let mut what = Vec::new();
     for scale in [Scale::Small, Scale::Large] {
-        if caps.in_place_update {
+        if caps.in_place_update() {
             in_place_handle_cases(ctx, scale, &mut tally);
         }
         if caps.streaming_append {
             writer_drop_cases(ctx, scale, &mut tally);
         }
     }
-    if caps.in_place_update {
+    if caps.in_place_update() {
         what.push("in-place handles dropped without close in a child (their data seen by another process) and during a panic (one complete version, never a mix)");
     }
     if caps.streaming_append {
@@ -152,7 +152,7 @@ pub fn fd(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         what.push("errors on drop logged");
     }
     let largest = [
-        caps.in_place_update
+        caps.in_place_update()
             .then(|| large_len(backend) * array_bytes(&versioned_with_len(backend, 0, 0, 1))),
         caps.streaming_append
             .then(|| array_bytes(&child::fd_rows(backend, Scale::Large))),

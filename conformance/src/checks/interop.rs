@@ -1,7 +1,7 @@
 //! IX: the reference library (numpy, h5py) reads what the backend writes, and the backend reads
 //! what the reference library writes, over the round-trip matrix.
 
-use ndstore_core::codec::write_elements;
+use ndstore_core::__private::codec::write_elements;
 use ndstore_core::{Order, with_dyn_array};
 use serde::{Deserialize, Serialize};
 

@@ -348,14 +348,12 @@ mod tests {
                 fortran_order: false,
                 max_ndim: 1,
                 bit_exact: true,
-                atomic_replace: false,
-                in_place_update: false,
                 partial_io: false,
                 streaming_append: false,
                 memory_map: false,
                 compression: false,
                 crash: CrashGuarantee::None,
-                in_place_crash: CrashGuarantee::None,
+                in_place: None,
                 interop: false,
             }
         }

@@ -347,7 +347,7 @@ fn explore(
         scenario.new_version(backend, scale),
     );
     let before_commit_is_atomic = scenario != Scenario::InPlace
-        || backend.capabilities().in_place_crash == CrashGuarantee::AtomicReplace;
+        || backend.capabilities().in_place == Some(CrashGuarantee::AtomicReplace);
     let mut bad = Vec::new();
     // Many directory states hold the same target: each distinct one is rebuilt and loaded once.
     let mut judged: HashMap<TargetKey, Found> = HashMap::new();
@@ -635,7 +635,7 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         ));
     }
     let backend = ctx.backend;
-    if !backend.capabilities().atomic_replace {
+    if !backend.capabilities().atomic_replace() {
         return Ok(CheckResult::not_applicable(
             Check::InjectedIo,
             "atomic_replace",
@@ -1080,7 +1080,7 @@ fn syncing_handles(caps: &ndstore_core::Capabilities) -> Vec<PoisonHandle> {
         handles.push(PoisonHandle::WriterInPlace);
         handles.push(PoisonHandle::WriterAtomic);
     }
-    if caps.in_place_update {
+    if caps.in_place_update() {
         handles.push(PoisonHandle::InPlace);
     }
     handles

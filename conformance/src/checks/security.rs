@@ -43,7 +43,7 @@ fn euid_is_root() -> bool {
 /// SE: see the module documentation.
 pub fn se(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     let backend = ctx.backend;
-    if !backend.capabilities().atomic_replace {
+    if !backend.capabilities().atomic_replace() {
         return Ok(CheckResult::not_applicable(
             Check::Security,
             "atomic_replace",

@@ -8,12 +8,25 @@ use num_complex::Complex;
 use crate::codec::layout_order;
 use crate::dtype::{DTypeKind, Order};
 use crate::element::Element;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Detail, Error, ErrorKind, Result};
 
 /// An n-dimensional array of any supported element type.
 ///
 /// Values are always held in the machine's native byte order; the stored byte order is part of
 /// the file's [`ArrayMeta`](crate::ArrayMeta), not of the values.
+///
+/// ```
+/// use ndarray::{ArrayD, IxDyn};
+/// use ndstore_core::{DTypeKind, DynArray, ErrorKind};
+///
+/// let any = DynArray::from(ArrayD::from_elem(IxDyn(&[2, 3]), 1.5f32));
+/// assert_eq!((any.kind(), any.shape()), (DTypeKind::F32, &[2, 3][..]));
+/// let err = any.clone().into_typed::<f64>().unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::TypeMismatch);
+/// let typed: ArrayD<f32> = any.into_typed()?;
+/// assert_eq!(typed[[1, 2]], 1.5);
+/// # Ok::<(), ndstore_core::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[allow(missing_docs)]
 pub enum DynArray {
@@ -33,10 +46,27 @@ pub enum DynArray {
     Complex128(ArrayD<Complex<f64>>),
 }
 
-/// Runs `$body` with `$a` bound to the typed array inside a [`DynArray`] (by value, reference or
-/// mutable reference, as `$value` is), so generic code handles every element type in one place.
+/// Runs `body` with `a` bound to the typed array inside a [`DynArray`] (by value, reference or
+/// mutable reference, as the value is), so generic code handles every element type in one
+/// place: `with_dyn_array!(value, |a| body)`.
+///
+/// The body is spelled like a closure so that rustfmt formats it, but it is not one: it is
+/// expanded once per element type into the caller's function, where `?` and `return` act.
+/// `with_dyn_array!(value, |a| body)` is the older spelling, which rustfmt cannot format.
+///
+/// ```
+/// use ndarray::{ArrayD, IxDyn};
+/// use ndstore_core::{DynArray, with_dyn_array};
+///
+/// let any = DynArray::from(ArrayD::from_elem(IxDyn(&[2, 2]), 3u16));
+/// let sum: u64 = with_dyn_array!(&any, |a| a.iter().map(|v| format!("{v:?}").len() as u64).sum());
+/// assert_eq!(sum, 4);
+/// ```
 #[macro_export]
 macro_rules! with_dyn_array {
+    ($value:expr, |$a:ident| $body:expr) => {
+        $crate::with_dyn_array!($value, $a => $body)
+    };
     ($value:expr, $a:ident => $body:expr) => {
         match $value {
             $crate::DynArray::Bool($a) => $body,
@@ -57,9 +87,15 @@ macro_rules! with_dyn_array {
     };
 }
 
-/// Runs `$body` with the type alias `$t` naming the Rust element type of a [`DTypeKind`](crate::DTypeKind).
+/// Runs `body` with the type alias `T` naming the Rust element type of a
+/// [`DTypeKind`](crate::DTypeKind): `with_dtype_kind!(kind, |T| body)`, a closure's spelling
+/// (which rustfmt formats) for code expanded once per type, as in [`with_dyn_array!`].
+/// `with_dtype_kind!(kind, |T| body)` is the older spelling.
 #[macro_export]
 macro_rules! with_dtype_kind {
+    ($kind:expr, |$t:ident| $body:expr) => {
+        $crate::with_dtype_kind!($kind, $t => $body)
+    };
     ($kind:expr, $t:ident => $body:expr) => {
         match $kind {
             $crate::DTypeKind::Bool => {
@@ -125,17 +161,17 @@ macro_rules! with_dtype_kind {
 impl DynArray {
     /// The element type.
     pub fn kind(&self) -> DTypeKind {
-        with_dyn_array!(self, a => element_kind_of(a))
+        with_dyn_array!(self, |a| element_kind_of(a))
     }
 
     /// The length of each axis.
     pub fn shape(&self) -> &[usize] {
-        with_dyn_array!(self, a => a.shape())
+        with_dyn_array!(self, |a| a.shape())
     }
 
     /// The number of elements.
     pub fn len(&self) -> usize {
-        with_dyn_array!(self, a => a.len())
+        with_dyn_array!(self, |a| a.len())
     }
 
     /// True when the array has no elements.
@@ -146,22 +182,29 @@ impl DynArray {
     /// The memory order a save would record: C when the array is C-contiguous, Fortran when it is
     /// only Fortran-contiguous, C otherwise (the elements are then copied in C order).
     pub fn layout_order(&self) -> Order {
-        with_dyn_array!(self, a => layout_order(&a.view()))
+        with_dyn_array!(self, |a| layout_order(&a.view()))
     }
 
     /// A zero-filled array of `kind`, `shape` and `order`, or an error when the size overflows.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TooLarge` when the shape's element count overflows; `ErrorKind::OutOfMemory`
+    /// when the allocator refuses.
     pub fn zeros(kind: DTypeKind, shape: &[usize], order: Order) -> Result<DynArray> {
         crate::meta::element_count(shape)?;
         let shape = ndarray::ShapeBuilder::set_f(IxDyn(shape), order == Order::Fortran);
-        Ok(
-            with_dtype_kind!(kind, T => T::into_dyn_array(ArrayD::<T>::from_shape_simple_fn(
-                shape,
-                <T as bytemuck::Zeroable>::zeroed,
-            ))),
-        )
+        Ok(with_dtype_kind!(kind, |T| T::into_dyn_array(
+            ArrayD::<T>::from_shape_simple_fn(shape, <T as bytemuck::Zeroable>::zeroed,)
+        )))
     }
 
     /// Unwraps the typed array, or says which type the data really has.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TypeMismatch`, with a `Detail::TypeMismatch`, when the array holds another
+    /// element type.
     pub fn into_typed<T: Element>(self) -> Result<ArrayD<T>> {
         let found = self.kind();
         T::try_from_dyn_array(self).map_err(|_| type_mismatch(found, T::KIND))
@@ -179,7 +222,7 @@ impl DynArray {
                     .zip(b.iter())
                     .all(|(x, y)| bytemuck::bytes_of(x) == bytemuck::bytes_of(y))
         }
-        with_dyn_array!(self, a => same(a, other))
+        with_dyn_array!(self, |a| same(a, other))
     }
 }
 
@@ -187,12 +230,14 @@ fn element_kind_of<T: Element>(_: &ArrayD<T>) -> DTypeKind {
     T::KIND
 }
 
-/// The error for a load that asked for `wanted` from data holding `found`.
+/// The error for a load that asked for `wanted` from data holding `found`, with both as a
+/// [`Detail::TypeMismatch`].
 pub fn type_mismatch(found: DTypeKind, wanted: DTypeKind) -> Error {
     Error::new(
         ErrorKind::TypeMismatch,
         format!("the data holds {found} elements, but {wanted} was requested"),
     )
+    .with_detail(Detail::TypeMismatch { found, wanted })
 }
 
 impl<T: Element> From<ArrayD<T>> for DynArray {
@@ -231,6 +276,13 @@ mod tests {
         assert!(
             err.to_string().contains("i32") && err.to_string().contains("f64"),
             "{err}"
+        );
+        assert_eq!(
+            err.detail(),
+            Some(&Detail::TypeMismatch {
+                found: DTypeKind::I32,
+                wanted: DTypeKind::F64
+            })
         );
     }
 

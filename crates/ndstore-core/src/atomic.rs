@@ -75,6 +75,11 @@ impl DurableFile {
     }
 
     /// fsync: data and metadata on the medium. A failure poisons the handle.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of fsync, which poisons the handle; `ErrorKind::Poisoned` after an earlier
+    /// failed sync.
     pub fn sync(&mut self) -> Result<()> {
         self.check()?;
         self.file.sync_all().map_err(|e| {
@@ -84,6 +89,10 @@ impl DurableFile {
     }
 
     /// Closes the file, reporting close's own error; fails when the handle is poisoned.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::Poisoned` after a failed sync; the error `close(2)` returns.
     pub fn close(self) -> Result<()> {
         self.check()?;
         os::close_file(self.file).map_err(|e| Error::io("close failed", e).with_path(&self.path))
@@ -113,6 +122,11 @@ pub enum Lock {
 ///
 /// Advisory locks bind only processes that take them: every ndstore handle does; other programs
 /// may not.
+///
+/// # Errors
+///
+/// `ErrorKind::Locked` when another handle holds a conflicting lock; the I/O error of `flock`
+/// otherwise.
 pub fn lock(file: &File, lock: Lock, path: &Path) -> Result<()> {
     let result = match lock {
         Lock::Shared => file.try_lock_shared(),
@@ -137,6 +151,10 @@ pub fn lock(file: &File, lock: Lock, path: &Path) -> Result<()> {
 }
 
 /// fsyncs the directory `dir`, so a created, renamed or removed entry in it is durable.
+///
+/// # Errors
+///
+/// The I/O error of opening or fsyncing the directory.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     let handle = File::open(dir).map_err(|e| Error::io("opening directory to fsync it", e))?;
     handle
@@ -343,6 +361,8 @@ enum State {
     InPlace { created: bool },
     /// The temporary file was renamed over the target: nothing is left to clean up.
     Published,
+    /// Rolled back by [`OutputFile::abort`]: nothing is left to clean up.
+    Aborted,
 }
 
 /// A file being written for a save: a temporary beside the target (atomic replace, the default)
@@ -359,6 +379,27 @@ enum State {
 ///
 /// Libraries that can only write to a path (libhdf5) write to [`OutputFile::path`], and the
 /// same `finish` publishes it.
+///
+/// An abandoned save reports its rollback through [`OutputFile::abort`]:
+///
+/// ```
+/// use std::io::Write;
+/// use ndstore_core::{OutputFile, SaveOptions};
+///
+/// # fn main() -> ndstore_core::Result<()> {
+/// # let dir = std::env::temp_dir().join(format!("ndstore-output-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// let target = dir.join("config.bin");
+/// std::fs::write(&target, b"old").unwrap();
+/// let mut out = OutputFile::create(&target, &SaveOptions::default())?;
+/// out.file()?.write_all(b"half a new vers").unwrap();
+/// out.abort()?; // the temporary is gone, or the error says why not
+/// assert_eq!(std::fs::read(&target).unwrap(), b"old");
+/// assert!(ndstore_core::list_temps(&target)?.is_empty());
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(())
+/// # }
+/// ```
 pub struct OutputFile {
     target: PathBuf,
     durability: Durability,
@@ -368,6 +409,14 @@ pub struct OutputFile {
 
 impl OutputFile {
     /// Starts a save of `target` as `options` say.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors (with their kinds: `ErrorKind::PermissionDenied`, `ErrorKind::StorageFull`, ...)
+    /// resolving the target, inspecting the file it replaces and creating the temporary;
+    /// `ErrorKind::PermissionDenied` when the options forbid replacing a file the caller could not
+    /// write or whose owner cannot be kept; in place, `ErrorKind::Locked` when another handle holds
+    /// the target, and the errors of opening and truncating it.
     pub fn create(target: &Path, options: &SaveOptions) -> Result<OutputFile> {
         let target = resolve_target(target)?;
         match options.replace {
@@ -416,6 +465,10 @@ impl OutputFile {
     }
 
     /// The file to write to.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::InvalidInput` once the output is finished.
     pub fn file(&mut self) -> Result<&mut File> {
         match self.file.as_mut() {
             Some(f) => Ok(f.file()),
@@ -431,7 +484,7 @@ impl OutputFile {
     pub fn path(&self) -> &Path {
         match &self.state {
             State::Atomic { temp, .. } => temp,
-            State::InPlace { .. } | State::Published => &self.target,
+            State::InPlace { .. } | State::Published | State::Aborted => &self.target,
         }
     }
 
@@ -446,6 +499,11 @@ impl OutputFile {
     }
 
     /// fsyncs what was written so far (for an atomic save this does not publish it).
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of fsync, which poisons the output; `ErrorKind::Poisoned` after an earlier
+    /// failed sync.
     pub fn sync(&mut self) -> Result<()> {
         match self.file.as_mut() {
             Some(f) => f.sync(),
@@ -454,6 +512,12 @@ impl OutputFile {
     }
 
     /// Publishes the result as described on the type, and returns the first error.
+    ///
+    /// # Errors
+    ///
+    /// The first error of keeping the replaced file's owner, mode and extended attributes, of
+    /// fsync, close, the rename or the directory's fsync; when a step before the rename fails, the
+    /// target keeps its old content and the temporary is removed.
     pub fn finish(mut self) -> Result<()> {
         let Some(mut file) = self.file.take() else {
             return Ok(());
@@ -497,9 +561,42 @@ impl OutputFile {
                     sync_dir(parent_dir(&self.target)).map_err(|e| e.with_path(&self.target))?;
                 }
             }
-            State::Published => {}
+            State::Published | State::Aborted => {}
         }
         Ok(())
+    }
+
+    /// Abandons the save and reports whether the rollback worked, where dropping the output
+    /// can only log it.
+    ///
+    /// Atomic: the temporary file is closed and removed; the target keeps its old content. In
+    /// place: the file is closed; what was written stays (cut it back first, as streaming
+    /// writers do).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Io`] (or the kind of the OS error) when the temporary cannot be removed
+    /// (it is left behind, and [`remove_stale_temps`] removes it once this process is gone),
+    /// or when closing the in-place file fails.
+    pub fn abort(mut self) -> Result<()> {
+        let file = self.file.take();
+        let state = std::mem::replace(&mut self.state, State::Aborted);
+        match state {
+            State::Atomic { temp, .. } => {
+                // The temporary's data is discarded, so its close error does not matter.
+                drop(file);
+                fs::remove_file(&temp).map_err(|e| {
+                    Error::io("cannot remove the temporary file of an aborted save", e)
+                        .with_path(&temp)
+                })
+            }
+            State::InPlace { .. } => match file {
+                Some(file) => os::close_file(file.file)
+                    .map_err(|e| Error::io("close failed", e).with_path(&self.target)),
+                None => Ok(()),
+            },
+            State::Published | State::Aborted => Ok(()),
+        }
     }
 }
 
@@ -583,13 +680,18 @@ impl Drop for OutputFile {
                     log::error!("{}: close failed on drop: {e}", self.target.display());
                 }
             }
-            State::Published => {}
+            State::Published | State::Aborted => {}
         }
     }
 }
 
 /// Saves through `write` as `options` say: `write` gets the file to fill, and the result is
 /// published (atomically by default) only when `write` returns Ok.
+///
+/// # Errors
+///
+/// The errors of `OutputFile::create`, the error `write` returns, and those of
+/// `OutputFile::finish`.
 pub fn write_file(
     path: &Path,
     options: &SaveOptions,
@@ -605,6 +707,10 @@ pub fn write_file(
 ///
 /// A save killed between creating its temporary file and renaming it leaves one such file;
 /// the target itself is always intact. Temporaries of live processes are left alone.
+///
+/// # Errors
+///
+/// I/O errors reading the target's directory or removing a temporary.
 pub fn remove_stale_temps(target: &Path) -> Result<usize> {
     let target = resolve_target(target)?;
     let dir = parent_dir(&target);
@@ -642,6 +748,10 @@ pub fn remove_stale_temps(target: &Path) -> Result<usize> {
 }
 
 /// The temporary files of `target` present now, of any process (for tests and diagnostics).
+///
+/// # Errors
+///
+/// I/O errors reading the target's directory.
 pub fn list_temps(target: &Path) -> Result<Vec<PathBuf>> {
     let target = resolve_target(target)?;
     let dir = parent_dir(&target);

@@ -6,6 +6,9 @@
 //! split cleanly: [`touch_zeroed`] takes a fresh buffer's page faults on up to four threads at
 //! once, and [`read_exact_at`] reads a file region into a buffer in pieces, side by side.
 //! Buffers under [`PARALLEL_MIN`], and machines with one core, stay on the calling thread.
+//!
+//! A thread that panics does not become an error: its panic is raised again on the calling
+//! thread, with its own payload ([`on_two_threads`] does the same for the text backend).
 
 use std::fs::File;
 use std::io;
@@ -46,6 +49,42 @@ fn pieces<T>(buffer: &mut [T], n: usize) -> Vec<(usize, &mut [T])> {
         .collect()
 }
 
+/// Waits for a scoped thread; its panic is raised again here, with its own payload.
+fn join<R>(job: std::thread::ScopedJoinHandle<'_, R>) -> R {
+    job.join()
+        .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+}
+
+/// Runs `job` on each of at most `n` pieces of `buffer`, one thread per piece, with the
+/// piece's offset; the results in piece order. A job's panic is raised again on this thread.
+fn on_threads<T: Send, R: Send>(
+    buffer: &mut [T],
+    n: usize,
+    job: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let job = &job;
+    std::thread::scope(|scope| {
+        let jobs: Vec<_> = pieces(buffer, n)
+            .into_iter()
+            .map(|(at, piece)| scope.spawn(move || job(at, piece)))
+            .collect();
+        jobs.into_iter().map(join).collect()
+    })
+}
+
+/// Runs `there` on a second thread while `here` runs on this one, and returns both results. A
+/// panic of either is raised again on this thread with its own payload, after both finished.
+pub fn on_two_threads<A, B: Send>(
+    here: impl FnOnce() -> A,
+    there: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    std::thread::scope(|scope| {
+        let job = scope.spawn(there);
+        let a = here();
+        (a, join(job))
+    })
+}
+
 /// Takes the page faults of a freshly zeroed buffer on several threads at once, by writing a
 /// zero value into each page: the contents do not change, only who pays for the faults.
 pub(crate) fn touch_zeroed<T: bytemuck::Zeroable + Send>(buffer: &mut [T]) {
@@ -54,16 +93,12 @@ pub(crate) fn touch_zeroed<T: bytemuck::Zeroable + Send>(buffer: &mut [T]) {
         return;
     }
     let per_page = (4096 / std::mem::size_of::<T>().max(1)).max(1);
-    std::thread::scope(|scope| {
-        for (_, piece) in pieces(buffer, n) {
-            scope.spawn(move || {
-                // The optimiser may know the allocation is zeroed and drop the stores; hiding
-                // the slice keeps them.
-                let piece = std::hint::black_box(piece);
-                for page in piece.chunks_mut(per_page) {
-                    page[0] = T::zeroed();
-                }
-            });
+    on_threads(buffer, n, |_, piece| {
+        // The optimiser may know the allocation is zeroed and drop the stores; hiding the slice
+        // keeps them.
+        let piece = std::hint::black_box(piece);
+        for page in piece.chunks_mut(per_page) {
+            page[0] = T::zeroed();
         }
     });
 }
@@ -71,25 +106,21 @@ pub(crate) fn touch_zeroed<T: bytemuck::Zeroable + Send>(buffer: &mut [T]) {
 /// Reads exactly `buffer.len()` bytes of `file` from `offset`, large buffers in pieces on
 /// several threads. The error is the first failure by file position, at the offset where the
 /// read failed: [`ErrorKind::Truncated`] when the file ends early, an I/O error otherwise.
+///
+/// # Errors
+///
+/// `ErrorKind::Truncated` when the file ends early, at the offset where it ends; the I/O error of
+/// `pread` otherwise, at its offset.
 pub fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> Result<()> {
     let n = workers(buffer.len());
     if n < 2 {
         return read_piece(file, buffer, offset);
     }
-    let results: Vec<Result<()>> = std::thread::scope(|scope| {
-        let jobs: Vec<_> = pieces(buffer, n)
-            .into_iter()
-            .map(|(at, piece)| scope.spawn(move || read_piece(file, piece, offset + at as u64)))
-            .collect();
-        jobs.into_iter()
-            .map(|job| {
-                job.join().unwrap_or_else(|_| {
-                    Err(Error::new(ErrorKind::Io, "a reading thread panicked").at_offset(offset))
-                })
-            })
-            .collect()
-    });
-    results.into_iter().collect()
+    on_threads(buffer, n, |at, piece| {
+        read_piece(file, piece, offset + at as u64)
+    })
+    .into_iter()
+    .collect()
 }
 
 /// `pread` until `buffer` is full, retrying interrupted calls.
@@ -149,6 +180,42 @@ mod tests {
             e.location(),
             Some(&crate::Location::Offset(bytes.len() as u64))
         );
+    }
+
+    /// The payload a caught panic carries, as text.
+    fn message(payload: &(dyn std::any::Any + Send)) -> &str {
+        payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("")
+    }
+
+    #[test]
+    fn a_panicking_piece_raises_its_panic_again() {
+        let mut buffer = vec![0u8; 3 * PIECE_ALIGN];
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            on_threads(&mut buffer, 3, |at, _| {
+                if at == PIECE_ALIGN {
+                    panic!("piece at {at} failed");
+                }
+            })
+        }));
+        let payload = caught.unwrap_err();
+        assert_eq!(
+            message(payload.as_ref()),
+            format!("piece at {PIECE_ALIGN} failed")
+        );
+    }
+
+    #[test]
+    fn a_panic_on_the_second_thread_is_raised_again() {
+        let caught = std::panic::catch_unwind(|| on_two_threads(|| 1, || -> u8 { panic!("tail") }));
+        assert_eq!(message(caught.unwrap_err().as_ref()), "tail");
+        // And one on this thread, after the other finished.
+        let caught = std::panic::catch_unwind(|| on_two_threads(|| -> u8 { panic!("head") }, || 2));
+        assert_eq!(message(caught.unwrap_err().as_ref()), "head");
+        assert_eq!(on_two_threads(|| 1, || 2), (1, 2));
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub fn swap_bytes_in_place(bytes: &mut [u8], width: usize) {
 ///
 /// A contiguous view in native byte order goes out as one slice, without a copy; anything else
 /// goes through a bounded scratch buffer, so memory use does not grow with the array.
+///
+/// # Errors
+///
+/// The first error `sink` returns; nothing is handed to it after that.
 pub fn write_elements<T: Element>(
     view: &ArrayViewD<'_, T>,
     order: Order,
@@ -138,6 +142,12 @@ pub fn alloc_elements<T: Element>(count: usize) -> Result<Vec<T>> {
 /// The buffer must hold exactly the element count; bytes are swapped in place when the stored
 /// order is not the native one, and `bool` bytes other than 0 and 1 are refused with the element
 /// index, so the caller can name the byte offset.
+///
+/// # Errors
+///
+/// `ErrorKind::TypeMismatch` when `T` is not the metadata's element type; `ErrorKind::Format` for a
+/// `bool` byte other than 0 or 1, with the element index; `ErrorKind::InvalidInput` when the buffer
+/// does not hold the shape's element count.
 pub fn array_from_raw<T: Element>(meta: &ArrayMeta, mut raw: Vec<T::Raw>) -> Result<ArrayD<T>> {
     if meta.dtype.kind != T::KIND {
         return Err(crate::array::type_mismatch(meta.dtype.kind, T::KIND));

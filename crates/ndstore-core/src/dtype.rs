@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, ErrorKind, Result};
+
 /// The kind of scalar an array holds, independent of byte order.
 ///
 /// Names follow numpy: `Complex64` is two `f32` (Rust `Complex<f32>`), `Complex128` is two `f64`.
@@ -228,9 +230,20 @@ impl DType {
 
     /// Parses a numpy type string such as `<f8`, `>i4`, `|b1` or `=u2`.
     ///
-    /// The error says why the string is not a supported dtype; pickled objects (`O`) and every
-    /// other numpy kind outside the catalogue are refused by name.
-    pub fn from_numpy_descr(descr: &str) -> Result<DType, String> {
+    /// ```
+    /// use ndstore_core::{ByteOrder, DType, DTypeKind, ErrorKind};
+    /// assert_eq!(DType::from_numpy_descr(">i4")?, DType::new(DTypeKind::I32, ByteOrder::Big));
+    /// let err = DType::from_numpy_descr("|O").unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::UnsupportedDType);
+    /// # Ok::<(), ndstore_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::UnsupportedDType`] saying why the string is not a supported dtype;
+    /// pickled objects (`O`) and every other numpy kind outside the catalogue are refused by
+    /// name.
+    pub fn from_numpy_descr(descr: &str) -> Result<DType> {
         let (order, code) = match descr.chars().next() {
             Some('<') => (ByteOrder::Little, &descr[1..]),
             Some('>') => (ByteOrder::Big, &descr[1..]),
@@ -239,8 +252,11 @@ impl DType {
             _ => (ByteOrder::native(), descr),
         };
         if code.starts_with('O') {
-            return Err(format!(
-                "dtype '{descr}' holds pickled Python objects, which ndstore refuses to load"
+            return Err(Error::new(
+                ErrorKind::UnsupportedDType,
+                format!(
+                    "dtype '{descr}' holds pickled Python objects, which ndstore refuses to load"
+                ),
             ));
         }
         // numpy accepts a few aliases for the same scalar; '?' is bool.
@@ -250,7 +266,10 @@ impl DType {
         };
         match DTypeKind::from_numpy_code(code) {
             Some(kind) => Ok(DType::new(kind, order)),
-            None => Err(format!("dtype '{descr}' is not supported by ndstore")),
+            None => Err(Error::new(
+                ErrorKind::UnsupportedDType,
+                format!("dtype '{descr}' is not supported by ndstore"),
+            )),
         }
     }
 }
@@ -271,7 +290,7 @@ mod tests {
             for order in [ByteOrder::Little, ByteOrder::Big] {
                 let dtype = DType::new(kind, order);
                 let parsed = DType::from_numpy_descr(&dtype.to_numpy_descr());
-                assert_eq!(parsed, Ok(dtype), "{dtype}");
+                assert_eq!(parsed.ok(), Some(dtype), "{dtype}");
             }
         }
     }
@@ -295,8 +314,9 @@ mod tests {
     #[test]
     fn objects_and_strings_are_refused_by_name() {
         let err = DType::from_numpy_descr("|O").unwrap_err();
-        assert!(err.contains("pickled"), "{err}");
+        assert!(err.message().contains("pickled"), "{err}");
+        assert_eq!(err.kind(), ErrorKind::UnsupportedDType);
         let err = DType::from_numpy_descr("<U10").unwrap_err();
-        assert!(err.contains("<U10"), "{err}");
+        assert!(err.message().contains("<U10"), "{err}");
     }
 }

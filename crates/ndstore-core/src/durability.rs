@@ -18,8 +18,18 @@ use crate::error::{Error, ErrorKind, Result};
 /// pages back; recovery is a fresh atomic save.
 pub trait Durable {
     /// Hands buffered data to the operating system.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of handing the buffers over; `ErrorKind::Poisoned` after an earlier failure of
+    /// a handle that poisons.
     fn flush(&mut self) -> Result<()>;
     /// Flushes, then makes the data durable on the medium.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of fsync (or msync), which poisons the handle; `ErrorKind::Poisoned` after an
+    /// earlier failed sync.
     fn sync(&mut self) -> Result<()>;
 }
 
@@ -28,6 +38,11 @@ pub trait Close {
     /// Flushes (and syncs, when the handle's [`Durability`] says so), releases the handle and
     /// returns the first error seen. Dropping instead of closing flushes on a best-effort basis
     /// and can only log its errors.
+    ///
+    /// # Errors
+    ///
+    /// The first error of the flush, the sync or the release; `ErrorKind::Poisoned` after a failed
+    /// sync.
     fn close(self) -> Result<()>;
 }
 
@@ -35,6 +50,11 @@ pub trait Close {
 pub trait Commit {
     /// Writes everything out, syncs the temporary file, renames it over the target and syncs the
     /// directory. Dropping instead of committing rolls back: the target keeps its old content.
+    ///
+    /// # Errors
+    ///
+    /// The first error of writing out, syncing, renaming or syncing the directory; the target keeps
+    /// its old content when the commit fails before the rename.
     fn commit(self) -> Result<()>;
 }
 

@@ -30,22 +30,42 @@ pub trait Element:
 
     /// Turns raw values into elements, or returns the index of the first invalid one (a `bool`
     /// byte other than 0 or 1).
+    ///
+    /// # Errors
+    ///
+    /// The index of the first raw value that is no valid element (a `bool` byte other than 0 or 1).
     fn from_raw_vec(raw: Vec<Self::Raw>) -> Result<Vec<Self>, usize>;
 
     /// Checks raw values in place, returning the index of the first invalid one.
+    ///
+    /// # Errors
+    ///
+    /// The index of the first raw value that is no valid element.
     fn validate_raw(raw: &[Self::Raw]) -> Result<(), usize>;
 
     /// Views raw values (bytes of a mapped file, say) as elements, after checking them.
+    ///
+    /// # Errors
+    ///
+    /// The index of the first raw value that is no valid element.
     fn view_raw(raw: &[Self::Raw]) -> Result<&[Self], usize>;
 
     /// Views raw values as mutable elements, after checking them. Writes through the view store
     /// only valid values.
+    ///
+    /// # Errors
+    ///
+    /// The index of the first raw value that is no valid element.
     fn view_raw_mut(raw: &mut [Self::Raw]) -> Result<&mut [Self], usize>;
 
     /// Wraps a typed array as a runtime-dtype array.
     fn into_dyn_array(array: ArrayD<Self>) -> DynArray;
 
     /// Unwraps a runtime-dtype array holding this type, or gives it back.
+    ///
+    /// # Errors
+    ///
+    /// The array itself, unchanged, when it holds another element type.
     fn try_from_dyn_array(array: DynArray) -> Result<ArrayD<Self>, DynArray>;
 
     /// Views a runtime-dtype array holding this type.
@@ -96,6 +116,12 @@ pod_element! {
     Complex<f32> => Complex64, Complex<f64> => Complex128,
 }
 
+/// The index of the first byte that is not a `bool` (neither 0 nor 1), for a slice known to
+/// hold one.
+fn first_invalid(raw: &[u8]) -> usize {
+    raw.iter().position(|&b| b > 1).unwrap_or(raw.len())
+}
+
 impl sealed::Sealed for bool {}
 impl Element for bool {
     const KIND: DTypeKind = DTypeKind::Bool;
@@ -107,24 +133,24 @@ impl Element for bool {
     }
 
     fn validate_raw(raw: &[u8]) -> Result<(), usize> {
-        match raw.iter().position(|&b| b > 1) {
-            Some(index) => Err(index),
-            None => Ok(()),
+        match first_invalid(raw) {
+            index if index < raw.len() => Err(index),
+            _ => Ok(()),
         }
     }
 
     fn view_raw(raw: &[u8]) -> Result<&[bool], usize> {
-        Self::validate_raw(raw)?;
-        // SAFETY: every byte is 0 or 1 (checked above), the only valid bit patterns of `bool`,
-        // and `bool` has the size and alignment of `u8`; the lifetime is carried over.
-        Ok(unsafe { std::slice::from_raw_parts(raw.as_ptr().cast::<bool>(), raw.len()) })
+        // bytemuck checks every byte is 0 or 1, the only valid bit patterns of `bool`.
+        bytemuck::checked::try_cast_slice(raw).map_err(|_| first_invalid(raw))
     }
 
     fn view_raw_mut(raw: &mut [u8]) -> Result<&mut [bool], usize> {
+        // As in `view_raw`; writes through `&mut bool` store only 0 or 1. The index is found
+        // first: the failed cast would still hold the mutable borrow it could have returned.
+        // After that check the cast cannot fail; should it, the index past the end says so.
         Self::validate_raw(raw)?;
-        // SAFETY: as in `view_raw`; the slice is borrowed mutably and exclusively, and a write
-        // through `&mut bool` stores only 0 or 1, so the bytes stay valid for both views.
-        Ok(unsafe { std::slice::from_raw_parts_mut(raw.as_mut_ptr().cast::<bool>(), raw.len()) })
+        let len = raw.len();
+        bytemuck::checked::try_cast_slice_mut(raw).map_err(|_| len)
     }
 
     fn into_dyn_array(array: ArrayD<bool>) -> DynArray {

@@ -33,23 +33,25 @@
 //! # }
 //! ```
 
-pub mod array;
-pub mod atomic;
-pub mod backend;
-pub mod bulk;
-pub mod capabilities;
-pub mod codec;
-pub mod dtype;
-pub mod durability;
-pub mod element;
-pub mod error;
-pub mod load;
-pub mod meta;
-pub mod npy_header;
-pub mod os;
-pub mod release;
-pub mod stream;
-pub mod writeback;
+#![warn(clippy::missing_errors_doc)]
+
+mod array;
+mod atomic;
+mod backend;
+mod bulk;
+mod capabilities;
+mod codec;
+mod dtype;
+mod durability;
+mod element;
+mod error;
+mod load;
+mod meta;
+mod npy_header;
+mod os;
+mod release;
+mod stream;
+mod writeback;
 
 pub use array::DynArray;
 pub use atomic::{DurableFile, Lock, OutputFile, list_temps, lock, remove_stale_temps, write_file};
@@ -58,10 +60,61 @@ pub use capabilities::{Capabilities, CrashGuarantee};
 pub use dtype::{ByteOrder, DType, DTypeKind, Order};
 pub use durability::{Close, Commit, Durability, Durable, Replace, SaveOptions};
 pub use element::Element;
-pub use error::{Error, ErrorKind, Location, Result};
+pub use error::{Detail, Error, ErrorKind, Location, Result};
 pub use load::LoadOptions;
 pub use meta::ArrayMeta;
-pub use stream::{StreamFormat, StreamWriter, check_rows};
+
+/// What ndstore's own crates (the backends, the conformance harness, the benchmarks and the
+/// fuzz targets) share and users do not need: the data path, the system calls, the `.npy`
+/// header, the streaming writer's shell. Not public API: anything here may change in any
+/// release.
+#[doc(hidden)]
+pub mod __private {
+    /// Runtime-typed array helpers.
+    pub mod array {
+        pub use crate::array::*;
+    }
+    /// The atomic-replace primitive's pieces.
+    pub mod atomic {
+        pub use crate::atomic::*;
+    }
+    /// Page faults and reads spread over threads.
+    pub mod bulk {
+        pub use crate::bulk::*;
+    }
+    /// Element bytes in and out of arrays.
+    pub mod codec {
+        pub use crate::codec::*;
+    }
+    /// Fallible allocation and opening for loads.
+    pub mod load {
+        pub use crate::load::*;
+    }
+    /// Checked size arithmetic.
+    pub mod meta {
+        pub use crate::meta::*;
+    }
+    /// The `.npy` header, shared by the `file` and `mmap` backends.
+    pub mod npy_header {
+        pub use crate::npy_header::*;
+    }
+    /// The system calls the standard library does not wrap.
+    pub mod os {
+        pub use crate::os::*;
+    }
+    /// Replaced files closed on a background thread.
+    pub mod release {
+        pub use crate::release::*;
+    }
+    /// The shell every streaming writer shares.
+    pub mod stream {
+        pub use crate::stream::*;
+    }
+    /// Eager write-back of synced saves.
+    pub mod writeback {
+        pub use crate::writeback::*;
+    }
+}
 
 pub use half;
 pub use ndarray;

@@ -28,6 +28,10 @@ impl ArrayMeta {
     }
 
     /// The number of elements, or an error when the product overflows.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TooLarge` when the product of the shape overflows `usize`.
     pub fn element_count(&self) -> Result<usize> {
         element_count(&self.shape)
     }
@@ -35,6 +39,10 @@ impl ArrayMeta {
     /// The number of data bytes, or an error when shape × itemsize overflows. The lengths other
     /// than zero, times the itemsize, must fit `isize` even when an axis of zero leaves no
     /// bytes: no array (ndarray's or numpy's) can have such a shape.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TooLarge` when the byte count overflows `usize`.
     pub fn byte_len(&self) -> Result<usize> {
         let count = self.element_count()?;
         nonzero_product(&self.shape)
@@ -75,6 +83,10 @@ fn nonzero_product(shape: &[usize]) -> Option<usize> {
 
 /// The product of `shape`, or an error when the lengths other than zero multiply past
 /// `isize::MAX` (ndarray's limit, which an axis of zero does not lift).
+///
+/// # Errors
+///
+/// `ErrorKind::TooLarge` when the product overflows `usize`.
 pub fn element_count(shape: &[usize]) -> Result<usize> {
     nonzero_product(shape)
         .map(|n| if shape.contains(&0) { 0 } else { n })

@@ -111,6 +111,13 @@ fn numpy_padding(len: usize) -> usize {
 
 /// Reads and parses a header from the start of `reader`, refusing headers longer than
 /// `max_header_len` before reading them.
+///
+/// # Errors
+///
+/// With the byte offset: `ErrorKind::Format` for a wrong magic or a malformed header,
+/// `ErrorKind::Truncated` when the input ends inside the header, `ErrorKind::TooLarge` for a header
+/// longer than `max_header_len` or a shape whose size overflows, `ErrorKind::UnsupportedDType` for
+/// a dtype outside the catalogue, and the reader's I/O errors.
 pub fn read(reader: &mut dyn Read, max_header_len: usize) -> Result<Header> {
     let mut prefix = [0u8; 10];
     read_fully(
@@ -186,7 +193,8 @@ pub fn read(reader: &mut dyn Read, max_header_len: usize) -> Result<Header> {
         Error::new(ErrorKind::UnsupportedDType, msg).at_offset(text_start + raw.descr_pos as u64)
     };
     let dtype = match &raw.descr {
-        Descr::Simple(descr) => DType::from_numpy_descr(descr).map_err(unsupported)?,
+        Descr::Simple(descr) => DType::from_numpy_descr(descr)
+            .map_err(|e| e.at_offset(text_start + raw.descr_pos as u64))?,
         Descr::Structured(fields) => {
             let shown: String = fields.chars().take(120).collect();
             return Err(unsupported(format!(
@@ -215,6 +223,11 @@ pub fn read(reader: &mut dyn Read, max_header_len: usize) -> Result<Header> {
 }
 
 /// Reads exactly `buf.len()` bytes that start at `offset`, or says the file is truncated there.
+///
+/// # Errors
+///
+/// `ErrorKind::Truncated` with `what`, at the offset where the input ended; the reader's I/O
+/// errors.
 pub fn read_fully(reader: &mut dyn Read, buf: &mut [u8], offset: u64, what: &str) -> Result<()> {
     let mut filled = 0;
     while filled < buf.len() {

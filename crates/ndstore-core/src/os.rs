@@ -69,6 +69,10 @@ pub(crate) fn try_zeroed_vec<T: bytemuck::Zeroable>(count: usize) -> Option<Vec<
 /// Closes `file` and reports the error that `close(2)` returns, which `drop` would discard.
 ///
 /// Some file systems (NFS, FUSE, quota-enforcing ones) report a failed write-back only here.
+///
+/// # Errors
+///
+/// The error `close(2)` returns: EIO when write-back of the file's data failed.
 pub fn close_file(file: File) -> io::Result<()> {
     let fd = file.into_raw_fd();
     // SAFETY: `fd` was just taken out of an owned `File`, so this is its only owner and it is
@@ -148,6 +152,10 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
 
 /// Whether this process may open `path` for writing, by the kernel's full permission check
 /// with the effective user and group (`faccessat(AT_EACCESS)`: mode bits, ACLs, capabilities).
+///
+/// # Errors
+///
+/// The error of `faccessat` other than a refused permission (a missing file, say).
 pub fn may_write(path: &std::path::Path) -> io::Result<bool> {
     let c_path = c_path(path)?;
     // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call; faccessat only
@@ -200,6 +208,10 @@ fn c_path(path: &std::path::Path) -> io::Result<std::ffi::CString> {
 
 /// The names of the extended attributes of `path` (not following a link at it). A file system
 /// without extended attributes has none.
+///
+/// # Errors
+///
+/// The error of `llistxattr`, other than a file system without extended attributes.
 pub fn xattr_names(path: &std::path::Path) -> io::Result<Vec<std::ffi::CString>> {
     let c_path = c_path(path)?;
     let mut buffer: Vec<u8> = Vec::new();
@@ -240,6 +252,10 @@ pub fn xattr_names(path: &std::path::Path) -> io::Result<Vec<std::ffi::CString>>
 }
 
 /// The value of extended attribute `name` of `path` (not following a link at it).
+///
+/// # Errors
+///
+/// The error of `lgetxattr` (ENODATA when the attribute does not exist).
 pub fn xattr_value(path: &std::path::Path, name: &std::ffi::CStr) -> io::Result<Vec<u8>> {
     let c_path = c_path(path)?;
     let mut buffer: Vec<u8> = Vec::new();
@@ -273,6 +289,10 @@ pub fn xattr_value(path: &std::path::Path, name: &std::ffi::CStr) -> io::Result<
 }
 
 /// Sets extended attribute `name` of the open `file` to `value`.
+///
+/// # Errors
+///
+/// The error of `fsetxattr`.
 pub fn set_xattr(file: &File, name: &std::ffi::CStr, value: &[u8]) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: the descriptor is borrowed from a live `File`; `name` is NUL-terminated and the
@@ -294,6 +314,10 @@ pub fn set_xattr(file: &File, name: &std::ffi::CStr, value: &[u8]) -> io::Result
 }
 
 /// The file system type (`statfs`'s `f_type` magic number) of the file system holding `path`.
+///
+/// # Errors
+///
+/// The error of `statfs`.
 pub fn fs_type(path: &std::path::Path) -> io::Result<i64> {
     let c_path = c_path(path)?;
     let mut stat = std::mem::MaybeUninit::<libc::statfs>::uninit();

@@ -16,6 +16,10 @@ pub trait StreamFormat: Send {
     /// Rewrites the file's header (its row count, say) so that the first `rows` rows written
     /// are a complete file. Called on flush, sync and commit after the buffer was written, and
     /// with the last flushed count when a failed or panicking in-place writer is cut back.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of rewriting the header; the writer is poisoned by it.
     fn complete_header(&mut self, file: &File, rows: usize) -> Result<()>;
 
     /// Bytes written once, just before commit (a footer). None by default.
@@ -26,6 +30,11 @@ pub trait StreamFormat: Send {
 
 /// Checks rows before a streaming writer appends them: element type `got` must be the writer's
 /// `expected`, and `shape` must be `[n, row_shape...]`. The error names `path`.
+///
+/// # Errors
+///
+/// `ErrorKind::TypeMismatch` for rows of another element type, `ErrorKind::InvalidInput` for rows
+/// of another shape; both name `path`.
 pub fn check_rows(
     expected: DTypeKind,
     row_shape: &[usize],
@@ -74,6 +83,8 @@ pub struct StreamWriter<F: StreamFormat> {
     flushed_len: u64,
     /// Set by the first failed write, flush or sync.
     failed: bool,
+    /// A failure to cut an in-place target back, kept for [`StreamWriter::abort`] to report.
+    rollback_error: Option<Error>,
 }
 
 fn finished() -> Error {
@@ -136,6 +147,7 @@ impl<F: StreamFormat> StreamWriter<F> {
             flushed_rows: 0,
             flushed_len: 0,
             failed: false,
+            rollback_error: None,
         };
         if writer.replace == Replace::InPlace {
             writer.write_out()?;
@@ -161,11 +173,7 @@ impl<F: StreamFormat> StreamWriter<F> {
     /// Refuses to go on after a failure, or once finished.
     fn check(&self) -> Result<()> {
         if self.failed {
-            return Err(Error::new(
-                ErrorKind::Poisoned,
-                "an earlier write, flush or sync of this writer failed, so the rows it holds are incomplete; write them again with a new writer",
-            )
-            .with_path(self.target()));
+            return Err(writer_poisoned_error(self.target()));
         }
         if self.data.is_none() {
             return Err(finished());
@@ -231,32 +239,53 @@ impl<F: StreamFormat> StreamWriter<F> {
     /// last flushed state.
     fn fail(&mut self) {
         self.failed = true;
-        self.cut_back();
+        self.cut_back_logged();
+    }
+
+    /// [`StreamWriter::cut_back`] on a path that already reports (or cannot report) an error:
+    /// a failure is logged, and kept for `abort` to return.
+    fn cut_back_logged(&mut self) {
+        if let Err(e) = self.cut_back() {
+            log::error!(
+                "{}: could not restore the last flushed state of an abandoned writer: {e}",
+                self.target().display()
+            );
+            self.rollback_error = Some(e);
+        }
     }
 
     /// Discards the buffer without writing it and, in place, truncates the target to its last
-    /// flushed length and rewrites the header for the rows it holds. Errors are logged: this
-    /// runs on paths that already report (or cannot report) an error.
-    fn cut_back(&mut self) {
+    /// flushed length and rewrites the header for the rows it holds.
+    fn cut_back(&mut self) -> Result<()> {
         let Some(data) = self.data.take() else {
-            return;
+            return Ok(());
         };
         // `into_parts` hands back the file without writing the buffer (BufWriter's own drop
         // would write it).
         let (file, _discarded) = data.into_parts();
         if self.replace != Replace::InPlace {
-            return;
+            return Ok(());
         }
-        let result = file
-            .set_len(self.flushed_len)
+        file.set_len(self.flushed_len)
             .map_err(|e| Error::io("cutting the file back to its last flush", e))
-            .and_then(|()| self.format.complete_header(&file, self.flushed_rows));
-        if let Err(e) = result {
-            log::error!(
-                "{}: could not restore the last flushed state of an abandoned writer: {e}",
-                self.target().display()
-            );
-        }
+            .and_then(|()| self.format.complete_header(&file, self.flushed_rows))
+            .map_err(|e| e.with_path(self.target()))
+    }
+
+    /// Abandons the writer and reports whether the rollback worked, where dropping it can only
+    /// log: atomic, the temporary file is removed and the target keeps its old content; in
+    /// place, the target is cut back to exactly its last flushed state (the rows appended since
+    /// are gone) and closed.
+    ///
+    /// # Errors
+    ///
+    /// The error of cutting an in-place target back (now, or earlier when a failed write cut
+    /// it), of closing it, or of removing an atomic writer's temporary file.
+    pub fn abort(mut self) -> Result<()> {
+        let cut = self.cut_back();
+        let earlier = self.rollback_error.take().map_or(Ok(()), Err);
+        let released = self.out.take().map_or(Ok(()), OutputFile::abort);
+        earlier.and(cut).and(released)
     }
 }
 
@@ -311,6 +340,18 @@ impl<F: StreamFormat> Drop for StreamWriter<F> {
         }
         // Atomic: the rows die with the temporary file, removed as `out` drops. In place during
         // a panic: the file is cut back to exactly what the last flush published.
-        self.cut_back();
+        self.cut_back_logged();
     }
 }
+
+/// The error every call on a poisoned writer returns: its failure may have been a write, a
+/// flush or a sync.
+pub fn writer_poisoned_error(path: &Path) -> Error {
+    Error::new(
+        ErrorKind::Poisoned,
+        "an earlier write, flush or sync of this writer failed, so the rows it holds are \
+         incomplete; write them again with a new writer",
+    )
+    .with_path(path)
+}
+

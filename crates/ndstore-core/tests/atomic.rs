@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use ndstore_core::atomic::{DurableFile, list_temps, remove_stale_temps};
+use ndstore_core::__private::atomic::{DurableFile, list_temps, remove_stale_temps};
 use ndstore_core::{ErrorKind, OutputFile, SaveOptions, write_file};
 
 fn mode(path: &Path) -> u32 {
@@ -237,7 +237,7 @@ fn held_deleted_files() -> Vec<String> {
 fn a_large_replaced_file_is_released_in_the_background_and_settle_waits_for_it() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("big-old");
-    let big = ndstore_core::release::DEFER_BYTES as usize + 4096;
+    let big = ndstore_core::__private::release::DEFER_BYTES as usize + 4096;
     for round in 0..3u8 {
         let old = vec![round; big];
         fs::write(&target, &old).unwrap();
@@ -247,7 +247,7 @@ fn a_large_replaced_file_is_released_in_the_background_and_settle_waits_for_it()
         assert_eq!(fs::read(&target).unwrap(), new);
         assert_eq!(mode(&target), 0o640);
         assert!(list_temps(&target).unwrap().is_empty());
-        ndstore_core::release::settle();
+        ndstore_core::__private::release::settle();
         assert_eq!(
             held_deleted_files(),
             Vec::<String>::new(),

@@ -30,14 +30,12 @@ impl Backend for NpyBackend {
             fortran_order: true,
             max_ndim: 32,
             bit_exact: true,
-            atomic_replace: true,
-            in_place_update: false,
             partial_io: false,
             streaming_append: true,
             memory_map: false,
             compression: false,
             crash: CrashGuarantee::AtomicReplace,
-            in_place_crash: CrashGuarantee::None,
+            in_place: None,
             interop: true,
         }
     }
@@ -51,7 +49,8 @@ impl Backend for NpyBackend {
     }
 
     fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray> {
-        with_dtype_kind!(kind, T => npy::load::<T, ndarray::IxDyn>(path).map(DynArray::from))
+        with_dtype_kind!(kind, |T| npy::load::<T, ndarray::IxDyn>(path)
+            .map(DynArray::from))
     }
 
     fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {

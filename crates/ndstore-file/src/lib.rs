@@ -29,8 +29,10 @@
 //! Saving to a `Write` you own ([`npy::write_to`]) leaves durability to you: flush the writer and
 //! `sync_all` the file yourself.
 
+#![warn(clippy::missing_errors_doc)]
+
 mod backend;
-pub use ndstore_core::npy_header as header;
+use ndstore_core::__private::npy_header as header;
 pub mod npy;
 pub mod npz;
 pub mod raw;

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use ndarray::{Array, ArrayBase, ArrayD, ArrayViewD, Data, Dimension};
-use ndstore_core::codec::{alloc_raw, array_from_raw, layout_order, write_elements};
+use ndstore_core::__private::codec::{alloc_raw, array_from_raw, layout_order, write_elements};
 use ndstore_core::{
     ArrayMeta, ByteOrder, DType, DynArray, Element, Error, ErrorKind, Result, SaveOptions,
     with_dtype_kind, with_dyn_array,
@@ -21,6 +21,13 @@ pub use ndstore_core::LoadOptions;
 ///
 /// The array's layout decides the recorded order: C-contiguous arrays are saved in C order,
 /// Fortran-contiguous ones in Fortran order, anything else is copied out in C order.
+///
+/// # Errors
+///
+/// The errors of opening the output (`OutputFile::create`: `ErrorKind::PermissionDenied`,
+/// `ErrorKind::Locked` in place, ...), and I/O errors of writing, syncing, renaming and syncing the
+/// directory (`ErrorKind::StorageFull` for a full disk); a failed atomic save leaves the target's
+/// old content.
 pub fn save<A, S, D>(path: impl AsRef<Path>, array: &ArrayBase<S, D>) -> Result<()>
 where
     A: Element,
@@ -31,6 +38,13 @@ where
 }
 
 /// Saves `array` to `path` as `options` say (atomic or in place, synced or flushed, byte order).
+///
+/// # Errors
+///
+/// The errors of opening the output (`OutputFile::create`: `ErrorKind::PermissionDenied`,
+/// `ErrorKind::Locked` in place, ...), and I/O errors of writing, syncing, renaming and syncing the
+/// directory (`ErrorKind::StorageFull` for a full disk); a failed atomic save leaves the target's
+/// old content.
 pub fn save_with<A, S, D>(
     path: impl AsRef<Path>,
     array: &ArrayBase<S, D>,
@@ -45,8 +59,15 @@ where
 }
 
 /// Saves a runtime-typed array.
+///
+/// # Errors
+///
+/// The errors of opening the output (`OutputFile::create`: `ErrorKind::PermissionDenied`,
+/// `ErrorKind::Locked` in place, ...), and I/O errors of writing, syncing, renaming and syncing the
+/// directory (`ErrorKind::StorageFull` for a full disk); a failed atomic save leaves the target's
+/// old content.
 pub fn save_dyn(path: impl AsRef<Path>, array: &DynArray, options: &SaveOptions) -> Result<()> {
-    with_dyn_array!(array, a => save_view(path.as_ref(), a.view(), options))
+    with_dyn_array!(array, |a| save_view(path.as_ref(), a.view(), options))
 }
 
 fn meta_for<T: Element>(view: &ArrayViewD<'_, T>, byte_order: ByteOrder) -> ArrayMeta {
@@ -69,8 +90,8 @@ fn save_view<T: Element>(
     })?;
     let synced = options.durability == ndstore_core::Durability::Synced;
     ndstore_core::write_file(path, options, |file| {
-        ndstore_core::os::preallocate(file, total as u64);
-        let mut out = ndstore_core::writeback::EagerWriteback::new(file, synced);
+        ndstore_core::__private::os::preallocate(file, total as u64);
+        let mut out = ndstore_core::__private::writeback::EagerWriteback::new(file, synced);
         write_npy(&mut out, &header, &view, &meta)
     })
 }
@@ -93,6 +114,10 @@ fn write_npy<T: Element>(
 ///
 /// Durability is then the caller's: this writes into `writer` and nothing more. To make the
 /// bytes durable, flush the writer and `sync_all` the file it writes to — or save by path.
+///
+/// # Errors
+///
+/// The writer's I/O errors.
 pub fn write_to<A, S, D>(
     writer: &mut dyn Write,
     array: &ArrayBase<S, D>,
@@ -109,12 +134,21 @@ where
 }
 
 /// Writes a runtime-typed array as `.npy` bytes to a writer the caller owns.
+///
+/// # Errors
+///
+/// The writer's I/O errors.
 pub fn write_dyn_to(writer: &mut dyn Write, array: &DynArray, byte_order: ByteOrder) -> Result<()> {
-    with_dyn_array!(array, a => write_to(writer, a, byte_order))
+    with_dyn_array!(array, |a| write_to(writer, a, byte_order))
 }
 
 /// Reads only the header of the `.npy` file at `path`: dtype, shape and order, without reading
 /// or allocating for the data.
+///
+/// # Errors
+///
+/// An error naming the file and the place for a missing or damaged header (`ErrorKind::Format`,
+/// `ErrorKind::Truncated`, `ErrorKind::UnsupportedDType`, `ErrorKind::TooLarge`); I/O errors.
 pub fn read_meta(path: impl AsRef<Path>) -> Result<ArrayMeta> {
     let path = path.as_ref();
     let (_, header, _) = open(path, &LoadOptions::default())?;
@@ -125,11 +159,27 @@ pub fn read_meta(path: impl AsRef<Path>) -> Result<ArrayMeta> {
 ///
 /// Fails with [`ErrorKind::TypeMismatch`] before reading any data when the file holds another
 /// element type or number of dimensions; the stored byte order is converted to the native one.
+///
+/// # Errors
+///
+/// An error naming the file and, for damaged input, the place: `ErrorKind::Format`,
+/// `ErrorKind::Truncated`, `ErrorKind::UnsupportedDType`, `ErrorKind::TooLarge` for sizes the file
+/// cannot hold; `ErrorKind::OutOfMemory` over the memory limit or when the allocator refuses; I/O
+/// errors. `ErrorKind::TypeMismatch` before any data is read when the file holds another element
+/// type or number of dimensions.
 pub fn load<T: Element, D: Dimension>(path: impl AsRef<Path>) -> Result<Array<T, D>> {
     load_with(path, &LoadOptions::default())
 }
 
 /// [`load`] with explicit options.
+///
+/// # Errors
+///
+/// An error naming the file and, for damaged input, the place: `ErrorKind::Format`,
+/// `ErrorKind::Truncated`, `ErrorKind::UnsupportedDType`, `ErrorKind::TooLarge` for sizes the file
+/// cannot hold; `ErrorKind::OutOfMemory` over the memory limit or when the allocator refuses; I/O
+/// errors. `ErrorKind::TypeMismatch` before any data is read when the file holds another element
+/// type or number of dimensions.
 pub fn load_with<T: Element, D: Dimension>(
     path: impl AsRef<Path>,
     options: &LoadOptions,
@@ -173,6 +223,13 @@ pub fn load_dyn_with(
 ///
 /// The length of a stream is unknown, so memory grows only as data actually arrives: a header
 /// that claims more than the stream holds fails at the end of the stream, not in the allocator.
+///
+/// # Errors
+///
+/// `ErrorKind::Format`, `ErrorKind::Truncated` or `ErrorKind::UnsupportedDType` for bytes that are
+/// not a valid `.npy` stream (with the byte offset); `ErrorKind::OutOfMemory` when the allocator
+/// refuses; the reader's I/O errors. `ErrorKind::TypeMismatch` before any data is read when the
+/// file holds another element type or number of dimensions.
 pub fn read_from<T: Element, D: Dimension>(reader: &mut dyn Read) -> Result<Array<T, D>> {
     let header = header::read(reader, DEFAULT_MAX_HEADER_LEN)?;
     check_type::<T, D>(&header.meta)?;
@@ -185,6 +242,12 @@ pub fn read_from<T: Element, D: Dimension>(reader: &mut dyn Read) -> Result<Arra
 }
 
 /// Reads a runtime-typed `.npy` array from a reader the caller owns.
+///
+/// # Errors
+///
+/// `ErrorKind::Format`, `ErrorKind::Truncated` or `ErrorKind::UnsupportedDType` for bytes that are
+/// not a valid `.npy` stream (with the byte offset); `ErrorKind::OutOfMemory` when the allocator
+/// refuses; the reader's I/O errors.
 pub fn read_dyn_from(reader: &mut dyn Read) -> Result<(ArrayMeta, DynArray)> {
     read_dyn_from_limited(reader, &LoadOptions::default(), None, false)
 }
@@ -210,12 +273,18 @@ pub(crate) fn read_dyn_from_limited(
 }
 
 /// Reads a header from a reader the caller owns, leaving the reader at the first data byte.
+///
+/// # Errors
+///
+/// `ErrorKind::Format`, `ErrorKind::Truncated`, `ErrorKind::UnsupportedDType` or
+/// `ErrorKind::TooLarge` for a header that is not valid, with its byte offset; the reader's I/O
+/// errors.
 pub fn read_header_from(reader: &mut dyn Read) -> Result<ArrayMeta> {
     Ok(header::read(reader, DEFAULT_MAX_HEADER_LEN)?.meta)
 }
 
 fn open(path: &Path, options: &LoadOptions) -> Result<(File, Header, u64)> {
-    let mut file = ndstore_core::load::open_for_load(path)?;
+    let mut file = ndstore_core::__private::load::open_for_load(path)?;
     let len = file
         .metadata()
         .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
@@ -225,12 +294,18 @@ fn open(path: &Path, options: &LoadOptions) -> Result<(File, Header, u64)> {
 }
 
 fn read_dyn(input: Input<'_>, header: &Header, options: &LoadOptions) -> Result<DynArray> {
-    with_dtype_kind!(header.meta.dtype.kind, T => read_data::<T>(input, header, options).map(DynArray::from))
+    with_dtype_kind!(header.meta.dtype.kind, |T| read_data::<T>(
+        input, header, options
+    )
+    .map(DynArray::from))
 }
 
 fn check_type<T: Element, D: Dimension>(meta: &ArrayMeta) -> Result<()> {
     if meta.dtype.kind != T::KIND {
-        return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, T::KIND));
+        return Err(ndstore_core::__private::array::type_mismatch(
+            meta.dtype.kind,
+            T::KIND,
+        ));
     }
     if let Some(ndim) = D::NDIM
         && ndim != meta.shape.len()
@@ -303,7 +378,11 @@ fn read_data<T: Element>(
         Input::File { file, len } => {
             check_len(len)?;
             let mut raw = alloc_raw::<T::Raw>(count)?;
-            ndstore_core::bulk::read_exact_at(file, bytemuck::cast_slice_mut(&mut raw), start)?;
+            ndstore_core::__private::bulk::read_exact_at(
+                file,
+                bytemuck::cast_slice_mut(&mut raw),
+                start,
+            )?;
             raw
         }
         Input::Stream {

@@ -37,29 +37,38 @@ pub enum Compression {
 
 /// Checks an array name for use as an archive member: not empty, no NUL or backslash, not
 /// absolute, no `.` or `..` components.
-pub fn validate_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() {
-        return Err("the name is empty".to_owned());
-    }
-    if name.contains('\0') {
-        return Err("the name contains a NUL byte".to_owned());
-    }
-    if name.contains('\\') {
-        return Err("the name contains a backslash".to_owned());
-    }
-    if name.starts_with('/') || name.as_bytes().get(1) == Some(&b':') {
-        return Err("the name is an absolute path".to_owned());
-    }
-    if name
+///
+/// ```
+/// use ndstore_core::ErrorKind;
+/// use ndstore_file::npz::validate_name;
+/// assert!(validate_name("weights/layer1").is_ok());
+/// assert_eq!(validate_name("../escape").unwrap_err().kind(), ErrorKind::InvalidName);
+/// ```
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidName`] saying what is wrong with the name.
+pub fn validate_name(name: &str) -> Result<()> {
+    let why = if name.is_empty() {
+        "the name is empty"
+    } else if name.contains('\0') {
+        "the name contains a NUL byte"
+    } else if name.contains('\\') {
+        "the name contains a backslash"
+    } else if name.starts_with('/') || name.as_bytes().get(1) == Some(&b':') {
+        "the name is an absolute path"
+    } else if name
         .split('/')
         .any(|part| part.is_empty() || part == "." || part == "..")
     {
-        return Err("the name has an empty, '.' or '..' path component".to_owned());
-    }
-    Ok(())
+        "the name has an empty, '.' or '..' path component"
+    } else {
+        return Ok(());
+    };
+    Err(invalid_name(name, why))
 }
 
-fn invalid_name(name: &str, why: String) -> Error {
+fn invalid_name(name: &str, why: &str) -> Error {
     Error::new(
         ErrorKind::InvalidName,
         format!("unsafe array name {name:?}: {why}"),
@@ -197,7 +206,7 @@ impl NpzWriter {
     ///
     /// As [`NpzWriter::add`].
     pub fn add_dyn(&mut self, name: &str, array: &DynArray) -> Result<()> {
-        with_dyn_array!(array, a => self.add_view(name, a.view()))
+        with_dyn_array!(array, |a| self.add_view(name, a.view()))
     }
 
     fn check(&self) -> Result<()> {
@@ -214,7 +223,7 @@ impl NpzWriter {
     fn add_view<T: Element>(&mut self, name: &str, view: ndarray::ArrayViewD<'_, T>) -> Result<()> {
         self.check()?;
         let target = self.target();
-        validate_name(name).map_err(|why| invalid_name(name, why).with_path(&target))?;
+        validate_name(name).map_err(|e| e.with_path(&target))?;
         if self.names.contains(name) {
             return Err(Error::new(
                 ErrorKind::InvalidName,
@@ -292,7 +301,7 @@ impl Commit for NpzWriter {
                     return Err(e);
                 }
             };
-            ndstore_core::os::close_file(gate.file)
+            ndstore_core::__private::os::close_file(gate.file)
                 .map_err(|e| Error::io("close failed", e).with_path(&target))?;
         }
         // `out` publishes the file; drop has nothing left to do.
@@ -325,6 +334,13 @@ impl Drop for NpzWriter {
 }
 
 /// Saves named arrays as an `.npz` archive, atomically and durably unless `options` say otherwise.
+///
+/// # Errors
+///
+/// `ErrorKind::InvalidName` for an unsafe or repeated name; otherwise the errors of opening the
+/// output (`OutputFile::create`: `ErrorKind::PermissionDenied`, `ErrorKind::Locked` in place, ...),
+/// and I/O errors of writing, syncing, renaming and syncing the directory (`ErrorKind::StorageFull`
+/// for a full disk); a failed atomic save leaves the target's old content.
 pub fn save_npz(
     path: impl AsRef<Path>,
     arrays: &[(&str, &DynArray)],
@@ -410,9 +426,15 @@ pub struct NpzReader {
 
 impl NpzReader {
     /// Opens the archive at `path` and validates every member name.
+    ///
+    /// # Errors
+    ///
+    /// An error naming the file: `ErrorKind::Format` for bytes that are not a zip archive,
+    /// `ErrorKind::InvalidName` for a member name that is unsafe, repeated or escapes the archive
+    /// (with the member); I/O errors.
     pub fn open(path: impl AsRef<Path>) -> Result<NpzReader> {
         let path = path.as_ref().to_path_buf();
-        let file = ndstore_core::load::open_for_load(&path)?;
+        let file = ndstore_core::__private::load::open_for_load(&path)?;
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("cannot inspect", e).with_path(&path))?
@@ -446,9 +468,9 @@ impl NpzReader {
                     member
                         .enclosed_name()
                         .map(|_| ())
-                        .ok_or_else(|| "it escapes the archive".to_owned())
+                        .ok_or_else(|| invalid_name(&raw, "it escapes the archive"))
                 })
-                .map_err(|why| invalid_name(&raw, why).in_member(&raw).with_path(&path))?;
+                .map_err(|e| e.in_member(&raw).with_path(&path))?;
             if !seen.insert(name.clone()) {
                 return Err(Error::new(
                     ErrorKind::InvalidName,
@@ -507,6 +529,11 @@ impl NpzReader {
     }
 
     /// Reads only the metadata of array `name`, decompressing just its header.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::NotFound` for a name the archive does not hold; the errors of a damaged member
+    /// header, with the member and the offset inside it.
     pub fn read_meta(&mut self, name: &str) -> Result<ArrayMeta> {
         let path = self.path.clone();
         let (mut member, member_name) = self.member(name)?;
@@ -605,6 +632,11 @@ impl NpzReader {
     }
 
     /// Loads array `name` as `T` with dimensionality `D`.
+    ///
+    /// # Errors
+    ///
+    /// As `NpzReader::load_dyn`, and `ErrorKind::TypeMismatch` when the array holds another element
+    /// type or number of dimensions.
     pub fn load<T: Element, D: Dimension>(&mut self, name: &str) -> Result<Array<T, D>> {
         let (meta, array) = self.load_dyn(name)?;
         let ndim = meta.shape.len();
@@ -622,6 +654,10 @@ impl NpzReader {
 }
 
 /// Loads every array of an `.npz` archive, in archive order.
+///
+/// # Errors
+///
+/// The errors of `NpzReader::open` and of loading each member (`NpzReader::load_dyn`).
 pub fn load_npz(path: impl AsRef<Path>) -> Result<Vec<(String, ArrayMeta, DynArray)>> {
     let mut reader = NpzReader::open(path)?;
     let names = reader.names().to_vec();

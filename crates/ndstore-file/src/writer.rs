@@ -7,10 +7,11 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
-use ndstore_core::codec::write_elements;
+use ndstore_core::__private::codec::write_elements;
+use ndstore_core::__private::stream::{StreamFormat, StreamWriter};
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Commit, DType, Durable, DynArray, Element, Error, ErrorKind, Order,
-    Result, SaveOptions, StreamFormat, StreamWriter, with_dyn_array,
+    Result, SaveOptions, with_dyn_array,
 };
 
 use crate::header;
@@ -53,12 +54,39 @@ impl StreamFormat for NpyHeader {
 /// makes the rows so far a complete `.npy` file that other processes can read; dropped
 /// uncommitted, the writer flushes (errors logged) — unless its thread is panicking, when rows
 /// buffered since the last flush are discarded rather than published.
+///
+/// ```
+/// use ndarray::array;
+/// use ndstore_core::{Commit, DType, DTypeKind, Durable, SaveOptions};
+/// use ndstore_file::{NpyWriter, npy};
+///
+/// # fn main() -> ndstore_core::Result<()> {
+/// # let dir = std::env::temp_dir().join(format!("ndstore-writer-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("rows.npy");
+/// let dtype = DType::native(DTypeKind::F32);
+/// let mut writer = NpyWriter::create(&path, dtype, &[2], &SaveOptions::default())?;
+/// writer.append(&array![[1.0f32, 2.0], [3.0, 4.0]])?;
+/// writer.sync()?; // durable in the temporary file; the target does not exist yet
+/// writer.append(&array![[5.0f32, 6.0]])?;
+/// writer.commit()?; // published at the target, atomically
+/// let rows: ndarray::Array2<f32> = npy::load(&path)?;
+/// assert_eq!(rows, array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0]]);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(())
+/// # }
+/// ```
 pub struct NpyWriter {
     stream: StreamWriter<NpyHeader>,
 }
 
 impl NpyWriter {
     /// Starts a file at `path` for arrays of `dtype` whose axes after the first are `row_shape`.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::InvalidInput` when the options' byte order contradicts the dtype's; the errors
+    /// of `OutputFile::create` and of writing the header.
     pub fn create(
         path: impl AsRef<Path>,
         dtype: DType,
@@ -90,6 +118,12 @@ impl NpyWriter {
     }
 
     /// Appends rows: an array shaped `[n, row_shape...]` of the writer's element type.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TypeMismatch` or `ErrorKind::InvalidInput` for rows that do not fit the writer;
+    /// the I/O error of a write, which poisons the writer (`ErrorKind::Poisoned` for every later
+    /// call).
     pub fn append<A, S, D>(&mut self, rows: &ArrayBase<S, D>) -> Result<()>
     where
         A: Element,
@@ -100,13 +134,17 @@ impl NpyWriter {
     }
 
     /// Appends rows of a runtime-typed array.
+    ///
+    /// # Errors
+    ///
+    /// As `NpyWriter::append`.
     pub fn append_dyn(&mut self, rows: &DynArray) -> Result<()> {
-        with_dyn_array!(rows, a => self.append_view(a.view()))
+        with_dyn_array!(rows, |a| self.append_view(a.view()))
     }
 
     fn append_view<T: Element>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {
         let format = self.stream.format();
-        ndstore_core::check_rows(
+        ndstore_core::__private::stream::check_rows(
             format.dtype.kind,
             &format.row_shape,
             T::KIND,
@@ -119,6 +157,21 @@ impl NpyWriter {
             })
             .map_err(|e| Error::io("appending rows", e))
         })
+    }
+}
+
+impl NpyWriter {
+    /// Abandons the writer and reports whether the rollback worked, where dropping it can
+    /// only log: atomic, the temporary file is removed and the target keeps its old content;
+    /// in place, the target is cut back to exactly its last flush (a complete file of the rows
+    /// flushed so far).
+    ///
+    /// # Errors
+    ///
+    /// The error of the rollback: the temporary file cannot be removed, or the in-place file
+    /// cannot be cut back or closed.
+    pub fn abort(self) -> Result<()> {
+        self.stream.abort()
     }
 }
 
@@ -143,15 +196,11 @@ impl ArrayWriter for NpyWriter {
         self.append_dyn(rows)
     }
 
-    fn flush(&mut self) -> Result<()> {
-        Durable::flush(self)
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        Durable::sync(self)
-    }
-
     fn commit(self: Box<Self>) -> Result<()> {
         Commit::commit(*self)
+    }
+
+    fn abort(self: Box<Self>) -> Result<()> {
+        NpyWriter::abort(*self)
     }
 }

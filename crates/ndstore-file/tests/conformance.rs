@@ -184,9 +184,10 @@ fn hostile_npz() -> Vec<Hostile> {
     // in a file of about 300 bytes; its .npy header agrees with them (u8 elements that fill the
     // claimed size), so only the file's length gives the lie away.
     let claimed = 0xFFFF_FF00u32;
-    let probe = ndstore_core::npy_header::wrap(&u8_dict(1));
-    let mut agreeing =
-        ndstore_core::npy_header::wrap(&u8_dict(u64::from(claimed) - probe.len() as u64));
+    let probe = ndstore_core::__private::npy_header::wrap(&u8_dict(1));
+    let mut agreeing = ndstore_core::__private::npy_header::wrap(&u8_dict(
+        u64::from(claimed) - probe.len() as u64,
+    ));
     assert_eq!(
         agreeing.len(),
         probe.len(),

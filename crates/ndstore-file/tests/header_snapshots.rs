@@ -3,8 +3,8 @@
 // Tests may unwrap: a panic is how a test reports its failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use ndstore_core::__private::npy_header as header;
 use ndstore_core::{ArrayMeta, DType, Order};
-use ndstore_file::header;
 
 fn render(descr: &str, shape: &[usize], order: Order) -> String {
     let meta = ArrayMeta::new(

@@ -33,15 +33,15 @@ impl Backend for Hdf5Backend {
             fortran_order: true,
             max_ndim: 32,
             bit_exact: true,
-            atomic_replace: true,
-            in_place_update: true,
             partial_io: true,
             streaming_append: true,
             memory_map: false,
-            compression: false,
+            // `h5::save_with` and the streaming writer write gzip (and shuffle) as h5py's
+            // `compression="gzip"` does; reads decompress gzip and lzf.
+            compression: true,
             crash: CrashGuarantee::AtomicReplace,
             // Without SWMR, a crash during an in-place HDF5 update can leave the file unopenable.
-            in_place_crash: CrashGuarantee::None,
+            in_place: Some(CrashGuarantee::None),
             interop: true,
         }
     }

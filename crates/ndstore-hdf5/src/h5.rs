@@ -239,7 +239,7 @@ fn write_dataset<T: H5Element>(
     layout: &H5Options,
     path: &Path,
 ) -> Result<()> {
-    let order = ndstore_core::codec::layout_order(&view);
+    let order = ndstore_core::__private::codec::layout_order(&view);
     let datatype = datatype_for::<T>(byte_order, path, name)?;
     // HDF5 stores C order; a Fortran array is stored by its logical values and flagged.
     let standard = view.as_standard_layout();
@@ -395,7 +395,7 @@ pub fn add_dataset(
 ) -> Result<()> {
     init();
     let path = path.as_ref();
-    let target = ndstore_core::atomic::resolve_target(path)?;
+    let target = ndstore_core::__private::atomic::resolve_target(path)?;
     let Some(source) = lock_for_adding(&target)? else {
         return create_for_adding(&target, dataset, array, options);
     };
@@ -474,7 +474,7 @@ fn create_for_adding(
     array: &DynArray,
     options: &SaveOptions,
 ) -> Result<()> {
-    let dir_path = ndstore_core::atomic::parent_dir(target);
+    let dir_path = ndstore_core::__private::atomic::parent_dir(target);
     let dir = std::fs::File::open(dir_path)
         .map_err(|e| Error::io("cannot open the directory", e).with_path(dir_path))?;
     dir.lock()

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use hdf5_metno::{Dataset, File};
 use ndstore_core::{
-    ArrayMeta, Durability, DynArray, Error, ErrorKind, InPlaceArray, Location, Result,
+    ArrayMeta, Durability, Durable, DynArray, Error, ErrorKind, InPlaceArray, Location, Result,
     with_dtype_kind, with_dyn_array,
 };
 
@@ -94,7 +94,12 @@ impl H5InPlace {
     /// `InvalidInput` naming the axis when the box does not fit; libhdf5's errors.
     pub fn read_slice(&self, ranges: &[std::ops::Range<usize>]) -> Result<DynArray> {
         let dataset = self.dataset()?;
-        with_dtype_kind!(self.meta.dtype.kind, T => crate::trusted::read_box_values::<T>(dataset, &self.meta, ranges, None, &self.path, &self.name).map(DynArray::from))
+        with_dtype_kind!(self.meta.dtype.kind, |T| {
+            crate::trusted::read_box_values::<T>(
+                dataset, &self.meta, ranges, None, &self.path, &self.name,
+            )
+            .map(DynArray::from)
+        })
     }
 
     /// Writes `values` into the dataset with their first element at `start` (one index per
@@ -107,14 +112,21 @@ impl H5InPlace {
     /// libhdf5's errors.
     pub fn write_slice(&mut self, start: &[usize], values: &DynArray) -> Result<()> {
         if values.kind() != self.meta.dtype.kind {
-            return Err(
-                ndstore_core::array::type_mismatch(self.meta.dtype.kind, values.kind())
-                    .with_path(&self.path)
-                    .at(Location::Object(self.name.clone())),
-            );
+            return Err(ndstore_core::__private::array::type_mismatch(
+                self.meta.dtype.kind,
+                values.kind(),
+            )
+            .with_path(&self.path)
+            .at(Location::Object(self.name.clone())));
         }
         let dataset = self.dataset()?;
-        with_dyn_array!(values, a => crate::slice::write_box(dataset, start, a.view(), &self.path, &self.name))
+        with_dyn_array!(values, |a| crate::slice::write_box(
+            dataset,
+            start,
+            a.view(),
+            &self.path,
+            &self.name
+        ))
     }
 
     fn flush_file(&self) -> Result<()> {
@@ -148,8 +160,8 @@ impl H5InPlace {
             .meta
             .element_count()
             .map_err(|e| e.with_path(&self.path))?;
-        let mut raw: Vec<T::Raw> =
-            ndstore_core::codec::alloc_raw(count).map_err(|e| e.with_path(&self.path))?;
+        let mut raw: Vec<T::Raw> = ndstore_core::__private::codec::alloc_raw(count)
+            .map_err(|e| e.with_path(&self.path))?;
         // Through libhdf5, never straight from the file: its caches may hold writes the file
         // does not have yet.
         read::read_all(
@@ -188,23 +200,13 @@ impl InPlaceArray for H5InPlace {
             )
             .with_path(&self.path));
         }
-        with_dyn_array!(values, a => self.write_typed(a.view()))
+        with_dyn_array!(values, |a| self.write_typed(a.view()))
     }
 
     fn read(&self) -> Result<DynArray> {
-        with_dtype_kind!(self.meta.dtype.kind, T => self.read_all::<T>().map(DynArray::from))
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.flush_file()
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        if self.poisoned {
-            return Err(ndstore_core::atomic::poisoned_error(&self.path));
-        }
-        self.flush_file()?;
-        self.fsync_own().inspect_err(|_| self.poisoned = true)
+        with_dtype_kind!(self.meta.dtype.kind, |T| self
+            .read_all::<T>()
+            .map(DynArray::from))
     }
 
     fn close(mut self: Box<Self>) -> Result<()> {
@@ -213,7 +215,7 @@ impl InPlaceArray for H5InPlace {
         } else if self.poisoned {
             // Flushed handles do not sync on close, but one that failed to sync has lost data:
             // its close says so.
-            Err(ndstore_core::atomic::poisoned_error(&self.path))
+            Err(ndstore_core::__private::atomic::poisoned_error(&self.path))
         } else {
             self.flush_file()
         };
@@ -223,6 +225,30 @@ impl InPlaceArray for H5InPlace {
             None => Ok(()),
         };
         finished.and(closed)
+    }
+
+    /// As the drop, without its explicit flush and with the error returned: libhdf5 writes
+    /// its cache as it closes the file.
+    fn abort(mut self: Box<Self>) -> Result<()> {
+        self.dataset = None;
+        match self.file.take().map(File::close) {
+            Some(Err(e)) => Err(h5_error(e, &self.path, "/")),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Durable for H5InPlace {
+    fn flush(&mut self) -> Result<()> {
+        self.flush_file()
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if self.poisoned {
+            return Err(ndstore_core::__private::atomic::poisoned_error(&self.path));
+        }
+        self.flush_file()?;
+        self.fsync_own().inspect_err(|_| self.poisoned = true)
     }
 }
 

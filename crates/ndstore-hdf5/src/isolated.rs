@@ -132,7 +132,7 @@ pub(crate) struct Source {
 
 impl Source {
     pub(crate) fn open(path: &Path) -> Result<Source> {
-        Source::of(ndstore_core::load::open_for_load(path)?, path)
+        Source::of(ndstore_core::__private::load::open_for_load(path)?, path)
     }
 
     /// A source for a file the caller opened already.
@@ -413,9 +413,11 @@ fn read_in_child(
     if let Some(kind) = request.want
         && meta.dtype.kind != kind
     {
-        return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, kind)
-            .with_path(path)
-            .at(Location::Object(name)));
+        return Err(
+            ndstore_core::__private::array::type_mismatch(meta.dtype.kind, kind)
+                .with_path(path)
+                .at(Location::Object(name)),
+        );
     }
     let options = &request.options.load;
     let Some(ranges) = request.ranges else {
@@ -531,9 +533,9 @@ fn collect<T: Element>(
             (memfd, 0)
         }
     };
-    let mut raw: Vec<T::Raw> = ndstore_core::codec::alloc_raw(count)
+    let mut raw: Vec<T::Raw> = ndstore_core::__private::codec::alloc_raw(count)
         .map_err(|e| e.with_path(path).at(Location::Object(name.to_owned())))?;
-    ndstore_core::bulk::read_exact_at(file, bytemuck::cast_slice_mut(&mut raw), offset)
+    ndstore_core::__private::bulk::read_exact_at(file, bytemuck::cast_slice_mut(&mut raw), offset)
         .map_err(|e| e.with_path(path))?;
     read::array_from_raw::<T>(raw, &meta.shape, meta.effective_order(), path, name)
 }
@@ -724,7 +726,7 @@ pub(crate) fn check_before_editing(path: &Path, source: &Source, name: &str) -> 
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use ndstore_core::SaveOptions;
+    use ndstore_core::{Durable, SaveOptions};
 
     use super::*;
 

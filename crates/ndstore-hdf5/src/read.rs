@@ -470,7 +470,7 @@ mod tests {
 
     /// Large enough that the bulk reads split over threads.
     fn big() -> ArrayD<f64> {
-        let n = ndstore_core::bulk::PARALLEL_MIN / 8 + 4099;
+        let n = ndstore_core::__private::bulk::PARALLEL_MIN / 8 + 4099;
         ArrayD::from_shape_fn(IxDyn(&[n / 7, 7]), |i| (i[0] * 7 + i[1]) as f64 * 0.5)
     }
 

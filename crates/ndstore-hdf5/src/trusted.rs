@@ -44,7 +44,7 @@ use crate::tree::{self, Entry};
 /// Opens `path` with libhdf5 in this process; `NotFound` when there is no such file.
 fn open(path: &Path) -> Result<hdf5_metno::File> {
     // A missing file, a FIFO (libhdf5 would wait on it forever) or a device is refused here.
-    drop(ndstore_core::load::open_for_load(path)?);
+    drop(ndstore_core::__private::load::open_for_load(path)?);
     read::open_file(path, path)
 }
 
@@ -67,12 +67,13 @@ fn read_values<T: Element>(
     name: &str,
 ) -> Result<ArrayD<T>> {
     let count = meta.element_count().map_err(|e| e.with_path(path))?;
-    let mut raw: Vec<T::Raw> = ndstore_core::codec::alloc_raw(count)
+    let mut raw: Vec<T::Raw> = ndstore_core::__private::codec::alloc_raw(count)
         .map_err(|e| e.with_path(path).at(Location::Object(name.to_owned())))?;
     let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut raw);
     match (plan.direct, sys::vfd_file(file)) {
         (Some(offset), Some(own)) => {
-            ndstore_core::bulk::read_exact_at(&own, bytes, offset).map_err(|e| e.with_path(path))?
+            ndstore_core::__private::bulk::read_exact_at(&own, bytes, offset)
+                .map_err(|e| e.with_path(path))?
         }
         _ => read::read_all(dataset, meta.dtype.kind, bytes, path, name)?,
     }
@@ -119,9 +120,11 @@ pub fn load_as(path: impl AsRef<Path>, name: &str, kind: DTypeKind) -> Result<Dy
     let path = path.as_ref();
     let meta = read_meta(path, name)?;
     if meta.dtype.kind != kind {
-        return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, kind)
-            .with_path(path)
-            .at(Location::Object(name.to_owned())));
+        return Err(
+            ndstore_core::__private::array::type_mismatch(meta.dtype.kind, kind)
+                .with_path(path)
+                .at(Location::Object(name.to_owned())),
+        );
     }
     load_dyn(path, name).map(|(_, array)| array)
 }
@@ -185,7 +188,7 @@ pub(crate) fn read_box_values<T: Element>(
         &LoadOptions::default(),
         Some(bytes),
     )?;
-    let mut raw: Vec<T::Raw> = ndstore_core::codec::alloc_raw(count)
+    let mut raw: Vec<T::Raw> = ndstore_core::__private::codec::alloc_raw(count)
         .map_err(|e| e.with_path(path).at(Location::Object(name.to_owned())))?;
     read::read_box(
         dataset,

@@ -80,7 +80,9 @@ impl WireError {
         } else {
             self.message.replace(proc_path, &path.display().to_string())
         };
-        let mut error = Error::new(kind_named(&self.kind), message).with_path(path);
+        // A kind this build does not know is `Format`.
+        let kind = ErrorKind::from_name(&self.kind).unwrap_or(ErrorKind::Format);
+        let mut error = Error::new(kind, message).with_path(path);
         if let Some(object) = self.object {
             error = error.at(Location::Object(object));
         }
@@ -89,34 +91,6 @@ impl WireError {
         }
         error
     }
-}
-
-/// The kind whose `as_str` is `name` (the wire's spelling), `Format` for one this build does not
-/// know.
-fn kind_named(name: &str) -> ErrorKind {
-    use ErrorKind::*;
-    [
-        Io,
-        Truncated,
-        Format,
-        UnsupportedDType,
-        TypeMismatch,
-        TooLarge,
-        InvalidName,
-        NotFound,
-        Poisoned,
-        Locked,
-        InvalidInput,
-        Unsupported,
-        StorageFull,
-        OutOfMemory,
-        Corrupt,
-        ReaderCrashed,
-        PermissionDenied,
-    ]
-    .into_iter()
-    .find(|k| k.as_str() == name)
-    .unwrap_or(Format)
 }
 
 /// One line from the child.

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use hdf5_metno::{Dataset, Extent, File, SimpleExtents};
 use ndstore_core::{
-    ArrayWriter, ByteOrder, DType, DTypeKind, DynArray, Error, ErrorKind, Lock, Order, OutputFile,
-    Replace, Result, SaveOptions, with_dtype_kind, with_dyn_array,
+    ArrayWriter, ByteOrder, DType, DTypeKind, Durable, DynArray, Error, ErrorKind, Lock, Order,
+    OutputFile, Replace, Result, SaveOptions, with_dtype_kind, with_dyn_array,
 };
 
 use crate::h5::{
@@ -189,7 +189,9 @@ impl H5Writer {
         if in_place && !options.swmr {
             crate::sys::chunk_index_of_1_10(&file).map_err(|e| h5_error(e, &target, "/"))?;
         }
-        let dataset = with_dtype_kind!(dtype.kind, T => create_dataset::<T>(&file, options, byte_order, row_shape, &target))?;
+        let dataset = with_dtype_kind!(dtype.kind, |T| create_dataset::<T>(
+            &file, options, byte_order, row_shape, &target
+        ))?;
         if options.swmr {
             file.start_swmr().map_err(|e| h5_error(e, &target, "/"))?;
             // Readers take shared locks: keep excluding writers, admit them.
@@ -277,14 +279,9 @@ impl H5Writer {
 impl H5Writer {
     fn check_poison(&self) -> Result<()> {
         if self.poisoned {
-            // As the core's streaming writers say it: the failure may have been a write or a
-            // flush, not only an fsync.
-            return Err(Error::new(
-                ErrorKind::Poisoned,
-                "an earlier write, flush or sync of this writer failed, so the rows it holds are \
-                 incomplete; write them again with a new writer",
-            )
-            .with_path(&self.target));
+            return Err(ndstore_core::__private::stream::writer_poisoned_error(
+                &self.target,
+            ));
         }
         Ok(())
     }
@@ -310,7 +307,7 @@ impl H5Writer {
 impl ArrayWriter for H5Writer {
     fn append(&mut self, rows: &DynArray) -> Result<()> {
         self.check_poison()?;
-        ndstore_core::check_rows(
+        ndstore_core::__private::stream::check_rows(
             self.kind,
             &self.row_shape,
             rows.kind(),
@@ -320,27 +317,13 @@ impl ArrayWriter for H5Writer {
         let Some(dataset) = self.dataset.clone() else {
             return Err(self.closed());
         };
-        match with_dyn_array!(rows, a => self.append_typed(&dataset, a.view())) {
+        match with_dyn_array!(rows, |a| self.append_typed(&dataset, a.view())) {
             Ok(total) => {
                 self.rows = total;
                 Ok(())
             }
             Err(e) => Err(self.poison(e)),
         }
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.check_poison()?;
-        self.flush_hdf5().map_err(|e| self.poison(e))
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        self.check_poison()?;
-        self.flush_hdf5().map_err(|e| self.poison(e))?;
-        let out = self.out.as_mut().ok_or_else(|| {
-            Error::new(ErrorKind::InvalidInput, "the writer is finished").with_path(&self.target)
-        })?;
-        out.sync().inspect_err(|_| self.poisoned = true)
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
@@ -361,6 +344,41 @@ impl ArrayWriter for H5Writer {
         crate::h5::close_checked(file, &self.target)?;
         let out = self.out.take().ok_or_else(|| self.closed())?;
         out.finish()
+    }
+
+    /// As the drop of a writer whose thread panics, with the errors returned: in place, the
+    /// dataset is cut back to the rows of the last flush before libhdf5 closes the file;
+    /// atomic, the temporary file is removed.
+    fn abort(mut self: Box<Self>) -> Result<()> {
+        let cut = if self.replace == Replace::InPlace && self.file.is_some() {
+            self.discard_unflushed()
+        } else {
+            Ok(())
+        };
+        self.dataset = None;
+        let closed = match self.file.take().map(File::close) {
+            Some(Err(e)) if self.replace == Replace::InPlace => Err(h5_error(e, &self.target, "/")),
+            // An atomic writer's temporary is removed next: its close does not matter.
+            _ => Ok(()),
+        };
+        let removed = self.out.take().map_or(Ok(()), OutputFile::abort);
+        cut.and(closed).and(removed)
+    }
+}
+
+impl Durable for H5Writer {
+    fn flush(&mut self) -> Result<()> {
+        self.check_poison()?;
+        self.flush_hdf5().map_err(|e| self.poison(e))
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.check_poison()?;
+        self.flush_hdf5().map_err(|e| self.poison(e))?;
+        let out = self.out.as_mut().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "the writer is finished").with_path(&self.target)
+        })?;
+        out.sync().inspect_err(|_| self.poisoned = true)
     }
 }
 

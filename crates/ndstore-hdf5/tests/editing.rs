@@ -13,7 +13,7 @@ use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use ndarray::{ArrayD, IxDyn};
-use ndstore_core::{Durability, DynArray, ErrorKind, InPlaceArray, SaveOptions};
+use ndstore_core::{Durability, Durable, DynArray, ErrorKind, InPlaceArray, SaveOptions};
 use ndstore_hdf5::H5InPlace;
 
 /// The environment variable that turns this test binary into a child doing one task.

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use ndarray::{Array2, Array3, ArrayD, IxDyn, ShapeBuilder, s};
 use ndstore_core::{
-    ArrayWriter, Backend, ByteOrder, DType, DTypeKind, DynArray, ErrorKind, InPlaceArray, Location,
-    SaveOptions,
+    ArrayWriter, Backend, ByteOrder, DType, DTypeKind, Durable, DynArray, ErrorKind, InPlaceArray,
+    Location, SaveOptions,
 };
 use ndstore_hdf5::{H5InPlace, H5Writer, Hdf5Backend, SwmrReader, WriterOptions};
 

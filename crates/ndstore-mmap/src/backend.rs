@@ -3,9 +3,10 @@
 
 use std::path::Path;
 
+use ndstore_core::__private::npy_header;
 use ndstore_core::{
-    ArrayMeta, Backend, Capabilities, Close, CrashGuarantee, DTypeKind, Durable, DynArray,
-    InPlaceArray, LoadOptions, Result, SaveOptions, npy_header,
+    ArrayMeta, Backend, Capabilities, Close, CrashGuarantee, DTypeKind, DynArray, InPlaceArray,
+    LoadOptions, Result, SaveOptions,
 };
 
 use crate::map::{MappedArray, Mode};
@@ -55,14 +56,12 @@ impl Backend for MmapBackend {
             fortran_order: true,
             max_ndim: 32,
             bit_exact: true,
-            atomic_replace: true,
-            in_place_update: true,
             partial_io: true,
             streaming_append: false,
             memory_map: true,
             compression: false,
             crash: CrashGuarantee::AtomicReplace,
-            in_place_crash: CrashGuarantee::SyncedIsDurable,
+            in_place: Some(CrashGuarantee::SyncedIsDurable),
             interop: true,
         }
     }
@@ -97,13 +96,16 @@ impl Backend for MmapBackend {
     fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray> {
         let meta = self.read_meta(path)?;
         if meta.dtype.kind != kind {
-            return Err(ndstore_core::array::type_mismatch(meta.dtype.kind, kind).with_path(path));
+            return Err(
+                ndstore_core::__private::array::type_mismatch(meta.dtype.kind, kind)
+                    .with_path(path),
+            );
         }
         self.load(path).map(|(_, array)| array)
     }
 
     fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {
-        let mut file = ndstore_core::load::open_for_load(path)?;
+        let mut file = ndstore_core::__private::load::open_for_load(path)?;
         Ok(
             npy_header::read(&mut file, npy_header::DEFAULT_MAX_HEADER_LEN)
                 .map_err(|e| e.with_path(path))?
@@ -134,15 +136,11 @@ impl InPlaceArray for MappedArray {
         MappedArray::read(self)
     }
 
-    fn flush(&mut self) -> Result<()> {
-        Durable::flush(self)
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        Durable::sync(self)
-    }
-
     fn close(self: Box<Self>) -> Result<()> {
         Close::close(*self)
+    }
+
+    fn abort(self: Box<Self>) -> Result<()> {
+        MappedArray::abort(*self)
     }
 }

@@ -47,6 +47,8 @@
 //! # }
 //! ```
 
+#![warn(clippy::missing_errors_doc)]
+
 mod backend;
 mod map;
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn, ShapeBuilder};
-use ndstore_core::codec::{alloc_raw, array_from_raw, write_elements};
-use ndstore_core::npy_header;
+use ndstore_core::__private::codec::{alloc_raw, array_from_raw, write_elements};
+use ndstore_core::__private::npy_header;
 use ndstore_core::{
     ArrayMeta, Close, Commit, Durability, Durable, DurableFile, DynArray, Element, Error,
     ErrorKind, Lock, Order, OutputFile, Result, SaveOptions, with_dtype_kind, with_dyn_array,
@@ -44,6 +44,35 @@ enum Backing {
 
 /// A memory-mapped array.
 ///
+/// Updating a `.npy` file in place through a read-write map, then making the change durable:
+///
+/// ```
+/// use ndarray::{ArrayD, IxDyn};
+/// use ndstore_core::{ArrayMeta, Close, Commit, DType, DTypeKind, Durable, DynArray, Order};
+/// use ndstore_mmap::{MappedArray, Mode};
+///
+/// # fn main() -> ndstore_core::Result<()> {
+/// # let dir = std::env::temp_dir().join(format!("ndstore-map-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("counts.npy");
+/// let meta = ArrayMeta::new(DType::native(DTypeKind::U32), vec![3], Order::C);
+/// // SAFETY (all three maps): the file is this example's own; no other process truncates or
+/// // rewrites it.
+/// let mut created = unsafe { MappedArray::create_npy(&path, &meta, &Default::default())? };
+/// created.write_from(&DynArray::from(ArrayD::from_elem(IxDyn(&[3]), 7u32)))?;
+/// created.commit()?; // numpy's mode w+, published atomically
+/// let mut map = unsafe { MappedArray::open_npy(&path, Mode::ReadWrite)? };
+/// map.view_mut::<u32>()?[[1]] = 20;
+/// map.sync()?; // msync(MS_SYNC) and fsync: numpy's memmap.flush(), plus the fsync
+/// map.close()?;
+/// let check = unsafe { MappedArray::open_npy(&path, Mode::Read)? };
+/// assert_eq!(check.view::<u32>()?.as_slice(), Some(&[7, 20, 7][..]));
+/// # drop(check);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(())
+/// # }
+/// ```
+///
 /// numpy users: numpy's `memmap.flush()` is ndstore's [`Durable::sync`] — `msync(MS_SYNC)` and
 /// `fsync`. ndstore's [`Durable::flush`] only starts write-back (`MS_ASYNC`); in a shared
 /// mapping other processes see stores at once anyway.
@@ -73,6 +102,14 @@ impl MappedArray {
     /// The header is parsed and the file's length checked before anything is mapped; a file
     /// shorter than its header declares is an error, never a mapping past its end.
     ///
+    /// # Errors
+    ///
+    /// An error naming the file: `ErrorKind::InvalidInput` for something other than a regular file,
+    /// `ErrorKind::Locked` when another handle holds a conflicting lock, the header's errors
+    /// (`ErrorKind::Format`, `ErrorKind::Truncated`, ...), `ErrorKind::Truncated` for a file
+    /// shorter than its header declares, `ErrorKind::TooLarge` for a map that does not fit the
+    /// address space; I/O errors of opening and mapping.
+    ///
     /// # Safety
     ///
     /// A mapping is memory shared with the file. While it exists, no other process may truncate
@@ -93,6 +130,10 @@ impl MappedArray {
 
     /// Maps a raw file holding the elements `meta` describes, starting `offset` bytes in, as
     /// `np.memmap(path, dtype, mode, offset, shape, order)` does.
+    ///
+    /// # Errors
+    ///
+    /// As `MappedArray::open_npy`, without the header's.
     ///
     /// # Safety
     ///
@@ -169,6 +210,11 @@ impl MappedArray {
     /// `path` only complete, on [`Commit::commit`] (or `close`); dropped uncommitted, nothing
     /// appears. With `SaveOptions::in_place()` the target itself is created and truncated.
     ///
+    /// # Errors
+    ///
+    /// The errors of `OutputFile::create`, of sizing the file (`ErrorKind::StorageFull`) and of
+    /// mapping it; `ErrorKind::TooLarge` for a size that overflows.
+    ///
     /// # Safety
     ///
     /// As for [`MappedArray::open_npy`], for the file being created.
@@ -184,6 +230,10 @@ impl MappedArray {
 
     /// Creates a raw file of `meta`'s size, filled with zeros, and maps it read-write
     /// (`np.memmap(path, mode="w+")`). Atomic by default, as [`MappedArray::create_npy`].
+    ///
+    /// # Errors
+    ///
+    /// As `MappedArray::create_npy`.
     ///
     /// # Safety
     ///
@@ -221,7 +271,7 @@ impl MappedArray {
             .map_err(|e| Error::io("writing the header", e).with_path(&target))?;
         file.set_len(end as u64)
             .map_err(|e| Error::io("sizing the file", e).with_path(&target))?;
-        ndstore_core::os::preallocate(&file, end as u64);
+        ndstore_core::__private::os::preallocate(&file, end as u64);
         let map = if bytes == 0 {
             Map::Empty
         } else {
@@ -292,10 +342,11 @@ impl MappedArray {
 
     fn check_view<T: Element>(&self) -> Result<()> {
         if self.meta.dtype.kind != T::KIND {
-            return Err(
-                ndstore_core::array::type_mismatch(self.meta.dtype.kind, T::KIND)
-                    .with_path(&self.path),
-            );
+            return Err(ndstore_core::__private::array::type_mismatch(
+                self.meta.dtype.kind,
+                T::KIND,
+            )
+            .with_path(&self.path));
         }
         if self.meta.dtype.byte_order.needs_swap() {
             return Err(Error::new(
@@ -325,6 +376,12 @@ impl MappedArray {
 
     /// A view of the mapped elements, without copying. Needs the native byte order and an
     /// aligned offset (`.npy` data always is); `bool` bytes are checked to be 0 or 1.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TypeMismatch` for another element type; `ErrorKind::Unsupported` for data in
+    /// the non-native byte order or misaligned for `T`; `ErrorKind::Format` for a `bool` byte other
+    /// than 0 or 1.
     pub fn view<T: Element>(&self) -> Result<ArrayViewD<'_, T>> {
         self.check_view::<T>()?;
         // An empty slice's dangling pointer is aligned only for u8: use a typed empty slice.
@@ -339,6 +396,10 @@ impl MappedArray {
     }
 
     /// A mutable view of the mapped elements (modes `r+`, `c` and created arrays).
+    ///
+    /// # Errors
+    ///
+    /// As `MappedArray::view`, and `ErrorKind::Unsupported` for a read-only map.
     pub fn view_mut<T: Element>(&mut self) -> Result<ArrayViewMutD<'_, T>> {
         self.check_view::<T>()?;
         let shape = self.shape();
@@ -400,26 +461,40 @@ impl MappedArray {
 
     /// Copies the elements out into an owned array in native byte order (any byte order, any
     /// offset).
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::OutOfMemory` when the copy cannot be allocated; `ErrorKind::Format` for a `bool`
+    /// byte other than 0 or 1.
     pub fn read(&self) -> Result<DynArray> {
         let data = self.data();
-        with_dtype_kind!(self.meta.dtype.kind, T => {
+        with_dtype_kind!(self.meta.dtype.kind, |T| {
             let count = self.meta.element_count()?;
             let mut raw = alloc_raw::<<T as Element>::Raw>(count)?;
             bytemuck::cast_slice_mut::<_, u8>(&mut raw).copy_from_slice(data);
             T::validate_raw(&raw).map_err(|i| self.invalid(i))?;
-            array_from_raw::<T>(&self.meta, raw).map(DynArray::from).map_err(|e| e.with_path(&self.path))
+            array_from_raw::<T>(&self.meta, raw)
+                .map(DynArray::from)
+                .map_err(|e| e.with_path(&self.path))
         })
     }
 
     /// Overwrites every element with `values` (same kind and shape), converting to the stored
     /// byte order and order. Bulk fills go through `pwrite` into the page cache the map shares,
     /// which avoids the slow misaligned copies a large `memcpy` into a mapping can hit.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TypeMismatch` or `ErrorKind::InvalidInput` when `values` do not have the
+    /// array's element type and shape; `ErrorKind::Unsupported` for a read-only map; the I/O
+    /// error of writing into the file.
     pub fn write_from(&mut self, values: &DynArray) -> Result<()> {
         if values.kind() != self.meta.dtype.kind {
-            return Err(
-                ndstore_core::array::type_mismatch(self.meta.dtype.kind, values.kind())
-                    .with_path(&self.path),
-            );
+            return Err(ndstore_core::__private::array::type_mismatch(
+                self.meta.dtype.kind,
+                values.kind(),
+            )
+            .with_path(&self.path));
         }
         if values.shape() != self.meta.shape.as_slice() {
             return Err(Error::new(
@@ -438,22 +513,28 @@ impl MappedArray {
         let mut position = self.data_offset as u64;
         match (&self.map, self.file()) {
             // Shared read-write mapping: write through the file, which the map sees at once.
-            (Map::Writable(_), Some(file)) if self.mode == Mode::ReadWrite => {
-                with_dyn_array!(values, a => write_elements(&a.view(), order, byte_order, &mut |bytes| {
+            (Map::Writable(_), Some(file)) if self.mode == Mode::ReadWrite => with_dyn_array!(
+                values,
+                |a| write_elements(&a.view(), order, byte_order, &mut |bytes| {
                     file.write_all_at(bytes, position)?;
                     position += bytes.len() as u64;
                     Ok(())
-                }))
-                .map_err(|e| Error::io("writing into the mapped file", e).with_path(&path))
-            }
+                })
+            )
+            .map_err(|e| Error::io("writing into the mapped file", e).with_path(&path)),
             _ => {
                 let data = self.data_mut()?;
                 let mut at = 0usize;
-                with_dyn_array!(values, a => write_elements(&a.view(), order, byte_order, &mut |bytes| {
-                    data[at..at + bytes.len()].copy_from_slice(bytes);
-                    at += bytes.len();
-                    Ok(())
-                }))
+                with_dyn_array!(values, |a| write_elements(
+                    &a.view(),
+                    order,
+                    byte_order,
+                    &mut |bytes| {
+                        data[at..at + bytes.len()].copy_from_slice(bytes);
+                        at += bytes.len();
+                        Ok(())
+                    }
+                ))
                 .map_err(|e| Error::io("writing into the map", e).with_path(&path))
             }
         }
@@ -480,9 +561,14 @@ impl MappedArray {
     }
 
     /// Starts write-back of the element range `[start, start + len)` (`msync(MS_ASYNC)`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for a range outside the array; the I/O error of `msync`;
+    /// [`ErrorKind::Poisoned`] after a failed sync.
     pub fn flush_range(&mut self, start: usize, len: usize) -> Result<()> {
         let range = self.byte_range(start, len)?;
-        self.msync(Some(range), false)
+        self.flush_pages(Some(range))
     }
 
     fn byte_range(&self, start: usize, len: usize) -> Result<(usize, usize)> {
@@ -506,78 +592,113 @@ impl MappedArray {
 
     /// Makes the element range `[start, start + len)` durable (`msync(MS_SYNC)` of the pages
     /// holding it, then `fsync`).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for a range outside the array; the I/O error of `msync` or
+    /// `fsync`, which poisons the map; [`ErrorKind::Poisoned`] after an earlier failed sync.
     pub fn sync_range(&mut self, start: usize, len: usize) -> Result<()> {
         let range = self.byte_range(start, len)?;
-        self.msync(Some(range), true)
+        self.sync_pages(Some(range))
     }
 
-    fn msync(&mut self, range: Option<(usize, usize)>, sync: bool) -> Result<()> {
+    /// Fails on a poisoned map; says whether there is anything to write back.
+    fn writable(&self) -> Result<bool> {
         if self.poisoned {
-            return Err(ndstore_core::atomic::poisoned_error(&self.path));
+            return Err(ndstore_core::__private::atomic::poisoned_error(&self.path));
         }
-        if !self.writes_through() {
+        Ok(self.writes_through())
+    }
+
+    /// `msync(MS_ASYNC)` of the byte range, or of the whole map.
+    fn flush_pages(&mut self, range: Option<(usize, usize)>) -> Result<()> {
+        if !self.writable()? {
             return Ok(());
         }
         let result = match (&self.map, range) {
-            (Map::Writable(m), Some((offset, len))) if sync => m.flush_range(offset, len),
             (Map::Writable(m), Some((offset, len))) => m.flush_async_range(offset, len),
-            (Map::Writable(m), None) if sync => m.flush(),
             (Map::Writable(m), None) => m.flush_async(),
             _ => Ok(()),
         };
-        if let Err(e) = result {
-            if sync {
-                self.poisoned = true;
-            }
-            return Err(Error::io(
-                if sync {
-                    "msync failed; the map is poisoned"
-                } else {
-                    "msync failed"
-                },
-                e,
-            )
-            .with_path(&self.path));
-        }
-        if sync {
-            // Data written with pwrite, and the file's size, are made durable by fsync.
-            let result = self.durable_file().map_or(Ok(()), DurableFile::sync);
-            if result.is_err() {
-                self.poisoned = true;
-            }
-            result?;
-        }
-        Ok(())
+        result.map_err(|e| Error::io("msync failed", e).with_path(&self.path))
     }
 
-    fn finish(&mut self, publish: bool) -> Result<()> {
-        let sync = self.durability == Durability::Synced;
-        if publish {
-            self.msync(None, sync)?;
+    /// `msync(MS_SYNC)` of the byte range, or of the whole map, then `fsync`; a failure
+    /// poisons the map.
+    fn sync_pages(&mut self, range: Option<(usize, usize)>) -> Result<()> {
+        if !self.writable()? {
+            return Ok(());
         }
-        let map = std::mem::replace(&mut self.map, Map::Empty);
-        drop(map);
+        let result = match (&self.map, range) {
+            (Map::Writable(m), Some((offset, len))) => m.flush_range(offset, len),
+            (Map::Writable(m), None) => m.flush(),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            self.poisoned = true;
+            return Err(Error::io("msync failed; the map is poisoned", e).with_path(&self.path));
+        }
+        // Data written with pwrite, and the file's size, are made durable by fsync.
+        let result = self.durable_file().map_or(Ok(()), DurableFile::sync);
+        if result.is_err() {
+            self.poisoned = true;
+        }
+        result
+    }
+
+    /// Writes back as the durability says (sync, or only flush), unmaps, and publishes a
+    /// created file.
+    fn finish(&mut self) -> Result<()> {
+        match self.durability {
+            Durability::Synced => self.sync_pages(None)?,
+            Durability::Flushed => self.flush_pages(None)?,
+        }
+        self.map = Map::Empty;
         match self.backing.take() {
             Some(Backing::Existing(file)) => file.close(),
             Some(Backing::Created { out, file }) => {
                 file.close()?;
-                if publish { out.finish() } else { Ok(()) }
+                out.finish()
             }
             None => Ok(()),
         }
+    }
+
+    /// Unmaps and releases the file without writing back or publishing: an uncommitted
+    /// created file is rolled back (an atomic one's temporary removed).
+    fn release(&mut self) -> Result<()> {
+        self.map = Map::Empty;
+        match self.backing.take() {
+            Some(Backing::Existing(file)) => file.close(),
+            Some(Backing::Created { out, file }) => file.close().and(out.abort()),
+            None => Ok(()),
+        }
+    }
+
+    /// Unmaps and releases the array without the write-back `close` does, and reports what
+    /// dropping it would only log. A created (`w+`) array is not published: an atomic one's
+    /// temporary file is removed and the target keeps its old content. Stores into a
+    /// read-write map are in the file's pages as soon as they are made, so they stay.
+    ///
+    /// # Errors
+    ///
+    /// The error of closing the file or removing the temporary; [`ErrorKind::Poisoned`] after
+    /// a failed sync.
+    pub fn abort(mut self) -> Result<()> {
+        self.release()
     }
 }
 
 impl Durable for MappedArray {
     /// Starts write-back of the dirty pages (`MS_ASYNC`); other processes already see them.
     fn flush(&mut self) -> Result<()> {
-        self.msync(None, false)
+        self.flush_pages(None)
     }
 
     /// `msync(MS_SYNC)` then `fsync`: what numpy's `memmap.flush()` does, plus the fsync. For a
     /// created (`w+`) array this makes the temporary durable; `commit` publishes it.
     fn sync(&mut self) -> Result<()> {
-        self.msync(None, true)
+        self.sync_pages(None)
     }
 }
 
@@ -585,7 +706,7 @@ impl Close for MappedArray {
     /// Flushes (syncs, unless created with `SaveOptions::flushed()`), unmaps and releases the
     /// lock. A created (`w+`) array is published, as by `commit`.
     fn close(mut self) -> Result<()> {
-        self.finish(true)
+        self.finish()
     }
 }
 
@@ -593,7 +714,7 @@ impl Commit for MappedArray {
     /// Syncs the created file and publishes it at the target (rename and directory fsync for
     /// the default atomic creation).
     fn commit(mut self) -> Result<()> {
-        self.finish(true)
+        self.finish()
     }
 }
 
@@ -603,14 +724,15 @@ impl Drop for MappedArray {
             return;
         }
         let atomic_creation = matches!(&self.backing, Some(Backing::Created { out, .. }) if out.path() != out.target());
-        if atomic_creation || std::thread::panicking() {
-            // Not published: an uncommitted w+ rolls back as its OutputFile drops.
-            let _ = self.finish(false);
-            return;
-        }
-        if let Err(e) = self.msync(None, false).and_then(|()| self.finish(false)) {
+        // Not published: an uncommitted w+ rolls back; during a panic nothing is written back.
+        let result = if atomic_creation || std::thread::panicking() {
+            self.release()
+        } else {
+            self.flush_pages(None).and_then(|()| self.release())
+        };
+        if let Err(e) = result {
             log::error!(
-                "{}: flushing a mapped array on drop failed: {e}",
+                "{}: releasing a mapped array on drop failed: {e}",
                 self.path.display()
             );
         }
@@ -619,7 +741,7 @@ impl Drop for MappedArray {
 
 fn open_existing(path: &Path, mode: Mode) -> Result<File> {
     // Opened without blocking, so a FIFO cannot hang the open; only a regular file is mapped.
-    let file = ndstore_core::os::open_nonblocking(path, mode == Mode::ReadWrite)
+    let file = ndstore_core::__private::os::open_nonblocking(path, mode == Mode::ReadWrite)
         .map_err(|e| Error::io("cannot open", e).with_path(path))?;
     let metadata = file
         .metadata()

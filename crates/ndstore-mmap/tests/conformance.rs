@@ -20,7 +20,7 @@ struct MmapFixtures;
 impl Fixtures for MmapFixtures {
     fn hostile_inputs(&self) -> Vec<Hostile> {
         let header = |shape: &str| {
-            ndstore_core::npy_header::wrap(&format!(
+            ndstore_core::__private::npy_header::wrap(&format!(
                 "{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}"
             ))
         };

@@ -267,3 +267,43 @@ fn range_sync_checks_its_bounds_and_writes_reach_the_file() {
     drop(map);
     assert_eq!(load(&path).into_typed::<f64>().unwrap().sum(), 50_000.0);
 }
+
+#[test]
+fn an_aborted_created_map_leaves_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.npy");
+    let meta = ArrayMeta::new(DType::native(DTypeKind::F64), vec![4], Order::C);
+    // SAFETY: the files are this test's own, in its own directory.
+    let mut old =
+        unsafe { MappedArray::create_npy(&path, &meta, &SaveOptions::default()) }.unwrap();
+    old.write_from(&DynArray::from(ndarray::ArrayD::from_elem(
+        ndarray::IxDyn(&[4]),
+        1.0,
+    )))
+    .unwrap();
+    ndstore_core::Commit::commit(old).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    // SAFETY: as above.
+    let mut new =
+        unsafe { MappedArray::create_npy(&path, &meta, &SaveOptions::default()) }.unwrap();
+    new.write_from(&DynArray::from(ndarray::ArrayD::from_elem(
+        ndarray::IxDyn(&[4]),
+        2.0,
+    )))
+    .unwrap();
+    new.abort().unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert!(ndstore_core::list_temps(&path).unwrap().is_empty());
+
+    // A rollback that cannot remove the temporary (a directory stands in its place) says so.
+    // SAFETY: as above.
+    let blocked =
+        unsafe { MappedArray::create_npy(&path, &meta, &SaveOptions::default()) }.unwrap();
+    let temps = ndstore_core::list_temps(&path).unwrap();
+    assert_eq!(temps.len(), 1);
+    std::fs::remove_file(&temps[0]).unwrap();
+    std::fs::create_dir(&temps[0]).unwrap();
+    let err = blocked.abort().unwrap_err();
+    assert!(err.message().contains("temporary"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}

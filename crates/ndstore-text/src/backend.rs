@@ -34,20 +34,23 @@ impl Backend for TextBackend {
             // Decimal text carries every value exactly except a NaN's payload and sign: every
             // NaN reads back as the quiet NaN.
             bit_exact: false,
-            atomic_replace: true,
-            in_place_update: false,
             partial_io: false,
             streaming_append: true,
             memory_map: false,
             compression: false,
             crash: CrashGuarantee::AtomicReplace,
-            in_place_crash: CrashGuarantee::None,
+            in_place: None,
             interop: true,
         }
     }
 
     fn save(&self, path: &Path, array: &DynArray, options: &SaveOptions) -> Result<()> {
-        with_dyn_array!(array, a => crate::write::save_view(path, a.view(), &TextOptions::default(), options))
+        with_dyn_array!(array, |a| crate::write::save_view(
+            path,
+            a.view(),
+            &TextOptions::default(),
+            options
+        ))
     }
 
     fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
@@ -55,7 +58,11 @@ impl Backend for TextBackend {
     }
 
     fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray> {
-        ndstore_core::with_dtype_kind!(kind, T => crate::load::load::<T, ndarray::IxDyn>(path, &TextOptions::default()).map(DynArray::from))
+        ndstore_core::with_dtype_kind!(kind, |T| crate::load::load::<T, ndarray::IxDyn>(
+            path,
+            &TextOptions::default()
+        )
+        .map(DynArray::from))
     }
 
     fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {

@@ -34,6 +34,8 @@
 //! # }
 //! ```
 
+#![warn(clippy::missing_errors_doc)]
+
 mod backend;
 mod load;
 pub mod meta;

@@ -52,7 +52,7 @@ impl Read for Span {
 impl Source {
     /// Opens `path` for one load.
     pub(crate) fn open(path: &Path) -> Result<Source> {
-        let file = ndstore_core::load::open_for_load(path)?;
+        let file = ndstore_core::__private::load::open_for_load(path)?;
         let len = file
             .metadata()
             .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
@@ -125,35 +125,33 @@ fn read_values<T: TextValue>(
     }
     let dtype = head.dtype();
     if dtype.kind != T::KIND {
-        return Err(ndstore_core::array::type_mismatch(dtype.kind, T::KIND).with_path(path));
+        return Err(
+            ndstore_core::__private::array::type_mismatch(dtype.kind, T::KIND).with_path(path),
+        );
     }
     let mut tail = TextReader::piece(source.span(boundary, len), path, options)
         .with_size_hint(len - boundary)
         .with_memory_limit(limits);
     let expected = head.meta_line().and_then(|m| m.element_count().ok());
-    let (head_data, tail_data) = std::thread::scope(|scope| {
-        let tail_job = scope.spawn(move || collect::<T>(&mut tail, expected));
-        let head_data = collect::<T>(&mut head, None);
-        (head_data, tail_job.join())
-    });
+    // A panic of the second half's parser is raised again here, not turned into an error.
+    let (head_data, tail_data) = ndstore_core::__private::bulk::on_two_threads(
+        || collect::<T>(&mut head, None),
+        move || collect::<T>(&mut tail, expected),
+    );
     // The first half's error comes first: it is on an earlier line.
     let mut data: Collected<T> = head_data?;
     let lines_before = data.end_line - 1;
-    let tail_data = tail_data
-        .map_err(|_| Error::new(ErrorKind::Format, "a parser thread panicked").with_path(path))?
-        .map_err(|e| e.offset_lines(lines_before))?;
+    let tail_data = tail_data.map_err(|e| e.offset_lines(lines_before))?;
     if let (Some(a), Some(b)) = (data.columns, tail_data.columns)
         && a != b
     {
-        return Err(Error::new(
-            ErrorKind::Format,
-            format!("rows after line {lines_before} have {b} fields, earlier rows have {a}"),
-        )
-        .with_path(path)
-        .at(ndstore_core::Location::LineColumn {
-            line: lines_before + 1,
-            column: 1,
-        }));
+        return Err(crate::read::column_count_error(
+            path,
+            lines_before + 1,
+            1,
+            a,
+            b,
+        ));
     }
     limits
         .admit(
@@ -205,6 +203,13 @@ fn build<T: TextValue>(meta: &ArrayMeta, values: Vec<T>, path: &Path) -> Result<
 ///
 /// With a metadata line, its dtype must be `T` and its shape decides the array's; without one,
 /// the file is read as rows × columns (squeezed as `np.loadtxt` squeezes).
+///
+/// # Errors
+///
+/// An error naming the file and the line and column: `ErrorKind::Format` for a field that is no
+/// value of `T` or a ragged row (with a `Detail::ColumnCount`), `ErrorKind::TypeMismatch` when the
+/// metadata line names another element type or the rows another number of dimensions;
+/// `ErrorKind::OutOfMemory` over the memory limit; I/O errors.
 pub fn load<T: TextValue, D: Dimension>(
     path: impl AsRef<Path>,
     options: &TextOptions,
@@ -258,7 +263,7 @@ pub fn load_dyn_with(
     }
     let kind = reader.dtype().kind;
     drop(reader);
-    with_dtype_kind!(kind, T => {
+    with_dtype_kind!(kind, |T| {
         let (meta, values) = read_values::<T>(&source, options, limits)?;
         let array = build(&meta, values, path)?;
         Ok((meta, <T as Element>::into_dyn_array(array)))
@@ -266,6 +271,11 @@ pub fn load_dyn_with(
 }
 
 /// Reads only the metadata line (or, without one, the dtype the data would be read as).
+///
+/// # Errors
+///
+/// An error naming the file and the line for a damaged metadata line or rows it cannot count; I/O
+/// errors.
 pub fn read_meta(path: impl AsRef<Path>, options: &TextOptions) -> Result<ArrayMeta> {
     let path = path.as_ref();
     let reader = Source::open(path)?.reader(options)?;

@@ -1,7 +1,7 @@
 //! The metadata line, `# ndstore: {"dtype":"<f4","shape":[2,3,4],"order":"C"}`, which
 //! `np.loadtxt` skips as a comment and ndstore reads to restore dtype, shape and order.
 
-use ndstore_core::{ArrayMeta, DType, Order};
+use ndstore_core::{ArrayMeta, DType, Error, ErrorKind, Order, Result};
 use serde::{Deserialize, Serialize};
 
 /// Room left after the first axis length, so a streaming writer can rewrite it in place.
@@ -27,16 +27,29 @@ pub struct MetaLine {
 
 impl MetaLine {
     /// Parses the JSON after `ndstore:`.
-    pub fn parse(json: &[u8]) -> Result<MetaLine, String> {
-        let parsed: Json = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Format`] for JSON that is not the line's shape or an order that is neither
+    /// `C` nor `F`; [`ErrorKind::UnsupportedDType`] for a dtype ndstore does not store;
+    /// [`ErrorKind::TooLarge`] for a shape whose byte count overflows. The caller attaches the
+    /// file and the line.
+    pub fn parse(json: &[u8]) -> Result<MetaLine> {
+        let parsed: Json = serde_json::from_slice(json)
+            .map_err(|e| Error::new(ErrorKind::Format, e.to_string()))?;
         let dtype = DType::from_numpy_descr(&parsed.dtype)?;
         let order = match parsed.order.as_str() {
             "C" => Order::C,
             "F" => Order::Fortran,
-            other => return Err(format!("order '{other}' is neither C nor F")),
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Format,
+                    format!("order '{other}' is neither C nor F"),
+                ));
+            }
         };
         let meta = ArrayMeta::new(dtype, parsed.shape.clone(), order);
-        meta.byte_len().map_err(|e| e.message().to_owned())?;
+        meta.byte_len()?;
         Ok(MetaLine {
             dtype,
             shape: parsed.shape,
@@ -49,9 +62,18 @@ impl MetaLine {
         ArrayMeta::new(self.dtype, self.shape.clone(), self.order)
     }
 
-    /// The line's text after the comment prefix, without a newline. With `pad_first`, the
-    /// first axis is followed by spaces so it can be rewritten in place with more digits.
-    pub fn render(meta: &ArrayMeta, pad_first: bool) -> String {
+    /// The line's text after the comment prefix, without a newline.
+    pub fn render(meta: &ArrayMeta) -> String {
+        MetaLine::render_with_first_axis_width(meta, 0)
+    }
+
+    /// [`MetaLine::render`] with the first axis followed by spaces up to
+    /// [`FIRST_AXIS_WIDTH`] digits, so a streaming writer can rewrite it in place with more.
+    pub fn render_padded(meta: &ArrayMeta) -> String {
+        MetaLine::render_with_first_axis_width(meta, FIRST_AXIS_WIDTH)
+    }
+
+    fn render_with_first_axis_width(meta: &ArrayMeta, width: usize) -> String {
         let mut shape = String::from("[");
         for (i, n) in meta.shape.iter().enumerate() {
             if i > 0 {
@@ -59,8 +81,8 @@ impl MetaLine {
             }
             let digits = n.to_string();
             shape.push_str(&digits);
-            if i == 0 && pad_first {
-                shape.push_str(&" ".repeat(FIRST_AXIS_WIDTH.saturating_sub(digits.len())));
+            if i == 0 {
+                shape.push_str(&" ".repeat(width.saturating_sub(digits.len())));
             }
         }
         shape.push(']');

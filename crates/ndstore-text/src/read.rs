@@ -4,7 +4,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use ndstore_core::{ArrayMeta, DType, DTypeKind, Error, ErrorKind, Location, Order, Result};
+use ndstore_core::__private::bulk::on_two_threads;
+use ndstore_core::{
+    ArrayMeta, DType, DTypeKind, Detail, Error, ErrorKind, Location, Order, Result,
+};
 
 use crate::meta::MetaLine;
 use crate::options::{Delimiter, TextOptions};
@@ -44,11 +47,38 @@ fn text_error(path: &Path, line: u64, column: u64, message: impl Into<String>) -
         .at(Location::LineColumn { line, column })
 }
 
+/// A row with `found` fields after rows with `expected`, at `line` and `column`, with the
+/// counts as a [`Detail::ColumnCount`].
+pub(crate) fn column_count_error(
+    path: &Path,
+    line: u64,
+    column: u64,
+    expected: usize,
+    found: usize,
+) -> Error {
+    text_error(
+        path,
+        line,
+        column,
+        format!("the row has {found} fields, earlier rows have {expected}"),
+    )
+    .with_detail(Detail::ColumnCount {
+        line,
+        expected,
+        found,
+    })
+}
+
 impl TextReader {
     /// Opens the file at `path` and reads its leading comment lines (and metadata line).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors opening the file; the errors of a damaged metadata line, with the file and the
+    /// line.
     pub fn open(path: impl AsRef<Path>, options: &TextOptions) -> Result<TextReader> {
         let path = path.as_ref();
-        let file = ndstore_core::load::open_for_load(path)?;
+        let file = ndstore_core::__private::load::open_for_load(path)?;
         let len = file
             .metadata()
             .map_err(|e| Error::io("cannot inspect", e).with_path(path))?
@@ -70,6 +100,10 @@ impl TextReader {
     }
 
     /// Reads text from any reader; `name` is used in error messages.
+    ///
+    /// # Errors
+    ///
+    /// The reader's I/O errors; the errors of a damaged metadata line, with the line.
     pub fn from_reader(
         source: Box<dyn Read + Send>,
         name: &Path,
@@ -200,12 +234,12 @@ impl TextReader {
                             "the file has two ndstore metadata lines",
                         ));
                     }
-                    let meta = MetaLine::parse(json).map_err(|why| {
+                    let meta = MetaLine::parse(json).map_err(|e| {
                         text_error(
                             &self.path,
                             self.line,
                             1,
-                            format!("bad ndstore metadata line: {why}"),
+                            format!("bad ndstore metadata line: {}", e.message()),
                         )
                     })?;
                     self.meta = Some(meta);
@@ -255,6 +289,10 @@ impl TextReader {
 
     /// Reads the next block of rows (about 8 MiB of text): the values in row order and the row
     /// count. `None` at the end of the data.
+    ///
+    /// # Errors
+    ///
+    /// As `TextReader::next_block_into`.
     pub fn next_block<T: TextValue>(&mut self) -> Result<Option<(Vec<T>, usize)>> {
         let mut values = Vec::new();
         Ok(self
@@ -264,6 +302,12 @@ impl TextReader {
 
     /// Appends the next block's values to `values` and returns its row count; `None` at the end
     /// of the data.
+    ///
+    /// # Errors
+    ///
+    /// An error naming the file and the line and column: `ErrorKind::Format` for a field that is no
+    /// value of `T`, a ragged row (with a `Detail::ColumnCount`) or a line over the length limit;
+    /// `ErrorKind::OutOfMemory` over the memory limit; I/O errors.
     pub fn next_block_into<T: TextValue>(&mut self, values: &mut Vec<T>) -> Result<Option<usize>> {
         if self.options.max_rows.is_some_and(|m| self.rows >= m) {
             return Ok(None);
@@ -348,12 +392,7 @@ impl TextReader {
         if let (Some(want), Some(got)) = (self.columns, columns)
             && want != got
         {
-            return Err(text_error(
-                &self.path,
-                first_row_line,
-                1,
-                format!("the row has {got} fields, earlier rows have {want}"),
-            ));
+            return Err(column_count_error(&self.path, first_row_line, 1, want, got));
         }
         if self.columns.is_none() {
             self.columns = columns;
@@ -500,18 +539,17 @@ fn parse_lines<T: TextValue>(
                 }
                 Some(n) if n != count => {
                     let column = fields.get(n).map_or(text.len() + 1, |f| f.0 + 1);
-                    return Err(text_error(
-                        path,
-                        line,
-                        column as u64,
-                        format!("the row has {count} fields, earlier rows have {n}"),
-                    ));
+                    return Err(column_count_error(path, line, column as u64, n, count));
                 }
                 Some(_) => {}
             }
             let mut push = |offset: usize, field: &[u8]| -> Result<()> {
-                let value = T::parse_text(trim(field))
-                    .map_err(|why| text_error(path, line, offset as u64 + 1, why))?;
+                let value = T::parse_text(trim(field)).map_err(|e| {
+                    e.with_path(path).at(Location::LineColumn {
+                        line,
+                        column: offset as u64 + 1,
+                    })
+                })?;
                 values.push(value);
                 Ok(())
             };
@@ -564,11 +602,19 @@ fn parse_row_fast<T: TextValue>(
     let mut n = 0;
     let field_error = |start: usize| -> Error {
         let end = memchr::memchr(delimiter, &text[start..]).map_or(len, |i| start + i);
-        let why = match T::parse_text(trim(&text[start..end])) {
-            Err(why) => why,
-            Ok(_) => format!("unexpected text in the field at column {}", start + 1),
+        let place = Location::LineColumn {
+            line,
+            column: start as u64 + 1,
         };
-        text_error(path, line, start as u64 + 1, why)
+        match T::parse_text(trim(&text[start..end])) {
+            Err(e) => e.with_path(path).at(place),
+            Ok(_) => text_error(
+                path,
+                line,
+                start as u64 + 1,
+                format!("unexpected text in the field at column {}", start + 1),
+            ),
+        }
     };
     loop {
         while pos < len && text[pos] != delimiter && matches!(text[pos], b' ' | b'\t') {
@@ -578,11 +624,14 @@ fn parse_row_fast<T: TextValue>(
         if let Some(expected) = expected
             && n == expected
         {
-            return Err(text_error(
+            // As the split path counts them: one more than the delimiters.
+            let found = memchr::memchr_iter(delimiter, text).count() + 1;
+            return Err(column_count_error(
                 path,
                 line,
                 start as u64 + 1,
-                format!("the row has more than {expected} fields, earlier rows have {expected}"),
+                expected,
+                found,
             ));
         }
         let Some((value, used)) = T::parse_prefix(&text[pos..]) else {
@@ -605,12 +654,7 @@ fn parse_row_fast<T: TextValue>(
     if let Some(expected) = expected
         && n != expected
     {
-        return Err(text_error(
-            path,
-            line,
-            len as u64 + 1,
-            format!("the row has {n} fields, earlier rows have {expected}"),
-        ));
+        return Err(column_count_error(path, line, len as u64 + 1, expected, n));
     }
     Ok(n)
 }
@@ -666,23 +710,16 @@ fn parse_parallel<T: TextValue>(
         )
         .with_path(path)
     })?;
-    let (a, b) = std::thread::scope(|scope| {
-        let tail_job = scope
-            .spawn(|| parse_lines::<T>(tail, tail_line, options, path, None, &mut tail_values));
-        let a = parse_lines::<T>(head, first_line, options, path, None, values);
-        (a, tail_job.join())
-    });
+    // A panic of the second parser is raised again here, not turned into an error.
+    let (a, b) = on_two_threads(
+        || parse_lines::<T>(head, first_line, options, path, None, values),
+        || parse_lines::<T>(tail, tail_line, options, path, None, &mut tail_values),
+    );
     let mut a = a?;
-    let b =
-        b.map_err(|_| Error::new(ErrorKind::Format, "a parser thread panicked").with_path(path))??;
+    let b = b?;
     match (a.columns, b.columns) {
         (Some(x), Some(y)) if x != y => {
-            return Err(text_error(
-                path,
-                b.first_row_line,
-                1,
-                format!("the row has {y} fields, earlier rows have {x}"),
-            ));
+            return Err(column_count_error(path, b.first_row_line, 1, x, y));
         }
         (None, Some(_)) => {
             a.columns = b.columns;
@@ -788,7 +825,8 @@ pub fn read_all<T: TextValue>(mut reader: TextReader) -> Result<(ArrayMeta, Vec<
     let dtype = reader.dtype();
     if dtype.kind != T::KIND {
         return Err(
-            ndstore_core::array::type_mismatch(dtype.kind, T::KIND).with_path(reader.path())
+            ndstore_core::__private::array::type_mismatch(dtype.kind, T::KIND)
+                .with_path(reader.path()),
         );
     }
     let data = collect::<T>(&mut reader, None)?;

@@ -1,9 +1,9 @@
 //! Element values as text: the shortest decimal that round-trips exactly (or a fixed exponent
 //! format), spelled as numpy spells `nan`, `inf` and complex numbers, and parsed back exactly.
 
-use ndstore_core::Element;
 use ndstore_core::half::f16;
 use ndstore_core::num_complex::Complex;
+use ndstore_core::{Element, Error, ErrorKind, Result};
 
 /// How floating-point values are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,8 +39,13 @@ pub struct Style {
 pub trait TextValue: Element {
     /// Appends the value's text to `out`.
     fn write_text(&self, out: &mut Vec<u8>, style: &Style);
-    /// Parses a field; the error says why it is not a value of this type.
-    fn parse_text(field: &[u8]) -> Result<Self, String>;
+    /// Parses a field.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Format`] saying why the field is not a value of this type; the caller
+    /// attaches the file and the place.
+    fn parse_text(field: &[u8]) -> Result<Self>;
 
     /// Appends one row: the values separated by `delimiter`, then `newline`.
     fn write_row(row: &[Self], delimiter: u8, newline: &[u8], out: &mut Vec<u8>, style: &Style) {
@@ -61,6 +66,11 @@ pub trait TextValue: Element {
     }
 }
 
+/// A field that is not a value of the type: [`ErrorKind::Format`], placed by the caller.
+fn invalid(why: String) -> Error {
+    Error::new(ErrorKind::Format, why)
+}
+
 fn describe(field: &[u8]) -> String {
     let shown: String = String::from_utf8_lossy(&field[..field.len().min(40)]).into_owned();
     if field.len() > 40 {
@@ -76,7 +86,7 @@ macro_rules! int_value {
             fn write_text(&self, out: &mut Vec<u8>, _: &Style) {
                 out.extend_from_slice(itoa::Buffer::new().format(*self).as_bytes());
             }
-            fn parse_text(field: &[u8]) -> Result<$t, String> {
+            fn parse_text(field: &[u8]) -> Result<$t> {
                 parse_int::<$t>(field)
             }
         }
@@ -86,7 +96,7 @@ int_value!(i8, i16, i32, i64, u8, u16, u32, u64);
 
 /// Integers: decimal digits with an optional sign; a float spelling of an exact integer (as
 /// `np.savetxt` writes integer arrays by default, `1.000000000000000000e+00`) is accepted too.
-fn parse_int<T: TryFrom<i128> + TryFrom<u64>>(field: &[u8]) -> Result<T, String> {
+fn parse_int<T: TryFrom<i128> + TryFrom<u64>>(field: &[u8]) -> Result<T> {
     let (negative, digits) = match field.first() {
         Some(b'-') => (true, &field[1..]),
         Some(b'+') => (false, &field[1..]),
@@ -99,35 +109,35 @@ fn parse_int<T: TryFrom<i128> + TryFrom<u64>>(field: &[u8]) -> Result<T, String>
                 .checked_mul(10)
                 .and_then(|v| v.checked_add(u128::from(d - b'0')))
                 .ok_or_else(|| {
-                    format!(
+                    invalid(format!(
                         "{} overflows {}",
                         describe(field),
                         std::any::type_name::<T>()
-                    )
+                    ))
                 })?;
         }
-        let value = i128::try_from(value).map_err(|_| format!("{} overflows", describe(field)))?;
+        let value =
+            i128::try_from(value).map_err(|_| invalid(format!("{} overflows", describe(field))))?;
         let value = if negative { -value } else { value };
-        return T::try_from(value).map_err(|_| {
-            format!(
-                "{} is out of range for {}",
-                describe(field),
-                std::any::type_name::<T>()
-            )
-        });
+        return T::try_from(value).map_err(|_| out_of_range::<T>(field));
     }
-    let float: f64 =
-        fast_float2::parse(field).map_err(|_| format!("{} is not an integer", describe(field)))?;
+    let float: f64 = fast_float2::parse(field)
+        .map_err(|_| invalid(format!("{} is not an integer", describe(field))))?;
     if float.fract() != 0.0 || !float.is_finite() || float.abs() > 9.007_199_254_740_992e15 {
-        return Err(format!("{} is not an exact integer", describe(field)));
+        return Err(invalid(format!(
+            "{} is not an exact integer",
+            describe(field)
+        )));
     }
-    T::try_from(float as i128).map_err(|_| {
-        format!(
-            "{} is out of range for {}",
-            describe(field),
-            std::any::type_name::<T>()
-        )
-    })
+    T::try_from(float as i128).map_err(|_| out_of_range::<T>(field))
+}
+
+fn out_of_range<T>(field: &[u8]) -> Error {
+    invalid(format!(
+        "{} is out of range for {}",
+        describe(field),
+        std::any::type_name::<T>()
+    ))
 }
 
 impl TextValue for bool {
@@ -140,17 +150,17 @@ impl TextValue for bool {
         });
     }
 
-    fn parse_text(field: &[u8]) -> Result<bool, String> {
+    fn parse_text(field: &[u8]) -> Result<bool> {
         match field {
             b"0" | b"False" | b"false" => Ok(false),
             b"1" | b"True" | b"true" => Ok(true),
             _ => match fast_float2::parse::<f64, _>(field) {
                 Ok(0.0) => Ok(false),
                 Ok(1.0) => Ok(true),
-                _ => Err(format!(
+                _ => Err(invalid(format!(
                     "{} is not a bool (0, 1, True or False)",
                     describe(field)
-                )),
+                ))),
             },
         }
     }
@@ -219,15 +229,15 @@ fn write_exponent(value: f64, digits: u8, out: &mut Vec<u8>) {
     out.extend_from_slice(magnitude.as_bytes());
 }
 
-fn parse_float<F: fast_float2::FastFloat>(field: &[u8]) -> Result<F, String> {
-    fast_float2::parse(field).map_err(|_| format!("{} is not a number", describe(field)))
+fn parse_float<F: fast_float2::FastFloat>(field: &[u8]) -> Result<F> {
+    fast_float2::parse(field).map_err(|_| invalid(format!("{} is not a number", describe(field))))
 }
 
 impl TextValue for f64 {
     fn write_text(&self, out: &mut Vec<u8>, style: &Style) {
         write_float(*self, out, style);
     }
-    fn parse_text(field: &[u8]) -> Result<f64, String> {
+    fn parse_text(field: &[u8]) -> Result<f64> {
         parse_float(field)
     }
     fn write_row(row: &[f64], delimiter: u8, newline: &[u8], out: &mut Vec<u8>, style: &Style) {
@@ -244,7 +254,7 @@ impl TextValue for f32 {
     fn write_text(&self, out: &mut Vec<u8>, style: &Style) {
         write_float(*self, out, style);
     }
-    fn parse_text(field: &[u8]) -> Result<f32, String> {
+    fn parse_text(field: &[u8]) -> Result<f32> {
         parse_float(field)
     }
     fn write_row(row: &[f32], delimiter: u8, newline: &[u8], out: &mut Vec<u8>, style: &Style) {
@@ -262,11 +272,14 @@ impl TextValue for f16 {
         // Every f16 is exactly an f32, so the shortest f32 text reads back as the same f16.
         write_float(self.to_f32(), out, style);
     }
-    fn parse_text(field: &[u8]) -> Result<f16, String> {
+    fn parse_text(field: &[u8]) -> Result<f16> {
         let wide: f32 = parse_float(field)?;
         let value = f16::from_f32(wide);
         if wide.is_finite() && value.is_infinite() {
-            return Err(format!("{} is out of range for f16", describe(field)));
+            return Err(invalid(format!(
+                "{} is out of range for f16",
+                describe(field)
+            )));
         }
         Ok(value)
     }
@@ -285,8 +298,8 @@ fn write_complex<F: ryu::Float + Into<f64> + Copy>(re: F, im: F, out: &mut Vec<u
 }
 
 /// Parses `(re+imj)`, `re+imj`, `re`, `imj` (Python's complex syntax, with numpy's spellings).
-fn parse_complex<F: fast_float2::FastFloat + Default>(field: &[u8]) -> Result<(F, F), String> {
-    let bad = || format!("{} is not a complex number", describe(field));
+fn parse_complex<F: fast_float2::FastFloat + Default>(field: &[u8]) -> Result<(F, F)> {
+    let bad = || invalid(format!("{} is not a complex number", describe(field)));
     let inner = match (field.first(), field.last()) {
         (Some(b'('), Some(b')')) => &field[1..field.len() - 1],
         _ => field,
@@ -314,7 +327,7 @@ impl TextValue for Complex<f64> {
     fn write_text(&self, out: &mut Vec<u8>, style: &Style) {
         write_complex(self.re, self.im, out, style);
     }
-    fn parse_text(field: &[u8]) -> Result<Complex<f64>, String> {
+    fn parse_text(field: &[u8]) -> Result<Complex<f64>> {
         parse_complex(field).map(|(re, im)| Complex::new(re, im))
     }
 }
@@ -323,7 +336,7 @@ impl TextValue for Complex<f32> {
     fn write_text(&self, out: &mut Vec<u8>, style: &Style) {
         write_complex(self.re, self.im, out, style);
     }
-    fn parse_text(field: &[u8]) -> Result<Complex<f32>, String> {
+    fn parse_text(field: &[u8]) -> Result<Complex<f32>> {
         parse_complex(field).map(|(re, im)| Complex::new(re, im))
     }
 }
@@ -381,11 +394,21 @@ mod tests {
     #[test]
     fn integers_are_checked_and_accept_exact_float_spellings() {
         assert_eq!(i8::parse_text(b"-128").unwrap(), -128);
-        assert!(i8::parse_text(b"128").unwrap_err().contains("out of range"));
+        assert!(
+            i8::parse_text(b"128")
+                .unwrap_err()
+                .message()
+                .contains("out of range")
+        );
         assert_eq!(u64::parse_text(b"18446744073709551615").unwrap(), u64::MAX);
         assert!(u64::parse_text(b"18446744073709551616").is_err());
         assert_eq!(i32::parse_text(b"1.000000000000000000e+00").unwrap(), 1);
-        assert!(i32::parse_text(b"1.5").unwrap_err().contains("exact"));
+        assert!(
+            i32::parse_text(b"1.5")
+                .unwrap_err()
+                .message()
+                .contains("exact")
+        );
         assert!(i32::parse_text(b"").is_err());
         assert!(bool::parse_text(b"2").is_err());
         assert!(bool::parse_text(b"True").unwrap());

@@ -7,9 +7,11 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use ndarray::{ArrayBase, ArrayViewD, Data, Dimension};
+use ndstore_core::__private::bulk::on_two_threads;
+use ndstore_core::__private::stream::{StreamFormat, StreamWriter};
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Commit, DType, Durable, DynArray, Error, ErrorKind, Result,
-    SaveOptions, StreamFormat, StreamWriter, with_dyn_array,
+    SaveOptions, with_dyn_array,
 };
 
 use crate::meta::MetaLine;
@@ -48,9 +50,20 @@ fn comment_lines(text: &str, options: &TextOptions, out: &mut Vec<u8>) {
     }
 }
 
-/// The bytes before the data: BOM, metadata line, header lines. Returns them and the offset of
-/// the metadata line's first axis (for in-place rewrites).
-fn preamble(meta: &ArrayMeta, options: &TextOptions, pad_first: bool) -> (Vec<u8>, Option<usize>) {
+/// The bytes before the data of a whole-array save: BOM, metadata line, header lines.
+fn preamble(meta: &ArrayMeta, options: &TextOptions) -> Vec<u8> {
+    preamble_with(&MetaLine::render(meta), options).0
+}
+
+/// The bytes before a streaming writer's rows, with the metadata line's first axis padded, and
+/// the offset of that axis (for its rewrites in place).
+fn streaming_preamble(meta: &ArrayMeta, options: &TextOptions) -> (Vec<u8>, Option<usize>) {
+    preamble_with(&MetaLine::render_padded(meta), options)
+}
+
+/// BOM, the metadata `line` (when the options write one), header lines; and the offset of the
+/// line's first axis.
+fn preamble_with(line: &str, options: &TextOptions) -> (Vec<u8>, Option<usize>) {
     let mut out = Vec::new();
     if options.bom {
         out.extend_from_slice(b"\xef\xbb\xbf");
@@ -59,7 +72,6 @@ fn preamble(meta: &ArrayMeta, options: &TextOptions, pad_first: bool) -> (Vec<u8
     if options.metadata {
         out.extend_from_slice(options.comments.as_bytes());
         out.push(b' ');
-        let line = MetaLine::render(meta, pad_first);
         first_axis_at = line
             .find("\"shape\":[")
             .map(|i| out.len() + i + "\"shape\":[".len());
@@ -110,30 +122,31 @@ fn write_pipelined<T: TextValue>(
             .and_then(|mut p| p.pop())
             .unwrap_or_default()
     };
-    std::thread::scope(|scope| {
-        let (done, finished) = mpsc::sync_channel::<(usize, Vec<u8>)>(4);
-        let (next_ref, pool_ref) = (&next, &pool);
-        scope.spawn(move || {
-            loop {
-                let index = next_ref.fetch_add(1, Ordering::Relaxed);
-                let Some(chunk) = chunks.get(index) else {
-                    break;
-                };
-                let mut text = take_buffer(pool_ref);
-                text.clear();
-                format_rows(chunk, row, options, &mut text);
-                // The writer hung up after an error: stop.
-                if done.send((index, text)).is_err() {
-                    break;
-                }
+    let (done, finished) = mpsc::sync_channel::<(usize, Vec<u8>)>(4);
+    let (next_ref, pool_ref) = (&next, &pool);
+    let format_there = move || {
+        loop {
+            let index = next_ref.fetch_add(1, Ordering::Relaxed);
+            let Some(chunk) = chunks.get(index) else {
+                break;
+            };
+            let mut text = take_buffer(pool_ref);
+            text.clear();
+            format_rows(chunk, row, options, &mut text);
+            // The writer hung up after an error: stop.
+            if done.send((index, text)).is_err() {
+                break;
             }
-        });
+        }
+    };
+    // Owns the receiving end, so the worker stops sending once this returns (or unwinds).
+    let format_and_write_here = move || -> Result<()> {
         let mut pending = BTreeMap::new();
         let mut wanted = 0;
         while wanted < chunks.len() {
-            let index = next.fetch_add(1, Ordering::Relaxed);
+            let index = next_ref.fetch_add(1, Ordering::Relaxed);
             if let Some(chunk) = chunks.get(index) {
-                let mut text = take_buffer(&pool);
+                let mut text = take_buffer(pool_ref);
                 text.clear();
                 format_rows(chunk, row, options, &mut text);
                 pending.insert(index, text);
@@ -142,7 +155,8 @@ fn write_pipelined<T: TextValue>(
                 pending.insert(i, text);
             }
             if index >= chunks.len() && !pending.contains_key(&wanted) {
-                // Nothing left to format here: wait for the worker's chunk.
+                // Nothing left to format here: wait for the worker's chunk. The worker hangs up
+                // early only by panicking, and its panic is raised again below.
                 match finished.recv() {
                     Ok((i, text)) => {
                         pending.insert(i, text);
@@ -158,14 +172,16 @@ fn write_pipelined<T: TextValue>(
             while let Some(text) = pending.remove(&wanted) {
                 out.write_all(&text)
                     .map_err(|e| Error::io("writing text", e))?;
-                if let Ok(mut pool) = pool.lock() {
+                if let Ok(mut pool) = pool_ref.lock() {
                     pool.push(text);
                 }
                 wanted += 1;
             }
         }
         Ok(())
-    })
+    };
+    // A panic of the formatting worker is raised again here, not turned into an error.
+    on_two_threads(format_and_write_here, format_there).0
 }
 
 /// Writes the whole array as text to `out`: preamble, rows, footer.
@@ -176,7 +192,7 @@ fn write_view<T: TextValue>(
     out: &mut dyn Write,
 ) -> Result<()> {
     let io = |e| Error::io("writing text", e);
-    let (head, _) = preamble(meta, options, false);
+    let head = preamble(meta, options);
     out.write_all(&head).map_err(io)?;
     let standard = view.as_standard_layout();
     let values = standard.as_slice().unwrap_or(&[]);
@@ -201,7 +217,7 @@ fn meta_of<T: TextValue>(view: &ArrayViewD<'_, T>, save: &SaveOptions) -> ArrayM
     ArrayMeta::new(
         DType::new(T::KIND, save.effective_byte_order()),
         view.shape().to_vec(),
-        ndstore_core::codec::layout_order(view),
+        ndstore_core::__private::codec::layout_order(view),
     )
 }
 
@@ -209,6 +225,13 @@ fn meta_of<T: TextValue>(view: &ArrayViewD<'_, T>, save: &SaveOptions) -> ArrayM
 ///
 /// The text holds the values in C order, in rows of all axes but the first; the metadata line
 /// records dtype (byte order included), shape and memory order, so `load` restores them all.
+///
+/// # Errors
+///
+/// The errors of opening the output (`OutputFile::create`: `ErrorKind::PermissionDenied`,
+/// `ErrorKind::Locked` in place, ...), and I/O errors of writing, syncing, renaming and syncing the
+/// directory (`ErrorKind::StorageFull` for a full disk); a failed atomic save leaves the target's
+/// old content.
 pub fn save<A, S, D>(
     path: impl AsRef<Path>,
     array: &ArrayBase<S, D>,
@@ -238,6 +261,10 @@ pub(crate) fn save_view<T: TextValue>(
 }
 
 /// Writes `array` as text to a writer the caller owns (durability is then the caller's).
+///
+/// # Errors
+///
+/// The writer's I/O errors.
 pub fn write_to<A, S, D>(
     writer: &mut dyn Write,
     array: &ArrayBase<S, D>,
@@ -298,6 +325,11 @@ pub struct TextWriter {
 
 impl TextWriter {
     /// Starts a file at `path` for rows of `row_shape` (the axes after the first) of `dtype`.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::InvalidInput` when the options' byte order contradicts the dtype's; the errors
+    /// of `OutputFile::create` and of writing the preamble.
     pub fn create(
         path: impl AsRef<Path>,
         dtype: DType,
@@ -316,7 +348,7 @@ impl TextWriter {
             shape,
             ndstore_core::Order::C,
         );
-        let (head, first_axis_at) = preamble(&meta, options, true);
+        let (head, first_axis_at) = streaming_preamble(&meta, options);
         let mut footer = Vec::new();
         if let Some(text) = &options.footer {
             comment_lines(text, options, &mut footer);
@@ -333,6 +365,12 @@ impl TextWriter {
     }
 
     /// Appends rows: an array shaped `[n, row_shape...]` of the writer's element type.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::TypeMismatch` or `ErrorKind::InvalidInput` for rows that do not fit the writer;
+    /// the I/O error of a write, which poisons the writer (`ErrorKind::Poisoned` for every later
+    /// call).
     pub fn append<A, S, D>(&mut self, rows: &ArrayBase<S, D>) -> Result<()>
     where
         A: TextValue,
@@ -344,7 +382,7 @@ impl TextWriter {
 
     fn append_view<T: TextValue>(&mut self, view: ArrayViewD<'_, T>) -> Result<()> {
         let format = self.stream.format();
-        ndstore_core::check_rows(
+        ndstore_core::__private::stream::check_rows(
             format.meta.dtype.kind,
             &format.meta.shape[1..],
             T::KIND,
@@ -366,6 +404,21 @@ impl TextWriter {
     }
 }
 
+impl TextWriter {
+    /// Abandons the writer and reports whether the rollback worked, where dropping it can
+    /// only log: atomic, the temporary file is removed and the target keeps its old content;
+    /// in place, the target is cut back to exactly its last flush (a complete file of the rows
+    /// flushed so far).
+    ///
+    /// # Errors
+    ///
+    /// The error of the rollback: the temporary file cannot be removed, or the in-place file
+    /// cannot be cut back or closed.
+    pub fn abort(self) -> Result<()> {
+        self.stream.abort()
+    }
+}
+
 impl Durable for TextWriter {
     fn flush(&mut self) -> Result<()> {
         self.stream.flush()
@@ -384,18 +437,14 @@ impl Commit for TextWriter {
 
 impl ArrayWriter for TextWriter {
     fn append(&mut self, rows: &DynArray) -> Result<()> {
-        with_dyn_array!(rows, a => self.append_view(a.view()))
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        Durable::flush(self)
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        Durable::sync(self)
+        with_dyn_array!(rows, |a| self.append_view(a.view()))
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
         Commit::commit(*self)
+    }
+
+    fn abort(self: Box<Self>) -> Result<()> {
+        TextWriter::abort(*self)
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ndarray::{Array1, Array2, Array3, array};
-use ndstore_core::{Commit, DType, DTypeKind, Durable, ErrorKind, Location, SaveOptions};
+use ndstore_core::{Commit, DType, DTypeKind, Detail, Durable, ErrorKind, Location, SaveOptions};
 use ndstore_text::{Delimiter, FloatFormat, Newline, TextOptions, TextReader, TextWriter};
 
 fn line_col(err: &ndstore_core::Error) -> (u64, u64) {
@@ -51,6 +51,32 @@ fn bad_input_names_line_and_column() {
         let err = load_err(text);
         assert_eq!(line_col(&err), place, "{text:?}: {err}");
         assert!(err.to_string().contains(words), "{text:?}: {err}");
+    }
+}
+
+#[test]
+fn a_ragged_row_carries_its_counts_for_programs() {
+    let int_meta = "# ndstore: {\"dtype\":\"<i4\",\"shape\":[2,3],\"order\":\"C\"}\n";
+    let cases = [
+        // Floats take the fast path; integers split the line first.
+        ("1,2,3\n4,5\n".to_owned(), 2, 3, 2),
+        ("1,2\n3,4,5\n".to_owned(), 2, 2, 3),
+        ("1,2\r\n3,4,\r\n".to_owned(), 2, 2, 3),
+        (format!("{int_meta}1,2,3\n4,5\n"), 3, 3, 2),
+        (format!("{int_meta}1,2,3\n4,5,6,7\n"), 3, 3, 4),
+    ];
+    for (text, line, expected, found) in cases {
+        let err = load_err(&text);
+        assert_eq!(err.kind(), ErrorKind::Format, "{text:?}: {err}");
+        assert_eq!(
+            err.detail(),
+            Some(&Detail::ColumnCount {
+                line,
+                expected,
+                found
+            }),
+            "{text:?}: {err}"
+        );
     }
 }
 
@@ -282,7 +308,7 @@ fn numpy_savetxt_default_and_17g_read_bit_exactly() {
 fn ndstore_file_free_npy(path: &Path) -> Array2<f64> {
     let bytes = std::fs::read(path).unwrap();
     let mut cursor = std::io::Cursor::new(&bytes);
-    let header = ndstore_core::npy_header::read(&mut cursor, 10_000).unwrap();
+    let header = ndstore_core::__private::npy_header::read(&mut cursor, 10_000).unwrap();
     let values: Vec<f64> = bytes[header.data_offset as usize..]
         .chunks_exact(8)
         .map(|c| f64::from_le_bytes(c.try_into().unwrap()))

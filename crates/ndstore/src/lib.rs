@@ -2,7 +2,8 @@
 //! one durability vocabulary — flush, sync, close, commit, drop — and atomic, synced saves by
 //! default.
 //!
-//! This facade re-exports [`ndstore_core`] and each backend behind a cargo feature of the
+//! This facade re-exports the user-facing types of [`ndstore_core`] (by name: the core's
+//! helpers for backends stay out of the API) and each backend behind a cargo feature of the
 //! backend's name (`file` is on by default), and opens files by extension for callers who do
 //! not pick a backend by hand:
 //!
@@ -35,9 +36,17 @@
 //! # }
 //! ```
 
+#![warn(clippy::missing_errors_doc)]
+
 use std::path::Path;
 
-pub use ndstore_core::*;
+pub use ndstore_core::{
+    ArrayMeta, ArrayWriter, Backend, ByteOrder, Capabilities, Close, Commit, CrashGuarantee, DType,
+    DTypeKind, Detail, Durability, Durable, DurableFile, DynArray, Element, Error, ErrorKind,
+    InPlaceArray, LoadOptions, Location, Lock, Order, OutputFile, Replace, Result, SaveOptions,
+    half, list_temps, lock, ndarray, num_complex, remove_stale_temps, with_dtype_kind,
+    with_dyn_array, write_file,
+};
 
 /// The `file` backend: `.npy`, `.npz` and raw binary.
 #[cfg(feature = "file")]
@@ -91,6 +100,10 @@ pub enum Format {
 }
 
 /// The format a path's extension names, or an error saying which extensions are known.
+///
+/// # Errors
+///
+/// `ErrorKind::Unsupported` for an extension no backend uses, naming the known ones.
 pub fn format_of(path: &Path) -> Result<Format> {
     let ext = path
         .extension()
@@ -112,11 +125,21 @@ pub fn format_of(path: &Path) -> Result<Format> {
 
 /// Saves `array` at `path` with the backend its extension names, atomically and durably.
 /// An `.npz` gets one array named `arr_0`, as `np.savez` names a positional array.
+///
+/// # Errors
+///
+/// `ErrorKind::Unsupported` for an unknown extension or a backend not built in; the backend's
+/// errors of saving (I/O, `ErrorKind::StorageFull`, `ErrorKind::PermissionDenied`, ...); a failed
+/// save leaves the target's old content.
 pub fn save(path: impl AsRef<Path>, array: &DynArray) -> Result<()> {
     save_with(path, array, &SaveOptions::default())
 }
 
 /// [`save`] with explicit options.
+///
+/// # Errors
+///
+/// As `save`.
 pub fn save_with(path: impl AsRef<Path>, array: &DynArray, options: &SaveOptions) -> Result<()> {
     let path = path.as_ref();
     match format_of(path)? {
@@ -130,7 +153,7 @@ pub fn save_with(path: impl AsRef<Path>, array: &DynArray, options: &SaveOptions
             options,
         ),
         #[cfg(feature = "text")]
-        Format::Csv | Format::Txt => ndstore_core::with_dyn_array!(array, a => {
+        Format::Csv | Format::Txt => ndstore_core::with_dyn_array!(array, |a| {
             ndstore_text::save(path, a, &text_options(path), options)
         }),
         #[cfg(feature = "hdf5")]
@@ -176,6 +199,30 @@ pub fn load(path: impl AsRef<Path>) -> Result<(ArrayMeta, DynArray)> {
 /// [`ErrorKind::Unsupported`] for an unknown extension or a backend not built in; the
 /// backend's error for a missing, damaged or hostile file; [`ErrorKind::OutOfMemory`] over
 /// `options.memory_limit`.
+///
+/// # Example
+///
+/// A file from elsewhere, loaded within a memory limit; a refusal is an error to inspect:
+///
+/// ```
+/// use ndstore::{DynArray, ErrorKind, LoadOptions};
+///
+/// # fn main() -> ndstore::Result<()> {
+/// # let dir = std::env::temp_dir().join(format!("ndstore-limit-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("big.npy");
+/// let big = DynArray::zeros(ndstore::DTypeKind::F64, &[1000, 1000], ndstore::Order::C)?;
+/// ndstore::save(&path, &big)?; // 8 MB of data
+/// let small = LoadOptions::new().memory_limit(1 << 20);
+/// let err = ndstore::load_with(&path, &small).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::OutOfMemory);
+/// assert_eq!(err.path(), Some(path.as_path())); // the file is named
+/// let (meta, _) = ndstore::load_with(&path, &LoadOptions::new().memory_limit(1 << 24))?;
+/// assert_eq!(meta.shape, vec![1000, 1000]);
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(())
+/// # }
+/// ```
 pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
     let path = path.as_ref();
     match format_of(path)? {
