@@ -354,4 +354,3 @@ pub fn writer_poisoned_error(path: &Path) -> Error {
     )
     .with_path(path)
 }
-
