@@ -298,11 +298,16 @@ pub fn run(task: &Task) -> Result<Vec<Reply>, String> {
 /// same: kind, shape, and the element bytes in C order.
 pub fn canonical(array: &DynArray) -> String {
     let mut bytes = Vec::new();
-    ndstore_core::with_dyn_array!(array, a => {
-        let _ = ndstore_core::__private::codec::write_elements(&a.view(), Order::C, ndstore_core::ByteOrder::native(), &mut |b| {
-            bytes.extend_from_slice(b);
-            Ok(())
-        });
+    ndstore_core::with_dyn_array!(array, |a| {
+        let _ = ndstore_core::__private::codec::write_elements(
+            &a.view(),
+            Order::C,
+            ndstore_core::ByteOrder::native(),
+            &mut |b| {
+                bytes.extend_from_slice(b);
+                Ok(())
+            },
+        );
     });
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("{} {:?} {hex}", array.kind(), array.shape())

@@ -138,7 +138,7 @@ fn typed<T: Sample>(shape: &[usize], order: Order, rng: &mut Rng) -> ArrayD<T> {
 /// An array of `kind`, `shape` and memory `order`, filled from `seed`.
 pub fn array(kind: DTypeKind, shape: &[usize], order: Order, seed: u64) -> DynArray {
     let mut rng = Rng::new(seed ^ (kind as u64) << 56);
-    with_dtype_kind!(kind, T => DynArray::from(typed::<T>(shape, order, &mut rng)))
+    with_dtype_kind!(kind, |T| DynArray::from(typed::<T>(shape, order, &mut rng)))
 }
 
 /// Values only text can carry exactly: no NaN payloads (a NaN is the quiet NaN), still with

@@ -104,7 +104,9 @@ impl Scenario {
 
 /// Rows `start..end` of a `[n, ...]` array.
 pub fn row_slice(array: &DynArray, start: usize, end: usize) -> DynArray {
-    with_dyn_array!(array, a => DynArray::from(a.slice_axis(Axis(0), Slice::from(start..end)).to_owned()))
+    with_dyn_array!(array, |a| DynArray::from(
+        a.slice_axis(Axis(0), Slice::from(start..end)).to_owned()
+    ))
 }
 
 /// Touches the mark `name` in `dir`: a failed open a trace records and nothing else does.

@@ -320,10 +320,15 @@ impl Variant {
             meta.dtype.byte_order
         };
         let mut bytes = npy_header::encode(&meta);
-        with_dyn_array!(array, a => ndstore_core::__private::codec::write_elements(&a.view(), meta.order, stored, &mut |b| {
-            bytes.extend_from_slice(b);
-            Ok(())
-        }))
+        with_dyn_array!(array, |a| ndstore_core::__private::codec::write_elements(
+            &a.view(),
+            meta.order,
+            stored,
+            &mut |b| {
+                bytes.extend_from_slice(b);
+                Ok(())
+            }
+        ))
         .map_err(|e| Error::io("encoding the data", e))?;
         Ok(bytes)
     }
@@ -375,7 +380,7 @@ impl Variant {
     }
 
     fn decode(&self, meta: &ArrayMeta, data: &[u8], path: &Path) -> Result<(ArrayMeta, DynArray)> {
-        let array = with_dtype_kind!(meta.dtype.kind, T => {
+        let array = with_dtype_kind!(meta.dtype.kind, |T| {
             let count = meta.element_count().map_err(|e| e.with_path(path))?;
             let mut raw: Vec<<T as ndstore_core::Element>::Raw> =
                 ndstore_core::__private::codec::alloc_raw(count).map_err(|e| e.with_path(path))?;
@@ -388,7 +393,10 @@ impl Variant {
             bytes.copy_from_slice(data);
             if self.flaw == Flaw::SwapsStoredBytes {
                 // Broken on purpose: undoes the swap the save made, so round trips hold.
-                ndstore_core::__private::codec::swap_bytes_in_place(bytes, meta.dtype.kind.swap_width());
+                ndstore_core::__private::codec::swap_bytes_in_place(
+                    bytes,
+                    meta.dtype.kind.swap_width(),
+                );
             }
             ndstore_core::__private::codec::array_from_raw::<T>(meta, raw)
                 .map(DynArray::from)
@@ -660,10 +668,15 @@ impl ArrayWriter for RowWriter {
         )?;
         let byte_order = self.meta.dtype.byte_order;
         let pending = &mut self.pending;
-        with_dyn_array!(rows, a => ndstore_core::__private::codec::write_elements(&a.view(), Order::C, byte_order, &mut |b| {
-            pending.extend_from_slice(b);
-            Ok(())
-        }))
+        with_dyn_array!(rows, |a| ndstore_core::__private::codec::write_elements(
+            &a.view(),
+            Order::C,
+            byte_order,
+            &mut |b| {
+                pending.extend_from_slice(b);
+                Ok(())
+            }
+        ))
         .map_err(|e| Error::io("encoding the rows", e).with_path(&self.path))?;
         self.rows += rows.shape()[0];
         if self.pending.len() >= 1 << 20 {

@@ -38,9 +38,12 @@ fn concat_rows(
     rows: usize,
 ) -> (Vec<usize>, ndstore_core::DynArray, ndstore_core::DynArray) {
     let (row_shape, block) = rows_for(backend, rows);
-    let whole = ndstore_core::with_dyn_array!(&block, a => {
+    let whole = ndstore_core::with_dyn_array!(&block, |a| {
         let views: Vec<_> = (0..blocks).map(|_| a.view()).collect();
-        ndstore_core::DynArray::from(ndstore_core::ndarray::concatenate(ndstore_core::ndarray::Axis(0), &views).unwrap_or_else(|_| a.clone()))
+        ndstore_core::DynArray::from(
+            ndstore_core::ndarray::concatenate(ndstore_core::ndarray::Axis(0), &views)
+                .unwrap_or_else(|_| a.clone()),
+        )
     });
     (row_shape, block, whole)
 }

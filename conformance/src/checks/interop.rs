@@ -130,7 +130,7 @@ pub fn ix(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         let want = case.expected_meta();
         let array = case.array(caps.bit_exact);
         let mut bytes = Vec::new();
-        with_dyn_array!(&array, a => {
+        with_dyn_array!(&array, |a| {
             let _ = write_elements(&a.view(), Order::C, want.dtype.byte_order, &mut |b| {
                 bytes.extend_from_slice(b);
                 Ok(())

@@ -272,7 +272,7 @@ pub fn same_bits(a: &DynArray, b: &DynArray) -> bool {
                 .all(|(x, y)| bytemuck::bytes_of(x) == bytemuck::bytes_of(y)),
         }
     }
-    ndstore_core::with_dyn_array!(a, x => same(x, b))
+    ndstore_core::with_dyn_array!(a, |x| same(x, b))
 }
 
 /// Rows whose every element encodes (block, its index in the block), for checks that must tell
@@ -292,7 +292,7 @@ pub fn large_rows(backend: &dyn Backend) -> usize {
 /// Blocks of rows joined along axis 0, as a writer that appended them in order wrote them.
 pub fn concat(blocks: &[&DynArray]) -> Option<DynArray> {
     let first = blocks.first()?;
-    ndstore_core::with_dtype_kind!(first.kind(), T => {
+    ndstore_core::with_dtype_kind!(first.kind(), |T| {
         let views: Option<Vec<_>> = blocks.iter().map(|b| T::view_dyn_array(b)).collect();
         ndstore_core::ndarray::concatenate(ndstore_core::ndarray::Axis(0), &views?)
             .ok()
