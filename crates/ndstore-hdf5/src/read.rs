@@ -213,13 +213,12 @@ pub(crate) fn plan(
     options: &LoadOptions,
     wanted: Option<u64>,
 ) -> Result<Plan> {
-    let fail = |kind: ErrorKind, why: String| at.error(kind, why);
     let whole = meta
         .byte_len()
         .ok()
         .and_then(|n| u64::try_from(n).ok())
         .ok_or_else(|| {
-            fail(
+            at.error(
                 ErrorKind::TooLarge,
                 format!("the shape {:?} of {} overflows", meta.shape, meta.dtype),
             )
@@ -227,17 +226,53 @@ pub(crate) fn plan(
     let bytes = wanted.unwrap_or(whole);
     options.admit(bytes).map_err(|e| at.locate(e))?;
     let layout = dataset.layout();
+    let filters = filters_in_file(dataset, layout, at)?;
+    let storage = Storage {
+        layout,
+        allocation: sys::allocation(dataset).map_err(|e| at.h5(e))?,
+        stored: dataset.storage_size(),
+        filtered: !filters.is_empty(),
+    };
+    if !backed(dataset, meta, &storage, whole, file_len, at)? {
+        let limit = options.memory_limit.unwrap_or(DEFAULT_UNBACKED_LIMIT);
+        if bytes > limit {
+            let stored = storage.stored;
+            return Err(at.error(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "the dataset's {whole} bytes are not in the file (it stores {stored} bytes; \
+                     the rest would be its fill value), and {bytes} bytes of such data are over \
+                     the memory limit of {limit} bytes; set LoadOptions::memory_limit to load it"
+                ),
+            ));
+        }
+    }
+    let direct = if wanted.is_none()
+        && layout == Layout::Contiguous
+        && storage.allocation == Allocation::Full
+        && bytes > 0
+    {
+        let same_type = with_dtype_kind!(meta.dtype.kind, T => stored_equals::<T>(dataset));
+        if same_type { dataset.offset() } else { None }
+    } else {
+        None
+    };
+    Ok(Plan { bytes, direct })
+}
+
+/// The filters of a dataset whose data are all in this file and readable by this libhdf5; a
+/// virtual dataset, external storage and a filter libhdf5 lacks are refused by name.
+fn filters_in_file(dataset: &Dataset, layout: Layout, at: At<'_>) -> Result<Vec<sys::FilterInfo>> {
     if layout == Layout::Virtual {
-        return Err(fail(
+        return Err(at.error(
             ErrorKind::Unsupported,
             "the dataset is virtual: its data lives in other files, and ndstore does not read \
-             outside the file it was given"
-                .to_owned(),
+             outside the file it was given",
         ));
     }
     let dcpl = dataset.dcpl().map_err(|e| at.h5(e))?;
     if let Some(external) = dcpl.external().first() {
-        return Err(fail(
+        return Err(at.error(
             ErrorKind::Unsupported,
             format!(
                 "the dataset's data is stored in other files (external storage, first '{}'), \
@@ -248,7 +283,7 @@ pub(crate) fn plan(
     }
     let filters = sys::filters(dataset).map_err(|e| at.h5(e))?;
     if let Some(missing) = filters.iter().find(|f| !f.available) {
-        return Err(fail(
+        return Err(at.error(
             ErrorKind::Unsupported,
             format!(
                 "the dataset needs HDF5 filter {} ('{}'), which this libhdf5 does not have; \
@@ -258,13 +293,37 @@ pub(crate) fn plan(
             ),
         ));
     }
-    let allocation = sys::allocation(dataset).map_err(|e| at.h5(e))?;
-    let stored = dataset.storage_size();
+    Ok(filters)
+}
+
+/// How a dataset's data are stored, as [`backed`] needs it.
+struct Storage {
+    layout: Layout,
+    allocation: Allocation,
+    /// The bytes the file stores for the dataset.
+    stored: u64,
+    /// Whether its chunks pass through filters (which may expand them).
+    filtered: bool,
+}
+
+/// Whether the file holds the dataset's `whole` bytes of data (stored, or expanded from stored
+/// chunks), rather than its fill value; a stored size that contradicts the shape or the file's
+/// `file_len` bytes is an error.
+fn backed(
+    dataset: &Dataset,
+    meta: &ArrayMeta,
+    storage: &Storage,
+    whole: u64,
+    file_len: u64,
+    at: At<'_>,
+) -> Result<bool> {
+    let fail = |kind: ErrorKind, why: String| at.error(kind, why);
+    let stored = storage.stored;
     let file_type_size = dataset.dtype().map_err(|e| at.h5(e))?.size() as u64;
     let stored_len = u64::try_from(meta.element_count().unwrap_or(usize::MAX))
         .ok()
         .and_then(|n| n.checked_mul(file_type_size));
-    let backed = match (layout, allocation) {
+    Ok(match (storage.layout, storage.allocation) {
         _ if whole == 0 => true,
         (Layout::Contiguous | Layout::Compact, Allocation::Full) => {
             if stored_len != Some(stored) {
@@ -279,7 +338,7 @@ pub(crate) fn plan(
                     ),
                 ));
             }
-            if layout == Layout::Contiguous {
+            if storage.layout == Layout::Contiguous {
                 let offset = dataset.offset().ok_or_else(|| {
                     fail(
                         ErrorKind::Corrupt,
@@ -310,39 +369,15 @@ pub(crate) fn plan(
                     ),
                 ));
             }
-            let ratio = if filters.is_empty() {
-                1
-            } else {
+            let ratio = if storage.filtered {
                 MAX_FILTER_RATIO
+            } else {
+                1
             };
             stored.saturating_mul(ratio) >= whole
         }
         _ => false,
-    };
-    if !backed {
-        let limit = options.memory_limit.unwrap_or(DEFAULT_UNBACKED_LIMIT);
-        if bytes > limit {
-            return Err(fail(
-                ErrorKind::OutOfMemory,
-                format!(
-                    "the dataset's {whole} bytes are not in the file (it stores {stored} bytes; \
-                     the rest would be its fill value), and {bytes} bytes of such data are over \
-                     the memory limit of {limit} bytes; set LoadOptions::memory_limit to load it"
-                ),
-            ));
-        }
-    }
-    let direct = if wanted.is_none()
-        && layout == Layout::Contiguous
-        && allocation == Allocation::Full
-        && bytes > 0
-    {
-        let same_type = with_dtype_kind!(meta.dtype.kind, T => stored_equals::<T>(dataset));
-        if same_type { dataset.offset() } else { None }
-    } else {
-        None
-    };
-    Ok(Plan { bytes, direct })
+    })
 }
 
 /// Whether `dataset`'s stored type is exactly `T`'s memory type (H5Tequal): then libhdf5 would
