@@ -158,6 +158,7 @@ fn child_entry() {
 
 #[test]
 fn a_streaming_writer_grows_a_resizable_dataset_and_publishes_it_on_commit() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("grow.h5");
     let save = SaveOptions::default();
@@ -400,6 +401,7 @@ fn a_swmr_reader_in_another_process_follows_a_growing_dataset() {
 
 #[test]
 fn a_swmr_writer_must_write_in_place() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("atomic-swmr.h5");
     let err = H5Writer::create(
@@ -438,6 +440,7 @@ fn hdf5_use_file_locking_false_is_honoured() {
 
 #[test]
 fn a_writers_byte_order_comes_from_its_dtype_and_a_contradiction_is_refused() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("order.h5");
     let big = DType::new(DTypeKind::F64, ByteOrder::Big);
