@@ -52,7 +52,6 @@ pub enum DynArray {
 ///
 /// The body is spelled like a closure so that rustfmt formats it, but it is not one: it is
 /// expanded once per element type into the caller's function, where `?` and `return` act.
-/// `with_dyn_array!(value, |a| body)` is the older spelling, which rustfmt cannot format.
 ///
 /// ```
 /// use ndarray::{ArrayD, IxDyn};
@@ -65,9 +64,6 @@ pub enum DynArray {
 #[macro_export]
 macro_rules! with_dyn_array {
     ($value:expr, |$a:ident| $body:expr) => {
-        $crate::with_dyn_array!($value, $a => $body)
-    };
-    ($value:expr, $a:ident => $body:expr) => {
         match $value {
             $crate::DynArray::Bool($a) => $body,
             $crate::DynArray::I8($a) => $body,
@@ -90,13 +86,9 @@ macro_rules! with_dyn_array {
 /// Runs `body` with the type alias `T` naming the Rust element type of a
 /// [`DTypeKind`](crate::DTypeKind): `with_dtype_kind!(kind, |T| body)`, a closure's spelling
 /// (which rustfmt formats) for code expanded once per type, as in [`with_dyn_array!`].
-/// `with_dtype_kind!(kind, |T| body)` is the older spelling.
 #[macro_export]
 macro_rules! with_dtype_kind {
     ($kind:expr, |$t:ident| $body:expr) => {
-        $crate::with_dtype_kind!($kind, $t => $body)
-    };
-    ($kind:expr, $t:ident => $body:expr) => {
         match $kind {
             $crate::DTypeKind::Bool => {
                 type $t = bool;

@@ -30,14 +30,47 @@ pub(crate) fn init() {
     });
 }
 
-/// Turns a libhdf5 error into an ndstore error naming the file and the object.
-pub(crate) fn h5_error(err: hdf5_metno::Error, path: &Path, object: &str) -> Error {
-    let kind = err
-        .stack()
-        .map_or(ErrorKind::Format, |stack| kind_of_stack(&stack));
-    Error::new(kind, format!("libhdf5: {err}"))
-        .with_path(path)
-        .at(Location::Object(object.to_owned()))
+/// Where an operation works: the file its errors name and the object inside the file (`/` for
+/// the file itself). Every error made through it names both.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct At<'a> {
+    /// The path errors name: the caller's, even where libhdf5 opens another name for the file
+    /// (the isolated reader opens `/proc/self/fd/N`, a writer its temporary file).
+    pub path: &'a Path,
+    /// The object's path inside the file.
+    pub object: &'a str,
+}
+
+impl<'a> At<'a> {
+    /// Object `object` of the file at `path`.
+    pub(crate) fn new(path: &'a Path, object: &'a str) -> At<'a> {
+        At { path, object }
+    }
+
+    /// The file at `path` itself (its root group, `/`).
+    pub(crate) fn file(path: &'a Path) -> At<'a> {
+        At::new(path, "/")
+    }
+
+    /// An error of `kind` saying `message`, naming the file and the object.
+    pub(crate) fn error(self, kind: ErrorKind, message: impl Into<String>) -> Error {
+        self.locate(Error::new(kind, message))
+    }
+
+    /// `err`, naming the file and the object unless it names a file or a place already.
+    pub(crate) fn locate(self, err: Error) -> Error {
+        err.with_path(self.path)
+            .at(Location::Object(self.object.to_owned()))
+    }
+
+    /// A libhdf5 error as an ndstore error naming the file and the object, of the kind its
+    /// error stack gives.
+    pub(crate) fn h5(self, err: hdf5_metno::Error) -> Error {
+        let kind = err
+            .stack()
+            .map_or(ErrorKind::Format, |stack| kind_of_stack(&stack));
+        self.error(kind, format!("libhdf5: {err}"))
+    }
 }
 
 /// The kind of a libhdf5 error, from its error stack: the minor codes of its frames, the
@@ -193,15 +226,10 @@ pub(crate) fn kind_of(datatype: &Datatype) -> std::result::Result<DTypeKind, Str
 }
 
 /// The HDF5 datatype h5py would use for `T`, in `byte_order`.
-pub(crate) fn datatype_for<T: H5Element>(
-    byte_order: ByteOrder,
-    path: &Path,
-    name: &str,
-) -> Result<Datatype> {
-    let datatype =
-        Datatype::from_descriptor(&T::type_descriptor()).map_err(|e| h5_error(e, path, name))?;
+pub(crate) fn datatype_for<T: H5Element>(byte_order: ByteOrder, at: At<'_>) -> Result<Datatype> {
+    let datatype = Datatype::from_descriptor(&T::type_descriptor()).map_err(|e| at.h5(e))?;
     if byte_order == ByteOrder::Big && T::KIND.has_byte_order() {
-        return crate::sys::big_endian_copy(&datatype).map_err(|e| e.with_path(path));
+        return crate::sys::big_endian_copy(&datatype).map_err(|e| e.with_path(at.path));
     }
     Ok(datatype)
 }
@@ -213,34 +241,29 @@ const META_ATTR_LEN: usize = 32;
 /// fixed-length ASCII string: reading it never needs libhdf5's global heap, the structure a
 /// damaged file's variable-length strings crashed libhdf5 in. (Earlier ndstore versions wrote a
 /// variable-length string; loads read both.)
-pub(crate) fn write_meta_attr(
-    dataset: &Dataset,
-    order: Order,
-    path: &Path,
-    name: &str,
-) -> Result<()> {
+pub(crate) fn write_meta_attr(dataset: &Dataset, order: Order, at: At<'_>) -> Result<()> {
     let meta =
         serde_json::json!({ "order": if order == Order::Fortran { "F" } else { "C" } }).to_string();
     let value = FixedAscii::<META_ATTR_LEN>::from_ascii(meta.as_bytes())
-        .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()).with_path(path))?;
+        .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()).with_path(at.path))?;
     dataset
         .new_attr::<FixedAscii<META_ATTR_LEN>>()
         .shape(())
         .create(META_ATTR)
         .and_then(|a| a.write_scalar(&value))
-        .map_err(|e| h5_error(e, path, name))
+        .map_err(|e| at.h5(e))
 }
 
+/// Writes `view` as the dataset `at` names, in `group`.
 fn write_dataset<T: H5Element>(
     group: &Group,
-    name: &str,
     view: ArrayViewD<'_, T>,
     byte_order: ByteOrder,
     layout: &H5Options,
-    path: &Path,
+    at: At<'_>,
 ) -> Result<()> {
     let order = ndstore_core::__private::codec::layout_order(&view);
-    let datatype = datatype_for::<T>(byte_order, path, name)?;
+    let datatype = datatype_for::<T>(byte_order, at)?;
     // HDF5 stores C order; a Fortran array is stored by its logical values and flagged.
     let standard = view.as_standard_layout();
     let mut builder = group
@@ -254,12 +277,10 @@ fn write_dataset<T: H5Element>(
     };
     if let Some(chunk) = chunk {
         if chunk.len() != view.ndim() || chunk.contains(&0) || view.ndim() == 0 {
-            return Err(Error::new(
+            return Err(at.error(
                 ErrorKind::InvalidInput,
                 format!("chunk shape {chunk:?} does not fit an array of shape {:?} (0-d arrays cannot be chunked)", view.shape()),
-            )
-            .with_path(path)
-            .at(Location::Object(name.to_owned())));
+            ));
         }
         builder = builder.chunk(chunk);
     }
@@ -273,26 +294,32 @@ fn write_dataset<T: H5Element>(
     if layout.fletcher32 {
         builder = builder.fletcher32();
     }
-    let dataset = builder.create(name).map_err(|e| h5_error(e, path, name))?;
-    write_meta_attr(&dataset, order, path, name)?;
+    let dataset = builder.create(at.object).map_err(|e| at.h5(e))?;
+    write_meta_attr(&dataset, order, at)?;
     // The data may still sit in libhdf5's sieve buffer, which closing the dataset writes out
     // without reporting a failure: flush it while errors can still be seen.
-    dataset.flush().map_err(|e| h5_error(e, path, name))
+    dataset.flush().map_err(|e| at.h5(e))
 }
 
-/// Writes `array` into a new file at `file_path` (which libhdf5 creates or truncates).
+/// Writes `array` as the dataset `at` names into a new file at `file_path` (which libhdf5
+/// creates or truncates).
 fn write_file(
     file_path: &Path,
-    dataset: &str,
     array: &DynArray,
     byte_order: ByteOrder,
     layout: &H5Options,
-    target: &Path,
+    at: At<'_>,
 ) -> Result<()> {
-    let file = hdf5_metno::File::create(file_path).map_err(|e| h5_error(e, target, "/"))?;
+    let file = hdf5_metno::File::create(file_path).map_err(|e| At::file(at.path).h5(e))?;
     close_on_exec(&file);
-    with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, layout, target))?;
-    close_checked(file, target)
+    with_dyn_array!(array, |a| write_dataset(
+        &file,
+        a.view(),
+        byte_order,
+        layout,
+        at
+    ))?;
+    close_checked(file, at.path)
 }
 
 /// Flushes, then closes `file`, returning the first error.
@@ -300,8 +327,9 @@ fn write_file(
 /// libhdf5 reports a failed write from its final flush only to an explicit flush: the writes a
 /// dataset's or file's close makes on its own go unreported (a full disk would pass silently).
 pub(crate) fn close_checked(file: hdf5_metno::File, target: &Path) -> Result<()> {
-    file.flush().map_err(|e| h5_error(e, target, "/"))?;
-    file.close().map_err(|e| h5_error(e, target, "/"))
+    let at = At::file(target);
+    file.flush().map_err(|e| at.h5(e))?;
+    file.close().map_err(|e| at.h5(e))
 }
 
 /// Saves `array` as dataset `dataset` of a new HDF5 file at `path`.
@@ -344,7 +372,8 @@ pub fn save_with(
     match options.replace {
         Replace::Atomic => {
             let out = OutputFile::create(path, options)?;
-            write_file(out.path(), dataset, array, byte_order, layout, out.target())?;
+            let at = At::new(out.target(), dataset);
+            write_file(out.path(), array, byte_order, layout, at)?;
             out.finish()
         }
         Replace::InPlace => {
@@ -358,9 +387,16 @@ pub fn save_with(
             let file = hdf5_metno::FileBuilder::new()
                 .with_fapl(|fapl| fapl.file_locking(false))
                 .create(&target)
-                .map_err(|e| h5_error(e, &target, "/"))?;
+                .map_err(|e| At::file(&target).h5(e))?;
             close_on_exec(&file);
-            with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), byte_order, layout, &target))?;
+            let at = At::new(&target, dataset);
+            with_dyn_array!(array, |a| write_dataset(
+                &file,
+                a.view(),
+                byte_order,
+                layout,
+                at
+            ))?;
             close_checked(file, &target)?;
             out.finish()
         }
@@ -412,13 +448,20 @@ pub fn add_dataset(
         std::io::copy(&mut from, out.file()?)
             .map_err(|e| Error::io("copying the file", e).with_path(&target))?;
     }
-    let file = hdf5_metno::File::open_rw(out.path()).map_err(|e| h5_error(e, &target, "/"))?;
+    let file = hdf5_metno::File::open_rw(out.path()).map_err(|e| At::file(&target).h5(e))?;
     close_on_exec(&file);
+    let at = At::new(&target, dataset);
     if file.link_exists(dataset) {
-        file.unlink(dataset)
-            .map_err(|e| h5_error(e, &target, dataset))?;
+        file.unlink(dataset).map_err(|e| at.h5(e))?;
     }
-    with_dyn_array!(array, a => write_dataset(&file, dataset, a.view(), options.effective_byte_order(), layout, &target))?;
+    let byte_order = options.effective_byte_order();
+    with_dyn_array!(array, |a| write_dataset(
+        &file,
+        a.view(),
+        byte_order,
+        layout,
+        at
+    ))?;
     close_checked(file, &target)?;
     // The locks on the old file are held until the new one is in its place.
     let published = out.finish();

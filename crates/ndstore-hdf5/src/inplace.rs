@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use hdf5_metno::{Dataset, File};
 use ndstore_core::{
-    ArrayMeta, Durability, Durable, DynArray, Error, ErrorKind, InPlaceArray, Location, Result,
+    ArrayMeta, Durability, Durable, DynArray, Error, ErrorKind, InPlaceArray, Result,
     with_dtype_kind, with_dyn_array,
 };
 
-use crate::h5::{H5Element, h5_error, init};
+use crate::h5::{At, H5Element, init};
 use crate::read::{self, describe};
 
 /// A dataset open read-write, in this process: for files you trust (libhdf5 parses and edits
@@ -46,7 +46,7 @@ impl H5InPlace {
         // The source's shared lock would refuse libhdf5's exclusive one: it goes first, and the
         // file libhdf5 opens is then compared with the one the reader checked.
         drop(source);
-        let file = File::open_rw(path).map_err(|e| h5_error(e, path, "/"))?;
+        let file = File::open_rw(path).map_err(|e| At::file(path).h5(e))?;
         crate::h5::close_on_exec(&file);
         let opened = crate::sys::vfd_descriptor(&file)
             .map(|fd| identity(&std::fs::metadata(format!("/proc/self/fd/{fd}"))));
@@ -60,8 +60,9 @@ impl H5InPlace {
             )
             .with_path(path));
         }
-        let dataset = read::open_dataset(&file, path, name)?;
-        let meta = describe(&dataset, path, name)?;
+        let at = At::new(path, name);
+        let dataset = read::open_dataset(&file, at)?;
+        let meta = describe(&dataset, at)?;
         Ok(H5InPlace {
             file: Some(file),
             dataset: Some(dataset),
@@ -73,6 +74,11 @@ impl H5InPlace {
         })
     }
 
+    /// The dataset, for errors.
+    fn at(&self) -> At<'_> {
+        At::new(&self.path, &self.name)
+    }
+
     fn dataset(&self) -> Result<&Dataset> {
         self.dataset.as_ref().ok_or_else(|| {
             Error::new(ErrorKind::InvalidInput, "the handle is closed").with_path(&self.path)
@@ -82,9 +88,7 @@ impl H5InPlace {
     fn write_typed<T: H5Element>(&self, view: ndarray::ArrayViewD<'_, T>) -> Result<()> {
         let dataset = self.dataset()?;
         let standard = view.as_standard_layout();
-        dataset
-            .write(&standard)
-            .map_err(|e| h5_error(e, &self.path, &self.name))
+        dataset.write(&standard).map_err(|e| self.at().h5(e))
     }
 
     /// Reads the box `ranges` (one range per axis) of the dataset, C-ordered.
@@ -95,10 +99,8 @@ impl H5InPlace {
     pub fn read_slice(&self, ranges: &[std::ops::Range<usize>]) -> Result<DynArray> {
         let dataset = self.dataset()?;
         with_dtype_kind!(self.meta.dtype.kind, |T| {
-            crate::trusted::read_box_values::<T>(
-                dataset, &self.meta, ranges, None, &self.path, &self.name,
-            )
-            .map(DynArray::from)
+            crate::trusted::read_box_values::<T>(dataset, &self.meta, ranges, None, self.at())
+                .map(DynArray::from)
         })
     }
 
@@ -112,26 +114,22 @@ impl H5InPlace {
     /// libhdf5's errors.
     pub fn write_slice(&mut self, start: &[usize], values: &DynArray) -> Result<()> {
         if values.kind() != self.meta.dtype.kind {
-            return Err(ndstore_core::__private::array::type_mismatch(
-                self.meta.dtype.kind,
-                values.kind(),
-            )
-            .with_path(&self.path)
-            .at(Location::Object(self.name.clone())));
+            let mismatch =
+                ndstore_core::__private::array::type_mismatch(self.meta.dtype.kind, values.kind());
+            return Err(self.at().locate(mismatch));
         }
         let dataset = self.dataset()?;
         with_dyn_array!(values, |a| crate::slice::write_box(
             dataset,
             start,
             a.view(),
-            &self.path,
-            &self.name
+            self.at()
         ))
     }
 
     fn flush_file(&self) -> Result<()> {
         match &self.file {
-            Some(file) => file.flush().map_err(|e| h5_error(e, &self.path, "/")),
+            Some(file) => file.flush().map_err(|e| At::file(&self.path).h5(e)),
             None => Ok(()),
         }
     }
@@ -168,15 +166,13 @@ impl H5InPlace {
             dataset,
             self.meta.dtype.kind,
             bytemuck::cast_slice_mut(&mut raw),
-            &self.path,
-            &self.name,
+            self.at(),
         )?;
         read::array_from_raw::<T>(
             raw,
             &self.meta.shape,
             self.meta.effective_order(),
-            &self.path,
-            &self.name,
+            self.at(),
         )
     }
 }
@@ -232,7 +228,7 @@ impl InPlaceArray for H5InPlace {
     fn abort(mut self: Box<Self>) -> Result<()> {
         self.dataset = None;
         match self.file.take().map(File::close) {
-            Some(Err(e)) => Err(h5_error(e, &self.path, "/")),
+            Some(Err(e)) => Err(At::file(&self.path).h5(e)),
             _ => Ok(()),
         }
     }

@@ -10,14 +10,14 @@ use std::time::Duration;
 use hdf5_metno::Dataset;
 use ndarray::ArrayD;
 use ndstore_core::{
-    ArrayMeta, DTypeKind, DynArray, Element, Error, ErrorKind, LoadOptions, Location, Order,
-    Result, with_dtype_kind,
+    ArrayMeta, DTypeKind, DynArray, Element, Error, ErrorKind, LoadOptions, Order, Result,
+    with_dtype_kind,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::h5::{DEFAULT_DATASET, h5_error};
-use crate::read::{self, object_error};
+use crate::h5::{At, DEFAULT_DATASET};
+use crate::read;
 use crate::sys;
 use crate::tree::{self, Entry, Object};
 use crate::worker::{self, Child, Limits};
@@ -218,7 +218,7 @@ pub(crate) fn choose(
         Choice::Named(name) => name.to_owned(),
         Choice::Default => default_dataset(file, path, max_depth)?,
     };
-    let dataset = read::open_dataset(file, path, &name)?;
+    let dataset = read::open_dataset(file, At::new(path, &name))?;
     Ok((name, dataset))
 }
 
@@ -229,7 +229,7 @@ fn default_dataset(file: &hdf5_metno::File, path: &Path, max_depth: usize) -> Re
         Ok(_) => return Ok(DEFAULT_DATASET.to_owned()),
         Err(sys::OpenFailed::ExternalLink) => {
             // The error names the link.
-            read::open_dataset(file, path, DEFAULT_DATASET)?;
+            read::open_dataset(file, At::new(path, DEFAULT_DATASET))?;
         }
         Err(sys::OpenFailed::Hdf5(_)) => {}
     }
@@ -240,13 +240,11 @@ fn default_dataset(file: &hdf5_metno::File, path: &Path, max_depth: usize) -> Re
         .collect();
     match datasets.as_slice() {
         [only] => Ok(only.clone()),
-        [] => Err(Error::new(ErrorKind::NotFound, "the file holds no dataset")
-            .with_path(path)
-            .at(Location::Object("/".to_owned()))),
+        [] => Err(At::file(path).error(ErrorKind::NotFound, "the file holds no dataset")),
         many => {
             let shown: Vec<&str> = many.iter().take(20).map(String::as_str).collect();
             let more = many.len().saturating_sub(shown.len());
-            Err(Error::new(
+            Err(At::file(path).error(
                 ErrorKind::NotFound,
                 format!(
                     "the file has no dataset '{DEFAULT_DATASET}' and {} others, so none is the one \
@@ -259,9 +257,7 @@ fn default_dataset(file: &hdf5_metno::File, path: &Path, max_depth: usize) -> Re
                         String::new()
                     }
                 ),
-            )
-            .with_path(path)
-            .at(Location::Object("/".to_owned())))
+            ))
         }
     }
 }
@@ -389,13 +385,17 @@ fn load(path: &Path, request: &Request<'_>) -> Result<(String, ArrayMeta, DynArr
         |child, source, file| read_in_child(child, path, source, file, &memfd, request),
     )?;
     let Loaded { name, meta, data } = loaded;
+    let at = At::new(path, &name);
     let bytes = meta.byte_len().map_err(|e| e.with_path(path))?;
     request
         .options
         .load
         .admit(bytes as u64)
-        .map_err(|e| e.with_path(path).at(Location::Object(name.clone())))?;
-    let array = with_dtype_kind!(meta.dtype.kind, T => collect::<T>(&meta, &data, &source, &memfd, path, &name).map(DynArray::from))?;
+        .map_err(|e| at.locate(e))?;
+    let array = with_dtype_kind!(meta.dtype.kind, |T| collect::<T>(
+        &meta, &data, &source, &memfd, at
+    )
+    .map(DynArray::from))?;
     Ok((name, meta, array))
 }
 
@@ -409,19 +409,19 @@ fn read_in_child(
     request: &Request<'_>,
 ) -> Result<Loaded> {
     let (name, dataset) = choose(&file, path, request.choice, request.options.max_depth)?;
-    let meta = read::describe(&dataset, path, &name)?;
+    let at = At::new(path, &name);
+    let meta = read::describe(&dataset, at)?;
     if let Some(kind) = request.want
         && meta.dtype.kind != kind
     {
-        return Err(
-            ndstore_core::__private::array::type_mismatch(meta.dtype.kind, kind)
-                .with_path(path)
-                .at(Location::Object(name)),
-        );
+        return Err(at.locate(ndstore_core::__private::array::type_mismatch(
+            meta.dtype.kind,
+            kind,
+        )));
     }
     let options = &request.options.load;
     let Some(ranges) = request.ranges else {
-        let plan = read::plan(&dataset, &meta, path, &name, source.len, options, None)?;
+        let plan = read::plan(&dataset, &meta, at, source.len, options, None)?;
         if let (Some(offset), true) = (plan.direct, source.locked) {
             return Ok(Loaded {
                 name,
@@ -431,7 +431,7 @@ fn read_in_child(
         }
         child.reading(plan.bytes);
         fill(memfd, plan.bytes, path, |out| {
-            read::read_all(&dataset, meta.dtype.kind, out, path, &name)
+            read::read_all(&dataset, meta.dtype.kind, out, at)
         })?;
         return Ok(Loaded {
             name,
@@ -439,24 +439,16 @@ fn read_in_child(
             data: Data::InMemfd,
         });
     };
-    let shape = read::box_shape(ranges, &meta.shape, path, &name)?;
+    let shape = read::box_shape(ranges, &meta.shape, at)?;
     let boxed = ArrayMeta::new(meta.dtype, shape, Order::C);
     let bytes = boxed
         .byte_len()
         .map_err(|e| e.with_path(path))
         .map(|n| n as u64)?;
-    read::plan(
-        &dataset,
-        &meta,
-        path,
-        &name,
-        source.len,
-        options,
-        Some(bytes),
-    )?;
+    read::plan(&dataset, &meta, at, source.len, options, Some(bytes))?;
     child.reading(bytes);
     fill(memfd, bytes, path, |out| {
-        read::read_box(&dataset, meta.dtype.kind, ranges, out, path, &name)
+        read::read_box(&dataset, meta.dtype.kind, ranges, out, at)
     })?;
     Ok(Loaded {
         name,
@@ -499,16 +491,15 @@ fn collect<T: Element>(
     data: &Data,
     source: &Source,
     memfd: &File,
-    path: &Path,
-    name: &str,
+    at: At<'_>,
 ) -> Result<ArrayD<T>> {
+    let path = at.path;
     let count = meta.element_count().map_err(|e| e.with_path(path))?;
     let bytes = (count as u64).saturating_mul(std::mem::size_of::<T::Raw>() as u64);
-    let at = |kind: ErrorKind, why: String| object_error(kind, why, path, name);
     let (file, offset) = match data {
         Data::InFile(offset) => {
             if offset.checked_add(bytes).is_none_or(|end| end > source.len) {
-                return Err(at(
+                return Err(at.error(
                     ErrorKind::Truncated,
                     format!(
                         "the dataset's {bytes} bytes at offset {offset} run past the end of the \
@@ -525,7 +516,7 @@ fn collect<T: Element>(
                 .map_err(|e| Error::io("cannot inspect the reader's memfd", e).with_path(path))?
                 .len();
             if len != bytes {
-                return Err(at(
+                return Err(at.error(
                     ErrorKind::ReaderCrashed,
                     format!("the isolated reader left {len} bytes of data, not {bytes}"),
                 ));
@@ -533,11 +524,11 @@ fn collect<T: Element>(
             (memfd, 0)
         }
     };
-    let mut raw: Vec<T::Raw> = ndstore_core::__private::codec::alloc_raw(count)
-        .map_err(|e| e.with_path(path).at(Location::Object(name.to_owned())))?;
+    let mut raw: Vec<T::Raw> =
+        ndstore_core::__private::codec::alloc_raw(count).map_err(|e| at.locate(e))?;
     ndstore_core::__private::bulk::read_exact_at(file, bytemuck::cast_slice_mut(&mut raw), offset)
         .map_err(|e| e.with_path(path))?;
-    read::array_from_raw::<T>(raw, &meta.shape, meta.effective_order(), path, name)
+    read::array_from_raw::<T>(raw, &meta.shape, meta.effective_order(), at)
 }
 
 /// Loads dataset `name` of the file at `path`, whatever its dtype, parsing the file in an
@@ -664,8 +655,9 @@ pub fn read_slice_with(
 pub fn read_meta(path: impl AsRef<Path>, name: &str) -> Result<ArrayMeta> {
     let path = path.as_ref();
     let (_, meta) = in_reader(path, name, &ReadOptions::default(), None, |_, _, file| {
-        let dataset = read::open_dataset(&file, path, name)?;
-        read::describe(&dataset, path, name)
+        let at = At::new(path, name);
+        let dataset = read::open_dataset(&file, at)?;
+        read::describe(&dataset, at)
     })?;
     Ok(meta)
 }
@@ -712,10 +704,11 @@ pub(crate) fn check_before_editing(path: &Path, source: &Source, name: &str) -> 
         |_| {
             let file = read::open_file(Path::new(&source.proc_path), path)?;
             if file.link_exists(name) {
-                let dataset = file.dataset(name).map_err(|e| h5_error(e, path, name))?;
+                let at = At::new(path, name);
+                let dataset = file.dataset(name).map_err(|e| at.h5(e))?;
                 let _ = dataset.storage_size();
                 let _ = read::unsupported(&dataset);
-                let _ = read::describe(&dataset, path, name);
+                let _ = read::describe(&dataset, at);
             }
             Ok(())
         },
@@ -747,10 +740,9 @@ mod tests {
             |child| {
                 let file = open_in_reader(child, source, path, &ReadOptions::default())?
                     .ok_or_else(|| Error::new(ErrorKind::Io, "replaced"))?;
-                let dataset = read::open_dataset(&file, path, "data")?;
-                dataset
-                    .read_raw::<f64>()
-                    .map_err(|e| crate::h5::h5_error(e, path, "data"))
+                let at = At::new(path, "data");
+                let dataset = read::open_dataset(&file, at)?;
+                dataset.read_raw::<f64>().map_err(|e| at.h5(e))
             },
         )
     }

@@ -10,12 +10,12 @@ use hdf5_metno::dataset::Layout;
 use hdf5_metno::{Dataset, Datatype, File, H5Type};
 use ndarray::{ArrayD, IxDyn, ShapeBuilder};
 use ndstore_core::{
-    ArrayMeta, DType, DTypeKind, Element, Error, ErrorKind, LoadOptions, Location, Order, Result,
+    ArrayMeta, DType, DTypeKind, Element, Error, ErrorKind, LoadOptions, Order, Result,
     with_dtype_kind,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::h5::{META_ATTR, h5_error, kind_of};
+use crate::h5::{At, META_ATTR, kind_of};
 use crate::sys::{self, Allocation};
 
 /// The most a chunked, filtered dataset may expand over its stored bytes before the excess
@@ -28,18 +28,11 @@ pub const MAX_FILTER_RATIO: u64 = 1040;
 /// declare 16 GiB of fill values; loading them needs [`LoadOptions::memory_limit`].
 pub const DEFAULT_UNBACKED_LIMIT: u64 = 1 << 30;
 
-/// Turns a message about a dataset into an error naming the file and the dataset.
-pub(crate) fn object_error(kind: ErrorKind, message: String, path: &Path, name: &str) -> Error {
-    Error::new(kind, message)
-        .with_path(path)
-        .at(Location::Object(name.to_owned()))
-}
-
 /// Opens the file at `open_as` read-only with libhdf5; errors name `shown`, the path the
 /// caller gave (the isolated reader opens `/proc/self/fd/N`).
 pub(crate) fn open_file(open_as: &Path, shown: &Path) -> Result<File> {
     crate::h5::init();
-    let file = File::open(open_as).map_err(|e| h5_error(e, shown, "/"))?;
+    let file = File::open(open_as).map_err(|e| At::file(shown).h5(e))?;
     crate::h5::close_on_exec(&file);
     Ok(file)
 }
@@ -59,12 +52,10 @@ pub(crate) fn open_image(file: &std::fs::File, len: u64, shown: &Path) -> Result
     };
     if len == 0 {
         // libhdf5 would refuse an empty image for its arguments, not for what the file is.
-        return Err(Error::new(
+        return Err(At::file(shown).error(
             ErrorKind::Format,
             "the file is empty, so it is not an HDF5 file",
-        )
-        .with_path(shown)
-        .at(Location::Object("/".to_owned())));
+        ));
     }
     let len = usize::try_from(len).map_err(|_| too_large())?;
     let mut image = Vec::new();
@@ -72,24 +63,24 @@ pub(crate) fn open_image(file: &std::fs::File, len: u64, shown: &Path) -> Result
     image.resize(len, 0);
     file.read_exact_at(&mut image, 0)
         .map_err(|e| Error::io("cannot read the file", e).with_path(shown))?;
-    sys::open_image(image).map_err(|e| h5_error(e, shown, "/"))
+    sys::open_image(image).map_err(|e| At::file(shown).h5(e))
 }
 
-/// Opens dataset `name`, refusing a path that passes through an external link: libhdf5 would
-/// open the file the link names, and a file someone else wrote must not make ndstore open others.
-pub(crate) fn open_dataset(file: &File, path: &Path, name: &str) -> Result<Dataset> {
-    sys::open_dataset_in_file(file, name).map_err(|failed| match failed {
-        sys::OpenFailed::ExternalLink => object_error(
+/// Opens the dataset `at` names, refusing a path that passes through an external link: libhdf5
+/// would open the file the link names, and a file someone else wrote must not make ndstore open
+/// others.
+pub(crate) fn open_dataset(file: &File, at: At<'_>) -> Result<Dataset> {
+    sys::open_dataset_in_file(file, at.object).map_err(|failed| match failed {
+        sys::OpenFailed::ExternalLink => at.error(
             ErrorKind::Unsupported,
             format!(
-                "the path '{name}' passes through an external link into another file; ndstore \
+                "the path '{}' passes through an external link into another file; ndstore \
                  does not follow links out of the file it was given (open the file the link \
-                 names instead)"
+                 names instead)",
+                at.object
             ),
-            path,
-            name,
         ),
-        sys::OpenFailed::Hdf5(e) => h5_error(e, path, name),
+        sys::OpenFailed::Hdf5(e) => at.h5(e),
     })
 }
 
@@ -129,18 +120,14 @@ pub(crate) fn unsupported(dataset: &Dataset) -> Option<(ErrorKind, String)> {
 
 /// A dataset's metadata: dtype (byte order included), shape, and the order its `ndstore`
 /// attribute records (C when it has none).
-pub(crate) fn describe(dataset: &Dataset, path: &Path, name: &str) -> Result<ArrayMeta> {
+pub(crate) fn describe(dataset: &Dataset, at: At<'_>) -> Result<ArrayMeta> {
     if let Some((kind, why)) = unsupported(dataset) {
-        return Err(object_error(kind, why, path, name));
+        return Err(at.error(kind, why));
     }
-    let datatype = dataset.dtype().map_err(|e| h5_error(e, path, name))?;
-    let kind = kind_of(&datatype)
-        .map_err(|why| object_error(ErrorKind::UnsupportedDType, why, path, name))?;
-    let order = recorded_order(dataset, path, name)?;
-    let shape = dataset
-        .space()
-        .map_err(|e| h5_error(e, path, name))?
-        .shape();
+    let datatype = dataset.dtype().map_err(|e| at.h5(e))?;
+    let kind = kind_of(&datatype).map_err(|why| at.error(ErrorKind::UnsupportedDType, why))?;
+    let order = recorded_order(dataset, at)?;
+    let shape = dataset.space().map_err(|e| at.h5(e))?.shape();
     Ok(ArrayMeta::new(
         DType::new(kind, sys::stored_order(&datatype)),
         shape,
@@ -151,23 +138,19 @@ pub(crate) fn describe(dataset: &Dataset, path: &Path, name: &str) -> Result<Arr
 /// The order the `ndstore` attribute records: a fixed-length string (what ndstore writes), or
 /// the variable-length string older ndstore versions and h5py write. A damaged attribute is an
 /// error, not C order: guessing would transpose a Fortran array silently.
-fn recorded_order(dataset: &Dataset, path: &Path, name: &str) -> Result<Order> {
+fn recorded_order(dataset: &Dataset, at: At<'_>) -> Result<Order> {
     let at_attr = |why: String| {
-        object_error(
+        at.error(
             ErrorKind::Format,
             format!("its '{META_ATTR}' attribute {why}"),
-            path,
-            name,
         )
     };
-    let names = dataset.attr_names().map_err(|e| h5_error(e, path, name))?;
+    let names = dataset.attr_names().map_err(|e| at.h5(e))?;
     if !names.iter().any(|n| n == META_ATTR) {
         return Ok(Order::C);
     }
-    let attr = dataset
-        .attr(META_ATTR)
-        .map_err(|e| h5_error(e, path, name))?;
-    let datatype = attr.dtype().map_err(|e| h5_error(e, path, name))?;
+    let attr = dataset.attr(META_ATTR).map_err(|e| at.h5(e))?;
+    let datatype = attr.dtype().map_err(|e| at.h5(e))?;
     let text = if sys::is_variable_string(&datatype) {
         match attr.read_scalar::<hdf5_metno::types::VarLenUnicode>() {
             Ok(text) => text.as_str().to_owned(),
@@ -225,39 +208,71 @@ pub(crate) struct Plan {
 pub(crate) fn plan(
     dataset: &Dataset,
     meta: &ArrayMeta,
-    path: &Path,
-    name: &str,
+    at: At<'_>,
     file_len: u64,
     options: &LoadOptions,
     wanted: Option<u64>,
 ) -> Result<Plan> {
-    let fail = |kind: ErrorKind, why: String| object_error(kind, why, path, name);
     let whole = meta
         .byte_len()
         .ok()
         .and_then(|n| u64::try_from(n).ok())
         .ok_or_else(|| {
-            fail(
+            at.error(
                 ErrorKind::TooLarge,
                 format!("the shape {:?} of {} overflows", meta.shape, meta.dtype),
             )
         })?;
     let bytes = wanted.unwrap_or(whole);
-    options
-        .admit(bytes)
-        .map_err(|e| e.with_path(path).at(Location::Object(name.to_owned())))?;
+    options.admit(bytes).map_err(|e| at.locate(e))?;
     let layout = dataset.layout();
+    let filters = filters_in_file(dataset, layout, at)?;
+    let storage = Storage {
+        layout,
+        allocation: sys::allocation(dataset).map_err(|e| at.h5(e))?,
+        stored: dataset.storage_size(),
+        filtered: !filters.is_empty(),
+    };
+    if !backed(dataset, meta, &storage, whole, file_len, at)? {
+        let limit = options.memory_limit.unwrap_or(DEFAULT_UNBACKED_LIMIT);
+        if bytes > limit {
+            let stored = storage.stored;
+            return Err(at.error(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "the dataset's {whole} bytes are not in the file (it stores {stored} bytes; \
+                     the rest would be its fill value), and {bytes} bytes of such data are over \
+                     the memory limit of {limit} bytes; set LoadOptions::memory_limit to load it"
+                ),
+            ));
+        }
+    }
+    let direct = if wanted.is_none()
+        && layout == Layout::Contiguous
+        && storage.allocation == Allocation::Full
+        && bytes > 0
+    {
+        let same_type = with_dtype_kind!(meta.dtype.kind, |T| stored_equals::<T>(dataset));
+        if same_type { dataset.offset() } else { None }
+    } else {
+        None
+    };
+    Ok(Plan { bytes, direct })
+}
+
+/// The filters of a dataset whose data are all in this file and readable by this libhdf5; a
+/// virtual dataset, external storage and a filter libhdf5 lacks are refused by name.
+fn filters_in_file(dataset: &Dataset, layout: Layout, at: At<'_>) -> Result<Vec<sys::FilterInfo>> {
     if layout == Layout::Virtual {
-        return Err(fail(
+        return Err(at.error(
             ErrorKind::Unsupported,
             "the dataset is virtual: its data lives in other files, and ndstore does not read \
-             outside the file it was given"
-                .to_owned(),
+             outside the file it was given",
         ));
     }
-    let dcpl = dataset.dcpl().map_err(|e| h5_error(e, path, name))?;
+    let dcpl = dataset.dcpl().map_err(|e| at.h5(e))?;
     if let Some(external) = dcpl.external().first() {
-        return Err(fail(
+        return Err(at.error(
             ErrorKind::Unsupported,
             format!(
                 "the dataset's data is stored in other files (external storage, first '{}'), \
@@ -266,9 +281,9 @@ pub(crate) fn plan(
             ),
         ));
     }
-    let filters = sys::filters(dataset).map_err(|e| h5_error(e, path, name))?;
+    let filters = sys::filters(dataset).map_err(|e| at.h5(e))?;
     if let Some(missing) = filters.iter().find(|f| !f.available) {
-        return Err(fail(
+        return Err(at.error(
             ErrorKind::Unsupported,
             format!(
                 "the dataset needs HDF5 filter {} ('{}'), which this libhdf5 does not have; \
@@ -278,13 +293,37 @@ pub(crate) fn plan(
             ),
         ));
     }
-    let allocation = sys::allocation(dataset).map_err(|e| h5_error(e, path, name))?;
-    let stored = dataset.storage_size();
-    let file_type_size = dataset.dtype().map_err(|e| h5_error(e, path, name))?.size() as u64;
+    Ok(filters)
+}
+
+/// How a dataset's data are stored, as [`backed`] needs it.
+struct Storage {
+    layout: Layout,
+    allocation: Allocation,
+    /// The bytes the file stores for the dataset.
+    stored: u64,
+    /// Whether its chunks pass through filters (which may expand them).
+    filtered: bool,
+}
+
+/// Whether the file holds the dataset's `whole` bytes of data (stored, or expanded from stored
+/// chunks), rather than its fill value; a stored size that contradicts the shape or the file's
+/// `file_len` bytes is an error.
+fn backed(
+    dataset: &Dataset,
+    meta: &ArrayMeta,
+    storage: &Storage,
+    whole: u64,
+    file_len: u64,
+    at: At<'_>,
+) -> Result<bool> {
+    let fail = |kind: ErrorKind, why: String| at.error(kind, why);
+    let stored = storage.stored;
+    let file_type_size = dataset.dtype().map_err(|e| at.h5(e))?.size() as u64;
     let stored_len = u64::try_from(meta.element_count().unwrap_or(usize::MAX))
         .ok()
         .and_then(|n| n.checked_mul(file_type_size));
-    let backed = match (layout, allocation) {
+    Ok(match (storage.layout, storage.allocation) {
         _ if whole == 0 => true,
         (Layout::Contiguous | Layout::Compact, Allocation::Full) => {
             if stored_len != Some(stored) {
@@ -299,7 +338,7 @@ pub(crate) fn plan(
                     ),
                 ));
             }
-            if layout == Layout::Contiguous {
+            if storage.layout == Layout::Contiguous {
                 let offset = dataset.offset().ok_or_else(|| {
                     fail(
                         ErrorKind::Corrupt,
@@ -330,39 +369,15 @@ pub(crate) fn plan(
                     ),
                 ));
             }
-            let ratio = if filters.is_empty() {
-                1
-            } else {
+            let ratio = if storage.filtered {
                 MAX_FILTER_RATIO
+            } else {
+                1
             };
             stored.saturating_mul(ratio) >= whole
         }
         _ => false,
-    };
-    if !backed {
-        let limit = options.memory_limit.unwrap_or(DEFAULT_UNBACKED_LIMIT);
-        if bytes > limit {
-            return Err(fail(
-                ErrorKind::OutOfMemory,
-                format!(
-                    "the dataset's {whole} bytes are not in the file (it stores {stored} bytes; \
-                     the rest would be its fill value), and {bytes} bytes of such data are over \
-                     the memory limit of {limit} bytes; set LoadOptions::memory_limit to load it"
-                ),
-            ));
-        }
-    }
-    let direct = if wanted.is_none()
-        && layout == Layout::Contiguous
-        && allocation == Allocation::Full
-        && bytes > 0
-    {
-        let same_type = with_dtype_kind!(meta.dtype.kind, T => stored_equals::<T>(dataset));
-        if same_type { dataset.offset() } else { None }
-    } else {
-        None
-    };
-    Ok(Plan { bytes, direct })
+    })
 }
 
 /// Whether `dataset`'s stored type is exactly `T`'s memory type (H5Tequal): then libhdf5 would
@@ -380,22 +395,19 @@ pub(crate) fn read_all(
     dataset: &Dataset,
     kind: DTypeKind,
     out: &mut [u8],
-    path: &Path,
-    name: &str,
+    at: At<'_>,
 ) -> Result<()> {
-    let memory = with_dtype_kind!(kind, T => Datatype::from_type::<T>())
-        .map_err(|e| h5_error(e, path, name))?;
-    sys::read_into(dataset, &memory, None, out).map_err(|e| h5_error(e, path, name))
+    let memory = with_dtype_kind!(kind, |T| Datatype::from_type::<T>()).map_err(|e| at.h5(e))?;
+    sys::read_into(dataset, &memory, None, out).map_err(|e| at.h5(e))
 }
 
 /// The number of elements of the box `ranges`, checked against `shape` first.
 pub(crate) fn box_shape(
     ranges: &[Range<usize>],
     shape: &[usize],
-    path: &Path,
-    name: &str,
+    at: At<'_>,
 ) -> Result<Vec<usize>> {
-    crate::slice::selection(ranges, shape, path, name)?;
+    crate::slice::selection(ranges, shape, at)?;
     Ok(ranges.iter().map(|r| r.end - r.start).collect())
 }
 
@@ -406,23 +418,20 @@ pub(crate) fn read_box(
     kind: DTypeKind,
     ranges: &[Range<usize>],
     out: &mut [u8],
-    path: &Path,
-    name: &str,
+    at: At<'_>,
 ) -> Result<()> {
     let shape = dataset.shape();
-    let selection = crate::slice::selection(ranges, &shape, path, name)?;
+    let selection = crate::slice::selection(ranges, &shape, at)?;
     if out.is_empty() {
         return Ok(());
     }
-    let memory = with_dtype_kind!(kind, T => Datatype::from_type::<T>())
-        .map_err(|e| h5_error(e, path, name))?;
+    let memory = with_dtype_kind!(kind, |T| Datatype::from_type::<T>()).map_err(|e| at.h5(e))?;
     let space = dataset
         .space()
         .and_then(|s| s.select(selection))
-        .map_err(|e| h5_error(e, path, name))?;
+        .map_err(|e| at.h5(e))?;
     let whole = shape.is_empty();
-    sys::read_into(dataset, &memory, (!whole).then_some(&space), out)
-        .map_err(|e| h5_error(e, path, name))
+    sys::read_into(dataset, &memory, (!whole).then_some(&space), out).map_err(|e| at.h5(e))
 }
 
 /// Turns raw element bytes, in C order, into an array of `shape` laid out in `order`,
@@ -431,30 +440,25 @@ pub(crate) fn array_from_raw<T: Element>(
     raw: Vec<T::Raw>,
     shape: &[usize],
     order: Order,
-    path: &Path,
-    name: &str,
+    at: At<'_>,
 ) -> Result<ArrayD<T>> {
     let values = T::from_raw_vec(raw).map_err(|index| {
-        object_error(
+        at.error(
             ErrorKind::Format,
             format!("element {index} is not a valid {}", T::KIND),
-            path,
-            name,
         )
     })?;
     let c = ArrayD::from_shape_vec(IxDyn(shape), values).map_err(|e| {
-        object_error(
+        at.error(
             ErrorKind::Format,
             format!("the data does not fit shape {shape:?}: {e}"),
-            path,
-            name,
         )
     })?;
     let fortran = order == Order::Fortran && shape.iter().filter(|&&n| n > 1).count() > 1;
     if fortran {
         let values: Vec<T> = c.t().iter().copied().collect();
         ArrayD::from_shape_vec(IxDyn(shape).f(), values)
-            .map_err(|e| object_error(ErrorKind::Format, e.to_string(), path, name))
+            .map_err(|e| at.error(ErrorKind::Format, e.to_string()))
     } else {
         Ok(c)
     }
@@ -476,20 +480,12 @@ mod tests {
 
     /// The plan a load of `data` makes.
     fn plan_of(path: &Path) -> Plan {
+        let at = At::new(path, "data");
         let file = open_file(path, path).unwrap();
-        let dataset = open_dataset(&file, path, "data").unwrap();
-        let meta = describe(&dataset, path, "data").unwrap();
+        let dataset = open_dataset(&file, at).unwrap();
+        let meta = describe(&dataset, at).unwrap();
         let len = std::fs::metadata(path).unwrap().len();
-        plan(
-            &dataset,
-            &meta,
-            path,
-            "data",
-            len,
-            &LoadOptions::default(),
-            None,
-        )
-        .unwrap()
+        plan(&dataset, &meta, at, len, &LoadOptions::default(), None).unwrap()
     }
 
     /// Loads `data` both ways, checking they agree.

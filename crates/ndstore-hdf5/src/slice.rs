@@ -2,26 +2,16 @@
 //! touching the rest of the dataset. Reading a box is `read::read_box`.
 
 use std::ops::Range;
-use std::path::Path;
 
 use hdf5_metno::{Dataset, Hyperslab, Selection, SliceOrIndex};
-use ndstore_core::{Error, ErrorKind, Location, Result};
+use ndstore_core::{ErrorKind, Result};
 
-use crate::h5::{H5Element, h5_error};
+use crate::h5::{At, H5Element};
 
 /// The HDF5 selection of the box `ranges` (one range per axis) in a dataset of `shape`, or an
 /// error naming the file, the object and the first axis the box does not fit.
-pub(crate) fn selection(
-    ranges: &[Range<usize>],
-    shape: &[usize],
-    path: &Path,
-    name: &str,
-) -> Result<Selection> {
-    let invalid = |why: String| {
-        Error::new(ErrorKind::InvalidInput, why)
-            .with_path(path)
-            .at(Location::Object(name.to_owned()))
-    };
+pub(crate) fn selection(ranges: &[Range<usize>], shape: &[usize], at: At<'_>) -> Result<Selection> {
+    let invalid = |why: String| at.error(ErrorKind::InvalidInput, why);
     if ranges.len() != shape.len() {
         return Err(invalid(format!(
             "{} ranges given for a dataset with {} axes (shape {shape:?})",
@@ -54,32 +44,29 @@ pub(crate) fn write_box<T: H5Element>(
     dataset: &Dataset,
     start: &[usize],
     values: ndarray::ArrayViewD<'_, T>,
-    path: &Path,
-    name: &str,
+    at: At<'_>,
 ) -> Result<()> {
     if start.len() != values.ndim() {
-        return Err(Error::new(
+        return Err(at.error(
             ErrorKind::InvalidInput,
             format!(
                 "a start of {} indices for values with {} axes",
                 start.len(),
                 values.ndim()
             ),
-        )
-        .with_path(path)
-        .at(Location::Object(name.to_owned())));
+        ));
     }
     let ranges: Vec<Range<usize>> = start
         .iter()
         .zip(values.shape())
         .map(|(&s, &n)| s..s.saturating_add(n))
         .collect();
-    let selection = selection(&ranges, &dataset.shape(), path, name)?;
+    let selection = selection(&ranges, &dataset.shape(), at)?;
     if values.is_empty() {
         return Ok(());
     }
     let standard = values.as_standard_layout();
     dataset
         .write_slice(&standard, selection)
-        .map_err(|e| h5_error(e, path, name))
+        .map_err(|e| at.h5(e))
 }

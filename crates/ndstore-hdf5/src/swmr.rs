@@ -5,9 +5,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use hdf5_metno::{Dataset, File};
-use ndstore_core::{ArrayMeta, DynArray, Error, ErrorKind, Location, Result, with_dtype_kind};
+use ndstore_core::{ArrayMeta, DynArray, Error, ErrorKind, Result, with_dtype_kind};
 
-use crate::h5::{close_on_exec, h5_error, init};
+use crate::h5::{At, close_on_exec, init};
 use crate::read::{describe, open_dataset};
 use crate::trusted::read_box_values;
 
@@ -41,10 +41,11 @@ impl SwmrReader {
         }
         let file = hdf5_metno::FileBuilder::new()
             .open_as(path, hdf5_metno::file::OpenMode::ReadSWMR)
-            .map_err(|e| h5_error(e, path, "/"))?;
+            .map_err(|e| At::file(path).h5(e))?;
         close_on_exec(&file);
-        let dataset = open_dataset(&file, path, name)?;
-        let meta = describe(&dataset, path, name)?;
+        let at = At::new(path, name);
+        let dataset = open_dataset(&file, at)?;
+        let meta = describe(&dataset, at)?;
         Ok(SwmrReader {
             dataset,
             _file: file,
@@ -61,11 +62,14 @@ impl SwmrReader {
     /// The kind libhdf5's error stack gives when it cannot reload the metadata (`Io` for a
     /// failed read, `Format` for a damaged file).
     pub fn refresh(&mut self) -> Result<usize> {
-        self.dataset
-            .refresh()
-            .map_err(|e| h5_error(e, &self.path, &self.name))?;
+        self.dataset.refresh().map_err(|e| self.at().h5(e))?;
         self.meta.shape = self.dataset.shape();
         Ok(self.rows())
+    }
+
+    /// The dataset, for errors.
+    fn at(&self) -> At<'_> {
+        At::new(&self.path, &self.name)
     }
 
     /// The dataset's metadata as of the last refresh.
@@ -86,14 +90,19 @@ impl SwmrReader {
     /// libhdf5's error stack gives when the read fails.
     pub fn read_rows(&self, rows: Range<usize>) -> Result<DynArray> {
         if self.meta.shape.is_empty() {
-            return Err(
-                Error::new(ErrorKind::InvalidInput, "a 0-d dataset has no rows")
-                    .with_path(&self.path)
-                    .at(Location::Object(self.name.clone())),
-            );
+            return Err(self
+                .at()
+                .error(ErrorKind::InvalidInput, "a 0-d dataset has no rows"));
         }
         let mut ranges = vec![rows];
         ranges.extend(self.meta.shape[1..].iter().map(|&n| 0..n));
-        with_dtype_kind!(self.meta.dtype.kind, T => read_box_values::<T>(&self.dataset, &self.meta, &ranges, None, &self.path, &self.name).map(DynArray::from))
+        with_dtype_kind!(self.meta.dtype.kind, |T| read_box_values::<T>(
+            &self.dataset,
+            &self.meta,
+            &ranges,
+            None,
+            self.at()
+        )
+        .map(DynArray::from))
     }
 }

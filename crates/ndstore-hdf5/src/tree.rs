@@ -9,7 +9,7 @@ use hdf5_metno::{Group, LinkType, LocationType};
 use ndstore_core::{ArrayMeta, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::h5::h5_error;
+use crate::h5::At;
 use crate::read::{describe, unsupported};
 use crate::sys::{self, LinkValue};
 
@@ -89,7 +89,8 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 /// groups deep.
 pub(crate) fn list(file: &hdf5_metno::File, path: &Path, max_depth: usize) -> Result<Vec<Entry>> {
     let root: &Group = file;
-    let root_key = object_key(root, ".").map_err(|e| h5_error(e, path, "/"))?;
+    let at = At::file(path);
+    let root_key = object_key(root, ".").map_err(|e| at.h5(e))?;
     let mut seen: HashMap<String, String> = HashMap::new();
     seen.insert(root_key, "/".to_owned());
     let mut entries: Vec<Entry> = Vec::new();
@@ -97,7 +98,7 @@ pub(crate) fn list(file: &hdf5_metno::File, path: &Path, max_depth: usize) -> Re
     while let Some((group_path, depth)) = queue.pop_front() {
         let group = match file.group(&group_path) {
             Ok(group) => group,
-            Err(e) if group_path == "/" => return Err(h5_error(e, path, "/")),
+            Err(e) if group_path == "/" => return Err(at.h5(e)),
             Err(_) => continue,
         };
         let links = match group.links(
@@ -105,7 +106,7 @@ pub(crate) fn list(file: &hdf5_metno::File, path: &Path, max_depth: usize) -> Re
             hdf5_metno::IterationOrder::Increasing,
         ) {
             Ok(links) => links,
-            Err(e) if group_path == "/" => return Err(h5_error(e, path, "/")),
+            Err(e) if group_path == "/" => return Err(at.h5(e)),
             Err(e) => {
                 // The group is there but its links cannot be read: its entry says so.
                 if let Some(entry) = entries.iter_mut().find(|entry| entry.path == group_path) {
@@ -192,7 +193,7 @@ fn hard_link(
                     shape: dataset.shape(),
                     reason,
                 },
-                None => match describe(&dataset, path, child) {
+                None => match describe(&dataset, At::new(path, child)) {
                     Ok(meta) => Object::Dataset(meta),
                     Err(e) => Object::Unreadable {
                         error: e.message().to_owned(),

@@ -34,9 +34,10 @@ use std::path::Path;
 use hdf5_metno::Dataset;
 use ndarray::ArrayD;
 use ndstore_core::{
-    ArrayMeta, DTypeKind, DynArray, Element, LoadOptions, Location, Order, Result, with_dtype_kind,
+    ArrayMeta, DTypeKind, DynArray, Element, LoadOptions, Order, Result, with_dtype_kind,
 };
 
+use crate::h5::At;
 use crate::read;
 use crate::sys;
 use crate::tree::{self, Entry};
@@ -63,21 +64,20 @@ fn read_values<T: Element>(
     dataset: &Dataset,
     meta: &ArrayMeta,
     plan: &read::Plan,
-    path: &Path,
-    name: &str,
+    at: At<'_>,
 ) -> Result<ArrayD<T>> {
-    let count = meta.element_count().map_err(|e| e.with_path(path))?;
-    let mut raw: Vec<T::Raw> = ndstore_core::__private::codec::alloc_raw(count)
-        .map_err(|e| e.with_path(path).at(Location::Object(name.to_owned())))?;
+    let count = meta.element_count().map_err(|e| e.with_path(at.path))?;
+    let mut raw: Vec<T::Raw> =
+        ndstore_core::__private::codec::alloc_raw(count).map_err(|e| at.locate(e))?;
     let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut raw);
     match (plan.direct, sys::vfd_file(file)) {
         (Some(offset), Some(own)) => {
             ndstore_core::__private::bulk::read_exact_at(&own, bytes, offset)
-                .map_err(|e| e.with_path(path))?
+                .map_err(|e| e.with_path(at.path))?
         }
-        _ => read::read_all(dataset, meta.dtype.kind, bytes, path, name)?,
+        _ => read::read_all(dataset, meta.dtype.kind, bytes, at)?,
     }
-    read::array_from_raw::<T>(raw, &meta.shape, meta.effective_order(), path, name)
+    read::array_from_raw::<T>(raw, &meta.shape, meta.effective_order(), at)
 }
 
 /// Loads dataset `name` of the file at `path`, whatever its dtype, in this process.
@@ -101,12 +101,16 @@ pub fn load_with(
     options: &LoadOptions,
 ) -> Result<(ArrayMeta, DynArray)> {
     let path = path.as_ref();
+    let at = At::new(path, name);
     let file = open(path)?;
-    let dataset = read::open_dataset(&file, path, name)?;
-    let meta = read::describe(&dataset, path, name)?;
+    let dataset = read::open_dataset(&file, at)?;
+    let meta = read::describe(&dataset, at)?;
     let len = file_len(&file, path).unwrap_or(u64::MAX);
-    let plan = read::plan(&dataset, &meta, path, name, len, options, None)?;
-    let array = with_dtype_kind!(meta.dtype.kind, T => read_values::<T>(&file, &dataset, &meta, &plan, path, name).map(DynArray::from))?;
+    let plan = read::plan(&dataset, &meta, at, len, options, None)?;
+    let array = with_dtype_kind!(meta.dtype.kind, |T| read_values::<T>(
+        &file, &dataset, &meta, &plan, at
+    )
+    .map(DynArray::from))?;
     Ok((meta, array))
 }
 
@@ -120,11 +124,8 @@ pub fn load_as(path: impl AsRef<Path>, name: &str, kind: DTypeKind) -> Result<Dy
     let path = path.as_ref();
     let meta = read_meta(path, name)?;
     if meta.dtype.kind != kind {
-        return Err(
-            ndstore_core::__private::array::type_mismatch(meta.dtype.kind, kind)
-                .with_path(path)
-                .at(Location::Object(name.to_owned())),
-        );
+        let mismatch = ndstore_core::__private::array::type_mismatch(meta.dtype.kind, kind);
+        return Err(At::new(path, name).locate(mismatch));
     }
     load_dyn(path, name).map(|(_, array)| array)
 }
@@ -136,9 +137,10 @@ pub fn load_as(path: impl AsRef<Path>, name: &str, kind: DTypeKind) -> Result<Dy
 /// As [`load_dyn`].
 pub fn read_meta(path: impl AsRef<Path>, name: &str) -> Result<ArrayMeta> {
     let path = path.as_ref();
+    let at = At::new(path, name);
     let file = open(path)?;
-    let dataset = read::open_dataset(&file, path, name)?;
-    read::describe(&dataset, path, name)
+    let dataset = read::open_dataset(&file, at)?;
+    read::describe(&dataset, at)
 }
 
 /// Every object of the file, as [`crate::list`] lists them, in this process.
@@ -159,10 +161,14 @@ pub fn list(path: impl AsRef<Path>) -> Result<Vec<Entry>> {
 /// As [`load_dyn`], and `InvalidInput` naming the axis when the box does not fit the dataset.
 pub fn read_slice(path: impl AsRef<Path>, name: &str, ranges: &[Range<usize>]) -> Result<DynArray> {
     let path = path.as_ref();
+    let at = At::new(path, name);
     let file = open(path)?;
-    let dataset = read::open_dataset(&file, path, name)?;
-    let meta = read::describe(&dataset, path, name)?;
-    with_dtype_kind!(meta.dtype.kind, T => read_box_values::<T>(&dataset, &meta, ranges, None, path, name).map(DynArray::from))
+    let dataset = read::open_dataset(&file, at)?;
+    let meta = read::describe(&dataset, at)?;
+    with_dtype_kind!(meta.dtype.kind, |T| read_box_values::<T>(
+        &dataset, &meta, ranges, None, at
+    )
+    .map(DynArray::from))
 }
 
 /// Reads the box `ranges` of an open dataset as `T` through libhdf5, C-ordered, after the size
@@ -172,31 +178,23 @@ pub(crate) fn read_box_values<T: Element>(
     meta: &ArrayMeta,
     ranges: &[Range<usize>],
     file_len: Option<u64>,
-    path: &Path,
-    name: &str,
+    at: At<'_>,
 ) -> Result<ArrayD<T>> {
-    let shape = read::box_shape(ranges, &meta.shape, path, name)?;
+    let shape = read::box_shape(ranges, &meta.shape, at)?;
     let boxed = ArrayMeta::new(meta.dtype, shape, Order::C);
-    let count = boxed.element_count().map_err(|e| e.with_path(path))?;
-    let bytes = boxed.byte_len().map_err(|e| e.with_path(path))? as u64;
+    let count = boxed.element_count().map_err(|e| e.with_path(at.path))?;
+    let bytes = boxed.byte_len().map_err(|e| e.with_path(at.path))? as u64;
     read::plan(
         dataset,
         meta,
-        path,
-        name,
+        at,
         file_len.unwrap_or(u64::MAX),
         &LoadOptions::default(),
         Some(bytes),
     )?;
-    let mut raw: Vec<T::Raw> = ndstore_core::__private::codec::alloc_raw(count)
-        .map_err(|e| e.with_path(path).at(Location::Object(name.to_owned())))?;
-    read::read_box(
-        dataset,
-        meta.dtype.kind,
-        ranges,
-        bytemuck::cast_slice_mut(&mut raw),
-        path,
-        name,
-    )?;
-    read::array_from_raw::<T>(raw, &boxed.shape, Order::C, path, name)
+    let mut raw: Vec<T::Raw> =
+        ndstore_core::__private::codec::alloc_raw(count).map_err(|e| at.locate(e))?;
+    let out = bytemuck::cast_slice_mut(&mut raw);
+    read::read_box(dataset, meta.dtype.kind, ranges, out, at)?;
+    read::array_from_raw::<T>(raw, &boxed.shape, Order::C, at)
 }

@@ -211,25 +211,7 @@ where
                     base,
                     announced: 0,
                 };
-                let message = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    work(&mut child)
-                })) {
-                    Ok(Ok(answer)) => Message::Done(answer),
-                    Ok(Err(e)) => Message::Failed(WireError::from_error(&e)),
-                    Err(panic) => {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| (*s).to_owned())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        Message::Failed(WireError {
-                            kind: ErrorKind::ReaderCrashed.as_str().to_owned(),
-                            message: format!("the isolated HDF5 reader panicked: {what}"),
-                            object: Some(placed),
-                            offset: None,
-                        })
-                    }
-                };
+                let message = answer_of(work, &mut child, placed);
                 child.send(&message);
                 0
             })
@@ -242,6 +224,43 @@ where
         Ok((pid, OwnedFd::from(ready)))
     })?;
     let answer = listen::<T>(pid, read_end, limits);
+    outcome(answer, path, proc_path, object, limits)
+}
+
+/// The child's answer: what `work` gave, or a `ReaderCrashed` error placed at `object` when it
+/// panicked.
+fn answer_of<T, F>(work: F, child: &mut Child, object: String) -> Message<T>
+where
+    F: FnOnce(&mut Child) -> Result<T>,
+{
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(child))) {
+        Ok(Ok(answer)) => Message::Done(answer),
+        Ok(Err(e)) => Message::Failed(WireError::from_error(&e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Message::Failed(WireError {
+                kind: ErrorKind::ReaderCrashed.as_str().to_owned(),
+                message: format!("the isolated HDF5 reader panicked: {what}"),
+                object: Some(object),
+                offset: None,
+            })
+        }
+    }
+}
+
+/// What the parent makes of what it heard from the child: the child's answer or error, or a
+/// `ReaderCrashed` error (placed at `object`) saying how the child ended without one.
+fn outcome<T>(
+    answer: Heard<T>,
+    path: &Path,
+    proc_path: &str,
+    object: &str,
+    limits: &Limits,
+) -> Result<T> {
     let crashed = |why: String| {
         Error::new(
             ErrorKind::ReaderCrashed,
@@ -288,7 +307,9 @@ where
         Heard::Garbled(why) => Err(crashed(format!(
             "sent an answer that does not parse: {why}"
         ))),
-        Heard::Lost(e) => Err(io("waiting for the isolated HDF5 reader failed", e)),
+        Heard::Lost(e) => {
+            Err(Error::io("waiting for the isolated HDF5 reader failed", e).with_path(path))
+        }
     }
 }
 

@@ -10,8 +10,7 @@ use ndstore_core::{
 };
 
 use crate::h5::{
-    DEFAULT_DATASET, H5Element, H5Options, close_on_exec, datatype_for, h5_error, init,
-    write_meta_attr,
+    At, DEFAULT_DATASET, H5Element, H5Options, close_on_exec, datatype_for, init, write_meta_attr,
 };
 use crate::slice::write_box;
 
@@ -106,8 +105,8 @@ fn create_dataset<T: H5Element>(
     row_shape: &[usize],
     path: &Path,
 ) -> Result<Dataset> {
-    let name = options.dataset.as_str();
-    let datatype = datatype_for::<T>(byte_order, path, name)?;
+    let at = At::new(path, &options.dataset);
+    let datatype = datatype_for::<T>(byte_order, at)?;
     let mut extents = vec![Extent::resizable(0)];
     extents.extend(row_shape.iter().map(|&n| Extent::fixed(n)));
     let mut chunk = vec![chunk_rows(options, row_shape, std::mem::size_of::<T>())];
@@ -127,8 +126,8 @@ fn create_dataset<T: H5Element>(
     if filters.fletcher32 {
         builder = builder.fletcher32();
     }
-    let dataset = builder.create(name).map_err(|e| h5_error(e, path, name))?;
-    write_meta_attr(&dataset, Order::C, path, name)?;
+    let dataset = builder.create(at.object).map_err(|e| at.h5(e))?;
+    write_meta_attr(&dataset, Order::C, at)?;
     Ok(dataset)
 }
 
@@ -177,7 +176,7 @@ impl H5Writer {
                 fapl
             })
             .create(out.path())
-            .map_err(|e| h5_error(e, &target, "/"))?;
+            .map_err(|e| At::file(&target).h5(e))?;
         close_on_exec(&file);
         // In place, the dataset is made in the 1.10 format, which indexes the chunks of one
         // growing dimension in an extensible array that gives the space of pruned chunks back
@@ -187,13 +186,13 @@ impl H5Writer {
         // format: the 1.10 one marks the file open for write until it is closed, and a writer
         // killed after a flush left a file nothing would open without h5clear.
         if in_place && !options.swmr {
-            crate::sys::chunk_index_of_1_10(&file).map_err(|e| h5_error(e, &target, "/"))?;
+            crate::sys::chunk_index_of_1_10(&file).map_err(|e| At::file(&target).h5(e))?;
         }
         let dataset = with_dtype_kind!(dtype.kind, |T| create_dataset::<T>(
             &file, options, byte_order, row_shape, &target
         ))?;
         if options.swmr {
-            file.start_swmr().map_err(|e| h5_error(e, &target, "/"))?;
+            file.start_swmr().map_err(|e| At::file(&target).h5(e))?;
             // Readers take shared locks: keep excluding writers, admit them.
             ndstore_core::lock(out.file()?, Lock::Shared, &target)?;
         }
@@ -219,6 +218,11 @@ impl H5Writer {
         self.rows
     }
 
+    /// The dataset being written, for errors.
+    fn at(&self) -> At<'_> {
+        At::new(&self.target, &self.name)
+    }
+
     fn closed(&self) -> Error {
         Error::new(ErrorKind::InvalidInput, "the writer is finished").with_path(&self.target)
     }
@@ -234,12 +238,10 @@ impl H5Writer {
         })?;
         let mut shape = vec![total];
         shape.extend_from_slice(&self.row_shape);
-        dataset
-            .resize(shape)
-            .map_err(|e| h5_error(e, &self.target, &self.name))?;
+        dataset.resize(shape).map_err(|e| self.at().h5(e))?;
         let mut start = vec![0; self.row_shape.len() + 1];
         start[0] = self.rows;
-        write_box(dataset, &start, rows, &self.target, &self.name)?;
+        write_box(dataset, &start, rows, self.at())?;
         Ok(total)
     }
 
@@ -256,21 +258,17 @@ impl H5Writer {
         };
         let mut shape = vec![self.flushed_rows];
         shape.extend_from_slice(&self.row_shape);
-        dataset
-            .resize(shape)
-            .map_err(|e| h5_error(e, &self.target, &self.name))
+        dataset.resize(shape).map_err(|e| self.at().h5(e))
     }
 
     fn flush_hdf5_inner(&self) -> Result<()> {
         if self.swmr
             && let Some(dataset) = &self.dataset
         {
-            return dataset
-                .flush()
-                .map_err(|e| h5_error(e, &self.target, &self.name));
+            return dataset.flush().map_err(|e| self.at().h5(e));
         }
         match &self.file {
-            Some(file) => file.flush().map_err(|e| h5_error(e, &self.target, "/")),
+            Some(file) => file.flush().map_err(|e| At::file(&self.target).h5(e)),
             None => Err(self.closed()),
         }
     }
@@ -336,7 +334,7 @@ impl ArrayWriter for H5Writer {
         if let Some(file) = &self.file
             && let Err(e) = file.flush()
         {
-            let e = h5_error(e, &self.target, "/");
+            let e = At::file(&self.target).h5(e);
             return Err(self.poison(e));
         }
         self.dataset = None;
@@ -357,7 +355,7 @@ impl ArrayWriter for H5Writer {
         };
         self.dataset = None;
         let closed = match self.file.take().map(File::close) {
-            Some(Err(e)) if self.replace == Replace::InPlace => Err(h5_error(e, &self.target, "/")),
+            Some(Err(e)) if self.replace == Replace::InPlace => Err(At::file(&self.target).h5(e)),
             // An atomic writer's temporary is removed next: its close does not matter.
             _ => Ok(()),
         };

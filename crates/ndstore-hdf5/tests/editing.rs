@@ -6,7 +6,9 @@
 // Tests may unwrap: a panic is how a test reports its failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -16,8 +18,7 @@ use ndarray::{ArrayD, IxDyn};
 use ndstore_core::{Durability, Durable, DynArray, ErrorKind, InPlaceArray, SaveOptions};
 use ndstore_hdf5::H5InPlace;
 
-/// The environment variable that turns this test binary into a child doing one task.
-const CHILD: &str = "NDSTORE_HDF5_EDITING_CHILD";
+use common::{lines_of, serial};
 
 fn values(seed: i64) -> DynArray {
     DynArray::from(ArrayD::from_shape_fn(IxDyn(&[64, 8]), |i| {
@@ -43,14 +44,9 @@ fn wait_for_go() {
 /// The children's entry point: does nothing unless this binary was started as a child.
 #[test]
 fn child_entry() {
-    let Ok(task) = std::env::var(CHILD) else {
+    let Some((task, args)) = common::child_task() else {
         return;
     };
-    let args: Vec<String> = std::env::var("NDSTORE_HDF5_EDITING_ARGS")
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
     let path = PathBuf::from(&args[0]);
     match task.as_str() {
         // Writes new values in place, then (once traced) syncs twice and closes.
@@ -93,10 +89,7 @@ fn child_entry() {
 
 /// A child doing `task`, with its standard input and output piped, and its output lines.
 fn spawn_child(task: &str, args: &[&str]) -> (Child, Receiver<String>) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD, task)
-        .env("NDSTORE_HDF5_EDITING_ARGS", args.join("\n"))
+    let mut child = common::child_command(task, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -106,28 +99,9 @@ fn spawn_child(task: &str, args: &[&str]) -> (Child, Receiver<String>) {
     (child, lines)
 }
 
-fn lines_of(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (send, receive) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receive
-}
-
-/// The next line containing `word`, from `word` on; fails after a minute.
+/// The next line containing `word`, from `word` on; fails after two minutes.
 fn expect(lines: &Receiver<String>, word: &str) -> String {
-    loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("no '{word}' from the child"));
-        if let Some(at) = line.find(word) {
-            return line[at..].to_owned();
-        }
-    }
+    common::next_line_with(lines, &[word], Duration::from_secs(120), word)
 }
 
 /// Whether strace can run here; a note when it cannot (and a failure when the oracles are
@@ -162,17 +136,6 @@ fn trace(child: &mut Child, args: &[&str]) -> Child {
     expect(&traced, "attached");
     child.stdin.take().unwrap().write_all(b"GO\n").unwrap();
     tracer
-}
-
-/// Serialises this file's tests. libhdf5 opens files without `O_CLOEXEC`; the crate sets it right
-/// after each open, but a process another test spawns in that instant keeps the descriptor, and
-/// with it the file's lock, for its whole life: the lock tests would then see a lock nobody
-/// they know holds.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn saved(dir: &Path) -> PathBuf {
@@ -285,13 +248,7 @@ fn two_processes_adding_datasets_at_once_lose_none() {
             "{name}: {reports:?}"
         );
     }
-    let entries = ndstore_hdf5::list(&path).unwrap();
-    let mut names: Vec<String> = entries
-        .iter()
-        .filter(|e| e.meta().is_some())
-        .map(|e| e.path.clone())
-        .collect();
-    names.sort();
+    let names = common::dataset_names(&path);
     let mut expected: Vec<String> = (0..per_child)
         .flat_map(|i| [format!("/a{i}"), format!("/b{i}")])
         .chain(["/data".to_owned()])

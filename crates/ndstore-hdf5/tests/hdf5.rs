@@ -12,15 +12,10 @@ use std::time::Duration;
 
 use ndstore_hdf5::{Hdf5Backend, ReadOptions};
 
-/// These tests take turns: one of them spawns a process, and a process forked in the instant
-/// between libhdf5's open(2) and ndstore marking the descriptor close-on-exec (in another test's
-/// thread) would inherit that test's file lock. ndstore narrows that window; only libhdf5 could
-/// close it.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    TURN.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+mod common;
+
+// These tests take turns: one of them spawns a process (see `serial`).
+use common::serial;
 
 #[test]
 fn h5py_chunked_gzip_and_big_endian_datasets_read_back() {
@@ -57,13 +52,7 @@ fn h5py_chunked_gzip_and_big_endian_datasets_read_back() {
     let (meta, z) = ndstore_hdf5::load_dyn(&path, "z").unwrap();
     assert_eq!(meta.dtype.kind, DTypeKind::Complex64);
     assert_eq!(z.len(), 2);
-    let mut names: Vec<String> = ndstore_hdf5::list(&path)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.meta().is_some())
-        .map(|e| e.path)
-        .collect();
-    names.sort();
+    let names = common::dataset_names(&path);
     assert_eq!(names, ["/be", "/flags", "/grp/sub/gz", "/z"]);
 }
 
@@ -155,13 +144,7 @@ fn many_arrays_per_file_each_added_atomically() {
     ndstore_hdf5::add_dataset(&path, "/a", &a, &SaveOptions::default()).unwrap();
     ndstore_hdf5::add_dataset(&path, "/nested/b", &b, &SaveOptions::default()).unwrap();
     ndstore_hdf5::add_dataset(&path, "/a", &c, &SaveOptions::default()).unwrap();
-    let mut names: Vec<String> = ndstore_hdf5::list(&path)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.meta().is_some())
-        .map(|e| e.path)
-        .collect();
-    names.sort();
+    let names = common::dataset_names(&path);
     assert_eq!(names, ["/a", "/nested/b"]);
     assert!(
         ndstore_hdf5::load_dyn(&path, "/a").unwrap().1.bit_eq(&c),

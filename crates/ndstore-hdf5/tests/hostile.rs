@@ -10,19 +10,18 @@
 // Tests may unwrap: a panic is how a test reports its failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hdf5_metno::types::VarLenUnicode;
 use ndarray::{ArrayD, IxDyn};
 use ndstore_core::{DynArray, ErrorKind, Order};
 use ndstore_hdf5::{Entry, Object, ReadOptions};
-
-/// The environment variable that turns this test binary into a child doing one task.
-const CHILD: &str = "NDSTORE_HDF5_HOSTILE_CHILD";
 
 /// The corpus directory.
 fn corpus() -> PathBuf {
@@ -219,10 +218,7 @@ impl Outcome {
 
 /// Runs this binary as a child doing `task` with `args`, killing it after `timeout`.
 fn in_child(task: &str, args: &[&str], timeout: Duration) -> Outcome {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD, task)
-        .env("NDSTORE_HDF5_HOSTILE_ARGS", args.join("\n"))
+    let mut child = common::child_command(task, args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -274,14 +270,9 @@ fn peak_rss() -> u64 {
 /// The children's entry point: does nothing unless this binary was started as a child.
 #[test]
 fn child_entry() {
-    let Ok(task) = std::env::var(CHILD) else {
+    let Some((task, args)) = common::child_task() else {
         return;
     };
-    let args: Vec<String> = std::env::var("NDSTORE_HDF5_HOSTILE_ARGS")
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
     match task.as_str() {
         "load" => println!(
             "RESULT {}",
@@ -532,8 +523,10 @@ fn ndstore_writes_its_attribute_as_a_fixed_length_string() {
     );
 }
 
-/// The listing a child printed.
-fn listed(outcome: &Outcome) -> Vec<Entry> {
+/// The listing of `file` a child printed, after checking that the child survived `listing`.
+fn listed(file: &Path, listing: &str) -> Vec<Entry> {
+    let outcome = in_child("list", &[file.to_str().unwrap()], CHILD_TIMEOUT);
+    outcome.assert_survived(listing);
     let json = outcome.lines("LIST ").join("");
     serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {}", outcome.stdout))
 }
@@ -541,9 +534,7 @@ fn listed(outcome: &Outcome) -> Vec<Entry> {
 #[test]
 fn a_soft_link_cycle_is_listed_once_and_not_followed() {
     let file = soft_loop_file();
-    let outcome = in_child("list", &[file.to_str().unwrap()], CHILD_TIMEOUT);
-    outcome.assert_survived("listing a file with a soft link to the root");
-    let entries = listed(&outcome);
+    let entries = listed(&file, "listing a file with a soft link to the root");
     let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["/g", "/g/loop", "/g/x"]);
     assert_eq!(
@@ -558,9 +549,7 @@ fn a_soft_link_cycle_is_listed_once_and_not_followed() {
 #[test]
 fn a_hard_link_cycle_lists_each_object_once() {
     let file = hard_cycle_file();
-    let outcome = in_child("list", &[file.to_str().unwrap()], CHILD_TIMEOUT);
-    outcome.assert_survived("listing a file with a cycle of hard links");
-    let entries = listed(&outcome);
+    let entries = listed(&file, "listing a file with a cycle of hard links");
     let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["/g", "/g/back", "/g/x"]);
     assert_eq!(
@@ -581,9 +570,7 @@ fn external_links_are_reported_and_never_followed() {
     let outside = dir.path().join("outside.h5");
     let secret = DynArray::from(ArrayD::from_elem(IxDyn(&[4]), 42u64));
     ndstore_hdf5::save_dyn(&outside, "/secret", &secret, &Default::default()).unwrap();
-    let outcome = in_child("list", &[copy.to_str().unwrap()], CHILD_TIMEOUT);
-    outcome.assert_survived("listing a file with an external link");
-    let entries = listed(&outcome);
+    let entries = listed(&copy, "listing a file with an external link");
     assert_eq!(
         entries[0],
         Entry {
@@ -594,14 +581,7 @@ fn external_links_are_reported_and_never_followed() {
             }
         }
     );
-    for err in [
-        ndstore_hdf5::load_dyn(&copy, "ext")
-            .map(|_| ())
-            .unwrap_err(),
-        ndstore_hdf5::trusted::load_dyn(&copy, "ext")
-            .map(|_| ())
-            .unwrap_err(),
-    ] {
+    for err in common::load_errors(&copy, "ext") {
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
         assert!(err.to_string().contains("external link"), "{err}");
     }

@@ -6,6 +6,8 @@
 // Tests may unwrap: a panic is how a test reports its failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
 
 use ndstore_core::ErrorKind;
@@ -81,17 +83,9 @@ fn a_null_dataspace_is_refused_by_name_not_loaded_as_zero() {
     ) {
         return;
     }
-    for err in [
-        ndstore_hdf5::load_dyn(&path, "data")
-            .map(|_| ())
-            .unwrap_err(),
-        ndstore_hdf5::trusted::load_dyn(&path, "data")
-            .map(|_| ())
-            .unwrap_err(),
-        ndstore_hdf5::read_meta(&path, "data")
-            .map(|_| ())
-            .unwrap_err(),
-    ] {
+    let [isolated, trusted] = common::load_errors(&path, "data");
+    let meta = ndstore_hdf5::read_meta(&path, "data").unwrap_err();
+    for err in [isolated, trusted, meta] {
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
         assert!(err.to_string().contains("null dataspace"), "{err}");
         assert!(err.to_string().contains("empty.h5"), "{err}");
@@ -162,14 +156,7 @@ fn a_filter_libhdf5_lacks_is_named_with_what_to_do() {
     ) {
         return;
     }
-    for err in [
-        ndstore_hdf5::load_dyn(&path, "data")
-            .map(|_| ())
-            .unwrap_err(),
-        ndstore_hdf5::trusted::load_dyn(&path, "data")
-            .map(|_| ())
-            .unwrap_err(),
-    ] {
+    for err in common::load_errors(&path, "data") {
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
         let message = err.to_string();
         assert!(message.contains("filter 307"), "{message}");

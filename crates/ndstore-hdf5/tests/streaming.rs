@@ -4,9 +4,10 @@
 // Tests may unwrap: a panic is how a test reports its failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use ndarray::{Array2, Array3, ArrayD, IxDyn, ShapeBuilder, s};
@@ -16,15 +17,7 @@ use ndstore_core::{
 };
 use ndstore_hdf5::{H5InPlace, H5Writer, Hdf5Backend, SwmrReader, WriterOptions};
 
-/// The environment variable that turns this test binary into a child process doing one task.
-const CHILD: &str = "NDSTORE_HDF5_TEST_CHILD";
-
-/// Tests that spawn processes take turns (see the same lock in `hdf5.rs`).
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    TURN.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use common::serial;
 
 /// Rows `first..first + n` of a `[n, 3]` i64 table whose row i is `[i, 10 i, 100 i]`.
 fn rows(first: usize, n: usize) -> DynArray {
@@ -54,23 +47,17 @@ fn is_prefix(table: &DynArray) -> bool {
     table.bit_eq(&rows(0, n))
 }
 
-fn spawn_child(task: &str, path: &Path, envs: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--exact",
-            "child_process_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, task)
-        .env("NDSTORE_HDF5_TEST_PATH", path)
+/// A child doing `task` on the file at `path` with `args`, in the environment `envs`, its
+/// standard output piped.
+fn spawn_child(task: &str, path: &Path, args: &[&str], envs: &[(&str, &str)]) -> Child {
+    let mut all = vec![path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    common::child_command(task, &all)
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in envs {
-        command.env(k, v);
-    }
-    command.spawn().unwrap()
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
 }
 
 /// Limits the size of the files this process writes to `bytes`, once: the first write past it
@@ -100,19 +87,17 @@ fn fail_one_growth(bytes: u64) {
 
 /// The children's entry point: does nothing unless this binary was started as a child.
 #[test]
-fn child_process_entry() {
-    let Ok(task) = std::env::var(CHILD) else {
+fn child_entry() {
+    let Some((task, args)) = common::child_task() else {
         return;
     };
-    let path = std::path::PathBuf::from(std::env::var_os("NDSTORE_HDF5_TEST_PATH").unwrap());
+    let path = std::path::PathBuf::from(&args[0]);
     match task.as_str() {
         // Follows a SWMR writer: prints "SAW n" whenever a refresh shows more rows, after
-        // checking that the rows read are a consistent prefix, until the row count in "END n".
+        // checking that the rows read are a consistent prefix, until the row count (its second
+        // argument).
         "swmr-reader" => {
-            let total: usize = std::env::var("NDSTORE_HDF5_TEST_ROWS")
-                .unwrap()
-                .parse()
-                .unwrap();
+            let total: usize = args[1].parse().unwrap();
             let mut reader = SwmrReader::open(&path, "log/rows").unwrap();
             let mut seen = usize::MAX;
             let deadline = Instant::now() + Duration::from_secs(120);
@@ -148,7 +133,7 @@ fn child_process_entry() {
         }
         // Writes 1000 rows in place in chunks of 100 and flushes; appends 1000 more (held in
         // libhdf5's chunk cache), and the first write that grows the file fails once, in the
-        // flush of NDSTORE_HDF5_TEST_FAILING ("flush" or "commit"); the writer is dropped.
+        // flush of its second argument ("flush" or "commit"); the writer is dropped.
         // Prints whether the call failed and, for a flush, the rows the writer reports and the
         // error of a later append.
         "in-place-flush-fails" => {
@@ -157,8 +142,7 @@ fn child_process_entry() {
             writer.flush().unwrap();
             fail_one_growth(std::fs::metadata(&path).unwrap().len());
             writer.append(&rows(1000, 1000)).unwrap();
-            let failing = std::env::var("NDSTORE_HDF5_TEST_FAILING").unwrap();
-            let failed = if failing == "commit" {
+            let failed = if args[1] == "commit" {
                 Box::new(writer).commit().is_err()
             } else {
                 let failed = writer.flush().is_err();
@@ -174,6 +158,7 @@ fn child_process_entry() {
 
 #[test]
 fn a_streaming_writer_grows_a_resizable_dataset_and_publishes_it_on_commit() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("grow.h5");
     let save = SaveOptions::default();
@@ -357,15 +342,13 @@ fn hyperslabs_read_and_write_a_box_and_leave_the_rest() {
     assert_eq!(column, fortran.slice(s![0..3, 2..3]).into_dyn());
 }
 
-/// Reads the next line of a child's output, failing after `timeout`.
+/// The reader's next line (`SAW n` or `BAD n`), failing after `timeout`.
 fn next_line(
     lines: &std::sync::mpsc::Receiver<String>,
     timeout: Duration,
     waiting: &str,
 ) -> String {
-    lines
-        .recv_timeout(timeout)
-        .unwrap_or_else(|_| panic!("no word from the reader in {timeout:?}, waiting for {waiting}"))
+    common::next_line_with(lines, &["SAW ", "BAD "], timeout, waiting)
 }
 
 #[test]
@@ -378,29 +361,8 @@ fn a_swmr_reader_in_another_process_follows_a_growing_dataset() {
     let mut writer = in_place_writer(&path, &WriterOptions::new("log/rows").chunk_rows(16).swmr());
     writer.flush().unwrap();
     let total = batches * per_batch;
-    let mut child = spawn_child(
-        "swmr-reader",
-        &path,
-        &[("NDSTORE_HDF5_TEST_ROWS", &total.to_string())],
-    );
-    let (send, lines) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        // The test harness's own words are not the reader's (and may begin its first line).
-        let ours = |line: String| {
-            let at = line.find("SAW ").or_else(|| line.find("BAD "))?;
-            Some(line[at..].to_owned())
-        };
-        for line in BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(ours)
-        {
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut child = spawn_child("swmr-reader", &path, &[&total.to_string()], &[]);
+    let lines = common::lines_of(child.stdout.take().unwrap());
     // Every batch, once flushed, must be seen by the reader before the next is written.
     let first = next_line(&lines, Duration::from_secs(60), "SAW 0");
     assert_eq!(first, "SAW 0");
@@ -439,6 +401,7 @@ fn a_swmr_reader_in_another_process_follows_a_growing_dataset() {
 
 #[test]
 fn a_swmr_writer_must_write_in_place() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("atomic-swmr.h5");
     let err = H5Writer::create(
@@ -464,7 +427,7 @@ fn hdf5_use_file_locking_false_is_honoured() {
         .unwrap();
     let holder = H5InPlace::open(&path, "data", Default::default()).unwrap();
     let report = |envs: &[(&str, &str)]| {
-        let child = spawn_child("open-in-place", &path, envs);
+        let child = spawn_child("open-in-place", &path, &[], envs);
         let out = child.wait_with_output().unwrap();
         String::from_utf8(out.stdout).unwrap()
     };
@@ -477,6 +440,7 @@ fn hdf5_use_file_locking_false_is_honoured() {
 
 #[test]
 fn a_writers_byte_order_comes_from_its_dtype_and_a_contradiction_is_refused() {
+    let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("order.h5");
     let big = DType::new(DTypeKind::F64, ByteOrder::Big);
@@ -549,7 +513,7 @@ fn an_in_place_writer_killed_after_a_flush_leaves_a_file_that_opens() {
     let _turn = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("killed.h5");
-    let status = spawn_child("abandon-in-place-writer", &path, &[])
+    let status = spawn_child("abandon-in-place-writer", &path, &[], &[])
         .wait()
         .unwrap();
     assert!(status.success(), "{status}");
@@ -560,11 +524,7 @@ fn an_in_place_writer_killed_after_a_flush_leaves_a_file_that_opens() {
 
 /// Runs the `in-place-flush-fails` child with its failing call, returning what it printed.
 fn flush_fails(path: &Path, failing: &str) -> String {
-    let child = spawn_child(
-        "in-place-flush-fails",
-        path,
-        &[("NDSTORE_HDF5_TEST_FAILING", failing)],
-    );
+    let child = spawn_child("in-place-flush-fails", path, &[failing], &[]);
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", output.status);
     String::from_utf8(output.stdout).unwrap()
