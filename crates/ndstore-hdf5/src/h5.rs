@@ -254,6 +254,23 @@ pub(crate) fn write_meta_attr(dataset: &Dataset, order: Order, at: At<'_>) -> Re
         .map_err(|e| at.h5(e))
 }
 
+/// Writes `array`, whatever its element type, as the dataset `at` names, in `group`.
+fn write_array(
+    group: &hdf5_metno::Group,
+    array: &DynArray,
+    byte_order: ByteOrder,
+    layout: &H5Options,
+    at: At<'_>,
+) -> Result<()> {
+    with_dyn_array!(array, |a| write_dataset(
+        group,
+        a.view(),
+        byte_order,
+        layout,
+        at
+    ))
+}
+
 /// Writes `view` as the dataset `at` names, in `group`.
 fn write_dataset<T: H5Element>(
     group: &Group,
@@ -312,13 +329,7 @@ fn write_file(
 ) -> Result<()> {
     let file = hdf5_metno::File::create(file_path).map_err(|e| At::file(at.path).h5(e))?;
     close_on_exec(&file);
-    with_dyn_array!(array, |a| write_dataset(
-        &file,
-        a.view(),
-        byte_order,
-        layout,
-        at
-    ))?;
+    write_array(&file, array, byte_order, layout, at)?;
     close_checked(file, at.path)
 }
 
@@ -390,13 +401,7 @@ pub fn save_with(
                 .map_err(|e| At::file(&target).h5(e))?;
             close_on_exec(&file);
             let at = At::new(&target, dataset);
-            with_dyn_array!(array, |a| write_dataset(
-                &file,
-                a.view(),
-                byte_order,
-                layout,
-                at
-            ))?;
+            write_array(&file, array, byte_order, layout, at)?;
             close_checked(file, &target)?;
             out.finish()
         }
@@ -455,13 +460,7 @@ pub fn add_dataset(
         file.unlink(dataset).map_err(|e| at.h5(e))?;
     }
     let byte_order = options.effective_byte_order();
-    with_dyn_array!(array, |a| write_dataset(
-        &file,
-        a.view(),
-        byte_order,
-        layout,
-        at
-    ))?;
+    write_array(&file, array, byte_order, layout, at)?;
     close_checked(file, &target)?;
     // The locks on the old file are held until the new one is in its place.
     let published = out.finish();
