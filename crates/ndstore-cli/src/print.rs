@@ -1,0 +1,382 @@
+//! `ndstore cat`: an array's values as numpy prints them (summarised past 1000 elements with 3
+//! edge items and `...`, lines wrapped at 75 columns), or as CSV or JSON.
+
+use ndstore::ndarray::{ArrayD, Axis, IxDyn, Slice};
+use ndstore::{DynArray, Error, ErrorKind, Result};
+use serde_json::{Value, json};
+
+use crate::source::{self, Target, emit};
+use crate::{CatFormat, Outcome};
+
+/// numpy's `threshold`: arrays of more elements are summarised.
+const THRESHOLD: usize = 1000;
+/// numpy's `edgeitems`.
+const EDGE: usize = 3;
+/// numpy's `linewidth`.
+const LINE_WIDTH: usize = 75;
+
+/// One element, whatever the array's type.
+#[derive(Clone, Copy, Debug)]
+pub enum Scalar {
+    /// bool
+    Bool(bool),
+    /// Any integer type.
+    Int(i128),
+    /// A float and the width it came from (16, 32 or 64 bits), for its shortest spelling.
+    Float(f64, u8),
+    /// A complex number and the width of its parts.
+    Complex(f64, f64, u8),
+}
+
+/// The array's elements as scalars, in its logical order.
+pub fn scalars(array: &DynArray) -> ArrayD<Scalar> {
+    match array {
+        DynArray::Bool(a) => a.map(|&v| Scalar::Bool(v)),
+        DynArray::I8(a) => a.map(|&v| Scalar::Int(v.into())),
+        DynArray::I16(a) => a.map(|&v| Scalar::Int(v.into())),
+        DynArray::I32(a) => a.map(|&v| Scalar::Int(v.into())),
+        DynArray::I64(a) => a.map(|&v| Scalar::Int(v.into())),
+        DynArray::U8(a) => a.map(|&v| Scalar::Int(v.into())),
+        DynArray::U16(a) => a.map(|&v| Scalar::Int(v.into())),
+        DynArray::U32(a) => a.map(|&v| Scalar::Int(v.into())),
+        DynArray::U64(a) => a.map(|&v| Scalar::Int(v.into())),
+        DynArray::F16(a) => a.map(|&v| Scalar::Float(v.to_f64(), 16)),
+        DynArray::F32(a) => a.map(|&v| Scalar::Float(v.into(), 32)),
+        DynArray::F64(a) => a.map(|&v| Scalar::Float(v, 64)),
+        DynArray::Complex64(a) => a.map(|v| Scalar::Complex(v.re.into(), v.im.into(), 32)),
+        DynArray::Complex128(a) => a.map(|v| Scalar::Complex(v.re, v.im, 64)),
+        #[allow(unreachable_patterns)]
+        _ => ArrayD::from_elem(IxDyn(&[0]), Scalar::Bool(false)),
+    }
+}
+
+/// The shortest spelling that reads back as the same value of its width, as numpy's repr.
+fn shortest(v: f64, bits: u8) -> String {
+    if v.is_nan() {
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v < 0.0 { "-inf".into() } else { "inf".into() };
+    }
+    match bits {
+        16 => ndstore::half::f16::from_f64(v).to_f32().to_string(),
+        32 => (v as f32).to_string(),
+        _ => v.to_string(),
+    }
+}
+
+/// A plain spelling for CSV: integers as integers, floats shortest, bools as numpy writes.
+fn plain(s: Scalar) -> String {
+    match s {
+        Scalar::Bool(b) => if b { "True" } else { "False" }.into(),
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Float(v, bits) => shortest(v, bits),
+        Scalar::Complex(re, im, bits) => {
+            let im_text = shortest(im, bits);
+            let sign = if im_text.starts_with('-') { "" } else { "+" };
+            format!("{}{sign}{im_text}j", shortest(re, bits))
+        }
+    }
+}
+
+/// numpy's float formatting, shared by every element so their decimal points line up:
+/// positional unless the values span too many magnitudes.
+struct FloatStyle {
+    scientific: bool,
+    /// Digits after the point (positional) or of the mantissa (scientific).
+    digits: usize,
+    int_width: usize,
+}
+
+impl FloatStyle {
+    fn new(values: &[f64], bits: u8) -> FloatStyle {
+        let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let abs: Vec<f64> = finite
+            .iter()
+            .map(|v| v.abs())
+            .filter(|&v| v != 0.0)
+            .collect();
+        let max = abs.iter().copied().fold(0.0, f64::max);
+        let min = abs.iter().copied().fold(f64::INFINITY, f64::min);
+        let scientific = !abs.is_empty() && (max >= 1e16 || min < 1e-4 || max / min > 1e3);
+        let mut digits = 0;
+        let mut int_width = 0;
+        for &v in &finite {
+            let text = if scientific {
+                mantissa(v, bits).0
+            } else {
+                shortest(v, bits)
+            };
+            let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+            digits = digits.max(frac.len());
+            int_width = int_width.max(int.len());
+        }
+        FloatStyle {
+            scientific,
+            digits,
+            int_width,
+        }
+    }
+
+    fn format(&self, v: f64, bits: u8) -> String {
+        if !v.is_finite() {
+            return shortest(v, bits);
+        }
+        if self.scientific {
+            let (m, e) = mantissa(v, bits);
+            let (int, frac) = m.split_once('.').unwrap_or((&m, ""));
+            let sign = if e < 0 { '-' } else { '+' };
+            return format!(
+                "{int}.{frac:0<width$}e{sign}{:02}",
+                e.abs(),
+                width = self.digits
+            );
+        }
+        let text = shortest(v, bits);
+        let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+        format!(
+            "{int:>iw$}.{frac:<width$}",
+            iw = self.int_width,
+            width = self.digits
+        )
+    }
+}
+
+/// The shortest mantissa (with a point) and the decimal exponent of `v`.
+fn mantissa(v: f64, bits: u8) -> (String, i32) {
+    let text = match bits {
+        16 => format!("{:e}", ndstore::half::f16::from_f64(v).to_f32()),
+        32 => format!("{:e}", v as f32),
+        _ => format!("{v:e}"),
+    };
+    let (m, e) = text.split_once('e').unwrap_or((&text, "0"));
+    (m.to_owned(), e.parse().unwrap_or(0))
+}
+
+/// Every element's text in numpy's style, padded to one width.
+fn numpy_texts(shown: &[Scalar]) -> Vec<String> {
+    let floats = |pick: &dyn Fn(&Scalar) -> Option<(f64, u8)>| -> Vec<(f64, u8)> {
+        shown.iter().filter_map(pick).collect()
+    };
+    let reals = floats(&|s| match *s {
+        Scalar::Float(v, b) | Scalar::Complex(v, _, b) => Some((v, b)),
+        _ => None,
+    });
+    let imags = floats(&|s| match *s {
+        Scalar::Complex(_, v, b) => Some((v.abs(), b)),
+        _ => None,
+    });
+    let bits = reals.first().map_or(64, |&(_, b)| b);
+    let real_style = FloatStyle::new(&reals.iter().map(|p| p.0).collect::<Vec<_>>(), bits);
+    let imag_style = FloatStyle::new(&imags.iter().map(|p| p.0).collect::<Vec<_>>(), bits);
+    let texts: Vec<String> = shown
+        .iter()
+        .map(|s| match *s {
+            Scalar::Bool(b) => if b { "True" } else { "False" }.into(),
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Float(v, b) => real_style.format(v, b),
+            Scalar::Complex(re, im, b) => {
+                let sign = if im.is_sign_negative() { '-' } else { '+' };
+                let im = imag_style.format(im.abs(), b);
+                format!("{}{sign}{}j", real_style.format(re, b), im.trim_start())
+            }
+        })
+        .collect();
+    let width = texts.iter().map(String::len).max().unwrap_or(0);
+    texts.into_iter().map(|t| format!("{t:>width$}")).collect()
+}
+
+/// The indices shown along an axis of `len`: all, or the edges with `None` for `...`.
+fn shown_indices(len: usize, summarise: bool) -> Vec<Option<usize>> {
+    if summarise && len > 2 * EDGE {
+        (0..EDGE)
+            .map(Some)
+            .chain([None])
+            .chain((len - EDGE..len).map(Some))
+            .collect()
+    } else {
+        (0..len).map(Some).collect()
+    }
+}
+
+/// Collects the elements numpy would show, in order.
+fn collect_shown(a: &ArrayD<Scalar>, summarise: bool, out: &mut Vec<Scalar>) {
+    if a.ndim() == 0 {
+        out.extend(a.iter().copied());
+        return;
+    }
+    for i in shown_indices(a.shape()[0], summarise).into_iter().flatten() {
+        collect_shown(&a.index_axis(Axis(0), i).to_owned(), summarise, out);
+    }
+}
+
+/// numpy's `_formatArray`: nested brackets, `...` rows, lines wrapped at 75 columns.
+fn render(
+    shape: &[usize],
+    texts: &mut std::slice::Iter<'_, String>,
+    summarise: bool,
+    indent: &str,
+) -> String {
+    let Some((&len, rest)) = shape.split_first() else {
+        return texts.next().cloned().unwrap_or_default();
+    };
+    let next_indent = format!("{indent} ");
+    let indices = shown_indices(len, summarise);
+    if rest.is_empty() {
+        let width = LINE_WIDTH.saturating_sub(1);
+        let mut out = String::from("[");
+        let mut line_len = indent.len() + 1;
+        for (n, index) in indices.iter().enumerate() {
+            let word = match index {
+                Some(_) => texts.next().cloned().unwrap_or_default(),
+                None => "...".into(),
+            };
+            let sep = usize::from(n > 0);
+            if n > 0 && line_len + sep + word.len() > width {
+                out.push('\n');
+                out.push_str(&next_indent);
+                line_len = next_indent.len();
+            } else if n > 0 {
+                out.push(' ');
+                line_len += 1;
+            }
+            out.push_str(&word);
+            line_len += word.len();
+        }
+        out.push(']');
+        return out;
+    }
+    let line_sep = "\n".repeat(rest.len());
+    let mut parts = Vec::new();
+    for index in &indices {
+        parts.push(match index {
+            Some(_) => render(rest, texts, summarise, &next_indent),
+            None => "...".into(),
+        });
+    }
+    let mut out = String::from("[");
+    for (n, part) in parts.iter().enumerate() {
+        if n > 0 {
+            out.push_str(&line_sep);
+            out.push_str(&next_indent);
+        }
+        out.push_str(part);
+    }
+    out.push(']');
+    out
+}
+
+/// The array as numpy's `print` shows it.
+pub fn numpy_text(a: &ArrayD<Scalar>) -> String {
+    let summarise = a.len() > THRESHOLD;
+    let mut shown = Vec::new();
+    collect_shown(a, summarise, &mut shown);
+    let texts = numpy_texts(&shown);
+    render(a.shape(), &mut texts.iter(), summarise, "")
+}
+
+/// Applies `0:10,:`-style selections: `start:stop` keeps an axis, an index removes it.
+pub fn select(a: ArrayD<Scalar>, spec: &str) -> Result<ArrayD<Scalar>> {
+    let bad = |why: String| Error::new(ErrorKind::InvalidInput, format!("--slice {spec:?}: {why}"));
+    let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
+    if parts.len() > a.ndim() {
+        return Err(bad(format!(
+            "{} axes selected, the array has {}",
+            parts.len(),
+            a.ndim()
+        )));
+    }
+    let mut a = a;
+    let mut axis = 0;
+    for part in parts {
+        let len = a.shape()[axis];
+        let bound = |text: &str, default: usize| -> Result<usize> {
+            if text.is_empty() {
+                return Ok(default);
+            }
+            let n: i64 = text
+                .parse()
+                .map_err(|_| bad(format!("{text:?} is not an integer")))?;
+            let len = len as i64;
+            Ok((if n < 0 { n + len } else { n }).clamp(0, len) as usize)
+        };
+        if let Some((start, stop)) = part.split_once(':') {
+            let start = bound(start, 0)?;
+            let stop = bound(stop, len)?.max(start);
+            a.slice_axis_inplace(Axis(axis), Slice::from(start..stop));
+            axis += 1;
+        } else {
+            let n: i64 = part
+                .parse()
+                .map_err(|_| bad(format!("{part:?} is neither an index nor start:stop")))?;
+            let index = if n < 0 { n + len as i64 } else { n };
+            if index < 0 || index >= len as i64 {
+                return Err(bad(format!(
+                    "index {n} is out of bounds for an axis of {len}"
+                )));
+            }
+            a = a.index_axis_move(Axis(axis), index as usize);
+        }
+    }
+    Ok(a)
+}
+
+fn json_float(v: f64, bits: u8) -> Value {
+    if v.is_finite() {
+        // A float stays a float in JSON: `-2.0`, not `-2`.
+        let mut text = shortest(v, bits);
+        if !text.contains(['.', 'e', 'E']) {
+            text.push_str(".0");
+        }
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    } else {
+        json!(shortest(v, bits))
+    }
+}
+
+fn json_value(a: &ArrayD<Scalar>) -> Value {
+    if a.ndim() == 0 {
+        return a.iter().next().map_or(Value::Null, |&s| match s {
+            Scalar::Bool(b) => json!(b),
+            Scalar::Int(i) => serde_json::from_str(&i.to_string()).unwrap_or(Value::Null),
+            Scalar::Float(v, bits) => json_float(v, bits),
+            Scalar::Complex(re, im, bits) => json!([json_float(re, bits), json_float(im, bits)]),
+        });
+    }
+    Value::Array(
+        a.outer_iter()
+            .map(|row| json_value(&row.to_owned()))
+            .collect(),
+    )
+}
+
+fn csv_text(a: &ArrayD<Scalar>) -> Result<String> {
+    let row = |r: ndstore::ndarray::ArrayViewD<'_, Scalar>| {
+        let cells: Vec<String> = r.iter().map(|&s| plain(s)).collect();
+        cells.join(",") + "\n"
+    };
+    match a.ndim() {
+        0 | 1 => Ok(row(a.view())),
+        2 => Ok(a.outer_iter().map(row).collect()),
+        n => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("CSV holds at most 2 axes and the selection has {n}; select with --slice"),
+        )),
+    }
+}
+
+/// `ndstore cat TARGET [--slice S] [--format F]`.
+pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
+    let (_, array) = source::load(target)?;
+    let mut values = scalars(&array);
+    if let Some(spec) = slice {
+        values = select(values, spec)?;
+    }
+    let text = match format {
+        CatFormat::Numpy => numpy_text(&values) + "\n",
+        CatFormat::Csv => csv_text(&values)?,
+        CatFormat::Json => format!("{}\n", json_value(&values)),
+    };
+    emit(&text)?;
+    Ok(())
+}

@@ -1,0 +1,372 @@
+//! End-to-end tests of the `ndstore` binary: each command on small files made here, its output
+//! compared with insta snapshots, and hostile files giving one error line and the documented
+//! exit status.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::RwLock;
+
+use assert_cmd::Command;
+use ndstore::file::npz;
+use ndstore::hdf5::{self, H5Options};
+use ndstore::ndarray::{ArrayD, IxDyn, array};
+use ndstore::{DynArray, SaveOptions};
+use tempfile::TempDir;
+
+/// Held for writing while libhdf5 has a file open in this process (the fixtures' HDF5 writes),
+/// for reading while a command runs: libhdf5 opens files without close-on-exec, and a child
+/// spawned meanwhile would inherit the descriptor and its lock, making the next write fail.
+static HDF5_OPEN: RwLock<()> = RwLock::new(());
+
+/// Runs `ndstore ARGS` in `dir`, so paths in its output are the relative ones given.
+fn run(dir: &Path, args: &[&str]) -> Output {
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    Command::cargo_bin("ndstore")
+        .unwrap()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// Asserts the command failed with `code` and said so in exactly one line, and returns it.
+fn one_error_line(output: &Output, code: i32) -> String {
+    assert_eq!(output.status.code(), Some(code), "{output:?}");
+    let err = stderr(output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("ndstore: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let output = run(dir, args);
+    assert_eq!(output.status.code(), Some(0), "{args:?}: {output:?}");
+    stdout(&output)
+}
+
+/// A directory with the fixtures every test reads:
+/// `m.npy` (2×3 f64), `i.npy` (i32 0..12 as 3×4), `big.npy` (2000 f64), `two.npz`
+/// (`a` and `b`, stored), `t.csv`, `d.h5` (`/data` chunked with Fletcher-32, and `/g/x`).
+fn fixtures() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let m = DynArray::from(array![[1.5f64, -2.0, 3.25], [4.0, 5.0, 6.0]].into_dyn());
+    let i = DynArray::from(ArrayD::from_shape_vec(IxDyn(&[3, 4]), (0..12i32).collect()).unwrap());
+    let big = DynArray::from(
+        ArrayD::from_shape_vec(IxDyn(&[2000]), (0..2000).map(f64::from).collect()).unwrap(),
+    );
+    ndstore::save(p("m.npy"), &m).unwrap();
+    ndstore::save(p("i.npy"), &i).unwrap();
+    ndstore::save(p("big.npy"), &big).unwrap();
+    ndstore::save(p("t.csv"), &i).unwrap();
+    npz::save_npz(
+        p("two.npz"),
+        &[("a", &m), ("b", &i)],
+        npz::Compression::Stored,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    let _writing = HDF5_OPEN.write().unwrap_or_else(|e| e.into_inner());
+    let mut checked = H5Options::new().chunk(&[1, 4]);
+    checked.fletcher32 = true;
+    hdf5::save_with(p("d.h5"), "/data", &i, &SaveOptions::default(), &checked).unwrap();
+    hdf5::add_dataset(p("d.h5"), "/g/x", &m, &SaveOptions::default()).unwrap();
+    drop(_writing);
+    dir
+}
+
+#[test]
+fn help_shows_an_example_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["info", "ls", "cat", "verify", "convert"] {
+        let help = ok(dir.path(), &[command, "--help"]);
+        assert!(
+            help.contains(&format!("Examples:\n  ndstore {command} ")),
+            "{help}"
+        );
+    }
+    insta::assert_snapshot!(ok(dir.path(), &["--help"]));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(dir.path(), &["cat"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = run(dir.path(), &["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn info_single_arrays_and_containers() {
+    let dir = fixtures();
+    let d = dir.path();
+    insta::assert_snapshot!("info_npy", ok(d, &["info", "m.npy"]));
+    insta::assert_snapshot!("info_npy_json", ok(d, &["info", "--json", "m.npy"]));
+    insta::assert_snapshot!("info_csv", ok(d, &["info", "t.csv"]));
+    insta::assert_snapshot!("info_npz", ok(d, &["info", "two.npz"]));
+    insta::assert_snapshot!("info_npz_member", ok(d, &["info", "two.npz::b"]));
+    insta::assert_snapshot!("info_h5", ok(d, &["info", "d.h5"]));
+    insta::assert_snapshot!("info_h5_json", ok(d, &["info", "--json", "d.h5::/g/x"]));
+}
+
+#[test]
+fn info_errors_name_the_file_and_the_place() {
+    let dir = fixtures();
+    let d = dir.path();
+    let err = one_error_line(&run(d, &["info", "two.npz::nope"]), 2);
+    assert!(err.starts_with("ndstore: two.npz: "), "{err}");
+    assert!(err.contains("nope"), "{err}");
+    let err = one_error_line(&run(d, &["info", "m.npy::x"]), 2);
+    assert!(err.starts_with("ndstore: m.npy: "), "{err}");
+    let err = one_error_line(&run(d, &["info", "missing.npy"]), 2);
+    assert_eq!(err, "ndstore: missing.npy: no such file\n");
+    let err = one_error_line(&run(d, &["info", "file.xyz"]), 2);
+    assert!(
+        err.starts_with("ndstore: file.xyz: unknown extension"),
+        "{err}"
+    );
+}
+
+#[test]
+fn target_splits_at_the_last_double_colon() {
+    let dir = fixtures();
+    let d = dir.path();
+    std::fs::create_dir(d.join("a::b")).unwrap();
+    std::fs::copy(d.join("two.npz"), d.join("a::b/two.npz")).unwrap();
+    let out = ok(d, &["info", "a::b/two.npz::a"]);
+    assert!(out.contains("object: a\n"), "{out}");
+}
+
+#[test]
+fn ls_lists_members_and_the_hdf5_tree() {
+    let dir = fixtures();
+    let d = dir.path();
+    insta::assert_snapshot!("ls_npz", ok(d, &["ls", "two.npz"]));
+    insta::assert_snapshot!("ls_h5", ok(d, &["ls", "d.h5"]));
+    insta::assert_snapshot!("ls_h5_json", ok(d, &["ls", "--json", "d.h5"]));
+}
+
+#[test]
+fn cat_prints_as_numpy() {
+    let dir = fixtures();
+    let d = dir.path();
+    assert_eq!(
+        ok(d, &["cat", "m.npy"]),
+        "[[ 1.5  -2.    3.25]\n [ 4.    5.    6.  ]]\n"
+    );
+    assert_eq!(
+        ok(d, &["cat", "i.npy"]),
+        "[[ 0  1  2  3]\n [ 4  5  6  7]\n [ 8  9 10 11]]\n"
+    );
+    insta::assert_snapshot!("cat_big_summarised", ok(d, &["cat", "big.npy"]));
+    assert_eq!(
+        ok(d, &["cat", "two.npz::b", "--slice", "1:,-2:"]),
+        "[[ 6  7]\n [10 11]]\n"
+    );
+    assert_eq!(ok(d, &["cat", "i.npy", "--slice", "1"]), "[4 5 6 7]\n");
+    assert_eq!(ok(d, &["cat", "i.npy", "--slice", "1,2"]), "6\n");
+    assert_eq!(
+        ok(d, &["cat", "d.h5::/g/x", "--slice", ":,0"]),
+        "[1.5 4. ]\n"
+    );
+}
+
+#[test]
+fn cat_formats_csv_and_json() {
+    let dir = fixtures();
+    let d = dir.path();
+    assert_eq!(
+        ok(d, &["cat", "--format", "csv", "m.npy"]),
+        "1.5,-2,3.25\n4,5,6\n"
+    );
+    assert_eq!(
+        ok(d, &["cat", "--format", "json", "m.npy", "--slice", ":1"]),
+        "[[1.5,-2.0,3.25]]\n"
+    );
+    assert_eq!(
+        ok(d, &["cat", "--format", "json", "t.csv", "--slice", "0,:2"]),
+        "[0,1]\n"
+    );
+}
+
+#[test]
+fn cat_refuses_bad_selections_in_one_line() {
+    let dir = fixtures();
+    let d = dir.path();
+    let err = one_error_line(&run(d, &["cat", "i.npy", "--slice", "5"]), 2);
+    assert!(err.contains("out of bounds"), "{err}");
+    let err = one_error_line(&run(d, &["cat", "i.npy", "--slice", ":,:,:"]), 2);
+    assert!(err.contains("3 axes"), "{err}");
+}
+
+/// `path`'s bytes with the byte at `at` inverted.
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn cut(path: &Path, len: usize) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..len]).unwrap();
+}
+
+/// The offset of the first occurrence of `needle` in the file.
+fn find(path: &Path, needle: &[u8]) -> usize {
+    let bytes = std::fs::read(path).unwrap();
+    bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap()
+}
+
+#[test]
+fn hostile_files_give_one_error_line() {
+    let dir = fixtures();
+    let d = dir.path();
+    cut(&d.join("m.npy"), 100);
+    let err = one_error_line(&run(d, &["cat", "m.npy"]), 2);
+    assert!(err.starts_with("ndstore: m.npy: byte "), "{err}");
+    // The last element of `b` (11 as i32) inside the stored member: its CRC-32 no longer holds.
+    let at = find(&d.join("two.npz"), &11i32.to_le_bytes());
+    flip(&d.join("two.npz"), at);
+    let err = one_error_line(&run(d, &["cat", "two.npz::b"]), 2);
+    assert!(err.starts_with("ndstore: two.npz: "), "{err}");
+    one_error_line(&run(d, &["info", "big.npy::x"]), 2);
+}
+
+#[test]
+fn verify_clean_files_exit_0() {
+    let dir = fixtures();
+    let d = dir.path();
+    insta::assert_snapshot!(ok(d, &["verify", "m.npy", "two.npz", "t.csv", "d.h5"]));
+    insta::assert_snapshot!("verify_json", ok(d, &["verify", "--json", "m.npy", "d.h5"]));
+}
+
+#[test]
+fn verify_finds_a_flipped_byte_in_an_npz_member() {
+    let dir = fixtures();
+    let d = dir.path();
+    let at = find(&d.join("two.npz"), &11i32.to_le_bytes());
+    flip(&d.join("two.npz"), at);
+    let err = one_error_line(&run(d, &["verify", "two.npz"]), 1);
+    assert!(err.starts_with("ndstore: two.npz: member 'b.npy'"), "{err}");
+    assert!(err.to_lowercase().contains("crc"), "{err}");
+}
+
+#[test]
+fn verify_finds_a_truncated_npy_and_a_torn_csv() {
+    let dir = fixtures();
+    let d = dir.path();
+    cut(&d.join("i.npy"), 140);
+    let err = one_error_line(&run(d, &["verify", "i.npy"]), 1);
+    assert!(err.starts_with("ndstore: i.npy: "), "{err}");
+    // The last line gone: the `# ndstore:` line's shape no longer matches.
+    let text = std::fs::read_to_string(d.join("t.csv")).unwrap();
+    let torn: Vec<&str> = text.lines().collect();
+    std::fs::write(d.join("t.csv"), torn[..torn.len() - 1].join("\n") + "\n").unwrap();
+    let err = one_error_line(&run(d, &["verify", "t.csv"]), 1);
+    assert!(err.starts_with("ndstore: t.csv: "), "{err}");
+}
+
+#[test]
+fn verify_finds_a_fletcher32_mismatch_in_hdf5() {
+    let dir = fixtures();
+    let d = dir.path();
+    // `/data` is stored in chunks of one row, uncompressed, each with its Fletcher-32: its last
+    // row's bytes (8, 9, 10, 11 as little-endian i32) appear once in the file.
+    let row: Vec<u8> = (8..12i32).flat_map(i32::to_le_bytes).collect();
+    let at = find(&d.join("d.h5"), &row);
+    flip(&d.join("d.h5"), at + 8);
+    let err = one_error_line(&run(d, &["verify", "d.h5"]), 1);
+    assert!(err.starts_with("ndstore: d.h5: "), "{err}");
+    assert!(err.contains("/data"), "{err}");
+}
+
+#[test]
+fn verify_missing_file_exits_2_and_damage_1() {
+    let dir = fixtures();
+    let d = dir.path();
+    let output = run(d, &["verify", "m.npy", "missing.npy"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(stderr(&output), "ndstore: missing.npy: no such file\n");
+    assert_eq!(stdout(&output), "m.npy: ok (1 array, 48 bytes)\n");
+}
+
+/// Loads through the facade, whose HDF5 reader is a forked process (see `HDF5_OPEN`).
+fn load(path: PathBuf) -> DynArray {
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    ndstore::load(path).unwrap().1
+}
+
+#[test]
+fn convert_between_formats() {
+    let dir = fixtures();
+    let d = dir.path();
+    let m = load(d.join("m.npy"));
+    for dst in ["m.csv", "m.txt", "m2.npy", "m.npz", "m.h5"] {
+        assert_eq!(ok(d, &["convert", "m.npy", dst]), "");
+        assert!(load(d.join(dst)).bit_eq(&m), "{dst}");
+    }
+    assert_eq!(
+        ok(d, &["convert", "--to", "npz", "d.h5::/g/x", "out.bin"]),
+        ""
+    );
+    let mut reader = npz::NpzReader::open(d.join("out.bin")).unwrap();
+    assert_eq!(reader.names(), ["g/x"]);
+    assert!(reader.load_dyn("g/x").unwrap().1.bit_eq(&m));
+    assert_eq!(ok(d, &["convert", "two.npz::b", "b.h5"]), "");
+    assert!(load(d.join("b.h5")).bit_eq(&load(d.join("i.npy"))));
+}
+
+#[test]
+fn convert_streams_a_large_npy_in_bounded_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 12 MiB of rows: more than one block of the streaming copy, in big-endian order.
+    let rows = 12 * 1024;
+    let values: Vec<i32> = (0..rows as i32 * 256).collect();
+    let a = DynArray::from(ArrayD::from_shape_vec(IxDyn(&[rows, 256]), values).unwrap());
+    let options = SaveOptions::default().byte_order(ndstore::ByteOrder::Big);
+    ndstore::save_with(d.join("big.npy"), &a, &options).unwrap();
+    let output = run(d, &["convert", "big.npy", "copy.npy"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    // Not a terminal: no progress bar.
+    assert_eq!(stderr(&output), "");
+    assert_eq!(
+        std::fs::read(d.join("copy.npy")).unwrap(),
+        std::fs::read(d.join("big.npy")).unwrap()
+    );
+}
+
+#[test]
+fn convert_of_a_damaged_source_leaves_no_destination() {
+    let dir = fixtures();
+    let d = dir.path();
+    cut(&d.join("i.npy"), 140);
+    let err = one_error_line(&run(d, &["convert", "i.npy", "out.npy"]), 2);
+    assert!(err.starts_with("ndstore: i.npy: byte "), "{err}");
+    assert!(!d.join("out.npy").exists());
+    let names: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.to_string_lossy().contains("out.npy")),
+        "{names:?}"
+    );
+}
