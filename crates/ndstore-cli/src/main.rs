@@ -157,6 +157,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Damaged) => ExitCode::from(1),
         Err(Failure::Failed) => ExitCode::from(2),
+        // A reader that stopped early (`ndstore cat big.npy | head`) is not an error.
+        Err(Failure::Error(e))
+            if e.io_error().map(std::io::Error::kind) == Some(std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(Failure::Error(e)) => {
             eprintln!("ndstore: {e}");
             ExitCode::from(2)

@@ -1,11 +1,14 @@
 //! `ndstore cat`: an array's values as numpy prints them (summarised past 1000 elements with 3
 //! edge items and `...`, lines wrapped at 75 columns), or as CSV or JSON.
 
-use ndstore::ndarray::{ArrayD, Axis, IxDyn, Slice};
-use ndstore::{DynArray, Error, ErrorKind, Result};
+use std::io::Write;
+
+use ndstore::ndarray::{ArrayViewD, Axis, Slice};
+use ndstore::num_complex::Complex;
+use ndstore::{Error, ErrorKind, Result};
 use serde_json::{Value, json};
 
-use crate::source::{self, Target, emit};
+use crate::source::{self, Target};
 use crate::{CatFormat, Outcome};
 
 /// numpy's `threshold`: arrays of more elements are summarised.
@@ -28,25 +31,57 @@ pub enum Scalar {
     Complex(f64, f64, u8),
 }
 
-/// The array's elements as scalars, in its logical order.
-pub fn scalars(array: &DynArray) -> ArrayD<Scalar> {
-    match array {
-        DynArray::Bool(a) => a.map(|&v| Scalar::Bool(v)),
-        DynArray::I8(a) => a.map(|&v| Scalar::Int(v.into())),
-        DynArray::I16(a) => a.map(|&v| Scalar::Int(v.into())),
-        DynArray::I32(a) => a.map(|&v| Scalar::Int(v.into())),
-        DynArray::I64(a) => a.map(|&v| Scalar::Int(v.into())),
-        DynArray::U8(a) => a.map(|&v| Scalar::Int(v.into())),
-        DynArray::U16(a) => a.map(|&v| Scalar::Int(v.into())),
-        DynArray::U32(a) => a.map(|&v| Scalar::Int(v.into())),
-        DynArray::U64(a) => a.map(|&v| Scalar::Int(v.into())),
-        DynArray::F16(a) => a.map(|&v| Scalar::Float(v.to_f64(), 16)),
-        DynArray::F32(a) => a.map(|&v| Scalar::Float(v.into(), 32)),
-        DynArray::F64(a) => a.map(|&v| Scalar::Float(v, 64)),
-        DynArray::Complex64(a) => a.map(|v| Scalar::Complex(v.re.into(), v.im.into(), 32)),
-        DynArray::Complex128(a) => a.map(|v| Scalar::Complex(v.re, v.im, 64)),
-        #[allow(unreachable_patterns)]
-        _ => ArrayD::from_elem(IxDyn(&[0]), Scalar::Bool(false)),
+/// An element type turned into a [`Scalar`] one shown element at a time, so printing a large
+/// array never copies it whole.
+pub trait ToScalar: Copy {
+    /// The element as a scalar.
+    fn scalar(self) -> Scalar;
+}
+
+macro_rules! int_scalar {
+    ($($t:ty),*) => {
+        $(impl ToScalar for $t {
+            fn scalar(self) -> Scalar {
+                Scalar::Int(self.into())
+            }
+        })*
+    };
+}
+int_scalar!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+impl ToScalar for bool {
+    fn scalar(self) -> Scalar {
+        Scalar::Bool(self)
+    }
+}
+
+impl ToScalar for ndstore::half::f16 {
+    fn scalar(self) -> Scalar {
+        Scalar::Float(self.to_f64(), 16)
+    }
+}
+
+impl ToScalar for f32 {
+    fn scalar(self) -> Scalar {
+        Scalar::Float(self.into(), 32)
+    }
+}
+
+impl ToScalar for f64 {
+    fn scalar(self) -> Scalar {
+        Scalar::Float(self, 64)
+    }
+}
+
+impl ToScalar for Complex<f32> {
+    fn scalar(self) -> Scalar {
+        Scalar::Complex(self.re.into(), self.im.into(), 32)
+    }
+}
+
+impl ToScalar for Complex<f64> {
+    fn scalar(self) -> Scalar {
+        Scalar::Complex(self.re, self.im, 64)
     }
 }
 
@@ -58,10 +93,16 @@ fn shortest(v: f64, bits: u8) -> String {
     if v.is_infinite() {
         return if v < 0.0 { "-inf".into() } else { "inf".into() };
     }
-    match bits {
-        16 => ndstore::half::f16::from_f64(v).to_f32().to_string(),
-        32 => (v as f32).to_string(),
-        _ => v.to_string(),
+    // Debug is the shortest round-trip spelling, with an exponent for very small and large
+    // magnitudes; numpy writes a float with an integral value as `2.`, which `2` stands for here.
+    let text = match bits {
+        16 => format!("{:?}", ndstore::half::f16::from_f64(v).to_f32()),
+        32 => format!("{:?}", v as f32),
+        _ => format!("{v:?}"),
+    };
+    match text.strip_suffix(".0") {
+        Some(integral) => integral.to_owned(),
+        None => text,
     }
 }
 
@@ -200,13 +241,13 @@ fn shown_indices(len: usize, summarise: bool) -> Vec<Option<usize>> {
 }
 
 /// Collects the elements numpy would show, in order.
-fn collect_shown(a: &ArrayD<Scalar>, summarise: bool, out: &mut Vec<Scalar>) {
+fn collect_shown<T: ToScalar>(a: ArrayViewD<'_, T>, summarise: bool, out: &mut Vec<Scalar>) {
     if a.ndim() == 0 {
-        out.extend(a.iter().copied());
+        out.extend(a.iter().map(|v| v.scalar()));
         return;
     }
     for i in shown_indices(a.shape()[0], summarise).into_iter().flatten() {
-        collect_shown(&a.index_axis(Axis(0), i).to_owned(), summarise, out);
+        collect_shown(a.index_axis(Axis(0), i), summarise, out);
     }
 }
 
@@ -267,16 +308,16 @@ fn render(
 }
 
 /// The array as numpy's `print` shows it.
-pub fn numpy_text(a: &ArrayD<Scalar>) -> String {
+pub fn numpy_text<T: ToScalar>(a: ArrayViewD<'_, T>) -> String {
     let summarise = a.len() > THRESHOLD;
     let mut shown = Vec::new();
-    collect_shown(a, summarise, &mut shown);
+    collect_shown(a.view(), summarise, &mut shown);
     let texts = numpy_texts(&shown);
     render(a.shape(), &mut texts.iter(), summarise, "")
 }
 
 /// Applies `0:10,:`-style selections: `start:stop` keeps an axis, an index removes it.
-pub fn select(a: ArrayD<Scalar>, spec: &str) -> Result<ArrayD<Scalar>> {
+pub fn select<'a, T>(a: ArrayViewD<'a, T>, spec: &str) -> Result<ArrayViewD<'a, T>> {
     let bad = |why: String| Error::new(ErrorKind::InvalidInput, format!("--slice {spec:?}: {why}"));
     let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
     if parts.len() > a.ndim() {
@@ -323,60 +364,91 @@ pub fn select(a: ArrayD<Scalar>, spec: &str) -> Result<ArrayD<Scalar>> {
 
 fn json_float(v: f64, bits: u8) -> Value {
     if v.is_finite() {
-        // A float stays a float in JSON: `-2.0`, not `-2`.
-        let mut text = shortest(v, bits);
-        if !text.contains(['.', 'e', 'E']) {
-            text.push_str(".0");
-        }
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        // The value of the element's own shortest spelling (an f32's 0.1 stays 0.1), parsed
+        // exactly by the standard library and kept a float in JSON: `-2.0`, not `-2`.
+        shortest(v, bits)
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number)
     } else {
         json!(shortest(v, bits))
     }
 }
 
-fn json_value(a: &ArrayD<Scalar>) -> Value {
-    if a.ndim() == 0 {
-        return a.iter().next().map_or(Value::Null, |&s| match s {
-            Scalar::Bool(b) => json!(b),
-            Scalar::Int(i) => serde_json::from_str(&i.to_string()).unwrap_or(Value::Null),
-            Scalar::Float(v, bits) => json_float(v, bits),
-            Scalar::Complex(re, im, bits) => json!([json_float(re, bits), json_float(im, bits)]),
-        });
+fn json_scalar(s: Scalar) -> Value {
+    match s {
+        Scalar::Bool(b) => json!(b),
+        Scalar::Int(i) => serde_json::from_str(&i.to_string()).unwrap_or(Value::Null),
+        Scalar::Float(v, bits) => json_float(v, bits),
+        Scalar::Complex(re, im, bits) => json!([json_float(re, bits), json_float(im, bits)]),
     }
-    Value::Array(
-        a.outer_iter()
-            .map(|row| json_value(&row.to_owned()))
-            .collect(),
-    )
 }
 
-fn csv_text(a: &ArrayD<Scalar>) -> Result<String> {
-    let row = |r: ndstore::ndarray::ArrayViewD<'_, Scalar>| {
-        let cells: Vec<String> = r.iter().map(|&s| plain(s)).collect();
-        cells.join(",") + "\n"
-    };
-    match a.ndim() {
-        0 | 1 => Ok(row(a.view())),
-        2 => Ok(a.outer_iter().map(row).collect()),
-        n => Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!("CSV holds at most 2 axes and the selection has {n}; select with --slice"),
-        )),
+/// Writes the selection as nested JSON arrays, element by element.
+fn write_json<T: ToScalar>(out: &mut dyn Write, a: ArrayViewD<'_, T>) -> std::io::Result<()> {
+    if a.ndim() == 0 {
+        let value = a
+            .iter()
+            .next()
+            .map_or(Value::Null, |v| json_scalar(v.scalar()));
+        return write!(out, "{value}");
     }
+    out.write_all(b"[")?;
+    for (n, row) in a.outer_iter().enumerate() {
+        if n > 0 {
+            out.write_all(b",")?;
+        }
+        write_json(out, row)?;
+    }
+    out.write_all(b"]")
+}
+
+/// Writes the selection as CSV rows.
+fn write_csv<T: ToScalar>(out: &mut dyn Write, a: ArrayViewD<'_, T>) -> std::io::Result<()> {
+    let mut row = |r: ArrayViewD<'_, T>| {
+        let cells: Vec<String> = r.iter().map(|v| plain(v.scalar())).collect();
+        writeln!(out, "{}", cells.join(","))
+    };
+    if a.ndim() == 2 {
+        a.outer_iter().try_for_each(row)
+    } else {
+        row(a)
+    }
+}
+
+fn print_view<T: ToScalar>(
+    a: ArrayViewD<'_, T>,
+    slice: Option<&str>,
+    format: CatFormat,
+) -> Result<()> {
+    let a = match slice {
+        Some(spec) => select(a, spec)?,
+        None => a,
+    };
+    if format == CatFormat::Csv && a.ndim() > 2 {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "CSV holds at most 2 axes and the selection has {}; select with --slice",
+                a.ndim()
+            ),
+        ));
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match format {
+        CatFormat::Numpy => writeln!(out, "{}", numpy_text(a)),
+        CatFormat::Csv => write_csv(&mut out, a),
+        CatFormat::Json => write_json(&mut out, a).and_then(|()| writeln!(out)),
+    }
+    .and_then(|()| out.flush())
+    .map_err(|e| Error::io("cannot write to standard output", e))
 }
 
 /// `ndstore cat TARGET [--slice S] [--format F]`.
 pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
     let (_, array) = source::load(target)?;
-    let mut values = scalars(&array);
-    if let Some(spec) = slice {
-        values = select(values, spec)?;
-    }
-    let text = match format {
-        CatFormat::Numpy => numpy_text(&values) + "\n",
-        CatFormat::Csv => csv_text(&values)?,
-        CatFormat::Json => format!("{}\n", json_value(&values)),
-    };
-    emit(&text)?;
+    ndstore::with_dyn_array!(&array, |a| print_view(a.view(), slice, format))?;
     Ok(())
 }

@@ -370,3 +370,73 @@ fn convert_of_a_damaged_source_leaves_no_destination() {
         "{names:?}"
     );
 }
+
+/// The path of the built binary, for commands run through a shell.
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ndstore"))
+}
+
+/// Runs `script` in `sh` in `dir` (under the read side of `HDF5_OPEN`).
+fn shell(dir: &Path, script: &str) -> Output {
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    std::process::Command::new("sh")
+        .current_dir(dir)
+        .env("NDSTORE", binary())
+        .args(["-c", script])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn convert_streams_under_an_address_space_limit_below_the_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 100 MiB of f64, and a limit of 90 MB of address space for the whole process.
+    let a = DynArray::zeros(
+        ndstore::DTypeKind::F64,
+        &[100 * 1024, 128],
+        ndstore::Order::C,
+    )
+    .unwrap();
+    ndstore::save(d.join("big.npy"), &a).unwrap();
+    drop(a);
+    let limited = "ulimit -v 90000 && exec \"$NDSTORE\"";
+    let output = shell(d, &format!("{limited} convert big.npy copy.npy"));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        std::fs::read(d.join("copy.npy")).unwrap() == std::fs::read(d.join("big.npy")).unwrap()
+    );
+    // The limit is below the array: what loads it whole is refused, in one line.
+    let output = shell(d, &format!("{limited} cat --format json big.npy"));
+    let err = one_error_line(&output, 2);
+    assert!(
+        err.starts_with("ndstore: big.npy: cannot allocate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn progress_bar_only_on_a_terminal_and_not_with_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: no `script` (util-linux) to run the command under a pseudo-terminal");
+        return;
+    }
+    let a = DynArray::zeros(ndstore::DTypeKind::F64, &[2048, 1024], ndstore::Order::C).unwrap();
+    ndstore::save(d.join("a.npy"), &a).unwrap();
+    let tty = |args: &str| {
+        let output = shell(d, &format!("script -qec '\"$NDSTORE\" {args}' /dev/null"));
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let shown = tty("convert a.npy b.npy");
+    assert!(shown.contains("MiB"), "{shown:?}");
+    assert_eq!(tty("convert --quiet a.npy c.npy"), "");
+    let piped = run(d, &["convert", "a.npy", "e.npy"]);
+    assert_eq!(stderr(&piped), "");
+}
