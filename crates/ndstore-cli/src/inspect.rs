@@ -33,15 +33,60 @@ fn bytes_of(meta: &ArrayMeta) -> Result<u64> {
     Ok(meta.byte_len()? as u64)
 }
 
-fn meta_json(name: Option<&str>, meta: &ArrayMeta) -> Result<Value> {
+/// An HDF5 dataset's chunks, filters and maximum shape, for `info`.
+fn layout(path: &Path, kind: Kind, name: Option<&str>) -> Result<Option<hdf5::Layout>> {
+    match (kind, name) {
+        (Kind::Hdf5, Some(name)) => hdf5::read_layout(path, name).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn maxshape_text(maxshape: &[Option<usize>]) -> String {
+    let axes: Vec<String> = maxshape
+        .iter()
+        .map(|m| m.map_or("None".to_owned(), |n| n.to_string()))
+        .collect();
+    match &axes[..] {
+        [one] => format!("({one},)"),
+        _ => format!("({})", axes.join(", ")),
+    }
+}
+
+/// The layout's facts as text: `chunks (1, 4), filters fletcher32, maxshape (3, 4)`.
+fn layout_text(layout: &hdf5::Layout) -> String {
+    let chunks = layout
+        .chunks
+        .as_deref()
+        .map_or("contiguous".to_owned(), |c| {
+            format!("chunks {}", shape_text(c))
+        });
+    let filters = if layout.filters.is_empty() {
+        "no filters".to_owned()
+    } else {
+        format!("filters {}", layout.filters.join(","))
+    };
+    format!(
+        "{chunks}, {filters}, maxshape {}",
+        maxshape_text(&layout.maxshape)
+    )
+}
+
+fn meta_json(name: Option<&str>, meta: &ArrayMeta, layout: Option<&hdf5::Layout>) -> Result<Value> {
     let mut value = json!({
         "dtype": meta.dtype.to_numpy_descr(),
         "shape": meta.shape,
         "order": order_name(meta.order),
         "bytes": bytes_of(meta)?,
     });
-    if let (Some(name), Some(map)) = (name, value.as_object_mut()) {
-        map.insert("name".into(), json!(name));
+    if let Some(map) = value.as_object_mut() {
+        if let Some(name) = name {
+            map.insert("name".into(), json!(name));
+        }
+        if let Some(layout) = layout {
+            map.insert("chunks".into(), json!(layout.chunks));
+            map.insert("filters".into(), json!(layout.filters));
+            map.insert("maxshape".into(), json!(layout.maxshape));
+        }
     }
     Ok(value)
 }
@@ -49,11 +94,16 @@ fn meta_json(name: Option<&str>, meta: &ArrayMeta) -> Result<Value> {
 /// `ndstore info TARGET [--json]`.
 pub fn info(target: &Target, json: bool) -> Outcome {
     let (kind, metas) = source::metas(target)?;
+    let layouts = metas
+        .iter()
+        .map(|(name, _)| layout(&target.path, kind, name.as_deref()))
+        .collect::<Result<Vec<_>>>()?;
     let path = target.path.display().to_string();
     if json {
         let arrays: Result<Vec<Value>> = metas
             .iter()
-            .map(|(name, meta)| meta_json(name.as_deref(), meta))
+            .zip(&layouts)
+            .map(|((name, meta), layout)| meta_json(name.as_deref(), meta, layout.as_ref()))
             .collect();
         let value = json!({ "path": path, "format": kind.name(), "arrays": arrays? });
         emit(&format!("{value:#}\n"))?;
@@ -72,17 +122,22 @@ pub fn info(target: &Target, json: bool) -> Outcome {
             order_name(meta.order),
             bytes_of(meta)?
         );
+        if let Some(Some(layout)) = layouts.first() {
+            let _ = writeln!(out, "layout: {}", layout_text(layout));
+        }
     } else {
         let _ = writeln!(out, "arrays: {}", metas.len());
-        let rows: Result<Vec<[String; 5]>> = metas
+        let rows: Result<Vec<[String; 6]>> = metas
             .iter()
-            .map(|(name, meta)| {
+            .zip(&layouts)
+            .map(|((name, meta), layout)| {
                 Ok([
                     name.clone().unwrap_or_default(),
                     meta.dtype.to_numpy_descr(),
                     shape_text(&meta.shape),
                     order_name(meta.order).to_owned(),
                     format!("{} bytes", bytes_of(meta)?),
+                    layout.as_ref().map(layout_text).unwrap_or_default(),
                 ])
             })
             .collect();

@@ -119,6 +119,7 @@ fn info_single_arrays_and_containers() {
     insta::assert_snapshot!("info_npz_member", ok(d, &["info", "two.npz::b"]));
     insta::assert_snapshot!("info_h5", ok(d, &["info", "d.h5"]));
     insta::assert_snapshot!("info_h5_json", ok(d, &["info", "--json", "d.h5::/g/x"]));
+    insta::assert_snapshot!("info_h5_object", ok(d, &["info", "d.h5::/data"]));
 }
 
 #[test]
