@@ -441,3 +441,131 @@ fn progress_bar_only_on_a_terminal_and_not_with_quiet() {
     let piped = run(d, &["convert", "a.npy", "e.npy"]);
     assert_eq!(stderr(&piped), "");
 }
+
+/// The Python of the environment `cargo xtask setup` makes (numpy, h5py), or why there is none:
+/// `NDSTORE_PYTHON`, else `target/py-venv`. A missing one fails the test under
+/// `NDSTORE_REQUIRE_ORACLES` (`cargo xtask test` sets it).
+fn python() -> Option<PathBuf> {
+    let python = std::env::var_os("NDSTORE_PYTHON").map_or_else(
+        || {
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+                || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+                PathBuf::from,
+            );
+            target.join("py-venv/bin/python")
+        },
+        PathBuf::from,
+    );
+    if python.is_file() {
+        return Some(python);
+    }
+    let why = "numpy and h5py are not set up: run `cargo xtask setup` once";
+    assert!(
+        std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_none(),
+        "{why}"
+    );
+    println!("skipped: {why}");
+    None
+}
+
+/// Arrays numpy prints, each saved as `NAME.npy` beside `NAME.txt`, numpy's `print` of it.
+const NUMPY_ARRAYS: &str = r#"
+import numpy as np
+arrays = {
+    "ints": np.arange(12, dtype=">i2").reshape(3, 4),
+    "neg": np.array([-5, 10, 300], dtype=np.int64),
+    "floats": np.array([[1.5, -2.0, 3.25], [4.0, 5.0, 6.0]]),
+    "float32": np.array([0.1, 0.25, 3.0], dtype=np.float32),
+    "special": np.array([np.nan, -np.inf, 1.0, 0.5]),
+    "sci": np.array([1e-5, 1.0, 12345.678]),
+    "big": np.arange(2000.0),
+    "grid": np.arange(2500, dtype=np.int32).reshape(50, 50),
+    "cube": np.arange(24, dtype=np.uint8).reshape(2, 3, 4),
+    "bools": np.array([True, False, True]),
+    "fortran": np.asfortranarray(np.arange(6, dtype="<f4").reshape(2, 3)),
+    "scalar": np.array(7, dtype=np.int16),
+    "long": np.arange(40, dtype=np.int64) * 1000,
+}
+for name, a in arrays.items():
+    np.save(name + ".npy", a)
+    with open(name + ".txt", "w") as f:
+        f.write(str(a) + "\n")
+np.savez_compressed("packed.npz", ints=arrays["ints"], floats=arrays["floats"])
+"#;
+
+#[test]
+fn cat_prints_numpy_files_as_numpy_does() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let status = std::process::Command::new(&python)
+        .current_dir(d)
+        .args(["-c", NUMPY_ARRAYS])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut wrong = Vec::new();
+    for name in [
+        "ints", "neg", "floats", "float32", "special", "sci", "big", "grid", "cube", "bools",
+        "fortran", "scalar", "long",
+    ] {
+        let numpy = std::fs::read_to_string(d.join(format!("{name}.txt"))).unwrap();
+        let ours = ok(d, &["cat", &format!("{name}.npy")]);
+        if ours != numpy {
+            wrong.push(format!("{name}:\nnumpy:\n{numpy}ndstore:\n{ours}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    insta::assert_snapshot!("info_numpy_npz", ok(d, &["info", "packed.npz"]));
+    assert_eq!(
+        ok(d, &["verify", "packed.npz"]),
+        "packed.npz: ok (2 arrays, 72 bytes)\n"
+    );
+    // A flipped byte in the deflated stream of the last member: deflate or CRC-32 refuses it.
+    let len = std::fs::metadata(d.join("packed.npz")).unwrap().len() as usize;
+    let central = find(&d.join("packed.npz"), b"PK\x01\x02");
+    flip(&d.join("packed.npz"), central.min(len) - 8);
+    let err = one_error_line(&run(d, &["verify", "packed.npz"]), 1);
+    assert!(
+        err.starts_with("ndstore: packed.npz: member 'floats.npy'"),
+        "{err}"
+    );
+}
+
+/// An h5py file with what a listing must show without following: groups, a chunked dataset
+/// with gzip, shuffle and Fletcher-32 and an unlimited axis, a string dataset ndstore cannot
+/// load, soft and external links, and a hard link back to the root (a cycle).
+const H5PY_FILE: &str = r#"
+import h5py, numpy as np
+with h5py.File("tree.h5", "w") as f:
+    f.create_dataset("data", data=np.arange(12.0).reshape(3, 4), chunks=(1, 4),
+                     maxshape=(None, 4), compression="gzip", shuffle=True, fletcher32=True)
+    g = f.create_group("g")
+    g.create_dataset("names", data=np.array([b"a", b"bc"]))
+    g["soft"] = h5py.SoftLink("/data")
+    g["ext"] = h5py.ExternalLink("other.h5", "/x")
+    g["up"] = f
+    g.create_dataset("x", data=np.arange(3, dtype="<i8"))
+"#;
+
+#[test]
+fn ls_and_info_of_an_h5py_file() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let status = std::process::Command::new(&python)
+        .current_dir(d)
+        .args(["-c", H5PY_FILE])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    insta::assert_snapshot!("ls_h5py", ok(d, &["ls", "tree.h5"]));
+    insta::assert_snapshot!("info_h5py", ok(d, &["info", "tree.h5::/data"]));
+    assert_eq!(ok(d, &["cat", "tree.h5::/g/x"]), "[0 1 2]\n");
+    let err = one_error_line(&run(d, &["cat", "tree.h5::/g/names"]), 2);
+    assert!(err.starts_with("ndstore: tree.h5: "), "{err}");
+    assert_eq!(
+        ok(d, &["verify", "tree.h5"]),
+        "tree.h5: ok (2 arrays, 120 bytes)\n"
+    );
+}
