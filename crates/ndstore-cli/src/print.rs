@@ -96,13 +96,40 @@ fn shortest(v: f64, bits: u8) -> String {
     // Debug is the shortest round-trip spelling, with an exponent for very small and large
     // magnitudes; numpy writes a float with an integral value as `2.`, which `2` stands for here.
     let text = match bits {
-        16 => format!("{:?}", ndstore::half::f16::from_f64(v).to_f32()),
+        16 => format!("{:?}", shortest_f16(v)),
         32 => format!("{:?}", v as f32),
         _ => format!("{v:?}"),
     };
     match text.strip_suffix(".0") {
         Some(integral) => integral.to_owned(),
         None => text,
+    }
+}
+
+/// The f64 nearest the shortest decimal that reads back as `v`'s f16 (0.1, not 0.099975586).
+fn shortest_f16(v: f64) -> f64 {
+    use ndstore::half::f16;
+    let wanted = f16::from_f64(v);
+    (0..6)
+        .map(|digits| format!("{:.digits$e}", wanted.to_f32()))
+        .filter_map(|text| text.parse::<f64>().ok())
+        .find(|&decimal| f16::from_f64(decimal) == wanted)
+        .unwrap_or(v)
+}
+
+/// numpy's `precision`: at most this many digits after the point (or of the mantissa).
+const PRECISION: usize = 8;
+
+/// `text` (a spelling `int.frac`) rounded to [`PRECISION`] digits after its point when longer,
+/// trailing zeros dropped, as numpy prints.
+fn limit_digits(text: String, rounded: impl Fn() -> String) -> String {
+    match text.split_once('.') {
+        Some((_, frac)) if frac.len() > PRECISION => {
+            let text = rounded();
+            let trimmed = text.trim_end_matches('0');
+            trimmed.strip_suffix('.').unwrap_or(trimmed).to_owned()
+        }
+        _ => text,
     }
 }
 
@@ -146,7 +173,7 @@ impl FloatStyle {
             let text = if scientific {
                 mantissa(v, bits).0
             } else {
-                shortest(v, bits)
+                positional(v, bits)
             };
             let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
             digits = digits.max(frac.len());
@@ -173,7 +200,7 @@ impl FloatStyle {
                 width = self.digits
             );
         }
-        let text = shortest(v, bits);
+        let text = positional(v, bits);
         let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
         format!(
             "{int:>iw$}.{frac:<width$}",
@@ -183,15 +210,32 @@ impl FloatStyle {
     }
 }
 
-/// The shortest mantissa (with a point) and the decimal exponent of `v`.
+/// The shortest positional spelling of `v`, at most [`PRECISION`] digits after the point.
+fn positional(v: f64, bits: u8) -> String {
+    limit_digits(shortest(v, bits), || format!("{v:.PRECISION$}"))
+}
+
+/// The shortest mantissa (with a point, at most [`PRECISION`] digits after it) and the decimal
+/// exponent of `v`.
 fn mantissa(v: f64, bits: u8) -> (String, i32) {
     let text = match bits {
-        16 => format!("{:e}", ndstore::half::f16::from_f64(v).to_f32()),
+        16 => format!("{:e}", shortest_f16(v)),
         32 => format!("{:e}", v as f32),
         _ => format!("{v:e}"),
     };
-    let (m, e) = text.split_once('e').unwrap_or((&text, "0"));
-    (m.to_owned(), e.parse().unwrap_or(0))
+    let split = |text: &str| {
+        let (m, e) = text.split_once('e').unwrap_or((text, "0"));
+        (m.to_owned(), e.parse().unwrap_or(0))
+    };
+    let (m, e) = split(&text);
+    if m.split_once('.')
+        .is_some_and(|(_, frac)| frac.len() > PRECISION)
+    {
+        let (m, e) = split(&format!("{v:.PRECISION$e}"));
+        let trimmed = m.trim_end_matches('0');
+        return (trimmed.strip_suffix('.').unwrap_or(trimmed).to_owned(), e);
+    }
+    (m, e)
 }
 
 /// Every element's text in numpy's style, padded to one width.

@@ -485,6 +485,14 @@ arrays = {
     "fortran": np.asfortranarray(np.arange(6, dtype="<f4").reshape(2, 3)),
     "scalar": np.array(7, dtype=np.int16),
     "long": np.arange(40, dtype=np.int64) * 1000,
+    "half": np.array([0.1, 2, -3.5], dtype=np.float16),
+    "cplx": np.array([1 + 2j, -0.5 - 1j]),
+    "cplx64": np.array([0.1 + 0j, 3j], dtype=np.complex64),
+    "rand": np.random.default_rng(1).random((2, 3)),
+    "sci8": np.array([1.123456789e-7, 3.3333333333e5]),
+    "rounded": np.array([1.999999999, 2.0]),
+    "empty": np.zeros((0, 3)),
+    "negzero": np.array([-0.0, 1.0]),
 }
 for name, a in arrays.items():
     np.save(name + ".npy", a)
@@ -507,7 +515,8 @@ fn cat_prints_numpy_files_as_numpy_does() {
     let mut wrong = Vec::new();
     for name in [
         "ints", "neg", "floats", "float32", "special", "sci", "big", "grid", "cube", "bools",
-        "fortran", "scalar", "long",
+        "fortran", "scalar", "long", "half", "cplx", "cplx64", "rand", "sci8", "rounded", "empty",
+        "negzero",
     ] {
         let numpy = std::fs::read_to_string(d.join(format!("{name}.txt"))).unwrap();
         let ours = ok(d, &["cat", &format!("{name}.npy")]);
