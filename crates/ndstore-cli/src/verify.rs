@@ -23,18 +23,28 @@ enum Verdict {
     Failed(Error),
 }
 
-/// Whether an error says the file is damaged rather than that it could not be read at all.
+/// Whether an error says the file is damaged rather than that it could not be read at all. An
+/// I/O error is damage when it points into the file or says the bytes are invalid (a corrupt
+/// deflate stream inside an `.npz` member comes back from the zip reader as an I/O error).
 fn is_damage(e: &Error) -> bool {
-    !matches!(
-        e.kind(),
-        ErrorKind::Io
-            | ErrorKind::NotFound
-            | ErrorKind::PermissionDenied
-            | ErrorKind::Unsupported
-            | ErrorKind::InvalidInput
-            | ErrorKind::Locked
-            | ErrorKind::OutOfMemory
-    ) || (e.kind() == ErrorKind::NotFound && e.location().is_some())
+    match e.kind() {
+        ErrorKind::Io => {
+            e.location().is_some()
+                || e.io_error().is_some_and(|io| {
+                    matches!(
+                        io.kind(),
+                        std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                    )
+                })
+        }
+        ErrorKind::NotFound => e.location().is_some(),
+        ErrorKind::PermissionDenied
+        | ErrorKind::Unsupported
+        | ErrorKind::InvalidInput
+        | ErrorKind::Locked
+        | ErrorKind::OutOfMemory => false,
+        _ => true,
+    }
 }
 
 fn bytes(meta: &ndstore::ArrayMeta) -> u64 {
