@@ -1,10 +1,12 @@
 //! `ndstore convert`: an array from one format into another, atomically and durably (the
 //! destination appears complete or not at all, synced with its directory).
 //!
-//! A C-ordered `.npy` source going to `.npy` streams: rows are read through a buffer of at
-//! most [`BUFFER_BYTES`] and appended to ndstore's streaming `.npy` writer, so memory stays
-//! bounded whatever the array's size. Other pairs load the source whole, within its format's
-//! own size checks.
+//! A C-ordered `.npy` file or HDF5 dataset going to `.npy`, text or HDF5 streams: rows are
+//! read a block of at most [`BUFFER_BYTES`] at a time (HDF5 through the isolated reader's
+//! hyperslab reads) and appended to the destination's streaming writer, so memory stays
+//! bounded whatever the array's size. Other sources (`.npz` members, text, Fortran-ordered and
+//! 0-d arrays) and `.npz` destinations load the source whole, within its format's own size
+//! checks.
 
 use std::fs::File;
 use std::io::{IsTerminal, Read};
@@ -13,9 +15,11 @@ use std::path::Path;
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
 use ndstore::file::{NpyWriter, npy, npz};
+use ndstore::hdf5;
 use ndstore::ndarray::{ArrayD, IxDyn};
+use ndstore::text::TextWriter;
 use ndstore::{
-    ArrayMeta, ByteOrder, Commit, DTypeKind, DynArray, Error, ErrorKind, Order, Result,
+    ArrayMeta, ArrayWriter, ByteOrder, DTypeKind, DynArray, Error, ErrorKind, Order, Result,
     SaveOptions, half, num_complex::Complex,
 };
 
@@ -59,11 +63,11 @@ pub fn convert(src: &Target, dst: &Path, to: Option<ToFormat>, quiet: bool) -> O
         None => ToFormat::from_kind(Kind::of(dst)?),
     };
     let show = !quiet && std::io::stderr().is_terminal();
-    if to == ToFormat::Npy && Kind::of(&src.path)? == Kind::Npy && src.object.is_none() {
-        let meta = npy::read_meta(&src.path)?;
-        if meta.order == Order::C && !meta.shape.is_empty() {
-            return Ok(stream_npy(&src.path, dst, show)?);
-        }
+    if to != ToFormat::Npz
+        && let Some(blocks) = Blocks::open(src)?
+    {
+        let writer = writer(to, dst, &blocks.meta, src)?;
+        return Ok(stream(blocks, writer, show)?);
     }
     let (_, array) = source::load(src)?;
     let options = SaveOptions::default();
@@ -77,72 +81,182 @@ pub fn convert(src: &Target, dst: &Path, to: Option<ToFormat>, quiet: bool) -> O
             &options,
         )?,
         ToFormat::Csv | ToFormat::Txt => {
-            let kind = if to == ToFormat::Csv {
-                Kind::Csv
-            } else {
-                Kind::Txt
-            };
             ndstore::with_dyn_array!(&array, |a| ndstore::text::save(
                 dst,
                 a,
-                &text_options(kind),
+                &text_options(text_kind(to)),
                 &options
             ))?;
         }
-        ToFormat::Hdf5 => ndstore::hdf5::save_dyn(
-            dst,
-            src.object
-                .as_deref()
-                .unwrap_or(ndstore::hdf5::DEFAULT_DATASET),
-            &array,
-            &options,
-        )?,
+        ToFormat::Hdf5 => hdf5::save_dyn(dst, dataset_name(src), &array, &options)?,
     }
     Ok(())
 }
 
-/// Copies a C-ordered `.npy` through ndstore's streaming writer, a bounded buffer of rows at a
-/// time.
-fn stream_npy(src: &Path, dst: &Path, show: bool) -> Result<()> {
-    let mut file = File::open(src).map_err(|e| Error::io("cannot open", e).with_path(src))?;
-    let meta = npy::read_header_from(&mut file).map_err(|e| with_path(e, src))?;
-    let row_shape = meta.shape[1..].to_vec();
-    let row_bytes = meta.dtype.itemsize() * row_shape.iter().product::<usize>();
-    let rows = meta.shape[0];
-    let per_block = BUFFER_BYTES
-        .checked_div(row_bytes)
-        .map_or(rows.max(1), |n| n.max(1));
-    let total = (rows as u64).saturating_mul(row_bytes as u64);
-    let bar = show.then(|| progress(total));
-    let mut writer = NpyWriter::create(dst, meta.dtype, &row_shape, &SaveOptions::default())?;
-    let mut buffer = Vec::new();
-    let mut done = 0;
-    while done < rows {
-        let n = per_block.min(rows - done);
-        buffer.resize(n * row_bytes, 0);
-        let offset = file_offset(&mut file);
-        file.read_exact(&mut buffer).map_err(|e| {
-            let kind = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                ErrorKind::Truncated
-            } else {
-                ErrorKind::Io
-            };
-            Error::new(
-                kind,
-                format!("the data ends before row {} of {rows}", done + n),
+fn text_kind(to: ToFormat) -> Kind {
+    if to == ToFormat::Csv {
+        Kind::Csv
+    } else {
+        Kind::Txt
+    }
+}
+
+/// The destination dataset of an HDF5 conversion: the source's object path, else `data`.
+fn dataset_name(src: &Target) -> &str {
+    src.object.as_deref().unwrap_or(hdf5::DEFAULT_DATASET)
+}
+
+/// The streaming writer of the destination format, for rows shaped as `meta`'s after its first
+/// axis; atomic and durable: the target appears complete at commit or not at all.
+fn writer(
+    to: ToFormat,
+    dst: &Path,
+    meta: &ArrayMeta,
+    src: &Target,
+) -> Result<Box<dyn ArrayWriter>> {
+    let row_shape = &meta.shape[1..];
+    let save = SaveOptions::default();
+    Ok(match to {
+        ToFormat::Npy => Box::new(NpyWriter::create(dst, meta.dtype, row_shape, &save)?),
+        ToFormat::Csv | ToFormat::Txt => Box::new(TextWriter::create(
+            dst,
+            meta.dtype,
+            row_shape,
+            &text_options(text_kind(to)),
+            &save,
+        )?),
+        ToFormat::Hdf5 => Box::new(hdf5::H5Writer::create(
+            dst,
+            meta.dtype,
+            row_shape,
+            &save,
+            &hdf5::WriterOptions::new(dataset_name(src)),
+        )?),
+        ToFormat::Npz => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "an .npz member is written whole, not streamed",
             )
-            .at_offset(offset)
-            .with_path(src)
-        })?;
-        let mut shape = vec![n];
-        shape.extend_from_slice(&row_shape);
-        writer.append_dyn(&decode(&meta, &buffer, &shape)?)?;
-        done += n;
-        if let Some(bar) = &bar {
-            bar.set_position((done as u64).saturating_mul(row_bytes as u64));
+            .with_path(dst));
+        }
+    })
+}
+
+/// Where a streamed source's rows come from.
+enum Rows {
+    /// A `.npy` file, positioned at the next row.
+    Npy(File),
+    /// An HDF5 dataset, read a box of rows at a time by the isolated reader.
+    Hdf5(String),
+}
+
+/// A C-ordered source with at least one axis, read a bounded block of rows at a time.
+struct Blocks {
+    path: std::path::PathBuf,
+    meta: ArrayMeta,
+    rows: Rows,
+    done: usize,
+    per_block: usize,
+}
+
+impl Blocks {
+    /// The source's blocks, or `None` when it cannot stream (an `.npz` member, text, a
+    /// Fortran-ordered or 0-d array, an HDF5 file without a named or `data` dataset).
+    fn open(src: &Target) -> Result<Option<Blocks>> {
+        let path = &src.path;
+        let (meta, rows) = match (Kind::of(path)?, &src.object) {
+            (Kind::Npy, None) => {
+                let mut file =
+                    File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+                let meta = npy::read_header_from(&mut file).map_err(|e| with_path(e, path))?;
+                (meta, Rows::Npy(file))
+            }
+            (Kind::Hdf5, object) => {
+                let name = object.as_deref().unwrap_or(hdf5::DEFAULT_DATASET);
+                match hdf5::read_meta(path, name) {
+                    Ok(meta) => (meta, Rows::Hdf5(name.to_owned())),
+                    // Without a name, the facade's choice (the only dataset) loads it whole.
+                    Err(_) if object.is_none() => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => return Ok(None),
+        };
+        if meta.order != Order::C || meta.shape.is_empty() {
+            return Ok(None);
+        }
+        let row_bytes = row_bytes(&meta);
+        let per_block = BUFFER_BYTES
+            .checked_div(row_bytes)
+            .map_or(meta.shape[0], |n| n);
+        Ok(Some(Blocks {
+            path: path.clone(),
+            meta,
+            rows,
+            done: 0,
+            per_block: per_block.max(1),
+        }))
+    }
+
+    /// The next block of rows, `None` after the last.
+    fn next(&mut self, buffer: &mut Vec<u8>) -> Result<Option<DynArray>> {
+        let rows = self.meta.shape[0];
+        if self.done >= rows {
+            return Ok(None);
+        }
+        let n = self.per_block.min(rows - self.done);
+        let start = self.done;
+        self.done += n;
+        let mut shape = self.meta.shape.clone();
+        shape[0] = n;
+        match &mut self.rows {
+            Rows::Npy(file) => {
+                buffer.resize(n * row_bytes(&self.meta), 0);
+                let offset = file_offset(file);
+                file.read_exact(buffer).map_err(|e| {
+                    let kind = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        ErrorKind::Truncated
+                    } else {
+                        ErrorKind::Io
+                    };
+                    Error::new(
+                        kind,
+                        format!("the data ends before row {} of {rows}", start + n),
+                    )
+                    .at_offset(offset)
+                    .with_path(&self.path)
+                })?;
+                decode(&self.meta, buffer, &shape)
+                    .map(Some)
+                    .map_err(|e| with_path(e, &self.path))
+            }
+            Rows::Hdf5(name) => {
+                let ranges: Vec<std::ops::Range<usize>> = std::iter::once(start..start + n)
+                    .chain(self.meta.shape[1..].iter().map(|&len| 0..len))
+                    .collect();
+                hdf5::read_slice(&self.path, name, &ranges).map(Some)
+            }
         }
     }
-    Commit::commit(writer)?;
+}
+
+fn row_bytes(meta: &ArrayMeta) -> usize {
+    meta.dtype.itemsize() * meta.shape[1..].iter().product::<usize>()
+}
+
+/// Copies the blocks into the writer and commits it; the progress bar counts the source's bytes.
+fn stream(mut blocks: Blocks, mut writer: Box<dyn ArrayWriter>, show: bool) -> Result<()> {
+    let row_bytes = row_bytes(&blocks.meta) as u64;
+    let total = (blocks.meta.shape[0] as u64).saturating_mul(row_bytes);
+    let bar = show.then(|| progress(total));
+    let mut buffer = Vec::new();
+    while let Some(block) = blocks.next(&mut buffer)? {
+        writer.append(&block)?;
+        if let Some(bar) = &bar {
+            bar.set_position((blocks.done as u64).saturating_mul(row_bytes));
+        }
+    }
+    writer.commit()?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

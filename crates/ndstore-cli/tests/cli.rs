@@ -608,3 +608,27 @@ fn verify_calls_every_flipped_byte_of_a_deflated_npz_damage_or_clean() {
     // Some flips break the deflate stream itself, which zip reports as an I/O error.
     assert!(deflate_errors > 0);
 }
+
+#[test]
+fn convert_streams_an_hdf5_dataset_in_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 12 MiB of f32 rows, more than one 8 MiB block, under a group.
+    let rows = 12 * 1024;
+    let values: Vec<f32> = (0..rows * 256).map(|v| v as f32 * 0.5).collect();
+    let a = DynArray::from(ArrayD::from_shape_vec(IxDyn(&[rows, 256]), values).unwrap());
+    {
+        let _writing = HDF5_OPEN.write().unwrap_or_else(|e| e.into_inner());
+        hdf5::save_dyn(d.join("in.h5"), "/g/big", &a, &SaveOptions::default()).unwrap();
+    }
+    assert_eq!(ok(d, &["convert", "in.h5::/g/big", "out.npy"]), "");
+    assert!(load(d.join("out.npy")).bit_eq(&a));
+    assert_eq!(ok(d, &["convert", "in.h5::/g/big", "out.h5"]), "");
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        hdf5::load_dyn(d.join("out.h5"), "/g/big")
+            .unwrap()
+            .1
+            .bit_eq(&a)
+    );
+}
