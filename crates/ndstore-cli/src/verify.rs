@@ -25,9 +25,13 @@ enum Verdict {
 
 /// Whether an error says the file is damaged rather than that it could not be read at all. An
 /// I/O error is damage when it points into the file or says the bytes are invalid (a corrupt
-/// deflate stream inside an `.npz` member comes back from the zip reader as an I/O error).
+/// deflate stream inside an `.npz` member comes back from the zip reader as an I/O error). So is
+/// something unsupported at a place inside the file (an HDF5 filter this libhdf5 lacks, which
+/// one flipped byte of a filter id also gives): what cannot be read cannot be called intact.
+/// An unknown extension is a usage error.
 fn is_damage(e: &Error) -> bool {
     match e.kind() {
+        ErrorKind::Unsupported => e.location().is_some(),
         ErrorKind::Io => {
             e.location().is_some()
                 || e.io_error().is_some_and(|io| {
@@ -39,7 +43,6 @@ fn is_damage(e: &Error) -> bool {
         }
         ErrorKind::NotFound => e.location().is_some(),
         ErrorKind::PermissionDenied
-        | ErrorKind::Unsupported
         | ErrorKind::InvalidInput
         | ErrorKind::Locked
         | ErrorKind::OutOfMemory => false,
