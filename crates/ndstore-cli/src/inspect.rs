@@ -224,8 +224,10 @@ pub fn ls(path: &Path, json: bool) -> Outcome {
                 .into_iter()
                 .map(|(name, meta)| {
                     let (what, details) = describe(&Object::Dataset(meta));
+                    // A single-array file's one array goes by the file's name.
+                    let file = || path.file_name().map(|f| f.to_string_lossy().into_owned());
                     [
-                        name.unwrap_or_default(),
+                        name.or_else(file).unwrap_or_default(),
                         what.replace("dataset", "array"),
                         details,
                     ]

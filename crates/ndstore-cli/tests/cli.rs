@@ -157,6 +157,7 @@ fn ls_lists_members_and_the_hdf5_tree() {
     insta::assert_snapshot!("ls_npz", ok(d, &["ls", "two.npz"]));
     insta::assert_snapshot!("ls_h5", ok(d, &["ls", "d.h5"]));
     insta::assert_snapshot!("ls_h5_json", ok(d, &["ls", "--json", "d.h5"]));
+    assert_eq!(ok(d, &["ls", "m.npy"]), "m.npy  array  <f8 (2, 3) C\n");
 }
 
 #[test]
@@ -262,6 +263,10 @@ fn verify_finds_a_flipped_byte_in_an_npz_member() {
     let d = dir.path();
     let at = find(&d.join("two.npz"), &11i32.to_le_bytes());
     flip(&d.join("two.npz"), at);
+    let output = run(d, &["verify", "--json", "two.npz"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr(&output), "");
+    insta::assert_snapshot!("verify_damaged_json", stdout(&output));
     let err = one_error_line(&run(d, &["verify", "two.npz"]), 1);
     assert!(err.starts_with("ndstore: two.npz: member 'b.npy'"), "{err}");
     assert!(err.to_lowercase().contains("crc"), "{err}");
