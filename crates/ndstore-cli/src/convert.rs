@@ -19,8 +19,8 @@ use ndstore::hdf5;
 use ndstore::ndarray::{ArrayD, IxDyn};
 use ndstore::text::TextWriter;
 use ndstore::{
-    ArrayMeta, ArrayWriter, ByteOrder, DTypeKind, DynArray, Error, ErrorKind, Order, Result,
-    SaveOptions, half, num_complex::Complex,
+    ArrayMeta, ArrayWriter, DTypeKind, DynArray, Error, ErrorKind, Order, Result, SaveOptions,
+    half, num_complex::Complex,
 };
 
 use crate::Outcome;
@@ -279,18 +279,36 @@ fn progress(total: u64) -> ProgressBar {
 }
 
 /// Elements of `N` bytes in `order`, turned into values by `from`.
-fn elements<T, const N: usize>(bytes: &[u8], order: ByteOrder, from: fn([u8; N]) -> T) -> Vec<T> {
+fn elements<T, const N: usize>(bytes: &[u8], swap: bool, from: impl Fn([u8; N]) -> T) -> Vec<T> {
     bytes
         .chunks_exact(N)
         .map(|chunk| {
             let mut b = [0u8; N];
             b.copy_from_slice(chunk);
-            if order.needs_swap() {
+            if swap {
                 b.reverse();
             }
             from(b)
         })
         .collect()
+}
+
+/// A complex number from its stored bytes: two parts, each swapped apart when the file's byte
+/// order is not this machine's (`elements` must not swap the pair as a whole).
+fn complex<F, const H: usize, const N: usize>(
+    part: fn([u8; H]) -> F,
+    swap: bool,
+) -> impl Fn([u8; N]) -> Complex<F> {
+    move |bytes: [u8; N]| {
+        let mut halves = [[0u8; H]; 2];
+        for (i, half) in halves.iter_mut().enumerate() {
+            half.copy_from_slice(&bytes[i * H..(i + 1) * H]);
+            if swap {
+                half.reverse();
+            }
+        }
+        Complex::new(part(halves[0]), part(halves[1]))
+    }
 }
 
 /// The rows in `bytes` as an array shaped `shape` of the file's dtype.
@@ -302,10 +320,14 @@ fn decode(meta: &ArrayMeta, bytes: &[u8], shape: &[usize]) -> Result<DynArray> {
             format!("rows do not fit their shape: {e}"),
         )
     };
+    let swap = order.needs_swap();
     macro_rules! array {
         ($t:ty, $n:literal, $from:expr) => {
+            array!($t, $n, $from, swap)
+        };
+        ($t:ty, $n:literal, $from:expr, $swap:expr) => {
             DynArray::from(
-                ArrayD::from_shape_vec(IxDyn(shape), elements::<$t, $n>(bytes, order, $from))
+                ArrayD::from_shape_vec(IxDyn(shape), elements::<$t, $n>(bytes, $swap, $from))
                     .map_err(shaped)?,
             )
         };
@@ -331,21 +353,9 @@ fn decode(meta: &ArrayMeta, bytes: &[u8], shape: &[usize]) -> Result<DynArray> {
         DTypeKind::F16 => array!(half::f16, 2, half::f16::from_ne_bytes),
         DTypeKind::F32 => array!(f32, 4, f32::from_ne_bytes),
         DTypeKind::F64 => array!(f64, 8, f64::from_ne_bytes),
-        DTypeKind::Complex64 => {
-            let parts = elements::<f32, 4>(bytes, order, f32::from_ne_bytes);
-            let values = parts
-                .chunks_exact(2)
-                .map(|p| Complex::new(p[0], p[1]))
-                .collect();
-            DynArray::from(ArrayD::from_shape_vec(IxDyn(shape), values).map_err(shaped)?)
-        }
+        DTypeKind::Complex64 => array!(Complex<f32>, 8, complex(f32::from_ne_bytes, swap), false),
         DTypeKind::Complex128 => {
-            let parts = elements::<f64, 8>(bytes, order, f64::from_ne_bytes);
-            let values = parts
-                .chunks_exact(2)
-                .map(|p| Complex::new(p[0], p[1]))
-                .collect();
-            DynArray::from(ArrayD::from_shape_vec(IxDyn(shape), values).map_err(shaped)?)
+            array!(Complex<f64>, 16, complex(f64::from_ne_bytes, swap), false)
         }
         #[allow(unreachable_patterns)]
         other => {

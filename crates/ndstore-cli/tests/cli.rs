@@ -473,6 +473,16 @@ fn python() -> Option<PathBuf> {
     None
 }
 
+/// Runs `script` with `python` in `dir`, which must succeed.
+fn run_python(python: &Path, dir: &Path, script: &str) {
+    let status = std::process::Command::new(python)
+        .current_dir(dir)
+        .args(["-c", script])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+}
+
 /// Arrays numpy prints, each saved as `NAME.npy` beside `NAME.txt`, numpy's `print` of it.
 const NUMPY_ARRAYS: &str = r#"
 import numpy as np
@@ -511,12 +521,7 @@ fn cat_prints_numpy_files_as_numpy_does() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let status = std::process::Command::new(&python)
-        .current_dir(d)
-        .args(["-c", NUMPY_ARRAYS])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_python(&python, d, NUMPY_ARRAYS);
     let mut wrong = Vec::new();
     for name in [
         "ints", "neg", "floats", "float32", "special", "sci", "big", "grid", "cube", "bools",
@@ -567,12 +572,7 @@ fn ls_and_info_of_an_h5py_file() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let status = std::process::Command::new(&python)
-        .current_dir(d)
-        .args(["-c", H5PY_FILE])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_python(&python, d, H5PY_FILE);
     insta::assert_snapshot!("ls_h5py", ok(d, &["ls", "tree.h5"]));
     insta::assert_snapshot!("info_h5py", ok(d, &["info", "tree.h5::/data"]));
     assert_eq!(ok(d, &["cat", "tree.h5::/g/x"]), "[0 1 2]\n");
@@ -590,12 +590,7 @@ fn verify_calls_every_flipped_byte_of_a_deflated_npz_damage_or_clean() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let script = "import numpy as np; np.savez_compressed('pair.npz', a=np.eye(2), b=np.arange(3))";
-    let status = std::process::Command::new(&python)
-        .current_dir(d)
-        .args(["-c", script])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_python(&python, d, script);
     let original = std::fs::read(d.join("pair.npz")).unwrap();
     let mut deflate_errors = 0;
     for at in 0..original.len() {
@@ -672,4 +667,38 @@ fn verify_sweeps_flipped_bytes_of_npy_csv_and_hdf5() {
     assert!(sweep(d, "m.npy", 128, 1) > 100);
     assert!(sweep(d, "t.csv", usize::MAX, 1) > 10);
     assert!(sweep(d, "d.h5", 256, 32) > 50);
+}
+
+#[test]
+fn convert_streams_every_dtype_in_both_byte_orders() {
+    use ndstore::num_complex::Complex;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let n = 6;
+    let f = |i: usize| i as f64 * 1.25 - 3.0;
+    let arrays: Vec<DynArray> = vec![
+        ArrayD::from_shape_fn(IxDyn(&[n, 2]), |i| i[0] % 2 == 0).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| i[0] as i8 - 3).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| i[0] as u16 * 700).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| i[0] as i32 * -70_000).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| u64::MAX - i[0] as u64).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| ndstore::half::f16::from_f64(f(i[0]))).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n, 3]), |i| f(i[0] + i[1]) as f32).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| f(i[0])).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| Complex::new(f(i[0]) as f32, 1.5)).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n, 1]), |i| Complex::new(f(i[0]), -f(i[0]))).into(),
+    ];
+    for (k, a) in arrays.iter().enumerate() {
+        for order in [ndstore::ByteOrder::Little, ndstore::ByteOrder::Big] {
+            let options = SaveOptions::default().byte_order(order);
+            ndstore::save_with(d.join("src.npy"), a, &options).unwrap();
+            assert_eq!(ok(d, &["convert", "src.npy", "dst.npy"]), "");
+            assert_eq!(
+                std::fs::read(d.join("dst.npy")).unwrap(),
+                std::fs::read(d.join("src.npy")).unwrap(),
+                "array {k} {order:?}"
+            );
+            assert!(load(d.join("dst.npy")).bit_eq(a), "array {k} {order:?}");
+        }
+    }
 }
