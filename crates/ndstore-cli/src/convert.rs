@@ -4,7 +4,8 @@
 //! A C-ordered `.npy` file or HDF5 dataset going to `.npy`, text or HDF5 streams: rows are
 //! read a block of at most [`BUFFER_BYTES`] at a time (HDF5 through the isolated reader's
 //! hyperslab reads) and appended to the destination's streaming writer, so memory stays
-//! bounded whatever the array's size. Other sources (`.npz` members, text, Fortran-ordered and
+//! bounded whatever the array's size; so does a text file with a `# ndstore:` line, a block of
+//! lines at a time. Other sources (`.npz` members, text without the line, Fortran-ordered and
 //! 0-d arrays) and `.npz` destinations load the source whole, within its format's own size
 //! checks.
 
@@ -17,10 +18,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ndstore::file::{NpyWriter, npy, npz};
 use ndstore::hdf5;
 use ndstore::ndarray::{ArrayD, IxDyn};
-use ndstore::text::TextWriter;
+use ndstore::text::{TextReader, TextWriter};
 use ndstore::{
-    ArrayMeta, ArrayWriter, DTypeKind, DynArray, Error, ErrorKind, Order, Result, SaveOptions,
-    half, num_complex::Complex,
+    ArrayMeta, ArrayWriter, DTypeKind, DynArray, Error, ErrorKind, Location, Order, Result,
+    SaveOptions, half, num_complex::Complex,
 };
 
 use crate::Outcome;
@@ -148,6 +149,8 @@ enum Rows {
     Npy(File),
     /// An HDF5 dataset, read a box of rows at a time by the isolated reader.
     Hdf5(String),
+    /// A text file with a `# ndstore:` line, read a block of lines (about 8 MiB) at a time.
+    Text(Box<TextReader>),
 }
 
 /// A C-ordered source with at least one axis, read a bounded block of rows at a time.
@@ -180,6 +183,14 @@ impl Blocks {
                     Err(e) => return Err(e),
                 }
             }
+            (kind @ (Kind::Csv | Kind::Txt), None) => {
+                let reader = TextReader::open(path, &text_options(kind))?;
+                match reader.meta_line() {
+                    Some(meta) => (meta, Rows::Text(Box::new(reader))),
+                    // Without the line, the shape is known only at the end: loaded whole.
+                    None => return Ok(None),
+                }
+            }
             _ => return Ok(None),
         };
         if meta.order != Order::C || meta.shape.is_empty() {
@@ -200,6 +211,9 @@ impl Blocks {
 
     /// The next block of rows, `None` after the last.
     fn next(&mut self, buffer: &mut Vec<u8>) -> Result<Option<DynArray>> {
+        if let Rows::Text(reader) = &mut self.rows {
+            return next_text_block(reader, &self.meta, &mut self.done);
+        }
         let rows = self.meta.shape[0];
         if self.done >= rows {
             return Ok(None);
@@ -230,6 +244,7 @@ impl Blocks {
                     .map(Some)
                     .map_err(|e| with_path(e, &self.path))
             }
+            Rows::Text(_) => Ok(None),
             Rows::Hdf5(name) => {
                 let ranges: Vec<std::ops::Range<usize>> = std::iter::once(start..start + n)
                     .chain(self.meta.shape[1..].iter().map(|&len| 0..len))
@@ -238,6 +253,52 @@ impl Blocks {
             }
         }
     }
+}
+
+/// The next block of a text file's rows, shaped by its `# ndstore:` line, whose row count
+/// is checked: a file with more or fewer rows than the line says is refused with its line.
+fn next_text_block(
+    reader: &mut TextReader,
+    meta: &ArrayMeta,
+    done: &mut usize,
+) -> Result<Option<DynArray>> {
+    let rows = meta.shape[0];
+    let miscounted = |reader: &TextReader, found: &str| {
+        Error::new(
+            ErrorKind::Truncated,
+            format!(
+                "the data holds {found} rows, but the metadata line says shape {:?}",
+                meta.shape
+            ),
+        )
+        .at(Location::LineColumn {
+            line: reader.line(),
+            column: 1,
+        })
+        .with_path(reader.path())
+    };
+    ndstore::with_dtype_kind!(meta.dtype.kind, |T| {
+        match reader.next_block::<T>()? {
+            None if *done == rows => Ok(None),
+            None => Err(miscounted(reader, &done.to_string())),
+            Some((_, n)) if *done + n > rows => {
+                Err(miscounted(reader, &format!("more than {rows}")))
+            }
+            Some((values, n)) => {
+                *done += n;
+                let mut shape = meta.shape.clone();
+                shape[0] = n;
+                let block = ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Format,
+                        format!("a row has the wrong length: {e}"),
+                    )
+                    .with_path(reader.path())
+                })?;
+                Ok(Some(DynArray::from(block)))
+            }
+        }
+    })
 }
 
 fn row_bytes(meta: &ArrayMeta) -> usize {

@@ -702,3 +702,34 @@ fn convert_streams_every_dtype_in_both_byte_orders() {
         }
     }
 }
+
+#[test]
+fn convert_streams_text_with_its_metadata_line_and_checks_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // About 20 MB of text: more than one block of lines.
+    let values: Vec<f64> = (0..1_000_000).map(|v| v as f64 / 7.0).collect();
+    let a = DynArray::from(ArrayD::from_shape_vec(IxDyn(&[250_000, 2, 2]), values).unwrap());
+    ndstore::save(d.join("big.csv"), &a).unwrap();
+    assert_eq!(ok(d, &["convert", "big.csv", "big.npy"]), "");
+    assert!(load(d.join("big.npy")).bit_eq(&a));
+    // One row too few, and one too many: refused, nothing published.
+    let text = std::fs::read_to_string(d.join("big.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(
+        d.join("short.csv"),
+        lines[..lines.len() - 1].join("\n") + "\n",
+    )
+    .unwrap();
+    let err = one_error_line(&run(d, &["convert", "short.csv", "short.npy"]), 2);
+    assert!(err.starts_with("ndstore: short.csv: line "), "{err}");
+    assert!(!d.join("short.npy").exists());
+    std::fs::write(
+        d.join("long.csv"),
+        text.clone() + lines[lines.len() - 1] + "\n",
+    )
+    .unwrap();
+    let err = one_error_line(&run(d, &["convert", "long.csv", "long.npy"]), 2);
+    assert!(err.contains("more than 250000 rows"), "{err}");
+    assert!(!d.join("long.npy").exists());
+}
