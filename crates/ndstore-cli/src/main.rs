@@ -79,8 +79,9 @@ enum Command {
     Cat {
         /// PATH or PATH::OBJECT.
         target: String,
-        /// A numpy-style selection: `start:stop` or an index per axis, separated by commas.
-        #[arg(long)]
+        /// A numpy-style selection: `start:stop` or an index per axis, separated by commas
+        /// (negative counts from the end).
+        #[arg(long, allow_hyphen_values = true)]
         slice: Option<String>,
         /// The output's form.
         #[arg(long, value_enum, default_value_t = CatFormat::Numpy)]

@@ -2,13 +2,15 @@
 //! edge items and `...`, lines wrapped at 75 columns), or as CSV or JSON.
 
 use std::io::Write;
+use std::ops::Range;
 
+use ndstore::hdf5;
 use ndstore::ndarray::{ArrayViewD, Axis, Slice};
 use ndstore::num_complex::Complex;
 use ndstore::{Error, ErrorKind, Result};
 use serde_json::{Value, json};
 
-use crate::source::{self, Target};
+use crate::source::{self, Kind, Target};
 use crate::{CatFormat, Outcome};
 
 /// numpy's `threshold`: arrays of more elements are summarised.
@@ -360,21 +362,28 @@ pub fn numpy_text<T: ToScalar>(a: ArrayViewD<'_, T>) -> String {
     render(a.shape(), &mut texts.iter(), summarise, "")
 }
 
-/// Applies `0:10,:`-style selections: `start:stop` keeps an axis, an index removes it.
-pub fn select<'a, T>(a: ArrayViewD<'a, T>, spec: &str) -> Result<ArrayViewD<'a, T>> {
+/// One axis of a `--slice`: a range kept as an axis, or an index that removes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// `start:stop`, clamped to the axis as numpy clamps.
+    Range(Range<usize>),
+    /// `i` (negative from the end).
+    Index(usize),
+}
+
+/// Parses `0:10,:`-style selections against `shape`; axes not named are kept whole.
+pub fn parse_slice(spec: &str, shape: &[usize]) -> Result<Vec<Pick>> {
     let bad = |why: String| Error::new(ErrorKind::InvalidInput, format!("--slice {spec:?}: {why}"));
     let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
-    if parts.len() > a.ndim() {
+    if parts.len() > shape.len() {
         return Err(bad(format!(
             "{} axes selected, the array has {}",
             parts.len(),
-            a.ndim()
+            shape.len()
         )));
     }
-    let mut a = a;
-    let mut axis = 0;
-    for part in parts {
-        let len = a.shape()[axis];
+    let mut picks = Vec::with_capacity(shape.len());
+    for (&len, part) in shape.iter().zip(parts) {
         let bound = |text: &str, default: usize| -> Result<usize> {
             if text.is_empty() {
                 return Ok(default);
@@ -388,8 +397,7 @@ pub fn select<'a, T>(a: ArrayViewD<'a, T>, spec: &str) -> Result<ArrayViewD<'a, 
         if let Some((start, stop)) = part.split_once(':') {
             let start = bound(start, 0)?;
             let stop = bound(stop, len)?.max(start);
-            a.slice_axis_inplace(Axis(axis), Slice::from(start..stop));
-            axis += 1;
+            picks.push(Pick::Range(start..stop));
         } else {
             let n: i64 = part
                 .parse()
@@ -400,10 +408,37 @@ pub fn select<'a, T>(a: ArrayViewD<'a, T>, spec: &str) -> Result<ArrayViewD<'a, 
                     "index {n} is out of bounds for an axis of {len}"
                 )));
             }
-            a = a.index_axis_move(Axis(axis), index as usize);
+            picks.push(Pick::Index(index as usize));
         }
     }
-    Ok(a)
+    picks.extend(shape[picks.len()..].iter().map(|&len| Pick::Range(0..len)));
+    Ok(picks)
+}
+
+/// The box of elements the picks cover, one range per axis (an index is a range of one).
+fn bounding_box(picks: &[Pick]) -> Vec<Range<usize>> {
+    picks
+        .iter()
+        .map(|pick| match pick {
+            Pick::Range(range) => range.clone(),
+            Pick::Index(i) => *i..*i + 1,
+        })
+        .collect()
+}
+
+/// Applies the picks to `a`: ranges slice an axis, indices remove it.
+pub fn select<'a, T>(mut a: ArrayViewD<'a, T>, picks: &[Pick]) -> ArrayViewD<'a, T> {
+    let mut axis = 0;
+    for pick in picks {
+        match pick {
+            Pick::Range(range) => {
+                a.slice_axis_inplace(Axis(axis), Slice::from(range.clone()));
+                axis += 1;
+            }
+            Pick::Index(i) => a = a.index_axis_move(Axis(axis), *i),
+        }
+    }
+    a
 }
 
 fn json_float(v: f64, bits: u8) -> Value {
@@ -463,11 +498,11 @@ fn write_csv<T: ToScalar>(out: &mut dyn Write, a: ArrayViewD<'_, T>) -> std::io:
 
 fn print_view<T: ToScalar>(
     a: ArrayViewD<'_, T>,
-    slice: Option<&str>,
+    picks: Option<&[Pick]>,
     format: CatFormat,
 ) -> Result<()> {
-    let a = match slice {
-        Some(spec) => select(a, spec)?,
+    let a = match picks {
+        Some(picks) => select(a, picks),
         None => a,
     };
     if format == CatFormat::Csv && a.ndim() > 2 {
@@ -491,8 +526,34 @@ fn print_view<T: ToScalar>(
 }
 
 /// `ndstore cat TARGET [--slice S] [--format F]`.
+///
+/// A selection of an HDF5 dataset reads only the box it covers (a hyperslab, in the isolated
+/// reader); other formats load the array and select from it.
 pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
-    let (_, array) = source::load(target)?;
-    ndstore::with_dyn_array!(&array, |a| print_view(a.view(), slice, format))?;
+    let path = &target.path;
+    let (array, picks) = match (Kind::of(path)?, &target.object, slice) {
+        (Kind::Hdf5, Some(name), Some(spec)) => {
+            let meta = hdf5::read_meta(path, name)?;
+            let picks = parse_slice(spec, &meta.shape)?;
+            let array = hdf5::read_slice(path, name, &bounding_box(&picks))?;
+            // The box read is the selection; an index is now the box's only row.
+            let picks = picks
+                .into_iter()
+                .map(|pick| match pick {
+                    Pick::Index(_) => Pick::Index(0),
+                    Pick::Range(range) => Pick::Range(0..range.len()),
+                })
+                .collect();
+            (array, Some(picks))
+        }
+        _ => {
+            let (meta, array) = source::load(target)?;
+            let picks = slice
+                .map(|spec| parse_slice(spec, &meta.shape))
+                .transpose()?;
+            (array, picks)
+        }
+    };
+    ndstore::with_dyn_array!(&array, |a| print_view(a.view(), picks.as_deref(), format))?;
     Ok(())
 }

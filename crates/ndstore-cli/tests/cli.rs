@@ -183,6 +183,14 @@ fn cat_prints_as_numpy() {
         ok(d, &["cat", "d.h5::/g/x", "--slice", ":,0"]),
         "[1.5 4. ]\n"
     );
+    // HDF5 selections read only their box.
+    let h5 = |slice: &str| ok(d, &["cat", "d.h5::/data", "--slice", slice]);
+    assert_eq!(h5("1,1:3"), "[5 6]\n");
+    assert_eq!(h5("-1"), "[ 8  9 10 11]\n");
+    assert_eq!(h5("1:,-1"), "[ 7 11]\n");
+    assert_eq!(h5("2,3"), "11\n");
+    let err = one_error_line(&run(d, &["cat", "d.h5::/data", "--slice", "3"]), 2);
+    assert!(err.contains("out of bounds"), "{err}");
 }
 
 #[test]
