@@ -176,3 +176,37 @@ pub fn with_path(e: Error, path: &Path) -> Error {
         e.with_path(path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+    use std::path::PathBuf;
+
+    fn target(path: &str, object: Option<&str>) -> Target {
+        Target {
+            path: PathBuf::from(path),
+            object: object.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn objects_split_at_the_last_double_colon() {
+        assert_eq!(Target::parse("a.npy"), target("a.npy", None));
+        assert_eq!(Target::parse("a.npz::w"), target("a.npz", Some("w")));
+        assert_eq!(Target::parse("a.npz::"), target("a.npz", None));
+        assert_eq!(
+            Target::parse("run.h5::/g/x"),
+            target("run.h5", Some("/g/x"))
+        );
+        assert_eq!(
+            Target::parse("a::b/c.h5::/d"),
+            target("a::b/c.h5", Some("/d"))
+        );
+        // A URL keeps its scheme, for the Zarr and s3:// backends to come.
+        assert_eq!(
+            Target::parse("s3://bucket/x.zarr::group/a"),
+            target("s3://bucket/x.zarr", Some("group/a"))
+        );
+        assert_eq!(Target::parse("::x"), target("::x", None));
+    }
+}
