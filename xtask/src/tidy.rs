@@ -55,7 +55,8 @@ pub fn run(root: &Path) -> Result<(), String> {
     }
 }
 
-/// Crates under `crates/` that implement a backend (all but the core and the facade).
+/// Crates under `crates/` that implement a backend (all but the core, the facade and the
+/// command line).
 fn backend_crates(root: &Path) -> Vec<PathBuf> {
     let Ok(entries) = fs::read_dir(root.join("crates")) else {
         return Vec::new();
@@ -65,7 +66,9 @@ fn backend_crates(root: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.starts_with("ndstore-") && name != "ndstore-core" && p.join("Cargo.toml").is_file()
+            name.starts_with("ndstore-")
+                && !matches!(name, "ndstore-core" | "ndstore-cli")
+                && p.join("Cargo.toml").is_file()
         })
         .collect();
     found.sort();

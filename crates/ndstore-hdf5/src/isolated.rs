@@ -662,6 +662,46 @@ pub fn read_meta(path: impl AsRef<Path>, name: &str) -> Result<ArrayMeta> {
     Ok(meta)
 }
 
+/// How a dataset is stored, besides its array metadata: what `h5ls -v` and h5py's
+/// `chunks`, `compression` and `maxshape` show.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Layout {
+    /// The dataset's array metadata.
+    pub meta: ArrayMeta,
+    /// The chunk shape of a chunked dataset, `None` for contiguous or compact storage.
+    pub chunks: Option<Vec<usize>>,
+    /// The filter pipeline, in order, by libhdf5's names (`deflate`, `shuffle`, `fletcher32`,
+    /// ...).
+    pub filters: Vec<String>,
+    /// Each axis's maximum size, `None` for an unlimited axis.
+    pub maxshape: Vec<Option<usize>>,
+}
+
+/// Reads dataset `name`'s metadata and storage layout without its data (isolated, as
+/// [`load_dyn`]).
+///
+/// # Errors
+///
+/// As [`load_dyn`].
+pub fn read_layout(path: impl AsRef<Path>, name: &str) -> Result<Layout> {
+    let path = path.as_ref();
+    let (_, layout) = in_reader(path, name, &ReadOptions::default(), None, |_, _, file| {
+        let at = At::new(path, name);
+        let dataset = read::open_dataset(&file, at)?;
+        let meta = read::describe(&dataset, at)?;
+        let filters = sys::filters(&dataset).map_err(|e| at.h5(e))?;
+        let space = dataset.space().map_err(|e| at.h5(e))?;
+        Ok(Layout {
+            meta,
+            chunks: dataset.chunk(),
+            filters: filters.into_iter().map(|f| f.name).collect(),
+            maxshape: space.maxdims(),
+        })
+    })?;
+    Ok(layout)
+}
+
 /// Every object of the file (isolated, as [`load_dyn`]): datasets with their metadata, those
 /// ndstore cannot load marked with their HDF5 type, groups, and soft and external links
 /// reported without being followed. Each object is listed once, however many hard links lead

@@ -1,9 +1,9 @@
 //! ndstore's `hdf5` backend: arrays as HDF5 datasets through the system libhdf5, with durable
 //! sync (libhdf5 never fsyncs: `sync` is H5Fflush plus fsync) and atomic whole-file saves.
 //!
-//! - [`load_dyn`], [`load_with`], [`load_as`], [`read_meta`], [`list`], [`read_slice`]: files
-//!   someone else may have written, parsed by libhdf5 in an **isolated reader process** (see
-//!   below); [`load_default`] loads `data` or a file's only dataset.
+//! - [`load_dyn`], [`load_with`], [`load_as`], [`read_meta`], [`read_layout`], [`list`],
+//!   [`read_slice`]: files someone else may have written, parsed by libhdf5 in an **isolated
+//!   reader process** (see below); [`load_default`] loads `data` or a file's only dataset.
 //! - [`trusted`]: the same functions with libhdf5 in this process, for files you trust.
 //! - [`save_dyn`], [`save_with`] and [`H5Options`]: whole-file atomic saves, contiguous or
 //!   chunked with gzip, shuffle and Fletcher-32; datasets by path (`/group/name`, groups
@@ -94,8 +94,8 @@ pub use backend::Hdf5Backend;
 pub use h5::{DEFAULT_DATASET, H5Options, META_ATTR, add_dataset, save_dyn, save_with};
 pub use inplace::H5InPlace;
 pub use isolated::{
-    ReadOptions, list, list_with, load_as, load_default, load_dyn, load_with, read_meta,
-    read_slice, read_slice_with,
+    Layout, ReadOptions, list, list_with, load_as, load_default, load_dyn, load_with, read_layout,
+    read_meta, read_slice, read_slice_with,
 };
 pub use read::{DEFAULT_UNBACKED_LIMIT, MAX_FILTER_RATIO};
 pub use swmr::SwmrReader;

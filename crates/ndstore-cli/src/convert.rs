@@ -1,0 +1,429 @@
+//! `ndstore convert`: an array from one format into another, atomically and durably (the
+//! destination appears complete or not at all, synced with its directory).
+//!
+//! A C-ordered `.npy` file or HDF5 dataset going to `.npy`, text or HDF5 streams: rows are
+//! read a block of at most [`BUFFER_BYTES`] at a time (HDF5 through the isolated reader's
+//! hyperslab reads) and appended to the destination's streaming writer, so memory stays
+//! bounded whatever the array's size; so does a text file with a `# ndstore:` line, a block of
+//! lines at a time. Other sources (`.npz` members, text without the line, Fortran-ordered and
+//! 0-d arrays) and `.npz` destinations load the source whole, within its format's own size
+//! checks.
+
+use std::fs::File;
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+
+use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressStyle};
+use ndstore::file::{NpyWriter, npy, npz};
+use ndstore::hdf5;
+use ndstore::ndarray::{ArrayD, IxDyn};
+use ndstore::text::{TextReader, TextWriter};
+use ndstore::{
+    ArrayMeta, ArrayWriter, DTypeKind, DynArray, Error, ErrorKind, Location, Order, Result,
+    SaveOptions, half, num_complex::Complex,
+};
+
+use crate::Outcome;
+use crate::source::{self, Kind, Target, text_options, with_path};
+
+/// The most bytes of rows a streaming conversion holds at once.
+pub const BUFFER_BYTES: usize = 8 << 20;
+
+/// The formats `convert` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ToFormat {
+    /// `.npy`
+    Npy,
+    /// `.npz` (one array, named as the source's object or `arr_0`)
+    Npz,
+    /// comma-separated text with a `# ndstore:` line
+    Csv,
+    /// whitespace-separated text with a `# ndstore:` line
+    Txt,
+    /// HDF5, dataset `data` (or the source's object path)
+    Hdf5,
+}
+
+impl ToFormat {
+    fn from_kind(kind: Kind) -> ToFormat {
+        match kind {
+            Kind::Npy => ToFormat::Npy,
+            Kind::Npz => ToFormat::Npz,
+            Kind::Csv => ToFormat::Csv,
+            Kind::Txt => ToFormat::Txt,
+            Kind::Hdf5 => ToFormat::Hdf5,
+        }
+    }
+}
+
+/// `ndstore convert SRC DST [--to FORMAT] [--quiet]`.
+pub fn convert(src: &Target, dst: &Path, to: Option<ToFormat>, quiet: bool) -> Outcome {
+    let to = match to {
+        Some(to) => to,
+        None => ToFormat::from_kind(Kind::of(dst)?),
+    };
+    let show = !quiet && std::io::stderr().is_terminal();
+    if to != ToFormat::Npz
+        && let Some(blocks) = Blocks::open(src)?
+    {
+        let writer = writer(to, dst, &blocks.meta, src)?;
+        return Ok(stream(blocks, writer, show)?);
+    }
+    let (_, array) = source::load(src)?;
+    let options = SaveOptions::default();
+    let name = src.object.as_deref().map(|o| o.trim_start_matches('/'));
+    match to {
+        ToFormat::Npy => npy::save_dyn(dst, &array, &options)?,
+        ToFormat::Npz => npz::save_npz(
+            dst,
+            &[(name.unwrap_or("arr_0"), &array)],
+            npz::Compression::Stored,
+            &options,
+        )?,
+        ToFormat::Csv | ToFormat::Txt => {
+            ndstore::with_dyn_array!(&array, |a| ndstore::text::save(
+                dst,
+                a,
+                &text_options(text_kind(to)),
+                &options
+            ))?;
+        }
+        ToFormat::Hdf5 => hdf5::save_dyn(dst, dataset_name(src), &array, &options)?,
+    }
+    Ok(())
+}
+
+fn text_kind(to: ToFormat) -> Kind {
+    if to == ToFormat::Csv {
+        Kind::Csv
+    } else {
+        Kind::Txt
+    }
+}
+
+/// The destination dataset of an HDF5 conversion: the source's object path, else `data`.
+fn dataset_name(src: &Target) -> &str {
+    src.object.as_deref().unwrap_or(hdf5::DEFAULT_DATASET)
+}
+
+/// The streaming writer of the destination format, for rows shaped as `meta`'s after its first
+/// axis; atomic and durable: the target appears complete at commit or not at all.
+fn writer(
+    to: ToFormat,
+    dst: &Path,
+    meta: &ArrayMeta,
+    src: &Target,
+) -> Result<Box<dyn ArrayWriter>> {
+    let row_shape = &meta.shape[1..];
+    let save = SaveOptions::default();
+    Ok(match to {
+        ToFormat::Npy => Box::new(NpyWriter::create(dst, meta.dtype, row_shape, &save)?),
+        ToFormat::Csv | ToFormat::Txt => Box::new(TextWriter::create(
+            dst,
+            meta.dtype,
+            row_shape,
+            &text_options(text_kind(to)),
+            &save,
+        )?),
+        ToFormat::Hdf5 => Box::new(hdf5::H5Writer::create(
+            dst,
+            meta.dtype,
+            row_shape,
+            &save,
+            &hdf5::WriterOptions::new(dataset_name(src)),
+        )?),
+        ToFormat::Npz => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "an .npz member is written whole, not streamed",
+            )
+            .with_path(dst));
+        }
+    })
+}
+
+/// Where a streamed source's rows come from.
+enum Rows {
+    /// A `.npy` file, positioned at the next row.
+    Npy(File),
+    /// An HDF5 dataset, read a box of rows at a time by the isolated reader.
+    Hdf5(String),
+    /// A text file with a `# ndstore:` line, read a block of lines (about 8 MiB) at a time.
+    Text(Box<TextReader>),
+}
+
+/// A C-ordered source with at least one axis, read a bounded block of rows at a time.
+struct Blocks {
+    path: std::path::PathBuf,
+    meta: ArrayMeta,
+    rows: Rows,
+    done: usize,
+    per_block: usize,
+}
+
+impl Blocks {
+    /// The source's blocks, or `None` when it cannot stream (an `.npz` member, text, a
+    /// Fortran-ordered or 0-d array, an HDF5 file without a named or `data` dataset).
+    fn open(src: &Target) -> Result<Option<Blocks>> {
+        let path = &src.path;
+        let (meta, rows) = match (Kind::of(path)?, &src.object) {
+            (Kind::Npy, None) => {
+                let mut file =
+                    File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+                let meta = npy::read_header_from(&mut file).map_err(|e| with_path(e, path))?;
+                (meta, Rows::Npy(file))
+            }
+            (Kind::Hdf5, object) => {
+                let name = object.as_deref().unwrap_or(hdf5::DEFAULT_DATASET);
+                match hdf5::read_meta(path, name) {
+                    Ok(meta) => (meta, Rows::Hdf5(name.to_owned())),
+                    // Without a name, the facade's choice (the only dataset) loads it whole.
+                    Err(_) if object.is_none() => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+            (kind @ (Kind::Csv | Kind::Txt), None) => {
+                let reader = TextReader::open(path, &text_options(kind))?;
+                match reader.meta_line() {
+                    Some(meta) => (meta, Rows::Text(Box::new(reader))),
+                    // Without the line, the shape is known only at the end: loaded whole.
+                    None => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        };
+        if meta.order != Order::C || meta.shape.is_empty() {
+            return Ok(None);
+        }
+        let row_bytes = row_bytes(&meta);
+        let per_block = BUFFER_BYTES
+            .checked_div(row_bytes)
+            .map_or(meta.shape[0], |n| n);
+        Ok(Some(Blocks {
+            path: path.clone(),
+            meta,
+            rows,
+            done: 0,
+            per_block: per_block.max(1),
+        }))
+    }
+
+    /// The next block of rows, `None` after the last.
+    fn next(&mut self, buffer: &mut Vec<u8>) -> Result<Option<DynArray>> {
+        if let Rows::Text(reader) = &mut self.rows {
+            return next_text_block(reader, &self.meta, &mut self.done);
+        }
+        let rows = self.meta.shape[0];
+        if self.done >= rows {
+            return Ok(None);
+        }
+        let n = self.per_block.min(rows - self.done);
+        let start = self.done;
+        self.done += n;
+        let mut shape = self.meta.shape.clone();
+        shape[0] = n;
+        match &mut self.rows {
+            Rows::Npy(file) => {
+                buffer.resize(n * row_bytes(&self.meta), 0);
+                let offset = file_offset(file);
+                file.read_exact(buffer).map_err(|e| {
+                    let kind = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        ErrorKind::Truncated
+                    } else {
+                        ErrorKind::Io
+                    };
+                    Error::new(
+                        kind,
+                        format!("the data ends before row {} of {rows}", start + n),
+                    )
+                    .at_offset(offset)
+                    .with_path(&self.path)
+                })?;
+                decode(&self.meta, buffer, &shape)
+                    .map(Some)
+                    .map_err(|e| with_path(e, &self.path))
+            }
+            Rows::Text(_) => Ok(None),
+            Rows::Hdf5(name) => {
+                let ranges: Vec<std::ops::Range<usize>> = std::iter::once(start..start + n)
+                    .chain(self.meta.shape[1..].iter().map(|&len| 0..len))
+                    .collect();
+                hdf5::read_slice(&self.path, name, &ranges).map(Some)
+            }
+        }
+    }
+}
+
+/// The next block of a text file's rows, shaped by its `# ndstore:` line, whose row count
+/// is checked: a file with more or fewer rows than the line says is refused with its line.
+fn next_text_block(
+    reader: &mut TextReader,
+    meta: &ArrayMeta,
+    done: &mut usize,
+) -> Result<Option<DynArray>> {
+    let rows = meta.shape[0];
+    let miscounted = |reader: &TextReader, found: &str| {
+        Error::new(
+            ErrorKind::Truncated,
+            format!(
+                "the data holds {found} rows, but the metadata line says shape {:?}",
+                meta.shape
+            ),
+        )
+        .at(Location::LineColumn {
+            line: reader.line(),
+            column: 1,
+        })
+        .with_path(reader.path())
+    };
+    ndstore::with_dtype_kind!(meta.dtype.kind, |T| {
+        match reader.next_block::<T>()? {
+            None if *done == rows => Ok(None),
+            None => Err(miscounted(reader, &done.to_string())),
+            Some((_, n)) if *done + n > rows => {
+                Err(miscounted(reader, &format!("more than {rows}")))
+            }
+            Some((values, n)) => {
+                *done += n;
+                let mut shape = meta.shape.clone();
+                shape[0] = n;
+                let block = ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Format,
+                        format!("a row has the wrong length: {e}"),
+                    )
+                    .with_path(reader.path())
+                })?;
+                Ok(Some(DynArray::from(block)))
+            }
+        }
+    })
+}
+
+fn row_bytes(meta: &ArrayMeta) -> usize {
+    meta.dtype.itemsize() * meta.shape[1..].iter().product::<usize>()
+}
+
+/// Copies the blocks into the writer and commits it; the progress bar counts the source's bytes.
+fn stream(mut blocks: Blocks, mut writer: Box<dyn ArrayWriter>, show: bool) -> Result<()> {
+    let row_bytes = row_bytes(&blocks.meta) as u64;
+    let total = (blocks.meta.shape[0] as u64).saturating_mul(row_bytes);
+    let bar = show.then(|| progress(total));
+    let mut buffer = Vec::new();
+    while let Some(block) = blocks.next(&mut buffer)? {
+        writer.append(&block)?;
+        if let Some(bar) = &bar {
+            bar.set_position((blocks.done as u64).saturating_mul(row_bytes));
+        }
+    }
+    writer.commit()?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(())
+}
+
+fn file_offset(file: &mut File) -> u64 {
+    use std::io::Seek;
+    file.stream_position().unwrap_or(0)
+}
+
+fn progress(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Elements of `N` bytes in `order`, turned into values by `from`.
+fn elements<T, const N: usize>(bytes: &[u8], swap: bool, from: impl Fn([u8; N]) -> T) -> Vec<T> {
+    bytes
+        .chunks_exact(N)
+        .map(|chunk| {
+            let mut b = [0u8; N];
+            b.copy_from_slice(chunk);
+            if swap {
+                b.reverse();
+            }
+            from(b)
+        })
+        .collect()
+}
+
+/// A complex number from its stored bytes: two parts, each swapped apart when the file's byte
+/// order is not this machine's (`elements` must not swap the pair as a whole).
+fn complex<F, const H: usize, const N: usize>(
+    part: fn([u8; H]) -> F,
+    swap: bool,
+) -> impl Fn([u8; N]) -> Complex<F> {
+    move |bytes: [u8; N]| {
+        let mut halves = [[0u8; H]; 2];
+        for (i, half) in halves.iter_mut().enumerate() {
+            half.copy_from_slice(&bytes[i * H..(i + 1) * H]);
+            if swap {
+                half.reverse();
+            }
+        }
+        Complex::new(part(halves[0]), part(halves[1]))
+    }
+}
+
+/// The rows in `bytes` as an array shaped `shape` of the file's dtype.
+fn decode(meta: &ArrayMeta, bytes: &[u8], shape: &[usize]) -> Result<DynArray> {
+    let order = meta.dtype.byte_order;
+    let shaped = |e: ndstore::ndarray::ShapeError| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("rows do not fit their shape: {e}"),
+        )
+    };
+    let swap = order.needs_swap();
+    macro_rules! array {
+        ($t:ty, $n:literal, $from:expr) => {
+            array!($t, $n, $from, swap)
+        };
+        ($t:ty, $n:literal, $from:expr, $swap:expr) => {
+            DynArray::from(
+                ArrayD::from_shape_vec(IxDyn(shape), elements::<$t, $n>(bytes, $swap, $from))
+                    .map_err(shaped)?,
+            )
+        };
+    }
+    Ok(match meta.dtype.kind {
+        DTypeKind::Bool => {
+            if let Some(at) = bytes.iter().position(|&b| b > 1) {
+                return Err(Error::new(
+                    ErrorKind::Format,
+                    format!("a bool element holds {}", bytes[at]),
+                ));
+            }
+            array!(bool, 1, |b: [u8; 1]| b[0] == 1)
+        }
+        DTypeKind::I8 => array!(i8, 1, i8::from_ne_bytes),
+        DTypeKind::U8 => array!(u8, 1, u8::from_ne_bytes),
+        DTypeKind::I16 => array!(i16, 2, i16::from_ne_bytes),
+        DTypeKind::U16 => array!(u16, 2, u16::from_ne_bytes),
+        DTypeKind::I32 => array!(i32, 4, i32::from_ne_bytes),
+        DTypeKind::U32 => array!(u32, 4, u32::from_ne_bytes),
+        DTypeKind::I64 => array!(i64, 8, i64::from_ne_bytes),
+        DTypeKind::U64 => array!(u64, 8, u64::from_ne_bytes),
+        DTypeKind::F16 => array!(half::f16, 2, half::f16::from_ne_bytes),
+        DTypeKind::F32 => array!(f32, 4, f32::from_ne_bytes),
+        DTypeKind::F64 => array!(f64, 8, f64::from_ne_bytes),
+        DTypeKind::Complex64 => array!(Complex<f32>, 8, complex(f32::from_ne_bytes, swap), false),
+        DTypeKind::Complex128 => {
+            array!(Complex<f64>, 16, complex(f64::from_ne_bytes, swap), false)
+        }
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(Error::new(
+                ErrorKind::UnsupportedDType,
+                format!("cannot stream {other:?}"),
+            ));
+        }
+    })
+}

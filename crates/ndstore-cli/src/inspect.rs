@@ -1,0 +1,248 @@
+//! `ndstore info` and `ndstore ls`: what a file holds, without reading its data.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use ndstore::hdf5::{self, Object};
+use ndstore::{ArrayMeta, Order, Result};
+use serde_json::{Value, json};
+
+use crate::Outcome;
+use crate::source::{self, Kind, Target, emit};
+
+/// A shape as numpy prints it: `(2, 3)`, `(5,)`, `()`.
+pub fn shape_text(shape: &[usize]) -> String {
+    match shape {
+        [one] => format!("({one},)"),
+        _ => {
+            let axes: Vec<String> = shape.iter().map(usize::to_string).collect();
+            format!("({})", axes.join(", "))
+        }
+    }
+}
+
+fn order_name(order: Order) -> &'static str {
+    match order {
+        Order::C => "C",
+        _ => "F",
+    }
+}
+
+/// Bytes of an array's data; a size that overflows is printed as such, never a panic.
+fn bytes_of(meta: &ArrayMeta) -> Result<u64> {
+    Ok(meta.byte_len()? as u64)
+}
+
+/// An HDF5 dataset's chunks, filters and maximum shape, for `info`.
+fn layout(path: &Path, kind: Kind, name: Option<&str>) -> Result<Option<hdf5::Layout>> {
+    match (kind, name) {
+        (Kind::Hdf5, Some(name)) => hdf5::read_layout(path, name).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn maxshape_text(maxshape: &[Option<usize>]) -> String {
+    let axes: Vec<String> = maxshape
+        .iter()
+        .map(|m| m.map_or("None".to_owned(), |n| n.to_string()))
+        .collect();
+    match &axes[..] {
+        [one] => format!("({one},)"),
+        _ => format!("({})", axes.join(", ")),
+    }
+}
+
+/// The layout's facts as text: `chunks (1, 4), filters fletcher32, maxshape (3, 4)`.
+fn layout_text(layout: &hdf5::Layout) -> String {
+    let chunks = layout
+        .chunks
+        .as_deref()
+        .map_or("contiguous".to_owned(), |c| {
+            format!("chunks {}", shape_text(c))
+        });
+    let filters = if layout.filters.is_empty() {
+        "no filters".to_owned()
+    } else {
+        format!("filters {}", layout.filters.join(","))
+    };
+    format!(
+        "{chunks}, {filters}, maxshape {}",
+        maxshape_text(&layout.maxshape)
+    )
+}
+
+fn meta_json(name: Option<&str>, meta: &ArrayMeta, layout: Option<&hdf5::Layout>) -> Result<Value> {
+    let mut value = json!({
+        "dtype": meta.dtype.to_numpy_descr(),
+        "shape": meta.shape,
+        "order": order_name(meta.order),
+        "bytes": bytes_of(meta)?,
+    });
+    if let Some(map) = value.as_object_mut() {
+        if let Some(name) = name {
+            map.insert("name".into(), json!(name));
+        }
+        if let Some(layout) = layout {
+            map.insert("chunks".into(), json!(layout.chunks));
+            map.insert("filters".into(), json!(layout.filters));
+            map.insert("maxshape".into(), json!(layout.maxshape));
+        }
+    }
+    Ok(value)
+}
+
+/// `ndstore info TARGET [--json]`.
+pub fn info(target: &Target, json: bool) -> Outcome {
+    let (kind, metas) = source::metas(target)?;
+    let layouts = metas
+        .iter()
+        .map(|(name, _)| layout(&target.path, kind, name.as_deref()))
+        .collect::<Result<Vec<_>>>()?;
+    let path = target.path.display().to_string();
+    if json {
+        let arrays: Result<Vec<Value>> = metas
+            .iter()
+            .zip(&layouts)
+            .map(|((name, meta), layout)| meta_json(name.as_deref(), meta, layout.as_ref()))
+            .collect();
+        let value = json!({ "path": path, "format": kind.name(), "arrays": arrays? });
+        emit(&format!("{value:#}\n"))?;
+        return Ok(());
+    }
+    let mut out = format!("path:   {path}\nformat: {}\n", kind.name());
+    if let (false, [(_, meta)]) = (kind.is_container() && target.object.is_none(), &metas[..]) {
+        if let Some(name) = &target.object {
+            let _ = writeln!(out, "object: {name}");
+        }
+        let _ = write!(
+            out,
+            "dtype:  {}\nshape:  {}\norder:  {}\nbytes:  {}\n",
+            meta.dtype.to_numpy_descr(),
+            shape_text(&meta.shape),
+            order_name(meta.order),
+            bytes_of(meta)?
+        );
+        if let Some(Some(layout)) = layouts.first() {
+            let _ = writeln!(out, "layout: {}", layout_text(layout));
+        }
+    } else {
+        let _ = writeln!(out, "arrays: {}", metas.len());
+        let rows: Result<Vec<[String; 6]>> = metas
+            .iter()
+            .zip(&layouts)
+            .map(|((name, meta), layout)| {
+                Ok([
+                    name.clone().unwrap_or_default(),
+                    meta.dtype.to_numpy_descr(),
+                    shape_text(&meta.shape),
+                    order_name(meta.order).to_owned(),
+                    format!("{} bytes", bytes_of(meta)?),
+                    layout.as_ref().map(layout_text).unwrap_or_default(),
+                ])
+            })
+            .collect();
+        out.push_str(&table(&rows?, "  "));
+    }
+    emit(&out)?;
+    Ok(())
+}
+
+/// Rows of cells in left-aligned columns, each line after `indent`.
+fn table<const N: usize>(rows: &[[String; N]], indent: &str) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = indent.to_owned();
+        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// One line of a listing: the object's path, what it is, and details.
+fn describe(object: &Object) -> (String, String) {
+    let array = |meta: &ArrayMeta| {
+        format!(
+            "{} {} {}",
+            meta.dtype.to_numpy_descr(),
+            shape_text(&meta.shape),
+            order_name(meta.order)
+        )
+    };
+    match object {
+        Object::Dataset(meta) => ("dataset".into(), array(meta)),
+        Object::Unsupported { shape, reason } => (
+            "unsupported".into(),
+            format!("{} ({reason})", shape_text(shape)),
+        ),
+        Object::Group { listed: true } => ("group".into(), String::new()),
+        Object::Group { listed: false } => ("group".into(), "(deeper than listed)".into()),
+        Object::Datatype => ("datatype".into(), String::new()),
+        Object::Alias { of } => ("hard link".into(), format!("-> {of} (listed there)")),
+        Object::SoftLink { target } => ("soft link".into(), format!("-> {target}")),
+        Object::ExternalLink { file, object } => {
+            ("external link".into(), format!("-> {file}::{object}"))
+        }
+        Object::UserLink => ("user link".into(), "(not followed)".into()),
+        Object::Unreadable { error } => ("unreadable".into(), error.clone()),
+        _ => (
+            "unsupported".into(),
+            "(an object this version does not know)".into(),
+        ),
+    }
+}
+
+/// `ndstore ls PATH [--json]`.
+pub fn ls(path: &Path, json: bool) -> Outcome {
+    let kind = Kind::of(path)?;
+    let rows: Vec<[String; 3]> = match kind {
+        Kind::Hdf5 => hdf5::list(path)?
+            .into_iter()
+            .map(|entry| {
+                let (what, details) = describe(&entry.object);
+                [entry.path, what, details]
+            })
+            .collect(),
+        _ => {
+            let (_, metas) = source::metas(&Target {
+                path: path.to_owned(),
+                object: None,
+            })?;
+            metas
+                .into_iter()
+                .map(|(name, meta)| {
+                    let (what, details) = describe(&Object::Dataset(meta));
+                    // A single-array file's one array goes by the file's name.
+                    let file = || path.file_name().map(|f| f.to_string_lossy().into_owned());
+                    [
+                        name.or_else(file).unwrap_or_default(),
+                        what.replace("dataset", "array"),
+                        details,
+                    ]
+                })
+                .collect()
+        }
+    };
+    if json {
+        let entries: Vec<Value> = rows
+            .iter()
+            .map(|[name, what, details]| json!({ "name": name, "kind": what, "details": details }))
+            .collect();
+        emit(&format!("{:#}\n", json!(entries)))?;
+    } else {
+        emit(&table(&rows, ""))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! `ndstore`, the command line over ndstore's local backends: `info`, `ls`, `cat`, `verify` and
+//! `convert` of `.npy`, `.npz`, CSV and whitespace-separated text, and HDF5 (parsed in
+//! ndstore's isolated reader process, so a hostile file gives an error line, never a crash).
+//!
+//! Errors are one line, `ndstore: PATH: PLACE: MESSAGE`, and the exit status is 0 when all went
+//! well, 1 when `verify` found damage, 2 for a usage or I/O error (and for any error of the
+//! other commands).
+
+mod convert;
+mod inspect;
+mod print;
+mod source;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// What went wrong, and so which exit status the command ends with.
+#[derive(Debug)]
+pub enum Failure {
+    /// An error of ndstore, printed as `ndstore: PATH: PLACE: MESSAGE` (exit 2).
+    Error(ndstore::Error),
+    /// `verify` found damage and has reported it (exit 1).
+    Damaged,
+    /// `verify` could not check a file and has reported it (exit 2).
+    Failed,
+}
+
+impl From<ndstore::Error> for Failure {
+    fn from(e: ndstore::Error) -> Failure {
+        Failure::Error(e)
+    }
+}
+
+/// The result of a command.
+pub type Outcome = std::result::Result<(), Failure>;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ndstore",
+    version,
+    about = "Inspect, list, print, verify and convert n-dimensional arrays (.npy, .npz, .csv, .txt, .h5)",
+    after_help = "An array inside a file is named PATH::OBJECT: an .npz member, an HDF5 dataset path.\n\
+                  Exit status: 0 ok, 1 damage found by verify, 2 usage or I/O error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Format, dtype (numpy notation), shape, order and bytes of each array.
+    #[command(
+        after_help = "Examples:\n  ndstore info weights.npy\n  ndstore info --json run.h5::/results/loss"
+    )]
+    Info {
+        /// PATH or PATH::OBJECT.
+        target: String,
+        /// Print JSON for programs.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The objects of a file: .npz members, the HDF5 tree (links are never followed).
+    #[command(after_help = "Examples:\n  ndstore ls arrays.npz\n  ndstore ls run.h5")]
+    Ls {
+        /// The file.
+        path: PathBuf,
+        /// Print JSON for programs.
+        #[arg(long)]
+        json: bool,
+    },
+    /// An array's values, as numpy prints them (large arrays summarised), or as CSV or JSON.
+    #[command(
+        after_help = "Examples:\n  ndstore cat a.npy\n  ndstore cat --slice 0:10,: --format csv run.h5::/data"
+    )]
+    Cat {
+        /// PATH or PATH::OBJECT.
+        target: String,
+        /// A numpy-style selection: `start:stop` or an index per axis, separated by commas
+        /// (negative counts from the end).
+        #[arg(long, allow_hyphen_values = true)]
+        slice: Option<String>,
+        /// The output's form.
+        #[arg(long, value_enum, default_value_t = CatFormat::Numpy)]
+        format: CatFormat,
+    },
+    /// Reads every array and checks every checksum the format has; reports the first damage.
+    #[command(
+        after_help = "Examples:\n  ndstore verify *.npz\n  ndstore verify --json run.h5 table.csv"
+    )]
+    Verify {
+        /// The files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON for programs.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Converts an array to another format, atomically and durably.
+    #[command(
+        after_help = "Examples:\n  ndstore convert table.csv table.npy\n  ndstore convert --to npz run.h5::/data out.bin"
+    )]
+    Convert {
+        /// PATH or PATH::OBJECT of the source.
+        src: String,
+        /// The destination file.
+        dst: PathBuf,
+        /// The destination's format (default: from its extension).
+        #[arg(long, value_enum)]
+        to: Option<convert::ToFormat>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+/// The output forms of `cat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CatFormat {
+    /// As numpy prints an array.
+    Numpy,
+    /// Comma-separated rows (0-, 1- and 2-dimensional arrays).
+    Csv,
+    /// Nested JSON arrays.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            // Help and version go to standard output; a failure to print them is not ours.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let outcome = match cli.command {
+        Command::Info { target, json } => inspect::info(&source::Target::parse(&target), json),
+        Command::Ls { path, json } => inspect::ls(&path, json),
+        Command::Cat {
+            target,
+            slice,
+            format,
+        } => print::cat(&source::Target::parse(&target), slice.as_deref(), format),
+        Command::Verify { paths, json } => verify::verify(&paths, json),
+        Command::Convert {
+            src,
+            dst,
+            to,
+            quiet,
+        } => convert::convert(&source::Target::parse(&src), &dst, to, quiet),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Damaged) => ExitCode::from(1),
+        Err(Failure::Failed) => ExitCode::from(2),
+        // A reader that stopped early (`ndstore cat big.npy | head`) is not an error.
+        Err(Failure::Error(e))
+            if e.io_error().map(std::io::Error::kind) == Some(std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Error(e)) => {
+            eprintln!("ndstore: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

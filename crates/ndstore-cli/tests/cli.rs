@@ -1,0 +1,743 @@
+//! End-to-end tests of the `ndstore` binary: each command on small files made here, its output
+//! compared with insta snapshots, and hostile files giving one error line and the documented
+//! exit status.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::RwLock;
+
+use assert_cmd::Command;
+use ndstore::file::npz;
+use ndstore::hdf5::{self, H5Options};
+use ndstore::ndarray::{ArrayD, IxDyn, array};
+use ndstore::{DynArray, SaveOptions};
+use tempfile::TempDir;
+
+/// Held for writing while libhdf5 has a file open in this process (the fixtures' HDF5 writes),
+/// for reading while a command runs: libhdf5 opens files without close-on-exec, and a child
+/// spawned meanwhile would inherit the descriptor and its lock, making the next write fail.
+static HDF5_OPEN: RwLock<()> = RwLock::new(());
+
+/// Runs `ndstore ARGS` in `dir`, so paths in its output are the relative ones given.
+fn run(dir: &Path, args: &[&str]) -> Output {
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    Command::cargo_bin("ndstore")
+        .unwrap()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// Asserts the command failed with `code` and said so in exactly one line, and returns it.
+fn one_error_line(output: &Output, code: i32) -> String {
+    assert_eq!(output.status.code(), Some(code), "{output:?}");
+    let err = stderr(output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("ndstore: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let output = run(dir, args);
+    assert_eq!(output.status.code(), Some(0), "{args:?}: {output:?}");
+    stdout(&output)
+}
+
+/// A directory with the fixtures every test reads:
+/// `m.npy` (2×3 f64), `i.npy` (i32 0..12 as 3×4), `big.npy` (2000 f64), `two.npz`
+/// (`a` and `b`, stored), `t.csv`, `d.h5` (`/data` chunked with Fletcher-32, and `/g/x`).
+fn fixtures() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let m = DynArray::from(array![[1.5f64, -2.0, 3.25], [4.0, 5.0, 6.0]].into_dyn());
+    let i = DynArray::from(ArrayD::from_shape_vec(IxDyn(&[3, 4]), (0..12i32).collect()).unwrap());
+    let big = DynArray::from(
+        ArrayD::from_shape_vec(IxDyn(&[2000]), (0..2000).map(f64::from).collect()).unwrap(),
+    );
+    ndstore::save(p("m.npy"), &m).unwrap();
+    ndstore::save(p("i.npy"), &i).unwrap();
+    ndstore::save(p("big.npy"), &big).unwrap();
+    ndstore::save(p("t.csv"), &i).unwrap();
+    npz::save_npz(
+        p("two.npz"),
+        &[("a", &m), ("b", &i)],
+        npz::Compression::Stored,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    let _writing = HDF5_OPEN.write().unwrap_or_else(|e| e.into_inner());
+    let mut checked = H5Options::new().chunk(&[1, 4]);
+    checked.fletcher32 = true;
+    hdf5::save_with(p("d.h5"), "/data", &i, &SaveOptions::default(), &checked).unwrap();
+    hdf5::add_dataset(p("d.h5"), "/g/x", &m, &SaveOptions::default()).unwrap();
+    drop(_writing);
+    dir
+}
+
+#[test]
+fn help_shows_an_example_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["info", "ls", "cat", "verify", "convert"] {
+        let help = ok(dir.path(), &[command, "--help"]);
+        assert!(
+            help.contains(&format!("Examples:\n  ndstore {command} ")),
+            "{help}"
+        );
+    }
+    insta::assert_snapshot!(ok(dir.path(), &["--help"]));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(dir.path(), &["cat"]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = run(dir.path(), &["frobnicate"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn info_single_arrays_and_containers() {
+    let dir = fixtures();
+    let d = dir.path();
+    insta::assert_snapshot!("info_npy", ok(d, &["info", "m.npy"]));
+    insta::assert_snapshot!("info_npy_json", ok(d, &["info", "--json", "m.npy"]));
+    insta::assert_snapshot!("info_csv", ok(d, &["info", "t.csv"]));
+    insta::assert_snapshot!("info_npz", ok(d, &["info", "two.npz"]));
+    insta::assert_snapshot!("info_npz_member", ok(d, &["info", "two.npz::b"]));
+    insta::assert_snapshot!("info_h5", ok(d, &["info", "d.h5"]));
+    insta::assert_snapshot!("info_h5_json", ok(d, &["info", "--json", "d.h5::/g/x"]));
+    insta::assert_snapshot!("info_h5_object", ok(d, &["info", "d.h5::/data"]));
+}
+
+#[test]
+fn info_errors_name_the_file_and_the_place() {
+    let dir = fixtures();
+    let d = dir.path();
+    let err = one_error_line(&run(d, &["info", "two.npz::nope"]), 2);
+    assert!(err.starts_with("ndstore: two.npz: "), "{err}");
+    assert!(err.contains("nope"), "{err}");
+    let err = one_error_line(&run(d, &["info", "m.npy::x"]), 2);
+    assert!(err.starts_with("ndstore: m.npy: "), "{err}");
+    let err = one_error_line(&run(d, &["info", "missing.npy"]), 2);
+    assert_eq!(err, "ndstore: missing.npy: no such file\n");
+    let err = one_error_line(&run(d, &["info", "file.xyz"]), 2);
+    assert!(
+        err.starts_with("ndstore: file.xyz: unknown extension"),
+        "{err}"
+    );
+}
+
+#[test]
+fn target_splits_at_the_last_double_colon() {
+    let dir = fixtures();
+    let d = dir.path();
+    std::fs::create_dir(d.join("a::b")).unwrap();
+    std::fs::copy(d.join("two.npz"), d.join("a::b/two.npz")).unwrap();
+    let out = ok(d, &["info", "a::b/two.npz::a"]);
+    assert!(out.contains("object: a\n"), "{out}");
+}
+
+#[test]
+fn ls_lists_members_and_the_hdf5_tree() {
+    let dir = fixtures();
+    let d = dir.path();
+    insta::assert_snapshot!("ls_npz", ok(d, &["ls", "two.npz"]));
+    insta::assert_snapshot!("ls_h5", ok(d, &["ls", "d.h5"]));
+    insta::assert_snapshot!("ls_h5_json", ok(d, &["ls", "--json", "d.h5"]));
+    assert_eq!(ok(d, &["ls", "m.npy"]), "m.npy  array  <f8 (2, 3) C\n");
+}
+
+#[test]
+fn cat_prints_as_numpy() {
+    let dir = fixtures();
+    let d = dir.path();
+    assert_eq!(
+        ok(d, &["cat", "m.npy"]),
+        "[[ 1.5  -2.    3.25]\n [ 4.    5.    6.  ]]\n"
+    );
+    assert_eq!(
+        ok(d, &["cat", "i.npy"]),
+        "[[ 0  1  2  3]\n [ 4  5  6  7]\n [ 8  9 10 11]]\n"
+    );
+    insta::assert_snapshot!("cat_big_summarised", ok(d, &["cat", "big.npy"]));
+    assert_eq!(
+        ok(d, &["cat", "two.npz::b", "--slice", "1:,-2:"]),
+        "[[ 6  7]\n [10 11]]\n"
+    );
+    assert_eq!(ok(d, &["cat", "i.npy", "--slice", "1"]), "[4 5 6 7]\n");
+    assert_eq!(ok(d, &["cat", "i.npy", "--slice", "1,2"]), "6\n");
+    assert_eq!(
+        ok(d, &["cat", "d.h5::/g/x", "--slice", ":,0"]),
+        "[1.5 4. ]\n"
+    );
+    // HDF5 selections read only their box.
+    let h5 = |slice: &str| ok(d, &["cat", "d.h5::/data", "--slice", slice]);
+    assert_eq!(h5("1,1:3"), "[5 6]\n");
+    assert_eq!(h5("-1"), "[ 8  9 10 11]\n");
+    assert_eq!(h5("1:,-1"), "[ 7 11]\n");
+    assert_eq!(h5("2,3"), "11\n");
+    let err = one_error_line(&run(d, &["cat", "d.h5::/data", "--slice", "3"]), 2);
+    assert!(err.contains("out of bounds"), "{err}");
+}
+
+#[test]
+fn cat_formats_csv_and_json() {
+    let dir = fixtures();
+    let d = dir.path();
+    assert_eq!(
+        ok(d, &["cat", "--format", "csv", "m.npy"]),
+        "1.5,-2,3.25\n4,5,6\n"
+    );
+    assert_eq!(
+        ok(d, &["cat", "--format", "json", "m.npy", "--slice", ":1"]),
+        "[[1.5,-2.0,3.25]]\n"
+    );
+    assert_eq!(
+        ok(d, &["cat", "--format", "json", "t.csv", "--slice", "0,:2"]),
+        "[0,1]\n"
+    );
+}
+
+#[test]
+fn cat_refuses_bad_selections_in_one_line() {
+    let dir = fixtures();
+    let d = dir.path();
+    let err = one_error_line(&run(d, &["cat", "i.npy", "--slice", "5"]), 2);
+    assert!(err.contains("out of bounds"), "{err}");
+    let err = one_error_line(&run(d, &["cat", "i.npy", "--slice", ":,:,:"]), 2);
+    assert!(err.contains("3 axes"), "{err}");
+}
+
+/// `path`'s bytes with the byte at `at` inverted.
+fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn cut(path: &Path, len: usize) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..len]).unwrap();
+}
+
+/// The offset of the first occurrence of `needle` in the file.
+fn find(path: &Path, needle: &[u8]) -> usize {
+    let bytes = std::fs::read(path).unwrap();
+    bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap()
+}
+
+#[test]
+fn hostile_files_give_one_error_line() {
+    let dir = fixtures();
+    let d = dir.path();
+    cut(&d.join("m.npy"), 100);
+    let err = one_error_line(&run(d, &["cat", "m.npy"]), 2);
+    assert!(err.starts_with("ndstore: m.npy: byte "), "{err}");
+    // The last element of `b` (11 as i32) inside the stored member: its CRC-32 no longer holds.
+    let at = find(&d.join("two.npz"), &11i32.to_le_bytes());
+    flip(&d.join("two.npz"), at);
+    let err = one_error_line(&run(d, &["cat", "two.npz::b"]), 2);
+    assert!(err.starts_with("ndstore: two.npz: "), "{err}");
+    one_error_line(&run(d, &["info", "big.npy::x"]), 2);
+}
+
+#[test]
+fn verify_clean_files_exit_0() {
+    let dir = fixtures();
+    let d = dir.path();
+    insta::assert_snapshot!(ok(d, &["verify", "m.npy", "two.npz", "t.csv", "d.h5"]));
+    insta::assert_snapshot!("verify_json", ok(d, &["verify", "--json", "m.npy", "d.h5"]));
+}
+
+#[test]
+fn verify_finds_a_flipped_byte_in_an_npz_member() {
+    let dir = fixtures();
+    let d = dir.path();
+    let at = find(&d.join("two.npz"), &11i32.to_le_bytes());
+    flip(&d.join("two.npz"), at);
+    let output = run(d, &["verify", "--json", "two.npz"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stderr(&output), "");
+    insta::assert_snapshot!("verify_damaged_json", stdout(&output));
+    let err = one_error_line(&run(d, &["verify", "two.npz"]), 1);
+    assert!(err.starts_with("ndstore: two.npz: member 'b.npy'"), "{err}");
+    assert!(err.to_lowercase().contains("crc"), "{err}");
+}
+
+#[test]
+fn verify_finds_a_truncated_npy_and_a_torn_csv() {
+    let dir = fixtures();
+    let d = dir.path();
+    cut(&d.join("i.npy"), 140);
+    let err = one_error_line(&run(d, &["verify", "i.npy"]), 1);
+    assert!(err.starts_with("ndstore: i.npy: "), "{err}");
+    // The last line gone: the `# ndstore:` line's shape no longer matches.
+    let text = std::fs::read_to_string(d.join("t.csv")).unwrap();
+    let torn: Vec<&str> = text.lines().collect();
+    std::fs::write(d.join("t.csv"), torn[..torn.len() - 1].join("\n") + "\n").unwrap();
+    let err = one_error_line(&run(d, &["verify", "t.csv"]), 1);
+    assert!(err.starts_with("ndstore: t.csv: "), "{err}");
+}
+
+#[test]
+fn verify_finds_a_fletcher32_mismatch_in_hdf5() {
+    let dir = fixtures();
+    let d = dir.path();
+    // `/data` is stored in chunks of one row, uncompressed, each with its Fletcher-32: its last
+    // row's bytes (8, 9, 10, 11 as little-endian i32) appear once in the file.
+    let row: Vec<u8> = (8..12i32).flat_map(i32::to_le_bytes).collect();
+    let at = find(&d.join("d.h5"), &row);
+    flip(&d.join("d.h5"), at + 8);
+    let err = one_error_line(&run(d, &["verify", "d.h5"]), 1);
+    assert!(err.starts_with("ndstore: d.h5: "), "{err}");
+    assert!(err.contains("/data"), "{err}");
+}
+
+#[test]
+fn verify_missing_file_exits_2_and_damage_1() {
+    let dir = fixtures();
+    let d = dir.path();
+    let output = run(d, &["verify", "m.npy", "missing.npy"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(stderr(&output), "ndstore: missing.npy: no such file\n");
+    assert_eq!(stdout(&output), "m.npy: ok (1 array, 48 bytes)\n");
+}
+
+/// Loads through the facade, whose HDF5 reader is a forked process (see `HDF5_OPEN`).
+fn load(path: PathBuf) -> DynArray {
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    ndstore::load(path).unwrap().1
+}
+
+#[test]
+fn convert_between_formats() {
+    let dir = fixtures();
+    let d = dir.path();
+    let m = load(d.join("m.npy"));
+    for dst in ["m.csv", "m.txt", "m2.npy", "m.npz", "m.h5"] {
+        assert_eq!(ok(d, &["convert", "m.npy", dst]), "");
+        assert!(load(d.join(dst)).bit_eq(&m), "{dst}");
+    }
+    assert_eq!(
+        ok(d, &["convert", "--to", "npz", "d.h5::/g/x", "out.bin"]),
+        ""
+    );
+    let mut reader = npz::NpzReader::open(d.join("out.bin")).unwrap();
+    assert_eq!(reader.names(), ["g/x"]);
+    assert!(reader.load_dyn("g/x").unwrap().1.bit_eq(&m));
+    assert_eq!(ok(d, &["convert", "two.npz::b", "b.h5"]), "");
+    assert!(load(d.join("b.h5")).bit_eq(&load(d.join("i.npy"))));
+}
+
+#[test]
+fn convert_streams_a_large_npy_in_bounded_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 12 MiB of rows: more than one block of the streaming copy, in big-endian order.
+    let rows = 12 * 1024;
+    let values: Vec<i32> = (0..rows as i32 * 256).collect();
+    let a = DynArray::from(ArrayD::from_shape_vec(IxDyn(&[rows, 256]), values).unwrap());
+    let options = SaveOptions::default().byte_order(ndstore::ByteOrder::Big);
+    ndstore::save_with(d.join("big.npy"), &a, &options).unwrap();
+    let output = run(d, &["convert", "big.npy", "copy.npy"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    // Not a terminal: no progress bar.
+    assert_eq!(stderr(&output), "");
+    assert_eq!(
+        std::fs::read(d.join("copy.npy")).unwrap(),
+        std::fs::read(d.join("big.npy")).unwrap()
+    );
+}
+
+#[test]
+fn convert_of_a_damaged_source_leaves_no_destination() {
+    let dir = fixtures();
+    let d = dir.path();
+    cut(&d.join("i.npy"), 140);
+    let err = one_error_line(&run(d, &["convert", "i.npy", "out.npy"]), 2);
+    assert!(err.starts_with("ndstore: i.npy: byte "), "{err}");
+    assert!(!d.join("out.npy").exists());
+    let names: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.to_string_lossy().contains("out.npy")),
+        "{names:?}"
+    );
+}
+
+/// The path of the built binary, for commands run through a shell.
+fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ndstore"))
+}
+
+/// Runs `script` in `sh` in `dir` (under the read side of `HDF5_OPEN`).
+fn shell(dir: &Path, script: &str) -> Output {
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    std::process::Command::new("sh")
+        .current_dir(dir)
+        .env("NDSTORE", binary())
+        .args(["-c", script])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn convert_streams_under_an_address_space_limit_below_the_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 100 MiB of f64, and a limit of 90 MB of address space for the whole process.
+    let a = DynArray::zeros(
+        ndstore::DTypeKind::F64,
+        &[100 * 1024, 128],
+        ndstore::Order::C,
+    )
+    .unwrap();
+    ndstore::save(d.join("big.npy"), &a).unwrap();
+    drop(a);
+    let limited = "ulimit -v 90000 && exec \"$NDSTORE\"";
+    let output = shell(d, &format!("{limited} convert big.npy copy.npy"));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        std::fs::read(d.join("copy.npy")).unwrap() == std::fs::read(d.join("big.npy")).unwrap()
+    );
+    // The limit is below the array: what loads it whole is refused, in one line.
+    let output = shell(d, &format!("{limited} cat --format json big.npy"));
+    let err = one_error_line(&output, 2);
+    assert!(
+        err.starts_with("ndstore: big.npy: cannot allocate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn progress_bar_only_on_a_terminal_and_not_with_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: no `script` (util-linux) to run the command under a pseudo-terminal");
+        return;
+    }
+    let a = DynArray::zeros(ndstore::DTypeKind::F64, &[2048, 1024], ndstore::Order::C).unwrap();
+    ndstore::save(d.join("a.npy"), &a).unwrap();
+    let tty = |args: &str| {
+        let output = shell(d, &format!("script -qec '\"$NDSTORE\" {args}' /dev/null"));
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let shown = tty("convert a.npy b.npy");
+    assert!(shown.contains("MiB"), "{shown:?}");
+    assert_eq!(tty("convert --quiet a.npy c.npy"), "");
+    let piped = run(d, &["convert", "a.npy", "e.npy"]);
+    assert_eq!(stderr(&piped), "");
+}
+
+/// The Python of the environment `cargo xtask setup` makes (numpy, h5py), or why there is none:
+/// `NDSTORE_PYTHON`, else `target/py-venv`. A missing one fails the test under
+/// `NDSTORE_REQUIRE_ORACLES` (`cargo xtask test` sets it).
+fn python() -> Option<PathBuf> {
+    let python = std::env::var_os("NDSTORE_PYTHON").map_or_else(
+        || {
+            let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+                || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+                PathBuf::from,
+            );
+            target.join("py-venv/bin/python")
+        },
+        PathBuf::from,
+    );
+    if python.is_file() {
+        return Some(python);
+    }
+    let why = "numpy and h5py are not set up: run `cargo xtask setup` once";
+    assert!(
+        std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_none(),
+        "{why}"
+    );
+    println!("skipped: {why}");
+    None
+}
+
+/// Runs `script` with `python` in `dir`, which must succeed.
+fn run_python(python: &Path, dir: &Path, script: &str) {
+    let status = std::process::Command::new(python)
+        .current_dir(dir)
+        .args(["-c", script])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+}
+
+/// Arrays numpy prints, each saved as `NAME.npy` beside `NAME.txt`, numpy's `print` of it.
+const NUMPY_ARRAYS: &str = r#"
+import numpy as np
+arrays = {
+    "ints": np.arange(12, dtype=">i2").reshape(3, 4),
+    "neg": np.array([-5, 10, 300], dtype=np.int64),
+    "floats": np.array([[1.5, -2.0, 3.25], [4.0, 5.0, 6.0]]),
+    "float32": np.array([0.1, 0.25, 3.0], dtype=np.float32),
+    "special": np.array([np.nan, -np.inf, 1.0, 0.5]),
+    "sci": np.array([1e-5, 1.0, 12345.678]),
+    "big": np.arange(2000.0),
+    "grid": np.arange(2500, dtype=np.int32).reshape(50, 50),
+    "cube": np.arange(24, dtype=np.uint8).reshape(2, 3, 4),
+    "bools": np.array([True, False, True]),
+    "fortran": np.asfortranarray(np.arange(6, dtype="<f4").reshape(2, 3)),
+    "scalar": np.array(7, dtype=np.int16),
+    "long": np.arange(40, dtype=np.int64) * 1000,
+    "half": np.array([0.1, 2, -3.5], dtype=np.float16),
+    "cplx": np.array([1 + 2j, -0.5 - 1j]),
+    "cplx64": np.array([0.1 + 0j, 3j], dtype=np.complex64),
+    "rand": np.random.default_rng(1).random((2, 3)),
+    "sci8": np.array([1.123456789e-7, 3.3333333333e5]),
+    "rounded": np.array([1.999999999, 2.0]),
+    "empty": np.zeros((0, 3)),
+    "negzero": np.array([-0.0, 1.0]),
+}
+for name, a in arrays.items():
+    np.save(name + ".npy", a)
+    with open(name + ".txt", "w") as f:
+        f.write(str(a) + "\n")
+np.savez_compressed("packed.npz", ints=arrays["ints"], floats=arrays["floats"])
+"#;
+
+#[test]
+fn cat_prints_numpy_files_as_numpy_does() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_python(&python, d, NUMPY_ARRAYS);
+    let mut wrong = Vec::new();
+    for name in [
+        "ints", "neg", "floats", "float32", "special", "sci", "big", "grid", "cube", "bools",
+        "fortran", "scalar", "long", "half", "cplx", "cplx64", "rand", "sci8", "rounded", "empty",
+        "negzero",
+    ] {
+        let numpy = std::fs::read_to_string(d.join(format!("{name}.txt"))).unwrap();
+        let ours = ok(d, &["cat", &format!("{name}.npy")]);
+        if ours != numpy {
+            wrong.push(format!("{name}:\nnumpy:\n{numpy}ndstore:\n{ours}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    insta::assert_snapshot!("info_numpy_npz", ok(d, &["info", "packed.npz"]));
+    assert_eq!(
+        ok(d, &["verify", "packed.npz"]),
+        "packed.npz: ok (2 arrays, 72 bytes)\n"
+    );
+    // A flipped byte in the deflated stream of the last member: deflate or CRC-32 refuses it.
+    let len = std::fs::metadata(d.join("packed.npz")).unwrap().len() as usize;
+    let central = find(&d.join("packed.npz"), b"PK\x01\x02");
+    flip(&d.join("packed.npz"), central.min(len) - 8);
+    let err = one_error_line(&run(d, &["verify", "packed.npz"]), 1);
+    assert!(
+        err.starts_with("ndstore: packed.npz: member 'floats.npy'"),
+        "{err}"
+    );
+}
+
+/// An h5py file with what a listing must show without following: groups, a chunked dataset
+/// with gzip, shuffle and Fletcher-32 and an unlimited axis, a string dataset ndstore cannot
+/// load, soft and external links, and a hard link back to the root (a cycle).
+const H5PY_FILE: &str = r#"
+import h5py, numpy as np
+with h5py.File("tree.h5", "w") as f:
+    f.create_dataset("data", data=np.arange(12.0).reshape(3, 4), chunks=(1, 4),
+                     maxshape=(None, 4), compression="gzip", shuffle=True, fletcher32=True)
+    g = f.create_group("g")
+    g.create_dataset("names", data=np.array([b"a", b"bc"]))
+    g["soft"] = h5py.SoftLink("/data")
+    g["ext"] = h5py.ExternalLink("other.h5", "/x")
+    g["up"] = f
+    g.create_dataset("x", data=np.arange(3, dtype="<i8"))
+"#;
+
+#[test]
+fn ls_and_info_of_an_h5py_file() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_python(&python, d, H5PY_FILE);
+    insta::assert_snapshot!("ls_h5py", ok(d, &["ls", "tree.h5"]));
+    insta::assert_snapshot!("info_h5py", ok(d, &["info", "tree.h5::/data"]));
+    assert_eq!(ok(d, &["cat", "tree.h5::/g/x"]), "[0 1 2]\n");
+    let err = one_error_line(&run(d, &["cat", "tree.h5::/g/names"]), 2);
+    assert!(err.starts_with("ndstore: tree.h5: "), "{err}");
+    assert_eq!(
+        ok(d, &["verify", "tree.h5"]),
+        "tree.h5: ok (2 arrays, 120 bytes)\n"
+    );
+}
+
+#[test]
+fn verify_calls_every_flipped_byte_of_a_deflated_npz_damage_or_clean() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let script = "import numpy as np; np.savez_compressed('pair.npz', a=np.eye(2), b=np.arange(3))";
+    run_python(&python, d, script);
+    let original = std::fs::read(d.join("pair.npz")).unwrap();
+    let mut deflate_errors = 0;
+    for at in 0..original.len() {
+        let mut bytes = original.clone();
+        bytes[at] ^= 0xff;
+        std::fs::write(d.join("x.npz"), &bytes).unwrap();
+        let output = run(d, &["verify", "x.npz"]);
+        // Bytes zip ignores (times, attributes) may leave the file clean; never "could not check".
+        if output.status.code() != Some(0) {
+            let err = one_error_line(&output, 1);
+            assert!(err.starts_with("ndstore: x.npz: "), "byte {at}: {err}");
+            deflate_errors += usize::from(err.contains("deflate"));
+        }
+    }
+    // Some flips break the deflate stream itself, which zip reports as an I/O error.
+    assert!(deflate_errors > 0);
+}
+
+#[test]
+fn convert_streams_an_hdf5_dataset_in_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 12 MiB of f32 rows, more than one 8 MiB block, under a group.
+    let rows = 12 * 1024;
+    let values: Vec<f32> = (0..rows * 256).map(|v| v as f32 * 0.5).collect();
+    let a = DynArray::from(ArrayD::from_shape_vec(IxDyn(&[rows, 256]), values).unwrap());
+    {
+        let _writing = HDF5_OPEN.write().unwrap_or_else(|e| e.into_inner());
+        hdf5::save_dyn(d.join("in.h5"), "/g/big", &a, &SaveOptions::default()).unwrap();
+    }
+    assert_eq!(ok(d, &["convert", "in.h5::/g/big", "out.npy"]), "");
+    assert!(load(d.join("out.npy")).bit_eq(&a));
+    assert_eq!(ok(d, &["convert", "in.h5::/g/big", "out.h5"]), "");
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        hdf5::load_dyn(d.join("out.h5"), "/g/big")
+            .unwrap()
+            .1
+            .bit_eq(&a)
+    );
+}
+
+/// Flips each `step`-th byte of `name` in turn (every byte of the first `dense` ones) and
+/// requires `verify` to call each copy clean (0) or damaged in one line naming the file (1):
+/// never "could not check" (2), never a crash. Returns how many copies were damaged.
+fn sweep(d: &Path, name: &str, dense: usize, step: usize) -> usize {
+    let original = std::fs::read(d.join(name)).unwrap();
+    let copy = format!("x.{}", name.rsplit('.').next().unwrap());
+    let mut damaged = 0;
+    let places = (0..original.len()).filter(|&at| at < dense || at % step == 0);
+    for at in places {
+        let mut bytes = original.clone();
+        bytes[at] ^= 0xff;
+        std::fs::write(d.join(&copy), &bytes).unwrap();
+        let output = run(d, &["verify", &copy]);
+        if output.status.code() != Some(0) {
+            let err = one_error_line(&output, 1);
+            assert!(
+                err.starts_with(&format!("ndstore: {copy}: ")),
+                "byte {at}: {err}"
+            );
+            damaged += 1;
+        }
+    }
+    damaged
+}
+
+#[test]
+fn verify_sweeps_flipped_bytes_of_npy_csv_and_hdf5() {
+    let dir = fixtures();
+    let d = dir.path();
+    // Every byte of the .npy header and of the CSV; every 32nd byte of the HDF5 file, every one
+    // of its first 256 (the superblock and the start of the root group).
+    assert!(sweep(d, "m.npy", 128, 1) > 100);
+    assert!(sweep(d, "t.csv", usize::MAX, 1) > 10);
+    assert!(sweep(d, "d.h5", 256, 32) > 50);
+}
+
+#[test]
+fn convert_streams_every_dtype_in_both_byte_orders() {
+    use ndstore::num_complex::Complex;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let n = 6;
+    let f = |i: usize| i as f64 * 1.25 - 3.0;
+    let arrays: Vec<DynArray> = vec![
+        ArrayD::from_shape_fn(IxDyn(&[n, 2]), |i| i[0] % 2 == 0).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| i[0] as i8 - 3).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| i[0] as u16 * 700).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| i[0] as i32 * -70_000).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| u64::MAX - i[0] as u64).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| ndstore::half::f16::from_f64(f(i[0]))).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n, 3]), |i| f(i[0] + i[1]) as f32).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| f(i[0])).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n]), |i| Complex::new(f(i[0]) as f32, 1.5)).into(),
+        ArrayD::from_shape_fn(IxDyn(&[n, 1]), |i| Complex::new(f(i[0]), -f(i[0]))).into(),
+    ];
+    for (k, a) in arrays.iter().enumerate() {
+        for order in [ndstore::ByteOrder::Little, ndstore::ByteOrder::Big] {
+            let options = SaveOptions::default().byte_order(order);
+            ndstore::save_with(d.join("src.npy"), a, &options).unwrap();
+            assert_eq!(ok(d, &["convert", "src.npy", "dst.npy"]), "");
+            assert_eq!(
+                std::fs::read(d.join("dst.npy")).unwrap(),
+                std::fs::read(d.join("src.npy")).unwrap(),
+                "array {k} {order:?}"
+            );
+            assert!(load(d.join("dst.npy")).bit_eq(a), "array {k} {order:?}");
+        }
+    }
+}
+
+#[test]
+fn convert_streams_text_with_its_metadata_line_and_checks_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // About 20 MB of text: more than one block of lines.
+    let values: Vec<f64> = (0..1_000_000).map(|v| v as f64 / 7.0).collect();
+    let a = DynArray::from(ArrayD::from_shape_vec(IxDyn(&[250_000, 2, 2]), values).unwrap());
+    ndstore::save(d.join("big.csv"), &a).unwrap();
+    assert_eq!(ok(d, &["convert", "big.csv", "big.npy"]), "");
+    assert!(load(d.join("big.npy")).bit_eq(&a));
+    // One row too few, and one too many: refused, nothing published.
+    let text = std::fs::read_to_string(d.join("big.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(
+        d.join("short.csv"),
+        lines[..lines.len() - 1].join("\n") + "\n",
+    )
+    .unwrap();
+    let err = one_error_line(&run(d, &["convert", "short.csv", "short.npy"]), 2);
+    assert!(err.starts_with("ndstore: short.csv: line "), "{err}");
+    assert!(!d.join("short.npy").exists());
+    std::fs::write(
+        d.join("long.csv"),
+        text.clone() + lines[lines.len() - 1] + "\n",
+    )
+    .unwrap();
+    let err = one_error_line(&run(d, &["convert", "long.csv", "long.npy"]), 2);
+    assert!(err.contains("more than 250000 rows"), "{err}");
+    assert!(!d.join("long.npy").exists());
+}
