@@ -726,7 +726,19 @@ fn inject_into_saves(
     for (done, (injection, matters)) in plan.iter().enumerate() {
         progress.tick(done as u64);
         let name = format!("save of {size}: {}", injection.describe());
-        let problems = injected_save(ctx, scale, injection, *matters, &old_bytes, &new)?;
+        // strace counts an injection's occurrences per thread, and a thread's first calls vary
+        // from run to run (glibc reads `/proc/sys/vm/overcommit_memory` when it first trims an
+        // arena; the release thread closes a replaced file): the occurrence the plan counted on
+        // may be another call in this run. A case that matters whose failure hit nothing that
+        // matters runs again, up to three times, before it is judged without that failure.
+        let mut attempt = 1;
+        let problems = loop {
+            let (problems, hit) = injected_save(ctx, scale, injection, *matters, &old_bytes, &new)?;
+            if hit || !*matters || attempt == 3 || !problems.is_empty() {
+                break problems;
+            }
+            attempt += 1;
+        };
         if !problems.is_empty() {
             failures.push(format!("{name}: {}", problems.join("; ")));
         }
@@ -758,34 +770,9 @@ fn saved_bytes(ctx: &Ctx<'_>, array: &DynArray) -> Result<Vec<u8>, String> {
 }
 
 /// One IO case: an atomic save of `new` over a file holding `old_bytes`, with `injection`'s
-/// failure. Returns what went wrong (nothing when the case held).
-///
-/// strace counts an injection's occurrences per thread, and a thread's first calls vary from
-/// run to run (glibc reads `/proc/sys/vm/overcommit_memory` when it first trims an arena; the
-/// release thread closes a replaced file): the occurrence the plan counted on may be another
-/// call in this run. When the plan's case matters and the failure hit no call that matters, the
-/// case runs again, up to three times, before it is judged without that failure.
+/// failure. Returns what went wrong (nothing when the case held) and whether the failure hit a
+/// call that matters (`matters` is the plan's word, checked against strace's log).
 fn injected_save(
-    ctx: &Ctx<'_>,
-    scale: Scale,
-    injection: &Injection<'_>,
-    matters: bool,
-    old_bytes: &[u8],
-    new: &DynArray,
-) -> Result<Vec<String>, String> {
-    let mut attempt = 1;
-    loop {
-        let (problems, hit) = injected_save_once(ctx, scale, injection, matters, old_bytes, new)?;
-        if hit || !matters || attempt == 3 || !problems.is_empty() {
-            return Ok(problems);
-        }
-        attempt += 1;
-    }
-}
-
-/// One run of an IO case; returns its problems and whether the failure hit a call that
-/// matters (`matters` is the plan's word, checked against strace's log).
-fn injected_save_once(
     ctx: &Ctx<'_>,
     scale: Scale,
     injection: &Injection<'_>,
