@@ -135,11 +135,26 @@ fn errno_of(desc: &str) -> Option<i32> {
 /// the descriptor and, with it, libhdf5's `flock` on the file, which would then outlive our own
 /// close until that process exits: other readers and writers would be refused in the meantime.
 /// A process forked in the instant between libhdf5's open(2) and this call can still inherit it;
-/// libhdf5 offers no way to open with `O_CLOEXEC`.
+/// libhdf5 offers no way to open with `O_CLOEXEC`. That is why temporaries are written without
+/// libhdf5's lock ([`temporary_file`]); what is left is a read's shared lock.
 pub(crate) fn close_on_exec(file: &hdf5_metno::File) {
     if let Some(fd) = crate::sys::vfd_descriptor(file) {
         crate::sys::set_cloexec(fd);
     }
+}
+
+/// A builder for a temporary file ndstore writes and then renames over its target, with
+/// libhdf5's file locking off.
+///
+/// Nobody else knows a temporary's name, so libhdf5's `flock` on it protects nothing, and it did
+/// harm: a process another thread spawned in the instant before [`close_on_exec`] inherited the
+/// descriptor and with it the exclusive lock, which then moved with the file to its target name
+/// and refused every reader until that process exited (280 of about 300 loads in a test that
+/// spawns children while saving).
+pub(crate) fn temporary_file() -> hdf5_metno::FileBuilder {
+    let mut builder = hdf5_metno::FileBuilder::new();
+    builder.with_fapl(|fapl| fapl.file_locking(false));
+    builder
 }
 
 /// How a dataset is laid out on disk: contiguous (the default), or chunked and filtered.
@@ -327,7 +342,9 @@ fn write_file(
     layout: &H5Options,
     at: At<'_>,
 ) -> Result<()> {
-    let file = hdf5_metno::File::create(file_path).map_err(|e| At::file(at.path).h5(e))?;
+    let file = temporary_file()
+        .create(file_path)
+        .map_err(|e| At::file(at.path).h5(e))?;
     close_on_exec(&file);
     write_array(&file, array, byte_order, layout, at)?;
     close_checked(file, at.path)
@@ -453,7 +470,9 @@ pub fn add_dataset(
         std::io::copy(&mut from, out.file()?)
             .map_err(|e| Error::io("copying the file", e).with_path(&target))?;
     }
-    let file = hdf5_metno::File::open_rw(out.path()).map_err(|e| At::file(&target).h5(e))?;
+    let file = temporary_file()
+        .open_rw(out.path())
+        .map_err(|e| At::file(&target).h5(e))?;
     close_on_exec(&file);
     let at = At::new(&target, dataset);
     if file.link_exists(dataset) {

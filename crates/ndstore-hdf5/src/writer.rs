@@ -165,11 +165,10 @@ impl H5Writer {
         let in_place = save.replace == Replace::InPlace;
         let file = hdf5_metno::FileBuilder::new()
             .with_fapl(|fapl| {
-                // In place, our own exclusive lock (taken before the truncation) stands in for
-                // libhdf5's, which would conflict with it.
-                if in_place {
-                    fapl.file_locking(false);
-                }
+                // libhdf5's locking is off either way. In place, our own exclusive lock (taken
+                // before the truncation) stands in for it, and it would conflict with ours; a
+                // temporary has no other user to exclude (see `h5::temporary_file`).
+                fapl.file_locking(false);
                 if options.swmr {
                     fapl.libver_v110();
                 }

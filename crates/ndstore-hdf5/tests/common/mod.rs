@@ -20,8 +20,9 @@ const ARGS: &str = "NDSTORE_HDF5_TEST_ARGS";
 ///
 /// libhdf5 opens files without `O_CLOEXEC`; the crate sets it right after each open, but a
 /// process another test spawns in that instant keeps the descriptor, and with it the file's lock,
-/// for its whole life: a lock test would then see a lock nobody it knows holds. ndstore narrows
-/// that window; only libhdf5 could close it.
+/// for its whole life: a lock test would then see a lock nobody it knows holds. Temporaries are
+/// written with libhdf5's locking off (`spawn_race.rs`), so this is left only for the files
+/// libhdf5 opens with its lock: a read's shared lock, an in-place writer's target.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
     TURN.lock()
