@@ -52,10 +52,12 @@ fn size_label(bytes: &f64) -> String {
 
 type Failure = Box<dyn std::error::Error>;
 
-/// Draws one operation's chart into `path`.
+/// Draws one operation's chart into `path`. The x axis is log2 of the size, so its labels fall
+/// on powers of two.
 fn draw(path: &Path, op: &str, peer: &str, points: &[Point], caption: &str) -> Result<(), Failure> {
-    let smallest = points.iter().map(|p| p.size).fold(f64::INFINITY, f64::min);
-    let largest = points.iter().map(|p| p.size).fold(0.0, f64::max);
+    let sizes: Vec<f64> = points.iter().map(|p| p.size.log2()).collect();
+    let smallest = sizes.iter().copied().fold(f64::INFINITY, f64::min) - 1.0;
+    let largest = sizes.iter().copied().fold(f64::NEG_INFINITY, f64::max) + 1.0;
     let top = points
         .iter()
         .flat_map(|p| [p.high, p.target.unwrap_or(0.0)])
@@ -71,65 +73,54 @@ fn draw(path: &Path, op: &str, peer: &str, points: &[Point], caption: &str) -> R
         (10, 8),
     )?;
     let mut chart = ChartBuilder::on(&chart_area)
-        .caption(format!("{op}: ndstore / {peer}"), ("sans-serif", 18))
+        .caption(
+            format!("{op}: ndstore / {peer} (dot: median, bar: IQR, red: target)"),
+            ("sans-serif", 16),
+        )
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(48)
-        .build_cartesian_2d((smallest / 2.0..largest * 2.0).log_scale(), 0.0..top)?;
+        .build_cartesian_2d(smallest..largest, 0.0..top)?;
     chart
         .configure_mesh()
-        .x_desc("array size")
-        .y_desc("time ratio (median, IQR bars)")
-        .x_label_formatter(&size_label)
+        .x_desc("array size (log scale)")
+        .y_desc("time ratio ndstore / peer")
+        .x_labels(((largest - smallest) / 2.0) as usize + 1)
+        .x_label_formatter(&|log2: &f64| size_label(&log2.round().exp2()))
         .light_line_style(WHITE)
         .draw()?;
     chart.draw_series(LineSeries::new(
-        [(smallest / 2.0, 1.0), (largest * 2.0, 1.0)],
+        [(smallest, 1.0), (largest, 1.0)],
         BLACK.mix(0.3),
     ))?;
-    // The target as a step line: each size's allowed ratio, held halfway (on the log axis) to
-    // the neighbouring sizes.
+    // The target as a step line: each size's allowed ratio, held halfway to the neighbouring
+    // sizes.
     let targets: Vec<(f64, f64)> = points
         .iter()
-        .filter_map(|p| p.target.map(|t| (p.size, t)))
+        .filter_map(|p| p.target.map(|t| (p.size.log2(), t)))
         .collect();
-    for (i, &(size, bound)) in targets.iter().enumerate() {
+    for (i, &(x, bound)) in targets.iter().enumerate() {
         let left = if i == 0 {
-            smallest / 2.0
+            smallest
         } else {
-            (targets[i - 1].0 * size).sqrt()
+            (targets[i - 1].0 + x) / 2.0
         };
         let right = targets
             .get(i + 1)
-            .map_or(largest * 2.0, |next| (next.0 * size).sqrt());
-        let series = chart.draw_series(LineSeries::new(
+            .map_or(largest, |next| (next.0 + x) / 2.0);
+        chart.draw_series(LineSeries::new(
             [(left, bound), (right, bound)],
             RED.stroke_width(2),
         ))?;
-        if i == 0 {
-            series
-                .label("target")
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED.stroke_width(2)));
-        }
     }
-    chart
-        .draw_series(
-            points
-                .iter()
-                .map(|p| ErrorBar::new_vertical(p.size, p.low, p.ratio, p.high, BLUE.filled(), 8)),
-        )?
-        .label("ndstore / peer")
-        .legend(|(x, y)| Circle::new((x + 8, y), 3, BLUE.filled()));
+    chart.draw_series(points.iter().map(|p| {
+        ErrorBar::new_vertical(p.size.log2(), p.low, p.ratio, p.high, BLUE.filled(), 8)
+    }))?;
     chart.draw_series(
         points
             .iter()
-            .map(|p| Circle::new((p.size, p.ratio), 3, BLUE.filled())),
+            .map(|p| Circle::new((p.size.log2(), p.ratio), 3, BLUE.filled())),
     )?;
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK.mix(0.3))
-        .draw()?;
     root.present()?;
     Ok(())
 }
