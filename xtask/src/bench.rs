@@ -331,6 +331,21 @@ struct BenchOptions {
     rounds: Option<usize>,
 }
 
+impl BenchOptions {
+    /// The mode as the report names it: `quick` or `full`, and the options that narrowed it.
+    fn mode(&self) -> String {
+        let mut mode = if self.full { "full" } else { "quick" }.to_owned();
+        if let Some(sizes) = &self.sizes {
+            let sizes: Vec<String> = sizes.iter().map(|&s| report::human(s)).collect();
+            mode.push_str(&format!(", sizes {}", sizes.join(", ")));
+        }
+        if let Some(rounds) = self.rounds {
+            mode.push_str(&format!(", {rounds} rounds"));
+        }
+        mode
+    }
+}
+
 fn bench_options(args: &[String]) -> Result<BenchOptions, String> {
     let mut options = BenchOptions {
         full: false,
@@ -510,7 +525,7 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
     // Grouped by operation, each operation's sizes in order.
     rows.sort_by_key(|r| (SPECS.iter().position(|s| s.op == r.op), r.size_bytes));
     let machine = started.finish();
-    report::write(&rows, options.full, &machine, &out_dir)?;
+    report::write(&rows, &options.mode(), &machine, &out_dir)?;
     run(
         Command::new(target_dir().join("release").join("bench-chart"))
             .arg(out_dir.join("report.json"))

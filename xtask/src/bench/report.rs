@@ -68,12 +68,12 @@ impl Machine {
 }
 
 /// Prints the report and writes it as Markdown and JSON into `out_dir`.
-pub fn write(rows: &[Row], full: bool, machine: &Machine, out_dir: &Path) -> Result<(), String> {
-    let markdown = to_markdown(rows, full, machine);
+pub fn write(rows: &[Row], mode: &str, machine: &Machine, out_dir: &Path) -> Result<(), String> {
+    let markdown = to_markdown(rows, mode, machine);
     println!("\n{markdown}");
     fs::create_dir_all(out_dir).map_err(|e| e.to_string())?;
     fs::write(out_dir.join("report.md"), &markdown).map_err(|e| e.to_string())?;
-    fs::write(out_dir.join("report.json"), to_json(rows, full, machine))
+    fs::write(out_dir.join("report.json"), to_json(rows, mode, machine))
         .map_err(|e| e.to_string())?;
     println!(
         "written: {} and {}",
@@ -127,7 +127,7 @@ fn rss_limit(bytes: u64) -> u64 {
     (bytes as f64 * 1.05) as u64 + (16 << 20)
 }
 
-fn to_markdown(rows: &[Row], full: bool, machine: &Machine) -> String {
+fn to_markdown(rows: &[Row], mode: &str, machine: &Machine) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -157,10 +157,9 @@ fn to_markdown(rows: &[Row], full: bool, machine: &Machine) -> String {
     }
     let _ = writeln!(
         out,
-        "\n{} mode: medians and interquartile ranges of alternating runs (each row's run count is in report.json). \
+        "\n{mode} mode: medians and interquartile ranges of alternating runs (each row's run count is in report.json). \
          A verdict is met when ndstore's whole IQR lies below the target's (the reference's IQR times the allowed ratio), \
-         missed when it lies wholly above, and within noise when the two overlap.",
-        if full { "full" } else { "quick" },
+         missed when it lies wholly above, and within noise when the two overlap."
     );
     for r in rows.iter().filter(|r| r.op == "npy_load") {
         let limit = rss_limit(r.size_bytes);
@@ -195,10 +194,10 @@ fn string(text: &str) -> String {
     format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-fn to_json(rows: &[Row], full: bool, machine: &Machine) -> String {
+fn to_json(rows: &[Row], mode: &str, machine: &Machine) -> String {
     let mut out = format!(
-        "{{\"mode\":\"{}\",\"machine\":{},\"rows\":[",
-        if full { "full" } else { "quick" },
+        "{{\"mode\":{},\"machine\":{},\"rows\":[",
+        string(mode),
         string(&machine.caption())
     );
     for (i, r) in rows.iter().enumerate() {
@@ -274,7 +273,7 @@ mod tests {
             load_start: "0.5".to_owned(),
             load_end: "0.7".to_owned(),
         };
-        let json = to_json(&[row(Verdict::WithinNoise)], false, &machine);
+        let json = to_json(&[row(Verdict::WithinNoise)], "quick", &machine);
         for field in [
             "\"p25_ms\":0.9000",
             "\"p75_ms\":1.1000",
@@ -288,7 +287,7 @@ mod tests {
         ] {
             assert!(json.contains(field), "{field} missing from {json}");
         }
-        let markdown = to_markdown(&[row(Verdict::Met)], false, &machine);
+        let markdown = to_markdown(&[row(Verdict::Met)], "quick", &machine);
         assert!(markdown.contains("| npy_load | 1 MiB | 1.000 ms (0.9000–1.100) | numpy 2.000 ms (1.900–2.100) | 0.50 |"), "{markdown}");
         assert!(markdown.contains("| met |"), "{markdown}");
     }
