@@ -8,10 +8,10 @@ change); each round runs one process of each, R runs per process, the order flip
 round.
 """
 
+import argparse
 import os
 import statistics
 import subprocess
-import sys
 
 
 def run(binary, op, d, reps, size):
@@ -26,25 +26,25 @@ def quartiles(samples):
 
 
 def main():
-    args = sys.argv[1:]
-    options = {"--rounds": 15, "--reps": 1}
-    for name in options:
-        if name in args:
-            i = args.index(name)
-            options[name] = int(args[i + 1])
-            del args[i:i + 2]
-    before, after, op, d, *sizes = args
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in ("before", "after", "op", "dir"):
+        parser.add_argument(name)
+    parser.add_argument("sizes", nargs="+", type=int)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--reps", type=int, default=1)
+    a = parser.parse_args()
+    before, after, op, d = a.before, a.after, a.op, a.dir
     os.makedirs(d, exist_ok=True)
     print(f"| {op} | before | after | after / before |")
     print("|---|---|---|---|")
-    for size in (int(s) for s in sizes):
+    for size in a.sizes:
         subprocess.run([before, "prepare", d, str(size), "0"], check=True)
         times = {before: [], after: []}
         for binary in times:  # warm-up
             run(binary, op, d, 1, size)
-        for r in range(options["--rounds"]):
+        for r in range(a.rounds):
             for binary in ([before, after] if r % 2 == 0 else [after, before]):
-                times[binary] += run(binary, op, d, options["--reps"], size)
+                times[binary] += run(binary, op, d, a.reps, size)
         (b, b_text), (a, a_text) = quartiles(times[before]), quartiles(times[after])
         label = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
         print(f"| {label} | {b_text} | {a_text} | {a / b:.2f} |", flush=True)

@@ -10,11 +10,11 @@ slows every call down, the cheap ones most: read the table for where the time go
 benchmark for how long a save takes.
 """
 
+import argparse
 import os
 import re
 import statistics
 import subprocess
-import sys
 
 PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers.py")
 
@@ -138,15 +138,15 @@ def table(bench_op, python, d, sizes, saves):
 
 
 def main():
-    args = sys.argv[1:]
-    saves = 5
-    if "--saves" in args:
-        i = args.index("--saves")
-        saves = int(args[i + 1])
-        del args[i:i + 2]
-    bench_op, python, d, *sizes = args
-    os.makedirs(d, exist_ok=True)
-    print(table(bench_op, python, d, [int(s) for s in sizes], saves))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench_op")
+    parser.add_argument("python")
+    parser.add_argument("dir")
+    parser.add_argument("sizes", nargs="+", type=int)
+    parser.add_argument("--saves", type=int, default=5)
+    a = parser.parse_args()
+    os.makedirs(a.dir, exist_ok=True)
+    print(table(a.bench_op, a.python, a.dir, a.sizes, a.saves))
 
 
 main()

@@ -16,9 +16,9 @@ Variants (each replaces DIR/variant-NAME.npy, as `cargo xtask bench` replaces it
 Prints, per size and variant, the median and interquartile range in milliseconds.
 """
 
+import argparse
 import os
 import statistics
-import sys
 import time
 
 
@@ -78,17 +78,16 @@ def quartiles(samples):
 
 
 def main():
-    args = sys.argv[1:]
-    rounds = 15
-    if "--rounds" in args:
-        i = args.index("--rounds")
-        rounds = int(args[i + 1])
-        del args[i:i + 2]
-    d, *sizes = args
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dir")
+    parser.add_argument("sizes", nargs="+", type=int)
+    parser.add_argument("--rounds", type=int, default=15)
+    a = parser.parse_args()
+    d, sizes, rounds = a.dir, a.sizes, a.rounds
     os.makedirs(d, exist_ok=True)
     print("| size | " + " | ".join(VARIANTS) + " |")
     print("|---|" + "---|" * len(VARIANTS))
-    for size in (int(s) for s in sizes):
+    for size in sizes:
         data = bytes(range(256)) * (size // 256)
         names = list(VARIANTS)
         times = {name: [] for name in names}
