@@ -1,14 +1,23 @@
-//! `cargo xtask bench [--full]`: ndstore side by side with numpy, h5py, pandas and polars on the
-//! same files, with `dd` as the hardware limit, runs alternating; a table on the terminal and
-//! `bench/report.{md,json}` under the target directory.
+//! `cargo xtask bench [--full] [--only OP] [--sizes LIST] [--runs N]`: ndstore side by side
+//! with numpy, h5py, pandas and polars on the same files at every size of the sweep (4 KiB,
+//! 1 MiB, 64 MiB, 256 MiB; `--full` adds 1 GiB), with `dd` as the hardware limit, runs
+//! alternating; quartiles and a verdict per row, a table on the terminal, and
+//! `bench/report.{md,json}` plus one chart per operation under the target directory.
 
-use std::fmt::Write as _;
+mod report;
+mod stats;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use crate::{cargo, run, target_dir, workspace_root};
+use stats::{Quartiles, Verdict};
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
 
 /// The hardware limit an operation is compared with.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -22,24 +31,75 @@ enum Limit {
     Read(&'static str),
 }
 
+/// What a target's ratio is measured against.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Against {
+    /// The best peer's times.
+    Peer,
+    /// The `dd` limit's times.
+    Limit,
+    /// An absolute time in milliseconds.
+    Millis,
+    /// Another ndstore operation (or the plain read `plain_read`), run in the same alternating
+    /// rotation.
+    Op(&'static str),
+}
+
+/// One target of an operation: at most `bound` times what it is measured against, at the
+/// array sizes from `from` to `to` (inclusive).
+#[derive(Clone, Copy)]
+struct Target {
+    bound: f64,
+    against: Against,
+    from: u64,
+    to: u64,
+}
+
+impl Target {
+    /// A target at every size.
+    const fn always(bound: f64, against: Against) -> Target {
+        Target {
+            bound,
+            against,
+            from: 0,
+            to: u64::MAX,
+        }
+    }
+
+    /// A target from size `from` up.
+    const fn from(bound: f64, against: Against, from: u64) -> Target {
+        Target {
+            bound,
+            against,
+            from,
+            to: u64::MAX,
+        }
+    }
+
+    /// A target below size `below` only.
+    const fn below(bound: f64, against: Against, below: u64) -> Target {
+        Target {
+            bound,
+            against,
+            from: 0,
+            to: below - 1,
+        }
+    }
+
+    fn applies(&self, size: u64) -> bool {
+        (self.from..=self.to).contains(&size)
+    }
+}
+
 struct Spec {
     op: &'static str,
     peers: &'static [&'static str],
     limit: Limit,
-    /// The target, as the ratio that must not be exceeded and what it is measured against.
-    target: (f64, Against),
-    /// A second target: at most this ratio of another ndstore operation's median, that
-    /// operation run in the same alternating rotation.
-    versus: Option<(f64, &'static str)>,
+    /// The targets of issue 19 (and of the issues before it); a row's verdict is the worst of
+    /// those that apply at its size.
+    targets: &'static [Target],
+    /// The CSV operations run once, on their own table, outside the size sweep.
     csv: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Against {
-    Peer,
-    Limit,
-    /// An absolute time in milliseconds.
-    Millis,
 }
 
 const SPECS: &[Spec] = &[
@@ -47,48 +107,52 @@ const SPECS: &[Spec] = &[
         op: "npy_save_flushed",
         peers: &["numpy"],
         limit: Limit::WriteCache,
-        target: (0.95, Against::Peer),
-        versus: None,
+        targets: &[Target::from(0.95, Against::Peer, MIB)],
         csv: false,
     },
+    // The peer is np.save followed by os.fsync of the file (and of its directory, which costs
+    // nothing there: numpy rewrites the old file in place, so no directory entry changes).
     Spec {
         op: "npy_save_synced",
         peers: &["numpy"],
         limit: Limit::WriteSync,
-        target: (1.05, Against::Limit),
-        versus: None,
+        targets: &[
+            // Below 64 MiB the fixed cost dominates: a new file and a rename make the directory
+            // fsync a second journal commit, which an in-place overwrite does not need.
+            Target::below(2.0, Against::Peer, 64 * MIB),
+            Target::from(1.10, Against::Peer, 64 * MIB),
+        ],
         csv: false,
     },
     Spec {
         op: "npy_load",
         peers: &["numpy"],
         limit: Limit::Read("data.npy"),
-        target: (1.0, Against::Peer),
-        versus: None,
+        targets: &[
+            Target::always(1.0, Against::Peer),
+            Target::from(1.25, Against::Op("plain_read"), 256 * MIB),
+        ],
         csv: false,
     },
     Spec {
         op: "mmap_open",
         peers: &["numpy"],
         limit: Limit::None,
-        target: (0.1, Against::Millis),
-        versus: None,
+        targets: &[Target::always(0.1, Against::Millis)],
         csv: false,
     },
     Spec {
         op: "mmap_open_sum",
         peers: &["numpy"],
         limit: Limit::Read("data.npy"),
-        target: (1.0, Against::Peer),
-        versus: None,
+        targets: &[Target::always(1.0, Against::Peer)],
         csv: false,
     },
     Spec {
         op: "mmap_fill_sync",
         peers: &["numpy"],
         limit: Limit::WriteSync,
-        target: (1.0, Against::Peer),
-        versus: None,
+        targets: &[Target::always(1.0, Against::Peer)],
         csv: false,
     },
     // libhdf5 in this process: the trusted path, and the yardstick of the isolated one.
@@ -96,8 +160,7 @@ const SPECS: &[Spec] = &[
         op: "hdf5_read_in_process",
         peers: &["h5py"],
         limit: Limit::Read("data.h5"),
-        target: (1.0, Against::Peer),
-        versus: None,
+        targets: &[Target::always(1.0, Against::Peer)],
         csv: false,
     },
     // The default load: libhdf5 in a forked reader, the data read by the caller from its own
@@ -106,61 +169,53 @@ const SPECS: &[Spec] = &[
         op: "hdf5_read",
         peers: &["h5py"],
         limit: Limit::Read("data.h5"),
-        target: (1.0, Against::Peer),
-        versus: Some((1.15, "hdf5_read_in_process")),
+        targets: &[
+            Target::always(1.0, Against::Peer),
+            Target::always(1.15, Against::Op("hdf5_read_in_process")),
+        ],
         csv: false,
     },
     Spec {
         op: "hdf5_write_sync",
         peers: &["h5py"],
         limit: Limit::WriteSync,
-        target: (1.05, Against::Limit),
-        versus: None,
+        targets: &[Target::always(1.05, Against::Limit)],
         csv: false,
     },
     Spec {
         op: "csv_read",
         peers: &["pandas", "polars"],
         limit: Limit::Read("data.csv"),
-        target: (1.0, Against::Peer),
-        versus: None,
+        targets: &[Target::always(1.0, Against::Peer)],
         csv: true,
     },
     Spec {
         op: "csv_write",
         peers: &["polars"],
         limit: Limit::WriteCache,
-        target: (1.0, Against::Peer),
-        versus: None,
+        targets: &[Target::always(1.0, Against::Peer)],
         csv: true,
     },
 ];
 
+/// One operation at one size: the quartiles of both sides, and the verdict.
 struct Row {
     op: &'static str,
     size_bytes: u64,
-    ndstore_ms: f64,
+    /// How many times ndstore's operation ran.
+    runs: usize,
+    ours: Quartiles,
     /// The fastest and slowest of ndstore's runs.
-    ndstore_range: (f64, f64),
+    range: (f64, f64),
     peer: String,
-    peer_ms: f64,
-    limit_ms: f64,
+    theirs: Quartiles,
+    limit: Option<Quartiles>,
     peak_rss_bytes: u64,
     target: String,
-    met: bool,
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    samples.sort_by(f64::total_cmp);
-    let n = samples.len();
-    if n % 2 == 1 {
-        samples[n / 2]
-    } else {
-        (samples[n / 2 - 1] + samples[n / 2]) / 2.0
-    }
+    /// The ratio to the peer the targets allow at this size, when one is against the peer (the
+    /// line on the chart).
+    peer_target: Option<f64>,
+    verdict: Verdict,
 }
 
 /// Runs a command that prints `ms X` lines (and maybe `rss N`); returns the samples and RSS.
@@ -209,23 +264,25 @@ fn dd(args: &[String]) -> Result<f64, String> {
 }
 
 fn limit_args(limit: Limit, dir: &Path, bytes: u64) -> Option<Vec<String>> {
-    let mib = bytes.div_ceil(1 << 20).max(1);
+    // Blocks of 1 MiB, or one block of the whole size for smaller arrays.
+    let block = bytes.clamp(1, MIB);
+    let blocks = [
+        format!("bs={block}"),
+        format!("count={}", bytes.div_ceil(block)),
+    ];
     let out = format!("of={}", dir.join("dd.bin").display());
+    let write = |sync: bool| {
+        let mut args = vec!["if=/dev/zero".to_owned(), out.clone()];
+        args.extend(blocks.iter().cloned());
+        if sync {
+            args.push("conv=fsync".into());
+        }
+        args
+    };
     match limit {
         Limit::None => None,
-        Limit::WriteCache => Some(vec![
-            "if=/dev/zero".into(),
-            out,
-            "bs=1M".into(),
-            format!("count={mib}"),
-        ]),
-        Limit::WriteSync => Some(vec![
-            "if=/dev/zero".into(),
-            out,
-            "bs=1M".into(),
-            format!("count={mib}"),
-            "conv=fsync".into(),
-        ]),
+        Limit::WriteCache => Some(write(false)),
+        Limit::WriteSync => Some(write(true)),
         Limit::Read(file) => Some(vec![
             format!("if={}", dir.join(file).display()),
             "of=/dev/null".into(),
@@ -267,31 +324,109 @@ struct BenchOptions {
     full: bool,
     /// Only the operations whose names start with this.
     only: Option<String>,
+    /// The array sizes, when not the mode's sweep.
+    sizes: Option<Vec<u64>>,
+    /// Alternating rounds per row, when not the size's default (for a quick look at the
+    /// mechanics; too few for a verdict to mean much).
+    rounds: Option<usize>,
+}
+
+impl BenchOptions {
+    /// The mode as the report names it: `quick` or `full`, and the options that narrowed it.
+    fn mode(&self) -> String {
+        let mut mode = if self.full { "full" } else { "quick" }.to_owned();
+        if let Some(sizes) = &self.sizes {
+            let sizes: Vec<String> = sizes.iter().map(|&s| report::human(s)).collect();
+            mode.push_str(&format!(", sizes {}", sizes.join(", ")));
+        }
+        if let Some(rounds) = self.rounds {
+            mode.push_str(&format!(", {rounds} rounds"));
+        }
+        mode
+    }
 }
 
 fn bench_options(args: &[String]) -> Result<BenchOptions, String> {
-    let full = args.iter().any(|a| a == "--full");
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .map(|i| {
-            args.get(i + 1)
+    let mut options = BenchOptions {
+        full: false,
+        only: None,
+        sizes: None,
+        rounds: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
                 .cloned()
-                .ok_or("--only needs an operation prefix")
-        })
-        .transpose()?;
-    if let Some(other) = args
-        .iter()
-        .enumerate()
-        .find(|(i, a)| *a != "--full" && *a != "--only" && (*i == 0 || args[i - 1] != "--only"))
-    {
-        return Err(format!("unknown bench option '{}'", other.1));
+                .ok_or_else(|| format!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "--full" => options.full = true,
+            "--only" => options.only = Some(value()?),
+            "--sizes" => {
+                let list = value()?;
+                let sizes = list.split(',').map(parse_size).collect::<Result<_, _>>()?;
+                options.sizes = Some(sizes);
+            }
+            "--runs" => {
+                let n = value()?;
+                let n = n
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--runs needs a positive count, not '{n}'"))?;
+                options.rounds = Some(n);
+            }
+            other => return Err(format!("unknown bench option '{other}'")),
+        }
     }
-    Ok(BenchOptions { full, only })
+    Ok(options)
+}
+
+/// A size such as `4K`, `1M`, `64M`, `1G` or a byte count, a multiple of 8 bytes (f64 values).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let unit = match unit.to_ascii_uppercase().trim_end_matches("IB") {
+        "" | "B" => 1,
+        "K" => KIB,
+        "M" => MIB,
+        "G" => GIB,
+        _ => return Err(format!("bad size '{text}' (try 4K, 1M, 64M, 1G)")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|&bytes| bytes >= 8 && bytes.is_multiple_of(8))
+        .ok_or_else(|| format!("bad size '{text}' (a positive multiple of 8 bytes)"))
+}
+
+/// The sizes of the sweep: 4 KiB, 1 MiB, 64 MiB and 256 MiB, and 1 GiB in full mode.
+fn sweep(full: bool) -> Vec<u64> {
+    let mut sizes = vec![4 * KIB, MIB, 64 * MIB, 256 * MIB];
+    if full {
+        sizes.push(GIB);
+    }
+    sizes
+}
+
+/// Alternating rounds, and runs per process in each round, at a size: at least 15 rounds,
+/// and more where a run costs little, so the quartiles of small sizes are steady too.
+fn counts(bytes: u64) -> (usize, usize) {
+    match bytes {
+        0..=65_536 => (40, 5),
+        65_537..=4_194_304 => (25, 3),
+        4_194_305..=268_435_456 => (15, 2),
+        _ => (15, 1),
+    }
 }
 
 /// Where and how much every operation runs: the driver, the peers' script, the data and the
-/// counts of the mode.
+/// counts of the size.
 struct Setup<'a> {
     driver: PathBuf,
     python: &'a Path,
@@ -305,8 +440,6 @@ struct Setup<'a> {
     rounds: usize,
     /// Runs per process.
     reps: usize,
-    /// The CSV file's bytes.
-    csv_bytes: u64,
 }
 
 impl Setup<'_> {
@@ -333,7 +466,7 @@ impl Setup<'_> {
     }
 }
 
-/// `cargo xtask bench [--full] [--only PREFIX]`.
+/// `cargo xtask bench [--full] [--only PREFIX] [--sizes LIST] [--runs N]`.
 pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
     let options = bench_options(args)?;
     bench_python(python)?;
@@ -344,69 +477,110 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
         "ndstore-benches",
         "--bin",
         "bench-op",
+        "--bin",
+        "bench-chart",
     ]))?;
     let out_dir = target_dir().join("bench");
-    let setup = prepare(python, &out_dir, options.full)?;
-    let mut rows_out = Vec::new();
-    for spec in SPECS {
-        if options
-            .only
-            .as_deref()
-            .is_some_and(|prefix| !spec.op.starts_with(prefix))
-        {
-            continue;
+    let started = report::Machine::now();
+    let specs: Vec<&Spec> = SPECS
+        .iter()
+        .filter(|spec| {
+            options
+                .only
+                .as_deref()
+                .is_none_or(|prefix| spec.op.starts_with(prefix))
+        })
+        .collect();
+    let mut rows = Vec::new();
+    let sizes = options.sizes.clone().unwrap_or_else(|| sweep(options.full));
+    let sized: Vec<&Spec> = specs.iter().copied().filter(|s| !s.csv).collect();
+    if !sized.is_empty() {
+        for &bytes in &sizes {
+            let dir = out_dir
+                .join("data")
+                .join(report::human(bytes).replace(' ', ""));
+            let setup = prepare(python, &dir, bytes, 0, &options)?;
+            for spec in &sized {
+                rows.push(measure(spec, &setup)?);
+            }
+            // The data of the next size replaces this one's: a 1 GiB sweep would otherwise
+            // keep several gigabytes of inputs and outputs on disk.
+            fs::remove_dir_all(&dir)
+                .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
         }
-        let row = measure(spec, &setup)?;
-        println!(
-            "{:<18} ndstore {:>9.3} ms  {} {:>9.3} ms  ratio {:.2}",
-            row.op,
-            row.ndstore_ms,
-            row.peer,
-            row.peer_ms,
-            row.ndstore_ms / row.peer_ms
-        );
-        rows_out.push(row);
     }
-    write_report(&rows_out, options.full, setup.bytes, &out_dir)
+    if specs.iter().any(|s| s.csv) {
+        let rows_csv = if options.full { 1_000_000 } else { 250_000 };
+        let setup = prepare(
+            python,
+            &out_dir.join("data").join("csv"),
+            4096,
+            rows_csv,
+            &options,
+        )?;
+        for spec in specs.iter().filter(|s| s.csv) {
+            rows.push(measure(spec, &setup)?);
+        }
+    }
+    // Grouped by operation, each operation's sizes in order.
+    rows.sort_by_key(|r| (SPECS.iter().position(|s| s.op == r.op), r.size_bytes));
+    let machine = started.finish();
+    report::write(&rows, &options.mode(), &machine, &out_dir)?;
+    run(
+        Command::new(target_dir().join("release").join("bench-chart"))
+            .arg(out_dir.join("report.json"))
+            .arg(&out_dir),
+    )
 }
 
-/// Makes the data files of the mode under `out_dir`.
-fn prepare<'a>(python: &'a Path, out_dir: &Path, full: bool) -> Result<Setup<'a>, String> {
+/// Makes the data files of one size in `dir`: the f64 array as `.npy` and HDF5 of `bytes`, and
+/// a `rows` × 10 CSV when `rows` is not 0.
+fn prepare<'a>(
+    python: &'a Path,
+    dir: &Path,
+    bytes: u64,
+    rows: u64,
+    options: &BenchOptions,
+) -> Result<Setup<'a>, String> {
     let driver = target_dir().join("release").join("bench-op");
     let peers_py = workspace_root()
         .join("benches")
         .join("peers")
         .join("peers.py");
-    let (bytes, rows, rounds, reps): (u64, u64, usize, usize) = if full {
-        (256 << 20, 1_000_000, 5, 3)
-    } else {
-        (64 << 20, 250_000, 3, 3)
-    };
-    let data = out_dir.join("data");
-    fs::create_dir_all(&data).map_err(|e| e.to_string())?;
-    println!(
-        "xtask: preparing {} MiB of f64 and a {rows} x 10 CSV in {}",
-        bytes >> 20,
-        data.display()
-    );
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     run(Command::new(&driver)
         .arg("prepare")
-        .arg(&data)
+        .arg(dir)
         .arg(bytes.to_string())
         .arg(rows.to_string()))?;
-    let csv_bytes = fs::metadata(data.join("data.csv"))
-        .map_err(|e| e.to_string())?
-        .len();
+    let size = if rows > 0 {
+        let csv = dir.join("data.csv");
+        fs::metadata(&csv)
+            .map_err(|e| format!("{}: {e}", csv.display()))?
+            .len()
+    } else {
+        bytes
+    };
+    let (rounds, reps) = counts(size);
+    let rounds = options.rounds.unwrap_or(rounds);
+    println!(
+        "xtask: {} ({}), {rounds} alternating rounds of {reps} runs",
+        if rows > 0 {
+            format!("a {rows} x 10 CSV")
+        } else {
+            "f64 array".to_owned()
+        },
+        report::human(size),
+    );
     Ok(Setup {
         driver,
         python,
         peers_py,
-        data,
+        data: dir.to_path_buf(),
         bytes,
         rows,
         rounds,
         reps,
-        csv_bytes,
     })
 }
 
@@ -418,18 +592,24 @@ struct Samples {
     /// One list per peer.
     theirs: Vec<Vec<f64>>,
     limit: Vec<f64>,
-    /// The operation of the spec's second target.
-    versus: Vec<f64>,
+    /// The operation a target at this size is measured against, and its times.
+    versus: Option<(&'static str, Vec<f64>)>,
 }
 
-/// Runs `spec` with its peers, its second target's operation and its limit, alternating, and
-/// judges it.
+/// Runs `spec` with its peers, the operation a target compares it with and its limit,
+/// alternating, and judges it.
 fn measure(spec: &Spec, setup: &Setup<'_>) -> Result<Row, String> {
     let size = if spec.csv {
-        setup.csv_bytes
+        fs::metadata(setup.data.join("data.csv"))
+            .map_err(|e| e.to_string())?
+            .len()
     } else {
         setup.bytes
     };
+    let versus = spec.targets.iter().find_map(|t| match t.against {
+        Against::Op(op) if t.applies(size) => Some((op, Vec::new())),
+        _ => None,
+    });
     // Warm-up: one run of each, discarded (page cache, Python imports).
     timed(&mut setup.ndstore(spec.op))?;
     for peer in spec.peers {
@@ -437,6 +617,7 @@ fn measure(spec: &Spec, setup: &Setup<'_>) -> Result<Row, String> {
     }
     let mut samples = Samples {
         theirs: vec![Vec::new(); spec.peers.len()],
+        versus,
         ..Samples::default()
     };
     for round in 0..setup.rounds {
@@ -448,7 +629,18 @@ fn measure(spec: &Spec, setup: &Setup<'_>) -> Result<Row, String> {
             samples.limit.push(dd(&args)?);
         }
     }
-    Ok(judge(spec, size, samples))
+    let row = judge(spec, size, samples);
+    println!(
+        "{:<20} {:>8}  ndstore {:>10.3} ms  {} {:>10.3} ms  ratio {:.2}  {}",
+        row.op,
+        report::human(row.size_bytes),
+        row.ours.median,
+        row.peer,
+        row.theirs.median,
+        row.ours.median / row.theirs.median,
+        row.verdict.word()
+    );
+    Ok(row)
 }
 
 /// One round: ndstore, each peer and the compared operation once each, in an order that
@@ -461,7 +653,7 @@ fn run_round(
 ) -> Result<(), String> {
     // None is ndstore, Some(i) peer i, and Some(peers.len()) the compared operation (it runs
     // in the same rotation, so both meet the same machine).
-    let others = spec.peers.len() + usize::from(spec.versus.is_some());
+    let others = spec.peers.len() + usize::from(samples.versus.is_some());
     let mut order: Vec<Option<usize>> =
         std::iter::once(None).chain((0..others).map(Some)).collect();
     if round % 2 == 1 {
@@ -478,8 +670,8 @@ fn run_round(
                 samples.theirs[i].extend(timed(&mut setup.peer(spec.op, spec.peers[i]))?.0)
             }
             Some(_) => {
-                if let Some((_, op)) = spec.versus {
-                    samples.versus.extend(timed(&mut setup.ndstore(op))?.0);
+                if let Some((op, times)) = samples.versus.as_mut() {
+                    times.extend(timed(&mut setup.ndstore(op))?.0);
                 }
             }
         }
@@ -487,181 +679,125 @@ fn run_round(
     Ok(())
 }
 
-/// The row of `spec` from its samples: medians, the best peer, and whether the targets were
-/// met.
+/// The row of `spec` from its samples: quartiles, the best peer (lowest median), and the
+/// verdict of every target that applies at `size`.
 fn judge(spec: &Spec, size: u64, mut samples: Samples) -> Row {
-    let ours = &mut samples.ours;
-    let ndstore_ms = median(ours);
-    let ndstore_range = (
-        ours.first().copied().unwrap_or(f64::NAN),
-        ours.last().copied().unwrap_or(f64::NAN),
+    let runs = samples.ours.len();
+    let ours = Quartiles::of(&mut samples.ours);
+    let range = (
+        samples.ours.first().copied().unwrap_or(f64::NAN),
+        samples.ours.last().copied().unwrap_or(f64::NAN),
     );
-    let (peer, peer_ms) = spec
+    let (peer, theirs) = spec
         .peers
         .iter()
         .zip(samples.theirs.iter_mut())
-        .map(|(p, s)| (p.to_string(), median(s)))
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap_or_default();
-    let limit_ms = if samples.limit.is_empty() {
-        0.0
-    } else {
-        median(&mut samples.limit)
-    };
-    let (bound, against) = spec.target;
-    let (mut target, mut met) = match against {
-        Against::Peer => (format!("≤ {bound} × {peer}"), ndstore_ms <= bound * peer_ms),
-        Against::Limit => (format!("≤ {bound} × dd"), ndstore_ms <= bound * limit_ms),
-        Against::Millis => (format!("≤ {bound} ms"), ndstore_ms <= bound),
-    };
-    if let Some((ratio, other)) = spec.versus {
-        let theirs = median(&mut samples.versus);
-        target.push_str(&format!(
-            " and ≤ {ratio} × {other} ({:.2}; {other} {theirs:.3} ms in the same rotation)",
-            ndstore_ms / theirs
-        ));
-        met = met && ndstore_ms <= ratio * theirs;
+        .map(|(p, s)| (p.to_string(), Quartiles::of(s)))
+        .min_by(|a, b| a.1.median.total_cmp(&b.1.median))
+        .unwrap_or_else(|| (String::new(), Quartiles::exact(f64::NAN)));
+    let limit = (!samples.limit.is_empty()).then(|| Quartiles::of(&mut samples.limit));
+    let mut versus = samples
+        .versus
+        .take()
+        .map(|(op, mut times)| (op, Quartiles::of(&mut times)));
+    let mut verdict = Verdict::None;
+    let mut words = Vec::new();
+    let mut peer_target = None;
+    for target in spec.targets.iter().filter(|t| t.applies(size)) {
+        let bound = target.bound;
+        let (reference, word) = match target.against {
+            Against::Peer => {
+                peer_target = Some(bound);
+                (theirs, format!("≤ {bound} × {peer}"))
+            }
+            Against::Limit => (
+                limit.unwrap_or(Quartiles::exact(f64::NAN)),
+                format!("≤ {bound} × dd"),
+            ),
+            Against::Millis => (Quartiles::exact(1.0), format!("≤ {bound} ms")),
+            Against::Op(op) => match versus.as_mut() {
+                Some((_, q)) => (
+                    *q,
+                    format!(
+                        "≤ {bound} × {op} ({:.2}; {op} {} in the same rotation)",
+                        ours.median / q.median,
+                        report::ms_iqr(*q)
+                    ),
+                ),
+                None => (Quartiles::exact(f64::NAN), format!("≤ {bound} × {op}")),
+            },
+        };
+        verdict = verdict.and(Verdict::judge(ours, reference.scaled(bound)));
+        words.push(word);
     }
     Row {
         op: spec.op,
         size_bytes: size,
-        ndstore_ms,
-        ndstore_range,
+        runs,
+        ours,
+        range,
         peer,
-        peer_ms,
-        limit_ms,
+        theirs,
+        limit,
         peak_rss_bytes: samples.rss,
-        target,
-        met,
-    }
-}
-
-/// Prints the report and writes it as Markdown and JSON into `out_dir`.
-fn write_report(rows: &[Row], full: bool, bytes: u64, out_dir: &Path) -> Result<(), String> {
-    // The memory target: a load's peak RSS within 1.05 × the array's bytes + 16 MiB.
-    let load_rss = rows
-        .iter()
-        .find(|r| r.op == "npy_load")
-        .map_or(0, |r| r.peak_rss_bytes);
-    let rss_limit = (bytes as f64 * 1.05) as u64 + (16 << 20);
-    let markdown = to_markdown(rows, full, load_rss, rss_limit);
-    println!("\n{markdown}");
-    fs::write(out_dir.join("report.md"), &markdown).map_err(|e| e.to_string())?;
-    fs::write(out_dir.join("report.json"), to_json(rows, full)).map_err(|e| e.to_string())?;
-    println!(
-        "written: {} and {}",
-        out_dir.join("report.md").display(),
-        out_dir.join("report.json").display()
-    );
-    Ok(())
-}
-
-fn fmt_ratio(a: f64, b: f64) -> String {
-    if b > 0.0 && a.is_finite() {
-        format!("{:.2}", a / b)
-    } else {
-        "-".to_owned()
-    }
-}
-
-fn to_markdown(rows: &[Row], full: bool, load_rss: u64, rss_limit: u64) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| operation | size | ndstore (median, min–max) | best peer (median) | ndstore / peer | dd limit | ndstore / limit | peak RSS | target | met |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
-    for r in rows {
-        let limit = if r.limit_ms > 0.0 {
-            format!("{:.1} ms", r.limit_ms)
-        } else {
+        target: if words.is_empty() {
             "-".to_owned()
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.3} ms ({:.1}–{:.1}) | {} {:.3} ms | {} | {} | {} | {} MiB | {} | {} |",
-            r.op,
-            human(r.size_bytes),
-            r.ndstore_ms,
-            r.ndstore_range.0,
-            r.ndstore_range.1,
-            r.peer,
-            r.peer_ms,
-            fmt_ratio(r.ndstore_ms, r.peer_ms),
-            limit,
-            fmt_ratio(r.ndstore_ms, r.limit_ms),
-            r.peak_rss_bytes >> 20,
-            r.target,
-            if r.met { "yes" } else { "no" }
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n{} mode; medians of alternating runs on this machine. npy load peak RSS {} MiB, target ≤ {} MiB (1.05 × data + 16 MiB): {}.",
-        if full { "full" } else { "quick" },
-        load_rss >> 20,
-        rss_limit >> 20,
-        if load_rss <= rss_limit {
-            "met"
         } else {
-            "missed"
-        }
-    );
-    out
-}
-
-fn human(bytes: u64) -> String {
-    if bytes >= 1 << 20 {
-        format!("{} MiB", bytes >> 20)
-    } else {
-        format!("{} KiB", bytes >> 10)
+            words.join(" and ")
+        },
+        peer_target,
+        verdict,
     }
 }
 
-fn to_json(rows: &[Row], full: bool) -> String {
-    let num = |v: f64| {
-        if v.is_finite() {
-            format!("{v:.4}")
-        } else {
-            "null".to_owned()
-        }
-    };
-    let mut out = format!(
-        "{{\"mode\":\"{}\",\"rows\":[",
-        if full { "full" } else { "quick" }
-    );
-    for (i, r) in rows.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let ratio = if r.peer_ms > 0.0 {
-            r.ndstore_ms / r.peer_ms
-        } else {
-            f64::NAN
-        };
-        let ratio_to_limit = if r.limit_ms > 0.0 {
-            r.ndstore_ms / r.limit_ms
-        } else {
-            f64::NAN
-        };
-        let _ = write!(
-            out,
-            "{{\"op\":\"{}\",\"size_bytes\":{},\"ndstore_ms\":{},\"ndstore_min_ms\":{},\"ndstore_max_ms\":{},\"peer\":\"{}\",\"peer_ms\":{},\"ratio\":{},\"limit_ms\":{},\"ratio_to_limit\":{},\"peak_rss_bytes\":{},\"target\":\"{}\",\"met\":{}}}",
-            r.op,
-            r.size_bytes,
-            num(r.ndstore_ms),
-            num(r.ndstore_range.0),
-            num(r.ndstore_range.1),
-            r.peer,
-            num(r.peer_ms),
-            num(ratio),
-            num(r.limit_ms),
-            num(ratio_to_limit),
-            r.peak_rss_bytes,
-            r.target,
-            r.met
-        );
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("3").is_err());
+        assert!(parse_size("1T").is_err());
+        assert!(parse_size("").is_err());
     }
-    out.push_str("]}\n");
-    out
+
+    #[test]
+    fn options_take_values_and_refuse_unknown_ones() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = bench_options(&args(&["--only", "npy", "--sizes", "4K,1M", "--runs", "3"]));
+        let o = o.map_err(|e| e.to_string());
+        assert!(o.is_ok(), "{:?}", o.err());
+        if let Ok(o) = o {
+            assert_eq!(o.only.as_deref(), Some("npy"));
+            assert_eq!(o.sizes, Some(vec![4096, 1 << 20]));
+            assert_eq!(o.rounds, Some(3));
+            assert!(!o.full);
+        }
+        assert!(bench_options(&args(&["--runs", "0"])).is_err());
+        assert!(bench_options(&args(&["--only"])).is_err());
+        assert!(bench_options(&args(&["--fast"])).is_err());
+    }
+
+    #[test]
+    fn targets_apply_at_their_sizes() {
+        let synced = SPECS.iter().find(|s| s.op == "npy_save_synced");
+        let bounds = |size| {
+            synced.map_or(Vec::new(), |s| {
+                s.targets
+                    .iter()
+                    .filter(|t| t.applies(size))
+                    .map(|t| t.bound)
+                    .collect()
+            })
+        };
+        assert_eq!(bounds(4 * KIB), vec![2.0]);
+        assert_eq!(bounds(64 * MIB), vec![1.10]);
+        assert_eq!(bounds(GIB), vec![1.10]);
+        assert_eq!(counts(4 * KIB), (40, 5));
+        assert!(sweep(false).iter().all(|&s| counts(s).0 >= 15));
+    }
 }

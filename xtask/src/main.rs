@@ -20,9 +20,13 @@ tasks:
                               set up, run the conformance suite and the harness's self-tests,
                               print and save the matrix; a check that could not run here (SKIP)
                               fails the run unless --allow-skip, which CI=true refuses
-  bench [--full] [--only OP]  ndstore side by side with numpy, h5py, pandas, polars and dd
-                              (only the operations whose names start with OP);
-                              writes bench/report.{md,json} under the target directory
+  bench [--full] [--only OP] [--sizes LIST] [--runs N]
+                              ndstore side by side with numpy, h5py, pandas, polars and dd
+                              at 4 KiB, 1 MiB, 64 MiB and 256 MiB (--full adds 1 GiB; --sizes
+                              4K,1M picks others), quartiles and a verdict per row (only the
+                              operations whose names start with OP; N alternating rounds
+                              instead of 15 to 40); writes bench/report.{md,json} and one
+                              chart per operation (SVG) under the target directory
   fuzz [--target T] [--time S] [--runs N]
                               build and run the libFuzzer targets of fuzz/ (see fuzz --help)
   setup                       install what the tests need (system packages, Python oracles)

@@ -1,6 +1,7 @@
 //! One benchmark operation of ndstore, run `reps` times in a fresh process, for
 //! `cargo xtask bench`: prints `ms <milliseconds>` per run, then `rss <bytes>`, the process's
-//! peak resident set. `prepare` writes the shared input files the peers read too.
+//! peak resident set. `prepare` writes the shared input files the peers read too (the CSV only
+//! when ROWS is not 0).
 //!
 //! Usage: `bench-op prepare DIR BYTES ROWS` or `bench-op OP DIR REPS BYTES ROWS`.
 
@@ -35,6 +36,9 @@ fn prepare(dir: &Path, bytes: usize, rows: usize) -> ndstore_core::Result<()> {
         &DynArray::from(array.into_dyn()),
         &SaveOptions::default(),
     )?;
+    if rows == 0 {
+        return Ok(());
+    }
     ndstore_text::save(
         dir.join("data.csv"),
         &ndstore_benches::table(rows),
@@ -61,6 +65,13 @@ fn operation(op: &str, dir: &Path, bytes: usize, rows: usize) -> Option<Run> {
         "npy_load" => {
             Box::new(move || ndstore_file::npy::load::<f64, Ix2>(&npy).map(|a| a[[0, 1]]))
         }
+        // The yardstick of a load: one plain read of the whole file into a fresh buffer, on
+        // one thread, as `std::fs::read` does it.
+        "plain_read" => Box::new(move || {
+            std::fs::read(&npy)
+                .map(|bytes| bytes.len() as f64)
+                .map_err(|e| ndstore_core::Error::io("plain read failed", e).with_path(&npy))
+        }),
         "mmap_open" => Box::new(move || {
             // SAFETY: the benchmark's own input file; nothing truncates it.
             unsafe { MappedArray::open_npy(&npy, Mode::Read) }.map(|m| m.meta().shape[0] as f64)

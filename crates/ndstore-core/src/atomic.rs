@@ -541,12 +541,18 @@ impl OutputFile {
                 })?;
                 // Renamed: from here on the temporary no longer exists, so drop has nothing to do.
                 self.state = State::Published;
+                // The replaced file is freed after the directory's fsync: freed alongside it,
+                // its blocks' release joined the journal commit that fsync waits for (15 ms
+                // of a 64 MiB save's directory fsync, in strace).
+                let synced_dir = if synced {
+                    sync_dir(parent_dir(&self.target)).map_err(|e| e.with_path(&self.target))
+                } else {
+                    Ok(())
+                };
                 if let Some(old) = old {
                     crate::release::release(old);
                 }
-                if synced {
-                    sync_dir(parent_dir(&self.target)).map_err(|e| e.with_path(&self.target))?;
-                }
+                synced_dir?;
             }
             State::InPlace { created } => {
                 let created = *created;

@@ -23,7 +23,9 @@
 //! freed inline, as by a plain rename.
 //!
 //! Nothing about durability changes: the directory entry is replaced before the hand-over, and
-//! an unlinked file's blocks were never part of any durable state.
+//! an unlinked file's blocks were never part of any durable state. A synced save hands the file
+//! over only after the directory's fsync, so the journal commit that fsync waits for does not
+//! also carry the freeing of the old file's blocks.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
