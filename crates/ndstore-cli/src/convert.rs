@@ -350,10 +350,11 @@ impl<'a> Blocks<'a> {
         let path = &src.path;
         let (meta, rows) = match (Kind::of(path)?, &src.object) {
             (Kind::Npy, None) => {
-                let mut file =
-                    File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+                // Never blocks: a FIFO or a device is refused by its type.
+                let mut file = ndstore_core::__private::load::open_for_load(path)?;
                 let meta = npy::read_header_from(&mut file).map_err(|e| with_path(e, path))?;
                 let data_start = file_offset(&mut file);
+                holds_its_data(&file, data_start, &meta).map_err(|e| e.with_path(path))?;
                 (meta, Rows::Npy { file, data_start })
             }
             (Kind::Hdf5, object) => {
@@ -467,6 +468,28 @@ impl<'a> Blocks<'a> {
             }
         }
     }
+}
+
+/// Checks, before a destination is made, that a `.npy` file holds the data its header
+/// declares (the loader's own check): a header that claims 2^40 rows is refused at once, in
+/// the loader's words, instead of at its first missing block.
+fn holds_its_data(file: &File, data_start: u64, meta: &ArrayMeta) -> Result<()> {
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("cannot inspect", e))?
+        .len();
+    let byte_len = meta.byte_len()? as u64;
+    if data_start.checked_add(byte_len).is_none_or(|end| end > len) {
+        return Err(Error::new(
+            ErrorKind::Truncated,
+            format!(
+                "the header declares {byte_len} data bytes from byte {data_start}, but the input holds only {}",
+                len.saturating_sub(data_start)
+            ),
+        )
+        .at_offset(len));
+    }
+    Ok(())
 }
 
 /// Reads rows `rows` of a Fortran-ordered array whose data starts at `data_start`: in the

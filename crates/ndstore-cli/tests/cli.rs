@@ -1098,3 +1098,58 @@ fn convert_streams_small_fortran_arrays_of_every_rank() {
         }
     }
 }
+
+#[test]
+fn hostile_destinations_and_sources_give_one_line_and_touch_nothing() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = fixtures();
+    let d = dir.path();
+    let fifo = |name: &str| {
+        let made = std::process::Command::new("mkfifo")
+            .arg(d.join(name))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    };
+    // A pipe (as /dev/null is a device) is never replaced by the copy.
+    fifo("pipe.npy");
+    for command in ["cp", "convert"] {
+        let err = one_error_line(&run(d, &[command, "m.npy", "pipe.npy"]), 2);
+        assert!(err.contains("not a regular file"), "{err}");
+        let kind = std::fs::metadata(d.join("pipe.npy")).unwrap().file_type();
+        assert!(kind.is_fifo());
+    }
+    // A pipe as the source is refused by its type instead of hanging in open.
+    fifo("src.npy");
+    let started = std::time::Instant::now();
+    let err = one_error_line(&run(d, &["cp", "src.npy", "x.npy"]), 2);
+    assert!(
+        err.contains("a FIFO (named pipe), not a regular file"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // A header that declares 2^40 rows in a 128-byte file: refused before anything is made,
+    // in the loader's words.
+    let header = ndstore::file::npy::read_meta(d.join("m.npy")).unwrap();
+    assert_eq!(header.shape, [2, 3]);
+    let mut bytes = std::fs::read(d.join("m.npy")).unwrap();
+    let at = find(&d.join("m.npy"), b"(2, 3)");
+    bytes.splice(at..at + 6, *b"(1099511627776, 3)");
+    bytes.truncate(128);
+    let pad = bytes.iter().rposition(|&b| b == b' ').unwrap();
+    bytes.drain(pad - 11..pad + 1);
+    bytes.resize(127, b' ');
+    bytes.push(b'\n');
+    std::fs::write(d.join("huge.npy"), &bytes).unwrap();
+    for dst in ["h.npy", "h.csv", "h.h5"] {
+        let err = one_error_line(&run(d, &["convert", "huge.npy", dst]), 2);
+        assert!(
+            err.starts_with(
+                "ndstore: huge.npy: byte 128: the header declares 26388279066624 data bytes"
+            ),
+            "{err}"
+        );
+        assert!(!d.join(dst).exists());
+        no_temporary(d, dst);
+    }
+}
