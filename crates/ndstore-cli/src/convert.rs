@@ -25,8 +25,8 @@ use ndstore::{
     SaveOptions, half, num_complex::Complex,
 };
 
-use crate::Outcome;
 use crate::source::{self, Kind, Target, text_options, with_path};
+use crate::{Outcome, interrupt};
 
 /// The most bytes of rows a streaming conversion holds at once.
 pub const BUFFER_BYTES: usize = 8 << 20;
@@ -221,14 +221,16 @@ pub fn write(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: boo
             let mut reader = NpzReader::open(&src.path)?;
             if let Some(blocks) = Blocks::member(&src.path, reader.stream(object)?) {
                 let writer = writer(to, dst, &blocks.meta, src, layout)?;
-                return Ok(stream(blocks, writer, show)?);
+                return Ok(stream(blocks, writer, dst, show)?);
             }
         } else if let Some(blocks) = Blocks::open(src)? {
             let writer = writer(to, dst, &blocks.meta, src, layout)?;
-            return Ok(stream(blocks, writer, show)?);
+            return Ok(stream(blocks, writer, dst, show)?);
         }
     }
     let (_, array) = source::load(src)?;
+    // A whole save cannot stop half-way (it is atomic either way): a signal is honoured before.
+    interrupt::check(dst)?;
     let options = SaveOptions::default();
     let name = src.object.as_deref().map(|o| o.trim_start_matches('/'));
     match to {
@@ -570,17 +572,25 @@ fn row_bytes(meta: &ArrayMeta) -> usize {
 }
 
 /// Copies the blocks into the writer and commits it; the progress bar counts the source's bytes.
-fn stream(mut blocks: Blocks<'_>, mut writer: Box<dyn ArrayWriter>, show: bool) -> Result<()> {
+fn stream(
+    mut blocks: Blocks<'_>,
+    mut writer: Box<dyn ArrayWriter>,
+    dst: &Path,
+    show: bool,
+) -> Result<()> {
     let row_bytes = row_bytes(&blocks.meta) as u64;
     let total = (blocks.meta.shape[0] as u64).saturating_mul(row_bytes);
     let bar = show.then(|| progress(total));
     let mut buffer = Vec::new();
     while let Some(block) = blocks.next(&mut buffer)? {
+        // A signal stops the copy here: the writer is dropped uncommitted, the target kept.
+        interrupt::check(dst)?;
         writer.append(&block)?;
         if let Some(bar) = &bar {
             bar.set_position((blocks.done as u64).saturating_mul(row_bytes));
         }
     }
+    interrupt::check(dst)?;
     writer.commit()?;
     if let Some(bar) = bar {
         bar.finish_and_clear();

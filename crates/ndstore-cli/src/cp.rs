@@ -12,9 +12,9 @@ use ndstore::file::npz::{self, NpzReader, NpzWriter};
 use ndstore::hdf5;
 use ndstore::{Commit, Error, ErrorKind, Result, SaveOptions};
 
-use crate::Outcome;
 use crate::convert::{self, Layout, ToFormat};
 use crate::source::{Kind, Target};
+use crate::{Outcome, interrupt};
 
 /// Where a command reads or writes: a local file (and object), or a place not supported yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,8 +132,10 @@ fn copy_members(src: &Path, dst: &Path, layout: &Layout) -> Result<()> {
     let mut writer = NpzWriter::create(dst, &SaveOptions::default(), compression)?;
     for name in reader.names().to_vec() {
         let (_, array) = reader.load_dyn(&name)?;
+        interrupt::check(dst)?;
         writer.add_dyn(&name, &array)?;
     }
+    interrupt::check(dst)?;
     writer.commit()
 }
 

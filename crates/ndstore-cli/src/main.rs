@@ -10,11 +10,12 @@ mod convert;
 mod cp;
 mod docs;
 mod inspect;
+mod interrupt;
 mod print;
 mod source;
 mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -195,6 +196,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if matches!(cli.command, Command::Convert { .. } | Command::Cp { .. }) {
+        interrupt::catch();
+    }
     let outcome = match cli.command {
         Command::Info { target, json } => inspect::info(&source::Target::parse(&target), json),
         Command::Ls { path, json } => inspect::ls(&path, json),
@@ -240,7 +244,18 @@ fn finish(outcome: Outcome) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(Failure::Error(e)) => {
-            eprintln!("ndstore: {e}");
+            match interrupt::received() {
+                // What failed after a signal (the HDF5 reader, say, which the terminal's Ctrl-C
+                // reached too) failed because of it.
+                Some(signal) => {
+                    let dst = e.path().map(Path::to_path_buf).unwrap_or_default();
+                    if let Err(why) = interrupt::check(&dst) {
+                        eprintln!("ndstore: {why}");
+                    }
+                    return interrupt::die_of(signal);
+                }
+                None => eprintln!("ndstore: {e}"),
+            }
             ExitCode::from(2)
         }
     }

@@ -1153,3 +1153,53 @@ fn hostile_destinations_and_sources_give_one_line_and_touch_nothing() {
         no_temporary(d, dst);
     }
 }
+
+#[test]
+fn sigint_during_convert_leaves_no_destination_and_no_temporary() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[64 * 1024, 256]), |i| {
+        (i[0] ^ i[1]) as f64 / 3.0
+    }));
+    ndstore::save(d.join("big.npy"), &a).unwrap();
+    drop(a);
+    // An old destination, which must survive.
+    std::fs::write(d.join("out.csv"), b"old\n").unwrap();
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    let child = std::process::Command::new(binary())
+        .current_dir(d)
+        .args(["convert", "big.npy", "out.csv"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the temporary exists, the copy is under way.
+    let started = std::time::Instant::now();
+    let temporary = || {
+        std::fs::read_dir(d).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("ndstore-tmp")
+        })
+    };
+    while !temporary() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.signal(), Some(2), "{output:?}");
+    let err = stderr(&output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("ndstore: out.csv: interrupted by signal 2"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(d.join("out.csv")).unwrap(), b"old\n");
+    no_temporary(d, "out.csv");
+}
