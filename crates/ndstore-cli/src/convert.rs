@@ -15,13 +15,13 @@ use std::path::Path;
 
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
-use ndstore::file::npz::{MemberStream, NpzReader};
+use ndstore::file::npz::{MemberStream, NpzReader, NpzWriter};
 use ndstore::file::{NpyWriter, npy, npz};
 use ndstore::hdf5;
 use ndstore::ndarray::{ArrayD, IxDyn, ShapeBuilder};
 use ndstore::text::{TextReader, TextWriter};
 use ndstore::{
-    ArrayMeta, ArrayWriter, DTypeKind, DynArray, Error, ErrorKind, Location, Order, Result,
+    ArrayMeta, ArrayWriter, Commit, DTypeKind, DynArray, Error, ErrorKind, Location, Order, Result,
     SaveOptions, half, num_complex::Complex,
 };
 
@@ -155,9 +155,13 @@ impl Layout {
         }
     }
 
-    /// Whether an `.npz` destination's members are deflated.
-    pub fn deflates(&self) -> bool {
-        matches!(self.compression, Some(Compression::Gzip(_)))
+    /// How an `.npz` destination's members are stored: deflated when gzip is asked for.
+    pub fn npz(&self) -> npz::Compression {
+        if matches!(self.compression, Some(Compression::Gzip(_))) {
+            npz::Compression::Deflated
+        } else {
+            npz::Compression::Stored
+        }
     }
 
     /// The HDF5 dataset's layout: the chunks asked for, gzip (level 4 unless given, as h5py's
@@ -216,37 +220,24 @@ pub fn convert(
 /// atomically and durably; a progress bar on a terminal unless `quiet`.
 pub fn write(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool) -> Outcome {
     let show = !quiet && std::io::stderr().is_terminal();
-    if to != ToFormat::Npz {
-        if let (Kind::Npz, Some(object)) = (Kind::of(&src.path)?, &src.object) {
-            let mut reader = NpzReader::open(&src.path)?;
-            if let Some(blocks) = Blocks::member(&src.path, reader.stream(object)?) {
-                let writer = writer(to, dst, &blocks.meta, src, layout)?;
-                return Ok(stream(blocks, writer, dst, show)?);
-            }
-        } else if let Some(blocks) = Blocks::open(src)? {
-            let writer = writer(to, dst, &blocks.meta, src, layout)?;
-            return Ok(stream(blocks, writer, dst, show)?);
+    if let (Kind::Npz, Some(object)) = (Kind::of(&src.path)?, &src.object) {
+        let mut reader = NpzReader::open(&src.path)?;
+        if let Some(blocks) = Blocks::member(&src.path, reader.stream(object)?) {
+            let sink = sink(to, dst, &blocks.meta, src, layout)?;
+            return Ok(stream(blocks, sink, dst, show)?);
         }
+    } else if let Some(blocks) = Blocks::open(src)? {
+        let sink = sink(to, dst, &blocks.meta, src, layout)?;
+        return Ok(stream(blocks, sink, dst, show)?);
     }
     let (_, array) = source::load(src)?;
     // A whole save cannot stop half-way (it is atomic either way): a signal is honoured before.
     interrupt::check(dst)?;
     let options = SaveOptions::default();
-    let name = src.object.as_deref().map(|o| o.trim_start_matches('/'));
     match to {
         ToFormat::Npy => npy::save_dyn(dst, &array, &options)?,
         ToFormat::Npz => {
-            let compression = if layout.deflates() {
-                npz::Compression::Deflated
-            } else {
-                npz::Compression::Stored
-            };
-            npz::save_npz(
-                dst,
-                &[(name.unwrap_or("arr_0"), &array)],
-                compression,
-                &options,
-            )?;
+            npz::save_npz(dst, &[(member_name(src), &array)], layout.npz(), &options)?;
         }
         ToFormat::Csv | ToFormat::Txt => {
             ndstore::with_dyn_array!(&array, |a| ndstore::text::save(
@@ -276,8 +267,31 @@ fn dataset_name(src: &Target) -> &str {
     src.object.as_deref().unwrap_or(hdf5::DEFAULT_DATASET)
 }
 
-/// The streaming writer of the destination format, for rows shaped as `meta`'s after its first
-/// axis; atomic and durable: the target appears complete at commit or not at all.
+/// The name of the one member of an `.npz` destination: the source's object, else `arr_0`.
+fn member_name(src: &Target) -> &str {
+    src.object
+        .as_deref()
+        .map_or("arr_0", |o| o.trim_start_matches('/'))
+}
+
+/// Where streamed rows go.
+enum Sink {
+    /// A streaming writer (`.npy`, text, HDF5).
+    Writer(Box<dyn ArrayWriter>),
+    /// An `.npz` archive and the name of the member the rows fill.
+    Npz(Box<NpzWriter>, String),
+}
+
+/// The destination's streaming writer, for rows shaped as `meta`'s after its first axis;
+/// atomic and durable: the target appears complete at commit or not at all.
+fn sink(to: ToFormat, dst: &Path, meta: &ArrayMeta, src: &Target, layout: &Layout) -> Result<Sink> {
+    if to == ToFormat::Npz {
+        let writer = NpzWriter::create(dst, &SaveOptions::default(), layout.npz())?;
+        return Ok(Sink::Npz(Box::new(writer), member_name(src).to_owned()));
+    }
+    writer(to, dst, meta, src, layout).map(Sink::Writer)
+}
+
 fn writer(
     to: ToFormat,
     dst: &Path,
@@ -572,26 +586,35 @@ fn row_bytes(meta: &ArrayMeta) -> usize {
 }
 
 /// Copies the blocks into the writer and commits it; the progress bar counts the source's bytes.
-fn stream(
-    mut blocks: Blocks<'_>,
-    mut writer: Box<dyn ArrayWriter>,
-    dst: &Path,
-    show: bool,
-) -> Result<()> {
+fn stream(mut blocks: Blocks<'_>, sink: Sink, dst: &Path, show: bool) -> Result<()> {
     let row_bytes = row_bytes(&blocks.meta) as u64;
     let total = (blocks.meta.shape[0] as u64).saturating_mul(row_bytes);
     let bar = show.then(|| progress(total));
+    let meta = blocks.meta.clone();
     let mut buffer = Vec::new();
-    while let Some(block) = blocks.next(&mut buffer)? {
+    let mut next = || {
         // A signal stops the copy here: the writer is dropped uncommitted, the target kept.
         interrupt::check(dst)?;
-        writer.append(&block)?;
+        let block = blocks.next(&mut buffer)?;
         if let Some(bar) = &bar {
             bar.set_position((blocks.done as u64).saturating_mul(row_bytes));
         }
+        Ok(block)
+    };
+    match sink {
+        Sink::Writer(mut writer) => {
+            while let Some(block) = next()? {
+                writer.append(&block)?;
+            }
+            interrupt::check(dst)?;
+            writer.commit()?;
+        }
+        Sink::Npz(mut writer, name) => {
+            writer.add_streamed(&name, &meta, &mut next)?;
+            interrupt::check(dst)?;
+            writer.commit()?;
+        }
     }
-    interrupt::check(dst)?;
-    writer.commit()?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

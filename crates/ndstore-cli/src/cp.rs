@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ndstore::file::npz::{self, NpzReader, NpzWriter};
+use ndstore::file::npz::{NpzReader, NpzWriter};
 use ndstore::hdf5;
 use ndstore::{Commit, Error, ErrorKind, Result, SaveOptions};
 
@@ -124,12 +124,7 @@ fn destination(src: &Target, kind: Kind, dst: PathBuf) -> PathBuf {
 /// archive published at commit.
 fn copy_members(src: &Path, dst: &Path, layout: &Layout) -> Result<()> {
     let mut reader = NpzReader::open(src)?;
-    let compression = if layout.deflates() {
-        npz::Compression::Deflated
-    } else {
-        npz::Compression::Stored
-    };
-    let mut writer = NpzWriter::create(dst, &SaveOptions::default(), compression)?;
+    let mut writer = NpzWriter::create(dst, &SaveOptions::default(), layout.npz())?;
     for name in reader.names().to_vec() {
         let (_, array) = reader.load_dyn(&name)?;
         interrupt::check(dst)?;

@@ -1054,6 +1054,8 @@ fn convert_streams_npz_members_and_fortran_npy_under_an_address_space_limit() {
         ("z.npz::a", "z.npy", &c),
         ("f.npy", "f.csv", &f),
         ("f.npy", "f2.npy", &f),
+        ("f.npy", "f.npz", &f),
+        ("z.npz::a", "t.npz", &c),
     ] {
         let output = shell(d, &format!("{limited} convert {src} {dst}"));
         assert_eq!(output.status.code(), Some(0), "{src}: {output:?}");

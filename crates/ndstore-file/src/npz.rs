@@ -221,6 +221,82 @@ impl NpzWriter {
     }
 
     fn add_view<T: Element>(&mut self, name: &str, view: ndarray::ArrayViewD<'_, T>) -> Result<()> {
+        let size = (view.len() as u64).saturating_mul(std::mem::size_of::<T>() as u64);
+        let byte_order = self.options.effective_byte_order();
+        self.add_member(name, size, &mut |zip| npy::write_to(zip, &view, byte_order))
+    }
+
+    /// Adds member `NAME.npy` holding an array of `meta`'s dtype and shape (C order) whose
+    /// rows `rows` hands over a block at a time (`None` after the last), so an array larger
+    /// than memory can be archived: only one block is held at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`NpzWriter::add`]; the errors `rows` returns; `InvalidInput` when a block's rows do
+    /// not have `meta`'s row shape, or the blocks hold more or fewer rows than `meta` declares.
+    /// Any error poisons the writer.
+    pub fn add_streamed(
+        &mut self,
+        name: &str,
+        meta: &ArrayMeta,
+        rows: &mut dyn FnMut() -> Result<Option<DynArray>>,
+    ) -> Result<()> {
+        let meta = ArrayMeta::new(meta.dtype, meta.shape.clone(), ndstore_core::Order::C);
+        let size = meta.byte_len()? as u64;
+        let Some((&declared, row_shape)) = meta.shape.split_first() else {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "a 0-d array has no rows")
+                    .with_path(self.target()),
+            );
+        };
+        let header = ndstore_core::__private::npy_header::encode(&meta);
+        let byte_order = meta.dtype.byte_order;
+        self.add_member(name, size, &mut |zip| {
+            zip.write_all(&header)
+                .map_err(|e| Error::io("writing the .npy header", e))?;
+            let mut written = 0usize;
+            while let Some(block) = rows()? {
+                let fits = block.shape().get(1..) == Some(row_shape)
+                    && block.kind() == meta.dtype.kind
+                    && written + block.shape()[0] <= declared;
+                if !fits {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!(
+                            "a block of shape {:?} does not continue an array of shape {:?} after {written} rows",
+                            block.shape(),
+                            meta.shape
+                        ),
+                    ));
+                }
+                written += block.shape()[0];
+                with_dyn_array!(&block, |a| ndstore_core::__private::codec::write_elements(
+                    &a.view(),
+                    ndstore_core::Order::C,
+                    byte_order,
+                    &mut |bytes| zip.write_all(bytes)
+                ))
+                .map_err(|e| Error::io("writing the .npy data", e))?;
+            }
+            if written == declared {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("the blocks hold {written} rows of the {declared} declared"),
+                ))
+            }
+        })
+    }
+
+    /// Starts member `NAME.npy` of `size` data bytes and has `body` write it; a failure
+    /// abandons the archive.
+    fn add_member(
+        &mut self,
+        name: &str,
+        size: u64,
+        body: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
         self.check()?;
         let target = self.target();
         validate_name(name).map_err(|e| e.with_path(&target))?;
@@ -231,7 +307,6 @@ impl NpzWriter {
             )
             .with_path(&target));
         }
-        let size = (view.len() as u64).saturating_mul(std::mem::size_of::<T>() as u64);
         let method = match self.compression {
             Compression::Stored => CompressionMethod::Stored,
             Compression::Deflated => CompressionMethod::Deflated,
@@ -248,7 +323,7 @@ impl NpzWriter {
         let result = zip
             .start_file(member.as_str(), options)
             .map_err(|e| zip_error("starting a member", e))
-            .and_then(|()| npy::write_to(zip, &view, self.options.effective_byte_order()))
+            .and_then(|()| body(zip))
             .map_err(|e| e.in_member(&member).with_path(&target));
         match result {
             Ok(()) => {
