@@ -102,7 +102,7 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
 }
 
 /// The file a copy writes: `dst`, or inside `dst` when it is a directory, named as the source
-/// file (or, for an object, as the object's last component with the source's extension).
+/// file (or, for an object, as the object's last component with the source file's extension).
 fn destination(src: &Target, kind: Kind, dst: PathBuf) -> PathBuf {
     if !dst.is_dir() {
         return dst;
@@ -110,7 +110,11 @@ fn destination(src: &Target, kind: Kind, dst: PathBuf) -> PathBuf {
     let name = match &src.object {
         Some(object) => {
             let last = object.rsplit('/').find(|s| !s.is_empty()).unwrap_or("data");
-            PathBuf::from(format!("{last}.{}", kind.name()))
+            let extension = src.path.extension().map_or_else(
+                || kind.name().to_owned(),
+                |e| e.to_string_lossy().into_owned(),
+            );
+            PathBuf::from(format!("{last}.{extension}"))
         }
         None => src
             .path

@@ -850,6 +850,8 @@ fn cp_copies_in_the_source_format_unless_the_extension_says_otherwise() {
     // A directory receives the file under its name; an .npz keeps every member.
     std::fs::create_dir(d.join("backup")).unwrap();
     assert_eq!(ok(d, &["cp", "two.npz", "backup"]), "");
+    assert_eq!(ok(d, &["cp", "d.h5::/g/x", "backup"]), "");
+    assert!(d.join("backup/x.h5").is_file());
     let mut copy = npz::NpzReader::open(d.join("backup/two.npz")).unwrap();
     assert_eq!(copy.names(), ["a", "b"]);
     assert!(copy.load_dyn("b").unwrap().1.bit_eq(&load(d.join("i.npy"))));
