@@ -342,10 +342,13 @@ enum Rows<'a> {
     Npy { file: File, data_start: u64 },
     /// A C-ordered `.npz` member, decompressed as it is read, its CRC-32 checked at the end.
     Member(Box<MemberStream<'a>>),
-    /// An HDF5 dataset, read a box of rows at a time by the isolated reader.
-    Hdf5(String),
+    /// An HDF5 dataset, read a box of rows at a time by the isolated reader, through the file
+    /// held open here (see [`held_path`]).
+    Hdf5 { file: File, name: String },
     /// A text file with a `# ndstore:` line, read a block of lines (about 8 MiB) at a time.
     Text(Box<TextReader>),
+    /// Every row read (an `.npz` member once its end was checked).
+    Done,
 }
 
 /// A source with at least one axis, read a bounded block of rows at a time.
@@ -375,11 +378,19 @@ impl<'a> Blocks<'a> {
             }
             (Kind::Hdf5, object) => {
                 let name = object.as_deref().unwrap_or(hdf5::DEFAULT_DATASET);
-                match hdf5::read_meta(path, name) {
-                    Ok(meta) => (meta, Rows::Hdf5(name.to_owned())),
+                let file = ndstore_core::__private::load::open_for_load(path)?;
+                let held = held_path(&file);
+                match hdf5::read_meta(&held, name) {
+                    Ok(meta) => (
+                        meta,
+                        Rows::Hdf5 {
+                            file,
+                            name: name.to_owned(),
+                        },
+                    ),
                     // Without a name, the facade's choice (the only dataset) loads it whole.
                     Err(_) if object.is_none() => return Ok(None),
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(named(e, path)),
                 }
             }
             (kind @ (Kind::Csv | Kind::Txt), None) => {
@@ -428,9 +439,7 @@ impl<'a> Blocks<'a> {
         }
         let rows = self.meta.shape[0];
         if self.done >= rows {
-            if let Rows::Member(member) =
-                std::mem::replace(&mut self.rows, Rows::Hdf5(String::new()))
-            {
+            if let Rows::Member(member) = std::mem::replace(&mut self.rows, Rows::Done) {
                 member.finish()?;
             }
             return Ok(None);
@@ -475,15 +484,34 @@ impl<'a> Blocks<'a> {
                     .map(Some)
                     .map_err(|e| with_path(e, &self.path))
             }
-            Rows::Text(_) => Ok(None),
-            Rows::Hdf5(name) => {
+            Rows::Text(_) | Rows::Done => Ok(None),
+            Rows::Hdf5 { file, name } => {
                 let ranges: Vec<std::ops::Range<usize>> = std::iter::once(start..start + n)
                     .chain(self.meta.shape[1..].iter().map(|&len| 0..len))
                     .collect();
-                hdf5::read_slice(&self.path, name, &ranges).map(Some)
+                hdf5::read_slice(held_path(file), name, &ranges)
+                    .map(Some)
+                    .map_err(|e| named(e, &self.path))
             }
         }
     }
+}
+
+/// The name under which this process reaches `file` itself: each block of an HDF5 source is
+/// read by a fresh isolated reader, which opens a path, and the source's own path may name
+/// another file by then (a program that replaces it by rename), so a copy would mix versions.
+fn held_path(file: &File) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+/// `e` naming `path` instead of the held file's `/proc/self/fd` name it was read by.
+fn named(e: Error, path: &Path) -> Error {
+    let mut named = Error::new(e.kind(), e.message());
+    if let Some(place) = e.location() {
+        named = named.at(place.clone());
+    }
+    named.with_path(path)
 }
 
 /// Checks, before a destination is made, that a `.npy` file holds the data its header

@@ -1207,3 +1207,53 @@ fn sigint_during_convert_leaves_no_destination_and_no_temporary() {
     assert_eq!(std::fs::read(d.join("out.csv")).unwrap(), b"old\n");
     no_temporary(d, "out.csv");
 }
+
+#[test]
+fn convert_of_an_hdf5_dataset_replaced_meanwhile_copies_one_version() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Two versions of 24 MiB (three blocks), every value 1 in one and 2 in the other.
+    let shape = [12 * 1024, 256];
+    {
+        let _writing = HDF5_OPEN.write().unwrap_or_else(|e| e.into_inner());
+        for (name, value) in [("one.h5", 1.0f64), ("two.h5", 2.0)] {
+            let a = DynArray::from(ArrayD::from_elem(IxDyn(&shape), value));
+            hdf5::save_dyn(d.join(name), "/data", &a, &SaveOptions::default()).unwrap();
+        }
+    }
+    std::fs::hard_link(d.join("one.h5"), d.join("in.h5")).unwrap();
+    // Another program replaces the source by rename, again and again, while it is converted.
+    let stop = AtomicBool::new(false);
+    /// Stops the renaming thread however the rounds end, a failed assertion included.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let from = if i % 2 == 0 { "two.h5" } else { "one.h5" };
+                std::fs::hard_link(d.join(from), d.join("next.h5")).unwrap();
+                std::fs::rename(d.join("next.h5"), d.join("in.h5")).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(3));
+            }
+        });
+        let _stop = Stop(&stop);
+        for round in 0..6 {
+            assert_eq!(ok(d, &["convert", "in.h5::/data", "out.npy"]), "");
+            let out: ArrayD<f64> = ndstore::file::npy::load(d.join("out.npy")).unwrap();
+            let first = out[[0, 0]];
+            let mixed = out.iter().filter(|&&v| v != first).count();
+            assert_eq!(
+                mixed, 0,
+                "round {round}: a copy mixes two versions of the source"
+            );
+        }
+    });
+}
