@@ -30,6 +30,9 @@ tasks:
   fuzz [--target T] [--time S] [--runs N]
                               build and run the libFuzzer targets of fuzz/ (see fuzz --help)
   setup                       install what the tests need (system packages, Python oracles)
+  dist-docs                   shell completions (bash, zsh, fish) and man pages of the `ndstore`
+                              command line, from its clap definitions, under dist-docs/ of the
+                              target directory
   tidy                        repository lints";
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Some("bench") => setup().and_then(|env| bench::bench(&args[1..], &env.python)),
         Some("fuzz") => fuzz::fuzz(&args[1..], || setup().map(|env| env.python)),
         Some("tidy") => tidy::run(&workspace_root()),
+        Some("dist-docs") => dist_docs(),
         Some("-h" | "--help" | "help") | None => {
             println!("{USAGE}");
             Ok(())
@@ -54,6 +58,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes the command line's completions and man pages under `dist-docs/` of the target
+/// directory. The `ndstore` binary renders them from its own clap definitions (a hidden
+/// command), so xtask needs no clap of its own.
+fn dist_docs() -> Result<(), String> {
+    let out = target_dir().join("dist-docs");
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "ndstore-cli",
+            "--bin",
+            "ndstore",
+            "--",
+            "dist-docs",
+        ])
+        .arg(&out))?;
+    println!("xtask: wrote {}", out.display());
+    Ok(())
 }
 
 /// The workspace root: the parent of this crate's directory.

@@ -15,17 +15,18 @@ use std::path::Path;
 
 use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressStyle};
+use ndstore::file::npz::{MemberStream, NpzReader, NpzWriter};
 use ndstore::file::{NpyWriter, npy, npz};
 use ndstore::hdf5;
-use ndstore::ndarray::{ArrayD, IxDyn};
+use ndstore::ndarray::{ArrayD, IxDyn, ShapeBuilder};
 use ndstore::text::{TextReader, TextWriter};
 use ndstore::{
-    ArrayMeta, ArrayWriter, DTypeKind, DynArray, Error, ErrorKind, Location, Order, Result,
+    ArrayMeta, ArrayWriter, Commit, DTypeKind, DynArray, Error, ErrorKind, Location, Order, Result,
     SaveOptions, half, num_complex::Complex,
 };
 
-use crate::Outcome;
 use crate::source::{self, Kind, Target, text_options, with_path};
+use crate::{Outcome, interrupt};
 
 /// The most bytes of rows a streaming conversion holds at once.
 pub const BUFFER_BYTES: usize = 8 << 20;
@@ -46,7 +47,8 @@ pub enum ToFormat {
 }
 
 impl ToFormat {
-    fn from_kind(kind: Kind) -> ToFormat {
+    /// The format of a file of `kind`.
+    pub fn from_kind(kind: Kind) -> ToFormat {
         match kind {
             Kind::Npy => ToFormat::Npy,
             Kind::Npz => ToFormat::Npz,
@@ -55,32 +57,188 @@ impl ToFormat {
             Kind::Hdf5 => ToFormat::Hdf5,
         }
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            ToFormat::Npy => ".npy file",
+            ToFormat::Npz => ".npz archive",
+            ToFormat::Csv => "CSV file",
+            ToFormat::Txt => "text file",
+            ToFormat::Hdf5 => "HDF5 file",
+        }
+    }
 }
 
-/// `ndstore convert SRC DST [--to FORMAT] [--quiet]`.
-pub fn convert(src: &Target, dst: &Path, to: Option<ToFormat>, quiet: bool) -> Outcome {
+/// A compression the destination is asked for (`--compression`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// No compression filter.
+    None,
+    /// gzip (deflate), at a level from 0 to 9 when one is given.
+    Gzip(Option<u8>),
+}
+
+/// Parses `--compression`: `none`, `gzip` or `gzip:LEVEL` (0–9).
+///
+/// # Errors
+///
+/// A message clap prints as a usage error.
+pub fn parse_compression(spelled: &str) -> std::result::Result<Compression, String> {
+    match spelled.split_once(':') {
+        None if spelled == "none" => Ok(Compression::None),
+        None if spelled == "gzip" => Ok(Compression::Gzip(None)),
+        Some(("gzip", level)) => match level.parse::<u8>() {
+            Ok(level) if level <= 9 => Ok(Compression::Gzip(Some(level))),
+            _ => Err(format!("gzip's level is 0 to 9, not '{level}'")),
+        },
+        _ => Err("expected none, gzip or gzip:LEVEL".to_owned()),
+    }
+}
+
+/// A chunk shape as `--chunks` spells it (one value, so clap does not take it for a list).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunks(pub Vec<usize>);
+
+/// Parses `--chunks`: a positive length per axis, separated by commas.
+///
+/// # Errors
+///
+/// A message clap prints as a usage error.
+pub fn parse_chunks(spelled: &str) -> std::result::Result<Chunks, String> {
+    spelled
+        .split(',')
+        .map(|n| match n.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("a chunk's length is a positive integer, not '{n}'")),
+        })
+        .collect::<std::result::Result<Vec<usize>, String>>()
+        .map(Chunks)
+}
+
+/// How the destination is laid out: HDF5 chunks and compression, an `.npz` member's deflate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// `--chunks`: the chunk shape of an HDF5 dataset.
+    pub chunks: Option<Vec<usize>>,
+    /// `--compression`.
+    pub compression: Option<Compression>,
+}
+
+impl Layout {
+    /// Refuses what a destination of format `to` cannot honour, instead of ignoring it: chunks
+    /// anywhere but HDF5, compression in text and `.npy`, a gzip level in an `.npz`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming the destination and the option (a usage error, exit 2).
+    pub fn check(&self, to: ToFormat, dst: &Path) -> Result<()> {
+        let refuse = |option: &str, why: String| {
+            Err(Error::new(ErrorKind::InvalidInput, format!("{option}: {why}")).with_path(dst))
+        };
+        if self.chunks.is_some() && to != ToFormat::Hdf5 {
+            return refuse(
+                "--chunks",
+                format!("a {} has no chunks (HDF5 destinations only)", to.name()),
+            );
+        }
+        match (self.compression, to) {
+            (None | Some(Compression::None), _) | (Some(_), ToFormat::Hdf5) => Ok(()),
+            (Some(Compression::Gzip(None)), ToFormat::Npz) => Ok(()),
+            (Some(Compression::Gzip(Some(_))), ToFormat::Npz) => refuse(
+                "--compression",
+                "an .npz member is deflated at one level; give gzip without a level".to_owned(),
+            ),
+            (Some(Compression::Gzip(_)), _) => refuse(
+                "--compression",
+                format!("a {} cannot be compressed (HDF5 and .npz only)", to.name()),
+            ),
+        }
+    }
+
+    /// How an `.npz` destination's members are stored: deflated when gzip is asked for.
+    pub fn npz(&self) -> npz::Compression {
+        if matches!(self.compression, Some(Compression::Gzip(_))) {
+            npz::Compression::Deflated
+        } else {
+            npz::Compression::Stored
+        }
+    }
+
+    /// The HDF5 dataset's layout: the chunks asked for, gzip (level 4 unless given, as h5py's
+    /// default) with the shuffle filter and Fletcher-32 checksums.
+    fn h5(&self) -> hdf5::H5Options {
+        let mut options = hdf5::H5Options::new();
+        if let Some(Compression::Gzip(level)) = self.compression {
+            options = options.compressed(level.unwrap_or(4));
+        }
+        if let Some(chunks) = &self.chunks {
+            options = options.chunk(chunks);
+        }
+        options
+    }
+}
+
+/// Refuses a destination that is the source file itself (the same file, through a link or
+/// another spelling): the new file would replace what it is read from.
+///
+/// # Errors
+///
+/// `InvalidInput` naming the destination.
+pub fn refuse_same_file(src: &Path, dst: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(src), std::fs::metadata(dst))
+        && a.dev() == b.dev()
+        && a.ino() == b.ino()
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("is the source file {} itself", src.display()),
+        )
+        .with_path(dst));
+    }
+    Ok(())
+}
+
+/// `ndstore convert SRC DST [--to FORMAT] [--chunks ...] [--compression ...] [--quiet]`.
+pub fn convert(
+    src: &Target,
+    dst: &Path,
+    to: Option<ToFormat>,
+    layout: &Layout,
+    quiet: bool,
+) -> Outcome {
     let to = match to {
         Some(to) => to,
         None => ToFormat::from_kind(Kind::of(dst)?),
     };
+    layout.check(to, dst)?;
+    refuse_same_file(&src.path, dst)?;
+    write(src, dst, to, layout, quiet)
+}
+
+/// Writes the array `src` names to `dst` in format `to`, streamed when the source allows it,
+/// atomically and durably; a progress bar on a terminal unless `quiet`.
+pub fn write(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool) -> Outcome {
     let show = !quiet && std::io::stderr().is_terminal();
-    if to != ToFormat::Npz
-        && let Some(blocks) = Blocks::open(src)?
-    {
-        let writer = writer(to, dst, &blocks.meta, src)?;
-        return Ok(stream(blocks, writer, show)?);
+    if let (Kind::Npz, Some(object)) = (Kind::of(&src.path)?, &src.object) {
+        let mut reader = NpzReader::open(&src.path)?;
+        if let Some(blocks) = Blocks::member(&src.path, reader.stream(object)?) {
+            let sink = sink(to, dst, &blocks.meta, src, layout)?;
+            return Ok(stream(blocks, sink, dst, show)?);
+        }
+    } else if let Some(blocks) = Blocks::open(src)? {
+        let sink = sink(to, dst, &blocks.meta, src, layout)?;
+        return Ok(stream(blocks, sink, dst, show)?);
     }
     let (_, array) = source::load(src)?;
+    // A whole save cannot stop half-way (it is atomic either way): a signal is honoured before.
+    interrupt::check(dst)?;
     let options = SaveOptions::default();
-    let name = src.object.as_deref().map(|o| o.trim_start_matches('/'));
     match to {
         ToFormat::Npy => npy::save_dyn(dst, &array, &options)?,
-        ToFormat::Npz => npz::save_npz(
-            dst,
-            &[(name.unwrap_or("arr_0"), &array)],
-            npz::Compression::Stored,
-            &options,
-        )?,
+        ToFormat::Npz => {
+            npz::save_npz(dst, &[(member_name(src), &array)], layout.npz(), &options)?;
+        }
         ToFormat::Csv | ToFormat::Txt => {
             ndstore::with_dyn_array!(&array, |a| ndstore::text::save(
                 dst,
@@ -89,7 +247,9 @@ pub fn convert(src: &Target, dst: &Path, to: Option<ToFormat>, quiet: bool) -> O
                 &options
             ))?;
         }
-        ToFormat::Hdf5 => hdf5::save_dyn(dst, dataset_name(src), &array, &options)?,
+        ToFormat::Hdf5 => {
+            hdf5::save_with(dst, dataset_name(src), &array, &options, &layout.h5())?;
+        }
     }
     Ok(())
 }
@@ -107,13 +267,37 @@ fn dataset_name(src: &Target) -> &str {
     src.object.as_deref().unwrap_or(hdf5::DEFAULT_DATASET)
 }
 
-/// The streaming writer of the destination format, for rows shaped as `meta`'s after its first
-/// axis; atomic and durable: the target appears complete at commit or not at all.
+/// The name of the one member of an `.npz` destination: the source's object, else `arr_0`.
+fn member_name(src: &Target) -> &str {
+    src.object
+        .as_deref()
+        .map_or("arr_0", |o| o.trim_start_matches('/'))
+}
+
+/// Where streamed rows go.
+enum Sink {
+    /// A streaming writer (`.npy`, text, HDF5).
+    Writer(Box<dyn ArrayWriter>),
+    /// An `.npz` archive and the name of the member the rows fill.
+    Npz(Box<NpzWriter>, String),
+}
+
+/// The destination's streaming writer, for rows shaped as `meta`'s after its first axis;
+/// atomic and durable: the target appears complete at commit or not at all.
+fn sink(to: ToFormat, dst: &Path, meta: &ArrayMeta, src: &Target, layout: &Layout) -> Result<Sink> {
+    if to == ToFormat::Npz {
+        let writer = NpzWriter::create(dst, &SaveOptions::default(), layout.npz())?;
+        return Ok(Sink::Npz(Box::new(writer), member_name(src).to_owned()));
+    }
+    writer(to, dst, meta, src, layout).map(Sink::Writer)
+}
+
 fn writer(
     to: ToFormat,
     dst: &Path,
     meta: &ArrayMeta,
     src: &Target,
+    layout: &Layout,
 ) -> Result<Box<dyn ArrayWriter>> {
     let row_shape = &meta.shape[1..];
     let save = SaveOptions::default();
@@ -131,7 +315,7 @@ fn writer(
             meta.dtype,
             row_shape,
             &save,
-            &hdf5::WriterOptions::new(dataset_name(src)),
+            &h5_writer_options(src, layout),
         )?),
         ToFormat::Npz => {
             return Err(Error::new(
@@ -143,44 +327,70 @@ fn writer(
     })
 }
 
-/// Where a streamed source's rows come from.
-enum Rows {
-    /// A `.npy` file, positioned at the next row.
-    Npy(File),
-    /// An HDF5 dataset, read a box of rows at a time by the isolated reader.
-    Hdf5(String),
-    /// A text file with a `# ndstore:` line, read a block of lines (about 8 MiB) at a time.
-    Text(Box<TextReader>),
+/// The streaming HDF5 writer's options: the dataset named as the source's object (else
+/// `data`), laid out as `layout` says.
+fn h5_writer_options(src: &Target, layout: &Layout) -> hdf5::WriterOptions {
+    let mut options = hdf5::WriterOptions::new(dataset_name(src));
+    options.filters = layout.h5();
+    options
 }
 
-/// A C-ordered source with at least one axis, read a bounded block of rows at a time.
-struct Blocks {
+/// Where a streamed source's rows come from.
+enum Rows<'a> {
+    /// A `.npy` file and where its data starts. A C-ordered file is read in order; a
+    /// Fortran-ordered one a run of each column at a time (see [`Blocks::next`]).
+    Npy { file: File, data_start: u64 },
+    /// A C-ordered `.npz` member, decompressed as it is read, its CRC-32 checked at the end.
+    Member(Box<MemberStream<'a>>),
+    /// An HDF5 dataset, read a box of rows at a time by the isolated reader, through the file
+    /// held open here (see [`held_path`]).
+    Hdf5 { file: File, name: String },
+    /// A text file with a `# ndstore:` line, read a block of lines (about 8 MiB) at a time.
+    Text(Box<TextReader>),
+    /// Every row read (an `.npz` member once its end was checked).
+    Done,
+}
+
+/// A source with at least one axis, read a bounded block of rows at a time.
+struct Blocks<'a> {
     path: std::path::PathBuf,
     meta: ArrayMeta,
-    rows: Rows,
+    rows: Rows<'a>,
     done: usize,
     per_block: usize,
 }
 
-impl Blocks {
-    /// The source's blocks, or `None` when it cannot stream (an `.npz` member, text, a
-    /// Fortran-ordered or 0-d array, an HDF5 file without a named or `data` dataset).
-    fn open(src: &Target) -> Result<Option<Blocks>> {
+impl<'a> Blocks<'a> {
+    /// The source's blocks, or `None` when it cannot stream (an `.npz` member, which
+    /// [`Blocks::member`] streams, text without its `# ndstore:` line, a 0-d array, a
+    /// Fortran-ordered array other than a `.npy` file's, an HDF5 file without a named or
+    /// `data` dataset).
+    fn open(src: &Target) -> Result<Option<Blocks<'a>>> {
         let path = &src.path;
         let (meta, rows) = match (Kind::of(path)?, &src.object) {
             (Kind::Npy, None) => {
-                let mut file =
-                    File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
+                // Never blocks: a FIFO or a device is refused by its type.
+                let mut file = ndstore_core::__private::load::open_for_load(path)?;
                 let meta = npy::read_header_from(&mut file).map_err(|e| with_path(e, path))?;
-                (meta, Rows::Npy(file))
+                let data_start = file_offset(&mut file);
+                holds_its_data(&file, data_start, &meta).map_err(|e| e.with_path(path))?;
+                (meta, Rows::Npy { file, data_start })
             }
             (Kind::Hdf5, object) => {
                 let name = object.as_deref().unwrap_or(hdf5::DEFAULT_DATASET);
-                match hdf5::read_meta(path, name) {
-                    Ok(meta) => (meta, Rows::Hdf5(name.to_owned())),
+                let file = ndstore_core::__private::load::open_for_load(path)?;
+                let held = held_path(&file);
+                match hdf5::read_meta(&held, name) {
+                    Ok(meta) => (
+                        meta,
+                        Rows::Hdf5 {
+                            file,
+                            name: name.to_owned(),
+                        },
+                    ),
                     // Without a name, the facade's choice (the only dataset) loads it whole.
                     Err(_) if object.is_none() => return Ok(None),
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(named(e, path)),
                 }
             }
             (kind @ (Kind::Csv | Kind::Txt), None) => {
@@ -193,29 +403,45 @@ impl Blocks {
             }
             _ => return Ok(None),
         };
-        if meta.order != Order::C || meta.shape.is_empty() {
-            return Ok(None);
+        Ok(Blocks::of(path, meta, rows))
+    }
+
+    /// The blocks of an `.npz` member, or `None` for a Fortran-ordered or 0-d one (a
+    /// compressed member cannot be read out of order).
+    fn member(path: &Path, member: MemberStream<'a>) -> Option<Blocks<'a>> {
+        let meta = member.meta().clone();
+        Blocks::of(path, meta, Rows::Member(Box::new(member)))
+    }
+
+    fn of(path: &Path, meta: ArrayMeta, rows: Rows<'a>) -> Option<Blocks<'a>> {
+        let fortran_file = matches!(rows, Rows::Npy { .. });
+        if meta.shape.is_empty() || (meta.order != Order::C && !fortran_file) {
+            return None;
         }
         let row_bytes = row_bytes(&meta);
         let per_block = BUFFER_BYTES
             .checked_div(row_bytes)
             .map_or(meta.shape[0], |n| n);
-        Ok(Some(Blocks {
-            path: path.clone(),
+        Some(Blocks {
+            path: path.to_path_buf(),
             meta,
             rows,
             done: 0,
             per_block: per_block.max(1),
-        }))
+        })
     }
 
-    /// The next block of rows, `None` after the last.
+    /// The next block of rows, `None` after the last (once the source is checked to end
+    /// there: an `.npz` member's CRC-32).
     fn next(&mut self, buffer: &mut Vec<u8>) -> Result<Option<DynArray>> {
         if let Rows::Text(reader) = &mut self.rows {
             return next_text_block(reader, &self.meta, &mut self.done);
         }
         let rows = self.meta.shape[0];
         if self.done >= rows {
+            if let Rows::Member(member) = std::mem::replace(&mut self.rows, Rows::Done) {
+                member.finish()?;
+            }
             return Ok(None);
         }
         let n = self.per_block.min(rows - self.done);
@@ -223,11 +449,11 @@ impl Blocks {
         self.done += n;
         let mut shape = self.meta.shape.clone();
         shape[0] = n;
+        let fortran = self.meta.order == Order::Fortran;
         match &mut self.rows {
-            Rows::Npy(file) => {
+            Rows::Npy { file, data_start } => {
                 buffer.resize(n * row_bytes(&self.meta), 0);
-                let offset = file_offset(file);
-                file.read_exact(buffer).map_err(|e| {
+                let ends_early = |e: std::io::Error, offset: u64| {
                     let kind = if e.kind() == std::io::ErrorKind::UnexpectedEof {
                         ErrorKind::Truncated
                     } else {
@@ -239,20 +465,102 @@ impl Blocks {
                     )
                     .at_offset(offset)
                     .with_path(&self.path)
-                })?;
+                };
+                if fortran {
+                    read_columns(file, *data_start, &self.meta, start..start + n, buffer)
+                        .map_err(|(e, at)| ends_early(e, at))?;
+                } else {
+                    let offset = file_offset(file);
+                    file.read_exact(buffer).map_err(|e| ends_early(e, offset))?;
+                }
                 decode(&self.meta, buffer, &shape)
                     .map(Some)
                     .map_err(|e| with_path(e, &self.path))
             }
-            Rows::Text(_) => Ok(None),
-            Rows::Hdf5(name) => {
+            Rows::Member(member) => {
+                buffer.resize(n * row_bytes(&self.meta), 0);
+                member.read_exact(buffer)?;
+                decode(&self.meta, buffer, &shape)
+                    .map(Some)
+                    .map_err(|e| with_path(e, &self.path))
+            }
+            Rows::Text(_) | Rows::Done => Ok(None),
+            Rows::Hdf5 { file, name } => {
                 let ranges: Vec<std::ops::Range<usize>> = std::iter::once(start..start + n)
                     .chain(self.meta.shape[1..].iter().map(|&len| 0..len))
                     .collect();
-                hdf5::read_slice(&self.path, name, &ranges).map(Some)
+                hdf5::read_slice(held_path(file), name, &ranges)
+                    .map(Some)
+                    .map_err(|e| named(e, &self.path))
             }
         }
     }
+}
+
+/// The name under which this process reaches `file` itself: each block of an HDF5 source is
+/// read by a fresh isolated reader, which opens a path, and the source's own path may name
+/// another file by then (a program that replaces it by rename), so a copy would mix versions.
+fn held_path(file: &File) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
+/// `e` naming `path` instead of the held file's `/proc/self/fd` name it was read by.
+fn named(e: Error, path: &Path) -> Error {
+    let mut named = Error::new(e.kind(), e.message());
+    if let Some(place) = e.location() {
+        named = named.at(place.clone());
+    }
+    named.with_path(path)
+}
+
+/// Checks, before a destination is made, that a `.npy` file holds the data its header
+/// declares (the loader's own check): a header that claims 2^40 rows is refused at once, in
+/// the loader's words, instead of at its first missing block.
+fn holds_its_data(file: &File, data_start: u64, meta: &ArrayMeta) -> Result<()> {
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("cannot inspect", e))?
+        .len();
+    let byte_len = meta.byte_len()? as u64;
+    if data_start.checked_add(byte_len).is_none_or(|end| end > len) {
+        return Err(Error::new(
+            ErrorKind::Truncated,
+            format!(
+                "the header declares {byte_len} data bytes from byte {data_start}, but the input holds only {}",
+                len.saturating_sub(data_start)
+            ),
+        )
+        .at_offset(len));
+    }
+    Ok(())
+}
+
+/// Reads rows `rows` of a Fortran-ordered array whose data starts at `data_start`: in the
+/// file each column (one index of every axis but the first) holds its rows side by side, so
+/// the block is one run per column, read with `pread`. The buffer then holds the block in
+/// Fortran order (the rows of a column side by side, columns in the file's order), as
+/// [`decode`] reads it for a Fortran `meta`. On failure, the error and the offset it met.
+fn read_columns(
+    file: &File,
+    data_start: u64,
+    meta: &ArrayMeta,
+    rows: std::ops::Range<usize>,
+    buffer: &mut [u8],
+) -> std::result::Result<(), (std::io::Error, u64)> {
+    use std::os::unix::fs::FileExt;
+    let item = meta.dtype.itemsize() as u64;
+    let all_rows = meta.shape[0] as u64;
+    let run = rows.len() * meta.dtype.itemsize();
+    if run == 0 {
+        return Ok(());
+    }
+    for (column, piece) in buffer.chunks_exact_mut(run).enumerate() {
+        let element = (column as u64) * all_rows + rows.start as u64;
+        let offset = data_start + element * item;
+        file.read_exact_at(piece, offset).map_err(|e| (e, offset))?;
+    }
+    Ok(())
 }
 
 /// The next block of a text file's rows, shaped by its `# ndstore:` line, whose row count
@@ -306,18 +614,35 @@ fn row_bytes(meta: &ArrayMeta) -> usize {
 }
 
 /// Copies the blocks into the writer and commits it; the progress bar counts the source's bytes.
-fn stream(mut blocks: Blocks, mut writer: Box<dyn ArrayWriter>, show: bool) -> Result<()> {
+fn stream(mut blocks: Blocks<'_>, sink: Sink, dst: &Path, show: bool) -> Result<()> {
     let row_bytes = row_bytes(&blocks.meta) as u64;
     let total = (blocks.meta.shape[0] as u64).saturating_mul(row_bytes);
     let bar = show.then(|| progress(total));
+    let meta = blocks.meta.clone();
     let mut buffer = Vec::new();
-    while let Some(block) = blocks.next(&mut buffer)? {
-        writer.append(&block)?;
+    let mut next = || {
+        // A signal stops the copy here: the writer is dropped uncommitted, the target kept.
+        interrupt::check(dst)?;
+        let block = blocks.next(&mut buffer)?;
         if let Some(bar) = &bar {
             bar.set_position((blocks.done as u64).saturating_mul(row_bytes));
         }
+        Ok(block)
+    };
+    match sink {
+        Sink::Writer(mut writer) => {
+            while let Some(block) = next()? {
+                writer.append(&block)?;
+            }
+            interrupt::check(dst)?;
+            writer.commit()?;
+        }
+        Sink::Npz(mut writer, name) => {
+            writer.add_streamed(&name, &meta, &mut next)?;
+            interrupt::check(dst)?;
+            writer.commit()?;
+        }
     }
-    writer.commit()?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -382,14 +707,18 @@ fn decode(meta: &ArrayMeta, bytes: &[u8], shape: &[usize]) -> Result<DynArray> {
         )
     };
     let swap = order.needs_swap();
+    let fortran = meta.order == Order::Fortran;
     macro_rules! array {
         ($t:ty, $n:literal, $from:expr) => {
             array!($t, $n, $from, swap)
         };
         ($t:ty, $n:literal, $from:expr, $swap:expr) => {
             DynArray::from(
-                ArrayD::from_shape_vec(IxDyn(shape), elements::<$t, $n>(bytes, $swap, $from))
-                    .map_err(shaped)?,
+                ArrayD::from_shape_vec(
+                    IxDyn(shape).set_f(fortran),
+                    elements::<$t, $n>(bytes, $swap, $from),
+                )
+                .map_err(shaped)?,
             )
         };
     }

@@ -1,5 +1,5 @@
-//! `ndstore`, the command line over ndstore's local backends: `info`, `ls`, `cat`, `verify` and
-//! `convert` of `.npy`, `.npz`, CSV and whitespace-separated text, and HDF5 (parsed in
+//! `ndstore`, the command line over ndstore's local backends: `info`, `ls`, `cat`, `verify`,
+//! `convert` and `cp` of `.npy`, `.npz`, CSV and whitespace-separated text, and HDF5 (parsed in
 //! ndstore's isolated reader process, so a hostile file gives an error line, never a crash).
 //!
 //! Errors are one line, `ndstore: PATH: PLACE: MESSAGE`, and the exit status is 0 when all went
@@ -7,15 +7,18 @@
 //! other commands).
 
 mod convert;
+mod cp;
+mod docs;
 mod inspect;
+mod interrupt;
 mod print;
 mod source;
 mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// What went wrong, and so which exit status the command ends with.
 #[derive(Debug)]
@@ -101,7 +104,7 @@ enum Command {
     },
     /// Converts an array to another format, atomically and durably.
     #[command(
-        after_help = "Examples:\n  ndstore convert table.csv table.npy\n  ndstore convert --to npz run.h5::/data out.bin"
+        after_help = "Examples:\n  ndstore convert table.csv table.npy\n  ndstore convert --to npz run.h5::/data out.bin\n  ndstore convert --chunks 64,64 --compression gzip:6 big.npy big.h5"
     )]
     Convert {
         /// PATH or PATH::OBJECT of the source.
@@ -111,10 +114,52 @@ enum Command {
         /// The destination's format (default: from its extension).
         #[arg(long, value_enum)]
         to: Option<convert::ToFormat>,
+        #[command(flatten)]
+        layout: LayoutArgs,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Copies an array (every member of an .npz) in its format, atomically, durably, checksums
+    /// checked.
+    #[command(
+        after_help = "The destination keeps the source's format unless its extension names another;\n\
+                      a directory receives a file of the source's name; a replaced file keeps its\n\
+                      permissions. s3:// URLs and Zarr stores come with the Zarr backend.\n\n\
+                      Examples:\n  ndstore cp run.h5::/loss backup/loss.h5\n  ndstore cp arrays.npz /mnt/archive/"
+    )]
+    Cp {
+        /// PATH or PATH::OBJECT of the source.
+        src: String,
+        /// The destination file or directory.
+        dst: String,
+        #[command(flatten)]
+        layout: LayoutArgs,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+/// The destination's layout, for `convert` and `cp`.
+#[derive(Args, Debug)]
+struct LayoutArgs {
+    /// HDF5 chunk shape, one length per axis (HDF5 destinations only).
+    #[arg(long, value_name = "N,N,...", value_parser = convert::parse_chunks)]
+    chunks: Option<convert::Chunks>,
+    /// gzip[:LEVEL] (0-9, default 4, with shuffle and Fletcher-32) or none; HDF5 and .npz
+    /// destinations only (an .npz member takes no level).
+    #[arg(long, value_name = "gzip[:LEVEL]|none", value_parser = convert::parse_compression)]
+    compression: Option<convert::Compression>,
+}
+
+impl LayoutArgs {
+    fn layout(self) -> convert::Layout {
+        convert::Layout {
+            chunks: self.chunks.map(|c| c.0),
+            compression: self.compression,
+        }
+    }
 }
 
 /// The output forms of `cat`.
@@ -128,7 +173,20 @@ pub enum CatFormat {
     Json,
 }
 
+/// The directory of `ndstore dist-docs DIR`, the build step `cargo xtask dist-docs` runs;
+/// kept out of clap's definitions so the completions and pages it writes do not list it.
+fn dist_docs_dir() -> Option<PathBuf> {
+    let mut args = std::env::args_os().skip(1);
+    match (args.next(), args.next(), args.next()) {
+        (Some(command), Some(dir), None) if command == "dist-docs" => Some(PathBuf::from(dir)),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
+    if let Some(dir) = dist_docs_dir() {
+        return finish(docs::write(Cli::command(), &dir).map_err(Failure::from));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -138,6 +196,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if matches!(cli.command, Command::Convert { .. } | Command::Cp { .. }) {
+        interrupt::catch();
+    }
     let outcome = match cli.command {
         Command::Info { target, json } => inspect::info(&source::Target::parse(&target), json),
         Command::Ls { path, json } => inspect::ls(&path, json),
@@ -151,9 +212,27 @@ fn main() -> ExitCode {
             src,
             dst,
             to,
+            layout,
             quiet,
-        } => convert::convert(&source::Target::parse(&src), &dst, to, quiet),
+        } => convert::convert(
+            &source::Target::parse(&src),
+            &dst,
+            to,
+            &layout.layout(),
+            quiet,
+        ),
+        Command::Cp {
+            src,
+            dst,
+            layout,
+            quiet,
+        } => cp::cp(&src, &dst, &layout.layout(), quiet),
     };
+    finish(outcome)
+}
+
+/// The exit status of `outcome`, its error printed.
+fn finish(outcome: Outcome) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Damaged) => ExitCode::from(1),
@@ -165,7 +244,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(Failure::Error(e)) => {
-            eprintln!("ndstore: {e}");
+            match interrupt::received() {
+                // What failed after a signal (the HDF5 reader, say, which the terminal's Ctrl-C
+                // reached too) failed because of it.
+                Some(signal) => {
+                    let dst = e.path().map(Path::to_path_buf).unwrap_or_default();
+                    if let Err(why) = interrupt::check(&dst) {
+                        eprintln!("ndstore: {why}");
+                    }
+                    return interrupt::die_of(signal);
+                }
+                None => eprintln!("ndstore: {e}"),
+            }
             ExitCode::from(2)
         }
     }

@@ -11,7 +11,7 @@ use std::sync::RwLock;
 use assert_cmd::Command;
 use ndstore::file::npz;
 use ndstore::hdf5::{self, H5Options};
-use ndstore::ndarray::{ArrayD, IxDyn, array};
+use ndstore::ndarray::{ArrayD, IxDyn, ShapeBuilder, array};
 use ndstore::{DynArray, SaveOptions};
 use tempfile::TempDir;
 
@@ -89,7 +89,7 @@ fn fixtures() -> TempDir {
 #[test]
 fn help_shows_an_example_for_every_command() {
     let dir = tempfile::tempdir().unwrap();
-    for command in ["info", "ls", "cat", "verify", "convert"] {
+    for command in COMMANDS {
         let help = ok(dir.path(), &[command, "--help"]);
         assert!(
             help.contains(&format!("Examples:\n  ndstore {command} ")),
@@ -740,4 +740,520 @@ fn convert_streams_text_with_its_metadata_line_and_checks_its_rows() {
     let err = one_error_line(&run(d, &["convert", "long.csv", "long.npy"]), 2);
     assert!(err.contains("more than 250000 rows"), "{err}");
     assert!(!d.join("long.npy").exists());
+}
+
+/// The commands a user sees (the hidden `dist-docs` is not one).
+const COMMANDS: [&str; 6] = ["info", "ls", "cat", "verify", "convert", "cp"];
+
+#[test]
+fn dist_docs_writes_completions_and_man_pages_naming_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert_eq!(ok(d, &["dist-docs", "out"]), "");
+    let read = |name: &str| std::fs::read_to_string(d.join("out").join(name)).unwrap();
+    let bash = read("completions/ndstore.bash");
+    for shell in [
+        &bash,
+        &read("completions/_ndstore"),
+        &read("completions/ndstore.fish"),
+    ] {
+        for command in COMMANDS {
+            assert!(shell.contains(command), "{command}: {shell}");
+        }
+        assert!(!shell.contains("dist-docs"), "{shell}");
+    }
+    // Bash accepts the script, and its list of commands is the whole list.
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(d.join("out/completions/ndstore.bash"))
+        .output()
+        .unwrap();
+    assert!(syntax.status.success(), "{syntax:?}");
+    let listed = bash
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("opts=\"-h -V --help --version "))
+        .unwrap();
+    assert_eq!(listed, "info ls cat verify convert cp help\"", "{bash}");
+    let pages_written = std::fs::read_dir(d.join("out/man")).unwrap().count();
+    assert_eq!(pages_written, COMMANDS.len() + 1);
+    let mut pages = vec!["ndstore".to_owned()];
+    pages.extend(COMMANDS.iter().map(|c| format!("ndstore-{c}")));
+    for page in &pages {
+        let path = d.join("out/man").join(format!("{page}.1"));
+        let roff = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            roff.starts_with(".ie \\n(.g .ds Aq") || roff.contains(".TH"),
+            "{roff}"
+        );
+        assert!(roff.contains(&format!(".TH {page} 1")), "{page}: {roff}");
+        assert_valid_roff(&path);
+    }
+    let main_page = read("man/ndstore.1");
+    for command in COMMANDS {
+        assert!(
+            main_page.contains(&format!("ndstore\\-{command}")),
+            "{command}: {main_page}"
+        );
+    }
+    assert!(read("man/ndstore-convert.1").contains("ndstore convert table.csv table.npy"));
+}
+
+/// groff (when installed) formats the page as a man page without a single warning.
+fn assert_valid_roff(page: &Path) {
+    let Ok(output) = std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(page)
+        .output()
+    else {
+        println!("skipped the groff check: no groff");
+        return;
+    };
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(stderr(&output), "", "{}", page.display());
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// No temporary of `name` (ndstore's `.NAME.*.ndstore-tmp`) is left in `dir`.
+fn no_temporary(dir: &Path, name: &str) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!(".{name}")) && n.ends_with("ndstore-tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn cp_copies_in_the_source_format_unless_the_extension_says_otherwise() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = fixtures();
+    let d = dir.path();
+    assert_eq!(ok(d, &["cp", "m.npy", "c.npy"]), "");
+    assert_eq!(
+        std::fs::read(d.join("c.npy")).unwrap(),
+        std::fs::read(d.join("m.npy")).unwrap()
+    );
+    // An extension that names no format: the source's format.
+    assert_eq!(ok(d, &["cp", "i.npy", "i.bak"]), "");
+    assert_eq!(
+        std::fs::read(d.join("i.bak")).unwrap(),
+        std::fs::read(d.join("i.npy")).unwrap()
+    );
+    // An extension that names one: converted.
+    assert_eq!(ok(d, &["cp", "two.npz::b", "b.csv"]), "");
+    assert!(load(d.join("b.csv")).bit_eq(&load(d.join("i.npy"))));
+    // A directory receives the file under its name; an .npz keeps every member.
+    std::fs::create_dir(d.join("backup")).unwrap();
+    assert_eq!(ok(d, &["cp", "two.npz", "backup"]), "");
+    assert_eq!(ok(d, &["cp", "d.h5::/g/x", "backup"]), "");
+    assert!(d.join("backup/x.h5").is_file());
+    let mut copy = npz::NpzReader::open(d.join("backup/two.npz")).unwrap();
+    assert_eq!(copy.names(), ["a", "b"]);
+    assert!(copy.load_dyn("b").unwrap().1.bit_eq(&load(d.join("i.npy"))));
+    // An HDF5 object keeps its path; a replaced file keeps its mode.
+    std::fs::write(d.join("x.h5"), b"old").unwrap();
+    std::fs::set_permissions(d.join("x.h5"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(ok(d, &["cp", "d.h5::/g/x", "x.h5"]), "");
+    assert_eq!(mode(&d.join("x.h5")), 0o640);
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    let (_, x) = hdf5::load_dyn(d.join("x.h5"), "/g/x").unwrap();
+    assert!(x.bit_eq(&load(d.join("m.npy"))));
+}
+
+#[test]
+fn cp_refuses_urls_zarr_and_what_it_cannot_copy_in_one_line() {
+    let dir = fixtures();
+    let d = dir.path();
+    for args in [
+        ["cp", "s3://bucket/prefix", "a.npy"],
+        ["cp", "m.npy", "s3://bucket/prefix"],
+        ["cp", "store.zarr::a", "a.npy"],
+    ] {
+        let err = one_error_line(&run(d, &args), 2);
+        assert!(err.contains("not supported yet"), "{err}");
+    }
+    let err = one_error_line(&run(d, &["cp", "s3://bucket/prefix", "a.npy"]), 2);
+    assert_eq!(
+        err,
+        "ndstore: s3://bucket/prefix: s3:// URLs are not supported yet (they come with the Zarr backend)\n"
+    );
+    // A whole HDF5 file of two datasets: its groups and links would be lost.
+    let err = one_error_line(&run(d, &["cp", "d.h5", "e.h5"]), 2);
+    assert!(
+        err.starts_with("ndstore: d.h5: the file holds 2 datasets"),
+        "{err}"
+    );
+    assert!(!d.join("e.h5").exists());
+    // A damaged member: its CRC-32 is checked on the way, and nothing is published.
+    let at = find(&d.join("two.npz"), &11i32.to_le_bytes());
+    flip(&d.join("two.npz"), at);
+    let err = one_error_line(&run(d, &["cp", "two.npz", "copy.npz"]), 2);
+    assert!(err.starts_with("ndstore: two.npz: member 'b.npy'"), "{err}");
+    assert!(!d.join("copy.npz").exists());
+    no_temporary(d, "copy.npz");
+}
+
+#[test]
+fn cp_and_convert_refuse_the_source_itself_as_destination() {
+    let dir = fixtures();
+    let d = dir.path();
+    let before = std::fs::read(d.join("two.npz")).unwrap();
+    std::os::unix::fs::symlink("two.npz", d.join("link.npz")).unwrap();
+    for args in [
+        &["cp", "m.npy", "m.npy"][..],
+        &["cp", "m.npy", "./m.npy"],
+        &["convert", "two.npz::a", "two.npz"],
+        &["cp", "two.npz::a", "link.npz"],
+        &["convert", "link.npz::b", "two.npz"],
+    ] {
+        let err = one_error_line(&run(d, args), 2);
+        assert!(err.contains("is the source file"), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(d.join("two.npz")).unwrap(), before);
+}
+
+#[test]
+fn convert_lays_out_hdf5_chunks_and_gzip() {
+    let dir = fixtures();
+    let d = dir.path();
+    let big = load(d.join("big.npy"));
+    // Streamed (a C-ordered .npy) and loaded whole (an .npz member).
+    let args = [
+        "convert",
+        "--chunks",
+        "100",
+        "--compression",
+        "gzip:6",
+        "big.npy",
+        "big.h5",
+    ];
+    assert_eq!(ok(d, &args), "");
+    let info = ok(d, &["info", "big.h5::/data"]);
+    assert!(
+        info.contains("layout: chunks (100,), filters shuffle,deflate,fletcher32"),
+        "{info}"
+    );
+    assert!(load(d.join("big.h5")).bit_eq(&big));
+    let args = [
+        "convert",
+        "--chunks",
+        "2,2",
+        "--compression",
+        "gzip",
+        "two.npz::b",
+        "b.h5",
+    ];
+    assert_eq!(ok(d, &args), "");
+    let info = ok(d, &["info", "b.h5::b"]);
+    assert!(
+        info.contains("layout: chunks (2, 2), filters shuffle,deflate"),
+        "{info}"
+    );
+    assert_eq!(ok(d, &["convert", "--chunks", "1,2", "m.npy", "m.h5"]), "");
+    let info = ok(d, &["info", "m.h5::/data"]);
+    assert!(info.contains("layout: chunks (1, 2), no filters"), "{info}");
+    assert!(load(d.join("m.h5")).bit_eq(&load(d.join("m.npy"))));
+    // An .npz takes gzip as deflate, without a level.
+    assert_eq!(
+        ok(
+            d,
+            &["convert", "--compression", "gzip", "big.npy", "big.npz"]
+        ),
+        ""
+    );
+    let size = |name: &str| std::fs::metadata(d.join(name)).unwrap().len();
+    assert!(size("big.npz") < size("big.npy") / 2);
+    assert!(load(d.join("big.npz")).bit_eq(&big));
+}
+
+#[test]
+fn convert_refuses_a_layout_its_destination_cannot_honour() {
+    let dir = fixtures();
+    let d = dir.path();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["convert", "--chunks", "2", "big.npy", "o.npy"],
+            "o.npy: --chunks: a .npy file has no chunks",
+        ),
+        (
+            &["convert", "--compression", "gzip", "m.npy", "o.csv"],
+            "o.csv: --compression: a CSV file cannot be compressed",
+        ),
+        (
+            &["convert", "--compression", "gzip:3", "m.npy", "o.npz"],
+            "without a level",
+        ),
+        (
+            &["convert", "--chunks", "1,9", "m.npy", "o.h5"],
+            "do not fit",
+        ),
+        (
+            &["convert", "--chunks", "1,9", "two.npz::a", "o.h5"],
+            "o.h5",
+        ),
+        (&["cp", "--chunks", "2", "big.npy", "o.npy"], "--chunks"),
+    ];
+    for (args, says) in cases {
+        let err = one_error_line(&run(d, args), 2);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    for name in ["o.npy", "o.csv", "o.npz", "o.h5"] {
+        assert!(!d.join(name).exists(), "{name}");
+        no_temporary(d, name);
+    }
+    // Malformed values are clap's usage errors.
+    for args in [
+        ["--chunks", "0,2"],
+        ["--compression", "gzip:10"],
+        ["--compression", "lzf"],
+    ] {
+        let output = run(d, &["convert", args[0], args[1], "m.npy", "o.h5"]);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+    }
+}
+
+#[test]
+fn convert_streams_npz_members_and_fortran_npy_under_an_address_space_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 100 MiB of f64 each, with a limit of 90 MB of address space for the whole process.
+    let shape = [100 * 1024, 128];
+    let c = DynArray::from(ArrayD::from_shape_fn(IxDyn(&shape), |i| {
+        (i[0] * 7 + i[1]) as f64
+    }));
+    let f = DynArray::from(ArrayD::from_shape_fn(IxDyn(&shape).f(), |i| {
+        (i[0] * 3 + i[1] * 5) as f64
+    }));
+    npz::save_npz(
+        d.join("s.npz"),
+        &[("a", &c)],
+        npz::Compression::Stored,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    npz::save_npz(
+        d.join("z.npz"),
+        &[("a", &c)],
+        npz::Compression::Deflated,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    ndstore::save(d.join("f.npy"), &f).unwrap();
+    assert_eq!(
+        ndstore::file::npy::read_meta(d.join("f.npy"))
+            .unwrap()
+            .order,
+        ndstore::Order::Fortran
+    );
+    let limited = "ulimit -v 90000 && exec \"$NDSTORE\"";
+    for (src, dst, want) in [
+        ("s.npz::a", "s.npy", &c),
+        ("z.npz::a", "z.npy", &c),
+        ("f.npy", "f.csv", &f),
+        ("f.npy", "f2.npy", &f),
+        ("f.npy", "f.npz", &f),
+        ("z.npz::a", "t.npz", &c),
+    ] {
+        let output = shell(d, &format!("{limited} convert {src} {dst}"));
+        assert_eq!(output.status.code(), Some(0), "{src}: {output:?}");
+        assert!(load(d.join(dst)).bit_eq(want), "{src} -> {dst}");
+        std::fs::remove_file(d.join(dst)).unwrap();
+    }
+    drop((c, f));
+    // The deflated member with a flipped byte: its CRC-32 or deflate refuses it at the end of
+    // the stream, and nothing is published.
+    let len = std::fs::metadata(d.join("z.npz")).unwrap().len() as usize;
+    flip(&d.join("z.npz"), len / 2);
+    let err = one_error_line(&run(d, &["convert", "z.npz::a", "z.npy"]), 2);
+    assert!(
+        err.starts_with("ndstore: z.npz: member 'a.npy', byte "),
+        "{err}"
+    );
+    assert!(!d.join("z.npy").exists());
+    no_temporary(d, "z.npy");
+}
+
+#[test]
+fn convert_streams_small_fortran_arrays_of_every_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for shape in [
+        &[5usize][..],
+        &[4, 3],
+        &[3, 1, 4],
+        &[2, 3, 4, 2],
+        &[0, 3],
+        &[3, 0],
+    ] {
+        let a = DynArray::from(ArrayD::from_shape_fn(IxDyn(shape).f(), |i| {
+            ndstore::ndarray::Dimension::slice(&i)
+                .iter()
+                .fold(0i32, |acc, &x| acc * 10 + x as i32)
+        }));
+        ndstore::save(d.join("f.npy"), &a).unwrap();
+        for dst in ["g.npy", "g.csv", "g.h5"] {
+            assert_eq!(ok(d, &["convert", "f.npy", dst]), "", "{shape:?}");
+            assert!(load(d.join(dst)).bit_eq(&a), "{shape:?} -> {dst}");
+        }
+    }
+}
+
+#[test]
+fn hostile_destinations_and_sources_give_one_line_and_touch_nothing() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = fixtures();
+    let d = dir.path();
+    let fifo = |name: &str| {
+        let made = std::process::Command::new("mkfifo")
+            .arg(d.join(name))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    };
+    // A pipe (as /dev/null is a device) is never replaced by the copy.
+    fifo("pipe.npy");
+    for command in ["cp", "convert"] {
+        let err = one_error_line(&run(d, &[command, "m.npy", "pipe.npy"]), 2);
+        assert!(err.contains("not a regular file"), "{err}");
+        let kind = std::fs::metadata(d.join("pipe.npy")).unwrap().file_type();
+        assert!(kind.is_fifo());
+    }
+    // A pipe as the source is refused by its type instead of hanging in open.
+    fifo("src.npy");
+    let started = std::time::Instant::now();
+    let err = one_error_line(&run(d, &["cp", "src.npy", "x.npy"]), 2);
+    assert!(
+        err.contains("a FIFO (named pipe), not a regular file"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // A header that declares 2^40 rows in a 128-byte file: refused before anything is made,
+    // in the loader's words.
+    let header = ndstore::file::npy::read_meta(d.join("m.npy")).unwrap();
+    assert_eq!(header.shape, [2, 3]);
+    let mut bytes = std::fs::read(d.join("m.npy")).unwrap();
+    let at = find(&d.join("m.npy"), b"(2, 3)");
+    bytes.splice(at..at + 6, *b"(1099511627776, 3)");
+    bytes.truncate(128);
+    let pad = bytes.iter().rposition(|&b| b == b' ').unwrap();
+    bytes.drain(pad - 11..pad + 1);
+    bytes.resize(127, b' ');
+    bytes.push(b'\n');
+    std::fs::write(d.join("huge.npy"), &bytes).unwrap();
+    for dst in ["h.npy", "h.csv", "h.h5"] {
+        let err = one_error_line(&run(d, &["convert", "huge.npy", dst]), 2);
+        assert!(
+            err.starts_with(
+                "ndstore: huge.npy: byte 128: the header declares 26388279066624 data bytes"
+            ),
+            "{err}"
+        );
+        assert!(!d.join(dst).exists());
+        no_temporary(d, dst);
+    }
+}
+
+#[test]
+fn sigint_during_convert_leaves_no_destination_and_no_temporary() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[64 * 1024, 256]), |i| {
+        (i[0] ^ i[1]) as f64 / 3.0
+    }));
+    ndstore::save(d.join("big.npy"), &a).unwrap();
+    drop(a);
+    // An old destination, which must survive.
+    std::fs::write(d.join("out.csv"), b"old\n").unwrap();
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    let child = std::process::Command::new(binary())
+        .current_dir(d)
+        .args(["convert", "big.npy", "out.csv"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the temporary exists, the copy is under way.
+    let started = std::time::Instant::now();
+    let temporary = || {
+        std::fs::read_dir(d).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("ndstore-tmp")
+        })
+    };
+    while !temporary() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.signal(), Some(2), "{output:?}");
+    let err = stderr(&output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("ndstore: out.csv: interrupted by signal 2"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(d.join("out.csv")).unwrap(), b"old\n");
+    no_temporary(d, "out.csv");
+}
+
+#[test]
+fn convert_of_an_hdf5_dataset_replaced_meanwhile_copies_one_version() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Two versions of 24 MiB (three blocks), every value 1 in one and 2 in the other.
+    let shape = [12 * 1024, 256];
+    {
+        let _writing = HDF5_OPEN.write().unwrap_or_else(|e| e.into_inner());
+        for (name, value) in [("one.h5", 1.0f64), ("two.h5", 2.0)] {
+            let a = DynArray::from(ArrayD::from_elem(IxDyn(&shape), value));
+            hdf5::save_dyn(d.join(name), "/data", &a, &SaveOptions::default()).unwrap();
+        }
+    }
+    std::fs::hard_link(d.join("one.h5"), d.join("in.h5")).unwrap();
+    // Another program replaces the source by rename, again and again, while it is converted.
+    let stop = AtomicBool::new(false);
+    /// Stops the renaming thread however the rounds end, a failed assertion included.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let from = if i % 2 == 0 { "two.h5" } else { "one.h5" };
+                std::fs::hard_link(d.join(from), d.join("next.h5")).unwrap();
+                std::fs::rename(d.join("next.h5"), d.join("in.h5")).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(3));
+            }
+        });
+        let _stop = Stop(&stop);
+        for round in 0..6 {
+            assert_eq!(ok(d, &["convert", "in.h5::/data", "out.npy"]), "");
+            let out: ArrayD<f64> = ndstore::file::npy::load(d.join("out.npy")).unwrap();
+            let first = out[[0, 0]];
+            let mixed = out.iter().filter(|&&v| v != first).count();
+            assert_eq!(
+                mixed, 0,
+                "round {round}: a copy mixes two versions of the source"
+            );
+        }
+    });
 }

@@ -182,7 +182,8 @@ pub fn parent_dir(path: &Path) -> &Path {
 /// # Errors
 ///
 /// [`ErrorKind::PermissionDenied`] for a link the rule refuses; [`ErrorKind::InvalidInput`]
-/// for a directory or too many links; I/O errors inspecting the path.
+/// for a directory, a file that is not a regular one (a device, pipe or socket) or too many
+/// links; I/O errors inspecting the path.
 pub fn resolve_target(path: &Path) -> Result<PathBuf> {
     let mut current = path.to_path_buf();
     for _ in 0..MAX_SYMLINKS {
@@ -202,6 +203,15 @@ pub fn resolve_target(path: &Path) -> Result<PathBuf> {
                     Error::new(ErrorKind::InvalidInput, "the target is a directory")
                         .with_path(&current),
                 );
+            }
+            // A device, pipe or socket would be replaced by a regular file (run as root,
+            // `/dev/null` was), or block an in-place open: neither is an array file.
+            Ok(meta) if !meta.is_file() => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "the target is not a regular file (a device, pipe or socket)",
+                )
+                .with_path(&current));
             }
             Ok(_) => return Ok(current),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(current),

@@ -138,6 +138,32 @@ fn directory_target_is_a_clear_error() {
     assert!(err.to_string().contains("directory"), "{err}");
 }
 
+/// A pipe (and so a device or a socket) is never replaced by a regular file: `ndstore cp a.npy
+/// /dev/null` run as root replaced the machine's /dev/null before this was refused.
+#[test]
+fn a_target_that_is_not_a_regular_file_is_refused_and_kept() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.npy");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let link = dir.path().join("link.npy");
+    std::os::unix::fs::symlink("pipe.npy", &link).unwrap();
+    for target in [&fifo, &link] {
+        for options in [SaveOptions::default(), SaveOptions::new().in_place()] {
+            let err = OutputFile::create(target, &options).err().unwrap();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+            assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo());
+        }
+    }
+    // Nothing else was made beside them: no temporary.
+    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+}
+
 #[test]
 fn path_only_writers_publish_through_finish() {
     let dir = tempfile::tempdir().unwrap();

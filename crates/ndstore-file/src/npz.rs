@@ -221,6 +221,82 @@ impl NpzWriter {
     }
 
     fn add_view<T: Element>(&mut self, name: &str, view: ndarray::ArrayViewD<'_, T>) -> Result<()> {
+        let size = (view.len() as u64).saturating_mul(std::mem::size_of::<T>() as u64);
+        let byte_order = self.options.effective_byte_order();
+        self.add_member(name, size, &mut |zip| npy::write_to(zip, &view, byte_order))
+    }
+
+    /// Adds member `NAME.npy` holding an array of `meta`'s dtype and shape (C order) whose
+    /// rows `rows` hands over a block at a time (`None` after the last), so an array larger
+    /// than memory can be archived: only one block is held at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`NpzWriter::add`]; the errors `rows` returns; `InvalidInput` when a block's rows do
+    /// not have `meta`'s row shape, or the blocks hold more or fewer rows than `meta` declares.
+    /// Any error poisons the writer.
+    pub fn add_streamed(
+        &mut self,
+        name: &str,
+        meta: &ArrayMeta,
+        rows: &mut dyn FnMut() -> Result<Option<DynArray>>,
+    ) -> Result<()> {
+        let meta = ArrayMeta::new(meta.dtype, meta.shape.clone(), ndstore_core::Order::C);
+        let size = meta.byte_len()? as u64;
+        let Some((&declared, row_shape)) = meta.shape.split_first() else {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "a 0-d array has no rows")
+                    .with_path(self.target()),
+            );
+        };
+        let header = ndstore_core::__private::npy_header::encode(&meta);
+        let byte_order = meta.dtype.byte_order;
+        self.add_member(name, size, &mut |zip| {
+            zip.write_all(&header)
+                .map_err(|e| Error::io("writing the .npy header", e))?;
+            let mut written = 0usize;
+            while let Some(block) = rows()? {
+                let fits = block.shape().get(1..) == Some(row_shape)
+                    && block.kind() == meta.dtype.kind
+                    && written + block.shape()[0] <= declared;
+                if !fits {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!(
+                            "a block of shape {:?} does not continue an array of shape {:?} after {written} rows",
+                            block.shape(),
+                            meta.shape
+                        ),
+                    ));
+                }
+                written += block.shape()[0];
+                with_dyn_array!(&block, |a| ndstore_core::__private::codec::write_elements(
+                    &a.view(),
+                    ndstore_core::Order::C,
+                    byte_order,
+                    &mut |bytes| zip.write_all(bytes)
+                ))
+                .map_err(|e| Error::io("writing the .npy data", e))?;
+            }
+            if written == declared {
+                Ok(())
+            } else {
+                Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("the blocks hold {written} rows of the {declared} declared"),
+                ))
+            }
+        })
+    }
+
+    /// Starts member `NAME.npy` of `size` data bytes and has `body` write it; a failure
+    /// abandons the archive.
+    fn add_member(
+        &mut self,
+        name: &str,
+        size: u64,
+        body: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
         self.check()?;
         let target = self.target();
         validate_name(name).map_err(|e| e.with_path(&target))?;
@@ -231,7 +307,6 @@ impl NpzWriter {
             )
             .with_path(&target));
         }
-        let size = (view.len() as u64).saturating_mul(std::mem::size_of::<T>() as u64);
         let method = match self.compression {
             Compression::Stored => CompressionMethod::Stored,
             Compression::Deflated => CompressionMethod::Deflated,
@@ -248,7 +323,7 @@ impl NpzWriter {
         let result = zip
             .start_file(member.as_str(), options)
             .map_err(|e| zip_error("starting a member", e))
-            .and_then(|()| npy::write_to(zip, &view, self.options.effective_byte_order()))
+            .and_then(|()| body(zip))
             .map_err(|e| e.in_member(&member).with_path(&target));
         match result {
             Ok(()) => {
@@ -416,6 +491,135 @@ fn member_name<R: Read>(member: &zip::read::ZipFile<'_, R>, path: &Path) -> Resu
     })
 }
 
+/// Checks a member's sizes before anything is allocated for it, and says whether its declared
+/// size is backed by as many stored bytes: a stored member's data must lie inside the file and
+/// its two sizes agree; a deflated member may claim at most what deflate can produce from its
+/// compressed bytes.
+fn check_sizes(
+    member: &zip::read::ZipFile<'_, File>,
+    member_name: &str,
+    file_len: u64,
+) -> Result<bool> {
+    let declared = member.size();
+    let compressed = member.compressed_size();
+    let data_start = member.data_start().unwrap_or(0);
+    if data_start
+        .checked_add(compressed)
+        .is_none_or(|end| end > file_len)
+    {
+        return Err(Error::new(
+            ErrorKind::Truncated,
+            format!(
+                "member '{member_name}' claims {compressed} stored bytes from byte {data_start}, but the file has {file_len} bytes"
+            ),
+        ));
+    }
+    match member.compression() {
+        CompressionMethod::Stored if declared == compressed => Ok(true),
+        CompressionMethod::Stored => Err(Error::new(
+            ErrorKind::Format,
+            format!(
+                "stored member '{member_name}' claims {declared} bytes but stores {compressed}"
+            ),
+        )),
+        _ if declared
+            > compressed
+                .saturating_mul(MAX_DEFLATE_RATIO)
+                .saturating_add(1024) =>
+        {
+            Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "member '{member_name}' claims {declared} bytes from {compressed} compressed bytes, more than deflate can produce"
+                ),
+            ))
+        }
+        _ => Ok(false),
+    }
+}
+
+/// One member of an `.npz` read as a stream: its metadata, then its data a piece at a time
+/// (decompressed as it goes), then [`MemberStream::finish`], which checks that the data ends
+/// where the header says and that the member passes its CRC-32 check. Made by
+/// [`NpzReader::stream`]; memory stays bounded by the caller's pieces whatever the member's size.
+pub struct MemberStream<'a> {
+    member: zip::read::ZipFile<'a, File>,
+    member_name: String,
+    path: PathBuf,
+    meta: ArrayMeta,
+    offset: u64,
+}
+
+impl MemberStream<'_> {
+    /// The member's array metadata, from its `.npy` header.
+    pub fn meta(&self) -> &ArrayMeta {
+        &self.meta
+    }
+
+    /// Fills `buf` with the next bytes of the member's data.
+    ///
+    /// # Errors
+    ///
+    /// `Truncated` when the data ends first, `Corrupt` for a CRC-32 mismatch, `Format` for a
+    /// malformed deflate stream, I/O errors; each names the file, the member and the offset in it.
+    pub fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
+        let at = self.offset;
+        self.member.read_exact(buf).map_err(|e| {
+            let e = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::new(
+                    ErrorKind::Truncated,
+                    "the member's data ends before the array does",
+                )
+            } else {
+                member_read_error(e)
+            };
+            self.locate(e, at)
+        })?;
+        self.offset += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Checks that the member holds nothing after the data read and that it passes its CRC-32.
+    ///
+    /// # Errors
+    ///
+    /// `Format` for bytes after the array's data, `Corrupt` for a CRC-32 mismatch, I/O errors.
+    pub fn finish(mut self) -> Result<()> {
+        let mut rest = [0u8; 1];
+        match self.member.read(&mut rest) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(Error::new(
+                ErrorKind::Format,
+                "the member has bytes after the array data",
+            )),
+            Err(e) => Err(member_read_error(e)),
+        }
+        .map_err(|e| self.locate(e, self.offset))
+    }
+
+    fn locate(&self, e: Error, offset: u64) -> Error {
+        e.at(Location::Member {
+            name: self.member_name.clone(),
+            offset,
+        })
+        .with_path(&self.path)
+    }
+}
+
+/// A reader that counts the bytes read through it.
+struct Counted<'r, R> {
+    inner: &'r mut R,
+    bytes: u64,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
 /// Reads the arrays of an `.npz` archive.
 pub struct NpzReader {
     archive: ZipArchive<File>,
@@ -540,6 +744,37 @@ impl NpzReader {
         npy::read_header_from(&mut member).map_err(|e| e.in_member(&member_name).with_path(&path))
     }
 
+    /// Opens array `name` for reading as a stream, its header read and its sizes checked as
+    /// [`NpzReader::load_dyn_with`] checks them; see [`MemberStream`].
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::NotFound` for a name the archive does not hold; the errors of a damaged member
+    /// header or of sizes the archive cannot justify, with the member and the offset inside it.
+    pub fn stream(&mut self, name: &str) -> Result<MemberStream<'_>> {
+        let path = self.path.clone();
+        let file_len = self.file_len;
+        let (mut member, member_name) = self.member(name)?;
+        check_sizes(&member, &member_name, file_len).map_err(|e| {
+            e.at_offset(member.data_start().unwrap_or(0))
+                .with_path(&path)
+        })?;
+        let mut counted = Counted {
+            inner: &mut member,
+            bytes: 0,
+        };
+        let meta = npy::read_header_from(&mut counted)
+            .map_err(|e| e.in_member(&member_name).with_path(&path))?;
+        let header = counted.bytes;
+        Ok(MemberStream {
+            member,
+            member_name,
+            path,
+            meta,
+            offset: header,
+        })
+    }
+
     /// Loads array `name` with its metadata.
     ///
     /// # Errors
@@ -571,44 +806,10 @@ impl NpzReader {
         let file_len = self.file_len;
         let (mut member, member_name) = self.member(name)?;
         let declared = member.size();
-        let compressed = member.compressed_size();
-        let data_start = member.data_start().unwrap_or(0);
-        let place = |e: Error| e.at_offset(data_start).with_path(&path);
-        if data_start
-            .checked_add(compressed)
-            .is_none_or(|end| end > file_len)
-        {
-            return Err(place(Error::new(
-                ErrorKind::Truncated,
-                format!(
-                    "member '{member_name}' claims {compressed} stored bytes from byte {data_start}, but the file has {file_len} bytes"
-                ),
-            )));
-        }
-        let backed = match member.compression() {
-            CompressionMethod::Stored if declared == compressed => true,
-            CompressionMethod::Stored => {
-                return Err(place(Error::new(
-                    ErrorKind::Format,
-                    format!(
-                        "stored member '{member_name}' claims {declared} bytes but stores {compressed}"
-                    ),
-                )));
-            }
-            _ if declared
-                > compressed
-                    .saturating_mul(MAX_DEFLATE_RATIO)
-                    .saturating_add(1024) =>
-            {
-                return Err(place(Error::new(
-                    ErrorKind::TooLarge,
-                    format!(
-                        "member '{member_name}' claims {declared} bytes from {compressed} compressed bytes, more than deflate can produce"
-                    ),
-                )));
-            }
-            _ => false,
-        };
+        let backed = check_sizes(&member, &member_name, file_len).map_err(|e| {
+            e.at_offset(member.data_start().unwrap_or(0))
+                .with_path(&path)
+        })?;
         let result = npy::read_dyn_from_limited(&mut member, options, Some(declared), backed)
             .and_then(|loaded| {
                 // Reading to the end makes the zip reader check the member's CRC-32.

@@ -22,7 +22,9 @@ pub struct WriterOptions {
     pub dataset: String,
     /// Rows per chunk; by default as many as fit in 1 MiB.
     pub chunk_rows: Option<usize>,
-    /// Filters (gzip, shuffle, Fletcher-32); its `chunk` is ignored, the writer chunks by rows.
+    /// Filters (gzip, shuffle, Fletcher-32), and the chunk shape when its `chunk` is set: one
+    /// length per axis, the first the rows per chunk (overriding `chunk_rows`), the others at
+    /// most the rows' lengths. Unset, the writer chunks by whole rows.
     pub filters: H5Options,
     /// Single-writer/multiple-reader mode: readers in other processes ([`crate::SwmrReader`],
     /// h5py with `swmr=True`) follow the dataset while it grows. The file is written in place
@@ -98,6 +100,36 @@ fn chunk_rows(options: &WriterOptions, row_shape: &[usize], size: usize) -> usiz
     options.chunk_rows.unwrap_or((1 << 20) / row_bytes).max(1)
 }
 
+/// The dataset's chunk shape: the one asked for in `options.filters.chunk`, checked against
+/// the rows, or whole rows, as many as `chunk_rows` says.
+fn chunk_shape(
+    options: &WriterOptions,
+    row_shape: &[usize],
+    size: usize,
+    at: At<'_>,
+) -> Result<Vec<usize>> {
+    let Some(chunk) = &options.filters.chunk else {
+        let mut chunk = vec![chunk_rows(options, row_shape, size)];
+        chunk.extend(row_shape.iter().map(|&n| n.max(1)));
+        return Ok(chunk);
+    };
+    let fits = chunk.len() == row_shape.len() + 1
+        && chunk.iter().all(|&n| n > 0)
+        && chunk[1..]
+            .iter()
+            .zip(row_shape)
+            .all(|(&c, &n)| c <= n.max(1));
+    if fits {
+        Ok(chunk.clone())
+    } else {
+        Err(at.error(
+            ErrorKind::InvalidInput,
+            format!(
+            "chunks {chunk:?} do not fit rows of shape {row_shape:?} (one positive length per axis, none longer than the row's)"
+        )))
+    }
+}
+
 fn create_dataset<T: H5Element>(
     file: &File,
     options: &WriterOptions,
@@ -109,8 +141,7 @@ fn create_dataset<T: H5Element>(
     let datatype = datatype_for::<T>(byte_order, at)?;
     let mut extents = vec![Extent::resizable(0)];
     extents.extend(row_shape.iter().map(|&n| Extent::fixed(n)));
-    let mut chunk = vec![chunk_rows(options, row_shape, std::mem::size_of::<T>())];
-    chunk.extend(row_shape.iter().map(|&n| n.max(1)));
+    let chunk = chunk_shape(options, row_shape, std::mem::size_of::<T>(), at)?;
     let mut builder = file
         .new_dataset_builder()
         .empty_as(&datatype)

@@ -1,0 +1,180 @@
+//! `ndstore cp SRC DST`: copies an array, or every member of an `.npz`, to a local path in the
+//! source's format (unless the destination's extension names another), atomically and durably
+//! through the library's writers, with every checksum of the source checked on the way.
+//!
+//! Sources and destinations are spelled as [`Endpoint`]s. Today only local paths are copied;
+//! `s3://` URLs and Zarr stores are recognised and refused as "not supported yet", so that
+//! they become one more arm of [`Endpoint`] once the Zarr backend exists.
+
+use std::path::{Path, PathBuf};
+
+use ndstore::file::npz::{NpzReader, NpzWriter};
+use ndstore::hdf5;
+use ndstore::{Commit, Error, ErrorKind, Result, SaveOptions};
+
+use crate::convert::{self, Layout, ToFormat};
+use crate::source::{Kind, Target};
+use crate::{Outcome, interrupt};
+
+/// Where a command reads or writes: a local file (and object), or a place not supported yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A local path, with an optional `::OBJECT`.
+    Local(Target),
+    /// A URL (`s3://bucket/prefix`) or a Zarr store, which come with the Zarr backend.
+    NotYet {
+        /// As the user spelled it.
+        spelled: String,
+        /// What is not supported yet, in words.
+        what: String,
+    },
+}
+
+impl Endpoint {
+    /// Recognises a URL by its `SCHEME://` and a Zarr store by its `.zarr` extension; anything
+    /// else is a local path.
+    pub fn parse(spelled: &str) -> Endpoint {
+        let not_yet = |what: String| Endpoint::NotYet {
+            spelled: spelled.to_owned(),
+            what,
+        };
+        if let Some((scheme, _)) = spelled.split_once("://")
+            && !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
+            return not_yet(format!(
+                "{scheme}:// URLs are not supported yet (they come with the Zarr backend)"
+            ));
+        }
+        let target = Target::parse(spelled);
+        let zarr = target
+            .path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("zarr"));
+        if zarr {
+            return not_yet("Zarr stores are not supported yet".to_owned());
+        }
+        Endpoint::Local(target)
+    }
+
+    /// The local target, or the usage error that says what is not supported yet.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` naming the URL or store.
+    pub fn local(self) -> Result<Target> {
+        match self {
+            Endpoint::Local(target) => Ok(target),
+            Endpoint::NotYet { spelled, what } => {
+                Err(Error::new(ErrorKind::Unsupported, what).with_path(spelled))
+            }
+        }
+    }
+}
+
+/// `ndstore cp SRC DST`.
+pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
+    let src = Endpoint::parse(src).local()?;
+    let dst = Endpoint::parse(dst).local()?;
+    if let Some(object) = &dst.object {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("a destination names a file; '::{object}' is not supported yet"),
+        )
+        .with_path(&dst.path)
+        .into());
+    }
+    let src_kind = Kind::of(&src.path)?;
+    let dst_path = destination(&src, src_kind, dst.path);
+    // The destination's extension decides when it names a format; otherwise the source's does.
+    let to = ToFormat::from_kind(Kind::of(&dst_path).unwrap_or(src_kind));
+    layout.check(to, &dst_path)?;
+    convert::refuse_same_file(&src.path, &dst_path)?;
+    if src.object.is_none() && src_kind == Kind::Npz && to == ToFormat::Npz {
+        return Ok(copy_members(&src.path, &dst_path, layout)?);
+    }
+    if src.object.is_none() && src_kind == Kind::Hdf5 {
+        refuse_several_datasets(&src.path)?;
+    }
+    convert::write(&src, &dst_path, to, layout, quiet)
+}
+
+/// The file a copy writes: `dst`, or inside `dst` when it is a directory, named as the source
+/// file (or, for an object, as the object's last component with the source file's extension).
+fn destination(src: &Target, kind: Kind, dst: PathBuf) -> PathBuf {
+    if !dst.is_dir() {
+        return dst;
+    }
+    let name = match &src.object {
+        Some(object) => {
+            let last = object.rsplit('/').find(|s| !s.is_empty()).unwrap_or("data");
+            let extension = src.path.extension().map_or_else(
+                || kind.name().to_owned(),
+                |e| e.to_string_lossy().into_owned(),
+            );
+            PathBuf::from(format!("{last}.{extension}"))
+        }
+        None => src
+            .path
+            .file_name()
+            .map_or_else(|| PathBuf::from("copy"), PathBuf::from),
+    };
+    dst.join(name)
+}
+
+/// Copies every member of an `.npz`, each read whole with its CRC-32 checked, into a new
+/// archive published at commit.
+fn copy_members(src: &Path, dst: &Path, layout: &Layout) -> Result<()> {
+    let mut reader = NpzReader::open(src)?;
+    let mut writer = NpzWriter::create(dst, &SaveOptions::default(), layout.npz())?;
+    for name in reader.names().to_vec() {
+        let (_, array) = reader.load_dyn(&name)?;
+        interrupt::check(dst)?;
+        writer.add_dyn(&name, &array)?;
+    }
+    interrupt::check(dst)?;
+    writer.commit()
+}
+
+/// A whole HDF5 file is copied only when it holds one dataset: its groups, attributes and
+/// links would not survive a copy of its arrays.
+fn refuse_several_datasets(path: &Path) -> Result<()> {
+    let datasets = hdf5::list(path)?
+        .iter()
+        .filter(|entry| entry.meta().is_some())
+        .count();
+    if datasets > 1 {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "the file holds {datasets} datasets; copying a whole HDF5 file is not supported yet, name one as PATH::OBJECT"
+            ),
+        )
+        .with_path(path));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Endpoint;
+
+    #[test]
+    fn urls_and_zarr_stores_are_not_local() {
+        for spelled in [
+            "s3://bucket/prefix",
+            "gs://b/x.npy",
+            "data/a.zarr",
+            "A.ZARR::g",
+        ] {
+            let err = Endpoint::parse(spelled).local().unwrap_err();
+            assert!(err.to_string().contains("not supported yet"), "{err}");
+            assert!(err.to_string().starts_with(spelled), "{err}");
+        }
+        for spelled in ["a.npy", "x.npz::a", "dir/b.h5::/g/x", "odd:/name.csv"] {
+            assert!(Endpoint::parse(spelled).local().is_ok(), "{spelled}");
+        }
+    }
+}
