@@ -1,0 +1,14 @@
+//! Zarr v3 arrays on a local directory, written through ndstore's durable path: every chunk
+//! and shard file is written atomically (a temporary beside it, fsynced, renamed), the
+//! directories that changed are fsynced at `sync` and `commit`, and a whole-array save
+//! replaces the old array in one `renameat2(RENAME_EXCHANGE)`.
+//!
+//! - [`meta`]: `zarr.json` for arrays and groups.
+//! - [`codec`]: ndstore's own codec pipeline (`transpose`, `bytes`, `sharding_indexed`,
+//!   `gzip`, `zstd`, `crc32c`).
+
+#![warn(clippy::missing_errors_doc)]
+
+pub mod codec;
+mod grid;
+pub mod meta;
