@@ -441,6 +441,15 @@ impl Sharding {
         Ok(())
     }
 
+    /// The first element in the shard of the inner chunk at `coords`.
+    fn inner_start(&self, coords: &[usize]) -> Vec<usize> {
+        coords
+            .iter()
+            .zip(&self.chunk_shape)
+            .map(|(&c, &s)| c * s)
+            .collect()
+    }
+
     /// The inner chunks per shard along each axis.
     fn grid(&self, shard: &[usize]) -> Vec<usize> {
         shard
@@ -463,7 +472,7 @@ impl Sharding {
             .ok_or_else(|| Error::new(ErrorKind::TooLarge, "the shard index overflows"))
     }
 
-    fn max_encoded_len(&self, shard: &[usize], itemsize: usize) -> Result<usize> {
+    pub(crate) fn max_encoded_len(&self, shard: &[usize], itemsize: usize) -> Result<usize> {
         let count: usize = self.grid(shard).iter().product();
         chunk_bytes(shard, itemsize)?
             .checked_add(count.saturating_mul(1024))
@@ -488,11 +497,7 @@ impl Sharding {
         let inner_len = chunk_bytes(&self.chunk_shape, itemsize)?;
         let zero = vec![0usize; shard.len()];
         for (n, coords) in coords_of(&grid).enumerate() {
-            let start: Vec<usize> = coords
-                .iter()
-                .zip(&self.chunk_shape)
-                .map(|(&c, &s)| c * s)
-                .collect();
+            let start = self.inner_start(&coords);
             let mut inner = vec![0u8; inner_len];
             grid::copy_box(
                 data,
@@ -570,11 +575,7 @@ impl Sharding {
         let mut data = ndstore_core::__private::load::try_zeroed_vec::<u8>(shard_len, None)?;
         let zero = vec![0usize; shard.len()];
         for (n, coords) in coords_of(&grid).enumerate() {
-            let start: Vec<usize> = coords
-                .iter()
-                .zip(&self.chunk_shape)
-                .map(|(&c, &s)| c * s)
-                .collect();
+            let start = self.inner_start(&coords);
             let here = Place {
                 shape: shard,
                 start: &start,

@@ -9,6 +9,17 @@
 
 #![warn(clippy::missing_errors_doc)]
 
+mod array;
+mod backend;
 pub mod codec;
 mod grid;
 pub mod meta;
+mod save;
+mod store;
+mod writer;
+
+pub use array::{ZarrArray, read_node};
+pub use backend::{ZarrBackend, default_chunk_shape};
+pub use save::save_with;
+pub use store::LocalStore;
+pub use writer::ZarrWriter;
