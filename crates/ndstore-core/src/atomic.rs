@@ -184,6 +184,23 @@ pub fn parent_dir(path: &Path) -> &Path {
 /// [`ErrorKind::PermissionDenied`] for a link the rule refuses; [`ErrorKind::InvalidInput`]
 /// for a directory or too many links; I/O errors inspecting the path.
 pub fn resolve_target(path: &Path) -> Result<PathBuf> {
+    let target = follow_links(path)?;
+    if target.is_dir() {
+        return Err(
+            Error::new(ErrorKind::InvalidInput, "the target is a directory").with_path(&target),
+        );
+    }
+    Ok(target)
+}
+
+/// Follows symbolic links at `path` as [`resolve_target`] does, but accepts a directory: the
+/// target of a backend whose arrays are directory trees (Zarr).
+///
+/// # Errors
+///
+/// [`ErrorKind::PermissionDenied`] for a link the protected-symlinks rule refuses;
+/// [`ErrorKind::InvalidInput`] for too many links; I/O errors inspecting the path.
+pub fn follow_links(path: &Path) -> Result<PathBuf> {
     let mut current = path.to_path_buf();
     for _ in 0..MAX_SYMLINKS {
         match fs::symlink_metadata(&current) {
@@ -196,12 +213,6 @@ pub fn resolve_target(path: &Path) -> Result<PathBuf> {
                 } else {
                     parent_dir(&current).join(link)
                 };
-            }
-            Ok(meta) if meta.is_dir() => {
-                return Err(
-                    Error::new(ErrorKind::InvalidInput, "the target is a directory")
-                        .with_path(&current),
-                );
             }
             Ok(_) => return Ok(current),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(current),
@@ -702,8 +713,9 @@ pub fn write_file(
     out.finish()
 }
 
-/// Removes temporary files that crashed saves of `target` left behind (those whose writing
-/// process no longer exists), and returns how many it removed.
+/// Removes temporary files (and the temporary directories of backends whose arrays are
+/// directory trees) that crashed saves of `target` left behind (those whose writing process no
+/// longer exists), and returns how many it removed. `target` may be a file or a directory.
 ///
 /// A save killed between creating its temporary file and renaming it leaves one such file;
 /// the target itself is always intact. Temporaries of live processes are left alone.
@@ -712,7 +724,7 @@ pub fn write_file(
 ///
 /// I/O errors reading the target's directory or removing a temporary.
 pub fn remove_stale_temps(target: &Path) -> Result<usize> {
-    let target = resolve_target(target)?;
+    let target = follow_links(target)?;
     let dir = parent_dir(&target);
     let prefix = temp_prefix(&target)?;
     let mut removed = 0;
@@ -735,7 +747,14 @@ pub fn remove_stale_temps(target: &Path) -> Result<usize> {
             continue;
         };
         if pid != std::process::id() && !os::process_alive(pid) {
-            fs::remove_file(entry.path())
+            // A backend whose arrays are directory trees stages them in temporary directories.
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let removal = if is_dir {
+                fs::remove_dir_all(entry.path())
+            } else {
+                fs::remove_file(entry.path())
+            };
+            removal
                 .map_err(|e| Error::io("removing a stale temporary file", e))
                 .map_err(|e| e.with_path(entry.path()))?;
             removed += 1;
@@ -747,13 +766,14 @@ pub fn remove_stale_temps(target: &Path) -> Result<usize> {
     Ok(removed)
 }
 
-/// The temporary files of `target` present now, of any process (for tests and diagnostics).
+/// The temporary files (or directories) of `target`, a file or a directory, present now, of
+/// any process (for tests and diagnostics).
 ///
 /// # Errors
 ///
 /// I/O errors reading the target's directory.
 pub fn list_temps(target: &Path) -> Result<Vec<PathBuf>> {
-    let target = resolve_target(target)?;
+    let target = follow_links(target)?;
     let dir = parent_dir(&target);
     let prefix = temp_prefix(&target)?;
     let entries =

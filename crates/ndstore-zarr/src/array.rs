@@ -105,6 +105,11 @@ impl ZarrArray {
         ArrayMeta::new(self.meta.dtype(), self.meta.shape.clone(), Order::C)
     }
 
+    /// The durability the array's writes were opened with.
+    pub fn durability(&self) -> ndstore_core::Durability {
+        self.store.durability()
+    }
+
     /// The array's directory.
     pub fn path(&self) -> &Path {
         self.store.root()

@@ -33,6 +33,8 @@ impl Staged {
     /// [`ErrorKind::PermissionDenied`] when the caller could not write the old array and the
     /// options do not allow replacing it; the errors of creating the temporary tree.
     pub(crate) fn new(target: &Path, meta: ZarrMeta, options: &SaveOptions) -> Result<Staged> {
+        // A symbolic link is followed: the array it points to is replaced, the link stays.
+        let target = &ndstore_core::__private::atomic::follow_links(target)?;
         let keep = match fs::symlink_metadata(target) {
             Ok(m) if m.is_dir() && target.join(METADATA_FILE).is_file() => {
                 if !options.replace_read_only
@@ -234,6 +236,7 @@ pub fn save_with(
 ) -> Result<()> {
     let start = vec![0; meta.shape.len()];
     if options.replace == Replace::InPlace {
+        let target = &ndstore_core::__private::atomic::follow_links(target)?;
         if target.join(METADATA_FILE).is_file() {
             fs::remove_dir_all(target)
                 .map_err(|e| Error::io("cannot remove the old array", e).with_path(target))?;

@@ -33,6 +33,11 @@ impl LocalStore {
         }
     }
 
+    /// The durability the store's writes follow.
+    pub fn durability(&self) -> Durability {
+        self.options.durability
+    }
+
     /// The directory the store lives in.
     pub fn root(&self) -> &Path {
         &self.root

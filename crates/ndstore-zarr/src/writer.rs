@@ -6,15 +6,44 @@ use std::path::Path;
 
 use ndarray::{Axis, concatenate};
 use ndstore_core::{
-    ArrayWriter, DType, Durable, DynArray, Error, ErrorKind, Result, SaveOptions, with_dtype_kind,
+    ArrayWriter, DType, Durability, Durable, DynArray, Error, ErrorKind, Replace, Result,
+    SaveOptions, with_dtype_kind,
 };
 
-use crate::meta::ZarrMeta;
+use crate::array::ZarrArray;
+use crate::meta::{METADATA_FILE, ZarrMeta};
 use crate::save::Staged;
 
-/// A writer that appends rows to a new Zarr array and publishes it on commit.
+/// Where the rows go: a sibling tree published on commit, or the target itself.
+enum Target {
+    /// Atomic: nothing reaches the target before commit.
+    Staged(Staged),
+    /// In place: `flush` rewrites `zarr.json` for the rows so far, which readers then see.
+    InPlace(ZarrArray),
+}
+
+impl Target {
+    fn array(&self) -> Result<&ZarrArray> {
+        match self {
+            Target::Staged(staged) => staged.array(),
+            Target::InPlace(array) => Ok(array),
+        }
+    }
+
+    fn array_mut(&mut self) -> Result<&mut ZarrArray> {
+        match self {
+            Target::Staged(staged) => staged.array_mut(),
+            Target::InPlace(array) => Ok(array),
+        }
+    }
+}
+
+/// A writer that appends rows to a new Zarr array: atomic (the default), it publishes the
+/// array on commit and a dropped writer leaves the target as it was; in place, each `flush`
+/// makes the rows so far the array's, and a writer dropped during a panic leaves the last
+/// flush's rows (`zarr.json` still counts those; chunk rows written since lie past its shape).
 pub struct ZarrWriter {
-    staged: Option<Staged>,
+    target: Option<Target>,
     dtype: DType,
     row_shape: Vec<usize>,
     /// Rows written to chunks so far (a multiple of the chunk's rows, except after a flush).
@@ -44,8 +73,12 @@ impl ZarrWriter {
         shape.extend_from_slice(row_shape);
         let meta = ZarrMeta::new(dtype, &shape, chunk_shape).map_err(|e| e.with_path(target))?;
         let rows_per_chunk = meta.chunk_shape[0];
+        let target = match options.replace {
+            Replace::Atomic => Target::Staged(Staged::new(target, meta, options)?),
+            Replace::InPlace => Target::InPlace(create_in_place(target, meta, options)?),
+        };
         Ok(ZarrWriter {
-            staged: Some(Staged::new(target, meta, options)?),
+            target: Some(target),
             dtype,
             row_shape: row_shape.to_vec(),
             written: 0,
@@ -55,16 +88,22 @@ impl ZarrWriter {
         })
     }
 
-    fn staged(&mut self) -> Result<&mut Staged> {
+    fn target(&mut self) -> Result<&mut Target> {
         if self.poisoned {
-            return Err(Error::new(
-                ErrorKind::Poisoned,
-                "an earlier write of this writer failed; start a fresh one",
-            ));
+            return Err(poisoned());
         }
-        self.staged
+        self.target
             .as_mut()
             .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the writer is finished"))
+    }
+
+    /// Writes every pending row and, in place, `zarr.json` for them.
+    fn flush_rows(&mut self) -> Result<()> {
+        self.write_pending(true)?;
+        if let Target::InPlace(array) = self.target()? {
+            array.write_metadata()?;
+        }
+        Ok(())
     }
 
     /// Writes the pending rows: whole chunk rows, and with `all` the partial one too (it is
@@ -82,8 +121,7 @@ impl ZarrWriter {
         }
         let (head, _) = split_rows(&pending, cut);
         let start_row = self.written;
-        let staged = self.staged()?;
-        let array = staged.array_mut()?;
+        let array = self.target()?.array_mut()?;
         let rows_now = array.meta().shape[0].max(start_row + rows);
         array.set_rows(rows_now);
         let mut start = vec![0; array.meta().shape.len()];
@@ -109,17 +147,39 @@ fn split_rows(a: &DynArray, n: usize) -> (DynArray, Option<DynArray>) {
     })
 }
 
+fn poisoned() -> Error {
+    Error::new(
+        ErrorKind::Poisoned,
+        "an earlier write of this writer failed; start a fresh one",
+    )
+}
+
+/// Creates the array at `target` for an in-place writer, removing an array that was there (as
+/// `np.save` truncates the file it rewrites).
+fn create_in_place(target: &Path, meta: ZarrMeta, options: &SaveOptions) -> Result<ZarrArray> {
+    if target.join(METADATA_FILE).is_file() {
+        std::fs::remove_dir_all(target)
+            .map_err(|e| Error::io("cannot remove the old array", e).with_path(target))?;
+    }
+    ZarrArray::create(target, meta, options)
+}
+
 impl Durable for ZarrWriter {
     fn flush(&mut self) -> Result<()> {
-        self.write_pending(true)
+        self.flush_rows()
     }
 
     fn sync(&mut self) -> Result<()> {
-        self.write_pending(true)?;
-        let staged = self.staged()?;
-        let array = staged.array()?;
-        array.write_metadata()?;
-        let result = array.sync();
+        self.flush_rows()?;
+        let target = self.target()?;
+        let in_place = matches!(target, Target::InPlace(_));
+        let array = target.array()?;
+        let mut result = array.sync();
+        if in_place && result.is_ok() && array.durability() == Durability::Synced {
+            result = ndstore_core::__private::atomic::sync_dir(
+                ndstore_core::__private::atomic::parent_dir(array.path()),
+            );
+        }
         if result.is_err() {
             self.poisoned = true;
         }
@@ -129,7 +189,7 @@ impl Durable for ZarrWriter {
 
 impl ArrayWriter for ZarrWriter {
     fn append(&mut self, rows: &DynArray) -> Result<()> {
-        self.staged()?;
+        self.target()?;
         if rows.kind() != self.dtype.kind || rows.shape().get(1..) != Some(&self.row_shape[..]) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -160,24 +220,46 @@ impl ArrayWriter for ZarrWriter {
     fn commit(mut self: Box<Self>) -> Result<()> {
         self.write_pending(true)?;
         let rows = self.written + self.pending.as_ref().map_or(0, |p| p.shape()[0]);
-        let mut staged = self
-            .staged
-            .take()
-            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the writer is finished"))?;
-        if self.poisoned {
-            return Err(Error::new(
-                ErrorKind::Poisoned,
-                "an earlier write of this writer failed; start a fresh one",
-            ));
+        self.target()?.array_mut()?.set_rows(rows);
+        match self.target.take() {
+            Some(Target::Staged(staged)) => staged.publish(),
+            Some(Target::InPlace(array)) => {
+                array.write_metadata()?;
+                array.sync()?;
+                if array.durability() == Durability::Synced {
+                    ndstore_core::__private::atomic::sync_dir(
+                        ndstore_core::__private::atomic::parent_dir(array.path()),
+                    )?;
+                }
+                Ok(())
+            }
+            None => Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the writer is finished",
+            )),
         }
-        staged.array_mut()?.set_rows(rows);
-        staged.publish()
     }
 
     fn abort(mut self: Box<Self>) -> Result<()> {
-        match self.staged.take() {
-            Some(staged) => staged.abort(),
-            None => Ok(()),
+        match self.target.take() {
+            Some(Target::Staged(staged)) => staged.abort(),
+            // What the last flush published stays, as `zarr.json` says.
+            Some(Target::InPlace(_)) | None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ZarrWriter {
+    fn drop(&mut self) {
+        // An in-place writer flushes on drop, unless its thread panics: then the target keeps
+        // exactly its last flush. An atomic writer's staged tree is removed by its own drop.
+        let in_place = matches!(self.target, Some(Target::InPlace(_)));
+        if in_place
+            && !self.poisoned
+            && !std::thread::panicking()
+            && let Err(e) = self.flush_rows()
+        {
+            log::error!("zarr writer: flush on drop failed: {e}");
         }
     }
 }
