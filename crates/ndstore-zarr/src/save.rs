@@ -103,7 +103,9 @@ impl Staged {
             .take()
             .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the save is finished"))?;
         array.write_metadata()?;
-        array.sync()?;
+        if self.options.durability == Durability::Synced {
+            array.sync()?;
+        }
         drop(array);
         if let Some((mode, uid, gid)) = self.keep {
             keep_owner_and_mode(&self.temp, mode, uid, gid, &self.options, &self.target)?;
@@ -243,8 +245,8 @@ pub fn save_with(
         }
         let created = ZarrArray::create(target, meta, options)?;
         created.write_region(&start, array)?;
-        created.sync()?;
         if options.durability == Durability::Synced {
+            created.sync()?;
             ndstore_core::__private::atomic::sync_dir(
                 ndstore_core::__private::atomic::parent_dir(target),
             )?;

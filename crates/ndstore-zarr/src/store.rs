@@ -17,6 +17,8 @@ pub struct LocalStore {
     options: SaveOptions,
     /// Directories with new or renamed entries, fsynced by the next `sync`.
     dirty: Mutex<BTreeSet<PathBuf>>,
+    /// Files renamed into place without an fsync (a flushed store), fsynced by the next `sync`.
+    unsynced: Mutex<Vec<PathBuf>>,
     /// A failed fsync: the data may be lost, so every later sync fails.
     poisoned: Mutex<bool>,
 }
@@ -29,6 +31,7 @@ impl LocalStore {
             root: root.to_path_buf(),
             options: *options,
             dirty: Mutex::new(BTreeSet::new()),
+            unsynced: Mutex::new(Vec::new()),
             poisoned: Mutex::new(false),
         }
     }
@@ -121,10 +124,15 @@ impl LocalStore {
         out.file()?
             .write_all(bytes)
             .map_err(|e| Error::io("cannot write the chunk", e).with_path(&path))?;
-        if self.options.durability == Durability::Synced {
-            out.sync()?;
+        let synced = self.options.durability == Durability::Synced;
+        if synced && let Err(e) = out.sync() {
+            self.poison();
+            return Err(e);
         }
         out.finish()?;
+        if !synced && let Ok(mut unsynced) = self.unsynced.lock() {
+            unsynced.push(path.clone());
+        }
         self.mark_dirty(parent(&path));
         Ok(())
     }
@@ -146,28 +154,47 @@ impl LocalStore {
         }
     }
 
-    /// fsyncs every directory whose entries changed since the last sync (when the store is
-    /// synced at all), so every chunk put so far survives power loss.
+    /// Makes every key put so far durable, whatever the store's durability: fsyncs the files
+    /// a flushed store renamed into place without one (reopened; an error the kernel reported
+    /// before the reopen may go unseen, so a flushed store's sync is weaker than a synced
+    /// store's fsync-before-rename), then every directory whose entries changed.
     ///
     /// # Errors
     ///
     /// The I/O error of an fsync, which poisons the store; [`ErrorKind::Poisoned`] after one.
     pub fn sync(&self) -> Result<()> {
-        let mut poisoned = self.poisoned.lock().map_err(|_| lock_error(&self.root))?;
-        if *poisoned {
+        if self.is_poisoned() {
             return Err(ndstore_core::__private::atomic::poisoned_error(&self.root));
         }
-        if self.options.durability != Durability::Synced {
-            return Ok(());
+        let files = std::mem::take(&mut *self.unsynced.lock().map_err(|_| lock_error(&self.root))?);
+        for file in &files {
+            let result = File::open(file)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io("fsync of a chunk failed", e).with_path(file));
+            if let Err(e) = result {
+                self.poison();
+                return Err(e);
+            }
         }
         let dirs = std::mem::take(&mut *self.dirty.lock().map_err(|_| lock_error(&self.root))?);
         for dir in dirs.iter().rev() {
             if let Err(e) = ndstore_core::__private::atomic::sync_dir(dir) {
-                *poisoned = true;
+                self.poison();
                 return Err(e.with_path(dir));
             }
         }
         Ok(())
+    }
+
+    /// True after a failed fsync.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.lock().map_or(true, |p| *p)
+    }
+
+    fn poison(&self) {
+        if let Ok(mut p) = self.poisoned.lock() {
+            *p = true;
+        }
     }
 
     /// Creates the directories above `path` under the root, remembering each new one and its

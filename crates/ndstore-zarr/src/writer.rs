@@ -126,10 +126,7 @@ impl ZarrWriter {
         array.set_rows(rows_now);
         let mut start = vec![0; array.meta().shape.len()];
         start[0] = start_row;
-        if let Err(e) = array.write_region(&start, &head) {
-            self.poisoned = true;
-            return Err(e);
-        }
+        array.write_region(&start, &head)?;
         // A partial chunk row written at a flush is written again whole later: its rows stay.
         self.written += whole;
         self.pending = split_rows(&pending, whole).1;
@@ -164,26 +161,42 @@ fn create_in_place(target: &Path, meta: ZarrMeta, options: &SaveOptions) -> Resu
     ZarrArray::create(target, meta, options)
 }
 
-impl Durable for ZarrWriter {
-    fn flush(&mut self) -> Result<()> {
-        self.flush_rows()
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        self.flush_rows()?;
-        let target = self.target()?;
-        let in_place = matches!(target, Target::InPlace(_));
-        let array = target.array()?;
-        let mut result = array.sync();
-        if in_place && result.is_ok() && array.durability() == Durability::Synced {
-            result = ndstore_core::__private::atomic::sync_dir(
-                ndstore_core::__private::atomic::parent_dir(array.path()),
-            );
-        }
+impl ZarrWriter {
+    /// Runs `step` unless the writer is poisoned, and poisons it when `step` fails: a failed
+    /// write or fsync leaves the caller no way to know what reached the disk.
+    fn guarded<R>(&mut self, step: impl FnOnce(&mut ZarrWriter) -> Result<R>) -> Result<R> {
+        self.target()?;
+        let result = step(self);
         if result.is_err() {
             self.poisoned = true;
         }
         result
+    }
+
+    /// Makes every row written so far durable: the chunks, `zarr.json` and, in place, the
+    /// target's entry in its parent.
+    fn sync_all(&mut self) -> Result<()> {
+        self.flush_rows()?;
+        let target = self.target()?;
+        let in_place = matches!(target, Target::InPlace(_));
+        let array = target.array()?;
+        array.sync()?;
+        if in_place {
+            ndstore_core::__private::atomic::sync_dir(
+                ndstore_core::__private::atomic::parent_dir(array.path()),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Durable for ZarrWriter {
+    fn flush(&mut self) -> Result<()> {
+        self.guarded(ZarrWriter::flush_rows)
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.guarded(ZarrWriter::sync_all)
     }
 }
 
@@ -202,42 +215,42 @@ impl ArrayWriter for ZarrWriter {
                 ),
             ));
         }
-        let joined = match self.pending.take() {
-            None => rows.clone(),
-            Some(pending) => with_dtype_kind!(self.dtype.kind, |T| {
-                let a = pending.into_typed::<T>()?;
-                let b = rows.clone().into_typed::<T>()?;
-                DynArray::from(
-                    concatenate(Axis(0), &[a.view(), b.view()])
-                        .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?,
-                )
-            }),
-        };
-        self.pending = Some(joined);
-        self.write_pending(false)
+        self.guarded(|w| {
+            let joined = match w.pending.take() {
+                None => rows.clone(),
+                Some(pending) => with_dtype_kind!(w.dtype.kind, |T| {
+                    let a = pending.into_typed::<T>()?;
+                    let b = rows.clone().into_typed::<T>()?;
+                    DynArray::from(
+                        concatenate(Axis(0), &[a.view(), b.view()])
+                            .map_err(|e| Error::new(ErrorKind::InvalidInput, e.to_string()))?,
+                    )
+                }),
+            };
+            w.pending = Some(joined);
+            w.write_pending(false)
+        })
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
-        self.write_pending(true)?;
-        let rows = self.written + self.pending.as_ref().map_or(0, |p| p.shape()[0]);
-        self.target()?.array_mut()?.set_rows(rows);
-        match self.target.take() {
-            Some(Target::Staged(staged)) => staged.publish(),
-            Some(Target::InPlace(array)) => {
-                array.write_metadata()?;
-                array.sync()?;
-                if array.durability() == Durability::Synced {
-                    ndstore_core::__private::atomic::sync_dir(
-                        ndstore_core::__private::atomic::parent_dir(array.path()),
-                    )?;
-                }
-                Ok(())
+        let synced = self.target()?.array()?.durability() == Durability::Synced;
+        self.guarded(|w| {
+            if synced {
+                w.sync_all()?;
+            } else {
+                w.flush_rows()?;
             }
-            None => Err(Error::new(
-                ErrorKind::InvalidInput,
-                "the writer is finished",
-            )),
-        }
+            let rows = w.written + w.pending.as_ref().map_or(0, |p| p.shape()[0]);
+            w.target()?.array_mut()?.set_rows(rows);
+            match w.target.take() {
+                Some(Target::Staged(staged)) => staged.publish(),
+                Some(Target::InPlace(_)) => Ok(()),
+                None => Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    "the writer is finished",
+                )),
+            }
+        })
     }
 
     fn abort(mut self: Box<Self>) -> Result<()> {
