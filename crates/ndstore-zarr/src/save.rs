@@ -20,8 +20,8 @@ pub(crate) struct Staged {
     temp: PathBuf,
     target: PathBuf,
     options: SaveOptions,
-    /// The old array's mode and owner, kept by the new one.
-    keep: Option<(u32, u32, u32)>,
+    /// What the new array keeps of the old one.
+    keep: Option<Keep>,
 }
 
 impl Staged {
@@ -36,27 +36,8 @@ impl Staged {
         // A symbolic link is followed: the array it points to is replaced, the link stays.
         let target = &ndstore_core::__private::atomic::follow_links(target)?;
         let keep = match fs::symlink_metadata(target) {
-            Ok(m) if m.is_dir() && target.join(METADATA_FILE).is_file() => {
-                if !options.replace_read_only
-                    && !ndstore_core::__private::os::may_write(target).map_err(|e| {
-                        Error::io("checking write permission on the array", e).with_path(target)
-                    })?
-                {
-                    return Err(Error::new(
-                        ErrorKind::PermissionDenied,
-                        "this user may not write the array's directory, so replacing it would override its protection; SaveOptions::replace_read_only() replaces it anyway",
-                    )
-                    .with_path(target));
-                }
-                Some((m.permissions().mode() & 0o7777, m.uid(), m.gid()))
-            }
-            Ok(_) => {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    "the target exists and is not a Zarr array directory; ndstore replaces only arrays",
-                )
-                .with_path(target));
-            }
+            Ok(m) if m.is_dir() => Some(Keep::of(target, &m, options)?),
+            Ok(_) => return Err(not_an_array(target)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io("inspecting the target", e).with_path(target)),
         };
@@ -107,8 +88,8 @@ impl Staged {
             array.sync()?;
         }
         drop(array);
-        if let Some((mode, uid, gid)) = self.keep {
-            keep_owner_and_mode(&self.temp, mode, uid, gid, &self.options, &self.target)?;
+        if let Some(keep) = &self.keep {
+            keep.apply(&self.temp, &self.options, &self.target)?;
         }
         let parent = ndstore_core::__private::atomic::parent_dir(&self.target).to_path_buf();
         let exchanged = if self.keep.is_some() {
@@ -163,33 +144,117 @@ impl Drop for Staged {
     }
 }
 
-/// Gives the new tree's root the old one's owner and mode, under core's replace policy: an
-/// owner that cannot be kept fails the save unless the options let it change.
-fn keep_owner_and_mode(
-    dir: &Path,
+fn not_an_array(target: &Path) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        "the target exists and is not a Zarr array directory; ndstore replaces only arrays",
+    )
+    .with_path(target)
+}
+
+/// What a replaced array's directory keeps, as core's `OutputFile` keeps a replaced file's:
+/// mode, owner and extended attributes (POSIX ACLs among them).
+struct Keep {
     mode: u32,
     uid: u32,
     gid: u32,
-    options: &SaveOptions,
-    target: &Path,
-) -> Result<()> {
-    let meta = fs::metadata(dir)
-        .map_err(|e| Error::io("inspecting the temporary array", e).with_path(dir))?;
-    let mut mode = mode;
-    if (meta.uid() != uid || meta.gid() != gid)
-        && let Err(e) = std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-    {
-        if !options.allow_owner_change {
+    xattrs: Vec<(std::ffi::CString, Vec<u8>)>,
+}
+
+impl Keep {
+    /// What the array directory `target` (whose metadata is `meta`) must keep, after checking
+    /// that the caller may replace it: a directory the caller could not write is refused unless
+    /// the options allow it, and so is a directory that holds no `zarr.json` (ndstore replaces
+    /// only arrays; one the caller cannot even look into is taken for one when allowed).
+    fn of(target: &Path, meta: &fs::Metadata, options: &SaveOptions) -> Result<Keep> {
+        let os = |what: &str, e: std::io::Error| Error::io(what.to_owned(), e).with_path(target);
+        let writable = ndstore_core::__private::os::may_write(target)
+            .map_err(|e| os("checking write permission on the array", e))?;
+        if !writable && !options.replace_read_only {
             return Err(Error::new(
                 ErrorKind::PermissionDenied,
-                format!("cannot keep the owner of the array it replaces (uid {uid}, gid {gid}): {e}; SaveOptions::allow_owner_change() lets the owner change"),
+                "this user may not write the array's directory, so replacing it would override its protection; SaveOptions::replace_read_only() replaces it anyway",
             )
             .with_path(target));
         }
-        mode &= !0o6000;
+        match fs::symlink_metadata(target.join(METADATA_FILE)) {
+            Ok(m) if m.is_file() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            _ => return Err(not_an_array(target)),
+        }
+        let mut xattrs = Vec::new();
+        let names = ndstore_core::__private::os::xattr_names(target).map_err(|e| {
+            os(
+                "listing the extended attributes of the array it replaces",
+                e,
+            )
+        })?;
+        for name in names {
+            match ndstore_core::__private::os::xattr_value(target, &name) {
+                Ok(value) => xattrs.push((name, value)),
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+                Err(e) => {
+                    return Err(os(
+                        "reading an extended attribute of the array it replaces",
+                        e,
+                    ));
+                }
+            }
+        }
+        Ok(Keep {
+            mode: meta.permissions().mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            xattrs,
+        })
     }
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io("cannot give the new array the old one's mode", e).with_path(dir))
+
+    /// Gives the new tree's root `dir` the old one's owner, mode and extended attributes,
+    /// under core's replace policy: an owner that cannot be kept fails the save unless the
+    /// options let it change; labels a security module manages are left to it.
+    fn apply(&self, dir: &Path, options: &SaveOptions, target: &Path) -> Result<()> {
+        let meta = fs::metadata(dir)
+            .map_err(|e| Error::io("inspecting the temporary array", e).with_path(dir))?;
+        let mut mode = self.mode;
+        if (meta.uid() != self.uid || meta.gid() != self.gid)
+            && let Err(e) = std::os::unix::fs::chown(dir, Some(self.uid), Some(self.gid))
+        {
+            if !options.allow_owner_change {
+                return Err(Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "cannot keep the owner of the array it replaces (uid {}, gid {}): {e}; SaveOptions::allow_owner_change() lets the owner change",
+                        self.uid, self.gid
+                    ),
+                )
+                .with_path(target));
+            }
+            mode &= !0o6000;
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(|e| {
+            Error::io("cannot give the new array the old one's mode", e).with_path(dir)
+        })?;
+        let handle = fs::File::open(dir)
+            .map_err(|e| Error::io("cannot open the temporary array", e).with_path(dir))?;
+        for (name, value) in &self.xattrs {
+            if let Err(e) = ndstore_core::__private::os::set_xattr(&handle, name, value) {
+                let label = name.to_string_lossy();
+                if label.starts_with("security.") || label.starts_with("trusted.") {
+                    log::warn!(
+                        "{}: extended attribute {label} of the replaced array not kept: {e}",
+                        target.display()
+                    );
+                    continue;
+                }
+                return Err(Error::io(
+                    format!("cannot keep extended attribute {label} of the array it replaces"),
+                    e,
+                )
+                .with_path(target));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Swaps the directory entries `a` and `b` atomically.
