@@ -1,7 +1,6 @@
 //! A Zarr array on the local store, with region I/O: any hyperslab read or written, chunk by
 //! chunk on a bounded number of threads, so memory holds the region and a few chunks at most.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -18,7 +17,7 @@ use crate::meta::{self, METADATA_FILE, Node, ZarrMeta, chunk_bytes};
 use crate::store::LocalStore;
 
 /// The longest `zarr.json` read (a document holding more attributes is refused).
-const MAX_METADATA_LEN: u64 = 16 << 20;
+const MAX_METADATA_LEN: usize = 16 << 20;
 
 /// The most chunks in flight at once (per region call).
 const MAX_WORKERS: usize = 4;
@@ -36,19 +35,19 @@ pub struct ZarrArray {
 ///
 /// [`ErrorKind::NotFound`] when `path` holds no `zarr.json`; the errors of [`meta::parse`].
 pub fn read_node(path: &Path) -> Result<Node> {
-    let file_path = path.join(METADATA_FILE);
-    let file = ndstore_core::__private::load::open_for_load(&file_path)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_METADATA_LEN + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io("cannot read zarr.json", e).with_path(&file_path))?;
-    if bytes.len() as u64 > MAX_METADATA_LEN {
-        return Err(Error::new(
-            ErrorKind::TooLarge,
-            format!("zarr.json is longer than {MAX_METADATA_LEN} bytes"),
+    read_node_in(&LocalStore::open(path, &SaveOptions::default())?)
+}
+
+/// Reads and parses the `zarr.json` of the node `store` holds.
+fn read_node_in(store: &LocalStore) -> Result<Node> {
+    let file_path = store.path_of(METADATA_FILE);
+    let bytes = store.get(METADATA_FILE, MAX_METADATA_LEN)?.ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotFound,
+            "no zarr.json: not a Zarr v3 array or group",
         )
-        .with_path(&file_path));
-    }
+        .with_path(&file_path)
+    })?;
     meta::parse(&bytes, &file_path)
 }
 
@@ -59,11 +58,9 @@ impl ZarrArray {
     ///
     /// The errors of [`read_node`]; [`ErrorKind::InvalidInput`] when `path` is a group.
     pub fn open(path: &Path, options: &SaveOptions) -> Result<ZarrArray> {
-        match read_node(path)? {
-            Node::Array(meta) => Ok(ZarrArray {
-                meta: *meta,
-                store: LocalStore::new(path, options),
-            }),
+        let store = LocalStore::open(path, options)?;
+        match read_node_in(&store)? {
+            Node::Array(meta) => Ok(ZarrArray { meta: *meta, store }),
             Node::Group(_) => Err(Error::new(
                 ErrorKind::InvalidInput,
                 "the node is a group, not an array",
@@ -181,8 +178,23 @@ impl ZarrArray {
         })
     }
 
-    /// Reads the box at `start` of `shape` into `out` (its native bytes, C order).
+    /// Reads the box at `start` of `shape` into `out` (its native bytes, C order), then checks
+    /// that the array was not replaced and removed meanwhile: a save removes the old tree's
+    /// `zarr.json` before its chunks, so while `zarr.json` is there, a missing chunk was never
+    /// written (it reads as the fill value) rather than removed under the reader.
     fn read_into(&self, start: &[usize], shape: &[usize], out: &mut [u8]) -> Result<()> {
+        self.read_chunks_into(start, shape, out)?;
+        if !self.store.contains(METADATA_FILE)? {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "the array was replaced while it was read (its zarr.json is gone); open it again",
+            )
+            .with_path(self.path()));
+        }
+        Ok(())
+    }
+
+    fn read_chunks_into(&self, start: &[usize], shape: &[usize], out: &mut [u8]) -> Result<()> {
         let itemsize = self.meta.kind.itemsize();
         let chunks = self.chunks_of(start, shape);
         let fill = self.meta.fill.clone();

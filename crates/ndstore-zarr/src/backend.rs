@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndstore_core::{
     ArrayMeta, ArrayWriter, Backend, Capabilities, CrashGuarantee, DType, DTypeKind, DynArray,
-    Error, LoadOptions, Result, SaveOptions,
+    Error, ErrorKind, LoadOptions, Result, SaveOptions,
 };
 
 use crate::array::ZarrArray;
@@ -30,6 +30,43 @@ pub fn default_chunk_shape(shape: &[usize], itemsize: usize) -> Vec<usize> {
         room = (room / n).max(1);
     }
     chunk
+}
+
+/// How often a load starts again when saves keep replacing the array under it.
+const LOAD_ATTEMPTS: usize = 16;
+
+/// Loads the array at `path` whole (of element type `kind`, when given), starting again when a
+/// save replaced it during the read (the read then fails with `NotFound`: its tree lost its
+/// `zarr.json`), so the values always come from one complete version.
+fn load(
+    path: &Path,
+    options: &LoadOptions,
+    kind: Option<DTypeKind>,
+) -> Result<(ArrayMeta, DynArray)> {
+    let mut attempt = 1;
+    loop {
+        match load_once(path, options, kind) {
+            Err(e) if e.kind() == ErrorKind::NotFound && attempt < LOAD_ATTEMPTS => attempt += 1,
+            result => return result,
+        }
+    }
+}
+
+fn load_once(
+    path: &Path,
+    options: &LoadOptions,
+    kind: Option<DTypeKind>,
+) -> Result<(ArrayMeta, DynArray)> {
+    let array = ZarrArray::open(path, &SaveOptions::default())?;
+    if let Some(kind) = kind
+        && array.meta().kind != kind
+    {
+        return Err(
+            ndstore_core::__private::array::type_mismatch(array.meta().kind, kind).with_path(path),
+        );
+    }
+    let values = array.read_all(options)?;
+    Ok((array.array_meta(), values))
 }
 
 impl Backend for ZarrBackend {
@@ -67,20 +104,11 @@ impl Backend for ZarrBackend {
     }
 
     fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
-        let array = ZarrArray::open(path, &SaveOptions::default())?;
-        let values = array.read_all(options)?;
-        Ok((array.array_meta(), values))
+        load(path, options, None)
     }
 
     fn load_as(&self, path: &Path, kind: DTypeKind) -> Result<DynArray> {
-        let array = ZarrArray::open(path, &SaveOptions::default())?;
-        if array.meta().kind != kind {
-            return Err(
-                ndstore_core::__private::array::type_mismatch(array.meta().kind, kind)
-                    .with_path(path),
-            );
-        }
-        array.read_all(&LoadOptions::default())
+        load(path, &LoadOptions::default(), Some(kind)).map(|(_, values)| values)
     }
 
     fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {

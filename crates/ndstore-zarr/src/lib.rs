@@ -16,6 +16,7 @@ mod grid;
 pub mod meta;
 mod save;
 mod store;
+mod sys;
 mod writer;
 
 pub use array::{ZarrArray, read_node};

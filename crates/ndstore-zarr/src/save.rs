@@ -106,7 +106,7 @@ impl Staged {
             ndstore_core::__private::atomic::sync_dir(&parent)
                 .map_err(|e| e.with_path(&self.target))?;
         }
-        if exchanged && let Err(e) = fs::remove_dir_all(&old) {
+        if exchanged && let Err(e) = retire(&old) {
             log::warn!(
                 "{}: the replaced array's tree could not be removed: {e}",
                 old.display()
@@ -142,6 +142,22 @@ impl Drop for Staged {
             );
         }
     }
+}
+
+/// Removes a replaced array's tree, `zarr.json` first: a reader that finds `zarr.json` still
+/// in the tree it read after reading its chunks knows no chunk was removed under it (see
+/// `ZarrArray::read_region`).
+///
+/// # Errors
+///
+/// The I/O error of a removal.
+pub(crate) fn retire(tree: &Path) -> std::io::Result<()> {
+    match fs::remove_file(tree.join(METADATA_FILE)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::remove_dir_all(tree)
 }
 
 fn not_an_array(target: &Path) -> Error {
@@ -305,7 +321,7 @@ pub fn save_with(
     if options.replace == Replace::InPlace {
         let target = &ndstore_core::__private::atomic::follow_links(target)?;
         if target.join(METADATA_FILE).is_file() {
-            fs::remove_dir_all(target)
+            retire(target)
                 .map_err(|e| Error::io("cannot remove the old array", e).with_path(target))?;
         }
         let created = ZarrArray::create(target, meta, options)?;

@@ -11,9 +11,16 @@ use std::sync::Mutex;
 use ndstore_core::{Durability, Error, ErrorKind, OutputFile, Result, SaveOptions};
 
 /// An array's directory as a key-value store with honest durability.
+///
+/// Reads go through one handle of the directory, opened with the store (`openat`), so a reader
+/// sees one array even when the directory's name is given to another array meanwhile (a save
+/// replaces an array by exchanging directories): `zarr.json` and every chunk come from the same
+/// tree.
 #[derive(Debug)]
 pub struct LocalStore {
     root: PathBuf,
+    /// The directory, opened once; `None` for a store opened only to write a new tree.
+    handle: Option<File>,
     options: SaveOptions,
     /// Directories with new or renamed entries, fsynced by the next `sync`.
     dirty: Mutex<BTreeSet<PathBuf>>,
@@ -29,11 +36,63 @@ impl LocalStore {
     pub fn new(root: &Path, options: &SaveOptions) -> LocalStore {
         LocalStore {
             root: root.to_path_buf(),
+            handle: None,
             options: *options,
             dirty: Mutex::new(BTreeSet::new()),
             unsynced: Mutex::new(Vec::new()),
             poisoned: Mutex::new(false),
         }
+    }
+
+    /// The store rooted at the directory `root`, which every read goes through from now on,
+    /// whatever is renamed at its path later.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] when there is no such directory; the I/O error of opening it.
+    pub fn open(root: &Path, options: &SaveOptions) -> Result<LocalStore> {
+        let handle = File::open(root).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::new(ErrorKind::NotFound, "no such array").with_path(root)
+            } else {
+                Error::io("cannot open the array's directory", e).with_path(root)
+            }
+        })?;
+        let mut store = LocalStore::new(root, options);
+        store.handle = Some(handle);
+        Ok(store)
+    }
+
+    /// Opens `key` for reading: through the directory's handle when the store has one, never
+    /// blocking on a FIFO, and only a regular file.
+    fn open_key(&self, key: &str) -> Result<Option<File>> {
+        let path = self.path_of(key);
+        let file = match &self.handle {
+            Some(dir) => match crate::sys::open_at(dir, key) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::io("cannot open", e).with_path(&path)),
+            },
+            None => match ndstore_core::__private::load::open_for_load(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            },
+        };
+        if !file_is_regular(&file) {
+            return Err(Error::new(ErrorKind::Format, "not a regular file").with_path(&path));
+        }
+        Ok(Some(file))
+    }
+
+    /// True while `key` is in the directory the store opened (or, without a handle, at its
+    /// path).
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of looking, other than the key's absence.
+    pub fn contains(&self, key: &str) -> Result<bool> {
+        Ok(self.open_key(key)?.is_some())
     }
 
     /// The durability the store's writes follow.
@@ -60,21 +119,13 @@ impl LocalStore {
     /// [`ErrorKind::OutOfMemory`] when its bytes cannot be allocated.
     pub fn get(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>> {
         let path = self.path_of(key);
-        // Never blocks on a FIFO planted where a chunk belongs.
-        let mut file = match ndstore_core::__private::load::open_for_load(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(mut file) = self.open_key(key)? else {
+            return Ok(None);
         };
         let len = file
             .metadata()
             .map_err(|e| Error::io("cannot inspect the chunk", e).with_path(&path))?
             .len();
-        if !file_is_regular(&file) {
-            return Err(
-                Error::new(ErrorKind::Format, "the chunk is not a regular file").with_path(&path),
-            );
-        }
         let len = usize::try_from(len)
             .ok()
             .filter(|&l| l <= limit)

@@ -155,7 +155,7 @@ fn poisoned() -> Error {
 /// `np.save` truncates the file it rewrites).
 fn create_in_place(target: &Path, meta: ZarrMeta, options: &SaveOptions) -> Result<ZarrArray> {
     if target.join(METADATA_FILE).is_file() {
-        std::fs::remove_dir_all(target)
+        crate::save::retire(target)
             .map_err(|e| Error::io("cannot remove the old array", e).with_path(target))?;
     }
     ZarrArray::create(target, meta, options)
