@@ -47,6 +47,7 @@ fn read_node_in(store: &LocalStore) -> Result<Node> {
             "no zarr.json: not a Zarr v3 array or group",
         )
         .with_path(&file_path)
+        .at(Location::Object(METADATA_FILE.to_owned()))
     })?;
     meta::parse(&bytes, &file_path)
 }
@@ -65,7 +66,8 @@ impl ZarrArray {
                 ErrorKind::InvalidInput,
                 "the node is a group, not an array",
             )
-            .with_path(path)),
+            .with_path(path.join(METADATA_FILE))
+            .at(Location::Object("node_type".to_owned()))),
         }
     }
 
@@ -202,8 +204,7 @@ impl ZarrArray {
             chunks.len(),
             |i| self.read_chunk(&chunks[i]),
             |i, data| {
-                let (chunk_start, in_chunk, in_region, extent) =
-                    self.overlap(&chunks[i], start, shape);
+                let (_, in_chunk, in_region, extent) = self.overlap(&chunks[i], start, shape);
                 let dst = Place {
                     shape,
                     start: &in_region,
@@ -222,7 +223,6 @@ impl ZarrArray {
                     ),
                     None => grid::fill_box(out, dst, &extent, &fill),
                 }
-                let _ = chunk_start;
                 Ok(())
             },
         )
@@ -324,24 +324,40 @@ impl ZarrArray {
     /// The chunk at `coords`, decoded, or `None` when the store has no such chunk.
     fn read_chunk(&self, coords: &[u64]) -> Result<Option<Vec<u8>>> {
         let key = self.key(coords);
+        let at_chunk = |e: Error| {
+            Error::new(e.kind(), e.message().to_owned())
+                .with_path(self.store.path_of(&key))
+                .at(Location::Object(format!("chunk {key}")))
+        };
         let itemsize = self.meta.kind.itemsize();
         let limit = max_encoded_len(&self.meta.codecs, &self.meta.chunk_shape, itemsize)?;
-        let Some(bytes) = self.store.get(&key, limit)? else {
+        let Some(bytes) = self.store.get(&key, limit).map_err(|e| match e.kind() {
+            // The operating system's errors name the file; no byte is to blame.
+            ErrorKind::Io | ErrorKind::OutOfMemory => e,
+            _ => at_chunk(e),
+        })?
+        else {
             return Ok(None);
         };
         let element = codec::Element {
             kind: self.meta.kind,
             fill: &self.meta.fill,
         };
-        self.meta
+        let data = self
+            .meta
             .codecs
             .decode(bytes, &self.meta.chunk_shape, element)
-            .map(Some)
-            .map_err(|e| {
-                Error::new(e.kind(), e.message().to_owned())
-                    .with_path(self.store.path_of(&key))
-                    .at(Location::Object(format!("chunk {key}")))
-            })
+            .map_err(at_chunk)?;
+        // A bool is stored as one byte that must be 0 or 1.
+        if self.meta.kind == ndstore_core::DTypeKind::Bool
+            && let Some(i) = data.iter().position(|&b| b > 1)
+        {
+            return Err(at_chunk(Error::new(
+                ErrorKind::Format,
+                format!("element {i} of the decoded chunk is not a valid bool"),
+            )));
+        }
+        Ok(Some(data))
     }
 
     fn key(&self, coords: &[u64]) -> String {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use half::f16;
-use ndstore_core::{ByteOrder, DType, DTypeKind, Error, ErrorKind, Result};
+use ndstore_core::{ByteOrder, DType, DTypeKind, Error, ErrorKind, Location, Result};
 use serde_json::{Map, Value, json};
 
 use crate::codec::{Codec, CodecChain};
@@ -230,12 +230,20 @@ pub fn group_json(attributes: &Map<String, Value>) -> Value {
 /// [`ErrorKind::UnsupportedDType`] for a data type outside ndstore's, and
 /// [`ErrorKind::TooLarge`] for sizes that overflow; each names `path`.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Node> {
-    parse_value(bytes).map_err(|e| e.with_path(path))
+    // Each refusal names its field in the message; the document is the place otherwise.
+    parse_value(bytes).map_err(|e| {
+        e.with_path(path)
+            .at(Location::Object(METADATA_FILE.to_owned()))
+    })
 }
 
 fn parse_value(bytes: &[u8]) -> Result<Node> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| format_error(format!("zarr.json is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        format_error(format!("zarr.json is not valid JSON: {e}")).at(Location::LineColumn {
+            line: e.line() as u64,
+            column: e.column() as u64,
+        })
+    })?;
     let Value::Object(mut doc) = value else {
         return Err(format_error("zarr.json is not a JSON object"));
     };

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ndarray::{Array2, s};
-use ndstore_core::{ArrayWriter, Backend, DType, DTypeKind, DynArray, SaveOptions};
+use ndstore_core::{Backend, DType, DTypeKind, DynArray, SaveOptions};
 use ndstore_zarr::{ZarrArray, ZarrBackend};
 
 const COLS: usize = 1024;
@@ -31,11 +31,18 @@ fn peak_kib() -> u64 {
 /// The child's work: stream `rows` rows into a new array, then read it back in blocks.
 fn write_and_read(path: &Path, rows: usize) {
     let mut writer = ZarrBackend
-        .writer(path, DType::native(DTypeKind::F64), &[COLS], &SaveOptions::default())
+        .writer(
+            path,
+            DType::native(DTypeKind::F64),
+            &[COLS],
+            &SaveOptions::default(),
+        )
         .unwrap();
     for start in (0..rows).step_by(BLOCK) {
         let n = BLOCK.min(rows - start);
-        writer.append(&DynArray::from(block(start, n).into_dyn())).unwrap();
+        writer
+            .append(&DynArray::from(block(start, n).into_dyn()))
+            .unwrap();
     }
     writer.commit().unwrap();
     let array = ZarrArray::open(path, &SaveOptions::default()).unwrap();
@@ -45,7 +52,11 @@ fn write_and_read(path: &Path, rows: usize) {
         let got = array.read_region(&[start, 0], &[n, COLS]).unwrap();
         let want = block(start, n);
         let got = got.into_typed::<f64>().unwrap();
-        assert_eq!(got.slice(s![.., ..]), want.into_dyn().slice(s![.., ..]), "rows {start}..");
+        assert_eq!(
+            got.slice(s![.., ..]),
+            want.into_dyn().slice(s![.., ..]),
+            "rows {start}.."
+        );
     }
 }
 
