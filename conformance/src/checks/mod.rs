@@ -252,39 +252,14 @@ pub fn array_bytes(array: &DynArray) -> usize {
 }
 
 /// The bytes a target holds: a file's bytes, or for a backend whose arrays are directory trees
-/// every file below the directory (its relative path, its length and its bytes, in path order),
-/// so "the target was kept" means the same for both.
+/// the directory packed (every file's path and bytes, see [`crate::tree`]), so "the target was
+/// kept" means the same for both.
 ///
 /// # Errors
 ///
 /// The I/O error of reading, as text.
 pub fn target_bytes(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    if !path.is_dir() {
-        return std::fs::read(path).map_err(|e| e.to_string());
-    }
-    let mut files = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(|e| e.to_string())? {
-            let entry = entry.map_err(|e| e.to_string())?.path();
-            if entry.is_dir() {
-                stack.push(entry);
-            } else {
-                files.push(entry);
-            }
-        }
-    }
-    files.sort();
-    let mut bytes = Vec::new();
-    for file in files {
-        let rel = file.strip_prefix(path).map_err(|e| e.to_string())?;
-        let data = std::fs::read(&file).map_err(|e| e.to_string())?;
-        bytes.extend_from_slice(rel.as_os_str().as_encoded_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&data);
-    }
-    Ok(bytes)
+    crate::tree::read_source(path)
 }
 
 /// Equality of kind, shape and every element's bits, as [`DynArray::bit_eq`], but through one

@@ -332,28 +332,7 @@ impl Keep {
                 .with_path(target));
             }
         }
-        let mut xattrs = Vec::new();
-        let names = os::xattr_names(target).map_err(|e| {
-            Error::io("listing the extended attributes of the file it replaces", e)
-                .with_path(target)
-        })?;
-        for name in names {
-            match os::xattr_value(target, &name) {
-                Ok(value) => xattrs.push((name, value)),
-                // Removed since it was listed: nothing to keep.
-                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
-                Err(e) => {
-                    return Err(Error::io(
-                        format!(
-                            "reading extended attribute {} of the file it replaces",
-                            name.to_string_lossy()
-                        ),
-                        e,
-                    )
-                    .with_path(target));
-                }
-            }
-        }
+        let xattrs = read_xattrs(target)?;
         Ok(Keep {
             mode: meta.permissions().mode() & 0o7777,
             uid: meta.uid(),
@@ -363,6 +342,37 @@ impl Keep {
             owner_may_change: options.allow_owner_change,
         })
     }
+}
+
+/// The extended attributes (names and values) of the file or directory at `target`, which a
+/// replacement keeps through [`keep_xattrs`].
+///
+/// # Errors
+///
+/// The I/O error of listing or reading them, naming `target`.
+pub fn read_xattrs(target: &Path) -> Result<Vec<(std::ffi::CString, Vec<u8>)>> {
+    let mut xattrs = Vec::new();
+    let names = os::xattr_names(target).map_err(|e| {
+        Error::io("listing the extended attributes of the file it replaces", e).with_path(target)
+    })?;
+    for name in names {
+        match os::xattr_value(target, &name) {
+            Ok(value) => xattrs.push((name, value)),
+            // Removed since it was listed: nothing to keep.
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!(
+                        "reading extended attribute {} of the file it replaces",
+                        name.to_string_lossy()
+                    ),
+                    e,
+                )
+                .with_path(target));
+            }
+        }
+    }
+    Ok(xattrs)
 }
 
 enum State {
@@ -648,12 +658,25 @@ fn keep_attributes(file: &File, keep: &Keep, temp: &Path, target: &Path) -> Resu
         .map_err(|e| {
             Error::io("cannot give the new file the old file's mode", e).with_path(temp)
         })?;
-    for (name, value) in &keep.xattrs {
+    keep_xattrs(file, &keep.xattrs, target)
+}
+
+/// Gives `file` (the replacement, a file or a directory) the extended attributes `xattrs` that
+/// [`read_xattrs`] read from the file at `target` it replaces. Labels a security module or the
+/// kernel manages (SELinux, capabilities, trusted attributes) are its to assign, and a failure
+/// to set one is logged; everything else, ACLs above all, is kept or the save fails.
+///
+/// # Errors
+///
+/// The I/O error of setting an attribute other than those labels, naming `target`.
+pub fn keep_xattrs(
+    file: &File,
+    xattrs: &[(std::ffi::CString, Vec<u8>)],
+    target: &Path,
+) -> Result<()> {
+    for (name, value) in xattrs {
         if let Err(e) = os::set_xattr(file, name, value) {
             let label = name.to_string_lossy();
-            // Labels a security module or the kernel manages (SELinux, capabilities, trusted
-            // attributes) are its to assign; everything else, ACLs above all, is kept or the
-            // save fails.
             if label.starts_with("security.") || label.starts_with("trusted.") {
                 log::warn!(
                     "{}: extended attribute {label} of the replaced file not kept: {e}",

@@ -198,25 +198,7 @@ impl Keep {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
             _ => return Err(not_an_array(target)),
         }
-        let mut xattrs = Vec::new();
-        let names = ndstore_core::__private::os::xattr_names(target).map_err(|e| {
-            os(
-                "listing the extended attributes of the array it replaces",
-                e,
-            )
-        })?;
-        for name in names {
-            match ndstore_core::__private::os::xattr_value(target, &name) {
-                Ok(value) => xattrs.push((name, value)),
-                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
-                Err(e) => {
-                    return Err(os(
-                        "reading an extended attribute of the array it replaces",
-                        e,
-                    ));
-                }
-            }
-        }
+        let xattrs = ndstore_core::__private::atomic::read_xattrs(target)?;
         Ok(Keep {
             mode: meta.permissions().mode() & 0o7777,
             uid: meta.uid(),
@@ -252,24 +234,7 @@ impl Keep {
         })?;
         let handle = fs::File::open(dir)
             .map_err(|e| Error::io("cannot open the temporary array", e).with_path(dir))?;
-        for (name, value) in &self.xattrs {
-            if let Err(e) = ndstore_core::__private::os::set_xattr(&handle, name, value) {
-                let label = name.to_string_lossy();
-                if label.starts_with("security.") || label.starts_with("trusted.") {
-                    log::warn!(
-                        "{}: extended attribute {label} of the replaced array not kept: {e}",
-                        target.display()
-                    );
-                    continue;
-                }
-                return Err(Error::io(
-                    format!("cannot keep extended attribute {label} of the array it replaces"),
-                    e,
-                )
-                .with_path(target));
-            }
-        }
-        Ok(())
+        ndstore_core::__private::atomic::keep_xattrs(&handle, &self.xattrs, target)
     }
 }
 

@@ -125,21 +125,13 @@ fn native_hex(array: &DynArray) -> String {
     })
 }
 
+/// The keys stored below `root`, in order.
 fn stored_keys(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
+    let packed = ndstore_conformance::tree::pack(root).unwrap();
+    ndstore_conformance::tree::entries(&packed)
+        .into_iter()
+        .map(|e| e.path)
+        .collect()
 }
 
 const SCRIPT: &str = r#"

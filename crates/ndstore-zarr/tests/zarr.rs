@@ -145,20 +145,13 @@ fn all_fill_chunks_are_not_stored_and_read_as_fill() {
     assert!(got.bit_eq(&values.into()));
 }
 
+/// The files below `root`, as paths relative to it, in order.
 fn walk(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out
+    let packed = ndstore_conformance::tree::pack(root).unwrap();
+    ndstore_conformance::tree::entries(&packed)
+        .into_iter()
+        .map(|e| e.path)
+        .collect()
 }
 
 #[test]
@@ -217,6 +210,15 @@ fn saved(dir: &Path, name: &str, codecs: CodecChain, chunks: &[usize]) -> std::p
     path
 }
 
+/// Damages the file of `key` in the array at `path` and returns the error of loading it.
+fn damaged(path: &Path, key: &str, damage: impl FnOnce(&mut Vec<u8>)) -> ndstore_core::Error {
+    let file = path.join(key);
+    let mut bytes = std::fs::read(&file).unwrap();
+    damage(&mut bytes);
+    std::fs::write(&file, &bytes).unwrap();
+    ZarrBackend.load(path).unwrap_err()
+}
+
 #[test]
 fn hostile_stores_are_refused_naming_the_file_and_the_chunk() {
     let dir = tempfile::tempdir().unwrap();
@@ -228,10 +230,7 @@ fn hostile_stores_are_refused_naming_the_file_and_the_chunk() {
         CodecChain::new(vec![le.clone()]),
         &[4, 3],
     );
-    let chunk = path.join("c/0/1");
-    let bytes = std::fs::read(&chunk).unwrap();
-    std::fs::write(&chunk, &bytes[..bytes.len() - 3]).unwrap();
-    let err = ZarrBackend.load(&path).unwrap_err();
+    let err = damaged(&path, "c/0/1", |b| b.truncate(b.len() - 3));
     assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
     assert!(err.to_string().contains("c/0/1"), "{err}");
 
@@ -242,11 +241,7 @@ fn hostile_stores_are_refused_naming_the_file_and_the_chunk() {
         CodecChain::new(vec![le.clone(), Codec::Crc32c]),
         &[4, 3],
     );
-    let chunk = path.join("c/1/0");
-    let mut bytes = std::fs::read(&chunk).unwrap();
-    bytes[3] ^= 0x10;
-    std::fs::write(&chunk, &bytes).unwrap();
-    let err = ZarrBackend.load(&path).unwrap_err();
+    let err = damaged(&path, "c/1/0", |b| b[3] ^= 0x10);
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("c/1/0"), "{err}");
 
@@ -258,12 +253,10 @@ fn hostile_stores_are_refused_naming_the_file_and_the_chunk() {
         index_at_start: false,
     }));
     let path = saved(dir.path(), "s.zarr", CodecChain::new(vec![shard]), &[4, 6]);
-    let chunk = path.join("c/1/0");
-    let mut bytes = std::fs::read(&chunk).unwrap();
-    let at = bytes.len() - 4 * 16 + 16; // The second inner chunk's offset.
-    bytes[at..at + 8].copy_from_slice(&(1u64 << 50).to_le_bytes());
-    std::fs::write(&chunk, &bytes).unwrap();
-    let err = ZarrBackend.load(&path).unwrap_err();
+    let err = damaged(&path, "c/1/0", |b| {
+        let at = b.len() - 4 * 16 + 16; // The second inner chunk's offset.
+        b[at..at + 8].copy_from_slice(&(1u64 << 50).to_le_bytes());
+    });
     assert_eq!(err.kind(), ErrorKind::Format, "{err}");
     assert!(
         err.to_string().contains("c/1/0") && err.to_string().contains("inner chunk 1"),
