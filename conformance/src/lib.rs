@@ -62,6 +62,7 @@ pub mod scenario;
 pub mod selftest;
 pub mod syscalls;
 pub mod testing;
+pub mod tree;
 
 use std::path::PathBuf;
 

@@ -418,9 +418,15 @@ fn error_on_drop_is_logged(ctx: &Ctx<'_>) -> Result<(), String> {
     let (row_shape, block) = rows_for(backend, 2);
     let mut writer = open_writer(backend, &path, &block, &row_shape, &SaveOptions::default())?;
     writer.append(&block).map_err(|e| e.to_string())?;
-    // Pull the temporary file away, so the writer's rollback fails.
+    // Pull the temporary file (a temporary directory, for a backend whose arrays are directory
+    // trees) away, so the writer's rollback fails.
     for temp in list_temps(&path).map_err(|e| e.to_string())? {
-        std::fs::remove_file(&temp).map_err(|e| e.to_string())?;
+        if temp.is_dir() {
+            std::fs::remove_dir_all(&temp)
+        } else {
+            std::fs::remove_file(&temp)
+        }
+        .map_err(|e| e.to_string())?;
     }
     drop(writer);
     match logcapture::records_since(before) {

@@ -384,6 +384,12 @@ pub fn cp(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
             &format!("no {missing}"),
         ));
     }
+    if crate::checks::targets_are_trees(ctx)? {
+        return Ok(CheckResult::skipped(
+            Check::PowerLoss,
+            crate::checks::TREES_NOT_RECORDED,
+        ));
+    }
     let mut n = 0;
     let real = explore_real(ctx, &mut n);
     let mut failures = real.failures;
@@ -626,6 +632,12 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         return Ok(CheckResult::skipped(
             Check::InjectedIo,
             &format!("no {missing}"),
+        ));
+    }
+    if crate::checks::targets_are_trees(ctx)? {
+        return Ok(CheckResult::skipped(
+            Check::InjectedIo,
+            crate::checks::TREES_NOT_RECORDED,
         ));
     }
     if !is_root() {

@@ -87,7 +87,7 @@ fn file_for(ctx: &Ctx<'_>, path: &Path, owner: u32, mode: u32) -> Result<Vec<u8>
         .map_err(|e| e.to_string())?;
     std::os::unix::fs::chown(path, Some(owner), Some(owner)).map_err(|e| e.to_string())?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())?;
-    fs::read(path).map_err(|e| e.to_string())
+    crate::checks::target_bytes(path)
 }
 
 /// Saves version 1 at `path` in a child running as `nobody`, with `policy`; returns what the
@@ -112,7 +112,7 @@ fn refused_and_kept(answer: &Answer, path: &Path, bytes: &[u8], owner: u32) -> R
             "the save answered {answer:?}, not PermissionDenied"
         ));
     }
-    if fs::read(path).map_err(|e| e.to_string())? != bytes {
+    if crate::checks::target_bytes(path)? != bytes {
         return Err("the refused save changed the file".to_owned());
     }
     let uid = fs::metadata(path).map_err(|e| e.to_string())?.uid();
@@ -216,7 +216,7 @@ fn planted_link(ctx: &Ctx<'_>) -> Result<(), String> {
         }
         Err(_) => {}
     }
-    if fs::read(&victim).map_err(|e| e.to_string())? != bytes {
+    if crate::checks::target_bytes(&victim)? != bytes {
         return Err("the refused save changed the file the link points to".to_owned());
     }
     if !fs::symlink_metadata(&planted)

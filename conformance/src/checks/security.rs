@@ -82,10 +82,11 @@ pub fn se(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
     }
     let path = ctx.path("new-file");
     case(
-        "a new file gets 0666 & ~umask",
+        "a new file gets 0666 & ~umask (a new directory, for a backend whose arrays are directory trees, 0777 & ~umask)",
         (|| {
             save(&path, 0)?;
-            let want = 0o666 & !umask()?;
+            let created = if path.is_dir() { 0o777 } else { 0o666 };
+            let want = created & !umask()?;
             let got = mode(&path)?;
             if got == want {
                 Ok(())

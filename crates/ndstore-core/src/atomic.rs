@@ -185,6 +185,32 @@ pub fn parent_dir(path: &Path) -> &Path {
 /// for a directory, a file that is not a regular one (a device, pipe or socket) or too many
 /// links; I/O errors inspecting the path.
 pub fn resolve_target(path: &Path) -> Result<PathBuf> {
+    let target = follow_links(path)?;
+    match fs::symlink_metadata(&target) {
+        Ok(meta) if meta.is_dir() => Err(
+            Error::new(ErrorKind::InvalidInput, "the target is a directory").with_path(&target),
+        ),
+        // A device, pipe or socket would be replaced by a regular file (run as root,
+        // `/dev/null` was), or block an in-place open: neither is an array file.
+        Ok(meta) if !meta.is_file() => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the target is not a regular file (a device, pipe or socket)",
+        )
+        .with_path(&target)),
+        Ok(_) => Ok(target),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(target),
+        Err(e) => Err(Error::io("inspecting the target", e).with_path(&target)),
+    }
+}
+
+/// Follows symbolic links at `path` as [`resolve_target`] does, but accepts a directory: the
+/// target of a backend whose arrays are directory trees (Zarr).
+///
+/// # Errors
+///
+/// [`ErrorKind::PermissionDenied`] for a link the protected-symlinks rule refuses;
+/// [`ErrorKind::InvalidInput`] for too many links; I/O errors inspecting the path.
+pub fn follow_links(path: &Path) -> Result<PathBuf> {
     let mut current = path.to_path_buf();
     for _ in 0..MAX_SYMLINKS {
         match fs::symlink_metadata(&current) {
@@ -197,21 +223,6 @@ pub fn resolve_target(path: &Path) -> Result<PathBuf> {
                 } else {
                     parent_dir(&current).join(link)
                 };
-            }
-            Ok(meta) if meta.is_dir() => {
-                return Err(
-                    Error::new(ErrorKind::InvalidInput, "the target is a directory")
-                        .with_path(&current),
-                );
-            }
-            // A device, pipe or socket would be replaced by a regular file (run as root,
-            // `/dev/null` was), or block an in-place open: neither is an array file.
-            Ok(meta) if !meta.is_file() => {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    "the target is not a regular file (a device, pipe or socket)",
-                )
-                .with_path(&current));
             }
             Ok(_) => return Ok(current),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(current),
@@ -331,28 +342,7 @@ impl Keep {
                 .with_path(target));
             }
         }
-        let mut xattrs = Vec::new();
-        let names = os::xattr_names(target).map_err(|e| {
-            Error::io("listing the extended attributes of the file it replaces", e)
-                .with_path(target)
-        })?;
-        for name in names {
-            match os::xattr_value(target, &name) {
-                Ok(value) => xattrs.push((name, value)),
-                // Removed since it was listed: nothing to keep.
-                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
-                Err(e) => {
-                    return Err(Error::io(
-                        format!(
-                            "reading extended attribute {} of the file it replaces",
-                            name.to_string_lossy()
-                        ),
-                        e,
-                    )
-                    .with_path(target));
-                }
-            }
-        }
+        let xattrs = read_xattrs(target)?;
         Ok(Keep {
             mode: meta.permissions().mode() & 0o7777,
             uid: meta.uid(),
@@ -362,6 +352,37 @@ impl Keep {
             owner_may_change: options.allow_owner_change,
         })
     }
+}
+
+/// The extended attributes (names and values) of the file or directory at `target`, which a
+/// replacement keeps through [`keep_xattrs`].
+///
+/// # Errors
+///
+/// The I/O error of listing or reading them, naming `target`.
+pub fn read_xattrs(target: &Path) -> Result<Vec<(std::ffi::CString, Vec<u8>)>> {
+    let mut xattrs = Vec::new();
+    let names = os::xattr_names(target).map_err(|e| {
+        Error::io("listing the extended attributes of the file it replaces", e).with_path(target)
+    })?;
+    for name in names {
+        match os::xattr_value(target, &name) {
+            Ok(value) => xattrs.push((name, value)),
+            // Removed since it was listed: nothing to keep.
+            Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
+            Err(e) => {
+                return Err(Error::io(
+                    format!(
+                        "reading extended attribute {} of the file it replaces",
+                        name.to_string_lossy()
+                    ),
+                    e,
+                )
+                .with_path(target));
+            }
+        }
+    }
+    Ok(xattrs)
 }
 
 enum State {
@@ -653,12 +674,25 @@ fn keep_attributes(file: &File, keep: &Keep, temp: &Path, target: &Path) -> Resu
         .map_err(|e| {
             Error::io("cannot give the new file the old file's mode", e).with_path(temp)
         })?;
-    for (name, value) in &keep.xattrs {
+    keep_xattrs(file, &keep.xattrs, target)
+}
+
+/// Gives `file` (the replacement, a file or a directory) the extended attributes `xattrs` that
+/// [`read_xattrs`] read from the file at `target` it replaces. Labels a security module or the
+/// kernel manages (SELinux, capabilities, trusted attributes) are its to assign, and a failure
+/// to set one is logged; everything else, ACLs above all, is kept or the save fails.
+///
+/// # Errors
+///
+/// The I/O error of setting an attribute other than those labels, naming `target`.
+pub fn keep_xattrs(
+    file: &File,
+    xattrs: &[(std::ffi::CString, Vec<u8>)],
+    target: &Path,
+) -> Result<()> {
+    for (name, value) in xattrs {
         if let Err(e) = os::set_xattr(file, name, value) {
             let label = name.to_string_lossy();
-            // Labels a security module or the kernel manages (SELinux, capabilities, trusted
-            // attributes) are its to assign; everything else, ACLs above all, is kept or the
-            // save fails.
             if label.starts_with("security.") || label.starts_with("trusted.") {
                 log::warn!(
                     "{}: extended attribute {label} of the replaced file not kept: {e}",
@@ -718,8 +752,9 @@ pub fn write_file(
     out.finish()
 }
 
-/// Removes temporary files that crashed saves of `target` left behind (those whose writing
-/// process no longer exists), and returns how many it removed.
+/// Removes temporary files (and the temporary directories of backends whose arrays are
+/// directory trees) that crashed saves of `target` left behind (those whose writing process no
+/// longer exists), and returns how many it removed. `target` may be a file or a directory.
 ///
 /// A save killed between creating its temporary file and renaming it leaves one such file;
 /// the target itself is always intact. Temporaries of live processes are left alone.
@@ -728,7 +763,7 @@ pub fn write_file(
 ///
 /// I/O errors reading the target's directory or removing a temporary.
 pub fn remove_stale_temps(target: &Path) -> Result<usize> {
-    let target = resolve_target(target)?;
+    let target = follow_links(target)?;
     let dir = parent_dir(&target);
     let prefix = temp_prefix(&target)?;
     let mut removed = 0;
@@ -751,7 +786,14 @@ pub fn remove_stale_temps(target: &Path) -> Result<usize> {
             continue;
         };
         if pid != std::process::id() && !os::process_alive(pid) {
-            fs::remove_file(entry.path())
+            // A backend whose arrays are directory trees stages them in temporary directories.
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let removal = if is_dir {
+                fs::remove_dir_all(entry.path())
+            } else {
+                fs::remove_file(entry.path())
+            };
+            removal
                 .map_err(|e| Error::io("removing a stale temporary file", e))
                 .map_err(|e| e.with_path(entry.path()))?;
             removed += 1;
@@ -763,13 +805,14 @@ pub fn remove_stale_temps(target: &Path) -> Result<usize> {
     Ok(removed)
 }
 
-/// The temporary files of `target` present now, of any process (for tests and diagnostics).
+/// The temporary files (or directories) of `target`, a file or a directory, present now, of
+/// any process (for tests and diagnostics).
 ///
 /// # Errors
 ///
 /// I/O errors reading the target's directory.
 pub fn list_temps(target: &Path) -> Result<Vec<PathBuf>> {
-    let target = resolve_target(target)?;
+    let target = follow_links(target)?;
     let dir = parent_dir(&target);
     let prefix = temp_prefix(&target)?;
     let entries =

@@ -13,6 +13,7 @@
 //! | `.npz` | [`file::npz`] (first array, or by name) | `file` |
 //! | `.csv`, `.txt` | [`text`] (comma-separated; `.txt` whitespace-separated) | `text` |
 //! | `.h5`, `.hdf5` | `hdf5` (dataset `data`, else the file's only dataset; parsed in an isolated reader process) | `hdf5`, off by default: it links libhdf5 |
+//! | `.zarr` (a directory) | `zarr` (a Zarr v3 array; saves replace the whole directory atomically) | `zarr`, off by default |
 //!
 //! Memory maps are opened explicitly, through [`mmap::MappedArray`] (feature `mmap`): mapping is
 //! an `unsafe` choice the caller makes, never a side effect of a file's extension.
@@ -64,6 +65,10 @@ pub use ndstore_text as text;
 #[cfg(feature = "hdf5")]
 pub use ndstore_hdf5 as hdf5;
 
+/// The `zarr` backend: Zarr v3 arrays in local directories (feature `zarr`, off by default).
+#[cfg(feature = "zarr")]
+pub use ndstore_zarr as zarr;
+
 /// The backends this build includes that safe code may drive, as the conformance report names
 /// them.
 ///
@@ -80,6 +85,8 @@ pub fn backends() -> Vec<Box<dyn Backend>> {
     backends.push(Box::new(ndstore_text::TextBackend));
     #[cfg(feature = "hdf5")]
     backends.push(Box::new(ndstore_hdf5::Hdf5Backend));
+    #[cfg(feature = "zarr")]
+    backends.push(Box::new(ndstore_zarr::ZarrBackend));
     backends
 }
 
@@ -97,6 +104,8 @@ pub enum Format {
     Txt,
     /// `.h5` or `.hdf5`
     Hdf5,
+    /// `.zarr` (a Zarr v3 array directory)
+    Zarr,
 }
 
 /// The format a path's extension names, or an error saying which extensions are known.
@@ -115,9 +124,10 @@ pub fn format_of(path: &Path) -> Result<Format> {
         Some("csv") => Ok(Format::Csv),
         Some("txt") => Ok(Format::Txt),
         Some("h5" | "hdf5") => Ok(Format::Hdf5),
+        Some("zarr") => Ok(Format::Zarr),
         _ => Err(Error::new(
             ErrorKind::Unsupported,
-            "unknown extension (known: .npy, .npz, .csv, .txt, .h5, .hdf5)",
+            "unknown extension (known: .npy, .npz, .csv, .txt, .h5, .hdf5, .zarr)",
         )
         .with_path(path)),
     }
@@ -158,6 +168,8 @@ pub fn save_with(path: impl AsRef<Path>, array: &DynArray, options: &SaveOptions
         }),
         #[cfg(feature = "hdf5")]
         Format::Hdf5 => ndstore_hdf5::save_dyn(path, ndstore_hdf5::DEFAULT_DATASET, array, options),
+        #[cfg(feature = "zarr")]
+        Format::Zarr => ndstore_zarr::ZarrBackend.save(path, array, options),
         #[allow(unreachable_patterns)]
         _ => Err(Error::new(
             ErrorKind::Unsupported,
@@ -246,6 +258,8 @@ pub fn load_with(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Array
             ndstore_hdf5::load_default(path, &ndstore_hdf5::ReadOptions::new().load(*options))
                 .map(|(_, meta, array)| (meta, array))
         }
+        #[cfg(feature = "zarr")]
+        Format::Zarr => ndstore_zarr::ZarrBackend.load_with(path, options),
         #[allow(unreachable_patterns)]
         _ => Err(Error::new(
             ErrorKind::Unsupported,

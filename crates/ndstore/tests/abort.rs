@@ -96,12 +96,18 @@ fn an_aborted_in_place_writer_is_cut_back_to_its_last_flush() {
     });
 }
 
-/// Puts a directory where a writer's temporary file is, so removing the temporary fails.
+/// Puts a directory where a writer's temporary file is (a file where a backend whose arrays
+/// are directory trees has its temporary directory), so removing the temporary fails.
 fn block_the_temporary(path: &Path) -> PathBuf {
     let temps = ndstore::list_temps(path).unwrap();
     assert_eq!(temps.len(), 1, "{temps:?}");
-    std::fs::remove_file(&temps[0]).unwrap();
-    std::fs::create_dir(&temps[0]).unwrap();
+    if temps[0].is_dir() {
+        std::fs::remove_dir_all(&temps[0]).unwrap();
+        std::fs::write(&temps[0], b"").unwrap();
+    } else {
+        std::fs::remove_file(&temps[0]).unwrap();
+        std::fs::create_dir(&temps[0]).unwrap();
+    }
     temps[0].clone()
 }
 
@@ -125,7 +131,11 @@ fn a_writer_whose_rollback_fails_says_so() {
             "{}",
             backend.name()
         );
-        std::fs::remove_dir(blocker).unwrap();
+        if blocker.is_dir() {
+            std::fs::remove_dir(blocker).unwrap();
+        } else {
+            std::fs::remove_file(blocker).unwrap();
+        }
     });
 }
 

@@ -33,6 +33,9 @@ fn unknown_extensions_are_named_in_the_error() {
     if cfg!(feature = "hdf5") {
         expected.push("hdf5");
     }
+    if cfg!(feature = "zarr") {
+        expected.push("zarr");
+    }
     let names: Vec<&str> = ndstore::backends().iter().map(|b| b.name()).collect();
     assert_eq!(names, expected);
 }

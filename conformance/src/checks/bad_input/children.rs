@@ -88,8 +88,7 @@ pub fn child_cases(
         let case: ChildCase =
             serde_json::from_str(line).map_err(|e| format!("a bad case line: {e}"))?;
         if !sources.contains_key(&case.source) {
-            let bytes = std::fs::read(&case.source)
-                .map_err(|e| format!("{}: {e}", case.source.display()))?;
+            let bytes = crate::tree::read_source(&case.source)?;
             sources.insert(case.source.clone(), bytes);
         }
         let source = sources.get(&case.source).map_or(&[][..], Vec::as_slice);
@@ -104,7 +103,7 @@ pub fn child_cases(
             peak_kib: peak,
             outcome,
         });
-        let _ = std::fs::remove_file(&path);
+        crate::tree::remove(&path);
     }
     Ok(())
 }

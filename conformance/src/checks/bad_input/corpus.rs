@@ -233,7 +233,7 @@ fn small_file_cases(ctx: &Ctx<'_>, corpus: &mut Corpus) -> Result<(), String> {
             &SaveOptions::default(),
         )
         .map_err(|e| format!("saving the small valid file: {e}"))?;
-    let bytes = std::fs::read(&small).map_err(|e| e.to_string())?;
+    let bytes = crate::tree::read_source(&small)?;
     let whole = Region::dense("small file", 0..bytes.len() as u64);
     let cuts = match ctx.mode {
         Mode::Full => positions(&whole, u64::MAX),
@@ -293,8 +293,7 @@ fn realistic_cases(ctx: &Ctx<'_>, corpus: &mut Corpus) -> Result<(), String> {
         );
     }
     for (n, file) in files.iter().enumerate() {
-        let bytes =
-            std::fs::read(&file.path).map_err(|e| format!("{}: {e}", file.path.display()))?;
+        let bytes = crate::tree::read_source(&file.path)?;
         corpus.problems.extend(check_map(file, bytes.len() as u64));
         let via = via(ctx, file.loader, &mut corpus.problems);
         let ext = file.path.extension().map_or_else(
@@ -410,6 +409,15 @@ pub(super) fn materialise(
     scratch: &Path,
 ) -> Result<PathBuf, String> {
     let path = scratch.join(&case.name);
+    if crate::tree::is_packed(source) {
+        let damage = match case.damage {
+            Damage::None => crate::tree::Damage::None,
+            Damage::Truncate(len) => crate::tree::Damage::Cut(len),
+            Damage::Set { at, byte } => crate::tree::Damage::Set(at, byte),
+        };
+        crate::tree::unpack(source, damage, &path)?;
+        return Ok(path);
+    }
     let result = match case.damage {
         Damage::None => std::fs::write(&path, source),
         Damage::Truncate(len) => std::fs::write(&path, &source[..(len as usize).min(source.len())]),
@@ -432,7 +440,7 @@ pub(super) struct Sources(HashMap<PathBuf, Vec<u8>>);
 impl Sources {
     pub(super) fn get(&mut self, path: &Path) -> Result<&[u8], String> {
         if !self.0.contains_key(path) {
-            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let bytes = crate::tree::read_source(path)?;
             self.0.insert(path.to_path_buf(), bytes);
         }
         Ok(self.0.get(path).map_or(&[][..], Vec::as_slice))

@@ -316,7 +316,7 @@ fn in_this_process<'a>(
             let path = materialise(&case.child, sources.get(&case.child.source)?, &scratch)?;
             let line = outcome(ctx.backend, ctx.fixtures, &case.child.via, &path)
                 .replace(&scratch_prefix, "");
-            let _ = std::fs::remove_file(&path);
+            crate::tree::remove(&path);
             verdicts.record(case, judge(case.want, &line, verdicts.oom_ok), "in process");
         }
         Ok(())

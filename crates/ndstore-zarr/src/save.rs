@@ -1,0 +1,305 @@
+//! Whole-array saves: the new array is built in a sibling temporary directory, made durable,
+//! then exchanged with the old one in one `renameat2(RENAME_EXCHANGE)` (or renamed into place
+//! when there is none), the parent fsynced, and the old tree removed afterwards.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ndstore_core::{Durability, DynArray, Error, ErrorKind, Replace, Result, SaveOptions};
+
+use crate::array::{ZarrArray, temp_dir_for};
+use crate::meta::{METADATA_FILE, ZarrMeta};
+
+/// A new array tree being built beside its target, removed unless published.
+pub(crate) struct Staged {
+    /// The temporary directory.
+    pub(crate) array: Option<ZarrArray>,
+    temp: PathBuf,
+    target: PathBuf,
+    options: SaveOptions,
+    /// What the new array keeps of the old one.
+    keep: Option<Keep>,
+}
+
+impl Staged {
+    /// Starts building an array of `meta` that will replace `target`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] when `target` exists and is no Zarr array directory;
+    /// [`ErrorKind::PermissionDenied`] when the caller could not write the old array and the
+    /// options do not allow replacing it; the errors of creating the temporary tree.
+    pub(crate) fn new(target: &Path, meta: ZarrMeta, options: &SaveOptions) -> Result<Staged> {
+        // A symbolic link is followed: the array it points to is replaced, the link stays.
+        let target = &ndstore_core::__private::atomic::follow_links(target)?;
+        let keep = match fs::symlink_metadata(target) {
+            Ok(m) if m.is_dir() => Some(Keep::of(target, &m, options)?),
+            Ok(_) => return Err(not_an_array(target)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("inspecting the target", e).with_path(target)),
+        };
+        let temp = temp_dir_for(target)?;
+        fs::create_dir(&temp).map_err(|e| {
+            Error::io("cannot create the temporary array directory", e).with_path(target)
+        })?;
+        let mut staged = Staged {
+            array: None,
+            temp: temp.clone(),
+            target: target.to_path_buf(),
+            options: *options,
+            keep,
+        };
+        staged.array = Some(ZarrArray::create(&temp, meta, options)?);
+        Ok(staged)
+    }
+
+    /// The array being built.
+    pub(crate) fn array(&self) -> Result<&ZarrArray> {
+        self.array.as_ref().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "the save is finished").with_path(&self.target)
+        })
+    }
+
+    /// The array being built, mutably.
+    pub(crate) fn array_mut(&mut self) -> Result<&mut ZarrArray> {
+        let target = self.target.clone();
+        self.array.as_mut().ok_or_else(|| {
+            Error::new(ErrorKind::InvalidInput, "the save is finished").with_path(target)
+        })
+    }
+
+    /// Makes the tree durable and puts it in the target's place; the old tree is removed (a
+    /// failure to remove it is logged).
+    ///
+    /// # Errors
+    ///
+    /// The errors of syncing the tree, keeping the old array's mode and owner, the exchange or
+    /// rename and the parent's fsync; before the exchange the target keeps its old array.
+    pub(crate) fn publish(mut self) -> Result<()> {
+        let array = self
+            .array
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "the save is finished"))?;
+        array.write_metadata()?;
+        if self.options.durability == Durability::Synced {
+            array.sync()?;
+        }
+        drop(array);
+        if let Some(keep) = &self.keep {
+            keep.apply(&self.temp, &self.options, &self.target)?;
+        }
+        let parent = ndstore_core::__private::atomic::parent_dir(&self.target).to_path_buf();
+        let exchanged = if self.keep.is_some() {
+            exchange(&self.temp, &self.target)?;
+            true
+        } else {
+            fs::rename(&self.temp, &self.target).map_err(|e| {
+                Error::io("cannot rename the new array into place", e).with_path(&self.target)
+            })?;
+            false
+        };
+        let old = std::mem::take(&mut self.temp);
+        if self.options.durability == Durability::Synced {
+            ndstore_core::__private::atomic::sync_dir(&parent)
+                .map_err(|e| e.with_path(&self.target))?;
+        }
+        if exchanged && let Err(e) = retire(&old) {
+            log::warn!(
+                "{}: the replaced array's tree could not be removed: {e}",
+                old.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes the temporary tree.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error of removing it.
+    pub(crate) fn abort(mut self) -> Result<()> {
+        self.array = None;
+        let temp = std::mem::take(&mut self.temp);
+        fs::remove_dir_all(&temp).map_err(|e| {
+            Error::io("cannot remove the temporary array directory", e).with_path(&temp)
+        })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.temp.as_os_str().is_empty() {
+            return;
+        }
+        self.array = None;
+        if let Err(e) = fs::remove_dir_all(&self.temp) {
+            log::error!(
+                "{}: could not remove the temporary tree of an abandoned save: {e}",
+                self.temp.display()
+            );
+        }
+    }
+}
+
+/// Removes a replaced array's tree, `zarr.json` first: a reader that finds `zarr.json` still
+/// in the tree it read after reading its chunks knows no chunk was removed under it (see
+/// `ZarrArray::read_region`).
+///
+/// # Errors
+///
+/// The I/O error of a removal.
+pub(crate) fn retire(tree: &Path) -> std::io::Result<()> {
+    match fs::remove_file(tree.join(METADATA_FILE)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    fs::remove_dir_all(tree)
+}
+
+fn not_an_array(target: &Path) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        "the target exists and is not a Zarr array directory; ndstore replaces only arrays",
+    )
+    .with_path(target)
+}
+
+/// What a replaced array's directory keeps, as core's `OutputFile` keeps a replaced file's:
+/// mode, owner and extended attributes (POSIX ACLs among them).
+struct Keep {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    xattrs: Vec<(std::ffi::CString, Vec<u8>)>,
+}
+
+impl Keep {
+    /// What the array directory `target` (whose metadata is `meta`) must keep, after checking
+    /// that the caller may replace it: a directory the caller could not write is refused unless
+    /// the options allow it, and so is a directory that holds no `zarr.json` (ndstore replaces
+    /// only arrays; one the caller cannot even look into is taken for one when allowed).
+    fn of(target: &Path, meta: &fs::Metadata, options: &SaveOptions) -> Result<Keep> {
+        let os = |what: &str, e: std::io::Error| Error::io(what.to_owned(), e).with_path(target);
+        let writable = ndstore_core::__private::os::may_write(target)
+            .map_err(|e| os("checking write permission on the array", e))?;
+        if !writable && !options.replace_read_only {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "this user may not write the array's directory, so replacing it would override its protection; SaveOptions::replace_read_only() replaces it anyway",
+            )
+            .with_path(target));
+        }
+        match fs::symlink_metadata(target.join(METADATA_FILE)) {
+            Ok(m) if m.is_file() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            _ => return Err(not_an_array(target)),
+        }
+        let xattrs = ndstore_core::__private::atomic::read_xattrs(target)?;
+        Ok(Keep {
+            mode: meta.permissions().mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            xattrs,
+        })
+    }
+
+    /// Gives the new tree's root `dir` the old one's owner, mode and extended attributes,
+    /// under core's replace policy: an owner that cannot be kept fails the save unless the
+    /// options let it change; labels a security module manages are left to it.
+    fn apply(&self, dir: &Path, options: &SaveOptions, target: &Path) -> Result<()> {
+        let meta = fs::metadata(dir)
+            .map_err(|e| Error::io("inspecting the temporary array", e).with_path(dir))?;
+        let mut mode = self.mode;
+        if (meta.uid() != self.uid || meta.gid() != self.gid)
+            && let Err(e) = std::os::unix::fs::chown(dir, Some(self.uid), Some(self.gid))
+        {
+            if !options.allow_owner_change {
+                return Err(Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "cannot keep the owner of the array it replaces (uid {}, gid {}): {e}; SaveOptions::allow_owner_change() lets the owner change",
+                        self.uid, self.gid
+                    ),
+                )
+                .with_path(target));
+            }
+            mode &= !0o6000;
+        }
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(|e| {
+            Error::io("cannot give the new array the old one's mode", e).with_path(dir)
+        })?;
+        let handle = fs::File::open(dir)
+            .map_err(|e| Error::io("cannot open the temporary array", e).with_path(dir))?;
+        ndstore_core::__private::atomic::keep_xattrs(&handle, &self.xattrs, target)
+    }
+}
+
+/// Swaps the directory entries `a` and `b` atomically.
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    let cstr = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+            Error::new(ErrorKind::InvalidInput, "the path holds a NUL byte").with_path(p)
+        })
+    };
+    let (ca, cb) = (cstr(a)?, cstr(b)?);
+    // SAFETY: both pointers are NUL-terminated strings that live across the call; AT_FDCWD
+    // makes relative paths relative to the working directory, as std's calls do.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::io(
+            "cannot exchange the new array with the old one (renameat2)",
+            std::io::Error::last_os_error(),
+        )
+        .with_path(b))
+    }
+}
+
+/// Saves `array` at `target` as a Zarr array described by `meta` (whose shape and dtype must
+/// be the array's), as `options` say: atomically (the default) by exchange, or in place by
+/// removing the old tree and writing the new one there.
+///
+/// # Errors
+///
+/// The errors of [`Staged::new`], of writing the chunks and of publishing; a failed atomic
+/// save leaves the old array.
+pub fn save_with(
+    target: &Path,
+    array: &DynArray,
+    meta: ZarrMeta,
+    options: &SaveOptions,
+) -> Result<()> {
+    let start = vec![0; meta.shape.len()];
+    if options.replace == Replace::InPlace {
+        let target = &ndstore_core::__private::atomic::follow_links(target)?;
+        if target.join(METADATA_FILE).is_file() {
+            retire(target)
+                .map_err(|e| Error::io("cannot remove the old array", e).with_path(target))?;
+        }
+        let created = ZarrArray::create(target, meta, options)?;
+        created.write_region(&start, array)?;
+        if options.durability == Durability::Synced {
+            created.sync()?;
+            ndstore_core::__private::atomic::sync_dir(
+                ndstore_core::__private::atomic::parent_dir(target),
+            )?;
+        }
+        return Ok(());
+    }
+    let staged = Staged::new(target, meta, options)?;
+    staged.array()?.write_region(&start, array)?;
+    staged.publish()
+}

@@ -1,0 +1,379 @@
+//! The Zarr backend's own tests: round trips of every dtype through every codec chain, region
+//! I/O at the edges, hostile stores refused by name, and whole-array replacement.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use ndarray::{ArrayD, IxDyn};
+use ndstore_core::{
+    Backend, ByteOrder, DType, DTypeKind, DynArray, ErrorKind, LoadOptions, SaveOptions,
+    with_dtype_kind,
+};
+use ndstore_zarr::codec::{Codec, CodecChain, Sharding};
+use ndstore_zarr::meta::ZarrMeta;
+use ndstore_zarr::{ZarrArray, ZarrBackend, save_with};
+
+/// A deterministic array of `kind` and `shape` with no element equal to zero (the fill value),
+/// except where `i % 7 == 0`.
+fn sample(kind: DTypeKind, shape: &[usize]) -> DynArray {
+    let count: usize = shape.iter().product();
+    let bytes: Vec<u8> = (0..count * kind.itemsize())
+        .map(|i| {
+            let element = i / kind.itemsize();
+            if element.is_multiple_of(7) {
+                0
+            } else if kind == DTypeKind::Bool {
+                1
+            } else {
+                // Mixed bytes, but no NaN in f16 (its exponent bits stay below all ones).
+                ((i * 37 + 11) % 251) as u8 & 0x3f
+            }
+        })
+        .collect();
+    with_dtype_kind!(kind, |T| {
+        let raw: Vec<T> = bytemuck::allocation::pod_collect_to_vec::<u8, u8>(&bytes)
+            .chunks_exact(kind.itemsize())
+            .map(|c| *bytemuck::checked::from_bytes::<T>(c))
+            .collect();
+        DynArray::from(ArrayD::from_shape_vec(IxDyn(shape), raw).unwrap())
+    })
+}
+
+fn chains(dtype: DType) -> Vec<(&'static str, CodecChain, Vec<usize>)> {
+    let bytes = Codec::bytes_for(dtype);
+    let shard = |codecs: Vec<Codec>, at_start| {
+        Codec::Sharding(Box::new(Sharding {
+            chunk_shape: vec![2, 3],
+            codecs: CodecChain::new(codecs),
+            index_codecs: CodecChain::new(vec![
+                Codec::Bytes(Some(ByteOrder::Little)),
+                Codec::Crc32c,
+            ]),
+            index_at_start: at_start,
+        }))
+    };
+    vec![
+        ("bytes", CodecChain::new(vec![bytes.clone()]), vec![3, 4]),
+        (
+            "transpose+bytes",
+            CodecChain::new(vec![Codec::Transpose(vec![1, 0]), bytes.clone()]),
+            vec![3, 4],
+        ),
+        (
+            "gzip",
+            CodecChain::new(vec![bytes.clone(), Codec::Gzip(6)]),
+            vec![3, 4],
+        ),
+        (
+            "zstd+crc32c",
+            CodecChain::new(vec![
+                bytes.clone(),
+                Codec::Zstd {
+                    level: 3,
+                    checksum: true,
+                },
+                Codec::Crc32c,
+            ]),
+            vec![3, 4],
+        ),
+        (
+            "sharded",
+            CodecChain::new(vec![shard(vec![bytes.clone()], false)]),
+            vec![4, 6],
+        ),
+        (
+            "sharded zstd, index first",
+            CodecChain::new(vec![shard(
+                vec![
+                    bytes.clone(),
+                    Codec::Zstd {
+                        level: 1,
+                        checksum: false,
+                    },
+                ],
+                true,
+            )]),
+            vec![4, 6],
+        ),
+    ]
+}
+
+fn meta_with(dtype: DType, shape: &[usize], chunks: &[usize], codecs: CodecChain) -> ZarrMeta {
+    let mut meta = ZarrMeta::new(dtype, shape, chunks).unwrap();
+    meta.codecs = codecs;
+    meta
+}
+
+#[test]
+fn every_dtype_round_trips_through_every_chain_in_both_byte_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = [7usize, 10];
+    for kind in DTypeKind::ALL {
+        let values = sample(kind, &shape);
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let dtype = DType::new(kind, order);
+            for (name, chain, chunks) in chains(dtype) {
+                let path = dir.path().join(format!(
+                    "{kind:?}-{order:?}-{}.zarr",
+                    name.replace(' ', "_")
+                ));
+                let meta = meta_with(dtype, &shape, &chunks, chain);
+                save_with(&path, &values, meta, &SaveOptions::default()).unwrap();
+                let (got_meta, got) = ZarrBackend
+                    .load_with(&path, &LoadOptions::default())
+                    .unwrap();
+                assert!(got.bit_eq(&values), "{kind:?} {order:?} {name}");
+                assert_eq!(got_meta.dtype, dtype, "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn all_fill_chunks_are_not_stored_and_read_as_fill() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.zarr");
+    let mut values = ArrayD::<f64>::zeros(IxDyn(&[8, 8]));
+    values[[5, 5]] = 1.0;
+    let meta = ZarrMeta::new(DType::native(DTypeKind::F64), &[8, 8], &[4, 4]).unwrap();
+    save_with(&path, &values.clone().into(), meta, &SaveOptions::default()).unwrap();
+    let mut stored: Vec<String> = walk(&path);
+    stored.sort();
+    assert_eq!(stored, ["c/1/1", "zarr.json"]);
+    let (_, got) = ZarrBackend.load(&path).unwrap();
+    assert!(got.bit_eq(&values.into()));
+}
+
+/// The files below `root`, as paths relative to it, in order.
+fn walk(root: &Path) -> Vec<String> {
+    let packed = ndstore_conformance::tree::pack(root).unwrap();
+    ndstore_conformance::tree::entries(&packed)
+        .into_iter()
+        .map(|e| e.path)
+        .collect()
+}
+
+#[test]
+fn regions_read_and_write_at_the_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.zarr");
+    let meta = ZarrMeta::new(DType::native(DTypeKind::I32), &[10, 7], &[4, 3]).unwrap();
+    let array = ZarrArray::create(&path, meta, &SaveOptions::default()).unwrap();
+    let mut expected = ArrayD::<i32>::zeros(IxDyn(&[10, 7]));
+    // A box over partial edge chunks, then one inside a single chunk.
+    let a = ArrayD::from_shape_fn(IxDyn(&[5, 4]), |i| (i[0] * 10 + i[1] + 1) as i32);
+    array.write_region(&[5, 3], &a.clone().into()).unwrap();
+    expected.slice_mut(ndarray::s![5..10, 3..7]).assign(&a);
+    let b = ArrayD::from_elem(IxDyn(&[1, 2]), -3i32);
+    array.write_region(&[1, 1], &b.clone().into()).unwrap();
+    expected.slice_mut(ndarray::s![1..2, 1..3]).assign(&b);
+    array.sync().unwrap();
+    let whole = array.read_region(&[0, 0], &[10, 7]).unwrap();
+    assert!(whole.bit_eq(&expected.clone().into()));
+    let part = array.read_region(&[3, 2], &[4, 5]).unwrap();
+    assert!(
+        part.bit_eq(
+            &expected
+                .slice(ndarray::s![3..7, 2..7])
+                .to_owned()
+                .into_dyn()
+                .into()
+        )
+    );
+    // Empty boxes read and write nothing.
+    let empty = array.read_region(&[10, 0], &[0, 7]).unwrap();
+    assert_eq!(empty.shape(), [0, 7]);
+    array
+        .write_region(&[0, 7], &ArrayD::<i32>::zeros(IxDyn(&[3, 0])).into())
+        .unwrap();
+    // Outside the array, or of another type: refused by name.
+    let err = array.read_region(&[9, 0], &[2, 1]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let err = array
+        .write_region(&[0, 0], &ArrayD::<f32>::zeros(IxDyn(&[1, 1])).into())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TypeMismatch);
+    // Writing the fill value over a chunk removes it.
+    array
+        .write_region(&[1, 1], &ArrayD::<i32>::zeros(IxDyn(&[1, 2])).into())
+        .unwrap();
+    assert!(!path.join("c/0/0").exists());
+}
+
+/// Saves a small f64 array with `codecs` and returns its directory.
+fn saved(dir: &Path, name: &str, codecs: CodecChain, chunks: &[usize]) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let values = sample(DTypeKind::F64, &[8, 6]);
+    let meta = meta_with(DType::native(DTypeKind::F64), &[8, 6], chunks, codecs);
+    save_with(&path, &values, meta, &SaveOptions::default()).unwrap();
+    path
+}
+
+/// Damages the file of `key` in the array at `path` and returns the error of loading it.
+fn damaged(path: &Path, key: &str, damage: impl FnOnce(&mut Vec<u8>)) -> ndstore_core::Error {
+    let file = path.join(key);
+    let mut bytes = std::fs::read(&file).unwrap();
+    damage(&mut bytes);
+    std::fs::write(&file, &bytes).unwrap();
+    ZarrBackend.load(path).unwrap_err()
+}
+
+#[test]
+fn hostile_stores_are_refused_naming_the_file_and_the_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let le = Codec::Bytes(Some(ByteOrder::Little));
+    // A truncated chunk.
+    let path = saved(
+        dir.path(),
+        "t.zarr",
+        CodecChain::new(vec![le.clone()]),
+        &[4, 3],
+    );
+    let err = damaged(&path, "c/0/1", |b| b.truncate(b.len() - 3));
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+    assert!(err.to_string().contains("c/0/1"), "{err}");
+
+    // A flipped byte under crc32c.
+    let path = saved(
+        dir.path(),
+        "c.zarr",
+        CodecChain::new(vec![le.clone(), Codec::Crc32c]),
+        &[4, 3],
+    );
+    let err = damaged(&path, "c/1/0", |b| b[3] ^= 0x10);
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("c/1/0"), "{err}");
+
+    // A shard index pointing outside the shard.
+    let shard = Codec::Sharding(Box::new(Sharding {
+        chunk_shape: vec![2, 3],
+        codecs: CodecChain::new(vec![le.clone()]),
+        index_codecs: CodecChain::new(vec![le.clone()]),
+        index_at_start: false,
+    }));
+    let path = saved(dir.path(), "s.zarr", CodecChain::new(vec![shard]), &[4, 6]);
+    let err = damaged(&path, "c/1/0", |b| {
+        let at = b.len() - 4 * 16 + 16; // The second inner chunk's offset.
+        b[at..at + 8].copy_from_slice(&(1u64 << 50).to_le_bytes());
+    });
+    assert_eq!(err.kind(), ErrorKind::Format, "{err}");
+    assert!(
+        err.to_string().contains("c/1/0") && err.to_string().contains("inner chunk 1"),
+        "{err}"
+    );
+
+    // A huge declared shape: refused before anything is allocated.
+    let path = saved(
+        dir.path(),
+        "h.zarr",
+        CodecChain::new(vec![le.clone()]),
+        &[4, 3],
+    );
+    let doc = std::fs::read_to_string(path.join("zarr.json")).unwrap();
+    let doc = doc.replacen(
+        "\"shape\": [\n    8,\n    6\n  ]",
+        "\"shape\": [\n    4611686018427387904,\n    4611686018427387904\n  ]",
+        1,
+    );
+    std::fs::write(path.join("zarr.json"), doc).unwrap();
+    let err = ZarrBackend.load(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+    assert!(err.to_string().contains("zarr.json"), "{err}");
+
+    // A chunk file far larger than its chunk can need is refused before it is read.
+    let path = saved(
+        dir.path(),
+        "l.zarr",
+        CodecChain::new(vec![le, Codec::Gzip(1)]),
+        &[4, 3],
+    );
+    std::fs::write(path.join("c/0/0"), vec![0u8; 1 << 20]).unwrap();
+    let err = ZarrBackend.load(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Format, "{err}");
+    assert!(err.to_string().contains("more than the"), "{err}");
+}
+
+#[test]
+fn a_save_replaces_the_whole_array_and_keeps_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.zarr");
+    let big = sample(DTypeKind::U16, &[3000, 400]);
+    ZarrBackend
+        .save(&path, &big, &SaveOptions::default())
+        .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let small = sample(DTypeKind::F32, &[5]);
+    ZarrBackend
+        .save(&path, &small, &SaveOptions::default())
+        .unwrap();
+    let (meta, got) = ZarrBackend.load(&path).unwrap();
+    assert!(got.bit_eq(&small));
+    assert_eq!(meta.shape, [5]);
+    // No chunk of the old array is left, and no temporary beside it.
+    assert_eq!(walk(&path).len(), 2, "{:?}", walk(&path));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777,
+        0o750
+    );
+    // A target that is no array is never replaced.
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    let err = ZarrBackend
+        .save(&file, &small, &SaveOptions::default())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn the_streaming_writer_appends_whole_chunks_and_publishes_only_on_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.zarr");
+    let rows = sample(DTypeKind::F64, &[1000, 300]);
+    let mut writer = ZarrBackend
+        .writer(
+            &path,
+            DType::native(DTypeKind::F64),
+            &[300],
+            &SaveOptions::default(),
+        )
+        .unwrap();
+    for start in (0..1000).step_by(130) {
+        let end = (start + 130).min(1000);
+        let part = with_dyn_array_rows(&rows, start, end);
+        writer.append(&part).unwrap();
+        if start == 390 {
+            writer.flush().unwrap();
+            writer.sync().unwrap();
+        }
+    }
+    assert!(!path.exists(), "nothing is published before commit");
+    writer.commit().unwrap();
+    let (meta, got) = ZarrBackend.load(&path).unwrap();
+    assert_eq!(meta.shape, [1000, 300]);
+    assert!(got.bit_eq(&rows));
+
+    // Dropped without commit: the old array stays and no temporary is left.
+    let mut writer = ZarrBackend
+        .writer(
+            &path,
+            DType::native(DTypeKind::F64),
+            &[300],
+            &SaveOptions::default(),
+        )
+        .unwrap();
+    writer.append(&with_dyn_array_rows(&rows, 0, 10)).unwrap();
+    drop(writer);
+    assert!(ZarrBackend.load(&path).unwrap().1.bit_eq(&rows));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+fn with_dyn_array_rows(a: &DynArray, start: usize, end: usize) -> DynArray {
+    let a = a.clone().into_typed::<f64>().unwrap();
+    DynArray::from(
+        a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(start..end))
+            .to_owned(),
+    )
+}
