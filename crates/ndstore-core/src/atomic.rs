@@ -187,9 +187,9 @@ pub fn parent_dir(path: &Path) -> &Path {
 pub fn resolve_target(path: &Path) -> Result<PathBuf> {
     let target = follow_links(path)?;
     match fs::symlink_metadata(&target) {
-        Ok(meta) if meta.is_dir() => Err(
-            Error::new(ErrorKind::InvalidInput, "the target is a directory").with_path(&target),
-        ),
+        Ok(meta) if meta.is_dir() => {
+            Err(Error::new(ErrorKind::InvalidInput, "the target is a directory").with_path(&target))
+        }
         // A device, pipe or socket would be replaced by a regular file (run as root,
         // `/dev/null` was), or block an in-place open: neither is an array file.
         Ok(meta) if !meta.is_file() => Err(Error::new(
