@@ -72,6 +72,32 @@ impl ZarrWriter {
         let mut shape = vec![0];
         shape.extend_from_slice(row_shape);
         let meta = ZarrMeta::new(dtype, &shape, chunk_shape).map_err(|e| e.with_path(target))?;
+        ZarrWriter::create_with(target, meta, options)
+    }
+
+    /// Starts an array described by `meta` at `target`: its dtype, chunks, codecs, fill value,
+    /// attributes and dimension names; rows of `meta.shape[1..]` are appended along axis 0
+    /// (`meta.shape[0]` is ignored).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for a 0-d `meta`; the errors of checking `meta` and of
+    /// [`ZarrWriter::create`].
+    pub fn create_with(
+        target: &Path,
+        mut meta: ZarrMeta,
+        options: &SaveOptions,
+    ) -> Result<ZarrWriter> {
+        let Some(first) = meta.shape.first_mut() else {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "a 0-d array has no rows to append")
+                    .with_path(target),
+            );
+        };
+        *first = 0;
+        meta.validate().map_err(|e| e.with_path(target))?;
+        let dtype = meta.dtype();
+        let row_shape = meta.shape[1..].to_vec();
         let rows_per_chunk = meta.chunk_shape[0];
         let target = match options.replace {
             Replace::Atomic => Target::Staged(Staged::new(target, meta, options)?),
@@ -80,7 +106,7 @@ impl ZarrWriter {
         Ok(ZarrWriter {
             target: Some(target),
             dtype,
-            row_shape: row_shape.to_vec(),
+            row_shape,
             written: 0,
             pending: None,
             rows_per_chunk,
