@@ -64,5 +64,5 @@ pub fn zarr_grid(bytes: usize) -> (Vec<usize>, Vec<usize>) {
 pub fn f64_array_shape(bytes: usize) -> [usize; 2] {
     let n = bytes / 8;
     let cols = n.min(1024);
-    [if cols == 0 { 0 } else { n / cols }, cols]
+    [n.checked_div(cols).unwrap_or(0), cols]
 }

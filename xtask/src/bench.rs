@@ -894,7 +894,9 @@ mod tests {
 
     #[test]
     fn a_named_peer_is_the_peer_column_even_when_another_is_faster() {
-        let write = SPECS.iter().find(|s| s.op == "zarr_write_synced_sharded_zstd");
+        let write = SPECS
+            .iter()
+            .find(|s| s.op == "zarr_write_synced_sharded_zstd");
         assert!(write.is_some());
         let Some(write) = write else { return };
         // tensorstore (the target's peer) is slower than zarr-python (information only).
@@ -931,7 +933,9 @@ mod tests {
         assert_eq!(row.others[0].target, Some(1.0));
         assert_eq!(row.verdict, Verdict::Missed);
         assert!(
-            row.target.starts_with("≤ 0.5 × zarr-python and ≤ 1 × tensorstore (2.00; tensorstore 5.000 ms"),
+            row.target.starts_with(
+                "≤ 0.5 × zarr-python and ≤ 1 × tensorstore (2.00; tensorstore 5.000 ms"
+            ),
             "{}",
             row.target
         );
@@ -939,7 +943,10 @@ mod tests {
         let row = judge(
             read,
             MIB,
-            samples(&[9.0, 10.0, 11.0], &[&[29.0, 30.0, 31.0], &[14.0, 15.0, 16.0]]),
+            samples(
+                &[9.0, 10.0, 11.0],
+                &[&[29.0, 30.0, 31.0], &[14.0, 15.0, 16.0]],
+            ),
         );
         assert_eq!(row.verdict, Verdict::Met);
     }

@@ -7,8 +7,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use super::{Other, Row};
 use super::stats::{Quartiles, Verdict};
+use super::{Other, Row};
 
 /// Which machine ran the benchmark, and how busy it was at the start and the end.
 pub struct Machine {
@@ -366,7 +366,10 @@ mod tests {
             json.contains("\"other_peers\":[{\"peer\":\"zarr-python\",\"peer_ms\":0.5000,\"peer_p25_ms\":0.5000,\"peer_p75_ms\":0.5000,\"ratio\":2.0000,\"peer_target\":null},{\"peer\":\"tensorstore\""),
             "{json}"
         );
-        assert!(json.contains("\"ratio\":0.2500,\"peer_target\":1.0000}]"), "{json}");
+        assert!(
+            json.contains("\"ratio\":0.2500,\"peer_target\":1.0000}]"),
+            "{json}"
+        );
         let markdown = to_markdown(&[with_others], "quick", &machine);
         assert!(
             markdown.contains("zarr_write_synced_plain at 1 MiB, the other peers of the same rotation: zarr-python 0.5000 ms (0.5000–0.5000), ndstore / zarr-python 2.00 (no target: information); tensorstore 4.000 ms (4.000–4.000), ndstore / tensorstore 0.25."),
