@@ -131,7 +131,7 @@ fn to_markdown(rows: &[Row], mode: &str, machine: &Machine) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| operation | size | ndstore, median (IQR) | best peer, median (IQR) | ndstore / peer | dd limit, median (IQR) | ndstore / limit | peak RSS | target | verdict |"
+        "| operation | size | ndstore, median (IQR) | peer, median (IQR) | ndstore / peer | dd limit, median (IQR) | ndstore / limit | peak RSS | target | verdict |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
@@ -158,7 +158,7 @@ fn to_markdown(rows: &[Row], mode: &str, machine: &Machine) -> String {
     let _ = writeln!(
         out,
         "\n{mode} mode: medians and interquartile ranges of alternating runs (each row's run count is in report.json). \
-         A verdict is met when ndstore's whole IQR lies below the target's (the reference's IQR times the allowed ratio), \
+         The peer column is the peer a target names, or else the fastest. A verdict is met when ndstore's whole IQR lies below the target's (the reference's IQR times the allowed ratio), \
          missed when it lies wholly above, and within noise when the two overlap."
     );
     for r in rows.iter().filter(|r| !r.others.is_empty()) {
