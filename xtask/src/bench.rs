@@ -883,6 +883,14 @@ mod tests {
         assert!(bench_options(&args(&["--fast"])).is_err());
     }
 
+    /// The spec of operation `op`.
+    fn spec(op: &str) -> &'static Spec {
+        SPECS
+            .iter()
+            .find(|s| s.op == op)
+            .unwrap_or_else(|| panic!("no operation {op} in SPECS"))
+    }
+
     /// The samples of a row whose peers took `theirs` (one list per peer, in the spec's order).
     fn samples(ours: &[f64], theirs: &[&[f64]]) -> Samples {
         Samples {
@@ -894,11 +902,7 @@ mod tests {
 
     #[test]
     fn a_named_peer_is_the_peer_column_even_when_another_is_faster() {
-        let write = SPECS
-            .iter()
-            .find(|s| s.op == "zarr_write_synced_sharded_zstd");
-        assert!(write.is_some());
-        let Some(write) = write else { return };
+        let write = spec("zarr_write_synced_sharded_zstd");
         // tensorstore (the target's peer) is slower than zarr-python (information only).
         let row = judge(
             write,
@@ -917,9 +921,7 @@ mod tests {
 
     #[test]
     fn every_named_target_counts_toward_the_verdict() {
-        let read = SPECS.iter().find(|s| s.op == "zarr_read_plain");
-        assert!(read.is_some());
-        let Some(read) = read else { return };
+        let read = spec("zarr_read_plain");
         // Half of zarr-python's time is met, but tensorstore is faster than ndstore.
         let row = judge(
             read,
@@ -953,9 +955,7 @@ mod tests {
 
     #[test]
     fn the_best_peer_is_the_column_without_a_named_target() {
-        let csv = SPECS.iter().find(|s| s.op == "csv_read");
-        assert!(csv.is_some());
-        let Some(csv) = csv else { return };
+        let csv = spec("csv_read");
         let row = judge(csv, MIB, samples(&[9.0], &[&[30.0], &[20.0]]));
         assert_eq!(row.peer, "polars");
         assert_eq!(row.others.len(), 1);
