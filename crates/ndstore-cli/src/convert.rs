@@ -5,7 +5,8 @@
 //! order, an `.npz` member, an HDF5 dataset through the isolated reader's hyperslab reads, text
 //! with a `# ndstore:` line, a Zarr array a box of whole chunk rows at a time) into the
 //! destination's streaming writer (`.npy`, text, HDF5, Zarr) or an `.npz` member, so memory
-//! stays bounded whatever the array's size. Other sources (text without the line, other
+//! stays bounded whatever the array's size; a row wider than [`MAX_ROW_BYTES`] is refused
+//! before the destination is made, never held whole. Other sources (text without the line, other
 //! Fortran-ordered arrays, 0-d arrays) load whole, within their format's own size checks.
 
 use std::fs::File;
@@ -32,6 +33,11 @@ use crate::{Outcome, interrupt};
 
 /// The most bytes of rows a streaming conversion holds at once.
 pub const BUFFER_BYTES: usize = 8 << 20;
+
+/// The largest row (one index of the first axis) a streaming conversion holds: a block is at
+/// least one row, and the writers take whole rows, so a wider row is refused before the
+/// destination is made rather than held (with its decoded copy and the writer's) whole.
+pub const MAX_ROW_BYTES: usize = 8 * BUFFER_BYTES;
 
 /// The formats `convert` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -191,17 +197,19 @@ impl Layout {
         }
     }
 
-    /// The HDF5 dataset's layout: the chunks asked for, gzip (level 4 unless given, as h5py's
-    /// default) with the shuffle filter and Fletcher-32 checksums.
-    fn h5(&self) -> hdf5::H5Options {
+    /// The HDF5 dataset's layout for an array of `shape`: the chunks asked for (none longer
+    /// than the array, see [`check_chunks`]), gzip (level 4 unless given, as h5py's default)
+    /// with the shuffle filter and Fletcher-32 checksums.
+    fn h5(&self, shape: &[usize], dst: &Path) -> Result<hdf5::H5Options> {
         let mut options = hdf5::H5Options::new();
         if let Some(Compression::Gzip(level)) = self.compression {
             options = options.compressed(level.unwrap_or(4));
         }
         if let Some(chunks) = &self.chunks {
+            check_chunks(chunks, shape, dst)?;
             options = options.chunk(chunks);
         }
-        options
+        Ok(options)
     }
 }
 
@@ -215,7 +223,8 @@ impl Layout {
     ///
     /// # Errors
     ///
-    /// `Format` naming `dst` for chunks of another rank than the array's.
+    /// `Format` naming `dst` for chunks of another rank than the array's, `InvalidInput` for
+    /// chunks longer than the array ([`check_chunks`]).
     pub fn zarr(
         &self,
         dtype: DType,
@@ -230,7 +239,10 @@ impl Layout {
             return Ok(meta);
         }
         let chunks = match (&self.chunks, like) {
-            (Some(chunks), _) => chunks.clone(),
+            (Some(chunks), _) => {
+                check_chunks(chunks, shape, dst)?;
+                chunks.clone()
+            }
             (None, Some(like)) => crate::zarr::chunk_shape(like).to_vec(),
             (None, None) => ndstore::zarr::default_chunk_shape(shape, dtype.itemsize()),
         };
@@ -254,6 +266,33 @@ impl Layout {
         }
         Ok(meta)
     }
+}
+
+/// Refuses a chunk shape longer than the array along an axis (a length of 0 takes chunks of
+/// 1), for HDF5 and Zarr destinations alike: libhdf5 refuses a chunk longer than a fixed-size
+/// axis, and a Zarr chunk is stored and read whole, so a chunk of `2000,2000,100` over a
+/// `(2, 3, 4)` array would cost 3.2 GB for 192 bytes. A rank that is not the array's is left
+/// for the writer to refuse in its words.
+///
+/// # Errors
+///
+/// `InvalidInput` naming `dst` and both shapes.
+pub fn check_chunks(chunks: &[usize], shape: &[usize], dst: &Path) -> Result<()> {
+    let longer = chunks.len() == shape.len()
+        && chunks
+            .iter()
+            .zip(shape)
+            .any(|(&chunk, &len)| chunk > len.max(1));
+    if longer {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "--chunks: chunks {chunks:?} do not fit the array's shape {shape:?} (none longer than the array along its axis)"
+            ),
+        )
+        .with_path(dst));
+    }
+    Ok(())
 }
 
 /// The Zarr metadata of a source that is a Zarr array, for a Zarr destination to keep.
@@ -285,6 +324,51 @@ pub fn refuse_same_file(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a destination reached through `/dev` or `/proc` (`/dev/stdout`, `/proc/self/fd/1`,
+/// or a link to them), as a device, pipe or socket is refused: such a name stands for a
+/// descriptor of this process, and a rename onto what it resolves to would replace the file
+/// the shell redirected the output to (a log, say) instead of writing into it.
+///
+/// # Errors
+///
+/// `InvalidInput` naming the destination, in the words of a non-regular target.
+pub fn refuse_special_destination(dst: &Path) -> Result<()> {
+    let refused = || {
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the target is not a regular file (a device, pipe or socket)",
+        )
+        .with_path(dst))
+    };
+    let mut current = dst.to_path_buf();
+    // As many links as the kernel follows.
+    for _ in 0..40 {
+        let parent = match current.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        if let Ok(dir) = std::fs::canonicalize(&parent)
+            && (dir.starts_with("/dev") || dir.starts_with("/proc"))
+        {
+            return refused();
+        }
+        match std::fs::read_link(&current) {
+            Ok(link) => current = parent.join(link),
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporaries that killed conversions into `dst` left (`.NAME.PID-….ndstore-tmp`
+/// files and directories of processes no longer alive), before a new one is made beside them;
+/// those of live processes are left alone. Best effort: a directory that cannot be listed is
+/// reported by the write that follows, in its own words.
+pub fn remove_stale_temps(dst: &Path) {
+    // Ignored: what stops the cleanup stops the write after it with a clearer error.
+    let _ = ndstore_core::remove_stale_temps(dst);
+}
+
 /// `ndstore convert SRC DST [--to FORMAT] [--chunks ...] [--compression ...] [--quiet]`.
 pub fn convert(
     src: &Target,
@@ -298,25 +382,54 @@ pub fn convert(
         None => ToFormat::from_kind(Kind::of(dst)?),
     };
     layout.check(to, dst)?;
+    refuse_special_destination(dst)?;
     refuse_same_file(&src.path, dst)?;
+    remove_stale_temps(dst);
     write(src, dst, to, layout, quiet)
 }
 
 /// Writes the array `src` names to `dst` in format `to`, streamed when the source allows it,
-/// atomically and durably; a progress bar on a terminal unless `quiet`.
+/// atomically and durably; a progress bar on a terminal unless `quiet`. An error names `dst`
+/// where the writer named its temporary.
 pub fn write(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool) -> Outcome {
+    write_to(src, dst, to, layout, quiet).map_err(|failure| match failure {
+        crate::Failure::Error(e) => crate::Failure::Error(user_path(e, dst)),
+        other => other,
+    })
+}
+
+/// `e` naming `dst` when it names a temporary of the write (a path with a component ending in
+/// `.ndstore-tmp`, the writer's staging file or directory): the user never named that file.
+pub fn user_path(e: Error, dst: &Path) -> Error {
+    let temporary = e.path().is_some_and(|path| {
+        path.components().any(|c| {
+            c.as_os_str()
+                .to_str()
+                .is_some_and(|c| c.ends_with(ndstore_core::__private::atomic::TEMP_SUFFIX))
+        })
+    });
+    if temporary { named(e, dst) } else { e }
+}
+
+fn write_to(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool) -> Outcome {
     let show = !quiet && std::io::stderr().is_terminal();
-    if let (Kind::Npz, Some(object)) = (Kind::of(&src.path)?, &src.object) {
+    let array = if Kind::of(&src.path)? == Kind::Npz {
         let mut reader = NpzReader::open(&src.path)?;
-        if let Some(blocks) = Blocks::member(&src.path, reader.stream(object)?) {
+        let name = match &src.object {
+            Some(object) => object.clone(),
+            None => only_member(&reader, &src.path)?,
+        };
+        if let Some(blocks) = Blocks::member(&src.path, reader.stream(&name)?)? {
             let sink = sink(to, dst, &blocks.meta, src, layout)?;
             return Ok(stream(blocks, sink, dst, show)?);
         }
+        reader.load_dyn(&name)?.1
     } else if let Some(blocks) = Blocks::open(src)? {
         let sink = sink(to, dst, &blocks.meta, src, layout)?;
         return Ok(stream(blocks, sink, dst, show)?);
-    }
-    let (_, array) = source::load(src)?;
+    } else {
+        source::load(src)?.1
+    };
     // A whole save cannot stop half-way (it is atomic either way): a signal is honoured before.
     interrupt::check(dst)?;
     let options = SaveOptions::default();
@@ -334,7 +447,13 @@ pub fn write(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: boo
             ))?;
         }
         ToFormat::Hdf5 => {
-            hdf5::save_with(dst, dataset_name(src), &array, &options, &layout.h5())?;
+            hdf5::save_with(
+                dst,
+                dataset_name(src),
+                &array,
+                &options,
+                &layout.h5(array.shape(), dst)?,
+            )?;
         }
         ToFormat::Zarr => {
             let like = zarr_source(src);
@@ -346,6 +465,59 @@ pub fn write(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: boo
         }
     }
     Ok(())
+}
+
+/// The name of the one array of an `.npz` named without `::MEMBER`: an archive of several is
+/// refused, as a whole HDF5 file of several datasets is, rather than copied in part.
+///
+/// # Errors
+///
+/// `Unsupported` naming the archive when it holds no array or more than one.
+pub fn only_member(reader: &NpzReader, path: &Path) -> Result<String> {
+    match reader.names() {
+        [one] => Ok(one.clone()),
+        names => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "the archive holds {} arrays; a copy into a single-array format takes one, name it as PATH::OBJECT",
+                names.len()
+            ),
+        )
+        .with_path(path)),
+    }
+}
+
+/// Copies every member of the `.npz` at `src` into a new archive at `dst` published at commit,
+/// each streamed in blocks of rows as a `::MEMBER` conversion streams it (a 0-d or
+/// Fortran-ordered member is read whole), its CRC-32 checked at its end.
+///
+/// # Errors
+///
+/// The first error of reading a member or of writing the archive; the target is kept then.
+pub fn copy_members(src: &Path, dst: &Path, layout: &Layout) -> Result<()> {
+    let mut reader = NpzReader::open(src)?;
+    let mut writer = NpzWriter::create(dst, &SaveOptions::default(), layout.npz())?;
+    for name in reader.names().to_vec() {
+        interrupt::check(dst)?;
+        let streamed = match Blocks::member(src, reader.stream(&name)?)? {
+            Some(mut blocks) => {
+                let meta = blocks.meta.clone();
+                let mut buffer = Vec::new();
+                writer.add_streamed(&name, &meta, &mut || {
+                    interrupt::check(dst)?;
+                    blocks.next(&mut buffer)
+                })?;
+                true
+            }
+            None => false,
+        };
+        if !streamed {
+            let (_, array) = reader.load_dyn(&name)?;
+            writer.add_dyn(&name, &array)?;
+        }
+    }
+    interrupt::check(dst)?;
+    writer.commit().map_err(|e| user_path(e, dst))
 }
 
 fn text_kind(to: ToFormat) -> Kind {
@@ -409,7 +581,7 @@ fn writer(
             meta.dtype,
             row_shape,
             &save,
-            &h5_writer_options(src, layout),
+            &h5_writer_options(src, layout, &meta.shape, dst)?,
         )?),
         ToFormat::Zarr => {
             let like = zarr_source(src);
@@ -428,10 +600,15 @@ fn writer(
 
 /// The streaming HDF5 writer's options: the dataset named as the source's object (else
 /// `data`), laid out as `layout` says.
-fn h5_writer_options(src: &Target, layout: &Layout) -> hdf5::WriterOptions {
+fn h5_writer_options(
+    src: &Target,
+    layout: &Layout,
+    shape: &[usize],
+    dst: &Path,
+) -> Result<hdf5::WriterOptions> {
     let mut options = hdf5::WriterOptions::new(dataset_name(src));
-    options.filters = layout.h5();
-    options
+    options.filters = layout.h5(shape, dst)?;
+    Ok(options)
 }
 
 /// Where a streamed source's rows come from.
@@ -498,7 +675,7 @@ impl<'a> Blocks<'a> {
                 let array = crate::zarr::open(src)?;
                 let chunk_rows = array.meta().chunk_shape.first().copied().unwrap_or(1);
                 let Some(mut blocks) =
-                    Blocks::of(path, array.array_meta(), Rows::Zarr(Box::new(array)))
+                    Blocks::of(path, array.array_meta(), Rows::Zarr(Box::new(array)))?
                 else {
                     return Ok(None);
                 };
@@ -511,6 +688,11 @@ impl<'a> Blocks<'a> {
             (kind @ (Kind::Csv | Kind::Txt), None) => {
                 let reader = TextReader::open(path, &text_options(kind))?;
                 match reader.meta_line() {
+                    // Rows of no element (shape (5, 0)) are empty lines the block reader
+                    // does not count: such an array holds no data and loads whole for free.
+                    Some(meta) if meta.shape.get(1..).is_some_and(|r| r.contains(&0)) => {
+                        return Ok(None);
+                    }
                     Some(meta) => (meta, Rows::Text(Box::new(reader))),
                     // Without the line, the shape is known only at the end: loaded whole.
                     None => return Ok(None),
@@ -518,32 +700,52 @@ impl<'a> Blocks<'a> {
             }
             _ => return Ok(None),
         };
-        Ok(Blocks::of(path, meta, rows))
+        Blocks::of(path, meta, rows)
     }
 
     /// The blocks of an `.npz` member, or `None` for a Fortran-ordered or 0-d one (a
     /// compressed member cannot be read out of order).
-    fn member(path: &Path, member: MemberStream<'a>) -> Option<Blocks<'a>> {
+    ///
+    /// # Errors
+    ///
+    /// `OutOfMemory` for a row wider than [`MAX_ROW_BYTES`].
+    fn member(path: &Path, member: MemberStream<'a>) -> Result<Option<Blocks<'a>>> {
         let meta = member.meta().clone();
         Blocks::of(path, meta, Rows::Member(Box::new(member)))
     }
 
-    fn of(path: &Path, meta: ArrayMeta, rows: Rows<'a>) -> Option<Blocks<'a>> {
+    /// The blocks of `rows`, or `None` for a source that cannot stream (0-d, Fortran-ordered
+    /// other than a `.npy` file's).
+    ///
+    /// # Errors
+    ///
+    /// `OutOfMemory` naming `path` for a row wider than [`MAX_ROW_BYTES`].
+    fn of(path: &Path, meta: ArrayMeta, rows: Rows<'a>) -> Result<Option<Blocks<'a>>> {
         let fortran_file = matches!(rows, Rows::Npy { .. });
         if meta.shape.is_empty() || (meta.order != Order::C && !fortran_file) {
-            return None;
+            return Ok(None);
         }
         let row_bytes = row_bytes(&meta);
+        if row_bytes > MAX_ROW_BYTES {
+            return Err(Error::new(
+                ErrorKind::OutOfMemory,
+                format!(
+                    "one row of shape {:?} holds {row_bytes} bytes, more than the {MAX_ROW_BYTES} a streaming conversion holds at once; not converted",
+                    &meta.shape[1..]
+                ),
+            )
+            .with_path(path));
+        }
         let per_block = BUFFER_BYTES
             .checked_div(row_bytes)
             .map_or(meta.shape[0], |n| n);
-        Some(Blocks {
+        Ok(Some(Blocks {
             path: path.to_path_buf(),
             meta,
             rows,
             done: 0,
             per_block: per_block.max(1),
-        })
+        }))
     }
 
     /// The next block of rows, `None` after the last (once the source is checked to end

@@ -9,13 +9,12 @@
 
 use std::path::{Path, PathBuf};
 
-use ndstore::file::npz::{NpzReader, NpzWriter};
 use ndstore::hdf5;
-use ndstore::{Commit, Error, ErrorKind, Result, SaveOptions};
+use ndstore::{Error, ErrorKind, Result};
 
+use crate::Outcome;
 use crate::convert::{self, Layout, ToFormat};
 use crate::source::{Kind, Target};
-use crate::{Outcome, interrupt};
 
 /// Where a command reads or writes: a local file (and object), or a place not supported yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,9 +82,12 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
     // The destination's extension decides when it names a format; otherwise the source's does.
     let to = ToFormat::from_kind(Kind::of(&dst_path).unwrap_or(src_kind));
     layout.check(to, &dst_path)?;
+    convert::refuse_special_destination(&dst_path)?;
     convert::refuse_same_file(&src.path, &dst_path)?;
+    convert::remove_stale_temps(&dst_path);
     if src.object.is_none() && src_kind == Kind::Npz && to == ToFormat::Npz {
-        return Ok(copy_members(&src.path, &dst_path, layout)?);
+        return Ok(convert::copy_members(&src.path, &dst_path, layout)
+            .map_err(|e| convert::user_path(e, &dst_path))?);
     }
     if src.object.is_none() && src_kind == Kind::Hdf5 {
         refuse_several_datasets(&src.path)?;
@@ -118,20 +120,6 @@ fn destination(src: &Target, kind: Kind, dst: PathBuf) -> PathBuf {
             .map_or_else(|| PathBuf::from("copy"), PathBuf::from),
     };
     dst.join(name)
-}
-
-/// Copies every member of an `.npz`, each read whole with its CRC-32 checked, into a new
-/// archive published at commit.
-fn copy_members(src: &Path, dst: &Path, layout: &Layout) -> Result<()> {
-    let mut reader = NpzReader::open(src)?;
-    let mut writer = NpzWriter::create(dst, &SaveOptions::default(), layout.npz())?;
-    for name in reader.names().to_vec() {
-        let (_, array) = reader.load_dyn(&name)?;
-        interrupt::check(dst)?;
-        writer.add_dyn(&name, &array)?;
-    }
-    interrupt::check(dst)?;
-    writer.commit()
 }
 
 /// A whole HDF5 file is copied only when it holds one dataset: its groups, attributes and

@@ -49,6 +49,8 @@ pub type Outcome = std::result::Result<(), Failure>;
     about = "Inspect, list, print, verify and convert n-dimensional arrays (.npy, .npz, .csv, .txt, .h5, .zarr)",
     after_help = "An array inside a file is named PATH::OBJECT: an .npz member, an HDF5 dataset path,\n\
                   a Zarr array inside a group.\n\
+                  With --json (info, ls, verify), errors are JSON on standard output too:\n\
+                  {\"path\", \"status\": \"error\", \"kind\", \"place\", \"message\"}.\n\
                   Exit status: 0 ok, 1 damage found by verify, 2 usage or I/O error."
 )]
 struct Cli {
@@ -66,7 +68,7 @@ enum Command {
     Info {
         /// PATH or PATH::OBJECT.
         target: String,
-        /// Print JSON for programs.
+        /// Print JSON for programs (errors too, on standard output, exit status 2).
         #[arg(long)]
         json: bool,
     },
@@ -78,7 +80,7 @@ enum Command {
     Ls {
         /// The file.
         path: PathBuf,
-        /// Print JSON for programs.
+        /// Print JSON for programs (errors too, on standard output, exit status 2).
         #[arg(long)]
         json: bool,
     },
@@ -105,7 +107,7 @@ enum Command {
         /// The files.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Print JSON for programs.
+        /// Print JSON for programs (errors too, on standard output, exit status 2).
         #[arg(long)]
         json: bool,
     },
@@ -152,7 +154,8 @@ enum Command {
 /// The destination's layout, for `convert` and `cp`.
 #[derive(Args, Debug)]
 struct LayoutArgs {
-    /// Chunk shape, one length per axis (HDF5 and Zarr destinations only).
+    /// Chunk shape, one length per axis, none longer than the array along its axis (HDF5 and
+    /// Zarr destinations only).
     #[arg(long, value_name = "N,N,...", value_parser = convert::parse_chunks)]
     chunks: Option<convert::Chunks>,
     /// gzip[:LEVEL] (0-9; HDF5: default 4, with shuffle and Fletcher-32; Zarr: default 5),
@@ -209,8 +212,14 @@ fn main() -> ExitCode {
         interrupt::catch();
     }
     let outcome = match cli.command {
-        Command::Info { target, json } => inspect::info(&source::Target::parse(&target), json),
-        Command::Ls { path, json } => inspect::ls(&path, json),
+        Command::Info { target, json } => as_json(
+            inspect::info(&source::Target::parse(&target), json),
+            json,
+            &target,
+        ),
+        Command::Ls { path, json } => {
+            as_json(inspect::ls(&path, json), json, &path.display().to_string())
+        }
         Command::Cat {
             target,
             slice,
@@ -238,6 +247,23 @@ fn main() -> ExitCode {
         } => cp::cp(&src, &dst, &layout.layout(), quiet),
     };
     finish(outcome)
+}
+
+/// Under `--json`, an error becomes a JSON report on standard output (as `verify --json`
+/// reports a file it could not check: path, status `error`, kind, place, message) and the
+/// command fails with exit status 2 without another line.
+fn as_json(outcome: Outcome, json: bool, spelled: &str) -> Outcome {
+    match outcome {
+        Err(Failure::Error(e)) if json => {
+            let path = e
+                .path()
+                .map_or_else(|| spelled.to_owned(), |p| p.display().to_string());
+            let report = verify::error_json(&path, "error", &e);
+            source::emit(&format!("{report:#}\n"))?;
+            Err(Failure::Failed)
+        }
+        other => other,
+    }
 }
 
 /// The exit status of `outcome`, its error printed.

@@ -156,7 +156,9 @@ pub fn verify(paths: &[std::path::PathBuf], json: bool) -> Outcome {
     }
 }
 
-fn error_json(path: &str, status: &str, e: &Error) -> Value {
+/// A report of an error as JSON: the path, `status` (`damaged` or `error`), the error's kind,
+/// its place in the file and the whole message.
+pub fn error_json(path: &str, status: &str, e: &Error) -> Value {
     json!({
         "path": path,
         "status": status,

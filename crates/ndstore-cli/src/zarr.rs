@@ -277,10 +277,17 @@ pub fn layout_text(meta: &ZarrMeta) -> String {
     )
 }
 
-/// The keys of the chunk files stored under an array's directory, with their grid coordinates,
-/// in C order of the grid; files that are no chunk key of the array (hidden files,
-/// `zarr.json`, keys outside the grid) are left out.
-fn stored_chunks(dir: &Path, meta: &ZarrMeta) -> Vec<(Vec<u64>, String)> {
+/// The keys of the chunk entries stored under an array's directory, with their grid
+/// coordinates, in C order of the grid; entries that are no chunk key of the array (hidden
+/// files, `zarr.json`, keys outside the grid) are left out. An entry at a chunk key is listed
+/// whatever its type (a FIFO, a directory, a link), so that reading it refuses it as damage
+/// instead of taking it for a missing chunk.
+///
+/// # Errors
+///
+/// `Format` naming a symbolic link elsewhere in the directory: a store's entries are never
+/// followed, so a linked chunk directory would hide chunks.
+fn stored_chunks(dir: &Path, meta: &ZarrMeta) -> Result<Vec<(Vec<u64>, String)>> {
     let grid = meta.grid_shape();
     let mut found = Vec::new();
     // The deepest key of a `/`-separated encoding: `c` and one level per axis.
@@ -302,23 +309,29 @@ fn stored_chunks(dir: &Path, meta: &ZarrMeta) -> Vec<(Vec<u64>, String)> {
             } else {
                 format!("{prefix}/{name}")
             };
+            if let Some(coords) = coords_of_key(meta, &key)
+                && coords.iter().zip(&grid).all(|(c, g)| c < g)
+            {
+                found.push((coords, key));
+                continue;
+            }
             match entry.file_type() {
+                Ok(t) if t.is_symlink() => {
+                    return Err(Error::new(
+                        ErrorKind::Format,
+                        "a symbolic link in the array's directory (a store's entries are never followed)",
+                    )
+                    .with_path(entry.path()));
+                }
                 Ok(t) if t.is_dir() && level < depth => {
                     stack.push((entry.path(), key, level + 1));
-                }
-                Ok(t) if t.is_file() => {
-                    if let Some(coords) = coords_of_key(meta, &key)
-                        && coords.iter().zip(&grid).all(|(c, g)| c < g)
-                    {
-                        found.push((coords, key));
-                    }
                 }
                 _ => {}
             }
         }
     }
     found.sort();
-    found
+    Ok(found)
 }
 
 /// The grid coordinates whose key is `key`, if it is one.
@@ -344,7 +357,7 @@ fn coords_of_key(meta: &ZarrMeta, key: &str) -> Option<Vec<u64>> {
 pub fn verify_array(dir: &Path) -> Result<u64> {
     let array = ZarrArray::open(dir, &SaveOptions::default())?;
     let meta = array.meta().clone();
-    for (coords, _key) in stored_chunks(dir, &meta) {
+    for (coords, _key) in stored_chunks(dir, &meta)? {
         let (start, shape): (Vec<usize>, Vec<usize>) = coords
             .iter()
             .zip(meta.chunk_shape.iter().zip(&meta.shape))

@@ -1692,3 +1692,365 @@ fn zarr_python_stores_list_inspect_print_and_verify() {
     assert_eq!(ok(d, &["convert", "py.zarr::nested/sharded", "s.npy"]), "");
     assert_eq!(ok(d, &["cat", "s.npy", "--slice", "7,-3:"]), "[61 62 63]\n");
 }
+
+/// Neither `dst` nor a temporary of it is in `d`.
+fn nothing_made(d: &Path, dst: &str) {
+    assert!(!d.join(dst).exists(), "{dst}");
+    no_temporary(d, dst);
+}
+
+/// Writes a sparse `.npy` file of `f8` shaped `shape` (zeros, taking no disk).
+fn sparse_npy(path: &Path, shape: &[usize]) {
+    let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
+    let mut dict = format!(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&u16::try_from(dict.len()).unwrap().to_le_bytes());
+    bytes.extend_from_slice(dict.as_bytes());
+    std::fs::write(path, &bytes).unwrap();
+    let data = 8 * shape.iter().product::<usize>() as u64;
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.set_len(bytes.len() as u64 + data).unwrap();
+}
+
+#[test]
+fn convert_refuses_a_row_wider_than_its_buffer_in_one_line_under_a_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Two rows of 128 MiB each, with a limit of 90 MB of address space: a block holds at
+    // least one row, which would not fit.
+    sparse_npy(&d.join("wide.npy"), &[2, 1 << 24]);
+    assert_eq!(
+        ndstore::file::npy::read_meta(d.join("wide.npy"))
+            .unwrap()
+            .shape,
+        [2, 1 << 24]
+    );
+    let limited = "ulimit -v 90000 && exec \"$NDSTORE\"";
+    for dst in ["w.npz", "w.h5", "w.npy", "w.zarr"] {
+        let output = shell(d, &format!("{limited} convert -q wide.npy {dst}"));
+        let err = one_error_line(&output, 2);
+        assert!(
+            err.starts_with("ndstore: wide.npy: one row of shape [16777216] holds 134217728 bytes"),
+            "{err}"
+        );
+        nothing_made(d, dst);
+    }
+}
+
+#[test]
+fn zarr_chunk_entries_that_are_not_regular_files_are_damage_and_never_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    zarr_fixtures(d);
+    // A file outside the store that a planted link would make the reader decode.
+    std::fs::write(d.join("secret"), vec![7u8; 200]).unwrap();
+    let plant = |name: &str, how: &dyn Fn(&Path)| {
+        let output = std::process::Command::new("cp")
+            .args(["-a", "g.zarr", name])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let chunk = d.join(name).join("a/c/0/1");
+        std::fs::remove_file(&chunk).unwrap();
+        how(&chunk);
+    };
+    plant("fifo.zarr", &|chunk| {
+        let made = std::process::Command::new("mkfifo")
+            .arg(chunk)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    });
+    plant("dir.zarr", &|chunk| std::fs::create_dir(chunk).unwrap());
+    let secret = d.join("secret");
+    plant("out.zarr", &|chunk| {
+        std::os::unix::fs::symlink(&secret, chunk).unwrap();
+    });
+    plant("in.zarr", &|chunk| {
+        std::os::unix::fs::symlink("0", chunk).unwrap();
+    });
+    for name in ["fifo.zarr", "dir.zarr", "out.zarr", "in.zarr"] {
+        let err = one_error_line(&run(d, &["verify", name]), 1);
+        assert!(
+            err.starts_with(&format!("ndstore: {name}/a/c/0/1: object 'chunk c/0/1': ")),
+            "{err}"
+        );
+        let err = one_error_line(&run(d, &["cat", &format!("{name}::a")]), 2);
+        assert!(err.contains("chunk c/0/1"), "{err}");
+        assert!(!err.contains("crc32c"), "the link was read: {err}");
+    }
+    // A linked chunk directory hides every chunk under it: damage too.
+    std::fs::rename(d.join("in.zarr/a/c/0"), d.join("real0")).unwrap();
+    std::os::unix::fs::symlink(d.join("real0"), d.join("in.zarr/a/c/0")).unwrap();
+    let err = one_error_line(&run(d, &["verify", "in.zarr"]), 1);
+    assert!(err.contains("a symbolic link"), "{err}");
+}
+
+#[test]
+fn npz_without_a_member_streams_under_an_address_space_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 100 MiB of f64, with a limit of 90 MB of address space for the whole process.
+    let c = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[100 * 1024, 128]), |i| {
+        (i[0] * 7 + i[1]) as f64
+    }));
+    let small = DynArray::from(array![[1i16, 2], [3, 4]].into_dyn());
+    let scalar = DynArray::from(ArrayD::from_elem(IxDyn(&[]), 2.5f32));
+    npz::save_npz(
+        d.join("one.npz"),
+        &[("arr_0", &c)],
+        npz::Compression::Deflated,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    npz::save_npz(
+        d.join("many.npz"),
+        &[("s", &small), ("big", &c), ("z", &scalar)],
+        npz::Compression::Deflated,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    let limited = "ulimit -v 90000 && exec \"$NDSTORE\"";
+    for (command, src, dst) in [
+        ("convert", "one.npz", "one.h5"),
+        ("convert", "one.npz", "one.npy"),
+        ("cp", "one.npz", "copy.npz"),
+        ("cp", "many.npz", "many2.npz"),
+    ] {
+        let output = shell(d, &format!("{limited} {command} -q {src} {dst}"));
+        assert_eq!(output.status.code(), Some(0), "{src}: {output:?}");
+    }
+    assert!(load(d.join("one.npy")).bit_eq(&c));
+    let back = hdf5::load_dyn(d.join("one.h5"), "/data").unwrap().1;
+    assert!(back.bit_eq(&c));
+    let copied = npz::load_npz(d.join("many2.npz")).unwrap();
+    let names: Vec<&str> = copied.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["s", "big", "z"]);
+    for ((_, _, got), want) in copied.iter().zip([&small, &c, &scalar]) {
+        assert!(got.bit_eq(want));
+    }
+}
+
+#[test]
+fn npz_of_several_members_into_one_array_is_refused() {
+    let dir = fixtures();
+    let d = dir.path();
+    for (command, dst) in [
+        ("cp", "p.h5"),
+        ("convert", "p.npy"),
+        ("convert", "p.csv"),
+        ("convert", "p.zarr"),
+        ("convert", "p.npz"),
+    ] {
+        let err = one_error_line(&run(d, &[command, "two.npz", dst]), 2);
+        assert_eq!(
+            err,
+            "ndstore: two.npz: the archive holds 2 arrays; a copy into a single-array format takes one, name it as PATH::OBJECT\n"
+        );
+        nothing_made(d, dst);
+    }
+    // A named member still converts.
+    ok(d, &["convert", "two.npz::b", "b.npy"]);
+}
+
+#[test]
+fn a_destination_through_dev_or_proc_is_refused_and_the_redirected_file_kept() {
+    let dir = fixtures();
+    let d = dir.path();
+    std::fs::write(d.join("log.txt"), "before\n").unwrap();
+    std::os::unix::fs::symlink("/dev/stdout", d.join("out.npy")).unwrap();
+    for (command, dst) in [
+        ("convert --to npy", "/dev/stdout"),
+        ("cp", "/dev/stdout"),
+        ("convert --to npy", "/proc/self/fd/1"),
+        ("convert", "out.npy"),
+    ] {
+        let output = shell(
+            d,
+            &format!("\"$NDSTORE\" {command} m.npy {dst} >> log.txt; echo $? >> log.txt"),
+        );
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        let err = stderr(&output);
+        assert_eq!(
+            err,
+            format!(
+                "ndstore: {dst}: the target is not a regular file (a device, pipe or socket)\n"
+            )
+        );
+        let log = std::fs::read_to_string(d.join("log.txt")).unwrap();
+        assert!(log.starts_with("before\n"), "{log}");
+        assert!(log.ends_with("2\n"), "{log}");
+    }
+}
+
+#[test]
+fn empty_rows_convert_to_text_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, shape) in [("e", &[5usize, 0][..]), ("f", &[0, 3]), ("g", &[2, 0, 4])] {
+        let a = DynArray::zeros(ndstore::DTypeKind::F64, shape, ndstore::Order::C).unwrap();
+        ndstore::save(d.join(format!("{name}.npy")), &a).unwrap();
+        for text in ["csv", "txt"] {
+            let there = format!("{name}.{text}");
+            let back = format!("{name}-{text}.npy");
+            ok(d, &["convert", &format!("{name}.npy"), &there]);
+            ok(d, &["convert", &there, &back]);
+            let got = load(d.join(&back));
+            assert_eq!(got.shape(), shape, "{there}");
+        }
+    }
+}
+
+#[test]
+fn json_commands_report_errors_as_json() {
+    let dir = fixtures();
+    let d = dir.path();
+    for args in [
+        &["info", "--json", "missing.npy"][..],
+        &["ls", "--json", "missing.npz"],
+        &["info", "--json", "two.npz::nope"],
+        &["verify", "--json", "missing.npy"],
+    ] {
+        let output = run(d, args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        assert_eq!(stderr(&output), "", "{args:?}");
+        let value: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        let report = value.as_array().map_or(&value, |all| &all[0]);
+        assert_eq!(report["status"], "error", "{args:?}: {value}");
+        assert!(
+            report["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(report["path"].as_str().unwrap()),
+            "{value}"
+        );
+    }
+}
+
+#[test]
+fn convert_and_cp_remove_stale_temporaries_of_dead_processes() {
+    let dir = fixtures();
+    let d = dir.path();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let alive = std::process::id();
+    for (command, dst) in [("convert", "o.h5"), ("cp", "o.npy"), ("convert", "o.zarr")] {
+        let stale = d.join(format!(".{dst}.{dead}-0-1.ndstore-tmp"));
+        let live = d.join(format!(".{dst}.{alive}-0-1.ndstore-tmp"));
+        if dst.ends_with(".zarr") {
+            std::fs::create_dir(&stale).unwrap();
+            std::fs::write(stale.join("zarr.json"), "{}").unwrap();
+        } else {
+            std::fs::write(&stale, vec![0u8; 4096]).unwrap();
+        }
+        std::fs::write(&live, b"in use").unwrap();
+        ok(d, &[command, "m.npy", dst]);
+        assert!(!stale.exists(), "{dst}");
+        assert_eq!(std::fs::read(&live).unwrap(), b"in use");
+    }
+}
+
+#[test]
+fn a_failed_hdf5_write_is_one_line_naming_the_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = DynArray::from(
+        ArrayD::from_shape_vec(IxDyn(&[1000, 100]), (0..100_000).map(f64::from).collect()).unwrap(),
+    );
+    ndstore::save(d.join("big.npy"), &a).unwrap();
+    // A file size limit of 64 KiB makes libhdf5's write fail as a full disk does (EFBIG in
+    // place of ENOSPC), its signal ignored.
+    for dst in ["out.h5", "out2.h5"] {
+        let chunks = if dst == "out.h5" {
+            ""
+        } else {
+            "--chunks 10,10 "
+        };
+        let output = shell(
+            d,
+            &format!(
+                "trap '' XFSZ; ulimit -f 128 && exec \"$NDSTORE\" convert -q {chunks}big.npy {dst}"
+            ),
+        );
+        let err = one_error_line(&output, 2);
+        assert!(err.starts_with(&format!("ndstore: {dst}: ")), "{err}");
+        assert!(err.contains("File too large"), "{err}");
+        for leak in [
+            "0x",
+            "18446744073709551615",
+            "ndstore-tmp",
+            "/proc/",
+            "errno",
+        ] {
+            assert!(!err.contains(leak), "{leak}: {err}");
+        }
+        nothing_made(d, dst);
+    }
+}
+
+#[test]
+fn chunks_longer_than_the_array_are_refused_on_write_and_bounded_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = DynArray::from(
+        ArrayD::from_shape_vec(IxDyn(&[2, 3, 4]), (0..24).map(f64::from).collect()).unwrap(),
+    );
+    ndstore::save(d.join("a.npy"), &a).unwrap();
+    let limited = "ulimit -v 1000000 && exec \"$NDSTORE\"";
+    for (chunks, dst) in [
+        ("2000,2000,100", "o.zarr"),
+        ("1000000,1000000,1000000", "o2.zarr"),
+        ("3,3,4", "o.h5"),
+        ("2000,2000,100", "o2.h5"),
+    ] {
+        let output = shell(
+            d,
+            &format!("{limited} convert -q --chunks {chunks} a.npy {dst}"),
+        );
+        let err = one_error_line(&output, 2);
+        assert!(
+            err.starts_with(&format!("ndstore: {dst}: --chunks: chunks [")),
+            "{err}"
+        );
+        assert!(
+            err.contains("do not fit the array's shape [2, 3, 4]"),
+            "{err}"
+        );
+        nothing_made(d, dst);
+    }
+    ok(
+        d,
+        &["convert", "-q", "--chunks", "2,3,4", "a.npy", "fits.zarr"],
+    );
+    // A zarr.json that declares huge chunks over the small array: refused before the chunk
+    // is allocated, naming it.
+    let json = std::fs::read_to_string(d.join("fits.zarr/zarr.json")).unwrap();
+    let at = json.find("\"chunk_shape\"").unwrap();
+    let end = at + json[at..].find(']').unwrap() + 1;
+    let hostile = format!(
+        "{}\"chunk_shape\": [2000, 2000, 100]{}",
+        &json[..at],
+        &json[end..]
+    );
+    std::fs::write(d.join("fits.zarr/zarr.json"), hostile).unwrap();
+    for args in ["cat --slice 0,0,0 fits.zarr", "convert fits.zarr back.npy"] {
+        let output = shell(d, &format!("{limited} {args}"));
+        let err = one_error_line(&output, 2);
+        assert!(
+            err.starts_with("ndstore: fits.zarr/c/0/0/0: object 'chunk c/0/0/0': the chunk shape [2000, 2000, 100] decodes to 3200000000 bytes"),
+            "{args}: {err}"
+        );
+    }
+    let output = shell(d, &format!("{limited} verify fits.zarr"));
+    let err = one_error_line(&output, 1);
+    assert!(err.contains("decodes to 3200000000 bytes"), "{err}");
+}
