@@ -414,7 +414,7 @@ pub fn user_path(e: Error, dst: &Path) -> Error {
 fn write_to(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool) -> Outcome {
     let show = !quiet && std::io::stderr().is_terminal();
     let array = if Kind::of(&src.path)? == Kind::Npz {
-        let mut reader = NpzReader::open(&src.path)?;
+        let mut reader = NpzReader::open_lenient(&src.path)?;
         let name = match &src.object {
             Some(object) => object.clone(),
             None => only_member(&reader, &src.path)?,
@@ -474,13 +474,13 @@ fn write_to(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool
 ///
 /// `Unsupported` naming the archive when it holds no array or more than one.
 pub fn only_member(reader: &NpzReader, path: &Path) -> Result<String> {
-    match reader.names() {
-        [one] => Ok(one.clone()),
-        names => Err(Error::new(
+    match (reader.names(), reader.unsupported()) {
+        ([one], []) => Ok(one.clone()),
+        (names, unsupported) => Err(Error::new(
             ErrorKind::Unsupported,
             format!(
                 "the archive holds {} arrays; a copy into a single-array format takes one, name it as PATH::OBJECT",
-                names.len()
+                names.len() + unsupported.len()
             ),
         )
         .with_path(path)),

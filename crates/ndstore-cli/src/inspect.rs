@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use ndstore::file::npz::NpzReader;
 use ndstore::hdf5::{self, Object};
 use ndstore::zarr::meta::ZarrMeta;
 use ndstore::{ArrayMeta, Order, Result};
@@ -301,6 +302,16 @@ pub fn ls(path: &Path, json: bool) -> Outcome {
             [entry.name.clone(), what, details]
         })
         .collect(),
+        Kind::Npz => source::npz_members(&mut NpzReader::open_lenient(path)?)?
+            .into_iter()
+            .map(|(name, meta)| match meta {
+                Ok(meta) => {
+                    let (_, details) = describe(&Object::Dataset(meta));
+                    [name, "array".to_owned(), details]
+                }
+                Err(why) => [name, "unsupported".to_owned(), format!("({why})")],
+            })
+            .collect(),
         Kind::Hdf5 => hdf5::list(path)?
             .into_iter()
             .map(|entry| {

@@ -136,17 +136,15 @@ pub fn metas(target: &Target) -> Result<(Kind, Metas)> {
         Kind::Npy => vec![(None, ndstore::file::npy::read_meta(path)?)],
         Kind::Csv | Kind::Txt => vec![(None, text::read_meta(path, &text_options(kind))?)],
         Kind::Npz => {
-            let mut reader = NpzReader::open(path)?;
-            let names = match &target.object {
-                Some(object) => vec![object.clone()],
-                None => reader.names().to_vec(),
-            };
-            let mut metas = Vec::with_capacity(names.len());
-            for name in names {
-                let meta = reader.read_meta(&name)?;
-                metas.push((Some(name), meta));
+            let mut reader = NpzReader::open_lenient(path)?;
+            match &target.object {
+                Some(object) => vec![(Some(object.clone()), reader.read_meta(object)?)],
+                // Unsupported members are left out, as an HDF5 file's are; `ls` lists them.
+                None => npz_members(&mut reader)?
+                    .into_iter()
+                    .filter_map(|(name, meta)| Some((Some(name), meta.ok()?)))
+                    .collect(),
             }
-            metas
         }
         Kind::Hdf5 => match &target.object {
             Some(object) => vec![(Some(object.clone()), hdf5::read_meta(path, object)?)],
@@ -171,6 +169,37 @@ pub fn metas(target: &Target) -> Result<(Kind, Metas)> {
     Ok((kind, metas))
 }
 
+/// Every member of an archive opened with [`NpzReader::open_lenient`], in archive order: its
+/// array's metadata, or why it is not supported (an unsafe name, a dtype ndstore does not
+/// read).
+///
+/// # Errors
+///
+/// A member whose header is damaged.
+pub fn npz_members(
+    reader: &mut NpzReader,
+) -> Result<Vec<(String, std::result::Result<ArrayMeta, String>)>> {
+    let mut members = Vec::new();
+    for name in reader.names().to_vec() {
+        match reader.read_meta(&name) {
+            Ok(meta) => members.push((name, Ok(meta))),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Unsupported | ErrorKind::UnsupportedDType
+                ) =>
+            {
+                members.push((name, Err(e.message().to_owned())));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for (raw, why) in reader.unsupported() {
+        members.push((raw.clone(), Err(why.clone())));
+    }
+    Ok(members)
+}
+
 /// Loads the array a target names: the file's array, the named object, or the first array of
 /// an `.npz` and an HDF5 file's `data` (or only) dataset.
 pub fn load(target: &Target) -> Result<(ArrayMeta, DynArray)> {
@@ -178,7 +207,7 @@ pub fn load(target: &Target) -> Result<(ArrayMeta, DynArray)> {
     let kind = Kind::of(path)?;
     no_object(target, kind)?;
     match (kind, &target.object) {
-        (Kind::Npz, Some(object)) => NpzReader::open(path)?.load_dyn(object),
+        (Kind::Npz, Some(object)) => NpzReader::open_lenient(path)?.load_dyn(object),
         (Kind::Hdf5, Some(object)) => hdf5::load_dyn(path, object),
         (Kind::Csv | Kind::Txt, _) => text::load_dyn(path, &text_options(kind)),
         (Kind::Zarr, _) => {

@@ -2054,3 +2054,55 @@ fn chunks_longer_than_the_array_are_refused_on_write_and_bounded_on_read() {
     let err = one_error_line(&output, 1);
     assert!(err.contains("decodes to 3200000000 bytes"), "{err}");
 }
+
+/// `bytes` with every `from` replaced by `to`, of the same length.
+fn patched(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut out = bytes.to_vec();
+    let mut found = 0;
+    let mut at = 0;
+    while let Some(i) = out[at..].windows(from.len()).position(|w| w == from) {
+        out[at + i..at + i + from.len()].copy_from_slice(to);
+        at += i + from.len();
+        found += 1;
+    }
+    assert!(found > 0);
+    out
+}
+
+#[test]
+fn npz_members_with_odd_names_or_dtypes_are_listed_unsupported_and_the_rest_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let two = DynArray::from(array![0i64, 1].into_dyn());
+    let three = DynArray::from(array![0i64, 1, 2].into_dyn());
+    let bytes = DynArray::from(array![97i8, 98].into_dyn());
+    npz::save_npz(
+        d.join("plain.npz"),
+        &[("x_y", &two), ("b_c", &two), ("s", &bytes), ("ok", &three)],
+        npz::Compression::Stored,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    let plain = std::fs::read(d.join("plain.npz")).unwrap();
+    // Names numpy writes and ndstore does not take as member names, and a '<U1' member (the
+    // header's dtype patched; ls reads headers only).
+    let odd = patched(&plain, b"x_y.npy", b"x:y.npy");
+    let odd = patched(&odd, b"b_c.npy", b"b\\c.npy");
+    let odd = patched(&odd, b"'descr': '|i1'", b"'descr': '<U1'");
+    std::fs::write(d.join("o.npz"), odd).unwrap();
+    let listing = ok(d, &["ls", "o.npz"]);
+    assert_eq!(
+        listing,
+        "s        unsupported  (dtype '<U1' is not supported by ndstore)\n\
+         ok       array        <i8 (3,) C\n\
+         x:y.npy  unsupported  (unsafe array name \"x:y.npy\": the name starts with a drive letter, as 'C:')\n\
+         b\\c.npy  unsupported  (unsafe array name \"b\\\\c.npy\": the name contains a backslash)\n"
+    );
+    assert_eq!(ok(d, &["cat", "o.npz::ok"]), "[0 1 2]\n");
+    let info = ok(d, &["info", "o.npz"]);
+    assert!(info.contains("arrays: 1\n  ok"), "{info}");
+    // A copy of one array of it refuses, as of any archive of several.
+    let err = one_error_line(&run(d, &["convert", "o.npz", "o.npy"]), 2);
+    assert!(err.contains("holds 4 arrays"), "{err}");
+}
