@@ -730,7 +730,7 @@ impl<'a> Blocks<'a> {
             return Err(Error::new(
                 ErrorKind::OutOfMemory,
                 format!(
-                    "one row of shape {:?} holds {row_bytes} bytes, more than the {MAX_ROW_BYTES} a streaming conversion holds at once; not converted",
+                    "one row of shape {:?} holds {row_bytes} bytes, more than the {MAX_ROW_BYTES} a streaming read holds at once",
                     &meta.shape[1..]
                 ),
             )
@@ -817,6 +817,87 @@ impl<'a> Blocks<'a> {
             }
         }
     }
+}
+
+/// Reads the array `src` names through, block by block as a conversion would, so every check
+/// of its format runs (sizes, an `.npz` member's CRC-32, HDF5 filters, a text file's row
+/// counts) in bounded memory; returns its metadata, or `None` when it cannot stream (see
+/// [`Blocks::open`]) and the caller is to load it whole.
+///
+/// # Errors
+///
+/// The first error of reading it.
+pub fn read_through(src: &Target) -> Result<Option<ArrayMeta>> {
+    match Blocks::open(src)? {
+        Some(blocks) => drain(blocks).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads member `name` of an `.npz` through as [`read_through`] does. A Fortran-ordered
+/// member is read in its stored order, as the C-ordered array of its reversed shape: what is
+/// checked (its sizes, its elements, its CRC-32) does not depend on the order.
+///
+/// # Errors
+///
+/// The first error of reading it, its CRC-32 checked at its end.
+pub fn read_member_through(
+    reader: &mut NpzReader,
+    path: &Path,
+    name: &str,
+) -> Result<Option<ArrayMeta>> {
+    let member = reader.stream(name)?;
+    let meta = member.meta().clone();
+    let stored = match meta.order {
+        Order::Fortran => {
+            let reversed: Vec<usize> = meta.shape.iter().rev().copied().collect();
+            ArrayMeta::new(meta.dtype, reversed, Order::C)
+        }
+        _ => meta.clone(),
+    };
+    match Blocks::of(path, stored, Rows::Member(Box::new(member)))? {
+        Some(blocks) => drain(blocks).map(|_| Some(meta)),
+        None => Ok(None),
+    }
+}
+
+fn drain(mut blocks: Blocks<'_>) -> Result<ArrayMeta> {
+    let mut buffer = Vec::new();
+    while blocks.next(&mut buffer)?.is_some() {}
+    Ok(blocks.meta)
+}
+
+/// Rows `rows` of the `.npy` file at `path` (either order), read alone with their file's
+/// checks; `None` for a 0-d array or an empty range, which the caller loads whole.
+///
+/// # Errors
+///
+/// The errors of reading the header and the rows.
+pub fn read_npy_rows(
+    path: &Path,
+    rows: std::ops::Range<usize>,
+) -> Result<Option<(ArrayMeta, DynArray)>> {
+    use std::io::{Seek, SeekFrom};
+    let src = Target {
+        path: path.to_path_buf(),
+        object: None,
+    };
+    let Some(mut blocks) = Blocks::open(&src)? else {
+        return Ok(None);
+    };
+    if rows.is_empty() || rows.end > blocks.meta.shape[0] {
+        return Ok(None);
+    }
+    if let Rows::Npy { file, data_start } = &mut blocks.rows {
+        let skip = (rows.start as u64).saturating_mul(row_bytes(&blocks.meta) as u64);
+        file.seek(SeekFrom::Start(data_start.saturating_add(skip)))
+            .map_err(|e| Error::io("cannot seek", e).with_path(path))?;
+    }
+    blocks.done = rows.start;
+    blocks.per_block = rows.len();
+    let mut buffer = Vec::new();
+    let meta = blocks.meta.clone();
+    Ok(blocks.next(&mut buffer)?.map(|rows| (meta, rows)))
 }
 
 /// The name under which this process reaches `file` itself: each block of an HDF5 source is

@@ -527,6 +527,37 @@ fn print_view<T: ToScalar>(
 
 /// The picks of a selection within the box [`bounding_box`] read: an index is the box's only
 /// row, a range starts at the box's start.
+/// The picks of a selection made of the rows from `first` on: its first axis shifted.
+fn rows_from(picks: Vec<Pick>, first: usize) -> Vec<Pick> {
+    picks
+        .into_iter()
+        .enumerate()
+        .map(|(axis, pick)| match (axis, pick) {
+            (0, Pick::Index(i)) => Pick::Index(i - first),
+            (0, Pick::Range(range)) => Pick::Range(range.start - first..range.end - first),
+            (_, pick) => pick,
+        })
+        .collect()
+}
+
+/// The dataset an HDF5 file named without `::OBJECT` is read as: `data`, else its only
+/// dataset (as the facade loads it); `None` leaves the choice, and its error, to the loader.
+fn only_dataset(path: &std::path::Path) -> Option<String> {
+    if hdf5::read_meta(path, hdf5::DEFAULT_DATASET).is_ok() {
+        return Some(hdf5::DEFAULT_DATASET.to_owned());
+    }
+    let datasets: Vec<String> = hdf5::list(path)
+        .ok()?
+        .into_iter()
+        .filter(|entry| entry.meta().is_some())
+        .map(|entry| entry.path)
+        .collect();
+    match &datasets[..] {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
 fn in_box(picks: Vec<Pick>) -> Vec<Pick> {
     picks
         .into_iter()
@@ -539,19 +570,36 @@ fn in_box(picks: Vec<Pick>) -> Vec<Pick> {
 
 /// `ndstore cat TARGET [--slice S] [--format F]`.
 ///
-/// A selection of an HDF5 dataset or a Zarr array reads only the box it covers (a hyperslab in
-/// the isolated reader; the chunks the box touches); other formats load the array and select
-/// from it.
+/// A selection of an HDF5 dataset (`data` or the only one when none is named) or a Zarr array
+/// reads only the box it covers (a hyperslab in the isolated reader; the chunks the box
+/// touches), one of a `.npy` file only the rows it covers; other formats load the array and
+/// select from it.
 pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
     let path = &target.path;
-    let (array, picks) = match (Kind::of(path)?, &target.object, slice) {
-        (Kind::Hdf5, Some(name), Some(spec)) => {
-            let meta = hdf5::read_meta(path, name)?;
+    let kind = Kind::of(path)?;
+    let dataset = match (kind, slice) {
+        (Kind::Hdf5, Some(_)) => target.object.clone().or_else(|| only_dataset(path)),
+        _ => None,
+    };
+    let (array, picks) = match (kind, &target.object, slice, dataset) {
+        (Kind::Hdf5, _, Some(spec), Some(name)) => {
+            let meta = hdf5::read_meta(path, &name)?;
             let picks = parse_slice(spec, &meta.shape)?;
-            let array = hdf5::read_slice(path, name, &bounding_box(&picks))?;
+            let array = hdf5::read_slice(path, &name, &bounding_box(&picks))?;
             (array, Some(in_box(picks)))
         }
-        (Kind::Zarr, _, Some(spec)) => {
+        (Kind::Npy, None, Some(spec), _) => {
+            let meta = ndstore::file::npy::read_meta(path)?;
+            let picks = parse_slice(spec, &meta.shape)?;
+            let rows = bounding_box(&picks).first().cloned().unwrap_or(0..0);
+            let first = rows.start;
+            match crate::convert::read_npy_rows(path, rows)? {
+                // Only the rows of the selection are read: its first axis counts from them.
+                Some((_, array)) => (array, Some(rows_from(picks, first))),
+                None => (source::load(target)?.1, Some(picks)),
+            }
+        }
+        (Kind::Zarr, _, Some(spec), _) => {
             let zarr = crate::zarr::open(target)?;
             let picks = parse_slice(spec, &zarr.meta().shape)?;
             let (start, shape): (Vec<usize>, Vec<usize>) = bounding_box(&picks)

@@ -1,4 +1,4 @@
-//! `ndstore verify`: reads every array of each file, which checks what the format can check
+//! `ndstore verify`: reads every array of each file in bounded blocks, which checks what the format can check
 //! (an `.npz` member's zip CRC-32, an HDF5 dataset's Fletcher-32 when it has the filter, the
 //! counts of a text file's `# ndstore:` line, every size against the file, a Zarr chunk's and
 //! shard index's crc32c), and reports the first damage of each file with its place.
@@ -10,7 +10,8 @@ use ndstore::hdf5::{self, Object};
 use ndstore::{Error, ErrorKind, Result};
 use serde_json::{Value, json};
 
-use crate::source::{Kind, emit, text_options, with_path};
+use crate::convert;
+use crate::source::{Kind, Target, emit, text_options, with_path};
 use crate::{Failure, Outcome};
 
 /// What one file's check found.
@@ -58,12 +59,20 @@ fn bytes(meta: &ndstore::ArrayMeta) -> u64 {
 fn read_all(path: &Path) -> Result<(usize, u64)> {
     let kind = Kind::of(path)?;
     match kind {
+        // Read through in blocks, as a conversion reads them; loaded whole only when they
+        // cannot stream (0-d arrays, text without its `# ndstore:` line).
         Kind::Npy => {
-            let (meta, _) = ndstore::file::npy::load_dyn(path)?;
+            let meta = match convert::read_through(&whole(path))? {
+                Some(meta) => meta,
+                None => ndstore::file::npy::load_dyn(path)?.0,
+            };
             Ok((1, bytes(&meta)))
         }
         Kind::Csv | Kind::Txt => {
-            let (meta, _) = ndstore::text::load_dyn(path, &text_options(kind))?;
+            let meta = match convert::read_through(&whole(path))? {
+                Some(meta) => meta,
+                None => ndstore::text::load_dyn(path, &text_options(kind))?.0,
+            };
             Ok((1, bytes(&meta)))
         }
         Kind::Npz => {
@@ -71,8 +80,11 @@ fn read_all(path: &Path) -> Result<(usize, u64)> {
             let mut total = 0;
             let names = reader.names().to_vec();
             for name in &names {
-                // Loading decompresses the member and checks its CRC-32.
-                let (meta, _) = reader.load_dyn(name)?;
+                // Reading decompresses the member and checks its CRC-32 at its end.
+                let meta = match convert::read_member_through(&mut reader, path, name)? {
+                    Some(meta) => meta,
+                    None => reader.load_dyn(name)?.0,
+                };
                 total += bytes(&meta);
             }
             Ok((names.len(), total))
@@ -84,7 +96,14 @@ fn read_all(path: &Path) -> Result<(usize, u64)> {
                 match &entry.object {
                     // libhdf5 checks a dataset's Fletcher-32 as it reads it.
                     Object::Dataset(_) => {
-                        let (meta, _) = hdf5::load_dyn(path, &entry.path)?;
+                        let target = Target {
+                            path: path.to_path_buf(),
+                            object: Some(entry.path.clone()),
+                        };
+                        let meta = match convert::read_through(&target)? {
+                            Some(meta) => meta,
+                            None => hdf5::load_dyn(path, &entry.path)?.0,
+                        };
                         count += 1;
                         total += bytes(&meta);
                     }
@@ -103,6 +122,14 @@ fn read_all(path: &Path) -> Result<(usize, u64)> {
         }
         // Every stored chunk through its codec chain: crc32c, shard indexes, sizes.
         Kind::Zarr => crate::zarr::verify(path),
+    }
+}
+
+/// The whole file at `path`, named without an object.
+fn whole(path: &Path) -> Target {
+    Target {
+        path: path.to_path_buf(),
+        object: None,
     }
 }
 

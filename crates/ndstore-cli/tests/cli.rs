@@ -2106,3 +2106,59 @@ fn npz_members_with_odd_names_or_dtypes_are_listed_unsupported_and_the_rest_read
     let err = one_error_line(&run(d, &["convert", "o.npz", "o.npy"]), 2);
     assert!(err.contains("holds 4 arrays"), "{err}");
 }
+
+#[test]
+fn verify_and_cat_with_a_slice_read_in_bounded_memory_under_a_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 100 MiB of f64 in each format, with a limit of 90 MB of address space.
+    let c = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[100 * 1024, 128]), |i| {
+        (i[0] * 7 + i[1]) as f64
+    }));
+    let f = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[100 * 1024, 128]).f(), |i| {
+        (i[0] * 3 + i[1] * 5) as f64
+    }));
+    ndstore::save(d.join("c.npy"), &c).unwrap();
+    ndstore::save(d.join("f.npy"), &f).unwrap();
+    npz::save_npz(
+        d.join("z.npz"),
+        &[("a", &c), ("b", &f)],
+        npz::Compression::Deflated,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    let writing = HDF5_OPEN.write().unwrap_or_else(|e| e.into_inner());
+    hdf5::save_with(
+        d.join("h.h5"),
+        "/only",
+        &c,
+        &SaveOptions::default(),
+        &H5Options::new().chunk(&[1024, 128]),
+    )
+    .unwrap();
+    drop(writing);
+    drop(f);
+    let limited = "ulimit -v 90000 && exec \"$NDSTORE\"";
+    let output = shell(d, &format!("{limited} verify c.npy f.npy z.npz h.h5"));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(
+        stdout(&output),
+        "c.npy: ok (1 array, 104857600 bytes)\n\
+         f.npy: ok (1 array, 104857600 bytes)\n\
+         z.npz: ok (2 arrays, 209715200 bytes)\n\
+         h.h5: ok (1 array, 104857600 bytes)\n"
+    );
+    for (target, slice, want) in [
+        ("c.npy", "5:7,1:3", "[[36. 37.]\n [43. 44.]]\n"),
+        ("f.npy", "-1,0:2", "[307197. 307202.]\n"),
+        ("h.h5", "5:7,1:3", "[[36. 37.]\n [43. 44.]]\n"),
+    ] {
+        let output = shell(d, &format!("{limited} cat --slice {slice} {target}"));
+        assert_eq!(output.status.code(), Some(0), "{target}: {output:?}");
+        assert_eq!(stdout(&output), want, "{target}");
+    }
+    // A damaged block is still found, with its place.
+    cut(&d.join("c.npy"), 50 << 20);
+    let err = one_error_line(&shell(d, &format!("{limited} verify c.npy")), 1);
+    assert!(err.starts_with("ndstore: c.npy: byte "), "{err}");
+}

@@ -575,6 +575,7 @@ impl MemberStream<'_> {
             } else {
                 member_read_error(e)
             };
+            let at = crc_place(&e, at);
             self.locate(e, at)
         })?;
         self.offset += buf.len() as u64;
@@ -596,7 +597,10 @@ impl MemberStream<'_> {
             )),
             Err(e) => Err(member_read_error(e)),
         }
-        .map_err(|e| self.locate(e, self.offset))
+        .map_err(|e| {
+            let at = crc_place(&e, self.offset);
+            self.locate(e, at)
+        })
     }
 
     fn locate(&self, e: Error, offset: u64) -> Error {
@@ -605,6 +609,16 @@ impl MemberStream<'_> {
             offset,
         })
         .with_path(&self.path)
+    }
+}
+
+/// The place of a streamed member's error: a CRC-32 mismatch is of the whole member, so it is
+/// placed at its start (byte 0) as a whole load places it, wherever the stream noticed it.
+fn crc_place(e: &Error, at: u64) -> u64 {
+    if e.kind() == ErrorKind::Corrupt {
+        0
+    } else {
+        at
     }
 }
 
