@@ -90,17 +90,29 @@ fn read_all(path: &Path) -> Result<(usize, u64)> {
             Ok((names.len(), total))
         }
         Kind::Hdf5 => {
+            let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
             let mut count = 0;
             let mut total = 0;
             for entry in hdf5::list(path)? {
                 match &entry.object {
                     // libhdf5 checks a dataset's Fletcher-32 as it reads it.
-                    Object::Dataset(_) => {
+                    Object::Dataset(meta) => {
                         let target = Target {
                             path: path.to_path_buf(),
                             object: Some(entry.path.clone()),
                         };
-                        let meta = match convert::read_through(&target)? {
+                        // A dataset far larger than the file is mostly unallocated chunks
+                        // (h5py's 2^40 elements in a few KiB): reading its fill value block
+                        // by block would take days, so it goes to the whole load, which
+                        // refuses it at once.
+                        let streams =
+                            bytes(meta) <= file_len.saturating_mul(64).saturating_add(1 << 30);
+                        let streamed = if streams {
+                            convert::read_through(&target)?
+                        } else {
+                            None
+                        };
+                        let meta = match streamed {
                             Some(meta) => meta,
                             None => hdf5::load_dyn(path, &entry.path)?.0,
                         };
