@@ -385,6 +385,7 @@ pub fn parse_slice(spec: &str, shape: &[usize]) -> Result<Vec<Pick>> {
     let mut picks = Vec::with_capacity(shape.len());
     for (&len, part) in shape.iter().zip(parts) {
         let bound = |text: &str, default: usize| -> Result<usize> {
+            let text = text.trim();
             if text.is_empty() {
                 return Ok(default);
             }
@@ -395,6 +396,11 @@ pub fn parse_slice(spec: &str, shape: &[usize]) -> Result<Vec<Pick>> {
             Ok((if n < 0 { n + len } else { n }).clamp(0, len) as usize)
         };
         if let Some((start, stop)) = part.split_once(':') {
+            if stop.contains(':') {
+                return Err(bad(format!(
+                    "{part:?} has a step; steps (start:stop:step) are not supported"
+                )));
+            }
             let start = bound(start, 0)?;
             let stop = bound(stop, len)?.max(start);
             picks.push(Pick::Range(start..stop));
@@ -584,13 +590,13 @@ pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
     let (array, picks) = match (kind, &target.object, slice, dataset) {
         (Kind::Hdf5, _, Some(spec), Some(name)) => {
             let meta = hdf5::read_meta(path, &name)?;
-            let picks = parse_slice(spec, &meta.shape)?;
+            let picks = parse_slice(spec, &meta.shape).map_err(|e| e.with_path(path))?;
             let array = hdf5::read_slice(path, &name, &bounding_box(&picks))?;
             (array, Some(in_box(picks)))
         }
         (Kind::Npy, None, Some(spec), _) => {
             let meta = ndstore::file::npy::read_meta(path)?;
-            let picks = parse_slice(spec, &meta.shape)?;
+            let picks = parse_slice(spec, &meta.shape).map_err(|e| e.with_path(path))?;
             let rows = bounding_box(&picks).first().cloned().unwrap_or(0..0);
             let first = rows.start;
             match crate::convert::read_npy_rows(path, rows)? {
@@ -601,7 +607,7 @@ pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
         }
         (Kind::Zarr, _, Some(spec), _) => {
             let zarr = crate::zarr::open(target)?;
-            let picks = parse_slice(spec, &zarr.meta().shape)?;
+            let picks = parse_slice(spec, &zarr.meta().shape).map_err(|e| e.with_path(path))?;
             let (start, shape): (Vec<usize>, Vec<usize>) = bounding_box(&picks)
                 .into_iter()
                 .map(|range| (range.start, range.len()))
@@ -612,7 +618,8 @@ pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
             let (meta, array) = source::load(target)?;
             let picks = slice
                 .map(|spec| parse_slice(spec, &meta.shape))
-                .transpose()?;
+                .transpose()
+                .map_err(|e| e.with_path(path))?;
             (array, picks)
         }
     };

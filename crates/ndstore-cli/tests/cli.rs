@@ -2162,3 +2162,28 @@ fn verify_and_cat_with_a_slice_read_in_bounded_memory_under_a_limit() {
     let err = one_error_line(&shell(d, &format!("{limited} verify c.npy")), 1);
     assert!(err.starts_with("ndstore: c.npy: byte "), "{err}");
 }
+
+#[test]
+fn slice_errors_name_the_file_and_a_step_and_spaces_are_understood() {
+    let dir = fixtures();
+    let d = dir.path();
+    assert_eq!(
+        ok(d, &["cat", "i.npy", "--slice", " 1 : 3 , 2 "]),
+        "[ 6 10]\n"
+    );
+    for target in ["i.npy", "d.h5::/data", "two.npz::b"] {
+        let err = one_error_line(&run(d, &["cat", target, "--slice", "::2"]), 2);
+        let path = target.split("::").next().unwrap();
+        assert_eq!(
+            err,
+            format!(
+                "ndstore: {path}: --slice \"::2\": \"::2\" has a step; steps (start:stop:step) are not supported\n"
+            )
+        );
+        let err = one_error_line(&run(d, &["cat", target, "--slice", "9"]), 2);
+        assert!(
+            err.starts_with(&format!("ndstore: {path}: --slice \"9\": ")),
+            "{err}"
+        );
+    }
+}
