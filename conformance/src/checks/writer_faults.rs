@@ -178,7 +178,7 @@ fn fault_case(
     backend
         .save(&path, &versioned(backend, 9, 0), &SaveOptions::default())
         .map_err(|e| e.to_string())?;
-    let old_bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+    let old_bytes = crate::checks::target_bytes(&path)?;
     let slot = ReplySlot::new()?;
     let task = Task::WriterFault {
         path: path.clone(),
@@ -320,7 +320,7 @@ fn judge(
             }
         }
         None => {
-            if std::fs::read(path).map_err(|e| e.to_string())? != old_bytes {
+            if crate::checks::target_bytes(path)? != old_bytes {
                 problems.push(
                     "the commit failed but the target is not its old file, byte for byte"
                         .to_owned(),
