@@ -172,6 +172,9 @@ pub struct Call {
     /// True when a failure of this call must fail the operation: it writes, syncs, creates or
     /// renames something below the root, or closes a file written there.
     pub matters: bool,
+    /// The thread that made it (strace's process id column): strace counts the occurrences an
+    /// injection fails per thread.
+    pub thread: String,
 }
 
 #[derive(Clone, Debug)]
@@ -207,6 +210,8 @@ struct Replay<'a> {
     next_inode: usize,
     rec: Recording,
     started: bool,
+    /// The thread of the call being replayed.
+    thread: String,
     /// msync writes whose bytes are read at the end: (operation index, length).
     msyncs: Vec<(usize, u64)>,
     /// Writes strace cut short, completed from the final file at the end.
@@ -376,6 +381,7 @@ impl Replay<'_> {
                 name: name.to_owned(),
                 path,
                 matters,
+                thread: self.thread.clone(),
             });
         }
     }
@@ -942,6 +948,7 @@ pub fn parse(
         next_inode: 0,
         rec: Recording::default(),
         started: false,
+        thread: String::new(),
         msyncs: Vec::new(),
         cut: Vec::new(),
         final_bytes,
@@ -967,9 +974,10 @@ pub fn parse(
     }
     let mut pending: HashMap<String, String> = HashMap::new();
     for raw in log.lines() {
-        let Some(line) = whole_call(raw, &mut pending) else {
+        let Some((thread, line)) = whole_call(raw, &mut pending) else {
             continue;
         };
+        replay.thread = thread;
         let Some((name, inner, ret)) = split_call(&line)? else {
             continue;
         };
@@ -987,9 +995,10 @@ pub fn parse(
     Ok(rec)
 }
 
-/// A log line as one whole call: signal and exit lines are none, an `<unfinished ...>` head
-/// waits in `pending` for its process's `<... resumed>` tail, which completes it.
-fn whole_call(raw: &str, pending: &mut HashMap<String, String>) -> Option<String> {
+/// A log line as one whole call, with the thread that made it: signal and exit lines are none,
+/// an `<unfinished ...>` head waits in `pending` for its process's `<... resumed>` tail, which
+/// completes it.
+fn whole_call(raw: &str, pending: &mut HashMap<String, String>) -> Option<(String, String)> {
     let (pid, rest) = raw.split_once(' ').unwrap_or(("", raw));
     let rest = rest.trim_start();
     if rest.starts_with("+++") || rest.starts_with("---") {
@@ -1001,9 +1010,9 @@ fn whole_call(raw: &str, pending: &mut HashMap<String, String>) -> Option<String
     } else if let Some(tail) = rest.strip_prefix("<... ") {
         let (_, after) = tail.split_once(" resumed>")?;
         let head = pending.remove(pid).unwrap_or_default();
-        Some(format!("{head}{after}"))
+        Some((pid.to_owned(), format!("{head}{after}")))
     } else {
-        Some(rest.to_owned())
+        Some((pid.to_owned(), rest.to_owned()))
     }
 }
 

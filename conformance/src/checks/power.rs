@@ -545,6 +545,10 @@ struct Injection<'a> {
     k: usize,
     errno: &'a str,
     persistent: bool,
+    /// The recorded save made the call on several threads, whose shares of the work vary from
+    /// run to run: a run in which no thread reached occurrence k injected nothing, and runs
+    /// again (it is not a failure that was swallowed).
+    spread: bool,
 }
 
 impl Injection<'_> {
@@ -584,18 +588,28 @@ impl Injection<'_> {
 /// The injections into an atomic save of `scale`: every traced call the recorded save made,
 /// at the occurrences [`sample`] picks; at 64 MiB the first, middle and last occurrence with
 /// EIO once, and the first with ENOSPC from then on. Each with whether its failure matters.
+///
+/// strace counts occurrences per thread, so occurrence k means the k-th call of each thread
+/// that makes k of them (a backend that writes chunks on worker threads makes fewer per
+/// thread), and a failure matters when it does in one of those threads.
 fn save_plan(rec: &Recording, mode: Mode, scale: Scale) -> Vec<(Injection<'static>, bool)> {
     let mut plan = Vec::new();
     for call in INJECTED {
-        let occurrences: Vec<&syscalls::Call> =
-            rec.calls.iter().filter(|c| c.name == call).collect();
+        let mut threads: Vec<(&str, Vec<&syscalls::Call>)> = Vec::new();
+        for c in rec.calls.iter().filter(|c| c.name == call) {
+            match threads.iter_mut().find(|(t, _)| *t == c.thread) {
+                Some((_, calls)) => calls.push(c),
+                None => threads.push((&c.thread, vec![c])),
+            }
+        }
+        let count = threads.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
         // At 64 MiB the first, middle and last occurrences (the second too in full mode).
         let ks = match scale {
-            Scale::Large => sample(occurrences.len(), Mode::Quick)
+            Scale::Large => sample(count, Mode::Quick)
                 .into_iter()
                 .filter(|&k| k != 2 || mode == Mode::Full)
                 .collect(),
-            Scale::Small => sample(occurrences.len(), mode),
+            Scale::Small => sample(count, mode),
         };
         for k in ks {
             let variants: &[(&str, bool)] = match scale {
@@ -612,18 +626,21 @@ fn save_plan(rec: &Recording, mode: Mode, scale: Scale) -> Vec<(Injection<'stati
                 Scale::Large => &[("EIO", false)],
             };
             for &(errno, persistent) in variants {
-                // A failure that matters, at k or (persistent) any later occurrence.
-                let matters = occurrences
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i + 1 == k || (persistent && *i + 1 > k))
-                    .any(|(_, c)| c.matters);
+                // A failure that matters, at k or (persistent) any later occurrence of a thread.
+                let matters = threads.iter().any(|(_, occurrences)| {
+                    occurrences
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i + 1 == k || (persistent && *i + 1 > k))
+                        .any(|(_, c)| c.matters)
+                });
                 plan.push((
                     Injection {
                         call,
                         k,
                         errno,
                         persistent,
+                        spread: threads.len() > 1,
                     },
                     matters,
                 ));
@@ -811,9 +828,9 @@ fn injected_save(
         Ok(r) => r,
         Err(e) => return Ok((vec![e], true)),
     };
-    let matters = matters && injected_into(&log, &dir);
     // The calls strace failed, named in a swallowed failure's report.
     let hit = injected_lines(&log);
+    let matters = matters && injected_into(&log, &dir) && !(injection.spread && hit.is_empty());
     let (ok, leaked) = match slot.read() {
         Ok(Reply::Ran { ok, leaked }) if status.success() => (ok, leaked),
         reply => {
