@@ -995,6 +995,64 @@ pub fn parse(
     Ok(rec)
 }
 
+/// A write to a file below a directory, as [`writes_between_marks`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileWrite {
+    /// The thread that made it (strace's process id column).
+    pub thread: String,
+    /// `write` or `pwrite64`.
+    pub call: String,
+    /// The file written, as `-y` names its descriptor.
+    pub path: PathBuf,
+    /// The bytes the call wrote (its return value).
+    pub bytes: u64,
+}
+
+/// The `write` and `pwrite64` calls into files below `dir` that returned, made between the
+/// start and commit marks of a log written with `strace -f -y -xx`, in the order they returned.
+pub fn writes_between_marks(log: &str, dir: &Path) -> Vec<FileWrite> {
+    let mut pending: HashMap<String, String> = HashMap::new();
+    let mut inside = false;
+    let mut found = Vec::new();
+    for raw in log.lines() {
+        let Some((thread, line)) = whole_call(raw, &mut pending) else {
+            continue;
+        };
+        // Under -xx the marks' names are hex like every string.
+        let plain = unhex(&line).unwrap_or_default();
+        let names = |mark: &str| plain.windows(mark.len()).any(|w| w == mark.as_bytes());
+        if names(MARK_START) {
+            inside = true;
+            continue;
+        }
+        if names(MARK_COMMITTED) {
+            inside = false;
+            continue;
+        }
+        let Ok(Some((name, inner, ret))) = split_call(&line) else {
+            continue;
+        };
+        if !inside || !matches!(name, "write" | "pwrite64") {
+            continue;
+        }
+        let (Some((_, path)), Ok(bytes)) = (
+            split_args(inner).first().and_then(|a| fd_arg(a)),
+            ret.parse::<u64>(),
+        ) else {
+            continue;
+        };
+        if path.starts_with(dir) {
+            found.push(FileWrite {
+                thread,
+                call: name.to_owned(),
+                path,
+                bytes,
+            });
+        }
+    }
+    found
+}
+
 /// A log line as one whole call, with the thread that made it: signal and exit lines are none,
 /// an `<unfinished ...>` head waits in `pending` for its process's `<... resumed>` tail, which
 /// completes it.
@@ -1206,6 +1264,48 @@ mod tests {
 
     fn hex(s: &str) -> String {
         s.bytes().map(|b| format!("\\x{b:02x}")).collect()
+    }
+
+    #[test]
+    fn writes_between_marks_are_counted_per_thread_and_file() {
+        let dir = Path::new("/d");
+        let (a, b, out) = (hex("/d/t/c/0"), hex("/d/t/c/1"), hex("/elsewhere"));
+        let mark = |m: &str| {
+            format!(
+                "1 openat(AT_FDCWD<{root}>, \"{path}\", O_RDONLY|O_CLOEXEC) = -1 ENOENT (No such file or directory)\n",
+                root = hex("/"),
+                path = hex(&format!("/d/{m}")),
+            )
+        };
+        let log = format!(
+            "1 write(3<{a}>, \"{x}\", 1) = 1\n{start}\
+             2 write(4<{a}>, \"{x}\", 4 <unfinished ...>\n\
+             3 pwrite64(5<{b}>, \"{x}\", 2, 0) = 2\n\
+             2 <... write resumed>)              = 4\n\
+             2 write(4<{a}>, \"{x}\", 3) = 3\n\
+             3 write(6<{out}>, \"{x}\", 9) = 9\n\
+             3 write(5<{b}>, \"{x}\", 9) = -1 EIO (Input/output error)\n{end}\
+             2 write(4<{a}>, \"{x}\", 7) = 7\n",
+            x = hex("x"),
+            start = mark(MARK_START),
+            end = mark(MARK_COMMITTED),
+        );
+        let found = writes_between_marks(&log, dir);
+        let seen: Vec<(&str, &str, &str, u64)> = found
+            .iter()
+            .map(|w| {
+                let path = w.path.to_str().unwrap_or_default();
+                (w.thread.as_str(), w.call.as_str(), path, w.bytes)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("3", "pwrite64", "/d/t/c/1", 2),
+                ("2", "write", "/d/t/c/0", 4),
+                ("2", "write", "/d/t/c/0", 3),
+            ]
+        );
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub(super) fn run_attached(
 }
 
 /// [`run_attached`], with strace's output in `log`.
-fn run_attached_logged(
+pub(super) fn run_attached_logged(
     task: &Task,
     strace_args: &[String],
     log: &Path,
@@ -896,7 +896,7 @@ fn judge_failed_save(
 }
 
 /// The lines of `log` on which strace failed a call on purpose, trimmed, at most four.
-fn injected_lines(log: &Path) -> Vec<String> {
+pub(super) fn injected_lines(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -909,7 +909,7 @@ fn injected_lines(log: &Path) -> Vec<String> {
 /// Whether some call strace failed on purpose (its `(INJECTED)` lines in `log`, written with
 /// `-y`, which names each descriptor's file) touched `dir`, or named no file at all (then it
 /// cannot be told apart, and it counts). True when the log cannot be read.
-fn injected_into(log: &Path, dir: &Path) -> bool {
+pub(super) fn injected_into(log: &Path, dir: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(log) else {
         return true;
     };
