@@ -40,8 +40,10 @@ pub fn open_at(dir: &File, relative: &str) -> io::Result<File> {
 ///
 /// # Errors
 ///
-/// The operating system's error of opening, listing or removing an entry; `InvalidInput` for a
-/// path holding a NUL byte.
+/// The operating system's error of opening, listing or removing an entry: `NotFound` for a
+/// missing `path`, and `ENOTDIR` for a symbolic link at `path` itself, which is not followed
+/// either (the caller names the tree by its own path). `InvalidInput` for a path holding a NUL
+/// byte.
 pub fn remove_tree(path: &std::path::Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let name = CString::new(path.as_os_str().as_bytes())
@@ -141,4 +143,64 @@ fn remove_entries(dir: &File) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn remove_tree_removes_nested_directories_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("a.zarr");
+        fs::create_dir_all(tree.join("c/0/1")).unwrap();
+        fs::create_dir_all(tree.join("empty")).unwrap();
+        fs::write(tree.join("zarr.json"), b"{}").unwrap();
+        fs::write(tree.join("c/0/0"), b"chunk").unwrap();
+        fs::write(tree.join("c/0/1/2"), b"inner").unwrap();
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists());
+        // The tree's parent and its other entries stay.
+        assert!(dir.path().is_dir());
+    }
+
+    #[test]
+    fn remove_tree_of_a_missing_tree_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = remove_tree(&dir.path().join("missing.zarr")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn remove_tree_removes_symbolic_links_inside_without_following_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), b"keep").unwrap();
+        let tree = dir.path().join("a.zarr");
+        fs::create_dir_all(tree.join("c")).unwrap();
+        symlink(&outside, tree.join("c/to-dir")).unwrap();
+        symlink(outside.join("keep"), tree.join("to-file")).unwrap();
+        symlink(dir.path().join("nowhere"), tree.join("dangling")).unwrap();
+        remove_tree(&tree).unwrap();
+        assert!(fs::symlink_metadata(&tree).is_err());
+        // What the links named is untouched.
+        assert_eq!(fs::read(outside.join("keep")).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn remove_tree_does_not_follow_a_symbolic_link_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.zarr");
+        fs::create_dir(&real).unwrap();
+        fs::write(real.join("zarr.json"), b"{}").unwrap();
+        let link = dir.path().join("link.zarr");
+        symlink(&real, &link).unwrap();
+        let err = remove_tree(&link).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR));
+        assert_eq!(fs::read(real.join("zarr.json")).unwrap(), b"{}");
+        assert!(fs::symlink_metadata(&link).is_ok());
+    }
 }
