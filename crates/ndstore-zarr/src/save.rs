@@ -2,9 +2,7 @@
 //! then exchanged with the old one in one `renameat2(RENAME_EXCHANGE)` (or renamed into place
 //! when there is none), the parent fsynced, and the old tree removed afterwards.
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -271,32 +269,13 @@ impl Keep {
 
 /// Swaps the directory entries `a` and `b` atomically.
 fn exchange(a: &Path, b: &Path) -> Result<()> {
-    let cstr = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes()).map_err(|_| {
-            Error::new(ErrorKind::InvalidInput, "the path holds a NUL byte").with_path(p)
-        })
-    };
-    let (ca, cb) = (cstr(a)?, cstr(b)?);
-    // SAFETY: both pointers are NUL-terminated strings that live across the call; AT_FDCWD
-    // makes relative paths relative to the working directory, as std's calls do.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Error::io(
+    ndstore_core::__private::os::exchange(a, b).map_err(|e| {
+        Error::io(
             "cannot exchange the new array with the old one (renameat2)",
-            std::io::Error::last_os_error(),
+            e,
         )
-        .with_path(b))
-    }
+        .with_path(b)
+    })
 }
 
 /// Saves `array` at `target` as a Zarr array described by `meta` (whose shape and dtype must
