@@ -783,23 +783,51 @@ impl<'a> Blocks<'a> {
                     .at_offset(offset)
                     .with_path(&self.path)
                 };
+                let offset = file_offset(file);
                 if fortran {
                     read_columns(file, *data_start, &self.meta, start..start + n, buffer)
                         .map_err(|(e, at)| ends_early(e, at))?;
                 } else {
-                    let offset = file_offset(file);
                     file.read_exact(buffer).map_err(|e| ends_early(e, offset))?;
                 }
+                // A bad element's byte in the file: in order from where the rows start, or,
+                // for a Fortran-ordered file read a run of each column at a time, at its row
+                // within its column.
+                let (rows_total, item) = (rows as u64, self.meta.dtype.itemsize() as u64);
+                let data_start = *data_start;
+                let place = |at: usize| {
+                    let at = at as u64;
+                    if fortran {
+                        let (index, n) = (at / item, n as u64);
+                        let (row, column) = (index % n, index / n);
+                        data_start + ((start as u64 + row) + rows_total * column) * item + at % item
+                    } else {
+                        offset + at
+                    }
+                };
                 decode(&self.meta, buffer, &shape)
                     .map(Some)
-                    .map_err(|e| with_path(e, &self.path))
+                    .map_err(|(e, at)| {
+                        let e = match at {
+                            Some(at) => e.at_offset(place(at)),
+                            None => e,
+                        };
+                        with_path(e, &self.path)
+                    })
             }
             Rows::Member(member) => {
                 buffer.resize(n * row_bytes(&self.meta), 0);
+                let offset = member.position();
                 member.read_exact(buffer)?;
                 decode(&self.meta, buffer, &shape)
                     .map(Some)
-                    .map_err(|e| with_path(e, &self.path))
+                    .map_err(|(e, at)| {
+                        let e = match at {
+                            Some(at) => e.at_offset(offset + at as u64).in_member(member.name()),
+                            None => e,
+                        };
+                        with_path(e, &self.path)
+                    })
             }
             Rows::Text(_) | Rows::Done => Ok(None),
             Rows::Zarr(array) => {
@@ -1101,12 +1129,24 @@ fn complex<F, const H: usize, const N: usize>(
 }
 
 /// The rows in `bytes` as an array shaped `shape` of the file's dtype.
-fn decode(meta: &ArrayMeta, bytes: &[u8], shape: &[usize]) -> Result<DynArray> {
+///
+/// # Errors
+///
+/// `Format` for a bool byte other than 0 or 1, with the byte's index in `bytes` for the caller
+/// to place in the file; `InvalidInput` when the bytes do not fit the shape.
+fn decode(
+    meta: &ArrayMeta,
+    bytes: &[u8],
+    shape: &[usize],
+) -> std::result::Result<DynArray, (Error, Option<usize>)> {
     let order = meta.dtype.byte_order;
     let shaped = |e: ndstore::ndarray::ShapeError| {
-        Error::new(
-            ErrorKind::InvalidInput,
-            format!("rows do not fit their shape: {e}"),
+        (
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("rows do not fit their shape: {e}"),
+            ),
+            None,
         )
     };
     let swap = order.needs_swap();
@@ -1128,9 +1168,12 @@ fn decode(meta: &ArrayMeta, bytes: &[u8], shape: &[usize]) -> Result<DynArray> {
     Ok(match meta.dtype.kind {
         DTypeKind::Bool => {
             if let Some(at) = bytes.iter().position(|&b| b > 1) {
-                return Err(Error::new(
-                    ErrorKind::Format,
-                    format!("a bool element holds {}", bytes[at]),
+                return Err((
+                    Error::new(
+                        ErrorKind::Format,
+                        format!("a bool element holds {}, not 0 or 1", bytes[at]),
+                    ),
+                    Some(at),
                 ));
             }
             array!(bool, 1, |b: [u8; 1]| b[0] == 1)
@@ -1152,9 +1195,12 @@ fn decode(meta: &ArrayMeta, bytes: &[u8], shape: &[usize]) -> Result<DynArray> {
         }
         #[allow(unreachable_patterns)]
         other => {
-            return Err(Error::new(
-                ErrorKind::UnsupportedDType,
-                format!("cannot stream {other:?}"),
+            return Err((
+                Error::new(
+                    ErrorKind::UnsupportedDType,
+                    format!("cannot stream {other:?}"),
+                ),
+                None,
             ));
         }
     })

@@ -73,13 +73,14 @@ enum Command {
         json: bool,
     },
     /// The objects of a file: .npz members, the HDF5 tree (links are never followed), the Zarr
-    /// hierarchy (a linked directory is listed once).
+    /// hierarchy (a linked directory is listed once); with ::OBJECT, that object and what lies
+    /// below it.
     #[command(
-        after_help = "Examples:\n  ndstore ls arrays.npz\n  ndstore ls run.h5\n  ndstore ls store.zarr"
+        after_help = "Examples:\n  ndstore ls arrays.npz\n  ndstore ls run.h5\n  ndstore ls run.h5::/group\n  ndstore ls store.zarr"
     )]
     Ls {
-        /// The file.
-        path: PathBuf,
+        /// PATH or PATH::OBJECT (a group to list).
+        target: String,
         /// Print JSON for programs (errors too, on standard output, exit status 2).
         #[arg(long)]
         json: bool,
@@ -181,7 +182,8 @@ pub enum CatFormat {
     Numpy,
     /// Comma-separated rows (0-, 1- and 2-dimensional arrays).
     Csv,
-    /// Nested JSON arrays.
+    /// Nested JSON arrays; a complex element is [re, im], nan and the infinities (which JSON has
+    /// no number for) are the strings "nan", "inf" and "-inf".
     Json,
 }
 
@@ -217,9 +219,11 @@ fn main() -> ExitCode {
             json,
             &target,
         ),
-        Command::Ls { path, json } => {
-            as_json(inspect::ls(&path, json), json, &path.display().to_string())
-        }
+        Command::Ls { target, json } => as_json(
+            inspect::ls(&source::Target::parse(&target), json),
+            json,
+            &target,
+        ),
         Command::Cat {
             target,
             slice,

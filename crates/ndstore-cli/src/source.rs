@@ -1,7 +1,7 @@
 //! What a command line names: `PATH` or `PATH::OBJECT`, the file's format, and the arrays in it.
 //!
-//! The object is split off at the last `::`, so a later `s3://bucket/x.zarr::group/a` keeps
-//! its scheme's `://` in the path; a format is chosen by the path's extension (a directory
+//! The object is split off where the file's name ends (see [`Target::parse`]), so
+//! `s3://bucket/x.zarr::group/a` keeps its scheme's `://` in the path; a format is chosen by the path's extension (a directory
 //! holding `zarr.json` is Zarr whatever its name), and a URL will become one more [`Kind`].
 
 use std::io::Write;
@@ -20,17 +20,45 @@ pub struct Target {
 }
 
 impl Target {
-    /// Splits `PATH::OBJECT` at its last `::`; an empty object is no object.
+    /// Splits `PATH::OBJECT` where the file ends: a name that exists on disk as spelled is a
+    /// file (so `a::b.npy` needs no trailing `::`); otherwise the object starts after the
+    /// first `::` whose left side exists (so an HDF5 object may hold `::` itself, as
+    /// `run.h5::weird::name`); for a file that does not exist yet, after the first `::` whose
+    /// left side has a known extension; and otherwise the whole spelling is a file's name (a
+    /// destination `out/x::y.npy`). An empty object is no object, and `::` never starts the
+    /// path.
     pub fn parse(spelled: &str) -> Target {
-        match spelled.rsplit_once("::") {
-            Some((path, object)) if !path.is_empty() => Target {
+        Self::parse_with(spelled, |path| std::fs::symlink_metadata(path).is_ok())
+    }
+
+    /// [`Target::parse`] with `exists` in place of a look at the file system, for tests.
+    fn parse_with(spelled: &str, exists: impl Fn(&Path) -> bool) -> Target {
+        let whole = || Target {
+            path: PathBuf::from(spelled),
+            object: None,
+        };
+        if exists(Path::new(spelled)) {
+            return whole();
+        }
+        let splits: Vec<(&str, &str)> = spelled
+            .match_indices("::")
+            .map(|(at, _)| (&spelled[..at], &spelled[at + 2..]))
+            .filter(|(path, _)| !path.is_empty())
+            .collect();
+        let chosen = splits
+            .iter()
+            .find(|(path, _)| exists(Path::new(path)))
+            .or_else(|| {
+                splits
+                    .iter()
+                    .find(|(path, _)| ndstore::format_of(Path::new(path)).is_ok())
+            });
+        match chosen {
+            Some((path, object)) => Target {
                 path: PathBuf::from(path),
-                object: (!object.is_empty()).then(|| object.to_owned()),
+                object: (!object.is_empty()).then(|| (*object).to_owned()),
             },
-            _ => Target {
-                path: PathBuf::from(spelled),
-                object: None,
-            },
+            None => whole(),
         }
     }
 }
@@ -249,23 +277,49 @@ mod tests {
     }
 
     #[test]
-    fn objects_split_at_the_last_double_colon() {
-        assert_eq!(Target::parse("a.npy"), target("a.npy", None));
-        assert_eq!(Target::parse("a.npz::w"), target("a.npz", Some("w")));
-        assert_eq!(Target::parse("a.npz::"), target("a.npz", None));
+    fn objects_split_where_the_file_ends() {
+        // Nothing exists: the first `::` after a known extension splits.
+        let none = |_: &std::path::Path| false;
+        let parse = |s: &str| Target::parse_with(s, none);
+        assert_eq!(parse("a.npy"), target("a.npy", None));
+        assert_eq!(parse("a.npz::w"), target("a.npz", Some("w")));
+        assert_eq!(parse("a.npz::"), target("a.npz", None));
+        assert_eq!(parse("run.h5::/g/x"), target("run.h5", Some("/g/x")));
         assert_eq!(
-            Target::parse("run.h5::/g/x"),
-            target("run.h5", Some("/g/x"))
+            parse("run.h5::weird::name"),
+            target("run.h5", Some("weird::name"))
         );
+        assert_eq!(parse("a::b/c.h5::/d"), target("a::b/c.h5", Some("/d")));
+        // A destination whose name holds `::` is a file's name.
+        assert_eq!(parse("out/x::y.npy"), target("out/x::y.npy", None));
+        // A URL keeps its scheme.
         assert_eq!(
-            Target::parse("a::b/c.h5::/d"),
-            target("a::b/c.h5", Some("/d"))
-        );
-        // A URL keeps its scheme, for the Zarr and s3:// backends to come.
-        assert_eq!(
-            Target::parse("s3://bucket/x.zarr::group/a"),
+            parse("s3://bucket/x.zarr::group/a"),
             target("s3://bucket/x.zarr", Some("group/a"))
         );
-        assert_eq!(Target::parse("::x"), target("::x", None));
+        assert_eq!(parse("::x"), target("::x", None));
+    }
+
+    #[test]
+    fn an_existing_file_wins_over_extensions() {
+        let only = |name: &'static str| move |p: &std::path::Path| p == std::path::Path::new(name);
+        // `a::b.npy` exists: no trailing `::` needed.
+        assert_eq!(
+            Target::parse_with("a::b.npy", only("a::b.npy")),
+            target("a::b.npy", None)
+        );
+        assert_eq!(
+            Target::parse_with("a::b.npy::", only("a::b.npy")),
+            target("a::b.npy", None)
+        );
+        // An HDF5 file without the usual extension, and an object holding `::`.
+        assert_eq!(
+            Target::parse_with("data::g::x", only("data")),
+            target("data", Some("g::x"))
+        );
+        assert_eq!(
+            Target::parse_with("d.zarr::grp", only("d.zarr")),
+            target("d.zarr", Some("grp"))
+        );
     }
 }

@@ -380,8 +380,19 @@ pub fn verify_array(dir: &Path) -> Result<u64> {
 ///
 /// # Errors
 ///
-/// The first damage: a `zarr.json` that is missing or does not parse, a damaged chunk.
+/// `NotFound` for an empty directory; else the first damage: a `zarr.json` that is missing
+/// or does not parse, a damaged chunk.
 pub fn verify(path: &Path) -> Result<(usize, u64)> {
+    // An empty directory is no Zarr node to check (exit status 2, as a missing file); one that
+    // holds chunks or nodes but no zarr.json has lost its metadata, which is damage.
+    let empty = std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none());
+    if empty {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            "an empty directory, no Zarr v3 array or group",
+        )
+        .with_path(path));
+    }
     let target = Target {
         path: path.to_path_buf(),
         object: None,

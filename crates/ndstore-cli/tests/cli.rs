@@ -141,13 +141,98 @@ fn info_errors_name_the_file_and_the_place() {
 }
 
 #[test]
-fn target_splits_at_the_last_double_colon() {
+fn target_splits_where_the_file_ends() {
     let dir = fixtures();
     let d = dir.path();
     std::fs::create_dir(d.join("a::b")).unwrap();
     std::fs::copy(d.join("two.npz"), d.join("a::b/two.npz")).unwrap();
     let out = ok(d, &["info", "a::b/two.npz::a"]);
     assert!(out.contains("object: a\n"), "{out}");
+    // A file whose name holds `::` needs no trailing `::`.
+    std::fs::copy(d.join("m.npy"), d.join("x::y.npy")).unwrap();
+    assert_eq!(ok(d, &["cat", "x::y.npy"]), ok(d, &["cat", "m.npy"]));
+    // cp and convert both take such a name as a destination's.
+    ok(d, &["cp", "--quiet", "m.npy", "c::d.npy"]);
+    ok(d, &["convert", "--quiet", "m.npy", "e::f.npy"]);
+    assert_eq!(ok(d, &["cat", "c::d.npy"]), ok(d, &["cat", "e::f.npy"]));
+    // An HDF5 object whose name holds `::` is reached through the file.
+    let _writing = HDF5_OPEN.write().unwrap_or_else(|e| e.into_inner());
+    let x = DynArray::from(array![7i64, 8].into_dyn());
+    hdf5::add_dataset(d.join("d.h5"), "/weird::name", &x, &SaveOptions::default()).unwrap();
+    drop(_writing);
+    assert_eq!(ok(d, &["cat", "d.h5::weird::name"]), "[7 8]\n");
+}
+
+#[test]
+fn ls_lists_the_object_named_and_what_lies_below_it() {
+    let dir = fixtures();
+    let d = dir.path();
+    // The rows of the whole listing below /g (columns are padded to the rows shown).
+    let words = |text: String| -> Vec<Vec<String>> {
+        text.lines()
+            .map(|l| l.split_whitespace().map(str::to_owned).collect())
+            .collect()
+    };
+    let whole: Vec<Vec<String>> = words(ok(d, &["ls", "d.h5"]))
+        .into_iter()
+        .filter(|row| row[0].starts_with("/g"))
+        .collect();
+    assert_eq!(words(ok(d, &["ls", "d.h5::/g"])), whole);
+    assert_eq!(whole.len(), 2, "{whole:?}");
+    assert!(
+        ok(d, &["ls", "d.h5::g/"]).starts_with("/g "),
+        "a group named without its slashes"
+    );
+    let member = ok(d, &["ls", "two.npz::b"]);
+    assert_eq!(member.lines().count(), 1, "{member}");
+    assert!(member.starts_with("b "), "{member}");
+    let err = one_error_line(&run(d, &["ls", "d.h5::/nope"]), 2);
+    assert!(err.starts_with("ndstore: d.h5: no object '/nope'"), "{err}");
+    let err = one_error_line(&run(d, &["ls", "m.npy::x"]), 2);
+    assert!(err.starts_with("ndstore: m.npy: "), "{err}");
+    // A Zarr subgroup.
+    ok(d, &["convert", "--quiet", "m.npy", "s.zarr"]);
+    let err = one_error_line(&run(d, &["ls", "s.zarr::nope"]), 2);
+    assert!(err.starts_with("ndstore: "), "{err}");
+}
+
+#[test]
+fn a_bad_bool_in_a_streamed_npy_is_placed_at_its_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (order, fortran) in [("C", "False"), ("F", "True")] {
+        // A (3, 2) bool array whose element [2, 1] holds 7; in C order it is byte 5 of the
+        // data, in Fortran order byte 5 too ((2 + 3 * 1)).
+        let dict = format!("{{'descr': '|b1', 'fortran_order': {fortran}, 'shape': (3, 2), }}");
+        let mut header = dict.into_bytes();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(b' ');
+        }
+        header.push(b'\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        let data_start = bytes.len();
+        bytes.extend_from_slice(&[1, 0, 0, 1, 1, 7]);
+        let name = format!("bad{order}.npy");
+        std::fs::write(d.join(&name), &bytes).unwrap();
+        let err = one_error_line(&run(d, &["convert", "--quiet", &name, "out.csv"]), 2);
+        assert!(
+            err.starts_with(&format!("ndstore: {name}: byte {}: ", data_start + 5)),
+            "{err}"
+        );
+        assert!(err.contains("bool element holds 7"), "{err}");
+        assert!(!d.join("out.csv").exists());
+    }
+}
+
+#[test]
+fn verify_of_an_empty_zarr_directory_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("x.zarr")).unwrap();
+    let err = one_error_line(&run(d, &["verify", "x.zarr"]), 2);
+    assert!(err.contains("an empty directory"), "{err}");
 }
 
 #[test]
@@ -516,6 +601,19 @@ arrays = {
     "rounded": np.array([1.999999999, 2.0]),
     "empty": np.zeros((0, 3)),
     "negzero": np.array([-0.0, 1.0]),
+    "cplx_wide": np.array([-3 + 15j, 1.5 + 2.25j]),
+    "cplx_sci": np.array([1e-6 + 1e5j, 2 - 3j]),
+    "half_tiny": np.array([5.96e-08], dtype=np.float16),
+    "half_mixed": np.array([5.96e-08, 1.25, 3.5e-3], dtype=np.float16),
+    "half_cut": np.array([1, 2.5, 1000], dtype=np.float16),
+    "half_max": np.array([65504, -1], dtype=np.float16),
+    "f32_cut": np.array([1, 1e6], dtype=np.float32),
+    "f64_cut": np.array([1e8]),
+    "nan_mix": np.array([np.nan, np.inf, 1.5, -2]),
+    "nan_sci": np.array([np.nan, 1e-5, -np.inf, 1.0]),
+    "nan_only": np.array([np.nan, np.inf]),
+    "wide_rows": np.array([0.5, 0.25, 0.125, 10.0] * 8),
+    "zero_cols": np.zeros((5, 0)),
 }
 for name, a in arrays.items():
     np.save(name + ".npy", a)
@@ -532,9 +630,40 @@ fn cat_prints_numpy_files_as_numpy_does() {
     run_python(&python, d, NUMPY_ARRAYS);
     let mut wrong = Vec::new();
     for name in [
-        "ints", "neg", "floats", "float32", "special", "sci", "big", "grid", "cube", "bools",
-        "fortran", "scalar", "long", "half", "cplx", "cplx64", "rand", "sci8", "rounded", "empty",
+        "ints",
+        "neg",
+        "floats",
+        "float32",
+        "special",
+        "sci",
+        "big",
+        "grid",
+        "cube",
+        "bools",
+        "fortran",
+        "scalar",
+        "long",
+        "half",
+        "cplx",
+        "cplx64",
+        "rand",
+        "sci8",
+        "rounded",
+        "empty",
         "negzero",
+        "cplx_wide",
+        "cplx_sci",
+        "half_tiny",
+        "half_mixed",
+        "half_cut",
+        "half_max",
+        "f32_cut",
+        "f64_cut",
+        "nan_mix",
+        "nan_sci",
+        "nan_only",
+        "wide_rows",
+        "zero_cols",
     ] {
         let numpy = std::fs::read_to_string(d.join(format!("{name}.txt"))).unwrap();
         let ours = ok(d, &["cat", &format!("{name}.npy")]);

@@ -558,6 +558,17 @@ impl MemberStream<'_> {
         &self.meta
     }
 
+    /// The member's name, as errors name it.
+    pub fn name(&self) -> &str {
+        &self.member_name
+    }
+
+    /// The offset in the member's bytes (its `.npy` header included) of the next byte
+    /// [`MemberStream::read_exact`] reads.
+    pub fn position(&self) -> u64 {
+        self.offset
+    }
+
     /// Fills `buf` with the next bytes of the member's data.
     ///
     /// # Errors
