@@ -189,6 +189,34 @@ pub(crate) fn retire(tree: &Path) -> std::io::Result<()> {
     crate::sys::remove_tree(tree)
 }
 
+/// Refuses a target whose `zarr.json` says it is a group: replacing it would remove every
+/// node it holds (the array being saved may even come from one of them). A `zarr.json` that
+/// cannot be read or parsed is left to the caller's other checks.
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidInput`] for a group.
+pub(crate) fn refuse_group(target: &Path) -> Result<()> {
+    let Ok(file) = fs::File::open(target.join(METADATA_FILE)) else {
+        return Ok(());
+    };
+    let mut text = Vec::new();
+    // A group's metadata is small; a longer document is read no further than 16 MiB.
+    if std::io::Read::read_to_end(&mut std::io::Read::take(file, 16 << 20), &mut text).is_err() {
+        return Ok(());
+    }
+    let group = serde_json::from_slice::<serde_json::Value>(&text)
+        .is_ok_and(|v| v.get("node_type").and_then(|t| t.as_str()) == Some("group"));
+    if group {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the target is a Zarr group; ndstore replaces only arrays, never a group and the nodes it holds",
+        )
+        .with_path(target));
+    }
+    Ok(())
+}
+
 fn not_an_array(target: &Path) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
@@ -227,6 +255,7 @@ impl Keep {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
             _ => return Err(not_an_array(target)),
         }
+        refuse_group(target)?;
         let xattrs = ndstore_core::__private::atomic::read_xattrs(target)?;
         Ok(Keep {
             mode: meta.permissions().mode() & 0o7777,
@@ -295,6 +324,7 @@ pub fn save_with(
     let start = vec![0; meta.shape.len()];
     if options.replace == Replace::InPlace {
         let target = &ndstore_core::__private::atomic::follow_links(target)?;
+        refuse_group(target)?;
         if target.join(METADATA_FILE).is_file() {
             retire(target)
                 .map_err(|e| Error::io("cannot remove the old array", e).with_path(target))?;
