@@ -5,9 +5,9 @@
 //! order, an `.npz` member, an HDF5 dataset through the isolated reader's hyperslab reads, text
 //! with a `# ndstore:` line, a Zarr array a box of whole chunk rows at a time) into the
 //! destination's streaming writer (`.npy`, text, HDF5, Zarr) or an `.npz` member, so memory
-//! stays bounded whatever the array's size; a row wider than [`MAX_ROW_BYTES`] is refused
-//! before the destination is made, never held whole. Other sources (text without the line, other
-//! Fortran-ordered arrays, 0-d arrays) load whole, within their format's own size checks.
+//! stays bounded whatever the array's size when its rows are at most [`MAX_ROW_BYTES`]. Other
+//! sources (rows wider than that, text without the line, other Fortran-ordered arrays, 0-d
+//! arrays) load whole, fallibly and within their format's own size checks.
 
 use std::fs::File;
 use std::io::{IsTerminal, Read};
@@ -35,8 +35,9 @@ use crate::{Outcome, interrupt};
 pub const BUFFER_BYTES: usize = 8 << 20;
 
 /// The largest row (one index of the first axis) a streaming conversion holds: a block is at
-/// least one row, and the writers take whole rows, so a wider row is refused before the
-/// destination is made rather than held (with its decoded copy and the writer's) whole.
+/// least one row, and the writers take whole rows, so an array with a wider row is loaded
+/// whole instead (fallibly, within the load's memory limits) rather than streamed a row, its
+/// decoded copy and the writer's at a time.
 pub const MAX_ROW_BYTES: usize = 8 * BUFFER_BYTES;
 
 /// The formats `convert` writes.
@@ -708,33 +709,28 @@ impl<'a> Blocks<'a> {
     ///
     /// # Errors
     ///
-    /// `OutOfMemory` for a row wider than [`MAX_ROW_BYTES`].
+    /// None yet, as [`Blocks::of`].
     fn member(path: &Path, member: MemberStream<'a>) -> Result<Option<Blocks<'a>>> {
         let meta = member.meta().clone();
         Blocks::of(path, meta, Rows::Member(Box::new(member)))
     }
 
     /// The blocks of `rows`, or `None` for a source that cannot stream (0-d, Fortran-ordered
-    /// other than a `.npy` file's).
+    /// other than a `.npy` file's, or with a row wider than [`MAX_ROW_BYTES`]).
     ///
     /// # Errors
     ///
-    /// `OutOfMemory` naming `path` for a row wider than [`MAX_ROW_BYTES`].
+    /// None yet; the signature leaves room for sources that check more when they open.
     fn of(path: &Path, meta: ArrayMeta, rows: Rows<'a>) -> Result<Option<Blocks<'a>>> {
         let fortran_file = matches!(rows, Rows::Npy { .. });
         if meta.shape.is_empty() || (meta.order != Order::C && !fortran_file) {
             return Ok(None);
         }
         let row_bytes = row_bytes(&meta);
+        // A row wider than a streaming read holds is not streamed: the array is loaded whole,
+        // which allocates fallibly and refuses sizes its file cannot justify.
         if row_bytes > MAX_ROW_BYTES {
-            return Err(Error::new(
-                ErrorKind::OutOfMemory,
-                format!(
-                    "one row of shape {:?} holds {row_bytes} bytes, more than the {MAX_ROW_BYTES} a streaming read holds at once",
-                    &meta.shape[1..]
-                ),
-            )
-            .with_path(path));
+            return Ok(None);
         }
         let per_block = BUFFER_BYTES
             .checked_div(row_bytes)
