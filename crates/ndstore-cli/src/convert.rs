@@ -348,8 +348,10 @@ pub fn refuse_special_destination(dst: &Path) -> Result<()> {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => std::path::PathBuf::from("."),
         };
+        // /dev/shm is shared memory, a place for files like any tmpfs.
         if let Ok(dir) = std::fs::canonicalize(&parent)
-            && (dir.starts_with("/dev") || dir.starts_with("/proc"))
+            && ((dir.starts_with("/dev") && !dir.starts_with("/dev/shm"))
+                || dir.starts_with("/proc"))
         {
             return refused();
         }

@@ -145,7 +145,7 @@ fn refuse_several_datasets(path: &Path) -> Result<()> {
 /// copied yet.
 fn refuse_a_group(src: &Target) -> Result<()> {
     if matches!(
-        ndstore::zarr::read_node(&crate::zarr::node_dir(src))?,
+        ndstore::zarr::read_node(&crate::zarr::node_dir(src)?)?,
         ndstore::zarr::meta::Node::Group(_)
     ) {
         return Err(Error::new(

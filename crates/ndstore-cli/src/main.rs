@@ -271,6 +271,20 @@ fn as_json(outcome: Outcome, json: bool, spelled: &str) -> Outcome {
 }
 
 /// The exit status of `outcome`, its error printed.
+/// `text` with its control characters escaped (`\u{1b}`, `\n`): an error quotes names and
+/// bytes from files, which must neither drive the terminal nor break the one-line error.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn finish(outcome: Outcome) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -289,11 +303,11 @@ fn finish(outcome: Outcome) -> ExitCode {
                 Some(signal) => {
                     let dst = e.path().map(Path::to_path_buf).unwrap_or_default();
                     if let Err(why) = interrupt::check(&dst) {
-                        eprintln!("ndstore: {why}");
+                        eprintln!("ndstore: {}", printable(&why.to_string()));
                     }
                     return interrupt::die_of(signal);
                 }
-                None => eprintln!("ndstore: {e}"),
+                None => eprintln!("ndstore: {}", printable(&e.to_string())),
             }
             ExitCode::from(2)
         }

@@ -140,7 +140,8 @@ fn plain(s: Scalar) -> String {
     match s {
         Scalar::Bool(b) => if b { "True" } else { "False" }.into(),
         Scalar::Int(i) => i.to_string(),
-        Scalar::Float(v, bits) => shortest(v, bits),
+        // An f16 as the f32 it is exactly, as JSON spells it (65504, not 65500).
+        Scalar::Float(v, bits) => shortest(v, bits.max(32)),
         Scalar::Complex(re, im, bits) => {
             let im_text = shortest(im, bits);
             let sign = if im_text.starts_with('-') { "" } else { "+" };
@@ -576,8 +577,6 @@ fn print_view<T: ToScalar>(
     .map_err(|e| Error::io("cannot write to standard output", e))
 }
 
-/// The picks of a selection within the box [`bounding_box`] read: an index is the box's only
-/// row, a range starts at the box's start.
 /// The picks of a selection made of the rows from `first` on: its first axis shifted.
 fn rows_from(picks: Vec<Pick>, first: usize) -> Vec<Pick> {
     picks
@@ -609,6 +608,8 @@ fn only_dataset(path: &std::path::Path) -> Option<String> {
     }
 }
 
+/// The picks of a selection within the box [`bounding_box`] read: an index is the box's only
+/// row, a range starts at the box's start.
 fn in_box(picks: Vec<Pick>) -> Vec<Pick> {
     picks
         .into_iter()

@@ -54,10 +54,14 @@ impl Target {
                     .find(|(path, _)| ndstore::format_of(Path::new(path)).is_ok())
             });
         match chosen {
-            Some((path, object)) => Target {
-                path: PathBuf::from(path),
-                object: (!object.is_empty()).then(|| (*object).to_owned()),
-            },
+            // A trailing `::` ends the object too (`run.h5::/g/weird::name::`).
+            Some((path, object)) => {
+                let object = object.strip_suffix("::").unwrap_or(object);
+                Target {
+                    path: PathBuf::from(path),
+                    object: (!object.is_empty()).then(|| object.to_owned()),
+                }
+            }
             None => whole(),
         }
     }

@@ -44,10 +44,24 @@ pub struct Entry {
 }
 
 /// The directory of the node a target names: `PATH`, or `PATH/OBJECT` for `PATH::OBJECT`.
-pub fn node_dir(target: &Target) -> PathBuf {
+///
+/// # Errors
+///
+/// `InvalidInput` for an object path with a `..` or `.` component, which would name a
+/// directory outside the store (or the same node twice).
+pub fn node_dir(target: &Target) -> Result<PathBuf> {
     match &target.object {
-        Some(object) => target.path.join(object.trim_start_matches('/')),
-        None => target.path.clone(),
+        Some(object) => {
+            if object.split('/').any(|part| part == ".." || part == ".") {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("the node path '{object}' has a '.' or '..' component; name nodes from the store's root"),
+                )
+                .with_path(&target.path));
+            }
+            Ok(target.path.join(object.trim_start_matches('/')))
+        }
+        None => Ok(target.path.clone()),
     }
 }
 
@@ -74,7 +88,7 @@ fn child_name(parent: &str, child: &str) -> String {
 ///
 /// The errors of [`ZarrArray::open`]: no `zarr.json`, a group, a document ndstore cannot read.
 pub fn open(target: &Target) -> Result<ZarrArray> {
-    ZarrArray::open(&node_dir(target), &SaveOptions::default())
+    ZarrArray::open(&node_dir(target)?, &SaveOptions::default())
 }
 
 /// Every node under the one `target` names, itself first, each group followed by its children
@@ -86,7 +100,7 @@ pub fn open(target: &Target) -> Result<ZarrArray> {
 ///
 /// The error of reading the named node's own `zarr.json`; nodes below it never fail the walk.
 pub fn walk(target: &Target) -> Result<Vec<Entry>> {
-    let root = node_dir(target);
+    let root = node_dir(target)?;
     let found = match read_node(&root)? {
         Node::Array(meta) => Found::Array(meta),
         Node::Group(_) => Found::Group,

@@ -1875,7 +1875,10 @@ fn an_array_with_rows_wider_than_the_buffer_loads_whole_or_fails_in_one_line() {
         ok(d, &["verify", "wide.npy"]),
         "wide.npy: ok (1 array, 268435456 bytes)\n"
     );
-    assert_eq!(ok(d, &["cat", "--slice", "1,0:3", "wide.npy"]), "[0. 0. 0.]\n");
+    assert_eq!(
+        ok(d, &["cat", "--slice", "1,0:3", "wide.npy"]),
+        "[0. 0. 0.]\n"
+    );
     ok(d, &["convert", "-q", "wide.npy", "w.npy"]);
     assert_eq!(
         std::fs::metadata(d.join("w.npy")).unwrap().len(),
@@ -2325,4 +2328,55 @@ fn slice_errors_name_the_file_and_a_step_and_spaces_are_understood() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn second_review_findings_each_hold() {
+    let dir = fixtures();
+    let d = dir.path();
+    // Control characters from a file never reach the terminal raw, and the error stays one
+    // line.
+    std::fs::write(d.join("esc.csv"), "1,2\n3,\u{1b}]0;pwned\u{7}\u{1b}[31m\n").unwrap();
+    let err = one_error_line(&run(d, &["cat", "esc.csv"]), 2);
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains("\\u{1b}"), "{err:?}");
+    // A Zarr node path never leaves its store.
+    ok(d, &["convert", "-q", "m.npy", "s.zarr"]);
+    ok(d, &["convert", "-q", "m.npy", "other.zarr"]);
+    let err = one_error_line(&run(d, &["cat", "s.zarr::../other.zarr"]), 2);
+    assert!(err.contains("'..'"), "{err}");
+    // /dev/shm is a place for files.
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        let name = format!("/dev/shm/ndstore-cli-test-{}.npy", std::process::id());
+        ok(d, &["convert", "-q", "m.npy", &name]);
+        assert_eq!(ok(d, &["cat", &name]), ok(d, &["cat", "m.npy"]));
+        std::fs::remove_file(&name).unwrap();
+    }
+    // CSV spells an f16 as the value it is.
+    let half = DynArray::from(
+        ArrayD::from_shape_vec(
+            IxDyn(&[2]),
+            vec![ndstore::half::f16::MAX, ndstore::half::f16::from_f32(0.5)],
+        )
+        .unwrap(),
+    );
+    ndstore::save(d.join("half.npy"), &half).unwrap();
+    assert_eq!(
+        ok(d, &["cat", "--format", "csv", "half.npy"]),
+        "65504,0.5\n"
+    );
+}
+
+#[test]
+fn verify_counts_npz_members_it_cannot_read_instead_of_calling_them_damage() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let script = "import numpy as np; np.savez('s.npz', s=np.array(['a', 'b']), n=np.arange(3))";
+    run_python(&python, d, script);
+    assert_eq!(
+        ok(d, &["verify", "s.npz"]),
+        "s.npz: ok (1 array, 24 bytes; 1 member ndstore cannot read was not checked)\n"
+    );
 }
