@@ -128,13 +128,7 @@ fn read_arrays(path: &Path) -> Result<(usize, u64)> {
                             path: path.to_path_buf(),
                             object: Some(entry.path.clone()),
                         };
-                        // A dataset far larger than the file is mostly unallocated chunks
-                        // (h5py's 2^40 elements in a few KiB): reading its fill value block
-                        // by block would take days, so it goes to the whole load, which
-                        // refuses it at once.
-                        let streams =
-                            bytes(meta) <= file_len.saturating_mul(64).saturating_add(1 << 30);
-                        let streamed = if streams {
+                        let streamed = if streams(path, &entry.path, bytes(meta), file_len)? {
                             convert::read_through(&target)?
                         } else {
                             None
@@ -162,6 +156,19 @@ fn read_arrays(path: &Path) -> Result<(usize, u64)> {
         // Every stored chunk through its codec chain: crc32c, shard indexes, sizes.
         Kind::Zarr => crate::zarr::verify(path),
     }
+}
+
+/// Whether dataset `name` of the HDF5 file at `path` (`file_len` bytes) is read through in
+/// blocks, in bounded memory, rather than loaded whole. A dataset far larger than the file is
+/// mostly unallocated chunks (h5py's 2^40 elements in a few KiB): reading its fill value block
+/// by block would take days, so it goes to the whole load, which refuses it at once. One whose
+/// stored chunks can expand to its size (a compressible array, gzip's 2 GiB of zeros in 9.5
+/// MB) is data the file holds, and streams however large it is.
+fn streams(path: &Path, name: &str, bytes: u64, file_len: u64) -> Result<bool> {
+    if bytes <= file_len.saturating_mul(64).saturating_add(1 << 30) {
+        return Ok(true);
+    }
+    Ok(hdf5::read_layout(path, name)?.holds_data)
 }
 
 /// The whole file at `path`, named without an object.

@@ -2380,3 +2380,43 @@ fn verify_counts_npz_members_it_cannot_read_instead_of_calling_them_damage() {
         "s.npz: ok (1 array, 24 bytes; 1 member ndstore cannot read was not checked)\n"
     );
 }
+
+#[test]
+fn verify_streams_a_compressible_hdf5_dataset_and_refuses_an_unallocated_one_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 1.25 GiB of zeros through gzip: about 1.4 MB of file, so more than 64 times the file
+    // plus 1 GiB, and every chunk stored. Its chunks can expand to its size, so verify streams
+    // it under a limit of 1 GB of address space (review: it loaded it whole, "cannot map").
+    sparse_npy(&d.join("zeros.npy"), &[160 << 20]);
+    ok(
+        d,
+        &[
+            "convert",
+            "-q",
+            "--compression",
+            "gzip:9",
+            "zeros.npy",
+            "z.h5",
+        ],
+    );
+    std::fs::remove_file(d.join("zeros.npy")).unwrap();
+    let len = std::fs::metadata(d.join("z.h5")).unwrap().len();
+    assert!(len * 64 + (1 << 30) < 8 * (160 << 20), "{len}");
+    let limited = "ulimit -v 1000000 && exec \"$NDSTORE\"";
+    let output = shell(d, &format!("{limited} verify z.h5"));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(stdout(&output), "z.h5: ok (1 array, 1342177280 bytes)\n");
+    // A dataset of 2^37 elements with one chunk written is mostly fill value: refused at once,
+    // not read block by block.
+    let Some(python) = python() else { return };
+    let script = "import h5py, numpy as np\n\
+                  with h5py.File('sparse.h5', 'w') as f:\n    \
+                  x = f.create_dataset('x', shape=(2**37,), chunks=(2**16,), dtype='f8', compression='gzip')\n    \
+                  x[:10] = np.arange(10.0)\n";
+    run_python(&python, d, script);
+    let start = std::time::Instant::now();
+    let err = one_error_line(&shell(d, &format!("{limited} verify sparse.h5")), 2);
+    assert!(err.contains("are not in the file"), "{err}");
+    assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
+}

@@ -676,6 +676,13 @@ pub struct Layout {
     pub filters: Vec<String>,
     /// Each axis's maximum size, `None` for an unlimited axis.
     pub maxshape: Vec<Option<usize>>,
+    /// Whether the file holds all of the dataset's data: stored, or expandable from its
+    /// stored chunks under [`MAX_FILTER_RATIO`](crate::MAX_FILTER_RATIO), rather than fill
+    /// value (unallocated, or more than its chunks can hold). A dataset that is not is read
+    /// whole only under the limit for data the file does not hold
+    /// ([`DEFAULT_UNBACKED_LIMIT`](crate::DEFAULT_UNBACKED_LIMIT) by default), though each box
+    /// of it passes; false too when its storage cannot be judged, which a load reports.
+    pub holds_data: bool,
 }
 
 /// Reads dataset `name`'s metadata and storage layout without its data (isolated, as
@@ -686,19 +693,27 @@ pub struct Layout {
 /// As [`load_dyn`].
 pub fn read_layout(path: impl AsRef<Path>, name: &str) -> Result<Layout> {
     let path = path.as_ref();
-    let (_, layout) = in_reader(path, name, &ReadOptions::default(), None, |_, _, file| {
-        let at = At::new(path, name);
-        let dataset = read::open_dataset(&file, at)?;
-        let meta = read::describe(&dataset, at)?;
-        let filters = sys::filters(&dataset).map_err(|e| at.h5(e))?;
-        let space = dataset.space().map_err(|e| at.h5(e))?;
-        Ok(Layout {
-            meta,
-            chunks: dataset.chunk(),
-            filters: filters.into_iter().map(|f| f.name).collect(),
-            maxshape: space.maxdims(),
-        })
-    })?;
+    let (_, layout) = in_reader(
+        path,
+        name,
+        &ReadOptions::default(),
+        None,
+        |_, source, file| {
+            let at = At::new(path, name);
+            let dataset = read::open_dataset(&file, at)?;
+            let meta = read::describe(&dataset, at)?;
+            let filters = sys::filters(&dataset).map_err(|e| at.h5(e))?;
+            let space = dataset.space().map_err(|e| at.h5(e))?;
+            let holds_data = read::holds_data(&dataset, &meta, at, source.len);
+            Ok(Layout {
+                meta,
+                chunks: dataset.chunk(),
+                filters: filters.into_iter().map(|f| f.name).collect(),
+                maxshape: space.maxdims(),
+                holds_data,
+            })
+        },
+    )?;
     Ok(layout)
 }
 

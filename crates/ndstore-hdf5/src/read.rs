@@ -225,14 +225,8 @@ pub(crate) fn plan(
         })?;
     let bytes = wanted.unwrap_or(whole);
     options.admit(bytes).map_err(|e| at.locate(e))?;
-    let layout = dataset.layout();
-    let filters = filters_in_file(dataset, layout, at)?;
-    let storage = Storage {
-        layout,
-        allocation: sys::allocation(dataset).map_err(|e| at.h5(e))?,
-        stored: dataset.storage_size(),
-        filtered: !filters.is_empty(),
-    };
+    let storage = storage(dataset, at)?;
+    let layout = storage.layout;
     if !backed(dataset, meta, &storage, whole, file_len, at)? {
         let limit = options.memory_limit.unwrap_or(DEFAULT_UNBACKED_LIMIT);
         if bytes > limit {
@@ -258,6 +252,33 @@ pub(crate) fn plan(
         None
     };
     Ok(Plan { bytes, direct })
+}
+
+/// How `dataset`'s data are stored, after checking they are all in this file and readable
+/// ([`filters_in_file`]).
+fn storage(dataset: &Dataset, at: At<'_>) -> Result<Storage> {
+    let layout = dataset.layout();
+    let filters = filters_in_file(dataset, layout, at)?;
+    Ok(Storage {
+        layout,
+        allocation: sys::allocation(dataset).map_err(|e| at.h5(e))?,
+        stored: dataset.storage_size(),
+        filtered: !filters.is_empty(),
+    })
+}
+
+/// Whether the file holds all of `dataset`'s data, `meta.shape` of it, as [`plan`] judges
+/// it: stored, or expandable from its stored chunks under [`MAX_FILTER_RATIO`], rather than
+/// fill value. False too when its storage cannot be judged (virtual or external data, a
+/// missing filter, a stored size that contradicts the shape or the file's `file_len` bytes),
+/// which a load reports.
+pub(crate) fn holds_data(dataset: &Dataset, meta: &ArrayMeta, at: At<'_>, file_len: u64) -> bool {
+    let Some(whole) = meta.byte_len().ok().and_then(|n| u64::try_from(n).ok()) else {
+        return false;
+    };
+    storage(dataset, at)
+        .and_then(|storage| backed(dataset, meta, &storage, whole, file_len, at))
+        .unwrap_or(false)
 }
 
 /// The filters of a dataset whose data are all in this file and readable by this libhdf5; a
