@@ -99,13 +99,62 @@ fn shortest(v: f64, bits: u8) -> String {
     // magnitudes; numpy writes a float with an integral value as `2.`, which `2` stands for here.
     let text = match bits {
         16 => format!("{:?}", shortest_f16(v)),
-        32 => format!("{:?}", v as f32),
+        32 => even_tie(format!("{:?}", v as f32), v),
         _ => format!("{v:?}"),
     };
     match text.strip_suffix(".0") {
         Some(integral) => integral.to_owned(),
         None => text,
     }
+}
+
+/// `text`, a shortest spelling of the f32 `v`, with its last digit made even when another
+/// spelling of as many digits reads back as `v` too and lies exactly as far from it: numpy's
+/// Dragon4 rounds such a tie to the even digit (`51131.812` for 51131.8125), where Rust's
+/// shortest spelling may take the other (`51131.813`).
+fn even_tie(text: String, v: f64) -> String {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) => text.split_at(at),
+        None => (text.as_str(), ""),
+    };
+    let (sign, unsigned) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa),
+    };
+    let point = unsigned.find('.');
+    let digits: String = unsigned.chars().filter(char::is_ascii_digit).collect();
+    let Ok(n) = digits.parse::<u64>() else {
+        return text;
+    };
+    if n % 2 == 0 {
+        return text;
+    }
+    // A spelling of the digits `m` (as many as `digits`, plus `extra`), with the point where it
+    // was.
+    let spell = |m: u64, extra: usize| -> Option<String> {
+        let body = format!("{m:0width$}", width = digits.len() + extra);
+        if body.len() != digits.len() + extra {
+            return None;
+        }
+        let body = match point {
+            Some(at) => format!("{}.{}", &body[..at], &body[at..]),
+            None => body,
+        };
+        Some(format!("{sign}{body}{exponent}"))
+    };
+    for neighbour in [n - 1, n + 1] {
+        // The two spellings tie when the decimal halfway between them is `v` exactly.
+        let midpoint = (n + neighbour) * 5;
+        let ties = spell(midpoint, 1)
+            .and_then(|m| m.parse::<f64>().ok())
+            .is_some_and(|m| m == v);
+        if let Some(other) = spell(neighbour, 0).filter(|_| ties)
+            && other.parse::<f32>().ok() == Some(v as f32)
+        {
+            return other;
+        }
+    }
+    text
 }
 
 /// The f64 nearest the shortest decimal that reads back as `v`'s f16 (0.1, not 0.099975586).
@@ -180,7 +229,7 @@ impl FloatStyle {
         };
         let scientific = !abs.is_empty() && (max >= cutoff || min < 1e-4 || max / min > 1e3);
         let mut digits = 0;
-        let mut int_width = 0;
+        let mut int_width: usize = 0;
         let mut exp_width = 2;
         for &v in &finite {
             let text = if scientific {
@@ -194,17 +243,35 @@ impl FloatStyle {
             digits = digits.max(frac.len());
             int_width = int_width.max(int.len());
         }
-        FloatStyle {
+        let mut style = FloatStyle {
             scientific,
             digits,
             int_width,
             exp_width,
+        };
+        // numpy widens the integer part so that `nan`, `inf` and `-inf` fit in an element's
+        // width (`  1.` beside `-inf`).
+        if finite.len() < values.len() {
+            let neginf = values.contains(&f64::NEG_INFINITY);
+            let needed = (3 + usize::from(neginf)).saturating_sub(style.right() + 1);
+            style.int_width = style.int_width.max(needed);
+        }
+        style
+    }
+
+    /// The width right of the point: the digits, and the exponent (`e+05`) when scientific.
+    fn right(&self) -> usize {
+        if self.scientific {
+            self.digits + 2 + self.exp_width
+        } else {
+            self.digits
         }
     }
 
     fn format(&self, v: f64, bits: u8) -> String {
         if !v.is_finite() {
-            return shortest(v, bits);
+            let width = self.int_width + 1 + self.right();
+            return format!("{:>width$}", shortest(v, bits));
         }
         if self.scientific {
             // Every mantissa has the most digits any needs; numpy takes the digits past an
@@ -245,7 +312,7 @@ fn positional(v: f64, bits: u8) -> String {
 fn mantissa(v: f64, bits: u8) -> (String, i32) {
     let text = match bits {
         16 => format!("{:e}", shortest_f16(v)),
-        32 => format!("{:e}", v as f32),
+        32 => even_tie(format!("{:e}", v as f32), v),
         _ => format!("{v:e}"),
     };
     let split = |text: &str| {
@@ -282,7 +349,8 @@ fn numpy_texts(shown: &[Scalar]) -> Vec<String> {
     let texts: Vec<String> = shown
         .iter()
         .map(|s| match *s {
-            Scalar::Bool(b) => if b { "True" } else { "False" }.into(),
+            // numpy pads True to False's width in every array but a 0-d one.
+            Scalar::Bool(b) => if b { " True" } else { "False" }.into(),
             Scalar::Int(i) => i.to_string(),
             Scalar::Float(v, b) => real_style.format(v, b),
             Scalar::Complex(re, im, b) => {
@@ -302,13 +370,66 @@ fn numpy_texts(shown: &[Scalar]) -> Vec<String> {
 /// elements' parts are, and the `j` right after the digits, before any padding (`+15.j  `
 /// beside ` +2.25j`).
 fn imaginary(style: &FloatStyle, im: f64, bits: u8) -> String {
-    let sign = if im.is_sign_negative() { '-' } else { '+' };
+    // numpy writes a nan's sign as `+`, whatever its sign bit (`-inf+nanj`).
+    let sign = if im.is_sign_negative() && !im.is_nan() {
+        '-'
+    } else {
+        '+'
+    };
     let text = style.format(im.abs(), bits);
     let digits = text.trim_start();
     let lead = text.len() - digits.len();
     let body = digits.trim_end();
     let trail = digits.len() - body.len();
     format!("{:lead$}{sign}{body}j{:trail$}", "", "")
+}
+
+/// A 0-d array's one element as numpy prints it, as its scalar's `str`: `100.0`, `1e+20`,
+/// `-0.0`, `(1+2j)`, `True`.
+fn scalar_text(s: Scalar) -> String {
+    match s {
+        Scalar::Bool(b) => if b { "True" } else { "False" }.into(),
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Float(v, bits) => scalar_float(v, bits, true),
+        Scalar::Complex(re, im, bits) => {
+            let imag = scalar_float(im, bits, false);
+            if re == 0.0 && !re.is_sign_negative() {
+                return format!("{imag}j");
+            }
+            let sign = if imag.starts_with('-') { "" } else { "+" };
+            format!("({}{sign}{imag}j)", scalar_float(re, bits, false))
+        }
+    }
+}
+
+/// A float scalar as numpy's `str` spells it: positional from 1e-4 to 10 to the power of its
+/// width's precision (f16 3, f32 7, f64 16), `.0` kept on an integral value when `point`
+/// (complex parts drop it), else scientific with the shortest mantissa (`1e+20`, `9.98e+03`).
+fn scalar_float(v: f64, bits: u8, point: bool) -> String {
+    if !v.is_finite() {
+        return shortest(v, bits);
+    }
+    let cutoff = match bits {
+        16 => 1e3,
+        32 => 1e7,
+        _ => 1e16,
+    };
+    // The value at its width: an f32's 1e-4 is below 1e-4.
+    let magnitude = match bits {
+        16 => ndstore::half::f16::from_f64(v).to_f64().abs(),
+        32 => f64::from(v as f32).abs(),
+        _ => v.abs(),
+    };
+    if magnitude == 0.0 || (1e-4..cutoff).contains(&magnitude) {
+        let text = shortest(v, bits);
+        return match (text.contains('.'), point) {
+            (false, true) => format!("{text}.0"),
+            _ => text,
+        };
+    }
+    let (m, e) = mantissa(v, bits);
+    let sign = if e < 0 { '-' } else { '+' };
+    format!("{m}e{sign}{:02}", e.unsigned_abs())
 }
 
 /// The indices shown along an axis of `len`: all, or the edges with `None` for `...`.
@@ -348,7 +469,8 @@ fn render(
     let next_indent = format!("{indent} ");
     let indices = shown_indices(len, summarise);
     if rest.is_empty() {
-        let width = LINE_WIDTH.saturating_sub(1);
+        // numpy keeps room for the closing bracket of this axis and of each axis around it.
+        let width = LINE_WIDTH.saturating_sub(1 + indent.len());
         let mut out = String::from("[");
         let mut line_len = indent.len() + 1;
         for (n, index) in indices.iter().enumerate() {
@@ -398,6 +520,12 @@ pub fn numpy_text<T: ToScalar>(a: ArrayViewD<'_, T>) -> String {
     // numpy prints an array without elements as `[]`, whatever its shape.
     if a.ndim() > 0 && a.is_empty() {
         return "[]".into();
+    }
+    if a.ndim() == 0 {
+        return a
+            .iter()
+            .next()
+            .map_or_else(String::new, |v| scalar_text(v.scalar()));
     }
     let summarise = a.len() > THRESHOLD;
     let mut shown = Vec::new();

@@ -614,6 +614,20 @@ arrays = {
     "nan_only": np.array([np.nan, np.inf]),
     "wide_rows": np.array([0.5, 0.25, 0.125, 10.0] * 8),
     "zero_cols": np.zeros((5, 0)),
+    "all_true": np.array([True, True]),
+    "true_big": np.ones(2000, dtype=bool),
+    "s_float": np.array(100.0),
+    "s_big": np.array(1e20),
+    "s_cplx": np.array(1 + 2j),
+    "s_negzero": np.array(-0.0),
+    "s_half": np.array(65504, dtype=np.float16),
+    "s_f32_tiny": np.array(1e-4, dtype=np.float32),
+    "s_imag": np.array(1.5j),
+    "s_cplx_nan": np.array(complex(np.nan, -np.inf)),
+    "s_bool": np.array(True),
+    "nines": np.full((2, 2, 36), 9),
+    "f32_tie": np.array([51131.8125, 100.5], dtype=np.float32),
+    "cplx_nonfinite": np.array([complex(np.nan, np.inf), 1 + 1j, complex(-np.inf, -np.nan)]),
 }
 for name, a in arrays.items():
     np.save(name + ".npy", a)
@@ -664,6 +678,20 @@ fn cat_prints_numpy_files_as_numpy_does() {
         "nan_only",
         "wide_rows",
         "zero_cols",
+        "all_true",
+        "true_big",
+        "s_float",
+        "s_big",
+        "s_cplx",
+        "s_negzero",
+        "s_half",
+        "s_f32_tiny",
+        "s_imag",
+        "s_cplx_nan",
+        "s_bool",
+        "nines",
+        "f32_tie",
+        "cplx_nonfinite",
     ] {
         let numpy = std::fs::read_to_string(d.join(format!("{name}.txt"))).unwrap();
         let ours = ok(d, &["cat", &format!("{name}.npy")]);
