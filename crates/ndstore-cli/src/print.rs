@@ -51,6 +51,12 @@ macro_rules! int_scalar {
 }
 int_scalar!(i8, i16, i32, i64, u8, u16, u32, u64);
 
+impl ToScalar for Scalar {
+    fn scalar(self) -> Scalar {
+        self
+    }
+}
+
 impl ToScalar for bool {
     fn scalar(self) -> Scalar {
         Scalar::Bool(self)
@@ -434,25 +440,37 @@ fn scalar_float(v: f64, bits: u8, point: bool) -> String {
 
 /// The indices shown along an axis of `len`: all, or the edges with `None` for `...`.
 fn shown_indices(len: usize, summarise: bool) -> Vec<Option<usize>> {
+    shown_of(len, len, summarise)
+}
+
+/// The indices shown along an axis of `len` held in an axis of `held` elements: `len`'s own,
+/// or, when only its edges are held (`held` is [`EDGE`] twice), where they lie among them.
+fn shown_of(len: usize, held: usize, summarise: bool) -> Vec<Option<usize>> {
     if summarise && len > 2 * EDGE {
         (0..EDGE)
             .map(Some)
             .chain([None])
-            .chain((len - EDGE..len).map(Some))
+            .chain((held - EDGE..held).map(Some))
             .collect()
     } else {
-        (0..len).map(Some).collect()
+        (0..held).map(Some).collect()
     }
 }
 
-/// Collects the elements numpy would show, in order.
-fn collect_shown<T: ToScalar>(a: ArrayViewD<'_, T>, summarise: bool, out: &mut Vec<Scalar>) {
-    if a.ndim() == 0 {
+/// Collects the elements numpy would show of an array shaped `shape`, in order, from `a`,
+/// which holds all of it or only its edges.
+fn collect_shown<T: ToScalar>(
+    a: ArrayViewD<'_, T>,
+    shape: &[usize],
+    summarise: bool,
+    out: &mut Vec<Scalar>,
+) {
+    let Some((&len, rest)) = shape.split_first() else {
         out.extend(a.iter().map(|v| v.scalar()));
         return;
-    }
-    for i in shown_indices(a.shape()[0], summarise).into_iter().flatten() {
-        collect_shown(a.index_axis(Axis(0), i), summarise, out);
+    };
+    for i in shown_of(len, a.shape()[0], summarise).into_iter().flatten() {
+        collect_shown(a.index_axis(Axis(0), i), rest, summarise, out);
     }
 }
 
@@ -517,6 +535,13 @@ fn render(
 
 /// The array as numpy's `print` shows it.
 pub fn numpy_text<T: ToScalar>(a: ArrayViewD<'_, T>) -> String {
+    let shape = a.shape().to_vec();
+    numpy_text_of(a, &shape)
+}
+
+/// An array shaped `shape` as numpy's `print` shows it, from `a`, which holds all of it or,
+/// along each axis longer than [`EDGE`] twice, only the [`EDGE`] first and last elements.
+fn numpy_text_of<T: ToScalar>(a: ArrayViewD<'_, T>, shape: &[usize]) -> String {
     // numpy prints an array without elements as `[]`, whatever its shape.
     if a.ndim() > 0 && a.is_empty() {
         return "[]".into();
@@ -527,11 +552,11 @@ pub fn numpy_text<T: ToScalar>(a: ArrayViewD<'_, T>) -> String {
             .next()
             .map_or_else(String::new, |v| scalar_text(v.scalar()));
     }
-    let summarise = a.len() > THRESHOLD;
+    let summarise = shape.iter().product::<usize>() > THRESHOLD;
     let mut shown = Vec::new();
-    collect_shown(a.view(), summarise, &mut shown);
+    collect_shown(a.view(), shape, summarise, &mut shown);
     let texts = numpy_texts(&shown);
-    render(a.shape(), &mut texts.iter(), summarise, "")
+    render(shape, &mut texts.iter(), summarise, "")
 }
 
 /// One axis of a `--slice`: a range kept as an axis, or an index that removes it.
@@ -748,15 +773,117 @@ fn in_box(picks: Vec<Pick>) -> Vec<Pick> {
         .collect()
 }
 
+/// The ranges read along an axis of `len` for a summarised print: its [`EDGE`] first and last
+/// elements, or all of it when that is no more.
+fn edge_ranges(len: usize) -> Vec<Range<usize>> {
+    if len > 2 * EDGE {
+        vec![0..EDGE, len - EDGE..len]
+    } else {
+        std::iter::once(0..len).collect()
+    }
+}
+
+/// Every box of the edges of `shape`: one range per axis, each axis's ranges combined.
+fn edge_boxes(shape: &[usize]) -> Vec<Vec<Range<usize>>> {
+    shape.iter().fold(vec![Vec::new()], |boxes, &len| {
+        boxes
+            .iter()
+            .flat_map(|b| {
+                edge_ranges(len).into_iter().map(move |r| {
+                    let mut b = b.clone();
+                    b.push(r);
+                    b
+                })
+            })
+            .collect()
+    })
+}
+
+/// numpy's print of an array too large to show whole (more than [`THRESHOLD`] elements) of
+/// an HDF5 dataset, a `.npy` file or a Zarr array, reading only the boxes at its edges that
+/// numpy shows (a `.npy` file's whole rows at the edges of its first axis); `None` for a small
+/// array or another format, which the caller loads.
+fn summarised(target: &Target, kind: Kind) -> Result<Option<String>> {
+    let path = &target.path;
+    let shape = match (kind, &target.object) {
+        (Kind::Hdf5, object) => match object.clone().or_else(|| only_dataset(path)) {
+            Some(name) => hdf5::read_meta(path, &name)?.shape,
+            None => return Ok(None),
+        },
+        (Kind::Npy, None) => ndstore::file::npy::read_meta(path)?.shape,
+        (Kind::Zarr, _) => crate::zarr::open(target)?.meta().shape.clone(),
+        _ => return Ok(None),
+    };
+    if shape.iter().product::<usize>() <= THRESHOLD {
+        return Ok(None);
+    }
+    let zarr = match kind {
+        Kind::Zarr => Some(crate::zarr::open(target)?),
+        _ => None,
+    };
+    let dataset = target.object.clone().or_else(|| only_dataset(path));
+    let held: Vec<usize> = shape.iter().map(|&len| len.min(2 * EDGE)).collect();
+    let mut edges = ndstore::ndarray::ArrayD::from_elem(held.clone(), Scalar::Int(0));
+    for ranges in edge_boxes(&shape) {
+        let array = match (&zarr, &dataset, kind) {
+            (Some(zarr), _, _) => {
+                let (start, len): (Vec<usize>, Vec<usize>) =
+                    ranges.iter().map(|r| (r.start, r.len())).unzip();
+                zarr.read_region(&start, &len)?
+            }
+            (None, Some(name), Kind::Hdf5) => hdf5::read_slice(path, name, &ranges)?,
+            _ => {
+                let rows = ranges.first().cloned().unwrap_or(0..0);
+                match crate::convert::read_npy_rows(path, rows)? {
+                    Some((_, array)) => array,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let scalars = ndstore::with_dyn_array!(&array, |a| a.mapv(ToScalar::scalar));
+        // A `.npy` file's rows come whole: the box is cut from them.
+        let picks: Vec<Pick> = ranges
+            .iter()
+            .enumerate()
+            .map(|(axis, r)| match (kind, axis) {
+                (Kind::Npy, 1..) => Pick::Range(r.clone()),
+                _ => Pick::Range(0..r.len()),
+            })
+            .collect();
+        let part = select(scalars.view(), &picks);
+        // Where the box lies among the edges held: its last edge ends the axis.
+        let mut slot = edges.view_mut();
+        for (axis, (range, (&len, &held))) in ranges.iter().zip(shape.iter().zip(&held)).enumerate()
+        {
+            let start = if range.start == 0 {
+                0
+            } else {
+                held - (len - range.start)
+            };
+            slot.slice_axis_inplace(Axis(axis), Slice::from(start..start + range.len()));
+        }
+        slot.assign(&part);
+    }
+    Ok(Some(numpy_text_of(edges.view(), &shape)))
+}
+
 /// `ndstore cat TARGET [--slice S] [--format F]`.
 ///
 /// A selection of an HDF5 dataset (`data` or the only one when none is named) or a Zarr array
 /// reads only the box it covers (a hyperslab in the isolated reader; the chunks the box
 /// touches), one of a `.npy` file only the rows it covers; other formats load the array and
-/// select from it.
+/// select from it. Without a selection, numpy's print of an array too large to show whole
+/// reads only the edges it shows from those same formats ([`summarised`]); an `.npz` member
+/// is loaded whole.
 pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
     let path = &target.path;
     let kind = Kind::of(path)?;
+    if slice.is_none()
+        && format == CatFormat::Numpy
+        && let Some(text) = summarised(target, kind)?
+    {
+        return Ok(crate::source::emit(&format!("{text}\n"))?);
+    }
     let dataset = match (kind, slice) {
         (Kind::Hdf5, Some(_)) => target.object.clone().or_else(|| only_dataset(path)),
         _ => None,

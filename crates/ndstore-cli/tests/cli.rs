@@ -2448,3 +2448,22 @@ fn verify_streams_a_compressible_hdf5_dataset_and_refuses_an_unallocated_one_fas
     assert!(err.contains("are not in the file"), "{err}");
     assert!(start.elapsed().as_secs() < 60, "{:?}", start.elapsed());
 }
+
+#[test]
+fn cat_of_a_large_array_reads_only_the_edges_it_prints_under_a_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 100 MiB of f64 zeros as .npy, HDF5 and Zarr, printed under a limit of 90 MB of address
+    // space (review: cat without --slice loaded the whole array to print its edges).
+    sparse_npy(&d.join("z.npy"), &[100 * 1024, 128]);
+    ok(d, &["convert", "-q", "z.npy", "z.h5"]);
+    ok(d, &["convert", "-q", "z.npy", "z.zarr"]);
+    let row = "[0. 0. 0. ... 0. 0. 0.]";
+    let want = format!("[{row}\n {row}\n {row}\n ...\n {row}\n {row}\n {row}]\n");
+    let limited = "ulimit -v 90000 && exec \"$NDSTORE\"";
+    for target in ["z.npy", "z.h5", "z.zarr"] {
+        let output = shell(d, &format!("{limited} cat {target}"));
+        assert_eq!(output.status.code(), Some(0), "{target}: {output:?}");
+        assert_eq!(stdout(&output), want, "{target}");
+    }
+}
