@@ -2380,3 +2380,32 @@ fn verify_counts_npz_members_it_cannot_read_instead_of_calling_them_damage() {
         "s.npz: ok (1 array, 24 bytes; 1 member ndstore cannot read was not checked)\n"
     );
 }
+
+#[test]
+fn cp_keeps_the_layout_of_hdf5_and_npz_sources_and_small_arrays_make_small_files() {
+    let dir = fixtures();
+    let d = dir.path();
+    // A small array in HDF5 is chunked no longer than it is (a 1 MiB chunk made a 1 MiB file).
+    ok(d, &["convert", "-q", "m.npy", "small.h5"]);
+    let len = std::fs::metadata(d.join("small.h5")).unwrap().len();
+    assert!(len < 64 << 10, "{len} bytes");
+    assert!(ok(d, &["info", "small.h5::/data"]).contains("chunks (2, 3)"));
+    let Some(python) = python() else { return };
+    let script = "import h5py, numpy as np\n\
+with h5py.File('comp.h5', 'w') as f:\n    \
+f.create_dataset('x', data=np.zeros((300, 300)), chunks=(100, 100), compression='gzip', shuffle=True, fletcher32=True)\n\
+np.savez_compressed('d.npz', a=np.zeros((1000, 100)), b=np.arange(10))\n";
+    run_python(&python, d, script);
+    ok(d, &["cp", "-q", "comp.h5", "comp2.h5"]);
+    let info = ok(d, &["info", "comp2.h5::/x"]);
+    assert!(
+        info.contains("chunks (100, 100), filters shuffle,deflate,fletcher32"),
+        "{info}"
+    );
+    assert!(std::fs::metadata(d.join("comp2.h5")).unwrap().len() < 100 << 10);
+    ok(d, &["cp", "-q", "d.npz", "d2.npz"]);
+    let before = std::fs::metadata(d.join("d.npz")).unwrap().len();
+    let after = std::fs::metadata(d.join("d2.npz")).unwrap().len();
+    assert!(after < 4 * before + 4096, "{before} -> {after} bytes");
+    assert_eq!(ok(d, &["cat", "d2.npz::b"]), "[0 1 2 3 4 5 6 7 8 9]\n");
+}
