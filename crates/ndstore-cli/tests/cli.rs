@@ -1016,7 +1016,7 @@ fn cp_refuses_urls_zarr_and_what_it_cannot_copy_in_one_line() {
     let err = one_error_line(&run(d, &["cp", "s3://bucket/prefix", "a.npy"]), 2);
     assert_eq!(
         err,
-        "ndstore: s3://bucket/prefix: s3:// URLs are not supported yet (they come with the Zarr backend)\n"
+        "ndstore: s3://bucket/prefix: s3:// URLs are not supported yet (object storage comes with the Zarr backend's S3 store)\n"
     );
     // A whole HDF5 file of two datasets: its groups and links would be lost.
     let err = one_error_line(&run(d, &["cp", "d.h5", "e.h5"]), 2);
@@ -2408,4 +2408,34 @@ np.savez_compressed('d.npz', a=np.zeros((1000, 100)), b=np.arange(10))\n";
     let after = std::fs::metadata(d.join("d2.npz")).unwrap().len();
     assert!(after < 4 * before + 4096, "{before} -> {after} bytes");
     assert_eq!(ok(d, &["cat", "d2.npz::b"]), "[0 1 2 3 4 5 6 7 8 9]\n");
+}
+
+#[test]
+fn urls_several_members_and_printing_errors_are_named() {
+    let dir = fixtures();
+    let d = dir.path();
+    // A URL is refused before anything is made (convert made a local directory `s3:`).
+    for args in [
+        &["convert", "-q", "m.npy", "s3://bucket/x.zarr"][..],
+        &["cat", "s3://bucket/x.zarr"],
+        &["info", "http://host/x.zarr"],
+    ] {
+        let err = one_error_line(&run(d, args), 2);
+        assert!(err.contains("URLs are not supported yet"), "{err}");
+    }
+    assert!(!d.join("s3:").exists());
+    // An archive of several arrays names the one to print.
+    let err = one_error_line(&run(d, &["cat", "two.npz"]), 2);
+    assert!(
+        err.starts_with("ndstore: two.npz: the archive holds 2 arrays (a, b)"),
+        "{err}"
+    );
+    // An error of printing names the file too.
+    let cube = DynArray::from(ArrayD::from_shape_vec(IxDyn(&[2, 2, 2]), vec![0u8; 8]).unwrap());
+    ndstore::save(d.join("cube.npy"), &cube).unwrap();
+    let err = one_error_line(&run(d, &["cat", "--format", "csv", "cube.npy"]), 2);
+    assert!(
+        err.starts_with("ndstore: cube.npy: CSV holds at most 2 axes"),
+        "{err}"
+    );
 }
