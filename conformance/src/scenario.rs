@@ -194,26 +194,7 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
 
 /// Exchanges the entries `a` and `b` (`renameat2` with `RENAME_EXCHANGE`).
 fn exchange(a: &Path, b: &Path) -> Result<(), String> {
-    use std::os::unix::ffi::OsStrExt;
-    let cstr = |p: &Path| {
-        std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| "a NUL byte".to_owned())
-    };
-    let (ca, cb) = (cstr(a)?, cstr(b)?);
-    // SAFETY: both pointers are NUL-terminated strings that live across the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io(std::io::Error::last_os_error()))
-    }
+    ndstore_core::__private::os::exchange(a, b).map_err(io)
 }
 
 /// Runs `scenario` on `dir/file`: marks the start, runs it, marks the commit if it returned Ok.

@@ -351,25 +351,10 @@ fn flip(
 /// Until `stop`: exchange the directories `target` and `other` (two array trees), so the
 /// target's name holds each in turn. Returns how many exchanges it made.
 fn flip_trees(target: &Path, other: &Path, stop: &AtomicBool) -> Result<u64, String> {
-    use std::os::unix::ffi::OsStrExt;
-    let cstr =
-        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|e| e.to_string());
-    let (a, b) = (cstr(target)?, cstr(other)?);
     let mut flips = 0;
     while !stop.load(Ordering::Relaxed) {
-        // SAFETY: both pointers are NUL-terminated strings alive across the call.
-        let rc = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                a.as_ptr(),
-                libc::AT_FDCWD,
-                b.as_ptr(),
-                libc::RENAME_EXCHANGE,
-            )
-        };
-        if rc != 0 {
-            return Err(format!("exchanging: {}", std::io::Error::last_os_error()));
-        }
+        ndstore_core::__private::os::exchange(target, other)
+            .map_err(|e| format!("exchanging: {e}"))?;
         flips += 1;
     }
     Ok(flips)

@@ -5,8 +5,9 @@
 //! order, an `.npz` member, an HDF5 dataset through the isolated reader's hyperslab reads, text
 //! with a `# ndstore:` line, a Zarr array a box of whole chunk rows at a time) into the
 //! destination's streaming writer (`.npy`, text, HDF5, Zarr) or an `.npz` member, so memory
-//! stays bounded whatever the array's size. Other sources (text without the line, other
-//! Fortran-ordered arrays, 0-d arrays) load whole, within their format's own size checks.
+//! stays bounded whatever the array's size when its rows are at most [`MAX_ROW_BYTES`]. Other
+//! sources (rows wider than that, text without the line, other Fortran-ordered arrays, 0-d
+//! arrays) load whole, fallibly and within their format's own size checks.
 
 use std::fs::File;
 use std::io::{IsTerminal, Read};
@@ -32,6 +33,12 @@ use crate::{Outcome, interrupt};
 
 /// The most bytes of rows a streaming conversion holds at once.
 pub const BUFFER_BYTES: usize = 8 << 20;
+
+/// The largest row (one index of the first axis) a streaming conversion holds: a block is at
+/// least one row, and the writers take whole rows, so an array with a wider row is loaded
+/// whole instead (fallibly, within the load's memory limits) rather than streamed a row, its
+/// decoded copy and the writer's at a time.
+pub const MAX_ROW_BYTES: usize = 8 * BUFFER_BYTES;
 
 /// The formats `convert` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -191,17 +198,19 @@ impl Layout {
         }
     }
 
-    /// The HDF5 dataset's layout: the chunks asked for, gzip (level 4 unless given, as h5py's
-    /// default) with the shuffle filter and Fletcher-32 checksums.
-    fn h5(&self) -> hdf5::H5Options {
+    /// The HDF5 dataset's layout for an array of `shape`: the chunks asked for (none longer
+    /// than the array, see [`check_chunks`]), gzip (level 4 unless given, as h5py's default)
+    /// with the shuffle filter and Fletcher-32 checksums.
+    fn h5(&self, shape: &[usize], dst: &Path) -> Result<hdf5::H5Options> {
         let mut options = hdf5::H5Options::new();
         if let Some(Compression::Gzip(level)) = self.compression {
             options = options.compressed(level.unwrap_or(4));
         }
         if let Some(chunks) = &self.chunks {
+            check_chunks(chunks, shape, dst)?;
             options = options.chunk(chunks);
         }
-        options
+        Ok(options)
     }
 }
 
@@ -215,7 +224,8 @@ impl Layout {
     ///
     /// # Errors
     ///
-    /// `Format` naming `dst` for chunks of another rank than the array's.
+    /// `Format` naming `dst` for chunks of another rank than the array's, `InvalidInput` for
+    /// chunks longer than the array ([`check_chunks`]).
     pub fn zarr(
         &self,
         dtype: DType,
@@ -230,7 +240,10 @@ impl Layout {
             return Ok(meta);
         }
         let chunks = match (&self.chunks, like) {
-            (Some(chunks), _) => chunks.clone(),
+            (Some(chunks), _) => {
+                check_chunks(chunks, shape, dst)?;
+                chunks.clone()
+            }
             (None, Some(like)) => crate::zarr::chunk_shape(like).to_vec(),
             (None, None) => ndstore::zarr::default_chunk_shape(shape, dtype.itemsize()),
         };
@@ -256,7 +269,72 @@ impl Layout {
     }
 }
 
+/// Refuses a chunk shape longer than the array along an axis (a length of 0 takes chunks of
+/// 1), for HDF5 and Zarr destinations alike: libhdf5 refuses a chunk longer than a fixed-size
+/// axis, and a Zarr chunk is stored and read whole, so a chunk of `2000,2000,100` over a
+/// `(2, 3, 4)` array would cost 3.2 GB for 192 bytes. A rank that is not the array's is left
+/// for the writer to refuse in its words.
+///
+/// # Errors
+///
+/// `InvalidInput` naming `dst` and both shapes.
+pub fn check_chunks(chunks: &[usize], shape: &[usize], dst: &Path) -> Result<()> {
+    let longer = chunks.len() == shape.len()
+        && chunks
+            .iter()
+            .zip(shape)
+            .any(|(&chunk, &len)| chunk > len.max(1));
+    if longer {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "--chunks: chunks {chunks:?} do not fit the array's shape {shape:?} (none longer than the array along its axis)"
+            ),
+        )
+        .with_path(dst));
+    }
+    Ok(())
+}
+
 /// The Zarr metadata of a source that is a Zarr array, for a Zarr destination to keep.
+/// The HDF5 destination's layout: what `--chunks` and `--compression` ask for, else an HDF5
+/// source's own chunks and filters, else contiguous.
+fn h5_layout(
+    src: &Target,
+    layout: &Layout,
+    shape: &[usize],
+    dst: &Path,
+) -> Result<hdf5::H5Options> {
+    if layout.chunks.is_none()
+        && layout.compression.is_none()
+        && let Some(like) = h5_source_layout(src)
+    {
+        return Ok(like);
+    }
+    layout.h5(shape, dst)
+}
+
+/// An HDF5 source dataset's chunks and filters (gzip at h5py's level 4, as libhdf5 does not
+/// report the level; shuffle; Fletcher-32), for a destination laid out like it when neither
+/// `--chunks` nor `--compression` is given; `None` for other sources or a contiguous one.
+fn h5_source_layout(src: &Target) -> Option<hdf5::H5Options> {
+    if Kind::of(&src.path).ok()? != Kind::Hdf5 {
+        return None;
+    }
+    let name = match &src.object {
+        Some(object) => object.clone(),
+        None => only_h5_dataset(src)?,
+    };
+    let layout = hdf5::read_layout(&src.path, &name).ok()?;
+    let mut options = hdf5::H5Options::new();
+    options.chunk = Some(layout.chunks?);
+    let has = |filter: &str| layout.filters.iter().any(|f| f == filter);
+    options.deflate = has("deflate").then_some(4);
+    options.shuffle = has("shuffle");
+    options.fletcher32 = has("fletcher32");
+    Some(options)
+}
+
 fn zarr_source(src: &Target) -> Option<ZarrMeta> {
     match Kind::of(&src.path) {
         Ok(Kind::Zarr) => crate::zarr::open(src).ok().map(|a| a.meta().clone()),
@@ -285,6 +363,53 @@ pub fn refuse_same_file(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a destination reached through `/dev` or `/proc` (`/dev/stdout`, `/proc/self/fd/1`,
+/// or a link to them), as a device, pipe or socket is refused: such a name stands for a
+/// descriptor of this process, and a rename onto what it resolves to would replace the file
+/// the shell redirected the output to (a log, say) instead of writing into it.
+///
+/// # Errors
+///
+/// `InvalidInput` naming the destination, in the words of a non-regular target.
+pub fn refuse_special_destination(dst: &Path) -> Result<()> {
+    let refused = || {
+        Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the target is not a regular file (a device, pipe or socket)",
+        )
+        .with_path(dst))
+    };
+    let mut current = dst.to_path_buf();
+    // As many links as the kernel follows.
+    for _ in 0..40 {
+        let parent = match current.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        // /dev/shm is shared memory, a place for files like any tmpfs.
+        if let Ok(dir) = std::fs::canonicalize(&parent)
+            && ((dir.starts_with("/dev") && !dir.starts_with("/dev/shm"))
+                || dir.starts_with("/proc"))
+        {
+            return refused();
+        }
+        match std::fs::read_link(&current) {
+            Ok(link) => current = parent.join(link),
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporaries that killed conversions into `dst` left (`.NAME.PID-….ndstore-tmp`
+/// files and directories of processes no longer alive), before a new one is made beside them;
+/// those of live processes are left alone. Best effort: a directory that cannot be listed is
+/// reported by the write that follows, in its own words.
+pub fn remove_stale_temps(dst: &Path) {
+    // Ignored: what stops the cleanup stops the write after it with a clearer error.
+    let _ = ndstore_core::remove_stale_temps(dst);
+}
+
 /// `ndstore convert SRC DST [--to FORMAT] [--chunks ...] [--compression ...] [--quiet]`.
 pub fn convert(
     src: &Target,
@@ -298,25 +423,54 @@ pub fn convert(
         None => ToFormat::from_kind(Kind::of(dst)?),
     };
     layout.check(to, dst)?;
+    refuse_special_destination(dst)?;
     refuse_same_file(&src.path, dst)?;
+    remove_stale_temps(dst);
     write(src, dst, to, layout, quiet)
 }
 
 /// Writes the array `src` names to `dst` in format `to`, streamed when the source allows it,
-/// atomically and durably; a progress bar on a terminal unless `quiet`.
+/// atomically and durably; a progress bar on a terminal unless `quiet`. An error names `dst`
+/// where the writer named its temporary.
 pub fn write(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool) -> Outcome {
+    write_to(src, dst, to, layout, quiet).map_err(|failure| match failure {
+        crate::Failure::Error(e) => crate::Failure::Error(user_path(e, dst)),
+        other => other,
+    })
+}
+
+/// `e` naming `dst` when it names a temporary of the write (a path with a component ending in
+/// `.ndstore-tmp`, the writer's staging file or directory): the user never named that file.
+pub fn user_path(e: Error, dst: &Path) -> Error {
+    let temporary = e.path().is_some_and(|path| {
+        path.components().any(|c| {
+            c.as_os_str()
+                .to_str()
+                .is_some_and(|c| c.ends_with(ndstore_core::__private::atomic::TEMP_SUFFIX))
+        })
+    });
+    if temporary { named(e, dst) } else { e }
+}
+
+fn write_to(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool) -> Outcome {
     let show = !quiet && std::io::stderr().is_terminal();
-    if let (Kind::Npz, Some(object)) = (Kind::of(&src.path)?, &src.object) {
-        let mut reader = NpzReader::open(&src.path)?;
-        if let Some(blocks) = Blocks::member(&src.path, reader.stream(object)?) {
+    let array = if Kind::of(&src.path)? == Kind::Npz {
+        let mut reader = NpzReader::open_lenient(&src.path)?;
+        let name = match &src.object {
+            Some(object) => object.clone(),
+            None => only_member(&reader, &src.path)?,
+        };
+        if let Some(blocks) = Blocks::member(&src.path, reader.stream(&name)?)? {
             let sink = sink(to, dst, &blocks.meta, src, layout)?;
             return Ok(stream(blocks, sink, dst, show)?);
         }
+        reader.load_dyn(&name)?.1
     } else if let Some(blocks) = Blocks::open(src)? {
         let sink = sink(to, dst, &blocks.meta, src, layout)?;
         return Ok(stream(blocks, sink, dst, show)?);
-    }
-    let (_, array) = source::load(src)?;
+    } else {
+        source::load(src)?.1
+    };
     // A whole save cannot stop half-way (it is atomic either way): a signal is honoured before.
     interrupt::check(dst)?;
     let options = SaveOptions::default();
@@ -334,7 +488,13 @@ pub fn write(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: boo
             ))?;
         }
         ToFormat::Hdf5 => {
-            hdf5::save_with(dst, dataset_name(src), &array, &options, &layout.h5())?;
+            hdf5::save_with(
+                dst,
+                &dataset_name(src),
+                &array,
+                &options,
+                &h5_layout(src, layout, array.shape(), dst)?,
+            )?;
         }
         ToFormat::Zarr => {
             let like = zarr_source(src);
@@ -348,6 +508,65 @@ pub fn write(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: boo
     Ok(())
 }
 
+/// The name of the one array of an `.npz` named without `::MEMBER`: an archive of several is
+/// refused, as a whole HDF5 file of several datasets is, rather than copied in part.
+///
+/// # Errors
+///
+/// `Unsupported` naming the archive when it holds no array or more than one.
+pub fn only_member(reader: &NpzReader, path: &Path) -> Result<String> {
+    match (reader.names(), reader.unsupported()) {
+        ([one], []) => Ok(one.clone()),
+        (names, unsupported) => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "the archive holds {} arrays; a copy into a single-array format takes one, name it as PATH::OBJECT",
+                names.len() + unsupported.len()
+            ),
+        )
+        .with_path(path)),
+    }
+}
+
+/// Copies every member of the `.npz` at `src` into a new archive at `dst` published at commit,
+/// each streamed in blocks of rows as a `::MEMBER` conversion streams it (a 0-d or
+/// Fortran-ordered member is read whole), its CRC-32 checked at its end.
+///
+/// # Errors
+///
+/// The first error of reading a member or of writing the archive; the target is kept then.
+pub fn copy_members(src: &Path, dst: &Path, layout: &Layout) -> Result<()> {
+    let mut reader = NpzReader::open(src)?;
+    // Without --compression, a copy keeps the source's compression.
+    let compression = if layout.compression.is_none() && reader.any_deflated() {
+        npz::Compression::Deflated
+    } else {
+        layout.npz()
+    };
+    let mut writer = NpzWriter::create(dst, &SaveOptions::default(), compression)?;
+    for name in reader.names().to_vec() {
+        interrupt::check(dst)?;
+        let streamed = match Blocks::member(src, reader.stream(&name)?)? {
+            Some(mut blocks) => {
+                let meta = blocks.meta.clone();
+                let mut buffer = Vec::new();
+                writer.add_streamed(&name, &meta, &mut || {
+                    interrupt::check(dst)?;
+                    blocks.next(&mut buffer)
+                })?;
+                true
+            }
+            None => false,
+        };
+        if !streamed {
+            let (_, array) = reader.load_dyn(&name)?;
+            writer.add_dyn(&name, &array)?;
+        }
+    }
+    interrupt::check(dst)?;
+    writer.commit().map_err(|e| user_path(e, dst))
+}
+
 fn text_kind(to: ToFormat) -> Kind {
     if to == ToFormat::Csv {
         Kind::Csv
@@ -356,9 +575,30 @@ fn text_kind(to: ToFormat) -> Kind {
     }
 }
 
-/// The destination dataset of an HDF5 conversion: the source's object path, else `data`.
-fn dataset_name(src: &Target) -> &str {
-    src.object.as_deref().unwrap_or(hdf5::DEFAULT_DATASET)
+/// The destination dataset of an HDF5 conversion: the source's object path, else the name of
+/// an HDF5 source's only dataset (a copy of `run.h5` keeps `/x`), else `data`.
+fn dataset_name(src: &Target) -> String {
+    if let Some(object) = &src.object {
+        return object.clone();
+    }
+    only_h5_dataset(src).unwrap_or_else(|| hdf5::DEFAULT_DATASET.to_owned())
+}
+
+/// The path of the one dataset of an HDF5 source named without an object.
+fn only_h5_dataset(src: &Target) -> Option<String> {
+    if src.object.is_some() || Kind::of(&src.path).ok()? != Kind::Hdf5 {
+        return None;
+    }
+    let datasets: Vec<String> = hdf5::list(&src.path)
+        .ok()?
+        .into_iter()
+        .filter(|entry| entry.meta().is_some())
+        .map(|entry| entry.path)
+        .collect();
+    match &datasets[..] {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
 }
 
 /// The name of the one member of an `.npz` destination: the source's object, else `arr_0`.
@@ -409,7 +649,7 @@ fn writer(
             meta.dtype,
             row_shape,
             &save,
-            &h5_writer_options(src, layout),
+            &h5_writer_options(src, layout, meta, dst)?,
         )?),
         ToFormat::Zarr => {
             let like = zarr_source(src);
@@ -427,11 +667,21 @@ fn writer(
 }
 
 /// The streaming HDF5 writer's options: the dataset named as the source's object (else
-/// `data`), laid out as `layout` says.
-fn h5_writer_options(src: &Target, layout: &Layout) -> hdf5::WriterOptions {
-    let mut options = hdf5::WriterOptions::new(dataset_name(src));
-    options.filters = layout.h5();
-    options
+/// `data`), laid out as `layout` says. Without `--chunks`, a chunk holds about 1 MiB of rows
+/// but never more rows than the array has: a chunk is stored whole, so a 192-byte array in a
+/// chunk of 6553 rows made a 1 MiB file.
+fn h5_writer_options(
+    src: &Target,
+    layout: &Layout,
+    meta: &ArrayMeta,
+    dst: &Path,
+) -> Result<hdf5::WriterOptions> {
+    let mut options = hdf5::WriterOptions::new(&dataset_name(src));
+    options.filters = h5_layout(src, layout, &meta.shape, dst)?;
+    let rows = meta.shape.first().copied().unwrap_or(1);
+    let row_bytes = row_bytes(meta).max(1);
+    options.chunk_rows = Some(((1 << 20) / row_bytes).clamp(1, rows.max(1)));
+    Ok(options)
 }
 
 /// Where a streamed source's rows come from.
@@ -498,7 +748,7 @@ impl<'a> Blocks<'a> {
                 let array = crate::zarr::open(src)?;
                 let chunk_rows = array.meta().chunk_shape.first().copied().unwrap_or(1);
                 let Some(mut blocks) =
-                    Blocks::of(path, array.array_meta(), Rows::Zarr(Box::new(array)))
+                    Blocks::of(path, array.array_meta(), Rows::Zarr(Box::new(array)))?
                 else {
                     return Ok(None);
                 };
@@ -511,6 +761,11 @@ impl<'a> Blocks<'a> {
             (kind @ (Kind::Csv | Kind::Txt), None) => {
                 let reader = TextReader::open(path, &text_options(kind))?;
                 match reader.meta_line() {
+                    // Rows of no element (shape (5, 0)) are empty lines the block reader
+                    // does not count: such an array holds no data and loads whole for free.
+                    Some(meta) if meta.shape.get(1..).is_some_and(|r| r.contains(&0)) => {
+                        return Ok(None);
+                    }
                     Some(meta) => (meta, Rows::Text(Box::new(reader))),
                     // Without the line, the shape is known only at the end: loaded whole.
                     None => return Ok(None),
@@ -518,32 +773,47 @@ impl<'a> Blocks<'a> {
             }
             _ => return Ok(None),
         };
-        Ok(Blocks::of(path, meta, rows))
+        Blocks::of(path, meta, rows)
     }
 
     /// The blocks of an `.npz` member, or `None` for a Fortran-ordered or 0-d one (a
     /// compressed member cannot be read out of order).
-    fn member(path: &Path, member: MemberStream<'a>) -> Option<Blocks<'a>> {
+    ///
+    /// # Errors
+    ///
+    /// None yet, as [`Blocks::of`].
+    fn member(path: &Path, member: MemberStream<'a>) -> Result<Option<Blocks<'a>>> {
         let meta = member.meta().clone();
         Blocks::of(path, meta, Rows::Member(Box::new(member)))
     }
 
-    fn of(path: &Path, meta: ArrayMeta, rows: Rows<'a>) -> Option<Blocks<'a>> {
+    /// The blocks of `rows`, or `None` for a source that cannot stream (0-d, Fortran-ordered
+    /// other than a `.npy` file's, or with a row wider than [`MAX_ROW_BYTES`]).
+    ///
+    /// # Errors
+    ///
+    /// None yet; the signature leaves room for sources that check more when they open.
+    fn of(path: &Path, meta: ArrayMeta, rows: Rows<'a>) -> Result<Option<Blocks<'a>>> {
         let fortran_file = matches!(rows, Rows::Npy { .. });
         if meta.shape.is_empty() || (meta.order != Order::C && !fortran_file) {
-            return None;
+            return Ok(None);
         }
         let row_bytes = row_bytes(&meta);
+        // A row wider than a streaming read holds is not streamed: the array is loaded whole,
+        // which allocates fallibly and refuses sizes its file cannot justify.
+        if row_bytes > MAX_ROW_BYTES {
+            return Ok(None);
+        }
         let per_block = BUFFER_BYTES
             .checked_div(row_bytes)
             .map_or(meta.shape[0], |n| n);
-        Some(Blocks {
+        Ok(Some(Blocks {
             path: path.to_path_buf(),
             meta,
             rows,
             done: 0,
             per_block: per_block.max(1),
-        })
+        }))
     }
 
     /// The next block of rows, `None` after the last (once the source is checked to end
@@ -581,23 +851,51 @@ impl<'a> Blocks<'a> {
                     .at_offset(offset)
                     .with_path(&self.path)
                 };
+                let offset = file_offset(file);
                 if fortran {
                     read_columns(file, *data_start, &self.meta, start..start + n, buffer)
                         .map_err(|(e, at)| ends_early(e, at))?;
                 } else {
-                    let offset = file_offset(file);
                     file.read_exact(buffer).map_err(|e| ends_early(e, offset))?;
                 }
+                // A bad element's byte in the file: in order from where the rows start, or,
+                // for a Fortran-ordered file read a run of each column at a time, at its row
+                // within its column.
+                let (rows_total, item) = (rows as u64, self.meta.dtype.itemsize() as u64);
+                let data_start = *data_start;
+                let place = |at: usize| {
+                    let at = at as u64;
+                    if fortran {
+                        let (index, n) = (at / item, n as u64);
+                        let (row, column) = (index % n, index / n);
+                        data_start + ((start as u64 + row) + rows_total * column) * item + at % item
+                    } else {
+                        offset + at
+                    }
+                };
                 decode(&self.meta, buffer, &shape)
                     .map(Some)
-                    .map_err(|e| with_path(e, &self.path))
+                    .map_err(|(e, at)| {
+                        let e = match at {
+                            Some(at) => e.at_offset(place(at)),
+                            None => e,
+                        };
+                        with_path(e, &self.path)
+                    })
             }
             Rows::Member(member) => {
                 buffer.resize(n * row_bytes(&self.meta), 0);
+                let offset = member.position();
                 member.read_exact(buffer)?;
                 decode(&self.meta, buffer, &shape)
                     .map(Some)
-                    .map_err(|e| with_path(e, &self.path))
+                    .map_err(|(e, at)| {
+                        let e = match at {
+                            Some(at) => e.at_offset(offset + at as u64).in_member(member.name()),
+                            None => e,
+                        };
+                        with_path(e, &self.path)
+                    })
             }
             Rows::Text(_) | Rows::Done => Ok(None),
             Rows::Zarr(array) => {
@@ -615,6 +913,87 @@ impl<'a> Blocks<'a> {
             }
         }
     }
+}
+
+/// Reads the array `src` names through, block by block as a conversion would, so every check
+/// of its format runs (sizes, an `.npz` member's CRC-32, HDF5 filters, a text file's row
+/// counts) in bounded memory; returns its metadata, or `None` when it cannot stream (see
+/// [`Blocks::open`]) and the caller is to load it whole.
+///
+/// # Errors
+///
+/// The first error of reading it.
+pub fn read_through(src: &Target) -> Result<Option<ArrayMeta>> {
+    match Blocks::open(src)? {
+        Some(blocks) => drain(blocks).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Reads member `name` of an `.npz` through as [`read_through`] does. A Fortran-ordered
+/// member is read in its stored order, as the C-ordered array of its reversed shape: what is
+/// checked (its sizes, its elements, its CRC-32) does not depend on the order.
+///
+/// # Errors
+///
+/// The first error of reading it, its CRC-32 checked at its end.
+pub fn read_member_through(
+    reader: &mut NpzReader,
+    path: &Path,
+    name: &str,
+) -> Result<Option<ArrayMeta>> {
+    let member = reader.stream(name)?;
+    let meta = member.meta().clone();
+    let stored = match meta.order {
+        Order::Fortran => {
+            let reversed: Vec<usize> = meta.shape.iter().rev().copied().collect();
+            ArrayMeta::new(meta.dtype, reversed, Order::C)
+        }
+        _ => meta.clone(),
+    };
+    match Blocks::of(path, stored, Rows::Member(Box::new(member)))? {
+        Some(blocks) => drain(blocks).map(|_| Some(meta)),
+        None => Ok(None),
+    }
+}
+
+fn drain(mut blocks: Blocks<'_>) -> Result<ArrayMeta> {
+    let mut buffer = Vec::new();
+    while blocks.next(&mut buffer)?.is_some() {}
+    Ok(blocks.meta)
+}
+
+/// Rows `rows` of the `.npy` file at `path` (either order), read alone with their file's
+/// checks; `None` for a 0-d array or an empty range, which the caller loads whole.
+///
+/// # Errors
+///
+/// The errors of reading the header and the rows.
+pub fn read_npy_rows(
+    path: &Path,
+    rows: std::ops::Range<usize>,
+) -> Result<Option<(ArrayMeta, DynArray)>> {
+    use std::io::{Seek, SeekFrom};
+    let src = Target {
+        path: path.to_path_buf(),
+        object: None,
+    };
+    let Some(mut blocks) = Blocks::open(&src)? else {
+        return Ok(None);
+    };
+    if rows.is_empty() || rows.end > blocks.meta.shape[0] {
+        return Ok(None);
+    }
+    if let Rows::Npy { file, data_start } = &mut blocks.rows {
+        let skip = (rows.start as u64).saturating_mul(row_bytes(&blocks.meta) as u64);
+        file.seek(SeekFrom::Start(data_start.saturating_add(skip)))
+            .map_err(|e| Error::io("cannot seek", e).with_path(path))?;
+    }
+    blocks.done = rows.start;
+    blocks.per_block = rows.len();
+    let mut buffer = Vec::new();
+    let meta = blocks.meta.clone();
+    Ok(blocks.next(&mut buffer)?.map(|rows| (meta, rows)))
 }
 
 /// The name under which this process reaches `file` itself: each block of an HDF5 source is
@@ -818,12 +1197,24 @@ fn complex<F, const H: usize, const N: usize>(
 }
 
 /// The rows in `bytes` as an array shaped `shape` of the file's dtype.
-fn decode(meta: &ArrayMeta, bytes: &[u8], shape: &[usize]) -> Result<DynArray> {
+///
+/// # Errors
+///
+/// `Format` for a bool byte other than 0 or 1, with the byte's index in `bytes` for the caller
+/// to place in the file; `InvalidInput` when the bytes do not fit the shape.
+fn decode(
+    meta: &ArrayMeta,
+    bytes: &[u8],
+    shape: &[usize],
+) -> std::result::Result<DynArray, (Error, Option<usize>)> {
     let order = meta.dtype.byte_order;
     let shaped = |e: ndstore::ndarray::ShapeError| {
-        Error::new(
-            ErrorKind::InvalidInput,
-            format!("rows do not fit their shape: {e}"),
+        (
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("rows do not fit their shape: {e}"),
+            ),
+            None,
         )
     };
     let swap = order.needs_swap();
@@ -845,9 +1236,12 @@ fn decode(meta: &ArrayMeta, bytes: &[u8], shape: &[usize]) -> Result<DynArray> {
     Ok(match meta.dtype.kind {
         DTypeKind::Bool => {
             if let Some(at) = bytes.iter().position(|&b| b > 1) {
-                return Err(Error::new(
-                    ErrorKind::Format,
-                    format!("a bool element holds {}", bytes[at]),
+                return Err((
+                    Error::new(
+                        ErrorKind::Format,
+                        format!("a bool element holds {}, not 0 or 1", bytes[at]),
+                    ),
+                    Some(at),
                 ));
             }
             array!(bool, 1, |b: [u8; 1]| b[0] == 1)
@@ -869,9 +1263,12 @@ fn decode(meta: &ArrayMeta, bytes: &[u8], shape: &[usize]) -> Result<DynArray> {
         }
         #[allow(unreachable_patterns)]
         other => {
-            return Err(Error::new(
-                ErrorKind::UnsupportedDType,
-                format!("cannot stream {other:?}"),
+            return Err((
+                Error::new(
+                    ErrorKind::UnsupportedDType,
+                    format!("cannot stream {other:?}"),
+                ),
+                None,
             ));
         }
     })

@@ -9,13 +9,12 @@
 
 use std::path::{Path, PathBuf};
 
-use ndstore::file::npz::{NpzReader, NpzWriter};
 use ndstore::hdf5;
-use ndstore::{Commit, Error, ErrorKind, Result, SaveOptions};
+use ndstore::{Error, ErrorKind, Result};
 
+use crate::Outcome;
 use crate::convert::{self, Layout, ToFormat};
 use crate::source::{Kind, Target};
-use crate::{Outcome, interrupt};
 
 /// Where a command reads or writes: a local file (and object), or a place not supported yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,22 +30,31 @@ pub enum Endpoint {
     },
 }
 
+/// The scheme of a URL spelled `SCHEME://...`, if `spelled` is one.
+fn scheme(spelled: &str) -> Option<&str> {
+    let (scheme, _) = spelled.split_once("://")?;
+    (!scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+    .then_some(scheme)
+}
+
+/// Whether `spelled` is a URL (`s3://bucket/x.zarr`) rather than a local path.
+pub fn is_url(spelled: &str) -> bool {
+    scheme(spelled).is_some()
+}
+
 impl Endpoint {
     /// Recognises a URL by its `SCHEME://`; anything else is a local path.
     pub fn parse(spelled: &str) -> Endpoint {
-        let not_yet = |what: String| Endpoint::NotYet {
-            spelled: spelled.to_owned(),
-            what,
-        };
-        if let Some((scheme, _)) = spelled.split_once("://")
-            && !scheme.is_empty()
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-        {
-            return not_yet(format!(
-                "{scheme}:// URLs are not supported yet (they come with the Zarr backend)"
-            ));
+        if let Some(scheme) = scheme(spelled) {
+            return Endpoint::NotYet {
+                spelled: spelled.to_owned(),
+                what: format!(
+                    "{scheme}:// URLs are not supported yet (object storage comes with the Zarr backend's S3 store)"
+                ),
+            };
         }
         Endpoint::Local(Target::parse(spelled))
     }
@@ -83,9 +91,12 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
     // The destination's extension decides when it names a format; otherwise the source's does.
     let to = ToFormat::from_kind(Kind::of(&dst_path).unwrap_or(src_kind));
     layout.check(to, &dst_path)?;
+    convert::refuse_special_destination(&dst_path)?;
     convert::refuse_same_file(&src.path, &dst_path)?;
+    convert::remove_stale_temps(&dst_path);
     if src.object.is_none() && src_kind == Kind::Npz && to == ToFormat::Npz {
-        return Ok(copy_members(&src.path, &dst_path, layout)?);
+        return Ok(convert::copy_members(&src.path, &dst_path, layout)
+            .map_err(|e| convert::user_path(e, &dst_path))?);
     }
     if src.object.is_none() && src_kind == Kind::Hdf5 {
         refuse_several_datasets(&src.path)?;
@@ -120,20 +131,6 @@ fn destination(src: &Target, kind: Kind, dst: PathBuf) -> PathBuf {
     dst.join(name)
 }
 
-/// Copies every member of an `.npz`, each read whole with its CRC-32 checked, into a new
-/// archive published at commit.
-fn copy_members(src: &Path, dst: &Path, layout: &Layout) -> Result<()> {
-    let mut reader = NpzReader::open(src)?;
-    let mut writer = NpzWriter::create(dst, &SaveOptions::default(), layout.npz())?;
-    for name in reader.names().to_vec() {
-        let (_, array) = reader.load_dyn(&name)?;
-        interrupt::check(dst)?;
-        writer.add_dyn(&name, &array)?;
-    }
-    interrupt::check(dst)?;
-    writer.commit()
-}
-
 /// A whole HDF5 file is copied only when it holds one dataset: its groups, attributes and
 /// links would not survive a copy of its arrays.
 fn refuse_several_datasets(path: &Path) -> Result<()> {
@@ -157,7 +154,7 @@ fn refuse_several_datasets(path: &Path) -> Result<()> {
 /// copied yet.
 fn refuse_a_group(src: &Target) -> Result<()> {
     if matches!(
-        ndstore::zarr::read_node(&crate::zarr::node_dir(src))?,
+        ndstore::zarr::read_node(&crate::zarr::node_dir(src)?)?,
         ndstore::zarr::meta::Node::Group(_)
     ) {
         return Err(Error::new(

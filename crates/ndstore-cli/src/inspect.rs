@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use ndstore::file::npz::NpzReader;
 use ndstore::hdf5::{self, Object};
 use ndstore::zarr::meta::ZarrMeta;
-use ndstore::{ArrayMeta, Order, Result};
+use ndstore::{ArrayMeta, Error, ErrorKind, Order, Result};
 use serde_json::{Value, json};
 
 use crate::Outcome;
@@ -287,32 +288,45 @@ fn describe(object: &Object) -> (String, String) {
     }
 }
 
-/// `ndstore ls PATH [--json]`.
-pub fn ls(path: &Path, json: bool) -> Outcome {
+/// `ndstore ls PATH[::OBJECT] [--json]`: every object of the file, or the object named and
+/// what lies below it (a Zarr or HDF5 group's subtree, an `.npz` member).
+pub fn ls(target: &Target, json: bool) -> Outcome {
+    let path = target.path.as_path();
     let kind = Kind::of(path)?;
     let rows: Vec<[String; 3]> = match kind {
-        Kind::Zarr => zarr::walk(&Target {
-            path: path.to_owned(),
-            object: None,
-        })?
-        .iter()
-        .map(|entry| {
-            let (what, details) = zarr::describe(entry);
-            [entry.name.clone(), what, details]
-        })
-        .collect(),
+        Kind::Zarr => zarr::walk(target)?
+            .iter()
+            .map(|entry| {
+                let (what, details) = zarr::describe(entry);
+                [entry.name.clone(), what, details]
+            })
+            .collect(),
+        Kind::Npz => source::npz_members(&mut NpzReader::open_lenient(path)?)?
+            .into_iter()
+            .filter(|(name, _)| target.object.as_ref().is_none_or(|o| o == name))
+            .map(|(name, meta)| match meta {
+                Ok(meta) => {
+                    let (_, details) = describe(&Object::Dataset(meta));
+                    [name, "array".to_owned(), details]
+                }
+                Err(why) => [name, "unsupported".to_owned(), format!("({why})")],
+            })
+            .collect(),
         Kind::Hdf5 => hdf5::list(path)?
             .into_iter()
+            .filter(|entry| {
+                target
+                    .object
+                    .as_deref()
+                    .is_none_or(|o| below(&entry.path, o))
+            })
             .map(|entry| {
                 let (what, details) = describe(&entry.object);
                 [entry.path, what, details]
             })
             .collect(),
         _ => {
-            let (_, metas) = source::metas(&Target {
-                path: path.to_owned(),
-                object: None,
-            })?;
+            let (_, metas) = source::metas(target)?;
             metas
                 .into_iter()
                 .map(|(name, meta)| {
@@ -328,6 +342,28 @@ pub fn ls(path: &Path, json: bool) -> Outcome {
                 .collect()
         }
     };
+    if rows.is_empty()
+        && let Some(object) = &target.object
+    {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            format!("no object '{object}' in this file"),
+        )
+        .with_path(path)
+        .into());
+    }
+    list(&rows, json)
+}
+
+/// Whether the HDF5 object `path` is `object` or lies below it (`g` and `/g/` name `/g`).
+fn below(path: &str, object: &str) -> bool {
+    let object = format!("/{}", object.trim_matches('/'));
+    let path = format!("/{}", path.trim_matches('/'));
+    object == "/" || path == object || path.starts_with(&format!("{object}/"))
+}
+
+/// Prints `ls`'s rows as a table, or as JSON.
+fn list(rows: &[[String; 3]], json: bool) -> Outcome {
     if json {
         let entries: Vec<Value> = rows
             .iter()
@@ -335,7 +371,7 @@ pub fn ls(path: &Path, json: bool) -> Outcome {
             .collect();
         emit(&format!("{:#}\n", json!(entries)))?;
     } else {
-        emit(&table(&rows, ""))?;
+        emit(&table(rows, ""))?;
     }
     Ok(())
 }

@@ -49,6 +49,8 @@ pub type Outcome = std::result::Result<(), Failure>;
     about = "Inspect, list, print, verify and convert n-dimensional arrays (.npy, .npz, .csv, .txt, .h5, .zarr)",
     after_help = "An array inside a file is named PATH::OBJECT: an .npz member, an HDF5 dataset path,\n\
                   a Zarr array inside a group.\n\
+                  With --json (info, ls, verify), errors are JSON on standard output too:\n\
+                  {\"path\", \"status\": \"error\", \"kind\", \"place\", \"message\"}.\n\
                   Exit status: 0 ok, 1 damage found by verify, 2 usage or I/O error."
 )]
 struct Cli {
@@ -66,19 +68,20 @@ enum Command {
     Info {
         /// PATH or PATH::OBJECT.
         target: String,
-        /// Print JSON for programs.
+        /// Print JSON for programs (errors too, on standard output, exit status 2).
         #[arg(long)]
         json: bool,
     },
     /// The objects of a file: .npz members, the HDF5 tree (links are never followed), the Zarr
-    /// hierarchy (a linked directory is listed once).
+    /// hierarchy (a linked directory is listed once); with ::OBJECT, that object and what lies
+    /// below it.
     #[command(
-        after_help = "Examples:\n  ndstore ls arrays.npz\n  ndstore ls run.h5\n  ndstore ls store.zarr"
+        after_help = "Examples:\n  ndstore ls arrays.npz\n  ndstore ls run.h5\n  ndstore ls run.h5::/group\n  ndstore ls store.zarr"
     )]
     Ls {
-        /// The file.
-        path: PathBuf,
-        /// Print JSON for programs.
+        /// PATH or PATH::OBJECT (a group to list).
+        target: String,
+        /// Print JSON for programs (errors too, on standard output, exit status 2).
         #[arg(long)]
         json: bool,
     },
@@ -105,7 +108,7 @@ enum Command {
         /// The files.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Print JSON for programs.
+        /// Print JSON for programs (errors too, on standard output, exit status 2).
         #[arg(long)]
         json: bool,
     },
@@ -152,7 +155,8 @@ enum Command {
 /// The destination's layout, for `convert` and `cp`.
 #[derive(Args, Debug)]
 struct LayoutArgs {
-    /// Chunk shape, one length per axis (HDF5 and Zarr destinations only).
+    /// Chunk shape, one length per axis, none longer than the array along its axis (HDF5 and
+    /// Zarr destinations only).
     #[arg(long, value_name = "N,N,...", value_parser = convert::parse_chunks)]
     chunks: Option<convert::Chunks>,
     /// gzip[:LEVEL] (0-9; HDF5: default 4, with shuffle and Fletcher-32; Zarr: default 5),
@@ -178,7 +182,8 @@ pub enum CatFormat {
     Numpy,
     /// Comma-separated rows (0-, 1- and 2-dimensional arrays).
     Csv,
-    /// Nested JSON arrays.
+    /// Nested JSON arrays; a complex element is [re, im], nan and the infinities (which JSON has
+    /// no number for) are the strings "nan", "inf" and "-inf".
     Json,
 }
 
@@ -208,14 +213,43 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Convert { .. } | Command::Cp { .. }) {
         interrupt::catch();
     }
+    // A URL is no local path: `convert a.npy s3://b/x.zarr` must not make a directory `s3:`.
+    if let Some(url) = cli
+        .command
+        .spelled_paths()
+        .into_iter()
+        .find(|p| cp::is_url(p))
+    {
+        return finish(
+            cp::Endpoint::parse(&url)
+                .local()
+                .map(|_| ())
+                .map_err(Failure::from),
+        );
+    }
     let outcome = match cli.command {
-        Command::Info { target, json } => inspect::info(&source::Target::parse(&target), json),
-        Command::Ls { path, json } => inspect::ls(&path, json),
+        Command::Info { target, json } => as_json(
+            inspect::info(&source::Target::parse(&target), json),
+            json,
+            &target,
+        ),
+        Command::Ls { target, json } => as_json(
+            inspect::ls(&source::Target::parse(&target), json),
+            json,
+            &target,
+        ),
         Command::Cat {
             target,
             slice,
             format,
-        } => print::cat(&source::Target::parse(&target), slice.as_deref(), format),
+        } => {
+            let target = source::Target::parse(&target);
+            // Every error of cat names the file, those of printing too.
+            print::cat(&target, slice.as_deref(), format).map_err(|failure| match failure {
+                Failure::Error(e) => Failure::Error(e.with_path(&target.path)),
+                other => other,
+            })
+        }
         Command::Verify { paths, json } => verify::verify(&paths, json),
         Command::Convert {
             src,
@@ -240,7 +274,53 @@ fn main() -> ExitCode {
     finish(outcome)
 }
 
+impl Command {
+    /// Every path the command names, as spelled.
+    fn spelled_paths(&self) -> Vec<String> {
+        let shown = |p: &Path| p.to_string_lossy().into_owned();
+        match self {
+            Command::Info { target, .. }
+            | Command::Ls { target, .. }
+            | Command::Cat { target, .. } => vec![target.clone()],
+            Command::Verify { paths, .. } => paths.iter().map(|p| shown(p)).collect(),
+            Command::Convert { src, dst, .. } => vec![src.clone(), shown(dst)],
+            Command::Cp { src, dst, .. } => vec![src.clone(), dst.clone()],
+        }
+    }
+}
+
+/// Under `--json`, an error becomes a JSON report on standard output (as `verify --json`
+/// reports a file it could not check: path, status `error`, kind, place, message) and the
+/// command fails with exit status 2 without another line.
+fn as_json(outcome: Outcome, json: bool, spelled: &str) -> Outcome {
+    match outcome {
+        Err(Failure::Error(e)) if json => {
+            let path = e
+                .path()
+                .map_or_else(|| spelled.to_owned(), |p| p.display().to_string());
+            let report = verify::error_json(&path, "error", &e);
+            source::emit(&format!("{report:#}\n"))?;
+            Err(Failure::Failed)
+        }
+        other => other,
+    }
+}
+
 /// The exit status of `outcome`, its error printed.
+/// `text` with its control characters escaped (`\u{1b}`, `\n`): an error quotes names and
+/// bytes from files, which must neither drive the terminal nor break the one-line error.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn finish(outcome: Outcome) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -259,11 +339,11 @@ fn finish(outcome: Outcome) -> ExitCode {
                 Some(signal) => {
                     let dst = e.path().map(Path::to_path_buf).unwrap_or_default();
                     if let Err(why) = interrupt::check(&dst) {
-                        eprintln!("ndstore: {why}");
+                        eprintln!("ndstore: {}", printable(&why.to_string()));
                     }
                     return interrupt::die_of(signal);
                 }
-                None => eprintln!("ndstore: {e}"),
+                None => eprintln!("ndstore: {}", printable(&e.to_string())),
             }
             ExitCode::from(2)
         }

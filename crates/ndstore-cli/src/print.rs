@@ -140,7 +140,8 @@ fn plain(s: Scalar) -> String {
     match s {
         Scalar::Bool(b) => if b { "True" } else { "False" }.into(),
         Scalar::Int(i) => i.to_string(),
-        Scalar::Float(v, bits) => shortest(v, bits),
+        // An f16 as the f32 it is exactly, as JSON spells it (65504, not 65500).
+        Scalar::Float(v, bits) => shortest(v, bits.max(32)),
         Scalar::Complex(re, im, bits) => {
             let im_text = shortest(im, bits);
             let sign = if im_text.starts_with('-') { "" } else { "+" };
@@ -156,6 +157,8 @@ struct FloatStyle {
     /// Digits after the point (positional) or of the mantissa (scientific).
     digits: usize,
     int_width: usize,
+    /// Digits of the exponent (scientific): at least 2, as many as the largest needs.
+    exp_width: usize,
 }
 
 impl FloatStyle {
@@ -168,12 +171,22 @@ impl FloatStyle {
             .collect();
         let max = abs.iter().copied().fold(0.0, f64::max);
         let min = abs.iter().copied().fold(f64::INFINITY, f64::min);
-        let scientific = !abs.is_empty() && (max >= 1e16 || min < 1e-4 || max / min > 1e3);
+        // numpy 2 switches to scientific from 10 to the power of the width's decimal
+        // precision (f16 3, f32 6, f64 8 at most), below 1e-4, or past a ratio of 1000.
+        let cutoff = match bits {
+            16 => 1e3,
+            32 => 1e6,
+            _ => 1e8,
+        };
+        let scientific = !abs.is_empty() && (max >= cutoff || min < 1e-4 || max / min > 1e3);
         let mut digits = 0;
         let mut int_width = 0;
+        let mut exp_width = 2;
         for &v in &finite {
             let text = if scientific {
-                mantissa(v, bits).0
+                let (m, e) = mantissa(v, bits);
+                exp_width = exp_width.max(e.unsigned_abs().to_string().len());
+                m
             } else {
                 positional(v, bits)
             };
@@ -185,6 +198,7 @@ impl FloatStyle {
             scientific,
             digits,
             int_width,
+            exp_width,
         }
     }
 
@@ -193,13 +207,22 @@ impl FloatStyle {
             return shortest(v, bits);
         }
         if self.scientific {
-            let (m, e) = mantissa(v, bits);
-            let (int, frac) = m.split_once('.').unwrap_or((&m, ""));
+            // Every mantissa has the most digits any needs; numpy takes the digits past an
+            // element's shortest spelling from its exact value (an f16's 5.96e-08 beside
+            // 1.25e+00, not 6.00e-08), as formatting the value at its width does.
+            let digits = self.digits;
+            let text = match bits {
+                32 => format!("{:.digits$e}", v as f32),
+                _ => format!("{v:.digits$e}"),
+            };
+            let (m, e) = text.split_once('e').unwrap_or((&text, "0"));
+            let e: i32 = e.parse().unwrap_or(0);
+            let (int, frac) = m.split_once('.').unwrap_or((m, ""));
             let sign = if e < 0 { '-' } else { '+' };
             return format!(
-                "{int}.{frac:0<width$}e{sign}{:02}",
-                e.abs(),
-                width = self.digits
+                "{int}.{frac}e{sign}{:0ew$}",
+                e.unsigned_abs(),
+                ew = self.exp_width
             );
         }
         let text = positional(v, bits);
@@ -263,14 +286,29 @@ fn numpy_texts(shown: &[Scalar]) -> Vec<String> {
             Scalar::Int(i) => i.to_string(),
             Scalar::Float(v, b) => real_style.format(v, b),
             Scalar::Complex(re, im, b) => {
-                let sign = if im.is_sign_negative() { '-' } else { '+' };
-                let im = imag_style.format(im.abs(), b);
-                format!("{}{sign}{}j", real_style.format(re, b), im.trim_start())
+                format!(
+                    "{}{}",
+                    real_style.format(re, b),
+                    imaginary(&imag_style, im, b)
+                )
             }
         })
         .collect();
     let width = texts.iter().map(String::len).max().unwrap_or(0);
     texts.into_iter().map(|t| format!("{t:>width$}")).collect()
+}
+
+/// An imaginary part as numpy writes it: its sign just before its digits, padded as the other
+/// elements' parts are, and the `j` right after the digits, before any padding (`+15.j  `
+/// beside ` +2.25j`).
+fn imaginary(style: &FloatStyle, im: f64, bits: u8) -> String {
+    let sign = if im.is_sign_negative() { '-' } else { '+' };
+    let text = style.format(im.abs(), bits);
+    let digits = text.trim_start();
+    let lead = text.len() - digits.len();
+    let body = digits.trim_end();
+    let trail = digits.len() - body.len();
+    format!("{:lead$}{sign}{body}j{:trail$}", "", "")
 }
 
 /// The indices shown along an axis of `len`: all, or the edges with `None` for `...`.
@@ -320,6 +358,8 @@ fn render(
             };
             let sep = usize::from(n > 0);
             if n > 0 && line_len + sep + word.len() > width {
+                // numpy strips the padding at the end of a wrapped line.
+                out.truncate(out.trim_end().len());
                 out.push('\n');
                 out.push_str(&next_indent);
                 line_len = next_indent.len();
@@ -355,6 +395,10 @@ fn render(
 
 /// The array as numpy's `print` shows it.
 pub fn numpy_text<T: ToScalar>(a: ArrayViewD<'_, T>) -> String {
+    // numpy prints an array without elements as `[]`, whatever its shape.
+    if a.ndim() > 0 && a.is_empty() {
+        return "[]".into();
+    }
     let summarise = a.len() > THRESHOLD;
     let mut shown = Vec::new();
     collect_shown(a.view(), summarise, &mut shown);
@@ -385,6 +429,7 @@ pub fn parse_slice(spec: &str, shape: &[usize]) -> Result<Vec<Pick>> {
     let mut picks = Vec::with_capacity(shape.len());
     for (&len, part) in shape.iter().zip(parts) {
         let bound = |text: &str, default: usize| -> Result<usize> {
+            let text = text.trim();
             if text.is_empty() {
                 return Ok(default);
             }
@@ -395,6 +440,11 @@ pub fn parse_slice(spec: &str, shape: &[usize]) -> Result<Vec<Pick>> {
             Ok((if n < 0 { n + len } else { n }).clamp(0, len) as usize)
         };
         if let Some((start, stop)) = part.split_once(':') {
+            if stop.contains(':') {
+                return Err(bad(format!(
+                    "{part:?} has a step; steps (start:stop:step) are not supported"
+                )));
+            }
             let start = bound(start, 0)?;
             let stop = bound(stop, len)?.max(start);
             picks.push(Pick::Range(start..stop));
@@ -441,11 +491,13 @@ pub fn select<'a, T>(mut a: ArrayViewD<'a, T>, picks: &[Pick]) -> ArrayViewD<'a,
     a
 }
 
+/// A float in JSON: its shortest spelling at its width (an f32's 0.1 stays 0.1), kept a float
+/// (`-2.0`, not `-2`); an f16 is spelt as the f32 it is exactly (65504, which f16's shortest
+/// `6.55e4` would read back as 65500 in any reader of wider floats); nan and the infinities,
+/// which JSON has no number for, as the strings "nan", "inf" and "-inf".
 fn json_float(v: f64, bits: u8) -> Value {
     if v.is_finite() {
-        // The value of the element's own shortest spelling (an f32's 0.1 stays 0.1), parsed
-        // exactly by the standard library and kept a float in JSON: `-2.0`, not `-2`.
-        shortest(v, bits)
+        shortest(v, bits.max(32))
             .parse::<f64>()
             .ok()
             .and_then(serde_json::Number::from_f64)
@@ -525,6 +577,37 @@ fn print_view<T: ToScalar>(
     .map_err(|e| Error::io("cannot write to standard output", e))
 }
 
+/// The picks of a selection made of the rows from `first` on: its first axis shifted.
+fn rows_from(picks: Vec<Pick>, first: usize) -> Vec<Pick> {
+    picks
+        .into_iter()
+        .enumerate()
+        .map(|(axis, pick)| match (axis, pick) {
+            (0, Pick::Index(i)) => Pick::Index(i - first),
+            (0, Pick::Range(range)) => Pick::Range(range.start - first..range.end - first),
+            (_, pick) => pick,
+        })
+        .collect()
+}
+
+/// The dataset an HDF5 file named without `::OBJECT` is read as: `data`, else its only
+/// dataset (as the facade loads it); `None` leaves the choice, and its error, to the loader.
+fn only_dataset(path: &std::path::Path) -> Option<String> {
+    if hdf5::read_meta(path, hdf5::DEFAULT_DATASET).is_ok() {
+        return Some(hdf5::DEFAULT_DATASET.to_owned());
+    }
+    let datasets: Vec<String> = hdf5::list(path)
+        .ok()?
+        .into_iter()
+        .filter(|entry| entry.meta().is_some())
+        .map(|entry| entry.path)
+        .collect();
+    match &datasets[..] {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
 /// The picks of a selection within the box [`bounding_box`] read: an index is the box's only
 /// row, a range starts at the box's start.
 fn in_box(picks: Vec<Pick>) -> Vec<Pick> {
@@ -539,21 +622,38 @@ fn in_box(picks: Vec<Pick>) -> Vec<Pick> {
 
 /// `ndstore cat TARGET [--slice S] [--format F]`.
 ///
-/// A selection of an HDF5 dataset or a Zarr array reads only the box it covers (a hyperslab in
-/// the isolated reader; the chunks the box touches); other formats load the array and select
-/// from it.
+/// A selection of an HDF5 dataset (`data` or the only one when none is named) or a Zarr array
+/// reads only the box it covers (a hyperslab in the isolated reader; the chunks the box
+/// touches), one of a `.npy` file only the rows it covers; other formats load the array and
+/// select from it.
 pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
     let path = &target.path;
-    let (array, picks) = match (Kind::of(path)?, &target.object, slice) {
-        (Kind::Hdf5, Some(name), Some(spec)) => {
-            let meta = hdf5::read_meta(path, name)?;
-            let picks = parse_slice(spec, &meta.shape)?;
-            let array = hdf5::read_slice(path, name, &bounding_box(&picks))?;
+    let kind = Kind::of(path)?;
+    let dataset = match (kind, slice) {
+        (Kind::Hdf5, Some(_)) => target.object.clone().or_else(|| only_dataset(path)),
+        _ => None,
+    };
+    let (array, picks) = match (kind, &target.object, slice, dataset) {
+        (Kind::Hdf5, _, Some(spec), Some(name)) => {
+            let meta = hdf5::read_meta(path, &name)?;
+            let picks = parse_slice(spec, &meta.shape).map_err(|e| e.with_path(path))?;
+            let array = hdf5::read_slice(path, &name, &bounding_box(&picks))?;
             (array, Some(in_box(picks)))
         }
-        (Kind::Zarr, _, Some(spec)) => {
+        (Kind::Npy, None, Some(spec), _) => {
+            let meta = ndstore::file::npy::read_meta(path)?;
+            let picks = parse_slice(spec, &meta.shape).map_err(|e| e.with_path(path))?;
+            let rows = bounding_box(&picks).first().cloned().unwrap_or(0..0);
+            let first = rows.start;
+            match crate::convert::read_npy_rows(path, rows)? {
+                // Only the rows of the selection are read: its first axis counts from them.
+                Some((_, array)) => (array, Some(rows_from(picks, first))),
+                None => (source::load(target)?.1, Some(picks)),
+            }
+        }
+        (Kind::Zarr, _, Some(spec), _) => {
             let zarr = crate::zarr::open(target)?;
-            let picks = parse_slice(spec, &zarr.meta().shape)?;
+            let picks = parse_slice(spec, &zarr.meta().shape).map_err(|e| e.with_path(path))?;
             let (start, shape): (Vec<usize>, Vec<usize>) = bounding_box(&picks)
                 .into_iter()
                 .map(|range| (range.start, range.len()))
@@ -564,7 +664,8 @@ pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
             let (meta, array) = source::load(target)?;
             let picks = slice
                 .map(|spec| parse_slice(spec, &meta.shape))
-                .transpose()?;
+                .transpose()
+                .map_err(|e| e.with_path(path))?;
             (array, picks)
         }
     };

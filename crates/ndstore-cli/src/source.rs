@@ -1,7 +1,7 @@
 //! What a command line names: `PATH` or `PATH::OBJECT`, the file's format, and the arrays in it.
 //!
-//! The object is split off at the last `::`, so a later `s3://bucket/x.zarr::group/a` keeps
-//! its scheme's `://` in the path; a format is chosen by the path's extension (a directory
+//! The object is split off where the file's name ends (see [`Target::parse`]), so
+//! `s3://bucket/x.zarr::group/a` keeps its scheme's `://` in the path; a format is chosen by the path's extension (a directory
 //! holding `zarr.json` is Zarr whatever its name), and a URL will become one more [`Kind`].
 
 use std::io::Write;
@@ -20,17 +20,49 @@ pub struct Target {
 }
 
 impl Target {
-    /// Splits `PATH::OBJECT` at its last `::`; an empty object is no object.
+    /// Splits `PATH::OBJECT` where the file ends: a name that exists on disk as spelled is a
+    /// file (so `a::b.npy` needs no trailing `::`); otherwise the object starts after the
+    /// first `::` whose left side exists (so an HDF5 object may hold `::` itself, as
+    /// `run.h5::weird::name`); for a file that does not exist yet, after the first `::` whose
+    /// left side has a known extension; and otherwise the whole spelling is a file's name (a
+    /// destination `out/x::y.npy`). An empty object is no object, and `::` never starts the
+    /// path.
     pub fn parse(spelled: &str) -> Target {
-        match spelled.rsplit_once("::") {
-            Some((path, object)) if !path.is_empty() => Target {
-                path: PathBuf::from(path),
-                object: (!object.is_empty()).then(|| object.to_owned()),
-            },
-            _ => Target {
-                path: PathBuf::from(spelled),
-                object: None,
-            },
+        Self::parse_with(spelled, |path| std::fs::symlink_metadata(path).is_ok())
+    }
+
+    /// [`Target::parse`] with `exists` in place of a look at the file system, for tests.
+    fn parse_with(spelled: &str, exists: impl Fn(&Path) -> bool) -> Target {
+        let whole = || Target {
+            path: PathBuf::from(spelled),
+            object: None,
+        };
+        if exists(Path::new(spelled)) {
+            return whole();
+        }
+        let splits: Vec<(&str, &str)> = spelled
+            .match_indices("::")
+            .map(|(at, _)| (&spelled[..at], &spelled[at + 2..]))
+            .filter(|(path, _)| !path.is_empty())
+            .collect();
+        let chosen = splits
+            .iter()
+            .find(|(path, _)| exists(Path::new(path)))
+            .or_else(|| {
+                splits
+                    .iter()
+                    .find(|(path, _)| ndstore::format_of(Path::new(path)).is_ok())
+            });
+        match chosen {
+            // A trailing `::` ends the object too (`run.h5::/g/weird::name::`).
+            Some((path, object)) => {
+                let object = object.strip_suffix("::").unwrap_or(object);
+                Target {
+                    path: PathBuf::from(path),
+                    object: (!object.is_empty()).then(|| object.to_owned()),
+                }
+            }
+            None => whole(),
         }
     }
 }
@@ -136,17 +168,15 @@ pub fn metas(target: &Target) -> Result<(Kind, Metas)> {
         Kind::Npy => vec![(None, ndstore::file::npy::read_meta(path)?)],
         Kind::Csv | Kind::Txt => vec![(None, text::read_meta(path, &text_options(kind))?)],
         Kind::Npz => {
-            let mut reader = NpzReader::open(path)?;
-            let names = match &target.object {
-                Some(object) => vec![object.clone()],
-                None => reader.names().to_vec(),
-            };
-            let mut metas = Vec::with_capacity(names.len());
-            for name in names {
-                let meta = reader.read_meta(&name)?;
-                metas.push((Some(name), meta));
+            let mut reader = NpzReader::open_lenient(path)?;
+            match &target.object {
+                Some(object) => vec![(Some(object.clone()), reader.read_meta(object)?)],
+                // Unsupported members are left out, as an HDF5 file's are; `ls` lists them.
+                None => npz_members(&mut reader)?
+                    .into_iter()
+                    .filter_map(|(name, meta)| Some((Some(name), meta.ok()?)))
+                    .collect(),
             }
-            metas
         }
         Kind::Hdf5 => match &target.object {
             Some(object) => vec![(Some(object.clone()), hdf5::read_meta(path, object)?)],
@@ -171,14 +201,69 @@ pub fn metas(target: &Target) -> Result<(Kind, Metas)> {
     Ok((kind, metas))
 }
 
-/// Loads the array a target names: the file's array, the named object, or the first array of
-/// an `.npz` and an HDF5 file's `data` (or only) dataset.
+/// Every member of an archive opened with [`NpzReader::open_lenient`], in archive order: its
+/// array's metadata, or why it is not supported (an unsafe name, a dtype ndstore does not
+/// read).
+///
+/// # Errors
+///
+/// A member whose header is damaged.
+pub fn npz_members(
+    reader: &mut NpzReader,
+) -> Result<Vec<(String, std::result::Result<ArrayMeta, String>)>> {
+    let mut members = Vec::new();
+    for name in reader.names().to_vec() {
+        match reader.read_meta(&name) {
+            Ok(meta) => members.push((name, Ok(meta))),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Unsupported | ErrorKind::UnsupportedDType
+                ) =>
+            {
+                members.push((name, Err(e.message().to_owned())));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for (raw, why) in reader.unsupported() {
+        members.push((raw.clone(), Err(why.clone())));
+    }
+    Ok(members)
+}
+
+/// Loads the array a target names: the file's array, the named object, the only array of an
+/// `.npz`, or an HDF5 file's `data` (or only) dataset.
+///
+/// # Errors
+///
+/// `InvalidInput` naming the members for an `.npz` of several arrays named without one; the
+/// errors of the format's load.
 pub fn load(target: &Target) -> Result<(ArrayMeta, DynArray)> {
     let path = &target.path;
     let kind = Kind::of(path)?;
     no_object(target, kind)?;
     match (kind, &target.object) {
-        (Kind::Npz, Some(object)) => NpzReader::open(path)?.load_dyn(object),
+        (Kind::Npz, Some(object)) => NpzReader::open_lenient(path)?.load_dyn(object),
+        // An archive of several arrays names the one to read (the first would be a guess).
+        (Kind::Npz, None) => {
+            let mut reader = NpzReader::open_lenient(path)?;
+            match reader.names() {
+                [one] => {
+                    let one = one.clone();
+                    reader.load_dyn(&one)
+                }
+                names => Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "the archive holds {} arrays ({}); name one as PATH::MEMBER",
+                        names.len(),
+                        names.join(", ")
+                    ),
+                )
+                .with_path(path)),
+            }
+        }
         (Kind::Hdf5, Some(object)) => hdf5::load_dyn(path, object),
         (Kind::Csv | Kind::Txt, _) => text::load_dyn(path, &text_options(kind)),
         (Kind::Zarr, _) => {
@@ -220,23 +305,49 @@ mod tests {
     }
 
     #[test]
-    fn objects_split_at_the_last_double_colon() {
-        assert_eq!(Target::parse("a.npy"), target("a.npy", None));
-        assert_eq!(Target::parse("a.npz::w"), target("a.npz", Some("w")));
-        assert_eq!(Target::parse("a.npz::"), target("a.npz", None));
+    fn objects_split_where_the_file_ends() {
+        // Nothing exists: the first `::` after a known extension splits.
+        let none = |_: &std::path::Path| false;
+        let parse = |s: &str| Target::parse_with(s, none);
+        assert_eq!(parse("a.npy"), target("a.npy", None));
+        assert_eq!(parse("a.npz::w"), target("a.npz", Some("w")));
+        assert_eq!(parse("a.npz::"), target("a.npz", None));
+        assert_eq!(parse("run.h5::/g/x"), target("run.h5", Some("/g/x")));
         assert_eq!(
-            Target::parse("run.h5::/g/x"),
-            target("run.h5", Some("/g/x"))
+            parse("run.h5::weird::name"),
+            target("run.h5", Some("weird::name"))
         );
+        assert_eq!(parse("a::b/c.h5::/d"), target("a::b/c.h5", Some("/d")));
+        // A destination whose name holds `::` is a file's name.
+        assert_eq!(parse("out/x::y.npy"), target("out/x::y.npy", None));
+        // A URL keeps its scheme.
         assert_eq!(
-            Target::parse("a::b/c.h5::/d"),
-            target("a::b/c.h5", Some("/d"))
-        );
-        // A URL keeps its scheme, for the Zarr and s3:// backends to come.
-        assert_eq!(
-            Target::parse("s3://bucket/x.zarr::group/a"),
+            parse("s3://bucket/x.zarr::group/a"),
             target("s3://bucket/x.zarr", Some("group/a"))
         );
-        assert_eq!(Target::parse("::x"), target("::x", None));
+        assert_eq!(parse("::x"), target("::x", None));
+    }
+
+    #[test]
+    fn an_existing_file_wins_over_extensions() {
+        let only = |name: &'static str| move |p: &std::path::Path| p == std::path::Path::new(name);
+        // `a::b.npy` exists: no trailing `::` needed.
+        assert_eq!(
+            Target::parse_with("a::b.npy", only("a::b.npy")),
+            target("a::b.npy", None)
+        );
+        assert_eq!(
+            Target::parse_with("a::b.npy::", only("a::b.npy")),
+            target("a::b.npy", None)
+        );
+        // An HDF5 file without the usual extension, and an object holding `::`.
+        assert_eq!(
+            Target::parse_with("data::g::x", only("data")),
+            target("data", Some("g::x"))
+        );
+        assert_eq!(
+            Target::parse_with("d.zarr::grp", only("d.zarr")),
+            target("d.zarr", Some("grp"))
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! `ndstore verify`: reads every array of each file, which checks what the format can check
+//! `ndstore verify`: reads every array of each file in bounded blocks, which checks what the format can check
 //! (an `.npz` member's zip CRC-32, an HDF5 dataset's Fletcher-32 when it has the filter, the
 //! counts of a text file's `# ndstore:` line, every size against the file, a Zarr chunk's and
 //! shard index's crc32c), and reports the first damage of each file with its place.
@@ -10,13 +10,19 @@ use ndstore::hdf5::{self, Object};
 use ndstore::{Error, ErrorKind, Result};
 use serde_json::{Value, json};
 
-use crate::source::{Kind, emit, text_options, with_path};
+use crate::convert;
+use crate::source::{Kind, Target, emit, text_options, with_path};
 use crate::{Failure, Outcome};
 
 /// What one file's check found.
 enum Verdict {
-    /// Every array read back: how many, and their bytes.
-    Clean { arrays: usize, bytes: u64 },
+    /// Every array read back: how many, and their bytes; and how many objects ndstore cannot
+    /// read were left unchecked (an `.npz` member of an unsupported dtype or name).
+    Clean {
+        arrays: usize,
+        bytes: u64,
+        unchecked: usize,
+    },
     /// The first damage found.
     Damaged(Error),
     /// The file could not be checked (missing, unreadable, an unknown format).
@@ -54,37 +60,89 @@ fn bytes(meta: &ndstore::ArrayMeta) -> u64 {
     meta.byte_len().map_or(0, |b| b as u64)
 }
 
-/// Reads everything in the file, returning the count of arrays and their bytes.
-fn read_all(path: &Path) -> Result<(usize, u64)> {
+/// Reads everything in the file, returning the count of arrays and their bytes, and of the
+/// objects left unchecked because ndstore cannot read them.
+fn read_all(path: &Path) -> Result<(usize, u64, usize)> {
+    if Kind::of(path)? == Kind::Npz {
+        return read_npz(path);
+    }
+    read_arrays(path).map(|(arrays, bytes)| (arrays, bytes, 0))
+}
+
+/// Every member of an `.npz` ndstore reads, through its CRC-32; members of an unsupported
+/// dtype or with a name ndstore refuses are counted, as `ls` lists them, not called damage.
+fn read_npz(path: &Path) -> Result<(usize, u64, usize)> {
+    let mut reader = NpzReader::open_lenient(path)?;
+    let mut total = 0;
+    let mut arrays = 0;
+    let mut unchecked = reader.unsupported().len();
+    for name in reader.names().to_vec() {
+        // Reading decompresses the member and checks its CRC-32 at its end.
+        let read = match convert::read_member_through(&mut reader, path, &name) {
+            Ok(Some(meta)) => Ok(meta),
+            Ok(None) => reader.load_dyn(&name).map(|(meta, _)| meta),
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(meta) => {
+                arrays += 1;
+                total += bytes(&meta);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::UnsupportedDType) => unchecked += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((arrays, total, unchecked))
+}
+
+/// Reads everything in a file of any other format: the count of arrays and their bytes.
+fn read_arrays(path: &Path) -> Result<(usize, u64)> {
     let kind = Kind::of(path)?;
     match kind {
+        // Read through in blocks, as a conversion reads them; loaded whole only when they
+        // cannot stream (0-d arrays, text without its `# ndstore:` line).
         Kind::Npy => {
-            let (meta, _) = ndstore::file::npy::load_dyn(path)?;
+            let meta = match convert::read_through(&whole(path))? {
+                Some(meta) => meta,
+                None => ndstore::file::npy::load_dyn(path)?.0,
+            };
             Ok((1, bytes(&meta)))
         }
         Kind::Csv | Kind::Txt => {
-            let (meta, _) = ndstore::text::load_dyn(path, &text_options(kind))?;
+            let meta = match convert::read_through(&whole(path))? {
+                Some(meta) => meta,
+                None => ndstore::text::load_dyn(path, &text_options(kind))?.0,
+            };
             Ok((1, bytes(&meta)))
         }
-        Kind::Npz => {
-            let mut reader = NpzReader::open(path)?;
-            let mut total = 0;
-            let names = reader.names().to_vec();
-            for name in &names {
-                // Loading decompresses the member and checks its CRC-32.
-                let (meta, _) = reader.load_dyn(name)?;
-                total += bytes(&meta);
-            }
-            Ok((names.len(), total))
-        }
+        Kind::Npz => read_npz(path).map(|(arrays, bytes, _)| (arrays, bytes)),
         Kind::Hdf5 => {
+            let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
             let mut count = 0;
             let mut total = 0;
             for entry in hdf5::list(path)? {
                 match &entry.object {
                     // libhdf5 checks a dataset's Fletcher-32 as it reads it.
-                    Object::Dataset(_) => {
-                        let (meta, _) = hdf5::load_dyn(path, &entry.path)?;
+                    Object::Dataset(meta) => {
+                        let target = Target {
+                            path: path.to_path_buf(),
+                            object: Some(entry.path.clone()),
+                        };
+                        // A dataset far larger than the file is mostly unallocated chunks
+                        // (h5py's 2^40 elements in a few KiB): reading its fill value block
+                        // by block would take days, so it goes to the whole load, which
+                        // refuses it at once.
+                        let streams =
+                            bytes(meta) <= file_len.saturating_mul(64).saturating_add(1 << 30);
+                        let streamed = if streams {
+                            convert::read_through(&target)?
+                        } else {
+                            None
+                        };
+                        let meta = match streamed {
+                            Some(meta) => meta,
+                            None => hdf5::load_dyn(path, &entry.path)?.0,
+                        };
                         count += 1;
                         total += bytes(&meta);
                     }
@@ -106,9 +164,21 @@ fn read_all(path: &Path) -> Result<(usize, u64)> {
     }
 }
 
+/// The whole file at `path`, named without an object.
+fn whole(path: &Path) -> Target {
+    Target {
+        path: path.to_path_buf(),
+        object: None,
+    }
+}
+
 fn check(path: &Path) -> Verdict {
     match read_all(path) {
-        Ok((arrays, bytes)) => Verdict::Clean { arrays, bytes },
+        Ok((arrays, bytes, unchecked)) => Verdict::Clean {
+            arrays,
+            bytes,
+            unchecked,
+        },
         Err(e) if is_damage(&e) => Verdict::Damaged(with_path(e, path)),
         Err(e) => Verdict::Failed(with_path(e, path)),
     }
@@ -122,13 +192,22 @@ pub fn verify(paths: &[std::path::PathBuf], json: bool) -> Outcome {
     for path in paths {
         let shown = path.display().to_string();
         let (status, line, value) = match check(path) {
-            Verdict::Clean { arrays, bytes } => (
+            Verdict::Clean {
+                arrays,
+                bytes,
+                unchecked,
+            } => (
                 0,
                 format!(
-                    "{shown}: ok ({arrays} array{}, {bytes} bytes)",
-                    if arrays == 1 { "" } else { "s" }
+                    "{shown}: ok ({arrays} array{}, {bytes} bytes{})",
+                    if arrays == 1 { "" } else { "s" },
+                    match unchecked {
+                        0 => String::new(),
+                        1 => "; 1 member ndstore cannot read was not checked".to_owned(),
+                        n => format!("; {n} members ndstore cannot read were not checked"),
+                    }
                 ),
-                json!({ "path": shown, "status": "ok", "arrays": arrays, "bytes": bytes }),
+                json!({ "path": shown, "status": "ok", "arrays": arrays, "bytes": bytes, "unchecked": unchecked }),
             ),
             Verdict::Damaged(e) => (
                 1,
@@ -143,7 +222,7 @@ pub fn verify(paths: &[std::path::PathBuf], json: bool) -> Outcome {
         } else if status == 0 {
             emit(&format!("{line}\n"))?;
         } else {
-            eprintln!("{line}");
+            eprintln!("{}", crate::printable(&line));
         }
     }
     if json {
@@ -156,7 +235,9 @@ pub fn verify(paths: &[std::path::PathBuf], json: bool) -> Outcome {
     }
 }
 
-fn error_json(path: &str, status: &str, e: &Error) -> Value {
+/// A report of an error as JSON: the path, `status` (`damaged` or `error`), the error's kind,
+/// its place in the file and the whole message.
+pub fn error_json(path: &str, status: &str, e: &Error) -> Value {
     json!({
         "path": path,
         "status": status,

@@ -44,10 +44,24 @@ pub struct Entry {
 }
 
 /// The directory of the node a target names: `PATH`, or `PATH/OBJECT` for `PATH::OBJECT`.
-pub fn node_dir(target: &Target) -> PathBuf {
+///
+/// # Errors
+///
+/// `InvalidInput` for an object path with a `..` or `.` component, which would name a
+/// directory outside the store (or the same node twice).
+pub fn node_dir(target: &Target) -> Result<PathBuf> {
     match &target.object {
-        Some(object) => target.path.join(object.trim_start_matches('/')),
-        None => target.path.clone(),
+        Some(object) => {
+            if object.split('/').any(|part| part == ".." || part == ".") {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!("the node path '{object}' has a '.' or '..' component; name nodes from the store's root"),
+                )
+                .with_path(&target.path));
+            }
+            Ok(target.path.join(object.trim_start_matches('/')))
+        }
+        None => Ok(target.path.clone()),
     }
 }
 
@@ -74,7 +88,7 @@ fn child_name(parent: &str, child: &str) -> String {
 ///
 /// The errors of [`ZarrArray::open`]: no `zarr.json`, a group, a document ndstore cannot read.
 pub fn open(target: &Target) -> Result<ZarrArray> {
-    ZarrArray::open(&node_dir(target), &SaveOptions::default())
+    ZarrArray::open(&node_dir(target)?, &SaveOptions::default())
 }
 
 /// Every node under the one `target` names, itself first, each group followed by its children
@@ -86,7 +100,7 @@ pub fn open(target: &Target) -> Result<ZarrArray> {
 ///
 /// The error of reading the named node's own `zarr.json`; nodes below it never fail the walk.
 pub fn walk(target: &Target) -> Result<Vec<Entry>> {
-    let root = node_dir(target);
+    let root = node_dir(target)?;
     let found = match read_node(&root)? {
         Node::Array(meta) => Found::Array(meta),
         Node::Group(_) => Found::Group,
@@ -277,10 +291,17 @@ pub fn layout_text(meta: &ZarrMeta) -> String {
     )
 }
 
-/// The keys of the chunk files stored under an array's directory, with their grid coordinates,
-/// in C order of the grid; files that are no chunk key of the array (hidden files,
-/// `zarr.json`, keys outside the grid) are left out.
-fn stored_chunks(dir: &Path, meta: &ZarrMeta) -> Vec<(Vec<u64>, String)> {
+/// The keys of the chunk entries stored under an array's directory, with their grid
+/// coordinates, in C order of the grid; entries that are no chunk key of the array (hidden
+/// files, `zarr.json`, keys outside the grid) are left out. An entry at a chunk key is listed
+/// whatever its type (a FIFO, a directory, a link), so that reading it refuses it as damage
+/// instead of taking it for a missing chunk.
+///
+/// # Errors
+///
+/// `Format` naming a symbolic link elsewhere in the directory: a store's entries are never
+/// followed, so a linked chunk directory would hide chunks.
+fn stored_chunks(dir: &Path, meta: &ZarrMeta) -> Result<Vec<(Vec<u64>, String)>> {
     let grid = meta.grid_shape();
     let mut found = Vec::new();
     // The deepest key of a `/`-separated encoding: `c` and one level per axis.
@@ -302,23 +323,29 @@ fn stored_chunks(dir: &Path, meta: &ZarrMeta) -> Vec<(Vec<u64>, String)> {
             } else {
                 format!("{prefix}/{name}")
             };
+            if let Some(coords) = coords_of_key(meta, &key)
+                && coords.iter().zip(&grid).all(|(c, g)| c < g)
+            {
+                found.push((coords, key));
+                continue;
+            }
             match entry.file_type() {
+                Ok(t) if t.is_symlink() => {
+                    return Err(Error::new(
+                        ErrorKind::Format,
+                        "a symbolic link in the array's directory (a store's entries are never followed)",
+                    )
+                    .with_path(entry.path()));
+                }
                 Ok(t) if t.is_dir() && level < depth => {
                     stack.push((entry.path(), key, level + 1));
-                }
-                Ok(t) if t.is_file() => {
-                    if let Some(coords) = coords_of_key(meta, &key)
-                        && coords.iter().zip(&grid).all(|(c, g)| c < g)
-                    {
-                        found.push((coords, key));
-                    }
                 }
                 _ => {}
             }
         }
     }
     found.sort();
-    found
+    Ok(found)
 }
 
 /// The grid coordinates whose key is `key`, if it is one.
@@ -344,7 +371,7 @@ fn coords_of_key(meta: &ZarrMeta, key: &str) -> Option<Vec<u64>> {
 pub fn verify_array(dir: &Path) -> Result<u64> {
     let array = ZarrArray::open(dir, &SaveOptions::default())?;
     let meta = array.meta().clone();
-    for (coords, _key) in stored_chunks(dir, &meta) {
+    for (coords, _key) in stored_chunks(dir, &meta)? {
         let (start, shape): (Vec<usize>, Vec<usize>) = coords
             .iter()
             .zip(meta.chunk_shape.iter().zip(&meta.shape))
@@ -367,8 +394,19 @@ pub fn verify_array(dir: &Path) -> Result<u64> {
 ///
 /// # Errors
 ///
-/// The first damage: a `zarr.json` that is missing or does not parse, a damaged chunk.
+/// `NotFound` for an empty directory; else the first damage: a `zarr.json` that is missing
+/// or does not parse, a damaged chunk.
 pub fn verify(path: &Path) -> Result<(usize, u64)> {
+    // An empty directory is no Zarr node to check (exit status 2, as a missing file); one that
+    // holds chunks or nodes but no zarr.json has lost its metadata, which is damage.
+    let empty = std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none());
+    if empty {
+        return Err(Error::new(
+            ErrorKind::NotFound,
+            "an empty directory, no Zarr v3 array or group",
+        )
+        .with_path(path));
+    }
     let target = Target {
         path: path.to_path_buf(),
         object: None,

@@ -90,6 +90,39 @@ pub fn close_file(file: File) -> io::Result<()> {
     }
 }
 
+/// Swaps the directory entries `a` and `b` atomically (`renameat2` with `RENAME_EXCHANGE`):
+/// each name then holds what the other held, and no moment exists where either is missing.
+/// Relative paths are relative to the working directory, as std's calls take them.
+///
+/// # Errors
+///
+/// `InvalidInput` for a path holding a NUL byte; the operating system's error otherwise
+/// (`ENOENT` when either is missing, `EINVAL` where the file system cannot exchange).
+pub fn exchange(a: &std::path::Path, b: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |p: &std::path::Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    };
+    let (ca, cb) = (cstr(a)?, cstr(b)?);
+    // SAFETY: both pointers are NUL-terminated strings that live across the call; renameat2
+    // takes no other pointers.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// True when a process with this id exists (it may belong to another user).
 pub fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {

@@ -55,8 +55,10 @@ pub fn validate_name(name: &str) -> Result<()> {
         "the name contains a NUL byte"
     } else if name.contains('\\') {
         "the name contains a backslash"
-    } else if name.starts_with('/') || name.as_bytes().get(1) == Some(&b':') {
+    } else if name.starts_with('/') {
         "the name is an absolute path"
+    } else if name.as_bytes().get(1) == Some(&b':') {
+        "the name starts with a drive letter, as 'C:'"
     } else if name
         .split('/')
         .any(|part| part.is_empty() || part == "." || part == "..")
@@ -556,6 +558,17 @@ impl MemberStream<'_> {
         &self.meta
     }
 
+    /// The member's name, as errors name it.
+    pub fn name(&self) -> &str {
+        &self.member_name
+    }
+
+    /// The offset in the member's bytes (its `.npy` header included) of the next byte
+    /// [`MemberStream::read_exact`] reads.
+    pub fn position(&self) -> u64 {
+        self.offset
+    }
+
     /// Fills `buf` with the next bytes of the member's data.
     ///
     /// # Errors
@@ -573,6 +586,7 @@ impl MemberStream<'_> {
             } else {
                 member_read_error(e)
             };
+            let at = crc_place(&e, at);
             self.locate(e, at)
         })?;
         self.offset += buf.len() as u64;
@@ -594,7 +608,10 @@ impl MemberStream<'_> {
             )),
             Err(e) => Err(member_read_error(e)),
         }
-        .map_err(|e| self.locate(e, self.offset))
+        .map_err(|e| {
+            let at = crc_place(&e, self.offset);
+            self.locate(e, at)
+        })
     }
 
     fn locate(&self, e: Error, offset: u64) -> Error {
@@ -603,6 +620,16 @@ impl MemberStream<'_> {
             offset,
         })
         .with_path(&self.path)
+    }
+}
+
+/// The place of a streamed member's error: a CRC-32 mismatch is of the whole member, so it is
+/// placed at its start (byte 0) as a whole load places it, wherever the stream noticed it.
+fn crc_place(e: &Error, at: u64) -> u64 {
+    if e.kind() == ErrorKind::Corrupt {
+        0
+    } else {
+        at
     }
 }
 
@@ -626,6 +653,10 @@ pub struct NpzReader {
     path: PathBuf,
     file_len: u64,
     names: Vec<String>,
+    /// The archive index of each of `names`' members.
+    indices: Vec<usize>,
+    /// Members left out by [`NpzReader::open_lenient`]: their names and why.
+    unsupported: Vec<(String, String)>,
 }
 
 impl NpzReader {
@@ -637,7 +668,30 @@ impl NpzReader {
     /// `ErrorKind::InvalidName` for a member name that is unsafe, repeated or escapes the archive
     /// (with the member); I/O errors.
     pub fn open(path: impl AsRef<Path>) -> Result<NpzReader> {
-        let path = path.as_ref().to_path_buf();
+        NpzReader::open_with(path.as_ref(), false)
+    }
+
+    /// Opens the archive at `path` as [`NpzReader::open`] does, but a member whose name is
+    /// unsafe or escapes the archive (`x:y.npy`, `a\b.npy`, `../c.npy`) is left out of
+    /// [`NpzReader::names`] and listed in [`NpzReader::unsupported`] with the reason instead
+    /// of failing the whole archive: for listing an archive and reading its other members,
+    /// which never uses a member's name as a path.
+    ///
+    /// # Errors
+    ///
+    /// As [`NpzReader::open`], but for names that are only unsafe.
+    pub fn open_lenient(path: impl AsRef<Path>) -> Result<NpzReader> {
+        NpzReader::open_with(path.as_ref(), true)
+    }
+
+    /// The members [`NpzReader::open_lenient`] left out: each member's name in the archive and
+    /// why it cannot be read.
+    pub fn unsupported(&self) -> &[(String, String)] {
+        &self.unsupported
+    }
+
+    fn open_with(path: &Path, lenient: bool) -> Result<NpzReader> {
+        let path = path.to_path_buf();
         let file = ndstore_core::__private::load::open_for_load(&path)?;
         let file_len = file
             .metadata()
@@ -650,6 +704,8 @@ impl NpzReader {
                 .with_path(&path)
         })?;
         let mut names = Vec::with_capacity(archive.len().min(4096));
+        let mut indices = Vec::with_capacity(names.capacity());
+        let mut unsupported = Vec::new();
         let mut seen = HashSet::new();
         for index in 0..archive.len() {
             // The central directory's entry only: a member's own header is read when it loads.
@@ -667,14 +723,20 @@ impl NpzReader {
                 .with_path(&path)
             })?;
             let name = raw.strip_suffix(".npy").unwrap_or(&raw).to_owned();
-            validate_name(&raw)
-                .and_then(|()| {
-                    member
-                        .enclosed_name()
-                        .map(|_| ())
-                        .ok_or_else(|| invalid_name(&raw, "it escapes the archive"))
-                })
-                .map_err(|e| e.in_member(&raw).with_path(&path))?;
+            let unsafe_name = validate_name(&raw).and_then(|()| {
+                member
+                    .enclosed_name()
+                    .map(|_| ())
+                    .ok_or_else(|| invalid_name(&raw, "it escapes the archive"))
+            });
+            match unsafe_name {
+                Ok(()) => {}
+                Err(e) if lenient => {
+                    unsupported.push((raw, e.message().to_owned()));
+                    continue;
+                }
+                Err(e) => return Err(e.in_member(&raw).with_path(&path)),
+            }
             if !seen.insert(name.clone()) {
                 return Err(Error::new(
                     ErrorKind::InvalidName,
@@ -684,12 +746,15 @@ impl NpzReader {
                 .with_path(&path));
             }
             names.push(name);
+            indices.push(index);
         }
         Ok(NpzReader {
             archive,
             path,
             file_len,
             names,
+            indices,
+            unsupported,
         })
     }
 
@@ -699,12 +764,26 @@ impl NpzReader {
     }
 
     fn member_index(&self, name: &str) -> Result<usize> {
-        self.names.iter().position(|n| n == name).ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("the archive has no array named {name:?}"),
-            )
-            .with_path(&self.path)
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|at| self.indices.get(at).copied())
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!("the archive has no array named {name:?}"),
+                )
+                .with_path(&self.path)
+            })
+    }
+
+    /// Whether any member ndstore reads is stored deflated, as `np.savez_compressed` writes
+    /// them (read from the central directory; a member that cannot be inspected counts as not).
+    pub fn any_deflated(&mut self) -> bool {
+        self.indices.clone().into_iter().any(|index| {
+            self.archive
+                .by_index_raw(index)
+                .is_ok_and(|m| m.compression() == CompressionMethod::Deflated)
         })
     }
 

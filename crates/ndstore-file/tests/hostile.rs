@@ -93,6 +93,52 @@ fn zip_with(members: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 #[test]
+fn a_lenient_open_sets_unsafe_names_aside_and_reads_the_other_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut one = Vec::new();
+    npy::write_to(
+        &mut one,
+        &ndarray::array![1.0f64],
+        ndstore_core::ByteOrder::Little,
+    )
+    .unwrap();
+    let mut two = Vec::new();
+    npy::write_to(
+        &mut two,
+        &ndarray::array![2i32, 3],
+        ndstore_core::ByteOrder::Little,
+    )
+    .unwrap();
+    let path = dir.path().join("mixed.npz");
+    std::fs::write(
+        &path,
+        zip_with(&[("../escape.npy", &one), ("x:y.npy", &one), ("ok.npy", &two)]),
+    )
+    .unwrap();
+    assert_eq!(
+        NpzReader::open(&path).err().map(|e| e.kind()),
+        Some(ErrorKind::InvalidName)
+    );
+    let mut reader = NpzReader::open_lenient(&path).unwrap();
+    assert_eq!(reader.names(), ["ok"]);
+    let unsupported: Vec<&str> = reader
+        .unsupported()
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(unsupported, ["../escape.npy", "x:y.npy"]);
+    assert!(
+        reader.unsupported()[1]
+            .1
+            .ends_with("the name starts with a drive letter, as 'C:'")
+    );
+    // The member read is the third of the archive, not the first.
+    let (_, array) = reader.load_dyn("ok").unwrap();
+    assert_eq!(array.shape(), [2]);
+    assert_eq!(array.kind(), ndstore_core::DTypeKind::I32);
+}
+
+#[test]
 fn npz_member_names_that_escape_or_repeat_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut valid = Vec::new();

@@ -66,11 +66,34 @@ impl<'a> At<'a> {
     /// A libhdf5 error as an ndstore error naming the file and the object, of the kind its
     /// error stack gives.
     pub(crate) fn h5(self, err: hdf5_metno::Error) -> Error {
-        let kind = err
-            .stack()
-            .map_or(ErrorKind::Format, |stack| kind_of_stack(&stack));
-        self.error(kind, format!("libhdf5: {err}"))
+        let stack = err.stack();
+        let kind = stack.as_ref().map_or(ErrorKind::Format, kind_of_stack);
+        self.error(kind, format!("libhdf5: {}", one_line(&err, stack.as_ref())))
     }
+}
+
+/// libhdf5's message on one line. A failed system call is told by the outermost frame (what
+/// libhdf5 was doing) and the operating system's words for its `errno`: the innermost frame's
+/// own text spans two lines (its `time = ` field ends in a newline) and holds the name libhdf5
+/// opened (a temporary, `/proc/self/fd/N`), buffer addresses and internal byte counts. Other
+/// messages have their runs of white space made single spaces.
+fn one_line(err: &hdf5_metno::Error, stack: Option<&hdf5_metno::ExpandedErrorStack>) -> String {
+    if let Some(stack) = stack
+        && let Some(errno) = stack.iter().rev().find_map(|f| errno_of(f.desc()))
+        && let Some(top) = stack.top()
+    {
+        let what = top.desc();
+        let what = what.split_once(": name = ").map_or(what, |(what, _)| what);
+        return format!(
+            "{}(): {what}: {}",
+            top.func(),
+            std::io::Error::from_raw_os_error(errno)
+        );
+    }
+    err.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The kind of a libhdf5 error, from its error stack: the minor codes of its frames, the

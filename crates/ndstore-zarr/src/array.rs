@@ -343,6 +343,7 @@ impl ZarrArray {
                 .at(Location::Object(format!("chunk {key}")))
         };
         let itemsize = self.meta.kind.itemsize();
+        self.check_overhang().map_err(at_chunk)?;
         let limit = max_encoded_len(&self.meta.codecs, &self.meta.chunk_shape, itemsize)?;
         let Some(bytes) = self.store.get(&key, limit).map_err(|e| match e.kind() {
             // The operating system's errors name the file; no byte is to blame.
@@ -371,6 +372,32 @@ impl ZarrArray {
             )));
         }
         Ok(Some(data))
+    }
+
+    /// Refuses, before anything is read or allocated, a chunk that decodes to more than
+    /// [`OVERHANG_BYTES`] and more than twice the whole array's bytes: every stored chunk
+    /// decodes to its whole shape, so a `zarr.json` declaring huge chunks over a small array
+    /// would otherwise cost their whole size to read one element. A chunk no larger than
+    /// either bound (an edge chunk of an honest array is never larger than the array plus a
+    /// chunk) is read as usual.
+    fn check_overhang(&self) -> Result<()> {
+        let itemsize = self.meta.kind.itemsize();
+        let whole = chunk_bytes(&self.meta.chunk_shape, itemsize)? as u128;
+        let array = self
+            .meta
+            .shape
+            .iter()
+            .fold(itemsize as u128, |acc, &n| acc.saturating_mul(n as u128));
+        if whole <= OVERHANG_BYTES as u128 || whole <= array.saturating_mul(2) {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Format,
+            format!(
+                "the chunk shape {:?} decodes to {whole} bytes for an array of shape {:?} that holds {array}; a chunk over {OVERHANG_BYTES} bytes and twice its array's size is refused",
+                self.meta.chunk_shape, self.meta.shape
+            ),
+        ))
     }
 
     fn key(&self, coords: &[u64]) -> String {
@@ -453,6 +480,10 @@ impl ZarrArray {
 
 /// The most bytes a stored chunk of `shape` can take: its elements, and for compressors their
 /// worst-case overhead (a shard: see the sharding codec).
+/// The most bytes a chunk may decode to when it is more than twice its array's size (see
+/// `ZarrArray::check_overhang`).
+pub(crate) const OVERHANG_BYTES: usize = 64 << 20;
+
 fn max_encoded_len(codecs: &CodecChain, shape: &[usize], itemsize: usize) -> Result<usize> {
     let raw = chunk_bytes(shape, itemsize)?;
     let inner = codecs

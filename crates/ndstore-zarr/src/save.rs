@@ -2,9 +2,7 @@
 //! then exchanged with the old one in one `renameat2(RENAME_EXCHANGE)` (or renamed into place
 //! when there is none), the parent fsynced, and the old tree removed afterwards.
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -191,6 +189,34 @@ pub(crate) fn retire(tree: &Path) -> std::io::Result<()> {
     crate::sys::remove_tree(tree)
 }
 
+/// Refuses a target whose `zarr.json` says it is a group: replacing it would remove every
+/// node it holds (the array being saved may even come from one of them). A `zarr.json` that
+/// cannot be read or parsed is left to the caller's other checks.
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidInput`] for a group.
+pub(crate) fn refuse_group(target: &Path) -> Result<()> {
+    let Ok(file) = fs::File::open(target.join(METADATA_FILE)) else {
+        return Ok(());
+    };
+    let mut text = Vec::new();
+    // A group's metadata is small; a longer document is read no further than 16 MiB.
+    if std::io::Read::read_to_end(&mut std::io::Read::take(file, 16 << 20), &mut text).is_err() {
+        return Ok(());
+    }
+    let group = serde_json::from_slice::<serde_json::Value>(&text)
+        .is_ok_and(|v| v.get("node_type").and_then(|t| t.as_str()) == Some("group"));
+    if group {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the target is a Zarr group; ndstore replaces only arrays, never a group and the nodes it holds",
+        )
+        .with_path(target));
+    }
+    Ok(())
+}
+
 fn not_an_array(target: &Path) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
@@ -229,6 +255,7 @@ impl Keep {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
             _ => return Err(not_an_array(target)),
         }
+        refuse_group(target)?;
         let xattrs = ndstore_core::__private::atomic::read_xattrs(target)?;
         Ok(Keep {
             mode: meta.permissions().mode() & 0o7777,
@@ -271,32 +298,13 @@ impl Keep {
 
 /// Swaps the directory entries `a` and `b` atomically.
 fn exchange(a: &Path, b: &Path) -> Result<()> {
-    let cstr = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes()).map_err(|_| {
-            Error::new(ErrorKind::InvalidInput, "the path holds a NUL byte").with_path(p)
-        })
-    };
-    let (ca, cb) = (cstr(a)?, cstr(b)?);
-    // SAFETY: both pointers are NUL-terminated strings that live across the call; AT_FDCWD
-    // makes relative paths relative to the working directory, as std's calls do.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Error::io(
+    ndstore_core::__private::os::exchange(a, b).map_err(|e| {
+        Error::io(
             "cannot exchange the new array with the old one (renameat2)",
-            std::io::Error::last_os_error(),
+            e,
         )
-        .with_path(b))
-    }
+        .with_path(b)
+    })
 }
 
 /// Saves `array` at `target` as a Zarr array described by `meta` (whose shape and dtype must
@@ -316,6 +324,7 @@ pub fn save_with(
     let start = vec![0; meta.shape.len()];
     if options.replace == Replace::InPlace {
         let target = &ndstore_core::__private::atomic::follow_links(target)?;
+        refuse_group(target)?;
         if target.join(METADATA_FILE).is_file() {
             retire(target)
                 .map_err(|e| Error::io("cannot remove the old array", e).with_path(target))?;

@@ -64,13 +64,21 @@ impl LocalStore {
     }
 
     /// Opens `key` for reading: through the directory's handle when the store has one, never
-    /// blocking on a FIFO, and only a regular file.
+    /// blocking on a FIFO, never through a symbolic link (see [`crate::sys::open_at`]), and
+    /// only a regular file.
     fn open_key(&self, key: &str) -> Result<Option<File>> {
         let path = self.path_of(key);
         let file = match &self.handle {
             Some(dir) => match crate::sys::open_at(dir, key) {
                 Ok(file) => file,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) if crate::sys::is_link(&e) => {
+                    return Err(Error::new(
+                        ErrorKind::Format,
+                        "a symbolic link, not a regular file (a store's entries are never followed)",
+                    )
+                    .with_path(&path));
+                }
                 Err(e) => return Err(Error::io("cannot open", e).with_path(&path)),
             },
             None => match ndstore_core::__private::load::open_for_load(&path) {

@@ -180,6 +180,7 @@ fn poisoned() -> Error {
 /// Creates the array at `target` for an in-place writer, removing an array that was there (as
 /// `np.save` truncates the file it rewrites).
 fn create_in_place(target: &Path, meta: ZarrMeta, options: &SaveOptions) -> Result<ZarrArray> {
+    crate::save::refuse_group(target)?;
     if target.join(METADATA_FILE).is_file() {
         crate::save::retire(target)
             .map_err(|e| Error::io("cannot remove the old array", e).with_path(target))?;

@@ -328,6 +328,34 @@ fn a_save_replaces_the_whole_array_and_keeps_its_mode() {
 }
 
 #[test]
+fn a_group_is_never_replaced_by_a_save_or_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = dir.path().join("g.zarr");
+    let small = sample(DTypeKind::F32, &[5]);
+    std::fs::create_dir(&group).unwrap();
+    ZarrBackend
+        .save(&group.join("a"), &small, &SaveOptions::default())
+        .unwrap();
+    let group_json = br#"{"zarr_format": 3, "node_type": "group", "attributes": {}}"#;
+    std::fs::write(group.join("zarr.json"), group_json).unwrap();
+    let in_place = SaveOptions::default().in_place();
+    for options in [SaveOptions::default(), in_place] {
+        let err = ZarrBackend.save(&group, &small, &options).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.message().contains("group"), "{err}");
+        let err = ZarrBackend
+            .writer(&group, DType::native(DTypeKind::F32), &[], &options)
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    }
+    // The group and its array are untouched.
+    assert_eq!(std::fs::read(group.join("zarr.json")).unwrap(), group_json);
+    let (_, got) = ZarrBackend.load(&group.join("a")).unwrap();
+    assert!(got.bit_eq(&small));
+}
+
+#[test]
 fn the_streaming_writer_appends_whole_chunks_and_publishes_only_on_commit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.zarr");
