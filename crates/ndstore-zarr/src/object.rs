@@ -60,9 +60,20 @@ impl ObjectTarget {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidInput`] for a URL that is not `s3://bucket/prefix`, or a
-    /// configuration object_store refuses; the I/O error of starting the runtime.
+    /// As [`ObjectTarget::from_url_with`].
     pub fn from_url(url: &str) -> Result<ObjectTarget> {
+        ObjectTarget::from_url_with(url, &[])
+    }
+
+    /// As [`ObjectTarget::from_url`], with `settings` (named as the environment variables are,
+    /// `AWS_ENDPOINT_URL` say) taking precedence over the environment.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for a URL that is not `s3://bucket/prefix`, a setting
+    /// object_store does not know, or a configuration it refuses; the I/O error of starting
+    /// the runtime.
+    pub fn from_url_with(url: &str, settings: &[(&str, &str)]) -> Result<ObjectTarget> {
         let bad = |why: &str| {
             Error::new(ErrorKind::InvalidInput, format!("not an s3:// array URL: {why}"))
                 .with_path(url)
@@ -74,17 +85,24 @@ impl ObjectTarget {
         if bucket.is_empty() {
             return Err(bad("no bucket"));
         }
-        let mut builder = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch);
-        // `from_env` reads AWS_ENDPOINT; the SDKs' name for it is AWS_ENDPOINT_URL.
-        if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Ok(allow) = std::env::var("AWS_ALLOW_HTTP") {
-            builder = builder.with_allow_http(allow.eq_ignore_ascii_case("true") || allow == "1");
+        let mut builder = object_store::aws::AmazonS3Builder::from_env();
+        // object_store's environment reading leaves AWS_ALLOW_HTTP out.
+        let allow_http = std::env::var("AWS_ALLOW_HTTP").ok();
+        let environment = allow_http.iter().map(|v| ("AWS_ALLOW_HTTP", v.as_str()));
+        for (key, value) in environment.chain(settings.iter().copied()) {
+            let key = key.to_ascii_lowercase();
+            if key == "aws_allow_http" {
+                builder = builder.with_allow_http(value.eq_ignore_ascii_case("true") || value == "1");
+                continue;
+            }
+            let key = key
+                .parse::<object_store::aws::AmazonS3ConfigKey>()
+                .map_err(|e| bad(&format!("unknown setting {key}: {e}")))?;
+            builder = builder.with_config(key, value);
         }
         let store = builder
+            .with_bucket_name(bucket)
+            .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
             .build()
             .map_err(|e| bad(&format!("the S3 configuration is refused: {e}")))?;
         ObjectTarget::new(Arc::new(store), &format!("s3://{bucket}"), prefix)
