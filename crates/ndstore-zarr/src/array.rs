@@ -329,9 +329,16 @@ impl ZarrArray {
                         && (extent[a] == self.meta.chunk_shape[a]
                             || chunk_start[a] + extent[a] == self.meta.shape[a])
                 });
-                let mut data = match (whole, self.read_chunk(coords)?) {
-                    (false, Some(data)) => data,
-                    _ => {
+                // Not read when covered whole: a replaced array's chunk at this key may be of
+                // another shape or codec.
+                let old = if whole {
+                    None
+                } else {
+                    self.read_chunk(coords)?
+                };
+                let mut data = match old {
+                    Some(data) => data,
+                    None => {
                         let mut data = ndstore_core::__private::load::try_zeroed_vec::<u8>(
                             chunk_len,
                             Some(self.path()),

@@ -33,7 +33,7 @@ mod writer;
 pub use array::{ZarrArray, read_node};
 pub use backend::{ZarrBackend, default_chunk_shape};
 pub use save::save_with;
-#[cfg(feature = "s3")]
-pub use {object::ObjectTarget, object_store, save::save_object};
 pub use store::LocalStore;
 pub use writer::ZarrWriter;
+#[cfg(feature = "s3")]
+pub use {object::ObjectTarget, object_store, save::save_object};

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
+use ndstore_core::{Durability, Error, ErrorKind, Result, SaveOptions};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    GetOptions, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload, UpdateVersion,
-    WriteMultipart,
+    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    UpdateVersion, WriteMultipart,
 };
-use ndstore_core::{Durability, Error, ErrorKind, Result, SaveOptions};
 
 use crate::meta::METADATA_FILE;
 use crate::store::KeyStore;
@@ -75,8 +75,11 @@ impl ObjectTarget {
     /// the runtime.
     pub fn from_url_with(url: &str, settings: &[(&str, &str)]) -> Result<ObjectTarget> {
         let bad = |why: &str| {
-            Error::new(ErrorKind::InvalidInput, format!("not an s3:// array URL: {why}"))
-                .with_path(url)
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("not an s3:// array URL: {why}"),
+            )
+            .with_path(url)
         };
         let rest = url
             .strip_prefix("s3://")
@@ -92,7 +95,8 @@ impl ObjectTarget {
         for (key, value) in environment.chain(settings.iter().copied()) {
             let key = key.to_ascii_lowercase();
             if key == "aws_allow_http" {
-                builder = builder.with_allow_http(value.eq_ignore_ascii_case("true") || value == "1");
+                builder =
+                    builder.with_allow_http(value.eq_ignore_ascii_case("true") || value == "1");
                 continue;
             }
             let key = key
@@ -183,7 +187,7 @@ impl ObjectTarget {
     /// The object of `key` (`zarr.json`, `c/0/1`).
     fn object(&self, key: &str) -> ObjectPath {
         key.split('/')
-            .fold(self.prefix.clone(), |path, part| path.child(part))
+            .fold(self.prefix.clone(), |path, part| path.join(part))
     }
 
     /// Runs `future` on the target's runtime and waits for it. Called from inside another
@@ -196,12 +200,12 @@ impl ObjectTarget {
         if tokio::runtime::Handle::try_current().is_err() {
             return self.runtime.block_on(future);
         }
-        std::thread::scope(|scope| {
-            match scope.spawn(|| self.runtime.block_on(future)).join() {
+        std::thread::scope(
+            |scope| match scope.spawn(|| self.runtime.block_on(future)).join() {
                 Ok(output) => output,
                 Err(panic) => std::panic::resume_unwind(panic),
-            }
-        })
+            },
+        )
     }
 }
 
@@ -244,7 +248,9 @@ impl ObjectArrayStore {
                 version: meta.version,
             }))?,
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(store.error("cannot look for the array's zarr.json", METADATA_FILE, e)),
+            Err(e) => {
+                return Err(store.error("cannot look for the array's zarr.json", METADATA_FILE, e));
+            }
         }
         Ok(store)
     }
@@ -277,9 +283,8 @@ impl ObjectArrayStore {
     fn error(&self, what: &str, key: &str, e: object_store::Error) -> Error {
         let kind = match &e {
             object_store::Error::NotFound { .. } => ErrorKind::NotFound,
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
-                ErrorKind::Locked
-            }
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => ErrorKind::Locked,
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => ErrorKind::PermissionDenied,
             object_store::Error::NotSupported { .. }
@@ -407,7 +412,9 @@ impl KeyStore for ObjectArrayStore {
             Ok(Err(size)) => {
                 return Err(Error::new(
                     ErrorKind::Format,
-                    format!("the object holds {size} bytes, more than the {limit} its chunk can need"),
+                    format!(
+                        "the object holds {size} bytes, more than the {limit} its chunk can need"
+                    ),
                 )
                 .with_path(self.path_of(key)));
             }
@@ -537,7 +544,16 @@ mod tests {
         for key in ["c", "c/0", "c/1/22", "c.3.4", "0", "1.2", "1/2"] {
             assert!(is_chunk_key(key), "{key}");
         }
-        for key in ["zarr.json", "c/", "c/x", "cat", "1..2", ".ndstore", "c/1/zarr.json", ""] {
+        for key in [
+            "zarr.json",
+            "c/",
+            "c/x",
+            "cat",
+            "1..2",
+            ".ndstore",
+            "c/1/zarr.json",
+            "",
+        ] {
             assert!(!is_chunk_key(key), "{key}");
         }
     }

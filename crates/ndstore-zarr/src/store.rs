@@ -338,7 +338,6 @@ pub(crate) trait KeyStore: std::fmt::Debug + Send + Sync {
         self.contains(crate::meta::METADATA_FILE)
     }
 
-
     /// Forgets an array that will not be committed (see `ZarrArray::abandon`).
     fn abandon(&self) {}
 }

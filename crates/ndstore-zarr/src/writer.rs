@@ -76,8 +76,8 @@ impl ZarrWriter {
         chunk_shape: &[usize],
         options: &SaveOptions,
     ) -> Result<ZarrWriter> {
-        let (dtype, meta) = writer_meta(dtype, row_shape, chunk_shape, options)
-            .map_err(|e| e.with_path(target))?;
+        let (dtype, meta) =
+            writer_meta(dtype, row_shape, chunk_shape, options).map_err(|e| e.with_path(target))?;
         let target = match options.replace {
             Replace::Atomic => Target::Staged(Staged::new(target, meta, options)?),
             Replace::InPlace => Target::InPlace(create_in_place(target, meta, options)?),
