@@ -257,7 +257,7 @@ impl ObjectArrayStore {
 
     /// True when a `zarr.json` existed when the store was opened.
     pub(crate) fn replaces(&self) -> bool {
-        self.version.lock().map_or(false, |v| v.is_some())
+        self.version.lock().is_ok_and(|v| v.is_some())
     }
 
     fn set_version(&self, version: Option<UpdateVersion>) -> Result<()> {
