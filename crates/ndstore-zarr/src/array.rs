@@ -104,7 +104,7 @@ impl ZarrArray {
         meta: ZarrMeta,
         options: &SaveOptions,
     ) -> Result<ZarrArray> {
-        let store = crate::object::ObjectArrayStore::open(target, options)?;
+        let store = crate::object::ObjectArrayStore::create(target, options)?;
         if store.replaces()
             && let Some(Node::Group(_)) = store
                 .get(METADATA_FILE, MAX_METADATA_LEN)?

@@ -8,7 +8,10 @@
 //! far was acknowledged (a PUT is atomic per object and durable once acknowledged), and
 //! *commit* means `zarr.json` written last with a conditional PUT: create-if-absent for a new
 //! array, if-the-ETag-matches (the one read at open) for an existing one, so of two committers
-//! one wins and the other gets [`ErrorKind::Locked`](ndstore_core::ErrorKind::Locked). A new
+//! one wins and the other gets [`ErrorKind::Locked`](ndstore_core::ErrorKind::Locked); before
+//! that, a writer claims the array's lease (an object under the prefix, claimed with a
+//! conditional PUT before the first chunk), so a second writer is refused before it writes. A
+//! new
 //! array appears whole or not at all; overwriting an existing array is atomic per chunk only
 //! (the layout stays the one zarr-python reads, with no manifest to swap).
 //!
@@ -22,6 +25,8 @@ mod array;
 mod backend;
 pub mod codec;
 mod grid;
+#[cfg(feature = "s3")]
+mod lease;
 pub mod meta;
 #[cfg(feature = "s3")]
 mod object;

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use ndstore_core::{Durability, Error, ErrorKind, Result, SaveOptions};
@@ -21,6 +22,7 @@ use object_store::{
     UpdateVersion, WriteMultipart,
 };
 
+use crate::lease::{DEFAULT_LEASE, Lease};
 use crate::meta::METADATA_FILE;
 use crate::store::KeyStore;
 
@@ -50,6 +52,8 @@ pub struct ObjectTarget {
     /// The scheme and bucket part of `name`, for [`ObjectTarget::at`].
     base: String,
     runtime: Arc<tokio::runtime::Runtime>,
+    /// How long a writer's lease lasts unless renewed.
+    lease: Duration,
 }
 
 impl ObjectTarget {
@@ -132,6 +136,7 @@ impl ObjectTarget {
             name: PathBuf::new(),
             base: base.trim_end_matches('/').to_owned(),
             runtime: Arc::new(runtime),
+            lease: DEFAULT_LEASE,
         };
         target.set_prefix(prefix)?;
         Ok(target)
@@ -161,6 +166,22 @@ impl ObjectTarget {
         Ok(target)
     }
 
+    /// The same target with writers' leases lasting `duration` unless renewed (30 s by
+    /// default). A writer claims the array's lease before its first chunk and holds it until
+    /// its commit or abort; a killed writer's lease blocks other writers until it expires.
+    /// Every writer of one array should use the same duration, longer than any pause between
+    /// a writer's requests and than the difference between the writers' clocks.
+    #[must_use]
+    pub fn with_lease_duration(mut self, duration: Duration) -> ObjectTarget {
+        self.lease = duration;
+        self
+    }
+
+    /// How long a writer's lease lasts unless renewed.
+    pub fn lease_duration(&self) -> Duration {
+        self.lease
+    }
+
     fn set_prefix(&mut self, prefix: &str) -> Result<()> {
         let prefix = prefix.trim_matches('/');
         self.prefix = ObjectPath::parse(prefix).map_err(|e| {
@@ -185,14 +206,14 @@ impl ObjectTarget {
     }
 
     /// The object of `key` (`zarr.json`, `c/0/1`).
-    fn object(&self, key: &str) -> ObjectPath {
+    pub(crate) fn object(&self, key: &str) -> ObjectPath {
         key.split('/')
             .fold(self.prefix.clone(), |path, part| path.join(part))
     }
 
     /// Runs `future` on the target's runtime and waits for it. Called from inside another
     /// tokio runtime (where blocking on one is refused), it waits on a scoped thread instead.
-    fn run<F>(&self, future: F) -> F::Output
+    pub(crate) fn run<F>(&self, future: F) -> F::Output
     where
         F: Future + Send,
         F::Output: Send,
@@ -223,6 +244,11 @@ pub(crate) struct ObjectArrayStore {
     written: Mutex<BTreeSet<String>>,
     /// A request failed: what reached the store is unknown, so `sync` fails from now on.
     poisoned: Mutex<bool>,
+    /// The writer lease: claimed before the first chunk is written, released at commit.
+    lease: Mutex<Lease>,
+    /// The store holds a new array replacing whatever is at the prefix (a save), so its
+    /// commit removes the chunks it did not write; an opened array's commit keeps them.
+    whole: bool,
 }
 
 impl ObjectArrayStore {
@@ -239,6 +265,8 @@ impl ObjectArrayStore {
             version: Mutex::new(None),
             written: Mutex::new(BTreeSet::new()),
             poisoned: Mutex::new(false),
+            lease: Mutex::new(Lease::open(target)?),
+            whole: false,
         };
         let location = target.object(METADATA_FILE);
         let head = target.run(target.store.head(&location));
@@ -252,6 +280,18 @@ impl ObjectArrayStore {
                 return Err(store.error("cannot look for the array's zarr.json", METADATA_FILE, e));
             }
         }
+        Ok(store)
+    }
+
+    /// The store of a new array at `target`, replacing the one there (if any) when committed:
+    /// the commit then removes the chunks this store did not write.
+    ///
+    /// # Errors
+    ///
+    /// As [`ObjectArrayStore::open`].
+    pub(crate) fn create(target: &ObjectTarget, options: &SaveOptions) -> Result<ObjectArrayStore> {
+        let mut store = ObjectArrayStore::open(target, options)?;
+        store.whole = true;
         Ok(store)
     }
 
@@ -281,17 +321,28 @@ impl ObjectArrayStore {
 
     /// The error of `what` on `key`, of a kind a caller can branch on.
     fn error(&self, what: &str, key: &str, e: object_store::Error) -> Error {
-        let kind = match &e {
-            object_store::Error::NotFound { .. } => ErrorKind::NotFound,
-            object_store::Error::AlreadyExists { .. }
-            | object_store::Error::Precondition { .. } => ErrorKind::Locked,
-            object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => ErrorKind::PermissionDenied,
-            object_store::Error::NotSupported { .. }
-            | object_store::Error::NotImplemented { .. } => ErrorKind::Unsupported,
-            _ => ErrorKind::Io,
-        };
-        Error::new(kind, format!("{what}: {e}")).with_path(self.path_of(key))
+        object_error(&self.target, what, key, e)
+    }
+
+    /// Holds the writer lease (claiming it the first time, renewing it when half of it has
+    /// passed) before anything is written. A refusal (`Locked`) wrote nothing; a failed
+    /// request poisons the store.
+    fn hold_lease(&self) -> Result<()> {
+        let mut lease = self.lease.lock().map_err(|_| self.lock_error())?;
+        lease.hold(&self.target).inspect_err(|e| {
+            if e.kind() != ErrorKind::Locked {
+                self.poison();
+            }
+        })
+    }
+
+    /// Releases the writer lease, logging a failure (the lease then expires by itself).
+    fn release_lease(&self) {
+        if let Ok(mut lease) = self.lease.lock()
+            && let Err(e) = lease.release(&self.target)
+        {
+            log::warn!("the array's lease could not be released (it expires by itself): {e}");
+        }
     }
 
     /// Sends `bytes` to `key` in one PUT with `mode`, or as a multipart upload when they are
@@ -370,6 +421,27 @@ impl ObjectArrayStore {
     }
 }
 
+/// The error of `what` on `key` of the array at `target`, of a kind a caller can branch on.
+pub(crate) fn object_error(
+    target: &ObjectTarget,
+    what: &str,
+    key: &str,
+    e: object_store::Error,
+) -> Error {
+    let kind =
+        match &e {
+            object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. } => ErrorKind::Locked,
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => ErrorKind::PermissionDenied,
+            object_store::Error::NotSupported { .. }
+            | object_store::Error::NotImplemented { .. } => ErrorKind::Unsupported,
+            _ => ErrorKind::Io,
+        };
+    Error::new(kind, format!("{what}: {e}")).with_path(target.name().join(key))
+}
+
 /// Aborts a multipart upload that failed, logging a failure to abort (the parts then wait
 /// for the bucket's lifecycle rule).
 async fn abort(writer: WriteMultipart, location: &ObjectPath) {
@@ -433,6 +505,7 @@ impl KeyStore for ObjectArrayStore {
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        self.hold_lease()?;
         if let Err(e) = self.send(key, bytes, PutMode::Overwrite) {
             self.poison();
             return Err(e);
@@ -445,6 +518,7 @@ impl KeyStore for ObjectArrayStore {
     }
 
     fn erase(&self, key: &str) -> Result<()> {
+        self.hold_lease()?;
         if let Ok(mut written) = self.written.lock() {
             written.remove(key);
         }
@@ -485,11 +559,22 @@ impl KeyStore for ObjectArrayStore {
         self.target.name().join(key)
     }
 
-    /// `zarr.json` with a conditional PUT: created only if absent for a new array, replaced
-    /// only if still the version this array was opened at; then, for a replaced array, the
+    /// `zarr.json` with a conditional PUT, by the holder of the writer lease only: the lease
+    /// is renewed first (which fails when it was taken over), then `zarr.json` is created
+    /// only if absent for a new array, or replaced only if still the version this array was
+    /// opened at; then the lease is released and, for a new array replacing an old one, the
     /// chunks the new one does not have are removed.
     fn commit_metadata(&self, bytes: &[u8]) -> Result<()> {
         self.sync()?;
+        {
+            let mut lease = self.lease.lock().map_err(|_| self.lock_error())?;
+            if lease.is_held() {
+                lease.renew(&self.target)?;
+            } else {
+                drop(lease);
+                self.hold_lease()?;
+            }
+        }
         let version = self.version.lock().map_err(|_| self.lock_error())?.clone();
         let replaced = version.is_some();
         let mode = version.map_or(PutMode::Create, PutMode::Update);
@@ -505,7 +590,11 @@ impl KeyStore for ObjectArrayStore {
             }
         })?;
         self.set_version(Some(UpdateVersion::from(put)))?;
-        if replaced && let Err(e) = self.remove_stale_chunks() {
+        self.release_lease();
+        if replaced
+            && self.whole
+            && let Err(e) = self.remove_stale_chunks()
+        {
             log::warn!(
                 "{}: the array is committed, but the replaced array's extra chunks could not all be removed: {e}",
                 self.target.name().display()
@@ -528,10 +617,24 @@ impl KeyStore for ObjectArrayStore {
 
     /// A new array's chunks are removed, unless another writer committed an array at the
     /// prefix meanwhile: the keys this store wrote may hold that array's chunks now.
+    /// The writer lease is then released, or, for a new array whose chunks are gone, removed.
     fn abandon(&self) {
         if !self.replaces() && matches!(self.contains(METADATA_FILE), Ok(false)) {
             self.remove_written();
+            if let Ok(mut lease) = self.lease.lock()
+                && let Err(e) = lease.remove(&self.target)
+            {
+                log::warn!("an abandoned array's lease could not be removed: {e}");
+            }
         }
+        self.release_lease();
+    }
+}
+
+impl Drop for ObjectArrayStore {
+    /// A writer that neither committed nor abandoned the array releases its lease.
+    fn drop(&mut self) {
+        self.release_lease();
     }
 }
 

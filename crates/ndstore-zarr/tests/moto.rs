@@ -6,32 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::{bits, f64_meta, load, sample};
 use ndstore_conformance::python::{S3_BUCKET, S3Server, s3_server_or_skip};
-use ndstore_core::{DType, DTypeKind, DynArray, ErrorKind, LoadOptions, Order, SaveOptions};
-use ndstore_zarr::meta::ZarrMeta;
+use ndstore_core::{ErrorKind, SaveOptions};
 use ndstore_zarr::{ObjectTarget, ZarrArray, save_object};
 
 fn target(server: &S3Server, prefix: &str) -> ObjectTarget {
     let settings = server.settings();
     let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
     ObjectTarget::from_url_with(&format!("s3://{S3_BUCKET}/{prefix}"), &settings).unwrap()
-}
-
-fn meta(shape: &[usize], chunks: &[usize]) -> ZarrMeta {
-    ZarrMeta::new(DType::native(DTypeKind::F64), shape, chunks).unwrap()
-}
-
-fn sample(shape: &[usize], seed: u64) -> DynArray {
-    ndstore_conformance::sample::array(DTypeKind::F64, shape, Order::C, seed)
-}
-
-/// The values' bits (NaN payloads compare equal to themselves).
-fn bits(a: &DynArray) -> ndarray::ArrayD<u64> {
-    a.clone().into_typed::<f64>().unwrap().mapv(f64::to_bits)
-}
-
-fn load(target: &ObjectTarget) -> ndstore_core::Result<DynArray> {
-    ZarrArray::open_object(target, &SaveOptions::default())?.read_all(&LoadOptions::default())
 }
 
 #[test]
@@ -44,7 +29,7 @@ fn arrays_round_trip_through_s3_and_large_chunks_go_multipart() {
     save_object(
         &small,
         &values,
-        meta(&[50, 40], &[16, 16]),
+        f64_meta(&[50, 40], &[16, 16]),
         &SaveOptions::default(),
     )
     .unwrap();
@@ -56,7 +41,7 @@ fn arrays_round_trip_through_s3_and_large_chunks_go_multipart() {
     save_object(
         &big,
         &values,
-        meta(&[3 << 20], &[3 << 20]),
+        f64_meta(&[3 << 20], &[3 << 20]),
         &SaveOptions::default(),
     )
     .unwrap();
@@ -73,8 +58,8 @@ fn conditional_create_and_update_conflict_one_request_at_a_time() {
     assert_eq!(load(&target).unwrap_err().kind(), ErrorKind::NotFound);
 
     // Two writers start a new array; the first commit creates it, the second is refused.
-    let first = ZarrArray::create_object(&target, meta(&[4, 4], &[4, 4]), &options).unwrap();
-    let second = ZarrArray::create_object(&target, meta(&[4, 4], &[4, 4]), &options).unwrap();
+    let first = ZarrArray::create_object(&target, f64_meta(&[4, 4], &[4, 4]), &options).unwrap();
+    let second = ZarrArray::create_object(&target, f64_meta(&[4, 4], &[4, 4]), &options).unwrap();
     let v1 = sample(&[4, 4], 3);
     first.write_region(&[0, 0], &v1).unwrap();
     first.write_metadata().unwrap();
@@ -87,10 +72,74 @@ fn conditional_create_and_update_conflict_one_request_at_a_time() {
     // writer's commit from the stale ETag is refused.
     let stale = ZarrArray::open_object(&target, &options).unwrap();
     let v2 = sample(&[4, 4], 4);
-    save_object(&target, &v2, meta(&[4, 4], &[2, 2]), &options).unwrap();
+    save_object(&target, &v2, f64_meta(&[4, 4], &[2, 2]), &options).unwrap();
     assert_eq!(
         stale.write_metadata().unwrap_err().kind(),
         ErrorKind::Locked
     );
     assert_eq!(bits(&load(&target).unwrap()), bits(&v2));
+}
+
+#[test]
+fn a_commit_of_identical_metadata_in_between_still_conflicts() {
+    // S3's ETag is the MD5 of the content, so `If-Match` on zarr.json alone cannot see a
+    // commit of the same zarr.json bytes; the writer lease can: the stale writer's claim
+    // expects the lease object as it was at its opening.
+    let Some(server) = s3_server_or_skip("the moto identical-commit conflict") else {
+        return;
+    };
+    let options = SaveOptions::default();
+    let target = target(&server, "identical/a.zarr");
+    save_object(
+        &target,
+        &sample(&[4, 4], 1),
+        f64_meta(&[4, 4], &[2, 2]),
+        &options,
+    )
+    .unwrap();
+    let stale = ZarrArray::open_object(&target, &options).unwrap();
+    let winner = sample(&[4, 4], 2);
+    save_object(&target, &winner, f64_meta(&[4, 4], &[2, 2]), &options).unwrap();
+    let err = stale.write_metadata().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    let err = stale
+        .write_region(&[0, 0], &sample(&[2, 2], 3))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    assert_eq!(bits(&load(&target).unwrap()), bits(&winner));
+}
+
+#[test]
+fn the_writer_lease_protocol_through_s3() {
+    let Some(server) = s3_server_or_skip("the moto writer lease") else {
+        return;
+    };
+    let options = SaveOptions::default();
+    let base = target(&server, "lease/a.zarr");
+    let old = sample(&[4, 4], 1);
+    save_object(&base, &old, f64_meta(&[4, 4], &[2, 2]), &options).unwrap();
+
+    // A live lease refuses a second writer before it writes a chunk.
+    let first = ZarrArray::open_object(&base, &options).unwrap();
+    first.write_region(&[0, 0], &sample(&[2, 2], 2)).unwrap();
+    let second = ZarrArray::open_object(&base, &options).unwrap();
+    let err = second
+        .write_region(&[2, 2], &sample(&[2, 2], 3))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+    first.write_metadata().unwrap();
+    let committed = load(&base).unwrap();
+    assert_eq!(
+        bits(&committed).slice(ndarray::s![2.., 2..]),
+        bits(&old).slice(ndarray::s![2.., 2..])
+    );
+
+    // A killed writer's lease (never released) is taken over once it expired.
+    let short = base.clone().with_lease_duration(std::time::Duration::ZERO);
+    let killed = ZarrArray::open_object(&short, &options).unwrap();
+    killed.write_region(&[0, 0], &sample(&[2, 2], 4)).unwrap();
+    std::mem::forget(killed);
+    let next = sample(&[4, 4], 5);
+    save_object(&short, &next, f64_meta(&[4, 4], &[2, 2]), &options).unwrap();
+    assert_eq!(bits(&load(&base).unwrap()), bits(&next));
 }

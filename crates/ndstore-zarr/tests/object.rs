@@ -5,18 +5,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::{Arc, Barrier};
 
+use common::{bits, f64_meta, load, sample};
 use futures::TryStreamExt;
-use ndstore_core::{
-    ArrayWriter, ByteOrder, DType, DTypeKind, DynArray, ErrorKind, LoadOptions, Order, SaveOptions,
-};
+use ndstore_core::{ArrayWriter, ByteOrder, DType, DTypeKind, ErrorKind, SaveOptions};
 use ndstore_zarr::codec::{Codec, CodecChain, Sharding};
-use ndstore_zarr::meta::ZarrMeta;
 use ndstore_zarr::{ObjectTarget, ZarrArray, ZarrWriter, save_object};
 
-/// Every key stored in `target`'s store, sorted.
-fn keys(target: &ObjectTarget) -> Vec<String> {
+/// The writer lease's object under an array's prefix.
+const LEASE: &str = ".ndstore-lease";
+
+/// Every key stored in `target`'s store, sorted, writer leases included.
+fn all_keys(target: &ObjectTarget) -> Vec<String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -30,21 +33,12 @@ fn keys(target: &ObjectTarget) -> Vec<String> {
     keys
 }
 
-fn f64_meta(shape: &[usize], chunks: &[usize]) -> ZarrMeta {
-    ZarrMeta::new(DType::native(DTypeKind::F64), shape, chunks).unwrap()
-}
-
-fn sample(shape: &[usize], seed: u64) -> DynArray {
-    ndstore_conformance::sample::array(DTypeKind::F64, shape, Order::C, seed)
-}
-
-/// The values' bits (NaN payloads compare equal to themselves).
-fn bits(a: &DynArray) -> ndarray::ArrayD<u64> {
-    a.clone().into_typed::<f64>().unwrap().mapv(f64::to_bits)
-}
-
-fn load(target: &ObjectTarget) -> ndstore_core::Result<DynArray> {
-    ZarrArray::open_object(target, &SaveOptions::default())?.read_all(&LoadOptions::default())
+/// Every key of the arrays in `target`'s store (what a Zarr reader sees), sorted: the writer
+/// leases left out.
+fn keys(target: &ObjectTarget) -> Vec<String> {
+    let mut keys = all_keys(target);
+    keys.retain(|k| !k.ends_with(LEASE));
+    keys
 }
 
 #[test]
@@ -114,6 +108,8 @@ fn a_replacing_save_removes_the_old_arrays_extra_chunks() {
     )
     .unwrap();
     assert_eq!(keys(&target), ["a.zarr/c/0/0", "a.zarr/zarr.json"]);
+    // The released lease stays: its new ETag tells writers that opened before that claim.
+    assert!(all_keys(&target).contains(&format!("a.zarr/{LEASE}")));
     assert_eq!(bits(&load(&target).unwrap()), bits(&smaller));
 }
 
@@ -157,7 +153,7 @@ fn a_dropped_or_aborted_writer_publishes_nothing_and_removes_its_chunks() {
         } else {
             drop(writer);
         }
-        assert_eq!(keys(&target), Vec::<String>::new(), "abort: {abort}");
+        assert_eq!(all_keys(&target), Vec::<String>::new(), "abort: {abort}");
     }
 }
 
