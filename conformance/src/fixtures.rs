@@ -9,7 +9,9 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use ndstore_core::{Backend, ByteOrder, DTypeKind, DynArray, LoadOptions, Order, SaveOptions};
+use ndstore_core::{
+    ArrayMeta, Backend, ByteOrder, DTypeKind, DynArray, LoadOptions, Order, SaveOptions,
+};
 
 use crate::sample;
 
@@ -74,6 +76,17 @@ pub trait Fixtures: Sync {
     /// file could not justify.
     fn arrays_may_exceed_file(&self) -> bool {
         false
+    }
+
+    /// The chunk shape the backend's saves give an array of `meta`, for a backend that
+    /// declares the per-chunk crash guarantee ([`CrashGuarantee::PerChunk`]): CK then judges
+    /// each chunk of a replaced array on its own. `None` (the default) for a backend without
+    /// chunks; a per-chunk backend without it fails CK.
+    ///
+    /// [`CrashGuarantee::PerChunk`]: ndstore_core::CrashGuarantee::PerChunk
+    fn chunk_shape(&self, meta: &ArrayMeta) -> Option<Vec<usize>> {
+        let _ = meta;
+        None
     }
 }
 
