@@ -121,7 +121,8 @@ impl ZarrArray {
 
     /// Forgets an array that will not be committed: on object storage, the chunks a new
     /// array wrote are removed (best effort, failures logged); a replaced array's overwritten
-    /// chunks stay as written (each one whole).
+    /// chunks stay as written (each one whole), and the writer lease is released.
+    #[cfg(feature = "s3")]
     pub(crate) fn abandon(&self) {
         self.store.abandon();
     }

@@ -339,6 +339,7 @@ pub(crate) trait KeyStore: std::fmt::Debug + Send + Sync {
     }
 
     /// Forgets an array that will not be committed (see `ZarrArray::abandon`).
+    #[cfg(feature = "s3")]
     fn abandon(&self) {}
 }
 

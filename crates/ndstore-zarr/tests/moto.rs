@@ -8,16 +8,10 @@
 
 mod common;
 
-use common::{bits, f64_meta, load, sample};
-use ndstore_conformance::python::{S3_BUCKET, S3Server, s3_server_or_skip};
+use common::{bits, f64_meta, load, s3_target as target, sample};
+use ndstore_conformance::python::s3_server_or_skip;
 use ndstore_core::{ErrorKind, SaveOptions};
-use ndstore_zarr::{ObjectTarget, ZarrArray, save_object};
-
-fn target(server: &S3Server, prefix: &str) -> ObjectTarget {
-    let settings = server.settings();
-    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    ObjectTarget::from_url_with(&format!("s3://{S3_BUCKET}/{prefix}"), &settings).unwrap()
-}
+use ndstore_zarr::{ZarrArray, save_object};
 
 #[test]
 fn arrays_round_trip_through_s3_and_large_chunks_go_multipart() {

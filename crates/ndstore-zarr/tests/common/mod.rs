@@ -1,8 +1,10 @@
 //! What the object storage tests share: f64 sample arrays salted with NaN payloads, their
-//! bits for comparison, Zarr metadata and loading an array from a target.
+//! bits for comparison, Zarr metadata, loading an array from a target, and targets in the
+//! local S3 server's bucket.
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+use ndstore_conformance::python::{S3_BUCKET, S3Server};
 use ndstore_core::{DType, DTypeKind, DynArray, LoadOptions, Order, SaveOptions};
 use ndstore_zarr::meta::ZarrMeta;
 use ndstore_zarr::{ObjectTarget, ZarrArray};
@@ -25,4 +27,11 @@ pub fn bits(a: &DynArray) -> ndarray::ArrayD<u64> {
 /// The whole array at `target`.
 pub fn load(target: &ObjectTarget) -> ndstore_core::Result<DynArray> {
     ZarrArray::open_object(target, &SaveOptions::default())?.read_all(&LoadOptions::default())
+}
+
+/// The array at `prefix` in the local S3 server's bucket.
+pub fn s3_target(server: &S3Server, prefix: &str) -> ObjectTarget {
+    let settings = server.settings();
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ObjectTarget::from_url_with(&format!("s3://{S3_BUCKET}/{prefix}"), &settings).unwrap()
 }
