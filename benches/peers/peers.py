@@ -1,5 +1,6 @@
-"""The peers of `cargo xtask bench`: one operation with numpy, h5py, pandas or polars, run
-`reps` times in this process; prints `ms <milliseconds>` per run.
+"""The peers of `cargo xtask bench`: one operation with numpy, h5py, pandas, polars, zarr-python
+or tensorstore (the Zarr operations live in zarr_peers.py), run `reps` times in this process;
+prints `ms <milliseconds>` per run.
 
 Usage: peers.py OP PEER DIR REPS
 """
@@ -25,6 +26,10 @@ def fsync_path_dir(path):
 
 
 def operation(op, peer, d):
+    if op.startswith("zarr_"):
+        import zarr_peers
+
+        return zarr_peers.operation(op, peer, d)
     npy = os.path.join(d, "data.npy")
     out = os.path.join(d, "peer-" + op)
     if op in ("npy_save_flushed", "npy_save_synced", "mmap_fill_sync", "hdf5_write_sync"):

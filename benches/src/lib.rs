@@ -1,4 +1,5 @@
-//! Shared set-up for ndstore's benchmarks: the array sizes every backend is measured at.
+//! Shared set-up for ndstore's benchmarks: the array sizes every backend is measured at, the
+//! arrays themselves and the Zarr layouts they are stored in.
 
 use ndarray::{Array1, Array2};
 
@@ -14,9 +15,7 @@ pub fn sizes() -> Vec<usize> {
 
 /// A 2-d f64 array of `bytes` bytes (rows of 1024 values, or one row when smaller).
 pub fn f64_array(bytes: usize) -> Array2<f64> {
-    let n = bytes / 8;
-    let cols = n.min(1024);
-    let rows = n / cols;
+    let [rows, cols] = f64_array_shape(bytes);
     let flat = Array1::from_iter((0..rows * cols).map(|i| i as f64 * 0.25));
     flat.into_shape_with_order((rows, cols))
         .unwrap_or_else(|_| Array2::zeros((0, 0)))
@@ -41,4 +40,29 @@ pub fn table(rows: usize) -> Array2<f64> {
         state ^= state << 17;
         (state >> 11) as f64 / (1u64 << 53) as f64
     })
+}
+
+/// The Zarr layouts the benchmark compares: each a 1 MiB chunk (or the whole array when
+/// smaller), plain or in shards of 16 chunks, uncompressed or zstd.
+pub const ZARR_LAYOUTS: [&str; 4] = ["plain", "zstd", "sharded", "sharded_zstd"];
+
+/// The chunks a shard holds along the first axis in the sharded layouts.
+pub const CHUNKS_PER_SHARD: usize = 16;
+
+/// The chunk and shard shapes of `f64_array(bytes)` in Zarr: chunks of `min(1 MiB, array)`
+/// (whole rows), and shards of up to [`CHUNKS_PER_SHARD`] chunks along the first axis (fewer
+/// when the array has fewer chunks, so a small array is one shard of one chunk).
+pub fn zarr_grid(bytes: usize) -> (Vec<usize>, Vec<usize>) {
+    let shape = f64_array_shape(bytes);
+    let (rows, cols) = (shape[0].max(1), shape[1].max(1));
+    let chunk_rows = ((1 << 20) / (cols * 8)).clamp(1, rows);
+    let shard_rows = rows.div_ceil(chunk_rows).min(CHUNKS_PER_SHARD) * chunk_rows;
+    (vec![chunk_rows, cols], vec![shard_rows, cols])
+}
+
+/// The shape of `f64_array(bytes)`.
+pub fn f64_array_shape(bytes: usize) -> [usize; 2] {
+    let n = bytes / 8;
+    let cols = n.min(1024);
+    [n.checked_div(cols).unwrap_or(0), cols]
 }

@@ -1,5 +1,6 @@
 //! `cargo xtask bench [--full] [--only OP] [--sizes LIST] [--runs N]`: ndstore side by side
-//! with numpy, h5py, pandas and polars on the same files at every size of the sweep (4 KiB,
+//! with numpy, h5py, pandas, polars, zarr-python and tensorstore on the same files at every
+//! size of the sweep (4 KiB,
 //! 1 MiB, 64 MiB, 256 MiB; `--full` adds 1 GiB), with `dd` as the hardware limit, runs
 //! alternating; quartiles and a verdict per row, a table on the terminal, and
 //! `bench/report.{md,json}` plus one chart per operation under the target directory.
@@ -36,6 +37,9 @@ enum Limit {
 enum Against {
     /// The best peer's times.
     Peer,
+    /// This peer's times, whether it is the fastest or not (the row's peer column shows the
+    /// first peer so named).
+    Named(&'static str),
     /// The `dd` limit's times.
     Limit,
     /// An absolute time in milliseconds.
@@ -100,6 +104,40 @@ struct Spec {
     targets: &'static [Target],
     /// The CSV operations run once, on their own table, outside the size sweep.
     csv: bool,
+}
+
+/// The targets of issue 17: a synced save at most 1.0 × tensorstore with its file sync on.
+const ZARR_WRITE_TARGETS: &[Target] = &[Target::always(1.0, Against::Named("tensorstore"))];
+
+/// The targets of issue 17: a read at most 0.5 × zarr-python and 1.0 × tensorstore.
+const ZARR_READ_TARGETS: &[Target] = &[
+    Target::always(0.5, Against::Named("zarr-python")),
+    Target::always(1.0, Against::Named("tensorstore")),
+];
+
+/// A whole-array Zarr save (`zarr_write_synced_<layout>`, the layouts bench-op's
+/// `ZARR_LAYOUTS`: 1 MiB chunks, plain or in shards of 16 chunks, uncompressed or zstd),
+/// atomic and synced, against tensorstore with its file sync on;
+/// zarr-python (which never fsyncs) runs in the same rotation, shown without a verdict.
+const fn zarr_write(op: &'static str) -> Spec {
+    Spec {
+        op,
+        peers: &["tensorstore", "zarr-python"],
+        limit: Limit::WriteSync,
+        targets: ZARR_WRITE_TARGETS,
+        csv: false,
+    }
+}
+
+/// A full Zarr read into memory; the limit is `dd` reading the same values as one `.npy`.
+const fn zarr_read(op: &'static str) -> Spec {
+    Spec {
+        op,
+        peers: &["zarr-python", "tensorstore"],
+        limit: Limit::Read("data.npy"),
+        targets: ZARR_READ_TARGETS,
+        csv: false,
+    }
 }
 
 const SPECS: &[Spec] = &[
@@ -182,6 +220,14 @@ const SPECS: &[Spec] = &[
         targets: &[Target::always(1.05, Against::Limit)],
         csv: false,
     },
+    zarr_write("zarr_write_synced_plain"),
+    zarr_write("zarr_write_synced_zstd"),
+    zarr_write("zarr_write_synced_sharded"),
+    zarr_write("zarr_write_synced_sharded_zstd"),
+    zarr_read("zarr_read_plain"),
+    zarr_read("zarr_read_zstd"),
+    zarr_read("zarr_read_sharded"),
+    zarr_read("zarr_read_sharded_zstd"),
     Spec {
         op: "csv_read",
         peers: &["pandas", "polars"],
@@ -199,6 +245,7 @@ const SPECS: &[Spec] = &[
 ];
 
 /// One operation at one size: the quartiles of both sides, and the verdict.
+#[derive(Clone)]
 struct Row {
     op: &'static str,
     size_bytes: u64,
@@ -209,6 +256,8 @@ struct Row {
     range: (f64, f64),
     peer: String,
     theirs: Quartiles,
+    /// The other peers of the same rotation.
+    others: Vec<Other>,
     limit: Option<Quartiles>,
     peak_rss_bytes: u64,
     target: String,
@@ -216,6 +265,15 @@ struct Row {
     /// line on the chart).
     peer_target: Option<f64>,
     verdict: Verdict,
+}
+
+/// A peer of a row besides the one its peer column shows.
+#[derive(Clone)]
+struct Other {
+    peer: String,
+    times: Quartiles,
+    /// The ratio a target allows against this peer, if one does.
+    target: Option<f64>,
 }
 
 /// Runs a command that prints `ms X` lines (and maybe `rss N`); returns the samples and RSS.
@@ -499,7 +557,8 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
             let dir = out_dir
                 .join("data")
                 .join(report::human(bytes).replace(' ', ""));
-            let setup = prepare(python, &dir, bytes, 0, &options)?;
+            let zarr = sized.iter().any(|s| s.op.starts_with("zarr_"));
+            let setup = prepare(python, &dir, bytes, 0, zarr, &options)?;
             for spec in &sized {
                 rows.push(measure(spec, &setup)?);
             }
@@ -516,6 +575,7 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
             &out_dir.join("data").join("csv"),
             4096,
             rows_csv,
+            false,
             &options,
         )?;
         for spec in specs.iter().filter(|s| s.csv) {
@@ -533,13 +593,14 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
     )
 }
 
-/// Makes the data files of one size in `dir`: the f64 array as `.npy` and HDF5 of `bytes`, and
-/// a `rows` × 10 CSV when `rows` is not 0.
+/// Makes the data files of one size in `dir`: the f64 array as `.npy` and HDF5 of `bytes`, as
+/// Zarr arrays in every layout when `zarr`, and a `rows` × 10 CSV when `rows` is not 0.
 fn prepare<'a>(
     python: &'a Path,
     dir: &Path,
     bytes: u64,
     rows: u64,
+    zarr: bool,
     options: &BenchOptions,
 ) -> Result<Setup<'a>, String> {
     let driver = target_dir().join("release").join("bench-op");
@@ -552,7 +613,8 @@ fn prepare<'a>(
         .arg("prepare")
         .arg(dir)
         .arg(bytes.to_string())
-        .arg(rows.to_string()))?;
+        .arg(rows.to_string())
+        .args(zarr.then_some("zarr")))?;
     let size = if rows > 0 {
         let csv = dir.join("data.csv");
         fs::metadata(&csv)
@@ -679,8 +741,9 @@ fn run_round(
     Ok(())
 }
 
-/// The row of `spec` from its samples: quartiles, the best peer (lowest median), and the
-/// verdict of every target that applies at `size`.
+/// The row of `spec` from its samples: quartiles, the peer of its peer column (the first a
+/// target names, or else the best: lowest median), the other peers, and the verdict of every
+/// target that applies at `size`.
 fn judge(spec: &Spec, size: u64, mut samples: Samples) -> Row {
     let runs = samples.ours.len();
     let ours = Quartiles::of(&mut samples.ours);
@@ -688,13 +751,36 @@ fn judge(spec: &Spec, size: u64, mut samples: Samples) -> Row {
         samples.ours.first().copied().unwrap_or(f64::NAN),
         samples.ours.last().copied().unwrap_or(f64::NAN),
     );
-    let (peer, theirs) = spec
+    let mut peers: Vec<(String, Quartiles)> = spec
         .peers
         .iter()
         .zip(samples.theirs.iter_mut())
         .map(|(p, s)| (p.to_string(), Quartiles::of(s)))
-        .min_by(|a, b| a.1.median.total_cmp(&b.1.median))
-        .unwrap_or_else(|| (String::new(), Quartiles::exact(f64::NAN)));
+        .collect();
+    let named = spec
+        .targets
+        .iter()
+        .filter(|t| t.applies(size))
+        .find_map(|t| match t.against {
+            Against::Named(peer) => Some(peer),
+            _ => None,
+        });
+    let column = match named {
+        Some(named) => peers.iter().position(|(p, _)| p == named),
+        None => (0..peers.len()).min_by(|&a, &b| peers[a].1.median.total_cmp(&peers[b].1.median)),
+    };
+    let (peer, theirs) = match column {
+        Some(i) => peers.remove(i),
+        None => (String::new(), Quartiles::exact(f64::NAN)),
+    };
+    let mut others: Vec<Other> = peers
+        .into_iter()
+        .map(|(peer, times)| Other {
+            peer,
+            times,
+            target: None,
+        })
+        .collect();
     let limit = (!samples.limit.is_empty()).then(|| Quartiles::of(&mut samples.limit));
     let mut versus = samples
         .versus
@@ -710,20 +796,24 @@ fn judge(spec: &Spec, size: u64, mut samples: Samples) -> Row {
                 peer_target = Some(bound);
                 (theirs, format!("≤ {bound} × {peer}"))
             }
+            Against::Named(named) if named == peer => {
+                peer_target = Some(bound);
+                (theirs, format!("≤ {bound} × {peer}"))
+            }
+            Against::Named(named) => match others.iter_mut().find(|o| o.peer == named) {
+                Some(other) => {
+                    other.target = Some(bound);
+                    (other.times, compared(bound, named, ours, other.times))
+                }
+                None => (Quartiles::exact(f64::NAN), format!("≤ {bound} × {named}")),
+            },
             Against::Limit => (
                 limit.unwrap_or(Quartiles::exact(f64::NAN)),
                 format!("≤ {bound} × dd"),
             ),
             Against::Millis => (Quartiles::exact(1.0), format!("≤ {bound} ms")),
             Against::Op(op) => match versus.as_mut() {
-                Some((_, q)) => (
-                    *q,
-                    format!(
-                        "≤ {bound} × {op} ({:.2}; {op} {} in the same rotation)",
-                        ours.median / q.median,
-                        report::ms_iqr(*q)
-                    ),
-                ),
+                Some((_, q)) => (*q, compared(bound, op, ours, *q)),
                 None => (Quartiles::exact(f64::NAN), format!("≤ {bound} × {op}")),
             },
         };
@@ -738,6 +828,7 @@ fn judge(spec: &Spec, size: u64, mut samples: Samples) -> Row {
         range,
         peer,
         theirs,
+        others,
         limit,
         peak_rss_bytes: samples.rss,
         target: if words.is_empty() {
@@ -748,6 +839,16 @@ fn judge(spec: &Spec, size: u64, mut samples: Samples) -> Row {
         peer_target,
         verdict,
     }
+}
+
+/// A target against something besides the peer column, with the ratio and the times:
+/// `≤ 1.25 × plain_read (0.72; plain_read 209.2 ms (185.3–220.2) in the same rotation)`.
+fn compared(bound: f64, what: &str, ours: Quartiles, theirs: Quartiles) -> String {
+    format!(
+        "≤ {bound} × {what} ({:.2}; {what} {} in the same rotation)",
+        ours.median / theirs.median,
+        report::ms_iqr(theirs)
+    )
 }
 
 #[cfg(test)]
@@ -780,6 +881,85 @@ mod tests {
         assert!(bench_options(&args(&["--runs", "0"])).is_err());
         assert!(bench_options(&args(&["--only"])).is_err());
         assert!(bench_options(&args(&["--fast"])).is_err());
+    }
+
+    /// The spec of operation `op`.
+    fn spec(op: &str) -> &'static Spec {
+        SPECS
+            .iter()
+            .find(|s| s.op == op)
+            .unwrap_or_else(|| panic!("no operation {op} in SPECS"))
+    }
+
+    /// The samples of a row whose peers took `theirs` (one list per peer, in the spec's order).
+    fn samples(ours: &[f64], theirs: &[&[f64]]) -> Samples {
+        Samples {
+            ours: ours.to_vec(),
+            theirs: theirs.iter().map(|t| t.to_vec()).collect(),
+            ..Samples::default()
+        }
+    }
+
+    #[test]
+    fn a_named_peer_is_the_peer_column_even_when_another_is_faster() {
+        let write = spec("zarr_write_synced_sharded_zstd");
+        // tensorstore (the target's peer) is slower than zarr-python (information only).
+        let row = judge(
+            write,
+            MIB,
+            samples(&[9.0, 10.0, 11.0], &[&[19.0, 20.0, 21.0], &[4.0, 5.0, 6.0]]),
+        );
+        assert_eq!(row.peer, "tensorstore");
+        assert_eq!(row.theirs.median, 20.0);
+        assert_eq!(row.peer_target, Some(1.0));
+        assert_eq!(row.verdict, Verdict::Met);
+        assert_eq!(row.others.len(), 1);
+        assert_eq!(row.others[0].peer, "zarr-python");
+        assert_eq!(row.others[0].target, None);
+        assert_eq!(row.target, "≤ 1 × tensorstore");
+    }
+
+    #[test]
+    fn every_named_target_counts_toward_the_verdict() {
+        let read = spec("zarr_read_plain");
+        // Half of zarr-python's time is met, but tensorstore is faster than ndstore.
+        let row = judge(
+            read,
+            MIB,
+            samples(&[9.0, 10.0, 11.0], &[&[29.0, 30.0, 31.0], &[4.0, 5.0, 6.0]]),
+        );
+        assert_eq!(row.peer, "zarr-python");
+        assert_eq!(row.peer_target, Some(0.5));
+        assert_eq!(row.others.len(), 1);
+        assert_eq!(row.others[0].peer, "tensorstore");
+        assert_eq!(row.others[0].target, Some(1.0));
+        assert_eq!(row.verdict, Verdict::Missed);
+        assert!(
+            row.target.starts_with(
+                "≤ 0.5 × zarr-python and ≤ 1 × tensorstore (2.00; tensorstore 5.000 ms"
+            ),
+            "{}",
+            row.target
+        );
+        // Both met: the verdict is met.
+        let row = judge(
+            read,
+            MIB,
+            samples(
+                &[9.0, 10.0, 11.0],
+                &[&[29.0, 30.0, 31.0], &[14.0, 15.0, 16.0]],
+            ),
+        );
+        assert_eq!(row.verdict, Verdict::Met);
+    }
+
+    #[test]
+    fn the_best_peer_is_the_column_without_a_named_target() {
+        let csv = spec("csv_read");
+        let row = judge(csv, MIB, samples(&[9.0], &[&[30.0], &[20.0]]));
+        assert_eq!(row.peer, "polars");
+        assert_eq!(row.others.len(), 1);
+        assert_eq!(row.others[0].peer, "pandas");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Draws the charts of `cargo xtask bench`: for each operation of `report.json`, the ratio of
-//! ndstore's time to its best peer's against the array size (log axis), an error bar per size
-//! and the target as a line, as `<operation>.svg` beside the report.
+//! ndstore's time to its peer's (the row's peer column) against the array size (log axis), an
+//! error bar per size and the target as a line, as `<operation>.svg` beside the report; and the
+//! same against each of the row's other peers (`other_peers`, the Zarr rows' second peer) as
+//! `<operation>-<peer>.svg`.
 //!
 //! The error bar spans the ratios the two interquartile ranges allow: from ndstore's first
 //! quartile over the peer's third to ndstore's third over the peer's first. A bar that crosses
@@ -153,7 +155,8 @@ fn charts(report: &Path, out_dir: &Path) -> Result<Vec<String>, Failure> {
         json.get("mode").and_then(Value::as_str).unwrap_or("?"),
         json.get("machine").and_then(Value::as_str).unwrap_or("?")
     );
-    let mut by_op: BTreeMap<String, (String, Vec<Point>)> = BTreeMap::new();
+    // Keyed by the file name: the operation, and the peer when it is not the peer column's.
+    let mut by_op: BTreeMap<String, (String, String, Vec<Point>)> = BTreeMap::new();
     for row in json
         .get("rows")
         .and_then(Value::as_array)
@@ -161,17 +164,37 @@ fn charts(report: &Path, out_dir: &Path) -> Result<Vec<String>, Failure> {
     {
         let op = row.get("op").and_then(Value::as_str).unwrap_or("?");
         let peer = row.get("peer").and_then(Value::as_str).unwrap_or("peer");
-        if let Some(p) = point(row) {
-            let entry = by_op
-                .entry(op.to_owned())
-                .or_insert_with(|| (peer.to_owned(), Vec::new()));
-            entry.1.push(p);
+        let others = row
+            .get("other_peers")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        // An other peer's entry has the row's peer fields; ndstore's come from the row.
+        let of_other = |other: &Value| {
+            let mut merged = row.clone();
+            if let (Some(merged), Some(other)) = (merged.as_object_mut(), other.as_object()) {
+                merged.extend(other.clone());
+            }
+            merged
+        };
+        let series = std::iter::once((op.to_owned(), peer.to_owned(), row.clone())).chain(
+            others.iter().map(|other| {
+                let name = other.get("peer").and_then(Value::as_str).unwrap_or("peer");
+                (format!("{op}-{name}"), name.to_owned(), of_other(other))
+            }),
+        );
+        for (file, peer, row) in series {
+            if let Some(p) = point(&row) {
+                let entry = by_op
+                    .entry(file)
+                    .or_insert_with(|| (op.to_owned(), peer, Vec::new()));
+                entry.2.push(p);
+            }
         }
     }
     let mut written = Vec::new();
-    for (op, (peer, mut points)) in by_op {
+    for (file, (op, peer, mut points)) in by_op {
         points.sort_by(|a, b| a.size.total_cmp(&b.size));
-        let path = out_dir.join(format!("{op}.svg"));
+        let path = out_dir.join(format!("{file}.svg"));
         draw(&path, &op, &peer, &points, &caption)?;
         written.push(path.display().to_string());
     }

@@ -1,17 +1,21 @@
 //! One benchmark operation of ndstore, run `reps` times in a fresh process, for
 //! `cargo xtask bench`: prints `ms <milliseconds>` per run, then `rss <bytes>`, the process's
 //! peak resident set. `prepare` writes the shared input files the peers read too (the CSV only
-//! when ROWS is not 0).
+//! when ROWS is not 0, the Zarr arrays `data-<layout>.zarr` only when asked with `zarr`).
 //!
-//! Usage: `bench-op prepare DIR BYTES ROWS` or `bench-op OP DIR REPS BYTES ROWS`.
+//! Usage: `bench-op prepare DIR BYTES ROWS [zarr]` or `bench-op OP DIR REPS BYTES ROWS`.
 
 use std::path::Path;
 use std::time::Instant;
 
 use ndarray::{Array2, Ix2};
-use ndstore_core::{ArrayMeta, Commit, DType, DTypeKind, Durable, DynArray, Order, SaveOptions};
+use ndstore_core::{
+    ArrayMeta, Backend, ByteOrder, Commit, DType, DTypeKind, Durable, DynArray, Order, SaveOptions,
+};
 use ndstore_mmap::{MappedArray, Mode};
 use ndstore_text::TextOptions;
+use ndstore_zarr::codec::{Codec, CodecChain, Sharding};
+use ndstore_zarr::meta::ZarrMeta;
 
 type Run = Box<dyn FnMut() -> ndstore_core::Result<f64>>;
 
@@ -27,15 +31,61 @@ fn peak_rss() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn prepare(dir: &Path, bytes: usize, rows: usize) -> ndstore_core::Result<()> {
-    let array = ndstore_benches::f64_array(bytes);
-    ndstore_file::npy::save(dir.join("data.npy"), &array)?;
-    ndstore_hdf5::save_dyn(
-        dir.join("data.h5"),
-        "data",
-        &DynArray::from(array.into_dyn()),
-        &SaveOptions::default(),
-    )?;
+/// The Zarr metadata of `f64_array(bytes)` in `layout` (one of `ZARR_LAYOUTS`): little-endian
+/// `bytes`, then zstd at level 3 (zstd's own default) for the `zstd` layouts; the sharded
+/// layouts keep the chunks as inner chunks of shards with a `bytes` + `crc32c` index at the
+/// end (zarr-python's default).
+fn zarr_meta(bytes: usize, layout: &str) -> ndstore_core::Result<ZarrMeta> {
+    let (chunk, shard) = ndstore_benches::zarr_grid(bytes);
+    let shape = ndstore_benches::f64_array_shape(bytes);
+    let sharded = layout.starts_with("sharded");
+    let dtype = DType::new(DTypeKind::F64, ByteOrder::Little);
+    let mut meta = ZarrMeta::new(dtype, &shape, if sharded { &shard } else { &chunk })?;
+    let mut codecs = vec![Codec::bytes_for(dtype)];
+    if layout.ends_with("zstd") {
+        codecs.push(Codec::Zstd {
+            level: 3,
+            checksum: false,
+        });
+    }
+    if sharded {
+        codecs = vec![Codec::Sharding(Box::new(Sharding {
+            chunk_shape: chunk,
+            codecs: CodecChain::new(codecs),
+            index_codecs: CodecChain::new(vec![Codec::bytes_for(dtype), Codec::Crc32c]),
+            index_at_start: false,
+        }))];
+    }
+    meta.codecs = CodecChain::new(codecs);
+    Ok(meta)
+}
+
+/// The Zarr layout an operation named `zarr_<what>_<layout>` works on.
+fn zarr_layout(op: &str) -> Option<&'static str> {
+    // The longest name first: `sharded_zstd` also ends with `zstd`.
+    let mut layouts = ndstore_benches::ZARR_LAYOUTS;
+    layouts.sort_by_key(|l| std::cmp::Reverse(l.len()));
+    layouts
+        .into_iter()
+        .find(|l| op.starts_with("zarr_") && op.ends_with(&format!("_{l}")))
+}
+
+fn prepare(dir: &Path, bytes: usize, rows: usize, zarr: bool) -> ndstore_core::Result<()> {
+    let values = ndstore_benches::f64_array(bytes);
+    ndstore_file::npy::save(dir.join("data.npy"), &values)?;
+    let array = DynArray::from(values.into_dyn());
+    ndstore_hdf5::save_dyn(dir.join("data.h5"), "data", &array, &SaveOptions::default())?;
+    if zarr {
+        for layout in ndstore_benches::ZARR_LAYOUTS {
+            let target = dir.join(format!("data-{layout}.zarr"));
+            ndstore_zarr::save_with(
+                &target,
+                &array,
+                zarr_meta(bytes, layout)?,
+                &SaveOptions::default(),
+            )?;
+        }
+    }
     if rows == 0 {
         return Ok(());
     }
@@ -119,6 +169,26 @@ fn operation(op: &str, dir: &Path, bytes: usize, rows: usize) -> Option<Run> {
                 ndstore_hdf5::save_dyn(&out, "data", &array, &SaveOptions::default()).map(|()| 0.0)
             })
         }
+        // A whole-array save, atomic and synced (the default options): the new tree built
+        // beside the old one, every chunk fsynced, exchanged, the parent fsynced.
+        _ if op.starts_with("zarr_write_synced_") => {
+            let layout = zarr_layout(op)?;
+            let array = DynArray::from(ndstore_benches::f64_array(bytes).into_dyn());
+            let out = out.with_extension("zarr");
+            Box::new(move || {
+                let meta = zarr_meta(bytes, layout)?;
+                ndstore_zarr::save_with(&out, &array, meta, &SaveOptions::default()).map(|()| 0.0)
+            })
+        }
+        // The backend's load: open, read every chunk into one fresh array.
+        _ if op.starts_with("zarr_read_") => {
+            let input = dir.join(format!("data-{}.zarr", zarr_layout(op)?));
+            Box::new(move || {
+                ndstore_zarr::ZarrBackend
+                    .load(&input)
+                    .map(|(m, _)| m.shape[0] as f64)
+            })
+        }
         "csv_read" => {
             let csv = dir.join("data.csv");
             Box::new(move || {
@@ -147,7 +217,7 @@ fn main() -> std::process::ExitCode {
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
     let number = |i: usize| arg(i).parse::<usize>().unwrap_or(0);
     let result = if arg(0) == "prepare" {
-        prepare(Path::new(&arg(1)), number(2), number(3))
+        prepare(Path::new(&arg(1)), number(2), number(3), arg(4) == "zarr")
     } else {
         let dir = std::path::PathBuf::from(arg(1));
         match operation(&arg(0), &dir, number(3), number(4)) {

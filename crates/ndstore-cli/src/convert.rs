@@ -1,13 +1,12 @@
 //! `ndstore convert`: an array from one format into another, atomically and durably (the
 //! destination appears complete or not at all, synced with its directory).
 //!
-//! A C-ordered `.npy` file or HDF5 dataset going to `.npy`, text or HDF5 streams: rows are
-//! read a block of at most [`BUFFER_BYTES`] at a time (HDF5 through the isolated reader's
-//! hyperslab reads) and appended to the destination's streaming writer, so memory stays
-//! bounded whatever the array's size; so does a text file with a `# ndstore:` line, a block of
-//! lines at a time. Other sources (`.npz` members, text without the line, Fortran-ordered and
-//! 0-d arrays) and `.npz` destinations load the source whole, within its format's own size
-//! checks.
+//! A source streams in blocks of at most [`BUFFER_BYTES`] of rows (a `.npy` file in either
+//! order, an `.npz` member, an HDF5 dataset through the isolated reader's hyperslab reads, text
+//! with a `# ndstore:` line, a Zarr array a box of whole chunk rows at a time) into the
+//! destination's streaming writer (`.npy`, text, HDF5, Zarr) or an `.npz` member, so memory
+//! stays bounded whatever the array's size. Other sources (text without the line, other
+//! Fortran-ordered arrays, 0-d arrays) load whole, within their format's own size checks.
 
 use std::fs::File;
 use std::io::{IsTerminal, Read};
@@ -20,9 +19,12 @@ use ndstore::file::{NpyWriter, npy, npz};
 use ndstore::hdf5;
 use ndstore::ndarray::{ArrayD, IxDyn, ShapeBuilder};
 use ndstore::text::{TextReader, TextWriter};
+use ndstore::zarr::codec::{Codec, CodecChain};
+use ndstore::zarr::meta::ZarrMeta;
+use ndstore::zarr::{ZarrArray, ZarrWriter};
 use ndstore::{
-    ArrayMeta, ArrayWriter, Commit, DTypeKind, DynArray, Error, ErrorKind, Location, Order, Result,
-    SaveOptions, half, num_complex::Complex,
+    ArrayMeta, ArrayWriter, Commit, DType, DTypeKind, DynArray, Error, ErrorKind, Location, Order,
+    Result, SaveOptions, half, num_complex::Complex,
 };
 
 use crate::source::{self, Kind, Target, text_options, with_path};
@@ -44,6 +46,8 @@ pub enum ToFormat {
     Txt,
     /// HDF5, dataset `data` (or the source's object path)
     Hdf5,
+    /// a Zarr v3 array (a directory), in chunks of about 1 MiB unless `--chunks` says
+    Zarr,
 }
 
 impl ToFormat {
@@ -55,6 +59,7 @@ impl ToFormat {
             Kind::Csv => ToFormat::Csv,
             Kind::Txt => ToFormat::Txt,
             Kind::Hdf5 => ToFormat::Hdf5,
+            Kind::Zarr => ToFormat::Zarr,
         }
     }
 
@@ -65,6 +70,7 @@ impl ToFormat {
             ToFormat::Csv => "CSV file",
             ToFormat::Txt => "text file",
             ToFormat::Hdf5 => "HDF5 file",
+            ToFormat::Zarr => "Zarr array",
         }
     }
 }
@@ -76,9 +82,11 @@ pub enum Compression {
     None,
     /// gzip (deflate), at a level from 0 to 9 when one is given.
     Gzip(Option<u8>),
+    /// zstd, at a level from 1 to 22 when one is given (Zarr destinations only).
+    Zstd(Option<u8>),
 }
 
-/// Parses `--compression`: `none`, `gzip` or `gzip:LEVEL` (0–9).
+/// Parses `--compression`: `none`, `gzip`, `gzip:LEVEL` (0–9), `zstd` or `zstd:LEVEL` (1–22).
 ///
 /// # Errors
 ///
@@ -87,11 +95,16 @@ pub fn parse_compression(spelled: &str) -> std::result::Result<Compression, Stri
     match spelled.split_once(':') {
         None if spelled == "none" => Ok(Compression::None),
         None if spelled == "gzip" => Ok(Compression::Gzip(None)),
+        None if spelled == "zstd" => Ok(Compression::Zstd(None)),
         Some(("gzip", level)) => match level.parse::<u8>() {
             Ok(level) if level <= 9 => Ok(Compression::Gzip(Some(level))),
             _ => Err(format!("gzip's level is 0 to 9, not '{level}'")),
         },
-        _ => Err("expected none, gzip or gzip:LEVEL".to_owned()),
+        Some(("zstd", level)) => match level.parse::<u8>() {
+            Ok(level) if (1..=22).contains(&level) => Ok(Compression::Zstd(Some(level))),
+            _ => Err(format!("zstd's level is 1 to 22, not '{level}'")),
+        },
+        _ => Err("expected none, gzip, gzip:LEVEL, zstd or zstd:LEVEL".to_owned()),
     }
 }
 
@@ -115,10 +128,11 @@ pub fn parse_chunks(spelled: &str) -> std::result::Result<Chunks, String> {
         .map(Chunks)
 }
 
-/// How the destination is laid out: HDF5 chunks and compression, an `.npz` member's deflate.
+/// How the destination is laid out: HDF5 and Zarr chunks and compression, an `.npz` member's
+/// deflate.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Layout {
-    /// `--chunks`: the chunk shape of an HDF5 dataset.
+    /// `--chunks`: the chunk shape of an HDF5 dataset or a Zarr array.
     pub chunks: Option<Vec<usize>>,
     /// `--compression`.
     pub compression: Option<Compression>,
@@ -126,7 +140,8 @@ pub struct Layout {
 
 impl Layout {
     /// Refuses what a destination of format `to` cannot honour, instead of ignoring it: chunks
-    /// anywhere but HDF5, compression in text and `.npy`, a gzip level in an `.npz`.
+    /// anywhere but HDF5 and Zarr, compression in text and `.npy`, a gzip level in an `.npz`,
+    /// zstd anywhere but Zarr.
     ///
     /// # Errors
     ///
@@ -135,14 +150,23 @@ impl Layout {
         let refuse = |option: &str, why: String| {
             Err(Error::new(ErrorKind::InvalidInput, format!("{option}: {why}")).with_path(dst))
         };
-        if self.chunks.is_some() && to != ToFormat::Hdf5 {
+        if self.chunks.is_some() && !matches!(to, ToFormat::Hdf5 | ToFormat::Zarr) {
             return refuse(
                 "--chunks",
-                format!("a {} has no chunks (HDF5 destinations only)", to.name()),
+                format!(
+                    "a {} has no chunks (HDF5 and Zarr destinations only)",
+                    to.name()
+                ),
             );
         }
         match (self.compression, to) {
-            (None | Some(Compression::None), _) | (Some(_), ToFormat::Hdf5) => Ok(()),
+            (None | Some(Compression::None), _)
+            | (Some(Compression::Gzip(_)), ToFormat::Hdf5)
+            | (Some(_), ToFormat::Zarr) => Ok(()),
+            (Some(Compression::Zstd(_)), _) => refuse(
+                "--compression",
+                "zstd is for Zarr destinations only".to_owned(),
+            ),
             (Some(Compression::Gzip(None)), ToFormat::Npz) => Ok(()),
             (Some(Compression::Gzip(Some(_))), ToFormat::Npz) => refuse(
                 "--compression",
@@ -150,7 +174,10 @@ impl Layout {
             ),
             (Some(Compression::Gzip(_)), _) => refuse(
                 "--compression",
-                format!("a {} cannot be compressed (HDF5 and .npz only)", to.name()),
+                format!(
+                    "a {} cannot be compressed (HDF5, Zarr and .npz only)",
+                    to.name()
+                ),
             ),
         }
     }
@@ -175,6 +202,65 @@ impl Layout {
             options = options.chunk(chunks);
         }
         options
+    }
+}
+
+impl Layout {
+    /// The metadata of a Zarr destination for an array of `dtype` and `shape`. Without
+    /// `--chunks` or `--compression`, a Zarr source's metadata is kept whole (chunks, shards,
+    /// codecs, fill value, attributes, dimension names); otherwise the chunks asked for (else
+    /// the source's, else about 1 MiB) go through `bytes` and the compressor asked for (gzip
+    /// at level 5 and zstd at level 3 unless given), keeping a Zarr source's fill value,
+    /// attributes and dimension names.
+    ///
+    /// # Errors
+    ///
+    /// `Format` naming `dst` for chunks of another rank than the array's.
+    pub fn zarr(
+        &self,
+        dtype: DType,
+        shape: &[usize],
+        like: Option<&ZarrMeta>,
+        dst: &Path,
+    ) -> Result<ZarrMeta> {
+        let asked = self.chunks.is_some() || self.compression.is_some();
+        if let (Some(like), false) = (like, asked) {
+            let mut meta = like.clone();
+            meta.shape = shape.to_vec();
+            return Ok(meta);
+        }
+        let chunks = match (&self.chunks, like) {
+            (Some(chunks), _) => chunks.clone(),
+            (None, Some(like)) => crate::zarr::chunk_shape(like).to_vec(),
+            (None, None) => ndstore::zarr::default_chunk_shape(shape, dtype.itemsize()),
+        };
+        let mut codecs = vec![Codec::bytes_for(dtype)];
+        match self.compression {
+            Some(Compression::Gzip(level)) => codecs.push(Codec::Gzip(level.map_or(5, u32::from))),
+            Some(Compression::Zstd(level)) => codecs.push(Codec::Zstd {
+                level: level.map_or(3, i32::from),
+                checksum: false,
+            }),
+            Some(Compression::None) | None => {}
+        }
+        let named = |e: Error| with_path(e, dst);
+        let mut meta = ZarrMeta::new(dtype, shape, &chunks)
+            .and_then(|meta| meta.with_codecs(CodecChain::new(codecs)))
+            .map_err(named)?;
+        if let Some(like) = like {
+            meta.fill.clone_from(&like.fill);
+            meta.attributes.clone_from(&like.attributes);
+            meta.dimension_names.clone_from(&like.dimension_names);
+        }
+        Ok(meta)
+    }
+}
+
+/// The Zarr metadata of a source that is a Zarr array, for a Zarr destination to keep.
+fn zarr_source(src: &Target) -> Option<ZarrMeta> {
+    match Kind::of(&src.path) {
+        Ok(Kind::Zarr) => crate::zarr::open(src).ok().map(|a| a.meta().clone()),
+        _ => None,
     }
 }
 
@@ -250,6 +336,14 @@ pub fn write(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: boo
         ToFormat::Hdf5 => {
             hdf5::save_with(dst, dataset_name(src), &array, &options, &layout.h5())?;
         }
+        ToFormat::Zarr => {
+            let like = zarr_source(src);
+            let dtype = like
+                .as_ref()
+                .map_or_else(|| DType::native(array.kind()), ZarrMeta::dtype);
+            let meta = layout.zarr(dtype, array.shape(), like.as_ref(), dst)?;
+            ndstore::zarr::save_with(dst, &array, meta, &options)?;
+        }
     }
     Ok(())
 }
@@ -317,6 +411,11 @@ fn writer(
             &save,
             &h5_writer_options(src, layout),
         )?),
+        ToFormat::Zarr => {
+            let like = zarr_source(src);
+            let meta = layout.zarr(meta.dtype, &meta.shape, like.as_ref(), dst)?;
+            Box::new(ZarrWriter::create_with(dst, meta, &save)?)
+        }
         ToFormat::Npz => {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -347,6 +446,8 @@ enum Rows<'a> {
     Hdf5 { file: File, name: String },
     /// A text file with a `# ndstore:` line, read a block of lines (about 8 MiB) at a time.
     Text(Box<TextReader>),
+    /// A Zarr array, a box of rows at a time: only the chunks the box touches are read.
+    Zarr(Box<ZarrArray>),
     /// Every row read (an `.npz` member once its end was checked).
     Done,
 }
@@ -392,6 +493,20 @@ impl<'a> Blocks<'a> {
                     Err(_) if object.is_none() => return Ok(None),
                     Err(e) => return Err(named(e, path)),
                 }
+            }
+            (Kind::Zarr, _) => {
+                let array = crate::zarr::open(src)?;
+                let chunk_rows = array.meta().chunk_shape.first().copied().unwrap_or(1);
+                let Some(mut blocks) =
+                    Blocks::of(path, array.array_meta(), Rows::Zarr(Box::new(array)))
+                else {
+                    return Ok(None);
+                };
+                // Blocks of whole chunk rows, so no chunk is decoded twice.
+                if blocks.per_block >= chunk_rows {
+                    blocks.per_block -= blocks.per_block % chunk_rows;
+                }
+                return Ok(Some(blocks));
             }
             (kind @ (Kind::Csv | Kind::Txt), None) => {
                 let reader = TextReader::open(path, &text_options(kind))?;
@@ -485,6 +600,11 @@ impl<'a> Blocks<'a> {
                     .map_err(|e| with_path(e, &self.path))
             }
             Rows::Text(_) | Rows::Done => Ok(None),
+            Rows::Zarr(array) => {
+                let mut first = vec![0; shape.len()];
+                first[0] = start;
+                array.read_region(&first, &shape).map(Some)
+            }
             Rows::Hdf5 { file, name } => {
                 let ranges: Vec<std::ops::Range<usize>> = std::iter::once(start..start + n)
                     .chain(self.meta.shape[1..].iter().map(|&len| 0..len))

@@ -2,9 +2,10 @@
 //! source's format (unless the destination's extension names another), atomically and durably
 //! through the library's writers, with every checksum of the source checked on the way.
 //!
-//! Sources and destinations are spelled as [`Endpoint`]s. Today only local paths are copied;
-//! `s3://` URLs and Zarr stores are recognised and refused as "not supported yet", so that
-//! they become one more arm of [`Endpoint`] once the Zarr backend exists.
+//! Sources and destinations are spelled as [`Endpoint`]s. Local paths are copied, Zarr arrays
+//! among them (a copy of a Zarr array keeps its chunks, codecs, fill value, attributes and
+//! dimension names); `s3://` URLs are recognised and refused as "not supported yet", so that
+//! they become one more arm of [`Endpoint`] once the S3 store exists.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,7 @@ use crate::{Outcome, interrupt};
 pub enum Endpoint {
     /// A local path, with an optional `::OBJECT`.
     Local(Target),
-    /// A URL (`s3://bucket/prefix`) or a Zarr store, which come with the Zarr backend.
+    /// A URL (`s3://bucket/prefix`), which comes with the S3 store.
     NotYet {
         /// As the user spelled it.
         spelled: String,
@@ -31,8 +32,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// Recognises a URL by its `SCHEME://` and a Zarr store by its `.zarr` extension; anything
-    /// else is a local path.
+    /// Recognises a URL by its `SCHEME://`; anything else is a local path.
     pub fn parse(spelled: &str) -> Endpoint {
         let not_yet = |what: String| Endpoint::NotYet {
             spelled: spelled.to_owned(),
@@ -48,15 +48,7 @@ impl Endpoint {
                 "{scheme}:// URLs are not supported yet (they come with the Zarr backend)"
             ));
         }
-        let target = Target::parse(spelled);
-        let zarr = target
-            .path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("zarr"));
-        if zarr {
-            return not_yet("Zarr stores are not supported yet".to_owned());
-        }
-        Endpoint::Local(target)
+        Endpoint::Local(Target::parse(spelled))
     }
 
     /// The local target, or the usage error that says what is not supported yet.
@@ -98,13 +90,17 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
     if src.object.is_none() && src_kind == Kind::Hdf5 {
         refuse_several_datasets(&src.path)?;
     }
+    if src_kind == Kind::Zarr {
+        refuse_a_group(&src)?;
+    }
     convert::write(&src, &dst_path, to, layout, quiet)
 }
 
-/// The file a copy writes: `dst`, or inside `dst` when it is a directory, named as the source
-/// file (or, for an object, as the object's last component with the source file's extension).
+/// The file a copy writes: `dst`, or inside `dst` when it is a directory (but no Zarr node,
+/// which the copy replaces), named as the source file (or, for an object, as the object's last
+/// component with the source file's extension).
 fn destination(src: &Target, kind: Kind, dst: PathBuf) -> PathBuf {
-    if !dst.is_dir() {
+    if !dst.is_dir() || matches!(Kind::of(&dst), Ok(Kind::Zarr)) {
         return dst;
     }
     let name = match &src.object {
@@ -157,23 +153,42 @@ fn refuse_several_datasets(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A Zarr copy is of one array: a group's hierarchy (its groups, attributes and arrays) is not
+/// copied yet.
+fn refuse_a_group(src: &Target) -> Result<()> {
+    if matches!(
+        ndstore::zarr::read_node(&crate::zarr::node_dir(src))?,
+        ndstore::zarr::meta::Node::Group(_)
+    ) {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "the node is a group; copying a whole Zarr hierarchy is not supported yet, name an array as PATH::OBJECT",
+        )
+        .with_path(&src.path));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::Endpoint;
 
     #[test]
-    fn urls_and_zarr_stores_are_not_local() {
-        for spelled in [
-            "s3://bucket/prefix",
-            "gs://b/x.npy",
-            "data/a.zarr",
-            "A.ZARR::g",
-        ] {
+    fn urls_are_not_local() {
+        for spelled in ["s3://bucket/prefix", "gs://b/x.npy"] {
             let err = Endpoint::parse(spelled).local().unwrap_err();
             assert!(err.to_string().contains("not supported yet"), "{err}");
             assert!(err.to_string().starts_with(spelled), "{err}");
         }
-        for spelled in ["a.npy", "x.npz::a", "dir/b.h5::/g/x", "odd:/name.csv"] {
+        // Zarr stores are local paths since the Zarr backend came.
+        for spelled in [
+            "a.npy",
+            "x.npz::a",
+            "dir/b.h5::/g/x",
+            "odd:/name.csv",
+            "data/a.zarr",
+            "A.ZARR::g",
+        ] {
             assert!(Endpoint::parse(spelled).local().is_ok(), "{spelled}");
         }
     }

@@ -1,14 +1,17 @@
-//! `ndstore info` and `ndstore ls`: what a file holds, without reading its data.
+//! `ndstore info` and `ndstore ls`: what a file holds, without reading its data (a Zarr
+//! array's chunks, shards, codecs, fill value and dimension names among it).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use ndstore::hdf5::{self, Object};
+use ndstore::zarr::meta::ZarrMeta;
 use ndstore::{ArrayMeta, Order, Result};
 use serde_json::{Value, json};
 
 use crate::Outcome;
 use crate::source::{self, Kind, Target, emit};
+use crate::zarr::{self, Found};
 
 /// A shape as numpy prints it: `(2, 3)`, `(5,)`, `()`.
 pub fn shape_text(shape: &[usize]) -> String {
@@ -91,8 +94,88 @@ fn meta_json(name: Option<&str>, meta: &ArrayMeta, layout: Option<&hdf5::Layout>
     Ok(value)
 }
 
+/// The JSON of a Zarr array for `info --json`.
+fn zarr_json(name: &str, meta: &ZarrMeta) -> Result<Value> {
+    let mut value = meta_json(Some(name), &zarr::array_meta(meta), None)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("chunks".into(), json!(zarr::chunk_shape(meta)));
+        map.insert("shards".into(), json!(zarr::shard_shape(meta)));
+        map.insert("codecs".into(), json!(zarr::chain_text(&meta.codecs)));
+        map.insert("codecs_json".into(), meta.codecs.to_json());
+        map.insert("fill_value".into(), zarr::fill_value(meta));
+        map.insert("dimension_names".into(), json!(meta.dimension_names));
+    }
+    Ok(value)
+}
+
+/// `ndstore info` of a Zarr array, or of every array under a group.
+fn zarr_info(target: &Target, json: bool) -> Outcome {
+    let entries = zarr::walk(target)?;
+    let arrays: Vec<(&str, &ZarrMeta)> = entries
+        .iter()
+        .filter_map(|entry| match &entry.found {
+            Found::Array(meta) => Some((entry.name.as_str(), &**meta)),
+            _ => None,
+        })
+        .collect();
+    let path = target.path.display().to_string();
+    if json {
+        let arrays: Result<Vec<Value>> = arrays
+            .iter()
+            .map(|(name, meta)| zarr_json(name, meta))
+            .collect();
+        let value = json!({ "path": path, "format": "zarr", "zarr_format": 3, "arrays": arrays? });
+        emit(&format!("{value:#}\n"))?;
+        return Ok(());
+    }
+    let mut out = format!("path:   {path}\nformat: zarr v3\n");
+    let single = matches!(entries.first().map(|e| &e.found), Some(Found::Array(_)));
+    if let (true, [(_, meta)]) = (single, &arrays[..]) {
+        if let Some(name) = &target.object {
+            let _ = writeln!(out, "object: {name}");
+        }
+        let _ = write!(
+            out,
+            "dtype:  {}\nshape:  {}\norder:  C\nbytes:  {}\nchunks: {}\n",
+            meta.dtype().to_numpy_descr(),
+            shape_text(&meta.shape),
+            bytes_of(&zarr::array_meta(meta))?,
+            shape_text(zarr::chunk_shape(meta)),
+        );
+        if let Some(shards) = zarr::shard_shape(meta) {
+            let _ = writeln!(out, "shards: {}", shape_text(shards));
+        }
+        let _ = writeln!(out, "codecs: {}", zarr::chain_text(&meta.codecs));
+        let _ = writeln!(out, "fill:   {}", zarr::fill_value(meta));
+        if let Some(names) = &meta.dimension_names {
+            let _ = writeln!(out, "dims:   {}", zarr::dims_text(names));
+        }
+    } else {
+        let _ = writeln!(out, "arrays: {}", arrays.len());
+        let rows: Result<Vec<[String; 6]>> = arrays
+            .iter()
+            .map(|(name, meta)| {
+                Ok([
+                    (*name).to_owned(),
+                    meta.dtype().to_numpy_descr(),
+                    shape_text(&meta.shape),
+                    "C".to_owned(),
+                    format!("{} bytes", bytes_of(&zarr::array_meta(meta))?),
+                    zarr::layout_text(meta),
+                ])
+            })
+            .collect();
+        out.push_str(&table(&rows?, "  "));
+    }
+    emit(&out)?;
+    Ok(())
+}
+
 /// `ndstore info TARGET [--json]`.
 pub fn info(target: &Target, json: bool) -> Outcome {
+    if Kind::of(&target.path)? == Kind::Zarr {
+        return zarr_info(target, json);
+    }
     let (kind, metas) = source::metas(target)?;
     let layouts = metas
         .iter()
@@ -208,6 +291,16 @@ fn describe(object: &Object) -> (String, String) {
 pub fn ls(path: &Path, json: bool) -> Outcome {
     let kind = Kind::of(path)?;
     let rows: Vec<[String; 3]> = match kind {
+        Kind::Zarr => zarr::walk(&Target {
+            path: path.to_owned(),
+            object: None,
+        })?
+        .iter()
+        .map(|entry| {
+            let (what, details) = zarr::describe(entry);
+            [entry.name.clone(), what, details]
+        })
+        .collect(),
         Kind::Hdf5 => hdf5::list(path)?
             .into_iter()
             .map(|entry| {

@@ -1,6 +1,7 @@
 //! `ndstore`, the command line over ndstore's local backends: `info`, `ls`, `cat`, `verify`,
-//! `convert` and `cp` of `.npy`, `.npz`, CSV and whitespace-separated text, and HDF5 (parsed in
-//! ndstore's isolated reader process, so a hostile file gives an error line, never a crash).
+//! `convert` and `cp` of `.npy`, `.npz`, CSV and whitespace-separated text, HDF5 (parsed in
+//! ndstore's isolated reader process, so a hostile file gives an error line, never a crash) and
+//! Zarr v3 arrays and groups in local directories.
 //!
 //! Errors are one line, `ndstore: PATH: PLACE: MESSAGE`, and the exit status is 0 when all went
 //! well, 1 when `verify` found damage, 2 for a usage or I/O error (and for any error of the
@@ -14,6 +15,7 @@ mod interrupt;
 mod print;
 mod source;
 mod verify;
+mod zarr;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,8 +46,9 @@ pub type Outcome = std::result::Result<(), Failure>;
 #[command(
     name = "ndstore",
     version,
-    about = "Inspect, list, print, verify and convert n-dimensional arrays (.npy, .npz, .csv, .txt, .h5)",
-    after_help = "An array inside a file is named PATH::OBJECT: an .npz member, an HDF5 dataset path.\n\
+    about = "Inspect, list, print, verify and convert n-dimensional arrays (.npy, .npz, .csv, .txt, .h5, .zarr)",
+    after_help = "An array inside a file is named PATH::OBJECT: an .npz member, an HDF5 dataset path,\n\
+                  a Zarr array inside a group.\n\
                   Exit status: 0 ok, 1 damage found by verify, 2 usage or I/O error."
 )]
 struct Cli {
@@ -55,9 +58,10 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Format, dtype (numpy notation), shape, order and bytes of each array.
+    /// Format, dtype (numpy notation), shape, order and bytes of each array; HDF5 chunks,
+    /// filters and maxshape; Zarr chunks, shards, codecs, fill value and dimension names.
     #[command(
-        after_help = "Examples:\n  ndstore info weights.npy\n  ndstore info --json run.h5::/results/loss"
+        after_help = "Examples:\n  ndstore info weights.npy\n  ndstore info --json run.h5::/results/loss\n  ndstore info store.zarr::group/a"
     )]
     Info {
         /// PATH or PATH::OBJECT.
@@ -66,8 +70,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The objects of a file: .npz members, the HDF5 tree (links are never followed).
-    #[command(after_help = "Examples:\n  ndstore ls arrays.npz\n  ndstore ls run.h5")]
+    /// The objects of a file: .npz members, the HDF5 tree (links are never followed), the Zarr
+    /// hierarchy (a linked directory is listed once).
+    #[command(
+        after_help = "Examples:\n  ndstore ls arrays.npz\n  ndstore ls run.h5\n  ndstore ls store.zarr"
+    )]
     Ls {
         /// The file.
         path: PathBuf,
@@ -92,7 +99,7 @@ enum Command {
     },
     /// Reads every array and checks every checksum the format has; reports the first damage.
     #[command(
-        after_help = "Examples:\n  ndstore verify *.npz\n  ndstore verify --json run.h5 table.csv"
+        after_help = "Examples:\n  ndstore verify *.npz\n  ndstore verify --json run.h5 table.csv store.zarr"
     )]
     Verify {
         /// The files.
@@ -104,7 +111,7 @@ enum Command {
     },
     /// Converts an array to another format, atomically and durably.
     #[command(
-        after_help = "Examples:\n  ndstore convert table.csv table.npy\n  ndstore convert --to npz run.h5::/data out.bin\n  ndstore convert --chunks 64,64 --compression gzip:6 big.npy big.h5"
+        after_help = "Examples:\n  ndstore convert table.csv table.npy\n  ndstore convert --to npz run.h5::/data out.bin\n  ndstore convert --chunks 64,64 --compression gzip:6 big.npy big.h5\n  ndstore convert --compression zstd:3 big.npy big.zarr"
     )]
     Convert {
         /// PATH or PATH::OBJECT of the source.
@@ -125,7 +132,8 @@ enum Command {
     #[command(
         after_help = "The destination keeps the source's format unless its extension names another;\n\
                       a directory receives a file of the source's name; a replaced file keeps its\n\
-                      permissions. s3:// URLs and Zarr stores come with the Zarr backend.\n\n\
+                      permissions; a Zarr array keeps its chunks and codecs. s3:// URLs come with\n\
+                      the S3 store.\n\n\
                       Examples:\n  ndstore cp run.h5::/loss backup/loss.h5\n  ndstore cp arrays.npz /mnt/archive/"
     )]
     Cp {
@@ -144,12 +152,13 @@ enum Command {
 /// The destination's layout, for `convert` and `cp`.
 #[derive(Args, Debug)]
 struct LayoutArgs {
-    /// HDF5 chunk shape, one length per axis (HDF5 destinations only).
+    /// Chunk shape, one length per axis (HDF5 and Zarr destinations only).
     #[arg(long, value_name = "N,N,...", value_parser = convert::parse_chunks)]
     chunks: Option<convert::Chunks>,
-    /// gzip[:LEVEL] (0-9, default 4, with shuffle and Fletcher-32) or none; HDF5 and .npz
-    /// destinations only (an .npz member takes no level).
-    #[arg(long, value_name = "gzip[:LEVEL]|none", value_parser = convert::parse_compression)]
+    /// gzip[:LEVEL] (0-9; HDF5: default 4, with shuffle and Fletcher-32; Zarr: default 5),
+    /// zstd[:LEVEL] (1-22, default 3; Zarr only) or none; HDF5, Zarr and .npz destinations only
+    /// (an .npz member takes gzip without a level).
+    #[arg(long, value_name = "gzip[:LEVEL]|zstd[:LEVEL]|none", value_parser = convert::parse_compression)]
     compression: Option<convert::Compression>,
 }
 

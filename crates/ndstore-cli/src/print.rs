@@ -525,10 +525,23 @@ fn print_view<T: ToScalar>(
     .map_err(|e| Error::io("cannot write to standard output", e))
 }
 
+/// The picks of a selection within the box [`bounding_box`] read: an index is the box's only
+/// row, a range starts at the box's start.
+fn in_box(picks: Vec<Pick>) -> Vec<Pick> {
+    picks
+        .into_iter()
+        .map(|pick| match pick {
+            Pick::Index(_) => Pick::Index(0),
+            Pick::Range(range) => Pick::Range(0..range.len()),
+        })
+        .collect()
+}
+
 /// `ndstore cat TARGET [--slice S] [--format F]`.
 ///
-/// A selection of an HDF5 dataset reads only the box it covers (a hyperslab, in the isolated
-/// reader); other formats load the array and select from it.
+/// A selection of an HDF5 dataset or a Zarr array reads only the box it covers (a hyperslab in
+/// the isolated reader; the chunks the box touches); other formats load the array and select
+/// from it.
 pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
     let path = &target.path;
     let (array, picks) = match (Kind::of(path)?, &target.object, slice) {
@@ -536,15 +549,16 @@ pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
             let meta = hdf5::read_meta(path, name)?;
             let picks = parse_slice(spec, &meta.shape)?;
             let array = hdf5::read_slice(path, name, &bounding_box(&picks))?;
-            // The box read is the selection; an index is now the box's only row.
-            let picks = picks
+            (array, Some(in_box(picks)))
+        }
+        (Kind::Zarr, _, Some(spec)) => {
+            let zarr = crate::zarr::open(target)?;
+            let picks = parse_slice(spec, &zarr.meta().shape)?;
+            let (start, shape): (Vec<usize>, Vec<usize>) = bounding_box(&picks)
                 .into_iter()
-                .map(|pick| match pick {
-                    Pick::Index(_) => Pick::Index(0),
-                    Pick::Range(range) => Pick::Range(0..range.len()),
-                })
-                .collect();
-            (array, Some(picks))
+                .map(|range| (range.start, range.len()))
+                .unzip();
+            (zarr.read_region(&start, &shape)?, Some(in_box(picks)))
         }
         _ => {
             let (meta, array) = source::load(target)?;

@@ -1,8 +1,8 @@
 //! What a command line names: `PATH` or `PATH::OBJECT`, the file's format, and the arrays in it.
 //!
 //! The object is split off at the last `::`, so a later `s3://bucket/x.zarr::group/a` keeps
-//! its scheme's `://` in the path; a format is chosen by the path's extension, and a Zarr
-//! store or a URL becomes one more [`Kind`] here.
+//! its scheme's `://` in the path; a format is chosen by the path's extension (a directory
+//! holding `zarr.json` is Zarr whatever its name), and a URL will become one more [`Kind`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use ndstore::{file::npz::NpzReader, hdf5, text};
 pub struct Target {
     /// The file.
     pub path: PathBuf,
-    /// The `.npz` member or HDF5 dataset path after `::`.
+    /// The `.npz` member, HDF5 dataset path or Zarr node after `::`.
     pub object: Option<String>,
 }
 
@@ -48,17 +48,32 @@ pub enum Kind {
     Txt,
     /// `.h5`, `.hdf5`
     Hdf5,
+    /// A Zarr v3 array or group: a `.zarr` directory, or any directory holding `zarr.json`
+    Zarr,
 }
 
 impl Kind {
-    /// The format a path's extension names.
+    /// The format a path's extension names; a directory holding `zarr.json` is Zarr whatever
+    /// its name.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` for an unknown extension, or one the command line has no reader for.
     pub fn of(path: &Path) -> Result<Kind> {
-        Ok(match ndstore::format_of(path)? {
+        let format = match ndstore::format_of(path) {
+            Ok(format) => format,
+            Err(_) if path.join(ndstore::zarr::meta::METADATA_FILE).is_file() => {
+                return Ok(Kind::Zarr);
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(match format {
             ndstore::Format::Npy => Kind::Npy,
             ndstore::Format::Npz => Kind::Npz,
             ndstore::Format::Csv => Kind::Csv,
             ndstore::Format::Txt => Kind::Txt,
             ndstore::Format::Hdf5 => Kind::Hdf5,
+            ndstore::Format::Zarr => Kind::Zarr,
             _ => {
                 return Err(
                     Error::new(ErrorKind::Unsupported, "no reader for this format").with_path(path),
@@ -75,12 +90,13 @@ impl Kind {
             Kind::Csv => "csv",
             Kind::Txt => "txt",
             Kind::Hdf5 => "hdf5",
+            Kind::Zarr => "zarr",
         }
     }
 
     /// Whether the format holds several named arrays.
     pub fn is_container(self) -> bool {
-        matches!(self, Kind::Npz | Kind::Hdf5)
+        matches!(self, Kind::Npz | Kind::Hdf5 | Kind::Zarr)
     }
 }
 
@@ -142,6 +158,15 @@ pub fn metas(target: &Target) -> Result<(Kind, Metas)> {
                 })
                 .collect(),
         },
+        Kind::Zarr => crate::zarr::walk(target)?
+            .into_iter()
+            .filter_map(|entry| match entry.found {
+                crate::zarr::Found::Array(meta) => {
+                    Some((Some(entry.name), crate::zarr::array_meta(&meta)))
+                }
+                _ => None,
+            })
+            .collect(),
     };
     Ok((kind, metas))
 }
@@ -156,6 +181,11 @@ pub fn load(target: &Target) -> Result<(ArrayMeta, DynArray)> {
         (Kind::Npz, Some(object)) => NpzReader::open(path)?.load_dyn(object),
         (Kind::Hdf5, Some(object)) => hdf5::load_dyn(path, object),
         (Kind::Csv | Kind::Txt, _) => text::load_dyn(path, &text_options(kind)),
+        (Kind::Zarr, _) => {
+            let array = crate::zarr::open(target)?;
+            let values = array.read_all(&ndstore::LoadOptions::default())?;
+            Ok((array.array_meta(), values))
+        }
         _ => ndstore::load(path),
     }
 }

@@ -1,7 +1,7 @@
 //! `ndstore verify`: reads every array of each file, which checks what the format can check
 //! (an `.npz` member's zip CRC-32, an HDF5 dataset's Fletcher-32 when it has the filter, the
-//! counts of a text file's `# ndstore:` line, every size against the file), and reports the
-//! first damage of each file with its place.
+//! counts of a text file's `# ndstore:` line, every size against the file, a Zarr chunk's and
+//! shard index's crc32c), and reports the first damage of each file with its place.
 
 use std::path::Path;
 
@@ -101,6 +101,8 @@ fn read_all(path: &Path) -> Result<(usize, u64)> {
             }
             Ok((count, total))
         }
+        // Every stored chunk through its codec chain: crc32c, shard indexes, sizes.
+        Kind::Zarr => crate::zarr::verify(path),
     }
 }
 

@@ -869,10 +869,17 @@ fn cp_copies_in_the_source_format_unless_the_extension_says_otherwise() {
 fn cp_refuses_urls_zarr_and_what_it_cannot_copy_in_one_line() {
     let dir = fixtures();
     let d = dir.path();
+    // A Zarr group: its hierarchy is not copied yet (an array of it is).
+    std::fs::create_dir(d.join("store.zarr")).unwrap();
+    std::fs::write(
+        d.join("store.zarr/zarr.json"),
+        r#"{"zarr_format": 3, "node_type": "group", "attributes": {}}"#,
+    )
+    .unwrap();
     for args in [
         ["cp", "s3://bucket/prefix", "a.npy"],
         ["cp", "m.npy", "s3://bucket/prefix"],
-        ["cp", "store.zarr::a", "a.npy"],
+        ["cp", "store.zarr", "a.npy"],
     ] {
         let err = one_error_line(&run(d, &args), 2);
         assert!(err.contains("not supported yet"), "{err}");
@@ -1256,4 +1263,432 @@ fn convert_of_an_hdf5_dataset_replaced_meanwhile_copies_one_version() {
             );
         }
     });
+}
+
+/// A Zarr v3 hierarchy made here: `g.zarr` holding `/a` (6×10 f64 in 4×5 chunks through
+/// zstd and crc32c, with dimension names), `/sub/s` (8×6 i32 in shards of 4×6 holding 2×3
+/// inner chunks through gzip, fill value -1), `/odd` (an array with a codec ndstore does not
+/// know), `/old` (a Zarr v2 array) and `/sub/up`, a link back to the root.
+fn zarr_fixtures(d: &Path) {
+    use ndstore::zarr::codec::{Codec, CodecChain, Sharding};
+    use ndstore::zarr::meta::ZarrMeta;
+    use ndstore::{ByteOrder, DType, DTypeKind};
+    let group = r#"{"zarr_format": 3, "node_type": "group", "attributes": {}}"#;
+    for dir in ["g.zarr", "g.zarr/sub", "g.zarr/odd", "g.zarr/old"] {
+        std::fs::create_dir(d.join(dir)).unwrap();
+    }
+    std::fs::write(d.join("g.zarr/zarr.json"), group).unwrap();
+    std::fs::write(d.join("g.zarr/sub/zarr.json"), group).unwrap();
+    let a = DynArray::from(
+        ArrayD::from_shape_vec(IxDyn(&[6, 10]), (0..60).map(f64::from).collect()).unwrap(),
+    );
+    let f8 = DType::new(DTypeKind::F64, ByteOrder::Little);
+    let mut meta = ZarrMeta::new(f8, &[6, 10], &[4, 5])
+        .unwrap()
+        .with_codecs(CodecChain::new(vec![
+            Codec::bytes_for(f8),
+            Codec::Zstd {
+                level: 3,
+                checksum: false,
+            },
+            Codec::Crc32c,
+        ]))
+        .unwrap();
+    meta.dimension_names = Some(vec![Some("time".into()), Some("x".into())]);
+    ndstore::zarr::save_with(&d.join("g.zarr/a"), &a, meta, &SaveOptions::default()).unwrap();
+    let s = DynArray::from(ArrayD::from_shape_vec(IxDyn(&[8, 6]), (0..48i32).collect()).unwrap());
+    let i4 = DType::new(DTypeKind::I32, ByteOrder::Little);
+    let inner = CodecChain::new(vec![Codec::bytes_for(i4), Codec::Gzip(1)]);
+    let index = CodecChain::new(vec![Codec::Bytes(Some(ByteOrder::Little)), Codec::Crc32c]);
+    let mut meta = ZarrMeta::new(i4, &[8, 6], &[4, 6])
+        .unwrap()
+        .with_codecs(CodecChain::new(vec![Codec::Sharding(Box::new(Sharding {
+            chunk_shape: vec![2, 3],
+            codecs: inner,
+            index_codecs: index,
+            index_at_start: false,
+        }))]))
+        .unwrap();
+    meta.fill = (-1i32).to_ne_bytes().to_vec();
+    ndstore::zarr::save_with(&d.join("g.zarr/sub/s"), &s, meta, &SaveOptions::default()).unwrap();
+    let odd = std::fs::read_to_string(d.join("g.zarr/a/zarr.json"))
+        .unwrap()
+        .replace("\"zstd\"", "\"blosc\"");
+    std::fs::write(d.join("g.zarr/odd/zarr.json"), odd).unwrap();
+    std::fs::write(d.join("g.zarr/old/.zarray"), "{}").unwrap();
+    std::os::unix::fs::symlink("..", d.join("g.zarr/sub/up")).unwrap();
+}
+
+#[test]
+fn zarr_info_ls_and_cat_of_arrays_groups_and_unsupported_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    zarr_fixtures(d);
+    insta::assert_snapshot!("info_zarr_array", ok(d, &["info", "g.zarr::a"]));
+    insta::assert_snapshot!("info_zarr_sharded", ok(d, &["info", "g.zarr::/sub/s"]));
+    insta::assert_snapshot!("info_zarr_json", ok(d, &["info", "--json", "g.zarr::a"]));
+    insta::assert_snapshot!("info_zarr_group", ok(d, &["info", "g.zarr"]));
+    insta::assert_snapshot!("ls_zarr", ok(d, &["ls", "g.zarr"]));
+    insta::assert_snapshot!("ls_zarr_json", ok(d, &["ls", "--json", "g.zarr"]));
+    // An array directory is recognised by its zarr.json, whatever its name.
+    assert!(ok(d, &["info", "g.zarr/sub/s"]).contains("shards: (4, 6)\n"));
+    assert_eq!(
+        ok(d, &["cat", "g.zarr::sub/s", "--slice", "5,1:4"]),
+        "[31 32 33]\n"
+    );
+    assert_eq!(
+        ok(
+            d,
+            &["cat", "g.zarr::a", "--slice", "-1,-2:", "--format", "json"]
+        ),
+        "[58.0,59.0]\n"
+    );
+    let err = one_error_line(&run(d, &["info", "g.zarr::odd"]), 2);
+    assert!(err.contains("codec 'blosc' is not supported"), "{err}");
+    let err = one_error_line(&run(d, &["cat", "g.zarr::sub"]), 2);
+    assert!(err.contains("is a group"), "{err}");
+}
+
+#[test]
+fn zarr_cat_with_a_slice_reads_only_the_chunks_it_touches() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    zarr_fixtures(d);
+    // The chunk of rows 4..6 and columns 5..10, damaged: a slice elsewhere never reads it.
+    flip(&d.join("g.zarr/a/c/1/1"), 0);
+    assert_eq!(
+        ok(d, &["cat", "g.zarr::a", "--slice", "0:4,3:7"]),
+        "[[ 3.  4.  5.  6.]\n [13. 14. 15. 16.]\n [23. 24. 25. 26.]\n [33. 34. 35. 36.]]\n"
+    );
+    assert_eq!(
+        ok(d, &["cat", "g.zarr::a", "--slice", "5,0:5"]),
+        "[50. 51. 52. 53. 54.]\n"
+    );
+    let err = one_error_line(&run(d, &["cat", "g.zarr::a", "--slice", "5,5"]), 2);
+    assert!(err.contains("chunk c/1/1"), "{err}");
+    let err = one_error_line(&run(d, &["cat", "g.zarr::a"]), 2);
+    assert!(err.contains("crc32c checksum mismatch"), "{err}");
+}
+
+#[test]
+fn zarr_verify_names_the_damaged_chunk_and_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    zarr_fixtures(d);
+    insta::assert_snapshot!("verify_zarr", ok(d, &["verify", "g.zarr"]));
+    let copy = |name: &str| {
+        let output = std::process::Command::new("cp")
+            .args(["-a", "g.zarr", name])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    };
+    // A byte of a chunk's compressed data, under its crc32c.
+    copy("chunk.zarr");
+    flip(&d.join("chunk.zarr/a/c/0/1"), 12);
+    // The shard of rows 4..8 ends with its index (two inner chunks, 16 bytes each, and a crc32c).
+    copy("index.zarr");
+    let shard = d.join("index.zarr/sub/s/c/1/0");
+    let len = std::fs::metadata(&shard).unwrap().len() as usize;
+    flip(&shard, len - 10);
+    copy("cut.zarr");
+    let shard = d.join("cut.zarr/sub/s/c/1/0");
+    cut(&shard, len / 2);
+    // An inner chunk's gzip data, whose index and the shard are intact.
+    copy("inner.zarr");
+    flip(&d.join("inner.zarr/sub/s/c/0/0"), 30);
+    copy("gone.zarr");
+    std::fs::remove_file(d.join("gone.zarr/zarr.json")).unwrap();
+    copy("gone2.zarr");
+    std::fs::remove_file(d.join("gone2.zarr/sub/s/zarr.json")).unwrap();
+    for (name, says) in [
+        (
+            "chunk.zarr",
+            "chunk.zarr/a/c/0/1: object 'chunk c/0/1': crc32c checksum mismatch",
+        ),
+        (
+            "index.zarr",
+            "index.zarr/sub/s/c/1/0: object 'chunk c/1/0': shard index (bytes ",
+        ),
+        (
+            "cut.zarr",
+            "cut.zarr/sub/s/c/1/0: object 'chunk c/1/0': shard index (bytes ",
+        ),
+        (
+            "inner.zarr",
+            "inner.zarr/sub/s/c/0/0: object 'chunk c/0/0': inner chunk 0 of the shard (bytes 0+",
+        ),
+        (
+            "gone.zarr",
+            "gone.zarr/zarr.json: object 'zarr.json': no zarr.json",
+        ),
+        (
+            "gone2.zarr",
+            "gone2.zarr/sub/s/zarr.json: object '/sub/s': no zarr.json",
+        ),
+    ] {
+        let err = one_error_line(&run(d, &["verify", name]), 1);
+        assert!(
+            err.starts_with(&format!("ndstore: {says}")),
+            "{name}: {err}"
+        );
+    }
+    // A store that is no Zarr node at all is a usage error.
+    std::fs::create_dir(d.join("empty")).unwrap();
+    one_error_line(&run(d, &["verify", "empty"]), 2);
+}
+
+#[test]
+fn zarr_convert_and_cp_both_ways_with_chunks_and_codecs() {
+    let dir = fixtures();
+    let d = dir.path();
+    zarr_fixtures(d);
+    let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
+    let zarr = |path: &str| {
+        ndstore::zarr::ZarrArray::open(&d.join(path), &SaveOptions::default()).unwrap()
+    };
+    // Into Zarr: chunks and codecs as asked, values bit for bit.
+    assert_eq!(
+        ok(
+            d,
+            &[
+                "convert",
+                "--chunks",
+                "2,3",
+                "--compression",
+                "zstd:5",
+                "i.npy",
+                "i.zarr"
+            ]
+        ),
+        ""
+    );
+    let out = ok(d, &["info", "i.zarr"]);
+    assert!(
+        out.contains("chunks: (2, 3)\ncodecs: bytes(little) -> zstd(level 5)\n"),
+        "{out}"
+    );
+    assert!(
+        zarr("i.zarr")
+            .read_all(&Default::default())
+            .unwrap()
+            .bit_eq(&load(d.join("i.npy")))
+    );
+    assert_eq!(
+        ok(
+            d,
+            &["convert", "--compression", "gzip", "d.h5::/g/x", "x.zarr"]
+        ),
+        ""
+    );
+    assert!(ok(d, &["info", "x.zarr"]).contains("codecs: bytes(little) -> gzip(level 5)\n"));
+    assert_eq!(ok(d, &["convert", "--to", "zarr", "t.csv", "plain"]), "");
+    assert!(
+        zarr("plain")
+            .read_all(&Default::default())
+            .unwrap()
+            .bit_eq(&load(d.join("i.npy")))
+    );
+    // Out of Zarr, into every other format.
+    for dst in ["s.npy", "s.npz", "s.csv", "s.h5"] {
+        assert_eq!(ok(d, &["convert", "g.zarr::sub/s", dst]), "", "{dst}");
+    }
+    let s = zarr("g.zarr/sub/s").read_all(&Default::default()).unwrap();
+    assert!(load(d.join("s.npy")).bit_eq(&s));
+    assert!(load(d.join("s.csv")).bit_eq(&s));
+    // A copy keeps the array's chunks, shards, codecs, fill value and dimension names.
+    assert_eq!(ok(d, &["cp", "g.zarr::sub/s", "copy.zarr"]), "");
+    assert_eq!(zarr("copy.zarr").meta(), zarr("g.zarr/sub/s").meta());
+    assert_eq!(ok(d, &["cp", "g.zarr::a", "copy.zarr"]), "");
+    assert_eq!(zarr("copy.zarr").meta(), zarr("g.zarr/a").meta());
+    std::fs::create_dir(d.join("backup")).unwrap();
+    assert_eq!(ok(d, &["cp", "g.zarr::sub/s", "backup"]), "");
+    assert_eq!(zarr("backup/s.zarr").meta(), zarr("g.zarr/sub/s").meta());
+    // Asked for a layout, a copy takes it and keeps the fill value and dimension names.
+    assert_eq!(
+        ok(d, &["cp", "--compression", "none", "g.zarr::a", "a.zarr"]),
+        ""
+    );
+    let (a, like) = (zarr("a.zarr"), zarr("g.zarr/a"));
+    assert_eq!(a.meta().dimension_names, like.meta().dimension_names);
+    assert_eq!(a.meta().chunk_shape, like.meta().chunk_shape);
+    assert!(
+        a.read_all(&Default::default())
+            .unwrap()
+            .bit_eq(&like.read_all(&Default::default()).unwrap())
+    );
+    for (args, says) in [
+        (
+            &["cp", "g.zarr", "h.zarr"][..],
+            "copying a whole Zarr hierarchy is not supported yet",
+        ),
+        (
+            &["convert", "--compression", "zstd", "i.npy", "o.h5"],
+            "zstd is for Zarr",
+        ),
+        (
+            &["convert", "--chunks", "3", "i.npy", "o.zarr"],
+            "another rank",
+        ),
+        (
+            &["convert", "--chunks", "2", "i.npy", "o.npy"],
+            "HDF5 and Zarr destinations only",
+        ),
+    ] {
+        let err = one_error_line(&run(d, args), 2);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    for name in ["h.zarr", "o.h5", "o.zarr", "o.npy"] {
+        assert!(!d.join(name).exists(), "{name}");
+        no_temporary(d, name);
+    }
+}
+
+#[test]
+fn zarr_convert_streams_under_an_address_space_limit_below_the_array() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 100 MiB of f64, with a limit of 90 MB of address space for the whole process.
+    let shape = [100 * 1024, 128];
+    let a = DynArray::from(ArrayD::from_shape_fn(IxDyn(&shape), |i| {
+        (i[0] * 7 + i[1]) as f64
+    }));
+    ndstore::save(d.join("big.npy"), &a).unwrap();
+    let limited = "ulimit -v 90000 && exec \"$NDSTORE\"";
+    for (args, dst) in [
+        ("convert --compression zstd:1 big.npy big.zarr", "big.zarr"),
+        ("convert big.zarr back.npy", "back.npy"),
+        ("cp big.zarr copy.zarr", "copy.zarr"),
+        (
+            "convert --chunks 1000,128 copy.zarr rechunked.zarr",
+            "rechunked.zarr",
+        ),
+    ] {
+        let output = shell(d, &format!("{limited} {args}"));
+        assert_eq!(output.status.code(), Some(0), "{args}: {output:?}");
+        let back = ndstore::load(d.join(dst)).unwrap().1;
+        assert!(back.bit_eq(&a), "{args}");
+    }
+    drop(a);
+    // The limit is below the array: what loads it whole is refused, in one line.
+    let output = shell(d, &format!("{limited} cat --format json big.zarr"));
+    let err = one_error_line(&output, 2);
+    assert!(
+        err.starts_with("ndstore: big.zarr: cannot allocate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hostile_zarr_stores_give_one_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    zarr_fixtures(d);
+    let a = std::fs::read_to_string(d.join("g.zarr/a/zarr.json")).unwrap();
+    let cases = [
+        ("garbage", "{\"zarr_format\": 3, \"node_".to_owned()),
+        (
+            "huge",
+            a.replace("[\n    6,\n    10\n  ]", "[1099511627776, 1099511627776]"),
+        ),
+        (
+            "bigchunk",
+            a.replace(
+                "[\n        4,\n        5\n      ]",
+                "[1099511627776, 1048576]",
+            ),
+        ),
+        ("v9", a.replace("\"zarr_format\": 3", "\"zarr_format\": 9")),
+    ];
+    for (name, json) in &cases {
+        let store = d.join(format!("{name}.zarr"));
+        std::fs::create_dir(&store).unwrap();
+        std::fs::write(store.join("zarr.json"), json).unwrap();
+    }
+    // The real chunks under a header that lies about their size.
+    let output = std::process::Command::new("cp")
+        .args(["-a", "g.zarr/a/c", "bigchunk.zarr/c"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    for (name, _) in &cases {
+        let store = format!("{name}.zarr");
+        for args in [
+            &["info", store.as_str()][..],
+            &["ls", &store],
+            &["cat", &store],
+            &["convert", &store, "o.npy"],
+            &["verify", &store],
+        ] {
+            let output = run(d, args);
+            let code = output.status.code();
+            assert!(matches!(code, Some(1 | 2)), "{args:?}: {output:?}");
+            one_error_line(&output, code.unwrap());
+        }
+    }
+    assert!(!d.join("o.npy").exists());
+}
+
+/// The Python of `python()` when it has zarr-python, else why not (as `python()` skips).
+fn zarr_python() -> Option<PathBuf> {
+    let python = python()?;
+    let has_zarr = std::process::Command::new(&python)
+        .args(["-c", "import zarr"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_zarr {
+        return Some(python);
+    }
+    let why = "zarr-python is not set up: run `cargo xtask setup` once";
+    assert!(
+        std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_none(),
+        "{why}"
+    );
+    println!("skipped: {why}");
+    None
+}
+
+/// Arrays zarr-python writes, in a group, with numpy's print of each beside it.
+const ZARR_PYTHON_STORE: &str = r#"
+import numpy as np, zarr
+from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+g = zarr.open_group("py.zarr", mode="w")
+arrays = {
+    "plain": (np.arange(12, dtype="<i2").reshape(3, 4), dict(chunks=(2, 2))),
+    "zstd": (np.linspace(0, 1, 30).reshape(5, 6), dict(chunks=(2, 4), compressors=[ZstdCodec(level=3, checksum=True), Crc32cCodec()], dimension_names=["y", "x"])),
+    "nested/sharded": (np.arange(64, dtype=np.uint32).reshape(8, 8), dict(chunks=(2, 2), shards=(4, 8), compressors=[GzipCodec(level=1)], fill_value=7)),
+}
+for name, (a, kw) in arrays.items():
+    z = g.create_array(name, shape=a.shape, dtype=a.dtype, **kw)
+    z[:] = a
+    with open(name.replace("/", "_") + ".txt", "w") as f:
+        f.write(str(a) + "\n")
+g.create_array("blosc", shape=(4,), dtype="f4", compressors=[BloscCodec()])
+"#;
+
+#[test]
+fn zarr_python_stores_list_inspect_print_and_verify() {
+    let Some(python) = zarr_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_python(&python, d, ZARR_PYTHON_STORE);
+    insta::assert_snapshot!("ls_zarr_python", ok(d, &["ls", "py.zarr"]));
+    insta::assert_snapshot!("info_zarr_python", ok(d, &["info", "py.zarr::zstd"]));
+    for name in ["plain", "zstd", "nested/sharded"] {
+        let numpy = std::fs::read_to_string(d.join(format!("{}.txt", name.replace('/', "_"))));
+        assert_eq!(
+            ok(d, &["cat", &format!("py.zarr::{name}")]),
+            numpy.unwrap(),
+            "{name}"
+        );
+    }
+    // The blosc array is listed as unsupported and left out of the check.
+    assert_eq!(
+        ok(d, &["verify", "py.zarr"]),
+        "py.zarr: ok (3 arrays, 520 bytes)\n"
+    );
+    assert_eq!(ok(d, &["convert", "py.zarr::nested/sharded", "s.npy"]), "");
+    assert_eq!(ok(d, &["cat", "s.npy", "--slice", "7,-3:"]), "[61 62 63]\n");
 }

@@ -330,47 +330,53 @@ impl ZarrArray {
                         && (extent[a] == self.meta.chunk_shape[a]
                             || chunk_start[a] + extent[a] == self.meta.shape[a])
                 });
-                // Not read when covered whole: a replaced array's chunk at this key may be of
-                // another shape or codec.
-                let old = if whole {
-                    None
-                } else {
-                    self.read_chunk(coords)?
-                };
-                let mut data = match old {
-                    Some(data) => data,
-                    None => {
-                        let mut data = ndstore_core::__private::load::try_zeroed_vec::<u8>(
-                            chunk_len,
-                            Some(self.path()),
-                        )?;
-                        grid::fill_box(
-                            &mut data,
-                            Place {
-                                shape: &self.meta.chunk_shape,
-                                start: &vec![0; shape.len()],
-                            },
-                            &self.meta.chunk_shape,
-                            &self.meta.fill,
-                        );
-                        data
-                    }
-                };
                 let part = box_bytes(view, &in_region, &extent);
-                grid::copy_box(
-                    &part,
-                    Place {
-                        shape: &extent,
-                        start: &vec![0; shape.len()],
-                    },
-                    &mut data,
-                    Place {
-                        shape: &self.meta.chunk_shape,
-                        start: &in_chunk,
-                    },
-                    &extent,
-                    itemsize,
-                );
+                // A chunk the box covers exactly is the box's bytes as they are (C order,
+                // native): no second buffer, no fill, no copy.
+                let data = if extent == self.meta.chunk_shape {
+                    part
+                } else {
+                    // The old chunk is read only when the box leaves part of it as it was.
+                    let old = if whole {
+                        None
+                    } else {
+                        self.read_chunk(coords)?
+                    };
+                    let mut data = match old {
+                        Some(data) => data,
+                        None => {
+                            let mut data = ndstore_core::__private::load::try_zeroed_vec::<u8>(
+                                chunk_len,
+                                Some(self.path()),
+                            )?;
+                            grid::fill_box(
+                                &mut data,
+                                Place {
+                                    shape: &self.meta.chunk_shape,
+                                    start: &vec![0; shape.len()],
+                                },
+                                &self.meta.chunk_shape,
+                                &self.meta.fill,
+                            );
+                            data
+                        }
+                    };
+                    grid::copy_box(
+                        &part,
+                        Place {
+                            shape: &extent,
+                            start: &vec![0; shape.len()],
+                        },
+                        &mut data,
+                        Place {
+                            shape: &self.meta.chunk_shape,
+                            start: &in_chunk,
+                        },
+                        &extent,
+                        itemsize,
+                    );
+                    data
+                };
                 let key = self.key(coords);
                 if grid::all_equal(&data, &self.meta.fill) {
                     return self.store.erase(&key);

@@ -556,17 +556,26 @@ impl Sharding {
                 ),
             ));
         }
-        let index_bytes = if self.index_at_start {
-            &bytes[..index_len]
+        let index_start = if self.index_at_start {
+            0
         } else {
-            &bytes[bytes.len() - index_len..]
+            bytes.len() - index_len
         };
+        let index_bytes = &bytes[index_start..index_start + index_len];
         let mut index_shape = grid.clone();
         index_shape.push(2);
         let index = self
             .index_codecs
             .decode(index_bytes.to_vec(), &index_shape, self.index_element())
-            .map_err(|e| Error::new(e.kind(), format!("shard index: {}", e.message())))?;
+            .map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "shard index (bytes {index_start}+{index_len} of the shard): {}",
+                        e.message()
+                    ),
+                )
+            })?;
         let index: Vec<u64> = index
             .chunks_exact(8)
             .map(|b| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
@@ -602,7 +611,10 @@ impl Sharding {
                 .map_err(|e| {
                     Error::new(
                         e.kind(),
-                        format!("inner chunk {n} of the shard: {}", e.message()),
+                        format!(
+                            "inner chunk {n} of the shard (bytes {offset}+{len}): {}",
+                            e.message()
+                        ),
                     )
                 })?;
             grid::copy_box(

@@ -99,6 +99,18 @@ impl ZarrMeta {
         Ok(meta)
     }
 
+    /// The same metadata with `codecs` as its codec chain, checked against the dtype and the
+    /// chunk shape.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Format`] saying which codec does not fit the chunks.
+    pub fn with_codecs(mut self, codecs: CodecChain) -> Result<ZarrMeta> {
+        self.codecs = codecs;
+        self.validate()?;
+        Ok(self)
+    }
+
     /// The dtype ndstore reports: the kind, in the byte order of the chain's `bytes` codec
     /// (the innermost one, for a sharded array).
     pub fn dtype(&self) -> DType {
@@ -120,7 +132,7 @@ impl ZarrMeta {
     }
 
     /// Checks the sizes and the codec chain against the shape and dtype.
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if self.shape.len() > MAX_NDIM {
             return Err(Error::new(
                 ErrorKind::Unsupported,

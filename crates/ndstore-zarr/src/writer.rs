@@ -76,13 +76,39 @@ impl ZarrWriter {
         chunk_shape: &[usize],
         options: &SaveOptions,
     ) -> Result<ZarrWriter> {
-        let (dtype, meta) =
+        let (_, meta) =
             writer_meta(dtype, row_shape, chunk_shape, options).map_err(|e| e.with_path(target))?;
+        ZarrWriter::create_with(target, meta, options)
+    }
+
+    /// Starts an array described by `meta` at `target`: its dtype, chunks, codecs, fill value,
+    /// attributes and dimension names; rows of `meta.shape[1..]` are appended along axis 0
+    /// (`meta.shape[0]` is ignored).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for a 0-d `meta`; the errors of checking `meta` and of
+    /// [`ZarrWriter::create`].
+    pub fn create_with(
+        target: &Path,
+        mut meta: ZarrMeta,
+        options: &SaveOptions,
+    ) -> Result<ZarrWriter> {
+        let Some(first) = meta.shape.first_mut() else {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "a 0-d array has no rows to append")
+                    .with_path(target),
+            );
+        };
+        *first = 0;
+        meta.validate().map_err(|e| e.with_path(target))?;
+        let dtype = meta.dtype();
+        let row_shape = meta.shape[1..].to_vec();
         let target = match options.replace {
             Replace::Atomic => Target::Staged(Staged::new(target, meta, options)?),
             Replace::InPlace => Target::InPlace(create_in_place(target, meta, options)?),
         };
-        Ok(ZarrWriter::over(target, dtype, row_shape))
+        Ok(ZarrWriter::over(target, dtype, &row_shape))
     }
 
     /// Starts an array of `dtype` with rows of `row_shape` at `target` in object storage, in

@@ -7,8 +7,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use super::Row;
 use super::stats::{Quartiles, Verdict};
+use super::{Other, Row};
 
 /// Which machine ran the benchmark, and how busy it was at the start and the end.
 pub struct Machine {
@@ -131,7 +131,7 @@ fn to_markdown(rows: &[Row], mode: &str, machine: &Machine) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| operation | size | ndstore, median (IQR) | best peer, median (IQR) | ndstore / peer | dd limit, median (IQR) | ndstore / limit | peak RSS | target | verdict |"
+        "| operation | size | ndstore, median (IQR) | peer, median (IQR) | ndstore / peer | dd limit, median (IQR) | ndstore / limit | peak RSS | target | verdict |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
@@ -158,9 +158,36 @@ fn to_markdown(rows: &[Row], mode: &str, machine: &Machine) -> String {
     let _ = writeln!(
         out,
         "\n{mode} mode: medians and interquartile ranges of alternating runs (each row's run count is in report.json). \
-         A verdict is met when ndstore's whole IQR lies below the target's (the reference's IQR times the allowed ratio), \
+         The peer column is the peer a target names, or else the fastest. A verdict is met when ndstore's whole IQR lies below the target's (the reference's IQR times the allowed ratio), \
          missed when it lies wholly above, and within noise when the two overlap."
     );
+    for r in rows.iter().filter(|r| !r.others.is_empty()) {
+        let others: Vec<String> = r
+            .others
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} {}, ndstore / {} {}{}",
+                    o.peer,
+                    ms_iqr(o.times),
+                    o.peer,
+                    ratio(r.ours.median, o.times.median),
+                    if o.target.is_some() {
+                        ""
+                    } else {
+                        " (no target: information)"
+                    }
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\n{} at {}, the other peers of the same rotation: {}.",
+            r.op,
+            human(r.size_bytes),
+            others.join("; ")
+        );
+    }
     for r in rows.iter().filter(|r| r.op == "npy_load") {
         let limit = rss_limit(r.size_bytes);
         let _ = writeln!(
@@ -206,9 +233,14 @@ fn to_json(rows: &[Row], mode: &str, machine: &Machine) -> String {
         }
         let limit = r.limit.unwrap_or(Quartiles::exact(f64::NAN));
         let fraction = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        let others: Vec<String> = r
+            .others
+            .iter()
+            .map(|o| other_json(o, fraction(r.ours.median, o.times.median)))
+            .collect();
         let _ = write!(
             out,
-            "\n{{\"op\":{},\"size_bytes\":{},\"runs\":{},\"ndstore_ms\":{},\"p25_ms\":{},\"p75_ms\":{},\"ndstore_min_ms\":{},\"ndstore_max_ms\":{},\"peer\":{},\"peer_ms\":{},\"peer_p25_ms\":{},\"peer_p75_ms\":{},\"ratio\":{},\"limit_ms\":{},\"limit_p25_ms\":{},\"limit_p75_ms\":{},\"ratio_to_limit\":{},\"peak_rss_bytes\":{},\"target\":{},\"peer_target\":{},\"verdict\":{},\"met\":{}}}",
+            "\n{{\"op\":{},\"size_bytes\":{},\"runs\":{},\"ndstore_ms\":{},\"p25_ms\":{},\"p75_ms\":{},\"ndstore_min_ms\":{},\"ndstore_max_ms\":{},\"peer\":{},\"peer_ms\":{},\"peer_p25_ms\":{},\"peer_p75_ms\":{},\"ratio\":{},\"limit_ms\":{},\"limit_p25_ms\":{},\"limit_p75_ms\":{},\"ratio_to_limit\":{},\"peak_rss_bytes\":{},\"target\":{},\"peer_target\":{},\"verdict\":{},\"met\":{},\"other_peers\":[{}]}}",
             string(r.op),
             r.size_bytes,
             r.runs,
@@ -230,11 +262,26 @@ fn to_json(rows: &[Row], mode: &str, machine: &Machine) -> String {
             string(&r.target),
             r.peer_target.map_or("null".to_owned(), num),
             string(r.verdict.word()),
-            r.verdict == Verdict::Met
+            r.verdict == Verdict::Met,
+            others.join(",")
         );
     }
     out.push_str("\n]}\n");
     out
+}
+
+/// One of a row's other peers in `report.json`, with the same field names as the row's peer
+/// (`peer_target` the ratio a target allows against it, or null).
+fn other_json(other: &Other, ratio: f64) -> String {
+    format!(
+        "{{\"peer\":{},\"peer_ms\":{},\"peer_p25_ms\":{},\"peer_p75_ms\":{},\"ratio\":{},\"peer_target\":{}}}",
+        string(&other.peer),
+        num(other.times.median),
+        num(other.times.p25),
+        num(other.times.p75),
+        num(ratio),
+        other.target.map_or("null".to_owned(), num)
+    )
 }
 
 #[cfg(test)]
@@ -258,6 +305,7 @@ mod tests {
                 median: 2.0,
                 p75: 2.1,
             },
+            others: Vec::new(),
             limit: None,
             peak_rss_bytes: 3 << 20,
             target: "≤ 1 × numpy".to_owned(),
@@ -290,6 +338,47 @@ mod tests {
         let markdown = to_markdown(&[row(Verdict::Met)], "quick", &machine);
         assert!(markdown.contains("| npy_load | 1 MiB | 1.000 ms (0.9000–1.100) | numpy 2.000 ms (1.900–2.100) | 0.50 |"), "{markdown}");
         assert!(markdown.contains("| met |"), "{markdown}");
+    }
+
+    #[test]
+    fn other_peers_are_reported_beside_the_peer_column() {
+        let machine = Machine {
+            description: "test".to_owned(),
+            load_start: "0.5".to_owned(),
+            load_end: "0.7".to_owned(),
+        };
+        let mut with_others = row(Verdict::Met);
+        with_others.op = "zarr_write_synced_plain";
+        with_others.others = vec![
+            Other {
+                peer: "zarr-python".to_owned(),
+                times: Quartiles::exact(0.5),
+                target: None,
+            },
+            Other {
+                peer: "tensorstore".to_owned(),
+                times: Quartiles::exact(4.0),
+                target: Some(1.0),
+            },
+        ];
+        let json = to_json(&[with_others.clone()], "quick", &machine);
+        assert!(
+            json.contains("\"other_peers\":[{\"peer\":\"zarr-python\",\"peer_ms\":0.5000,\"peer_p25_ms\":0.5000,\"peer_p75_ms\":0.5000,\"ratio\":2.0000,\"peer_target\":null},{\"peer\":\"tensorstore\""),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"ratio\":0.2500,\"peer_target\":1.0000}]"),
+            "{json}"
+        );
+        let markdown = to_markdown(&[with_others], "quick", &machine);
+        assert!(
+            markdown.contains("zarr_write_synced_plain at 1 MiB, the other peers of the same rotation: zarr-python 0.5000 ms (0.5000–0.5000), ndstore / zarr-python 2.00 (no target: information); tensorstore 4.000 ms (4.000–4.000), ndstore / tensorstore 0.25."),
+            "{markdown}"
+        );
+        // A row without other peers has no such line.
+        let plain = to_markdown(&[row(Verdict::Met)], "quick", &machine);
+        assert!(!plain.contains("other peers"), "{plain}");
+        assert!(to_json(&[row(Verdict::Met)], "quick", &machine).contains("\"other_peers\":[]"));
     }
 
     #[test]

@@ -1,0 +1,403 @@
+//! Zarr v3 for the command line: the hierarchy of a store (groups and arrays, walked without
+//! following a link twice), an array's chunks, shards and codec chain in words, every stored
+//! chunk read back for `verify`, and the `zarr.json` a converted array is written with.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ndstore::zarr::codec::{Codec, CodecChain};
+use ndstore::zarr::meta::{KeyEncoding, METADATA_FILE, Node, ZarrMeta};
+use ndstore::zarr::{ZarrArray, read_node};
+use ndstore::{ArrayMeta, ByteOrder, Error, ErrorKind, Location, Order, Result, SaveOptions};
+
+use crate::inspect::shape_text;
+use crate::source::Target;
+
+/// What a directory of a Zarr hierarchy is.
+#[derive(Debug)]
+pub enum Found {
+    /// A Zarr v3 array.
+    Array(Box<ZarrMeta>),
+    /// A Zarr v3 group (its children are listed after it).
+    Group,
+    /// A node whose `zarr.json` ndstore cannot read: an unsupported codec or data type, or a
+    /// damaged document.
+    Unreadable(Error),
+    /// A Zarr v2 node (`.zarray` or `.zgroup`), which ndstore does not read.
+    V2(&'static str),
+    /// A directory inside a group without `zarr.json`: no Zarr v3 node.
+    NoMetadata,
+    /// A link to a directory listed already, under this name (never followed twice).
+    Alias(String),
+}
+
+/// One node of a hierarchy: its name from the store's root (`/`, `/g`, `/g/a`), its
+/// directory, and what it is.
+#[derive(Debug)]
+pub struct Entry {
+    /// The name, `/` for the root.
+    pub name: String,
+    /// The node's directory.
+    pub dir: PathBuf,
+    /// What the directory holds.
+    pub found: Found,
+}
+
+/// The directory of the node a target names: `PATH`, or `PATH/OBJECT` for `PATH::OBJECT`.
+pub fn node_dir(target: &Target) -> PathBuf {
+    match &target.object {
+        Some(object) => target.path.join(object.trim_start_matches('/')),
+        None => target.path.clone(),
+    }
+}
+
+/// The name of the node a target names, as the hierarchy's listing spells it.
+fn root_name(target: &Target) -> String {
+    match &target.object {
+        Some(object) => format!("/{}", object.trim_matches('/')),
+        None => "/".to_owned(),
+    }
+}
+
+/// The name of `child` inside the node named `parent`.
+fn child_name(parent: &str, child: &str) -> String {
+    if parent.ends_with('/') {
+        format!("{parent}{child}")
+    } else {
+        format!("{parent}/{child}")
+    }
+}
+
+/// Opens the array a target names.
+///
+/// # Errors
+///
+/// The errors of [`ZarrArray::open`]: no `zarr.json`, a group, a document ndstore cannot read.
+pub fn open(target: &Target) -> Result<ZarrArray> {
+    ZarrArray::open(&node_dir(target), &SaveOptions::default())
+}
+
+/// Every node under the one `target` names, itself first, each group followed by its children
+/// in name order. A link is followed once: a directory reached again (a cycle, or a second
+/// link to it) is an [`Found::Alias`]. Hidden entries (ndstore's temporaries among them) and
+/// files are not nodes.
+///
+/// # Errors
+///
+/// The error of reading the named node's own `zarr.json`; nodes below it never fail the walk.
+pub fn walk(target: &Target) -> Result<Vec<Entry>> {
+    let root = node_dir(target);
+    let found = match read_node(&root)? {
+        Node::Array(meta) => Found::Array(meta),
+        Node::Group(_) => Found::Group,
+    };
+    let mut seen = HashMap::new();
+    if let Some(id) = dir_id(&root) {
+        seen.insert(id, root_name(target));
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![Entry {
+        name: root_name(target),
+        dir: root,
+        found,
+    }];
+    while let Some(entry) = stack.pop() {
+        if matches!(entry.found, Found::Group) {
+            let mut children = children(&entry, &mut seen);
+            children.reverse();
+            stack.extend(children);
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+/// A directory's device and inode, `None` when it cannot be inspected.
+fn dir_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The child nodes of a group, in name order; directories only (links followed), each once.
+fn children(group: &Entry, seen: &mut HashMap<(u64, u64), String>) -> Vec<Entry> {
+    let Ok(read) = std::fs::read_dir(&group.dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = read
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for child in names {
+        let dir = group.dir.join(&child);
+        let Ok(stat) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        if !stat.is_dir() {
+            continue;
+        }
+        let name = child_name(&group.name, &child);
+        let found = match dir_id(&dir).and_then(|id| seen.get(&id).cloned()) {
+            Some(first) => Found::Alias(first),
+            None => {
+                if let Some(id) = dir_id(&dir) {
+                    seen.insert(id, name.clone());
+                }
+                classify(&dir)
+            }
+        };
+        out.push(Entry { name, dir, found });
+    }
+    out
+}
+
+/// What the directory `dir` inside a group holds.
+fn classify(dir: &Path) -> Found {
+    if dir.join(METADATA_FILE).exists() {
+        match read_node(dir) {
+            Ok(Node::Array(meta)) => Found::Array(meta),
+            Ok(Node::Group(_)) => Found::Group,
+            Err(e) => Found::Unreadable(e),
+        }
+    } else if dir.join(".zarray").exists() {
+        Found::V2("array")
+    } else if dir.join(".zgroup").exists() {
+        Found::V2("group")
+    } else {
+        Found::NoMetadata
+    }
+}
+
+/// The kind and details of an entry in `ls`'s words.
+pub fn describe(entry: &Entry) -> (String, String) {
+    match &entry.found {
+        Found::Array(meta) => (
+            "array".into(),
+            format!(
+                "{} {} C, {}",
+                meta.dtype().to_numpy_descr(),
+                shape_text(&meta.shape),
+                layout_text(meta)
+            ),
+        ),
+        Found::Group => ("group".into(), String::new()),
+        Found::Unreadable(e) => ("unsupported".into(), format!("({})", e.message())),
+        Found::V2(what) => (
+            "unsupported".into(),
+            format!("(a Zarr v2 {what}; ndstore reads Zarr v3)"),
+        ),
+        Found::NoMetadata => (
+            "unsupported".into(),
+            "(a directory without zarr.json)".into(),
+        ),
+        Found::Alias(of) => ("link".into(), format!("-> {of} (listed there)")),
+    }
+}
+
+/// The array's metadata as ndstore reports it (Zarr arrays are C-ordered).
+pub fn array_meta(meta: &ZarrMeta) -> ArrayMeta {
+    ArrayMeta::new(meta.dtype(), meta.shape.clone(), Order::C)
+}
+
+/// One codec in words: `bytes(little)`, `zstd(level 3)`, `sharding_indexed(...)`.
+fn codec_text(codec: &Codec) -> String {
+    match codec {
+        Codec::Transpose(order) => {
+            let axes: Vec<String> = order.iter().map(usize::to_string).collect();
+            format!("transpose({})", axes.join(", "))
+        }
+        Codec::Bytes(None) => "bytes".to_owned(),
+        Codec::Bytes(Some(order)) => match order {
+            ByteOrder::Big => "bytes(big)".to_owned(),
+            ByteOrder::Little => "bytes(little)".to_owned(),
+            _ => "bytes".to_owned(),
+        },
+        Codec::Gzip(level) => format!("gzip(level {level})"),
+        Codec::Zstd { level, checksum } => format!(
+            "zstd(level {level}{})",
+            if *checksum { ", checksum" } else { "" }
+        ),
+        Codec::Crc32c => "crc32c".to_owned(),
+        Codec::Sharding(s) => format!(
+            "sharding_indexed({}; index {} at the {})",
+            chain_text(&s.codecs),
+            chain_text(&s.index_codecs),
+            if s.index_at_start { "start" } else { "end" }
+        ),
+    }
+}
+
+/// A codec chain in words, in encoding order: `bytes(little) -> zstd(level 3) -> crc32c`.
+pub fn chain_text(chain: &CodecChain) -> String {
+    let codecs: Vec<String> = chain.codecs().iter().map(codec_text).collect();
+    codecs.join(" -> ")
+}
+
+/// The chunk shape: the inner chunks' of a sharded array, else the grid's.
+pub fn chunk_shape(meta: &ZarrMeta) -> &[usize] {
+    meta.codecs
+        .sharding()
+        .map_or(&meta.chunk_shape, |s| &s.chunk_shape)
+}
+
+/// The shard shape of a sharded array (the grid's chunk shape).
+pub fn shard_shape(meta: &ZarrMeta) -> Option<&[usize]> {
+    meta.codecs.sharding().map(|_| meta.chunk_shape.as_slice())
+}
+
+/// The fill value as `zarr.json` spells it.
+pub fn fill_value(meta: &ZarrMeta) -> serde_json::Value {
+    meta.to_json()
+        .get("fill_value")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Dimension names as a tuple: `(x, y)`, an unnamed axis `None`.
+pub fn dims_text(names: &[Option<String>]) -> String {
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| n.clone().unwrap_or_else(|| "None".to_owned()))
+        .collect();
+    match &names[..] {
+        [one] => format!("({one},)"),
+        _ => format!("({})", names.join(", ")),
+    }
+}
+
+/// An array's layout on one line: `chunks (2, 5), shards (4, 5), codecs ..., fill 0`.
+pub fn layout_text(meta: &ZarrMeta) -> String {
+    let shards = shard_shape(meta).map_or(String::new(), |s| format!(", shards {}", shape_text(s)));
+    format!(
+        "chunks {}{shards}, codecs {}, fill {}",
+        shape_text(chunk_shape(meta)),
+        chain_text(&meta.codecs),
+        fill_value(meta)
+    )
+}
+
+/// The keys of the chunk files stored under an array's directory, with their grid coordinates,
+/// in C order of the grid; files that are no chunk key of the array (hidden files,
+/// `zarr.json`, keys outside the grid) are left out.
+fn stored_chunks(dir: &Path, meta: &ZarrMeta) -> Vec<(Vec<u64>, String)> {
+    let grid = meta.grid_shape();
+    let mut found = Vec::new();
+    // The deepest key of a `/`-separated encoding: `c` and one level per axis.
+    let depth = meta.shape.len() + 1;
+    let mut stack = vec![(dir.to_path_buf(), String::new(), 0)];
+    while let Some((here, prefix, level)) = stack.pop() {
+        let Ok(read) = std::fs::read_dir(&here) else {
+            continue;
+        };
+        for entry in read.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') || (level == 0 && name == METADATA_FILE) {
+                continue;
+            }
+            let key = if prefix.is_empty() {
+                name.clone()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            match entry.file_type() {
+                Ok(t) if t.is_dir() && level < depth => {
+                    stack.push((entry.path(), key, level + 1));
+                }
+                Ok(t) if t.is_file() => {
+                    if let Some(coords) = coords_of_key(meta, &key)
+                        && coords.iter().zip(&grid).all(|(c, g)| c < g)
+                    {
+                        found.push((coords, key));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The grid coordinates whose key is `key`, if it is one.
+fn coords_of_key(meta: &ZarrMeta, key: &str) -> Option<Vec<u64>> {
+    let split = |body: &str, sep: char| -> Option<Vec<u64>> {
+        body.split(sep).map(|part| part.parse().ok()).collect()
+    };
+    let coords = match (meta.key_encoding, meta.shape.len()) {
+        (_, 0) => Vec::new(),
+        (KeyEncoding::Default(sep), _) => split(key.strip_prefix('c')?.strip_prefix(sep)?, sep)?,
+        (KeyEncoding::V2(sep), _) => split(key, sep)?,
+    };
+    (coords.len() == meta.shape.len() && meta.key_encoding.key(&coords) == key).then_some(coords)
+}
+
+/// Reads every stored chunk of the array in `dir` back through its codec chain, in the grid's
+/// order, so every check the chain has runs: crc32c of chunks and shard indexes, shard index
+/// bounds, each chunk's size against its shape. Returns the array's bytes.
+///
+/// # Errors
+///
+/// The first damaged chunk's error, naming its file and key (and the inner chunk of a shard).
+pub fn verify_array(dir: &Path) -> Result<u64> {
+    let array = ZarrArray::open(dir, &SaveOptions::default())?;
+    let meta = array.meta().clone();
+    for (coords, _key) in stored_chunks(dir, &meta) {
+        let (start, shape): (Vec<usize>, Vec<usize>) = coords
+            .iter()
+            .zip(meta.chunk_shape.iter().zip(&meta.shape))
+            .map(|(&c, (&chunk, &len))| {
+                // Coordinates inside the grid, so the chunk's first element fits usize.
+                let first = usize::try_from(c)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(chunk);
+                (first, chunk.min(len.saturating_sub(first)))
+            })
+            .unzip();
+        array.read_region(&start, &shape)?;
+    }
+    Ok(array.array_meta().byte_len()? as u64)
+}
+
+/// Reads every array of the hierarchy at `path` for `verify`: the count of arrays and their
+/// bytes. Nodes ndstore does not read (Zarr v2, unsupported codecs and data types) are left
+/// out, as unsupported HDF5 objects are.
+///
+/// # Errors
+///
+/// The first damage: a `zarr.json` that is missing or does not parse, a damaged chunk.
+pub fn verify(path: &Path) -> Result<(usize, u64)> {
+    let target = Target {
+        path: path.to_path_buf(),
+        object: None,
+    };
+    let (mut arrays, mut bytes) = (0, 0);
+    for entry in walk(&target)? {
+        match entry.found {
+            Found::Array(_) => {
+                bytes += verify_array(&entry.dir)?;
+                arrays += 1;
+            }
+            Found::Unreadable(e)
+                if !matches!(
+                    e.kind(),
+                    ErrorKind::Unsupported | ErrorKind::UnsupportedDType
+                ) =>
+            {
+                return Err(e);
+            }
+            Found::NoMetadata => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    "no zarr.json: a directory of the hierarchy is no Zarr v3 node",
+                )
+                .with_path(entry.dir.join(METADATA_FILE))
+                .at(Location::Object(entry.name)));
+            }
+            _ => {}
+        }
+    }
+    Ok((arrays, bytes))
+}
