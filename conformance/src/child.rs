@@ -212,7 +212,9 @@ pub enum FaultSource {
     Marks,
     /// A file-size limit (`RLIMIT_FSIZE`, SIGXFSZ ignored) this many bytes above the file's size
     /// after the first flush, lifted after the failing append: the append's writes stop short,
-    /// then fail with EFBIG, as on a file system that ran out of room mid-write.
+    /// then fail with EFBIG, as on a file system that ran out of room mid-write. The limit holds
+    /// for each file on its own, so for a tree target (whose appends write new files) it is
+    /// this many bytes, not above anything.
     SizeLimit(u64),
 }
 
@@ -797,7 +799,11 @@ fn before_failing_append(path: &Path, dir: &Path, how: FaultSource) -> Result<()
                 .ok()
                 .and_then(|t| t.into_iter().next())
                 .unwrap_or_else(|| path.to_path_buf());
-            let size = written.metadata().map_or(0, |m| m.len());
+            // A tree's size is no file's: its files start empty.
+            let size = match written.metadata() {
+                Ok(m) if m.is_file() => m.len(),
+                _ => 0,
+            };
             if let Err(e) = limit_file_size(Some(size + extra)) {
                 say_error(e);
                 return Err(1);

@@ -22,11 +22,15 @@ pub enum Scenario {
     Writer,
     /// An in-place handle overwrites the old version with the new and syncs.
     InPlace,
-    /// Known bad: truncate the target and rewrite it, as `np.save` does (with an fsync).
+    /// Known bad: truncate the target and rewrite it, as `np.save` does (with an fsync); a
+    /// tree is removed and written again in place (files and directories fsynced).
     TruncateRewrite,
-    /// Known bad: temporary, fsync, rename, but no fsync of the directory.
+    /// Known bad: temporary, fsync, rename, but no fsync of the directory; a tree is built
+    /// beside the target with its files fsynced, exchanged with it (`RENAME_EXCHANGE`) and the
+    /// old tree removed, without a directory fsync anywhere.
     RenameWithoutDirSync,
-    /// Known bad: temporary and rename with a directory fsync, but no fsync of the data.
+    /// Known bad: temporary and rename with a directory fsync, but no fsync of the data; a
+    /// tree's directories are all fsynced, before and after the exchange, its files never.
     RenameWithoutFsync,
 }
 
@@ -130,6 +134,88 @@ fn io(e: std::io::Error) -> String {
     e.to_string()
 }
 
+/// A known-bad protocol writing the tree packed in `bytes` at `target` in `dir`.
+fn bad_tree(scenario: Scenario, bytes: &[u8], dir: &Path, target: &Path) -> Result<(), String> {
+    let (sync_files, sync_dirs) = match scenario {
+        Scenario::TruncateRewrite => {
+            std::fs::remove_dir_all(target).map_err(io)?;
+            return write_tree(bytes, target, true, true);
+        }
+        Scenario::RenameWithoutDirSync => (true, false),
+        _ => (false, true),
+    };
+    let temp = dir.join(".bad-temp-tree");
+    write_tree(bytes, &temp, sync_files, sync_dirs)?;
+    exchange(&temp, target)?;
+    if sync_dirs {
+        sync_dir(dir)?;
+    }
+    std::fs::remove_dir_all(&temp).map_err(io)
+}
+
+/// Writes the tree packed in `bytes` as a new directory `root`, fsyncing its files and its
+/// directories (the root's parent too) when told.
+fn write_tree(bytes: &[u8], root: &Path, sync_files: bool, sync_dirs: bool) -> Result<(), String> {
+    std::fs::create_dir(root).map_err(io)?;
+    let mut dirs = vec![root.to_path_buf()];
+    for entry in crate::tree::entries(bytes) {
+        let path = root.join(&entry.path);
+        let mut missing = Vec::new();
+        let mut at = path.parent();
+        while let Some(parent) = at.filter(|p| *p != root && !p.is_dir()) {
+            missing.push(parent.to_path_buf());
+            at = parent.parent();
+        }
+        for new in missing.into_iter().rev() {
+            std::fs::create_dir(&new).map_err(io)?;
+            dirs.push(new);
+        }
+        let content = &bytes[entry.content.start as usize..entry.content.end as usize];
+        let mut f = std::fs::File::create(&path).map_err(io)?;
+        f.write_all(content).map_err(io)?;
+        if sync_files {
+            f.sync_all().map_err(io)?;
+        }
+    }
+    if sync_dirs {
+        for d in dirs.iter().rev() {
+            sync_dir(d)?;
+        }
+        sync_dir(root.parent().unwrap_or(root))?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
+}
+
+/// Exchanges the entries `a` and `b` (`renameat2` with `RENAME_EXCHANGE`).
+fn exchange(a: &Path, b: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| "a NUL byte".to_owned())
+    };
+    let (ca, cb) = (cstr(a)?, cstr(b)?);
+    // SAFETY: both pointers are NUL-terminated strings that live across the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io(std::io::Error::last_os_error()))
+    }
+}
+
 /// Runs `scenario` on `dir/file`: marks the start, runs it, marks the commit if it returned Ok.
 pub fn run(
     backend: &dyn Backend,
@@ -140,7 +226,8 @@ pub fn run(
 ) -> Result<(), String> {
     let target = dir.join(file);
     let new = scenario.new_version(backend, scale);
-    // The bad protocols write the backend's own bytes, prepared outside the directory.
+    // The bad protocols write the backend's own bytes (a tree packed), prepared outside the
+    // directory.
     let bad_bytes = if Scenario::BAD.contains(&scenario) {
         let scratch = dir
             .parent()
@@ -149,8 +236,8 @@ pub fn run(
         backend
             .save(&scratch, &new, &SaveOptions::default())
             .map_err(|e| e.to_string())?;
-        let bytes = std::fs::read(&scratch).map_err(io)?;
-        let _ = std::fs::remove_file(&scratch);
+        let bytes = crate::checks::target_bytes(&scratch)?;
+        crate::tree::remove(&scratch);
         bytes
     } else {
         Vec::new()
@@ -167,6 +254,7 @@ pub fn run(
     };
     mark(dir, MARK_START);
     let result = match scenario {
+        _ if crate::tree::is_packed(&bad_bytes) => bad_tree(scenario, &bad_bytes, dir, &target),
         Scenario::Save => backend
             .save(&target, &new, &SaveOptions::default())
             .map_err(|e| e.to_string()),

@@ -1,6 +1,14 @@
-//! Reading strace's record of a process into the file-system operations it performed in one
-//! directory: creates, writes (with their bytes and offsets), truncations, renames, unlinks,
+//! Reading strace's record of a process into the file-system operations it performed below one
+//! directory (the root), which may be a tree: creates, directories made, writes (with their
+//! bytes and offsets), truncations, renames and exchanges, unlinks and directory removals,
 //! fsyncs and msyncs, in order. The power-loss model ([`crate::powerloss`]) replays them.
+//!
+//! Every file and directory below the root is an inode of the model, and every entry a name in
+//! its parent directory's inode, so paths are resolved the way the kernel resolves them: a call
+//! relative to a directory descriptor (`openat`, `mkdirat`, `unlinkat`, `renameat2`) names the
+//! directory by the path strace's `-y` gives its descriptor, which is the directory's path at
+//! the time of the call, and the model's names follow every rename and exchange. An fsync of a
+//! directory's descriptor makes that directory's entries durable, an fsync of a file its data.
 //!
 //! The trace must come from `strace -f -y -xx -s STRING_LIMIT` with the calls of [`TRACED`]:
 //! `-y` names each descriptor's file, `-xx` escapes every string as hex, so a line parses
@@ -11,17 +19,23 @@
 //! rest is taken from the file's final content, which is exact only when nothing later in the
 //! recording writes that range again or cuts the file below it. The parser checks both, and
 //! that the recorded first bytes match the final file where they were not overwritten, and
-//! refuses a recording it cannot rebuild (a large range written twice) instead of guessing.
+//! refuses a recording it cannot rebuild (a large range written twice) instead of guessing. A
+//! long write into a file that is gone at the end (an earlier version of a chunk, replaced by a
+//! rename) has no final content to complete it: it is marked incomplete, and only a crash state
+//! whose target would hold it is refused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// The system calls a recording traces.
 pub const TRACED: &str = "trace=openat,open,creat,write,pwrite64,writev,pwritev,pwritev2,\
-fsync,fdatasync,sync_file_range,close,rename,renameat,renameat2,unlink,unlinkat,ftruncate,\
-fallocate,fcntl,dup,dup2,dup3,lseek,mmap,msync,copy_file_range,sendfile";
+fsync,fdatasync,sync_file_range,close,rename,renameat,renameat2,unlink,unlinkat,rmdir,mkdir,\
+mkdirat,ftruncate,fallocate,fcntl,dup,dup2,dup3,lseek,mmap,msync,copy_file_range,sendfile";
+
+/// The inode number of the root directory of a recording (the other inodes count from 0).
+pub const ROOT: usize = usize::MAX;
 
 /// strace's `-s`: how many bytes of each written buffer a recording holds. Header rewrites
 /// (the first bytes of a file) stay within it, so they never conflict with a large write's
@@ -33,14 +47,26 @@ pub const MARK_COMMITTED: &str = ".ndstore-mark-committed";
 /// The file whose failed open marks the start of the operation under test.
 pub const MARK_START: &str = ".ndstore-mark-start";
 
-/// One operation on the directory, in the order the process performed it.
+/// One operation below the root, in the order the process performed it. Directories are
+/// named by their inode ([`ROOT`] for the root).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// A new, empty file appeared under `name`.
+    /// A new, empty file appeared under `name` in directory `dir`.
     Create {
+        /// The directory holding the entry.
+        dir: usize,
         /// Its name in the directory.
         name: OsString,
         /// The file.
+        inode: usize,
+    },
+    /// A new, empty directory appeared under `name` in directory `dir`.
+    Mkdir {
+        /// The directory holding the entry.
+        dir: usize,
+        /// Its name in the directory.
+        name: OsString,
+        /// The new directory.
         inode: usize,
     },
     /// `len` bytes... written at `offset` of a file.
@@ -64,20 +90,40 @@ pub enum Op {
         /// The file.
         inode: usize,
     },
-    /// An entry renamed within the directory (replacing `to`).
+    /// An entry renamed (replacing `to`), within one directory or from one to another.
     Rename {
+        /// The directory the entry leaves.
+        from_dir: usize,
         /// The old name.
         from: OsString,
+        /// The directory the entry enters.
+        to_dir: usize,
         /// The new name.
         to: OsString,
     },
-    /// An entry removed.
+    /// Two entries exchanged (`renameat2` with `RENAME_EXCHANGE`).
+    Exchange {
+        /// The first entry's directory.
+        a_dir: usize,
+        /// The first entry's name.
+        a: OsString,
+        /// The second entry's directory.
+        b_dir: usize,
+        /// The second entry's name.
+        b: OsString,
+    },
+    /// An entry removed: a file unlinked or an (empty) directory removed.
     Unlink {
+        /// The directory holding the entry.
+        dir: usize,
         /// The name.
         name: OsString,
     },
-    /// fsync of the directory: its entries are on the medium.
-    SyncDir,
+    /// fsync of a directory: its entries are on the medium.
+    SyncDir {
+        /// The directory.
+        dir: usize,
+    },
     /// The operation under test returned Ok here.
     Committed,
     /// The operation under test started here.
@@ -88,15 +134,32 @@ pub enum Op {
 /// (for choosing which call to fail in the fault-injection check).
 #[derive(Debug, Default)]
 pub struct Recording {
-    /// The operations on the directory.
+    /// The operations below the root.
     pub ops: Vec<Op>,
-    /// The files that existed before the recording, by name, with their inode numbers.
-    pub initial: Vec<(OsString, usize)>,
+    /// The files that existed before the recording, by path relative to the root, with their
+    /// inode numbers.
+    pub initial: Vec<(PathBuf, usize)>,
+    /// The directories that existed below the root before the recording, by relative path
+    /// (parents before their entries), with their inode numbers.
+    pub initial_dirs: Vec<(PathBuf, usize)>,
     /// Every call of the traced names after the start mark, in order: (name, path it acted on,
-    /// whether that path is in the directory and the call changes data).
+    /// whether that path is below the root and the call changes data).
     pub calls: Vec<Call>,
-    /// Each inode's final name in the directory, if it has one.
-    pub final_names: HashMap<usize, OsString>,
+    /// Each file's final path relative to the root, if it has one.
+    pub final_names: HashMap<usize, PathBuf>,
+    /// The writes strace cut short into a file gone at the end (replaced or removed), whose
+    /// missing bytes no final content holds: they are recorded as zeros, and a crash state in
+    /// which the target holds one of them cannot be judged.
+    pub incomplete: HashSet<usize>,
+}
+
+/// What was below the root before a recording: files and directories, by path relative to it.
+#[derive(Clone, Debug, Default)]
+pub struct Listing {
+    /// The files.
+    pub files: Vec<PathBuf>,
+    /// The directories, each after its parent.
+    pub dirs: Vec<PathBuf>,
 }
 
 /// A traced call after the start mark.
@@ -106,9 +169,12 @@ pub struct Call {
     pub name: String,
     /// The file it acted on, when it named one.
     pub path: Option<PathBuf>,
-    /// True when a failure of this call must fail the operation: it writes, syncs or renames
-    /// something in the directory, or closes a file written there.
+    /// True when a failure of this call must fail the operation: it writes, syncs, creates or
+    /// renames something below the root, or closes a file written there.
     pub matters: bool,
+    /// The thread that made it (strace's process id column): strace counts the occurrences an
+    /// injection fails per thread.
+    pub thread: String,
 }
 
 #[derive(Clone, Debug)]
@@ -135,20 +201,23 @@ struct Mapping {
 }
 
 struct Replay<'a> {
-    dir: &'a Path,
-    names: HashMap<OsString, usize>,
+    root: &'a Path,
+    /// Each directory's entries: name to inode.
+    dirs: HashMap<usize, HashMap<OsString, usize>>,
     sizes: HashMap<usize, u64>,
     fds: HashMap<i64, OpenFile>,
     maps: Vec<Mapping>,
     next_inode: usize,
     rec: Recording,
     started: bool,
+    /// The thread of the call being replayed.
+    thread: String,
     /// msync writes whose bytes are read at the end: (operation index, length).
     msyncs: Vec<(usize, u64)>,
     /// Writes strace cut short, completed from the final file at the end.
     cut: Vec<CutWrite>,
     /// For msync: the bytes each file holds at the end (read by the caller).
-    final_bytes: &'a dyn Fn(&OsString) -> Option<Vec<u8>>,
+    final_bytes: &'a dyn Fn(&Path) -> Option<Vec<u8>>,
 }
 
 /// Splits `a, b, c` at the top-level commas.
@@ -222,6 +291,8 @@ fn fd_arg(arg: &str) -> Option<(i64, PathBuf)> {
     } else {
         num.parse().ok()?
     };
+    // A file removed since it was opened is decorated `<path>(deleted)`.
+    let rest = rest.strip_suffix("(deleted)").unwrap_or(rest);
     let path = unhex(rest.strip_suffix('>')?).ok()?;
     Some((fd, PathBuf::from(OsString::from_vec(path))))
 }
@@ -250,8 +321,50 @@ fn resolve(dirfd: Option<&str>, path: &str) -> Result<PathBuf, String> {
 }
 
 impl Replay<'_> {
-    fn name_in_dir(&self, path: &Path) -> Option<OsString> {
-        (path.parent() == Some(self.dir)).then(|| path.file_name().map(OsString::from))?
+    /// The directory at `path`, when it is the root or a directory below it.
+    fn dir_inode(&self, path: &Path) -> Option<usize> {
+        let mut at = ROOT;
+        for part in path.strip_prefix(self.root).ok()?.components() {
+            let Component::Normal(name) = part else {
+                return None;
+            };
+            at = self.dirs.get(&at)?.get(name).copied()?;
+            self.dirs.get(&at)?;
+        }
+        Some(at)
+    }
+
+    /// The entry `path` names below the root: its directory's inode and its name.
+    fn entry_of(&self, path: &Path) -> Option<(usize, OsString)> {
+        let dir = self.dir_inode(path.parent()?)?;
+        Some((dir, path.file_name()?.to_owned()))
+    }
+
+    /// The entries of directory `dir`.
+    fn entries(&mut self, dir: usize) -> &mut HashMap<OsString, usize> {
+        self.dirs.entry(dir).or_default()
+    }
+
+    fn new_inode(&mut self) -> usize {
+        let id = self.next_inode;
+        self.next_inode += 1;
+        id
+    }
+
+    /// Every file below the root with its path relative to the root.
+    fn files(&self) -> Vec<(PathBuf, usize)> {
+        let mut out = Vec::new();
+        let mut stack = vec![(PathBuf::new(), ROOT)];
+        while let Some((at, dir)) = stack.pop() {
+            for (name, &id) in self.dirs.get(&dir).into_iter().flatten() {
+                if self.dirs.contains_key(&id) {
+                    stack.push((at.join(name), id));
+                } else {
+                    out.push((at.join(name), id));
+                }
+            }
+        }
+        out
     }
 
     fn push(&mut self, op: Op) {
@@ -268,6 +381,7 @@ impl Replay<'_> {
                 name: name.to_owned(),
                 path,
                 matters,
+                thread: self.thread.clone(),
             });
         }
     }
@@ -302,8 +416,9 @@ impl Replay<'_> {
                 self.close(&call);
                 Ok(())
             }
-            Family::Rename { from, to } => self.rename(&call, from, to),
+            Family::Rename { from, to, flags } => self.rename(&call, from, to, flags),
             Family::Unlink { dirfd, path } => self.unlink(&call, dirfd, path),
+            Family::Mkdir { dirfd, path } => self.mkdir(&call, dirfd, path),
             Family::Resize { allocate } => self.resize(&call, allocate),
             Family::Dup => self.dup(&call),
             Family::Seek => self.seek(&call),
@@ -319,8 +434,8 @@ impl Replay<'_> {
         }
     }
 
-    /// openat, open, creat: the marks, then a file of the directory created, truncated or
-    /// opened.
+    /// openat, open, creat: the marks, then a file below the root created, truncated or
+    /// opened, or a directory opened.
     fn open(
         &mut self,
         call: &Syscall<'_>,
@@ -344,8 +459,10 @@ impl Replay<'_> {
         }
         let fd = call.returned_fd("open")?;
         let mut inode = None;
-        if let Some(entry) = self.name_in_dir(&path) {
-            let Some(id) = self.open_entry(entry, flags) else {
+        if path == self.root {
+            inode = Some(ROOT);
+        } else if let Some((dir, entry)) = self.entry_of(&path) {
+            let Some(id) = self.open_entry(dir, entry, flags) else {
                 return Ok(());
             };
             inode = Some(id);
@@ -362,10 +479,11 @@ impl Replay<'_> {
         Ok(())
     }
 
-    /// The inode an open of `entry` with `flags` reaches: the existing file (cut to nothing
-    /// by `O_TRUNC`) or a new one (`O_CREAT`); none when the entry does not exist.
-    fn open_entry(&mut self, entry: OsString, flags: &str) -> Option<usize> {
-        match self.names.get(&entry).copied() {
+    /// The inode an open of `entry` of directory `dir` with `flags` reaches: the existing
+    /// file or directory (a file cut to nothing by `O_TRUNC`) or a new file (`O_CREAT`); none
+    /// when the entry does not exist.
+    fn open_entry(&mut self, dir: usize, entry: OsString, flags: &str) -> Option<usize> {
+        match self.entries(dir).get(&entry).copied() {
             Some(id) => {
                 if flags.contains("O_TRUNC") {
                     self.sizes.insert(id, 0);
@@ -374,11 +492,11 @@ impl Replay<'_> {
                 Some(id)
             }
             None if flags.contains("O_CREAT") => {
-                let id = self.next_inode;
-                self.next_inode += 1;
-                self.names.insert(entry.clone(), id);
+                let id = self.new_inode();
+                self.entries(dir).insert(entry.clone(), id);
                 self.sizes.insert(id, 0);
                 self.push(Op::Create {
+                    dir,
                     name: entry,
                     inode: id,
                 });
@@ -441,19 +559,21 @@ impl Replay<'_> {
         Ok(())
     }
 
-    /// fsync, fdatasync, sync_file_range: a file's or the directory's sync (a ranged sync
+    /// fsync, fdatasync, sync_file_range: a file's or a directory's sync (a ranged sync
     /// only counts as a call).
     fn sync(&mut self, call: &Syscall<'_>, range: bool) -> Result<(), String> {
         let (fd, path) = call.fd(0).ok_or("fsync without a descriptor")?;
-        let is_dir = path == self.dir;
-        let inode = self.file(fd).and_then(|f| f.inode);
-        self.call(call.name, Some(path), inode.is_some() || is_dir);
-        if !call.ok || range {
+        let inode = self
+            .file(fd)
+            .and_then(|f| f.inode)
+            .or_else(|| self.dir_inode(&path));
+        self.call(call.name, Some(path), inode.is_some());
+        let (Some(inode), true, false) = (inode, call.ok, range) else {
             return Ok(());
-        }
-        if is_dir {
-            self.push(Op::SyncDir);
-        } else if let Some(inode) = inode {
+        };
+        if self.dirs.contains_key(&inode) {
+            self.push(Op::SyncDir { dir: inode });
+        } else {
             self.push(Op::Sync { inode });
         }
         Ok(())
@@ -472,39 +592,57 @@ impl Replay<'_> {
         }
     }
 
-    /// rename, renameat, renameat2: an entry renamed within the directory.
+    /// rename, renameat, renameat2: an entry renamed below the root, or two exchanged
+    /// (`RENAME_EXCHANGE`).
     fn rename(
         &mut self,
         call: &Syscall<'_>,
         from: PathArg<'_>,
         to: PathArg<'_>,
+        flags: &str,
     ) -> Result<(), String> {
         let from = resolve(from.0, from.1.ok_or("rename args")?)?;
         let to = resolve(to.0, to.1.ok_or("rename args")?)?;
-        let from_name = self.name_in_dir(&from);
-        let to_name = self.name_in_dir(&to);
+        let from_entry = self.entry_of(&from);
+        let to_entry = self.entry_of(&to);
         self.call(
             call.name,
             Some(to.clone()),
-            from_name.is_some() || to_name.is_some(),
+            from_entry.is_some() || to_entry.is_some(),
         );
         if !call.ok {
             return Ok(());
         }
-        match (from_name, to_name) {
-            (Some(from), Some(to)) => {
-                if let Some(id) = self.names.remove(&from) {
-                    self.names.insert(to.clone(), id);
+        match (from_entry, to_entry) {
+            (Some((a_dir, a)), Some((b_dir, b))) if flags.contains("RENAME_EXCHANGE") => {
+                let first = self.entries(a_dir).get(&a).copied();
+                let second = self.entries(b_dir).get(&b).copied();
+                let (Some(first), Some(second)) = (first, second) else {
+                    return Err("an exchange of an entry the model does not know".to_owned());
+                };
+                self.entries(a_dir).insert(a.clone(), second);
+                self.entries(b_dir).insert(b.clone(), first);
+                self.push(Op::Exchange { a_dir, a, b_dir, b });
+                Ok(())
+            }
+            (Some((from_dir, from)), Some((to_dir, to))) => {
+                if let Some(id) = self.entries(from_dir).remove(&from) {
+                    self.entries(to_dir).insert(to.clone(), id);
                 }
-                self.push(Op::Rename { from, to });
+                self.push(Op::Rename {
+                    from_dir,
+                    from,
+                    to_dir,
+                    to,
+                });
                 Ok(())
             }
             (None, None) => Ok(()),
-            _ => Err("a rename across directories: not modelled".to_owned()),
+            _ => Err("a rename into or out of the recorded directory: not modelled".to_owned()),
         }
     }
 
-    /// unlink, unlinkat: an entry of the directory removed.
+    /// unlink, unlinkat (with `AT_REMOVEDIR` too), rmdir: an entry below the root removed.
     fn unlink(
         &mut self,
         call: &Syscall<'_>,
@@ -512,12 +650,37 @@ impl Replay<'_> {
         path: Option<&str>,
     ) -> Result<(), String> {
         let path = resolve(dirfd, path.ok_or("unlink args")?)?;
-        if let Some(entry) = self.name_in_dir(&path) {
+        if let Some((dir, name)) = self.entry_of(&path) {
             self.call(call.name, Some(path), true);
             if call.ok {
-                self.names.remove(&entry);
-                self.push(Op::Unlink { name: entry });
+                self.entries(dir).remove(&name);
+                self.push(Op::Unlink { dir, name });
             }
+        }
+        Ok(())
+    }
+
+    /// mkdir, mkdirat: a directory made below the root.
+    fn mkdir(
+        &mut self,
+        call: &Syscall<'_>,
+        dirfd: Option<&str>,
+        path: Option<&str>,
+    ) -> Result<(), String> {
+        let path = resolve(dirfd, path.ok_or("mkdir args")?)?;
+        let Some((dir, name)) = self.entry_of(&path) else {
+            return Ok(());
+        };
+        self.call(call.name, Some(path), true);
+        if call.ok {
+            let id = self.new_inode();
+            self.dirs.insert(id, HashMap::new());
+            self.entries(dir).insert(name.clone(), id);
+            self.push(Op::Mkdir {
+                dir,
+                name,
+                inode: id,
+            });
         }
         Ok(())
     }
@@ -663,10 +826,19 @@ enum Family<'a> {
     Sync { range: bool },
     /// close.
     Close,
-    /// rename, renameat, renameat2.
-    Rename { from: PathArg<'a>, to: PathArg<'a> },
-    /// unlink, unlinkat.
+    /// rename, renameat, renameat2 (with its flags).
+    Rename {
+        from: PathArg<'a>,
+        to: PathArg<'a>,
+        flags: &'a str,
+    },
+    /// unlink, unlinkat, rmdir.
     Unlink {
+        dirfd: Option<&'a str>,
+        path: Option<&'a str>,
+    },
+    /// mkdir, mkdirat.
+    Mkdir {
         dirfd: Option<&'a str>,
         path: Option<&'a str>,
     },
@@ -716,12 +888,22 @@ impl<'a> Family<'a> {
             "rename" => Family::Rename {
                 from: (None, arg(0)),
                 to: (None, arg(1)),
+                flags: "",
             },
             "renameat" | "renameat2" => Family::Rename {
                 from: (arg(0), arg(1)),
                 to: (arg(2), arg(3)),
+                flags: arg(4).unwrap_or(""),
             },
-            "unlink" => Family::Unlink {
+            "mkdir" => Family::Mkdir {
+                dirfd: None,
+                path: arg(0),
+            },
+            "mkdirat" => Family::Mkdir {
+                dirfd: arg(0),
+                path: arg(1),
+            },
+            "unlink" | "rmdir" => Family::Unlink {
                 dirfd: None,
                 path: arg(0),
             },
@@ -742,41 +924,60 @@ impl<'a> Family<'a> {
     }
 }
 
-/// Parses strace's log of a process that worked in `dir`. `initial` names the files in `dir`
-/// before the process started; `final_bytes` gives a file's content at the end (by its final
-/// name), for modelling stores through memory maps.
+/// Parses strace's log of a process that worked below `root`. `initial` lists what was below
+/// it before the process started; `final_bytes` gives a file's content at the end (by its final
+/// path relative to the root), for modelling stores through memory maps and writes strace cut
+/// short.
+///
+/// # Errors
+///
+/// What the model cannot replay, as text: a call it does not model writing below the root, a
+/// rename across the root's boundary, a cut write it cannot rebuild.
 pub fn parse(
     log: &str,
-    dir: &Path,
-    initial: &[OsString],
-    final_bytes: &dyn Fn(&OsString) -> Option<Vec<u8>>,
+    root: &Path,
+    initial: &Listing,
+    final_bytes: &dyn Fn(&Path) -> Option<Vec<u8>>,
 ) -> Result<Recording, String> {
     let mut replay = Replay {
-        dir,
-        names: HashMap::new(),
+        root,
+        dirs: HashMap::from([(ROOT, HashMap::new())]),
         sizes: HashMap::new(),
         fds: HashMap::new(),
         maps: Vec::new(),
         next_inode: 0,
         rec: Recording::default(),
         started: false,
+        thread: String::new(),
         msyncs: Vec::new(),
         cut: Vec::new(),
         final_bytes,
     };
-    for name in initial {
-        let id = replay.next_inode;
-        replay.next_inode += 1;
-        replay.names.insert(name.clone(), id);
-        let size = std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    for path in &initial.dirs {
+        let (dir, name) = replay
+            .entry_of(&root.join(path))
+            .ok_or_else(|| format!("{}: listed before its parent", path.display()))?;
+        let id = replay.new_inode();
+        replay.dirs.insert(id, HashMap::new());
+        replay.entries(dir).insert(name, id);
+        replay.rec.initial_dirs.push((path.clone(), id));
+    }
+    for path in &initial.files {
+        let (dir, name) = replay
+            .entry_of(&root.join(path))
+            .ok_or_else(|| format!("{}: its directory is not listed", path.display()))?;
+        let id = replay.new_inode();
+        replay.entries(dir).insert(name, id);
+        let size = std::fs::metadata(root.join(path)).map_or(0, |m| m.len());
         replay.sizes.insert(id, size);
-        replay.rec.initial.push((name.clone(), id));
+        replay.rec.initial.push((path.clone(), id));
     }
     let mut pending: HashMap<String, String> = HashMap::new();
     for raw in log.lines() {
-        let Some(line) = whole_call(raw, &mut pending) else {
+        let Some((thread, line)) = whole_call(raw, &mut pending) else {
             continue;
         };
+        replay.thread = thread;
         let Some((name, inner, ret)) = split_call(&line)? else {
             continue;
         };
@@ -785,8 +986,8 @@ pub fn parse(
             .line(name, &args, ret)
             .map_err(|e| format!("{e} (in: {})", truncate(&line)))?;
     }
-    for (name, id) in &replay.names {
-        replay.rec.final_names.insert(*id, name.clone());
+    for (path, id) in replay.files() {
+        replay.rec.final_names.insert(id, path);
     }
     let mut rec = replay.rec;
     complete_cut_writes(&mut rec, &replay.cut, &replay.msyncs, replay.final_bytes)?;
@@ -794,9 +995,68 @@ pub fn parse(
     Ok(rec)
 }
 
-/// A log line as one whole call: signal and exit lines are none, an `<unfinished ...>` head
-/// waits in `pending` for its process's `<... resumed>` tail, which completes it.
-fn whole_call(raw: &str, pending: &mut HashMap<String, String>) -> Option<String> {
+/// A write to a file below a directory, as [`writes_between_marks`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileWrite {
+    /// The thread that made it (strace's process id column).
+    pub thread: String,
+    /// `write` or `pwrite64`.
+    pub call: String,
+    /// The file written, as `-y` names its descriptor.
+    pub path: PathBuf,
+    /// The bytes the call wrote (its return value).
+    pub bytes: u64,
+}
+
+/// The `write` and `pwrite64` calls into files below `dir` that returned, made between the
+/// start and commit marks of a log written with `strace -f -y -xx`, in the order they returned.
+pub fn writes_between_marks(log: &str, dir: &Path) -> Vec<FileWrite> {
+    let mut pending: HashMap<String, String> = HashMap::new();
+    let mut inside = false;
+    let mut found = Vec::new();
+    for raw in log.lines() {
+        let Some((thread, line)) = whole_call(raw, &mut pending) else {
+            continue;
+        };
+        // Under -xx the marks' names are hex like every string.
+        let plain = unhex(&line).unwrap_or_default();
+        let names = |mark: &str| plain.windows(mark.len()).any(|w| w == mark.as_bytes());
+        if names(MARK_START) {
+            inside = true;
+            continue;
+        }
+        if names(MARK_COMMITTED) {
+            inside = false;
+            continue;
+        }
+        let Ok(Some((name, inner, ret))) = split_call(&line) else {
+            continue;
+        };
+        if !inside || !matches!(name, "write" | "pwrite64") {
+            continue;
+        }
+        let (Some((_, path)), Ok(bytes)) = (
+            split_args(inner).first().and_then(|a| fd_arg(a)),
+            ret.parse::<u64>(),
+        ) else {
+            continue;
+        };
+        if path.starts_with(dir) {
+            found.push(FileWrite {
+                thread,
+                call: name.to_owned(),
+                path,
+                bytes,
+            });
+        }
+    }
+    found
+}
+
+/// A log line as one whole call, with the thread that made it: signal and exit lines are none,
+/// an `<unfinished ...>` head waits in `pending` for its process's `<... resumed>` tail, which
+/// completes it.
+fn whole_call(raw: &str, pending: &mut HashMap<String, String>) -> Option<(String, String)> {
     let (pid, rest) = raw.split_once(' ').unwrap_or(("", raw));
     let rest = rest.trim_start();
     if rest.starts_with("+++") || rest.starts_with("---") {
@@ -808,9 +1068,9 @@ fn whole_call(raw: &str, pending: &mut HashMap<String, String>) -> Option<String
     } else if let Some(tail) = rest.strip_prefix("<... ") {
         let (_, after) = tail.split_once(" resumed>")?;
         let head = pending.remove(pid).unwrap_or_default();
-        Some(format!("{head}{after}"))
+        Some((pid.to_owned(), format!("{head}{after}")))
     } else {
-        Some(rest.to_owned())
+        Some((pid.to_owned(), rest.to_owned()))
     }
 }
 
@@ -842,7 +1102,7 @@ fn split_call(line: &str) -> Result<Option<(&str, &str, &str)>, String> {
 fn fill_msync_writes(
     rec: &mut Recording,
     msyncs: &[(usize, u64)],
-    final_bytes: &dyn Fn(&OsString) -> Option<Vec<u8>>,
+    final_bytes: &dyn Fn(&Path) -> Option<Vec<u8>>,
 ) -> Result<(), String> {
     for &(at, len) in msyncs {
         if let Some(Op::Write {
@@ -854,7 +1114,7 @@ fn fill_msync_writes(
             let bytes = rec
                 .final_names
                 .get(inode)
-                .and_then(final_bytes)
+                .and_then(|path| final_bytes(path))
                 .ok_or("a mapped file has no final content to model its stores")?;
             let start = (*offset as usize).min(bytes.len());
             let end = (*offset as usize)
@@ -875,7 +1135,7 @@ fn complete_cut_writes(
     rec: &mut Recording,
     cut: &[CutWrite],
     msyncs: &[(usize, u64)],
-    final_bytes: &dyn Fn(&OsString) -> Option<Vec<u8>>,
+    final_bytes: &dyn Fn(&Path) -> Option<Vec<u8>>,
 ) -> Result<(), String> {
     let mut finals: HashMap<usize, Vec<u8>> = HashMap::new();
     for c in cut {
@@ -890,11 +1150,21 @@ fn complete_cut_writes(
         let (inode, offset, head) = (*inode, *offset, data.len() as u64);
         let end = offset + c.len;
         let head_overwritten = later_overwrites(rec, c, cut, msyncs, inode, offset, head)?;
+        if !rec.final_names.contains_key(&inode) {
+            // The file was replaced or removed before the end, so no final content holds the
+            // missing bytes. They are zeros here and the write is marked: a crash state whose
+            // target holds it cannot be judged (see `Recording::incomplete`).
+            if let Some(Op::Write { data, .. }) = rec.ops.get_mut(c.at) {
+                data.resize(c.len as usize, 0);
+            }
+            rec.incomplete.insert(c.at);
+            continue;
+        }
         if let std::collections::hash_map::Entry::Vacant(slot) = finals.entry(inode) {
             let bytes = rec
                 .final_names
                 .get(&inode)
-                .and_then(final_bytes)
+                .and_then(|path| final_bytes(path))
                 .ok_or_else(|| {
                     format!(
                         "a write of {} bytes at offset {offset} was recorded without all its bytes, and its file is gone at the end: the model cannot rebuild it",
@@ -997,6 +1267,48 @@ mod tests {
     }
 
     #[test]
+    fn writes_between_marks_are_counted_per_thread_and_file() {
+        let dir = Path::new("/d");
+        let (a, b, out) = (hex("/d/t/c/0"), hex("/d/t/c/1"), hex("/elsewhere"));
+        let mark = |m: &str| {
+            format!(
+                "1 openat(AT_FDCWD<{root}>, \"{path}\", O_RDONLY|O_CLOEXEC) = -1 ENOENT (No such file or directory)\n",
+                root = hex("/"),
+                path = hex(&format!("/d/{m}")),
+            )
+        };
+        let log = format!(
+            "1 write(3<{a}>, \"{x}\", 1) = 1\n{start}\
+             2 write(4<{a}>, \"{x}\", 4 <unfinished ...>\n\
+             3 pwrite64(5<{b}>, \"{x}\", 2, 0) = 2\n\
+             2 <... write resumed>)              = 4\n\
+             2 write(4<{a}>, \"{x}\", 3) = 3\n\
+             3 write(6<{out}>, \"{x}\", 9) = 9\n\
+             3 write(5<{b}>, \"{x}\", 9) = -1 EIO (Input/output error)\n{end}\
+             2 write(4<{a}>, \"{x}\", 7) = 7\n",
+            x = hex("x"),
+            start = mark(MARK_START),
+            end = mark(MARK_COMMITTED),
+        );
+        let found = writes_between_marks(&log, dir);
+        let seen: Vec<(&str, &str, &str, u64)> = found
+            .iter()
+            .map(|w| {
+                let path = w.path.to_str().unwrap_or_default();
+                (w.thread.as_str(), w.call.as_str(), path, w.bytes)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("3", "pwrite64", "/d/t/c/1", 2),
+                ("2", "write", "/d/t/c/0", 4),
+                ("2", "write", "/d/t/c/0", 3),
+            ]
+        );
+    }
+
+    #[test]
     fn a_save_parses_into_create_write_sync_rename_and_directory_sync() {
         let dir = Path::new("/d");
         let tmp = hex("/d/a.tmp");
@@ -1025,12 +1337,17 @@ mod tests {
             dirx = hex("/d"),
             mark = hex(&format!("/d/{MARK_COMMITTED}")),
         );
-        let rec = parse(&log, dir, &[OsString::from("a")], &|_| None).unwrap();
+        let initial = Listing {
+            files: vec!["a".into()],
+            dirs: Vec::new(),
+        };
+        let rec = parse(&log, dir, &initial, &|_| None).unwrap();
         let ops = rec.ops;
         assert_eq!(
             ops,
             vec![
                 Op::Create {
+                    dir: ROOT,
                     name: "a.tmp".into(),
                     inode: 1
                 },
@@ -1051,10 +1368,12 @@ mod tests {
                 },
                 Op::Sync { inode: 1 },
                 Op::Rename {
+                    from_dir: ROOT,
                     from: "a.tmp".into(),
+                    to_dir: ROOT,
                     to: "a".into()
                 },
-                Op::SyncDir,
+                Op::SyncDir { dir: ROOT },
                 Op::Committed,
             ]
         );
@@ -1069,7 +1388,7 @@ mod tests {
             r = hex("/"),
             d = hex("abc")
         );
-        let err = parse(&log, dir, &[], &|_| None).unwrap_err();
+        let err = parse(&log, dir, &Listing::default(), &|_| None).unwrap_err();
         assert!(err.contains("cannot rebuild"), "{err}");
     }
 
@@ -1087,8 +1406,8 @@ mod tests {
         log
     }
 
-    fn final_file(bytes: &'static [u8]) -> impl Fn(&OsString) -> Option<Vec<u8>> {
-        move |name| (name == "a").then(|| bytes.to_vec())
+    fn final_file(bytes: &'static [u8]) -> impl Fn(&Path) -> Option<Vec<u8>> {
+        move |name| (name == Path::new("a")).then(|| bytes.to_vec())
     }
 
     fn written(rec: &Recording) -> Vec<(u64, Vec<u8>)> {
@@ -1104,7 +1423,13 @@ mod tests {
     #[test]
     fn a_cut_write_is_completed_from_the_final_file() {
         let log = log_of(&[format!("1 write(FD, \"{}\"..., 10) = 10", hex("01"))]);
-        let rec = parse(&log, Path::new("/d"), &[], &final_file(b"0123456789")).unwrap();
+        let rec = parse(
+            &log,
+            Path::new("/d"),
+            &Listing::default(),
+            &final_file(b"0123456789"),
+        )
+        .unwrap();
         assert_eq!(written(&rec), vec![(0, b"0123456789".to_vec())]);
     }
 
@@ -1116,7 +1441,13 @@ mod tests {
             format!("1 write(FD, \"{}\"..., 10) = 10", hex("h0")),
             format!("1 pwrite64(FD, \"{}\", 2, 0) = 2", hex("H1")),
         ]);
-        let rec = parse(&log, Path::new("/d"), &[], &final_file(b"H123456789")).unwrap();
+        let rec = parse(
+            &log,
+            Path::new("/d"),
+            &Listing::default(),
+            &final_file(b"H123456789"),
+        )
+        .unwrap();
         assert_eq!(
             written(&rec),
             vec![(0, b"h0234567890"[..10].to_vec()), (0, b"H1".to_vec())]
@@ -1129,22 +1460,181 @@ mod tests {
             format!("1 write(FD, \"{}\"..., 10) = 10", hex("01")),
             format!("1 pwrite64(FD, \"{}\", 2, 5) = 2", hex("xx")),
         ]);
-        let err = parse(&log, Path::new("/d"), &[], &final_file(b"01234xx789")).unwrap_err();
+        let err = parse(
+            &log,
+            Path::new("/d"),
+            &Listing::default(),
+            &final_file(b"01234xx789"),
+        )
+        .unwrap_err();
         assert!(err.contains("cannot rebuild"), "{err}");
         let log = log_of(&[
             format!("1 write(FD, \"{}\"..., 10) = 10", hex("01")),
             "1 ftruncate(FD, 4) = 0".to_owned(),
         ]);
-        let err = parse(&log, Path::new("/d"), &[], &final_file(b"0123")).unwrap_err();
+        let err = parse(
+            &log,
+            Path::new("/d"),
+            &Listing::default(),
+            &final_file(b"0123"),
+        )
+        .unwrap_err();
         assert!(err.contains("cannot rebuild"), "{err}");
     }
 
     #[test]
     fn a_final_file_that_does_not_match_the_recorded_bytes_is_refused() {
         let log = log_of(&[format!("1 write(FD, \"{}\"..., 10) = 10", hex("01"))]);
-        let err = parse(&log, Path::new("/d"), &[], &final_file(b"ab23456789")).unwrap_err();
+        let err = parse(
+            &log,
+            Path::new("/d"),
+            &Listing::default(),
+            &final_file(b"ab23456789"),
+        )
+        .unwrap_err();
         assert!(err.contains("differ from the final file"), "{err}");
-        let err = parse(&log, Path::new("/d"), &[], &final_file(b"01")).unwrap_err();
+        let err = parse(
+            &log,
+            Path::new("/d"),
+            &Listing::default(),
+            &final_file(b"01"),
+        )
+        .unwrap_err();
         assert!(err.contains("does not hold them"), "{err}");
+    }
+
+    #[test]
+    fn a_tree_save_parses_into_directories_an_exchange_and_removals() {
+        let dir = Path::new("/d");
+        let d = |s: &str| hex(s);
+        let lines = [
+            format!("1 mkdir(\"{}\", 0777) = 0", d("/d/n")),
+            format!(
+                "1 openat(AT_FDCWD<{}>, \"{}\", O_RDONLY|O_DIRECTORY|O_CLOEXEC) = 3<{}>",
+                d("/"),
+                d("/d/n"),
+                d("/d/n")
+            ),
+            format!("1 mkdirat(3<{}>, \"{}\", 0777) = 0", d("/d/n"), d("c")),
+            format!(
+                "1 openat(3<{}>, \"{}\", O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, 0666) = 4<{}>",
+                d("/d/n"),
+                d("c/f"),
+                d("/d/n/c/f")
+            ),
+            format!("1 write(4<{}>, \"{}\", 3) = 3", d("/d/n/c/f"), d("new")),
+            format!("1 fsync(4<{}>) = 0", d("/d/n/c/f")),
+            format!("1 close(4<{}>) = 0", d("/d/n/c/f")),
+            format!(
+                "1 openat(AT_FDCWD<{}>, \"{}\", O_RDONLY|O_DIRECTORY) = 5<{}>",
+                d("/"),
+                d("/d/n/c"),
+                d("/d/n/c")
+            ),
+            format!("1 fsync(5<{}>) = 0", d("/d/n/c")),
+            format!("1 fsync(3<{}>) = 0", d("/d/n")),
+            format!(
+                "1 renameat2(AT_FDCWD<{r}>, \"{}\", AT_FDCWD<{r}>, \"{}\", RENAME_EXCHANGE) = 0",
+                d("/d/n"),
+                d("/d/t"),
+                r = d("/")
+            ),
+            format!(
+                "1 openat(AT_FDCWD<{}>, \"{}\", O_RDONLY|O_DIRECTORY) = 6<{}>",
+                d("/"),
+                d("/d"),
+                d("/d")
+            ),
+            format!("1 fsync(6<{}>) = 0", d("/d")),
+            format!(
+                "1 openat(AT_FDCWD<{}>, \"{}\", O_RDONLY) = -1 ENOENT (No such file or directory)",
+                d("/"),
+                d(&format!("/d/{MARK_COMMITTED}"))
+            ),
+            // After the exchange `n` is the old tree: its file is removed, then it.
+            format!(
+                "1 openat(AT_FDCWD<{}>, \"{}\", O_RDONLY|O_DIRECTORY) = 7<{}>",
+                d("/"),
+                d("/d/n"),
+                d("/d/n")
+            ),
+            format!("1 unlinkat(7<{}>, \"{}\", 0) = 0", d("/d/n"), d("f")),
+            format!(
+                "1 unlinkat(AT_FDCWD<{}>, \"{}\", AT_REMOVEDIR) = 0",
+                d("/"),
+                d("/d/n")
+            ),
+        ];
+        let log = lines.join("\n");
+        let initial = Listing {
+            files: vec!["t/f".into()],
+            dirs: vec!["t".into()],
+        };
+        let rec = parse(&log, dir, &initial, &|_| None).unwrap();
+        assert_eq!(rec.initial_dirs, vec![(PathBuf::from("t"), 0)]);
+        assert_eq!(rec.initial, vec![(PathBuf::from("t/f"), 1)]);
+        assert_eq!(
+            rec.ops,
+            vec![
+                Op::Mkdir {
+                    dir: ROOT,
+                    name: "n".into(),
+                    inode: 2
+                },
+                Op::Mkdir {
+                    dir: 2,
+                    name: "c".into(),
+                    inode: 3
+                },
+                Op::Create {
+                    dir: 3,
+                    name: "f".into(),
+                    inode: 4
+                },
+                Op::Write {
+                    inode: 4,
+                    offset: 0,
+                    data: b"new".to_vec()
+                },
+                Op::Sync { inode: 4 },
+                Op::SyncDir { dir: 3 },
+                Op::SyncDir { dir: 2 },
+                Op::Exchange {
+                    a_dir: ROOT,
+                    a: "n".into(),
+                    b_dir: ROOT,
+                    b: "t".into()
+                },
+                Op::SyncDir { dir: ROOT },
+                Op::Committed,
+                Op::Unlink {
+                    dir: 0,
+                    name: "f".into()
+                },
+                Op::Unlink {
+                    dir: ROOT,
+                    name: "n".into()
+                },
+            ]
+        );
+        assert_eq!(
+            rec.final_names,
+            HashMap::from([(4, PathBuf::from("t/c/f"))])
+        );
+    }
+
+    #[test]
+    fn a_rename_out_of_the_root_is_refused() {
+        let log = format!(
+            "1 rename(\"{}\", \"{}\") = 0\n",
+            hex("/d/a"),
+            hex("/elsewhere/a")
+        );
+        let initial = Listing {
+            files: vec!["a".into()],
+            dirs: Vec::new(),
+        };
+        let err = parse(&log, Path::new("/d"), &initial, &|_| None).unwrap_err();
+        assert!(err.contains("not modelled"), "{err}");
     }
 }

@@ -72,18 +72,32 @@ pub fn pack(dir: &Path) -> Result<Vec<u8>, String> {
             }
         }
     }
-    files.sort();
-    let mut out = MAGIC.to_vec();
+    let mut read = Vec::with_capacity(files.len());
     for file in files {
-        let rel = file.strip_prefix(dir).map_err(|e| e.to_string())?;
-        let name = rel.to_string_lossy().into_owned();
+        let rel = file
+            .strip_prefix(dir)
+            .map_err(|e| e.to_string())?
+            .to_path_buf();
         let data = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        read.push((rel, data));
+    }
+    Ok(pack_files(read))
+}
+
+/// Packs files given by path relative to the tree's root and contents (in any order), as
+/// [`pack`] packs a directory that holds them.
+pub fn pack_files(files: impl IntoIterator<Item = (PathBuf, Vec<u8>)>) -> Vec<u8> {
+    let mut files: Vec<(PathBuf, Vec<u8>)> = files.into_iter().collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = MAGIC.to_vec();
+    for (rel, data) in files {
+        let name = rel.to_string_lossy().into_owned();
         out.extend_from_slice(&(name.len() as u32).to_le_bytes());
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(&(data.len() as u64).to_le_bytes());
         out.extend_from_slice(&data);
     }
-    Ok(out)
+    out
 }
 
 /// The entries of packed bytes (stopping at the first that does not fit).

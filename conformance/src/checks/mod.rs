@@ -251,29 +251,6 @@ pub fn array_bytes(array: &DynArray) -> usize {
     array.len() * array.kind().itemsize()
 }
 
-/// Why CP and IO cannot run yet on a backend whose targets are directory trees.
-pub const TREES_NOT_RECORDED: &str = "the backend's targets are directory trees, and the strace recorder models the entries of one directory (a tree's subdirectories, renameat2 exchanges and recursive removals are not modelled yet)";
-
-/// True when the backend saves an array as a directory tree (Zarr) rather than a file: a small
-/// array saved in the check's directory says.
-///
-/// # Errors
-///
-/// The save's error, as text.
-pub fn targets_are_trees(ctx: &Ctx<'_>) -> Result<bool, String> {
-    let probe = ctx.path("tree-probe");
-    ctx.backend
-        .save(
-            &probe,
-            &versioned(ctx.backend, 0, 0),
-            &ndstore_core::SaveOptions::default(),
-        )
-        .map_err(|e| format!("saving a probe: {e}"))?;
-    let trees = probe.is_dir();
-    crate::tree::remove(&probe);
-    Ok(trees)
-}
-
 /// The bytes a target holds: a file's bytes, or for a backend whose arrays are directory trees
 /// the directory packed (every file's path and bytes, see [`crate::tree`]), so "the target was
 /// kept" means the same for both.
@@ -283,6 +260,21 @@ pub fn targets_are_trees(ctx: &Ctx<'_>) -> Result<bool, String> {
 /// The I/O error of reading, as text.
 pub fn target_bytes(path: &std::path::Path) -> Result<Vec<u8>, String> {
     crate::tree::read_source(path)
+}
+
+/// Puts `bytes` (as [`target_bytes`] gives them: a file's, or a tree packed) at `path`, after
+/// removing what was there.
+///
+/// # Errors
+///
+/// The I/O error of writing, as text.
+pub fn put_target(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    crate::tree::remove(path);
+    if crate::tree::is_packed(bytes) {
+        crate::tree::unpack(bytes, crate::tree::Damage::None, path)
+    } else {
+        std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
 }
 
 /// Equality of kind, shape and every element's bits, as [`DynArray::bit_eq`], but through one

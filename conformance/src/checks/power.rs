@@ -2,7 +2,6 @@
 //! (strace's fault injection, and a genuinely full tmpfs), and fsync poisoning.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -123,7 +122,7 @@ pub(super) fn run_attached(
 }
 
 /// [`run_attached`], with strace's output in `log`.
-fn run_attached_logged(
+pub(super) fn run_attached_logged(
     task: &Task,
     strace_args: &[String],
     log: &Path,
@@ -220,30 +219,40 @@ fn record(
     let text = std::fs::read(&log).map_err(|e| format!("reading the strace log: {e}"))?;
     let _ = std::fs::remove_file(&log);
     let text = String::from_utf8_lossy(&text);
-    let final_bytes = |name: &OsString| std::fs::read(dir.join(name)).ok();
+    let final_bytes = |path: &Path| std::fs::read(dir.join(path)).ok();
     let rec = syscalls::parse(&text, dir, &initial, &final_bytes)?;
     // `parse` numbers the initial files in the order given.
     let bytes = rec
         .initial
         .iter()
-        .filter_map(|(name, inode)| {
-            let at = initial.iter().position(|n| n == name)?;
+        .filter_map(|(path, inode)| {
+            let at = initial.files.iter().position(|p| p == path)?;
             Some((*inode, before[at].clone()))
         })
         .collect();
     Ok((rec, bytes))
 }
 
-/// The names of the files in `dir`, and their bytes, in the same order.
-fn snapshot(dir: &Path) -> Result<(Vec<OsString>, Vec<Vec<u8>>), String> {
-    let mut names: Vec<OsString> = Vec::new();
+/// The files and directories below `dir` (relative paths, each directory after its parent),
+/// and the files' bytes, in the order of the files.
+fn snapshot(dir: &Path) -> Result<(syscalls::Listing, Vec<Vec<u8>>), String> {
+    let mut listing = syscalls::Listing::default();
     let mut bytes: Vec<Vec<u8>> = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
-        let name = entry.map_err(|e| e.to_string())?.file_name();
-        bytes.push(std::fs::read(dir.join(&name)).map_err(|e| e.to_string())?);
-        names.push(name);
+    let mut stack = vec![PathBuf::new()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(dir.join(&at)).map_err(|e| e.to_string())? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let path = at.join(entry.file_name());
+            if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
+                listing.dirs.push(path.clone());
+                stack.push(path);
+            } else {
+                bytes.push(std::fs::read(dir.join(&path)).map_err(|e| e.to_string())?);
+                listing.files.push(path);
+            }
+        }
     }
-    Ok((names, bytes))
+    Ok((listing, bytes))
 }
 
 /// Runs `task` in a child under strace from its start, recording [`syscalls::TRACED`] into
@@ -314,18 +323,18 @@ fn load_state(
     new: &DynArray,
 ) -> Result<Found, String> {
     let path = judge_dir.join(file);
-    let _ = std::fs::remove_file(&path);
+    crate::tree::remove(&path);
     let Some(bytes) = bytes else {
         return Ok(Found::Other("no file".to_owned()));
     };
-    std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+    crate::checks::put_target(&path, bytes)?;
     let found = match crate::checks::load(backend, &path) {
         Ok((_, a)) if same_bits(&a, new) => Found::New,
         Ok((_, a)) if same_bits(&a, old) => Found::Old,
         Ok((_, a)) => Found::Other(format!("another array, shape {:?}", a.shape())),
         Err(e) => Found::Other(format!("unreadable: {e}")),
     };
-    let _ = std::fs::remove_file(&path);
+    crate::tree::remove(&path);
     Ok(found)
 }
 
@@ -356,8 +365,10 @@ fn explore(
             continue;
         }
         if !judged.contains_key(&state.target) {
-            let bytes = state.target_bytes(&rec, &initial);
-            let found = load_state(backend, &judge_dir, &file, bytes.as_deref(), &old, &new)?;
+            let found = match state.target_bytes(&rec, &initial) {
+                Ok(bytes) => load_state(backend, &judge_dir, &file, bytes.as_deref(), &old, &new)?,
+                Err(e) => Found::Other(e),
+            };
             judged.insert(state.target.clone(), found);
         }
         let Some(found) = judged.get(&state.target) else {
@@ -382,12 +393,6 @@ pub fn cp(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         return Ok(CheckResult::skipped(
             Check::PowerLoss,
             &format!("no {missing}"),
-        ));
-    }
-    if crate::checks::targets_are_trees(ctx)? {
-        return Ok(CheckResult::skipped(
-            Check::PowerLoss,
-            crate::checks::TREES_NOT_RECORDED,
         ));
     }
     let mut n = 0;
@@ -508,7 +513,7 @@ fn case_bytes(backend: &dyn Backend, scenario: Scenario, scale: Scale) -> usize 
 }
 
 /// The syscalls the IO check fails, when the operation makes them.
-const INJECTED: [&str; 9] = [
+const INJECTED: [&str; 11] = [
     "write",
     "pwrite64",
     "fsync",
@@ -518,6 +523,8 @@ const INJECTED: [&str; 9] = [
     "renameat2",
     "close",
     "msync",
+    "mkdir",
+    "mkdirat",
 ];
 
 /// Which occurrences of a call to fail: all of them in full mode; in quick mode the first
@@ -538,6 +545,10 @@ struct Injection<'a> {
     k: usize,
     errno: &'a str,
     persistent: bool,
+    /// The recorded save made the call on several threads, whose shares of the work vary from
+    /// run to run: a run in which no thread reached occurrence k injected nothing, and runs
+    /// again (it is not a failure that was swallowed).
+    spread: bool,
 }
 
 impl Injection<'_> {
@@ -577,18 +588,28 @@ impl Injection<'_> {
 /// The injections into an atomic save of `scale`: every traced call the recorded save made,
 /// at the occurrences [`sample`] picks; at 64 MiB the first, middle and last occurrence with
 /// EIO once, and the first with ENOSPC from then on. Each with whether its failure matters.
+///
+/// strace counts occurrences per thread, so occurrence k means the k-th call of each thread
+/// that makes k of them (a backend that writes chunks on worker threads makes fewer per
+/// thread), and a failure matters when it does in one of those threads.
 fn save_plan(rec: &Recording, mode: Mode, scale: Scale) -> Vec<(Injection<'static>, bool)> {
     let mut plan = Vec::new();
     for call in INJECTED {
-        let occurrences: Vec<&syscalls::Call> =
-            rec.calls.iter().filter(|c| c.name == call).collect();
+        let mut threads: Vec<(&str, Vec<&syscalls::Call>)> = Vec::new();
+        for c in rec.calls.iter().filter(|c| c.name == call) {
+            match threads.iter_mut().find(|(t, _)| *t == c.thread) {
+                Some((_, calls)) => calls.push(c),
+                None => threads.push((&c.thread, vec![c])),
+            }
+        }
+        let count = threads.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
         // At 64 MiB the first, middle and last occurrences (the second too in full mode).
         let ks = match scale {
-            Scale::Large => sample(occurrences.len(), Mode::Quick)
+            Scale::Large => sample(count, Mode::Quick)
                 .into_iter()
                 .filter(|&k| k != 2 || mode == Mode::Full)
                 .collect(),
-            Scale::Small => sample(occurrences.len(), mode),
+            Scale::Small => sample(count, mode),
         };
         for k in ks {
             let variants: &[(&str, bool)] = match scale {
@@ -605,18 +626,21 @@ fn save_plan(rec: &Recording, mode: Mode, scale: Scale) -> Vec<(Injection<'stati
                 Scale::Large => &[("EIO", false)],
             };
             for &(errno, persistent) in variants {
-                // A failure that matters, at k or (persistent) any later occurrence.
-                let matters = occurrences
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i + 1 == k || (persistent && *i + 1 > k))
-                    .any(|(_, c)| c.matters);
+                // A failure that matters, at k or (persistent) any later occurrence of a thread.
+                let matters = threads.iter().any(|(_, occurrences)| {
+                    occurrences
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i + 1 == k || (persistent && *i + 1 > k))
+                        .any(|(_, c)| c.matters)
+                });
                 plan.push((
                     Injection {
                         call,
                         k,
                         errno,
                         persistent,
+                        spread: threads.len() > 1,
                     },
                     matters,
                 ));
@@ -632,12 +656,6 @@ pub fn io(ctx: &Ctx<'_>) -> Result<CheckResult, String> {
         return Ok(CheckResult::skipped(
             Check::InjectedIo,
             &format!("no {missing}"),
-        ));
-    }
-    if crate::checks::targets_are_trees(ctx)? {
-        return Ok(CheckResult::skipped(
-            Check::InjectedIo,
-            crate::checks::TREES_NOT_RECORDED,
         ));
     }
     if !is_root() {
@@ -760,7 +778,7 @@ fn inject_into_saves(
     Ok((
         plan.len(),
         format!(
-            "{} injected failures (strace: write, pwrite64, fsync, fdatasync, rename, close, msync × {}, once and from then on) into an atomic save of {size}: Err returned, old file untouched or new, no temporary, no descriptor leaked, no panic",
+            "{} injected failures (strace: write, pwrite64, fsync, fdatasync, rename, close, msync, mkdir × {}, once and from then on) into an atomic save of {size}: Err returned, old file untouched or new, no temporary, no descriptor leaked, no panic",
             plan.len(),
             if scale == Scale::Small {
                 "EIO/ENOSPC/EDQUOT"
@@ -771,14 +789,14 @@ fn inject_into_saves(
     ))
 }
 
-/// The bytes of the backend's file for `array`, saved in a scratch directory.
+/// The bytes of the backend's file (or tree, packed) for `array`, saved in a scratch directory.
 fn saved_bytes(ctx: &Ctx<'_>, array: &DynArray) -> Result<Vec<u8>, String> {
     let dir = case_dir(ctx, "io-old")?;
     let path = dir.join(target_name(ctx.backend));
     ctx.backend
         .save(&path, array, &SaveOptions::default())
         .map_err(|e| e.to_string())?;
-    std::fs::read(&path).map_err(|e| e.to_string())
+    crate::checks::target_bytes(&path)
 }
 
 /// One IO case: an atomic save of `new` over a file holding `old_bytes`, with `injection`'s
@@ -795,7 +813,7 @@ fn injected_save(
     let file = target_name(ctx.backend);
     let dir = case_dir(ctx, "io-case")?;
     let target = dir.join(&file);
-    std::fs::write(&target, old_bytes).map_err(|e| e.to_string())?;
+    crate::checks::put_target(&target, old_bytes)?;
     let slot = ReplySlot::new()?;
     let task = Task::Scenario {
         dir: dir.clone(),
@@ -810,9 +828,9 @@ fn injected_save(
         Ok(r) => r,
         Err(e) => return Ok((vec![e], true)),
     };
-    let matters = matters && injected_into(&log, &dir);
     // The calls strace failed, named in a swallowed failure's report.
     let hit = injected_lines(&log);
+    let matters = matters && injected_into(&log, &dir) && !(injection.spread && hit.is_empty());
     let (ok, leaked) = match slot.read() {
         Ok(Reply::Ran { ok, leaked }) if status.success() => (ok, leaked),
         reply => {
@@ -863,7 +881,7 @@ fn judge_failed_save(
         Ok(t) => problems.push(format!("{} temporary file(s) left", t.len())),
         Err(e) => problems.push(e.to_string()),
     }
-    let untouched = std::fs::read(target).is_ok_and(|b| b == old_bytes);
+    let untouched = crate::checks::target_bytes(target).is_ok_and(|b| b == old_bytes);
     if !untouched || ok {
         match crate::checks::load(backend, target) {
             Ok((_, a)) if same_bits(&a, new) => {}
@@ -878,7 +896,7 @@ fn judge_failed_save(
 }
 
 /// The lines of `log` on which strace failed a call on purpose, trimmed, at most four.
-fn injected_lines(log: &Path) -> Vec<String> {
+pub(super) fn injected_lines(log: &Path) -> Vec<String> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -891,7 +909,7 @@ fn injected_lines(log: &Path) -> Vec<String> {
 /// Whether some call strace failed on purpose (its `(INJECTED)` lines in `log`, written with
 /// `-y`, which names each descriptor's file) touched `dir`, or named no file at all (then it
 /// cannot be told apart, and it counts). True when the log cannot be read.
-fn injected_into(log: &Path, dir: &Path) -> bool {
+pub(super) fn injected_into(log: &Path, dir: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(log) else {
         return true;
     };
@@ -1038,7 +1056,8 @@ fn tmpfs_size(ctx: &Ctx<'_>, scale: Scale) -> Result<String, String> {
                     &SaveOptions::new().flushed(),
                 )
                 .map_err(|e| e.to_string())?;
-            let bytes = std::fs::metadata(&probe).map_err(|e| e.to_string())?.len();
+            // A tree's files packed: a little more than their bytes.
+            let bytes = crate::checks::target_bytes(&probe)?.len() as u64;
             let _ = std::fs::remove_dir_all(ctx.dir.path().join("full-probe"));
             format!("{}k", (bytes + bytes / 2) >> 10)
         }

@@ -102,9 +102,15 @@ impl Staged {
             false
         };
         let old = std::mem::take(&mut self.temp);
-        if self.options.durability == Durability::Synced {
-            ndstore_core::__private::atomic::sync_dir(&parent)
-                .map_err(|e| e.with_path(&self.target))?;
+        if self.options.durability == Durability::Synced
+            && let Err(e) = ndstore_core::__private::atomic::sync_dir(&parent)
+        {
+            return Err(undo(
+                &old,
+                &self.target,
+                exchanged,
+                e.with_path(&self.target),
+            ));
         }
         if exchanged && let Err(e) = retire(&old) {
             log::warn!(
@@ -123,7 +129,7 @@ impl Staged {
     pub(crate) fn abort(mut self) -> Result<()> {
         self.array = None;
         let temp = std::mem::take(&mut self.temp);
-        fs::remove_dir_all(&temp).map_err(|e| {
+        crate::sys::remove_tree(&temp).map_err(|e| {
             Error::io("cannot remove the temporary array directory", e).with_path(&temp)
         })
     }
@@ -135,12 +141,37 @@ impl Drop for Staged {
             return;
         }
         self.array = None;
-        if let Err(e) = fs::remove_dir_all(&self.temp) {
+        if let Err(e) = crate::sys::remove_tree(&self.temp) {
             log::error!(
                 "{}: could not remove the temporary tree of an abandoned save: {e}",
                 self.temp.display()
             );
         }
+    }
+}
+
+/// After the parent's fsync failed (`error`): the save returns Err, so the old array goes back
+/// to its name (exchanged back) and the new tree, now at `temp`, is removed; a new target is
+/// removed. A failure to undo is added to the error.
+fn undo(temp: &Path, target: &Path, exchanged: bool, error: Error) -> Error {
+    let undone = if exchanged {
+        exchange(temp, target).and_then(|()| {
+            retire(temp).map_err(|e| {
+                Error::io("cannot remove the new tree after a failed save", e).with_path(temp)
+            })
+        })
+    } else {
+        retire(target).map_err(|e| {
+            Error::io("cannot remove the new array after a failed save", e).with_path(target)
+        })
+    };
+    match undone {
+        Ok(()) => error,
+        Err(e) => Error::new(
+            error.kind(),
+            format!("{error}; undoing the save failed too: {e}"),
+        )
+        .with_path(target),
     }
 }
 
@@ -157,7 +188,7 @@ pub(crate) fn retire(tree: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    fs::remove_dir_all(tree)
+    crate::sys::remove_tree(tree)
 }
 
 fn not_an_array(target: &Path) -> Error {

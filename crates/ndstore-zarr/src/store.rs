@@ -170,8 +170,16 @@ impl LocalStore {
     pub fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path_of(key);
         self.create_parents(&path)?;
-        // The file is synced here; the directory fsync is batched into `sync`.
-        let mut out = OutputFile::create(&path, &self.options.durability(Durability::Flushed))?;
+        // The file is synced here; the directory fsync is batched into `sync`. A chunk is
+        // replaced atomically even for an in-place array: a write that fails half-way must
+        // leave the chunk the last flush wrote, not a cut one.
+        let mut out = OutputFile::create(
+            &path,
+            &self
+                .options
+                .durability(Durability::Flushed)
+                .replace(ndstore_core::Replace::Atomic),
+        )?;
         out.file()?
             .write_all(bytes)
             .map_err(|e| Error::io("cannot write the chunk", e).with_path(&path))?;

@@ -1,5 +1,6 @@
-//! The one system call the standard library does not wrap here: `openat`, so a store reads
-//! every key through one handle of its directory.
+//! The system calls the standard library does not wrap here: `openat`, so a store reads every
+//! key through one handle of its directory, and a tree's removal that does not panic when
+//! closing a directory stream fails (std's does).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -29,4 +30,177 @@ pub fn open_at(dir: &File, relative: &str) -> io::Result<File> {
     }
     // SAFETY: openat returned a new descriptor that nothing else owns.
     Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Removes the directory `path` and everything below it, as `std::fs::remove_dir_all` does,
+/// without std's directory streams: std panics when closing one fails (it asserts that
+/// `closedir` succeeds), and a failed close of a directory read only for its names is no
+/// reason to abort a process that was saving or rolling back. Symbolic links are removed, never
+/// followed.
+///
+/// # Errors
+///
+/// The operating system's error of opening, listing or removing an entry: `NotFound` for a
+/// missing `path`, and `ENOTDIR` for a symbolic link at `path` itself, which is not followed
+/// either (the caller names the tree by its own path). `InvalidInput` for a path holding a NUL
+/// byte.
+pub fn remove_tree(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let dir = open_dir(libc::AT_FDCWD, &name)?;
+    remove_entries(&dir)?;
+    drop(dir);
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::unlinkat(libc::AT_FDCWD, name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens the directory `name` (relative to `at`) without following a symbolic link.
+fn open_dir(at: libc::c_int, name: &CString) -> io::Result<File> {
+    // SAFETY: `name` is a NUL-terminated string that outlives the call.
+    let fd = unsafe {
+        libc::openat(
+            at,
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// The names in the directory `dir`, `.` and `..` left out.
+fn names(dir: &File) -> io::Result<Vec<CString>> {
+    // SAFETY: F_DUPFD_CLOEXEC on an open descriptor returns a new one or -1.
+    let dup = unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a descriptor this function owns; fdopendir takes it over on success.
+    let stream = unsafe { libc::fdopendir(dup) };
+    if stream.is_null() {
+        let e = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, so `dup` is still ours to close.
+        unsafe { libc::close(dup) };
+        return Err(e);
+    }
+    let mut out = Vec::new();
+    let result = loop {
+        // readdir returns null both at the end and on an error, which only errno tells apart.
+        // SAFETY: errno is this thread's; `stream` is an open directory stream.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: as above.
+        let entry = unsafe { libc::readdir(stream) };
+        if entry.is_null() {
+            let e = io::Error::last_os_error();
+            break if e.raw_os_error() == Some(0) {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: readdir returned a valid entry whose name is NUL-terminated, alive until the
+        // next readdir on this stream; it is copied at once.
+        let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+        if name.to_bytes() != b"." && name.to_bytes() != b".." {
+            out.push(name.to_owned());
+        }
+    };
+    // A failed close of a stream only read is ignored: nothing was written through it.
+    // SAFETY: `stream` is open and closed exactly once here.
+    unsafe { libc::closedir(stream) };
+    result.map(|()| out)
+}
+
+/// Removes every entry of the directory `dir`, directories depth first.
+fn remove_entries(dir: &File) -> io::Result<()> {
+    for name in names(dir)? {
+        match open_dir(dir.as_raw_fd(), &name) {
+            Ok(sub) => {
+                remove_entries(&sub)?;
+                drop(sub);
+                // SAFETY: `dir` is open and `name` NUL-terminated for the call.
+                let rc =
+                    unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) };
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            // Not a directory (a file, a symbolic link): unlinked.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+                // SAFETY: as above.
+                if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn remove_tree_removes_nested_directories_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("a.zarr");
+        fs::create_dir_all(tree.join("c/0/1")).unwrap();
+        fs::create_dir_all(tree.join("empty")).unwrap();
+        fs::write(tree.join("zarr.json"), b"{}").unwrap();
+        fs::write(tree.join("c/0/0"), b"chunk").unwrap();
+        fs::write(tree.join("c/0/1/2"), b"inner").unwrap();
+        remove_tree(&tree).unwrap();
+        assert!(!tree.exists());
+        // The tree's parent and its other entries stay.
+        assert!(dir.path().is_dir());
+    }
+
+    #[test]
+    fn remove_tree_of_a_missing_tree_is_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = remove_tree(&dir.path().join("missing.zarr")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn remove_tree_removes_symbolic_links_inside_without_following_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), b"keep").unwrap();
+        let tree = dir.path().join("a.zarr");
+        fs::create_dir_all(tree.join("c")).unwrap();
+        symlink(&outside, tree.join("c/to-dir")).unwrap();
+        symlink(outside.join("keep"), tree.join("to-file")).unwrap();
+        symlink(dir.path().join("nowhere"), tree.join("dangling")).unwrap();
+        remove_tree(&tree).unwrap();
+        assert!(fs::symlink_metadata(&tree).is_err());
+        // What the links named is untouched.
+        assert_eq!(fs::read(outside.join("keep")).unwrap(), b"keep");
+    }
+
+    #[test]
+    fn remove_tree_does_not_follow_a_symbolic_link_at_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.zarr");
+        fs::create_dir(&real).unwrap();
+        fs::write(real.join("zarr.json"), b"{}").unwrap();
+        let link = dir.path().join("link.zarr");
+        symlink(&real, &link).unwrap();
+        let err = remove_tree(&link).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR));
+        assert_eq!(fs::read(real.join("zarr.json")).unwrap(), b"{}");
+        assert!(fs::symlink_metadata(&link).is_ok());
+    }
 }
