@@ -134,7 +134,7 @@ mod tests {
         };
         let overlapping = Quartiles {
             p25: 9.0,
-            median: 10.5,
+            median: 9.6,
             p75: 10.1,
         };
         let above = Quartiles {
