@@ -59,7 +59,9 @@ pub struct ObjectTarget {
 impl ObjectTarget {
     /// The array at `url`, `s3://bucket/prefix`, with credentials, region and endpoint from the
     /// usual AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-    /// `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, ...). Conditional puts use S3's
+    /// `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, `AWS_MAX_ATTEMPTS` (the first
+    /// request and its retries: object_store retries a failed request up to ten times with
+    /// backoff by default), ...). Conditional puts use S3's
     /// `If-None-Match` and `If-Match` headers.
     ///
     /// # Errors
@@ -92,15 +94,35 @@ impl ObjectTarget {
         if bucket.is_empty() {
             return Err(bad("no bucket"));
         }
+        install_tls_provider();
         let mut builder = object_store::aws::AmazonS3Builder::from_env();
-        // object_store's environment reading leaves AWS_ALLOW_HTTP out.
-        let allow_http = std::env::var("AWS_ALLOW_HTTP").ok();
-        let environment = allow_http.iter().map(|v| ("AWS_ALLOW_HTTP", v.as_str()));
+        // object_store's environment reading leaves AWS_ALLOW_HTTP and AWS_MAX_ATTEMPTS out.
+        let environment: Vec<(&str, String)> = ["AWS_ALLOW_HTTP", "AWS_MAX_ATTEMPTS"]
+            .into_iter()
+            .filter_map(|name| Some((name, std::env::var(name).ok()?)))
+            .collect();
+        let environment = environment.iter().map(|(k, v)| (*k, v.as_str()));
         for (key, value) in environment.chain(settings.iter().copied()) {
             let key = key.to_ascii_lowercase();
             if key == "aws_allow_http" {
                 builder =
                     builder.with_allow_http(value.eq_ignore_ascii_case("true") || value == "1");
+                continue;
+            }
+            if key == "aws_max_attempts" {
+                // The AWS SDKs' setting: attempts in all, the first one included.
+                let attempts =
+                    value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|&n| n >= 1)
+                        .ok_or_else(|| {
+                            bad(&format!("AWS_MAX_ATTEMPTS is not a count >= 1: {value}"))
+                        })?;
+                builder = builder.with_retry(object_store::RetryConfig {
+                    max_retries: attempts - 1,
+                    ..object_store::RetryConfig::default()
+                });
                 continue;
             }
             let key = key
@@ -418,6 +440,18 @@ impl ObjectArrayStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Makes rustls' ring provider the process's default TLS provider unless one is installed
+/// already (by this function earlier, or by the application), so object_store's HTTPS client,
+/// built with reqwest's `rustls-no-provider`, finds one instead of panicking. Idempotent and
+/// safe to race: a second installation is refused by rustls, and the refusal is ignored since
+/// a provider is then in place.
+fn install_tls_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Err means another thread or the application installed one first: that one is used.
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 

@@ -224,3 +224,50 @@ fn of_racing_committers_of_one_new_array_exactly_one_wins() {
         assert_eq!(e.kind(), ErrorKind::Locked, "{e}");
     }
 }
+
+/// Opens the array at `s3://bucket/a` with its endpoint at a local listener that records the
+/// first bytes the client sends and hangs up, and returns the open's result and those bytes.
+fn open_over_https_to_a_listener() -> (ndstore_core::Result<ZarrArray>, Vec<u8>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("https://{}", listener.local_addr().unwrap());
+    let heard = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut first = [0u8; 3];
+        stream.read_exact(&mut first).unwrap();
+        first.to_vec()
+    });
+    let target = ObjectTarget::from_url_with(
+        "s3://bucket/a",
+        &[
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_MAX_ATTEMPTS", "1"),
+        ],
+    )
+    .unwrap();
+    let opened = ZarrArray::open_object(&target, &SaveOptions::default());
+    (opened, heard.join().unwrap())
+}
+
+/// object_store's HTTPS client is built with reqwest's `rustls-no-provider` (ring instead of
+/// aws-lc, see the workspace Cargo.toml): without the provider ndstore-zarr installs, building
+/// the client panicked. The client must open a TLS connection (its first record a handshake,
+/// 0x16, of TLS 1.x) and report the hang-up as an error naming the array, also when a provider
+/// was installed before ndstore-zarr's (a second installation must not panic).
+#[test]
+fn https_endpoints_speak_tls_through_the_ring_provider() {
+    for _ in 0..2 {
+        let (opened, first) = open_over_https_to_a_listener();
+        assert_eq!(first[..2], [0x16, 0x03], "not a TLS handshake: {first:?}");
+        let e = opened.expect_err("a hung-up server cannot hold an array");
+        assert!(
+            e.to_string().contains("s3://bucket/a"),
+            "the error names the array: {e}"
+        );
+        // The second round starts with a provider already installed (by the first).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
