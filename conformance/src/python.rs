@@ -114,14 +114,20 @@ impl S3Server {
 
     /// The settings a client needs, named as the AWS environment variables are.
     pub fn settings(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint()),
-            ("AWS_ALLOW_HTTP", "true".to_owned()),
-            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-            ("AWS_REGION", "us-east-1".to_owned()),
-        ]
+        s3_settings(&self.endpoint())
     }
+}
+
+/// The settings a client of the local S3 server at `endpoint` needs (a server another process
+/// started, say), named as the AWS environment variables are.
+pub fn s3_settings(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ]
 }
 
 impl Drop for S3Server {

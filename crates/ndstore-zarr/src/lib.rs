@@ -13,7 +13,8 @@
 //! conditional PUT before the first chunk), so a second writer is refused before it writes. A
 //! new
 //! array appears whole or not at all; overwriting an existing array is atomic per chunk only
-//! (the layout stays the one zarr-python reads, with no manifest to swap).
+//! (the layout stays the one zarr-python reads, with no manifest to swap). [`ZarrObjectBackend`]
+//! is this through the core traits (the conformance matrix's `zarr-s3` row).
 //!
 //! - [`meta`]: `zarr.json` for arrays and groups.
 //! - [`codec`]: ndstore's own codec pipeline (`transpose`, `bytes`, `sharding_indexed`,
@@ -41,4 +42,4 @@ pub use save::save_with;
 pub use store::LocalStore;
 pub use writer::ZarrWriter;
 #[cfg(feature = "s3")]
-pub use {object::ObjectTarget, object_store, save::save_object};
+pub use {backend::ZarrObjectBackend, object::ObjectTarget, object_store, save::save_object};

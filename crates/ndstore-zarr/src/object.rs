@@ -217,6 +217,11 @@ impl ObjectTarget {
         Ok(())
     }
 
+    /// The prefix the array's objects are under (`data/a.zarr`; empty for the store's root).
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_ref()
+    }
+
     /// The array's name in errors: `s3://bucket/prefix`.
     pub fn name(&self) -> &Path {
         &self.name
