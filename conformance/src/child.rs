@@ -31,6 +31,21 @@ pub fn set_current_backend(name: &'static str) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
 }
 
+/// Environment variables every child started from now on gets, beside the task.
+static CHILD_ENV: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+
+/// Gives every child started from now on the variable `key` with `value`: for a backend whose
+/// children must find what the parent set up (the address of the local S3 server the parent
+/// started), without changing the parent's own environment. A later value of `key` replaces
+/// an earlier one.
+pub fn pass_to_children(key: &str, value: &str) {
+    let mut env = CHILD_ENV
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_owned(), value.to_owned()));
+}
+
 fn current_backend() -> &'static str {
     *CURRENT_BACKEND
         .lock()
@@ -255,6 +270,10 @@ pub fn command(task: &Task) -> Result<Command, String> {
     .env(BACKEND_ENV, current_backend())
     .env_remove("NDSTORE_CONFORMANCE_OUT")
     .stdin(Stdio::null());
+    let env = CHILD_ENV
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     Ok(cmd)
 }
 

@@ -9,9 +9,12 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use ndstore_core::{Backend, ByteOrder, DTypeKind, DynArray, LoadOptions, Order, SaveOptions};
+use ndstore_core::{
+    ArrayMeta, Backend, ByteOrder, DTypeKind, DynArray, LoadOptions, Order, SaveOptions,
+};
 
-use crate::sample;
+use crate::report::CheckResult;
+use crate::{Check, Ctx, sample};
 
 /// What a backend's tests give the harness beyond the backend itself. Every method has a
 /// default, so a backend starts with `impl Fixtures for MyFixtures {}` and adds what its format
@@ -74,6 +77,32 @@ pub trait Fixtures: Sync {
     /// file could not justify.
     fn arrays_may_exceed_file(&self) -> bool {
         false
+    }
+
+    /// The chunk shape the backend's saves give an array of `meta`, for a backend that
+    /// declares the per-chunk crash guarantee ([`CrashGuarantee::PerChunk`]): CK then judges
+    /// each chunk of a replaced array on its own. `None` (the default) for a backend without
+    /// chunks; a per-chunk backend without it fails CK.
+    ///
+    /// [`CrashGuarantee::PerChunk`]: ndstore_core::CrashGuarantee::PerChunk
+    fn chunk_shape(&self, meta: &ArrayMeta) -> Option<Vec<usize>> {
+        let _ = meta;
+        None
+    }
+
+    /// The backend's own implementation of `check`, for a medium the shared one cannot
+    /// observe: object storage has no file to damage in place, no strace to record and no
+    /// rename to race, so its tests judge BI, IO, FS, CP, CO and IX through requests to the
+    /// store (a fault-injecting one among them). `None` (the default) runs the shared check.
+    /// The result is reported as the shared check's would be, and a self-test must show it
+    /// can fail.
+    ///
+    /// # Errors
+    ///
+    /// A message when the check could not run; it is then FAIL.
+    fn own_check(&self, check: Check, ctx: &Ctx<'_>) -> Option<Result<CheckResult, String>> {
+        let _ = (check, ctx);
+        None
     }
 }
 

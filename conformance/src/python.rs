@@ -1,4 +1,5 @@
-//! The Python oracles (numpy, h5py): where the interpreter is, and running a script with it.
+//! The Python oracles (numpy, h5py, zarr-python): where the interpreter is, running a script
+//! with it, and the local S3 server (moto) the object storage tests talk to.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -55,5 +56,103 @@ pub fn run_script(script: &str) -> Result<String, String> {
             "python failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ))
+    }
+}
+
+/// The bucket the local S3 server creates.
+pub const S3_BUCKET: &str = "ndstore-test";
+
+/// A local S3-compatible server (moto's `ThreadedMotoServer` on 127.0.0.1 at a free port, with
+/// [`S3_BUCKET`] created), run by the Python environment's interpreter and stopped when this
+/// is dropped (its standard input closes, and the process is killed if it lingers).
+#[derive(Debug)]
+pub struct S3Server {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl S3Server {
+    /// Starts the server and waits until its bucket exists.
+    ///
+    /// # Errors
+    ///
+    /// Why it could not start: no Python environment, moto missing, no port printed.
+    pub fn start() -> Result<S3Server, String> {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let python = interpreter()?;
+        let mut child = Command::new(&python)
+            .arg("-c")
+            .arg(include_str!("s3_server.py"))
+            .arg(S3_BUCKET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+        let mut line = String::new();
+        let read = child
+            .stdout
+            .take()
+            .map(|out| std::io::BufReader::new(out).read_line(&mut line));
+        match (read, line.trim().parse::<u16>()) {
+            (Some(Ok(_)), Ok(port)) => Ok(S3Server { child, port }),
+            _ => {
+                let _ = child.kill();
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                Err(format!(
+                    "the local S3 server (moto) did not start ({status}); is moto[server] installed? run `cargo xtask setup`"
+                ))
+            }
+        }
+    }
+
+    /// The server's endpoint, `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The settings a client needs, named as the AWS environment variables are.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        s3_settings(&self.endpoint())
+    }
+}
+
+/// The settings a client of the local S3 server at `endpoint` needs (a server another process
+/// started, say), named as the AWS environment variables are.
+pub fn s3_settings(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+    ]
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        // Closing standard input ends the launcher; a kill makes sure.
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The local S3 server, or `None` with a note naming `what` was skipped and why; under
+/// `CI=true` (or `NDSTORE_REQUIRE_ORACLES`) a server that cannot start is a failure (a panic).
+pub fn s3_server_or_skip(what: &str) -> Option<S3Server> {
+    match S3Server::start() {
+        Ok(server) => Some(server),
+        Err(e)
+            if std::env::var("CI").is_ok_and(|v| v == "true")
+                || std::env::var_os("NDSTORE_REQUIRE_ORACLES").is_some() =>
+        {
+            panic!("{what}: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIP {what}: {e}");
+            None
+        }
     }
 }

@@ -199,7 +199,10 @@ pub const LEGEND: &str = "PASS n/m: n of m cases held. FAIL n/m: only n of m hel
 (the details name it). SKIP: the check, or a part of it, could not run here (a missing tool, \
 not root); the details give the reason, and a SKIP fails `cargo xtask conformance` unless \
 `--allow-skip` is given, which CI never is. A note after `;` counts a second path apart from \
-the check's own (the in-process HDF5 reader). `-`: the check has not run for this backend.";
+the check's own (the in-process HDF5 reader). CK judges a backend that declares the per-chunk \
+crash guarantee (object storage, which has no rename) chunk by chunk: a replaced array must hold \
+each chunk of one acknowledged version or the one in flight, and a new array must be absent or \
+whole; every other backend is judged whole-array. `-`: the check has not run for this backend.";
 
 impl Report {
     /// True when any check failed, or any self-test's check did not fail on its broken backend

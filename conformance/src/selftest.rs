@@ -21,6 +21,8 @@ use ndstore_core::{
     Result, SaveOptions, with_dtype_kind, with_dyn_array,
 };
 
+mod chunked;
+
 use crate::check::Check;
 use crate::fixtures::{self, Fixtures, Hostile, PythonInterop, Realistic};
 use crate::report::{CheckResult, SelfTest, Status};
@@ -46,6 +48,20 @@ enum Flaw {
     TemporaryNotPrivate,
     ReplacesProtectedFiles,
     SwapsStoredBytes,
+    /// Not a flaw: arrays as directories of chunks, replaced chunk by chunk, declared per chunk.
+    Chunked,
+    ChunkedMetadataFirst,
+    ChunkedClaimsAtomic,
+}
+
+impl Flaw {
+    /// True for the chunked store's variants (see [`chunked`]).
+    fn chunked(self) -> bool {
+        matches!(
+            self,
+            Flaw::Chunked | Flaw::ChunkedMetadataFirst | Flaw::ChunkedClaimsAtomic
+        )
+    }
 }
 
 /// A broken backend and the check that must fail on it.
@@ -61,7 +77,7 @@ pub struct Variant {
 }
 
 /// Every broken variant, in catalogue order of the check each targets.
-pub const VARIANTS: [Variant; 16] = [
+pub const VARIANTS: [Variant; 18] = [
     Variant {
         name: "broken-drops-byte-order",
         check: Some(Check::RoundTrip),
@@ -85,6 +101,18 @@ pub const VARIANTS: [Variant; 16] = [
         check: Some(Check::FlushOnDrop),
         defect: "an in-place writer dropped during a panic keeps the rows it wrote out since its last flush, and its header counts them",
         flaw: Flaw::PanicKeepsAppended,
+    },
+    Variant {
+        name: "broken-chunked-metadata-first",
+        check: Some(Check::Kill),
+        defect: "a chunked store that declares the per-chunk guarantee writes an array's metadata before its chunks, so a new array appears before its data",
+        flaw: Flaw::ChunkedMetadataFirst,
+    },
+    Variant {
+        name: "broken-chunked-claims-atomic",
+        check: Some(Check::Kill),
+        defect: "a chunked store that replaces an array chunk by chunk declares atomic replace, which a kill between two chunks breaks",
+        flaw: Flaw::ChunkedClaimsAtomic,
     },
     Variant {
         name: "broken-overwrites-in-place",
@@ -168,16 +196,25 @@ pub const REFERENCE: Variant = Variant {
     flaw: Flaw::None,
 };
 
+/// The control of the chunked variants: the chunked store done right (chunks first, the
+/// metadata last), declaring the per-chunk guarantee.
+pub const CHUNKED_REFERENCE: Variant = Variant {
+    name: "reference-chunked",
+    check: None,
+    defect: "none",
+    flaw: Flaw::Chunked,
+};
+
 /// The control backend.
 pub fn reference() -> &'static Variant {
     &REFERENCE
 }
 
-/// The variant named `name` (the control included).
+/// The variant named `name` (the controls included).
 pub fn variant(name: &str) -> Option<&'static Variant> {
     VARIANTS
         .iter()
-        .chain(std::iter::once(&REFERENCE))
+        .chain([&REFERENCE, &CHUNKED_REFERENCE])
         .find(|v| v.name == name)
 }
 
@@ -204,6 +241,12 @@ impl Fixtures for SelfTestFixtures {
             load: "arr = np.load(path)",
             save: "np.save(path, arr)",
         })
+    }
+
+    /// The chunked variants' chunks (the others declare no per-chunk guarantee, so CK never
+    /// asks them).
+    fn chunk_shape(&self, meta: &ArrayMeta) -> Option<Vec<usize>> {
+        (meta.shape.len() == 1).then(|| vec![chunked::CHUNK_ELEMENTS])
     }
 }
 
@@ -262,6 +305,11 @@ pub fn must_fail(name: &str) {
 /// Runs `check` on the control and returns its result.
 pub fn control(check: Check) -> CheckResult {
     crate::check(check, reference(), &SelfTestFixtures)
+}
+
+/// Runs `check` on the chunked store's control and returns its result.
+pub fn chunked_control(check: Check) -> CheckResult {
+    crate::check(check, &CHUNKED_REFERENCE, &SelfTestFixtures)
 }
 
 /// The entry point of the self-tests' child processes: the variant is named in the child's
@@ -432,13 +480,20 @@ impl Backend for Variant {
             streaming_append: true,
             memory_map: false,
             compression: false,
-            crash: CrashGuarantee::AtomicReplace,
+            crash: if matches!(self.flaw, Flaw::Chunked | Flaw::ChunkedMetadataFirst) {
+                CrashGuarantee::PerChunk
+            } else {
+                CrashGuarantee::AtomicReplace
+            },
             in_place: None,
             interop: true,
         }
     }
 
     fn save(&self, path: &Path, array: &DynArray, options: &SaveOptions) -> Result<()> {
+        if self.flaw.chunked() {
+            return chunked::save(path, array, self.flaw == Flaw::ChunkedMetadataFirst);
+        }
         let forced;
         let options = if self.flaw == Flaw::ReplacesProtectedFiles {
             // Broken on purpose: the careful replace policy's opt-ins, taken without asking.
@@ -485,6 +540,10 @@ impl Backend for Variant {
     }
 
     fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<(ArrayMeta, DynArray)> {
+        if self.flaw.chunked() {
+            let (meta, data) = chunked::load_bytes(path)?;
+            return self.decode(&meta, &data, path);
+        }
         self.load_data(path, options)
     }
 
@@ -500,6 +559,9 @@ impl Backend for Variant {
     }
 
     fn read_meta(&self, path: &Path) -> Result<ArrayMeta> {
+        if self.flaw.chunked() {
+            return chunked::read_meta(path).map(|(meta, _)| meta);
+        }
         let mut file = File::open(path).map_err(|e| Error::io("cannot open", e).with_path(path))?;
         npy_header::read(&mut file, npy_header::DEFAULT_MAX_HEADER_LEN)
             .map(|h| h.meta)

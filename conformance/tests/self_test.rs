@@ -81,6 +81,26 @@ fn ck_catches_a_save_that_overwrites_in_place() {
 }
 
 #[test]
+fn ck_catches_a_per_chunk_store_that_publishes_metadata_before_chunks() {
+    must_fail_in("broken-chunked-metadata-first", "new target");
+}
+
+#[test]
+fn ck_judges_a_store_that_declares_atomic_replace_whole_array() {
+    must_fail_in("broken-chunked-claims-atomic", "not any complete version");
+}
+
+/// The chunked store done right passes CK's per-chunk judgement, so the two variants above
+/// fail for their flaws, not for being chunked.
+#[test]
+fn the_chunked_control_passes_ck_per_chunk() {
+    let result = selftest::chunked_control(Check::Kill);
+    assert_eq!(result.status, Status::Pass, "{}", result.detail);
+    assert!(result.detail.contains("new target"), "{}", result.detail);
+    println!("{}", result.detail);
+}
+
+#[test]
 fn cp_catches_a_rename_without_fsync() {
     selftest::must_fail("broken-rename-without-fsync");
 }

@@ -10,7 +10,7 @@ use ndstore_conformance::Check;
 use ndstore_conformance::report::{BackendReport, CheckResult, Report, SelfTest};
 use ndstore_conformance::selftest::VARIANTS;
 
-const BACKENDS: [&str; 5] = ["file", "mmap", "hdf5", "text", "zarr"];
+const BACKENDS: [&str; 6] = ["file", "mmap", "hdf5", "text", "zarr", "zarr-s3"];
 
 fn read_backend(dir: &Path, name: &str) -> Result<BackendReport, String> {
     let dir = dir.join(name);

@@ -21,6 +21,9 @@ use crate::{Ctx, sample};
 
 /// Runs `check`.
 pub fn run(check: Check, ctx: &Ctx<'_>) -> Result<CheckResult, String> {
+    if let Some(result) = ctx.fixtures.own_check(check, ctx) {
+        return result;
+    }
     match check {
         Check::RoundTrip => roundtrip::rt(ctx),
         Check::FlushOnClose => durability::fc(ctx),

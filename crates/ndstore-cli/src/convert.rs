@@ -297,6 +297,44 @@ pub fn check_chunks(chunks: &[usize], shape: &[usize], dst: &Path) -> Result<()>
 }
 
 /// The Zarr metadata of a source that is a Zarr array, for a Zarr destination to keep.
+/// The HDF5 destination's layout: what `--chunks` and `--compression` ask for, else an HDF5
+/// source's own chunks and filters, else contiguous.
+fn h5_layout(
+    src: &Target,
+    layout: &Layout,
+    shape: &[usize],
+    dst: &Path,
+) -> Result<hdf5::H5Options> {
+    if layout.chunks.is_none()
+        && layout.compression.is_none()
+        && let Some(like) = h5_source_layout(src)
+    {
+        return Ok(like);
+    }
+    layout.h5(shape, dst)
+}
+
+/// An HDF5 source dataset's chunks and filters (gzip at h5py's level 4, as libhdf5 does not
+/// report the level; shuffle; Fletcher-32), for a destination laid out like it when neither
+/// `--chunks` nor `--compression` is given; `None` for other sources or a contiguous one.
+fn h5_source_layout(src: &Target) -> Option<hdf5::H5Options> {
+    if Kind::of(&src.path).ok()? != Kind::Hdf5 {
+        return None;
+    }
+    let name = match &src.object {
+        Some(object) => object.clone(),
+        None => only_h5_dataset(src)?,
+    };
+    let layout = hdf5::read_layout(&src.path, &name).ok()?;
+    let mut options = hdf5::H5Options::new();
+    options.chunk = Some(layout.chunks?);
+    let has = |filter: &str| layout.filters.iter().any(|f| f == filter);
+    options.deflate = has("deflate").then_some(4);
+    options.shuffle = has("shuffle");
+    options.fletcher32 = has("fletcher32");
+    Some(options)
+}
+
 fn zarr_source(src: &Target) -> Option<ZarrMeta> {
     match Kind::of(&src.path) {
         Ok(Kind::Zarr) => crate::zarr::open(src).ok().map(|a| a.meta().clone()),
@@ -452,10 +490,10 @@ fn write_to(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool
         ToFormat::Hdf5 => {
             hdf5::save_with(
                 dst,
-                dataset_name(src),
+                &dataset_name(src),
                 &array,
                 &options,
-                &layout.h5(array.shape(), dst)?,
+                &h5_layout(src, layout, array.shape(), dst)?,
             )?;
         }
         ToFormat::Zarr => {
@@ -499,7 +537,13 @@ pub fn only_member(reader: &NpzReader, path: &Path) -> Result<String> {
 /// The first error of reading a member or of writing the archive; the target is kept then.
 pub fn copy_members(src: &Path, dst: &Path, layout: &Layout) -> Result<()> {
     let mut reader = NpzReader::open(src)?;
-    let mut writer = NpzWriter::create(dst, &SaveOptions::default(), layout.npz())?;
+    // Without --compression, a copy keeps the source's compression.
+    let compression = if layout.compression.is_none() && reader.any_deflated() {
+        npz::Compression::Deflated
+    } else {
+        layout.npz()
+    };
+    let mut writer = NpzWriter::create(dst, &SaveOptions::default(), compression)?;
     for name in reader.names().to_vec() {
         interrupt::check(dst)?;
         let streamed = match Blocks::member(src, reader.stream(&name)?)? {
@@ -531,9 +575,30 @@ fn text_kind(to: ToFormat) -> Kind {
     }
 }
 
-/// The destination dataset of an HDF5 conversion: the source's object path, else `data`.
-fn dataset_name(src: &Target) -> &str {
-    src.object.as_deref().unwrap_or(hdf5::DEFAULT_DATASET)
+/// The destination dataset of an HDF5 conversion: the source's object path, else the name of
+/// an HDF5 source's only dataset (a copy of `run.h5` keeps `/x`), else `data`.
+fn dataset_name(src: &Target) -> String {
+    if let Some(object) = &src.object {
+        return object.clone();
+    }
+    only_h5_dataset(src).unwrap_or_else(|| hdf5::DEFAULT_DATASET.to_owned())
+}
+
+/// The path of the one dataset of an HDF5 source named without an object.
+fn only_h5_dataset(src: &Target) -> Option<String> {
+    if src.object.is_some() || Kind::of(&src.path).ok()? != Kind::Hdf5 {
+        return None;
+    }
+    let datasets: Vec<String> = hdf5::list(&src.path)
+        .ok()?
+        .into_iter()
+        .filter(|entry| entry.meta().is_some())
+        .map(|entry| entry.path)
+        .collect();
+    match &datasets[..] {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
 }
 
 /// The name of the one member of an `.npz` destination: the source's object, else `arr_0`.
@@ -584,7 +649,7 @@ fn writer(
             meta.dtype,
             row_shape,
             &save,
-            &h5_writer_options(src, layout, &meta.shape, dst)?,
+            &h5_writer_options(src, layout, meta, dst)?,
         )?),
         ToFormat::Zarr => {
             let like = zarr_source(src);
@@ -602,15 +667,20 @@ fn writer(
 }
 
 /// The streaming HDF5 writer's options: the dataset named as the source's object (else
-/// `data`), laid out as `layout` says.
+/// `data`), laid out as `layout` says. Without `--chunks`, a chunk holds about 1 MiB of rows
+/// but never more rows than the array has: a chunk is stored whole, so a 192-byte array in a
+/// chunk of 6553 rows made a 1 MiB file.
 fn h5_writer_options(
     src: &Target,
     layout: &Layout,
-    shape: &[usize],
+    meta: &ArrayMeta,
     dst: &Path,
 ) -> Result<hdf5::WriterOptions> {
-    let mut options = hdf5::WriterOptions::new(dataset_name(src));
-    options.filters = layout.h5(shape, dst)?;
+    let mut options = hdf5::WriterOptions::new(&dataset_name(src));
+    options.filters = h5_layout(src, layout, &meta.shape, dst)?;
+    let rows = meta.shape.first().copied().unwrap_or(1);
+    let row_bytes = row_bytes(meta).max(1);
+    options.chunk_rows = Some(((1 << 20) / row_bytes).clamp(1, rows.max(1)));
     Ok(options)
 }
 

@@ -30,22 +30,31 @@ pub enum Endpoint {
     },
 }
 
+/// The scheme of a URL spelled `SCHEME://...`, if `spelled` is one.
+fn scheme(spelled: &str) -> Option<&str> {
+    let (scheme, _) = spelled.split_once("://")?;
+    (!scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)))
+    .then_some(scheme)
+}
+
+/// Whether `spelled` is a URL (`s3://bucket/x.zarr`) rather than a local path.
+pub fn is_url(spelled: &str) -> bool {
+    scheme(spelled).is_some()
+}
+
 impl Endpoint {
     /// Recognises a URL by its `SCHEME://`; anything else is a local path.
     pub fn parse(spelled: &str) -> Endpoint {
-        let not_yet = |what: String| Endpoint::NotYet {
-            spelled: spelled.to_owned(),
-            what,
-        };
-        if let Some((scheme, _)) = spelled.split_once("://")
-            && !scheme.is_empty()
-            && scheme
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-        {
-            return not_yet(format!(
-                "{scheme}:// URLs are not supported yet (they come with the Zarr backend)"
-            ));
+        if let Some(scheme) = scheme(spelled) {
+            return Endpoint::NotYet {
+                spelled: spelled.to_owned(),
+                what: format!(
+                    "{scheme}:// URLs are not supported yet (object storage comes with the Zarr backend's S3 store)"
+                ),
+            };
         }
         Endpoint::Local(Target::parse(spelled))
     }

@@ -213,6 +213,20 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Convert { .. } | Command::Cp { .. }) {
         interrupt::catch();
     }
+    // A URL is no local path: `convert a.npy s3://b/x.zarr` must not make a directory `s3:`.
+    if let Some(url) = cli
+        .command
+        .spelled_paths()
+        .into_iter()
+        .find(|p| cp::is_url(p))
+    {
+        return finish(
+            cp::Endpoint::parse(&url)
+                .local()
+                .map(|_| ())
+                .map_err(Failure::from),
+        );
+    }
     let outcome = match cli.command {
         Command::Info { target, json } => as_json(
             inspect::info(&source::Target::parse(&target), json),
@@ -228,7 +242,14 @@ fn main() -> ExitCode {
             target,
             slice,
             format,
-        } => print::cat(&source::Target::parse(&target), slice.as_deref(), format),
+        } => {
+            let target = source::Target::parse(&target);
+            // Every error of cat names the file, those of printing too.
+            print::cat(&target, slice.as_deref(), format).map_err(|failure| match failure {
+                Failure::Error(e) => Failure::Error(e.with_path(&target.path)),
+                other => other,
+            })
+        }
         Command::Verify { paths, json } => verify::verify(&paths, json),
         Command::Convert {
             src,
@@ -251,6 +272,21 @@ fn main() -> ExitCode {
         } => cp::cp(&src, &dst, &layout.layout(), quiet),
     };
     finish(outcome)
+}
+
+impl Command {
+    /// Every path the command names, as spelled.
+    fn spelled_paths(&self) -> Vec<String> {
+        let shown = |p: &Path| p.to_string_lossy().into_owned();
+        match self {
+            Command::Info { target, .. }
+            | Command::Ls { target, .. }
+            | Command::Cat { target, .. } => vec![target.clone()],
+            Command::Verify { paths, .. } => paths.iter().map(|p| shown(p)).collect(),
+            Command::Convert { src, dst, .. } => vec![src.clone(), shown(dst)],
+            Command::Cp { src, dst, .. } => vec![src.clone(), dst.clone()],
+        }
+    }
 }
 
 /// Under `--json`, an error becomes a JSON report on standard output (as `verify --json`

@@ -232,14 +232,38 @@ pub fn npz_members(
     Ok(members)
 }
 
-/// Loads the array a target names: the file's array, the named object, or the first array of
-/// an `.npz` and an HDF5 file's `data` (or only) dataset.
+/// Loads the array a target names: the file's array, the named object, the only array of an
+/// `.npz`, or an HDF5 file's `data` (or only) dataset.
+///
+/// # Errors
+///
+/// `InvalidInput` naming the members for an `.npz` of several arrays named without one; the
+/// errors of the format's load.
 pub fn load(target: &Target) -> Result<(ArrayMeta, DynArray)> {
     let path = &target.path;
     let kind = Kind::of(path)?;
     no_object(target, kind)?;
     match (kind, &target.object) {
         (Kind::Npz, Some(object)) => NpzReader::open_lenient(path)?.load_dyn(object),
+        // An archive of several arrays names the one to read (the first would be a guess).
+        (Kind::Npz, None) => {
+            let mut reader = NpzReader::open_lenient(path)?;
+            match reader.names() {
+                [one] => {
+                    let one = one.clone();
+                    reader.load_dyn(&one)
+                }
+                names => Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "the archive holds {} arrays ({}); name one as PATH::MEMBER",
+                        names.len(),
+                        names.join(", ")
+                    ),
+                )
+                .with_path(path)),
+            }
+        }
         (Kind::Hdf5, Some(object)) => hdf5::load_dyn(path, object),
         (Kind::Csv | Kind::Txt, _) => text::load_dyn(path, &text_options(kind)),
         (Kind::Zarr, _) => {

@@ -1044,7 +1044,7 @@ fn cp_refuses_urls_zarr_and_what_it_cannot_copy_in_one_line() {
     let err = one_error_line(&run(d, &["cp", "s3://bucket/prefix", "a.npy"]), 2);
     assert_eq!(
         err,
-        "ndstore: s3://bucket/prefix: s3:// URLs are not supported yet (they come with the Zarr backend)\n"
+        "ndstore: s3://bucket/prefix: s3:// URLs are not supported yet (object storage comes with the Zarr backend's S3 store)\n"
     );
     // A whole HDF5 file of two datasets: its groups and links would be lost.
     let err = one_error_line(&run(d, &["cp", "d.h5", "e.h5"]), 2);
@@ -2466,4 +2466,61 @@ fn cat_of_a_large_array_reads_only_the_edges_it_prints_under_a_limit() {
         assert_eq!(output.status.code(), Some(0), "{target}: {output:?}");
         assert_eq!(stdout(&output), want, "{target}");
     }
+
+fn cp_keeps_the_layout_of_hdf5_and_npz_sources_and_small_arrays_make_small_files() {
+    let dir = fixtures();
+    let d = dir.path();
+    // A small array in HDF5 is chunked no longer than it is (a 1 MiB chunk made a 1 MiB file).
+    ok(d, &["convert", "-q", "m.npy", "small.h5"]);
+    let len = std::fs::metadata(d.join("small.h5")).unwrap().len();
+    assert!(len < 64 << 10, "{len} bytes");
+    assert!(ok(d, &["info", "small.h5::/data"]).contains("chunks (2, 3)"));
+    let Some(python) = python() else { return };
+    let script = "import h5py, numpy as np\n\
+with h5py.File('comp.h5', 'w') as f:\n    \
+f.create_dataset('x', data=np.zeros((300, 300)), chunks=(100, 100), compression='gzip', shuffle=True, fletcher32=True)\n\
+np.savez_compressed('d.npz', a=np.zeros((1000, 100)), b=np.arange(10))\n";
+    run_python(&python, d, script);
+    ok(d, &["cp", "-q", "comp.h5", "comp2.h5"]);
+    let info = ok(d, &["info", "comp2.h5::/x"]);
+    assert!(
+        info.contains("chunks (100, 100), filters shuffle,deflate,fletcher32"),
+        "{info}"
+    );
+    assert!(std::fs::metadata(d.join("comp2.h5")).unwrap().len() < 100 << 10);
+    ok(d, &["cp", "-q", "d.npz", "d2.npz"]);
+    let before = std::fs::metadata(d.join("d.npz")).unwrap().len();
+    let after = std::fs::metadata(d.join("d2.npz")).unwrap().len();
+    assert!(after < 4 * before + 4096, "{before} -> {after} bytes");
+    assert_eq!(ok(d, &["cat", "d2.npz::b"]), "[0 1 2 3 4 5 6 7 8 9]\n");
+}
+
+#[test]
+fn urls_several_members_and_printing_errors_are_named() {
+    let dir = fixtures();
+    let d = dir.path();
+    // A URL is refused before anything is made (convert made a local directory `s3:`).
+    for args in [
+        &["convert", "-q", "m.npy", "s3://bucket/x.zarr"][..],
+        &["cat", "s3://bucket/x.zarr"],
+        &["info", "http://host/x.zarr"],
+    ] {
+        let err = one_error_line(&run(d, args), 2);
+        assert!(err.contains("URLs are not supported yet"), "{err}");
+    }
+    assert!(!d.join("s3:").exists());
+    // An archive of several arrays names the one to print.
+    let err = one_error_line(&run(d, &["cat", "two.npz"]), 2);
+    assert!(
+        err.starts_with("ndstore: two.npz: the archive holds 2 arrays (a, b)"),
+        "{err}"
+    );
+    // An error of printing names the file too.
+    let cube = DynArray::from(ArrayD::from_shape_vec(IxDyn(&[2, 2, 2]), vec![0u8; 8]).unwrap());
+    ndstore::save(d.join("cube.npy"), &cube).unwrap();
+    let err = one_error_line(&run(d, &["cat", "--format", "csv", "cube.npy"]), 2);
+    assert!(
+        err.starts_with("ndstore: cube.npy: CSV holds at most 2 axes"),
+        "{err}"
+    );
 }

@@ -19,6 +19,11 @@ pub enum CrashGuarantee {
     AtomicReplace,
     /// In-place updates: what was synced is durable; unsynced changes may be lost or torn.
     SyncedIsDurable,
+    /// Saves of a chunked array where there is no atomic rename (object storage): a new array
+    /// appears whole or not at all; replacing an existing one is atomic per chunk: after a
+    /// crash every chunk holds its old or its new version, never a torn one, and the metadata
+    /// is one version's.
+    PerChunk,
     /// No guarantee: a crash mid-write may leave the file unreadable.
     None,
 }
@@ -67,8 +72,8 @@ pub struct Capabilities {
     /// The backend's format can hold compressed data and the backend's crate writes it (through
     /// its own options: the trait's `save` writes uncompressed), and reads it back.
     pub compression: bool,
-    /// What survives a crash during a whole-array save ([`CrashGuarantee::AtomicReplace`] or
-    /// [`CrashGuarantee::None`]).
+    /// What survives a crash during a whole-array save ([`CrashGuarantee::AtomicReplace`],
+    /// [`CrashGuarantee::PerChunk`] or [`CrashGuarantee::None`]).
     pub crash: CrashGuarantee,
     /// `Some` when existing data can be updated in place through an open handle
     /// ([`Backend::open_in_place`](crate::Backend::open_in_place)), with what survives a crash
@@ -85,8 +90,16 @@ impl Capabilities {
     }
 
     /// Whole-array saves replace the target atomically: the save's crash guarantee says so.
+    /// False for [`CrashGuarantee::PerChunk`], whose replacements may mix chunks.
     pub fn atomic_replace(&self) -> bool {
         self.crash == CrashGuarantee::AtomicReplace
+    }
+
+    /// Whole-array saves replace the target atomically per chunk only
+    /// ([`CrashGuarantee::PerChunk`]): a new target appears whole or not at all, a replaced
+    /// one holds each chunk of the old or the new version.
+    pub fn per_chunk_replace(&self) -> bool {
+        self.crash == CrashGuarantee::PerChunk
     }
 
     /// Existing data can be updated in place through an open handle.
@@ -98,12 +111,14 @@ impl Capabilities {
 // The derives generate inherent `Capabilities::serialize` and `Capabilities::deserialize`
 // (`remote = "Self"`); the trait impls below add the derived flags to what is written.
 impl Serialize for Capabilities {
-    /// The fields, plus the derived `atomic_replace` and `in_place_update`, so a reader of the
-    /// harness's JSON report sees them without deriving them.
+    /// The fields, plus the derived `atomic_replace`, `per_chunk_replace` and
+    /// `in_place_update`, so a reader of the harness's JSON report sees them without deriving
+    /// them.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Declared {
             fields: Fields(self),
             atomic_replace: self.atomic_replace(),
+            per_chunk_replace: self.per_chunk_replace(),
             in_place_update: self.in_place_update(),
         }
         .serialize(serializer)
@@ -132,6 +147,7 @@ struct Declared<'a> {
     #[serde(flatten)]
     fields: Fields<'a>,
     atomic_replace: bool,
+    per_chunk_replace: bool,
     in_place_update: bool,
 }
 
@@ -167,6 +183,10 @@ mod tests {
         assert!(!unsafe_saves.atomic_replace());
         // A handle without a crash guarantee is still a handle.
         assert!(unsafe_saves.in_place_update());
+        let per_chunk = caps(CrashGuarantee::PerChunk, None);
+        assert!(!per_chunk.atomic_replace());
+        assert!(per_chunk.per_chunk_replace());
+        assert!(!atomic.per_chunk_replace());
     }
 
     #[test]
@@ -179,7 +199,15 @@ mod tests {
         assert_eq!(json["atomic_replace"], true);
         assert_eq!(json["in_place_update"], true);
         assert_eq!(json["in_place"], "synced_is_durable");
+        assert_eq!(json["per_chunk_replace"], false);
         let back: Capabilities = serde_json::from_value(json).unwrap();
         assert_eq!(back, declared);
+        let per_chunk = caps(CrashGuarantee::PerChunk, None);
+        let json = serde_json::to_value(&per_chunk).unwrap();
+        assert_eq!(json["crash"], "per_chunk");
+        assert_eq!(json["per_chunk_replace"], true);
+        assert_eq!(json["atomic_replace"], false);
+        let back: Capabilities = serde_json::from_value(json).unwrap();
+        assert_eq!(back, per_chunk);
     }
 }

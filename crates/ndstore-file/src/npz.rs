@@ -777,6 +777,16 @@ impl NpzReader {
             })
     }
 
+    /// Whether any member ndstore reads is stored deflated, as `np.savez_compressed` writes
+    /// them (read from the central directory; a member that cannot be inspected counts as not).
+    pub fn any_deflated(&mut self) -> bool {
+        self.indices.clone().into_iter().any(|index| {
+            self.archive
+                .by_index_raw(index)
+                .is_ok_and(|m| m.compression() == CompressionMethod::Deflated)
+        })
+    }
+
     /// Opens the member holding array `name`, with the member's own name.
     fn member(&mut self, name: &str) -> Result<(zip::read::ZipFile<'_, File>, String)> {
         let index = self.member_index(name)?;

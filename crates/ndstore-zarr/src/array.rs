@@ -1,5 +1,7 @@
-//! A Zarr array on the local store, with region I/O: any hyperslab read or written, chunk by
-//! chunk on a bounded number of threads, so memory holds the region and a few chunks at most.
+//! A Zarr array on a store (a local directory, or object storage with the `s3` feature), with
+//! region I/O: any hyperslab read or written, chunk by chunk on a bounded number of threads
+//! (each a request in flight on object storage), so memory holds the region and a few chunks
+//! at most.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +16,7 @@ use ndstore_core::{
 use crate::codec::{self, CodecChain};
 use crate::grid::{self, Place};
 use crate::meta::{self, METADATA_FILE, Node, ZarrMeta, chunk_bytes};
-use crate::store::LocalStore;
+use crate::store::{KeyStore, LocalStore};
 
 /// The longest `zarr.json` read (a document holding more attributes is refused).
 const MAX_METADATA_LEN: usize = 16 << 20;
@@ -22,11 +24,11 @@ const MAX_METADATA_LEN: usize = 16 << 20;
 /// The most chunks in flight at once (per region call).
 const MAX_WORKERS: usize = 4;
 
-/// A Zarr v3 array in a local directory.
+/// A Zarr v3 array in a local directory or, with the `s3` feature, in object storage.
 #[derive(Debug)]
 pub struct ZarrArray {
     meta: ZarrMeta,
-    store: LocalStore,
+    store: Box<dyn KeyStore>,
 }
 
 /// Reads and parses the `zarr.json` of the node at `path`.
@@ -39,7 +41,7 @@ pub fn read_node(path: &Path) -> Result<Node> {
 }
 
 /// Reads and parses the `zarr.json` of the node `store` holds.
-fn read_node_in(store: &LocalStore) -> Result<Node> {
+fn read_node_in(store: &dyn KeyStore) -> Result<Node> {
     let file_path = store.path_of(METADATA_FILE);
     let bytes = store.get(METADATA_FILE, MAX_METADATA_LEN)?.ok_or_else(|| {
         Error::new(
@@ -59,16 +61,70 @@ impl ZarrArray {
     ///
     /// The errors of [`read_node`]; [`ErrorKind::InvalidInput`] when `path` is a group.
     pub fn open(path: &Path, options: &SaveOptions) -> Result<ZarrArray> {
-        let store = LocalStore::open(path, options)?;
-        match read_node_in(&store)? {
+        ZarrArray::open_in(Box::new(LocalStore::open(path, options)?))
+    }
+
+    fn open_in(store: Box<dyn KeyStore>) -> Result<ZarrArray> {
+        match read_node_in(store.as_ref())? {
             Node::Array(meta) => Ok(ZarrArray { meta: *meta, store }),
-            Node::Group(_) => Err(Error::new(
-                ErrorKind::InvalidInput,
-                "the node is a group, not an array",
-            )
-            .with_path(path.join(METADATA_FILE))
-            .at(Location::Object("node_type".to_owned()))),
+            Node::Group(_) => Err(not_an_array(store.as_ref())),
         }
+    }
+
+    /// Opens the array at `target` in object storage; a later commit of it replaces exactly
+    /// the version of `zarr.json` read now.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotFound`] when the prefix holds no `zarr.json`; the store's errors
+    /// ([`ErrorKind::Io`] for a failed request); the errors of [`meta::parse`];
+    /// [`ErrorKind::InvalidInput`] for a group.
+    #[cfg(feature = "s3")]
+    pub fn open_object(
+        target: &crate::object::ObjectTarget,
+        options: &SaveOptions,
+    ) -> Result<ZarrArray> {
+        ZarrArray::open_in(Box::new(crate::object::ObjectArrayStore::open(
+            target, options,
+        )?))
+    }
+
+    /// Starts a new array described by `meta` at `target` in object storage, replacing the
+    /// array there (if any) when committed. Nothing is visible before
+    /// [`ZarrArray::write_metadata`] commits it: chunks are written under the prefix, and
+    /// `zarr.json` is written last with a conditional PUT (create-if-absent for a new array,
+    /// if-the-ETag-matches for the version present now), so two committers conflict.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] when the prefix holds a group; the store's errors.
+    #[cfg(feature = "s3")]
+    pub fn create_object(
+        target: &crate::object::ObjectTarget,
+        meta: ZarrMeta,
+        options: &SaveOptions,
+    ) -> Result<ZarrArray> {
+        let store = crate::object::ObjectArrayStore::create(target, options)?;
+        if store.replaces()
+            && let Some(Node::Group(_)) = store
+                .get(METADATA_FILE, MAX_METADATA_LEN)?
+                .map(|bytes| meta::parse(&bytes, &store.path_of(METADATA_FILE)))
+                .transpose()?
+        {
+            return Err(not_an_array(&store));
+        }
+        Ok(ZarrArray {
+            meta,
+            store: Box::new(store),
+        })
+    }
+
+    /// Forgets an array that will not be committed: on object storage, the chunks a new
+    /// array wrote are removed (best effort, failures logged); a replaced array's overwritten
+    /// chunks stay as written (each one whole), and the writer lease is released.
+    #[cfg(feature = "s3")]
+    pub(crate) fn abandon(&self) {
+        self.store.abandon();
     }
 
     /// Creates an array described by `meta` in the directory `path` (created when missing) and
@@ -87,7 +143,7 @@ impl ZarrArray {
         }
         let array = ZarrArray {
             meta,
-            store: LocalStore::new(path, options),
+            store: Box::new(LocalStore::new(path, options)),
         };
         array.write_metadata()?;
         Ok(array)
@@ -114,13 +170,17 @@ impl ZarrArray {
         self.store.root()
     }
 
-    /// Rewrites `zarr.json` (after the shape grew, say), atomically.
+    /// Rewrites `zarr.json` (after the shape grew, say), atomically; on object storage, this
+    /// is the commit: a conditional PUT that fails when another writer committed the array
+    /// since this one opened or started it.
     ///
     /// # Errors
     ///
-    /// The errors of [`LocalStore::put`].
+    /// The errors of [`LocalStore::put`]; on object storage, [`ErrorKind::Locked`] when
+    /// another writer committed first, [`ErrorKind::Poisoned`] after a failed chunk request,
+    /// and the store's errors.
     pub fn write_metadata(&self) -> Result<()> {
-        self.store.put(METADATA_FILE, &self.meta.to_bytes()?)
+        self.store.commit_metadata(&self.meta.to_bytes()?)
     }
 
     /// Sets the length of axis 0 (for a streaming writer); `write_metadata` records it.
@@ -186,10 +246,10 @@ impl ZarrArray {
     /// written (it reads as the fill value) rather than removed under the reader.
     fn read_into(&self, start: &[usize], shape: &[usize], out: &mut [u8]) -> Result<()> {
         self.read_chunks_into(start, shape, out)?;
-        if !self.store.contains(METADATA_FILE)? {
+        if !self.store.still_current()? {
             return Err(Error::new(
                 ErrorKind::NotFound,
-                "the array was replaced while it was read (its zarr.json is gone); open it again",
+                "the array was replaced while it was read (its zarr.json is gone or changed); open it again",
             )
             .with_path(self.path()));
         }
@@ -476,6 +536,13 @@ impl ZarrArray {
         }
         (chunk_start, in_chunk, in_region, extent)
     }
+}
+
+/// The error of a node that is a group where an array was expected.
+fn not_an_array(store: &dyn KeyStore) -> Error {
+    Error::new(ErrorKind::InvalidInput, "the node is a group, not an array")
+        .with_path(store.path_of(METADATA_FILE))
+        .at(Location::Object("node_type".to_owned()))
 }
 
 /// The most bytes a stored chunk of `shape` can take: its elements, and for compressors their

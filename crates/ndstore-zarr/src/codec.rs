@@ -369,11 +369,7 @@ impl CodecChain {
                 Codec::Gzip(_) => {
                     bounded_read(flate2::read::GzDecoder::new(&bytes[..]), limit, "gzip")?
                 }
-                Codec::Zstd { .. } => {
-                    let decoder = zstd::stream::read::Decoder::with_buffer(&bytes[..])
-                        .map_err(|e| Error::io("zstd decoder", e))?;
-                    bounded_read(decoder, limit, "zstd")?
-                }
+                Codec::Zstd { .. } => zstd_decode(&bytes, limit)?,
                 _ => bytes,
             };
         }
@@ -672,7 +668,10 @@ fn strip_crc(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
 
 /// Reads a decompressor to its end, refusing output past `limit` bytes.
 fn bounded_read(reader: impl Read, limit: usize, what: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
+    // The most the chunk can hold, reserved once: growing by doubling would copy the output
+    // up to twice more. `limit` comes from the chunk's shape, checked when the metadata was
+    // read, and the reservation is fallible.
+    let mut out = reserve(limit.saturating_add(1), what)?;
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     reader.take(cap).read_to_end(&mut out).map_err(|e| {
         Error::new(
@@ -690,6 +689,48 @@ fn bounded_read(reader: impl Read, limit: usize, what: &str) -> Result<Vec<u8>> 
             format!("{what} stream decodes to more than the {limit} bytes the chunk can hold"),
         ));
     }
+    Ok(out)
+}
+
+/// An empty vector with room for `len` bytes, or `OutOfMemory` naming `what` it was for.
+fn reserve(len: usize, what: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    out.try_reserve_exact(len).map_err(|_| {
+        Error::new(
+            ErrorKind::OutOfMemory,
+            format!("cannot allocate {len} bytes to decode a {what} stream"),
+        )
+    })?;
+    Ok(out)
+}
+
+/// Decodes zstd frames in one call straight into a buffer of the most the chunk can hold
+/// (`ZSTD_decompressDCtx`), where the streaming decoder filled its own window buffer and
+/// copied out of it in pieces into a growing vector. More output than `limit` is refused,
+/// as a bomb; data that ends inside a frame is `Truncated`.
+fn zstd_decode(data: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let mut out = reserve(limit, "zstd")?;
+    // The decompressor's method fills a vector's spare capacity (the free function of the
+    // same name takes a slice, which an empty vector's is).
+    let mut decompressor =
+        zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd decoder", e))?;
+    decompressor
+        .decompress_to_buffer(data, &mut out)
+        .map_err(|e| {
+            // libzstd says "Src size is incorrect" (or "srcSize is wrong") for a cut frame.
+            let text = e.to_string();
+            let cut = text.contains("Src size") || text.contains("srcSize");
+            if cut {
+                Error::new(ErrorKind::Truncated, format!("zstd stream ends early: {e}"))
+            } else {
+                Error::new(
+                    ErrorKind::Format,
+                    format!(
+                        "zstd stream does not decode into the {limit} bytes the chunk can hold: {e}"
+                    ),
+                )
+            }
+        })?;
     Ok(out)
 }
 
@@ -848,6 +889,27 @@ mod tests {
             z.decode(bomb, &shape, f64_element()).unwrap_err().kind(),
             ErrorKind::Format
         );
+        // A zstd frame cut short is truncated, wherever it is cut.
+        let values: Vec<u8> = (0..192u32).map(|i| (i * 7 % 251) as u8).collect();
+        let whole = zstd_encode(&values, 3, true).unwrap();
+        for len in 1..whole.len() {
+            let err = z
+                .decode(whole[..len].to_vec(), &shape, f64_element())
+                .unwrap_err();
+            assert!(
+                matches!(err.kind(), ErrorKind::Truncated | ErrorKind::Format),
+                "{len}: {err}"
+            );
+        }
+        let plain = zstd_encode(&values, 3, false).unwrap();
+        for len in [plain.len() / 2, plain.len() - 1] {
+            let err = z
+                .decode(plain[..len].to_vec(), &shape, f64_element())
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Truncated, "{len}: {err}");
+            assert!(err.message().contains("ends early"), "{err}");
+        }
+        assert_eq!(z.decode(whole, &shape, f64_element()).unwrap(), values);
     }
 
     #[test]

@@ -343,3 +343,31 @@ pub fn save_with(
     staged.array()?.write_region(&start, array)?;
     staged.publish()
 }
+
+/// Saves `array` at `target` in object storage as a Zarr array described by `meta`: every
+/// chunk is PUT (and acknowledged) first, then `zarr.json` is committed with a conditional PUT.
+/// A new array appears whole or not at all; an existing array is overwritten chunk by chunk
+/// (each chunk atomic) and its extra chunks removed after the commit.
+///
+/// # Errors
+///
+/// The errors of [`ZarrArray::create_object`] and of writing the chunks;
+/// [`ErrorKind::Locked`] when another writer committed the array after this save started.
+/// A failed save of a new array publishes nothing and removes the chunks it wrote.
+#[cfg(feature = "s3")]
+pub fn save_object(
+    target: &crate::object::ObjectTarget,
+    array: &DynArray,
+    meta: ZarrMeta,
+    options: &SaveOptions,
+) -> Result<()> {
+    let start = vec![0; meta.shape.len()];
+    let created = ZarrArray::create_object(target, meta, options)?;
+    let result = created
+        .write_region(&start, array)
+        .and_then(|()| created.write_metadata());
+    if result.is_err() {
+        created.abandon();
+    }
+    result
+}

@@ -314,3 +314,81 @@ fn lock_error(root: &Path) -> Error {
     )
     .with_path(root)
 }
+
+/// An array's keys, wherever they are stored: the operations region I/O and the commit of
+/// `zarr.json` need, with each store's own durability behind them.
+pub(crate) trait KeyStore: std::fmt::Debug + Send + Sync {
+    /// The bytes stored under `key`, `None` when there is no such key, refusing more than
+    /// `limit` bytes before reading them.
+    fn get(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>>;
+
+    /// Stores `bytes` under `key` atomically: a reader sees the old bytes or the new ones.
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
+
+    /// Removes `key` (an all-fill chunk); a missing key is no error.
+    fn erase(&self, key: &str) -> Result<()>;
+
+    /// True while `key` is stored.
+    fn contains(&self, key: &str) -> Result<bool>;
+
+    /// Makes every key put so far durable.
+    fn sync(&self) -> Result<()>;
+
+    /// The durability the store's writes follow.
+    fn durability(&self) -> Durability;
+
+    /// The array's location, as errors name it.
+    fn root(&self) -> &Path;
+
+    /// The location of `key`, as errors name it.
+    fn path_of(&self, key: &str) -> PathBuf;
+
+    /// Publishes the array's `zarr.json`, `bytes`.
+    fn commit_metadata(&self, bytes: &[u8]) -> Result<()> {
+        self.put(crate::meta::METADATA_FILE, bytes)
+    }
+
+    /// True while the array read is the one the store opened: its `zarr.json` is still there
+    /// (a replaced local tree loses it before its chunks).
+    fn still_current(&self) -> Result<bool> {
+        self.contains(crate::meta::METADATA_FILE)
+    }
+
+    /// Forgets an array that will not be committed (see `ZarrArray::abandon`).
+    #[cfg(feature = "s3")]
+    fn abandon(&self) {}
+}
+
+impl KeyStore for LocalStore {
+    fn get(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>> {
+        LocalStore::get(self, key, limit)
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        LocalStore::put(self, key, bytes)
+    }
+
+    fn erase(&self, key: &str) -> Result<()> {
+        LocalStore::erase(self, key)
+    }
+
+    fn contains(&self, key: &str) -> Result<bool> {
+        LocalStore::contains(self, key)
+    }
+
+    fn sync(&self) -> Result<()> {
+        LocalStore::sync(self)
+    }
+
+    fn durability(&self) -> Durability {
+        LocalStore::durability(self)
+    }
+
+    fn root(&self) -> &Path {
+        LocalStore::root(self)
+    }
+
+    fn path_of(&self, key: &str) -> PathBuf {
+        LocalStore::path_of(self, key)
+    }
+}

@@ -1,6 +1,7 @@
 //! The streaming writer: rows appended along axis 0 are buffered up to one chunk row and
 //! written as whole chunks into a sibling temporary tree, which `commit` publishes as a save
-//! does. Memory holds one chunk row of input at most.
+//! does (on object storage: chunks PUT under the prefix, `zarr.json` committed last with a
+//! conditional PUT). Memory holds one chunk row of input at most.
 
 use std::path::Path;
 
@@ -20,6 +21,9 @@ enum Target {
     Staged(Staged),
     /// In place: `flush` rewrites `zarr.json` for the rows so far, which readers then see.
     InPlace(ZarrArray),
+    /// Object storage: chunks go under the prefix as they fill, `zarr.json` only at commit.
+    #[cfg(feature = "s3")]
+    Object(ZarrArray),
 }
 
 impl Target {
@@ -27,6 +31,8 @@ impl Target {
         match self {
             Target::Staged(staged) => staged.array(),
             Target::InPlace(array) => Ok(array),
+            #[cfg(feature = "s3")]
+            Target::Object(array) => Ok(array),
         }
     }
 
@@ -34,6 +40,8 @@ impl Target {
         match self {
             Target::Staged(staged) => staged.array_mut(),
             Target::InPlace(array) => Ok(array),
+            #[cfg(feature = "s3")]
+            Target::Object(array) => Ok(array),
         }
     }
 }
@@ -68,10 +76,8 @@ impl ZarrWriter {
         chunk_shape: &[usize],
         options: &SaveOptions,
     ) -> Result<ZarrWriter> {
-        let dtype = DType::new(dtype.kind, options.byte_order_for(dtype)?);
-        let mut shape = vec![0];
-        shape.extend_from_slice(row_shape);
-        let meta = ZarrMeta::new(dtype, &shape, chunk_shape).map_err(|e| e.with_path(target))?;
+        let (_, meta) =
+            writer_meta(dtype, row_shape, chunk_shape, options).map_err(|e| e.with_path(target))?;
         ZarrWriter::create_with(target, meta, options)
     }
 
@@ -98,20 +104,48 @@ impl ZarrWriter {
         meta.validate().map_err(|e| e.with_path(target))?;
         let dtype = meta.dtype();
         let row_shape = meta.shape[1..].to_vec();
-        let rows_per_chunk = meta.chunk_shape[0];
         let target = match options.replace {
             Replace::Atomic => Target::Staged(Staged::new(target, meta, options)?),
             Replace::InPlace => Target::InPlace(create_in_place(target, meta, options)?),
         };
-        Ok(ZarrWriter {
+        Ok(ZarrWriter::over(target, dtype, &row_shape))
+    }
+
+    /// Starts an array of `dtype` with rows of `row_shape` at `target` in object storage, in
+    /// chunks of `chunk_shape`. Whatever `options.replace` says, nothing is published before
+    /// commit: chunks are PUT as their rows fill, `zarr.json` is committed last with a
+    /// conditional PUT. A writer dropped or aborted before its commit removes the chunks of a
+    /// new array; over an existing array, the chunks it overwrote stay as written (each whole)
+    /// under the old `zarr.json`.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::save_object`]'s start: a prefix holding a group, the store's errors.
+    #[cfg(feature = "s3")]
+    pub fn create_object(
+        target: &crate::ObjectTarget,
+        dtype: DType,
+        row_shape: &[usize],
+        chunk_shape: &[usize],
+        options: &SaveOptions,
+    ) -> Result<ZarrWriter> {
+        let (dtype, meta) = writer_meta(dtype, row_shape, chunk_shape, options)
+            .map_err(|e| e.with_path(target.name()))?;
+        let array = ZarrArray::create_object(target, meta, options)?;
+        Ok(ZarrWriter::over(Target::Object(array), dtype, row_shape))
+    }
+
+    fn over(target: Target, dtype: DType, row_shape: &[usize]) -> ZarrWriter {
+        let rows_per_chunk = target.array().map_or(1, |a| a.meta().chunk_shape[0]);
+        ZarrWriter {
             target: Some(target),
             dtype,
-            row_shape,
+            row_shape: row_shape.to_vec(),
             written: 0,
             pending: None,
             rows_per_chunk,
             poisoned: false,
-        })
+        }
     }
 
     fn target(&mut self) -> Result<&mut Target> {
@@ -158,6 +192,20 @@ impl ZarrWriter {
         self.pending = split_rows(&pending, whole).1;
         Ok(())
     }
+}
+
+/// The dtype (in the byte order `options` ask for) and metadata of a writer's array, with no
+/// rows yet.
+fn writer_meta(
+    dtype: DType,
+    row_shape: &[usize],
+    chunk_shape: &[usize],
+    options: &SaveOptions,
+) -> Result<(DType, ZarrMeta)> {
+    let dtype = DType::new(dtype.kind, options.byte_order_for(dtype)?);
+    let mut shape = vec![0];
+    shape.extend_from_slice(row_shape);
+    Ok((dtype, ZarrMeta::new(dtype, &shape, chunk_shape)?))
 }
 
 /// The first `n` rows of `a` and the rest (`None` when nothing is left).
@@ -272,6 +320,14 @@ impl ArrayWriter for ZarrWriter {
             match w.target.take() {
                 Some(Target::Staged(staged)) => staged.publish(),
                 Some(Target::InPlace(_)) => Ok(()),
+                #[cfg(feature = "s3")]
+                Some(Target::Object(array)) => {
+                    let committed = array.write_metadata();
+                    if committed.is_err() {
+                        array.abandon();
+                    }
+                    committed
+                }
                 None => Err(Error::new(
                     ErrorKind::InvalidInput,
                     "the writer is finished",
@@ -283,6 +339,11 @@ impl ArrayWriter for ZarrWriter {
     fn abort(mut self: Box<Self>) -> Result<()> {
         match self.target.take() {
             Some(Target::Staged(staged)) => staged.abort(),
+            #[cfg(feature = "s3")]
+            Some(Target::Object(array)) => {
+                array.abandon();
+                Ok(())
+            }
             // What the last flush published stays, as `zarr.json` says.
             Some(Target::InPlace(_)) | None => Ok(()),
         }
@@ -293,6 +354,11 @@ impl Drop for ZarrWriter {
     fn drop(&mut self) {
         // An in-place writer flushes on drop, unless its thread panics: then the target keeps
         // exactly its last flush. An atomic writer's staged tree is removed by its own drop.
+        #[cfg(feature = "s3")]
+        if let Some(Target::Object(array)) = &self.target {
+            array.abandon();
+            return;
+        }
         let in_place = matches!(self.target, Some(Target::InPlace(_)));
         if in_place
             && !self.poisoned

@@ -5,9 +5,12 @@ use std::path::Path;
 
 use ndstore_conformance::fixtures::{Hostile, Realistic, Region};
 use ndstore_conformance::{Fixtures, PythonInterop, tree};
-use ndstore_core::{ByteOrder, DType, DTypeKind, Order, SaveOptions};
-use ndstore_zarr::codec::{Codec, CodecChain, Sharding};
+use ndstore_core::SaveOptions;
 use ndstore_zarr::meta::ZarrMeta;
+
+mod zarr_fixtures;
+
+use zarr_fixtures::hostile_trees;
 
 ndstore_conformance::suite!(ndstore_zarr::ZarrBackend, ZarrFixtures);
 
@@ -24,36 +27,10 @@ impl Fixtures for ZarrFixtures {
         _backend: &dyn ndstore_core::Backend,
         dir: &Path,
     ) -> Result<Vec<Realistic>, String> {
-        let le = Codec::Bytes(Some(ByteOrder::Little));
-        let be = Codec::Bytes(Some(ByteOrder::Big));
-        let sharded = Codec::Sharding(Box::new(Sharding {
-            chunk_shape: vec![64, 128],
-            codecs: CodecChain::new(vec![
-                le.clone(),
-                Codec::Zstd {
-                    level: 3,
-                    checksum: true,
-                },
-            ]),
-            index_codecs: CodecChain::new(vec![le, Codec::Crc32c]),
-            index_at_start: false,
-        }));
-        Ok(vec![
-            realistic(
-                dir,
-                "plain-crc32c.zarr",
-                &[640, 256],
-                &[128, 256],
-                vec![be, Codec::Crc32c],
-            )?,
-            realistic(
-                dir,
-                "sharded-zstd.zarr",
-                &[1024, 256],
-                &[512, 256],
-                vec![sharded, Codec::Crc32c],
-            )?,
-        ])
+        zarr_fixtures::realistic_arrays()?
+            .into_iter()
+            .map(|(name, meta, values)| realistic(dir, name, meta, &values))
+            .collect()
     }
 
     fn python_interop(&self) -> Option<PythonInterop> {
@@ -94,22 +71,17 @@ z = zarr.create_array(path, shape=arr.shape, dtype=arr.dtype.newbyteorder('='), 
 z[...] = arr
 ";
 
-/// A realistic array tree of f64 at `dir/name`, with `codecs` (each chunk checksummed), and
-/// the map of its packed bytes: the packing's magic and entry headers, `zarr.json` (dense)
-/// and the chunks (sampled; every byte under a checksum).
+/// The realistic array `values` of `meta` saved as a tree at `dir/name`, and the map of its
+/// packed bytes: the packing's magic and entry headers, `zarr.json` (dense) and the chunks
+/// (sampled; every byte under a checksum).
 fn realistic(
     dir: &Path,
     name: &str,
-    shape: &[usize],
-    chunks: &[usize],
-    codecs: Vec<Codec>,
+    meta: ZarrMeta,
+    values: &ndstore_core::DynArray,
 ) -> Result<Realistic, String> {
     let path = dir.join(name);
-    let values = ndstore_conformance::sample::array(DTypeKind::F64, shape, Order::C, 0x2a77);
-    let mut meta =
-        ZarrMeta::new(DType::native(DTypeKind::F64), shape, chunks).map_err(|e| e.to_string())?;
-    meta.codecs = CodecChain::new(codecs);
-    ndstore_zarr::save_with(&path, &values, meta, &SaveOptions::default())
+    ndstore_zarr::save_with(&path, values, meta, &SaveOptions::default())
         .map_err(|e| e.to_string())?;
     let packed = tree::pack(&path)?;
     let mut regions = vec![Region::dense("tree magic", 0..tree::MAGIC.len() as u64)];
@@ -130,135 +102,4 @@ fn realistic(
         loader: None,
         regions,
     })
-}
-
-/// An array's `zarr.json` with the given fields changed.
-fn doc(changes: serde_json::Value) -> Vec<u8> {
-    let mut doc = serde_json::json!({
-        "zarr_format": 3, "node_type": "array", "shape": [8, 6], "data_type": "float64",
-        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [4, 3]}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
-        "fill_value": 0.0,
-        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
-        "attributes": {},
-    });
-    if let (Some(doc), serde_json::Value::Object(changes)) = (doc.as_object_mut(), changes) {
-        doc.extend(changes);
-    }
-    serde_json::to_vec(&doc).unwrap_or_default()
-}
-
-/// A packed tree of `files`.
-fn packed(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    let mut out = tree::MAGIC.to_vec();
-    let mut files = files.to_vec();
-    files.sort_by(|a, b| a.0.cmp(b.0));
-    for (name, data) in files {
-        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        out.extend_from_slice(&data);
-    }
-    out
-}
-
-/// Array trees built to be refused: lying sizes, a shard index pointing outside its shard,
-/// codecs and extensions that must be understood, a chunk that is a
-/// directory.
-fn hostile_trees() -> Vec<Hostile> {
-    let chunk = vec![0x11u8; 4 * 3 * 8];
-    let shard_chain = serde_json::json!([{"name": "sharding_indexed", "configuration": {
-        "chunk_shape": [2, 3],
-        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
-        "index_codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
-        "index_location": "end"}}]);
-    // A 4x3 shard of two 2x3 inner chunks whose index sends the second 2^50 bytes away.
-    let mut shard = vec![0x22u8; 2 * 3 * 8];
-    for (offset, len) in [(0u64, 48u64), (1 << 50, 48)] {
-        shard.extend_from_slice(&offset.to_le_bytes());
-        shard.extend_from_slice(&len.to_le_bytes());
-    }
-    vec![
-        Hostile::new(
-            "shape-2pow62-squared.zarr",
-            packed(&[(
-                "zarr.json",
-                doc(serde_json::json!({"shape": [1u64 << 62, 1u64 << 62]})),
-            )]),
-        ),
-        Hostile::new(
-            "chunk-of-8-tib-with-a-short-file.zarr",
-            packed(&[
-                (
-                    "zarr.json",
-                    doc(
-                        serde_json::json!({"shape": [1], "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1u64 << 40]}}}),
-                    ),
-                ),
-                ("c/0", vec![0u8; 64]),
-            ]),
-        ),
-        Hostile::new(
-            "shard-index-points-outside.zarr",
-            packed(&[
-                (
-                    "zarr.json",
-                    doc(
-                        serde_json::json!({"chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [4, 3]}}, "codecs": shard_chain}),
-                    ),
-                ),
-                ("c/0/0", shard),
-            ]),
-        ),
-        Hostile::new(
-            "truncated-chunk.zarr",
-            packed(&[
-                ("zarr.json", doc(serde_json::json!({}))),
-                ("c/1/1", chunk[..50].to_vec()),
-            ]),
-        ),
-        Hostile::new(
-            "unknown-codec.zarr",
-            packed(&[(
-                "zarr.json",
-                doc(
-                    serde_json::json!({"codecs": [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "blosc", "configuration": {}}]}),
-                ),
-            )]),
-        ),
-        Hostile::new(
-            "extension-must-understand.zarr",
-            packed(&[(
-                "zarr.json",
-                doc(serde_json::json!({"an_extension": {"must_understand": true}})),
-            )]),
-        ),
-        Hostile::new(
-            "transpose-not-a-permutation.zarr",
-            packed(&[(
-                "zarr.json",
-                doc(
-                    serde_json::json!({"codecs": [{"name": "transpose", "configuration": {"order": [0, 0]}}, {"name": "bytes", "configuration": {"endian": "little"}}]}),
-                ),
-            )]),
-        ),
-        Hostile::new(
-            "zarr-json-not-json.zarr",
-            packed(&[("zarr.json", b"{\"zarr_format\": 3,".to_vec())]),
-        ),
-        Hostile::new(
-            "a-group.zarr",
-            packed(&[(
-                "zarr.json",
-                br#"{"zarr_format": 3, "node_type": "group", "attributes": {}}"#.to_vec(),
-            )]),
-        ),
-        Hostile::new(
-            "chunk-is-a-directory.zarr",
-            packed(&[
-                ("zarr.json", doc(serde_json::json!({}))),
-                ("c/0/0/x", chunk),
-            ]),
-        ),
-    ]
 }
