@@ -2466,7 +2466,9 @@ fn cat_of_a_large_array_reads_only_the_edges_it_prints_under_a_limit() {
         assert_eq!(output.status.code(), Some(0), "{target}: {output:?}");
         assert_eq!(stdout(&output), want, "{target}");
     }
+}
 
+#[test]
 fn cp_keeps_the_layout_of_hdf5_and_npz_sources_and_small_arrays_make_small_files() {
     let dir = fixtures();
     let d = dir.path();
