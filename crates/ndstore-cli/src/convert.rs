@@ -589,16 +589,7 @@ fn only_h5_dataset(src: &Target) -> Option<String> {
     if src.object.is_some() || Kind::of(&src.path).ok()? != Kind::Hdf5 {
         return None;
     }
-    let datasets: Vec<String> = hdf5::list(&src.path)
-        .ok()?
-        .into_iter()
-        .filter(|entry| entry.meta().is_some())
-        .map(|entry| entry.path)
-        .collect();
-    match &datasets[..] {
-        [one] => Some(one.clone()),
-        _ => None,
-    }
+    source::sole_h5_dataset(&src.path)
 }
 
 /// The name of the one member of an `.npz` destination: the source's object, else `arr_0`.

@@ -749,16 +749,7 @@ fn only_dataset(path: &std::path::Path) -> Option<String> {
     if hdf5::read_meta(path, hdf5::DEFAULT_DATASET).is_ok() {
         return Some(hdf5::DEFAULT_DATASET.to_owned());
     }
-    let datasets: Vec<String> = hdf5::list(path)
-        .ok()?
-        .into_iter()
-        .filter(|entry| entry.meta().is_some())
-        .map(|entry| entry.path)
-        .collect();
-    match &datasets[..] {
-        [one] => Some(one.clone()),
-        _ => None,
-    }
+    source::sole_h5_dataset(path)
 }
 
 /// The picks of a selection within the box [`bounding_box`] read: an index is the box's only

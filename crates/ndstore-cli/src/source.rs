@@ -275,6 +275,21 @@ pub fn load(target: &Target) -> Result<(ArrayMeta, DynArray)> {
     }
 }
 
+/// The path of an HDF5 file's one dataset, `None` when it has none or several (or cannot be
+/// listed: the caller's load then reports why).
+pub fn sole_h5_dataset(path: &Path) -> Option<String> {
+    let datasets: Vec<String> = hdf5::list(path)
+        .ok()?
+        .into_iter()
+        .filter(|entry| entry.meta().is_some())
+        .map(|entry| entry.path)
+        .collect();
+    match &datasets[..] {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
 /// Writes `text` to standard output, an error (a closed pipe, say) becoming ndstore's `Io`.
 pub fn emit(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
