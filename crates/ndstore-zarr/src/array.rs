@@ -16,13 +16,29 @@ use ndstore_core::{
 use crate::codec::{self, CodecChain};
 use crate::grid::{self, Place};
 use crate::meta::{self, METADATA_FILE, Node, ZarrMeta, chunk_bytes};
-use crate::store::{KeyStore, LocalStore};
+use crate::store::{KeyStore, LocalStore, MemoryRanges, RangeReader, Span};
 
 /// The longest `zarr.json` read (a document holding more attributes is refused).
 const MAX_METADATA_LEN: usize = 16 << 20;
 
 /// The most chunks in flight at once (per region call).
 const MAX_WORKERS: usize = 4;
+
+/// How often a partial read of a shard starts again when the shard is replaced under it.
+const SHARD_READ_ATTEMPTS: usize = 3;
+
+/// What a region read takes from one chunk.
+enum Piece {
+    /// The whole chunk decoded, `None` when the store does not hold it.
+    Whole(Option<Vec<u8>>),
+    /// The inner chunks of a shard that the region touches (see
+    /// `ZarrArray::read_inner_chunks`), `None` when the store does not hold the shard.
+    Inner(Option<InnerChunks>),
+}
+
+/// Inner chunks of a shard: each one's first element in the shard, and its decoded bytes
+/// (`None` for one the shard does not hold, which reads as the fill value).
+type InnerChunks = Vec<(Vec<usize>, Option<Vec<u8>>)>;
 
 /// A Zarr v3 array in a local directory or, with the `s3` feature, in object storage.
 #[derive(Debug)]
@@ -260,17 +276,31 @@ impl ZarrArray {
         let itemsize = self.meta.kind.itemsize();
         let chunks = self.chunks_of(start, shape);
         let fill = self.meta.fill.clone();
+        let sharding = self.meta.codecs.sharding_alone();
         parallel(
             chunks.len(),
-            |i| self.read_chunk(&chunks[i]),
-            |i, data| {
+            |i| {
+                let (_, in_chunk, _, extent) = self.overlap(&chunks[i], start, shape);
+                match sharding {
+                    // A shard's inner chunks go straight into the region: the whole shard in
+                    // one read when the box covers it, else its index and then the inner
+                    // chunks the box touches.
+                    Some(s) => {
+                        let whole = extent == self.meta.chunk_shape;
+                        self.read_inner_chunks(s, &chunks[i], &in_chunk, &extent, whole)
+                            .map(Piece::Inner)
+                    }
+                    None => self.read_chunk(&chunks[i]).map(Piece::Whole),
+                }
+            },
+            |i, piece| {
                 let (_, in_chunk, in_region, extent) = self.overlap(&chunks[i], start, shape);
                 let dst = Place {
                     shape,
                     start: &in_region,
                 };
-                match data {
-                    Some(data) => grid::copy_box(
+                match piece {
+                    Piece::Whole(Some(data)) => grid::copy_box(
                         &data,
                         Place {
                             shape: &self.meta.chunk_shape,
@@ -281,11 +311,174 @@ impl ZarrArray {
                         &extent,
                         itemsize,
                     ),
-                    None => grid::fill_box(out, dst, &extent, &fill),
+                    Piece::Whole(None) | Piece::Inner(None) => {
+                        grid::fill_box(out, dst, &extent, &fill);
+                    }
+                    Piece::Inner(Some(parts)) => {
+                        let inner = sharding.map_or(&[][..], codec::Sharding::inner_shape);
+                        for (origin, data) in parts {
+                            // Where the inner chunk and the box meet, in the inner chunk and in
+                            // the region.
+                            let lo: Vec<usize> = (0..shape.len())
+                                .map(|a| origin[a].max(in_chunk[a]))
+                                .collect();
+                            let meet: Vec<usize> = (0..shape.len())
+                                .map(|a| {
+                                    (origin[a] + inner[a]).min(in_chunk[a] + extent[a]) - lo[a]
+                                })
+                                .collect();
+                            let at: Vec<usize> = (0..shape.len())
+                                .map(|a| in_region[a] + lo[a] - in_chunk[a])
+                                .collect();
+                            let here = Place { shape, start: &at };
+                            match data {
+                                Some(data) => {
+                                    let from: Vec<usize> =
+                                        (0..shape.len()).map(|a| lo[a] - origin[a]).collect();
+                                    grid::copy_box(
+                                        &data,
+                                        Place {
+                                            shape: inner,
+                                            start: &from,
+                                        },
+                                        out,
+                                        here,
+                                        &meet,
+                                        itemsize,
+                                    );
+                                }
+                                None => grid::fill_box(out, here, &meet, &fill),
+                            }
+                        }
+                    }
                 }
                 Ok(())
             },
         )
+    }
+
+    /// The inner chunks of the shard at `coords` that the box at `in_chunk` of `extent` (in the
+    /// shard's coordinates) touches, each with its first element in the shard and its decoded
+    /// bytes (`None` when the shard does not hold it: the fill value); `None` when there is no
+    /// such shard. With `whole`, the shard is read in one request; otherwise its index is read
+    /// first (one ranged read), then the inner chunks' byte ranges (coalesced by the store),
+    /// all of one version of the shard: when the store says the shard was replaced in
+    /// between, the read starts again.
+    fn read_inner_chunks(
+        &self,
+        sharding: &codec::Sharding,
+        coords: &[u64],
+        in_chunk: &[usize],
+        extent: &[usize],
+        whole: bool,
+    ) -> Result<Option<InnerChunks>> {
+        let key = self.key(coords);
+        let at_chunk = |e: Error| {
+            Error::new(e.kind(), e.message().to_owned())
+                .with_path(self.store.path_of(&key))
+                .at(Location::Object(format!("chunk {key}")))
+        };
+        let itemsize = self.meta.kind.itemsize();
+        self.check_overhang().map_err(at_chunk)?;
+        let shard = &self.meta.chunk_shape;
+        let inner = sharding.inner_shape();
+        let limit = max_encoded_len(&self.meta.codecs, shard, itemsize)?;
+        let inner_limit = max_encoded_len(&sharding.codecs, inner, itemsize)? as u64;
+        let (at_start, index_len) = sharding.index_span(shard).map_err(at_chunk)?;
+        let span = if at_start {
+            Span::Head(index_len as u64)
+        } else {
+            Span::Tail(index_len as u64)
+        };
+        let element = codec::Element {
+            kind: self.meta.kind,
+            fill: &self.meta.fill,
+        };
+        // The inner chunks the box touches, by their grid coordinates in the shard.
+        let first: Vec<usize> = in_chunk.iter().zip(inner).map(|(&s, &c)| s / c).collect();
+        let counts: Vec<usize> = (0..shard.len())
+            .map(|a| (in_chunk[a] + extent[a] - 1) / inner[a] - first[a] + 1)
+            .collect();
+        let touched: Vec<Vec<usize>> = codec::coords_of(&counts)
+            .map(|c| c.iter().zip(&first).map(|(&i, &f)| i + f).collect())
+            .collect();
+        let store_error = |e: Error| match e.kind() {
+            // The operating system's errors name the file; no byte is to blame.
+            ErrorKind::Io | ErrorKind::OutOfMemory => e,
+            _ => at_chunk(e),
+        };
+        for _ in 0..SHARD_READ_ATTEMPTS {
+            let fetched = if whole {
+                self.store
+                    .get(&key, limit)
+                    .map_err(store_error)?
+                    .map(|bytes| {
+                        let index = span.within(bytes.len() as u64);
+                        // The span lies inside the bytes, whose length fits usize.
+                        #[allow(clippy::cast_possible_truncation)]
+                        let index = bytes[index.start as usize..index.end as usize].to_vec();
+                        let reader: Box<dyn RangeReader> = Box::new(MemoryRanges(bytes));
+                        (index, reader)
+                    })
+            } else {
+                self.store
+                    .get_span(&key, span, limit)
+                    .map_err(store_error)?
+            };
+            let Some((index_bytes, reader)) = fetched else {
+                return Ok(None);
+            };
+            let len = reader.len();
+            if index_bytes.len() < index_len {
+                return Err(at_chunk(codec::truncated_shard(len, index_len)));
+            }
+            let index_at = if at_start { 0 } else { len - index_len as u64 };
+            let index = sharding
+                .decode_index(&index_bytes, shard, index_at)
+                .map_err(at_chunk)?;
+            // The stored inner chunks among them: their place in `touched`, number and bytes.
+            let mut wanted = Vec::new();
+            for (t, c) in touched.iter().enumerate() {
+                let n = sharding.inner_number(c, shard);
+                let Some(range) = index.inner_range(n, len).map_err(at_chunk)? else {
+                    continue;
+                };
+                if range.end - range.start > inner_limit {
+                    let (offset, stored) = index.at(n);
+                    return Err(at_chunk(Error::new(
+                        ErrorKind::Format,
+                        format!(
+                            "inner chunk {n} of the shard (bytes {offset}+{stored}) is longer than the {inner_limit} bytes it can need"
+                        ),
+                    )));
+                }
+                wanted.push((t, n, range));
+            }
+            let ranges: Vec<std::ops::Range<u64>> =
+                wanted.iter().map(|(_, _, r)| r.clone()).collect();
+            let Some(parts) = reader.read(&ranges).map_err(store_error)? else {
+                // The shard was replaced or removed since its index was read.
+                continue;
+            };
+            let mut out: InnerChunks = touched
+                .iter()
+                .map(|c| (c.iter().zip(inner).map(|(&i, &n)| i * n).collect(), None))
+                .collect();
+            for ((t, n, _), bytes) in wanted.iter().zip(parts) {
+                let data = sharding
+                    .decode_inner(bytes, *n, index.at(*n), element)
+                    .map_err(at_chunk)?;
+                self.check_bools(&data).map_err(at_chunk)?;
+                out[*t].1 = Some(data);
+            }
+            return Ok(Some(out));
+        }
+        Err(at_chunk(Error::new(
+            ErrorKind::Locked,
+            format!(
+                "the shard was replaced {SHARD_READ_ATTEMPTS} times while it was read; read it again"
+            ),
+        )))
     }
 
     /// Writes `values` as the box at `start` (its shape is the values'), chunk by chunk: a
@@ -422,16 +615,21 @@ impl ZarrArray {
             .codecs
             .decode(bytes, &self.meta.chunk_shape, element)
             .map_err(at_chunk)?;
-        // A bool is stored as one byte that must be 0 or 1.
+        self.check_bools(&data).map_err(at_chunk)?;
+        Ok(Some(data))
+    }
+
+    /// Refuses decoded bools other than 0 and 1 (a bool is stored as one byte).
+    fn check_bools(&self, data: &[u8]) -> Result<()> {
         if self.meta.kind == ndstore_core::DTypeKind::Bool
             && let Some(i) = data.iter().position(|&b| b > 1)
         {
-            return Err(at_chunk(Error::new(
+            return Err(Error::new(
                 ErrorKind::Format,
                 format!("element {i} of the decoded chunk is not a valid bool"),
-            )));
+            ));
         }
-        Ok(Some(data))
+        Ok(())
     }
 
     /// Refuses, before anything is read or allocated, a chunk that decodes to more than
