@@ -1597,6 +1597,51 @@ fn zarr_verify_names_the_damaged_chunk_and_the_place() {
 }
 
 #[test]
+fn zarr_verify_checks_the_inner_chunks_of_a_shard_past_the_arrays_end() {
+    use ndstore::zarr::codec::{Codec, CodecChain, Sharding};
+    use ndstore::zarr::meta::ZarrMeta;
+    use ndstore::{ByteOrder, DType, DTypeKind};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Shards of 4 x 6 rows holding 2 x 3 inner chunks of 24 bytes and a crc32c each, written
+    // for 8 rows; then the array is declared 6 rows long, so inner chunks 2 and 3 of the shard
+    // of rows 4..8 lie past its end (stored, as another writer may leave them).
+    let i4 = DType::new(DTypeKind::I32, ByteOrder::Little);
+    let meta = ZarrMeta::new(i4, &[8, 6], &[4, 6])
+        .unwrap()
+        .with_codecs(CodecChain::new(vec![Codec::Sharding(Box::new(Sharding {
+            chunk_shape: vec![2, 3],
+            codecs: CodecChain::new(vec![Codec::bytes_for(i4), Codec::Crc32c]),
+            index_codecs: CodecChain::new(vec![
+                Codec::Bytes(Some(ByteOrder::Little)),
+                Codec::Crc32c,
+            ]),
+            index_at_start: false,
+        }))]))
+        .unwrap();
+    let values =
+        DynArray::from(ArrayD::from_shape_vec(IxDyn(&[8, 6]), (1..=48i32).collect()).unwrap());
+    ndstore::zarr::save_with(&d.join("p.zarr"), &values, meta, &SaveOptions::default()).unwrap();
+    let json = d.join("p.zarr/zarr.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    doc["shape"] = serde_json::json!([6, 6]);
+    std::fs::write(&json, serde_json::to_vec(&doc).unwrap()).unwrap();
+    ok(d, &["verify", "p.zarr"]);
+    // A byte of inner chunk 2 (bytes 56..84 of the shard), which no element of the array reads.
+    flip(&d.join("p.zarr/c/1/0"), 60);
+    assert_eq!(
+        ok(d, &["cat", "p.zarr", "--slice", "4:6,:"]),
+        "[[25 26 27 28 29 30]\n [31 32 33 34 35 36]]\n"
+    );
+    let err = one_error_line(&run(d, &["verify", "p.zarr"]), 1);
+    assert!(
+        err.contains("p.zarr/c/1/0: object 'chunk c/1/0': inner chunk 2 of the shard (bytes 56+28): crc32c checksum mismatch"),
+        "{err}"
+    );
+}
+
+#[test]
 fn zarr_convert_and_cp_both_ways_with_chunks_and_codecs() {
     let dir = fixtures();
     let d = dir.path();

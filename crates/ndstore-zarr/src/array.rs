@@ -432,7 +432,12 @@ impl ZarrArray {
             if index_bytes.len() < index_len {
                 return Err(at_chunk(codec::truncated_shard(len, index_len)));
             }
-            let index_at = if at_start { 0 } else { len - index_len as u64 };
+            let index_at = if at_start {
+                0
+            } else {
+                len.checked_sub(index_len as u64)
+                    .ok_or_else(|| at_chunk(codec::truncated_shard(len, index_len)))?
+            };
             let index = sharding
                 .decode_index(&index_bytes, shard, index_at)
                 .map_err(at_chunk)?;
@@ -479,6 +484,35 @@ impl ZarrArray {
                 "the shard was replaced {SHARD_READ_ATTEMPTS} times while it was read; read it again"
             ),
         )))
+    }
+
+    /// Reads and decodes the whole stored chunk at grid coordinates `coords` (a shard with
+    /// every inner chunk, those past the array's end included), so that every check its codecs
+    /// have runs: crc32c of the chunk, of a shard's index and of each inner chunk, the index's
+    /// bounds, each decoded size against its shape. Returns whether the store holds the chunk.
+    /// A region read checks only what it reads (the inner chunks of a shard it touches).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for coordinates outside the chunk grid; for a damaged chunk,
+    /// its error naming the chunk's file and key and, in a shard, the inner chunk.
+    pub fn check_chunk(&self, coords: &[u64]) -> Result<bool> {
+        let inside = coords.len() == self.meta.shape.len()
+            && coords
+                .iter()
+                .zip(self.meta.shape.iter().zip(&self.meta.chunk_shape))
+                .all(|(&c, (&len, &chunk))| c < len.div_ceil(chunk) as u64);
+        if !inside {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "chunk {coords:?} is outside the chunk grid of the array of shape {:?} in chunks of {:?}",
+                    self.meta.shape, self.meta.chunk_shape
+                ),
+            )
+            .with_path(self.path()));
+        }
+        Ok(self.read_chunk(coords)?.is_some())
     }
 
     /// Writes `values` as the box at `start` (its shape is the values'), chunk by chunk: a
