@@ -410,13 +410,23 @@ pub fn remove_stale_temps(dst: &Path) {
     let _ = ndstore_core::remove_stale_temps(dst);
 }
 
-/// `ndstore convert SRC DST [--to FORMAT] [--chunks ...] [--compression ...] [--quiet]`.
+/// The switches `convert` and `cp` share.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flags {
+    /// `--force`: replace a destination file that is not an array of the format written.
+    pub force: bool,
+    /// `--quiet`: no progress bar.
+    pub quiet: bool,
+}
+
+/// `ndstore convert SRC DST [--to FORMAT] [--chunks ...] [--compression ...] [--force]
+/// [--quiet]`.
 pub fn convert(
     src: &Target,
     dst: &Path,
     to: Option<ToFormat>,
     layout: &Layout,
-    quiet: bool,
+    flags: Flags,
 ) -> Outcome {
     let to = match to {
         Some(to) => to,
@@ -425,8 +435,9 @@ pub fn convert(
     layout.check(to, dst)?;
     refuse_special_destination(dst)?;
     refuse_same_file(&src.path, dst)?;
+    crate::destination::check_replaceable(dst, to, flags.force)?;
     remove_stale_temps(dst);
-    write(src, dst, to, layout, quiet)
+    write(src, dst, to, layout, flags.quiet)
 }
 
 /// Writes the array `src` names to `dst` in format `to`, streamed when the source allows it,
