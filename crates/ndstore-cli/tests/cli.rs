@@ -2237,6 +2237,22 @@ fn convert_and_cp_remove_stale_temporaries_of_dead_processes() {
         assert!(!stale.exists(), "{dst}");
         assert_eq!(std::fs::read(&live).unwrap(), b"in use");
     }
+    // Finding 22: those of other targets in the destination's directory go too. A live
+    // writer's temporary stays whatever pid its name carries (a writer in another PID
+    // namespace, here this process's, holding its lock, under a pid dead here).
+    let other = d.join(format!(".other.npy.{dead}-0-1.ndstore-tmp"));
+    std::fs::write(&other, b"left by a killed save").unwrap();
+    let mut held =
+        ndstore::OutputFile::create(&d.join("held.npy"), &SaveOptions::default()).unwrap();
+    let ours = held.path().to_path_buf();
+    let foreign = d.join(format!(".held.npy.{dead}-7-1.ndstore-tmp"));
+    std::fs::rename(&ours, &foreign).unwrap();
+    ok(d, &["cp", "-q", "m.npy", "o2.npy"]);
+    assert!(!other.exists());
+    assert!(foreign.exists(), "a live writer's temporary must stay");
+    std::fs::rename(&foreign, &ours).unwrap();
+    held.file().unwrap();
+    held.abort().unwrap();
 }
 
 #[test]
