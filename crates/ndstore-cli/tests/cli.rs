@@ -2346,9 +2346,46 @@ fn chunks_longer_than_the_array_are_refused_on_write_and_bounded_on_read() {
             "{args}: {err}"
         );
     }
+    // A chunk grid larger than the array is legal Zarr: a limit (exit 2), not damage.
     let output = shell(d, &format!("{limited} verify fits.zarr"));
-    let err = one_error_line(&output, 1);
+    let err = one_error_line(&output, 2);
     assert!(err.contains("decodes to 3200000000 bytes"), "{err}");
+}
+
+/// Review finding: a zarr-python array whose chunk is over 64 MiB and over twice the array
+/// was refused as damage (exit 1). A stored chunk its bytes justify is read; one they do not is
+/// refused as a limit (exit 2); a chunk not stored is fill, whatever its size.
+#[test]
+fn a_chunk_grid_larger_than_the_array_is_read_or_refused_as_a_limit() {
+    let Some(python) = zarr_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_python(
+        &python,
+        d,
+        "import zarr, numpy as np\n\
+         for name, compressors in [('raw.zarr', None), ('zstd.zarr', 'auto'), ('empty.zarr', None)]:\n\
+         \x20   z = zarr.create_array(name, shape=(10,), chunks=(10_000_000,), dtype='f8', compressors=compressors)\n\
+         \x20   if name != 'empty.zarr':\n\
+         \x20       z[:] = np.arange(10.0)\n",
+    );
+    assert_eq!(
+        ok(d, &["cat", "raw.zarr"]),
+        "[0. 1. 2. 3. 4. 5. 6. 7. 8. 9.]\n"
+    );
+    assert_eq!(
+        ok(d, &["verify", "raw.zarr"]),
+        "raw.zarr: ok (1 array, 80 bytes)\n"
+    );
+    assert_eq!(
+        ok(d, &["verify", "empty.zarr"]),
+        "empty.zarr: ok (1 array, 80 bytes)\n"
+    );
+    for args in [&["verify", "zstd.zarr"][..], &["cat", "zstd.zarr"]] {
+        let err = one_error_line(&run(d, args), 2);
+        assert!(err.contains("decodes to 80000000 bytes"), "{args:?}: {err}");
+        assert!(err.contains("smaller chunks"), "{err}");
+    }
 }
 
 /// `bytes` with every `from` replaced by `to`, of the same length.
