@@ -401,22 +401,38 @@ pub fn refuse_special_destination(dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes the temporaries that killed conversions into `dst` left (`.NAME.PID-….ndstore-tmp`
-/// files and directories of processes no longer alive), before a new one is made beside them;
-/// those of live processes are left alone. Best effort: a directory that cannot be listed is
-/// reported by the write that follows, in its own words.
+/// Removes the temporaries that killed saves left in the directory `dst` is written in
+/// (`.NAME.PID-….ndstore-tmp` files and directories of any target there whose writer is gone),
+/// before a new one is made beside them. A writer holds a lock on its temporary for its whole
+/// life, so those of live writers stay, in another PID namespace or on another NFS client too.
+/// Best effort: a directory that cannot be listed is reported by the write that follows, in
+/// its own words.
 pub fn remove_stale_temps(dst: &Path) {
     // Ignored: what stops the cleanup stops the write after it with a clearer error.
-    let _ = ndstore_core::remove_stale_temps(dst);
+    if let Ok(target) = ndstore_core::__private::atomic::follow_links(dst) {
+        let _ = ndstore_core::remove_stale_temps_in(ndstore_core::__private::atomic::parent_dir(
+            &target,
+        ));
+    }
 }
 
-/// `ndstore convert SRC DST [--to FORMAT] [--chunks ...] [--compression ...] [--quiet]`.
+/// The switches `convert` and `cp` share.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flags {
+    /// `--force`: replace a destination file that is not an array of the format written.
+    pub force: bool,
+    /// `--quiet`: no progress bar.
+    pub quiet: bool,
+}
+
+/// `ndstore convert SRC DST [--to FORMAT] [--chunks ...] [--compression ...] [--force]
+/// [--quiet]`.
 pub fn convert(
     src: &Target,
     dst: &Path,
     to: Option<ToFormat>,
     layout: &Layout,
-    quiet: bool,
+    flags: Flags,
 ) -> Outcome {
     let to = match to {
         Some(to) => to,
@@ -425,8 +441,9 @@ pub fn convert(
     layout.check(to, dst)?;
     refuse_special_destination(dst)?;
     refuse_same_file(&src.path, dst)?;
+    crate::destination::check_replaceable(dst, to, flags.force)?;
     remove_stale_temps(dst);
-    write(src, dst, to, layout, quiet)
+    write(src, dst, to, layout, flags.quiet)
 }
 
 /// Writes the array `src` names to `dst` in format `to`, streamed when the source allows it,

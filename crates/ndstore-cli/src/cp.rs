@@ -13,7 +13,7 @@ use ndstore::hdf5;
 use ndstore::{Error, ErrorKind, Result};
 
 use crate::Outcome;
-use crate::convert::{self, Layout, ToFormat};
+use crate::convert::{self, Flags, Layout, ToFormat};
 use crate::source::{Kind, Target};
 
 /// Where a command reads or writes: a local file (and object), or a place not supported yet.
@@ -75,7 +75,7 @@ impl Endpoint {
 }
 
 /// `ndstore cp SRC DST`.
-pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
+pub fn cp(src: &str, dst: &str, layout: &Layout, flags: Flags) -> Outcome {
     let src = Endpoint::parse(src).local()?;
     let dst = Endpoint::parse(dst).local()?;
     if let Some(object) = &dst.object {
@@ -93,6 +93,7 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
     layout.check(to, &dst_path)?;
     convert::refuse_special_destination(&dst_path)?;
     convert::refuse_same_file(&src.path, &dst_path)?;
+    crate::destination::check_replaceable(&dst_path, to, flags.force)?;
     convert::remove_stale_temps(&dst_path);
     if src.object.is_none() && src_kind == Kind::Npz && to == ToFormat::Npz {
         return Ok(convert::copy_members(&src.path, &dst_path, layout)
@@ -104,7 +105,7 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
     if src_kind == Kind::Zarr {
         refuse_a_group(&src)?;
     }
-    convert::write(&src, &dst_path, to, layout, quiet)
+    convert::write(&src, &dst_path, to, layout, flags.quiet)
 }
 
 /// The file a copy writes: `dst`, or inside `dst` when it is a directory (but no Zarr node,

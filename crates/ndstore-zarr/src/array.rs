@@ -630,7 +630,6 @@ impl ZarrArray {
                 .at(Location::Object(format!("chunk {key}")))
         };
         let itemsize = self.meta.kind.itemsize();
-        self.check_overhang().map_err(at_chunk)?;
         let limit = max_encoded_len(&self.meta.codecs, &self.meta.chunk_shape, itemsize)?;
         let Some(bytes) = self.store.get(&key, limit).map_err(|e| match e.kind() {
             // The operating system's errors name the file; no byte is to blame.
@@ -638,8 +637,10 @@ impl ZarrArray {
             _ => at_chunk(e),
         })?
         else {
+            // A chunk not stored is fill, whatever its declared size.
             return Ok(None);
         };
+        self.check_overhang(bytes.len()).map_err(at_chunk)?;
         let element = codec::Element {
             kind: self.meta.kind,
             fill: &self.meta.fill,
@@ -666,13 +667,15 @@ impl ZarrArray {
         Ok(())
     }
 
-    /// Refuses, before anything is read or allocated, a chunk that decodes to more than
-    /// [`OVERHANG_BYTES`] and more than twice the whole array's bytes: every stored chunk
-    /// decodes to its whole shape, so a `zarr.json` declaring huge chunks over a small array
-    /// would otherwise cost their whole size to read one element. A chunk no larger than
-    /// either bound (an edge chunk of an honest array is never larger than the array plus a
-    /// chunk) is read as usual.
-    fn check_overhang(&self) -> Result<()> {
+    /// Refuses, before a stored chunk of `stored` bytes is decoded, one that decodes to more
+    /// than [`OVERHANG_BYTES`], more than twice the whole array's bytes and more than
+    /// [`STORED_RATIO`] times its stored bytes: every stored chunk decodes to its whole shape,
+    /// so a `zarr.json` declaring huge compressed chunks over a small array would otherwise
+    /// cost their whole size to read one element. A chunk within any bound (an edge chunk of an
+    /// honest array is never larger than the array plus a chunk; an uncompressed chunk is as
+    /// large as it decodes) is read as usual. A chunk grid larger than the array is legal
+    /// Zarr, so the refusal is a limit (`OutOfMemory`), not damage.
+    fn check_overhang(&self, stored: usize) -> Result<()> {
         let itemsize = self.meta.kind.itemsize();
         let whole = chunk_bytes(&self.meta.chunk_shape, itemsize)? as u128;
         let array = self
@@ -680,13 +683,19 @@ impl ZarrArray {
             .shape
             .iter()
             .fold(itemsize as u128, |acc, &n| acc.saturating_mul(n as u128));
-        if whole <= OVERHANG_BYTES as u128 || whole <= array.saturating_mul(2) {
+        // What the stored bytes justify: a chunk stored at about its decoded size (no
+        // compression, as zarr-python writes a partial chunk whole) costs no more to decode
+        // than it cost to read.
+        let justified = (stored as u128).saturating_mul(STORED_RATIO);
+        if whole <= OVERHANG_BYTES as u128 || whole <= array.saturating_mul(2) || whole <= justified
+        {
             return Ok(());
         }
+        // A chunk grid larger than the array is legal Zarr: this is a limit, not damage.
         Err(Error::new(
-            ErrorKind::Format,
+            ErrorKind::OutOfMemory,
             format!(
-                "the chunk shape {:?} decodes to {whole} bytes for an array of shape {:?} that holds {array}; a chunk over {OVERHANG_BYTES} bytes and twice its array's size is refused",
+                "the chunk shape {:?} decodes to {whole} bytes for an array of shape {:?} that holds {array}, from {stored} stored bytes; ndstore decodes such a chunk only up to {OVERHANG_BYTES} bytes, twice the array or {STORED_RATIO} times its stored bytes (rewrite the array in smaller chunks, e.g. with ndstore convert --chunks)",
                 self.meta.chunk_shape, self.meta.shape
             ),
         ))
@@ -782,6 +791,10 @@ fn not_an_array(store: &dyn KeyStore) -> Error {
 /// The most bytes a chunk may decode to when it is more than twice its array's size (see
 /// `ZarrArray::check_overhang`).
 pub(crate) const OVERHANG_BYTES: usize = 64 << 20;
+
+/// How many times its stored bytes a chunk larger than [`OVERHANG_BYTES`] and twice its array
+/// may decode to and still be read (see `ZarrArray::check_overhang`).
+pub(crate) const STORED_RATIO: u128 = 4;
 
 fn max_encoded_len(codecs: &CodecChain, shape: &[usize], itemsize: usize) -> Result<usize> {
     let raw = chunk_bytes(shape, itemsize)?;
