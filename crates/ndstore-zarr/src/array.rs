@@ -379,7 +379,6 @@ impl ZarrArray {
                 .at(Location::Object(format!("chunk {key}")))
         };
         let itemsize = self.meta.kind.itemsize();
-        self.check_overhang().map_err(at_chunk)?;
         let shard = &self.meta.chunk_shape;
         let inner = sharding.inner_shape();
         let limit = max_encoded_len(&self.meta.codecs, shard, itemsize)?;
@@ -457,6 +456,10 @@ impl ZarrArray {
                         ),
                     )));
                 }
+                // Each inner chunk decodes to its whole shape: judged as a chunk is.
+                #[allow(clippy::cast_possible_truncation)]
+                let stored = (range.end - range.start) as usize;
+                self.check_overhang(inner, stored).map_err(at_chunk)?;
                 wanted.push((t, n, range));
             }
             let ranges: Vec<std::ops::Range<u64>> =
@@ -640,7 +643,8 @@ impl ZarrArray {
             // A chunk not stored is fill, whatever its declared size.
             return Ok(None);
         };
-        self.check_overhang(bytes.len()).map_err(at_chunk)?;
+        self.check_overhang(&self.meta.chunk_shape, bytes.len())
+            .map_err(at_chunk)?;
         let element = codec::Element {
             kind: self.meta.kind,
             fill: &self.meta.fill,
@@ -667,7 +671,7 @@ impl ZarrArray {
         Ok(())
     }
 
-    /// Refuses, before a stored chunk of `stored` bytes is decoded, one that decodes to more
+    /// Refuses, before a stored chunk (or inner chunk) of `shape` and `stored` bytes is decoded, one that decodes to more
     /// than [`OVERHANG_BYTES`], more than twice the whole array's bytes and more than
     /// [`STORED_RATIO`] times its stored bytes: every stored chunk decodes to its whole shape,
     /// so a `zarr.json` declaring huge compressed chunks over a small array would otherwise
@@ -675,9 +679,9 @@ impl ZarrArray {
     /// honest array is never larger than the array plus a chunk; an uncompressed chunk is as
     /// large as it decodes) is read as usual. A chunk grid larger than the array is legal
     /// Zarr, so the refusal is a limit (`OutOfMemory`), not damage.
-    fn check_overhang(&self, stored: usize) -> Result<()> {
+    fn check_overhang(&self, shape: &[usize], stored: usize) -> Result<()> {
         let itemsize = self.meta.kind.itemsize();
-        let whole = chunk_bytes(&self.meta.chunk_shape, itemsize)? as u128;
+        let whole = chunk_bytes(shape, itemsize)? as u128;
         let array = self
             .meta
             .shape
@@ -696,7 +700,7 @@ impl ZarrArray {
             ErrorKind::OutOfMemory,
             format!(
                 "the chunk shape {:?} decodes to {whole} bytes for an array of shape {:?} that holds {array}, from {stored} stored bytes; ndstore decodes such a chunk only up to {OVERHANG_BYTES} bytes, twice the array or {STORED_RATIO} times its stored bytes (rewrite the array in smaller chunks, e.g. with ndstore convert --chunks)",
-                self.meta.chunk_shape, self.meta.shape
+                shape, self.meta.shape
             ),
         ))
     }

@@ -351,3 +351,36 @@ fn a_damaged_shard_read_in_part_names_the_chunk_and_the_place() {
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.to_string().contains("shard index"), "{err}");
 }
+
+#[test]
+fn an_inner_chunk_declared_far_larger_than_its_array_is_refused_as_a_limit() {
+    // Ten values in a shard of 20 in inner chunks of 10 through zstd; then zarr.json declares
+    // the shard 20,000,000 long in inner chunks of 10,000,000: the same two index entries, and
+    // an inner chunk that would decode to 80 MB from its few stored bytes to read one value.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.zarr");
+    let mut meta = f64_meta(&[10], &[20]);
+    meta.codecs = CodecChain::new(vec![Codec::Sharding(Box::new(Sharding {
+        chunk_shape: vec![10],
+        codecs: CodecChain::new(vec![
+            Codec::Bytes(Some(ByteOrder::Little)),
+            Codec::Zstd {
+                level: 3,
+                checksum: false,
+            },
+        ]),
+        index_codecs: CodecChain::new(vec![Codec::Bytes(Some(ByteOrder::Little)), Codec::Crc32c]),
+        index_at_start: false,
+    }))]);
+    save_with(&path, &sample(&[10], 3), meta, &SaveOptions::default()).unwrap();
+    let json = path.join("zarr.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    doc["chunk_grid"]["configuration"]["chunk_shape"] = serde_json::json!([20_000_000]);
+    doc["codecs"][0]["configuration"]["chunk_shape"] = serde_json::json!([10_000_000]);
+    std::fs::write(&json, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let array = ZarrArray::open(&path, &SaveOptions::default()).unwrap();
+    let err = array.read_region(&[0], &[2]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+    assert!(err.to_string().contains("chunk c/0"), "{err}");
+}
