@@ -811,6 +811,9 @@ fn before_failing_append(path: &Path, dir: &Path, how: FaultSource) -> Result<()
             if !wait_for_go() {
                 return Err(2);
             }
+            // The tracer stays attached to the end: the marks tell its log's calls of the
+            // failing append from those after it.
+            crate::scenario::mark(dir, crate::syscalls::MARK_START);
         }
         FaultSource::Marks => crate::scenario::mark(dir, crate::syscalls::MARK_START),
         FaultSource::SizeLimit(extra) => {
@@ -842,7 +845,7 @@ fn after_failing_append(dir: &Path, how: FaultSource) -> Result<(), i32> {
                 return Err(1);
             }
         }
-        FaultSource::Tracer => {}
+        FaultSource::Tracer => crate::scenario::mark(dir, crate::syscalls::MARK_COMMITTED),
     }
     Ok(())
 }

@@ -913,6 +913,34 @@ pub(super) fn injected_into(log: &Path, dir: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(log) else {
         return true;
     };
+    injected_into_text(&text, dir)
+}
+
+/// As [`injected_into`], counting only the calls logged between the start and commit marks
+/// (the failed opens of [`crate::syscalls::MARK_START`] and
+/// [`crate::syscalls::MARK_COMMITTED`]): those of the operation under test. False when no
+/// call was failed there.
+pub(super) fn injected_between_marks(log: &Path, dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return true;
+    };
+    let mut inside = false;
+    let mut between = String::new();
+    for line in text.lines() {
+        if line.contains(crate::syscalls::MARK_START) {
+            inside = true;
+        } else if line.contains(crate::syscalls::MARK_COMMITTED) {
+            inside = false;
+        } else if inside {
+            between.push_str(line);
+            between.push('\n');
+        }
+    }
+    between.contains("(INJECTED)") && injected_into_text(&between, dir)
+}
+
+/// [`injected_into`] of a log's text.
+fn injected_into_text(text: &str, dir: &Path) -> bool {
     let dir = dir.to_string_lossy();
     let lines: Vec<&str> = text.lines().collect();
     let mut found = false;

@@ -15,8 +15,8 @@ use std::process::{ExitStatus, Stdio};
 use ndstore_core::{DynArray, SaveOptions, list_temps};
 
 use super::power::{
-    CHILD_TIMEOUT, case_dir, injected_into, injected_lines, run_attached_logged, target_name,
-    wait_timeout, wrapped,
+    CHILD_TIMEOUT, case_dir, injected_between_marks, injected_lines, run_attached_logged,
+    target_name, wait_timeout, wrapped,
 };
 use crate::Ctx;
 use crate::checks::{ROW_WIDTH, concat, element_versions, same_bits, size_text, versioned};
@@ -148,7 +148,8 @@ fn inject(call: &str, errno: &str, when: &str) -> Vec<String> {
     vec![
         "-y".to_owned(),
         "-e".to_owned(),
-        format!("trace={call}"),
+        // The marks around the failing append are failed opens.
+        format!("trace=openat,{call}"),
         "-e".to_owned(),
         format!("inject={call}:error={errno}:when={when}"),
     ]
@@ -292,7 +293,11 @@ fn fault_case(
         FaultSource::Tracer => {
             let log = ctx.dir.path().join("io-writer-strace.log");
             let (status, words) = run_attached_logged(&task, args, &log)?;
-            let hit = !injected_lines(&log).is_empty() && injected_into(&log, &dir);
+            // Only a call of the failing append counts: strace counts a call's occurrences
+            // per thread and stays attached to the end, so when the append's threads make
+            // fewer than k writes, a later thread's k-th write (the commit's, say) is the one
+            // failed, and the failing append has met nothing.
+            let hit = !injected_lines(&log).is_empty() && injected_between_marks(&log, &dir);
             let _ = std::fs::remove_file(&log);
             (status, words, hit)
         }

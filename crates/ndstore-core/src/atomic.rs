@@ -597,13 +597,12 @@ impl OutputFile {
                 if synced {
                     file.sync()?;
                 }
-                // The liveness lock is held across the rename by a second descriptor of the
-                // same open file: between the close and the rename a sweep would otherwise take
-                // the temporary for a dead writer's. It is shared, so readers of the published
-                // file are not kept out meanwhile.
-                let liveness = file.file_ref().try_clone().map_err(|e| {
-                    Error::io("cannot duplicate the temporary's descriptor", e).with_path(temp)
-                })?;
+                // The liveness lock goes with the close. Between the close and the rename, a
+                // sweep in another PID namespace (to which this process is not alive) may take
+                // the temporary for a dead writer's and remove it: the rename then fails and
+                // the save returns the error, the target untouched. Holding the lock across
+                // the rename would need a second descriptor, whose close after the rename
+                // could fail with nothing left to undo.
                 file.close()?;
                 let old = keep
                     .as_ref()
@@ -622,7 +621,6 @@ impl OutputFile {
                 } else {
                     Ok(())
                 };
-                drop(liveness);
                 if let Some(old) = old {
                     crate::release::release(old);
                 }
