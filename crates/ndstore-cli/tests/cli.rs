@@ -2689,3 +2689,87 @@ fn urls_several_members_and_printing_errors_are_named() {
         "{err}"
     );
 }
+
+/// zarr-python arrays whose `zarr.json` is then edited, as the review's finding 4 did:
+/// `slash` and `dot` hold every chunk under default keys with `/` and `.`, `sparse` holds one
+/// of its four chunks (the rest are fill), `shrunk` was resized by zarr-python.
+const ZARR_EDITED: &str = r#"
+import numpy as np, zarr
+for name, sep in [("slash", "/"), ("dot", "."), ("v2", "/"), ("grid", "/")]:
+    a = zarr.create_array(name + ".zarr", shape=(4, 4), chunks=(2, 2), dtype="f8", fill_value=0,
+                          chunk_key_encoding={"name": "default", "separator": sep})
+    a[:] = np.arange(16.0).reshape(4, 4) + 1
+s = zarr.create_array("sparse.zarr", shape=(4, 4), chunks=(2, 2), dtype="i4", fill_value=0)
+s[0:2, 0:2] = 1
+r = zarr.create_array("shrunk.zarr", shape=(4, 4), chunks=(2, 2), dtype="i4", fill_value=0)
+r[:] = 3
+r.resize((2, 3))
+"#;
+
+#[test]
+fn zarr_chunk_objects_at_no_key_of_the_metadata_are_damage_not_fill() {
+    let Some(python) = zarr_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_python(&python, d, ZARR_EDITED);
+    let edit = |name: &str, from: &str, to: &str| {
+        let path = d.join(name).join("zarr.json");
+        let json = std::fs::read_to_string(&path).unwrap();
+        assert!(json.contains(from), "{json}");
+        std::fs::write(&path, json.replace(from, to)).unwrap();
+    };
+    let sep = |c: &str| format!("\"separator\": \"{c}\"");
+    // The separator swapped both ways, the encoding made v2, the shape halved.
+    edit("slash.zarr", &sep("/"), &sep("."));
+    edit("dot.zarr", &sep("."), &sep("/"));
+    edit("v2.zarr", "\"name\": \"default\"", "\"name\": \"v2\"");
+    edit(
+        "grid.zarr",
+        "4,\n    4\n  ],\n  \"data_type\"",
+        "2,\n    2\n  ],\n  \"data_type\"",
+    );
+    for (name, stray, like, cat_refused) in [
+        ("slash.zarr", "c/0/0", "c.0.0", true),
+        ("dot.zarr", "c.0.0", "c/0/0", true),
+        ("v2.zarr", "c/0/0", "0/0", true),
+        ("grid.zarr", "c/0/1", "c/0/0", false),
+    ] {
+        let err = one_error_line(&run(d, &["verify", name]), 1);
+        assert!(
+            err.starts_with(&format!(
+                "ndstore: {name}/{stray}: a chunk object at no key the array's metadata names"
+            )),
+            "{err}"
+        );
+        assert!(err.contains(&format!("keys like '{like}'")), "{err}");
+        // Reading refuses an array that has only stray chunks rather than print fill.
+        let output = run(d, &["cat", name]);
+        if cat_refused {
+            let err = one_error_line(&output, 2);
+            assert!(
+                err.contains(&format!(
+                    "{name}/{stray}: the array has no chunk at its keys"
+                )),
+                "{err}"
+            );
+            let err = one_error_line(&run(d, &["convert", name, "out.npy"]), 2);
+            assert!(err.contains(stray), "{err}");
+            nothing_made(d, "out.npy");
+        } else {
+            assert_eq!(output.status.code(), Some(0), "{output:?}");
+        }
+    }
+    // Missing chunks are fill, a resize's leftovers are gone, and ndstore's own hidden lease
+    // and temporary files and a stranger's notes are none of the array's chunks.
+    std::fs::write(d.join("sparse.zarr/.ndstore-lease"), "{}").unwrap();
+    std::fs::write(d.join("sparse.zarr/c/.0.4242-1-x.ndstore-tmp"), "x").unwrap();
+    std::fs::write(d.join("sparse.zarr/notes.txt"), "hello").unwrap();
+    assert_eq!(
+        ok(d, &["verify", "sparse.zarr", "shrunk.zarr"]),
+        "sparse.zarr: ok (1 array, 64 bytes)\nshrunk.zarr: ok (1 array, 24 bytes)\n"
+    );
+    assert_eq!(
+        ok(d, &["cat", "--slice", "1,1:3", "sparse.zarr"]),
+        "[1 0]\n"
+    );
+}
