@@ -981,21 +981,132 @@ pub fn read_npy_rows(
     path: &Path,
     rows: std::ops::Range<usize>,
 ) -> Result<Option<(ArrayMeta, DynArray)>> {
-    use std::io::{Seek, SeekFrom};
     let src = Target {
         path: path.to_path_buf(),
         object: None,
     };
-    let Some(mut blocks) = Blocks::open(&src)? else {
+    match Blocks::open(&src)? {
+        Some(blocks) => rows_of(blocks, rows),
+        None => Ok(None),
+    }
+}
+
+/// Rows `rows` of array `name` of the `.npz` at `path` when its member is stored: a plain
+/// `.npy` at an offset in the archive, read as [`read_npy_rows`] reads a file (only those
+/// rows, either order), so a slice of a large member takes the memory of the slice. A deflated
+/// C-ordered member is decompressed up to the rows, in bounded memory. `None` for a deflated
+/// Fortran-ordered member, a 0-d one or an empty range, which the caller loads whole. The
+/// member's CRC-32 is not checked: only a read of all of it can.
+///
+/// # Errors
+///
+/// The errors of reading the header and the rows, each placed in the member; `Truncated`
+/// or `Format` when the header's array does not fill the member exactly.
+pub fn read_member_rows(
+    path: &Path,
+    name: &str,
+    rows: std::ops::Range<usize>,
+) -> Result<Option<(ArrayMeta, DynArray)>> {
+    use std::io::{Seek, SeekFrom};
+    let mut reader = NpzReader::open_lenient(path)?;
+    let Some(stored) = reader.stored_member(name)? else {
+        return deflated_member_rows(&mut reader, path, name, rows);
+    };
+    let (member, data) = (stored.name, stored.data);
+    // Offsets in the file become offsets in the member, as a whole load places them.
+    let in_member = |e: Error| match e.location() {
+        Some(Location::Offset(at)) => Error::new(e.kind(), e.message())
+            .at(Location::Member {
+                name: member.clone(),
+                offset: at.saturating_sub(data.start),
+            })
+            .with_path(path),
+        _ => e.in_member(&member).with_path(path),
+    };
+    let mut file = ndstore_core::__private::load::open_for_load(path)?;
+    file.seek(SeekFrom::Start(data.start))
+        .map_err(|e| Error::io("cannot seek", e).with_path(path))?;
+    let meta = npy::read_header_from(&mut (&mut file).take(data.end - data.start))
+        .map_err(|e| e.in_member(&member).with_path(path))?;
+    let data_start = file_offset(&mut file);
+    let ends = meta
+        .byte_len()
+        .ok()
+        .and_then(|len| data_start.checked_add(len as u64));
+    if ends != Some(data.end) {
+        let kind = if ends.is_none_or(|end| end > data.end) {
+            ErrorKind::Truncated
+        } else {
+            ErrorKind::Format
+        };
+        let header = data_start - data.start;
+        return Err(in_member(
+            Error::new(
+                kind,
+                format!(
+                    "the header declares {} data bytes, but the member holds {} after its header",
+                    meta.byte_len().unwrap_or(usize::MAX),
+                    data.end.saturating_sub(data_start)
+                ),
+            )
+            .at_offset(data.start + header),
+        ));
+    }
+    match Blocks::of(path, meta, Rows::Npy { file, data_start })? {
+        Some(blocks) => rows_of(blocks, rows).map_err(in_member),
+        None => Ok(None),
+    }
+}
+
+/// Rows `rows` of a deflated C-ordered member, decompressed in order: the rows before them
+/// are read in blocks and dropped, so memory stays that of the rows asked for. `None` for a
+/// Fortran-ordered member (its rows are not contiguous in the stream), which the caller loads.
+fn deflated_member_rows(
+    reader: &mut NpzReader,
+    path: &Path,
+    name: &str,
+    rows: std::ops::Range<usize>,
+) -> Result<Option<(ArrayMeta, DynArray)>> {
+    let mut member = reader.stream(name)?;
+    let meta = member.meta().clone();
+    if meta.order != Order::C || rows.is_empty() || meta.shape.first().is_none_or(|&n| rows.end > n)
+    {
+        return Ok(None);
+    }
+    let mut skip = (rows.start as u64).saturating_mul(row_bytes(&meta) as u64);
+    let mut scratch = vec![0u8; BUFFER_BYTES.min(usize::try_from(skip).unwrap_or(usize::MAX))];
+    while skip > 0 {
+        let n = scratch
+            .len()
+            .min(usize::try_from(skip).unwrap_or(usize::MAX));
+        member.read_exact(&mut scratch[..n])?;
+        skip -= n as u64;
+    }
+    drop(scratch);
+    let Some(mut blocks) = Blocks::of(path, meta, Rows::Member(Box::new(member)))? else {
         return Ok(None);
     };
+    blocks.done = rows.start;
+    blocks.per_block = rows.len();
+    let mut buffer = Vec::new();
+    let meta = blocks.meta.clone();
+    Ok(blocks.next(&mut buffer)?.map(|rows| (meta, rows)))
+}
+
+/// Rows `rows` of a `.npy` source's blocks, read as one block; `None` for an empty range or
+/// one past the array's end.
+fn rows_of(
+    mut blocks: Blocks<'_>,
+    rows: std::ops::Range<usize>,
+) -> Result<Option<(ArrayMeta, DynArray)>> {
+    use std::io::{Seek, SeekFrom};
     if rows.is_empty() || rows.end > blocks.meta.shape[0] {
         return Ok(None);
     }
     if let Rows::Npy { file, data_start } = &mut blocks.rows {
         let skip = (rows.start as u64).saturating_mul(row_bytes(&blocks.meta) as u64);
         file.seek(SeekFrom::Start(data_start.saturating_add(skip)))
-            .map_err(|e| Error::io("cannot seek", e).with_path(path))?;
+            .map_err(|e| Error::io("cannot seek", e).with_path(&blocks.path))?;
     }
     blocks.done = rows.start;
     blocks.per_block = rows.len();

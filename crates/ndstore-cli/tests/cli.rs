@@ -2773,3 +2773,78 @@ fn zarr_chunk_objects_at_no_key_of_the_metadata_are_damage_not_fill() {
         "[1 0]\n"
     );
 }
+
+#[test]
+fn cat_of_an_npz_member_reads_only_its_rows_under_an_address_space_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 100 MiB of f64 whose element (i, j) is i * 128 + j, under a limit of 90 MB.
+    let c = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[100 * 1024, 128]), |i| {
+        (i[0] * 128 + i[1]) as f64
+    }));
+    let fortran = DynArray::from(
+        ArrayD::from_shape_vec(IxDyn(&[4000, 3]).f(), (0..12000i32).collect()).unwrap(),
+    );
+    for (name, compression) in [
+        ("stored.npz", npz::Compression::Stored),
+        ("deflated.npz", npz::Compression::Deflated),
+    ] {
+        npz::save_npz(
+            d.join(name),
+            &[("c", &c), ("f", &fortran)],
+            compression,
+            &SaveOptions::default(),
+        )
+        .unwrap();
+    }
+    npz::save_npz(
+        d.join("one.npz"),
+        &[("arr_0", &c)],
+        npz::Compression::Stored,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    drop(c);
+    let limited = "ulimit -v 90000 && exec \"$NDSTORE\"";
+    let cat = |args: &str| {
+        let output = shell(d, &format!("{limited} cat {args}"));
+        assert_eq!(output.status.code(), Some(0), "{args}: {output:?}");
+        stdout(&output)
+    };
+    let rows = "[[1280003. 1280004. 1280005.]\n [1280131. 1280132. 1280133.]]\n";
+    for archive in ["stored.npz", "deflated.npz"] {
+        assert_eq!(cat(&format!("--slice 10000:10002,3:6 {archive}::c")), rows);
+        // The last rows, through the whole stream of a deflated member.
+        assert_eq!(
+            cat(&format!("--slice -1,-2: --format json {archive}::c")),
+            "[13107198.0,13107199.0]\n"
+        );
+        // numpy's summary reads only the edge rows.
+        let summary = cat(&format!("{archive}::c"));
+        assert!(
+            summary.starts_with("[[0.0000000e+00 1.0000000e+00"),
+            "{summary}"
+        );
+        assert!(
+            summary.ends_with("1.3107198e+07 1.3107199e+07]]\n"),
+            "{summary}"
+        );
+    }
+    // A Fortran-ordered stored member: each column's run of rows at its place in the member.
+    assert_eq!(
+        cat("--slice 3998:,1: stored.npz::f"),
+        "[[ 7998 11998]\n [ 7999 11999]]\n"
+    );
+    // An archive of one array is read without naming it.
+    assert_eq!(cat("--slice 10000:10002,3:6 one.npz"), rows);
+    // A header that claims more rows than its stored member holds is refused in the member.
+    let mut bytes = std::fs::read(d.join("one.npz")).unwrap();
+    let at = bytes.windows(8).position(|w| w == b"(102400,").unwrap();
+    bytes[at + 1..at + 7].copy_from_slice(b"102401");
+    std::fs::write(d.join("one.npz"), bytes).unwrap();
+    let err = one_error_line(&run(d, &["cat", "--slice", "0,0", "one.npz"]), 2);
+    assert!(
+        err.starts_with("ndstore: one.npz: member 'arr_0.npy', byte 128: the header declares"),
+        "{err}"
+    );
+}
