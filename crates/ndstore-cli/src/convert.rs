@@ -1123,9 +1123,21 @@ fn held_path(file: &File) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
-/// `e` naming `path` instead of the held file's `/proc/self/fd` name it was read by.
+/// `e` naming `path` instead of the name it was met under (the held file's `/proc/self/fd`
+/// name, a temporary's), with its place and the operating system's reason (a full disk's "No
+/// space left on device") kept.
 fn named(e: Error, path: &Path) -> Error {
-    let mut named = Error::new(e.kind(), e.message());
+    let mut named = match e.io_error() {
+        // The same error again: io::Error cannot be cloned, but its code or text can.
+        Some(io) => Error::io(
+            e.message(),
+            io.raw_os_error().map_or_else(
+                || std::io::Error::new(io.kind(), io.to_string()),
+                std::io::Error::from_raw_os_error,
+            ),
+        ),
+        None => Error::new(e.kind(), e.message()),
+    };
     if let Some(place) = e.location() {
         named = named.at(place.clone());
     }

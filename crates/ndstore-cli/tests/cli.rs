@@ -2848,3 +2848,46 @@ fn cat_of_an_npz_member_reads_only_its_rows_under_an_address_space_limit() {
         "{err}"
     );
 }
+
+#[test]
+fn a_full_disk_or_a_file_size_limit_is_named_with_the_reason_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = DynArray::from(
+        ArrayD::from_shape_vec(IxDyn(&[1000, 100]), (0..100_000).map(f64::from).collect()).unwrap(),
+    );
+    ndstore::save(d.join("big.npy"), &a).unwrap();
+    // A file size limit of 64 KiB fails a write as a full disk does (EFBIG), its signal ignored.
+    let output = shell(
+        d,
+        "trap '' XFSZ; ulimit -f 128 && exec \"$NDSTORE\" convert -q --chunks 1000,100 big.npy out.zarr",
+    );
+    let err = one_error_line(&output, 2);
+    assert!(err.starts_with("ndstore: out.zarr: "), "{err}");
+    assert!(err.contains("File too large"), "{err}");
+    nothing_made(d, "out.zarr");
+    // A real full disk: a tmpfs of 256 KiB in a mount namespace of the command's own, where
+    // one can be made (root with unshare).
+    std::fs::create_dir(d.join("small")).unwrap();
+    for dst in ["out.zarr", "out.npy", "out.h5", "out.npz", "out.csv"] {
+        let output = shell(
+            d,
+            &format!(
+                "unshare -m sh -c 'mount -t tmpfs -o size=256k tmpfs small || exit 99; \
+                 exec \"$NDSTORE\" convert -q big.npy small/{dst}'"
+            ),
+        );
+        if output.status.code() != Some(2) {
+            let why = stderr(&output);
+            assert!(
+                output.status.code() != Some(0),
+                "{dst}: a 800 KB array fit a 256 KiB disk: {output:?}"
+            );
+            println!("skipped the full disk: no private tmpfs here ({why})");
+            break;
+        }
+        let err = one_error_line(&output, 2);
+        assert!(err.starts_with(&format!("ndstore: small/{dst}: ")), "{err}");
+        assert!(err.contains("No space left on device"), "{dst}: {err}");
+    }
+}
