@@ -2891,3 +2891,99 @@ fn a_full_disk_or_a_file_size_limit_is_named_with_the_reason_in_every_format() {
         assert!(err.contains("No space left on device"), "{dst}: {err}");
     }
 }
+
+/// Runs `script` in `dir` as the user `nobody` when this is root (so a root-owned file is
+/// another user's), else as this user; `None` when root cannot switch (no setpriv).
+fn shell_as_nobody(dir: &Path, script: &str) -> Option<Output> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        return Some(shell(dir, script));
+    }
+    let has_setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_setpriv {
+        println!("skipped: no setpriv to run as nobody");
+        return None;
+    }
+    Some(shell(
+        dir,
+        &format!("exec setpriv --reuid=65534 --regid=65534 --clear-groups sh -c '{script}'"),
+    ))
+}
+
+#[test]
+fn errors_give_advice_in_the_command_line_s_words_not_the_library_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(d, 0o777);
+    let m = DynArray::from(array![[1.5f64, -2.0, 3.25], [4.0, 5.0, 6.0]].into_dyn());
+    for name in ["m.npy", "ro.npy", "theirs.npy"] {
+        ndstore::save(d.join(name), &m).unwrap();
+        mode(&d.join(name), 0o644);
+    }
+    for name in ["ro.zarr", "theirs.zarr"] {
+        ndstore::save(d.join(name), &m).unwrap();
+    }
+    mode(&d.join("ro.npy"), 0o444);
+    mode(&d.join("ro.zarr"), 0o555);
+    mode(&d.join("theirs.npy"), 0o666);
+    mode(&d.join("theirs.zarr"), 0o777);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut errors = Vec::new();
+    let mut cases = vec![
+        ("ro.npy", "make it writable"),
+        ("ro.zarr", "make it writable"),
+    ];
+    if root {
+        // Another user's file, which a save cannot give back to its owner.
+        cases.extend([
+            ("theirs.npy", "run as its owner"),
+            ("theirs.zarr", "run as its owner"),
+        ]);
+    }
+    for (dst, says) in cases {
+        let Some(output) = shell_as_nobody(d, &format!("exec \"$NDSTORE\" convert m.npy {dst}"))
+        else {
+            return;
+        };
+        let err = one_error_line(&output, 2);
+        assert!(err.starts_with(&format!("ndstore: {dst}")), "{err}");
+        assert!(err.contains(says), "{err}");
+        errors.push(err);
+    }
+    // An HDF5 dataset whose data is mostly not in the file, loaded whole.
+    if let Some(python) = python() {
+        let script = "import h5py\n\
+                      with h5py.File('sparse.h5', 'w') as f:\n    \
+                      f.create_dataset('data', shape=(2**16, 2**16), chunks=(256, 256), dtype='f8')\n";
+        run_python(&python, d, script);
+        for args in [
+            &["verify", "sparse.h5"][..],
+            &["cat", "--format", "json", "sparse.h5"],
+        ] {
+            let err = one_error_line(&run(d, args), 2);
+            assert!(err.contains("are not in the file"), "{err}");
+            assert!(err.contains("cat --slice"), "{err}");
+            errors.push(err);
+        }
+        let output = run(d, &["verify", "--json", "sparse.h5"]);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        errors.push(stdout(&output));
+    }
+    // No error spells an API: `Type::name` or a call `name()`.
+    let api = |text: &str| {
+        text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':' || c == '(' || c == ')'))
+            .any(|word| word.contains("::") || word.contains("()"))
+    };
+    for err in errors {
+        assert!(!api(&err), "{err}");
+    }
+}
