@@ -2987,3 +2987,61 @@ fn errors_give_advice_in_the_command_line_s_words_not_the_library_s() {
         assert!(!api(&err), "{err}");
     }
 }
+
+#[test]
+fn ls_of_an_hdf5_group_describes_links_to_objects_outside_it_as_h5ls_does() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let script = "import h5py, numpy as np\n\
+                  with h5py.File('l.h5', 'w') as f:\n    \
+                  f['top'] = np.arange(3.0)\n    \
+                  g = f.create_group('g')\n    \
+                  g['own'] = np.arange(2)\n    \
+                  g['alias'] = f['top']\n    \
+                  f['h'] = g\n    \
+                  g['self'] = g\n    \
+                  g['soft'] = h5py.SoftLink('/top')\n";
+    run_python(&python, d, script);
+    // The whole file: each object at its first path, the others naming it.
+    assert_eq!(
+        ok(d, &["ls", "l.h5"]),
+        "/g        group\n\
+         /h        hard link  -> /g (listed there)\n\
+         /top      dataset    <f8 (3,) C\n\
+         /g/alias  hard link  -> /top (listed there)\n\
+         /g/own    dataset    <i8 (2,) C\n\
+         /g/self   hard link  -> /g (listed there)\n\
+         /g/soft   soft link  -> /top\n"
+    );
+    // A group's own listing, as `h5ls -r l.h5/g` gives it ('alias  Dataset {3}', 'self  Group,
+    // same as /g'): /top is not shown, so the link to it describes it; the review found
+    // '/g/alias hard link -> /top (listed there)' here.
+    assert_eq!(
+        ok(d, &["ls", "l.h5::/g"]),
+        "/g        group\n\
+         /g/alias  dataset    <f8 (3,) C\n\
+         /g/own    dataset    <i8 (2,) C\n\
+         /g/self   hard link  -> /g (listed there)\n\
+         /g/soft   soft link  -> /top\n"
+    );
+    // A second name of the group lists it under that name (h5ls: 'self  Group, same as /h');
+    // before, it was one line, '/h hard link -> /g (listed there)', with nothing listed.
+    assert_eq!(
+        ok(d, &["ls", "l.h5::/h"]),
+        "/h        group\n\
+         /h/alias  dataset    <f8 (3,) C\n\
+         /h/own    dataset    <i8 (2,) C\n\
+         /h/self   hard link  -> /h (listed there)\n\
+         /h/soft   soft link  -> /top\n"
+    );
+    assert_eq!(
+        ok(d, &["ls", "l.h5::g/alias"]),
+        "/g/alias  dataset  <f8 (3,) C\n"
+    );
+    let err = one_error_line(&run(d, &["ls", "l.h5::/g/nope"]), 2);
+    assert!(
+        err.starts_with("ndstore: l.h5: no object '/g/nope'"),
+        "{err}"
+    );
+}
