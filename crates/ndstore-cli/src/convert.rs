@@ -45,12 +45,14 @@ pub const MAX_ROW_BYTES: usize = 8 * BUFFER_BYTES;
 pub enum ToFormat {
     /// `.npy`
     Npy,
-    /// `.npz` (one array, named as the source's object or `arr_0`)
+    /// `.npz` (one array, named as the source's object, an HDF5 file's only dataset, or `arr_0`)
     Npz,
     /// comma-separated text with a `# ndstore:` line
     Csv,
     /// whitespace-separated text with a `# ndstore:` line
     Txt,
+    /// tab-separated text with a `# ndstore:` line
+    Tsv,
     /// HDF5, dataset `data` (or the source's object path)
     Hdf5,
     /// a Zarr v3 array (a directory), in chunks of about 1 MiB unless `--chunks` says
@@ -65,6 +67,7 @@ impl ToFormat {
             Kind::Npz => ToFormat::Npz,
             Kind::Csv => ToFormat::Csv,
             Kind::Txt => ToFormat::Txt,
+            Kind::Tsv => ToFormat::Tsv,
             Kind::Hdf5 => ToFormat::Hdf5,
             Kind::Zarr => ToFormat::Zarr,
         }
@@ -76,6 +79,7 @@ impl ToFormat {
             ToFormat::Npz => ".npz archive",
             ToFormat::Csv => "CSV file",
             ToFormat::Txt => "text file",
+            ToFormat::Tsv => "TSV file",
             ToFormat::Hdf5 => "HDF5 file",
             ToFormat::Zarr => "Zarr array",
         }
@@ -494,9 +498,9 @@ fn write_to(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool
     match to {
         ToFormat::Npy => npy::save_dyn(dst, &array, &options)?,
         ToFormat::Npz => {
-            npz::save_npz(dst, &[(member_name(src), &array)], layout.npz(), &options)?;
+            npz::save_npz(dst, &[(&member_name(src), &array)], layout.npz(), &options)?;
         }
-        ToFormat::Csv | ToFormat::Txt => {
+        ToFormat::Csv | ToFormat::Txt | ToFormat::Tsv => {
             ndstore::with_dyn_array!(&array, |a| ndstore::text::save(
                 dst,
                 a,
@@ -584,11 +588,12 @@ pub fn copy_members(src: &Path, dst: &Path, layout: &Layout) -> Result<()> {
     writer.commit().map_err(|e| user_path(e, dst))
 }
 
+/// The text format `to` writes, whose delimiter [`text_options`] gives.
 fn text_kind(to: ToFormat) -> Kind {
-    if to == ToFormat::Csv {
-        Kind::Csv
-    } else {
-        Kind::Txt
+    match to {
+        ToFormat::Csv => Kind::Csv,
+        ToFormat::Tsv => Kind::Tsv,
+        _ => Kind::Txt,
     }
 }
 
@@ -609,11 +614,18 @@ fn only_h5_dataset(src: &Target) -> Option<String> {
     source::sole_h5_dataset(&src.path)
 }
 
-/// The name of the one member of an `.npz` destination: the source's object, else `arr_0`.
-fn member_name(src: &Target) -> &str {
+/// The name of the one member of an `.npz` destination: the source's object (an `.npz`
+/// member's name, an HDF5 dataset's or a Zarr array's path without its leading `/`), else an
+/// HDF5 source's only dataset's, as an HDF5 destination keeps it, else `arr_0`, as `np.savez`
+/// names an array given without a name.
+fn member_name(src: &Target) -> String {
     src.object
-        .as_deref()
-        .map_or("arr_0", |o| o.trim_start_matches('/'))
+        .clone()
+        .or_else(|| only_h5_dataset(src))
+        .map_or_else(
+            || "arr_0".to_owned(),
+            |o| o.trim_start_matches('/').to_owned(),
+        )
 }
 
 /// Where streamed rows go.
@@ -629,7 +641,7 @@ enum Sink {
 fn sink(to: ToFormat, dst: &Path, meta: &ArrayMeta, src: &Target, layout: &Layout) -> Result<Sink> {
     if to == ToFormat::Npz {
         let writer = NpzWriter::create(dst, &SaveOptions::default(), layout.npz())?;
-        return Ok(Sink::Npz(Box::new(writer), member_name(src).to_owned()));
+        return Ok(Sink::Npz(Box::new(writer), member_name(src)));
     }
     writer(to, dst, meta, src, layout).map(Sink::Writer)
 }
@@ -645,7 +657,7 @@ fn writer(
     let save = SaveOptions::default();
     Ok(match to {
         ToFormat::Npy => Box::new(NpyWriter::create(dst, meta.dtype, row_shape, &save)?),
-        ToFormat::Csv | ToFormat::Txt => Box::new(TextWriter::create(
+        ToFormat::Csv | ToFormat::Txt | ToFormat::Tsv => Box::new(TextWriter::create(
             dst,
             meta.dtype,
             row_shape,
@@ -766,7 +778,7 @@ impl<'a> Blocks<'a> {
                 }
                 return Ok(Some(blocks));
             }
-            (kind @ (Kind::Csv | Kind::Txt), None) => {
+            (kind @ (Kind::Csv | Kind::Txt | Kind::Tsv), None) => {
                 let reader = TextReader::open(path, &text_options(kind))?;
                 match reader.meta_line() {
                     // Rows of no element (shape (5, 0)) are empty lines the block reader

@@ -47,7 +47,7 @@ pub type Outcome = std::result::Result<(), Failure>;
 #[command(
     name = "ndstore",
     version,
-    about = "Inspect, list, print, verify and convert n-dimensional arrays (.npy, .npz, .csv, .txt, .h5, .zarr)",
+    about = "Inspect, list, print, verify and convert n-dimensional arrays (.npy, .npz, .csv, .txt, .tsv, .h5, .zarr)",
     after_help = "An array inside a file is named PATH::OBJECT: an .npz member, an HDF5 dataset path,\n\
                   a Zarr array inside a group.\n\
                   With --json (info, ls, verify), errors are JSON on standard output too:\n\

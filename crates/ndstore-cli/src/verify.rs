@@ -108,7 +108,7 @@ fn read_arrays(path: &Path) -> Result<(usize, u64)> {
             };
             Ok((1, bytes(&meta)))
         }
-        Kind::Csv | Kind::Txt => {
+        Kind::Csv | Kind::Txt | Kind::Tsv => {
             let meta = match convert::read_through(&whole(path))? {
                 Some(meta) => meta,
                 None => ndstore::text::load_dyn(path, &text_options(kind))?.0,

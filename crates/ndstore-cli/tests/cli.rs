@@ -3045,3 +3045,65 @@ fn ls_of_an_hdf5_group_describes_links_to_objects_outside_it_as_h5ls_does() {
         "{err}"
     );
 }
+
+#[test]
+fn tsv_is_tab_separated_text_in_every_command() {
+    let dir = fixtures();
+    let d = dir.path();
+    // Written with a tab between values and the `# ndstore:` line, as convert writes CSV.
+    assert_eq!(ok(d, &["convert", "i.npy", "i.tsv"]), "");
+    let text = std::fs::read_to_string(d.join("i.tsv")).unwrap();
+    let rows: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(rows, ["0\t1\t2\t3", "4\t5\t6\t7", "8\t9\t10\t11"], "{text}");
+    assert!(ok(d, &["info", "i.tsv"]).contains("format: tsv\n"));
+    assert_eq!(
+        ok(d, &["cat", "--slice", "1:,2:", "i.tsv"]),
+        "[[ 6  7]\n [10 11]]\n"
+    );
+    assert_eq!(
+        ok(d, &["verify", "i.tsv"]),
+        "i.tsv: ok (1 array, 48 bytes)\n"
+    );
+    // A tab-separated file without the line, as np.savetxt(delimiter='\t') writes one.
+    std::fs::write(d.join("plain.tsv"), "1.5\t-2\n3\t4e2\n").unwrap();
+    assert_eq!(
+        ok(d, &["cat", "plain.tsv"]),
+        "[[  1.5  -2. ]\n [  3.  400. ]]\n"
+    );
+    assert_eq!(ok(d, &["cp", "plain.tsv", "plain.npy"]), "");
+    assert_eq!(
+        ok(d, &["cat", "plain.npy"]),
+        "[[  1.5  -2. ]\n [  3.  400. ]]\n"
+    );
+    assert_eq!(ok(d, &["convert", "--to", "tsv", "m.npy", "m.out"]), "");
+    assert!(
+        std::fs::read_to_string(d.join("m.out"))
+            .unwrap()
+            .contains("1.5\t-2")
+    );
+    // A comma-separated file named .tsv is no tab-separated array: one error line.
+    std::fs::write(d.join("commas.tsv"), "1,2\n3,4\n").unwrap();
+    one_error_line(&run(d, &["cat", "commas.tsv"]), 2);
+}
+
+#[test]
+fn an_npz_destination_names_its_member_after_the_source_or_arr_0() {
+    let dir = fixtures();
+    let d = dir.path();
+    let names =
+        |npz: &str| -> Vec<String> { npz::NpzReader::open(d.join(npz)).unwrap().names().to_vec() };
+    // An array given without a name is arr_0, as np.savez names it.
+    ok(d, &["convert", "m.npy", "m.npz"]);
+    assert_eq!(names("m.npz"), ["arr_0"]);
+    // A named object keeps its name: an .npz member's, an HDF5 dataset's path.
+    ok(d, &["convert", "two.npz::b", "b.npz"]);
+    assert_eq!(names("b.npz"), ["b"]);
+    ok(d, &["convert", "d.h5::/g/x", "x.npz"]);
+    assert_eq!(names("x.npz"), ["g/x"]);
+    // An HDF5 file's only dataset keeps its name, as it does in an HDF5 destination.
+    ok(d, &["convert", "d.h5::/g/x", "only.h5"]);
+    let listing = ok(d, &["ls", "only.h5"]);
+    assert!(listing.contains("/g/x  dataset"), "{listing}");
+    ok(d, &["convert", "only.h5", "only.npz"]);
+    assert_eq!(names("only.npz"), ["g/x"]);
+}
