@@ -45,12 +45,14 @@ pub const MAX_ROW_BYTES: usize = 8 * BUFFER_BYTES;
 pub enum ToFormat {
     /// `.npy`
     Npy,
-    /// `.npz` (one array, named as the source's object or `arr_0`)
+    /// `.npz` (one array, named as the source's object, an HDF5 file's only dataset, or `arr_0`)
     Npz,
     /// comma-separated text with a `# ndstore:` line
     Csv,
     /// whitespace-separated text with a `# ndstore:` line
     Txt,
+    /// tab-separated text with a `# ndstore:` line
+    Tsv,
     /// HDF5, dataset `data` (or the source's object path)
     Hdf5,
     /// a Zarr v3 array (a directory), in chunks of about 1 MiB unless `--chunks` says
@@ -65,6 +67,7 @@ impl ToFormat {
             Kind::Npz => ToFormat::Npz,
             Kind::Csv => ToFormat::Csv,
             Kind::Txt => ToFormat::Txt,
+            Kind::Tsv => ToFormat::Tsv,
             Kind::Hdf5 => ToFormat::Hdf5,
             Kind::Zarr => ToFormat::Zarr,
         }
@@ -76,6 +79,7 @@ impl ToFormat {
             ToFormat::Npz => ".npz archive",
             ToFormat::Csv => "CSV file",
             ToFormat::Txt => "text file",
+            ToFormat::Tsv => "TSV file",
             ToFormat::Hdf5 => "HDF5 file",
             ToFormat::Zarr => "Zarr array",
         }
@@ -494,9 +498,9 @@ fn write_to(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool
     match to {
         ToFormat::Npy => npy::save_dyn(dst, &array, &options)?,
         ToFormat::Npz => {
-            npz::save_npz(dst, &[(member_name(src), &array)], layout.npz(), &options)?;
+            npz::save_npz(dst, &[(&member_name(src), &array)], layout.npz(), &options)?;
         }
-        ToFormat::Csv | ToFormat::Txt => {
+        ToFormat::Csv | ToFormat::Txt | ToFormat::Tsv => {
             ndstore::with_dyn_array!(&array, |a| ndstore::text::save(
                 dst,
                 a,
@@ -584,11 +588,12 @@ pub fn copy_members(src: &Path, dst: &Path, layout: &Layout) -> Result<()> {
     writer.commit().map_err(|e| user_path(e, dst))
 }
 
+/// The text format `to` writes, whose delimiter [`text_options`] gives.
 fn text_kind(to: ToFormat) -> Kind {
-    if to == ToFormat::Csv {
-        Kind::Csv
-    } else {
-        Kind::Txt
+    match to {
+        ToFormat::Csv => Kind::Csv,
+        ToFormat::Tsv => Kind::Tsv,
+        _ => Kind::Txt,
     }
 }
 
@@ -609,11 +614,18 @@ fn only_h5_dataset(src: &Target) -> Option<String> {
     source::sole_h5_dataset(&src.path)
 }
 
-/// The name of the one member of an `.npz` destination: the source's object, else `arr_0`.
-fn member_name(src: &Target) -> &str {
+/// The name of the one member of an `.npz` destination: the source's object (an `.npz`
+/// member's name, an HDF5 dataset's or a Zarr array's path without its leading `/`), else an
+/// HDF5 source's only dataset's, as an HDF5 destination keeps it, else `arr_0`, as `np.savez`
+/// names an array given without a name.
+fn member_name(src: &Target) -> String {
     src.object
-        .as_deref()
-        .map_or("arr_0", |o| o.trim_start_matches('/'))
+        .clone()
+        .or_else(|| only_h5_dataset(src))
+        .map_or_else(
+            || "arr_0".to_owned(),
+            |o| o.trim_start_matches('/').to_owned(),
+        )
 }
 
 /// Where streamed rows go.
@@ -629,7 +641,7 @@ enum Sink {
 fn sink(to: ToFormat, dst: &Path, meta: &ArrayMeta, src: &Target, layout: &Layout) -> Result<Sink> {
     if to == ToFormat::Npz {
         let writer = NpzWriter::create(dst, &SaveOptions::default(), layout.npz())?;
-        return Ok(Sink::Npz(Box::new(writer), member_name(src).to_owned()));
+        return Ok(Sink::Npz(Box::new(writer), member_name(src)));
     }
     writer(to, dst, meta, src, layout).map(Sink::Writer)
 }
@@ -645,7 +657,7 @@ fn writer(
     let save = SaveOptions::default();
     Ok(match to {
         ToFormat::Npy => Box::new(NpyWriter::create(dst, meta.dtype, row_shape, &save)?),
-        ToFormat::Csv | ToFormat::Txt => Box::new(TextWriter::create(
+        ToFormat::Csv | ToFormat::Txt | ToFormat::Tsv => Box::new(TextWriter::create(
             dst,
             meta.dtype,
             row_shape,
@@ -766,7 +778,7 @@ impl<'a> Blocks<'a> {
                 }
                 return Ok(Some(blocks));
             }
-            (kind @ (Kind::Csv | Kind::Txt), None) => {
+            (kind @ (Kind::Csv | Kind::Txt | Kind::Tsv), None) => {
                 let reader = TextReader::open(path, &text_options(kind))?;
                 match reader.meta_line() {
                     // Rows of no element (shape (5, 0)) are empty lines the block reader
@@ -981,21 +993,132 @@ pub fn read_npy_rows(
     path: &Path,
     rows: std::ops::Range<usize>,
 ) -> Result<Option<(ArrayMeta, DynArray)>> {
-    use std::io::{Seek, SeekFrom};
     let src = Target {
         path: path.to_path_buf(),
         object: None,
     };
-    let Some(mut blocks) = Blocks::open(&src)? else {
+    match Blocks::open(&src)? {
+        Some(blocks) => rows_of(blocks, rows),
+        None => Ok(None),
+    }
+}
+
+/// Rows `rows` of array `name` of the `.npz` at `path` when its member is stored: a plain
+/// `.npy` at an offset in the archive, read as [`read_npy_rows`] reads a file (only those
+/// rows, either order), so a slice of a large member takes the memory of the slice. A deflated
+/// C-ordered member is decompressed up to the rows, in bounded memory. `None` for a deflated
+/// Fortran-ordered member, a 0-d one or an empty range, which the caller loads whole. The
+/// member's CRC-32 is not checked: only a read of all of it can.
+///
+/// # Errors
+///
+/// The errors of reading the header and the rows, each placed in the member; `Truncated`
+/// or `Format` when the header's array does not fill the member exactly.
+pub fn read_member_rows(
+    path: &Path,
+    name: &str,
+    rows: std::ops::Range<usize>,
+) -> Result<Option<(ArrayMeta, DynArray)>> {
+    use std::io::{Seek, SeekFrom};
+    let mut reader = NpzReader::open_lenient(path)?;
+    let Some(stored) = reader.stored_member(name)? else {
+        return deflated_member_rows(&mut reader, path, name, rows);
+    };
+    let (member, data) = (stored.name, stored.data);
+    // Offsets in the file become offsets in the member, as a whole load places them.
+    let in_member = |e: Error| match e.location() {
+        Some(Location::Offset(at)) => Error::new(e.kind(), e.message())
+            .at(Location::Member {
+                name: member.clone(),
+                offset: at.saturating_sub(data.start),
+            })
+            .with_path(path),
+        _ => e.in_member(&member).with_path(path),
+    };
+    let mut file = ndstore_core::__private::load::open_for_load(path)?;
+    file.seek(SeekFrom::Start(data.start))
+        .map_err(|e| Error::io("cannot seek", e).with_path(path))?;
+    let meta = npy::read_header_from(&mut (&mut file).take(data.end - data.start))
+        .map_err(|e| e.in_member(&member).with_path(path))?;
+    let data_start = file_offset(&mut file);
+    let ends = meta
+        .byte_len()
+        .ok()
+        .and_then(|len| data_start.checked_add(len as u64));
+    if ends != Some(data.end) {
+        let kind = if ends.is_none_or(|end| end > data.end) {
+            ErrorKind::Truncated
+        } else {
+            ErrorKind::Format
+        };
+        let header = data_start - data.start;
+        return Err(in_member(
+            Error::new(
+                kind,
+                format!(
+                    "the header declares {} data bytes, but the member holds {} after its header",
+                    meta.byte_len().unwrap_or(usize::MAX),
+                    data.end.saturating_sub(data_start)
+                ),
+            )
+            .at_offset(data.start + header),
+        ));
+    }
+    match Blocks::of(path, meta, Rows::Npy { file, data_start })? {
+        Some(blocks) => rows_of(blocks, rows).map_err(in_member),
+        None => Ok(None),
+    }
+}
+
+/// Rows `rows` of a deflated C-ordered member, decompressed in order: the rows before them
+/// are read in blocks and dropped, so memory stays that of the rows asked for. `None` for a
+/// Fortran-ordered member (its rows are not contiguous in the stream), which the caller loads.
+fn deflated_member_rows(
+    reader: &mut NpzReader,
+    path: &Path,
+    name: &str,
+    rows: std::ops::Range<usize>,
+) -> Result<Option<(ArrayMeta, DynArray)>> {
+    let mut member = reader.stream(name)?;
+    let meta = member.meta().clone();
+    if meta.order != Order::C || rows.is_empty() || meta.shape.first().is_none_or(|&n| rows.end > n)
+    {
+        return Ok(None);
+    }
+    let mut skip = (rows.start as u64).saturating_mul(row_bytes(&meta) as u64);
+    let mut scratch = vec![0u8; BUFFER_BYTES.min(usize::try_from(skip).unwrap_or(usize::MAX))];
+    while skip > 0 {
+        let n = scratch
+            .len()
+            .min(usize::try_from(skip).unwrap_or(usize::MAX));
+        member.read_exact(&mut scratch[..n])?;
+        skip -= n as u64;
+    }
+    drop(scratch);
+    let Some(mut blocks) = Blocks::of(path, meta, Rows::Member(Box::new(member)))? else {
         return Ok(None);
     };
+    blocks.done = rows.start;
+    blocks.per_block = rows.len();
+    let mut buffer = Vec::new();
+    let meta = blocks.meta.clone();
+    Ok(blocks.next(&mut buffer)?.map(|rows| (meta, rows)))
+}
+
+/// Rows `rows` of a `.npy` source's blocks, read as one block; `None` for an empty range or
+/// one past the array's end.
+fn rows_of(
+    mut blocks: Blocks<'_>,
+    rows: std::ops::Range<usize>,
+) -> Result<Option<(ArrayMeta, DynArray)>> {
+    use std::io::{Seek, SeekFrom};
     if rows.is_empty() || rows.end > blocks.meta.shape[0] {
         return Ok(None);
     }
     if let Rows::Npy { file, data_start } = &mut blocks.rows {
         let skip = (rows.start as u64).saturating_mul(row_bytes(&blocks.meta) as u64);
         file.seek(SeekFrom::Start(data_start.saturating_add(skip)))
-            .map_err(|e| Error::io("cannot seek", e).with_path(path))?;
+            .map_err(|e| Error::io("cannot seek", e).with_path(&blocks.path))?;
     }
     blocks.done = rows.start;
     blocks.per_block = rows.len();
@@ -1012,9 +1135,21 @@ fn held_path(file: &File) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
-/// `e` naming `path` instead of the held file's `/proc/self/fd` name it was read by.
+/// `e` naming `path` instead of the name it was met under (the held file's `/proc/self/fd`
+/// name, a temporary's), with its place and the operating system's reason (a full disk's "No
+/// space left on device") kept.
 fn named(e: Error, path: &Path) -> Error {
-    let mut named = Error::new(e.kind(), e.message());
+    let mut named = match e.io_error() {
+        // The same error again: io::Error cannot be cloned, but its code or text can.
+        Some(io) => Error::io(
+            e.message(),
+            io.raw_os_error().map_or_else(
+                || std::io::Error::new(io.kind(), io.to_string()),
+                std::io::Error::from_raw_os_error,
+            ),
+        ),
+        None => Error::new(e.kind(), e.message()),
+    };
     if let Some(place) = e.location() {
         named = named.at(place.clone());
     }

@@ -85,6 +85,7 @@ fn article(to: ToFormat) -> &'static str {
         ToFormat::Npz => "an .npz archive",
         ToFormat::Csv => "a CSV array",
         ToFormat::Txt => "a text array",
+        ToFormat::Tsv => "a TSV array",
         ToFormat::Hdf5 => "an HDF5 file",
         ToFormat::Zarr => "a Zarr array",
     }
@@ -99,6 +100,7 @@ fn is_array_of(to: ToFormat, path: &Path) -> bool {
         ToFormat::Npz => NpzReader::open_lenient(path).is_ok(),
         ToFormat::Csv => is_text_array(path, Kind::Csv),
         ToFormat::Txt => is_text_array(path, Kind::Txt),
+        ToFormat::Tsv => is_text_array(path, Kind::Tsv),
         ToFormat::Hdf5 => has_hdf5_signature(path),
         ToFormat::Zarr => false,
     }

@@ -312,19 +312,18 @@ pub fn ls(target: &Target, json: bool) -> Outcome {
                 Err(why) => [name, "unsupported".to_owned(), format!("({why})")],
             })
             .collect(),
-        Kind::Hdf5 => hdf5::list(path)?
-            .into_iter()
-            .filter(|entry| {
-                target
-                    .object
-                    .as_deref()
-                    .is_none_or(|o| below(&entry.path, o))
-            })
-            .map(|entry| {
-                let (what, details) = describe(&entry.object);
-                [entry.path, what, details]
-            })
-            .collect(),
+        // An object's own listing, as h5ls lists it: a hard link to an object outside the
+        // subtree describes the object rather than point at a line not shown.
+        Kind::Hdf5 => match &target.object {
+            Some(object) => hdf5::list_from(path, object)?,
+            None => hdf5::list(path)?,
+        }
+        .into_iter()
+        .map(|entry| {
+            let (what, details) = describe(&entry.object);
+            [entry.path, what, details]
+        })
+        .collect(),
         _ => {
             let (_, metas) = source::metas(target)?;
             metas
@@ -353,13 +352,6 @@ pub fn ls(target: &Target, json: bool) -> Outcome {
         .into());
     }
     list(&rows, json)
-}
-
-/// Whether the HDF5 object `path` is `object` or lies below it (`g` and `/g/` name `/g`).
-fn below(path: &str, object: &str) -> bool {
-    let object = format!("/{}", object.trim_matches('/'));
-    let path = format!("/{}", path.trim_matches('/'));
-    object == "/" || path == object || path.starts_with(&format!("{object}/"))
 }
 
 /// Prints `ls`'s rows as a table, or as JSON.

@@ -47,7 +47,7 @@ pub type Outcome = std::result::Result<(), Failure>;
 #[command(
     name = "ndstore",
     version,
-    about = "Inspect, list, print, verify and convert n-dimensional arrays (.npy, .npz, .csv, .txt, .h5, .zarr)",
+    about = "Inspect, list, print, verify and convert n-dimensional arrays (.npy, .npz, .csv, .txt, .tsv, .h5, .zarr)",
     after_help = "An array inside a file is named PATH::OBJECT: an .npz member, an HDF5 dataset path,\n\
                   a Zarr array inside a group.\n\
                   With --json (info, ls, verify), errors are JSON on standard output too:\n\
@@ -340,6 +340,32 @@ fn as_json(outcome: Outcome, json: bool, spelled: &str) -> Outcome {
     }
 }
 
+/// Advice of the library that names its API, and what the command line says instead: a user
+/// of `ndstore` has no `SaveOptions` to set. Each is the end of a message, so the message
+/// before it stands as the library wrote it.
+const LIBRARY_ADVICE: &[(&str, &str)] = &[
+    (
+        "SaveOptions::replace_read_only() replaces it anyway",
+        "make it writable (chmod u+w) or remove it to replace it",
+    ),
+    (
+        "SaveOptions::allow_owner_change() lets the owner change",
+        "run as its owner, or remove it first to make a new one yours",
+    ),
+    (
+        "set LoadOptions::memory_limit to load it",
+        "read a part of it with cat --slice",
+    ),
+];
+
+/// An error's text in the command line's words: library advice that names an API
+/// ([`LIBRARY_ADVICE`]) becomes what to do with `ndstore` or in plain words.
+pub fn in_cli_words(text: &str) -> String {
+    LIBRARY_ADVICE
+        .iter()
+        .fold(text.to_owned(), |text, (api, cli)| text.replace(api, cli))
+}
+
 /// The exit status of `outcome`, its error printed.
 /// `text` with its control characters escaped (`\u{1b}`, `\n`): an error quotes names and
 /// bytes from files, which must neither drive the terminal nor break the one-line error.
@@ -373,11 +399,11 @@ fn finish(outcome: Outcome) -> ExitCode {
                 Some(signal) => {
                     let dst = e.path().map(Path::to_path_buf).unwrap_or_default();
                     if let Err(why) = interrupt::check(&dst) {
-                        eprintln!("ndstore: {}", printable(&why.to_string()));
+                        eprintln!("ndstore: {}", printable(&in_cli_words(&why.to_string())));
                     }
                     return interrupt::die_of(signal);
                 }
-                None => eprintln!("ndstore: {}", printable(&e.to_string())),
+                None => eprintln!("ndstore: {}", printable(&in_cli_words(&e.to_string()))),
             }
             ExitCode::from(2)
         }

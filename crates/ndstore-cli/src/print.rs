@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::ops::Range;
 
+use ndstore::file::npz::NpzReader;
 use ndstore::hdf5;
 use ndstore::ndarray::{ArrayViewD, Axis, Slice};
 use ndstore::num_complex::Complex;
-use ndstore::{Error, ErrorKind, Result};
+use ndstore::{DynArray, Error, ErrorKind, Result};
 use serde_json::{Value, json};
 
 use crate::source::{self, Kind, Target};
@@ -752,6 +753,37 @@ fn only_dataset(path: &std::path::Path) -> Option<String> {
     source::sole_h5_dataset(path)
 }
 
+/// The member of an `.npz` a target reads: the one it names, else the archive's only one;
+/// `None` leaves the choice, and its error, to the loader.
+fn npz_member(target: &Target) -> Option<String> {
+    if let Some(object) = &target.object {
+        return Some(object.clone());
+    }
+    match NpzReader::open_lenient(&target.path).ok()?.names() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
+/// A selection `spec` of an `.npz` member: only the rows it covers
+/// ([`crate::convert::read_member_rows`]), else the member loaded whole.
+fn npz_slice(target: &Target, spec: &str) -> Result<(DynArray, Option<Vec<Pick>>)> {
+    let path = &target.path;
+    if let Some(name) = npz_member(target) {
+        let meta = NpzReader::open_lenient(path)?.read_meta(&name)?;
+        let picks = parse_slice(spec, &meta.shape).map_err(|e| e.with_path(path))?;
+        let rows = bounding_box(&picks).first().cloned().unwrap_or(0..0);
+        let first = rows.start;
+        if let Some((_, array)) = crate::convert::read_member_rows(path, &name, rows)? {
+            // Only the rows of the selection are read: its first axis counts from them.
+            return Ok((array, Some(rows_from(picks, first))));
+        }
+    }
+    let (meta, array) = source::load(target)?;
+    let picks = parse_slice(spec, &meta.shape).map_err(|e| e.with_path(path))?;
+    Ok((array, Some(picks)))
+}
+
 /// The picks of a selection within the box [`bounding_box`] read: an index is the box's only
 /// row, a range starts at the box's start.
 fn in_box(picks: Vec<Pick>) -> Vec<Pick> {
@@ -791,9 +823,10 @@ fn edge_boxes(shape: &[usize]) -> Vec<Vec<Range<usize>>> {
 }
 
 /// numpy's print of an array too large to show whole (more than [`THRESHOLD`] elements) of
-/// an HDF5 dataset, a `.npy` file or a Zarr array, reading only the boxes at its edges that
-/// numpy shows (a `.npy` file's whole rows at the edges of its first axis); `None` for a small
-/// array or another format, which the caller loads.
+/// an HDF5 dataset, a `.npy` file, an `.npz` member or a Zarr array, reading only the
+/// boxes at its edges that numpy shows (a `.npy` file's or member's whole rows at the edges of
+/// its first axis); `None` for a small array, a deflated Fortran-ordered member or another
+/// format, which the caller loads.
 fn summarised(target: &Target, kind: Kind) -> Result<Option<String>> {
     let path = &target.path;
     let shape = match (kind, &target.object) {
@@ -802,6 +835,10 @@ fn summarised(target: &Target, kind: Kind) -> Result<Option<String>> {
             None => return Ok(None),
         },
         (Kind::Npy, None) => ndstore::file::npy::read_meta(path)?.shape,
+        (Kind::Npz, _) => match npz_member(target) {
+            Some(name) => NpzReader::open_lenient(path)?.read_meta(&name)?.shape,
+            None => return Ok(None),
+        },
         (Kind::Zarr, _) => crate::zarr::open(target)?.meta().shape.clone(),
         _ => return Ok(None),
     };
@@ -812,7 +849,10 @@ fn summarised(target: &Target, kind: Kind) -> Result<Option<String>> {
         Kind::Zarr => Some(crate::zarr::open(target)?),
         _ => None,
     };
-    let dataset = target.object.clone().or_else(|| only_dataset(path));
+    let dataset = match kind {
+        Kind::Npz => npz_member(target),
+        _ => target.object.clone().or_else(|| only_dataset(path)),
+    };
     let held: Vec<usize> = shape.iter().map(|&len| len.min(2 * EDGE)).collect();
     let mut edges = ndstore::ndarray::ArrayD::from_elem(held.clone(), Scalar::Int(0));
     for ranges in edge_boxes(&shape) {
@@ -823,6 +863,14 @@ fn summarised(target: &Target, kind: Kind) -> Result<Option<String>> {
                 zarr.read_region(&start, &len)?
             }
             (None, Some(name), Kind::Hdf5) => hdf5::read_slice(path, name, &ranges)?,
+            (None, Some(name), Kind::Npz) => {
+                let rows = ranges.first().cloned().unwrap_or(0..0);
+                // A deflated member can only be read in order: it is loaded whole.
+                match crate::convert::read_member_rows(path, name, rows)? {
+                    Some((_, array)) => array,
+                    None => return Ok(None),
+                }
+            }
             _ => {
                 let rows = ranges.first().cloned().unwrap_or(0..0);
                 match crate::convert::read_npy_rows(path, rows)? {
@@ -832,12 +880,12 @@ fn summarised(target: &Target, kind: Kind) -> Result<Option<String>> {
             }
         };
         let scalars = ndstore::with_dyn_array!(&array, |a| a.mapv(ToScalar::scalar));
-        // A `.npy` file's rows come whole: the box is cut from them.
+        // A `.npy` file's or `.npz` member's rows come whole: the box is cut from them.
         let picks: Vec<Pick> = ranges
             .iter()
             .enumerate()
             .map(|(axis, r)| match (kind, axis) {
-                (Kind::Npy, 1..) => Pick::Range(r.clone()),
+                (Kind::Npy | Kind::Npz, 1..) => Pick::Range(r.clone()),
                 _ => Pick::Range(0..r.len()),
             })
             .collect();
@@ -864,8 +912,9 @@ fn summarised(target: &Target, kind: Kind) -> Result<Option<String>> {
 /// reads only the box it covers (a hyperslab in the isolated reader; the chunks the box
 /// touches), one of a `.npy` file only the rows it covers; other formats load the array and
 /// select from it. Without a selection, numpy's print of an array too large to show whole
-/// reads only the edges it shows from those same formats ([`summarised`]); an `.npz` member
-/// is loaded whole.
+/// reads only the edges it shows from those same formats ([`summarised`]). A stored `.npz`
+/// member is read as a `.npy` file is (only the rows needed), a deflated C-ordered one
+/// decompressed up to them in bounded memory; a deflated Fortran-ordered one is loaded whole.
 pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
     let path = &target.path;
     let kind = Kind::of(path)?;
@@ -897,6 +946,7 @@ pub fn cat(target: &Target, slice: Option<&str>, format: CatFormat) -> Outcome {
                 None => (source::load(target)?.1, Some(picks)),
             }
         }
+        (Kind::Npz, _, Some(spec), _) => npz_slice(target, spec)?,
         (Kind::Zarr, _, Some(spec), _) => {
             let zarr = crate::zarr::open(target)?;
             let picks = parse_slice(spec, &zarr.meta().shape).map_err(|e| e.with_path(path))?;

@@ -78,6 +78,8 @@ pub enum Kind {
     Csv,
     /// `.txt`, whitespace-separated
     Txt,
+    /// `.tsv`, tab-separated
+    Tsv,
     /// `.h5`, `.hdf5`
     Hdf5,
     /// A Zarr v3 array or group: a `.zarr` directory, or any directory holding `zarr.json`
@@ -92,6 +94,12 @@ impl Kind {
     ///
     /// `Unsupported` for an unknown extension, or one the command line has no reader for.
     pub fn of(path: &Path) -> Result<Kind> {
+        // Tab-separated text is the command line's own spelling: the library's extensions do
+        // not name it, and its text backend reads any one-byte delimiter.
+        let ext = path.extension().and_then(|e| e.to_str());
+        if ext.is_some_and(|e| e.eq_ignore_ascii_case("tsv")) {
+            return Ok(Kind::Tsv);
+        }
         let format = match ndstore::format_of(path) {
             Ok(format) => format,
             Err(_) if path.join(ndstore::zarr::meta::METADATA_FILE).is_file() => {
@@ -121,6 +129,7 @@ impl Kind {
             Kind::Npz => "npz",
             Kind::Csv => "csv",
             Kind::Txt => "txt",
+            Kind::Tsv => "tsv",
             Kind::Hdf5 => "hdf5",
             Kind::Zarr => "zarr",
         }
@@ -132,10 +141,12 @@ impl Kind {
     }
 }
 
-/// The text options of a path: comma-separated `.csv`, whitespace-separated `.txt`.
+/// The text options of a path: comma-separated `.csv`, whitespace-separated `.txt`,
+/// tab-separated `.tsv`.
 pub fn text_options(kind: Kind) -> text::TextOptions {
     match kind {
         Kind::Txt => text::TextOptions::new().delimiter(text::Delimiter::Whitespace),
+        Kind::Tsv => text::TextOptions::new().delimiter(text::Delimiter::Byte(b'\t')),
         _ => text::TextOptions::new(),
     }
 }
@@ -166,7 +177,9 @@ pub fn metas(target: &Target) -> Result<(Kind, Metas)> {
     no_object(target, kind)?;
     let metas = match kind {
         Kind::Npy => vec![(None, ndstore::file::npy::read_meta(path)?)],
-        Kind::Csv | Kind::Txt => vec![(None, text::read_meta(path, &text_options(kind))?)],
+        Kind::Csv | Kind::Txt | Kind::Tsv => {
+            vec![(None, text::read_meta(path, &text_options(kind))?)]
+        }
         Kind::Npz => {
             let mut reader = NpzReader::open_lenient(path)?;
             match &target.object {
@@ -265,7 +278,7 @@ pub fn load(target: &Target) -> Result<(ArrayMeta, DynArray)> {
             }
         }
         (Kind::Hdf5, Some(object)) => hdf5::load_dyn(path, object),
-        (Kind::Csv | Kind::Txt, _) => text::load_dyn(path, &text_options(kind)),
+        (Kind::Csv | Kind::Txt | Kind::Tsv, _) => text::load_dyn(path, &text_options(kind)),
         (Kind::Zarr, _) => {
             let array = crate::zarr::open(target)?;
             let values = array.read_all(&ndstore::LoadOptions::default())?;

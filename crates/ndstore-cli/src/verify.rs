@@ -108,7 +108,7 @@ fn read_arrays(path: &Path) -> Result<(usize, u64)> {
             };
             Ok((1, bytes(&meta)))
         }
-        Kind::Csv | Kind::Txt => {
+        Kind::Csv | Kind::Txt | Kind::Tsv => {
             let meta = match convert::read_through(&whole(path))? {
                 Some(meta) => meta,
                 None => ndstore::text::load_dyn(path, &text_options(kind))?.0,
@@ -229,7 +229,7 @@ pub fn verify(paths: &[std::path::PathBuf], json: bool) -> Outcome {
         } else if status == 0 {
             emit(&format!("{line}\n"))?;
         } else {
-            eprintln!("{}", crate::printable(&line));
+            eprintln!("{}", crate::printable(&crate::in_cli_words(&line)));
         }
     }
     if json {
@@ -250,6 +250,6 @@ pub fn error_json(path: &str, status: &str, e: &Error) -> Value {
         "status": status,
         "kind": format!("{:?}", e.kind()),
         "place": e.location().map(ToString::to_string),
-        "message": e.to_string(),
+        "message": crate::in_cli_words(&e.to_string()),
     })
 }

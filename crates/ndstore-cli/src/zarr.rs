@@ -3,10 +3,11 @@
 //! chunk read back for `verify`, and the `zarr.json` a converted array is written with.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use ndstore::zarr::codec::{Codec, CodecChain};
-use ndstore::zarr::meta::{KeyEncoding, METADATA_FILE, Node, ZarrMeta};
+use ndstore::zarr::meta::{KeyEncoding, MAX_NDIM, METADATA_FILE, Node, ZarrMeta};
 use ndstore::zarr::{ZarrArray, read_node};
 use ndstore::{ArrayMeta, ByteOrder, Error, ErrorKind, Location, Order, Result, SaveOptions};
 
@@ -86,9 +87,14 @@ fn child_name(parent: &str, child: &str) -> String {
 ///
 /// # Errors
 ///
-/// The errors of [`ZarrArray::open`]: no `zarr.json`, a group, a document ndstore cannot read.
+/// The errors of [`ZarrArray::open`]: no `zarr.json`, a group, a document ndstore cannot read;
+/// `Corrupt` for an array with no chunk at its own keys but chunk-like objects at others (an
+/// edited `chunk_key_encoding`), which would read as fill.
 pub fn open(target: &Target) -> Result<ZarrArray> {
-    ZarrArray::open(&node_dir(target)?, &SaveOptions::default())
+    let dir = node_dir(target)?;
+    let array = ZarrArray::open(&dir, &SaveOptions::default())?;
+    refuse_stray_only(&dir, array.meta())?;
+    Ok(array)
 }
 
 /// Every node under the one `target` names, itself first, each group followed by its children
@@ -291,21 +297,49 @@ pub fn layout_text(meta: &ZarrMeta) -> String {
     )
 }
 
-/// The keys of the chunk entries stored under an array's directory, with their grid
-/// coordinates, in C order of the grid; entries that are no chunk key of the array (hidden
-/// files, `zarr.json`, keys outside the grid) are left out. An entry at a chunk key is listed
-/// whatever its type (a FIFO, a directory, a link), so that reading it refuses it as damage
-/// instead of taking it for a missing chunk.
+/// What an entry under an array's directory is, as the walk of [`visit_keys`] finds it.
+enum Stored {
+    /// A chunk of the array: at a key its `chunk_key_encoding` names, inside its grid.
+    Chunk(Vec<u64>, String),
+    /// An object whose key looks like a chunk's (`c/0/1`, `c.0.1`, `0.1`, `0/1`) but is no key
+    /// of this array: another encoding's, another number of axes', or outside the grid.
+    Stray(String),
+}
+
+/// Whether `key` is spelled like a chunk key of some encoding: `c`, or `c` and a separator
+/// followed by numbers, or numbers alone, the numbers separated by `/` or `.`.
+fn chunk_like(key: &str) -> bool {
+    let body = match key.strip_prefix('c') {
+        Some("") => return true,
+        Some(rest) => match rest.strip_prefix(['/', '.']) {
+            Some(body) => body,
+            None => return false,
+        },
+        None => key,
+    };
+    body.split(['/', '.'])
+        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Walks the entries stored under an array's directory (hidden entries, ndstore's
+/// temporaries and leases among them, and the root's `zarr.json` left out), handing each chunk
+/// and each stray chunk-like object to `visit` until it breaks. An entry at a chunk key is a
+/// chunk whatever its type (a FIFO, a directory, a link), so that reading it refuses it as
+/// damage instead of taking it for a missing chunk; other files that are not chunk-like are
+/// not the array's business and are left alone.
 ///
 /// # Errors
 ///
 /// `Format` naming a symbolic link elsewhere in the directory: a store's entries are never
 /// followed, so a linked chunk directory would hide chunks.
-fn stored_chunks(dir: &Path, meta: &ZarrMeta) -> Result<Vec<(Vec<u64>, String)>> {
+fn visit_keys(
+    dir: &Path,
+    meta: &ZarrMeta,
+    visit: &mut dyn FnMut(Stored) -> ControlFlow<()>,
+) -> Result<()> {
     let grid = meta.grid_shape();
-    let mut found = Vec::new();
-    // The deepest key of a `/`-separated encoding: `c` and one level per axis.
-    let depth = meta.shape.len() + 1;
+    // The deepest key of any encoding: `c` and one level per axis of the largest array.
+    let depth = MAX_NDIM + 1;
     let mut stack = vec![(dir.to_path_buf(), String::new(), 0)];
     while let Some((here, prefix, level)) = stack.pop() {
         let Ok(read) = std::fs::read_dir(&here) else {
@@ -326,7 +360,9 @@ fn stored_chunks(dir: &Path, meta: &ZarrMeta) -> Result<Vec<(Vec<u64>, String)>>
             if let Some(coords) = coords_of_key(meta, &key)
                 && coords.iter().zip(&grid).all(|(c, g)| c < g)
             {
-                found.push((coords, key));
+                if visit(Stored::Chunk(coords, key)).is_break() {
+                    return Ok(());
+                }
                 continue;
             }
             match entry.file_type() {
@@ -337,15 +373,114 @@ fn stored_chunks(dir: &Path, meta: &ZarrMeta) -> Result<Vec<(Vec<u64>, String)>>
                     )
                     .with_path(entry.path()));
                 }
-                Ok(t) if t.is_dir() && level < depth => {
-                    stack.push((entry.path(), key, level + 1));
+                // A directory deeper than any key is no chunk's either.
+                Ok(t) if t.is_dir() => {
+                    if level < depth {
+                        stack.push((entry.path(), key, level + 1));
+                    }
+                    continue;
                 }
                 _ => {}
             }
+            if chunk_like(&key) && visit(Stored::Stray(key)).is_break() {
+                return Ok(());
+            }
         }
+    }
+    Ok(())
+}
+
+/// The refusal of the chunk-like objects `strays` (sorted, at least one) of the array in `dir`:
+/// the first one's path, what keys the metadata names instead, and how many more there are.
+fn stray_error(dir: &Path, meta: &ZarrMeta, strays: &[String], why: &str) -> Error {
+    let first = strays.first().map_or("", String::as_str);
+    let more = match strays.len() {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    let like = meta.key_encoding.key(&vec![0; meta.shape.len()]);
+    Error::new(
+        ErrorKind::Corrupt,
+        format!(
+            "{why}{more}: the array's chunk_key_encoding names keys like '{like}' in a grid of \
+             {}, so this object would read as fill (was zarr.json's chunk_key_encoding or shape \
+             edited?)",
+            shape_text(&grid_usize(meta))
+        ),
+    )
+    .with_path(dir.join(first))
+}
+
+/// The chunk grid's shape, for messages.
+fn grid_usize(meta: &ZarrMeta) -> Vec<usize> {
+    meta.grid_shape()
+        .iter()
+        .map(|&g| usize::try_from(g).unwrap_or(usize::MAX))
+        .collect()
+}
+
+/// The keys of the chunk entries stored under an array's directory, with their grid
+/// coordinates, in C order of the grid.
+///
+/// # Errors
+///
+/// `Format` naming a symbolic link in the directory ([`visit_keys`]); `Corrupt` naming the
+/// first chunk-like object at no key of the array (another encoding's key, `c/0/1` when the
+/// metadata says `c.0.1`, or a key outside the grid): the metadata would read it as fill, so
+/// the array is not what was written.
+fn stored_chunks(dir: &Path, meta: &ZarrMeta) -> Result<Vec<(Vec<u64>, String)>> {
+    let mut found = Vec::new();
+    let mut strays = Vec::new();
+    visit_keys(dir, meta, &mut |stored| {
+        match stored {
+            Stored::Chunk(coords, key) => found.push((coords, key)),
+            Stored::Stray(key) => strays.push(key),
+        }
+        ControlFlow::Continue(())
+    })?;
+    if !strays.is_empty() {
+        strays.sort();
+        return Err(stray_error(
+            dir,
+            meta,
+            &strays,
+            "a chunk object at no key the array's metadata names",
+        ));
     }
     found.sort();
     Ok(found)
+}
+
+/// Refuses to read an array that has no chunk at a key its metadata names but holds
+/// chunk-like objects at other keys: every element would read as fill, silently. The walk stops
+/// at the first chunk, so an array with chunks costs a few directory reads.
+///
+/// # Errors
+///
+/// `Corrupt` naming the first stray object, as [`stored_chunks`] does; `Format` for a link.
+fn refuse_stray_only(dir: &Path, meta: &ZarrMeta) -> Result<()> {
+    let mut has_chunk = false;
+    let mut strays = Vec::new();
+    visit_keys(dir, meta, &mut |stored| match stored {
+        Stored::Chunk(..) => {
+            has_chunk = true;
+            ControlFlow::Break(())
+        }
+        Stored::Stray(key) => {
+            strays.push(key);
+            ControlFlow::Continue(())
+        }
+    })?;
+    if has_chunk || strays.is_empty() {
+        return Ok(());
+    }
+    strays.sort();
+    Err(stray_error(
+        dir,
+        meta,
+        &strays,
+        "the array has no chunk at its keys, only chunk objects at others such as this one",
+    ))
 }
 
 /// The grid coordinates whose key is `key`, if it is one.

@@ -2734,3 +2734,421 @@ fn urls_several_members_and_printing_errors_are_named() {
         "{err}"
     );
 }
+
+/// zarr-python arrays whose `zarr.json` is then edited, as the review's finding 4 did:
+/// `slash` and `dot` hold every chunk under default keys with `/` and `.`, `sparse` holds one
+/// of its four chunks (the rest are fill), `shrunk` was resized by zarr-python.
+const ZARR_EDITED: &str = r#"
+import numpy as np, zarr
+for name, sep in [("slash", "/"), ("dot", "."), ("v2", "/"), ("grid", "/")]:
+    a = zarr.create_array(name + ".zarr", shape=(4, 4), chunks=(2, 2), dtype="f8", fill_value=0,
+                          chunk_key_encoding={"name": "default", "separator": sep})
+    a[:] = np.arange(16.0).reshape(4, 4) + 1
+s = zarr.create_array("sparse.zarr", shape=(4, 4), chunks=(2, 2), dtype="i4", fill_value=0)
+s[0:2, 0:2] = 1
+r = zarr.create_array("shrunk.zarr", shape=(4, 4), chunks=(2, 2), dtype="i4", fill_value=0)
+r[:] = 3
+r.resize((2, 3))
+"#;
+
+#[test]
+fn zarr_chunk_objects_at_no_key_of_the_metadata_are_damage_not_fill() {
+    let Some(python) = zarr_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_python(&python, d, ZARR_EDITED);
+    let edit = |name: &str, from: &str, to: &str| {
+        let path = d.join(name).join("zarr.json");
+        let json = std::fs::read_to_string(&path).unwrap();
+        assert!(json.contains(from), "{json}");
+        std::fs::write(&path, json.replace(from, to)).unwrap();
+    };
+    let sep = |c: &str| format!("\"separator\": \"{c}\"");
+    // The separator swapped both ways, the encoding made v2, the shape halved.
+    edit("slash.zarr", &sep("/"), &sep("."));
+    edit("dot.zarr", &sep("."), &sep("/"));
+    edit("v2.zarr", "\"name\": \"default\"", "\"name\": \"v2\"");
+    edit(
+        "grid.zarr",
+        "4,\n    4\n  ],\n  \"data_type\"",
+        "2,\n    2\n  ],\n  \"data_type\"",
+    );
+    for (name, stray, like, cat_refused) in [
+        ("slash.zarr", "c/0/0", "c.0.0", true),
+        ("dot.zarr", "c.0.0", "c/0/0", true),
+        ("v2.zarr", "c/0/0", "0/0", true),
+        ("grid.zarr", "c/0/1", "c/0/0", false),
+    ] {
+        let err = one_error_line(&run(d, &["verify", name]), 1);
+        assert!(
+            err.starts_with(&format!(
+                "ndstore: {name}/{stray}: a chunk object at no key the array's metadata names"
+            )),
+            "{err}"
+        );
+        assert!(err.contains(&format!("keys like '{like}'")), "{err}");
+        // Reading refuses an array that has only stray chunks rather than print fill.
+        let output = run(d, &["cat", name]);
+        if cat_refused {
+            let err = one_error_line(&output, 2);
+            assert!(
+                err.contains(&format!(
+                    "{name}/{stray}: the array has no chunk at its keys"
+                )),
+                "{err}"
+            );
+            let err = one_error_line(&run(d, &["convert", name, "out.npy"]), 2);
+            assert!(err.contains(stray), "{err}");
+            nothing_made(d, "out.npy");
+        } else {
+            assert_eq!(output.status.code(), Some(0), "{output:?}");
+        }
+    }
+    // Missing chunks are fill, a resize's leftovers are gone, and ndstore's own hidden lease
+    // and temporary files and a stranger's notes are none of the array's chunks.
+    std::fs::write(d.join("sparse.zarr/.ndstore-lease"), "{}").unwrap();
+    std::fs::write(d.join("sparse.zarr/c/.0.4242-1-x.ndstore-tmp"), "x").unwrap();
+    std::fs::write(d.join("sparse.zarr/notes.txt"), "hello").unwrap();
+    assert_eq!(
+        ok(d, &["verify", "sparse.zarr", "shrunk.zarr"]),
+        "sparse.zarr: ok (1 array, 64 bytes)\nshrunk.zarr: ok (1 array, 24 bytes)\n"
+    );
+    assert_eq!(
+        ok(d, &["cat", "--slice", "1,1:3", "sparse.zarr"]),
+        "[1 0]\n"
+    );
+}
+
+#[test]
+fn cat_of_an_npz_member_reads_only_its_rows_under_an_address_space_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 100 MiB of f64 whose element (i, j) is i * 128 + j, under a limit of 90 MB.
+    let c = DynArray::from(ArrayD::from_shape_fn(IxDyn(&[100 * 1024, 128]), |i| {
+        (i[0] * 128 + i[1]) as f64
+    }));
+    let fortran = DynArray::from(
+        ArrayD::from_shape_vec(IxDyn(&[4000, 3]).f(), (0..12000i32).collect()).unwrap(),
+    );
+    for (name, compression) in [
+        ("stored.npz", npz::Compression::Stored),
+        ("deflated.npz", npz::Compression::Deflated),
+    ] {
+        npz::save_npz(
+            d.join(name),
+            &[("c", &c), ("f", &fortran)],
+            compression,
+            &SaveOptions::default(),
+        )
+        .unwrap();
+    }
+    npz::save_npz(
+        d.join("one.npz"),
+        &[("arr_0", &c)],
+        npz::Compression::Stored,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    drop(c);
+    let limited = "ulimit -v 90000 && exec \"$NDSTORE\"";
+    let cat = |args: &str| {
+        let output = shell(d, &format!("{limited} cat {args}"));
+        assert_eq!(output.status.code(), Some(0), "{args}: {output:?}");
+        stdout(&output)
+    };
+    let rows = "[[1280003. 1280004. 1280005.]\n [1280131. 1280132. 1280133.]]\n";
+    for archive in ["stored.npz", "deflated.npz"] {
+        assert_eq!(cat(&format!("--slice 10000:10002,3:6 {archive}::c")), rows);
+        // The last rows, through the whole stream of a deflated member.
+        assert_eq!(
+            cat(&format!("--slice -1,-2: --format json {archive}::c")),
+            "[13107198.0,13107199.0]\n"
+        );
+        // numpy's summary reads only the edge rows.
+        let summary = cat(&format!("{archive}::c"));
+        assert!(
+            summary.starts_with("[[0.0000000e+00 1.0000000e+00"),
+            "{summary}"
+        );
+        assert!(
+            summary.ends_with("1.3107198e+07 1.3107199e+07]]\n"),
+            "{summary}"
+        );
+    }
+    // A Fortran-ordered stored member: each column's run of rows at its place in the member.
+    assert_eq!(
+        cat("--slice 3998:,1: stored.npz::f"),
+        "[[ 7998 11998]\n [ 7999 11999]]\n"
+    );
+    // An archive of one array is read without naming it.
+    assert_eq!(cat("--slice 10000:10002,3:6 one.npz"), rows);
+    // A header that claims more rows than its stored member holds is refused in the member.
+    let mut bytes = std::fs::read(d.join("one.npz")).unwrap();
+    let at = bytes.windows(8).position(|w| w == b"(102400,").unwrap();
+    bytes[at + 1..at + 7].copy_from_slice(b"102401");
+    std::fs::write(d.join("one.npz"), bytes).unwrap();
+    let err = one_error_line(&run(d, &["cat", "--slice", "0,0", "one.npz"]), 2);
+    assert!(
+        err.starts_with("ndstore: one.npz: member 'arr_0.npy', byte 128: the header declares"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_full_disk_or_a_file_size_limit_is_named_with_the_reason_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = DynArray::from(
+        ArrayD::from_shape_vec(IxDyn(&[1000, 100]), (0..100_000).map(f64::from).collect()).unwrap(),
+    );
+    ndstore::save(d.join("big.npy"), &a).unwrap();
+    // A file size limit of 64 KiB fails a write as a full disk does (EFBIG), its signal ignored.
+    let output = shell(
+        d,
+        "trap '' XFSZ; ulimit -f 128 && exec \"$NDSTORE\" convert -q --chunks 1000,100 big.npy out.zarr",
+    );
+    let err = one_error_line(&output, 2);
+    assert!(err.starts_with("ndstore: out.zarr: "), "{err}");
+    assert!(err.contains("File too large"), "{err}");
+    nothing_made(d, "out.zarr");
+    // A real full disk: a tmpfs of 256 KiB in a mount namespace of the command's own, where
+    // one can be made (root with unshare).
+    std::fs::create_dir(d.join("small")).unwrap();
+    for dst in ["out.zarr", "out.npy", "out.h5", "out.npz", "out.csv"] {
+        let output = shell(
+            d,
+            &format!(
+                "unshare -m sh -c 'mount -t tmpfs -o size=256k tmpfs small || exit 99; \
+                 exec \"$NDSTORE\" convert -q big.npy small/{dst}'"
+            ),
+        );
+        if output.status.code() != Some(2) {
+            let why = stderr(&output);
+            assert!(
+                output.status.code() != Some(0),
+                "{dst}: a 800 KB array fit a 256 KiB disk: {output:?}"
+            );
+            println!("skipped the full disk: no private tmpfs here ({why})");
+            break;
+        }
+        let err = one_error_line(&output, 2);
+        assert!(err.starts_with(&format!("ndstore: small/{dst}: ")), "{err}");
+        assert!(err.contains("No space left on device"), "{dst}: {err}");
+    }
+}
+
+/// Runs `script` in `dir` as the user `nobody` when this is root (so a root-owned file is
+/// another user's), else as this user; `None` when root cannot switch (no setpriv).
+fn shell_as_nobody(dir: &Path, script: &str) -> Option<Output> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        return Some(shell(dir, script));
+    }
+    let has_setpriv = std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_setpriv {
+        println!("skipped: no setpriv to run as nobody");
+        return None;
+    }
+    Some(shell(
+        dir,
+        &format!("exec setpriv --reuid=65534 --regid=65534 --clear-groups sh -c '{script}'"),
+    ))
+}
+
+#[test]
+fn errors_give_advice_in_the_command_line_s_words_not_the_library_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    mode(d, 0o777);
+    let m = DynArray::from(array![[1.5f64, -2.0, 3.25], [4.0, 5.0, 6.0]].into_dyn());
+    for name in ["m.npy", "ro.npy", "theirs.npy"] {
+        ndstore::save(d.join(name), &m).unwrap();
+        mode(&d.join(name), 0o644);
+    }
+    for name in ["ro.zarr", "theirs.zarr"] {
+        ndstore::save(d.join(name), &m).unwrap();
+    }
+    mode(&d.join("ro.npy"), 0o444);
+    mode(&d.join("ro.zarr"), 0o555);
+    mode(&d.join("theirs.npy"), 0o666);
+    mode(&d.join("theirs.zarr"), 0o777);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut errors = Vec::new();
+    let mut cases = vec![
+        ("ro.npy", "make it writable"),
+        ("ro.zarr", "make it writable"),
+    ];
+    if root {
+        // Another user's file, which a save cannot give back to its owner.
+        cases.extend([
+            ("theirs.npy", "run as its owner"),
+            ("theirs.zarr", "run as its owner"),
+        ]);
+    }
+    for (dst, says) in cases {
+        let Some(output) = shell_as_nobody(d, &format!("exec \"$NDSTORE\" convert m.npy {dst}"))
+        else {
+            return;
+        };
+        let err = one_error_line(&output, 2);
+        assert!(err.starts_with(&format!("ndstore: {dst}")), "{err}");
+        assert!(err.contains(says), "{err}");
+        errors.push(err);
+    }
+    // An HDF5 dataset whose data is mostly not in the file, loaded whole.
+    if let Some(python) = python() {
+        let script = "import h5py\n\
+                      with h5py.File('sparse.h5', 'w') as f:\n    \
+                      f.create_dataset('data', shape=(2**16, 2**16), chunks=(256, 256), dtype='f8')\n";
+        run_python(&python, d, script);
+        for args in [
+            &["verify", "sparse.h5"][..],
+            &["cat", "--format", "json", "sparse.h5"],
+        ] {
+            let err = one_error_line(&run(d, args), 2);
+            assert!(err.contains("are not in the file"), "{err}");
+            assert!(err.contains("cat --slice"), "{err}");
+            errors.push(err);
+        }
+        let output = run(d, &["verify", "--json", "sparse.h5"]);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        errors.push(stdout(&output));
+    }
+    // No error spells an API: `Type::name` or a call `name()`.
+    let api = |text: &str| {
+        text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':' || c == '(' || c == ')'))
+            .any(|word| word.contains("::") || word.contains("()"))
+    };
+    for err in errors {
+        assert!(!api(&err), "{err}");
+    }
+}
+
+#[test]
+fn ls_of_an_hdf5_group_describes_links_to_objects_outside_it_as_h5ls_does() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let script = "import h5py, numpy as np\n\
+                  with h5py.File('l.h5', 'w') as f:\n    \
+                  f['top'] = np.arange(3.0)\n    \
+                  g = f.create_group('g')\n    \
+                  g['own'] = np.arange(2)\n    \
+                  g['alias'] = f['top']\n    \
+                  f['h'] = g\n    \
+                  g['self'] = g\n    \
+                  g['soft'] = h5py.SoftLink('/top')\n";
+    run_python(&python, d, script);
+    // The whole file: each object at its first path, the others naming it.
+    assert_eq!(
+        ok(d, &["ls", "l.h5"]),
+        "/g        group\n\
+         /h        hard link  -> /g (listed there)\n\
+         /top      dataset    <f8 (3,) C\n\
+         /g/alias  hard link  -> /top (listed there)\n\
+         /g/own    dataset    <i8 (2,) C\n\
+         /g/self   hard link  -> /g (listed there)\n\
+         /g/soft   soft link  -> /top\n"
+    );
+    // A group's own listing, as `h5ls -r l.h5/g` gives it ('alias  Dataset {3}', 'self  Group,
+    // same as /g'): /top is not shown, so the link to it describes it; the review found
+    // '/g/alias hard link -> /top (listed there)' here.
+    assert_eq!(
+        ok(d, &["ls", "l.h5::/g"]),
+        "/g        group\n\
+         /g/alias  dataset    <f8 (3,) C\n\
+         /g/own    dataset    <i8 (2,) C\n\
+         /g/self   hard link  -> /g (listed there)\n\
+         /g/soft   soft link  -> /top\n"
+    );
+    // A second name of the group lists it under that name (h5ls: 'self  Group, same as /h');
+    // before, it was one line, '/h hard link -> /g (listed there)', with nothing listed.
+    assert_eq!(
+        ok(d, &["ls", "l.h5::/h"]),
+        "/h        group\n\
+         /h/alias  dataset    <f8 (3,) C\n\
+         /h/own    dataset    <i8 (2,) C\n\
+         /h/self   hard link  -> /h (listed there)\n\
+         /h/soft   soft link  -> /top\n"
+    );
+    assert_eq!(
+        ok(d, &["ls", "l.h5::g/alias"]),
+        "/g/alias  dataset  <f8 (3,) C\n"
+    );
+    let err = one_error_line(&run(d, &["ls", "l.h5::/g/nope"]), 2);
+    assert!(
+        err.starts_with("ndstore: l.h5: no object '/g/nope'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn tsv_is_tab_separated_text_in_every_command() {
+    let dir = fixtures();
+    let d = dir.path();
+    // Written with a tab between values and the `# ndstore:` line, as convert writes CSV.
+    assert_eq!(ok(d, &["convert", "i.npy", "i.tsv"]), "");
+    let text = std::fs::read_to_string(d.join("i.tsv")).unwrap();
+    let rows: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(rows, ["0\t1\t2\t3", "4\t5\t6\t7", "8\t9\t10\t11"], "{text}");
+    assert!(ok(d, &["info", "i.tsv"]).contains("format: tsv\n"));
+    assert_eq!(
+        ok(d, &["cat", "--slice", "1:,2:", "i.tsv"]),
+        "[[ 6  7]\n [10 11]]\n"
+    );
+    assert_eq!(
+        ok(d, &["verify", "i.tsv"]),
+        "i.tsv: ok (1 array, 48 bytes)\n"
+    );
+    // A tab-separated file without the line, as np.savetxt(delimiter='\t') writes one.
+    std::fs::write(d.join("plain.tsv"), "1.5\t-2\n3\t4e2\n").unwrap();
+    assert_eq!(
+        ok(d, &["cat", "plain.tsv"]),
+        "[[  1.5  -2. ]\n [  3.  400. ]]\n"
+    );
+    assert_eq!(ok(d, &["cp", "plain.tsv", "plain.npy"]), "");
+    assert_eq!(
+        ok(d, &["cat", "plain.npy"]),
+        "[[  1.5  -2. ]\n [  3.  400. ]]\n"
+    );
+    assert_eq!(ok(d, &["convert", "--to", "tsv", "m.npy", "m.out"]), "");
+    assert!(
+        std::fs::read_to_string(d.join("m.out"))
+            .unwrap()
+            .contains("1.5\t-2")
+    );
+    // A comma-separated file named .tsv is no tab-separated array: one error line.
+    std::fs::write(d.join("commas.tsv"), "1,2\n3,4\n").unwrap();
+    one_error_line(&run(d, &["cat", "commas.tsv"]), 2);
+}
+
+#[test]
+fn an_npz_destination_names_its_member_after_the_source_or_arr_0() {
+    let dir = fixtures();
+    let d = dir.path();
+    let names =
+        |npz: &str| -> Vec<String> { npz::NpzReader::open(d.join(npz)).unwrap().names().to_vec() };
+    // An array given without a name is arr_0, as np.savez names it.
+    ok(d, &["convert", "m.npy", "m.npz"]);
+    assert_eq!(names("m.npz"), ["arr_0"]);
+    // A named object keeps its name: an .npz member's, an HDF5 dataset's path.
+    ok(d, &["convert", "two.npz::b", "b.npz"]);
+    assert_eq!(names("b.npz"), ["b"]);
+    ok(d, &["convert", "d.h5::/g/x", "x.npz"]);
+    assert_eq!(names("x.npz"), ["g/x"]);
+    // An HDF5 file's only dataset keeps its name, as it does in an HDF5 destination.
+    ok(d, &["convert", "d.h5::/g/x", "only.h5"]);
+    let listing = ok(d, &["ls", "only.h5"]);
+    assert!(listing.contains("/g/x  dataset"), "{listing}");
+    ok(d, &["convert", "only.h5", "only.npz"]);
+    assert_eq!(names("only.npz"), ["g/x"]);
+}

@@ -647,6 +647,15 @@ impl<R: Read> Read for Counted<'_, R> {
     }
 }
 
+/// A member of an `.npz` stored without compression, as [`NpzReader::stored_member`] finds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMember {
+    /// The member's name in the archive (`a.npy`), as errors name it.
+    pub name: String,
+    /// The member's bytes in the archive file: a whole `.npy` file, header first.
+    pub data: std::ops::Range<u64>,
+}
+
 /// Reads the arrays of an `.npz` archive.
 pub struct NpzReader {
     archive: ZipArchive<File>,
@@ -852,6 +861,40 @@ impl NpzReader {
             meta,
             offset: header,
         })
+    }
+
+    /// Where the bytes of array `name` lie in the archive file when its member is stored
+    /// (neither compressed nor encrypted): a plain `.npy` file at an offset, which a caller can
+    /// read in part (a few rows) without reading the rest. `None` for a deflated member, which
+    /// can only be read in order ([`NpzReader::stream`]). A part read so checks no CRC-32:
+    /// only a read of the whole member can.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::NotFound` for a name the archive does not hold; `ErrorKind::Truncated` or
+    /// `ErrorKind::Format` naming the member for sizes the archive cannot justify; the errors
+    /// of opening the member.
+    pub fn stored_member(&mut self, name: &str) -> Result<Option<StoredMember>> {
+        let path = self.path.clone();
+        let file_len = self.file_len;
+        let (member, member_name) = self.member(name)?;
+        let stored = check_sizes(&member, &member_name, file_len).map_err(|e| {
+            e.at_offset(member.data_start().unwrap_or(0))
+                .with_path(&path)
+        })?;
+        // A member whose data cannot be placed is read in order, as a deflated one is.
+        let Some(data_start) = member.data_start() else {
+            return Ok(None);
+        };
+        if !stored || member.encrypted() {
+            return Ok(None);
+        }
+        // Inside the file, as `check_sizes` found.
+        let end = data_start.saturating_add(member.size());
+        Ok(Some(StoredMember {
+            name: member_name,
+            data: data_start..end,
+        }))
     }
 
     /// Loads array `name` with its metadata.

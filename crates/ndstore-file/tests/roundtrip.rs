@@ -260,3 +260,29 @@ fn npz_refuses_unsafe_and_duplicate_names_when_writing() {
         ["ok", "nested/name"]
     );
 }
+
+#[test]
+fn a_stored_member_is_the_npy_file_at_its_range_and_a_deflated_one_has_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = DynArray::from(array![[1.5f64, 2.0], [3.0, 4.0]].into_dyn());
+    npy::save_dyn(dir.path().join("a.npy"), &a, &SaveOptions::default()).unwrap();
+    let npy_bytes = std::fs::read(dir.path().join("a.npy")).unwrap();
+    for (compression, stored) in [(Compression::Stored, true), (Compression::Deflated, false)] {
+        let path = dir.path().join(format!("{compression:?}.npz"));
+        npz::save_npz(&path, &[("x", &a)], compression, &SaveOptions::default()).unwrap();
+        let found = NpzReader::open(&path).unwrap().stored_member("x").unwrap();
+        assert_eq!(found.is_some(), stored, "{compression:?}");
+        if let Some(member) = found {
+            assert_eq!(member.name, "x.npy");
+            let bytes = std::fs::read(&path).unwrap();
+            let range = usize::try_from(member.data.start).unwrap()
+                ..usize::try_from(member.data.end).unwrap();
+            assert_eq!(bytes[range], npy_bytes[..]);
+        }
+        let err = NpzReader::open(&path)
+            .unwrap()
+            .stored_member("y")
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+    }
+}

@@ -744,6 +744,24 @@ pub fn list_with(path: impl AsRef<Path>, options: &ReadOptions) -> Result<Vec<En
     Ok(entries)
 }
 
+/// The object `object` and every object below it (isolated, as [`list`]), as `h5ls -r
+/// FILE/object` lists them: the object first, then its group's links breadth-first. Each
+/// object is described at the first path this listing meets it; another hard link to it
+/// within the listing is an [`Object::Alias`] of that path, so a link to an object outside
+/// the subtree describes it instead of naming a path the listing does not show.
+///
+/// # Errors
+///
+/// `NotFound` naming the file for an object the file does not hold; as [`list`] otherwise.
+pub fn list_from(path: impl AsRef<Path>, object: &str) -> Result<Vec<Entry>> {
+    let path = path.as_ref();
+    let options = ReadOptions::default();
+    let (_, entries) = in_reader(path, object, &options, None, |_, _, file| {
+        tree::list_from(&file, path, object, options.max_depth)
+    })?;
+    Ok(entries)
+}
+
 /// Checks, in the isolated reader, that libhdf5 survives opening the file `source` and doing what
 /// the in-process edit does first: reading dataset `name`'s metadata as [`read::describe`] does
 /// (ndstore's attribute included), its storage and its type (when it exists). A file the reader

@@ -94,8 +94,8 @@ pub use backend::Hdf5Backend;
 pub use h5::{DEFAULT_DATASET, H5Options, META_ATTR, add_dataset, save_dyn, save_with};
 pub use inplace::H5InPlace;
 pub use isolated::{
-    Layout, ReadOptions, list, list_with, load_as, load_default, load_dyn, load_with, read_layout,
-    read_meta, read_slice, read_slice_with,
+    Layout, ReadOptions, list, list_from, list_with, load_as, load_default, load_dyn, load_with,
+    read_layout, read_meta, read_slice, read_slice_with,
 };
 pub use read::{DEFAULT_UNBACKED_LIMIT, MAX_FILTER_RATIO};
 pub use swmr::SwmrReader;

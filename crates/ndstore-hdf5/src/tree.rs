@@ -88,13 +88,72 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 /// Every link of the file, breadth-first by group and by name within one, at most `max_depth`
 /// groups deep.
 pub(crate) fn list(file: &hdf5_metno::File, path: &Path, max_depth: usize) -> Result<Vec<Entry>> {
-    let root: &Group = file;
+    list_from(file, path, "/", max_depth)
+}
+
+/// The link `start` (a path from the root; `/` for the whole file) and every link below it,
+/// breadth-first as [`list`], as `h5ls -r FILE/start` lists them: each object is described at
+/// the first path this listing meets it, and another hard link to it within the listing is an
+/// [`Object::Alias`] of that path. An object outside the listed subtree is never named as
+/// "listed there": a link to it is described where the listing meets it.
+///
+/// # Errors
+///
+/// `NotFound` when no link `start` exists; libhdf5's errors for the root or `start`'s group.
+pub(crate) fn list_from(
+    file: &hdf5_metno::File,
+    path: &Path,
+    start: &str,
+    max_depth: usize,
+) -> Result<Vec<Entry>> {
+    let start = format!("/{}", start.trim_matches('/'));
     let at = At::file(path);
-    let root_key = object_key(root, ".").map_err(|e| at.h5(e))?;
     let mut seen: HashMap<String, String> = HashMap::new();
-    seen.insert(root_key, "/".to_owned());
     let mut entries: Vec<Entry> = Vec::new();
-    let mut queue: VecDeque<(String, usize)> = VecDeque::from([("/".to_owned(), 1)]);
+    let mut queue: VecDeque<(String, usize)> = VecDeque::new();
+    if start == "/" {
+        let root: &Group = file;
+        let root_key = object_key(root, ".").map_err(|e| at.h5(e))?;
+        seen.insert(root_key, "/".to_owned());
+        queue.push_back(("/".to_owned(), 1));
+    } else {
+        // The start is the link of its parent group's, listed first as any link is.
+        let (parent, name) = start.rsplit_once('/').unwrap_or(("", &start));
+        let parent = if parent.is_empty() { "/" } else { parent };
+        let missing = || {
+            ndstore_core::Error::new(
+                ndstore_core::ErrorKind::NotFound,
+                format!("no object '{start}' in this file"),
+            )
+            .with_path(path)
+        };
+        let group = file.group(parent).map_err(|_| missing())?;
+        let links = group
+            .links(
+                hdf5_metno::IndexType::Name,
+                hdf5_metno::IterationOrder::Increasing,
+            )
+            .map_err(|e| at.h5(e))?;
+        let info = links
+            .into_iter()
+            .find_map(|(link, info)| (link == name).then_some(info))
+            .ok_or_else(missing)?;
+        let object = link_object(
+            &group,
+            name,
+            &start,
+            info.link_type,
+            0,
+            max_depth,
+            path,
+            &mut seen,
+            &mut queue,
+        );
+        entries.push(Entry {
+            path: start.clone(),
+            object,
+        });
+    }
     while let Some((group_path, depth)) = queue.pop_front() {
         let group = match file.group(&group_path) {
             Ok(group) => group,
@@ -123,27 +182,17 @@ pub(crate) fn list(file: &hdf5_metno::File, path: &Path, max_depth: usize) -> Re
             } else {
                 format!("{group_path}/{name}")
             };
-            let object = match info.link_type {
-                LinkType::Soft => match sys::link_value(&group, &name, true) {
-                    Ok(LinkValue::Soft(target)) => Object::SoftLink { target },
-                    Ok(_) => Object::UserLink,
-                    Err(e) => Object::Unreadable {
-                        error: e.to_string(),
-                    },
-                },
-                LinkType::External => match sys::link_value(&group, &name, false) {
-                    Ok(LinkValue::External { file, object }) => {
-                        Object::ExternalLink { file, object }
-                    }
-                    Ok(_) => Object::UserLink,
-                    Err(e) => Object::Unreadable {
-                        error: e.to_string(),
-                    },
-                },
-                LinkType::Hard => hard_link(
-                    &group, &name, &child, depth, max_depth, path, &mut seen, &mut queue,
-                ),
-            };
+            let object = link_object(
+                &group,
+                &name,
+                &child,
+                info.link_type,
+                depth,
+                max_depth,
+                path,
+                &mut seen,
+                &mut queue,
+            );
             entries.push(Entry {
                 path: child,
                 object,
@@ -151,6 +200,39 @@ pub(crate) fn list(file: &hdf5_metno::File, path: &Path, max_depth: usize) -> Re
         }
     }
     Ok(entries)
+}
+
+/// What the link `name` of `group` (listed as `child`, of type `link_type`) leads to: a soft
+/// or external link's value, never followed, or what [`hard_link`] finds.
+#[allow(clippy::too_many_arguments)]
+fn link_object(
+    group: &Group,
+    name: &str,
+    child: &str,
+    link_type: LinkType,
+    depth: usize,
+    max_depth: usize,
+    path: &Path,
+    seen: &mut HashMap<String, String>,
+    queue: &mut VecDeque<(String, usize)>,
+) -> Object {
+    match link_type {
+        LinkType::Soft => match sys::link_value(group, name, true) {
+            Ok(LinkValue::Soft(target)) => Object::SoftLink { target },
+            Ok(_) => Object::UserLink,
+            Err(e) => Object::Unreadable {
+                error: e.to_string(),
+            },
+        },
+        LinkType::External => match sys::link_value(group, name, false) {
+            Ok(LinkValue::External { file, object }) => Object::ExternalLink { file, object },
+            Ok(_) => Object::UserLink,
+            Err(e) => Object::Unreadable {
+                error: e.to_string(),
+            },
+        },
+        LinkType::Hard => hard_link(group, name, child, depth, max_depth, path, seen, queue),
+    }
 }
 
 /// What the hard link `name` of `group` (listed as `child`) leads to; groups not seen before

@@ -274,3 +274,40 @@ fn loads_of_a_target_replaced_continuously_read_one_version_each() {
         }
     });
 }
+
+#[test]
+fn a_listing_from_a_group_describes_what_its_links_lead_to_outside_it() {
+    let _turn = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("links.h5");
+    {
+        let file = hdf5_metno::File::create(&path).unwrap();
+        file.new_dataset_builder()
+            .with_data(&ndarray::arr1(&[1.0f64, 2.0, 3.0]))
+            .create("top")
+            .unwrap();
+        file.create_group("g").unwrap();
+        file.link_hard("/top", "/g/alias").unwrap();
+        file.link_hard("/g", "/g/back").unwrap();
+    }
+    // The whole file lists /top first and the second name as an alias of it.
+    let whole = ndstore_hdf5::list(&path).unwrap();
+    let alias = whole.iter().find(|e| e.path == "/g/alias").unwrap();
+    assert!(
+        matches!(alias.object, ndstore_hdf5::Object::Alias { .. }),
+        "{whole:?}"
+    );
+    // From /g, /top is not listed: the link describes the dataset it leads to.
+    let below = ndstore_hdf5::list_from(&path, "g").unwrap();
+    let paths: Vec<&str> = below.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["/g", "/g/alias", "/g/back"]);
+    assert!(below[1].meta().is_some_and(|m| m.shape == [3]), "{below:?}");
+    assert_eq!(
+        below[2].object,
+        ndstore_hdf5::Object::Alias {
+            of: "/g".to_owned()
+        }
+    );
+    let err = ndstore_hdf5::list_from(&path, "/g/nope").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+}
