@@ -1033,18 +1033,22 @@ fn cp_refuses_urls_zarr_and_what_it_cannot_copy_in_one_line() {
         r#"{"zarr_format": 3, "node_type": "group", "attributes": {}}"#,
     )
     .unwrap();
+    let err = one_error_line(&run(d, &["cp", "store.zarr", "a.npy"]), 2);
+    assert!(err.contains("not supported yet"), "{err}");
+    // URLs of other schemes than s3:// are refused, never taken for local paths.
     for args in [
-        ["cp", "s3://bucket/prefix", "a.npy"],
-        ["cp", "m.npy", "s3://bucket/prefix"],
-        ["cp", "store.zarr", "a.npy"],
+        ["cp", "gs://bucket/prefix", "a.npy"],
+        ["cp", "m.npy", "http://host/prefix.zarr"],
+        ["info", "gs://bucket/prefix", "--json"],
     ] {
         let err = one_error_line(&run(d, &args), 2);
-        assert!(err.contains("not supported yet"), "{err}");
+        assert!(err.contains("URLs are not supported"), "{err}");
     }
-    let err = one_error_line(&run(d, &["cp", "s3://bucket/prefix", "a.npy"]), 2);
+    assert!(!d.join("http:").exists());
+    let err = one_error_line(&run(d, &["cp", "gs://bucket/prefix", "a.npy"]), 2);
     assert_eq!(
         err,
-        "ndstore: s3://bucket/prefix: s3:// URLs are not supported yet (object storage comes with the Zarr backend's S3 store)\n"
+        "ndstore: gs://bucket/prefix: gs:// URLs are not supported (ndstore reads and writes local paths and s3://bucket/prefix)\n"
     );
     // A whole HDF5 file of two datasets: its groups and links would be lost.
     let err = one_error_line(&run(d, &["cp", "d.h5", "e.h5"]), 2);
