@@ -566,3 +566,16 @@ fn missing_credentials_dead_endpoints_and_missing_buckets_are_one_clear_line() {
         "ndstore: s3://no-such-bucket/a.zarr: the bucket does not exist (S3 answered NoSuchBucket)\n"
     );
 }
+
+#[test]
+fn every_command_shows_an_s3_example() {
+    for command in ["info", "ls", "cat", "verify", "convert", "cp"] {
+        let output = run_with(Path::new("."), &[], &[command, "--help"]);
+        let help = stdout(&output);
+        assert!(
+            help.lines()
+                .any(|line| line.trim_start().starts_with("ndstore ") && line.contains("s3://")),
+            "{command}: {help}"
+        );
+    }
+}
