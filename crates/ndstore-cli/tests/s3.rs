@@ -538,7 +538,8 @@ fn missing_credentials_dead_endpoints_and_missing_buckets_are_one_clear_line() {
         err.starts_with("ndstore: s3://bucket/a.zarr: no AWS credentials in the environment: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
         "{err}"
     );
-    // An endpoint where nothing listens: an error after AWS_MAX_ATTEMPTS attempts, in seconds.
+    // An endpoint where nothing listens: an error after 3 attempts (AWS_MAX_ATTEMPTS unset;
+    // object_store's own default is 11), in seconds.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
@@ -554,6 +555,7 @@ fn missing_credentials_dead_endpoints_and_missing_buckets_are_one_clear_line() {
         err.starts_with("ndstore: s3://bucket/a.zarr/zarr.json: cannot read the object: "),
         "{err}"
     );
+    assert!(err.contains("after 2 retries"), "{err}");
     // A bucket that does not exist.
     let Some(server) = server() else { return };
     let err = one_error_line(
