@@ -427,6 +427,16 @@ pub fn convert(
     write(src, dst, to, layout, quiet)
 }
 
+/// The destination `convert` writes: `dst` as given, an `s3://` URL's `::NODE` made one more
+/// level of its prefix.
+pub fn destination_path(dst: std::path::PathBuf) -> std::path::PathBuf {
+    if !crate::s3::is_s3(&dst) {
+        return dst;
+    }
+    let target = Target::parse(&dst.display().to_string());
+    crate::s3::node_url(&target.path, target.object.as_deref())
+}
+
 /// The checks before anything is written to `dst` from `src` in format `to`. A local
 /// destination: no device or pipe, not the source file itself, and the stale temporaries of
 /// killed conversions into it removed. An `s3://` destination: a Zarr array (object storage

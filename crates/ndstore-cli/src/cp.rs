@@ -84,12 +84,8 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
     let dst = Endpoint::parse(dst).target()?;
     // A node below an s3:// prefix is one more level of the prefix.
     let dst = match (&dst.object, crate::s3::is_s3(&dst.path)) {
-        (Some(node), true) => Target {
-            path: PathBuf::from(format!(
-                "{}/{}",
-                dst.path.display().to_string().trim_end_matches('/'),
-                node.trim_matches('/')
-            )),
+        (Some(_), true) => Target {
+            path: crate::s3::node_url(&dst.path, dst.object.as_deref()),
             object: None,
         },
         _ => dst,
@@ -125,6 +121,9 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
 /// which the copy replaces), named as the source file (or, for an object, as the object's last
 /// component with the source file's extension).
 fn destination(src: &Target, kind: Kind, dst: PathBuf) -> PathBuf {
+    if crate::s3::is_s3(&dst) {
+        return s3_destination(src, dst);
+    }
     if !dst.is_dir() || matches!(Kind::of(&dst), Ok(Kind::Zarr)) {
         return dst;
     }
@@ -143,6 +142,28 @@ fn destination(src: &Target, kind: Kind, dst: PathBuf) -> PathBuf {
             .map_or_else(|| PathBuf::from("copy"), PathBuf::from),
     };
     dst.join(name)
+}
+
+/// The array an `s3://` copy writes: `dst`, or, when `dst` ends with `/` (a "directory" of
+/// object storage), an array below it named as the source file's stem (or the object's last
+/// component) with `.zarr`: `cp run.h5::/loss s3://b/runs/` writes `s3://b/runs/loss.zarr`.
+fn s3_destination(src: &Target, dst: PathBuf) -> PathBuf {
+    let spelled = dst.display().to_string();
+    if !spelled.ends_with('/') || spelled.trim_end_matches('/').ends_with(':') {
+        return dst;
+    }
+    let stem = match &src.object {
+        Some(object) => object
+            .rsplit('/')
+            .find(|s| !s.is_empty())
+            .map(str::to_owned),
+        None => src
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned()),
+    }
+    .unwrap_or_else(|| "copy".to_owned());
+    PathBuf::from(format!("{spelled}{stem}.zarr"))
 }
 
 /// A whole HDF5 file is copied only when it holds one dataset: its groups, attributes and

@@ -267,7 +267,7 @@ fn main() -> ExitCode {
             quiet,
         } => convert::convert(
             &source::Target::parse(&src),
-            &dst,
+            &convert::destination_path(dst),
             to,
             &layout.layout(),
             quiet,

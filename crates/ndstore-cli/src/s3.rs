@@ -9,7 +9,7 @@
 //! default), so an endpoint that does not answer is an error within seconds, not minutes.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use ndstore::zarr::ObjectTarget;
@@ -124,6 +124,18 @@ pub fn target(url: &Path, node: Option<&str>) -> Result<ObjectTarget> {
             .with_path(url)
             .at(ndstore::Location::Object(full.clone()))
     })
+}
+
+/// The URL of `node` below the prefix of `url` (`s3://b/store.zarr` and `g/a` make
+/// `s3://b/store.zarr/g/a`), or `url` itself without a node.
+pub fn node_url(url: &Path, node: Option<&str>) -> PathBuf {
+    match node.map(|n| n.trim_matches('/')).filter(|n| !n.is_empty()) {
+        Some(node) => PathBuf::from(format!(
+            "{}/{node}",
+            url.display().to_string().trim_end_matches('/')
+        )),
+        None => url.to_path_buf(),
+    }
 }
 
 /// Checks that a new array may be written at `target`: an array there is replaced (as a local

@@ -160,6 +160,16 @@ fn npy_round_trips_through_s3_bit_for_bit_and_across_buckets_prefixes() {
     ok(server, d, &["convert", "c.h5", &url("rt/from-h5")]);
     ok(server, d, &["convert", &url("rt/from-h5"), "d.npy"]);
     assert!(std::fs::read(d.join("a.npy")).unwrap() == std::fs::read(d.join("d.npy")).unwrap());
+    // Into an s3:// "directory" (a URL ending in /) under the source's stem, and into a
+    // group's node named with ::.
+    ok(server, d, &["cp", "c.h5", &url("rt/dir/")]);
+    ok(server, d, &["convert", "a.npy", &url("rt/node.zarr::x/y")]);
+    for prefix in ["rt/dir/c.zarr", "rt/node.zarr/x/y"] {
+        assert!(
+            keys(server, prefix).contains(&format!("{prefix}/zarr.json")),
+            "{prefix}"
+        );
+    }
     // Into a local directory, under the prefix's last name.
     std::fs::create_dir(d.join("down")).unwrap();
     ok(server, d, &["cp", &across, "down/"]);
