@@ -591,3 +591,59 @@ fn every_command_shows_an_s3_example() {
         );
     }
 }
+
+/// Whether the server holds an object at `key`, asked with an unsigned HEAD (moto answers a
+/// missing key 404, an existing one 403 or 200).
+fn exists(server: &S3Server, key: &str) -> bool {
+    use std::io::{Read, Write};
+    let address = server.endpoint().trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "HEAD /{S3_BUCKET}/{key} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    !answer.starts_with("HTTP/1.1 404")
+}
+
+#[test]
+fn an_interrupted_copy_to_s3_publishes_nothing_and_dies_of_its_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(server) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ndstore::save(d.join("big.npy"), &sample(&[96 * 1024, 128], 4)).unwrap();
+    let dst = url("int/big.zarr");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ndstore"));
+    for (name, value) in server.settings() {
+        command.env(name, value);
+    }
+    let child = command
+        .current_dir(d)
+        .args(["convert", "-q", "big.npy", &dst])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first chunk is stored, the copy is under way.
+    let started = std::time::Instant::now();
+    while !exists(server, "int/big.zarr/c/0/0") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.signal(), Some(2), "{output:?}");
+    let err = stderr(&output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!("ndstore: {dst}: interrupted by signal 2")),
+        "{err}"
+    );
+    assert_eq!(keys(server, "int/big.zarr"), Vec::<String>::new());
+}
