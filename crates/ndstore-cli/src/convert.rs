@@ -401,30 +401,46 @@ pub fn refuse_special_destination(dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Removes the temporaries that killed conversions into `dst` left (`.NAME.PID-….ndstore-tmp`
-/// files and directories of processes no longer alive), before a new one is made beside them;
-/// those of live processes are left alone. Best effort: a directory that cannot be listed is
-/// reported by the write that follows, in its own words.
+/// Removes the temporaries that killed saves left in the directory `dst` is written in
+/// (`.NAME.PID-….ndstore-tmp` files and directories of any target there whose writer is gone),
+/// before a new one is made beside them. A writer holds a lock on its temporary for its whole
+/// life, so those of live writers stay, in another PID namespace or on another NFS client too.
+/// Best effort: a directory that cannot be listed is reported by the write that follows, in
+/// its own words.
 pub fn remove_stale_temps(dst: &Path) {
     // Ignored: what stops the cleanup stops the write after it with a clearer error.
-    let _ = ndstore_core::remove_stale_temps(dst);
+    if let Ok(target) = ndstore_core::__private::atomic::follow_links(dst) {
+        let _ = ndstore_core::remove_stale_temps_in(ndstore_core::__private::atomic::parent_dir(
+            &target,
+        ));
+    }
 }
 
-/// `ndstore convert SRC DST [--to FORMAT] [--chunks ...] [--compression ...] [--quiet]`.
+/// The switches `convert` and `cp` share.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Flags {
+    /// `--force`: replace a destination file that is not an array of the format written.
+    pub force: bool,
+    /// `--quiet`: no progress bar.
+    pub quiet: bool,
+}
+
+/// `ndstore convert SRC DST [--to FORMAT] [--chunks ...] [--compression ...] [--force]
+/// [--quiet]`.
 pub fn convert(
     src: &Target,
     dst: &Path,
     to: Option<ToFormat>,
     layout: &Layout,
-    quiet: bool,
+    flags: Flags,
 ) -> Outcome {
     let to = match to {
         Some(to) => to,
         None => ToFormat::from_kind(Kind::of(dst)?),
     };
     layout.check(to, dst)?;
-    check_destination(src, dst, to)?;
-    write(src, dst, to, layout, quiet)
+    check_destination(src, dst, to, flags.force)?;
+    write(src, dst, to, layout, flags.quiet)
 }
 
 /// The destination `convert` writes: `dst` as given, an `s3://` URL's `::NODE` made one more
@@ -438,18 +454,21 @@ pub fn destination_path(dst: std::path::PathBuf) -> std::path::PathBuf {
 }
 
 /// The checks before anything is written to `dst` from `src` in format `to`. A local
-/// destination: no device or pipe, not the source file itself, and the stale temporaries of
-/// killed conversions into it removed. An `s3://` destination: a Zarr array (object storage
-/// holds nothing else), not the source array itself, and a prefix that is empty or holds an
-/// array (see [`crate::s3::check_destination`]).
+/// destination: no device or pipe, not the source file itself, replaceable under
+/// [`crate::destination::check_replaceable`]'s policy (`force` for `--force`), and the stale
+/// temporaries beside it removed. An `s3://` destination: a Zarr array (object storage holds
+/// nothing else), not the source array itself, and a prefix that is empty or holds an array
+/// (see [`crate::s3::check_destination`]; `--force` does not change it, as a local Zarr
+/// destination that is not an array is never replaced either).
 ///
 /// # Errors
 ///
-/// `InvalidInput` naming `dst`; the errors of looking at the prefix.
-pub fn check_destination(src: &Target, dst: &Path, to: ToFormat) -> Result<()> {
+/// `InvalidInput` naming `dst`; the errors of looking at the destination.
+pub fn check_destination(src: &Target, dst: &Path, to: ToFormat, force: bool) -> Result<()> {
     if !crate::s3::is_s3(dst) {
         refuse_special_destination(dst)?;
         refuse_same_file(&src.path, dst)?;
+        crate::destination::check_replaceable(dst, to, force)?;
         remove_stale_temps(dst);
         return Ok(());
     }

@@ -13,7 +13,7 @@ use ndstore::hdf5;
 use ndstore::{Error, ErrorKind, Result};
 
 use crate::Outcome;
-use crate::convert::{self, Layout, ToFormat};
+use crate::convert::{self, Flags, Layout, ToFormat};
 use crate::source::{Kind, Target};
 
 /// Where a command reads or writes: a local file (and object), a Zarr node in object storage,
@@ -79,7 +79,7 @@ impl Endpoint {
 }
 
 /// `ndstore cp SRC DST`.
-pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
+pub fn cp(src: &str, dst: &str, layout: &Layout, flags: Flags) -> Outcome {
     let src = Endpoint::parse(src).target()?;
     let dst = Endpoint::parse(dst).target()?;
     // A node below an s3:// prefix is one more level of the prefix.
@@ -103,7 +103,7 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
     // The destination's extension decides when it names a format; otherwise the source's does.
     let to = ToFormat::from_kind(Kind::of(&dst_path).unwrap_or(src_kind));
     layout.check(to, &dst_path)?;
-    convert::check_destination(&src, &dst_path, to)?;
+    convert::check_destination(&src, &dst_path, to, flags.force)?;
     if src.object.is_none() && src_kind == Kind::Npz && to == ToFormat::Npz {
         return Ok(convert::copy_members(&src.path, &dst_path, layout)
             .map_err(|e| convert::user_path(e, &dst_path))?);
@@ -114,7 +114,7 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, quiet: bool) -> Outcome {
     if src_kind == Kind::Zarr {
         refuse_a_group(&src)?;
     }
-    convert::write(&src, &dst_path, to, layout, quiet)
+    convert::write(&src, &dst_path, to, layout, flags.quiet)
 }
 
 /// The file a copy writes: `dst`, or inside `dst` when it is a directory (but no Zarr node,

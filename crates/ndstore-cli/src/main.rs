@@ -10,6 +10,7 @@
 
 mod convert;
 mod cp;
+mod destination;
 mod docs;
 mod inspect;
 mod interrupt;
@@ -120,7 +121,12 @@ enum Command {
     },
     /// Converts an array to another format, atomically and durably.
     #[command(
-        after_help = "Examples:\n  ndstore convert table.csv table.npy\n  ndstore convert --to npz run.h5::/data out.bin\n  ndstore convert --chunks 64,64 --compression gzip:6 big.npy big.h5\n  ndstore convert --compression zstd:3 big.npy big.zarr\n  ndstore convert --compression zstd:3 big.npy s3://bucket/big.zarr"
+        after_help = "An existing destination is replaced only when it is an array of the format\n\
+                      being written (judged at a symbolic link's target) or an empty file; anything\n\
+                      else is refused: remove it, or pass --force to replace a file. A Zarr\n\
+                      destination that is not a Zarr array is never replaced; on s3:// neither is a\n\
+                      prefix holding other objects.\n\n\
+                      Examples:\n  ndstore convert table.csv table.npy\n  ndstore convert --to npz run.h5::/data out.bin\n  ndstore convert --chunks 64,64 --compression gzip:6 big.npy big.h5\n  ndstore convert --compression zstd:3 big.npy big.zarr\n  ndstore convert --compression zstd:3 big.npy s3://bucket/big.zarr"
     )]
     Convert {
         /// PATH or PATH::OBJECT of the source.
@@ -132,6 +138,8 @@ enum Command {
         to: Option<convert::ToFormat>,
         #[command(flatten)]
         layout: LayoutArgs,
+        #[command(flatten)]
+        force: ForceArg,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -141,9 +149,12 @@ enum Command {
     #[command(
         after_help = "The destination keeps the source's format unless its extension names another;\n\
                       a directory receives a file of the source's name; a replaced file keeps its\n\
-                      permissions; a Zarr array keeps its chunks and codecs. On s3:// a new array\n\
-                      appears whole at its commit (zarr.json written last) or not at all; a replaced\n\
-                      array is rewritten chunk by chunk; a group is never replaced.\n\n\
+                      permissions; a Zarr array keeps its chunks and codecs. An existing destination\n\
+                      is replaced only when it is an array of the format being written (judged at a\n\
+                      symbolic link's target) or an empty file; anything else is refused: remove it,\n\
+                      or pass --force to replace a file. On s3:// a new array appears whole at its\n\
+                      commit (zarr.json written last) or not at all; a replaced array is rewritten\n\
+                      chunk by chunk; a group, or a prefix holding other objects, is never replaced.\n\n\
                       Examples:\n  ndstore cp run.h5::/loss backup/loss.h5\n  ndstore cp arrays.npz /mnt/archive/\n  ndstore cp weights.npy s3://bucket/models/weights.zarr\n  ndstore cp s3://bucket/run.zarr::temperature t.npy"
     )]
     Cp {
@@ -153,10 +164,22 @@ enum Command {
         dst: String,
         #[command(flatten)]
         layout: LayoutArgs,
+        #[command(flatten)]
+        force: ForceArg,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
     },
+}
+
+/// `--force`, for `convert` and `cp`.
+#[derive(Args, Debug)]
+struct ForceArg {
+    /// Replace an existing destination file even when it is not an array of the format being
+    /// written (through a symbolic link, the file it points to). A Zarr destination that is
+    /// not a Zarr array is never replaced.
+    #[arg(long)]
+    force: bool,
 }
 
 /// The destination's layout, for `convert` and `cp`.
@@ -264,20 +287,33 @@ fn main() -> ExitCode {
             dst,
             to,
             layout,
+            force,
             quiet,
         } => convert::convert(
             &source::Target::parse(&src),
             &convert::destination_path(dst),
             to,
             &layout.layout(),
-            quiet,
+            convert::Flags {
+                force: force.force,
+                quiet,
+            },
         ),
         Command::Cp {
             src,
             dst,
             layout,
+            force,
             quiet,
-        } => cp::cp(&src, &dst, &layout.layout(), quiet),
+        } => cp::cp(
+            &src,
+            &dst,
+            &layout.layout(),
+            convert::Flags {
+                force: force.force,
+                quiet,
+            },
+        ),
     };
     finish(outcome)
 }

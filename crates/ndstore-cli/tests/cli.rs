@@ -1012,8 +1012,9 @@ fn cp_copies_in_the_source_format_unless_the_extension_says_otherwise() {
     let mut copy = npz::NpzReader::open(d.join("backup/two.npz")).unwrap();
     assert_eq!(copy.names(), ["a", "b"]);
     assert!(copy.load_dyn("b").unwrap().1.bit_eq(&load(d.join("i.npy"))));
-    // An HDF5 object keeps its path; a replaced file keeps its mode.
-    std::fs::write(d.join("x.h5"), b"old").unwrap();
+    // An HDF5 object keeps its path; a replaced file (an HDF5 file: the destination policy
+    // replaces only arrays of the format written) keeps its mode.
+    std::fs::copy(d.join("d.h5"), d.join("x.h5")).unwrap();
     std::fs::set_permissions(d.join("x.h5"), std::fs::Permissions::from_mode(0o640)).unwrap();
     assert_eq!(ok(d, &["cp", "d.h5::/g/x", "x.h5"]), "");
     assert_eq!(mode(&d.join("x.h5")), 0o640);
@@ -1083,6 +1084,115 @@ fn cp_and_convert_refuse_the_source_itself_as_destination() {
         assert!(err.contains("is the source file"), "{args:?}: {err}");
     }
     assert_eq!(std::fs::read(d.join("two.npz")).unwrap(), before);
+}
+
+/// Review finding: `convert`/`cp` onto a link to a document (or onto a document itself) replaced
+/// it, as cp(1) would. A destination is replaced only when it is an array of the format written.
+#[test]
+fn a_destination_that_is_not_an_array_of_its_format_is_refused_unless_forced() {
+    let dir = fixtures();
+    let d = dir.path();
+    let notes = d.join("notes.txt");
+    std::fs::write(&notes, "my notes, not numbers\n").unwrap();
+    for name in ["out.npy", "out.npz", "out.csv", "out.h5", "out.zarr"] {
+        std::os::unix::fs::symlink("notes.txt", d.join(name)).unwrap();
+    }
+    for args in [
+        &["convert", "-q", "m.npy", "out.npy"][..],
+        &["cp", "-q", "m.npy", "out.npy"],
+        &["convert", "-q", "m.npy", "out.npz"],
+        &["cp", "-q", "two.npz", "out.npz"],
+        &["convert", "-q", "m.npy", "out.csv"],
+        &["convert", "-q", "d.h5::/data", "out.h5"],
+        &["convert", "-q", "m.npy", "out.zarr"],
+        &["convert", "-q", "--to", "npy", "m.npy", "notes.txt"],
+    ] {
+        let err = one_error_line(&run(d, args), 2);
+        let dst = args.last().unwrap();
+        assert!(
+            err.starts_with(&format!("ndstore: {dst}: the destination exists")),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("replaces only an array of the format it writes"),
+            "{err}"
+        );
+        if *dst != "notes.txt" {
+            assert!(err.contains("a link to notes.txt"), "{err}");
+        }
+        if *dst == "out.zarr" {
+            assert!(
+                err.contains("remove it first") && !err.contains("--force"),
+                "{err}"
+            );
+        } else {
+            assert!(err.contains("pass --force"), "{err}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(&notes).unwrap(),
+            "my notes, not numbers\n"
+        );
+        assert!(
+            std::fs::symlink_metadata(d.join(dst))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+                || *dst == "notes.txt"
+        );
+    }
+    // A plain directory where a Zarr array goes is never replaced, forced or not.
+    std::fs::create_dir(d.join("photos.zarr")).unwrap();
+    std::fs::write(d.join("photos.zarr/cat.jpg"), b"jpeg").unwrap();
+    let err = one_error_line(
+        &run(d, &["convert", "-q", "--force", "m.npy", "photos.zarr"]),
+        2,
+    );
+    assert!(
+        err.contains("a directory that is not a Zarr array"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(d.join("photos.zarr/cat.jpg")).unwrap(),
+        b"jpeg"
+    );
+    // Arrays of the format written are replaced, and so is an empty file.
+    ok(d, &["convert", "-q", "i.npy", "again.npy"]);
+    ok(d, &["convert", "-q", "m.npy", "again.npy"]);
+    ok(d, &["convert", "-q", "m.npy", "again.csv"]);
+    ok(d, &["convert", "-q", "i.npy", "again.csv"]);
+    std::fs::write(d.join("plain.csv"), "1,2\n3,4\n").unwrap();
+    ok(d, &["convert", "-q", "m.npy", "plain.csv"]);
+    ok(d, &["cp", "-q", "d.h5::/data", "again.h5"]);
+    ok(d, &["cp", "-q", "d.h5::/g/x", "again.h5"]);
+    ok(d, &["cp", "-q", "two.npz", "again.npz"]);
+    ok(d, &["cp", "-q", "two.npz", "again.npz"]);
+    ok(d, &["convert", "-q", "m.npy", "again.zarr"]);
+    ok(d, &["convert", "-q", "i.npy", "again.zarr"]);
+    std::fs::write(d.join("empty.npy"), b"").unwrap();
+    ok(d, &["convert", "-q", "m.npy", "empty.npy"]);
+    assert_eq!(ok(d, &["cat", "again.zarr"]), ok(d, &["cat", "i.npy"]));
+    // An array of another format is not one of this format.
+    let err = one_error_line(
+        &run(d, &["convert", "-q", "i.npy", "--to", "npy", "again.csv"]),
+        2,
+    );
+    assert!(err.contains("is not a .npy file"), "{err}");
+    // --force replaces the file, through the link too, and keeps the link.
+    ok(d, &["convert", "-q", "--force", "m.npy", "out.npy"]);
+    assert!(
+        std::fs::symlink_metadata(d.join("out.npy"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(std::fs::read(&notes).unwrap().starts_with(b"\x93NUMPY"));
+    assert_eq!(ok(d, &["cat", "out.npy"]), ok(d, &["cat", "m.npy"]));
+    ok(d, &["cp", "-q", "--force", "m.npy", "notes.txt"]);
+    assert!(
+        std::fs::read_to_string(&notes)
+            .unwrap()
+            .starts_with("# ndstore:")
+    );
 }
 
 #[test]
@@ -1338,7 +1448,7 @@ fn sigint_during_convert_leaves_no_destination_and_no_temporary() {
     ndstore::save(d.join("big.npy"), &a).unwrap();
     drop(a);
     // An old destination, which must survive.
-    std::fs::write(d.join("out.csv"), b"old\n").unwrap();
+    std::fs::write(d.join("out.csv"), b"1,2\n").unwrap();
     let _running = HDF5_OPEN.read().unwrap_or_else(|e| e.into_inner());
     let child = std::process::Command::new(binary())
         .current_dir(d)
@@ -1373,7 +1483,7 @@ fn sigint_during_convert_leaves_no_destination_and_no_temporary() {
         err.starts_with("ndstore: out.csv: interrupted by signal 2"),
         "{err}"
     );
-    assert_eq!(std::fs::read(d.join("out.csv")).unwrap(), b"old\n");
+    assert_eq!(std::fs::read(d.join("out.csv")).unwrap(), b"1,2\n");
     no_temporary(d, "out.csv");
 }
 
@@ -1599,6 +1709,51 @@ fn zarr_verify_names_the_damaged_chunk_and_the_place() {
     // A store that is no Zarr node at all is a usage error.
     std::fs::create_dir(d.join("empty")).unwrap();
     one_error_line(&run(d, &["verify", "empty"]), 2);
+}
+
+#[test]
+fn zarr_verify_checks_the_inner_chunks_of_a_shard_past_the_arrays_end() {
+    use ndstore::zarr::codec::{Codec, CodecChain, Sharding};
+    use ndstore::zarr::meta::ZarrMeta;
+    use ndstore::{ByteOrder, DType, DTypeKind};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Shards of 4 x 6 rows holding 2 x 3 inner chunks of 24 bytes and a crc32c each, written
+    // for 8 rows; then the array is declared 6 rows long, so inner chunks 2 and 3 of the shard
+    // of rows 4..8 lie past its end (stored, as another writer may leave them).
+    let i4 = DType::new(DTypeKind::I32, ByteOrder::Little);
+    let meta = ZarrMeta::new(i4, &[8, 6], &[4, 6])
+        .unwrap()
+        .with_codecs(CodecChain::new(vec![Codec::Sharding(Box::new(Sharding {
+            chunk_shape: vec![2, 3],
+            codecs: CodecChain::new(vec![Codec::bytes_for(i4), Codec::Crc32c]),
+            index_codecs: CodecChain::new(vec![
+                Codec::Bytes(Some(ByteOrder::Little)),
+                Codec::Crc32c,
+            ]),
+            index_at_start: false,
+        }))]))
+        .unwrap();
+    let values =
+        DynArray::from(ArrayD::from_shape_vec(IxDyn(&[8, 6]), (1..=48i32).collect()).unwrap());
+    ndstore::zarr::save_with(&d.join("p.zarr"), &values, meta, &SaveOptions::default()).unwrap();
+    let json = d.join("p.zarr/zarr.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    doc["shape"] = serde_json::json!([6, 6]);
+    std::fs::write(&json, serde_json::to_vec(&doc).unwrap()).unwrap();
+    ok(d, &["verify", "p.zarr"]);
+    // A byte of inner chunk 2 (bytes 56..84 of the shard), which no element of the array reads.
+    flip(&d.join("p.zarr/c/1/0"), 60);
+    assert_eq!(
+        ok(d, &["cat", "p.zarr", "--slice", "4:6,:"]),
+        "[[25 26 27 28 29 30]\n [31 32 33 34 35 36]]\n"
+    );
+    let err = one_error_line(&run(d, &["verify", "p.zarr"]), 1);
+    assert!(
+        err.contains("p.zarr/c/1/0: object 'chunk c/1/0': inner chunk 2 of the shard (bytes 56+28): crc32c checksum mismatch"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -2133,6 +2288,22 @@ fn convert_and_cp_remove_stale_temporaries_of_dead_processes() {
         assert!(!stale.exists(), "{dst}");
         assert_eq!(std::fs::read(&live).unwrap(), b"in use");
     }
+    // Finding 22: those of other targets in the destination's directory go too. A live
+    // writer's temporary stays whatever pid its name carries (a writer in another PID
+    // namespace, here this process's, holding its lock, under a pid dead here).
+    let other = d.join(format!(".other.npy.{dead}-0-1.ndstore-tmp"));
+    std::fs::write(&other, b"left by a killed save").unwrap();
+    let mut held =
+        ndstore::OutputFile::create(&d.join("held.npy"), &SaveOptions::default()).unwrap();
+    let ours = held.path().to_path_buf();
+    let foreign = d.join(format!(".held.npy.{dead}-7-1.ndstore-tmp"));
+    std::fs::rename(&ours, &foreign).unwrap();
+    ok(d, &["cp", "-q", "m.npy", "o2.npy"]);
+    assert!(!other.exists());
+    assert!(foreign.exists(), "a live writer's temporary must stay");
+    std::fs::rename(&foreign, &ours).unwrap();
+    held.file().unwrap();
+    held.abort().unwrap();
 }
 
 #[test]
@@ -2226,9 +2397,46 @@ fn chunks_longer_than_the_array_are_refused_on_write_and_bounded_on_read() {
             "{args}: {err}"
         );
     }
+    // A chunk grid larger than the array is legal Zarr: a limit (exit 2), not damage.
     let output = shell(d, &format!("{limited} verify fits.zarr"));
-    let err = one_error_line(&output, 1);
+    let err = one_error_line(&output, 2);
     assert!(err.contains("decodes to 3200000000 bytes"), "{err}");
+}
+
+/// Review finding: a zarr-python array whose chunk is over 64 MiB and over twice the array
+/// was refused as damage (exit 1). A stored chunk its bytes justify is read; one they do not is
+/// refused as a limit (exit 2); a chunk not stored is fill, whatever its size.
+#[test]
+fn a_chunk_grid_larger_than_the_array_is_read_or_refused_as_a_limit() {
+    let Some(python) = zarr_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_python(
+        &python,
+        d,
+        "import zarr, numpy as np\n\
+         for name, compressors in [('raw.zarr', None), ('zstd.zarr', 'auto'), ('empty.zarr', None)]:\n\
+         \x20   z = zarr.create_array(name, shape=(10,), chunks=(10_000_000,), dtype='f8', compressors=compressors)\n\
+         \x20   if name != 'empty.zarr':\n\
+         \x20       z[:] = np.arange(10.0)\n",
+    );
+    assert_eq!(
+        ok(d, &["cat", "raw.zarr"]),
+        "[0. 1. 2. 3. 4. 5. 6. 7. 8. 9.]\n"
+    );
+    assert_eq!(
+        ok(d, &["verify", "raw.zarr"]),
+        "raw.zarr: ok (1 array, 80 bytes)\n"
+    );
+    assert_eq!(
+        ok(d, &["verify", "empty.zarr"]),
+        "empty.zarr: ok (1 array, 80 bytes)\n"
+    );
+    for args in [&["verify", "zstd.zarr"][..], &["cat", "zstd.zarr"]] {
+        let err = one_error_line(&run(d, args), 2);
+        assert!(err.contains("decodes to 80000000 bytes"), "{args:?}: {err}");
+        assert!(err.contains("smaller chunks"), "{err}");
+    }
 }
 
 /// `bytes` with every `from` replaced by `to`, of the same length.

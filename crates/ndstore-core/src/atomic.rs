@@ -281,7 +281,33 @@ fn temp_name(prefix: &OsStr, attempt: u64) -> OsString {
     name
 }
 
-/// A temporary file beside `target`, created exclusively (`O_EXCL`), never following a link.
+/// Takes the liveness lock of a temporary that `handle` (a file or a directory) has just
+/// created at `path`: a shared `flock` held as long as the handle, which tells every process,
+/// in any PID namespace and on any NFS client, that the temporary's writer is alive (see
+/// [`remove_stale_temps`]). Returns false when the temporary was taken for a stale one
+/// before the lock was held (a sweep holds its exclusive lock, or has removed the name): the
+/// caller then makes another.
+///
+/// # Errors
+///
+/// The I/O error of `flock`, or of inspecting `path`.
+pub fn hold_liveness(handle: &File, path: &Path) -> io::Result<bool> {
+    match handle.try_lock_shared() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Ok(false),
+        Err(fs::TryLockError::Error(e)) => return Err(e),
+    }
+    // Locked: no sweep can remove it from now on. One may have removed it just before.
+    let held = handle.metadata()?;
+    match fs::symlink_metadata(path) {
+        Ok(named) => Ok(named.dev() == held.dev() && named.ino() == held.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A temporary file beside `target`, created exclusively (`O_EXCL`), never following a link,
+/// and holding its liveness lock (see [`hold_liveness`]).
 fn create_temp(target: &Path, mode: u32) -> Result<(PathBuf, File)> {
     let dir = parent_dir(target);
     let prefix = temp_prefix(target)?;
@@ -295,7 +321,16 @@ fn create_temp(target: &Path, mode: u32) -> Result<(PathBuf, File)> {
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
         {
-            Ok(file) => return Ok((path, file)),
+            Ok(file) => match hold_liveness(&file, &path) {
+                Ok(true) => return Ok((path, file)),
+                // A sweep took it for a dead writer's before the lock was held: another name.
+                Ok(false) => continue,
+                Err(e) => {
+                    // Ours and never published: removed, whatever went wrong.
+                    let _ = fs::remove_file(&path);
+                    return Err(Error::io("cannot lock the temporary file", e).with_path(target));
+                }
+            },
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
                 return Err(
@@ -562,6 +597,13 @@ impl OutputFile {
                 if synced {
                     file.sync()?;
                 }
+                // The liveness lock is held across the rename by a second descriptor of the
+                // same open file: between the close and the rename a sweep would otherwise take
+                // the temporary for a dead writer's. It is shared, so readers of the published
+                // file are not kept out meanwhile.
+                let liveness = file.file_ref().try_clone().map_err(|e| {
+                    Error::io("cannot duplicate the temporary's descriptor", e).with_path(temp)
+                })?;
                 file.close()?;
                 let old = keep
                     .as_ref()
@@ -580,6 +622,7 @@ impl OutputFile {
                 } else {
                     Ok(())
                 };
+                drop(liveness);
                 if let Some(old) = old {
                     crate::release::release(old);
                 }
@@ -753,49 +796,65 @@ pub fn write_file(
 }
 
 /// Removes temporary files (and the temporary directories of backends whose arrays are
-/// directory trees) that crashed saves of `target` left behind (those whose writing process no
-/// longer exists), and returns how many it removed. `target` may be a file or a directory.
+/// directory trees) that crashed saves of `target` left behind, and returns how many it
+/// removed. `target` may be a file or a directory.
 ///
 /// A save killed between creating its temporary file and renaming it leaves one such file;
-/// the target itself is always intact. Temporaries of live processes are left alone.
+/// the target itself is always intact. A temporary is stale only when its liveness lock can be
+/// taken: every writer holds a shared `flock` on its temporary (file or directory) from its
+/// creation until it is renamed, so a writer that is alive in another PID namespace (a
+/// container sharing the directory) or on another NFS client keeps its temporary. The process
+/// id in the name is a hint that can only keep a temporary: one whose process is alive here is
+/// left alone even when unlocked (a writer of an older ndstore, which held no lock). The
+/// temporary is removed while its exclusive lock is held, so no writer can take it up meanwhile.
 ///
 /// # Errors
 ///
 /// I/O errors reading the target's directory or removing a temporary.
 pub fn remove_stale_temps(target: &Path) -> Result<usize> {
     let target = follow_links(target)?;
-    let dir = parent_dir(&target);
     let prefix = temp_prefix(&target)?;
+    sweep(parent_dir(&target), |name| {
+        name.starts_with(prefix.as_bytes())
+    })
+}
+
+/// Removes the stale temporaries of every target in the directory `dir`, as
+/// [`remove_stale_temps`] removes those of one target: what crashed saves of any file or array
+/// there left behind.
+///
+/// # Errors
+///
+/// I/O errors reading the directory or removing a temporary.
+pub fn remove_stale_temps_in(dir: &Path) -> Result<usize> {
+    sweep(dir, |name| name.starts_with(b"."))
+}
+
+/// The process id a temporary's name carries (`.NAME.PID-N-....ndstore-tmp`), when `name` is
+/// the name of one.
+fn temp_pid(name: &[u8]) -> Option<u32> {
+    let rest = name.strip_suffix(TEMP_SUFFIX.as_bytes())?;
+    let at = rest.iter().rposition(|&b| b == b'.')?;
+    let id = rest[at + 1..].split(|&b| b == b'-').next()?;
+    std::str::from_utf8(id).ok()?.parse().ok()
+}
+
+/// Removes the stale temporaries in `dir` whose names `chosen` accepts (see
+/// [`remove_stale_temps`]).
+fn sweep(dir: &Path, chosen: impl Fn(&[u8]) -> bool) -> Result<usize> {
     let mut removed = 0;
     let entries =
         fs::read_dir(dir).map_err(|e| Error::io("listing directory", e).with_path(dir))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io("listing directory", e).with_path(dir))?;
         let name = entry.file_name();
-        let Some(rest) = name.as_bytes().strip_prefix(prefix.as_bytes()) else {
+        let Some(pid) = temp_pid(name.as_bytes()).filter(|_| chosen(name.as_bytes())) else {
             continue;
         };
-        let Some(rest) = rest.strip_suffix(TEMP_SUFFIX.as_bytes()) else {
+        if pid == std::process::id() || os::process_alive(pid) {
             continue;
-        };
-        let pid = rest
-            .split(|&b| b == b'-')
-            .next()
-            .and_then(|p| std::str::from_utf8(p).ok());
-        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid != std::process::id() && !os::process_alive(pid) {
-            // A backend whose arrays are directory trees stages them in temporary directories.
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            let removal = if is_dir {
-                fs::remove_dir_all(entry.path())
-            } else {
-                fs::remove_file(entry.path())
-            };
-            removal
-                .map_err(|e| Error::io("removing a stale temporary file", e))
-                .map_err(|e| e.with_path(entry.path()))?;
+        }
+        if remove_if_stale(&entry.path())? {
             removed += 1;
         }
     }
@@ -803,6 +862,40 @@ pub fn remove_stale_temps(target: &Path) -> Result<usize> {
         sync_dir(dir)?;
     }
     Ok(removed)
+}
+
+/// Removes the temporary at `path` when its liveness lock can be taken, holding that lock
+/// while it removes it; returns whether it did. A temporary that cannot be opened or locked
+/// (another user's, a file system without `flock`) is kept: only a temporary known dead goes.
+fn remove_if_stale(path: &Path) -> Result<bool> {
+    let Ok(handle) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return Ok(false);
+    };
+    if handle.try_lock().is_err() {
+        return Ok(false);
+    }
+    // The name must still be the file locked (names are never reused, but be sure).
+    let (Ok(held), Ok(named)) = (handle.metadata(), fs::symlink_metadata(path)) else {
+        return Ok(false);
+    };
+    if held.dev() != named.dev() || held.ino() != named.ino() {
+        return Ok(false);
+    }
+    // A backend whose arrays are directory trees stages them in temporary directories.
+    let removal = if named.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    match removal {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("removing a stale temporary file", e).with_path(path)),
+    }
 }
 
 /// The temporary files (or directories) of `target`, a file or a directory, present now, of

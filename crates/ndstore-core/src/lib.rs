@@ -54,7 +54,10 @@ mod stream;
 mod writeback;
 
 pub use array::DynArray;
-pub use atomic::{DurableFile, Lock, OutputFile, list_temps, lock, remove_stale_temps, write_file};
+pub use atomic::{
+    DurableFile, Lock, OutputFile, list_temps, lock, remove_stale_temps, remove_stale_temps_in,
+    write_file,
+};
 pub use backend::{ArrayWriter, Backend, InPlaceArray};
 pub use capabilities::{Capabilities, CrashGuarantee};
 pub use dtype::{ByteOrder, DType, DTypeKind, Order};

@@ -8,7 +8,9 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use ndstore_core::__private::atomic::{DurableFile, list_temps, remove_stale_temps};
+use ndstore_core::__private::atomic::{
+    DurableFile, list_temps, remove_stale_temps, remove_stale_temps_in,
+};
 use ndstore_core::{ErrorKind, OutputFile, SaveOptions, write_file};
 
 fn mode(path: &Path) -> u32 {
@@ -213,6 +215,50 @@ fn stale_temps_of_dead_processes_are_removed() {
     assert!(!stale.exists());
     assert!(live.exists(), "a live process's temporary must stay");
     assert_eq!(fs::read(&target).unwrap(), b"old");
+}
+
+/// Review finding: liveness by `kill(pid, 0)` is wrong across PID namespaces and NFS clients,
+/// where the pid in a live writer's temporary names no process here. A writer holds a lock on
+/// its temporary; a temporary whose lock is held survives every sweep whatever its name says.
+#[test]
+fn a_locked_temporary_survives_a_sweep_whatever_pid_its_name_carries() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("s.npy");
+    fs::write(&target, b"old").unwrap();
+    let mut out = OutputFile::create(&target, &SaveOptions::default()).unwrap();
+    out.file().unwrap().write_all(b"new").unwrap();
+    // The writer as another PID namespace sees it: a pid above the kernel's maximum, never
+    // alive here.
+    let ours = out.path().to_path_buf();
+    let foreign = dir.path().join(".s.npy.4194998-0-0.ndstore-tmp");
+    fs::rename(&ours, &foreign).unwrap();
+    // A really stale one beside it, of another target too.
+    let stale = dir.path().join(".s.npy.4194999-0-0.ndstore-tmp");
+    fs::write(&stale, b"left by a killed save").unwrap();
+    let other = dir.path().join(".o.h5.4194999-3-5f0.ndstore-tmp");
+    fs::write(&other, b"left by another killed save").unwrap();
+    let other_dir = dir.path().join(".o.zarr.4194999-1.ndstore-tmp");
+    fs::create_dir(&other_dir).unwrap();
+    fs::write(other_dir.join("zarr.json"), b"{}").unwrap();
+    assert_eq!(remove_stale_temps(&target).unwrap(), 1);
+    assert!(!stale.exists());
+    assert!(foreign.exists(), "a live writer's temporary must stay");
+    assert!(
+        other.exists(),
+        "another target's temporary is not this sweep's"
+    );
+    assert_eq!(remove_stale_temps_in(dir.path()).unwrap(), 2);
+    assert!(!other.exists() && !other_dir.exists());
+    assert!(foreign.exists(), "a live writer's temporary must stay");
+    fs::rename(&foreign, &ours).unwrap();
+    out.finish().unwrap();
+    assert_eq!(fs::read(&target).unwrap(), b"new");
+    assert!(list_temps(&target).unwrap().is_empty());
+    // Files that only look like temporaries, and the target, are left alone.
+    fs::write(dir.path().join(".hidden"), b"x").unwrap();
+    fs::write(dir.path().join("plain.ndstore-tmp"), b"x").unwrap();
+    assert_eq!(remove_stale_temps_in(dir.path()).unwrap(), 0);
+    assert!(dir.path().join(".hidden").exists() && dir.path().join("plain.ndstore-tmp").exists());
 }
 
 #[test]

@@ -16,13 +16,29 @@ use ndstore_core::{
 use crate::codec::{self, CodecChain};
 use crate::grid::{self, Place};
 use crate::meta::{self, METADATA_FILE, Node, ZarrMeta, chunk_bytes};
-use crate::store::{KeyStore, LocalStore};
+use crate::store::{KeyStore, LocalStore, MemoryRanges, RangeReader, Span};
 
 /// The longest `zarr.json` read (a document holding more attributes is refused).
 const MAX_METADATA_LEN: usize = 16 << 20;
 
 /// The most chunks in flight at once (per region call).
 const MAX_WORKERS: usize = 4;
+
+/// How often a partial read of a shard starts again when the shard is replaced under it.
+const SHARD_READ_ATTEMPTS: usize = 3;
+
+/// What a region read takes from one chunk.
+enum Piece {
+    /// The whole chunk decoded, `None` when the store does not hold it.
+    Whole(Option<Vec<u8>>),
+    /// The inner chunks of a shard that the region touches (see
+    /// `ZarrArray::read_inner_chunks`), `None` when the store does not hold the shard.
+    Inner(Option<InnerChunks>),
+}
+
+/// Inner chunks of a shard: each one's first element in the shard, and its decoded bytes
+/// (`None` for one the shard does not hold, which reads as the fill value).
+type InnerChunks = Vec<(Vec<usize>, Option<Vec<u8>>)>;
 
 /// A Zarr v3 array in a local directory or, with the `s3` feature, in object storage.
 #[derive(Debug)]
@@ -283,17 +299,31 @@ impl ZarrArray {
         let itemsize = self.meta.kind.itemsize();
         let chunks = self.chunks_of(start, shape);
         let fill = self.meta.fill.clone();
+        let sharding = self.meta.codecs.sharding_alone();
         parallel(
             chunks.len(),
-            |i| self.read_chunk(&chunks[i]),
-            |i, data| {
+            |i| {
+                let (_, in_chunk, _, extent) = self.overlap(&chunks[i], start, shape);
+                match sharding {
+                    // A shard's inner chunks go straight into the region: the whole shard in
+                    // one read when the box covers it, else its index and then the inner
+                    // chunks the box touches.
+                    Some(s) => {
+                        let whole = extent == self.meta.chunk_shape;
+                        self.read_inner_chunks(s, &chunks[i], &in_chunk, &extent, whole)
+                            .map(Piece::Inner)
+                    }
+                    None => self.read_chunk(&chunks[i]).map(Piece::Whole),
+                }
+            },
+            |i, piece| {
                 let (_, in_chunk, in_region, extent) = self.overlap(&chunks[i], start, shape);
                 let dst = Place {
                     shape,
                     start: &in_region,
                 };
-                match data {
-                    Some(data) => grid::copy_box(
+                match piece {
+                    Piece::Whole(Some(data)) => grid::copy_box(
                         &data,
                         Place {
                             shape: &self.meta.chunk_shape,
@@ -304,11 +334,211 @@ impl ZarrArray {
                         &extent,
                         itemsize,
                     ),
-                    None => grid::fill_box(out, dst, &extent, &fill),
+                    Piece::Whole(None) | Piece::Inner(None) => {
+                        grid::fill_box(out, dst, &extent, &fill);
+                    }
+                    Piece::Inner(Some(parts)) => {
+                        let inner = sharding.map_or(&[][..], codec::Sharding::inner_shape);
+                        for (origin, data) in parts {
+                            // Where the inner chunk and the box meet, in the inner chunk and in
+                            // the region.
+                            let lo: Vec<usize> = (0..shape.len())
+                                .map(|a| origin[a].max(in_chunk[a]))
+                                .collect();
+                            let meet: Vec<usize> = (0..shape.len())
+                                .map(|a| {
+                                    (origin[a] + inner[a]).min(in_chunk[a] + extent[a]) - lo[a]
+                                })
+                                .collect();
+                            let at: Vec<usize> = (0..shape.len())
+                                .map(|a| in_region[a] + lo[a] - in_chunk[a])
+                                .collect();
+                            let here = Place { shape, start: &at };
+                            match data {
+                                Some(data) => {
+                                    let from: Vec<usize> =
+                                        (0..shape.len()).map(|a| lo[a] - origin[a]).collect();
+                                    grid::copy_box(
+                                        &data,
+                                        Place {
+                                            shape: inner,
+                                            start: &from,
+                                        },
+                                        out,
+                                        here,
+                                        &meet,
+                                        itemsize,
+                                    );
+                                }
+                                None => grid::fill_box(out, here, &meet, &fill),
+                            }
+                        }
+                    }
                 }
                 Ok(())
             },
         )
+    }
+
+    /// The inner chunks of the shard at `coords` that the box at `in_chunk` of `extent` (in the
+    /// shard's coordinates) touches, each with its first element in the shard and its decoded
+    /// bytes (`None` when the shard does not hold it: the fill value); `None` when there is no
+    /// such shard. With `whole`, the shard is read in one request; otherwise its index is read
+    /// first (one ranged read), then the inner chunks' byte ranges (coalesced by the store),
+    /// all of one version of the shard: when the store says the shard was replaced in
+    /// between, the read starts again.
+    fn read_inner_chunks(
+        &self,
+        sharding: &codec::Sharding,
+        coords: &[u64],
+        in_chunk: &[usize],
+        extent: &[usize],
+        whole: bool,
+    ) -> Result<Option<InnerChunks>> {
+        let key = self.key(coords);
+        let at_chunk = |e: Error| {
+            Error::new(e.kind(), e.message().to_owned())
+                .with_path(self.store.path_of(&key))
+                .at(Location::Object(format!("chunk {key}")))
+        };
+        let itemsize = self.meta.kind.itemsize();
+        let shard = &self.meta.chunk_shape;
+        let inner = sharding.inner_shape();
+        let limit = max_encoded_len(&self.meta.codecs, shard, itemsize)?;
+        let inner_limit = max_encoded_len(&sharding.codecs, inner, itemsize)? as u64;
+        let (at_start, index_len) = sharding.index_span(shard).map_err(at_chunk)?;
+        let span = if at_start {
+            Span::Head(index_len as u64)
+        } else {
+            Span::Tail(index_len as u64)
+        };
+        let element = codec::Element {
+            kind: self.meta.kind,
+            fill: &self.meta.fill,
+        };
+        // The inner chunks the box touches, by their grid coordinates in the shard.
+        let first: Vec<usize> = in_chunk.iter().zip(inner).map(|(&s, &c)| s / c).collect();
+        let counts: Vec<usize> = (0..shard.len())
+            .map(|a| (in_chunk[a] + extent[a] - 1) / inner[a] - first[a] + 1)
+            .collect();
+        let touched: Vec<Vec<usize>> = codec::coords_of(&counts)
+            .map(|c| c.iter().zip(&first).map(|(&i, &f)| i + f).collect())
+            .collect();
+        let store_error = |e: Error| match e.kind() {
+            // The operating system's errors name the file; no byte is to blame.
+            ErrorKind::Io | ErrorKind::OutOfMemory => e,
+            _ => at_chunk(e),
+        };
+        for _ in 0..SHARD_READ_ATTEMPTS {
+            let fetched = if whole {
+                self.store
+                    .get(&key, limit)
+                    .map_err(store_error)?
+                    .map(|bytes| {
+                        let index = span.within(bytes.len() as u64);
+                        // The span lies inside the bytes, whose length fits usize.
+                        #[allow(clippy::cast_possible_truncation)]
+                        let index = bytes[index.start as usize..index.end as usize].to_vec();
+                        let reader: Box<dyn RangeReader> = Box::new(MemoryRanges(bytes));
+                        (index, reader)
+                    })
+            } else {
+                self.store
+                    .get_span(&key, span, limit)
+                    .map_err(store_error)?
+            };
+            let Some((index_bytes, reader)) = fetched else {
+                return Ok(None);
+            };
+            let len = reader.len();
+            if index_bytes.len() < index_len {
+                return Err(at_chunk(codec::truncated_shard(len, index_len)));
+            }
+            let index_at = if at_start {
+                0
+            } else {
+                len.checked_sub(index_len as u64)
+                    .ok_or_else(|| at_chunk(codec::truncated_shard(len, index_len)))?
+            };
+            let index = sharding
+                .decode_index(&index_bytes, shard, index_at)
+                .map_err(at_chunk)?;
+            // The stored inner chunks among them: their place in `touched`, number and bytes.
+            let mut wanted = Vec::new();
+            for (t, c) in touched.iter().enumerate() {
+                let n = sharding.inner_number(c, shard);
+                let Some(range) = index.inner_range(n, len).map_err(at_chunk)? else {
+                    continue;
+                };
+                if range.end - range.start > inner_limit {
+                    let (offset, stored) = index.at(n);
+                    return Err(at_chunk(Error::new(
+                        ErrorKind::Format,
+                        format!(
+                            "inner chunk {n} of the shard (bytes {offset}+{stored}) is longer than the {inner_limit} bytes it can need"
+                        ),
+                    )));
+                }
+                // Each inner chunk decodes to its whole shape: judged as a chunk is.
+                #[allow(clippy::cast_possible_truncation)]
+                let stored = (range.end - range.start) as usize;
+                self.check_overhang(inner, stored).map_err(at_chunk)?;
+                wanted.push((t, n, range));
+            }
+            let ranges: Vec<std::ops::Range<u64>> =
+                wanted.iter().map(|(_, _, r)| r.clone()).collect();
+            let Some(parts) = reader.read(&ranges).map_err(store_error)? else {
+                // The shard was replaced or removed since its index was read.
+                continue;
+            };
+            let mut out: InnerChunks = touched
+                .iter()
+                .map(|c| (c.iter().zip(inner).map(|(&i, &n)| i * n).collect(), None))
+                .collect();
+            for ((t, n, _), bytes) in wanted.iter().zip(parts) {
+                let data = sharding
+                    .decode_inner(bytes, *n, index.at(*n), element)
+                    .map_err(at_chunk)?;
+                self.check_bools(&data).map_err(at_chunk)?;
+                out[*t].1 = Some(data);
+            }
+            return Ok(Some(out));
+        }
+        Err(at_chunk(Error::new(
+            ErrorKind::Locked,
+            format!(
+                "the shard was replaced {SHARD_READ_ATTEMPTS} times while it was read; read it again"
+            ),
+        )))
+    }
+
+    /// Reads and decodes the whole stored chunk at grid coordinates `coords` (a shard with
+    /// every inner chunk, those past the array's end included), so that every check its codecs
+    /// have runs: crc32c of the chunk, of a shard's index and of each inner chunk, the index's
+    /// bounds, each decoded size against its shape. Returns whether the store holds the chunk.
+    /// A region read checks only what it reads (the inner chunks of a shard it touches).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for coordinates outside the chunk grid; for a damaged chunk,
+    /// its error naming the chunk's file and key and, in a shard, the inner chunk.
+    pub fn check_chunk(&self, coords: &[u64]) -> Result<bool> {
+        let inside = coords.len() == self.meta.shape.len()
+            && coords
+                .iter()
+                .zip(self.meta.shape.iter().zip(&self.meta.chunk_shape))
+                .all(|(&c, (&len, &chunk))| c < len.div_ceil(chunk) as u64);
+        if !inside {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "chunk {coords:?} is outside the chunk grid of the array of shape {:?} in chunks of {:?}",
+                    self.meta.shape, self.meta.chunk_shape
+                ),
+            )
+            .with_path(self.path()));
+        }
+        Ok(self.read_chunk(coords)?.is_some())
     }
 
     /// Writes `values` as the box at `start` (its shape is the values'), chunk by chunk: a
@@ -426,7 +656,6 @@ impl ZarrArray {
                 .at(Location::Object(format!("chunk {key}")))
         };
         let itemsize = self.meta.kind.itemsize();
-        self.check_overhang().map_err(at_chunk)?;
         let limit = max_encoded_len(&self.meta.codecs, &self.meta.chunk_shape, itemsize)?;
         let Some(bytes) = self.store.get(&key, limit).map_err(|e| match e.kind() {
             // The operating system's errors name the file; no byte is to blame.
@@ -434,8 +663,11 @@ impl ZarrArray {
             _ => at_chunk(e),
         })?
         else {
+            // A chunk not stored is fill, whatever its declared size.
             return Ok(None);
         };
+        self.check_overhang(&self.meta.chunk_shape, bytes.len())
+            .map_err(at_chunk)?;
         let element = codec::Element {
             kind: self.meta.kind,
             fill: &self.meta.fill,
@@ -445,40 +677,53 @@ impl ZarrArray {
             .codecs
             .decode(bytes, &self.meta.chunk_shape, element)
             .map_err(at_chunk)?;
-        // A bool is stored as one byte that must be 0 or 1.
-        if self.meta.kind == ndstore_core::DTypeKind::Bool
-            && let Some(i) = data.iter().position(|&b| b > 1)
-        {
-            return Err(at_chunk(Error::new(
-                ErrorKind::Format,
-                format!("element {i} of the decoded chunk is not a valid bool"),
-            )));
-        }
+        self.check_bools(&data).map_err(at_chunk)?;
         Ok(Some(data))
     }
 
-    /// Refuses, before anything is read or allocated, a chunk that decodes to more than
-    /// [`OVERHANG_BYTES`] and more than twice the whole array's bytes: every stored chunk
-    /// decodes to its whole shape, so a `zarr.json` declaring huge chunks over a small array
-    /// would otherwise cost their whole size to read one element. A chunk no larger than
-    /// either bound (an edge chunk of an honest array is never larger than the array plus a
-    /// chunk) is read as usual.
-    fn check_overhang(&self) -> Result<()> {
+    /// Refuses decoded bools other than 0 and 1 (a bool is stored as one byte).
+    fn check_bools(&self, data: &[u8]) -> Result<()> {
+        if self.meta.kind == ndstore_core::DTypeKind::Bool
+            && let Some(i) = data.iter().position(|&b| b > 1)
+        {
+            return Err(Error::new(
+                ErrorKind::Format,
+                format!("element {i} of the decoded chunk is not a valid bool"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses, before a stored chunk (or inner chunk) of `shape` and `stored` bytes is decoded, one that decodes to more
+    /// than [`OVERHANG_BYTES`], more than twice the whole array's bytes and more than
+    /// [`STORED_RATIO`] times its stored bytes: every stored chunk decodes to its whole shape,
+    /// so a `zarr.json` declaring huge compressed chunks over a small array would otherwise
+    /// cost their whole size to read one element. A chunk within any bound (an edge chunk of an
+    /// honest array is never larger than the array plus a chunk; an uncompressed chunk is as
+    /// large as it decodes) is read as usual. A chunk grid larger than the array is legal
+    /// Zarr, so the refusal is a limit (`OutOfMemory`), not damage.
+    fn check_overhang(&self, shape: &[usize], stored: usize) -> Result<()> {
         let itemsize = self.meta.kind.itemsize();
-        let whole = chunk_bytes(&self.meta.chunk_shape, itemsize)? as u128;
+        let whole = chunk_bytes(shape, itemsize)? as u128;
         let array = self
             .meta
             .shape
             .iter()
             .fold(itemsize as u128, |acc, &n| acc.saturating_mul(n as u128));
-        if whole <= OVERHANG_BYTES as u128 || whole <= array.saturating_mul(2) {
+        // What the stored bytes justify: a chunk stored at about its decoded size (no
+        // compression, as zarr-python writes a partial chunk whole) costs no more to decode
+        // than it cost to read.
+        let justified = (stored as u128).saturating_mul(STORED_RATIO);
+        if whole <= OVERHANG_BYTES as u128 || whole <= array.saturating_mul(2) || whole <= justified
+        {
             return Ok(());
         }
+        // A chunk grid larger than the array is legal Zarr: this is a limit, not damage.
         Err(Error::new(
-            ErrorKind::Format,
+            ErrorKind::OutOfMemory,
             format!(
-                "the chunk shape {:?} decodes to {whole} bytes for an array of shape {:?} that holds {array}; a chunk over {OVERHANG_BYTES} bytes and twice its array's size is refused",
-                self.meta.chunk_shape, self.meta.shape
+                "the chunk shape {:?} decodes to {whole} bytes for an array of shape {:?} that holds {array}, from {stored} stored bytes; ndstore decodes such a chunk only up to {OVERHANG_BYTES} bytes, twice the array or {STORED_RATIO} times its stored bytes (rewrite the array in smaller chunks, e.g. with ndstore convert --chunks)",
+                shape, self.meta.shape
             ),
         ))
     }
@@ -573,6 +818,10 @@ fn not_an_array(store: &dyn KeyStore) -> Error {
 /// The most bytes a chunk may decode to when it is more than twice its array's size (see
 /// `ZarrArray::check_overhang`).
 pub(crate) const OVERHANG_BYTES: usize = 64 << 20;
+
+/// How many times its stored bytes a chunk larger than [`OVERHANG_BYTES`] and twice its array
+/// may decode to and still be read (see `ZarrArray::check_overhang`).
+pub(crate) const STORED_RATIO: u128 = 4;
 
 fn max_encoded_len(codecs: &CodecChain, shape: &[usize], itemsize: usize) -> Result<usize> {
     let raw = chunk_bytes(shape, itemsize)?;

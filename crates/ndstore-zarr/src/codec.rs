@@ -231,6 +231,15 @@ impl CodecChain {
         })
     }
 
+    /// The sharding codec when it is the chain's only codec: a shard whose inner chunks can
+    /// then be read by byte ranges, without the rest of the shard.
+    pub(crate) fn sharding_alone(&self) -> Option<&Sharding> {
+        match self.codecs.as_slice() {
+            [Codec::Sharding(s)] => Some(s),
+            _ => None,
+        }
+    }
+
     /// Checks the chain's order and every codec against chunks of `kind` and `shape`.
     ///
     /// # Errors
@@ -541,41 +550,20 @@ impl Sharding {
     fn decode(&self, bytes: &[u8], shard: &[usize], element: Element<'_>) -> Result<Vec<u8>> {
         let itemsize = element.kind.itemsize();
         let grid = self.grid(shard);
-        let count: usize = grid.iter().product();
-        let index_len = self.index_len(count)?;
+        let (index_at_start, index_len) = self.index_span(shard)?;
         if bytes.len() < index_len {
-            return Err(Error::new(
-                ErrorKind::Truncated,
-                format!(
-                    "the shard holds {} bytes, less than its index of {index_len}",
-                    bytes.len()
-                ),
-            ));
+            return Err(truncated_shard(bytes.len() as u64, index_len));
         }
-        let index_start = if self.index_at_start {
+        let index_start = if index_at_start {
             0
         } else {
             bytes.len() - index_len
         };
-        let index_bytes = &bytes[index_start..index_start + index_len];
-        let mut index_shape = grid.clone();
-        index_shape.push(2);
-        let index = self
-            .index_codecs
-            .decode(index_bytes.to_vec(), &index_shape, self.index_element())
-            .map_err(|e| {
-                Error::new(
-                    e.kind(),
-                    format!(
-                        "shard index (bytes {index_start}+{index_len} of the shard): {}",
-                        e.message()
-                    ),
-                )
-            })?;
-        let index: Vec<u64> = index
-            .chunks_exact(8)
-            .map(|b| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-            .collect();
+        let index = self.decode_index(
+            &bytes[index_start..index_start + index_len],
+            shard,
+            index_start as u64,
+        )?;
         let shard_len = chunk_bytes(shard, itemsize)?;
         let mut data = ndstore_core::__private::load::try_zeroed_vec::<u8>(shard_len, None)?;
         let zero = vec![0usize; shard.len()];
@@ -585,34 +573,14 @@ impl Sharding {
                 shape: shard,
                 start: &start,
             };
-            let (offset, len) = (index[2 * n], index[2 * n + 1]);
-            if offset == EMPTY && len == EMPTY {
+            let Some(range) = index.inner_range(n, bytes.len() as u64)? else {
                 grid::fill_box(&mut data, here, &self.chunk_shape, element.fill);
                 continue;
-            }
-            let range = usize::try_from(offset)
-                .ok()
-                .zip(usize::try_from(len).ok())
-                .and_then(|(o, l)| Some(o..o.checked_add(l)?))
-                .filter(|r| r.end <= bytes.len())
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Format,
-                        format!("inner chunk {n} of the shard lies at bytes {offset}+{len}, outside the shard's {} bytes", bytes.len()),
-                    )
-                })?;
-            let inner = self
-                .codecs
-                .decode(bytes[range].to_vec(), &self.chunk_shape, element)
-                .map_err(|e| {
-                    Error::new(
-                        e.kind(),
-                        format!(
-                            "inner chunk {n} of the shard (bytes {offset}+{len}): {}",
-                            e.message()
-                        ),
-                    )
-                })?;
+            };
+            // The range lies inside `bytes`, whose length fits usize.
+            #[allow(clippy::cast_possible_truncation)]
+            let range = range.start as usize..range.end as usize;
+            let inner = self.decode_inner(bytes[range].to_vec(), n, index.at(n), element)?;
             grid::copy_box(
                 &inner,
                 Place {
@@ -627,6 +595,139 @@ impl Sharding {
         }
         Ok(data)
     }
+
+    /// Where the index of a shard of shape `shard` lies: at the start (true) or the end, and
+    /// its encoded length.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TooLarge`] when the length overflows.
+    pub(crate) fn index_span(&self, shard: &[usize]) -> Result<(bool, usize)> {
+        let count: usize = self.grid(shard).iter().product();
+        Ok((self.index_at_start, self.index_len(count)?))
+    }
+
+    /// Decodes the index of a shard of shape `shard` from its `encoded` bytes (checking its
+    /// crc32c when it has one), which lie at byte `at` of the shard.
+    ///
+    /// # Errors
+    ///
+    /// The index codecs' errors, saying where the index lies.
+    pub(crate) fn decode_index(
+        &self,
+        encoded: &[u8],
+        shard: &[usize],
+        at: u64,
+    ) -> Result<ShardIndex> {
+        let mut index_shape = self.grid(shard);
+        index_shape.push(2);
+        let len = encoded.len();
+        let index = self
+            .index_codecs
+            .decode(encoded.to_vec(), &index_shape, self.index_element())
+            .map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "shard index (bytes {at}+{len} of the shard): {}",
+                        e.message()
+                    ),
+                )
+            })?;
+        Ok(ShardIndex(
+            index
+                .chunks_exact(8)
+                .map(|b| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect(),
+        ))
+    }
+
+    /// Decodes inner chunk `n` from its `encoded` bytes, which the index places at
+    /// `(offset, len)`, naming both in an error.
+    ///
+    /// # Errors
+    ///
+    /// The inner codecs' errors.
+    pub(crate) fn decode_inner(
+        &self,
+        encoded: Vec<u8>,
+        n: usize,
+        (offset, len): (u64, u64),
+        element: Element<'_>,
+    ) -> Result<Vec<u8>> {
+        self.codecs
+            .decode(encoded, &self.chunk_shape, element)
+            .map_err(|e| {
+                Error::new(
+                    e.kind(),
+                    format!(
+                        "inner chunk {n} of the shard (bytes {offset}+{len}): {}",
+                        e.message()
+                    ),
+                )
+            })
+    }
+
+    /// The inner chunks' shape.
+    pub(crate) fn inner_shape(&self) -> &[usize] {
+        &self.chunk_shape
+    }
+
+    /// The number of inner chunk `coords` (its place in the index, C order) in a shard of
+    /// shape `shard`.
+    pub(crate) fn inner_number(&self, coords: &[usize], shard: &[usize]) -> usize {
+        self.grid(shard)
+            .iter()
+            .zip(coords)
+            .fold(0, |n, (&g, &c)| n * g + c)
+    }
+}
+
+/// A decoded shard index: the offset and length of each inner chunk, C order.
+#[derive(Debug)]
+pub(crate) struct ShardIndex(Vec<u64>);
+
+impl ShardIndex {
+    /// The index's entry for inner chunk `n`: its offset and length (both `2^64 - 1` for an
+    /// inner chunk the shard does not hold).
+    pub(crate) fn at(&self, n: usize) -> (u64, u64) {
+        (self.0[2 * n], self.0[2 * n + 1])
+    }
+
+    /// The bytes of inner chunk `n` in a shard of `shard_len` bytes, `None` when the shard
+    /// does not hold it.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Format`] for a range outside the shard.
+    pub(crate) fn inner_range(
+        &self,
+        n: usize,
+        shard_len: u64,
+    ) -> Result<Option<std::ops::Range<u64>>> {
+        let (offset, len) = self.at(n);
+        if offset == EMPTY && len == EMPTY {
+            return Ok(None);
+        }
+        offset
+            .checked_add(len)
+            .filter(|&end| end <= shard_len)
+            .map(|end| Some(offset..end))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Format,
+                    format!("inner chunk {n} of the shard lies at bytes {offset}+{len}, outside the shard's {shard_len} bytes"),
+                )
+            })
+    }
+}
+
+/// The error of a shard shorter than its index.
+pub(crate) fn truncated_shard(len: u64, index_len: usize) -> Error {
+    Error::new(
+        ErrorKind::Truncated,
+        format!("the shard holds {len} bytes, less than its index of {index_len}"),
+    )
 }
 
 /// Every coordinate of a grid of `shape`, in C order.

@@ -18,13 +18,13 @@ use futures::TryStreamExt;
 use ndstore_core::{Durability, Error, ErrorKind, Result, SaveOptions};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    GetOptions, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload,
-    UpdateVersion, WriteMultipart,
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, UpdateVersion, WriteMultipart,
 };
 
 use crate::lease::{DEFAULT_LEASE, Lease};
 use crate::meta::METADATA_FILE;
-use crate::store::KeyStore;
+use crate::store::{KeyStore, RangeReader, Span, Spanned};
 
 /// Objects at least this long are sent as multipart uploads.
 const MULTIPART_THRESHOLD: usize = 16 << 20;
@@ -635,6 +635,52 @@ impl KeyStore for ObjectArrayStore {
         Ok(Some(bytes.to_vec()))
     }
 
+    /// One ranged GET for `span`: its response gives the object's length and ETag, and every
+    /// later range is read with `If-Match` on that ETag, so a shard replaced meanwhile is
+    /// noticed (the reader answers `None`) instead of read as a mix of two versions.
+    fn get_span(&self, key: &str, span: Span, limit: usize) -> Result<Option<Spanned<'_>>> {
+        let location = self.target.object(key);
+        let store = &self.target.store;
+        let range = match span {
+            Span::Head(n) => GetRange::Bounded(0..n.max(1)),
+            Span::Tail(n) => GetRange::Suffix(n.max(1)),
+        };
+        let options = GetOptions {
+            range: Some(range),
+            ..GetOptions::default()
+        };
+        let result = self.target.run(async {
+            let got = store.get_opts(&location, options).await?;
+            let meta = got.meta.clone();
+            if usize::try_from(meta.size).map_or(true, |size| size > limit) {
+                return Ok(Err(meta.size));
+            }
+            Ok(Ok((got.bytes().await?, meta)))
+        });
+        let (bytes, meta) = match result {
+            Ok(Ok(got)) => got,
+            Ok(Err(size)) => {
+                return Err(Error::new(
+                    ErrorKind::Format,
+                    format!(
+                        "the object holds {size} bytes, more than the {limit} its chunk can need"
+                    ),
+                )
+                .with_path(self.path_of(key)));
+            }
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(self.error("cannot read the object", key, e)),
+        };
+        let reader = ObjectRanges {
+            store: self,
+            key: key.to_owned(),
+            location,
+            len: meta.size,
+            e_tag: meta.e_tag,
+        };
+        Ok(Some((bytes.to_vec(), Box::new(reader))))
+    }
+
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
         self.hold_lease()?;
         if let Err(e) = self.send(key, bytes, PutMode::Overwrite) {
@@ -759,6 +805,66 @@ impl KeyStore for ObjectArrayStore {
             }
         }
         self.release_lease();
+    }
+}
+
+/// Ranges of one object, read with `If-Match` on the ETag its first ranged GET returned;
+/// ranges less than object_store's default gap (1 MiB) apart are fetched in one request, up to
+/// ten requests at once.
+struct ObjectRanges<'a> {
+    store: &'a ObjectArrayStore,
+    key: String,
+    location: ObjectPath,
+    len: u64,
+    e_tag: Option<String>,
+}
+
+impl RangeReader for ObjectRanges<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read(&self, ranges: &[std::ops::Range<u64>]) -> Result<Option<Vec<Vec<u8>>>> {
+        let target = &self.store.target;
+        let fetch = |range: std::ops::Range<u64>| {
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(range)),
+                if_match: self.e_tag.clone(),
+                ..GetOptions::default()
+            };
+            let (store, location) = (&target.store, &self.location);
+            async move { store.get_opts(location, options).await?.bytes().await }
+        };
+        let fetched = target.run(object_store::coalesce_ranges(
+            ranges,
+            fetch,
+            object_store::OBJECT_STORE_COALESCE_DEFAULT,
+        ));
+        let parts = match fetched {
+            Ok(parts) => parts,
+            Err(
+                object_store::Error::NotFound { .. } | object_store::Error::Precondition { .. },
+            ) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.store.error("cannot read the object", &self.key, e)),
+        };
+        let mut out = Vec::with_capacity(parts.len());
+        for (part, range) in parts.iter().zip(ranges) {
+            if part.len() as u64 != range.end - range.start {
+                return Err(Error::new(
+                    ErrorKind::Truncated,
+                    format!(
+                        "the object ends before byte {} (the store answered {} of the range's bytes)",
+                        range.end,
+                        part.len()
+                    ),
+                )
+                .with_path(self.store.path_of(&self.key)));
+            }
+            out.push(part.to_vec());
+        }
+        Ok(Some(out))
     }
 }
 

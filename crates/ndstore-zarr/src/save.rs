@@ -20,6 +20,41 @@ pub(crate) struct Staged {
     options: SaveOptions,
     /// What the new array keeps of the old one.
     keep: Option<Keep>,
+    /// The temporary directory, open and holding its liveness lock (core's
+    /// `hold_liveness`) until the tree is published or removed, so a sweep of stale
+    /// temporaries never takes it for a dead writer's.
+    liveness: Option<fs::File>,
+}
+
+/// A new temporary directory beside `target`, open and holding its liveness lock.
+fn create_temp_dir(target: &Path) -> Result<(PathBuf, fs::File)> {
+    let failed = |what: &str, e: std::io::Error| Error::io(what.to_owned(), e).with_path(target);
+    for _ in 0..100 {
+        let temp = temp_dir_for(target)?;
+        match fs::create_dir(&temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(failed("cannot create the temporary array directory", e)),
+        }
+        let locked = fs::File::open(&temp).and_then(|dir| {
+            ndstore_core::__private::atomic::hold_liveness(&dir, &temp).map(|held| (dir, held))
+        });
+        match locked {
+            Ok((dir, true)) => return Ok((temp, dir)),
+            // A sweep took it for a dead writer's before the lock was held: another name.
+            Ok((_, false)) => {}
+            Err(e) => {
+                // Ours and empty: removed, whatever went wrong.
+                let _ = fs::remove_dir(&temp);
+                return Err(failed("cannot lock the temporary array directory", e));
+            }
+        }
+    }
+    Err(Error::new(
+        ErrorKind::Io,
+        "could not find a free temporary directory name",
+    )
+    .with_path(target))
 }
 
 impl Staged {
@@ -39,16 +74,14 @@ impl Staged {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io("inspecting the target", e).with_path(target)),
         };
-        let temp = temp_dir_for(target)?;
-        fs::create_dir(&temp).map_err(|e| {
-            Error::io("cannot create the temporary array directory", e).with_path(target)
-        })?;
+        let (temp, liveness) = create_temp_dir(target)?;
         let mut staged = Staged {
             array: None,
             temp: temp.clone(),
             target: target.to_path_buf(),
             options: *options,
             keep,
+            liveness: Some(liveness),
         };
         staged.array = Some(ZarrArray::create(&temp, meta, options)?);
         Ok(staged)
@@ -90,6 +123,16 @@ impl Staged {
             keep.apply(&self.temp, &self.options, &self.target)?;
         }
         let parent = ndstore_core::__private::atomic::parent_dir(&self.target).to_path_buf();
+        // The old tree takes the temporary's name at the exchange: it holds a liveness lock
+        // too, until it is removed, so a sweep cannot remove it while a failed fsync may still
+        // need to exchange it back.
+        let _old_liveness = if self.keep.is_some() {
+            fs::File::open(&self.target)
+                .ok()
+                .filter(|dir| dir.try_lock_shared().is_ok())
+        } else {
+            None
+        };
         let exchanged = if self.keep.is_some() {
             exchange(&self.temp, &self.target)?;
             true
@@ -110,6 +153,7 @@ impl Staged {
                 e.with_path(&self.target),
             ));
         }
+        self.liveness = None;
         if exchanged && let Err(e) = retire(&old) {
             log::warn!(
                 "{}: the replaced array's tree could not be removed: {e}",

@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -137,15 +139,7 @@ impl LocalStore {
         let len = usize::try_from(len)
             .ok()
             .filter(|&l| l <= limit)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Format,
-                    format!(
-                        "the chunk file holds {len} bytes, more than the {limit} its chunk can need"
-                    ),
-                )
-                .with_path(&path)
-            })?;
+            .ok_or_else(|| too_long(len, limit).with_path(&path))?;
         let mut bytes = Vec::new();
         bytes.try_reserve_exact(len).map_err(|_| {
             Error::new(
@@ -165,6 +159,37 @@ impl LocalStore {
             );
         }
         Ok(Some(bytes))
+    }
+
+    /// The bytes of `span` of `key` (fewer when the file is shorter) and a reader of more of
+    /// its ranges, through the same open file; `None` when there is no such key.
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalStore::get`].
+    pub(crate) fn get_span(
+        &self,
+        key: &str,
+        span: Span,
+        limit: usize,
+    ) -> Result<Option<Spanned<'_>>> {
+        let path = self.path_of(key);
+        let Some(file) = self.open_key(key)? else {
+            return Ok(None);
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("cannot inspect the chunk", e).with_path(&path))?
+            .len();
+        if usize::try_from(len).map_or(true, |l| l > limit) {
+            return Err(too_long(len, limit).with_path(&path));
+        }
+        let reader = LocalRanges { file, len, path };
+        let first = span.within(len);
+        let Some(mut bytes) = reader.read(&[first])? else {
+            return Ok(None);
+        };
+        Ok(Some((bytes.pop().unwrap_or_default(), Box::new(reader))))
     }
 
     /// Stores `bytes` under `key` atomically: a reader sees the old bytes or the new ones.
@@ -322,6 +347,11 @@ pub(crate) trait KeyStore: std::fmt::Debug + Send + Sync {
     /// `limit` bytes before reading them.
     fn get(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>>;
 
+    /// The bytes of `span` of `key` (fewer when the object is shorter), and a reader of more
+    /// of its ranges that reads the same version; `None` when there is no such key. An
+    /// object longer than `limit` is refused before anything is read.
+    fn get_span(&self, key: &str, span: Span, limit: usize) -> Result<Option<Spanned<'_>>>;
+
     /// Stores `bytes` under `key` atomically: a reader sees the old bytes or the new ones.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
 
@@ -364,6 +394,10 @@ impl KeyStore for LocalStore {
         LocalStore::get(self, key, limit)
     }
 
+    fn get_span(&self, key: &str, span: Span, limit: usize) -> Result<Option<Spanned<'_>>> {
+        LocalStore::get_span(self, key, span, limit)
+    }
+
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
         LocalStore::put(self, key, bytes)
     }
@@ -391,4 +425,136 @@ impl KeyStore for LocalStore {
     fn path_of(&self, key: &str) -> PathBuf {
         LocalStore::path_of(self, key)
     }
+}
+
+/// The bytes of a span of an object, and a reader of more of its ranges.
+pub(crate) type Spanned<'a> = (Vec<u8>, Box<dyn RangeReader + 'a>);
+
+/// The first or the last bytes of a stored object (a shard's index).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Span {
+    /// The first this many bytes.
+    Head(u64),
+    /// The last this many bytes.
+    Tail(u64),
+}
+
+impl Span {
+    /// The span's range in an object of `len` bytes (all of it when the object is shorter).
+    pub(crate) fn within(self, len: u64) -> Range<u64> {
+        match self {
+            Span::Head(n) => 0..n.min(len),
+            Span::Tail(n) => len.saturating_sub(n)..len,
+        }
+    }
+}
+
+/// Reads of byte ranges of one stored object, every read of the version the first bytes came
+/// from (a shard read by ranges must not mix two versions of it).
+pub(crate) trait RangeReader {
+    /// The object's length in bytes.
+    fn len(&self) -> u64;
+
+    /// The bytes of each of `ranges` (each inside the object), or `None` when the object was
+    /// replaced or removed since it was first read.
+    ///
+    /// # Errors
+    ///
+    /// The store's errors of reading.
+    fn read(&self, ranges: &[Range<u64>]) -> Result<Option<Vec<Vec<u8>>>>;
+}
+
+/// A local chunk file's ranges, read with `pread` from one descriptor: a chunk is replaced by
+/// renaming a new file over it, so an open file is one version for as long as it is open.
+struct LocalRanges {
+    file: File,
+    len: u64,
+    path: PathBuf,
+}
+
+impl RangeReader for LocalRanges {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read(&self, ranges: &[Range<u64>]) -> Result<Option<Vec<Vec<u8>>>> {
+        ranges
+            .iter()
+            .map(|range| {
+                let len = usize::try_from(range.end - range.start).map_err(|_| {
+                    Error::new(ErrorKind::TooLarge, "a byte range does not fit in memory")
+                        .with_path(&self.path)
+                })?;
+                let mut bytes = Vec::new();
+                bytes.try_reserve_exact(len).map_err(|_| {
+                    Error::new(
+                        ErrorKind::OutOfMemory,
+                        format!("cannot allocate {len} bytes for part of a chunk"),
+                    )
+                    .with_path(&self.path)
+                })?;
+                bytes.resize(len, 0);
+                self.file
+                    .read_exact_at(&mut bytes, range.start)
+                    .map_err(|e| {
+                        if e.kind() == io::ErrorKind::UnexpectedEof {
+                            Error::new(
+                                ErrorKind::Truncated,
+                                format!(
+                                    "the chunk file ends before byte {} (it shrank while it was read)",
+                                    range.end
+                                ),
+                            )
+                        } else {
+                            Error::io("cannot read the chunk", e)
+                        }
+                        .with_path(&self.path)
+                    })?;
+                Ok(bytes)
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+}
+
+/// The ranges of an object read whole.
+pub(crate) struct MemoryRanges(pub(crate) Vec<u8>);
+
+impl RangeReader for MemoryRanges {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn read(&self, ranges: &[Range<u64>]) -> Result<Option<Vec<Vec<u8>>>> {
+        ranges
+            .iter()
+            .map(|r| {
+                usize::try_from(r.start)
+                    .ok()
+                    .zip(usize::try_from(r.end).ok())
+                    .and_then(|(start, end)| self.0.get(start..end))
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Format,
+                            format!(
+                                "bytes {}..{} lie outside the object's {}",
+                                r.start,
+                                r.end,
+                                self.0.len()
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+}
+
+/// The error of a stored chunk longer than any its chunk can need.
+fn too_long(len: u64, limit: usize) -> Error {
+    Error::new(
+        ErrorKind::Format,
+        format!("the chunk file holds {len} bytes, more than the {limit} its chunk can need"),
+    )
 }

@@ -10,7 +10,8 @@ mod common;
 
 use common::{bits, f64_meta, load, s3_target as target, sample};
 use ndstore_conformance::python::s3_server_or_skip;
-use ndstore_core::{ErrorKind, SaveOptions};
+use ndstore_core::{ByteOrder, ErrorKind, SaveOptions};
+use ndstore_zarr::codec::{Codec, CodecChain, Sharding};
 use ndstore_zarr::{ZarrArray, save_object};
 
 #[test]
@@ -136,4 +137,40 @@ fn the_writer_lease_protocol_through_s3() {
     let next = sample(&[4, 4], 5);
     save_object(&short, &next, f64_meta(&[4, 4], &[2, 2]), &options).unwrap();
     assert_eq!(bits(&load(&base).unwrap()), bits(&next));
+}
+
+#[test]
+fn parts_of_shards_are_read_by_ranged_gets_through_s3() {
+    let Some(server) = s3_server_or_skip("the moto ranged reads") else {
+        return;
+    };
+    let values = sample(&[64, 48], 9);
+    for index_at_start in [false, true] {
+        let target = target(&server, &format!("ranges/{index_at_start}.zarr"));
+        let mut meta = f64_meta(&[64, 48], &[32, 24]);
+        meta.codecs = CodecChain::new(vec![Codec::Sharding(Box::new(Sharding {
+            chunk_shape: vec![8, 6],
+            codecs: CodecChain::new(vec![Codec::Bytes(Some(ByteOrder::Little)), Codec::Crc32c]),
+            index_codecs: CodecChain::new(vec![
+                Codec::Bytes(Some(ByteOrder::Little)),
+                Codec::Crc32c,
+            ]),
+            index_at_start,
+        }))]);
+        save_object(&target, &values, meta, &SaveOptions::default()).unwrap();
+        let array = ZarrArray::open_object(&target, &SaveOptions::default()).unwrap();
+        // Boxes inside one inner chunk, across inner chunks, and across shards: the index by
+        // a suffix (or prefix) GET, the inner chunks by ranged GETs with If-Match.
+        for (start, shape) in [([1, 1], [2, 2]), ([5, 4], [12, 9]), ([30, 20], [10, 10])] {
+            let got = array.read_region(&start, &shape).unwrap();
+            let want = bits(&values)
+                .slice(ndarray::s![
+                    start[0]..start[0] + shape[0],
+                    start[1]..start[1] + shape[1]
+                ])
+                .to_owned()
+                .into_dyn();
+            assert_eq!(bits(&got), want, "the box of {shape:?} at {start:?}");
+        }
+    }
 }

@@ -405,3 +405,33 @@ fn with_dyn_array_rows(a: &DynArray, start: usize, end: usize) -> DynArray {
             .to_owned(),
     )
 }
+
+/// Review finding: a sweep of stale temporaries judged a staged tree's writer alive by the pid
+/// in its name, wrong across PID namespaces. The writer holds a lock on its temporary
+/// directory, and a sweep keeps a locked tree whatever pid its name carries.
+#[test]
+fn a_writers_staged_tree_survives_a_sweep_while_its_writer_lives() {
+    use ndstore_core::ArrayWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("w.zarr");
+    let meta = ZarrMeta::new(DType::native(DTypeKind::F64), &[0, 3], &[2, 3]).unwrap();
+    let mut writer: Box<dyn ArrayWriter> = Box::new(
+        ndstore_zarr::ZarrWriter::create_with(&target, meta, &SaveOptions::default()).unwrap(),
+    );
+    let rows = sample(DTypeKind::F64, &[4, 3]);
+    writer.append(&rows).unwrap();
+    let temps = ndstore_core::list_temps(&target).unwrap();
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    // The writer as another PID namespace sees it: a pid never alive here.
+    let foreign = dir.path().join(".w.zarr.4194998-0.ndstore-tmp");
+    std::fs::rename(&temps[0], &foreign).unwrap();
+    let stale = dir.path().join(".w.zarr.4194999-0.ndstore-tmp");
+    std::fs::create_dir(&stale).unwrap();
+    assert_eq!(ndstore_core::remove_stale_temps_in(dir.path()).unwrap(), 1);
+    assert!(!stale.exists());
+    assert!(foreign.exists(), "a live writer's tree must stay");
+    std::fs::rename(&foreign, &temps[0]).unwrap();
+    writer.commit().unwrap();
+    let (_, back) = ZarrBackend.load(&target).unwrap();
+    assert!(back.bit_eq(&rows));
+}

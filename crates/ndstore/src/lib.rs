@@ -45,8 +45,8 @@ pub use ndstore_core::{
     ArrayMeta, ArrayWriter, Backend, ByteOrder, Capabilities, Close, Commit, CrashGuarantee, DType,
     DTypeKind, Detail, Durability, Durable, DurableFile, DynArray, Element, Error, ErrorKind,
     InPlaceArray, LoadOptions, Location, Lock, Order, OutputFile, Replace, Result, SaveOptions,
-    half, list_temps, lock, ndarray, num_complex, remove_stale_temps, with_dtype_kind,
-    with_dyn_array, write_file,
+    half, list_temps, lock, ndarray, num_complex, remove_stale_temps, remove_stale_temps_in,
+    with_dtype_kind, with_dyn_array, write_file,
 };
 
 /// The `file` backend: `.npy`, `.npz` and raw binary.
