@@ -239,6 +239,11 @@ fn cp_of_a_zarr_python_sharded_zstd_array_keeps_its_codecs() {
             server.endpoint()
         ),
     );
+    // verify reads every shard whole through its index and inner chunks.
+    assert_eq!(
+        ok(server, d, &["verify", &up]),
+        format!("{up}: ok (1 array, 12288 bytes)\n")
+    );
     // Down again, the array is zarr-python's values.
     ok(server, d, &["cp", &up, "back.npy"]);
     assert!(std::fs::read(d.join("back.npy")).unwrap() == std::fs::read(d.join("py.npy")).unwrap());
