@@ -443,11 +443,61 @@ pub fn convert(
         None => ToFormat::from_kind(Kind::of(dst)?),
     };
     layout.check(to, dst)?;
-    refuse_special_destination(dst)?;
-    refuse_same_file(&src.path, dst)?;
-    crate::destination::check_replaceable(dst, to, flags.force)?;
-    remove_stale_temps(dst);
+    check_destination(src, dst, to, flags.force)?;
     write(src, dst, to, layout, flags.quiet)
+}
+
+/// The destination `convert` writes: `dst` as given, an `s3://` URL's `::NODE` made one more
+/// level of its prefix.
+pub fn destination_path(dst: std::path::PathBuf) -> std::path::PathBuf {
+    if !crate::s3::is_s3(&dst) {
+        return dst;
+    }
+    let target = Target::parse(&dst.display().to_string());
+    crate::s3::node_url(&target.path, target.object.as_deref())
+}
+
+/// The checks before anything is written to `dst` from `src` in format `to`. A local
+/// destination: no device or pipe, not the source file itself, replaceable under
+/// [`crate::destination::check_replaceable`]'s policy (`force` for `--force`), and the stale
+/// temporaries beside it removed. An `s3://` destination: a Zarr array (object storage holds
+/// nothing else), not the source array itself, and a prefix that is empty or holds an array
+/// (see [`crate::s3::check_destination`]; `--force` does not change it, as a local Zarr
+/// destination that is not an array is never replaced either).
+///
+/// # Errors
+///
+/// `InvalidInput` naming `dst`; the errors of looking at the destination.
+pub fn check_destination(src: &Target, dst: &Path, to: ToFormat, force: bool) -> Result<()> {
+    if !crate::s3::is_s3(dst) {
+        refuse_special_destination(dst)?;
+        refuse_same_file(&src.path, dst)?;
+        crate::destination::check_replaceable(dst, to, force)?;
+        remove_stale_temps(dst);
+        return Ok(());
+    }
+    if to != ToFormat::Zarr {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "s3:// holds Zarr arrays only, not a {} (name the array's prefix, as s3://bucket/a.zarr)",
+                to.name()
+            ),
+        )
+        .with_path(dst));
+    }
+    let target = crate::s3::target(dst, None)?;
+    if crate::s3::is_s3(&src.path)
+        && let Ok(crate::zarr::Place::Object(source)) = crate::zarr::node_place(src)
+        && source.name() == target.name()
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("is the source array {} itself", source.name().display()),
+        )
+        .with_path(dst));
+    }
+    crate::s3::check_destination(&target)
 }
 
 /// Writes the array `src` names to `dst` in format `to`, streamed when the source allows it,
@@ -523,7 +573,11 @@ fn write_to(src: &Target, dst: &Path, to: ToFormat, layout: &Layout, quiet: bool
                 .as_ref()
                 .map_or_else(|| DType::native(array.kind()), ZarrMeta::dtype);
             let meta = layout.zarr(dtype, array.shape(), like.as_ref(), dst)?;
-            ndstore::zarr::save_with(dst, &array, meta, &options)?;
+            if crate::s3::is_s3(dst) {
+                ndstore::zarr::save_object(&crate::s3::target(dst, None)?, &array, meta, &options)?;
+            } else {
+                ndstore::zarr::save_with(dst, &array, meta, &options)?;
+            }
         }
     }
     Ok(())
@@ -674,7 +728,12 @@ fn writer(
         ToFormat::Zarr => {
             let like = zarr_source(src);
             let meta = layout.zarr(meta.dtype, &meta.shape, like.as_ref(), dst)?;
-            Box::new(ZarrWriter::create_with(dst, meta, &save)?)
+            if crate::s3::is_s3(dst) {
+                let target = crate::s3::target(dst, None)?;
+                Box::new(ZarrWriter::create_object_with(&target, meta, &save)?)
+            } else {
+                Box::new(ZarrWriter::create_with(dst, meta, &save)?)
+            }
         }
         ToFormat::Npz => {
             return Err(Error::new(

@@ -1,11 +1,11 @@
-//! `ndstore cp SRC DST`: copies an array, or every member of an `.npz`, to a local path in the
-//! source's format (unless the destination's extension names another), atomically and durably
-//! through the library's writers, with every checksum of the source checked on the way.
+//! `ndstore cp SRC DST`: copies an array, or every member of an `.npz`, in the source's format
+//! (unless the destination's extension names another), atomically and durably through the
+//! library's writers, with every checksum of the source checked on the way.
 //!
-//! Sources and destinations are spelled as [`Endpoint`]s. Local paths are copied, Zarr arrays
-//! among them (a copy of a Zarr array keeps its chunks, codecs, fill value, attributes and
-//! dimension names); `s3://` URLs are recognised and refused as "not supported yet", so that
-//! they become one more arm of [`Endpoint`] once the S3 store exists.
+//! Sources and destinations are spelled as [`Endpoint`]s: local paths (Zarr arrays among them:
+//! a copy of a Zarr array keeps its chunks, codecs, fill value, attributes and dimension
+//! names) and `s3://bucket/prefix` URLs, Zarr arrays in object storage (a new array appears
+//! whole at its commit or not at all). Other URL schemes are refused.
 
 use std::path::{Path, PathBuf};
 
@@ -16,16 +16,19 @@ use crate::Outcome;
 use crate::convert::{self, Flags, Layout, ToFormat};
 use crate::source::{Kind, Target};
 
-/// Where a command reads or writes: a local file (and object), or a place not supported yet.
+/// Where a command reads or writes: a local file (and object), a Zarr node in object storage,
+/// or a URL of a scheme the command line does not speak.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
     /// A local path, with an optional `::OBJECT`.
     Local(Target),
-    /// A URL (`s3://bucket/prefix`), which comes with the S3 store.
-    NotYet {
+    /// `s3://bucket/prefix`, with an optional `::NODE`.
+    S3(Target),
+    /// A URL of another scheme (`gs://`, `http://`).
+    Unsupported {
         /// As the user spelled it.
         spelled: String,
-        /// What is not supported yet, in words.
+        /// Why it is refused, in words.
         what: String,
     },
 }
@@ -48,26 +51,27 @@ pub fn is_url(spelled: &str) -> bool {
 impl Endpoint {
     /// Recognises a URL by its `SCHEME://`; anything else is a local path.
     pub fn parse(spelled: &str) -> Endpoint {
-        if let Some(scheme) = scheme(spelled) {
-            return Endpoint::NotYet {
+        match scheme(spelled) {
+            Some("s3") => Endpoint::S3(Target::parse(spelled)),
+            Some(scheme) => Endpoint::Unsupported {
                 spelled: spelled.to_owned(),
                 what: format!(
-                    "{scheme}:// URLs are not supported yet (object storage comes with the Zarr backend's S3 store)"
+                    "{scheme}:// URLs are not supported (ndstore reads and writes local paths and s3://bucket/prefix)"
                 ),
-            };
+            },
+            None => Endpoint::Local(Target::parse(spelled)),
         }
-        Endpoint::Local(Target::parse(spelled))
     }
 
-    /// The local target, or the usage error that says what is not supported yet.
+    /// The target: a local path, or an `s3://` URL.
     ///
     /// # Errors
     ///
-    /// `Unsupported` naming the URL or store.
-    pub fn local(self) -> Result<Target> {
+    /// `Unsupported` naming a URL of another scheme.
+    pub fn target(self) -> Result<Target> {
         match self {
-            Endpoint::Local(target) => Ok(target),
-            Endpoint::NotYet { spelled, what } => {
+            Endpoint::Local(target) | Endpoint::S3(target) => Ok(target),
+            Endpoint::Unsupported { spelled, what } => {
                 Err(Error::new(ErrorKind::Unsupported, what).with_path(spelled))
             }
         }
@@ -76,8 +80,16 @@ impl Endpoint {
 
 /// `ndstore cp SRC DST`.
 pub fn cp(src: &str, dst: &str, layout: &Layout, flags: Flags) -> Outcome {
-    let src = Endpoint::parse(src).local()?;
-    let dst = Endpoint::parse(dst).local()?;
+    let src = Endpoint::parse(src).target()?;
+    let dst = Endpoint::parse(dst).target()?;
+    // A node below an s3:// prefix is one more level of the prefix.
+    let dst = match (&dst.object, crate::s3::is_s3(&dst.path)) {
+        (Some(_), true) => Target {
+            path: crate::s3::node_url(&dst.path, dst.object.as_deref()),
+            object: None,
+        },
+        _ => dst,
+    };
     if let Some(object) = &dst.object {
         return Err(Error::new(
             ErrorKind::InvalidInput,
@@ -91,10 +103,7 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, flags: Flags) -> Outcome {
     // The destination's extension decides when it names a format; otherwise the source's does.
     let to = ToFormat::from_kind(Kind::of(&dst_path).unwrap_or(src_kind));
     layout.check(to, &dst_path)?;
-    convert::refuse_special_destination(&dst_path)?;
-    convert::refuse_same_file(&src.path, &dst_path)?;
-    crate::destination::check_replaceable(&dst_path, to, flags.force)?;
-    convert::remove_stale_temps(&dst_path);
+    convert::check_destination(&src, &dst_path, to, flags.force)?;
     if src.object.is_none() && src_kind == Kind::Npz && to == ToFormat::Npz {
         return Ok(convert::copy_members(&src.path, &dst_path, layout)
             .map_err(|e| convert::user_path(e, &dst_path))?);
@@ -112,6 +121,9 @@ pub fn cp(src: &str, dst: &str, layout: &Layout, flags: Flags) -> Outcome {
 /// which the copy replaces), named as the source file (or, for an object, as the object's last
 /// component with the source file's extension).
 fn destination(src: &Target, kind: Kind, dst: PathBuf) -> PathBuf {
+    if crate::s3::is_s3(&dst) {
+        return s3_destination(src, dst);
+    }
     if !dst.is_dir() || matches!(Kind::of(&dst), Ok(Kind::Zarr)) {
         return dst;
     }
@@ -130,6 +142,28 @@ fn destination(src: &Target, kind: Kind, dst: PathBuf) -> PathBuf {
             .map_or_else(|| PathBuf::from("copy"), PathBuf::from),
     };
     dst.join(name)
+}
+
+/// The array an `s3://` copy writes: `dst`, or, when `dst` ends with `/` (a "directory" of
+/// object storage), an array below it named as the source file's stem (or the object's last
+/// component) with `.zarr`: `cp run.h5::/loss s3://b/runs/` writes `s3://b/runs/loss.zarr`.
+fn s3_destination(src: &Target, dst: PathBuf) -> PathBuf {
+    let spelled = dst.display().to_string();
+    if !spelled.ends_with('/') || spelled.trim_end_matches('/').ends_with(':') {
+        return dst;
+    }
+    let stem = match &src.object {
+        Some(object) => object
+            .rsplit('/')
+            .find(|s| !s.is_empty())
+            .map(str::to_owned),
+        None => src
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned()),
+    }
+    .unwrap_or_else(|| "copy".to_owned());
+    PathBuf::from(format!("{spelled}{stem}.zarr"))
 }
 
 /// A whole HDF5 file is copied only when it holds one dataset: its groups, attributes and
@@ -155,7 +189,7 @@ fn refuse_several_datasets(path: &Path) -> Result<()> {
 /// copied yet.
 fn refuse_a_group(src: &Target) -> Result<()> {
     if matches!(
-        ndstore::zarr::read_node(&crate::zarr::node_dir(src)?)?,
+        crate::zarr::node_place(src)?.read_node()?,
         ndstore::zarr::meta::Node::Group(_)
     ) {
         return Err(Error::new(
@@ -172,13 +206,18 @@ mod tests {
     use super::Endpoint;
 
     #[test]
-    fn urls_are_not_local() {
-        for spelled in ["s3://bucket/prefix", "gs://b/x.npy"] {
-            let err = Endpoint::parse(spelled).local().unwrap_err();
-            assert!(err.to_string().contains("not supported yet"), "{err}");
+    fn other_schemes_are_refused() {
+        for spelled in ["gs://b/x.npy", "http://host/a.zarr", "file:///tmp/a.npy"] {
+            let err = Endpoint::parse(spelled).target().unwrap_err();
+            assert!(err.to_string().contains("are not supported"), "{err}");
             assert!(err.to_string().starts_with(spelled), "{err}");
         }
-        // Zarr stores are local paths since the Zarr backend came.
+        for spelled in ["s3://bucket/prefix", "s3://b/x.zarr::g/a"] {
+            assert!(
+                matches!(Endpoint::parse(spelled), Endpoint::S3(_)),
+                "{spelled}"
+            );
+        }
         for spelled in [
             "a.npy",
             "x.npz::a",
@@ -187,7 +226,10 @@ mod tests {
             "data/a.zarr",
             "A.ZARR::g",
         ] {
-            assert!(Endpoint::parse(spelled).local().is_ok(), "{spelled}");
+            assert!(
+                matches!(Endpoint::parse(spelled), Endpoint::Local(_)),
+                "{spelled}"
+            );
         }
     }
 }

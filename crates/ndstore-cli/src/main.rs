@@ -1,7 +1,8 @@
-//! `ndstore`, the command line over ndstore's local backends: `info`, `ls`, `cat`, `verify`,
+//! `ndstore`, the command line over ndstore's backends: `info`, `ls`, `cat`, `verify`,
 //! `convert` and `cp` of `.npy`, `.npz`, CSV and whitespace-separated text, HDF5 (parsed in
 //! ndstore's isolated reader process, so a hostile file gives an error line, never a crash) and
-//! Zarr v3 arrays and groups in local directories.
+//! Zarr v3 arrays and groups in local directories and in S3-compatible object storage
+//! (`s3://bucket/prefix`, configured by the usual AWS environment variables).
 //!
 //! Errors are one line, `ndstore: PATH: PLACE: MESSAGE`, and the exit status is 0 when all went
 //! well, 1 when `verify` found damage, 2 for a usage or I/O error (and for any error of the
@@ -14,6 +15,7 @@ mod docs;
 mod inspect;
 mod interrupt;
 mod print;
+mod s3;
 mod source;
 mod verify;
 mod zarr;
@@ -50,6 +52,10 @@ pub type Outcome = std::result::Result<(), Failure>;
     about = "Inspect, list, print, verify and convert n-dimensional arrays (.npy, .npz, .csv, .txt, .tsv, .h5, .zarr)",
     after_help = "An array inside a file is named PATH::OBJECT: an .npz member, an HDF5 dataset path,\n\
                   a Zarr array inside a group.\n\
+                  s3://bucket/prefix[::NODE] names a Zarr array or group in S3-compatible object\n\
+                  storage; credentials, region and endpoint come from AWS_ACCESS_KEY_ID,\n\
+                  AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL (AWS_ALLOW_HTTP=true for\n\
+                  http://) and AWS_MAX_ATTEMPTS (attempts per request, default 3).\n\
                   With --json (info, ls, verify), errors are JSON on standard output too:\n\
                   {\"path\", \"status\": \"error\", \"kind\", \"place\", \"message\"}.\n\
                   Exit status: 0 ok, 1 damage found by verify, 2 usage or I/O error."
@@ -64,7 +70,7 @@ enum Command {
     /// Format, dtype (numpy notation), shape, order and bytes of each array; HDF5 chunks,
     /// filters and maxshape; Zarr chunks, shards, codecs, fill value and dimension names.
     #[command(
-        after_help = "Examples:\n  ndstore info weights.npy\n  ndstore info --json run.h5::/results/loss\n  ndstore info store.zarr::group/a"
+        after_help = "Examples:\n  ndstore info weights.npy\n  ndstore info --json run.h5::/results/loss\n  ndstore info store.zarr::group/a\n  ndstore info s3://bucket/run.zarr::temperature"
     )]
     Info {
         /// PATH or PATH::OBJECT.
@@ -77,7 +83,7 @@ enum Command {
     /// hierarchy (a linked directory is listed once); with ::OBJECT, that object and what lies
     /// below it.
     #[command(
-        after_help = "Examples:\n  ndstore ls arrays.npz\n  ndstore ls run.h5\n  ndstore ls run.h5::/group\n  ndstore ls store.zarr"
+        after_help = "Examples:\n  ndstore ls arrays.npz\n  ndstore ls run.h5\n  ndstore ls run.h5::/group\n  ndstore ls store.zarr\n  ndstore ls s3://bucket/run.zarr"
     )]
     Ls {
         /// PATH or PATH::OBJECT (a group to list).
@@ -88,7 +94,7 @@ enum Command {
     },
     /// An array's values, as numpy prints them (large arrays summarised), or as CSV or JSON.
     #[command(
-        after_help = "Examples:\n  ndstore cat a.npy\n  ndstore cat --slice 0:10,: --format csv run.h5::/data"
+        after_help = "Examples:\n  ndstore cat a.npy\n  ndstore cat --slice 0:10,: --format csv run.h5::/data\n  ndstore cat --slice 0,0:2,0:3 s3://bucket/run.zarr::temperature"
     )]
     Cat {
         /// PATH or PATH::OBJECT.
@@ -103,10 +109,10 @@ enum Command {
     },
     /// Reads every array and checks every checksum the format has; reports the first damage.
     #[command(
-        after_help = "Examples:\n  ndstore verify *.npz\n  ndstore verify --json run.h5 table.csv store.zarr"
+        after_help = "Examples:\n  ndstore verify *.npz\n  ndstore verify --json run.h5 table.csv store.zarr\n  ndstore verify s3://bucket/run.zarr"
     )]
     Verify {
-        /// The files.
+        /// The files (or s3:// URLs).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Print JSON for programs (errors too, on standard output, exit status 2).
@@ -118,13 +124,14 @@ enum Command {
         after_help = "An existing destination is replaced only when it is an array of the format\n\
                       being written (judged at a symbolic link's target) or an empty file; anything\n\
                       else is refused: remove it, or pass --force to replace a file. A Zarr\n\
-                      destination that is not a Zarr array is never replaced.\n\n\
-                      Examples:\n  ndstore convert table.csv table.npy\n  ndstore convert --to npz run.h5::/data out.bin\n  ndstore convert --chunks 64,64 --compression gzip:6 big.npy big.h5\n  ndstore convert --compression zstd:3 big.npy big.zarr"
+                      destination that is not a Zarr array is never replaced; on s3:// neither is a\n\
+                      prefix holding other objects.\n\n\
+                      Examples:\n  ndstore convert table.csv table.npy\n  ndstore convert --to npz run.h5::/data out.bin\n  ndstore convert --chunks 64,64 --compression gzip:6 big.npy big.h5\n  ndstore convert --compression zstd:3 big.npy big.zarr\n  ndstore convert --compression zstd:3 big.npy s3://bucket/big.zarr"
     )]
     Convert {
         /// PATH or PATH::OBJECT of the source.
         src: String,
-        /// The destination file.
+        /// The destination file (or s3:// URL of a Zarr array).
         dst: PathBuf,
         /// The destination's format (default: from its extension).
         #[arg(long, value_enum)]
@@ -142,16 +149,18 @@ enum Command {
     #[command(
         after_help = "The destination keeps the source's format unless its extension names another;\n\
                       a directory receives a file of the source's name; a replaced file keeps its\n\
-                      permissions; a Zarr array keeps its chunks and codecs. s3:// URLs come with\n\
-                      the S3 store. An existing destination is replaced only when it is an array\n\
-                      of the format being written (judged at a symbolic link's target) or an empty\n\
-                      file; anything else is refused: remove it, or pass --force to replace a file.\n\n\
-                      Examples:\n  ndstore cp run.h5::/loss backup/loss.h5\n  ndstore cp arrays.npz /mnt/archive/"
+                      permissions; a Zarr array keeps its chunks and codecs. An existing destination\n\
+                      is replaced only when it is an array of the format being written (judged at a\n\
+                      symbolic link's target) or an empty file; anything else is refused: remove it,\n\
+                      or pass --force to replace a file. On s3:// a new array appears whole at its\n\
+                      commit (zarr.json written last) or not at all; a replaced array is rewritten\n\
+                      chunk by chunk; a group, or a prefix holding other objects, is never replaced.\n\n\
+                      Examples:\n  ndstore cp run.h5::/loss backup/loss.h5\n  ndstore cp arrays.npz /mnt/archive/\n  ndstore cp weights.npy s3://bucket/models/weights.zarr\n  ndstore cp s3://bucket/run.zarr::temperature t.npy"
     )]
     Cp {
         /// PATH or PATH::OBJECT of the source.
         src: String,
-        /// The destination file or directory.
+        /// The destination file or directory (or s3:// URL of a Zarr array).
         dst: String,
         #[command(flatten)]
         layout: LayoutArgs,
@@ -234,16 +243,17 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Convert { .. } | Command::Cp { .. }) {
         interrupt::catch();
     }
-    // A URL is no local path: `convert a.npy s3://b/x.zarr` must not make a directory `s3:`.
+    // A URL of another scheme than s3:// is refused, never taken for a local path:
+    // `convert a.npy gs://b/x.zarr` must not make a directory `gs:`.
     if let Some(url) = cli
         .command
         .spelled_paths()
         .into_iter()
-        .find(|p| cp::is_url(p))
+        .find(|p| cp::is_url(p) && !matches!(cp::Endpoint::parse(p), cp::Endpoint::S3(_)))
     {
         return finish(
             cp::Endpoint::parse(&url)
-                .local()
+                .target()
                 .map(|_| ())
                 .map_err(Failure::from),
         );
@@ -281,7 +291,7 @@ fn main() -> ExitCode {
             quiet,
         } => convert::convert(
             &source::Target::parse(&src),
-            &dst,
+            &convert::destination_path(dst),
             to,
             &layout.layout(),
             convert::Flags {

@@ -1,8 +1,9 @@
 //! What a command line names: `PATH` or `PATH::OBJECT`, the file's format, and the arrays in it.
 //!
 //! The object is split off where the file's name ends (see [`Target::parse`]), so
-//! `s3://bucket/x.zarr::group/a` keeps its scheme's `://` in the path; a format is chosen by the path's extension (a directory
-//! holding `zarr.json` is Zarr whatever its name), and a URL will become one more [`Kind`].
+//! `s3://bucket/x.zarr::group/a` keeps its scheme's `://` in the path; a format is chosen by
+//! the path's extension (a directory holding `zarr.json` is Zarr whatever its name, and so is
+//! every `s3://` URL: object storage holds Zarr arrays and groups only).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,15 @@ impl Target {
     /// destination `out/x::y.npy`). An empty object is no object, and `::` never starts the
     /// path.
     pub fn parse(spelled: &str) -> Target {
+        // An `s3://` URL names its node after its first `::` (nothing exists locally to ask).
+        if spelled.starts_with(crate::s3::SCHEME) {
+            let (path, object) = spelled.split_once("::").unwrap_or((spelled, ""));
+            let object = object.strip_suffix("::").unwrap_or(object);
+            return Target {
+                path: PathBuf::from(path),
+                object: (!object.is_empty()).then(|| object.to_owned()),
+            };
+        }
         Self::parse_with(spelled, |path| std::fs::symlink_metadata(path).is_ok())
     }
 
@@ -88,12 +98,23 @@ pub enum Kind {
 
 impl Kind {
     /// The format a path's extension names; a directory holding `zarr.json` is Zarr whatever
-    /// its name.
+    /// its name, and so is an `s3://` URL.
     ///
     /// # Errors
     ///
-    /// `Unsupported` for an unknown extension, or one the command line has no reader for.
+    /// `Unsupported` for an unknown extension, or one the command line has no reader for;
+    /// for an `s3://` URL whose extension names another format (`s3://b/a.npy`).
     pub fn of(path: &Path) -> Result<Kind> {
+        if crate::s3::is_s3(path) {
+            return match ndstore::format_of(path) {
+                Ok(ndstore::Format::Zarr) | Err(_) => Ok(Kind::Zarr),
+                Ok(_) => Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "s3:// holds Zarr v3 arrays and groups only; name the array's prefix (as s3://bucket/a.zarr)",
+                )
+                .with_path(path)),
+            };
+        }
         // Tab-separated text is the command line's own spelling: the library's extensions do
         // not name it, and its text backend reads any one-byte delimiter.
         let ext = path.extension().and_then(|e| e.to_str());
@@ -352,6 +373,15 @@ mod tests {
         assert_eq!(
             parse("s3://bucket/x.zarr::group/a"),
             target("s3://bucket/x.zarr", Some("group/a"))
+        );
+        // An s3:// URL names its node after its first `::`, whatever its extension.
+        assert_eq!(
+            Target::parse("s3://bucket/run::g/a::"),
+            target("s3://bucket/run", Some("g/a"))
+        );
+        assert_eq!(
+            Target::parse("s3://bucket/run"),
+            target("s3://bucket/run", None)
         );
         assert_eq!(parse("::x"), target("::x", None));
     }

@@ -1,6 +1,10 @@
 //! Zarr v3 for the command line: the hierarchy of a store (groups and arrays, walked without
 //! following a link twice), an array's chunks, shards and codec chain in words, every stored
 //! chunk read back for `verify`, and the `zarr.json` a converted array is written with.
+//!
+//! A node is a [`Place`]: a local directory, or a prefix in object storage (`s3://`), where a
+//! group's children are found by listing the keys one level below it (one LIST per group)
+//! and an array's stored chunks by listing its keys: no chunk is read to list.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -8,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use ndstore::zarr::codec::{Codec, CodecChain};
 use ndstore::zarr::meta::{KeyEncoding, MAX_NDIM, METADATA_FILE, Node, ZarrMeta};
-use ndstore::zarr::{ZarrArray, read_node};
+use ndstore::zarr::{ObjectTarget, ZarrArray, read_node, read_object_node};
 use ndstore::{ArrayMeta, ByteOrder, Error, ErrorKind, Location, Order, Result, SaveOptions};
 
 use crate::inspect::shape_text;
@@ -32,25 +36,100 @@ pub enum Found {
     Alias(String),
 }
 
-/// One node of a hierarchy: its name from the store's root (`/`, `/g`, `/g/a`), its
-/// directory, and what it is.
+/// Where a Zarr node lives.
+#[derive(Clone, Debug)]
+pub enum Place {
+    /// A local directory.
+    Dir(PathBuf),
+    /// A prefix in object storage.
+    Object(ObjectTarget),
+}
+
+impl Place {
+    /// The node's name in messages: its directory, or `s3://bucket/prefix`.
+    pub fn name(&self) -> PathBuf {
+        match self {
+            Place::Dir(dir) => dir.clone(),
+            Place::Object(target) => target.name().to_path_buf(),
+        }
+    }
+
+    /// Reads and parses the node's `zarr.json`.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when there is none; the errors of reading and parsing it.
+    pub fn read_node(&self) -> Result<Node> {
+        match self {
+            Place::Dir(dir) => read_node(dir),
+            Place::Object(target) => {
+                read_object_node(target).map_err(|e| explain_bucket(e, target))
+            }
+        }
+    }
+
+    /// Opens the array at this place.
+    ///
+    /// # Errors
+    ///
+    /// As [`ZarrArray::open`] and [`ZarrArray::open_object`].
+    pub fn open(&self) -> Result<ZarrArray> {
+        match self {
+            Place::Dir(dir) => ZarrArray::open(dir, &SaveOptions::default()),
+            Place::Object(target) => ZarrArray::open_object(target, &SaveOptions::default())
+                .map_err(|e| explain_bucket(e, target)),
+        }
+    }
+}
+
+/// A `NotFound` of object storage in clearer words when the bucket itself is missing (S3
+/// answers a HEAD or GET of a key in a missing bucket with a bare 404, like a missing key).
+fn explain_bucket(e: Error, target: &ObjectTarget) -> Error {
+    let missing = crate::s3::no_such_bucket(&e)
+        || (e.kind() == ErrorKind::NotFound
+            && matches!(
+                target.at("").and_then(|root| root.list_level()),
+                Err(listing) if crate::s3::no_such_bucket(&listing)
+            ));
+    if missing {
+        return Error::new(
+            ErrorKind::NotFound,
+            "the bucket does not exist (S3 answered NoSuchBucket)",
+        )
+        .with_path(target.name());
+    }
+    e
+}
+
+/// One node of a hierarchy: its name from the store's root (`/`, `/g`, `/g/a`), where it
+/// lives, and what it is.
 #[derive(Debug)]
 pub struct Entry {
     /// The name, `/` for the root.
     pub name: String,
-    /// The node's directory.
-    pub dir: PathBuf,
+    /// The node's directory or prefix.
+    pub place: Place,
     /// What the directory holds.
     pub found: Found,
 }
 
-/// The directory of the node a target names: `PATH`, or `PATH/OBJECT` for `PATH::OBJECT`.
+/// The node a target names: `PATH`, or `PATH/OBJECT` for `PATH::OBJECT`; a prefix in object
+/// storage for an `s3://` URL.
 ///
 /// # Errors
 ///
 /// `InvalidInput` for an object path with a `..` or `.` component, which would name a
-/// directory outside the store (or the same node twice).
-pub fn node_dir(target: &Target) -> Result<PathBuf> {
+/// directory outside the store (or the same node twice); the errors of reaching object
+/// storage (see [`crate::s3::target`]).
+pub fn node_place(target: &Target) -> Result<Place> {
+    if crate::s3::is_s3(&target.path) {
+        return crate::s3::target(&target.path, target.object.as_deref()).map(Place::Object);
+    }
+    node_dir(target).map(Place::Dir)
+}
+
+/// The directory of the node a local target names.
+fn node_dir(target: &Target) -> Result<PathBuf> {
     match &target.object {
         Some(object) => {
             if object.split('/').any(|part| part == ".." || part == ".") {
@@ -91,9 +170,13 @@ fn child_name(parent: &str, child: &str) -> String {
 /// `Corrupt` for an array with no chunk at its own keys but chunk-like objects at others (an
 /// edited `chunk_key_encoding`), which would read as fill.
 pub fn open(target: &Target) -> Result<ZarrArray> {
-    let dir = node_dir(target)?;
-    let array = ZarrArray::open(&dir, &SaveOptions::default())?;
-    refuse_stray_only(&dir, array.meta())?;
+    let place = node_place(target)?;
+    let array = place.open()?;
+    // On object storage the check would list every key of the array (a LIST per thousand
+    // chunks) before each read: `verify` does it there.
+    if let Place::Dir(dir) = &place {
+        refuse_stray_only(dir, array.meta())?;
+    }
     Ok(array)
 }
 
@@ -106,24 +189,29 @@ pub fn open(target: &Target) -> Result<ZarrArray> {
 ///
 /// The error of reading the named node's own `zarr.json`; nodes below it never fail the walk.
 pub fn walk(target: &Target) -> Result<Vec<Entry>> {
-    let root = node_dir(target)?;
-    let found = match read_node(&root)? {
+    let root = node_place(target)?;
+    let found = match root.read_node()? {
         Node::Array(meta) => Found::Array(meta),
         Node::Group(_) => Found::Group,
     };
     let mut seen = HashMap::new();
-    if let Some(id) = dir_id(&root) {
+    if let Place::Dir(dir) = &root
+        && let Some(id) = dir_id(dir)
+    {
         seen.insert(id, root_name(target));
     }
     let mut out = Vec::new();
     let mut stack = vec![Entry {
         name: root_name(target),
-        dir: root,
+        place: root,
         found,
     }];
     while let Some(entry) = stack.pop() {
         if matches!(entry.found, Found::Group) {
-            let mut children = children(&entry, &mut seen);
+            let mut children = match &entry.place {
+                Place::Dir(dir) => children(&entry.name, dir, &mut seen),
+                Place::Object(prefix) => object_children(&entry.name, prefix)?,
+            };
             children.reverse();
             stack.extend(children);
         }
@@ -138,9 +226,49 @@ fn dir_id(dir: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
+/// The child nodes of a group in object storage, in name order: the "directories" one level
+/// below its prefix (hidden ones left out, as ndstore's lease), each classified by its
+/// `zarr.json` (one GET) or, without one, by a listing of its own level.
+///
+/// # Errors
+///
+/// The error of listing the group's level; a child that cannot be read is listed as
+/// unreadable instead.
+fn object_children(group: &str, prefix: &ObjectTarget) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for child in prefix.list_level()?.dirs {
+        if child.starts_with('.') {
+            continue;
+        }
+        let full = if prefix.prefix().is_empty() {
+            child.clone()
+        } else {
+            format!("{}/{child}", prefix.prefix())
+        };
+        let target = prefix.at(&full)?;
+        let found = match read_object_node(&target) {
+            Ok(Node::Array(meta)) => Found::Array(meta),
+            Ok(Node::Group(_)) => Found::Group,
+            Err(e) if e.kind() == ErrorKind::NotFound => match target.list_level() {
+                Ok(level) if level.objects.iter().any(|o| o == ".zarray") => Found::V2("array"),
+                Ok(level) if level.objects.iter().any(|o| o == ".zgroup") => Found::V2("group"),
+                Ok(_) => Found::NoMetadata,
+                Err(e) => Found::Unreadable(e),
+            },
+            Err(e) => Found::Unreadable(e),
+        };
+        out.push(Entry {
+            name: child_name(group, &child),
+            place: Place::Object(target),
+            found,
+        });
+    }
+    Ok(out)
+}
+
 /// The child nodes of a group, in name order; directories only (links followed), each once.
-fn children(group: &Entry, seen: &mut HashMap<(u64, u64), String>) -> Vec<Entry> {
-    let Ok(read) = std::fs::read_dir(&group.dir) else {
+fn children(group: &str, group_dir: &Path, seen: &mut HashMap<(u64, u64), String>) -> Vec<Entry> {
+    let Ok(read) = std::fs::read_dir(group_dir) else {
         return Vec::new();
     };
     let mut names: Vec<String> = read
@@ -150,14 +278,14 @@ fn children(group: &Entry, seen: &mut HashMap<(u64, u64), String>) -> Vec<Entry>
     names.sort();
     let mut out = Vec::new();
     for child in names {
-        let dir = group.dir.join(&child);
+        let dir = group_dir.join(&child);
         let Ok(stat) = std::fs::metadata(&dir) else {
             continue;
         };
         if !stat.is_dir() {
             continue;
         }
-        let name = child_name(&group.name, &child);
+        let name = child_name(group, &child);
         let found = match dir_id(&dir).and_then(|id| seen.get(&id).cloned()) {
             Some(first) => Found::Alias(first),
             None => {
@@ -167,7 +295,11 @@ fn children(group: &Entry, seen: &mut HashMap<(u64, u64), String>) -> Vec<Entry>
                 classify(&dir)
             }
         };
-        out.push(Entry { name, dir, found });
+        out.push(Entry {
+            name,
+            place: Place::Dir(dir),
+            found,
+        });
     }
     out
 }
@@ -483,6 +615,41 @@ fn refuse_stray_only(dir: &Path, meta: &ZarrMeta) -> Result<()> {
     ))
 }
 
+/// The keys of the chunk objects stored under an array's prefix, with their grid coordinates,
+/// in C order of the grid; keys that are no chunk key of the array and not spelled like one
+/// (`zarr.json`, ndstore's lease) are left out. Found by listing, no chunk read.
+///
+/// # Errors
+///
+/// The store's errors of listing the prefix; `Corrupt` naming the first object spelled like a
+/// chunk key at no key of the array (another encoding's, or outside the grid), as
+/// [`stored_chunks`] does for a directory.
+fn stored_objects(target: &ObjectTarget, meta: &ZarrMeta) -> Result<Vec<(Vec<u64>, String)>> {
+    let grid = meta.grid_shape();
+    let mut found: Vec<(Vec<u64>, String)> = Vec::new();
+    let mut stray: Vec<String> = Vec::new();
+    for key in target.keys()? {
+        let ours =
+            coords_of_key(meta, &key).filter(|coords| coords.iter().zip(&grid).all(|(c, g)| c < g));
+        match ours {
+            Some(coords) => found.push((coords, key)),
+            None if chunk_like(&key) => stray.push(key),
+            None => {}
+        }
+    }
+    if !stray.is_empty() {
+        stray.sort();
+        return Err(stray_error(
+            &target.name().to_path_buf(),
+            meta,
+            &stray,
+            "a chunk object at no key the array's metadata names",
+        ));
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// The grid coordinates whose key is `key`, if it is one.
 fn coords_of_key(meta: &ZarrMeta, key: &str) -> Option<Vec<u64>> {
     let split = |body: &str, sep: char| -> Option<Vec<u64>> {
@@ -503,10 +670,14 @@ fn coords_of_key(meta: &ZarrMeta, key: &str) -> Option<Vec<u64>> {
 /// # Errors
 ///
 /// The first damaged chunk's error, naming its file and key (and the inner chunk of a shard).
-pub fn verify_array(dir: &Path) -> Result<u64> {
-    let array = ZarrArray::open(dir, &SaveOptions::default())?;
+pub fn verify_array(place: &Place) -> Result<u64> {
+    let array = place.open()?;
     let meta = array.meta().clone();
-    for (coords, _key) in stored_chunks(dir, &meta)? {
+    let stored = match place {
+        Place::Dir(dir) => stored_chunks(dir, &meta)?,
+        Place::Object(target) => stored_objects(target, &meta)?,
+    };
+    for (coords, _key) in stored {
         // The whole chunk: a region read would leave out the inner chunks of an edge shard
         // that lie past the array's end.
         array.check_chunk(&coords)?;
@@ -523,25 +694,33 @@ pub fn verify_array(dir: &Path) -> Result<u64> {
 /// `NotFound` for an empty directory; else the first damage: a `zarr.json` that is missing
 /// or does not parse, a damaged chunk.
 pub fn verify(path: &Path) -> Result<(usize, u64)> {
-    // An empty directory is no Zarr node to check (exit status 2, as a missing file); one that
-    // holds chunks or nodes but no zarr.json has lost its metadata, which is damage.
-    let empty = std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none());
-    if empty {
-        return Err(Error::new(
-            ErrorKind::NotFound,
-            "an empty directory, no Zarr v3 array or group",
-        )
-        .with_path(path));
-    }
     let target = Target {
         path: path.to_path_buf(),
         object: None,
     };
+    // An empty directory (or prefix) is no Zarr node to check (exit status 2, as a missing
+    // file); one that holds chunks or nodes but no zarr.json has lost its metadata, which is
+    // damage.
+    let empty = match node_place(&target)? {
+        Place::Dir(_) => std::fs::read_dir(path)
+            .is_ok_and(|mut entries| entries.next().is_none())
+            .then_some("an empty directory, no Zarr v3 array or group"),
+        Place::Object(prefix) => {
+            let level = prefix
+                .list_level()
+                .map_err(|e| explain_bucket(e, &prefix))?;
+            (level.dirs.is_empty() && level.objects.iter().all(|o| o.starts_with('.')))
+                .then_some("no objects under the prefix, no Zarr v3 array or group")
+        }
+    };
+    if let Some(why) = empty {
+        return Err(Error::new(ErrorKind::NotFound, why).with_path(path));
+    }
     let (mut arrays, mut bytes) = (0, 0);
     for entry in walk(&target)? {
         match entry.found {
             Found::Array(_) => {
-                bytes += verify_array(&entry.dir)?;
+                bytes += verify_array(&entry.place)?;
                 arrays += 1;
             }
             Found::Unreadable(e)
@@ -557,7 +736,7 @@ pub fn verify(path: &Path) -> Result<(usize, u64)> {
                     ErrorKind::NotFound,
                     "no zarr.json: a directory of the hierarchy is no Zarr v3 node",
                 )
-                .with_path(entry.dir.join(METADATA_FILE))
+                .with_path(entry.place.name().join(METADATA_FILE))
                 .at(Location::Object(entry.name)));
             }
             _ => {}

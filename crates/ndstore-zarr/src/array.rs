@@ -56,6 +56,29 @@ pub fn read_node(path: &Path) -> Result<Node> {
     read_node_in(&LocalStore::open(path, &SaveOptions::default())?)
 }
 
+/// Reads and parses the `zarr.json` of the node at `target` in object storage (one GET, no
+/// lease read: for listings).
+///
+/// # Errors
+///
+/// [`ErrorKind::NotFound`] when the prefix holds no `zarr.json`; the store's errors; the
+/// errors of [`meta::parse`].
+#[cfg(feature = "s3")]
+pub fn read_object_node(target: &crate::object::ObjectTarget) -> Result<Node> {
+    let file_path = target.name().join(METADATA_FILE);
+    let bytes = target
+        .read_object(METADATA_FILE, MAX_METADATA_LEN)?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                "no zarr.json: not a Zarr v3 array or group",
+            )
+            .with_path(&file_path)
+            .at(Location::Object(METADATA_FILE.to_owned()))
+        })?;
+    meta::parse(&bytes, &file_path)
+}
+
 /// Reads and parses the `zarr.json` of the node `store` holds.
 fn read_node_in(store: &dyn KeyStore) -> Result<Node> {
     let file_path = store.path_of(METADATA_FILE);

@@ -42,4 +42,10 @@ pub use save::save_with;
 pub use store::LocalStore;
 pub use writer::ZarrWriter;
 #[cfg(feature = "s3")]
-pub use {backend::ZarrObjectBackend, object::ObjectTarget, object_store, save::save_object};
+pub use {
+    array::read_object_node,
+    backend::ZarrObjectBackend,
+    object::{Listing, ObjectTarget},
+    object_store,
+    save::save_object,
+};

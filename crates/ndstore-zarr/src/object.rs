@@ -238,6 +238,89 @@ impl ObjectTarget {
             .fold(self.prefix.clone(), |path, part| path.join(part))
     }
 
+    /// What lies directly under the prefix, as a directory's entries: the names of the
+    /// "directories" (common prefixes, as `g` for `g/zarr.json`) and of the objects, each in
+    /// name order. One LIST request (object_store pages through longer listings); no object's
+    /// data is read.
+    ///
+    /// # Errors
+    ///
+    /// The store's errors naming the prefix ([`ErrorKind::NotFound`] for a missing bucket).
+    pub fn list_level(&self) -> Result<Listing> {
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let listed = self
+            .run(self.store.list_with_delimiter(prefix))
+            .map_err(|e| object_error(self, "cannot list the objects under the prefix", "", e))?;
+        let name_of = |path: &ObjectPath| path.filename().unwrap_or_default().to_owned();
+        let mut dirs: Vec<String> = listed.common_prefixes.iter().map(name_of).collect();
+        let mut objects: Vec<String> = listed
+            .objects
+            .iter()
+            .map(|m| name_of(&m.location))
+            .collect();
+        dirs.sort();
+        objects.sort();
+        Ok(Listing { dirs, objects })
+    }
+
+    /// Every key under the prefix (`zarr.json`, `c/0/1`, ...), in name order: an array's
+    /// stored chunks found without reading them. LIST requests only.
+    ///
+    /// # Errors
+    ///
+    /// The store's errors naming the prefix.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        let listed: Vec<object_store::ObjectMeta> = self
+            .run(self.store.list(prefix).try_collect())
+            .map_err(|e| object_error(self, "cannot list the objects under the prefix", "", e))?;
+        let mut keys: Vec<String> = listed
+            .iter()
+            .filter_map(|meta| {
+                let parts = meta.location.prefix_match(&self.prefix)?;
+                Some(
+                    parts
+                        .map(|p| p.as_ref().to_owned())
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                )
+            })
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The object at `key` under the prefix, `None` when there is none; refused without being
+    /// read when it holds more than `limit` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Format`] naming the object when it is longer than `limit`; the store's
+    /// errors naming it.
+    pub fn read_object(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>> {
+        let location = self.object(key);
+        let result = self.run(async {
+            let got = self
+                .store
+                .get_opts(&location, GetOptions::default())
+                .await?;
+            if usize::try_from(got.meta.size).map_or(true, |size| size > limit) {
+                return Ok(Err(got.meta.size));
+            }
+            Ok(Ok(got.bytes().await?))
+        });
+        match result {
+            Ok(Ok(bytes)) => Ok(Some(bytes.to_vec())),
+            Ok(Err(size)) => Err(Error::new(
+                ErrorKind::Format,
+                format!("the object holds {size} bytes, more than the {limit} it can need"),
+            )
+            .with_path(self.name.join(key))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(object_error(self, "cannot read the object", key, e)),
+        }
+    }
+
     /// Runs `future` on the target's runtime and waits for it. Called from inside another
     /// tokio runtime (where blocking on one is refused), it waits on a scoped thread instead.
     pub(crate) fn run<F>(&self, future: F) -> F::Output
@@ -255,6 +338,15 @@ impl ObjectTarget {
             },
         )
     }
+}
+
+/// What lies directly under a prefix ([`ObjectTarget::list_level`]): names relative to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The "directories": names followed by `/` and more in some key.
+    pub dirs: Vec<String>,
+    /// The objects directly under the prefix.
+    pub objects: Vec<String>,
 }
 
 /// An array's keys as objects under its target's prefix, with the commit protocol of

@@ -135,6 +135,36 @@ impl ZarrWriter {
         Ok(ZarrWriter::over(Target::Object(array), dtype, row_shape))
     }
 
+    /// Starts an array described by `meta` at `target` in object storage, as
+    /// [`ZarrWriter::create_with`] does locally (its dtype, chunks, shards, codecs, fill value,
+    /// attributes and dimension names kept; `meta.shape[0]` ignored), published as
+    /// [`ZarrWriter::create_object`] publishes: chunks PUT as their rows fill, `zarr.json`
+    /// committed last with a conditional PUT.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for a 0-d `meta`; the errors of checking `meta`; as
+    /// [`crate::save_object`]'s start: a prefix holding a group, the store's errors.
+    #[cfg(feature = "s3")]
+    pub fn create_object_with(
+        target: &crate::ObjectTarget,
+        mut meta: ZarrMeta,
+        options: &SaveOptions,
+    ) -> Result<ZarrWriter> {
+        let Some(first) = meta.shape.first_mut() else {
+            return Err(
+                Error::new(ErrorKind::InvalidInput, "a 0-d array has no rows to append")
+                    .with_path(target.name()),
+            );
+        };
+        *first = 0;
+        meta.validate().map_err(|e| e.with_path(target.name()))?;
+        let dtype = meta.dtype();
+        let row_shape = meta.shape[1..].to_vec();
+        let array = ZarrArray::create_object(target, meta, options)?;
+        Ok(ZarrWriter::over(Target::Object(array), dtype, &row_shape))
+    }
+
     fn over(target: Target, dtype: DType, row_shape: &[usize]) -> ZarrWriter {
         let rows_per_chunk = target.array().map_or(1, |a| a.meta().chunk_shape[0]);
         ZarrWriter {

@@ -271,3 +271,52 @@ fn https_endpoints_speak_tls_through_the_ring_provider() {
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
+
+#[test]
+fn a_writer_from_whole_metadata_keeps_it_and_listings_find_nodes_and_chunks() {
+    let root = ObjectTarget::in_memory("").unwrap();
+    let target = root.at("store.zarr/a").unwrap();
+    let values = sample(&[40, 30], 3);
+    let mut meta = f64_meta(&[40, 30], &[16, 16]);
+    meta.codecs = CodecChain::new(vec![
+        Codec::Bytes(Some(ByteOrder::Big)),
+        Codec::Gzip(2),
+        Codec::Crc32c,
+    ]);
+    meta.dimension_names = Some(vec![Some("y".to_owned()), None]);
+    let mut writer = Box::new(
+        ZarrWriter::create_object_with(&target, meta.clone(), &SaveOptions::default()).unwrap(),
+    );
+    writer.append(&values).unwrap();
+    writer.commit().unwrap();
+    let array = ZarrArray::open_object(&target, &SaveOptions::default()).unwrap();
+    assert_eq!(array.meta().codecs, meta.codecs);
+    assert_eq!(array.meta().dimension_names, meta.dimension_names);
+    assert_eq!(array.meta().shape, vec![40, 30]);
+    assert_eq!(bits(&load(&target).unwrap()), bits(&values));
+    assert!(matches!(
+        ndstore_zarr::read_object_node(&target).unwrap(),
+        ndstore_zarr::meta::Node::Array(_)
+    ));
+    // One level of the hierarchy, and every key of the array: no chunk read to find them.
+    let level = root.at("store.zarr").unwrap().list_level().unwrap();
+    assert_eq!(level.dirs, vec!["a".to_owned()]);
+    assert!(level.objects.is_empty(), "{level:?}");
+    let array_keys = target.keys().unwrap();
+    assert_eq!(array_keys.len(), 3 * 2 + 2, "{array_keys:?}");
+    assert_eq!(
+        array_keys.first().map(String::as_str),
+        Some(".ndstore-lease")
+    );
+    assert!(array_keys.contains(&"c/2/1".to_owned()), "{array_keys:?}");
+    let err = target.read_object("zarr.json", 10).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Format, "{err}");
+    assert_eq!(target.read_object("c/9/9", 1 << 20).unwrap(), None);
+    // A 0-d metadata has no rows to append.
+    let scalar = f64_meta(&[], &[]);
+    let err =
+        ZarrWriter::create_object_with(&root.at("s").unwrap(), scalar, &SaveOptions::default())
+            .err()
+            .unwrap();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
