@@ -139,23 +139,28 @@ pub fn node_url(url: &Path, node: Option<&str>) -> PathBuf {
 }
 
 /// Checks that a new array may be written at `target`: an array there is replaced (as a local
-/// copy replaces one) and a group is refused by the library, but objects under the prefix
-/// that belong to no array (a hierarchy without its root's `zarr.json`, another tool's data)
-/// are never written among: a `zarr.json` over them would hide them. What a killed ndstore
-/// writer leaves (chunks, its lease) is no obstacle.
+/// copy replaces one; the library refuses a group, and an array of another chunk layout,
+/// which object storage cannot replace atomically), but never inside another array (its
+/// chunks share the prefix: a copy to `a.zarr/c` would overwrite and remove `a.zarr`'s
+/// chunks), and never among objects that belong to no array (a hierarchy without its root's
+/// `zarr.json`, a Zarr v2 array, another tool's data), which a `zarr.json` over them would
+/// hide. What a killed ndstore writer leaves (its lease object, and chunks) is no obstacle:
+/// the lease tells it apart from another tool's digits.
 ///
 /// # Errors
 ///
-/// `InvalidInput` naming the prefix and the first foreign entry; the store's errors.
+/// `InvalidInput` naming the prefix and the array it lies in or the first foreign entry; the
+/// store's errors.
 pub fn check_destination(target: &ObjectTarget) -> Result<()> {
+    refuse_inside_an_array(target)?;
     let listing = target.list_level()?;
     let meta = ndstore::zarr::meta::METADATA_FILE;
     if listing.objects.iter().any(|o| o == meta) {
         return Ok(());
     }
+    let lease = listing.objects.iter().any(|o| o == LEASE);
     let chunk_like = |name: &str| {
         name == "c"
-            || name.starts_with('.')
             || name
                 .split('.')
                 .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
@@ -165,17 +170,46 @@ pub fn check_destination(target: &ObjectTarget) -> Result<()> {
         .iter()
         .map(|d| format!("{d}/"))
         .chain(listing.objects.iter().cloned())
-        .find(|name| !chunk_like(name.trim_end_matches('/')));
+        .find(|name| name != LEASE && !(lease && chunk_like(name.trim_end_matches('/'))));
     match foreign {
         None => Ok(()),
         Some(name) => Err(Error::new(
             ErrorKind::InvalidInput,
             format!(
-                "the prefix holds '{name}' but no zarr.json: ndstore writes an array only at an empty prefix or over an array, never among other objects"
+                "the prefix holds '{name}' but no zarr.json: ndstore writes an array only at an empty prefix, over an array, or over what a killed ndstore writer left (its lease and chunks), never among other objects"
             ),
         )
         .with_path(target.name())),
     }
+}
+
+/// The object an ndstore writer's lease lives in, under its array's prefix.
+const LEASE: &str = ".ndstore-lease";
+
+/// Refuses a prefix below an array's: one `zarr.json` read per level above `target`.
+fn refuse_inside_an_array(target: &ObjectTarget) -> Result<()> {
+    let prefix = target.prefix().trim_matches('/');
+    let mut above = prefix;
+    while let Some((parent, _)) = above.rsplit_once('/') {
+        above = parent;
+        let level = target.at(parent)?;
+        match ndstore::zarr::read_object_node(&level) {
+            Ok(ndstore::zarr::meta::Node::Array(_)) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "lies inside the array {}: its chunks share the prefix, so an array written here would overwrite and remove them",
+                        level.name().display()
+                    ),
+                )
+                .with_path(target.name()));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Whether an error of object storage says the bucket does not exist.

@@ -404,6 +404,12 @@ fn groups_and_foreign_prefixes_are_never_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     upload_hierarchy(server, d, "keep/store.zarr");
+    // A Zarr v2 array, and another tool's objects named like chunk keys (no ndstore lease).
+    with_boto(
+        server,
+        d,
+        "for key in ['keep/v2.zarr/.zarray', 'keep/v2.zarr/0.0', 'keep/logs/2024.01']:\n    s3.put_object(Bucket=bucket, Key=key, Body=b'{}')\n",
+    );
     let before = keys(server, "keep/store.zarr");
     for (dst, says) in [
         (url("keep/store.zarr"), "is a group"),
@@ -412,6 +418,8 @@ fn groups_and_foreign_prefixes_are_never_replaced() {
             url("keep/store.zarr/loose"),
             "holds 'data.bin' but no zarr.json",
         ),
+        (url("keep/v2.zarr"), "holds '.zarray' but no zarr.json"),
+        (url("keep/logs"), "holds '2024.01' but no zarr.json"),
     ] {
         for args in [
             vec!["cp", "small.npy", dst.as_str()],
@@ -421,12 +429,28 @@ fn groups_and_foreign_prefixes_are_never_replaced() {
             assert!(err.contains(says), "{args:?}: {err}");
         }
     }
+    // An array of another chunk layout (i32 over f64) is not replaced: object storage has no
+    // rename, and a copy killed half-way would leave i32 chunks under the f64 zarr.json. Nor
+    // is an array written inside another array, whose chunks share its prefix.
+    for (dst, says) in [
+        (url("keep/store.zarr/g/small"), "another chunk layout"),
+        (url("keep/store.zarr/ints/c"), "lies inside the array"),
+        (url("keep/store.zarr/ints/c/0"), "lies inside the array"),
+    ] {
+        let err = one_error_line(Some(server), &run(server, d, &["cp", "ints.npy", &dst]), 2);
+        assert!(err.contains(says), "{dst}: {err}");
+    }
     assert_eq!(keys(server, "keep/store.zarr"), before);
-    // An array inside the group is replaced, as a local copy replaces one.
+    // An array inside the group is replaced by one of its layout, as a local copy replaces
+    // one.
+    let twice = DynArray::from(
+        ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![3.0f64, -4.0, 6.5, 8.0, 10.0, 12.0]).unwrap(),
+    );
+    ndstore::save(d.join("twice.npy"), &twice).unwrap();
     ok(
         server,
         d,
-        &["cp", "ints.npy", &url("keep/store.zarr/g/small")],
+        &["cp", "twice.npy", &url("keep/store.zarr/g/small")],
     );
     ok(
         server,
@@ -435,7 +459,7 @@ fn groups_and_foreign_prefixes_are_never_replaced() {
     );
     assert!(
         std::fs::read(d.join("replaced.npy")).unwrap()
-            == std::fs::read(d.join("ints.npy")).unwrap()
+            == std::fs::read(d.join("twice.npy")).unwrap()
     );
     // Another format on s3:// is refused before anything is written.
     let err = one_error_line(

@@ -144,13 +144,22 @@ impl ZarrArray {
         options: &SaveOptions,
     ) -> Result<ZarrArray> {
         let store = crate::object::ObjectArrayStore::create(target, options)?;
-        if store.replaces()
-            && let Some(Node::Group(_)) = store
+        if store.replaces() {
+            let old = store
                 .get(METADATA_FILE, MAX_METADATA_LEN)?
                 .map(|bytes| meta::parse(&bytes, &store.path_of(METADATA_FILE)))
-                .transpose()?
-        {
-            return Err(not_an_array(&store));
+                .transpose()?;
+            match old {
+                Some(Node::Group(_)) => return Err(not_an_array(&store)),
+                Some(Node::Array(old)) if !same_chunk_layout(&old, &meta) => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "an array of another chunk layout (data type, chunk shape, key encoding, codecs or fill value) is here: object storage has no rename, so replacing it chunk by chunk could leave chunks of the new layout under the old zarr.json, which would read them as wrong values; remove it first",
+                    )
+                    .with_path(store.path_of(METADATA_FILE)));
+                }
+                _ => {}
+            }
         }
         Ok(ZarrArray {
             meta,
@@ -804,6 +813,18 @@ impl ZarrArray {
         }
         (chunk_start, in_chunk, in_region, extent)
     }
+}
+
+/// Whether a chunk stored for array `a` decodes to the same values under array `b`'s metadata:
+/// the same data type, chunk shape, key encoding, codecs and fill value (a chunk left all fill
+/// is not stored). Shape, attributes and dimension names may differ.
+#[cfg(feature = "s3")]
+fn same_chunk_layout(a: &ZarrMeta, b: &ZarrMeta) -> bool {
+    a.kind == b.kind
+        && a.chunk_shape == b.chunk_shape
+        && a.key_encoding == b.key_encoding
+        && a.codecs == b.codecs
+        && a.fill == b.fill
 }
 
 /// The error of a node that is a group where an array was expected.

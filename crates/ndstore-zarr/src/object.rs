@@ -753,7 +753,6 @@ impl KeyStore for ObjectArrayStore {
             }
         }
         let version = self.version.lock().map_err(|_| self.lock_error())?.clone();
-        let replaced = version.is_some();
         let mode = version.map_or(PutMode::Create, PutMode::Update);
         let put = self.send(METADATA_FILE, bytes, mode).map_err(|e| {
             if e.kind() == ErrorKind::Locked {
@@ -768,12 +767,13 @@ impl KeyStore for ObjectArrayStore {
         })?;
         self.set_version(Some(UpdateVersion::from(put)))?;
         self.release_lease();
-        if replaced
-            && self.whole
+        // A new array's prefix may hold the chunks of a killed writer (its lease expired): they
+        // go too, so none lies outside the new array's grid or at a key it left all fill.
+        if self.whole
             && let Err(e) = self.remove_stale_chunks()
         {
             log::warn!(
-                "{}: the array is committed, but the replaced array's extra chunks could not all be removed: {e}",
+                "{}: the array is committed, but the chunks of an earlier array at its prefix could not all be removed: {e}",
                 self.target.name().display()
             );
         }

@@ -13,6 +13,7 @@ use common::{bits, f64_meta, load, sample};
 use futures::TryStreamExt;
 use ndstore_core::{ArrayWriter, ByteOrder, DType, DTypeKind, ErrorKind, SaveOptions};
 use ndstore_zarr::codec::{Codec, CodecChain, Sharding};
+use ndstore_zarr::object_store::ObjectStoreExt;
 use ndstore_zarr::{ObjectTarget, ZarrArray, ZarrWriter, save_object};
 
 /// The writer lease's object under an array's prefix.
@@ -319,4 +320,62 @@ fn a_writer_from_whole_metadata_keeps_it_and_listings_find_nodes_and_chunks() {
             .err()
             .unwrap();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
+
+#[test]
+fn an_array_of_another_chunk_layout_is_not_replaced_chunk_by_chunk() {
+    let target = ObjectTarget::in_memory("layout/a.zarr").unwrap();
+    let options = SaveOptions::default();
+    save_object(
+        &target,
+        &sample(&[8, 8], 1),
+        f64_meta(&[8, 8], &[4, 4]),
+        &options,
+    )
+    .unwrap();
+    // Another chunk shape: a copy killed half-way would leave chunks of 2 x 2 under the
+    // zarr.json of 4 x 4, read as wrong values. Refused before anything is written.
+    let before = keys(&target);
+    let err = save_object(
+        &target,
+        &sample(&[8, 8], 2),
+        f64_meta(&[8, 8], &[2, 2]),
+        &options,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("another chunk layout"), "{err}");
+    assert_eq!(keys(&target), before);
+    // The same layout with another shape replaces it.
+    let values = sample(&[12, 8], 3);
+    save_object(&target, &values, f64_meta(&[12, 8], &[4, 4]), &options).unwrap();
+    assert_eq!(bits(&load(&target).unwrap()), bits(&values));
+}
+
+#[test]
+fn a_new_arrays_commit_removes_the_chunks_a_killed_writer_left() {
+    let target = ObjectTarget::in_memory("left/a.zarr").unwrap();
+    // What a writer killed before its commit leaves: chunks, one outside the new grid.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for key in ["left/a.zarr/c/0/0", "left/a.zarr/c/9/9"] {
+        runtime
+            .block_on(target.store().put(
+                &ndstore_zarr::object_store::path::Path::from(key),
+                vec![0u8; 8].into(),
+            ))
+            .unwrap();
+    }
+    let values = sample(&[8, 8], 4);
+    save_object(
+        &target,
+        &values,
+        f64_meta(&[8, 8], &[4, 4]),
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(bits(&load(&target).unwrap()), bits(&values));
+    let left = keys(&target);
+    assert!(!left.contains(&"left/a.zarr/c/9/9".to_owned()), "{left:?}");
 }
