@@ -207,10 +207,14 @@ impl Lease {
                 version,
                 free_at_ms,
             } => {
-                if *free_at_ms > now_ms() {
+                let now = now_ms();
+                if *free_at_ms > now {
+                    let wait = (*free_at_ms - now).div_ceil(1000);
                     return Err(refused(
                         target,
-                        "another writer holds this array's lease (it is writing the array); try again after its commit, opening the array anew",
+                        &format!(
+                            "another writer holds this array's lease (it is writing the array); try again after its commit, opening the array anew, or in {wait} s, when the lease expires if its writer died"
+                        ),
                     ));
                 }
                 PutMode::Update(version.clone())

@@ -69,6 +69,12 @@ fn a_second_writer_is_refused_before_it_writes_a_chunk() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
     }
+    // The writer that found the lease held is told when it expires, should its holder have died.
+    let err = late.write_region(&[4, 4], &sample(&[4, 4], 3)).unwrap_err();
+    assert!(
+        err.to_string().contains(" s, when the lease expires"),
+        "{err}"
+    );
     first.write_metadata().unwrap();
     let mut expected = bits(&old);
     expected
