@@ -640,7 +640,7 @@ fn stored_objects(target: &ObjectTarget, meta: &ZarrMeta) -> Result<Vec<(Vec<u64
     if !stray.is_empty() {
         stray.sort();
         return Err(stray_error(
-            &target.name().to_path_buf(),
+            target.name(),
             meta,
             &stray,
             "a chunk object at no key the array's metadata names",
