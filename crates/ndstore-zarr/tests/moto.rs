@@ -62,12 +62,13 @@ fn conditional_create_and_update_conflict_one_request_at_a_time() {
     assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
     assert_eq!(bits(&load(&target).unwrap()), bits(&v1));
 
-    // A writer opens it; a save commits a new version (another chunk shape, so another
-    // zarr.json: S3's ETag is the content's MD5, and identical bytes keep it), then the
-    // writer's commit from the stale ETag is refused.
+    // A writer opens it; a save commits a new version (another shape in the same chunk
+    // layout, so another zarr.json: S3's ETag is the content's MD5, and identical bytes keep
+    // it; another chunk layout is refused on object storage), then the writer's commit from
+    // the stale ETag is refused.
     let stale = ZarrArray::open_object(&target, &options).unwrap();
-    let v2 = sample(&[4, 4], 4);
-    save_object(&target, &v2, f64_meta(&[4, 4], &[2, 2]), &options).unwrap();
+    let v2 = sample(&[4, 8], 4);
+    save_object(&target, &v2, f64_meta(&[4, 8], &[4, 4]), &options).unwrap();
     assert_eq!(
         stale.write_metadata().unwrap_err().kind(),
         ErrorKind::Locked
