@@ -540,6 +540,39 @@ impl ObjectArrayStore {
     }
 }
 
+impl ObjectArrayStore {
+    /// One GET of `key` with `options` (the whole object, or a range): its bytes and the
+    /// object's metadata, `None` when there is no such key; an object longer than `limit` is
+    /// refused before its body is read.
+    fn get_with(
+        &self,
+        key: &str,
+        options: GetOptions,
+        limit: usize,
+    ) -> Result<Option<(Vec<u8>, object_store::ObjectMeta)>> {
+        let location = self.target.object(key);
+        let store = &self.target.store;
+        let result = self.target.run(async {
+            let got = store.get_opts(&location, options).await?;
+            let meta = got.meta.clone();
+            if usize::try_from(meta.size).map_or(true, |size| size > limit) {
+                return Ok(Err(meta.size));
+            }
+            Ok(Ok((got.bytes().await?.to_vec(), meta)))
+        });
+        match result {
+            Ok(Ok(got)) => Ok(Some(got)),
+            Ok(Err(size)) => Err(Error::new(
+                ErrorKind::Format,
+                format!("the object holds {size} bytes, more than the {limit} its chunk can need"),
+            )
+            .with_path(self.path_of(key))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("cannot read the object", key, e)),
+        }
+    }
+}
+
 /// Makes rustls' ring provider the process's default TLS provider unless one is installed
 /// already (by this function earlier, or by the application), so object_store's HTTPS client,
 /// built with reqwest's `rustls-no-provider`, finds one instead of panicking. Idempotent and
@@ -600,29 +633,8 @@ fn is_chunk_key(key: &str) -> bool {
 
 impl KeyStore for ObjectArrayStore {
     fn get(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>> {
-        let location = self.target.object(key);
-        let store = &self.target.store;
-        let result = self.target.run(async {
-            let got = store.get_opts(&location, GetOptions::default()).await?;
-            let meta = got.meta.clone();
-            if usize::try_from(meta.size).map_or(true, |size| size > limit) {
-                return Ok(Err(meta.size));
-            }
-            Ok(Ok((got.bytes().await?, meta)))
-        });
-        let (bytes, meta) = match result {
-            Ok(Ok(got)) => got,
-            Ok(Err(size)) => {
-                return Err(Error::new(
-                    ErrorKind::Format,
-                    format!(
-                        "the object holds {size} bytes, more than the {limit} its chunk can need"
-                    ),
-                )
-                .with_path(self.path_of(key)));
-            }
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.error("cannot read the object", key, e)),
+        let Some((bytes, meta)) = self.get_with(key, GetOptions::default(), limit)? else {
+            return Ok(None);
         };
         if key == METADATA_FILE {
             // The version a commit of this array must replace is the one its metadata was
@@ -632,15 +644,13 @@ impl KeyStore for ObjectArrayStore {
                 version: meta.version,
             }))?;
         }
-        Ok(Some(bytes.to_vec()))
+        Ok(Some(bytes))
     }
 
     /// One ranged GET for `span`: its response gives the object's length and ETag, and every
     /// later range is read with `If-Match` on that ETag, so a shard replaced meanwhile is
     /// noticed (the reader answers `None`) instead of read as a mix of two versions.
     fn get_span(&self, key: &str, span: Span, limit: usize) -> Result<Option<Spanned<'_>>> {
-        let location = self.target.object(key);
-        let store = &self.target.store;
         let range = match span {
             Span::Head(n) => GetRange::Bounded(0..n.max(1)),
             Span::Tail(n) => GetRange::Suffix(n.max(1)),
@@ -649,28 +659,10 @@ impl KeyStore for ObjectArrayStore {
             range: Some(range),
             ..GetOptions::default()
         };
-        let result = self.target.run(async {
-            let got = store.get_opts(&location, options).await?;
-            let meta = got.meta.clone();
-            if usize::try_from(meta.size).map_or(true, |size| size > limit) {
-                return Ok(Err(meta.size));
-            }
-            Ok(Ok((got.bytes().await?, meta)))
-        });
-        let (bytes, meta) = match result {
-            Ok(Ok(got)) => got,
-            Ok(Err(size)) => {
-                return Err(Error::new(
-                    ErrorKind::Format,
-                    format!(
-                        "the object holds {size} bytes, more than the {limit} its chunk can need"
-                    ),
-                )
-                .with_path(self.path_of(key)));
-            }
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(self.error("cannot read the object", key, e)),
+        let Some((bytes, meta)) = self.get_with(key, options, limit)? else {
+            return Ok(None);
         };
+        let location = self.target.object(key);
         let reader = ObjectRanges {
             store: self,
             key: key.to_owned(),
@@ -678,7 +670,7 @@ impl KeyStore for ObjectArrayStore {
             len: meta.size,
             e_tag: meta.e_tag,
         };
-        Ok(Some((bytes.to_vec(), Box::new(reader))))
+        Ok(Some((bytes, Box::new(reader))))
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
