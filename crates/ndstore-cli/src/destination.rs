@@ -37,13 +37,11 @@ pub fn check_replaceable(dst: &Path, to: ToFormat, force: bool) -> Result<()> {
         return Ok(());
     };
     if to == ToFormat::Zarr {
-        if meta.is_dir() && is_zarr_array(&target) {
-            return Ok(());
-        }
-        let what = if meta.is_dir() {
-            "a directory that is not a Zarr array"
-        } else {
-            "not a Zarr array"
+        let what = match zarr_node_type(&target).as_deref() {
+            _ if !meta.is_dir() => "not a Zarr array",
+            Some("array") => return Ok(()),
+            Some("group") => "a Zarr group (write an array into it as GROUP/NAME.zarr)",
+            _ => "a directory that is not a Zarr array",
         };
         return Err(refusal(dst, &target, what, "remove it first"));
     }
@@ -146,15 +144,12 @@ fn has_hdf5_signature(path: &Path) -> bool {
     false
 }
 
-/// Whether the directory `dir` holds a Zarr array's `zarr.json` (at most 16 MiB of it read).
-fn is_zarr_array(dir: &Path) -> bool {
-    let Ok(file) = File::open(dir.join(ndstore::zarr::meta::METADATA_FILE)) else {
-        return false;
-    };
+/// The `node_type` (`array`, `group`) of the `zarr.json` in the directory `dir`, at most
+/// 16 MiB of it read; none when it has no readable one.
+fn zarr_node_type(dir: &Path) -> Option<String> {
+    let file = File::open(dir.join(ndstore::zarr::meta::METADATA_FILE)).ok()?;
     let mut text = Vec::new();
-    if file.take(16 << 20).read_to_end(&mut text).is_err() {
-        return false;
-    }
-    serde_json::from_slice::<serde_json::Value>(&text)
-        .is_ok_and(|v| v.get("node_type").and_then(|t| t.as_str()) == Some("array"))
+    file.take(16 << 20).read_to_end(&mut text).ok()?;
+    let doc = serde_json::from_slice::<serde_json::Value>(&text).ok()?;
+    doc.get("node_type")?.as_str().map(str::to_owned)
 }

@@ -112,7 +112,7 @@ enum Command {
         after_help = "Examples:\n  ndstore verify *.npz\n  ndstore verify --json run.h5 table.csv store.zarr\n  ndstore verify s3://bucket/run.zarr"
     )]
     Verify {
-        /// The files (or s3:// URLs).
+        /// The files or s3:// URLs; PATH::OBJECT checks only that member, dataset, group or node.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Print JSON for programs (errors too, on standard output, exit status 2).

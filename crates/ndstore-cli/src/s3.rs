@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use ndstore::zarr::ObjectTarget;
+use ndstore::zarr::meta::is_chunk_key;
 use ndstore::{Error, ErrorKind, Result};
 
 /// The scheme of an object storage URL the command line reads and writes.
@@ -159,18 +160,12 @@ pub fn check_destination(target: &ObjectTarget) -> Result<()> {
         return Ok(());
     }
     let lease = listing.objects.iter().any(|o| o == LEASE);
-    let chunk_like = |name: &str| {
-        name == "c"
-            || name
-                .split('.')
-                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-    };
     let foreign = listing
         .dirs
         .iter()
         .map(|d| format!("{d}/"))
         .chain(listing.objects.iter().cloned())
-        .find(|name| name != LEASE && !(lease && chunk_like(name.trim_end_matches('/'))));
+        .find(|name| name != LEASE && !(lease && is_chunk_key(name.trim_end_matches('/'))));
     match foreign {
         None => Ok(()),
         Some(name) => Err(Error::new(

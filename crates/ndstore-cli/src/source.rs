@@ -172,7 +172,12 @@ pub fn text_options(kind: Kind) -> text::TextOptions {
     }
 }
 
-fn no_object(target: &Target, kind: Kind) -> Result<()> {
+/// Refuses an object named in a file of a single-array format.
+///
+/// # Errors
+///
+/// `InvalidInput` naming the file and the object.
+pub fn no_object(target: &Target, kind: Kind) -> Result<()> {
     match &target.object {
         Some(object) if !kind.is_container() => Err(Error::new(
             ErrorKind::InvalidInput,

@@ -62,21 +62,46 @@ fn bytes(meta: &ndstore::ArrayMeta) -> u64 {
 
 /// Reads everything in the file, returning the count of arrays and their bytes, and of the
 /// objects left unchecked because ndstore cannot read them.
-fn read_all(path: &Path) -> Result<(usize, u64, usize)> {
-    if Kind::of(path)? == Kind::Npz {
-        return read_npz(path);
+fn read_all(target: &Target) -> Result<(usize, u64, usize)> {
+    let path = target.path.as_path();
+    let only = target.object.as_deref();
+    let kind = Kind::of(path)?;
+    if kind == Kind::Npz {
+        return read_npz(path, only);
     }
-    read_arrays(path).map(|(arrays, bytes)| (arrays, bytes, 0))
+    crate::source::no_object(target, kind)?;
+    read_arrays(path, only).map(|(arrays, bytes)| (arrays, bytes, 0))
 }
 
-/// Every member of an `.npz` ndstore reads, through its CRC-32; members of an unsupported
-/// dtype or with a name ndstore refuses are counted, as `ls` lists them, not called damage.
-fn read_npz(path: &Path) -> Result<(usize, u64, usize)> {
+/// The error for an object `only` that names nothing in the file at `path`: a usage error
+/// (exit status 2), not damage.
+fn no_such_object(path: &Path, only: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        "no such object in the file (`ndstore ls` lists them)",
+    )
+    .at(ndstore::Location::Object(only.to_owned()))
+    .with_path(path)
+}
+
+/// Every member of an `.npz` ndstore reads (or only the member `only`), through its CRC-32;
+/// members of an unsupported dtype or with a name ndstore refuses are counted, as `ls` lists
+/// them, not called damage.
+fn read_npz(path: &Path, only: Option<&str>) -> Result<(usize, u64, usize)> {
     let mut reader = NpzReader::open_lenient(path)?;
     let mut total = 0;
     let mut arrays = 0;
     let mut unchecked = reader.unsupported().len();
-    for name in reader.names().to_vec() {
+    let mut names = reader.names().to_vec();
+    if let Some(only) = only {
+        let member = only.strip_suffix(".npy").unwrap_or(only);
+        names.retain(|name| name == member);
+        unchecked = 0;
+        if names.is_empty() {
+            return Err(no_such_object(path, only));
+        }
+    }
+    for name in names {
         // Reading decompresses the member and checks its CRC-32 at its end.
         let read = match convert::read_member_through(&mut reader, path, &name) {
             Ok(Some(meta)) => Ok(meta),
@@ -95,8 +120,10 @@ fn read_npz(path: &Path) -> Result<(usize, u64, usize)> {
     Ok((arrays, total, unchecked))
 }
 
-/// Reads everything in a file of any other format: the count of arrays and their bytes.
-fn read_arrays(path: &Path) -> Result<(usize, u64)> {
+/// Reads everything in a file of any other format (in an HDF5 file, only the dataset `only`
+/// or the datasets under the group `only`; in a Zarr hierarchy, the node `only` and the nodes
+/// under it): the count of arrays and their bytes.
+fn read_arrays(path: &Path, only: Option<&str>) -> Result<(usize, u64)> {
     let kind = Kind::of(path)?;
     match kind {
         // Read through in blocks, as a conversion reads them; loaded whole only when they
@@ -115,12 +142,27 @@ fn read_arrays(path: &Path) -> Result<(usize, u64)> {
             };
             Ok((1, bytes(&meta)))
         }
-        Kind::Npz => read_npz(path).map(|(arrays, bytes, _)| (arrays, bytes)),
+        Kind::Npz => read_npz(path, only).map(|(arrays, bytes, _)| (arrays, bytes)),
         Kind::Hdf5 => {
             let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
             let mut count = 0;
             let mut total = 0;
-            for entry in hdf5::list(path)? {
+            let within = |name: &str| match only.map(|o| o.trim_end_matches('/')) {
+                None | Some("") => true,
+                Some(only) => {
+                    let only = format!("/{}", only.trim_start_matches('/'));
+                    name == only
+                        || name
+                            .strip_prefix(only.as_str())
+                            .is_some_and(|rest| rest.starts_with('/'))
+                }
+            };
+            let mut named = only.is_none();
+            for entry in hdf5::list(path)?
+                .into_iter()
+                .filter(|entry| within(&entry.path))
+            {
+                named = true;
                 match &entry.object {
                     // libhdf5 checks a dataset's Fletcher-32 as it reads it.
                     Object::Dataset(meta) => {
@@ -151,10 +193,16 @@ fn read_arrays(path: &Path) -> Result<(usize, u64)> {
                     _ => {}
                 }
             }
-            Ok((count, total))
+            match (named, only) {
+                (false, Some(only)) => Err(no_such_object(path, only)),
+                _ => Ok((count, total)),
+            }
         }
         // Every stored chunk through its codec chain: crc32c, shard indexes, sizes.
-        Kind::Zarr => crate::zarr::verify(path),
+        Kind::Zarr => crate::zarr::verify(&Target {
+            path: path.to_path_buf(),
+            object: only.map(str::to_owned),
+        }),
     }
 }
 
@@ -179,8 +227,9 @@ fn whole(path: &Path) -> Target {
     }
 }
 
-fn check(path: &Path) -> Verdict {
-    match read_all(path) {
+fn check(target: &Target) -> Verdict {
+    let path = target.path.as_path();
+    match read_all(target) {
         Ok((arrays, bytes, unchecked)) => Verdict::Clean {
             arrays,
             bytes,
@@ -198,7 +247,7 @@ pub fn verify(paths: &[std::path::PathBuf], json: bool) -> Outcome {
     let mut reports = Vec::new();
     for path in paths {
         let shown = path.display().to_string();
-        let (status, line, value) = match check(path) {
+        let (status, line, value) = match check(&Target::parse(&shown)) {
             Verdict::Clean {
                 arrays,
                 bytes,

@@ -11,7 +11,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use ndstore::zarr::codec::{Codec, CodecChain};
-use ndstore::zarr::meta::{KeyEncoding, MAX_NDIM, METADATA_FILE, Node, ZarrMeta};
+use ndstore::zarr::meta::{KeyEncoding, MAX_NDIM, METADATA_FILE, Node, ZarrMeta, is_chunk_key};
 use ndstore::zarr::{ObjectTarget, ZarrArray, read_node, read_object_node};
 use ndstore::{ArrayMeta, ByteOrder, Error, ErrorKind, Location, Order, Result, SaveOptions};
 
@@ -438,21 +438,6 @@ enum Stored {
     Stray(String),
 }
 
-/// Whether `key` is spelled like a chunk key of some encoding: `c`, or `c` and a separator
-/// followed by numbers, or numbers alone, the numbers separated by `/` or `.`.
-fn chunk_like(key: &str) -> bool {
-    let body = match key.strip_prefix('c') {
-        Some("") => return true,
-        Some(rest) => match rest.strip_prefix(['/', '.']) {
-            Some(body) => body,
-            None => return false,
-        },
-        None => key,
-    };
-    body.split(['/', '.'])
-        .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// Walks the entries stored under an array's directory (hidden entries, ndstore's
 /// temporaries and leases among them, and the root's `zarr.json` left out), handing each chunk
 /// and each stray chunk-like object to `visit` until it breaks. An entry at a chunk key is a
@@ -514,7 +499,7 @@ fn visit_keys(
                 }
                 _ => {}
             }
-            if chunk_like(&key) && visit(Stored::Stray(key)).is_break() {
+            if is_chunk_key(&key) && visit(Stored::Stray(key)).is_break() {
                 return Ok(());
             }
         }
@@ -633,7 +618,7 @@ fn stored_objects(target: &ObjectTarget, meta: &ZarrMeta) -> Result<Vec<(Vec<u64
             coords_of_key(meta, &key).filter(|coords| coords.iter().zip(&grid).all(|(c, g)| c < g));
         match ours {
             Some(coords) => found.push((coords, key)),
-            None if chunk_like(&key) => stray.push(key),
+            None if is_chunk_key(&key) => stray.push(key),
             None => {}
         }
     }
@@ -693,31 +678,26 @@ pub fn verify_array(place: &Place) -> Result<u64> {
 ///
 /// `NotFound` for an empty directory; else the first damage: a `zarr.json` that is missing
 /// or does not parse, a damaged chunk.
-pub fn verify(path: &Path) -> Result<(usize, u64)> {
-    let target = Target {
-        path: path.to_path_buf(),
-        object: None,
-    };
+pub fn verify(target: &Target) -> Result<(usize, u64)> {
     // An empty directory (or prefix) is no Zarr node to check (exit status 2, as a missing
     // file); one that holds chunks or nodes but no zarr.json has lost its metadata, which is
     // damage.
-    let empty = match node_place(&target)? {
-        Place::Dir(_) => std::fs::read_dir(path)
+    let place = node_place(target)?;
+    let empty = match &place {
+        Place::Dir(dir) => std::fs::read_dir(dir)
             .is_ok_and(|mut entries| entries.next().is_none())
             .then_some("an empty directory, no Zarr v3 array or group"),
         Place::Object(prefix) => {
-            let level = prefix
-                .list_level()
-                .map_err(|e| explain_bucket(e, &prefix))?;
+            let level = prefix.list_level().map_err(|e| explain_bucket(e, prefix))?;
             (level.dirs.is_empty() && level.objects.iter().all(|o| o.starts_with('.')))
                 .then_some("no objects under the prefix, no Zarr v3 array or group")
         }
     };
     if let Some(why) = empty {
-        return Err(Error::new(ErrorKind::NotFound, why).with_path(path));
+        return Err(Error::new(ErrorKind::NotFound, why).with_path(place.name()));
     }
     let (mut arrays, mut bytes) = (0, 0);
-    for entry in walk(&target)? {
+    for entry in walk(target)? {
         match entry.found {
             Found::Array(_) => {
                 bytes += verify_array(&entry.place)?;

@@ -481,6 +481,10 @@ fn shell(dir: &Path, script: &str) -> Output {
     std::process::Command::new("sh")
         .current_dir(dir)
         .env("NDSTORE", binary())
+        // Under `ulimit -v`, every malloc arena glibc opens for a thread reserves 64 MiB of
+        // address space, not memory: how many open depends on how the threads meet, which made
+        // the limits of these tests fail now and then under load (as tests/s3.rs found).
+        .env("MALLOC_ARENA_MAX", "2")
         .args(["-c", script])
         .output()
         .unwrap()
@@ -3164,4 +3168,74 @@ fn an_npz_destination_names_its_member_after_the_source_or_arr_0() {
     assert!(listing.contains("/g/x  dataset"), "{listing}");
     ok(d, &["convert", "only.h5", "only.npz"]);
     assert_eq!(names("only.npz"), ["g/x"]);
+}
+
+#[test]
+fn verify_checks_only_the_object_named_after_two_colons() {
+    let dir = fixtures();
+    let d = dir.path();
+    zarr_fixtures(d);
+    // A Zarr node and what lies under it; the array of blosc elsewhere in the hierarchy
+    // (`/odd`, which `verify g.zarr` skips as unsupported) is not read.
+    assert_eq!(
+        ok(d, &["verify", "g.zarr::sub/s"]),
+        "g.zarr::sub/s: ok (1 array, 192 bytes)\n"
+    );
+    // `/sub` holds `s` and `up`, a link to the root, whose array `/a` is read through it once.
+    assert_eq!(
+        ok(d, &["verify", "g.zarr::/sub"]),
+        "g.zarr::/sub: ok (2 arrays, 672 bytes)\n"
+    );
+    // An HDF5 dataset, an HDF5 group, an .npz member (with or without `.npy`).
+    assert_eq!(
+        ok(d, &["verify", "d.h5::/g"]),
+        "d.h5::/g: ok (1 array, 48 bytes)\n"
+    );
+    assert_eq!(
+        ok(d, &["verify", "d.h5::data"]),
+        "d.h5::data: ok (1 array, 48 bytes)\n"
+    );
+    assert_eq!(
+        ok(d, &["verify", "two.npz::b.npy"]),
+        "two.npz::b.npy: ok (1 array, 48 bytes)\n"
+    );
+    // Damage outside the object named is not this object's: a flipped value of `/data`
+    // leaves `/g` clean and `/data` damaged.
+    let row: Vec<u8> = (8..12i32).flat_map(i32::to_le_bytes).collect();
+    let at = find(&d.join("d.h5"), &row);
+    flip(&d.join("d.h5"), at + 8);
+    ok(d, &["verify", "d.h5::/g/x"]);
+    let err = one_error_line(&run(d, &["verify", "d.h5::/data"]), 1);
+    assert!(err.contains("/data"), "{err}");
+    // A name of nothing, or an object in a single-array file, is a usage error (2), not
+    // damage.
+    for (target, said) in [
+        (
+            "d.h5::/nope",
+            "ndstore: d.h5: object '/nope': no such object",
+        ),
+        ("two.npz::q", "ndstore: two.npz: object 'q': no such object"),
+        (
+            "m.npy::x",
+            "ndstore: m.npy: a .npy file holds one array; it has no object 'x'",
+        ),
+        ("g.zarr::nope", "ndstore: g.zarr/nope: "),
+    ] {
+        let err = one_error_line(&run(d, &["verify", target]), 2);
+        assert!(err.starts_with(said), "{target}: {err}");
+    }
+}
+
+#[test]
+fn a_zarr_group_as_destination_is_named_a_group() {
+    let dir = fixtures();
+    let d = dir.path();
+    zarr_fixtures(d);
+    let err = one_error_line(&run(d, &["convert", "m.npy", "g.zarr"]), 2);
+    assert!(
+        err.contains("is a Zarr group (write an array into it as GROUP/NAME.zarr)"),
+        "{err}"
+    );
+    ok(d, &["convert", "m.npy", "g.zarr/m.zarr"]);
+    assert!(ok(d, &["ls", "g.zarr"]).contains("/m.zarr"));
 }

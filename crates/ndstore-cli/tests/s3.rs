@@ -595,6 +595,34 @@ fn missing_credentials_dead_endpoints_and_missing_buckets_are_one_clear_line() {
         "{err}"
     );
     assert!(err.contains("after 2 retries"), "{err}");
+    // Settings that cannot work are named before any request: a plain-HTTP endpoint without
+    // AWS_ALLOW_HTTP (the HTTP client said only "builder error" at the first request), and an
+    // attempt count that is no count.
+    let no_http: Vec<_> = settings
+        .iter()
+        .filter(|(name, _)| *name != "AWS_ALLOW_HTTP")
+        .cloned()
+        .collect();
+    let err = one_error_line(
+        None,
+        &run_with(d, &no_http, &["ls", "s3://bucket/a.zarr"]),
+        2,
+    );
+    assert_eq!(
+        err.replace(&dead, "[endpoint]"),
+        "ndstore: s3://bucket/a.zarr: the S3 settings are refused: the endpoint [endpoint] is plain HTTP: set AWS_ALLOW_HTTP=true to allow it (for a local test server), or use https://\n"
+    );
+    let mut bad_attempts = settings.clone();
+    bad_attempts.push(("AWS_MAX_ATTEMPTS", "three".to_owned()));
+    let err = one_error_line(
+        None,
+        &run_with(d, &bad_attempts, &["ls", "s3://bucket/a.zarr"]),
+        2,
+    );
+    assert_eq!(
+        err,
+        "ndstore: s3://bucket/a.zarr: the S3 settings are refused: AWS_MAX_ATTEMPTS is 'three', not a count of attempts (1 or more)\n"
+    );
     // A bucket that does not exist.
     let Some(server) = server() else { return };
     let err = one_error_line(

@@ -25,6 +25,25 @@ pub enum KeyEncoding {
     V2(char),
 }
 
+/// True for a key a chunk of some key encoding can have: `c/1/2`, `c.1.2`, `1.2`, `1/2`,
+/// `c` (a 0-d array's chunk) or `0`, whatever the array's own encoding and number of axes.
+/// Object storage and the command line use it to tell a stray chunk (another encoding's,
+/// outside the grid) from other tools' objects.
+pub fn is_chunk_key(key: &str) -> bool {
+    let rest = match key.strip_prefix('c') {
+        Some("") => return true,
+        Some(rest) => match rest.strip_prefix(['/', '.']) {
+            Some(rest) => rest,
+            None => return false,
+        },
+        None => key,
+    };
+    !rest.is_empty()
+        && rest
+            .split(['/', '.'])
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
 impl KeyEncoding {
     /// The key of the chunk at grid coordinates `coords`.
     pub fn key(self, coords: &[u64]) -> String {
@@ -686,6 +705,25 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn chunk_keys_of_both_encodings_are_recognised() {
+        for key in ["c", "c/0", "c/1/22", "c.3.4", "0", "1.2", "1/2"] {
+            assert!(is_chunk_key(key), "{key}");
+        }
+        for key in [
+            "zarr.json",
+            "c/",
+            "c/x",
+            "cat",
+            "1..2",
+            ".ndstore",
+            "c/1/zarr.json",
+            "",
+        ] {
+            assert!(!is_chunk_key(key), "{key}");
+        }
+    }
 
     fn array_doc(data_type: &str, fill: Value) -> Value {
         json!({

@@ -23,7 +23,7 @@ use object_store::{
 };
 
 use crate::lease::{DEFAULT_LEASE, Lease};
-use crate::meta::METADATA_FILE;
+use crate::meta::{METADATA_FILE, is_chunk_key};
 use crate::store::{KeyStore, RangeReader, Span, Spanned};
 
 /// Objects at least this long are sent as multipart uploads.
@@ -102,6 +102,13 @@ impl ObjectTarget {
             .filter_map(|name| Some((name, std::env::var(name).ok()?)))
             .collect();
         let environment = environment.iter().map(|(k, v)| (*k, v.as_str()));
+        let refused = |why: String| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("the S3 settings are refused: {why}"),
+            )
+            .with_path(url)
+        };
         for (key, value) in environment.chain(settings.iter().copied()) {
             let key = key.to_ascii_lowercase();
             if key == "aws_allow_http" {
@@ -117,7 +124,9 @@ impl ObjectTarget {
                         .ok()
                         .filter(|&n| n >= 1)
                         .ok_or_else(|| {
-                            bad(&format!("AWS_MAX_ATTEMPTS is not a count >= 1: {value}"))
+                            refused(format!(
+                                "AWS_MAX_ATTEMPTS is '{value}', not a count of attempts (1 or more)"
+                            ))
                         })?;
                 builder = builder.with_retry(object_store::RetryConfig {
                     max_retries: attempts - 1,
@@ -127,14 +136,30 @@ impl ObjectTarget {
             }
             let key = key
                 .parse::<object_store::aws::AmazonS3ConfigKey>()
-                .map_err(|e| bad(&format!("unknown setting {key}: {e}")))?;
+                .map_err(|e| refused(format!("unknown setting {key}: {e}")))?;
             builder = builder.with_config(key, value);
+        }
+        // Without this, a plain-HTTP endpoint fails only at the first request, with the HTTP
+        // client's "builder error" and nothing that names the setting to change.
+        let allow_http = builder
+            .get_config_value(&object_store::aws::AmazonS3ConfigKey::Client(
+                object_store::ClientConfigKey::AllowHttp,
+            ))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if let Some(endpoint) =
+            builder.get_config_value(&object_store::aws::AmazonS3ConfigKey::Endpoint)
+            && endpoint.to_ascii_lowercase().starts_with("http://")
+            && !allow_http
+        {
+            return Err(refused(format!(
+                "the endpoint {endpoint} is plain HTTP: set AWS_ALLOW_HTTP=true to allow it (for a local test server), or use https://"
+            )));
         }
         let store = builder
             .with_bucket_name(bucket)
             .with_conditional_put(object_store::aws::S3ConditionalPut::ETagMatch)
             .build()
-            .map_err(|e| bad(&format!("the S3 configuration is refused: {e}")))?;
+            .map_err(|e| refused(e.to_string()))?;
         ObjectTarget::new(Arc::new(store), &format!("s3://{bucket}"), prefix)
     }
 
@@ -614,23 +639,6 @@ async fn abort(writer: WriteMultipart, location: &ObjectPath) {
     }
 }
 
-/// True for a key a chunk of either key encoding can have: `c/1/2`, `c.1.2`, `1.2`, `1/2`,
-/// `c` (a 0-d array's chunk) or `0`.
-fn is_chunk_key(key: &str) -> bool {
-    let rest = match key.strip_prefix('c') {
-        Some("") => return true,
-        Some(rest) => match rest.strip_prefix(['/', '.']) {
-            Some(rest) => rest,
-            None => return false,
-        },
-        None => key,
-    };
-    !rest.is_empty()
-        && rest
-            .split(['/', '.'])
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
-}
-
 impl KeyStore for ObjectArrayStore {
     fn get(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>> {
         let Some((bytes, meta)) = self.get_with(key, GetOptions::default(), limit)? else {
@@ -864,29 +872,5 @@ impl Drop for ObjectArrayStore {
     /// A writer that neither committed nor abandoned the array releases its lease.
     fn drop(&mut self) {
         self.release_lease();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_chunk_key;
-
-    #[test]
-    fn chunk_keys_of_both_encodings_are_recognised() {
-        for key in ["c", "c/0", "c/1/22", "c.3.4", "0", "1.2", "1/2"] {
-            assert!(is_chunk_key(key), "{key}");
-        }
-        for key in [
-            "zarr.json",
-            "c/",
-            "c/x",
-            "cat",
-            "1..2",
-            ".ndstore",
-            "c/1/zarr.json",
-            "",
-        ] {
-            assert!(!is_chunk_key(key), "{key}");
-        }
     }
 }
