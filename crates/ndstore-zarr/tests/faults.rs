@@ -1,172 +1,27 @@
 //! Faults injected between ndstore-zarr and its object store: the n-th request fails before it
-//! reaches the store, or reaches it and then reports an error (a timeout after the PUT
-//! landed). Whatever request the fault hits, a save returns an error or succeeds, and the
-//! array a reader then finds is never a wrong one: a new array is absent or whole, an updated
-//! one is the new version after a success and holds each chunk of the old or the new version
-//! (per-chunk atomicity) after a failure.
+//! reaches the store, is answered 503, or reaches it and then reports an error (a timeout
+//! after the PUT landed). Whatever request the fault hits, a save returns an error or
+//! succeeds, and the array a reader then finds is never a wrong one: a new array is absent or
+//! whole, an updated one is the new version after a success and holds each chunk of the old
+//! or the new version (per-chunk atomicity) after a failure.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
-use futures::StreamExt;
-use futures::stream::BoxStream;
 use ndarray::{ArrayD, Slice};
 use ndstore_core::{DType, DTypeKind, DynArray, ErrorKind, LoadOptions, Order, SaveOptions};
 use ndstore_zarr::meta::ZarrMeta;
 use ndstore_zarr::object_store::memory::InMemory;
-use ndstore_zarr::object_store::path::Path;
-use ndstore_zarr::object_store::{
-    self, CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
 use ndstore_zarr::{ObjectTarget, ZarrArray, save_object};
 
-/// What happens to the request a fault hits.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Fault {
-    /// It fails without reaching the store.
-    Fail,
-    /// It reaches the store, then the client sees an error.
-    AfterLanded,
-}
+// The fault-injecting store of the `zarr-s3` row's IO check, which this suite shares: it
+// numbers every request and injects one fault into the n-th.
+#[allow(dead_code)]
+#[path = "conformance_s3/store.rs"]
+mod store;
 
-/// An object store that injects `fault` into its `at`-th request (counting from 1; 0 never).
-#[derive(Debug)]
-struct Faulty {
-    inner: InMemory,
-    requests: AtomicUsize,
-    at: usize,
-    fault: Fault,
-}
-
-impl fmt::Display for Faulty {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Faulty({:?} at request {})", self.fault, self.at)
-    }
-}
-
-fn injected(what: &str) -> object_store::Error {
-    object_store::Error::Generic {
-        store: "Faulty",
-        source: what.into(),
-    }
-}
-
-impl Faulty {
-    fn new(inner: InMemory, at: usize, fault: Fault) -> Faulty {
-        Faulty {
-            inner,
-            requests: AtomicUsize::new(0),
-            at,
-            fault,
-        }
-    }
-
-    /// Counts a request and returns the fault it gets, if any.
-    fn next(&self) -> Option<Fault> {
-        let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
-        (n == self.at).then_some(self.fault)
-    }
-
-    /// Runs `request` under the fault plan.
-    async fn around<T>(
-        &self,
-        request: impl Future<Output = object_store::Result<T>>,
-    ) -> object_store::Result<T> {
-        match self.next() {
-            Some(Fault::Fail) => Err(injected("injected failure before the request")),
-            Some(Fault::AfterLanded) => {
-                request.await?;
-                Err(injected("injected timeout after the request landed"))
-            }
-            None => request.await,
-        }
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Faulty {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.around(self.inner.put_opts(location, payload, opts))
-            .await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.around(self.inner.put_multipart_opts(location, opts))
-            .await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.around(self.inner.get_opts(location, options)).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<bytes::Bytes>> {
-        self.around(self.inner.get_ranges(location, ranges)).await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        match self.next() {
-            Some(Fault::Fail) => {
-                futures::stream::once(async { Err(injected("injected failure of a delete")) })
-                    .boxed()
-            }
-            Some(Fault::AfterLanded) => {
-                let deleted = self.inner.delete_stream(locations);
-                deleted
-                    .map(|r| r.and(Err(injected("injected timeout after a delete landed"))))
-                    .boxed()
-            }
-            None => self.inner.delete_stream(locations),
-        }
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        match self.next() {
-            Some(_) => {
-                futures::stream::once(async { Err(injected("injected failure of a list")) }).boxed()
-            }
-            None => self.inner.list(prefix),
-        }
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.around(self.inner.list_with_delimiter(prefix)).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.around(self.inner.copy_opts(from, to, options)).await
-    }
-}
+use store::{Counted, Fault, Observed};
 
 const SHAPE: [usize; 2] = [8, 8];
 const CHUNKS: [usize; 2] = [4, 4];
@@ -196,11 +51,11 @@ fn save_with_fault(
     ndstore_core::Result<DynArray>,
     usize,
 ) {
-    let faulty = Arc::new(Faulty::new(base.fork(), at, fault));
-    let target = ObjectTarget::new(faulty.clone(), "faulty://", "a.zarr").unwrap();
+    let faulty = Observed::new(base.fork(), at, Counted::Any, fault);
+    let target = ObjectTarget::new(Arc::new(faulty.clone()), "faulty://", "a.zarr").unwrap();
     let saved = save_object(&target, new, meta(), &SaveOptions::default());
-    let requests = faulty.requests.load(Ordering::SeqCst);
-    let reader = ObjectTarget::new(Arc::new(faulty.inner.fork()), "faulty://", "a.zarr").unwrap();
+    let requests = faulty.requests();
+    let reader = ObjectTarget::new(Arc::new(faulty.inner().fork()), "faulty://", "a.zarr").unwrap();
     let found = ZarrArray::open_object(&reader, &SaveOptions::default())
         .and_then(|a| a.read_all(&LoadOptions::default()));
     (saved, found, requests)
@@ -214,7 +69,7 @@ fn every_fault(
     let (saved, _, requests) = save_with_fault(base, 0, Fault::Fail, &version(2));
     saved.unwrap();
     assert!(requests > 4, "{requests} requests");
-    for fault in [Fault::Fail, Fault::AfterLanded] {
+    for fault in Fault::ALL {
         for at in 1..=requests {
             let (saved, found, _) = save_with_fault(base, at, fault, &version(2));
             check(fault, at, saved.is_ok(), found);
