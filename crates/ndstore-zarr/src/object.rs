@@ -558,6 +558,8 @@ impl ObjectArrayStore {
                 .collect::<Vec<_>>()
                 .join("/");
             if is_chunk_key(&key) && !written.contains(&key) {
+                // Renewed when half of it has passed: a long removal keeps other writers out.
+                self.hold_lease()?;
                 self.delete(&key)?;
             }
         }
@@ -739,8 +741,8 @@ impl KeyStore for ObjectArrayStore {
     /// `zarr.json` with a conditional PUT, by the holder of the writer lease only: the lease
     /// is renewed first (which fails when it was taken over), then `zarr.json` is created
     /// only if absent for a new array, or replaced only if still the version this array was
-    /// opened at; then the lease is released and, for a new array replacing an old one, the
-    /// chunks the new one does not have are removed.
+    /// opened at; then, for a whole new array, the chunks of an earlier one that the new one
+    /// does not have are removed, and the lease is released.
     fn commit_metadata(&self, bytes: &[u8]) -> Result<()> {
         self.sync()?;
         {
@@ -766,17 +768,22 @@ impl KeyStore for ObjectArrayStore {
             }
         })?;
         self.set_version(Some(UpdateVersion::from(put)))?;
-        self.release_lease();
-        // A new array's prefix may hold the chunks of a killed writer (its lease expired): they
-        // go too, so none lies outside the new array's grid or at a key it left all fill.
+        // The chunks of the replaced array the new one does not have (outside its grid, or at
+        // keys it left all fill) go before the lease is released: a new array's prefix may also
+        // hold the chunks of a killed writer. Under the lease, no other writer's chunks can be
+        // among them; and a kill before the end leaves the lease unreleased, which tells readers
+        // (`ndstore verify`) and the next writer that objects of another version may be left.
+        // A failure leaves the lease to expire by itself, for the same reason.
         if self.whole
             && let Err(e) = self.remove_stale_chunks()
         {
             log::warn!(
-                "{}: the array is committed, but the chunks of an earlier array at its prefix could not all be removed: {e}",
+                "{}: the array is committed, but the chunks of an earlier array at its prefix could not all be removed (its lease is left to expire, marking them): {e}",
                 self.target.name().display()
             );
+            return Ok(());
         }
+        self.release_lease();
         Ok(())
     }
 

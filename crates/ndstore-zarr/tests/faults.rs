@@ -124,3 +124,36 @@ fn an_updated_array_is_new_after_success_and_per_chunk_old_or_new_after_failure(
         }
     });
 }
+
+/// A replacement by a smaller array removes the old array's chunks outside the new grid while
+/// it still holds the writer lease, and only then releases it: a writer killed in between
+/// leaves its lease unreleased, which marks the leftovers (a hostile review killed `ndstore cp`
+/// right after the commit: the old chunks stayed with nothing marking them, and came back as
+/// values when zarr-python later grew the array), and no other writer can claim the array and
+/// write chunks that the removal would then take.
+#[test]
+fn a_shrinking_replace_removes_the_old_chunks_before_it_releases_its_lease() {
+    let store = Observed::plain(InMemory::new());
+    let target = ObjectTarget::new(Arc::new(store.clone()), "observed://", "a.zarr").unwrap();
+    save_object(&target, &version(1), meta(), &SaveOptions::default()).unwrap();
+    let before = store.log().len();
+    let small = ndstore_conformance::sample::array(DTypeKind::F64, &CHUNKS, Order::C, 3);
+    let small_meta = ZarrMeta::new(DType::native(DTypeKind::F64), &CHUNKS, &CHUNKS).unwrap();
+    save_object(&target, &small, small_meta, &SaveOptions::default()).unwrap();
+    let log = store.log().split_off(before);
+    let deleted: Vec<usize> = (0..log.len())
+        .filter(|&i| log[i].put.is_none() && log[i].key.as_ref().contains("/c/"))
+        .collect();
+    assert_eq!(deleted.len(), 3, "{log:?}");
+    let lease = (0..log.len())
+        .rev()
+        .find(|&i| log[i].key.as_ref().ends_with(".ndstore-lease"))
+        .unwrap();
+    let released = String::from_utf8(log[lease].put.clone().unwrap().to_vec()).unwrap();
+    assert!(released.contains("\"expires_ms\":null"), "{released}");
+    assert!(deleted.iter().all(|&i| i < lease), "{log:?}");
+    let found = ZarrArray::open_object(&target, &SaveOptions::default())
+        .and_then(|a| a.read_all(&LoadOptions::default()))
+        .unwrap();
+    assert_eq!(typed(&found), typed(&small));
+}
