@@ -366,6 +366,14 @@ const LIBRARY_ADVICE: &[(&str, &str)] = &[
         "set LoadOptions::memory_limit to load it",
         "read a part of it with cat --slice",
     ),
+    (
+        "since this writer opened it; open it again",
+        "while this command ran; run it again",
+    ),
+    (
+        "try again after its commit, opening the array anew, or in",
+        "run the command again after that copy ends, or in",
+    ),
 ];
 
 /// An error's text in the command line's words: library advice that names an API

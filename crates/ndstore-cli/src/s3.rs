@@ -179,7 +179,7 @@ pub fn check_destination(target: &ObjectTarget) -> Result<()> {
 }
 
 /// The object an ndstore writer's lease lives in, under its array's prefix.
-const LEASE: &str = ".ndstore-lease";
+pub(crate) const LEASE: &str = ".ndstore-lease";
 
 /// Refuses a prefix below an array's: one `zarr.json` read per level above `target`.
 fn refuse_inside_an_array(target: &ObjectTarget) -> Result<()> {

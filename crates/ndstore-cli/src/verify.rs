@@ -158,10 +158,10 @@ fn read_arrays(path: &Path, only: Option<&str>) -> Result<(usize, u64)> {
                 }
             };
             let mut named = only.is_none();
-            for entry in hdf5::list(path)?
-                .into_iter()
-                .filter(|entry| within(&entry.path))
-            {
+            let entries = hdf5::list(path)?;
+            let names: std::collections::HashSet<&str> =
+                entries.iter().map(|entry| entry.path.as_str()).collect();
+            for entry in entries.iter().filter(|entry| within(&entry.path)) {
                 named = true;
                 match &entry.object {
                     // libhdf5 checks a dataset's Fletcher-32 as it reads it.
@@ -176,6 +176,53 @@ fn read_arrays(path: &Path, only: Option<&str>) -> Result<(usize, u64)> {
                             None
                         };
                         let meta = match streamed {
+                            Some(meta) => meta,
+                            None => hdf5::load_dyn(path, &entry.path)?.0,
+                        };
+                        count += 1;
+                        total += bytes(&meta);
+                    }
+                    // The object named is a link (soft, external, or a second name of an
+                    // object listed elsewhere): read through it as `cat` does, so damage
+                    // behind it is damage and a link to nothing is an error, never "ok".
+                    // And a second name, inside the group named, of a dataset listed outside
+                    // it first: it is one of the group's datasets.
+                    Object::SoftLink { .. }
+                    | Object::ExternalLink { .. }
+                    | Object::Alias { .. }
+                    | Object::UserLink
+                        if only.is_some_and(|o| {
+                            o.trim_end_matches('/').trim_start_matches('/')
+                                == entry.path.trim_start_matches('/')
+                        }) || matches!(&entry.object, Object::Alias { of } if only.is_some() && !within(of)) =>
+                    {
+                        // Links that lead nowhere ndstore reads are usage errors (exit 2), as
+                        // `cat` gives them, not damage.
+                        let unreadable = match &entry.object {
+                            Object::ExternalLink { file, .. } => Some(format!(
+                                "an external link into {file}: ndstore does not follow links out of the file it was given (verify the file the link names)"
+                            )),
+                            Object::UserLink => Some(
+                                "a link of a user-defined class, which ndstore does not follow"
+                                    .to_owned(),
+                            ),
+                            Object::SoftLink { target } if !names.contains(target.as_str()) => {
+                                Some(format!(
+                                    "a soft link to {target}, which is no object of the file"
+                                ))
+                            }
+                            _ => None,
+                        };
+                        if let Some(why) = unreadable {
+                            return Err(Error::new(ErrorKind::InvalidInput, why)
+                                .at(ndstore::Location::Object(entry.path.clone()))
+                                .with_path(path));
+                        }
+                        let target = Target {
+                            path: path.to_path_buf(),
+                            object: Some(entry.path.clone()),
+                        };
+                        let meta = match convert::read_through(&target)? {
                             Some(meta) => meta,
                             None => hdf5::load_dyn(path, &entry.path)?.0,
                         };

@@ -10,9 +10,10 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
+use crate::s3::LEASE;
 use ndstore::zarr::codec::{Codec, CodecChain};
 use ndstore::zarr::meta::{KeyEncoding, MAX_NDIM, METADATA_FILE, Node, ZarrMeta, is_chunk_key};
-use ndstore::zarr::{ObjectTarget, ZarrArray, read_node, read_object_node};
+use ndstore::zarr::{LeaseState, ObjectTarget, ZarrArray, read_node, read_object_node};
 use ndstore::{ArrayMeta, ByteOrder, Error, ErrorKind, Location, Order, Result, SaveOptions};
 
 use crate::inspect::shape_text;
@@ -656,6 +657,9 @@ fn coords_of_key(meta: &ZarrMeta, key: &str) -> Option<Vec<u64>> {
 ///
 /// The first damaged chunk's error, naming its file and key (and the inner chunk of a shard).
 pub fn verify_array(place: &Place) -> Result<u64> {
+    if let Place::Object(target) = place {
+        check_lease(target)?;
+    }
     let array = place.open()?;
     let meta = array.meta().clone();
     let stored = match place {
@@ -668,6 +672,107 @@ pub fn verify_array(place: &Place) -> Result<u64> {
         array.check_chunk(&coords)?;
     }
     Ok(array.array_meta().byte_len()? as u64)
+}
+
+/// The seconds of `d`, rounded up, for messages.
+fn seconds(d: std::time::Duration) -> u64 {
+    d.as_millis().div_ceil(1000).try_into().unwrap_or(u64::MAX)
+}
+
+/// Refuses to call intact an array in object storage whose writer lease says that a writer is
+/// at work on it (exit status 2: verify again later) or died before its commit ended (damage:
+/// with no rename in object storage, a killed replacement leaves each chunk whole but may leave
+/// chunks of two versions under one `zarr.json`, or an earlier array's chunks beyond the grid).
+fn check_lease(target: &ObjectTarget) -> Result<()> {
+    let lease = || target.name().join(LEASE);
+    match target.lease_state()? {
+        LeaseState::Held { expires_in } => Err(Error::new(
+            ErrorKind::Locked,
+            format!(
+                "a writer holds the array's lease: a copy is writing it now, or was killed less than {} s ago; verify it after the copy ends",
+                seconds(expires_in)
+            ),
+        )
+        .with_path(lease())),
+        LeaseState::Expired { since } => Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "a writer was killed before its commit ended (its lease expired {} s ago, never released): the array may hold chunks of two versions (each chunk whole) or chunks of an earlier array; write the array again",
+                seconds(since)
+            ),
+        )
+        .with_path(lease())),
+        LeaseState::Absent | LeaseState::Released => Ok(()),
+    }
+}
+
+/// Why the root of `verify`, which has no `zarr.json`, holds nothing to check (exit status
+/// 2), or `None` when it holds chunks (or, in a local directory, Zarr nodes) whose metadata
+/// is lost (damage). Nothing to check: in object storage, the chunks and lease a writer
+/// killed before committing a new array left (the array is absent, as promised), the root of
+/// a bucket, or a prefix above other prefixes (a folder); a directory or prefix in which
+/// nothing is a Zarr node or chunk.
+fn nothing_to_verify(place: &Place) -> Result<Option<Error>> {
+    let none = |why: String| {
+        Ok(Some(
+            Error::new(ErrorKind::NotFound, why).with_path(place.name()),
+        ))
+    };
+    match place {
+        Place::Object(target) => {
+            match target.lease_state()? {
+                LeaseState::Held { expires_in } => {
+                    return none(format!(
+                        "no array yet: a writer holds the lease of a new array it is writing here, or was killed less than {} s ago",
+                        seconds(expires_in)
+                    ));
+                }
+                LeaseState::Expired { .. } => {
+                    return none(
+                        "no array: a writer was killed before it committed a new array here; its chunks and lease stay until the next write of an array here removes them"
+                            .to_owned(),
+                    );
+                }
+                LeaseState::Absent | LeaseState::Released => {}
+            }
+            if target.prefix().is_empty() {
+                return none(
+                    "the root of a bucket is no Zarr node: name an array or group under it"
+                        .to_owned(),
+                );
+            }
+            let level = target.list_level().map_err(|e| explain_bucket(e, target))?;
+            // Chunks without zarr.json are an array that lost its metadata. A prefix above
+            // arrays is a folder, as S3 users make them, not a group that lost its own.
+            let chunks = level.objects.iter().any(|o| is_chunk_key(o))
+                || level.dirs.iter().any(|d| d == "c" || is_chunk_key(d));
+            if chunks {
+                return Ok(None);
+            }
+            if !level.dirs.is_empty() {
+                return none(
+                    "no zarr.json: a prefix above other prefixes, not a Zarr array or group; verify the arrays under it (`ndstore ls` lists them)"
+                        .to_owned(),
+                );
+            }
+        }
+        Place::Dir(dir) => {
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| Error::io("cannot list the directory", e).with_path(dir))?;
+            let zarr_like = entries.flatten().any(|entry| {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                is_chunk_key(&name) || entry.path().join(METADATA_FILE).exists()
+            });
+            if zarr_like {
+                return Ok(None);
+            }
+        }
+    }
+    none(
+        "no zarr.json, and nothing in it is a Zarr v3 node or chunk: not a Zarr array or group"
+            .to_owned(),
+    )
 }
 
 /// Reads every array of the hierarchy at `path` for `verify`: the count of arrays and their
@@ -695,6 +800,11 @@ pub fn verify(target: &Target) -> Result<(usize, u64)> {
     };
     if let Some(why) = empty {
         return Err(Error::new(ErrorKind::NotFound, why).with_path(place.name()));
+    }
+    if matches!(place.read_node(), Err(e) if e.kind() == ErrorKind::NotFound)
+        && let Some(e) = nothing_to_verify(&place)?
+    {
+        return Err(e);
     }
     let (mut arrays, mut bytes) = (0, 0);
     for entry in walk(target)? {

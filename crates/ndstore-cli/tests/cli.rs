@@ -3239,3 +3239,64 @@ fn a_zarr_group_as_destination_is_named_a_group() {
     ok(d, &["convert", "m.npy", "g.zarr/m.zarr"]);
     assert!(ok(d, &["ls", "g.zarr"]).contains("/m.zarr"));
 }
+
+/// `verify FILE.h5::LINK` reads through the link as `cat` does (hostile review: a soft link to
+/// a damaged dataset said "ok (0 arrays)"); a link to nothing, or out of the file, is a usage
+/// error; a group holding a second name of a dataset listed outside it verifies that dataset;
+/// a `.zarr` directory in which nothing is a Zarr node or chunk is no Zarr node (2).
+#[test]
+fn verify_reads_through_hdf5_links_and_refuses_what_is_no_zarr_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let made = std::process::Command::new(ndstore_conformance::python::interpreter().unwrap())
+        .current_dir(d)
+        .args([
+            "-c",
+            "import h5py, numpy as np\n\
+             with h5py.File('hl.h5', 'w') as f:\n    \
+                 f.create_dataset('g/fl', data=np.arange(4000.).reshape(40, 100), chunks=(10, 100), fletcher32=True)\n    \
+                 f['sl'] = h5py.SoftLink('/g/fl')\n    \
+                 f['dangle'] = h5py.SoftLink('/nope')\n    \
+                 f['ext'] = h5py.ExternalLink('other.h5', '/x')\n    \
+                 f['hard'] = f['g/fl']\n",
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    assert_eq!(
+        ok(d, &["verify", "hl.h5::sl"]),
+        "hl.h5::sl: ok (1 array, 32000 bytes)\n"
+    );
+    // `/hard` is listed first (breadth first), `/g/fl` as its second name.
+    assert_eq!(
+        ok(d, &["verify", "hl.h5::g"]),
+        "hl.h5::g: ok (1 array, 32000 bytes)\n"
+    );
+    for (link, says) in [
+        (
+            "dangle",
+            "object '/dangle': a soft link to /nope, which is no object of the file",
+        ),
+        ("ext", "object '/ext': an external link into other.h5"),
+    ] {
+        let err = one_error_line(&run(d, &["verify", &format!("hl.h5::{link}")]), 2);
+        assert!(err.contains(says), "{err}");
+    }
+    // A value of row 30 flipped under its Fletcher-32: damage behind the link, in the group.
+    let row: Vec<u8> = (3000..3100)
+        .flat_map(|v| f64::from(v).to_le_bytes())
+        .collect();
+    let at = find(&d.join("hl.h5"), &row);
+    flip(&d.join("hl.h5"), at + 16);
+    for target in ["hl.h5::sl", "hl.h5::g", "hl.h5::hard"] {
+        let err = one_error_line(&run(d, &["verify", target]), 1);
+        assert!(err.contains("Fletcher32"), "{target}: {err}");
+    }
+    std::fs::create_dir_all(d.join("nz.zarr/sub")).unwrap();
+    std::fs::write(d.join("nz.zarr/file"), "hi").unwrap();
+    let err = one_error_line(&run(d, &["verify", "nz.zarr"]), 2);
+    assert!(
+        err.contains("nothing in it is a Zarr v3 node or chunk"),
+        "{err}"
+    );
+}

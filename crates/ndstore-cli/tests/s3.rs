@@ -621,7 +621,7 @@ fn missing_credentials_dead_endpoints_and_missing_buckets_are_one_clear_line() {
     );
     assert_eq!(
         err,
-        "ndstore: s3://bucket/a.zarr: the S3 settings are refused: AWS_MAX_ATTEMPTS is 'three', not a count of attempts (1 or more)\n"
+        "ndstore: s3://bucket/a.zarr: the S3 settings are refused: AWS_MAX_ATTEMPTS is 'three', not a count of attempts from 1 to 100\n"
     );
     // A bucket that does not exist.
     let Some(server) = server() else { return };
@@ -730,6 +730,108 @@ fn verify_on_s3_calls_chunk_objects_at_no_key_of_the_metadata_damage() {
     );
     assert!(
         err.contains("at no key the array's metadata names"),
+        "{err}"
+    );
+}
+
+/// What an ndstore writer's lease says is reported (hostile review: after a killed copy,
+/// `verify` said ok over a mix of two versions, and called the chunks a killed new array left
+/// damage although the array is promised absent): an expired, never released lease over an
+/// array is damage (1), a held one means "not now" (2); a prefix holding only a killed new
+/// array's leftovers, the root of a bucket and a prefix above other prefixes are no Zarr node
+/// to check (2).
+#[test]
+fn verify_reports_a_writers_lease_and_what_is_no_array() {
+    let Some(server) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ndstore::save(d.join("m.npy"), &sample(&[6, 5], 1)).unwrap();
+    for name in ["lease/old.zarr", "lease/live.zarr", "lease/done.zarr"] {
+        ok(server, d, &["cp", "m.npy", &url(name)]);
+    }
+    ok(server, d, &["verify", &url("lease/done.zarr")]);
+    with_boto(
+        server,
+        d,
+        "import time\n\
+         now = int(time.time() * 1000)\n\
+         def lease(prefix, at):\n    s3.put_object(Bucket=bucket, Key=prefix + '/.ndstore-lease', Body=json.dumps({'owner': 'x', 'expires_ms': at}))\n\
+         lease('lease/old.zarr', now - 5000)\n\
+         lease('lease/live.zarr', now + 600000)\n\
+         lease('lease/new.zarr', now - 5000)\n\
+         s3.put_object(Bucket=bucket, Key='lease/new.zarr/c/0/0', Body=b'x')\n\
+         lease('lease/newlive.zarr', now + 600000)\n\
+         s3.put_object(Bucket=bucket, Key='lease/newlive.zarr/c/0/0', Body=b'x')\n",
+    );
+    let err = one_error_line(
+        Some(server),
+        &run(server, d, &["verify", &url("lease/old.zarr")]),
+        1,
+    );
+    assert!(
+        err.starts_with(&format!(
+            "ndstore: {}/.ndstore-lease: a writer was killed before its commit ended",
+            url("lease/old.zarr")
+        )),
+        "{err}"
+    );
+    let err = one_error_line(
+        Some(server),
+        &run(server, d, &["verify", &url("lease/live.zarr")]),
+        2,
+    );
+    assert!(err.contains("a writer holds the array's lease"), "{err}");
+    for (prefix, says) in [
+        (
+            "lease/new.zarr",
+            "no array: a writer was killed before it committed a new array here",
+        ),
+        (
+            "lease/newlive.zarr",
+            "no array yet: a writer holds the lease of a new array",
+        ),
+        (
+            "lease",
+            "a prefix above other prefixes, not a Zarr array or group",
+        ),
+        ("", "the root of a bucket is no Zarr node"),
+    ] {
+        let err = one_error_line(Some(server), &run(server, d, &["verify", &url(prefix)]), 2);
+        assert!(err.contains(says), "{prefix}: {err}");
+    }
+    // A released lease (a finished writer's) is no finding.
+    assert_eq!(
+        ok(server, d, &["verify", &url("lease/done.zarr")]),
+        format!("{}: ok (1 array, 240 bytes)\n", url("lease/done.zarr"))
+    );
+}
+
+/// Endpoints and bucket names the HTTP library cannot parse are refused in one line (they made
+/// object_store panic while signing the first request: exit 101 and a backtrace).
+#[test]
+fn malformed_endpoints_and_bucket_names_are_refused_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let settings = ndstore_conformance::python::s3_settings("http://127.0.0.1:9");
+    for endpoint in ["127.0.0.1:9", "localhost", "http://127.0.0.1:9 ", "http://"] {
+        let mut env = settings.clone();
+        env.retain(|(name, _)| *name != "AWS_ENDPOINT_URL");
+        env.push(("AWS_ENDPOINT_URL", endpoint.to_owned()));
+        let err = one_error_line(None, &run_with(d, &env, &["info", "s3://bucket/a.zarr"]), 2);
+        assert_eq!(
+            err,
+            format!(
+                "ndstore: s3://bucket/a.zarr: the S3 settings are refused: the endpoint '{endpoint}' (AWS_ENDPOINT_URL) is not an http:// or https:// URL\n"
+            ),
+        );
+    }
+    let err = one_error_line(
+        None,
+        &run_with(d, &settings, &["ls", "s3://bk t/a.zarr"]),
+        2,
+    );
+    assert!(
+        err.contains("the bucket name 'bk t' cannot be part of a URL"),
         "{err}"
     );
 }

@@ -118,6 +118,71 @@ fn refused(target: &ObjectTarget, why: &str) -> Error {
     Error::new(ErrorKind::Locked, why.to_owned()).with_path(target.name().join(LEASE_KEY))
 }
 
+/// The state of an array's writer lease, as a reader finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseState {
+    /// There is no lease object: no ndstore writer wrote the array, or an abandoned new
+    /// array's writer removed it.
+    Absent,
+    /// The last writer released it: it committed (or gave up) and finished.
+    Released,
+    /// A writer holds it: it is writing now, or died less than `expires_in` ago.
+    Held {
+        /// How long until the lease expires unless renewed.
+        expires_in: Duration,
+    },
+    /// A writer claimed it and never released it: it died `since` ago (or lost the store)
+    /// before its commit ended, and what it left (chunks of its version beside the old one's,
+    /// or a new array's chunks without `zarr.json`) stays until the next writer.
+    Expired {
+        /// How long ago it expired.
+        since: Duration,
+    },
+}
+
+/// The lease of the array at `target` as it is now.
+///
+/// # Errors
+///
+/// The store's errors other than the object's absence.
+pub(crate) fn state(target: &ObjectTarget) -> Result<LeaseState> {
+    let (bytes, meta) = match read(target) {
+        Ok(found) => found,
+        Err(object_store::Error::NotFound { .. }) => return Ok(LeaseState::Absent),
+        Err(e) => {
+            return Err(object_error(
+                target,
+                "cannot read the array's lease",
+                LEASE_KEY,
+                e,
+            ));
+        }
+    };
+    let expires_ms = match serde_json::from_slice::<Record>(&bytes) {
+        Ok(Record {
+            expires_ms: None, ..
+        }) => return Ok(LeaseState::Released),
+        Ok(Record {
+            expires_ms: Some(at),
+            ..
+        }) => at,
+        // Not ours to read: held as long as a lease written at its time would be.
+        Err(_) => u64::try_from(meta.last_modified.timestamp_millis())
+            .unwrap_or(0)
+            .saturating_add(u64::try_from(target.lease_duration().as_millis()).unwrap_or(u64::MAX)),
+    };
+    let now = now_ms();
+    Ok(if expires_ms > now {
+        LeaseState::Held {
+            expires_in: Duration::from_millis(expires_ms - now),
+        }
+    } else {
+        LeaseState::Expired {
+            since: Duration::from_millis(now - expires_ms),
+        }
+    })
+}
+
 impl Lease {
     /// Reads the lease object of the array at `target`, as a claim will expect to find it.
     ///

@@ -45,6 +45,7 @@ pub use writer::ZarrWriter;
 pub use {
     array::read_object_node,
     backend::ZarrObjectBackend,
+    lease::LeaseState,
     object::{Listing, ObjectTarget},
     object_store,
     save::save_object,

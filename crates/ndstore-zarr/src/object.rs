@@ -39,6 +39,11 @@ const PART_CONCURRENCY: usize = 2;
 /// (up to four per region call) do the blocking.
 const RUNTIME_WORKERS: usize = 2;
 
+/// The most attempts per request `AWS_MAX_ATTEMPTS` may ask for. object_store stops retrying
+/// a request 3 minutes after its first attempt anyway (its retry timeout, with backoff of up to
+/// 15 s between attempts), so a larger count would change nothing and is taken for a typo.
+const MAX_ATTEMPTS: usize = 100;
+
 /// Where a Zarr array lives in object storage: a store (S3, in memory, or any object_store
 /// implementation, a fault-injecting wrapper among them) and a prefix in it.
 ///
@@ -122,10 +127,10 @@ impl ObjectTarget {
                     value
                         .parse::<usize>()
                         .ok()
-                        .filter(|&n| n >= 1)
+                        .filter(|n| (1..=MAX_ATTEMPTS).contains(n))
                         .ok_or_else(|| {
                             refused(format!(
-                                "AWS_MAX_ATTEMPTS is '{value}', not a count of attempts (1 or more)"
+                                "AWS_MAX_ATTEMPTS is '{value}', not a count of attempts from 1 to {MAX_ATTEMPTS}"
                             ))
                         })?;
                 builder = builder.with_retry(object_store::RetryConfig {
@@ -153,6 +158,25 @@ impl ObjectTarget {
         {
             return Err(refused(format!(
                 "the endpoint {endpoint} is plain HTTP: set AWS_ALLOW_HTTP=true to allow it (for a local test server), or use https://"
+            )));
+        }
+        // object_store builds each request's URL from the endpoint (or the bucket's AWS host)
+        // and the bucket, and panics while signing one its HTTP library cannot parse.
+        let endpoint = builder.get_config_value(&object_store::aws::AmazonS3ConfigKey::Endpoint);
+        if let Some(endpoint) = &endpoint
+            && !is_http_url(endpoint)
+        {
+            return Err(refused(format!(
+                "the endpoint '{endpoint}' (AWS_ENDPOINT_URL) is not an http:// or https:// URL"
+            )));
+        }
+        let probe = match &endpoint {
+            Some(endpoint) => format!("{}/{bucket}/", endpoint.trim_end_matches('/')),
+            None => format!("https://{bucket}.s3.amazonaws.com/"),
+        };
+        if !is_http_url(&probe) {
+            return Err(bad(&format!(
+                "the bucket name '{bucket}' cannot be part of a URL (bucket names hold letters, digits, '.' and '-')"
             )));
         }
         let store = builder
@@ -227,6 +251,18 @@ impl ObjectTarget {
     /// How long a writer's lease lasts unless renewed.
     pub fn lease_duration(&self) -> Duration {
         self.lease
+    }
+
+    /// The state of the writer lease of the array at this prefix: absent, released, held by
+    /// a writer (writing now, or died less than a lease ago), or expired unreleased (a writer
+    /// died mid-write: a replaced array may hold chunks of two versions, each chunk whole, and
+    /// a new array's chunks may lie there without its `zarr.json`).
+    ///
+    /// # Errors
+    ///
+    /// The store's errors other than the lease object's absence.
+    pub fn lease_state(&self) -> Result<crate::lease::LeaseState> {
+        crate::lease::state(self)
     }
 
     fn set_prefix(&mut self, prefix: &str) -> Result<()> {
@@ -631,6 +667,14 @@ pub(crate) fn object_error(
             _ => ErrorKind::Io,
         };
     Error::new(kind, format!("{what}: {e}")).with_path(target.name().join(key))
+}
+
+/// Whether `text` parses, as the HTTP library under object_store parses a request's URL, into
+/// an `http` or `https` URL with a host.
+fn is_http_url(text: &str) -> bool {
+    text.parse::<http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+    })
 }
 
 /// Aborts a multipart upload that failed, logging a failure to abort (the parts then wait
