@@ -98,7 +98,19 @@ fn read_npz(path: &Path, only: Option<&str>) -> Result<(usize, u64, usize)> {
         names.retain(|name| name == member);
         unchecked = 0;
         if names.is_empty() {
-            return Err(no_such_object(path, only));
+            // A member `ls` lists as one ndstore cannot read: said so, not "no such object"
+            // (exit status 2: it could not be checked).
+            let unsupported = reader.unsupported().iter().find(|(name, _)| {
+                name == only || name.strip_suffix(".npy").unwrap_or(name) == member
+            });
+            return Err(match unsupported {
+                Some((name, why)) => Error::new(
+                    ErrorKind::Unsupported,
+                    format!("the member '{name}' is one ndstore cannot read ({why}), so it was not checked"),
+                )
+                .with_path(path),
+                None => no_such_object(path, only),
+            });
         }
     }
     for name in names {
@@ -113,7 +125,14 @@ fn read_npz(path: &Path, only: Option<&str>) -> Result<(usize, u64, usize)> {
                 arrays += 1;
                 total += bytes(&meta);
             }
-            Err(e) if matches!(e.kind(), ErrorKind::UnsupportedDType) => unchecked += 1,
+            Err(e) if e.kind() == ErrorKind::UnsupportedDType && only.is_some() => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("the member '{name}' is one ndstore cannot read ({}), so it was not checked", e.message()),
+                )
+                .with_path(path));
+            }
+            Err(e) if e.kind() == ErrorKind::UnsupportedDType => unchecked += 1,
             Err(e) => return Err(e),
         }
     }

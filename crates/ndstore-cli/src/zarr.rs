@@ -281,6 +281,23 @@ fn children(group: &str, group_dir: &Path, seen: &mut HashMap<(u64, u64), String
     for child in names {
         let dir = group_dir.join(&child);
         let Ok(stat) = std::fs::metadata(&dir) else {
+            // A symbolic link to nothing may have been a node: shown, never skipped in silence.
+            if let Ok(link) = std::fs::read_link(&dir) {
+                out.push(Entry {
+                    name: child_name(group, &child),
+                    found: Found::Unreadable(
+                        Error::new(
+                            ErrorKind::NotFound,
+                            format!(
+                                "a symbolic link to {}, which does not exist",
+                                link.display()
+                            ),
+                        )
+                        .with_path(&dir),
+                    ),
+                    place: Place::Dir(dir),
+                });
+            }
             continue;
         };
         if !stat.is_dir() {

@@ -3300,3 +3300,45 @@ fn verify_reads_through_hdf5_links_and_refuses_what_is_no_zarr_node() {
         "{err}"
     );
 }
+
+/// What `ls` lists as a member or node ndstore cannot read is said so by `verify` of that
+/// name (exit 2), not "no such object" nor "ok (0 arrays)"; a symbolic link to nothing inside
+/// a Zarr group is shown by `ls` and stops `verify` (2) instead of being skipped in silence.
+#[test]
+fn verify_names_unreadable_members_and_dangling_zarr_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let made = std::process::Command::new(ndstore_conformance::python::interpreter().unwrap())
+        .current_dir(d)
+        .args([
+            "-c",
+            "import numpy as np\nnp.savez('u.npz', **{'p::q': np.arange(3), 's': np.array(['a', 'b']), 'n': np.arange(4)})\n",
+        ])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    for (member, shown) in [("p::q", "p::q.npy"), ("s", "s"), ("s.npy", "s")] {
+        let err = one_error_line(&run(d, &["verify", &format!("u.npz::{member}")]), 2);
+        assert!(
+            err.starts_with(&format!(
+                "ndstore: u.npz: the member '{shown}' is one ndstore cannot read ("
+            )),
+            "{member}: {err}"
+        );
+    }
+    assert_eq!(
+        ok(d, &["verify", "u.npz::n"]),
+        "u.npz::n: ok (1 array, 32 bytes)\n"
+    );
+    zarr_fixtures(d);
+    std::os::unix::fs::symlink("nowhere", d.join("g.zarr/dang")).unwrap();
+    assert!(
+        ok(d, &["ls", "g.zarr"]).contains("/dang"),
+        "the dangling link is listed"
+    );
+    let err = one_error_line(&run(d, &["verify", "g.zarr"]), 2);
+    assert!(
+        err.contains("g.zarr/dang: a symbolic link to nowhere, which does not exist"),
+        "{err}"
+    );
+}
