@@ -125,7 +125,13 @@ fn zarr_info(target: &Target, json: bool) -> Outcome {
             .iter()
             .map(|(name, meta)| zarr_json(name, meta))
             .collect();
-        let value = json!({ "path": path, "format": "zarr", "zarr_format": 3, "arrays": arrays? });
+        let mut value =
+            json!({ "path": path, "format": "zarr", "zarr_format": 3, "arrays": arrays? });
+        if let Some(note) = entries.first().and_then(|e| zarr::writer_note(&e.place))
+            && let Some(map) = value.as_object_mut()
+        {
+            map.insert("writer".into(), json!(note));
+        }
         emit(&format!("{value:#}\n"))?;
         return Ok(());
     }
@@ -150,6 +156,9 @@ fn zarr_info(target: &Target, json: bool) -> Outcome {
         let _ = writeln!(out, "fill:   {}", zarr::fill_value(meta));
         if let Some(names) = &meta.dimension_names {
             let _ = writeln!(out, "dims:   {}", zarr::dims_text(names));
+        }
+        if let Some(note) = entries.first().and_then(|e| zarr::writer_note(&e.place)) {
+            let _ = writeln!(out, "writer: {note}");
         }
     } else {
         let _ = writeln!(out, "arrays: {}", arrays.len());

@@ -696,6 +696,26 @@ fn seconds(d: std::time::Duration) -> u64 {
     d.as_millis().div_ceil(1000).try_into().unwrap_or(u64::MAX)
 }
 
+/// What the writer lease of an array in object storage says, for `info`: a copy writing
+/// it now, or one killed before its commit ended; `None` for a local array, a lease absent
+/// or released, or one that cannot be read (`verify` reports that).
+pub fn writer_note(place: &Place) -> Option<String> {
+    let Place::Object(target) = place else {
+        return None;
+    };
+    match target.lease_state().ok()? {
+        LeaseState::Held { expires_in } => Some(format!(
+            "a writer holds the lease (writing now, or killed less than {} s ago)",
+            seconds(expires_in)
+        )),
+        LeaseState::Expired { since } => Some(format!(
+            "a writer was killed before its commit ended (lease expired {} s ago): chunks of two versions may be mixed; write the array again",
+            seconds(since)
+        )),
+        LeaseState::Absent | LeaseState::Released => None,
+    }
+}
+
 /// Refuses to call intact an array in object storage whose writer lease says that a writer is
 /// at work on it (exit status 2: verify again later) or died before its commit ended (damage:
 /// with no rename in object storage, a killed replacement leaves each chunk whole but may leave

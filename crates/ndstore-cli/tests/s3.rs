@@ -781,6 +781,18 @@ fn verify_reports_a_writers_lease_and_what_is_no_array() {
         2,
     );
     assert!(err.contains("a writer holds the array's lease"), "{err}");
+    // `info` says it too, in a line of its own.
+    let info = ok(server, d, &["info", &url("lease/old.zarr")]);
+    assert!(
+        info.contains("\nwriter: a writer was killed before its commit ended (lease expired "),
+        "{info}"
+    );
+    let info = ok(server, d, &["info", &url("lease/live.zarr")]);
+    assert!(
+        info.contains("\nwriter: a writer holds the lease"),
+        "{info}"
+    );
+    assert!(!ok(server, d, &["info", &url("lease/done.zarr")]).contains("writer:"));
     for (prefix, says) in [
         (
             "lease/new.zarr",
