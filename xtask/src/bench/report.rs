@@ -131,15 +131,20 @@ fn mib_per_s(bytes: u64, ms: f64) -> f64 {
     }
 }
 
-/// The throughput of `bytes` at a median and its interquartile range of times: `85.3 MiB/s
-/// (80.1–90.2)` (the slower quartile of times is the lower one of throughput).
+/// The throughput of `bytes` at a median and its interquartile range of times, three
+/// significant digits or more: `85.3 MiB/s (80.1–90.2)`, `0.195 MiB/s (0.146–0.244)` (the
+/// slower quartile of times is the lower one of throughput).
 fn throughput(bytes: u64, q: Quartiles) -> String {
     let rate = |ms: f64| {
         let v = mib_per_s(bytes, ms);
-        if v.is_finite() {
-            format!("{v:.1}")
-        } else {
+        if !v.is_finite() {
             "-".to_owned()
+        } else if v < 1.0 {
+            format!("{v:.3}")
+        } else if v < 10.0 {
+            format!("{v:.2}")
+        } else {
+            format!("{v:.1}")
         }
     };
     format!(
@@ -449,6 +454,14 @@ mod tests {
         assert!(markdown.contains("| none given | information |"), "{markdown}");
         // Only the object-storage rows have such a line.
         assert_eq!(markdown.matches("throughput").count(), 1, "{markdown}");
+        // Small rates keep three significant digits: 4 KiB in 20 ms is 0.195 MiB/s.
+        let mut small = s3.clone();
+        small.size_bytes = 4 << 10;
+        small.ours = Quartiles::exact(20.0);
+        assert!(
+            to_markdown(&[small], "quick", &machine).contains("ndstore 0.195 MiB/s (0.195–0.195)"),
+            "small rates"
+        );
         let json = to_json(&[s3], "quick", &machine);
         assert!(
             json.contains("\"ndstore_mib_s\":128.0000,\"peer_mib_s\":64.0000"),
