@@ -602,7 +602,10 @@ impl S3Server {
     /// go (`NDSTORE_BENCH_S3`).
     fn environment(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
             ("AWS_ALLOW_HTTP", "true".to_owned()),
             ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
@@ -1077,7 +1080,11 @@ mod tests {
             let s3 = spec(op);
             assert!(on_s3(s3.op));
             for size in [4 * KIB, 64 * MIB] {
-                let row = judge(s3, size, samples(&[9.0, 10.0, 11.0], &[&[19.0, 20.0, 21.0]]));
+                let row = judge(
+                    s3,
+                    size,
+                    samples(&[9.0, 10.0, 11.0], &[&[19.0, 20.0, 21.0]]),
+                );
                 assert_eq!(row.peer, "boto3");
                 assert_eq!(row.verdict, Verdict::Information);
                 assert_eq!(row.verdict.word(), "information");

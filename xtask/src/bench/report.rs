@@ -147,12 +147,7 @@ fn throughput(bytes: u64, q: Quartiles) -> String {
             format!("{v:.1}")
         }
     };
-    format!(
-        "{} MiB/s ({}–{})",
-        rate(q.median),
-        rate(q.p75),
-        rate(q.p25)
-    )
+    format!("{} MiB/s ({}–{})", rate(q.median), rate(q.p75), rate(q.p25))
 }
 
 /// The memory target of a load: peak RSS within 1.05 × the array's bytes + 16 MiB.
@@ -451,7 +446,10 @@ mod tests {
             markdown.contains("s3_write_chunks at 64 MiB, throughput (medians and IQRs): ndstore 128.0 MiB/s (100.0–160.0), boto3 64.0 MiB/s (64.0–64.0)."),
             "{markdown}"
         );
-        assert!(markdown.contains("| none given | information |"), "{markdown}");
+        assert!(
+            markdown.contains("| none given | information |"),
+            "{markdown}"
+        );
         // Only the object-storage rows have such a line.
         assert_eq!(markdown.matches("throughput").count(), 1, "{markdown}");
         // Small rates keep three significant digits: 4 KiB in 20 ms is 0.195 MiB/s.
