@@ -1,6 +1,6 @@
-"""The peers of `cargo xtask bench`: one operation with numpy, h5py, pandas, polars, zarr-python
-or tensorstore (the Zarr operations live in zarr_peers.py), run `reps` times in this process;
-prints `ms <milliseconds>` per run.
+"""The peers of `cargo xtask bench`: one operation with numpy, h5py, pandas, polars, zarr-python,
+tensorstore or boto3 (the Zarr operations live in zarr_peers.py, the object-storage ones in
+s3_peers.py), run `reps` times in this process; prints `ms <milliseconds>` per run.
 
 Usage: peers.py OP PEER DIR REPS
 """
@@ -30,6 +30,10 @@ def operation(op, peer, d):
         import zarr_peers
 
         return zarr_peers.operation(op, peer, d)
+    if op.startswith("s3_"):
+        import s3_peers
+
+        return s3_peers.operation(op, peer, d)
     npy = os.path.join(d, "data.npy")
     out = os.path.join(d, "peer-" + op)
     if op in ("npy_save_flushed", "npy_save_synced", "mmap_fill_sync", "hdf5_write_sync"):

@@ -1,6 +1,6 @@
 //! `cargo xtask bench [--full] [--only OP] [--sizes LIST] [--runs N]`: ndstore side by side
-//! with numpy, h5py, pandas, polars, zarr-python and tensorstore on the same files at every
-//! size of the sweep (4 KiB,
+//! with numpy, h5py, pandas, polars, zarr-python and tensorstore on the same files, and with
+//! boto3 on the same local S3 server (moto), at every size of the sweep (4 KiB,
 //! 1 MiB, 64 MiB, 256 MiB; `--full` adds 1 GiB), with `dd` as the hardware limit, runs
 //! alternating; quartiles and a verdict per row, a table on the terminal, and
 //! `bench/report.{md,json}` plus one chart per operation under the target directory.
@@ -9,8 +9,9 @@ mod report;
 mod stats;
 
 use std::fs;
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use crate::{cargo, run, target_dir, workspace_root};
@@ -100,7 +101,8 @@ struct Spec {
     peers: &'static [&'static str],
     limit: Limit,
     /// The targets of issue 19 (and of the issues before it); a row's verdict is the worst of
-    /// those that apply at its size.
+    /// those that apply at its size. None at all (an operation the issue asks to compare
+    /// without a target) makes every verdict of the operation `information`.
     targets: &'static [Target],
     /// The CSV operations run once, on their own table, outside the size sweep.
     csv: bool,
@@ -136,6 +138,28 @@ const fn zarr_read(op: &'static str) -> Spec {
         peers: &["zarr-python", "tensorstore"],
         limit: Limit::Read("data.npy"),
         targets: ZARR_READ_TARGETS,
+        csv: false,
+    }
+}
+
+/// The first word of the operations on the local S3 server: their sizes start one, and the
+/// report gives their throughput too.
+const S3_PREFIX: &str = "s3_";
+
+/// True for an operation on the local S3 server.
+fn on_s3(op: &str) -> bool {
+    op.starts_with(S3_PREFIX)
+}
+
+/// A whole-array Zarr save into (or read from) object storage on the local S3 server, 1 MiB
+/// chunks in the plain layout, against boto3 issuing the same chunk requests on a pool as wide
+/// as ndstore-zarr's. The issue gives no target: the ratio is information.
+const fn s3_chunks(op: &'static str) -> Spec {
+    Spec {
+        op,
+        peers: &["boto3"],
+        limit: Limit::None,
+        targets: &[],
         csv: false,
     }
 }
@@ -228,6 +252,8 @@ const SPECS: &[Spec] = &[
     zarr_read("zarr_read_zstd"),
     zarr_read("zarr_read_sharded"),
     zarr_read("zarr_read_sharded_zstd"),
+    s3_chunks("s3_write_chunks"),
+    s3_chunks("s3_read_chunks"),
     Spec {
         op: "csv_read",
         peers: &["pandas", "polars"],
@@ -498,6 +524,8 @@ struct Setup<'a> {
     rounds: usize,
     /// Runs per process.
     reps: usize,
+    /// The environment of the local S3 server, when this size's operations use one.
+    s3_env: Vec<(&'static str, String)>,
 }
 
 impl Setup<'_> {
@@ -508,7 +536,8 @@ impl Setup<'_> {
             .arg(&self.data)
             .arg(self.reps.to_string())
             .arg(self.bytes.to_string())
-            .arg(self.rows.to_string());
+            .arg(self.rows.to_string())
+            .envs(self.s3_env.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -519,8 +548,79 @@ impl Setup<'_> {
             .arg(op)
             .arg(peer)
             .arg(&self.data)
-            .arg(self.reps.to_string());
+            .arg(self.reps.to_string())
+            .envs(self.s3_env.iter().map(|(k, v)| (k, v)));
         c
+    }
+}
+
+/// The bucket of the local S3 server the `s3_` operations use.
+const S3_BUCKET: &str = "ndstore-bench";
+
+/// The local S3 server of the `s3_` operations: moto's `ThreadedMotoServer`, started by the
+/// conformance crate's launcher script with the benchmark's Python (xtask does not depend on
+/// the conformance crate, which starts the same script for the tests), stopped when dropped.
+struct S3Server {
+    child: Child,
+    port: u16,
+}
+
+impl S3Server {
+    /// Starts the server and waits until it has created [`S3_BUCKET`].
+    fn start(python: &Path) -> Result<S3Server, String> {
+        let script = workspace_root()
+            .join("conformance")
+            .join("src")
+            .join("s3_server.py");
+        let mut child = Command::new(python)
+            .arg(&script)
+            .arg(S3_BUCKET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {} {}: {e}", python.display(), script.display()))?;
+        let mut line = String::new();
+        let read = child
+            .stdout
+            .take()
+            .map(|out| std::io::BufReader::new(out).read_line(&mut line));
+        match (read, line.trim().parse::<u16>()) {
+            (Some(Ok(_)), Ok(port)) => Ok(S3Server { child, port }),
+            _ => {
+                let _ = child.kill();
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                Err(format!(
+                    "the local S3 server (moto) did not start ({status}); is moto[server] installed? run `cargo xtask setup`"
+                ))
+            }
+        }
+    }
+
+    /// What bench-op and the peer need to reach the server, as the AWS environment variables
+    /// name it (the settings of the conformance crate's `s3_settings`), and where the arrays
+    /// go (`NDSTORE_BENCH_S3`).
+    fn environment(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("NDSTORE_BENCH_S3", format!("s3://{S3_BUCKET}")),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        // Closing standard input ends the launcher; a kill makes sure.
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -558,10 +658,18 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
                 .join("data")
                 .join(report::human(bytes).replace(' ', ""));
             let zarr = sized.iter().any(|s| s.op.starts_with("zarr_"));
-            let setup = prepare(python, &dir, bytes, 0, zarr, &options)?;
+            // A fresh server for each size, stopped with the size's data: moto keeps every
+            // object in memory.
+            let s3 = if sized.iter().any(|s| on_s3(s.op)) {
+                Some(S3Server::start(python)?)
+            } else {
+                None
+            };
+            let setup = prepare(python, &dir, bytes, 0, zarr, s3.as_ref(), &options)?;
             for spec in &sized {
                 rows.push(measure(spec, &setup)?);
             }
+            drop(s3);
             // The data of the next size replaces this one's: a 1 GiB sweep would otherwise
             // keep several gigabytes of inputs and outputs on disk.
             fs::remove_dir_all(&dir)
@@ -576,6 +684,7 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
             4096,
             rows_csv,
             false,
+            None,
             &options,
         )?;
         for spec in specs.iter().filter(|s| s.csv) {
@@ -594,15 +703,18 @@ pub fn bench(args: &[String], python: &Path) -> Result<(), String> {
 }
 
 /// Makes the data files of one size in `dir`: the f64 array as `.npy` and HDF5 of `bytes`, as
-/// Zarr arrays in every layout when `zarr`, and a `rows` × 10 CSV when `rows` is not 0.
+/// Zarr arrays in every layout when `zarr`, as a plain Zarr array on the S3 server `s3` when
+/// there is one, and a `rows` × 10 CSV when `rows` is not 0.
 fn prepare<'a>(
     python: &'a Path,
     dir: &Path,
     bytes: u64,
     rows: u64,
     zarr: bool,
+    s3: Option<&S3Server>,
     options: &BenchOptions,
 ) -> Result<Setup<'a>, String> {
+    let s3_env = s3.map(S3Server::environment).unwrap_or_default();
     let driver = target_dir().join("release").join("bench-op");
     let peers_py = workspace_root()
         .join("benches")
@@ -614,7 +726,9 @@ fn prepare<'a>(
         .arg(dir)
         .arg(bytes.to_string())
         .arg(rows.to_string())
-        .args(zarr.then_some("zarr")))?;
+        .args(zarr.then_some("zarr"))
+        .args(s3.is_some().then_some("s3"))
+        .envs(s3_env.iter().map(|(k, v)| (k, v))))?;
     let size = if rows > 0 {
         let csv = dir.join("data.csv");
         fs::metadata(&csv)
@@ -643,6 +757,7 @@ fn prepare<'a>(
         rows,
         rounds,
         reps,
+        s3_env,
     })
 }
 
@@ -831,13 +946,19 @@ fn judge(spec: &Spec, size: u64, mut samples: Samples) -> Row {
         others,
         limit,
         peak_rss_bytes: samples.rss,
-        target: if words.is_empty() {
+        target: if spec.targets.is_empty() {
+            "none given".to_owned()
+        } else if words.is_empty() {
             "-".to_owned()
         } else {
             words.join(" and ")
         },
         peer_target,
-        verdict,
+        verdict: if spec.targets.is_empty() {
+            Verdict::Information
+        } else {
+            verdict
+        },
     }
 }
 
@@ -951,6 +1072,32 @@ mod tests {
             ),
         );
         assert_eq!(row.verdict, Verdict::Met);
+    }
+
+    #[test]
+    fn rows_without_any_target_are_information_at_every_size() {
+        for op in ["s3_write_chunks", "s3_read_chunks"] {
+            let s3 = spec(op);
+            assert!(on_s3(s3.op));
+            for size in [4 * KIB, 64 * MIB] {
+                let row = judge(
+                    s3,
+                    size,
+                    samples(&[9.0, 10.0, 11.0], &[&[19.0, 20.0, 21.0]]),
+                );
+                assert_eq!(row.peer, "boto3");
+                assert_eq!(row.verdict, Verdict::Information);
+                assert_eq!(row.verdict.word(), "information");
+                assert_eq!(row.target, "none given");
+                assert_eq!(row.peer_target, None);
+            }
+        }
+        // A row whose targets only miss its size is still `none`, as before.
+        let flushed = spec("npy_save_flushed");
+        let row = judge(flushed, 4 * KIB, samples(&[1.0], &[&[2.0]]));
+        assert_eq!(row.verdict, Verdict::None);
+        assert_eq!(row.target, "-");
+        assert!(!on_s3(flushed.op));
     }
 
     #[test]

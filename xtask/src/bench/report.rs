@@ -122,6 +122,34 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// The throughput of moving `bytes` in `ms` milliseconds, in MiB/s.
+fn mib_per_s(bytes: u64, ms: f64) -> f64 {
+    if ms > 0.0 {
+        bytes as f64 / (1u64 << 20) as f64 / (ms / 1e3)
+    } else {
+        f64::NAN
+    }
+}
+
+/// The throughput of `bytes` at a median and its interquartile range of times, three
+/// significant digits or more: `85.3 MiB/s (80.1–90.2)`, `0.195 MiB/s (0.146–0.244)` (the
+/// slower quartile of times is the lower one of throughput).
+fn throughput(bytes: u64, q: Quartiles) -> String {
+    let rate = |ms: f64| {
+        let v = mib_per_s(bytes, ms);
+        if !v.is_finite() {
+            "-".to_owned()
+        } else if v < 1.0 {
+            format!("{v:.3}")
+        } else if v < 10.0 {
+            format!("{v:.2}")
+        } else {
+            format!("{v:.1}")
+        }
+    };
+    format!("{} MiB/s ({}–{})", rate(q.median), rate(q.p75), rate(q.p25))
+}
+
 /// The memory target of a load: peak RSS within 1.05 × the array's bytes + 16 MiB.
 fn rss_limit(bytes: u64) -> u64 {
     (bytes as f64 * 1.05) as u64 + (16 << 20)
@@ -188,6 +216,17 @@ fn to_markdown(rows: &[Row], mode: &str, machine: &Machine) -> String {
             others.join("; ")
         );
     }
+    for r in rows.iter().filter(|r| super::on_s3(r.op)) {
+        let _ = writeln!(
+            out,
+            "\n{} at {}, throughput (medians and IQRs): ndstore {}, {} {}.",
+            r.op,
+            human(r.size_bytes),
+            throughput(r.size_bytes, r.ours),
+            r.peer,
+            throughput(r.size_bytes, r.theirs)
+        );
+    }
     for r in rows.iter().filter(|r| r.op == "npy_load") {
         let limit = rss_limit(r.size_bytes);
         let _ = writeln!(
@@ -240,7 +279,7 @@ fn to_json(rows: &[Row], mode: &str, machine: &Machine) -> String {
             .collect();
         let _ = write!(
             out,
-            "\n{{\"op\":{},\"size_bytes\":{},\"runs\":{},\"ndstore_ms\":{},\"p25_ms\":{},\"p75_ms\":{},\"ndstore_min_ms\":{},\"ndstore_max_ms\":{},\"peer\":{},\"peer_ms\":{},\"peer_p25_ms\":{},\"peer_p75_ms\":{},\"ratio\":{},\"limit_ms\":{},\"limit_p25_ms\":{},\"limit_p75_ms\":{},\"ratio_to_limit\":{},\"peak_rss_bytes\":{},\"target\":{},\"peer_target\":{},\"verdict\":{},\"met\":{},\"other_peers\":[{}]}}",
+            "\n{{\"op\":{},\"size_bytes\":{},\"runs\":{},\"ndstore_ms\":{},\"p25_ms\":{},\"p75_ms\":{},\"ndstore_min_ms\":{},\"ndstore_max_ms\":{},\"peer\":{},\"peer_ms\":{},\"peer_p25_ms\":{},\"peer_p75_ms\":{},\"ratio\":{},\"limit_ms\":{},\"limit_p25_ms\":{},\"limit_p75_ms\":{},\"ratio_to_limit\":{},\"ndstore_mib_s\":{},\"peer_mib_s\":{},\"peak_rss_bytes\":{},\"target\":{},\"peer_target\":{},\"verdict\":{},\"met\":{},\"other_peers\":[{}]}}",
             string(r.op),
             r.size_bytes,
             r.runs,
@@ -258,6 +297,8 @@ fn to_json(rows: &[Row], mode: &str, machine: &Machine) -> String {
             num(limit.p25),
             num(limit.p75),
             num(fraction(r.ours.median, limit.median)),
+            num(mib_per_s(r.size_bytes, r.ours.median)),
+            num(mib_per_s(r.size_bytes, r.theirs.median)),
             r.peak_rss_bytes,
             string(&r.target),
             r.peer_target.map_or("null".to_owned(), num),
@@ -379,6 +420,52 @@ mod tests {
         let plain = to_markdown(&[row(Verdict::Met)], "quick", &machine);
         assert!(!plain.contains("other peers"), "{plain}");
         assert!(to_json(&[row(Verdict::Met)], "quick", &machine).contains("\"other_peers\":[]"));
+    }
+
+    #[test]
+    fn object_storage_rows_give_their_throughput() {
+        let machine = Machine {
+            description: "test".to_owned(),
+            load_start: "0.5".to_owned(),
+            load_end: "0.7".to_owned(),
+        };
+        // 64 MiB in 500 ms is 128 MiB/s; the quartile of 400 ms is 160 MiB/s.
+        let mut s3 = row(Verdict::Information);
+        s3.op = "s3_write_chunks";
+        s3.size_bytes = 64 << 20;
+        s3.peer = "boto3".to_owned();
+        s3.ours = Quartiles {
+            p25: 400.0,
+            median: 500.0,
+            p75: 640.0,
+        };
+        s3.theirs = Quartiles::exact(1000.0);
+        s3.target = "none given".to_owned();
+        let markdown = to_markdown(&[s3.clone(), row(Verdict::Met)], "quick", &machine);
+        assert!(
+            markdown.contains("s3_write_chunks at 64 MiB, throughput (medians and IQRs): ndstore 128.0 MiB/s (100.0–160.0), boto3 64.0 MiB/s (64.0–64.0)."),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("| none given | information |"),
+            "{markdown}"
+        );
+        // Only the object-storage rows have such a line.
+        assert_eq!(markdown.matches("throughput").count(), 1, "{markdown}");
+        // Small rates keep three significant digits: 4 KiB in 20 ms is 0.195 MiB/s.
+        let mut small = s3.clone();
+        small.size_bytes = 4 << 10;
+        small.ours = Quartiles::exact(20.0);
+        assert!(
+            to_markdown(&[small], "quick", &machine).contains("ndstore 0.195 MiB/s (0.195–0.195)"),
+            "small rates"
+        );
+        let json = to_json(&[s3], "quick", &machine);
+        assert!(
+            json.contains("\"ndstore_mib_s\":128.0000,\"peer_mib_s\":64.0000"),
+            "{json}"
+        );
+        assert!(json.contains("\"verdict\":\"information\""), "{json}");
     }
 
     #[test]

@@ -59,6 +59,9 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 pub enum Verdict {
     /// No target applies at this size.
     None,
+    /// The operation has no target at any size (the issue asks for the comparison only): its
+    /// ratio is information.
+    Information,
     /// ndstore's whole interquartile range lies below the target's.
     Met,
     /// The two interquartile ranges overlap: this run cannot tell.
@@ -92,6 +95,7 @@ impl Verdict {
     pub fn word(self) -> &'static str {
         match self {
             Verdict::None => "none",
+            Verdict::Information => "information",
             Verdict::Met => "met",
             Verdict::WithinNoise => "within noise",
             Verdict::Missed => "missed",
