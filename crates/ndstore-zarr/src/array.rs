@@ -544,7 +544,9 @@ impl ZarrArray {
         let mut extent = shard.clone();
         extent[0] = rows.len();
         let touched = touched_inner(sharding, &in_chunk, &extent);
-        let whole = rows.len() == shard[0];
+        // A shard of local files is read by the ranges of its inner chunks, each straight
+        // into its place, rather than whole into a buffer of its own first.
+        let whole = rows.len() == shard[0] && !self.store.ranges_are_cheap();
         let element = codec::Element {
             kind: self.meta.kind,
             fill: &self.meta.fill,

@@ -412,6 +412,13 @@ pub(crate) trait KeyStore: std::fmt::Debug + Send + Sync {
         }))
     }
 
+    /// True when reading a few byte ranges of a key costs no more than reading it whole (a
+    /// local file: one `pread` each), so a shard read whole is better read by its inner
+    /// chunks' ranges, each straight into its place; false where each range is a request.
+    fn ranges_are_cheap(&self) -> bool {
+        false
+    }
+
     /// Stores `bytes` under `key` atomically: a reader sees the old bytes or the new ones.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
 
@@ -460,6 +467,10 @@ impl KeyStore for LocalStore {
 
     fn get_span(&self, key: &str, span: Span, limit: usize) -> Result<Option<Spanned<'_>>> {
         LocalStore::get_span(self, key, span, limit)
+    }
+
+    fn ranges_are_cheap(&self) -> bool {
+        true
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
