@@ -604,34 +604,63 @@ impl Sharding {
         let count: usize = grid.iter().product();
         let index_len = self.index_len(count)?;
         let mut index = vec![EMPTY; count * 2];
-        let mut body = Vec::new();
         let inner_len = chunk_bytes(&self.chunk_shape, itemsize)?;
+        // Inner chunks that span the shard's every axis but the first are runs of its bytes:
+        // when they are stored as they are (`bytes` alone, native order), each is appended
+        // straight from its run; others are copied out of the shard and encoded.
+        let runs = (1..shard.len()).all(|a| self.chunk_shape[a] == shard[a]);
+        let as_is = matches!(
+            self.codecs.codecs.as_slice(),
+            [Codec::Bytes(order)] if !order.is_some_and(ByteOrder::needs_swap)
+        );
+        // Raw inner chunks fill the shard's size: the body is reserved once, not grown by
+        // doubling (which copied it up to twice more).
+        let mut body = if as_is {
+            reserve(data.len().saturating_add(index_len), "shard")?
+        } else {
+            Vec::new()
+        };
+        let row_len = inner_len / self.chunk_shape.first().map_or(1, |&rows| rows.max(1));
         let zero = vec![0usize; shard.len()];
         for (n, coords) in coords_of(&grid).enumerate() {
             let start = self.inner_start(&coords);
-            let mut inner = vec![0u8; inner_len];
-            grid::copy_box(
-                data,
-                Place {
-                    shape: shard,
-                    start: &start,
-                },
-                &mut inner,
-                Place {
-                    shape: &self.chunk_shape,
-                    start: &zero,
-                },
-                &self.chunk_shape,
-                itemsize,
-            );
-            if grid::all_equal(&inner, element.fill) {
-                continue;
-            }
-            let encoded = self.codecs.encode(inner, &self.chunk_shape, element)?;
+            let run = (runs && as_is).then(|| {
+                let at = start.first().map_or(0, |&row| row * row_len);
+                &data[at..at + inner_len]
+            });
             let offset = if self.index_at_start { index_len } else { 0 } + body.len();
+            let encoded_len = match run {
+                Some(run) if grid::all_equal(run, element.fill) => continue,
+                Some(run) => {
+                    body.extend_from_slice(run);
+                    run.len()
+                }
+                None => {
+                    let mut inner = vec![0u8; inner_len];
+                    grid::copy_box(
+                        data,
+                        Place {
+                            shape: shard,
+                            start: &start,
+                        },
+                        &mut inner,
+                        Place {
+                            shape: &self.chunk_shape,
+                            start: &zero,
+                        },
+                        &self.chunk_shape,
+                        itemsize,
+                    );
+                    if grid::all_equal(&inner, element.fill) {
+                        continue;
+                    }
+                    let encoded = self.codecs.encode(inner, &self.chunk_shape, element)?;
+                    body.extend_from_slice(&encoded);
+                    encoded.len()
+                }
+            };
             index[2 * n] = offset as u64;
-            index[2 * n + 1] = encoded.len() as u64;
-            body.extend_from_slice(&encoded);
+            index[2 * n + 1] = encoded_len as u64;
         }
         if index.iter().all(|&v| v == EMPTY) {
             // zarr-python writes nothing for a shard whose every inner chunk is fill.
