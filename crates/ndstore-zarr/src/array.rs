@@ -305,6 +305,9 @@ impl ZarrArray {
     }
 
     fn read_chunks_into(&self, start: &[usize], shape: &[usize], out: &mut [u8]) -> Result<()> {
+        if let Some(row_bytes) = self.row_bytes(shape) {
+            return self.read_rows_into(start, shape, out, row_bytes);
+        }
         let itemsize = self.meta.kind.itemsize();
         let chunks = self.chunks_of(start, shape);
         let fill = self.meta.fill.clone();
@@ -389,13 +392,265 @@ impl ZarrArray {
         )
     }
 
+    /// The bytes of one row of a box of `shape` (every axis but the first) when each chunk the
+    /// box touches meets it in whole rows: the box and the chunks (and a shard's inner chunks)
+    /// span the array's every axis but the first. Each chunk's part of the box is then one
+    /// contiguous run of the box's bytes, and so is its part of the chunk.
+    fn row_bytes(&self, shape: &[usize]) -> Option<usize> {
+        let (array, chunk) = (&self.meta.shape, &self.meta.chunk_shape);
+        if shape.is_empty() || shape.contains(&0) {
+            return None;
+        }
+        let whole = (1..shape.len()).all(|a| chunk[a] == shape[a] && shape[a] == array[a]);
+        let inner = match (
+            self.meta.codecs.sharding(),
+            self.meta.codecs.sharding_alone(),
+        ) {
+            (None, _) => true,
+            (Some(_), Some(s)) => (1..shape.len()).all(|a| s.inner_shape()[a] == chunk[a]),
+            // A shard with other codecs around it is decoded whole, as any chunk.
+            (Some(_), None) => true,
+        };
+        (whole && inner).then(|| shape[1..].iter().product::<usize>() * self.meta.kind.itemsize())
+    }
+
+    /// Reads a box whose chunks meet it in whole rows (see `ZarrArray::row_bytes`): the box's
+    /// bytes are cut into each chunk's run, and each worker decodes its chunk straight into
+    /// its run, where the chunk (or a shard's inner chunk) lies wholly inside the box, or
+    /// copies the rows it needs there; nothing comes back to the caller's thread to copy.
+    fn read_rows_into(
+        &self,
+        start: &[usize],
+        shape: &[usize],
+        out: &mut [u8],
+        row_bytes: usize,
+    ) -> Result<()> {
+        let chunks = self.chunks_of(start, shape);
+        // The chunks follow each other along the first axis, each meeting the box in rows
+        // that follow the previous chunk's.
+        let mut runs = Vec::with_capacity(chunks.len());
+        let mut rest = out;
+        for coords in &chunks {
+            let (_, _, _, extent) = self.overlap(coords, start, shape);
+            let (run, tail) = std::mem::take(&mut rest).split_at_mut(extent[0] * row_bytes);
+            runs.push(std::sync::Mutex::new(Some(run)));
+            rest = tail;
+        }
+        let sharding = self.meta.codecs.sharding_alone();
+        parallel(
+            chunks.len(),
+            |i| {
+                let run = runs[i]
+                    .lock()
+                    .ok()
+                    .and_then(|mut run| run.take())
+                    .ok_or_else(|| {
+                        Error::new(ErrorKind::Poisoned, "a chunk's run was taken twice")
+                            .with_path(self.path())
+                    })?;
+                let (_, in_chunk, _, extent) = self.overlap(&chunks[i], start, shape);
+                let rows = in_chunk[0]..in_chunk[0] + extent[0];
+                match sharding {
+                    Some(s) => self.read_shard_rows(s, &chunks[i], rows, run, row_bytes),
+                    None => self.read_chunk_rows(&chunks[i], rows, run, row_bytes),
+                }
+            },
+            |_, ()| Ok(()),
+        )
+    }
+
+    /// Reads `rows` of the chunk at `coords` into `run`: a chunk wholly inside them is decoded
+    /// straight into `run` when its codecs allow it; otherwise it is decoded and its rows
+    /// copied.
+    fn read_chunk_rows(
+        &self,
+        coords: &[u64],
+        rows: std::ops::Range<usize>,
+        run: &mut [u8],
+        row_bytes: usize,
+    ) -> Result<()> {
+        if rows.start == 0
+            && rows.end == self.meta.chunk_shape[0]
+            && self.meta.codecs.decodes_into()
+        {
+            return self.read_chunk_into(coords, run);
+        }
+        match self.read_chunk(coords)? {
+            Some(data) => run.copy_from_slice(&data[rows.start * row_bytes..rows.end * row_bytes]),
+            None => self.fill(run),
+        }
+        Ok(())
+    }
+
+    /// Reads the whole chunk at `coords` into `out` (its size), whose codecs
+    /// [`CodecChain::decodes_into`]: the `bytes` codec alone reads the file straight into
+    /// `out`, a compressor decodes into it; a chunk not stored fills it with the fill value.
+    fn read_chunk_into(&self, coords: &[u64], out: &mut [u8]) -> Result<()> {
+        let key = self.key(coords);
+        let at_chunk = |e: Error| self.at_key(&key, e);
+        let store_error = |e: Error| match e.kind() {
+            // The operating system's errors name the file; no byte is to blame.
+            ErrorKind::Io | ErrorKind::OutOfMemory => e,
+            _ => at_chunk(e),
+        };
+        let chunk = &self.meta.chunk_shape;
+        let codecs = &self.meta.codecs;
+        let limit = max_encoded_len(codecs, chunk, self.meta.kind.itemsize())?;
+        if codecs.is_bytes_alone() {
+            match self.store.get_into(&key, limit, out).map_err(store_error)? {
+                None => self.fill(out),
+                Some(len) if len == out.len() => codecs.to_native(out, self.meta.kind),
+                Some(len) => {
+                    self.check_overhang(chunk, len).map_err(at_chunk)?;
+                    return Err(at_chunk(codec::size_mismatch(len, out.len(), chunk)));
+                }
+            }
+        } else {
+            let Some(bytes) = self.store.get(&key, limit).map_err(store_error)? else {
+                self.fill(out);
+                return Ok(());
+            };
+            self.check_overhang(chunk, bytes.len()).map_err(at_chunk)?;
+            let element = codec::Element {
+                kind: self.meta.kind,
+                fill: &self.meta.fill,
+            };
+            codecs
+                .decode_into(bytes, chunk, element, out)
+                .map_err(at_chunk)?;
+        }
+        self.check_bools(out).map_err(at_chunk)
+    }
+
+    /// Reads `rows` of the shard at `coords` into `run`, each inner chunk the rows hold whole
+    /// straight into its place (a `pread` for `bytes` alone, a decompressor's output for
+    /// others), the inner chunks cut by the rows' ends decoded and their rows copied, those
+    /// not stored filled.
+    fn read_shard_rows(
+        &self,
+        sharding: &codec::Sharding,
+        coords: &[u64],
+        rows: std::ops::Range<usize>,
+        run: &mut [u8],
+        row_bytes: usize,
+    ) -> Result<()> {
+        let key = self.key(coords);
+        let at_chunk = |e: Error| self.at_key(&key, e);
+        let shard = &self.meta.chunk_shape;
+        let inner_rows = sharding.inner_shape()[0];
+        let inner_len = inner_rows * row_bytes;
+        let mut in_chunk = vec![0; shard.len()];
+        in_chunk[0] = rows.start;
+        let mut extent = shard.clone();
+        extent[0] = rows.len();
+        let touched = touched_inner(sharding, &in_chunk, &extent);
+        // A shard of local files is read by the ranges of its inner chunks, each straight
+        // into its place, rather than whole into a buffer of its own first.
+        let whole = rows.len() == shard[0] && !self.store.ranges_are_cheap();
+        let element = codec::Element {
+            kind: self.meta.kind,
+            fill: &self.meta.fill,
+        };
+        let inner_codecs = &sharding.codecs;
+        let read = self.with_shard(sharding, &key, whole, |index, reader| {
+            let wanted = self.wanted_inner(sharding, index, reader.len(), &touched, &key)?;
+            // Each touched inner chunk's part of the run, in order.
+            let mut parts: Vec<Option<&mut [u8]>> = Vec::with_capacity(touched.len());
+            let mut rest: &mut [u8] = &mut *run;
+            for c in &touched {
+                let first = c[0] * inner_rows;
+                let lo = first.max(rows.start);
+                let hi = (first + inner_rows).min(rows.end);
+                let (part, tail) = std::mem::take(&mut rest).split_at_mut((hi - lo) * row_bytes);
+                parts.push(Some(part));
+                rest = tail;
+            }
+            let mut stored = vec![false; touched.len()];
+            // Inner chunks inside the rows whole, read or decoded into place.
+            let mut direct = Vec::new();
+            let mut decode = Vec::new();
+            let mut copy = Vec::new();
+            for (t, n, range) in wanted {
+                stored[t] = true;
+                let first = touched[t][0] * inner_rows;
+                let inside = first >= rows.start && first + inner_rows <= rows.end;
+                let raw =
+                    inner_codecs.is_bytes_alone() && range.end - range.start == inner_len as u64;
+                if inside && raw {
+                    direct.push((t, n, range));
+                } else if inside && inner_codecs.decodes_into() {
+                    decode.push((t, n, range));
+                } else {
+                    copy.push((t, n, range));
+                }
+            }
+            if !direct.is_empty() {
+                let mut into: Vec<(std::ops::Range<u64>, &mut [u8])> = Vec::new();
+                for (t, _, range) in &direct {
+                    if let Some(part) = parts[*t].take() {
+                        into.push((range.clone(), part));
+                    }
+                }
+                if reader.read_into(&mut into)?.is_none() {
+                    return Ok(None);
+                }
+                for (_, part) in into {
+                    inner_codecs.to_native(part, self.meta.kind);
+                    self.check_bools(part).map_err(at_chunk)?;
+                }
+            }
+            let others: Vec<std::ops::Range<u64>> = decode
+                .iter()
+                .chain(&copy)
+                .map(|(_, _, r)| r.clone())
+                .collect();
+            let Some(bytes) = reader.read(&others)? else {
+                return Ok(None);
+            };
+            let mut bytes = bytes.into_iter();
+            for (t, n, _) in &decode {
+                let (Some(encoded), Some(part)) = (bytes.next(), parts[*t].take()) else {
+                    continue;
+                };
+                sharding
+                    .decode_inner_into(encoded, *n, index.at(*n), element, part)
+                    .map_err(at_chunk)?;
+                self.check_bools(part).map_err(at_chunk)?;
+            }
+            for (t, n, _) in &copy {
+                let (Some(encoded), Some(part)) = (bytes.next(), parts[*t].take()) else {
+                    continue;
+                };
+                let data = sharding
+                    .decode_inner(encoded, *n, index.at(*n), element)
+                    .map_err(at_chunk)?;
+                self.check_bools(&data).map_err(at_chunk)?;
+                let first = touched[*t][0] * inner_rows;
+                let from = rows.start.max(first) - first;
+                part.copy_from_slice(&data[from * row_bytes..from * row_bytes + part.len()]);
+            }
+            // Those the shard does not hold read as the fill value.
+            for (t, part) in parts.iter_mut().enumerate() {
+                if !stored[t]
+                    && let Some(part) = part.take()
+                {
+                    self.fill(part);
+                }
+            }
+            Ok(Some(()))
+        })?;
+        if read.is_none() {
+            self.fill(run);
+        }
+        Ok(())
+    }
+
     /// The inner chunks of the shard at `coords` that the box at `in_chunk` of `extent` (in the
     /// shard's coordinates) touches, each with its first element in the shard and its decoded
     /// bytes (`None` when the shard does not hold it: the fill value); `None` when there is no
     /// such shard. With `whole`, the shard is read in one request; otherwise its index is read
     /// first (one ranged read), then the inner chunks' byte ranges (coalesced by the store),
-    /// all of one version of the shard: when the store says the shard was replaced in
-    /// between, the read starts again.
+    /// all of one version of the shard (see `ZarrArray::with_shard`).
     fn read_inner_chunks(
         &self,
         sharding: &codec::Sharding,
@@ -405,43 +660,68 @@ impl ZarrArray {
         whole: bool,
     ) -> Result<Option<InnerChunks>> {
         let key = self.key(coords);
-        let at_chunk = |e: Error| {
-            Error::new(e.kind(), e.message().to_owned())
-                .with_path(self.store.path_of(&key))
-                .at(Location::Object(format!("chunk {key}")))
+        let at_chunk = |e: Error| self.at_key(&key, e);
+        let inner = sharding.inner_shape();
+        let element = codec::Element {
+            kind: self.meta.kind,
+            fill: &self.meta.fill,
+        };
+        let touched = touched_inner(sharding, in_chunk, extent);
+        self.with_shard(sharding, &key, whole, |index, reader| {
+            let wanted = self.wanted_inner(sharding, index, reader.len(), &touched, &key)?;
+            let ranges: Vec<std::ops::Range<u64>> =
+                wanted.iter().map(|(_, _, r)| r.clone()).collect();
+            let Some(parts) = reader.read(&ranges)? else {
+                // The shard was replaced or removed since its index was read.
+                return Ok(None);
+            };
+            let mut out: InnerChunks = touched
+                .iter()
+                .map(|c| (c.iter().zip(inner).map(|(&i, &n)| i * n).collect(), None))
+                .collect();
+            for ((t, n, _), bytes) in wanted.iter().zip(parts) {
+                let data = sharding
+                    .decode_inner(bytes, *n, index.at(*n), element)
+                    .map_err(at_chunk)?;
+                self.check_bools(&data).map_err(at_chunk)?;
+                out[*t].1 = Some(data);
+            }
+            Ok(Some(out))
+        })
+    }
+
+    /// Reads the index of the shard under `key` (the whole shard in one request with
+    /// `whole`, else its index alone) and hands it, with a reader of the shard's byte ranges,
+    /// to `read`; `None` when there is no such shard. When `read` finds the shard replaced
+    /// since its index was read (it returns `None`), everything starts again, so what `read`
+    /// returns comes from one version of the shard. The store's errors come back as they are
+    /// (an I/O error names the file) or naming the shard.
+    fn with_shard<T>(
+        &self,
+        sharding: &codec::Sharding,
+        key: &str,
+        whole: bool,
+        mut read: impl FnMut(&codec::ShardIndex, &dyn RangeReader) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let at_chunk = |e: Error| self.at_key(key, e);
+        let store_error = |e: Error| match e.kind() {
+            // The operating system's errors name the file; no byte is to blame.
+            ErrorKind::Io | ErrorKind::OutOfMemory => e,
+            _ => at_chunk(e),
         };
         let itemsize = self.meta.kind.itemsize();
         let shard = &self.meta.chunk_shape;
-        let inner = sharding.inner_shape();
         let limit = max_encoded_len(&self.meta.codecs, shard, itemsize)?;
-        let inner_limit = max_encoded_len(&sharding.codecs, inner, itemsize)? as u64;
         let (at_start, index_len) = sharding.index_span(shard).map_err(at_chunk)?;
         let span = if at_start {
             Span::Head(index_len as u64)
         } else {
             Span::Tail(index_len as u64)
         };
-        let element = codec::Element {
-            kind: self.meta.kind,
-            fill: &self.meta.fill,
-        };
-        // The inner chunks the box touches, by their grid coordinates in the shard.
-        let first: Vec<usize> = in_chunk.iter().zip(inner).map(|(&s, &c)| s / c).collect();
-        let counts: Vec<usize> = (0..shard.len())
-            .map(|a| (in_chunk[a] + extent[a] - 1) / inner[a] - first[a] + 1)
-            .collect();
-        let touched: Vec<Vec<usize>> = codec::coords_of(&counts)
-            .map(|c| c.iter().zip(&first).map(|(&i, &f)| i + f).collect())
-            .collect();
-        let store_error = |e: Error| match e.kind() {
-            // The operating system's errors name the file; no byte is to blame.
-            ErrorKind::Io | ErrorKind::OutOfMemory => e,
-            _ => at_chunk(e),
-        };
         for _ in 0..SHARD_READ_ATTEMPTS {
             let fetched = if whole {
                 self.store
-                    .get(&key, limit)
+                    .get(key, limit)
                     .map_err(store_error)?
                     .map(|bytes| {
                         let index = span.within(bytes.len() as u64);
@@ -452,9 +732,7 @@ impl ZarrArray {
                         (index, reader)
                     })
             } else {
-                self.store
-                    .get_span(&key, span, limit)
-                    .map_err(store_error)?
+                self.store.get_span(key, span, limit).map_err(store_error)?
             };
             let Some((index_bytes, reader)) = fetched else {
                 return Ok(None);
@@ -472,46 +750,9 @@ impl ZarrArray {
             let index = sharding
                 .decode_index(&index_bytes, shard, index_at)
                 .map_err(at_chunk)?;
-            // The stored inner chunks among them: their place in `touched`, number and bytes.
-            let mut wanted = Vec::new();
-            for (t, c) in touched.iter().enumerate() {
-                let n = sharding.inner_number(c, shard);
-                let Some(range) = index.inner_range(n, len).map_err(at_chunk)? else {
-                    continue;
-                };
-                if range.end - range.start > inner_limit {
-                    let (offset, stored) = index.at(n);
-                    return Err(at_chunk(Error::new(
-                        ErrorKind::Format,
-                        format!(
-                            "inner chunk {n} of the shard (bytes {offset}+{stored}) is longer than the {inner_limit} bytes it can need"
-                        ),
-                    )));
-                }
-                // Each inner chunk decodes to its whole shape: judged as a chunk is.
-                #[allow(clippy::cast_possible_truncation)]
-                let stored = (range.end - range.start) as usize;
-                self.check_overhang(inner, stored).map_err(at_chunk)?;
-                wanted.push((t, n, range));
+            if let Some(value) = read(&index, reader.as_ref()).map_err(store_error)? {
+                return Ok(Some(value));
             }
-            let ranges: Vec<std::ops::Range<u64>> =
-                wanted.iter().map(|(_, _, r)| r.clone()).collect();
-            let Some(parts) = reader.read(&ranges).map_err(store_error)? else {
-                // The shard was replaced or removed since its index was read.
-                continue;
-            };
-            let mut out: InnerChunks = touched
-                .iter()
-                .map(|c| (c.iter().zip(inner).map(|(&i, &n)| i * n).collect(), None))
-                .collect();
-            for ((t, n, _), bytes) in wanted.iter().zip(parts) {
-                let data = sharding
-                    .decode_inner(bytes, *n, index.at(*n), element)
-                    .map_err(at_chunk)?;
-                self.check_bools(&data).map_err(at_chunk)?;
-                out[*t].1 = Some(data);
-            }
-            return Ok(Some(out));
         }
         Err(at_chunk(Error::new(
             ErrorKind::Locked,
@@ -519,6 +760,66 @@ impl ZarrArray {
                 "the shard was replaced {SHARD_READ_ATTEMPTS} times while it was read; read it again"
             ),
         )))
+    }
+
+    /// The stored inner chunks among `touched` (in a shard of `len` bytes under `key`, whose
+    /// index is `index`): each one's place in `touched`, number in the shard and byte range,
+    /// after checking that the range fits the shard and that the inner chunk may be decoded.
+    fn wanted_inner(
+        &self,
+        sharding: &codec::Sharding,
+        index: &codec::ShardIndex,
+        len: u64,
+        touched: &[Vec<usize>],
+        key: &str,
+    ) -> Result<Vec<(usize, usize, std::ops::Range<u64>)>> {
+        let at_chunk = |e: Error| self.at_key(key, e);
+        let inner = sharding.inner_shape();
+        let inner_limit =
+            max_encoded_len(&sharding.codecs, inner, self.meta.kind.itemsize())? as u64;
+        let mut wanted = Vec::new();
+        for (t, c) in touched.iter().enumerate() {
+            let n = sharding.inner_number(c, &self.meta.chunk_shape);
+            let Some(range) = index.inner_range(n, len).map_err(at_chunk)? else {
+                continue;
+            };
+            if range.end - range.start > inner_limit {
+                let (offset, stored) = index.at(n);
+                return Err(at_chunk(Error::new(
+                    ErrorKind::Format,
+                    format!(
+                        "inner chunk {n} of the shard (bytes {offset}+{stored}) is longer than the {inner_limit} bytes it can need"
+                    ),
+                )));
+            }
+            // Each inner chunk decodes to its whole shape: judged as a chunk is.
+            #[allow(clippy::cast_possible_truncation)]
+            let stored = (range.end - range.start) as usize;
+            self.check_overhang(inner, stored).map_err(at_chunk)?;
+            wanted.push((t, n, range));
+        }
+        Ok(wanted)
+    }
+
+    /// `e`, naming the file and the key of the chunk `key`.
+    fn at_key(&self, key: &str, e: Error) -> Error {
+        Error::new(e.kind(), e.message().to_owned())
+            .with_path(self.store.path_of(key))
+            .at(Location::Object(format!("chunk {key}")))
+    }
+
+    /// Fills `out` (whole elements) with the fill value.
+    fn fill(&self, out: &mut [u8]) {
+        let n = out.len() / self.meta.kind.itemsize().max(1);
+        grid::fill_box(
+            out,
+            Place {
+                shape: &[n],
+                start: &[0],
+            },
+            &[n],
+            &self.meta.fill,
+        );
     }
 
     /// Reads and decodes the whole stored chunk at grid coordinates `coords` (a shard with
@@ -825,6 +1126,23 @@ fn same_chunk_layout(a: &ZarrMeta, b: &ZarrMeta) -> bool {
         && a.key_encoding == b.key_encoding
         && a.codecs == b.codecs
         && a.fill == b.fill
+}
+
+/// The grid coordinates in the shard of the inner chunks that the box at `in_chunk` of `extent`
+/// (in the shard's coordinates) touches, in C order.
+fn touched_inner(
+    sharding: &codec::Sharding,
+    in_chunk: &[usize],
+    extent: &[usize],
+) -> Vec<Vec<usize>> {
+    let inner = sharding.inner_shape();
+    let first: Vec<usize> = in_chunk.iter().zip(inner).map(|(&s, &c)| s / c).collect();
+    let counts: Vec<usize> = (0..in_chunk.len())
+        .map(|a| (in_chunk[a] + extent[a] - 1) / inner[a] - first[a] + 1)
+        .collect();
+    codec::coords_of(&counts)
+        .map(|c| c.iter().zip(&first).map(|(&i, &f)| i + f).collect())
+        .collect()
 }
 
 /// The error of a node that is a group where an array was expected.

@@ -386,17 +386,7 @@ impl CodecChain {
             Codec::Sharding(s) => s.decode(&bytes, &inner_shape, element)?,
             Codec::Bytes(order) => {
                 if bytes.len() != decoded_len {
-                    return Err(Error::new(
-                        if bytes.len() < decoded_len {
-                            ErrorKind::Truncated
-                        } else {
-                            ErrorKind::Format
-                        },
-                        format!(
-                            "the chunk holds {} bytes after decoding, not the {decoded_len} of its shape {inner_shape:?}",
-                            bytes.len()
-                        ),
-                    ));
+                    return Err(size_mismatch(bytes.len(), decoded_len, &inner_shape));
                 }
                 if order.is_some_and(ByteOrder::needs_swap) {
                     ndstore_core::__private::codec::swap_bytes_in_place(
@@ -415,6 +405,122 @@ impl CodecChain {
         }
         Ok(data)
     }
+
+    /// True when the chain is `bytes` alone: a stored chunk is its elements as they are (byte
+    /// swapped for the other byte order), so it can be read straight into its destination.
+    pub(crate) fn is_bytes_alone(&self) -> bool {
+        matches!(self.codecs.as_slice(), [Codec::Bytes(_)])
+    }
+
+    /// Turns the elements of a chunk read as they are stored under a chain that
+    /// [`CodecChain::is_bytes_alone`] into native byte order, in place.
+    pub(crate) fn to_native(&self, data: &mut [u8], kind: DTypeKind) {
+        if let [Codec::Bytes(order)] = self.codecs.as_slice()
+            && order.is_some_and(ByteOrder::needs_swap)
+        {
+            ndstore_core::__private::codec::swap_bytes_in_place(data, kind.swap_width());
+        }
+    }
+
+    /// True when [`CodecChain::decode_into`] decodes a chunk of this chain: `bytes` first (no
+    /// transpose, no sharding), then bytes-to-bytes codecs only.
+    pub(crate) fn decodes_into(&self) -> bool {
+        match self.codecs.split_first() {
+            Some((Codec::Bytes(_), rest)) => rest
+                .iter()
+                .all(|c| matches!(c, Codec::Gzip(_) | Codec::Zstd { .. } | Codec::Crc32c)),
+            _ => false,
+        }
+    }
+
+    /// Decodes a chunk of `shape` straight into `out`, which holds exactly the chunk's bytes
+    /// (C order, native byte order): the last decompressor writes into `out` itself, so the
+    /// decoded chunk needs neither a buffer of its own nor a copy. Only for a chain that
+    /// [`CodecChain::decodes_into`]; on an error, `out` holds no meaningful values.
+    ///
+    /// # Errors
+    ///
+    /// As [`CodecChain::decode`]; [`ErrorKind::InvalidInput`] for a chain that does not decode
+    /// this way or an `out` of another length than the chunk's.
+    pub(crate) fn decode_into(
+        &self,
+        encoded: Vec<u8>,
+        shape: &[usize],
+        element: Element<'_>,
+        out: &mut [u8],
+    ) -> Result<()> {
+        let Some((Codec::Bytes(order), rest)) = self.codecs.split_first() else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the codecs do not decode in place (they do not start with bytes)",
+            ));
+        };
+        let decoded_len = chunk_bytes(shape, element.kind.itemsize())?;
+        if out.len() != decoded_len {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "a chunk of {decoded_len} bytes cannot be decoded into {} bytes",
+                    out.len()
+                ),
+            ));
+        }
+        // Every bytes-to-bytes codec but the innermost decodes into a buffer, as in `decode`;
+        // the innermost writes into `out` when it is zstd, the codec chunks mostly carry.
+        let mut bytes = encoded;
+        let mut filled = None;
+        for (i, codec) in rest.iter().enumerate().rev() {
+            bytes = match codec {
+                Codec::Crc32c => strip_crc(bytes)?,
+                Codec::Gzip(_) => bounded_read(
+                    flate2::read::GzDecoder::new(&bytes[..]),
+                    decoded_len,
+                    "gzip",
+                )?,
+                Codec::Zstd { .. } if i == 0 => {
+                    filled = Some(zstd_decode_into(&bytes, out)?);
+                    Vec::new()
+                }
+                Codec::Zstd { .. } => zstd_decode(&bytes, decoded_len)?,
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        "the codecs do not decode in place (an array codec follows bytes)",
+                    ));
+                }
+            };
+        }
+        let len = match filled {
+            Some(len) => len,
+            None => {
+                if bytes.len() == decoded_len {
+                    out.copy_from_slice(&bytes);
+                }
+                bytes.len()
+            }
+        };
+        if len != decoded_len {
+            return Err(size_mismatch(len, decoded_len, shape));
+        }
+        if order.is_some_and(ByteOrder::needs_swap) {
+            ndstore_core::__private::codec::swap_bytes_in_place(out, element.kind.swap_width());
+        }
+        Ok(())
+    }
+}
+
+/// The error of a chunk of `shape` that holds `len` bytes once decoded, not its `want`.
+pub(crate) fn size_mismatch(len: usize, want: usize, shape: &[usize]) -> Error {
+    Error::new(
+        if len < want {
+            ErrorKind::Truncated
+        } else {
+            ErrorKind::Format
+        },
+        format!(
+            "the chunk holds {len} bytes after decoding, not the {want} of its shape {shape:?}"
+        ),
+    )
 }
 
 impl Sharding {
@@ -498,34 +604,63 @@ impl Sharding {
         let count: usize = grid.iter().product();
         let index_len = self.index_len(count)?;
         let mut index = vec![EMPTY; count * 2];
-        let mut body = Vec::new();
         let inner_len = chunk_bytes(&self.chunk_shape, itemsize)?;
+        // Inner chunks that span the shard's every axis but the first are runs of its bytes:
+        // when they are stored as they are (`bytes` alone, native order), each is appended
+        // straight from its run; others are copied out of the shard and encoded.
+        let runs = (1..shard.len()).all(|a| self.chunk_shape[a] == shard[a]);
+        let as_is = matches!(
+            self.codecs.codecs.as_slice(),
+            [Codec::Bytes(order)] if !order.is_some_and(ByteOrder::needs_swap)
+        );
+        // Raw inner chunks fill the shard's size: the body is reserved once, not grown by
+        // doubling (which copied it up to twice more).
+        let mut body = if as_is {
+            reserve(data.len().saturating_add(index_len), "shard")?
+        } else {
+            Vec::new()
+        };
+        let row_len = inner_len / self.chunk_shape.first().map_or(1, |&rows| rows.max(1));
         let zero = vec![0usize; shard.len()];
         for (n, coords) in coords_of(&grid).enumerate() {
             let start = self.inner_start(&coords);
-            let mut inner = vec![0u8; inner_len];
-            grid::copy_box(
-                data,
-                Place {
-                    shape: shard,
-                    start: &start,
-                },
-                &mut inner,
-                Place {
-                    shape: &self.chunk_shape,
-                    start: &zero,
-                },
-                &self.chunk_shape,
-                itemsize,
-            );
-            if grid::all_equal(&inner, element.fill) {
-                continue;
-            }
-            let encoded = self.codecs.encode(inner, &self.chunk_shape, element)?;
+            let run = (runs && as_is).then(|| {
+                let at = start.first().map_or(0, |&row| row * row_len);
+                &data[at..at + inner_len]
+            });
             let offset = if self.index_at_start { index_len } else { 0 } + body.len();
+            let encoded_len = match run {
+                Some(run) if grid::all_equal(run, element.fill) => continue,
+                Some(run) => {
+                    body.extend_from_slice(run);
+                    run.len()
+                }
+                None => {
+                    let mut inner = vec![0u8; inner_len];
+                    grid::copy_box(
+                        data,
+                        Place {
+                            shape: shard,
+                            start: &start,
+                        },
+                        &mut inner,
+                        Place {
+                            shape: &self.chunk_shape,
+                            start: &zero,
+                        },
+                        &self.chunk_shape,
+                        itemsize,
+                    );
+                    if grid::all_equal(&inner, element.fill) {
+                        continue;
+                    }
+                    let encoded = self.codecs.encode(inner, &self.chunk_shape, element)?;
+                    body.extend_from_slice(&encoded);
+                    encoded.len()
+                }
+            };
             index[2 * n] = offset as u64;
-            index[2 * n + 1] = encoded.len() as u64;
-            body.extend_from_slice(&encoded);
+            index[2 * n + 1] = encoded_len as u64;
         }
         if index.iter().all(|&v| v == EMPTY) {
             // zarr-python writes nothing for a shard whose every inner chunk is fill.
@@ -657,15 +792,26 @@ impl Sharding {
     ) -> Result<Vec<u8>> {
         self.codecs
             .decode(encoded, &self.chunk_shape, element)
-            .map_err(|e| {
-                Error::new(
-                    e.kind(),
-                    format!(
-                        "inner chunk {n} of the shard (bytes {offset}+{len}): {}",
-                        e.message()
-                    ),
-                )
-            })
+            .map_err(|e| inner_error(&e, n, (offset, len)))
+    }
+
+    /// As [`Sharding::decode_inner`], straight into `out` (the inner chunk's size), for inner
+    /// codecs that [`CodecChain::decodes_into`].
+    ///
+    /// # Errors
+    ///
+    /// The errors of [`CodecChain::decode_into`], naming the inner chunk.
+    pub(crate) fn decode_inner_into(
+        &self,
+        encoded: Vec<u8>,
+        n: usize,
+        (offset, len): (u64, u64),
+        element: Element<'_>,
+        out: &mut [u8],
+    ) -> Result<()> {
+        self.codecs
+            .decode_into(encoded, &self.chunk_shape, element, out)
+            .map_err(|e| inner_error(&e, n, (offset, len)))
     }
 
     /// The inner chunks' shape.
@@ -720,6 +866,17 @@ impl ShardIndex {
                 )
             })
     }
+}
+
+/// `e`, saying that it happened in inner chunk `n` of the shard, at `(offset, len)`.
+fn inner_error(e: &Error, n: usize, (offset, len): (u64, u64)) -> Error {
+    Error::new(
+        e.kind(),
+        format!(
+            "inner chunk {n} of the shard (bytes {offset}+{len}): {}",
+            e.message()
+        ),
+    )
 }
 
 /// The error of a shard shorter than its index.
@@ -817,22 +974,34 @@ fn zstd_decode(data: &[u8], limit: usize) -> Result<Vec<u8>> {
         zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd decoder", e))?;
     decompressor
         .decompress_to_buffer(data, &mut out)
-        .map_err(|e| {
-            // libzstd says "Src size is incorrect" (or "srcSize is wrong") for a cut frame.
-            let text = e.to_string();
-            let cut = text.contains("Src size") || text.contains("srcSize");
-            if cut {
-                Error::new(ErrorKind::Truncated, format!("zstd stream ends early: {e}"))
-            } else {
-                Error::new(
-                    ErrorKind::Format,
-                    format!(
-                        "zstd stream does not decode into the {limit} bytes the chunk can hold: {e}"
-                    ),
-                )
-            }
-        })?;
+        .map_err(|e| zstd_error(&e, limit))?;
     Ok(out)
+}
+
+/// Decodes zstd frames in one call straight into `out` (the chunk's place in the region being
+/// read), returning how many bytes they filled; more output than `out` holds is refused, as in
+/// [`zstd_decode`].
+fn zstd_decode_into(data: &[u8], out: &mut [u8]) -> Result<usize> {
+    let mut decompressor =
+        zstd::bulk::Decompressor::new().map_err(|e| Error::io("zstd decoder", e))?;
+    decompressor
+        .decompress_to_buffer(data, out)
+        .map_err(|e| zstd_error(&e, out.len()))
+}
+
+/// The error of zstd frames that do not decode into the `limit` bytes a chunk can hold.
+fn zstd_error(e: &std::io::Error, limit: usize) -> Error {
+    // libzstd says "Src size is incorrect" (or "srcSize is wrong") for a cut frame.
+    let text = e.to_string();
+    let cut = text.contains("Src size") || text.contains("srcSize");
+    if cut {
+        Error::new(ErrorKind::Truncated, format!("zstd stream ends early: {e}"))
+    } else {
+        Error::new(
+            ErrorKind::Format,
+            format!("zstd stream does not decode into the {limit} bytes the chunk can hold: {e}"),
+        )
+    }
 }
 
 fn gzip(data: Vec<u8>, level: u32) -> Result<Vec<u8>> {

@@ -161,6 +161,54 @@ impl LocalStore {
         Ok(Some(bytes))
     }
 
+    /// Reads the file of `key` straight into `out` when it holds exactly `out.len()` bytes,
+    /// returning its length (`None` when there is no such key); a file of another length is
+    /// measured, not read, and `out` left as it was.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Format`] for a file over `limit` or one that grew while it was read,
+    /// [`ErrorKind::Truncated`] for one that shrank; the I/O errors of reading it.
+    pub fn get_into(&self, key: &str, limit: usize, out: &mut [u8]) -> Result<Option<usize>> {
+        let path = self.path_of(key);
+        let Some(mut file) = self.open_key(key)? else {
+            return Ok(None);
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("cannot inspect the chunk", e).with_path(&path))?
+            .len();
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&l| l <= limit)
+            .ok_or_else(|| too_long(len, limit).with_path(&path))?;
+        if len != out.len() {
+            return Ok(Some(len));
+        }
+        file.read_exact(out).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                Error::new(
+                    ErrorKind::Truncated,
+                    "the chunk file shrank while it was read",
+                )
+            } else {
+                Error::io("cannot read the chunk", e)
+            }
+            .with_path(&path)
+        })?;
+        // One byte past the length notices a file that grew since it was measured.
+        let mut past = [0u8; 1];
+        let more = file
+            .read(&mut past)
+            .map_err(|e| Error::io("cannot read the chunk", e).with_path(&path))?;
+        if more > 0 {
+            return Err(
+                Error::new(ErrorKind::Format, "the chunk grew while it was read").with_path(&path),
+            );
+        }
+        Ok(Some(len))
+    }
+
     /// The bytes of `span` of `key` (fewer when the file is shorter) and a reader of more of
     /// its ranges, through the same open file; `None` when there is no such key.
     ///
@@ -352,6 +400,25 @@ pub(crate) trait KeyStore: std::fmt::Debug + Send + Sync {
     /// object longer than `limit` is refused before anything is read.
     fn get_span(&self, key: &str, span: Span, limit: usize) -> Result<Option<Spanned<'_>>>;
 
+    /// Reads `key` straight into `out` when it holds exactly `out.len()` bytes, returning its
+    /// length (`None` when there is no such key); one of another length leaves `out` as it
+    /// was. The default reads it with [`KeyStore::get`] and copies.
+    fn get_into(&self, key: &str, limit: usize, out: &mut [u8]) -> Result<Option<usize>> {
+        Ok(self.get(key, limit)?.map(|bytes| {
+            if bytes.len() == out.len() {
+                out.copy_from_slice(&bytes);
+            }
+            bytes.len()
+        }))
+    }
+
+    /// True when reading a few byte ranges of a key costs no more than reading it whole (a
+    /// local file: one `pread` each), so a shard read whole is better read by its inner
+    /// chunks' ranges, each straight into its place; false where each range is a request.
+    fn ranges_are_cheap(&self) -> bool {
+        false
+    }
+
     /// Stores `bytes` under `key` atomically: a reader sees the old bytes or the new ones.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
 
@@ -394,8 +461,16 @@ impl KeyStore for LocalStore {
         LocalStore::get(self, key, limit)
     }
 
+    fn get_into(&self, key: &str, limit: usize, out: &mut [u8]) -> Result<Option<usize>> {
+        LocalStore::get_into(self, key, limit, out)
+    }
+
     fn get_span(&self, key: &str, span: Span, limit: usize) -> Result<Option<Spanned<'_>>> {
         LocalStore::get_span(self, key, span, limit)
+    }
+
+    fn ranges_are_cheap(&self) -> bool {
+        true
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
@@ -462,6 +537,36 @@ pub(crate) trait RangeReader {
     ///
     /// The store's errors of reading.
     fn read(&self, ranges: &[Range<u64>]) -> Result<Option<Vec<Vec<u8>>>>;
+
+    /// Reads each range straight into its buffer (of the range's length), or returns `None`
+    /// when the object was replaced or removed since it was first read. The default reads the
+    /// ranges with [`RangeReader::read`] (coalesced as the store does) and copies.
+    ///
+    /// # Errors
+    ///
+    /// The store's errors of reading.
+    fn read_into(&self, parts: &mut [(Range<u64>, &mut [u8])]) -> Result<Option<()>> {
+        let ranges: Vec<Range<u64>> = parts.iter().map(|(r, _)| r.clone()).collect();
+        let Some(bytes) = self.read(&ranges)? else {
+            return Ok(None);
+        };
+        for ((range, out), bytes) in parts.iter_mut().zip(bytes) {
+            if bytes.len() != out.len() {
+                return Err(Error::new(
+                    ErrorKind::Format,
+                    format!(
+                        "bytes {}..{} read as {} bytes, not {}",
+                        range.start,
+                        range.end,
+                        bytes.len(),
+                        out.len()
+                    ),
+                ));
+            }
+            out.copy_from_slice(&bytes);
+        }
+        Ok(Some(()))
+    }
 }
 
 /// A local chunk file's ranges, read with `pread` from one descriptor: a chunk is replaced by
@@ -494,26 +599,51 @@ impl RangeReader for LocalRanges {
                     .with_path(&self.path)
                 })?;
                 bytes.resize(len, 0);
-                self.file
-                    .read_exact_at(&mut bytes, range.start)
-                    .map_err(|e| {
-                        if e.kind() == io::ErrorKind::UnexpectedEof {
-                            Error::new(
-                                ErrorKind::Truncated,
-                                format!(
-                                    "the chunk file ends before byte {} (it shrank while it was read)",
-                                    range.end
-                                ),
-                            )
-                        } else {
-                            Error::io("cannot read the chunk", e)
-                        }
-                        .with_path(&self.path)
-                    })?;
+                self.pread(range, &mut bytes)?;
                 Ok(bytes)
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)
+    }
+
+    /// Each range with one `pread` straight into its buffer: no buffer of its own, no copy.
+    fn read_into(&self, parts: &mut [(Range<u64>, &mut [u8])]) -> Result<Option<()>> {
+        for (range, out) in parts.iter_mut() {
+            if range.end - range.start != out.len() as u64 {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "bytes {}..{} do not fit a buffer of {}",
+                        range.start,
+                        range.end,
+                        out.len()
+                    ),
+                )
+                .with_path(&self.path));
+            }
+            self.pread(range, out)?;
+        }
+        Ok(Some(()))
+    }
+}
+
+impl LocalRanges {
+    /// Fills `out` with the bytes of the file at `range` (as long as `out`).
+    fn pread(&self, range: &Range<u64>, out: &mut [u8]) -> Result<()> {
+        self.file.read_exact_at(out, range.start).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                Error::new(
+                    ErrorKind::Truncated,
+                    format!(
+                        "the chunk file ends before byte {} (it shrank while it was read)",
+                        range.end
+                    ),
+                )
+            } else {
+                Error::io("cannot read the chunk", e)
+            }
+            .with_path(&self.path)
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use ndarray::{ArrayD, IxDyn};
 use ndstore_core::{
     Backend, ByteOrder, DType, DTypeKind, DynArray, ErrorKind, LoadOptions, SaveOptions,
-    with_dtype_kind,
+    with_dtype_kind, with_dyn_array,
 };
 use ndstore_zarr::codec::{Codec, CodecChain, Sharding};
 use ndstore_zarr::meta::ZarrMeta;
@@ -434,4 +434,221 @@ fn a_writers_staged_tree_survives_a_sweep_while_its_writer_lives() {
     writer.commit().unwrap();
     let (_, back) = ZarrBackend.load(&target).unwrap();
     assert!(back.bit_eq(&rows));
+}
+
+/// Chains whose chunks (and a shard's inner chunks) span whole rows of an array of 6 columns:
+/// the read path that decodes chunks straight into their run of the region.
+fn row_chains(dtype: DType) -> Vec<(&'static str, CodecChain, Vec<usize>)> {
+    let bytes = Codec::bytes_for(dtype);
+    let zstd = Codec::Zstd {
+        level: 1,
+        checksum: true,
+    };
+    let shard = |codecs: Vec<Codec>, at_start| {
+        Codec::Sharding(Box::new(Sharding {
+            chunk_shape: vec![2, 6],
+            codecs: CodecChain::new(codecs),
+            index_codecs: CodecChain::new(vec![
+                Codec::Bytes(Some(ByteOrder::Little)),
+                Codec::Crc32c,
+            ]),
+            index_at_start: at_start,
+        }))
+    };
+    vec![
+        ("bytes", CodecChain::new(vec![bytes.clone()]), vec![4, 6]),
+        (
+            "zstd",
+            CodecChain::new(vec![bytes.clone(), zstd.clone()]),
+            vec![4, 6],
+        ),
+        (
+            "zstd+crc32c",
+            CodecChain::new(vec![bytes.clone(), zstd.clone(), Codec::Crc32c]),
+            vec![4, 6],
+        ),
+        (
+            "gzip",
+            CodecChain::new(vec![bytes.clone(), Codec::Gzip(1)]),
+            vec![4, 6],
+        ),
+        (
+            "transpose",
+            CodecChain::new(vec![Codec::Transpose(vec![1, 0]), bytes.clone()]),
+            vec![4, 6],
+        ),
+        (
+            "sharded",
+            CodecChain::new(vec![shard(vec![bytes.clone()], false)]),
+            vec![6, 6],
+        ),
+        (
+            "sharded zstd, index first",
+            CodecChain::new(vec![shard(vec![bytes.clone(), zstd], true)]),
+            vec![6, 6],
+        ),
+        (
+            "sharded, crc32c around",
+            CodecChain::new(vec![shard(vec![bytes], false), Codec::Crc32c]),
+            vec![6, 6],
+        ),
+    ]
+}
+
+#[test]
+fn chunks_of_whole_rows_decode_into_place_at_every_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = [10usize, 6];
+    // Boxes of whole rows: all, cut inside the first and last chunks (and inner chunks), one
+    // row, the last partial chunk alone; then boxes that are not whole rows.
+    let boxes: [([usize; 2], [usize; 2]); 7] = [
+        ([0, 0], [10, 6]),
+        ([1, 0], [8, 6]),
+        ([5, 0], [1, 6]),
+        ([8, 0], [2, 6]),
+        ([3, 0], [4, 6]),
+        ([2, 1], [5, 3]),
+        ([0, 5], [10, 1]),
+    ];
+    for kind in DTypeKind::ALL {
+        let mut values = sample(kind, &shape);
+        // Rows 4 to 6 hold the fill value, so some chunks and inner chunks are not stored.
+        with_dyn_array!(&mut values, |a| a
+            .slice_mut(ndarray::s![4..6, ..])
+            .fill(bytemuck::Zeroable::zeroed()));
+        for order in [ByteOrder::Little, ByteOrder::Big] {
+            let dtype = DType::new(kind, order);
+            for (name, chain, chunks) in row_chains(dtype) {
+                let path = dir.path().join(format!(
+                    "rows-{kind:?}-{order:?}-{}.zarr",
+                    name.replace([' ', ','], "_")
+                ));
+                let meta = meta_with(dtype, &shape, &chunks, chain);
+                save_with(&path, &values, meta, &SaveOptions::default()).unwrap();
+                let array = ZarrArray::open(&path, &SaveOptions::default()).unwrap();
+                for (start, extent) in boxes {
+                    let got = array.read_region(&start, &extent).unwrap();
+                    let want = with_dyn_array!(&values, |a| DynArray::from(
+                        a.slice(ndarray::s![
+                            start[0]..start[0] + extent[0],
+                            start[1]..start[1] + extent[1]
+                        ])
+                        .to_owned()
+                        .into_dyn()
+                    ));
+                    assert!(
+                        got.bit_eq(&want),
+                        "{kind:?} {order:?} {name}: box {extent:?} at {start:?}"
+                    );
+                }
+            }
+        }
+    }
+    // A one-dimensional array: every row is one element.
+    let values = sample(DTypeKind::U16, &[23]);
+    for chain in [
+        CodecChain::new(vec![Codec::Bytes(Some(ByteOrder::Big))]),
+        CodecChain::new(vec![
+            Codec::Bytes(Some(ByteOrder::Little)),
+            Codec::Zstd {
+                level: 1,
+                checksum: false,
+            },
+        ]),
+    ] {
+        let path = dir.path().join("line.zarr");
+        let meta = meta_with(DType::native(DTypeKind::U16), &[23], &[5], chain);
+        save_with(&path, &values, meta, &SaveOptions::default()).unwrap();
+        let array = ZarrArray::open(&path, &SaveOptions::default()).unwrap();
+        for (start, len) in [(0, 23), (3, 9), (20, 3), (7, 1)] {
+            let got = array.read_region(&[start], &[len]).unwrap();
+            let want = with_dyn_array!(&values, |a| DynArray::from(
+                a.slice(ndarray::s![start..start + len])
+                    .to_owned()
+                    .into_dyn()
+            ));
+            assert!(got.bit_eq(&want), "{start}+{len}");
+        }
+    }
+}
+
+#[test]
+fn damaged_chunks_of_whole_rows_are_refused_naming_the_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let le = Codec::Bytes(Some(ByteOrder::Little));
+    let zstd = Codec::Zstd {
+        level: 1,
+        checksum: false,
+    };
+    let rows = |name: &str, codecs: Vec<Codec>, chunks: &[usize]| {
+        saved(dir.path(), name, CodecChain::new(codecs), chunks)
+    };
+    // A raw chunk cut short, or grown, read straight into the region.
+    let path = rows("cut.zarr", vec![le.clone()], &[4, 6]);
+    let err = damaged(&path, "c/1/0", |b| b.truncate(b.len() - 8));
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+    assert!(err.to_string().contains("c/1/0"), "{err}");
+    let path = rows("grown.zarr", vec![le.clone()], &[4, 6]);
+    let err = damaged(&path, "c/0/0", |b| b.extend_from_slice(&[0; 8]));
+    assert_eq!(err.kind(), ErrorKind::Format, "{err}");
+    assert!(err.to_string().contains("c/0/0"), "{err}");
+    // A zstd chunk that decodes to less, or more, than its place in the region.
+    let short = CodecChain::new(vec![le.clone(), zstd.clone()])
+        .encode(vec![1; 8], &[1], f64_element())
+        .unwrap();
+    let path = rows("zshort.zarr", vec![le.clone(), zstd.clone()], &[4, 6]);
+    let err = damaged(&path, "c/0/0", |b| *b = short.clone());
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+    assert!(err.to_string().contains("c/0/0"), "{err}");
+    let long = CodecChain::new(vec![le.clone(), zstd.clone()])
+        .encode(vec![1; 8 * 25], &[25], f64_element())
+        .unwrap();
+    let path = rows("zlong.zarr", vec![le.clone(), zstd.clone()], &[4, 6]);
+    let err = damaged(&path, "c/0/0", |b| *b = long.clone());
+    assert_eq!(err.kind(), ErrorKind::Format, "{err}");
+    // A raw inner chunk whose index gives it a byte too few.
+    let shard = Codec::Sharding(Box::new(Sharding {
+        chunk_shape: vec![2, 6],
+        codecs: CodecChain::new(vec![le.clone()]),
+        index_codecs: CodecChain::new(vec![le.clone()]),
+        index_at_start: false,
+    }));
+    let path = rows("inner.zarr", vec![shard], &[4, 6]);
+    let err = damaged(&path, "c/1/0", |b| {
+        let at = b.len() - 2 * 16 + 8; // The first inner chunk's length.
+        b[at..at + 8].copy_from_slice(&95u64.to_le_bytes());
+    });
+    assert_eq!(err.kind(), ErrorKind::Truncated, "{err}");
+    assert!(
+        err.to_string().contains("c/1/0") && err.to_string().contains("inner chunk 0"),
+        "{err}"
+    );
+    // A bool that is neither 0 nor 1, read straight into the region.
+    let path = dir.path().join("bool.zarr");
+    let meta = meta_with(
+        DType::native(DTypeKind::Bool),
+        &[8, 6],
+        &[4, 6],
+        CodecChain::new(vec![Codec::Bytes(None)]),
+    );
+    save_with(
+        &path,
+        &sample(DTypeKind::Bool, &[8, 6]),
+        meta,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    let err = damaged(&path, "c/1/0", |b| b[3] = 2);
+    assert_eq!(err.kind(), ErrorKind::Format, "{err}");
+    assert!(
+        err.to_string().contains("c/1/0") && err.to_string().contains("bool"),
+        "{err}"
+    );
+}
+
+fn f64_element() -> ndstore_zarr::codec::Element<'static> {
+    ndstore_zarr::codec::Element {
+        kind: DTypeKind::F64,
+        fill: &[0; 8],
+    }
 }
