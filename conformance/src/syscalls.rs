@@ -179,6 +179,9 @@ pub struct Call {
 
 #[derive(Clone, Debug)]
 struct OpenFile {
+    /// Which open made it (numbered in the order the opens returned), so that a close that
+    /// started before another thread reused its number frees only its own.
+    opened: u64,
     inode: Option<usize>,
     pos: std::rc::Rc<std::cell::Cell<u64>>,
     append: bool,
@@ -218,6 +221,13 @@ struct Replay<'a> {
     cut: Vec<CutWrite>,
     /// For msync: the bytes each file holds at the end (read by the caller).
     final_bytes: &'a dyn Fn(&Path) -> Option<Vec<u8>>,
+    /// The opens made so far.
+    opens: u64,
+    /// Per thread, a close that strace logged as `<unfinished ...>`: what its descriptor
+    /// number named when it started (the open that made it, or none). The kernel frees the
+    /// number as the close starts, so another thread's open may return it before this close's
+    /// `<... resumed>` line, where the close is replayed.
+    closing: HashMap<String, Option<u64>>,
 }
 
 /// Splits `a, b, c` at the top-level commas.
@@ -467,9 +477,11 @@ impl Replay<'_> {
             };
             inode = Some(id);
         }
+        self.opens += 1;
         self.fds.insert(
             fd,
             OpenFile {
+                opened: self.opens,
                 inode,
                 pos: Default::default(),
                 append: flags.contains("O_APPEND"),
@@ -586,8 +598,14 @@ impl Replay<'_> {
             .file(fd)
             .is_some_and(|f| f.inode.is_some() && f.written.get());
         self.call(call.name, Some(path), written);
-        // An injected failure leaves the descriptor open; a real close frees it.
-        if !call.ret.contains("INJECTED") {
+        // An injected failure leaves the descriptor open; a real close frees it, unless the
+        // number names another open now (made by another thread after this close started).
+        let started_on = self.closing.remove(&self.thread);
+        let own = match started_on {
+            None => true,
+            Some(opened) => self.fds.get(&fd).map(|f| f.opened) == opened,
+        };
+        if !call.ret.contains("INJECTED") && own {
             self.fds.remove(&fd);
         }
     }
@@ -719,7 +737,11 @@ impl Replay<'_> {
         }
         let (fd, _) = call.fd(0).ok_or("dup without a descriptor")?;
         let new = call.returned_fd("dup")?;
-        if let Some(file) = self.file(fd).cloned() {
+        if let Some(mut file) = self.file(fd).cloned() {
+            // The same open file under a number of its own: a close of the old number that
+            // started earlier must not free this one.
+            self.opens += 1;
+            file.opened = self.opens;
             self.fds.insert(new, file);
         }
         Ok(())
@@ -952,6 +974,8 @@ pub fn parse(
         msyncs: Vec::new(),
         cut: Vec::new(),
         final_bytes,
+        opens: 0,
+        closing: HashMap::new(),
     };
     for path in &initial.dirs {
         let (dir, name) = replay
@@ -974,6 +998,10 @@ pub fn parse(
     }
     let mut pending: HashMap<String, String> = HashMap::new();
     for raw in log.lines() {
+        if let Some((thread, fd)) = close_started(raw) {
+            let opened = replay.fds.get(&fd).map(|f| f.opened);
+            replay.closing.insert(thread, opened);
+        }
         let Some((thread, line)) = whole_call(raw, &mut pending) else {
             continue;
         };
@@ -1051,6 +1079,15 @@ pub fn writes_between_marks(log: &str, dir: &Path) -> Vec<FileWrite> {
         }
     }
     found
+}
+
+/// The thread and descriptor of a `close` that strace logged as started but not finished
+/// (`PID close(7</path> <unfinished ...>`).
+fn close_started(raw: &str) -> Option<(String, i64)> {
+    let (pid, rest) = raw.split_once(' ')?;
+    let head = rest.trim_start().strip_suffix(" <unfinished ...>")?;
+    let (fd, _) = fd_arg(head.strip_prefix("close(")?)?;
+    Some((pid.to_owned(), fd))
 }
 
 /// A log line as one whole call, with the thread that made it: signal and exit lines are none,
@@ -1377,6 +1414,54 @@ mod tests {
                 Op::Committed,
             ]
         );
+    }
+
+    /// The kernel frees a descriptor's number as its close starts: another thread's open may
+    /// return it before strace logs the close as finished. The close then frees only its own
+    /// file: the other thread's writes and fsync through that number are replayed (they were
+    /// dropped, and a chunk renamed after them read as empty in every later crash state, a
+    /// CP failure of the model's, not of the library's, with eight writer threads).
+    #[test]
+    fn a_close_finishing_after_another_thread_reused_its_number_frees_only_its_own_file() {
+        let dir = Path::new("/d");
+        let (old, tmp, target) = (hex("/d/c/11/t"), hex("/d/c/12/t"), hex("/d/c/12/0"));
+        let log = format!(
+            "101 openat(AT_FDCWD<{root}>, \"{old}\", O_RDWR|O_CREAT|O_EXCL|O_CLOEXEC, 0666) = 7<{old}>\n\
+             101 close(7<{old}> <unfinished ...>\n\
+             102 openat(AT_FDCWD<{root}>, \"{tmp}\", O_RDWR|O_CREAT|O_EXCL|O_CLOEXEC, 0666) = 7<{tmp}>\n\
+             101 <... close resumed>)              = 0\n\
+             102 write(7<{tmp}>, \"{data}\", 5) = 5\n\
+             102 fsync(7<{tmp}>) = 0\n\
+             102 close(7<{tmp}>) = 0\n\
+             102 rename(\"{tmp}\", \"{target}\") = 0\n",
+            root = hex("/"),
+            data = hex("chunk"),
+        );
+        let initial = Listing {
+            files: Vec::new(),
+            dirs: vec!["c".into(), "c/11".into(), "c/12".into()],
+        };
+        let rec = parse(&log, dir, &initial, &|_| None).unwrap();
+        // The second thread's file is the last one created.
+        let new = rec
+            .ops
+            .iter()
+            .rev()
+            .find_map(|op| match op {
+                Op::Create { inode, .. } => Some(*inode),
+                _ => None,
+            })
+            .unwrap();
+        assert!(
+            rec.ops.contains(&Op::Write {
+                inode: new,
+                offset: 0,
+                data: b"chunk".to_vec()
+            }),
+            "{:?}",
+            rec.ops
+        );
+        assert!(rec.ops.contains(&Op::Sync { inode: new }), "{:?}", rec.ops);
     }
 
     #[test]
