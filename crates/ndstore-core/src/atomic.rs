@@ -9,6 +9,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::durability::{Durability, Replace, SaveOptions};
 use crate::error::{Error, ErrorKind, Result};
@@ -117,8 +118,12 @@ pub enum Lock {
     Exclusive,
 }
 
-/// Takes an advisory lock (`flock`) on `file` without waiting; a conflict is
-/// [`ErrorKind::Locked`] naming `path`. The lock lasts as long as the file handle.
+/// How long [`lock`] waits out a conflicting lock before it reports it.
+const LOCK_GRACE: Duration = Duration::from_millis(200);
+
+/// Takes an advisory lock (`flock`) on `file`, waiting at most a moment ([`LOCK_GRACE`]) for
+/// a conflicting one to go; a conflict that stays is [`ErrorKind::Locked`] naming `path`. The
+/// lock lasts as long as the file handle.
 ///
 /// Advisory locks bind only processes that take them: every ndstore handle does; other programs
 /// may not.
@@ -128,10 +133,23 @@ pub enum Lock {
 /// `ErrorKind::Locked` when another handle holds a conflicting lock; the I/O error of `flock`
 /// otherwise.
 pub fn lock(file: &File, lock: Lock, path: &Path) -> Result<()> {
-    let result = match lock {
+    let attempt = || match lock {
         Lock::Shared => file.try_lock_shared(),
         Lock::Exclusive => file.try_lock(),
     };
+    // A conflict is waited out for a moment before it is reported: a child another thread of
+    // this process has just forked holds every open file of the parent, and so every `flock`
+    // on them (a save's temporary keeps its liveness lock through the rename), until it
+    // closes them or execs: the isolated HDF5 reader closes them first thing, `Command` at its
+    // exec. A handle that really holds the file holds it for longer than this wait.
+    let mut result = attempt();
+    let (mut waited, mut pause) = (Duration::ZERO, Duration::from_millis(1));
+    while matches!(result, Err(fs::TryLockError::WouldBlock)) && waited < LOCK_GRACE {
+        std::thread::sleep(pause);
+        waited += pause;
+        pause = (pause * 2).min(Duration::from_millis(32));
+        result = attempt();
+    }
     match result {
         Ok(()) => Ok(()),
         Err(fs::TryLockError::WouldBlock) => Err(Error::new(

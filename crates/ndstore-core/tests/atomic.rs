@@ -327,3 +327,40 @@ fn a_large_replaced_file_is_released_in_the_background_and_settle_waits_for_it()
         );
     }
 }
+
+/// A child another thread forks holds the parent's open files, and their `flock`s, until it
+/// closes them or execs: a save's temporary, still open at the fork, kept its liveness lock
+/// through the rename into the target, and an in-place open right after the save failed as
+/// `Locked` (seen once in CI, a test of one thread saving while another thread's HDF5 load
+/// forked its reader). Such a lock is waited out for a moment; a lock a live handle holds is
+/// still a conflict.
+#[test]
+fn a_lock_a_forked_child_holds_for_a_moment_is_waited_out_and_a_held_one_refused() {
+    use ndstore_core::{Lock, lock};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.npy");
+    let temp = fs::File::create(&path).unwrap();
+    temp.try_lock_shared().unwrap();
+    // SAFETY: the child only sleeps and leaves through _exit, both async-signal-safe, so it
+    // touches no lock or state another thread of this test process held at the fork.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: as above: the child sleeps 50 ms holding the inherited files, then ends.
+        unsafe {
+            libc::usleep(50_000);
+            libc::_exit(0);
+        }
+    }
+    drop(temp);
+    let handle = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let locked = lock(&handle, Lock::Exclusive, &path);
+    let mut status = 0;
+    // SAFETY: waits for the child this test forked; `status` is a valid place for its status.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    locked.unwrap();
+    // A handle that holds the file: refused once the moment has passed.
+    let other = fs::File::open(&path).unwrap();
+    let err = lock(&other, Lock::Shared, &path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Locked, "{err}");
+}
