@@ -24,6 +24,13 @@ const MAX_METADATA_LEN: usize = 16 << 20;
 /// The most chunks in flight at once (per region call).
 const MAX_WORKERS: usize = 4;
 
+/// The most chunks a synced local write keeps in flight, each on its own thread, most of
+/// them waiting in their fsync.
+const MAX_SYNCED_WRITERS: usize = 8;
+
+/// The chunk bytes a synced local write keeps in flight at most (beyond one chunk per core).
+const SYNCED_WRITE_BYTES: usize = 32 << 20;
+
 /// How often a partial read of a shard starts again when the shard is replaced under it.
 const SHARD_READ_ATTEMPTS: usize = 3;
 
@@ -881,7 +888,8 @@ impl ZarrArray {
             kind: self.meta.kind,
             fill: &self.meta.fill,
         };
-        parallel(
+        parallel_on(
+            self.write_workers(chunk_len),
             chunks.len(),
             |i| {
                 let coords = &chunks[i];
@@ -955,6 +963,18 @@ impl ZarrArray {
             },
             |_, ()| Ok(()),
         )
+    }
+
+    /// The threads a write spreads chunks of `chunk_len` bytes over: one per core, or, where
+    /// each chunk waits on its own fsync (a synced local store), as many as keep
+    /// [`SYNCED_WRITE_BYTES`] of chunks in flight, up to [`MAX_SYNCED_WRITERS`]: a thread
+    /// waiting for the disk needs no core, and the disk takes several files' flushes at once.
+    fn write_workers(&self, chunk_len: usize) -> usize {
+        let cores = core_workers();
+        if !self.store.waits_on_each_put() {
+            return cores;
+        }
+        (SYNCED_WRITE_BYTES / chunk_len.max(1)).clamp(cores, MAX_SYNCED_WRITERS.max(cores))
     }
 
     /// The chunk at `coords`, decoded, or `None` when the store has no such chunk.
@@ -1191,18 +1211,33 @@ fn box_bytes<T: Element>(view: &ArrayViewD<'_, T>, start: &[usize], extent: &[us
     bytes
 }
 
-/// Runs `work(i)` for `i` in `0..count` on up to [`MAX_WORKERS`] threads and hands each result
-/// to `consume` on the caller's thread, at most a few results held at once. The first error
-/// stops the work and is returned.
+/// Runs `work(i)` for `i` in `0..count` on up to [`MAX_WORKERS`] threads (one per core) and
+/// hands each result to `consume` on the caller's thread, at most a few results held at once.
+/// The first error stops the work and is returned.
 fn parallel<R: Send>(
+    count: usize,
+    work: impl Fn(usize) -> Result<R> + Sync,
+    consume: impl FnMut(usize, R) -> Result<()>,
+) -> Result<()> {
+    parallel_on(core_workers(), count, work, consume)
+}
+
+/// The threads a region call's chunks are spread over when they need a core each: one per
+/// core, at most [`MAX_WORKERS`].
+fn core_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_WORKERS)
+}
+
+/// As [`parallel`], on up to `workers` threads.
+fn parallel_on<R: Send>(
+    workers: usize,
     count: usize,
     work: impl Fn(usize) -> Result<R> + Sync,
     mut consume: impl FnMut(usize, R) -> Result<()>,
 ) -> Result<()> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_WORKERS)
-        .min(count);
+    let workers = workers.max(1).min(count);
     if workers <= 1 {
         for i in 0..count {
             consume(i, work(i)?)?;
@@ -1258,4 +1293,37 @@ pub(crate) fn temp_dir_for(target: &Path) -> Result<PathBuf> {
         ndstore_core::__private::atomic::TEMP_SUFFIX
     ));
     Ok(ndstore_core::__private::atomic::parent_dir(target).join(temp))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// An array of f64 in chunks of `chunk_rows` rows of 1024 values, in a store of
+    /// `options`.
+    fn array(dir: &Path, chunk_rows: usize, options: &SaveOptions) -> ZarrArray {
+        let meta = ZarrMeta::new(
+            DType::native(ndstore_core::DTypeKind::F64),
+            &[4096, 1024],
+            &[chunk_rows, 1024],
+        )
+        .unwrap();
+        ZarrArray::create(&dir.join(format!("{chunk_rows}.zarr")), meta, options).unwrap()
+    }
+
+    #[test]
+    fn synced_local_writes_keep_more_chunks_in_flight_than_cores() {
+        let dir = tempfile::tempdir().unwrap();
+        let cores = core_workers();
+        // 1 MiB chunks, each waiting on its own fsync: up to 8 at once, never fewer than cores.
+        let synced = array(dir.path(), 128, &SaveOptions::default());
+        assert_eq!(synced.write_workers(1 << 20), MAX_SYNCED_WRITERS.max(cores));
+        // 16 MiB shards: 32 MiB in flight, or one per core.
+        assert_eq!(synced.write_workers(16 << 20), 2usize.max(cores));
+        // A flushed store's puts wait on no disk: one per core.
+        let flushed = array(dir.path(), 256, &SaveOptions::new().flushed());
+        assert_eq!(flushed.write_workers(1 << 20), cores);
+    }
 }

@@ -419,6 +419,12 @@ pub(crate) trait KeyStore: std::fmt::Debug + Send + Sync {
         false
     }
 
+    /// True when each [`KeyStore::put`] waits for the disk (an fsync) before it returns, so
+    /// more puts in flight than cores keep the disk busier.
+    fn waits_on_each_put(&self) -> bool {
+        false
+    }
+
     /// Stores `bytes` under `key` atomically: a reader sees the old bytes or the new ones.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
 
@@ -471,6 +477,10 @@ impl KeyStore for LocalStore {
 
     fn ranges_are_cheap(&self) -> bool {
         true
+    }
+
+    fn waits_on_each_put(&self) -> bool {
+        self.options.durability == Durability::Synced
     }
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
