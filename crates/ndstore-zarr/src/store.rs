@@ -120,6 +120,23 @@ impl LocalStore {
         self.root.join(key)
     }
 
+    /// The open file of `key`, its path and its length, `None` when there is no such key;
+    /// a file longer than `limit` is refused before anything is read.
+    fn open_within(&self, key: &str, limit: usize) -> Result<Option<(File, PathBuf, usize)>> {
+        let path = self.path_of(key);
+        let Some(file) = self.open_key(key)? else {
+            return Ok(None);
+        };
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("cannot inspect the chunk", e).with_path(&path))?
+            .len();
+        match usize::try_from(len) {
+            Ok(l) if l <= limit => Ok(Some((file, path, l))),
+            _ => Err(too_long(len, limit).with_path(&path)),
+        }
+    }
+
     /// The bytes stored under `key`, `None` when there is no such key, refusing a file longer
     /// than `limit` before reading it.
     ///
@@ -128,18 +145,9 @@ impl LocalStore {
     /// [`ErrorKind::Format`] for a file over `limit`, naming it; the I/O errors of reading it;
     /// [`ErrorKind::OutOfMemory`] when its bytes cannot be allocated.
     pub fn get(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>> {
-        let path = self.path_of(key);
-        let Some(mut file) = self.open_key(key)? else {
+        let Some((mut file, path, len)) = self.open_within(key, limit)? else {
             return Ok(None);
         };
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("cannot inspect the chunk", e).with_path(&path))?
-            .len();
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&l| l <= limit)
-            .ok_or_else(|| too_long(len, limit).with_path(&path))?;
         let mut bytes = Vec::new();
         bytes.try_reserve_exact(len).map_err(|_| {
             Error::new(
@@ -170,18 +178,9 @@ impl LocalStore {
     /// [`ErrorKind::Format`] for a file over `limit` or one that grew while it was read,
     /// [`ErrorKind::Truncated`] for one that shrank; the I/O errors of reading it.
     pub fn get_into(&self, key: &str, limit: usize, out: &mut [u8]) -> Result<Option<usize>> {
-        let path = self.path_of(key);
-        let Some(mut file) = self.open_key(key)? else {
+        let Some((mut file, path, len)) = self.open_within(key, limit)? else {
             return Ok(None);
         };
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("cannot inspect the chunk", e).with_path(&path))?
-            .len();
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&l| l <= limit)
-            .ok_or_else(|| too_long(len, limit).with_path(&path))?;
         if len != out.len() {
             return Ok(Some(len));
         }
@@ -221,17 +220,10 @@ impl LocalStore {
         span: Span,
         limit: usize,
     ) -> Result<Option<Spanned<'_>>> {
-        let path = self.path_of(key);
-        let Some(file) = self.open_key(key)? else {
+        let Some((file, path, len)) = self.open_within(key, limit)? else {
             return Ok(None);
         };
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("cannot inspect the chunk", e).with_path(&path))?
-            .len();
-        if usize::try_from(len).map_or(true, |l| l > limit) {
-            return Err(too_long(len, limit).with_path(&path));
-        }
+        let len = len as u64;
         let reader = LocalRanges { file, len, path };
         let first = span.within(len);
         let Some(mut bytes) = reader.read(&[first])? else {
