@@ -45,9 +45,10 @@ def main():
         for r in range(a.rounds):
             for binary in ([before, after] if r % 2 == 0 else [after, before]):
                 times[binary] += run(binary, op, d, a.reps, size)
-        (b, b_text), (a, a_text) = quartiles(times[before]), quartiles(times[after])
+        (b_median, b_text) = quartiles(times[before])
+        (a_median, a_text) = quartiles(times[after])
         label = f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
-        print(f"| {label} | {b_text} | {a_text} | {a / b:.2f} |", flush=True)
+        print(f"| {label} | {b_text} | {a_text} | {a_median / b_median:.2f} |", flush=True)
 
 
 main()

@@ -3,6 +3,7 @@
 //! (each a request in flight on object storage), so memory holds the region and a few chunks
 //! at most.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -901,12 +902,16 @@ impl ZarrArray {
                         && (extent[a] == self.meta.chunk_shape[a]
                             || chunk_start[a] + extent[a] == self.meta.shape[a])
                 });
-                let part = box_bytes(view, &in_region, &extent);
                 // A chunk the box covers exactly is the box's bytes as they are (C order,
-                // native): no second buffer, no fill, no copy.
-                let data = if extent == self.meta.chunk_shape {
-                    part
+                // native): borrowed from the values where they lie in one run there, else
+                // copied out once; no fill.
+                let data: Cow<'_, [u8]> = if extent == self.meta.chunk_shape {
+                    run_of(view, &in_region, &extent).map_or_else(
+                        || Cow::Owned(box_bytes(view, &in_region, &extent)),
+                        Cow::Borrowed,
+                    )
                 } else {
+                    let part = box_bytes(view, &in_region, &extent);
                     // The old chunk is read only when the box leaves part of it as it was.
                     let old = if whole {
                         None
@@ -946,20 +951,21 @@ impl ZarrArray {
                         &extent,
                         itemsize,
                     );
-                    data
+                    Cow::Owned(data)
                 };
                 let key = self.key(coords);
                 if grid::all_equal(&data, &self.meta.fill) {
                     return self.store.erase(&key);
                 }
-                let encoded = self
-                    .meta
-                    .codecs
-                    .encode(data, &self.meta.chunk_shape, element)?;
-                if encoded.is_empty() {
+                let parts =
+                    self.meta
+                        .codecs
+                        .encode_parts(data, &self.meta.chunk_shape, element)?;
+                let parts: Vec<&[u8]> = parts.iter().map(AsRef::as_ref).collect();
+                if parts.iter().all(|part| part.is_empty()) {
                     return self.store.erase(&key);
                 }
-                self.store.put(&key, &encoded)
+                self.store.put_parts(&key, &parts)
             },
             |_, ()| Ok(()),
         )
@@ -1192,6 +1198,24 @@ fn max_encoded_len(codecs: &CodecChain, shape: &[usize], itemsize: usize) -> Res
 }
 
 /// The native C-order bytes of the box of `extent` at `start` of `view`.
+/// The bytes of the box of `extent` at `start` of `view` where they lie in one run of its
+/// memory (a view in C order, the box whole along every axis but the first), else `None`.
+fn run_of<'a, T: Element>(
+    view: &'a ArrayViewD<'_, T>,
+    start: &[usize],
+    extent: &[usize],
+) -> Option<&'a [u8]> {
+    let all = view.as_slice()?;
+    let shape = view.shape();
+    if (1..shape.len()).any(|a| start[a] != 0 || extent[a] != shape[a]) {
+        return None;
+    }
+    let row: usize = shape.iter().skip(1).product();
+    let first = start.first().map_or(0, |&s| s * row);
+    let len: usize = extent.iter().product();
+    all.get(first..first + len).map(bytemuck::cast_slice)
+}
+
 fn box_bytes<T: Element>(view: &ArrayViewD<'_, T>, start: &[usize], extent: &[usize]) -> Vec<u8> {
     let part = view.slice_each_axis(|ax| {
         let a = ax.axis.index();

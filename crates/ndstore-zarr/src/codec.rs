@@ -6,6 +6,7 @@
 //! before allocation, decompressors stop one byte past the size the next codec needs, and every
 //! allocation is fallible.
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 
 use ndstore_core::{ByteOrder, DType, DTypeKind, Error, ErrorKind, Result};
@@ -295,39 +296,67 @@ impl CodecChain {
     ///
     /// The compressors' errors (none in practice).
     pub fn encode(&self, data: Vec<u8>, shape: &[usize], element: Element<'_>) -> Result<Vec<u8>> {
+        Ok(concat(self.encode_parts(Cow::Owned(data), shape, element)?))
+    }
+
+    /// Encodes a chunk into the parts it is stored as, in order: borrowed runs of `data`
+    /// where the chain stores elements as they are (`bytes` in native order, alone or inside a
+    /// shard whose inner chunks are runs of it), owned bytes for what the codecs made. A chunk
+    /// written from the caller's array is then never copied into a buffer of its own.
+    ///
+    /// # Errors
+    ///
+    /// The compressors' errors (none in practice).
+    pub(crate) fn encode_parts<'a>(
+        &self,
+        data: Cow<'a, [u8]>,
+        shape: &[usize],
+        element: Element<'_>,
+    ) -> Result<Parts<'a>> {
         let itemsize = element.kind.itemsize();
         let mut shape = shape.to_vec();
         let mut data = data;
-        let mut bytes = None;
+        let mut bytes: Option<Parts<'a>> = None;
         for codec in &self.codecs {
             match codec {
                 Codec::Transpose(order) => {
-                    data = grid::permute(&data, &shape, order, itemsize);
+                    data = Cow::Owned(grid::permute(&data, &shape, order, itemsize));
                     shape = order.iter().map(|&a| shape[a]).collect();
                 }
                 Codec::Bytes(order) => {
                     if order.is_some_and(ByteOrder::needs_swap) {
                         ndstore_core::__private::codec::swap_bytes_in_place(
-                            &mut data,
+                            data.to_mut(),
                             element.kind.swap_width(),
                         );
                     }
-                    bytes = Some(std::mem::take(&mut data));
+                    bytes = Some(vec![std::mem::take(&mut data)]);
                 }
-                Codec::Sharding(s) => bytes = Some(s.encode(&data, &shape, element)?),
-                Codec::Gzip(level) => bytes = Some(gzip(bytes.take().unwrap_or_default(), *level)?),
+                Codec::Sharding(s) => {
+                    let parts = match std::mem::take(&mut data) {
+                        Cow::Borrowed(data) => s.encode_parts(data, &shape, element)?,
+                        // Nothing outlives an owned buffer: the shard is made whole.
+                        Cow::Owned(data) => {
+                            vec![Cow::Owned(concat(s.encode_parts(&data, &shape, element)?))]
+                        }
+                    };
+                    bytes = Some(parts);
+                }
+                Codec::Gzip(level) => {
+                    let input = concat(bytes.take().unwrap_or_default());
+                    bytes = Some(vec![Cow::Owned(gzip(input, *level)?)]);
+                }
                 Codec::Zstd { level, checksum } => {
-                    bytes = Some(zstd_encode(
-                        &bytes.take().unwrap_or_default(),
-                        *level,
-                        *checksum,
-                    )?);
+                    let input = joined(bytes.take().unwrap_or_default());
+                    bytes = Some(vec![Cow::Owned(zstd_encode(&input, *level, *checksum)?)]);
                 }
                 Codec::Crc32c => {
-                    let mut b = bytes.take().unwrap_or_default();
-                    let crc = crc32c::crc32c(&b);
-                    b.extend_from_slice(&crc.to_le_bytes());
-                    bytes = Some(b);
+                    let mut parts = bytes.take().unwrap_or_default();
+                    let crc = parts
+                        .iter()
+                        .fold(0, |crc, part| crc32c::crc32c_append(crc, part));
+                    parts.push(Cow::Owned(crc.to_le_bytes().to_vec()));
+                    bytes = Some(parts);
                 }
             }
         }
@@ -598,69 +627,59 @@ impl Sharding {
         }
     }
 
-    fn encode(&self, data: &[u8], shard: &[usize], element: Element<'_>) -> Result<Vec<u8>> {
+    /// The shard's parts: its inner chunks (none for one all fill value) and its index, where
+    /// it belongs. Inner chunks that span the shard's every axis but the first are runs of
+    /// its bytes, encoded from the runs (stored as they are, borrowed, when the inner codecs
+    /// are `bytes` alone in native order); others are copied out of the shard first.
+    fn encode_parts<'a>(
+        &self,
+        data: &'a [u8],
+        shard: &[usize],
+        element: Element<'_>,
+    ) -> Result<Parts<'a>> {
         let itemsize = element.kind.itemsize();
         let grid = self.grid(shard);
         let count: usize = grid.iter().product();
         let index_len = self.index_len(count)?;
         let mut index = vec![EMPTY; count * 2];
         let inner_len = chunk_bytes(&self.chunk_shape, itemsize)?;
-        // Inner chunks that span the shard's every axis but the first are runs of its bytes:
-        // when they are stored as they are (`bytes` alone, native order), each is appended
-        // straight from its run; others are copied out of the shard and encoded.
         let runs = (1..shard.len()).all(|a| self.chunk_shape[a] == shard[a]);
-        let as_is = matches!(
-            self.codecs.codecs.as_slice(),
-            [Codec::Bytes(order)] if !order.is_some_and(ByteOrder::needs_swap)
-        );
-        // Raw inner chunks fill the shard's size: the body is reserved once, not grown by
-        // doubling (which copied it up to twice more).
-        let mut body = if as_is {
-            reserve(data.len().saturating_add(index_len), "shard")?
-        } else {
-            Vec::new()
-        };
         let row_len = inner_len / self.chunk_shape.first().map_or(1, |&rows| rows.max(1));
         let zero = vec![0usize; shard.len()];
+        let mut parts: Parts<'a> = Vec::with_capacity(count + 1);
+        let mut offset = if self.index_at_start { index_len } else { 0 };
         for (n, coords) in coords_of(&grid).enumerate() {
             let start = self.inner_start(&coords);
-            let run = (runs && as_is).then(|| {
+            let inner: Cow<'a, [u8]> = if runs {
                 let at = start.first().map_or(0, |&row| row * row_len);
-                &data[at..at + inner_len]
-            });
-            let offset = if self.index_at_start { index_len } else { 0 } + body.len();
-            let encoded_len = match run {
-                Some(run) if grid::all_equal(run, element.fill) => continue,
-                Some(run) => {
-                    body.extend_from_slice(run);
-                    run.len()
-                }
-                None => {
-                    let mut inner = vec![0u8; inner_len];
-                    grid::copy_box(
-                        data,
-                        Place {
-                            shape: shard,
-                            start: &start,
-                        },
-                        &mut inner,
-                        Place {
-                            shape: &self.chunk_shape,
-                            start: &zero,
-                        },
-                        &self.chunk_shape,
-                        itemsize,
-                    );
-                    if grid::all_equal(&inner, element.fill) {
-                        continue;
-                    }
-                    let encoded = self.codecs.encode(inner, &self.chunk_shape, element)?;
-                    body.extend_from_slice(&encoded);
-                    encoded.len()
-                }
+                Cow::Borrowed(&data[at..at + inner_len])
+            } else {
+                let mut inner = vec![0u8; inner_len];
+                grid::copy_box(
+                    data,
+                    Place {
+                        shape: shard,
+                        start: &start,
+                    },
+                    &mut inner,
+                    Place {
+                        shape: &self.chunk_shape,
+                        start: &zero,
+                    },
+                    &self.chunk_shape,
+                    itemsize,
+                );
+                Cow::Owned(inner)
             };
+            if grid::all_equal(&inner, element.fill) {
+                continue;
+            }
+            let encoded = self.codecs.encode_parts(inner, &self.chunk_shape, element)?;
+            let encoded_len: usize = encoded.iter().map(|part| part.len()).sum();
             index[2 * n] = offset as u64;
             index[2 * n + 1] = encoded_len as u64;
+            offset += encoded_len;
+            parts.extend(encoded);
         }
         if index.iter().all(|&v| v == EMPTY) {
             // zarr-python writes nothing for a shard whose every inner chunk is fill.
@@ -672,14 +691,12 @@ impl Sharding {
         let encoded_index =
             self.index_codecs
                 .encode(index_bytes, &index_shape, self.index_element())?;
-        Ok(if self.index_at_start {
-            let mut out = encoded_index;
-            out.extend_from_slice(&body);
-            out
+        if self.index_at_start {
+            parts.insert(0, Cow::Owned(encoded_index));
         } else {
-            body.extend_from_slice(&encoded_index);
-            body
-        })
+            parts.push(Cow::Owned(encoded_index));
+        }
+        Ok(parts)
     }
 
     fn decode(&self, bytes: &[u8], shard: &[usize], element: Element<'_>) -> Result<Vec<u8>> {
@@ -951,6 +968,26 @@ fn bounded_read(reader: impl Read, limit: usize, what: &str) -> Result<Vec<u8>> 
 }
 
 /// An empty vector with room for `len` bytes, or `OutOfMemory` naming `what` it was for.
+/// An encoded chunk as the byte strings it is stored from, in order (see
+/// [`CodecChain::encode_parts`]).
+pub(crate) type Parts<'a> = Vec<Cow<'a, [u8]>>;
+
+/// The parts as one buffer; one owned part is taken as it is, not copied.
+pub(crate) fn concat(parts: Parts<'_>) -> Vec<u8> {
+    match <[Cow<'_, [u8]>; 1]>::try_from(parts) {
+        Ok([part]) => part.into_owned(),
+        Err(parts) => parts.concat(),
+    }
+}
+
+/// The parts as one byte string, borrowed when there is just one.
+fn joined(parts: Parts<'_>) -> Cow<'_, [u8]> {
+    match <[Cow<'_, [u8]>; 1]>::try_from(parts) {
+        Ok([part]) => part,
+        Err(parts) => Cow::Owned(parts.concat()),
+    }
+}
+
 fn reserve(len: usize, what: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     out.try_reserve_exact(len).map_err(|_| {

@@ -241,6 +241,16 @@ impl LocalStore {
     /// The errors of creating the key's directories and of `OutputFile` (create, write, sync,
     /// rename).
     pub fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        self.put_parts(key, &[bytes])
+    }
+
+    /// As [`LocalStore::put`], the file's bytes given as `parts` written one after another
+    /// (one `write` each, no buffer joining them).
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalStore::put`].
+    pub fn put_parts(&self, key: &str, parts: &[&[u8]]) -> Result<()> {
         let path = self.path_of(key);
         self.create_parents(&path)?;
         // The file is synced here; the directory fsync is batched into `sync`. A chunk is
@@ -253,9 +263,11 @@ impl LocalStore {
                 .durability(Durability::Flushed)
                 .replace(ndstore_core::Replace::Atomic),
         )?;
-        out.file()?
-            .write_all(bytes)
-            .map_err(|e| Error::io("cannot write the chunk", e).with_path(&path))?;
+        let file = out.file()?;
+        for part in parts {
+            file.write_all(part)
+                .map_err(|e| Error::io("cannot write the chunk", e).with_path(&path))?;
+        }
         let synced = self.options.durability == Durability::Synced;
         if synced && let Err(e) = out.sync() {
             self.poison();
@@ -420,6 +432,14 @@ pub(crate) trait KeyStore: std::fmt::Debug + Send + Sync {
     /// Stores `bytes` under `key` atomically: a reader sees the old bytes or the new ones.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
 
+    /// As [`KeyStore::put`], the bytes given as `parts` in order. The default joins them.
+    fn put_parts(&self, key: &str, parts: &[&[u8]]) -> Result<()> {
+        match parts {
+            [bytes] => self.put(key, bytes),
+            _ => self.put(key, &parts.concat()),
+        }
+    }
+
     /// Removes `key` (an all-fill chunk); a missing key is no error.
     fn erase(&self, key: &str) -> Result<()>;
 
@@ -477,6 +497,10 @@ impl KeyStore for LocalStore {
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
         LocalStore::put(self, key, bytes)
+    }
+
+    fn put_parts(&self, key: &str, parts: &[&[u8]]) -> Result<()> {
+        LocalStore::put_parts(self, key, parts)
     }
 
     fn erase(&self, key: &str) -> Result<()> {
