@@ -10,7 +10,10 @@
 //! thread, whose `close` does the freeing while the caller goes on. Only files of at least
 //! [`DEFER_BYTES`] are deferred; smaller ones cost less to free than to hand over.
 //!
-//! The hand-over queue holds one file: a caller that replaces large files faster than they are
+//! A caller that removes a whole tree of files (a Zarr array's old chunks) hands them over in one
+//! batch with [`release_all`]: the names go at once, the blocks in the background.
+//!
+//! The hand-over queue holds one file (or batch): a caller that replaces large files faster than they are
 //! freed waits, so at most three old files' blocks are still in use at any time (one being
 //! closed by the background thread, one queued, and one held by the caller waiting to queue
 //! it). A process that exits closes the descriptors itself. [`settle`] waits until every
@@ -37,7 +40,7 @@ use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 pub const DEFER_BYTES: u64 = 4 << 20;
 
 struct Reaper {
-    queue: SyncSender<File>,
+    queue: SyncSender<Vec<File>>,
     /// Files handed over and not yet closed, and the condition [`settle`] waits on.
     pending: Mutex<usize>,
     idle: Condvar,
@@ -47,12 +50,12 @@ fn reaper() -> Option<&'static Reaper> {
     static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
     REAPER
         .get_or_init(|| {
-            let (queue, files) = mpsc::sync_channel::<File>(1);
+            let (queue, batches) = mpsc::sync_channel::<Vec<File>>(1);
             let spawned = std::thread::Builder::new()
                 .name("ndstore-release".into())
                 .spawn(move || {
-                    for file in files {
-                        drop(file);
+                    for batch in batches {
+                        drop(batch);
                         if let Some(reaper) = reaper() {
                             let mut pending = reaper
                                 .pending
@@ -99,7 +102,7 @@ const NO_DEFER_FS: [i64; 11] = [
 
 /// Whether the file system holding `path` frees a held, unlinked file as a local one does.
 /// Unknown (statfs failed) counts as no.
-pub(crate) fn local_unlink_semantics(path: &Path) -> bool {
+pub fn local_unlink_semantics(path: &Path) -> bool {
     let dir = crate::atomic::parent_dir(path);
     crate::os::fs_type(dir).is_ok_and(|kind| !NO_DEFER_FS.contains(&kind))
 }
@@ -120,17 +123,27 @@ pub(crate) fn hold(path: &Path, size: u64) -> Option<File> {
 
 /// Closes `file` on the background thread, or here when there is none.
 pub(crate) fn release(file: File) {
+    release_all(vec![file]);
+}
+
+/// Closes `files`, held open across the removal of their last names (each opened with
+/// `O_PATH`, on a file system where [`local_unlink_semantics`] holds), on the background thread
+/// in one hand-over, or here when there is none.
+pub fn release_all(files: Vec<File>) {
+    if files.is_empty() {
+        return;
+    }
     let Some(reaper) = reaper() else {
-        drop(file);
+        drop(files);
         return;
     };
     *reaper
         .pending
         .lock()
         .unwrap_or_else(PoisonError::into_inner) += 1;
-    if let Err(mpsc::SendError(file)) = reaper.queue.send(file) {
+    if let Err(mpsc::SendError(files)) = reaper.queue.send(files) {
         // The thread is gone (it cannot be, short of a panic in `close`): close here.
-        drop(file);
+        drop(files);
         let mut pending = reaper
             .pending
             .lock()

@@ -219,7 +219,8 @@ fn undo(temp: &Path, target: &Path, exchanged: bool, error: Error) -> Error {
 
 /// Removes a replaced array's tree, `zarr.json` first: a reader that finds `zarr.json` still
 /// in the tree it read after reading its chunks knows no chunk was removed under it (see
-/// `ZarrArray::read_region`).
+/// `ZarrArray::read_region`). Every name is gone when it returns; the files' blocks are freed
+/// on a background thread (`sys::remove_tree_deferred`).
 ///
 /// # Errors
 ///
@@ -230,7 +231,7 @@ pub(crate) fn retire(tree: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    crate::sys::remove_tree(tree)
+    crate::sys::remove_tree_deferred(tree)
 }
 
 /// Refuses a target whose `zarr.json` says it is a group: replacing it would remove every

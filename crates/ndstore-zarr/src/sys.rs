@@ -99,11 +99,80 @@ fn is_symlink_at(dir: &File, name: &str) -> bool {
 /// either (the caller names the tree by its own path). `InvalidInput` for a path holding a NUL
 /// byte.
 pub fn remove_tree(path: &std::path::Path) -> io::Result<()> {
+    remove_tree_holding(path, &mut Held::none())
+}
+
+/// The most files of a removed tree held open until the background thread closes them: each
+/// is a descriptor till then, far under the usual limit of 1024 open files.
+const MAX_HELD: usize = 256;
+
+/// As [`remove_tree`], but the files' blocks are freed on ndstore-core's background thread
+/// (`release_all`): each file is opened (`O_PATH`) before its name is removed, up to
+/// [`MAX_HELD`] of them, so removing a name frees nothing and the closes free them later. The
+/// names are all gone when this returns; a process that exits first frees the blocks as it
+/// closes its descriptors. On network and user-space file systems, where a file open as its
+/// last name goes is kept by the client, every file is freed here.
+///
+/// # Errors
+///
+/// As [`remove_tree`].
+pub fn remove_tree_deferred(path: &std::path::Path) -> io::Result<()> {
+    let mut held = if ndstore_core::__private::release::local_unlink_semantics(path) {
+        Held {
+            files: Vec::new(),
+            room: MAX_HELD,
+        }
+    } else {
+        Held::none()
+    };
+    let result = remove_tree_holding(path, &mut held);
+    ndstore_core::__private::release::release_all(held.files);
+    result
+}
+
+/// Files of a tree being removed, held open for the background thread.
+struct Held {
+    files: Vec<File>,
+    /// How many files may be held in all.
+    room: usize,
+}
+
+impl Held {
+    fn none() -> Held {
+        Held {
+            files: Vec::new(),
+            room: 0,
+        }
+    }
+
+    /// Holds the entry `name` of `dir` open (`O_PATH`, not following a link) while there is
+    /// room; a file that cannot be opened is freed as its name goes.
+    fn hold(&mut self, dir: &File, name: &CString) {
+        if self.files.len() >= self.room {
+            return;
+        }
+        // SAFETY: `dir` is an open descriptor and `name` a NUL-terminated string, both
+        // outliving the call.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: openat returned a new descriptor that nothing else owns.
+            self.files.push(unsafe { File::from_raw_fd(fd) });
+        }
+    }
+}
+
+fn remove_tree_holding(path: &std::path::Path, held: &mut Held) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let name = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let dir = open_dir(libc::AT_FDCWD, &name)?;
-    remove_entries(&dir)?;
+    remove_entries(&dir, held)?;
     drop(dir);
     // SAFETY: `name` is a NUL-terminated string that outlives the call.
     if unsafe { libc::unlinkat(libc::AT_FDCWD, name.as_ptr(), libc::AT_REMOVEDIR) } != 0 {
@@ -173,11 +242,11 @@ fn names(dir: &File) -> io::Result<Vec<CString>> {
 }
 
 /// Removes every entry of the directory `dir`, directories depth first.
-fn remove_entries(dir: &File) -> io::Result<()> {
+fn remove_entries(dir: &File, held: &mut Held) -> io::Result<()> {
     for name in names(dir)? {
         match open_dir(dir.as_raw_fd(), &name) {
             Ok(sub) => {
-                remove_entries(&sub)?;
+                remove_entries(&sub, held)?;
                 drop(sub);
                 // SAFETY: `dir` is open and `name` NUL-terminated for the call.
                 let rc =
@@ -188,6 +257,7 @@ fn remove_entries(dir: &File) -> io::Result<()> {
             }
             // Not a directory (a file, a symbolic link): unlinked.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+                held.hold(dir, &name);
                 // SAFETY: as above.
                 if unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) } != 0 {
                     return Err(io::Error::last_os_error());
@@ -218,6 +288,56 @@ mod tests {
         assert!(!tree.exists());
         // The tree's parent and its other entries stay.
         assert!(dir.path().is_dir());
+    }
+
+    /// The paths this process's descriptors name that contain `part`.
+    fn open_paths_with(part: &str) -> Vec<String> {
+        fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|entry| fs::read_link(entry.ok()?.path()).ok())
+            .map(|path| path.display().to_string())
+            .filter(|path| path.contains(part))
+            .collect()
+    }
+
+    #[test]
+    fn a_tree_removed_holding_its_files_loses_every_name_and_keeps_at_most_its_room_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("held.zarr");
+        fs::create_dir_all(tree.join("c/0")).unwrap();
+        for i in 0..MAX_HELD + 44 {
+            fs::write(tree.join(format!("c/0/{i}")), vec![7u8; 4096]).unwrap();
+        }
+        let mut held = Held {
+            files: Vec::new(),
+            room: MAX_HELD,
+        };
+        remove_tree_holding(&tree, &mut held).unwrap();
+        assert!(fs::symlink_metadata(&tree).is_err());
+        // The first MAX_HELD files are held open, their names gone; the rest were freed.
+        assert_eq!(held.files.len(), MAX_HELD);
+        let open = open_paths_with("held.zarr");
+        assert_eq!(open.len(), MAX_HELD, "{open:?}");
+        assert!(open.iter().all(|p| p.ends_with("(deleted)")), "{open:?}");
+        drop(held);
+        assert!(open_paths_with("held.zarr").is_empty());
+    }
+
+    #[test]
+    fn a_tree_removed_deferred_is_gone_at_once_and_its_files_closed_once_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("deferred.zarr");
+        fs::create_dir_all(tree.join("c/1")).unwrap();
+        fs::write(tree.join("zarr.json"), b"{}").unwrap();
+        for i in 0..8 {
+            fs::write(tree.join(format!("c/1/{i}")), vec![1u8; 1 << 20]).unwrap();
+        }
+        remove_tree_deferred(&tree).unwrap();
+        assert!(fs::symlink_metadata(&tree).is_err());
+        ndstore_core::__private::release::settle();
+        assert!(open_paths_with("deferred.zarr").is_empty());
+        let err = remove_tree_deferred(&tree).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]
