@@ -16,8 +16,10 @@
 //! The hand-over queue holds one file (or batch): a caller that replaces large files faster than they are
 //! freed waits, so at most three old files' blocks are still in use at any time (one being
 //! closed by the background thread, one queued, and one held by the caller waiting to queue
-//! it). A process that exits closes the descriptors itself. [`settle`] waits until every
-//! deferred file is closed, for callers (and tests) that count descriptors or free space.
+//! it; for trees, three batches, whose descriptors [`held_room`] bounds process-wide). A
+//! process that exits closes the descriptors itself. A child forked from the process has no
+//! background thread: there files close inline. [`settle`] waits until every deferred file is
+//! closed, for callers (and tests) that count descriptors or free space.
 //!
 //! Not on network and user-space file systems (NFS, SMB/CIFS, FUSE, 9p, Ceph, AFS): there a
 //! file that is still open when its last name goes is kept by the client (NFS "silly-renames"
@@ -33,14 +35,71 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
 
 /// Old files of at least this many bytes are released in the background.
 pub const DEFER_BYTES: u64 = 4 << 20;
 
+/// Files handed over at once, and how many of them took room of [`HELD`].
+struct Batch {
+    files: Vec<File>,
+    counted: usize,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        self.files.clear();
+        give_room(self.counted);
+    }
+}
+
+/// Descriptors of removed trees' files held open now, process-wide: gathered, queued or being
+/// closed.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// The most descriptors of removed trees held at once: 256, or an eighth of the soft limit on
+/// open files when that is lower, so holding never starves the process of descriptors.
+pub fn held_room() -> usize {
+    static ROOM: OnceLock<usize> = OnceLock::new();
+    *ROOM.get_or_init(|| {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `limit` is a valid `struct rlimit` for getrlimit to fill.
+        let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+        let eighth = if known {
+            usize::try_from(limit.rlim_cur / 8).unwrap_or(usize::MAX)
+        } else {
+            0
+        };
+        eighth.min(256)
+    })
+}
+
+/// Takes room for one more held descriptor; false when [`held_room`] is used up (the file is
+/// then freed as its name goes).
+pub fn take_room() -> bool {
+    HELD.fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+        (held < held_room()).then_some(held + 1)
+    })
+    .is_ok()
+}
+
+/// Gives back the room of `n` held descriptors, closed or never opened.
+pub fn give_room(n: usize) {
+    if n > 0 {
+        HELD.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
 struct Reaper {
-    queue: SyncSender<Vec<File>>,
+    queue: SyncSender<Batch>,
+    /// The process whose thread closes the files: a child forked from it has no such thread
+    /// (and its copy of `pending` counts the parent's files), so there files close inline.
+    pid: u32,
     /// Files handed over and not yet closed, and the condition [`settle`] waits on.
     pending: Mutex<usize>,
     idle: Condvar,
@@ -50,7 +109,7 @@ fn reaper() -> Option<&'static Reaper> {
     static REAPER: OnceLock<Option<Reaper>> = OnceLock::new();
     REAPER
         .get_or_init(|| {
-            let (queue, batches) = mpsc::sync_channel::<Vec<File>>(1);
+            let (queue, batches) = mpsc::sync_channel::<Batch>(1);
             let spawned = std::thread::Builder::new()
                 .name("ndstore-release".into())
                 .spawn(move || {
@@ -71,6 +130,7 @@ fn reaper() -> Option<&'static Reaper> {
             match spawned {
                 Ok(_) => Some(Reaper {
                     queue,
+                    pid: std::process::id(),
                     pending: Mutex::new(0),
                     idle: Condvar::new(),
                 }),
@@ -123,27 +183,41 @@ pub(crate) fn hold(path: &Path, size: u64) -> Option<File> {
 
 /// Closes `file` on the background thread, or here when there is none.
 pub(crate) fn release(file: File) {
-    release_all(vec![file]);
+    hand_over(Batch {
+        files: vec![file],
+        counted: 0,
+    });
 }
 
 /// Closes `files`, held open across the removal of their last names (each opened with
-/// `O_PATH`, on a file system where [`local_unlink_semantics`] holds), on the background thread
-/// in one hand-over, or here when there is none.
+/// `O_PATH` on a file system where [`local_unlink_semantics`] holds, each after a
+/// [`take_room`]), on the background thread in one hand-over, or here when there is none; their
+/// room is given back once they are closed.
 pub fn release_all(files: Vec<File>) {
-    if files.is_empty() {
+    let counted = files.len();
+    hand_over(Batch { files, counted });
+}
+
+/// The background thread of this process, if there is one.
+fn own_reaper() -> Option<&'static Reaper> {
+    reaper().filter(|reaper| reaper.pid == std::process::id())
+}
+
+fn hand_over(batch: Batch) {
+    if batch.files.is_empty() {
         return;
     }
-    let Some(reaper) = reaper() else {
-        drop(files);
+    let Some(reaper) = own_reaper() else {
+        drop(batch);
         return;
     };
     *reaper
         .pending
         .lock()
         .unwrap_or_else(PoisonError::into_inner) += 1;
-    if let Err(mpsc::SendError(files)) = reaper.queue.send(files) {
+    if let Err(mpsc::SendError(batch)) = reaper.queue.send(batch) {
         // The thread is gone (it cannot be, short of a panic in `close`): close here.
-        drop(files);
+        drop(batch);
         let mut pending = reaper
             .pending
             .lock()
@@ -155,7 +229,7 @@ pub fn release_all(files: Vec<File>) {
 /// Waits until every replaced file handed to the background thread is closed, so its
 /// descriptor is gone and its blocks are free. Returns at once when none is pending.
 pub fn settle() {
-    let Some(reaper) = reaper() else {
+    let Some(reaper) = own_reaper() else {
         return;
     };
     let mut pending = reaper

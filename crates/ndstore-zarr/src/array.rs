@@ -957,10 +957,10 @@ impl ZarrArray {
                 if grid::all_equal(&data, &self.meta.fill) {
                     return self.store.erase(&key);
                 }
-                let parts =
-                    self.meta
-                        .codecs
-                        .encode_parts(data, &self.meta.chunk_shape, element)?;
+                let parts = self
+                    .meta
+                    .codecs
+                    .encode_parts(data, &self.meta.chunk_shape, element)?;
                 let parts: Vec<&[u8]> = parts.iter().map(AsRef::as_ref).collect();
                 if parts.iter().all(|part| part.is_empty()) {
                     return self.store.erase(&key);
@@ -1197,7 +1197,6 @@ fn max_encoded_len(codecs: &CodecChain, shape: &[usize], itemsize: usize) -> Res
     Ok(inner.saturating_add(inner / 64).saturating_add(1 << 16))
 }
 
-/// The native C-order bytes of the box of `extent` at `start` of `view`.
 /// The bytes of the box of `extent` at `start` of `view` where they lie in one run of its
 /// memory (a view in C order, the box whole along every axis but the first), else `None`.
 fn run_of<'a, T: Element>(
@@ -1216,6 +1215,7 @@ fn run_of<'a, T: Element>(
     all.get(first..first + len).map(bytemuck::cast_slice)
 }
 
+/// The native C-order bytes of the box of `extent` at `start` of `view`, copied out.
 fn box_bytes<T: Element>(view: &ArrayViewD<'_, T>, start: &[usize], extent: &[usize]) -> Vec<u8> {
     let part = view.slice_each_axis(|ax| {
         let a = ax.axis.index();
@@ -1272,10 +1272,11 @@ fn parallel_on<R: Send>(
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let (sender, receiver) = mpsc::sync_channel::<(usize, Result<R>)>(workers);
+        let mut spawned = 0;
         for _ in 0..workers {
             let sender = sender.clone();
             let (next, stop, work) = (&next, &stop, &work);
-            scope.spawn(move || {
+            let worker = std::thread::Builder::new().spawn_scoped(scope, move || {
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= count {
@@ -1286,8 +1287,19 @@ fn parallel_on<R: Send>(
                     }
                 }
             });
+            // A thread the system refuses (a limit on processes) is one worker fewer.
+            if worker.is_err() {
+                break;
+            }
+            spawned += 1;
         }
         drop(sender);
+        if spawned == 0 {
+            for i in 0..count {
+                consume(i, work(i)?)?;
+            }
+            return Ok(());
+        }
         let mut first_error = None;
         for (i, result) in receiver {
             if first_error.is_some() {

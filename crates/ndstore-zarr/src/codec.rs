@@ -296,7 +296,11 @@ impl CodecChain {
     ///
     /// The compressors' errors (none in practice).
     pub fn encode(&self, data: Vec<u8>, shape: &[usize], element: Element<'_>) -> Result<Vec<u8>> {
-        Ok(concat(self.encode_parts(Cow::Owned(data), shape, element)?))
+        Ok(concat(self.encode_parts(
+            Cow::Owned(data),
+            shape,
+            element,
+        )?))
     }
 
     /// Encodes a chunk into the parts it is stored as, in order: borrowed runs of `data`
@@ -674,7 +678,9 @@ impl Sharding {
             if grid::all_equal(&inner, element.fill) {
                 continue;
             }
-            let encoded = self.codecs.encode_parts(inner, &self.chunk_shape, element)?;
+            let encoded = self
+                .codecs
+                .encode_parts(inner, &self.chunk_shape, element)?;
             let encoded_len: usize = encoded.iter().map(|part| part.len()).sum();
             index[2 * n] = offset as u64;
             index[2 * n + 1] = encoded_len as u64;
@@ -967,7 +973,6 @@ fn bounded_read(reader: impl Read, limit: usize, what: &str) -> Result<Vec<u8>> 
     Ok(out)
 }
 
-/// An empty vector with room for `len` bytes, or `OutOfMemory` naming `what` it was for.
 /// An encoded chunk as the byte strings it is stored from, in order (see
 /// [`CodecChain::encode_parts`]).
 pub(crate) type Parts<'a> = Vec<Cow<'a, [u8]>>;
@@ -988,6 +993,7 @@ fn joined(parts: Parts<'_>) -> Cow<'_, [u8]> {
     }
 }
 
+/// An empty vector with room for `len` bytes, or `OutOfMemory` naming `what` it was for.
 fn reserve(len: usize, what: &str) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     out.try_reserve_exact(len).map_err(|_| {

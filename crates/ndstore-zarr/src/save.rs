@@ -226,12 +226,27 @@ fn undo(temp: &Path, target: &Path, exchanged: bool, error: Error) -> Error {
 ///
 /// The I/O error of a removal.
 pub(crate) fn retire(tree: &Path) -> std::io::Result<()> {
-    match fs::remove_file(tree.join(METADATA_FILE)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
+    remove_file_if_there(&tree.join(METADATA_FILE))?;
     crate::sys::remove_tree_deferred(tree)
+}
+
+/// As [`retire`], every block freed before it returns: for an in-place save, which replaces
+/// an array in place so as not to need room for two, and must not keep the old one's blocks
+/// while it writes the new one.
+///
+/// # Errors
+///
+/// The I/O error of a removal.
+pub(crate) fn retire_now(tree: &Path) -> std::io::Result<()> {
+    remove_file_if_there(&tree.join(METADATA_FILE))?;
+    crate::sys::remove_tree(tree)
+}
+
+fn remove_file_if_there(path: &Path) -> std::io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses a target whose `zarr.json` says it is a group: replacing it would remove every
@@ -371,7 +386,7 @@ pub fn save_with(
         let target = &ndstore_core::__private::atomic::follow_links(target)?;
         refuse_group(target)?;
         if target.join(METADATA_FILE).is_file() {
-            retire(target)
+            retire_now(target)
                 .map_err(|e| Error::io("cannot remove the old array", e).with_path(target))?;
         }
         let created = ZarrArray::create(target, meta, options)?;

@@ -102,53 +102,48 @@ pub fn remove_tree(path: &std::path::Path) -> io::Result<()> {
     remove_tree_holding(path, &mut Held::none())
 }
 
-/// The most files of a removed tree held open until the background thread closes them: each
-/// is a descriptor till then, far under the usual limit of 1024 open files.
-const MAX_HELD: usize = 256;
-
 /// As [`remove_tree`], but the files' blocks are freed on ndstore-core's background thread
-/// (`release_all`): each file is opened (`O_PATH`) before its name is removed, up to
-/// [`MAX_HELD`] of them, so removing a name frees nothing and the closes free them later. The
-/// names are all gone when this returns; a process that exits first frees the blocks as it
-/// closes its descriptors. On network and user-space file systems, where a file open as its
-/// last name goes is kept by the client, every file is freed here.
+/// (`release_all`): each file is opened (`O_PATH`) before its name is removed, while the
+/// process-wide room for held descriptors lasts (`held_room`: 256, less under a low limit on
+/// open files), so removing a name frees nothing and the closes free them later. The names
+/// are all gone when this returns; a process that exits first frees the blocks as it closes
+/// its descriptors. On network and user-space file systems, where a file open as its last name
+/// goes is kept by the client, every file is freed here.
 ///
 /// # Errors
 ///
 /// As [`remove_tree`].
 pub fn remove_tree_deferred(path: &std::path::Path) -> io::Result<()> {
-    let mut held = if ndstore_core::__private::release::local_unlink_semantics(path) {
-        Held {
-            files: Vec::new(),
-            room: MAX_HELD,
-        }
-    } else {
-        Held::none()
+    let mut held = Held {
+        files: Vec::new(),
+        holding: ndstore_core::__private::release::local_unlink_semantics(path),
     };
     let result = remove_tree_holding(path, &mut held);
-    ndstore_core::__private::release::release_all(held.files);
+    ndstore_core::__private::release::release_all(std::mem::take(&mut held.files));
     result
 }
 
-/// Files of a tree being removed, held open for the background thread.
+/// Files of a tree being removed, held open for the background thread, each with its room
+/// taken (`take_room`).
 struct Held {
     files: Vec<File>,
-    /// How many files may be held in all.
-    room: usize,
+    /// False when files are freed as their names go.
+    holding: bool,
 }
 
 impl Held {
     fn none() -> Held {
         Held {
             files: Vec::new(),
-            room: 0,
+            holding: false,
         }
     }
 
     /// Holds the entry `name` of `dir` open (`O_PATH`, not following a link) while there is
     /// room; a file that cannot be opened is freed as its name goes.
     fn hold(&mut self, dir: &File, name: &CString) {
-        if self.files.len() >= self.room {
+        use ndstore_core::__private::release::{give_room, take_room};
+        if !self.holding || !take_room() {
             return;
         }
         // SAFETY: `dir` is an open descriptor and `name` a NUL-terminated string, both
@@ -163,7 +158,32 @@ impl Held {
         if fd >= 0 {
             // SAFETY: openat returned a new descriptor that nothing else owns.
             self.files.push(unsafe { File::from_raw_fd(fd) });
+        } else {
+            give_room(1);
         }
+    }
+
+    /// When `error` says the process ran out of descriptors and files are held: closes them
+    /// here (their blocks freed now) and holds no more, so the removal can go on. True when
+    /// it closed any.
+    fn give_back_for(&mut self, error: &io::Error) -> bool {
+        let out_of_descriptors = matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+        if !out_of_descriptors || self.files.is_empty() {
+            return false;
+        }
+        let n = self.files.len();
+        self.files.clear();
+        ndstore_core::__private::release::give_room(n);
+        self.holding = false;
+        true
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let n = self.files.len();
+        self.files.clear();
+        ndstore_core::__private::release::give_room(n);
     }
 }
 
@@ -243,8 +263,16 @@ fn names(dir: &File) -> io::Result<Vec<CString>> {
 
 /// Removes every entry of the directory `dir`, directories depth first.
 fn remove_entries(dir: &File, held: &mut Held) -> io::Result<()> {
-    for name in names(dir)? {
-        match open_dir(dir.as_raw_fd(), &name) {
+    let names = match names(dir) {
+        Err(e) if held.give_back_for(&e) => names(dir)?,
+        listed => listed?,
+    };
+    for name in names {
+        let opened = match open_dir(dir.as_raw_fd(), &name) {
+            Err(e) if held.give_back_for(&e) => open_dir(dir.as_raw_fd(), &name),
+            opened => opened,
+        };
+        match opened {
             Ok(sub) => {
                 remove_entries(&sub, held)?;
                 drop(sub);
@@ -302,22 +330,28 @@ mod tests {
 
     #[test]
     fn a_tree_removed_holding_its_files_loses_every_name_and_keeps_at_most_its_room_open() {
+        let room = ndstore_core::__private::release::held_room();
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("held.zarr");
         fs::create_dir_all(tree.join("c/0")).unwrap();
-        for i in 0..MAX_HELD + 44 {
+        for i in 0..room + 44 {
             fs::write(tree.join(format!("c/0/{i}")), vec![7u8; 4096]).unwrap();
         }
         let mut held = Held {
             files: Vec::new(),
-            room: MAX_HELD,
+            holding: true,
         };
         remove_tree_holding(&tree, &mut held).unwrap();
         assert!(fs::symlink_metadata(&tree).is_err());
-        // The first MAX_HELD files are held open, their names gone; the rest were freed.
-        assert_eq!(held.files.len(), MAX_HELD);
+        // At most the room is held (other tests may hold some of it), the names gone; the
+        // rest were freed.
+        assert!(
+            !held.files.is_empty() && held.files.len() <= room,
+            "{}",
+            held.files.len()
+        );
         let open = open_paths_with("held.zarr");
-        assert_eq!(open.len(), MAX_HELD, "{open:?}");
+        assert_eq!(open.len(), held.files.len(), "{open:?}");
         assert!(open.iter().all(|p| p.ends_with("(deleted)")), "{open:?}");
         drop(held);
         assert!(open_paths_with("held.zarr").is_empty());

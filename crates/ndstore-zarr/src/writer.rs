@@ -260,7 +260,7 @@ fn poisoned() -> Error {
 fn create_in_place(target: &Path, meta: ZarrMeta, options: &SaveOptions) -> Result<ZarrArray> {
     crate::save::refuse_group(target)?;
     if target.join(METADATA_FILE).is_file() {
-        crate::save::retire(target)
+        crate::save::retire_now(target)
             .map_err(|e| Error::io("cannot remove the old array", e).with_path(target))?;
     }
     ZarrArray::create(target, meta, options)
