@@ -54,10 +54,8 @@ fn a_replace_short_of_descriptors_still_removes_the_whole_old_tree() {
         rlim_max: 0,
     };
     // SAFETY: `limit` is a valid `struct rlimit` for the calls to read and write.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(read, 0);
     let saved = limit;
     limit.rlim_cur = open_descriptors() + 150;
     assert!(
