@@ -257,7 +257,7 @@ fn operation(op: &str, dir: &Path, bytes: usize, rows: usize) -> ndstore_core::R
         "s3_read_chunks" => {
             let target = s3_target(S3_INPUT)?;
             Box::new(move || {
-                let array = ZarrArray::open_object(&target, &SaveOptions::default())?;
+                let array = ZarrArray::open_object_read_only(&target, &SaveOptions::default())?;
                 array
                     .read_all(&LoadOptions::default())
                     .map(|a| a.shape()[0] as f64)

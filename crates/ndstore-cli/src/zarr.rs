@@ -77,8 +77,10 @@ impl Place {
     pub fn open(&self) -> Result<ZarrArray> {
         match self {
             Place::Dir(dir) => ZarrArray::open(dir, &SaveOptions::default()),
-            Place::Object(target) => ZarrArray::open_object(target, &SaveOptions::default())
-                .map_err(|e| explain_bucket(e, target)),
+            Place::Object(target) => {
+                ZarrArray::open_object_read_only(target, &SaveOptions::default())
+                    .map_err(|e| explain_bucket(e, target))
+            }
         }
     }
 }

@@ -136,6 +136,22 @@ impl ZarrArray {
         )?))
     }
 
+    /// Opens the array at `target` in object storage for reading only: no writer lease is
+    /// read (one request fewer than [`ZarrArray::open_object`]), and every write is refused.
+    ///
+    /// # Errors
+    ///
+    /// As [`ZarrArray::open_object`].
+    #[cfg(feature = "s3")]
+    pub fn open_object_read_only(
+        target: &crate::object::ObjectTarget,
+        options: &SaveOptions,
+    ) -> Result<ZarrArray> {
+        ZarrArray::open_in(Box::new(crate::object::ObjectArrayStore::open_read_only(
+            target, options,
+        )))
+    }
+
     /// Starts a new array described by `meta` at `target` in object storage, replacing the
     /// array there (if any) when committed. Nothing is visible before
     /// [`ZarrArray::write_metadata`] commits it: chunks are written under the prefix, and
@@ -152,7 +168,8 @@ impl ZarrArray {
         options: &SaveOptions,
     ) -> Result<ZarrArray> {
         let store = crate::object::ObjectArrayStore::create(target, options)?;
-        if store.replaces() {
+        // Reading the old zarr.json also records its version, which the commit replaces.
+        {
             let old = store
                 .get(METADATA_FILE, MAX_METADATA_LEN)?
                 .map(|bytes| meta::parse(&bytes, &store.path_of(METADATA_FILE)))

@@ -209,7 +209,7 @@ impl ZarrObjectBackend {
     }
 
     fn open(&self, path: &Path) -> Result<ZarrArray> {
-        ZarrArray::open_object(&self.target_of(path)?, &SaveOptions::default())
+        ZarrArray::open_object_read_only(&self.target_of(path)?, &SaveOptions::default())
     }
 }
 

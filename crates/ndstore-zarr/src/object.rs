@@ -424,43 +424,42 @@ pub(crate) struct ObjectArrayStore {
     written: Mutex<BTreeSet<String>>,
     /// A request failed: what reached the store is unknown, so `sync` fails from now on.
     poisoned: Mutex<bool>,
-    /// The writer lease: claimed before the first chunk is written, released at commit.
-    lease: Mutex<Lease>,
+    /// The writer lease: read when the store is opened, so a writer that opened before another
+    /// one's claim stays refused after that one's release (the array may have changed under
+    /// it); claimed before the first chunk is written, released at commit. `None` in a store
+    /// opened for reading, which writes nothing.
+    lease: Mutex<Option<Lease>>,
     /// The store holds a new array replacing whatever is at the prefix (a save), so its
     /// commit removes the chunks it did not write; an opened array's commit keeps them.
     whole: bool,
 }
 
 impl ObjectArrayStore {
-    /// The store of the array at `target`, remembering the version of its `zarr.json` (none
-    /// for a new array) that a commit must replace.
+    /// The store of the array at `target`, with the writer lease as it is now. The version of
+    /// `zarr.json` that a commit must replace is recorded when the caller reads it next (none
+    /// for a new array), in the GET that gives its content.
     ///
     /// # Errors
     ///
-    /// The errors of reading the metadata's version.
+    /// The errors of reading the lease.
     pub(crate) fn open(target: &ObjectTarget, options: &SaveOptions) -> Result<ObjectArrayStore> {
-        let store = ObjectArrayStore {
+        let mut store = ObjectArrayStore::open_read_only(target, options);
+        store.lease = Mutex::new(Some(Lease::open(target)?));
+        Ok(store)
+    }
+
+    /// The store of the array at `target` for reading: it sends no request of its own (no
+    /// lease is read), and refuses every write.
+    pub(crate) fn open_read_only(target: &ObjectTarget, options: &SaveOptions) -> ObjectArrayStore {
+        ObjectArrayStore {
             target: target.clone(),
             options: *options,
             version: Mutex::new(None),
             written: Mutex::new(BTreeSet::new()),
             poisoned: Mutex::new(false),
-            lease: Mutex::new(Lease::open(target)?),
+            lease: Mutex::new(None),
             whole: false,
-        };
-        let location = target.object(METADATA_FILE);
-        let head = target.run(target.store.head(&location));
-        match head {
-            Ok(meta) => store.set_version(Some(UpdateVersion {
-                e_tag: meta.e_tag,
-                version: meta.version,
-            }))?,
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => {
-                return Err(store.error("cannot look for the array's zarr.json", METADATA_FILE, e));
-            }
         }
-        Ok(store)
     }
 
     /// The store of a new array at `target`, replacing the one there (if any) when committed:
@@ -509,6 +508,13 @@ impl ObjectArrayStore {
     /// request poisons the store.
     fn hold_lease(&self) -> Result<()> {
         let mut lease = self.lease.lock().map_err(|_| self.lock_error())?;
+        let Some(lease) = lease.as_mut() else {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "the array was opened for reading only; open it with ZarrArray::open_object to write",
+            )
+            .with_path(self.target.name()));
+        };
         lease.hold(&self.target).inspect_err(|e| {
             if e.kind() != ErrorKind::Locked {
                 self.poison();
@@ -519,6 +525,7 @@ impl ObjectArrayStore {
     /// Releases the writer lease, logging a failure (the lease then expires by itself).
     fn release_lease(&self) {
         if let Ok(mut lease) = self.lease.lock()
+            && let Some(lease) = lease.as_mut()
             && let Err(e) = lease.release(&self.target)
         {
             log::warn!("the array's lease could not be released (it expires by itself): {e}");
@@ -791,7 +798,7 @@ impl KeyStore for ObjectArrayStore {
         self.sync()?;
         {
             let mut lease = self.lease.lock().map_err(|_| self.lock_error())?;
-            if lease.is_held() {
+            if let Some(lease) = lease.as_mut().filter(|lease| lease.is_held()) {
                 lease.renew(&self.target)?;
             } else {
                 drop(lease);
@@ -850,6 +857,7 @@ impl KeyStore for ObjectArrayStore {
         if !self.replaces() && matches!(self.contains(METADATA_FILE), Ok(false)) {
             self.remove_written();
             if let Ok(mut lease) = self.lease.lock()
+                && let Some(lease) = lease.as_mut()
                 && let Err(e) = lease.remove(&self.target)
             {
                 log::warn!("an abandoned array's lease could not be removed: {e}");

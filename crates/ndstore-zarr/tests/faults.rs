@@ -157,3 +157,30 @@ fn a_shrinking_replace_removes_the_old_chunks_before_it_releases_its_lease() {
         .unwrap();
     assert_eq!(typed(&found), typed(&small));
 }
+
+/// A reader that opens an array for reading only sends the GET of `zarr.json`, one GET per
+/// chunk and one HEAD of `zarr.json` after them (the array did not change under the read): no
+/// lease read, no HEAD before the GET. A write through it is refused before any request.
+#[test]
+fn a_read_only_open_asks_only_for_the_metadata_and_the_chunks_and_refuses_writes() {
+    let store = Observed::plain(InMemory::new());
+    let target = ObjectTarget::new(Arc::new(store.clone()), "observed://", "a.zarr").unwrap();
+    save_object(&target, &version(1), meta(), &SaveOptions::default()).unwrap();
+    let chunks = (SHAPE[0] / CHUNKS[0]) * (SHAPE[1] / CHUNKS[1]);
+    let before = store.requests();
+    let array = ZarrArray::open_object_read_only(&target, &SaveOptions::default()).unwrap();
+    let found = array.read_all(&LoadOptions::default()).unwrap();
+    assert_eq!(typed(&found), typed(&version(1)));
+    assert_eq!(store.requests() - before, chunks + 2);
+    let before = (store.requests(), store.log().len());
+    let block = ndstore_conformance::sample::array(DTypeKind::F64, &CHUNKS, Order::C, 2);
+    let err = array.write_region(&[0, 0], &block).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("reading only"), "{err}");
+    assert_eq!((store.requests(), store.log().len()), before);
+    // Opened for writing, the array reads the lease first: one request more.
+    let before = store.requests();
+    let array = ZarrArray::open_object(&target, &SaveOptions::default()).unwrap();
+    array.read_all(&LoadOptions::default()).unwrap();
+    assert_eq!(store.requests() - before, chunks + 3);
+}
