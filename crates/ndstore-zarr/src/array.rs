@@ -253,6 +253,7 @@ impl ZarrArray {
     /// another writer committed first, [`ErrorKind::Poisoned`] after a failed chunk request,
     /// and the store's errors.
     pub fn write_metadata(&self) -> Result<()> {
+        self.store.check_writable()?;
         self.store.commit_metadata(&self.meta.to_bytes()?)
     }
 
@@ -885,6 +886,8 @@ impl ZarrArray {
     /// [`ErrorKind::TypeMismatch`] for values of another element type, [`ErrorKind::InvalidInput`]
     /// for a box outside the array; the errors of reading and of [`LocalStore::put`].
     pub fn write_region(&self, start: &[usize], values: &DynArray) -> Result<()> {
+        // Before anything is read: a box covering part of a chunk reads it first.
+        self.store.check_writable()?;
         if values.kind() != self.meta.kind {
             return Err(ndstore_core::__private::array::type_mismatch(
                 self.meta.kind,

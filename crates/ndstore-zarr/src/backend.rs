@@ -158,7 +158,11 @@ const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 /// ([`CrashGuarantee::PerChunk`]). A save that finds the array's lease held by another writer
 /// waits until it is released or expires (a killed writer's lease expires after the target's
 /// lease duration), then starts again; a conflict at the commit is returned as it is. A load
-/// opens the array again when a commit replaced its `zarr.json` during the read.
+/// opens the array again when a commit replaced its `zarr.json` by other bytes during the
+/// read. On S3 an ETag is the MD5 of the object's bytes, so a commit of identical metadata
+/// (an overwrite of the same shape and codecs) is not seen there: a load while such a save
+/// runs may return chunks of both arrays, each whole, as any read during an overwrite's
+/// chunk PUTs may (the per-chunk guarantee).
 #[cfg(feature = "s3")]
 #[derive(Clone, Debug)]
 pub struct ZarrObjectBackend {

@@ -474,7 +474,8 @@ impl ObjectArrayStore {
         Ok(store)
     }
 
-    /// True when a `zarr.json` existed when the store was opened.
+    /// True when the array's `zarr.json` existed when it was read (the GET that follows every
+    /// opening records its version); false for a new array.
     pub(crate) fn replaces(&self) -> bool {
         self.version.lock().is_ok_and(|v| v.is_some())
     }
@@ -509,17 +510,21 @@ impl ObjectArrayStore {
     fn hold_lease(&self) -> Result<()> {
         let mut lease = self.lease.lock().map_err(|_| self.lock_error())?;
         let Some(lease) = lease.as_mut() else {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "the array was opened for reading only; open it with ZarrArray::open_object to write",
-            )
-            .with_path(self.target.name()));
+            return Err(self.read_only_error());
         };
         lease.hold(&self.target).inspect_err(|e| {
             if e.kind() != ErrorKind::Locked {
                 self.poison();
             }
         })
+    }
+
+    fn read_only_error(&self) -> Error {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "the array was opened for reading only; open it with ZarrArray::open_object to write",
+        )
+        .with_path(self.target.name())
     }
 
     /// Releases the writer lease, logging a failure (the lease then expires by itself).
@@ -693,6 +698,13 @@ async fn abort(writer: WriteMultipart, location: &ObjectPath) {
 }
 
 impl KeyStore for ObjectArrayStore {
+    fn check_writable(&self) -> Result<()> {
+        match *self.lease.lock().map_err(|_| self.lock_error())? {
+            Some(_) => Ok(()),
+            None => Err(self.read_only_error()),
+        }
+    }
+
     fn get(&self, key: &str, limit: usize) -> Result<Option<Vec<u8>>> {
         let Some((bytes, meta)) = self.get_with(key, GetOptions::default(), limit)? else {
             return Ok(None);

@@ -429,6 +429,15 @@ pub(crate) trait KeyStore: std::fmt::Debug + Send + Sync {
         false
     }
 
+    /// Refuses, before any request, every write to a store opened for reading only.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidInput`] for such a store.
+    fn check_writable(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Stores `bytes` under `key` atomically: a reader sees the old bytes or the new ones.
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()>;
 

@@ -178,6 +178,14 @@ fn a_read_only_open_asks_only_for_the_metadata_and_the_chunks_and_refuses_writes
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
     assert!(err.to_string().contains("reading only"), "{err}");
     assert_eq!((store.requests(), store.log().len()), before);
+    // A box covering part of a chunk would read the chunk first: refused before that too,
+    // and so is a commit.
+    let part = ndstore_conformance::sample::array(DTypeKind::F64, &[2, 2], Order::C, 3);
+    let err = array.write_region(&[1, 1], &part).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let err = array.write_metadata().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert_eq!((store.requests(), store.log().len()), before);
     // Opened for writing, the array reads the lease first: one request more.
     let before = store.requests();
     let array = ZarrArray::open_object(&target, &SaveOptions::default()).unwrap();
