@@ -995,9 +995,12 @@ impl ZarrArray {
     /// each chunk waits on its own fsync (a synced local store), as many as keep
     /// [`SYNCED_WRITE_BYTES`] of chunks in flight, up to [`MAX_SYNCED_WRITERS`]: a thread
     /// waiting for the disk needs no core, and the disk takes several files' flushes at once.
+    /// Under a limit of the address space, one per core: each writer more reserves a thread's
+    /// stack and its chunk's buffers, which a process streaming below its array's size under
+    /// `ulimit -v` was refused (`ndstore convert`, in the command line's tests).
     fn write_workers(&self, chunk_len: usize) -> usize {
         let cores = core_workers();
-        if !self.store.waits_on_each_put() {
+        if !self.store.waits_on_each_put() || crate::sys::address_space_limited() {
             return cores;
         }
         (SYNCED_WRITE_BYTES / chunk_len.max(1)).clamp(cores, MAX_SYNCED_WRITERS.max(cores))

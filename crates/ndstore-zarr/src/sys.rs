@@ -86,6 +86,19 @@ fn is_symlink_at(dir: &File, name: &str) -> bool {
     stat.st_mode & libc::S_IFMT == libc::S_IFLNK
 }
 
+/// True when the process runs under a limit of its address space (`ulimit -v`,
+/// `RLIMIT_AS`), where every thread's stack and buffers count against the limit whether
+/// touched or not; false when there is none or it cannot be read.
+pub fn address_space_limited() -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid `struct rlimit` for getrlimit to fill.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) } == 0;
+    known && limit.rlim_cur != libc::RLIM_INFINITY
+}
+
 /// Removes the directory `path` and everything below it, as `std::fs::remove_dir_all` does,
 /// without std's directory streams: std panics when closing one fails (it asserts that
 /// `closedir` succeeds), and a failed close of a directory read only for its names is no
